@@ -1,0 +1,814 @@
+// Loading smtpd.yaml: libyaml events become a small tree of nodes that remember where they
+// were written, and one walk over that tree fills the typed Config; see config.hpp.
+// Input is untrusted text (fuzzed): every limit is checked here, and nothing is acted upon.
+#include "common/config.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <span>
+#include <utility>
+
+#include "common/fd.hpp"
+
+namespace postern::config {
+namespace {
+
+// Far above any sane configuration, low enough that a mistaken path (a log file, /dev/zero)
+// is refused before it costs anything.
+constexpr size_t kMaxFileSize = size_t{1} << 20;
+// The schema needs three levels; the limit bounds recursion in the tree builder.
+constexpr int kMaxDepth = 32;
+// Listener names show up in logs and smtpctl output, one word each.
+constexpr size_t kMaxListenerName = 64;
+// Offending text is echoed in messages: keep them one readable line.
+constexpr size_t kMaxQuoted = 64;
+
+constexpr std::array<std::string_view, 7> kTopKeys = {"hostname",  "user",    "queue_user", "spool",
+                                                      "empty_dir", "control", "listeners"};
+constexpr std::array<std::string_view, 2> kControlKeys = {"socket", "group"};
+constexpr std::array<std::string_view, 3> kListenerKeys = {"address", "role", "name"};
+constexpr std::array<std::string_view, kListenerRoleCount> kRoleNames = {"smtp", "submission",
+                                                                         "smtps"};
+
+std::string errno_text(int err) {
+  char buffer[256];
+  // GNU strerror_r: may return a static string instead of filling buffer.
+  return strerror_r(err, buffer, sizeof buffer);
+}
+
+std::string join(std::span<const std::string_view> words) {
+  std::string out;
+  for (const std::string_view word : words) {
+    if (!out.empty()) out += ", ";
+    out += word;
+  }
+  return out;
+}
+
+// Control characters (C0 and C1; YAML escapes can produce both) would let a hostile file forge
+// extra lines or terminal sequences in logs.
+std::string quote(std::string_view text) {
+  size_t n = std::min(text.size(), kMaxQuoted);
+  // Never cut a UTF-8 sequence in half.
+  while (n > 0 && n < text.size() && (static_cast<unsigned char>(text[n]) & 0xc0) == 0x80) --n;
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out = "'";
+  for (size_t i = 0; i < n; ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c < 0x20 || c == 0x7f) {
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 0xf];
+    } else if (c == 0xc2 && i + 1 < n && static_cast<unsigned char>(text[i + 1]) < 0xa0) {
+      const auto c1 = static_cast<unsigned char>(text[++i]);
+      out += "\\u00";
+      out += kHex[c1 >> 4];
+      out += kHex[c1 & 0xf];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  if (n < text.size()) out += "...";
+  out += "'";
+  return out;
+}
+
+struct Mark {
+  int line = 0;  // 1-based, as editors count
+  int column = 0;
+};
+
+Mark to_mark(const yaml_mark_t& mark) {
+  return Mark{static_cast<int>(mark.line) + 1, static_cast<int>(mark.column) + 1};
+}
+
+struct MapEntry;
+
+// What the walk needs from YAML: strings, lists and mappings, each with its position.
+struct Node {
+  enum class Kind : uint8_t {
+    scalar,
+    sequence,
+    mapping,
+    invalid,  // an alias: already reported, the walk skips it silently
+  };
+  Kind kind = Kind::invalid;
+  Mark mark;
+  std::string text;               // scalar
+  std::vector<Node> items;        // sequence
+  std::vector<MapEntry> entries;  // mapping, in file order
+};
+
+struct MapEntry {
+  Node key;
+  Node value;
+};
+
+class Reporter {
+ public:
+  explicit Reporter(const std::string& file) : file_(file) {}
+
+  void at(Mark mark, std::string message) {
+    errors_.push_back(ConfigError{file_, mark.line, mark.column, std::move(message)});
+  }
+  void whole_file(std::string message) { at(Mark{}, std::move(message)); }
+
+  bool empty() const { return errors_.empty(); }
+  // In file order, whatever order the checks ran in; errors about the whole file first.
+  ConfigErrors take() {
+    std::stable_sort(errors_.begin(), errors_.end(), [](const auto& a, const auto& b) {
+      return std::pair(a.line, a.column) < std::pair(b.line, b.column);
+    });
+    return std::move(errors_);
+  }
+
+ private:
+  const std::string& file_;
+  ConfigErrors errors_;
+};
+
+class Parser {
+ public:
+  Parser() : ready_(yaml_parser_initialize(&parser_) != 0) {}
+  ~Parser() {
+    if (ready_) yaml_parser_delete(&parser_);
+  }
+  Parser(const Parser&) = delete;
+  Parser& operator=(const Parser&) = delete;
+
+  bool ready() const { return ready_; }
+  yaml_parser_t* get() { return &parser_; }
+
+ private:
+  yaml_parser_t parser_{};
+  bool ready_;
+};
+
+class Event {
+ public:
+  Event() = default;
+  ~Event() { reset(); }
+  Event(const Event&) = delete;
+  Event& operator=(const Event&) = delete;
+
+  // Fills the event from the parser; false on a YAML error, which the parser describes.
+  bool next(yaml_parser_t* parser) {
+    reset();
+    filled_ = yaml_parser_parse(parser, &event_) != 0;
+    return filled_;
+  }
+  const yaml_event_t& operator*() const { return event_; }
+  const yaml_event_t* operator->() const { return &event_; }
+
+ private:
+  void reset() {
+    if (filled_) yaml_event_delete(&event_);
+    filled_ = false;
+  }
+  yaml_event_t event_{};
+  bool filled_ = false;
+};
+
+// Turns the event stream into one Node. Anchors, aliases and tags are refused: the schema
+// needs none of them, and aliases are how YAML files grow exponentially.
+class TreeBuilder {
+ public:
+  TreeBuilder(std::string_view text, Reporter& reporter) : text_(text), reporter_(reporter) {}
+
+  // The root of the document, or nullopt when nothing can be walked (errors reported).
+  std::optional<Node> build() {
+    if (!parser_.ready()) {
+      reporter_.whole_file("out of memory");
+      return std::nullopt;
+    }
+    yaml_parser_set_input_string(
+        parser_.get(), reinterpret_cast<const unsigned char*>(text_.data()), text_.size());
+    Event event;
+    if (!next(event)) return std::nullopt;  // STREAM-START
+    if (!next(event)) return std::nullopt;
+    if (event->type == YAML_STREAM_END_EVENT) {
+      reporter_.whole_file("empty configuration (expected a mapping with at least 'listeners')");
+      return std::nullopt;
+    }
+    if (!next(event)) return std::nullopt;  // past DOCUMENT-START
+    std::optional<Node> root = node(*event, 1);
+    if (!root) return std::nullopt;
+    if (!next(event)) return std::nullopt;  // DOCUMENT-END
+    if (!next(event)) return std::nullopt;
+    if (event->type == YAML_DOCUMENT_START_EVENT) {
+      // Stop here: whatever follows would be ignored, so it must not be half-checked either.
+      reporter_.at(to_mark(event->start_mark),
+                   "multiple documents are not supported (expected a single mapping)");
+    }
+    return root;
+  }
+
+ private:
+  bool next(Event& event) {
+    if (event.next(parser_.get())) return true;
+    report_parser_error();
+    return false;
+  }
+
+  void report_parser_error() {
+    const yaml_parser_t& p = *parser_.get();
+    const std::string problem = p.problem != nullptr ? p.problem : "unknown error";
+    switch (p.error) {
+      case YAML_MEMORY_ERROR:
+        reporter_.whole_file("out of memory while parsing");
+        return;
+      case YAML_READER_ERROR:
+        // The reader reports a byte offset, not a mark.
+        reporter_.at(mark_of_offset(p.problem_offset), "bad encoding: " + problem);
+        return;
+      default:
+        reporter_.at(to_mark(p.problem_mark), "YAML syntax error: " + problem);
+        return;
+    }
+  }
+
+  Mark mark_of_offset(size_t offset) const {
+    offset = std::min(offset, text_.size());
+    Mark mark{1, 1};
+    for (size_t i = 0; i < offset; ++i) {
+      const auto c = static_cast<unsigned char>(text_[i]);
+      if (c == '\n') {
+        ++mark.line;
+        mark.column = 1;
+      } else if ((c & 0xc0) != 0x80) {
+        ++mark.column;  // columns count characters, as libyaml's marks do
+      }
+    }
+    return mark;
+  }
+
+  void refuse_decorations(const yaml_char_t* anchor, const yaml_char_t* tag, Mark mark) {
+    if (anchor != nullptr) {
+      reporter_.at(mark, "anchors are not supported (" +
+                             quote("&" + std::string(reinterpret_cast<const char*>(anchor))) + ")");
+    }
+    if (tag != nullptr) {
+      reporter_.at(mark,
+                   "tags are not supported (" + quote(reinterpret_cast<const char*>(tag)) + ")");
+    }
+  }
+
+  // Builds the node that starts with event; depth counts enclosing collections.
+  std::optional<Node> node(const yaml_event_t& event, int depth) {
+    Node out;
+    out.mark = to_mark(event.start_mark);
+    switch (event.type) {
+      case YAML_ALIAS_EVENT:
+        reporter_.at(out.mark, "aliases are not supported");
+        return out;
+      case YAML_SCALAR_EVENT: {
+        const auto& scalar = event.data.scalar;
+        refuse_decorations(scalar.anchor, scalar.tag, out.mark);
+        out.kind = Node::Kind::scalar;
+        out.text.assign(reinterpret_cast<const char*>(scalar.value), scalar.length);
+        return out;
+      }
+      case YAML_SEQUENCE_START_EVENT:
+      case YAML_MAPPING_START_EVENT:
+        break;
+      default:
+        // libyaml only delivers the events above where a node is expected.
+        reporter_.at(out.mark, "YAML syntax error: unexpected event");
+        return std::nullopt;
+    }
+    if (depth > kMaxDepth) {
+      reporter_.at(out.mark, "nesting deeper than " + std::to_string(kMaxDepth) + " levels");
+      return std::nullopt;
+    }
+    const bool is_mapping = event.type == YAML_MAPPING_START_EVENT;
+    if (is_mapping) {
+      refuse_decorations(event.data.mapping_start.anchor, event.data.mapping_start.tag, out.mark);
+      out.kind = Node::Kind::mapping;
+    } else {
+      refuse_decorations(event.data.sequence_start.anchor, event.data.sequence_start.tag, out.mark);
+      out.kind = Node::Kind::sequence;
+    }
+    const yaml_event_type_t end = is_mapping ? YAML_MAPPING_END_EVENT : YAML_SEQUENCE_END_EVENT;
+    Event child;
+    for (;;) {
+      if (!next(child)) return std::nullopt;
+      if (child->type == end) return out;
+      std::optional<Node> first = node(*child, depth + 1);
+      if (!first) return std::nullopt;
+      if (!is_mapping) {
+        out.items.push_back(std::move(*first));
+        continue;
+      }
+      if (!next(child)) return std::nullopt;
+      std::optional<Node> second = node(*child, depth + 1);
+      if (!second) return std::nullopt;
+      out.entries.push_back(MapEntry{std::move(*first), std::move(*second)});
+    }
+  }
+
+  std::string_view text_;
+  Reporter& reporter_;
+  Parser parser_;
+};
+
+std::string default_hostname() {
+  char name[256] = {};
+  if (gethostname(name, sizeof name - 1) != 0 || name[0] == '\0') return "localhost";
+  return name;
+}
+
+bool valid_hostname(std::string_view name) {
+  if (name.empty() || name.size() > 253) return false;
+  size_t label = 0;
+  char previous = '.';
+  for (const char c : name) {
+    const bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    if (c == '.') {
+      // RFC 1035 2.3.1: labels are 1-63 characters and do not end with a hyphen.
+      if (label == 0 || previous == '-') return false;
+      label = 0;
+    } else if (alnum || c == '-') {
+      if (c == '-' && label == 0) return false;
+      if (++label > 63) return false;
+    } else {
+      return false;
+    }
+    previous = c;
+  }
+  return label > 0 && previous != '-';
+}
+
+// A name for getpwnam/getgrnam: ':' would break /etc/passwd and whitespace is a typo.
+bool valid_account_name(std::string_view name) {
+  if (name.empty()) return false;
+  for (const char c : name) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == ':' || u <= 0x20 || u == 0x7f) return false;
+  }
+  return true;
+}
+
+bool valid_listener_name(std::string_view name) {
+  if (name.empty() || name.size() > kMaxListenerName) return false;
+  for (const char c : name) {
+    if (c <= 0x20 || c >= 0x7f) return false;
+  }
+  return true;
+}
+
+enum class AddressProblem : uint8_t { syntax, port_range };
+
+Result<SocketAddress, AddressProblem> parse_address(std::string_view text) {
+  std::string_view host;
+  std::string_view port;
+  const bool bracketed = !text.empty() && text.front() == '[';
+  if (bracketed) {
+    const size_t close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      return AddressProblem::syntax;
+    }
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else {
+    const size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos) return AddressProblem::syntax;
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+    // An unbracketed IPv6 literal is ambiguous: is "::1:25" port 25 or address ::1:25?
+    if (host.find(':') != std::string_view::npos) return AddressProblem::syntax;
+  }
+  // inet_pton reads a C string: an embedded NUL would hide trailing junk.
+  if (host.empty() || host.find('\0') != std::string_view::npos) return AddressProblem::syntax;
+  if (port.empty()) return AddressProblem::syntax;
+  uint32_t port_number = 0;
+  for (const char c : port) {
+    if (c < '0' || c > '9') return AddressProblem::syntax;
+    port_number = std::min<uint32_t>(port_number * 10 + static_cast<uint32_t>(c - '0'), 1000000);
+  }
+  if (port_number < 1 || port_number > 65535) return AddressProblem::port_range;
+
+  const std::string host_z(host);
+  SocketAddress address;
+  if (bracketed) {
+    sockaddr_in6 sin6{};
+    sin6.sin6_family = AF_INET6;
+    sin6.sin6_port = htons(static_cast<uint16_t>(port_number));
+    if (inet_pton(AF_INET6, host_z.c_str(), &sin6.sin6_addr) != 1) return AddressProblem::syntax;
+    std::memcpy(&address.storage, &sin6, sizeof sin6);
+    address.length = sizeof sin6;
+  } else {
+    sockaddr_in sin{};
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons(static_cast<uint16_t>(port_number));
+    if (inet_pton(AF_INET, host_z.c_str(), &sin.sin_addr) != 1) return AddressProblem::syntax;
+    std::memcpy(&address.storage, &sin, sizeof sin);
+    address.length = sizeof sin;
+  }
+  return address;
+}
+
+// The bytes operator== compares, usable as a map key so that duplicate detection stays
+// O(n log n) on a hostile file with tens of thousands of listeners.
+std::string address_key(const SocketAddress& address) {
+  std::string key(1, static_cast<char>(address.family()));
+  if (address.family() == AF_INET) {
+    sockaddr_in sin{};
+    std::memcpy(&sin, &address.storage, sizeof sin);
+    key.append(reinterpret_cast<const char*>(&sin.sin_port), sizeof sin.sin_port);
+    key.append(reinterpret_cast<const char*>(&sin.sin_addr), sizeof sin.sin_addr);
+  } else if (address.family() == AF_INET6) {
+    sockaddr_in6 sin6{};
+    std::memcpy(&sin6, &address.storage, sizeof sin6);
+    key.append(reinterpret_cast<const char*>(&sin6.sin6_port), sizeof sin6.sin6_port);
+    key.append(reinterpret_cast<const char*>(&sin6.sin6_addr), sizeof sin6.sin6_addr);
+    key.append(reinterpret_cast<const char*>(&sin6.sin6_scope_id), sizeof sin6.sin6_scope_id);
+  }
+  return key;
+}
+
+// Fills a Config from the tree, reporting every problem rather than stopping at the first.
+class Walker {
+ public:
+  Walker(const std::string& file, std::string base_dir, Reporter& reporter)
+      : file_(file), base_dir_(std::move(base_dir)), reporter_(reporter) {}
+
+  Config walk(const Node& root) {
+    Config config;
+    config.file = file_;
+    config.hostname = default_hostname();
+    if (root.kind == Node::Kind::invalid) return config;
+    if (root.kind == Node::Kind::scalar && root.text.empty()) {
+      reporter_.whole_file("empty configuration (expected a mapping with at least 'listeners')");
+      return config;
+    }
+    if (root.kind != Node::Kind::mapping) {
+      reporter_.at(root.mark, "top level must be a mapping of settings (key: value)");
+      return config;
+    }
+    const auto fields = check_keys(root, "top level", kTopKeys);
+    if (const MapEntry* e = fields[0]) {
+      if (auto hostname = string_value(*e)) {
+        if (valid_hostname(*hostname)) {
+          config.hostname = std::move(*hostname);
+        } else {
+          reporter_.at(e->value.mark,
+                       "invalid hostname " + quote(*hostname) +
+                           " (expected letters, digits, '-' and '.', 1-253 characters)");
+        }
+      }
+    }
+    if (const MapEntry* e = fields[1]) account_value(*e, config.user);
+    if (const MapEntry* e = fields[2]) account_value(*e, config.queue_user);
+    if (const MapEntry* e = fields[3]) path_value(*e, config.spool_dir);
+    if (const MapEntry* e = fields[4]) path_value(*e, config.empty_dir);
+    if (const MapEntry* e = fields[5]) walk_control(*e, config.control);
+    if (const MapEntry* e = fields[6]) {
+      walk_listeners(*e, config.listeners);
+    } else {
+      reporter_.at(root.mark, "no listeners configured (expected a 'listeners' list)");
+    }
+    return config;
+  }
+
+ private:
+  // Reports unknown, duplicate and non-string keys; returns the entry for each allowed key.
+  template <size_t N>
+  std::array<const MapEntry*, N> check_keys(const Node& mapping, std::string_view where,
+                                            const std::array<std::string_view, N>& allowed) {
+    std::array<const MapEntry*, N> found{};
+    std::map<std::string, int, std::less<>> seen;
+    for (const MapEntry& entry : mapping.entries) {
+      const Node& key = entry.key;
+      if (key.kind == Node::Kind::invalid) continue;
+      if (key.kind != Node::Kind::scalar) {
+        reporter_.at(key.mark, "keys in " + std::string(where) + " must be strings");
+        continue;
+      }
+      const auto [it, inserted] = seen.emplace(key.text, key.mark.line);
+      if (!inserted) {
+        reporter_.at(key.mark, "duplicate key " + quote(key.text) + " (first at line " +
+                                   std::to_string(it->second) + ")");
+        continue;
+      }
+      size_t index = 0;
+      while (index < N && allowed[index] != key.text) ++index;
+      if (index == N) {
+        reporter_.at(key.mark, "unknown key " + quote(key.text) + " in " + std::string(where) +
+                                   " (expected one of: " + join(allowed) + ")");
+        continue;
+      }
+      found[index] = &entry;
+    }
+    return found;
+  }
+
+  std::optional<std::string> string_value(const MapEntry& entry) {
+    const Node& value = entry.value;
+    if (value.kind == Node::Kind::invalid) return std::nullopt;
+    if (value.kind != Node::Kind::scalar) {
+      reporter_.at(value.mark, quote(entry.key.text) + " must be a string");
+      return std::nullopt;
+    }
+    // "\0" in a double-quoted scalar would silently truncate the value at the C boundary.
+    if (value.text.find('\0') != std::string::npos) {
+      reporter_.at(value.mark, quote(entry.key.text) + " must not contain NUL characters");
+      return std::nullopt;
+    }
+    return value.text;
+  }
+
+  void account_value(const MapEntry& entry, std::string& out) {
+    auto name = string_value(entry);
+    if (!name) return;
+    if (!valid_account_name(*name)) {
+      reporter_.at(entry.value.mark, "invalid " + quote(entry.key.text) + " value " + quote(*name) +
+                                         " (expected a non-empty name without ':' or whitespace)");
+      return;
+    }
+    out = std::move(*name);
+  }
+
+  bool path_value(const MapEntry& entry, std::string& out) {
+    auto path = string_value(entry);
+    if (!path) return false;
+    if (path->empty()) {
+      reporter_.at(entry.value.mark,
+                   quote(entry.key.text) + " must not be empty (expected a path)");
+      return false;
+    }
+    if (path->front() == '/') {
+      out = std::move(*path);
+      return true;
+    }
+    if (base_dir_.empty()) {
+      reporter_.at(entry.value.mark, "cannot resolve relative path " + quote(*path) +
+                                         ": the current directory is unknown");
+      return false;
+    }
+    out = base_dir_;
+    if (out.back() != '/') out += '/';
+    out += *path;
+    return true;
+  }
+
+  void walk_control(const MapEntry& entry, Control& control) {
+    const Node& value = entry.value;
+    if (value.kind == Node::Kind::invalid) return;
+    if (value.kind != Node::Kind::mapping) {
+      reporter_.at(value.mark, "'control' must be a mapping");
+      return;
+    }
+    const auto fields = check_keys(value, "'control'", kControlKeys);
+    if (const MapEntry* e = fields[0]) {
+      std::string path;
+      if (path_value(*e, path)) {
+        if (path.size() >= sizeof(sockaddr_un::sun_path)) {
+          reporter_.at(e->value.mark, "control socket path is too long (" +
+                                          std::to_string(path.size()) +
+                                          " bytes once resolved; at most " +
+                                          std::to_string(sizeof(sockaddr_un::sun_path) - 1) + ")");
+        } else {
+          control.socket_path = std::move(path);
+        }
+      }
+    }
+    if (const MapEntry* e = fields[1]) {
+      std::string group;
+      account_value(*e, group);
+      if (!group.empty()) control.group = std::move(group);
+    }
+  }
+
+  // A listener with the positions the duplicate checks point at.
+  struct PlacedListener {
+    Listener listener;
+    Mark address_mark;
+    Mark name_mark;  // the address's when the name is the default
+  };
+
+  void walk_listeners(const MapEntry& entry, std::vector<Listener>& listeners) {
+    const Node& value = entry.value;
+    if (value.kind == Node::Kind::invalid) return;
+    if (value.kind != Node::Kind::sequence) {
+      reporter_.at(value.mark, "'listeners' must be a list");
+      return;
+    }
+    if (value.items.empty()) {
+      reporter_.at(value.mark, "no listeners configured (the 'listeners' list is empty)");
+      return;
+    }
+    std::map<std::string, int> address_lines;
+    std::map<std::string, int, std::less<>> name_lines;
+    for (const Node& item : value.items) {
+      if (item.kind == Node::Kind::invalid) continue;
+      if (item.kind != Node::Kind::mapping) {
+        reporter_.at(item.mark, "listener entry must be a mapping (with address, role, name)");
+        continue;
+      }
+      std::optional<PlacedListener> placed = walk_listener(item);
+      if (!placed) continue;
+      const Listener& listener = placed->listener;
+      const auto [first_address, fresh_address] =
+          address_lines.emplace(address_key(listener.address), placed->address_mark.line);
+      if (!fresh_address) {
+        reporter_.at(placed->address_mark, "duplicate listener " + listener.address.to_string() +
+                                               " (first defined at line " +
+                                               std::to_string(first_address->second) + ")");
+        continue;  // its default name would repeat the same complaint
+      }
+      const auto [first_name, fresh_name] =
+          name_lines.emplace(listener.name, placed->name_mark.line);
+      if (!fresh_name) {
+        reporter_.at(placed->name_mark, "duplicate listener name " + quote(listener.name) +
+                                            " (first defined at line " +
+                                            std::to_string(first_name->second) + ")");
+        continue;
+      }
+      listeners.push_back(std::move(placed->listener));
+    }
+  }
+
+  std::optional<PlacedListener> walk_listener(const Node& item) {
+    const auto fields = check_keys(item, "listener", kListenerKeys);
+    PlacedListener placed;
+    Listener& listener = placed.listener;
+    bool ok = true;
+    const MapEntry* address_entry = fields[0];
+    if (address_entry == nullptr) {
+      reporter_.at(item.mark, "listener has no 'address'");
+      ok = false;
+    } else if (auto text = string_value(*address_entry)) {
+      auto address = parse_address(*text);
+      if (address) {
+        listener.address = address.value();
+      } else if (address.error() == AddressProblem::port_range) {
+        reporter_.at(address_entry->value.mark,
+                     "bad listener address " + quote(*text) + ": port must be 1-65535");
+        ok = false;
+      } else {
+        reporter_.at(address_entry->value.mark,
+                     "bad listener address " + quote(*text) + " (expected IP:port or [IPv6]:port)");
+        ok = false;
+      }
+    } else {
+      ok = false;
+    }
+    if (const MapEntry* e = fields[1]) {
+      if (auto role = string_value(*e)) {
+        size_t index = 0;
+        while (index < kRoleNames.size() && kRoleNames[index] != *role) ++index;
+        if (index < kRoleNames.size()) {
+          listener.role = static_cast<ListenerRole>(index);
+        } else {
+          reporter_.at(e->value.mark, "unknown listener role " + quote(*role) +
+                                          " (expected one of: " + join(kRoleNames) + ")");
+          ok = false;
+        }
+      } else {
+        ok = false;
+      }
+    }
+    const MapEntry* name_entry = fields[2];
+    if (name_entry != nullptr) {
+      if (auto name = string_value(*name_entry)) {
+        if (valid_listener_name(*name)) {
+          listener.name = std::move(*name);
+        } else {
+          reporter_.at(name_entry->value.mark, "invalid listener name " + quote(*name) +
+                                                   " (expected 1-" +
+                                                   std::to_string(kMaxListenerName) +
+                                                   " printable characters without spaces)");
+          ok = false;
+        }
+      } else {
+        ok = false;
+      }
+    }
+    if (!ok) return std::nullopt;
+    placed.address_mark = address_entry->value.mark;
+    if (name_entry != nullptr) {
+      placed.name_mark = name_entry->value.mark;
+    } else {
+      listener.name =
+          std::string(listener_role_name(listener.role)) + "/" + listener.address.to_string();
+      placed.name_mark = placed.address_mark;
+    }
+    return placed;
+  }
+
+  const std::string& file_;
+  const std::string base_dir_;  // absolute, or empty when it could not be made so
+  Reporter& reporter_;
+};
+
+// parse_config's base_dir may be relative (a test, "smtpd -f etc/smtpd.yaml"); stored paths
+// must not be, since the daemon changes directory and chroots.
+std::string absolute_dir(const std::string& base_dir) {
+  if (!base_dir.empty() && base_dir.front() == '/') return base_dir;
+  std::unique_ptr<char, decltype(&std::free)> cwd(getcwd(nullptr, 0), &std::free);
+  if (!cwd) return {};
+  std::string out = cwd.get();
+  if (!base_dir.empty() && base_dir != ".") {
+    if (out.back() != '/') out += '/';
+    out += base_dir;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string_view listener_role_name(ListenerRole role) {
+  const auto index = static_cast<size_t>(role);
+  return index < kRoleNames.size() ? kRoleNames[index] : "unknown";
+}
+
+std::string SocketAddress::to_string() const {
+  char text[INET6_ADDRSTRLEN] = {};
+  if (family() == AF_INET) {
+    sockaddr_in sin{};
+    std::memcpy(&sin, &storage, sizeof sin);
+    inet_ntop(AF_INET, &sin.sin_addr, text, sizeof text);
+    return std::string(text) + ":" + std::to_string(ntohs(sin.sin_port));
+  }
+  if (family() == AF_INET6) {
+    sockaddr_in6 sin6{};
+    std::memcpy(&sin6, &storage, sizeof sin6);
+    inet_ntop(AF_INET6, &sin6.sin6_addr, text, sizeof text);
+    return "[" + std::string(text) + "]:" + std::to_string(ntohs(sin6.sin6_port));
+  }
+  return "(unset)";
+}
+
+bool operator==(const SocketAddress& a, const SocketAddress& b) {
+  if (a.family() != b.family()) return false;
+  if (a.family() != AF_INET && a.family() != AF_INET6) return a.length == b.length;
+  return address_key(a) == address_key(b);
+}
+
+std::optional<SocketAddress> parse_socket_address(std::string_view text) {
+  auto address = parse_address(text);
+  if (!address) return std::nullopt;
+  return address.value();
+}
+
+std::string ConfigError::to_string() const {
+  if (line == 0) return file + ": " + message;
+  std::string out = file + ":" + std::to_string(line);
+  if (column > 0) out += ":" + std::to_string(column);
+  return out + ": " + message;
+}
+
+Result<Config, ConfigErrors> parse_config(std::string_view text, const std::string& file,
+                                          const std::string& base_dir) {
+  Reporter reporter(file);
+  if (text.size() > kMaxFileSize) {
+    reporter.whole_file("file too large (more than 1 MiB)");
+    return reporter.take();
+  }
+  std::optional<Node> root = TreeBuilder(text, reporter).build();
+  if (!root) return reporter.take();
+  Config config = Walker(file, absolute_dir(base_dir), reporter).walk(*root);
+  if (!reporter.empty()) return reporter.take();
+  return config;
+}
+
+Result<Config, ConfigErrors> load_config(const std::string& path) {
+  auto fail = [&path](std::string message) {
+    return ConfigErrors{ConfigError{path, 0, 0, std::move(message)}};
+  };
+  const UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+  if (!fd) return fail("cannot open: " + errno_text(errno));
+  std::string text;
+  // Read one byte past the limit so that "too large" never depends on what stat claims.
+  char buffer[16384];
+  while (text.size() <= kMaxFileSize) {
+    const ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return fail("cannot read: " + errno_text(errno));
+    }
+    if (n == 0) break;
+    text.append(buffer, static_cast<size_t>(n));
+  }
+  if (text.size() > kMaxFileSize) return fail("file too large (more than 1 MiB)");
+
+  std::unique_ptr<char, decltype(&std::free)> real(realpath(path.c_str(), nullptr), &std::free);
+  if (!real) return fail("cannot resolve path: " + errno_text(errno));
+  std::string base_dir = real.get();
+  const size_t slash = base_dir.rfind('/');
+  base_dir.resize(slash == 0 || slash == std::string::npos ? 1 : slash);
+  return parse_config(text, path, base_dir);
+}
+
+}  // namespace postern::config

@@ -1,0 +1,75 @@
+// The configuration model: what /etc/postern/smtpd.yaml says, typed and validated. Only the
+// parent loads it; children receive the part they need over IPC (messages.hpp).
+// Relative paths in the file are taken relative to the file's own directory.
+#pragma once
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.hpp"
+
+namespace postern::config {
+
+enum class ListenerRole : uint8_t { smtp, submission, smtps };
+constexpr uint32_t kListenerRoleCount = 3;
+std::string_view listener_role_name(ListenerRole role);
+
+// An IP literal and port as written in the file: "127.0.0.1:25" or "[::1]:587".
+struct SocketAddress {
+  sockaddr_storage storage{};
+  socklen_t length = 0;
+
+  int family() const { return storage.ss_family; }
+  // "127.0.0.1:25", "[::1]:587"
+  std::string to_string() const;
+  friend bool operator==(const SocketAddress& a, const SocketAddress& b);
+};
+std::optional<SocketAddress> parse_socket_address(std::string_view text);
+
+struct Listener {
+  std::string name;  // unique; defaults to "<role>/<address>"
+  ListenerRole role = ListenerRole::smtp;
+  SocketAddress address;
+};
+
+struct Control {
+  std::string socket_path;           // absolute
+  std::optional<std::string> group;  // may use smtpctl besides root
+};
+
+struct Config {
+  std::string file;      // the file it was loaded from, as given
+  std::string hostname;  // defaults to the machine's host name
+  std::string user = "_smtpd";
+  std::string queue_user = "_smtpq";
+  std::string spool_dir = "/var/spool/postern";
+  std::string empty_dir = "/var/empty";
+  Control control{"/run/postern/smtpd.sock", std::nullopt};
+  std::vector<Listener> listeners;
+};
+
+struct ConfigError {
+  std::string file;
+  int line = 0;    // 1-based; 0 when the error is about the file as a whole
+  int column = 0;  // 1-based
+  std::string message;
+  // "file:line:column: message", or "file: message" when line is 0.
+  std::string to_string() const;
+};
+using ConfigErrors = std::vector<ConfigError>;
+
+// Reads and validates a configuration file; every error found is reported, not just the
+// first.
+Result<Config, ConfigErrors> load_config(const std::string& path);
+// The same from text already in memory; file names the source in errors and base_dir
+// anchors relative paths.
+Result<Config, ConfigErrors> parse_config(std::string_view text, const std::string& file,
+                                          const std::string& base_dir);
+
+}  // namespace postern::config

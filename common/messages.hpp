@@ -1,0 +1,322 @@
+// The IPC message schema: every message type declared once, with its number, name, payload,
+// which processes may send it, which may receive it, and whether it carries a descriptor.
+// Encoding and decoding live next to each declaration (messages.cpp); Dispatcher checks a
+// frame against the schema before any handler sees it, so a receiver never acts on a type
+// its sender may not send or on a payload that does not decode exactly.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <tuple>
+#include <unordered_map>
+#include <vector>
+
+#include "common/config.hpp"
+#include "common/fd.hpp"
+#include "common/ipc.hpp"
+#include "common/process.hpp"
+#include "common/result.hpp"
+#include "common/wire.hpp"
+
+namespace postern::msg {
+
+// Wire numbers; append only.
+enum class Type : uint16_t {
+  start = 1,
+  ready,
+  peer_channel,
+  peer_hello,
+  peer_fault,
+  status_request,
+  status_reply,
+  set_verbose,
+  smtp_config,
+  queue_config,
+  listener_add,
+  listener_remove,
+  control_socket,
+  ctl_show_status,
+  ctl_set_verbose,
+  ctl_stop,
+  ctl_status,
+  ctl_result,
+};
+
+enum class FdRule : uint8_t { none, required };
+
+struct MessageInfo {
+  Type type;
+  std::string_view name;
+  RoleMask senders;
+  RoleMask receivers;
+  FdRule fd;
+};
+
+// Bounds on repeated fields.
+constexpr size_t kMaxCounters = 64;
+constexpr size_t kMaxPeers = 8;
+constexpr size_t kMaxProcesses = 8;
+constexpr size_t kMaxNameLength = 64;
+constexpr size_t kMaxPathLength = 4096;
+
+// --- parent <-> child lifecycle -----------------------------------------------------------
+
+// The last message of a child's start-up sequence: drop privileges now, then answer Ready.
+struct Start {
+  static constexpr MessageInfo kInfo{Type::start, "start", roles(Role::parent), kAnyChild,
+                                     FdRule::none};
+  bool drop_privileges = false;
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  std::string chroot_dir;  // empty: no chroot
+  bool verbose = false;
+  void encode(wire::Writer& w) const;
+  static Start decode(wire::Reader& r);
+};
+
+struct Ready {
+  static constexpr MessageInfo kInfo{Type::ready, "ready", kAnyChild, roles(Role::parent),
+                                     FdRule::none};
+  void encode(wire::Writer&) const {}
+  static Ready decode(wire::Reader&) { return {}; }
+};
+
+// One end of a fresh socketpair to a peer; replaces any earlier channel to that peer.
+struct PeerChannel {
+  static constexpr MessageInfo kInfo{Type::peer_channel, "peer_channel", roles(Role::parent),
+                                     kAnyChild, FdRule::required};
+  Role peer = Role::parent;
+  void encode(wire::Writer& w) const;
+  static PeerChannel decode(wire::Reader& r);
+};
+
+// First words on a new peer channel; the header carries the sender's pid.
+struct PeerHello {
+  static constexpr MessageInfo kInfo{Type::peer_hello, "peer_hello", kAnyChild, kAnyChild,
+                                     FdRule::none};
+  void encode(wire::Writer&) const {}
+  static PeerHello decode(wire::Reader&) { return {}; }
+};
+
+// A child reports that a peer sent it something malformed; the parent restarts that peer.
+struct PeerFault {
+  static constexpr MessageInfo kInfo{Type::peer_fault, "peer_fault", kAnyChild, roles(Role::parent),
+                                     FdRule::none};
+  Role peer = Role::parent;
+  std::string reason;
+  void encode(wire::Writer& w) const;
+  static PeerFault decode(wire::Reader& r);
+};
+
+struct StatusRequest {
+  static constexpr MessageInfo kInfo{Type::status_request, "status_request", roles(Role::parent),
+                                     kAnyChild, FdRule::none};
+  void encode(wire::Writer&) const {}
+  static StatusRequest decode(wire::Reader&) { return {}; }
+};
+
+struct Counter {
+  std::string name;
+  uint64_t value = 0;
+  friend bool operator==(const Counter&, const Counter&) = default;
+};
+
+struct PeerState {
+  Role role = Role::parent;
+  uint32_t pid = 0;  // 0: no channel at the moment
+  friend bool operator==(const PeerState&, const PeerState&) = default;
+};
+
+struct StatusReply {
+  static constexpr MessageInfo kInfo{Type::status_reply, "status_reply", kAnyChild,
+                                     roles(Role::parent), FdRule::none};
+  int64_t started_at = 0;  // unix seconds
+  std::vector<Counter> counters;
+  std::vector<PeerState> peers;
+  void encode(wire::Writer& w) const;
+  static StatusReply decode(wire::Reader& r);
+};
+
+struct SetVerbose {
+  static constexpr MessageInfo kInfo{Type::set_verbose, "set_verbose", roles(Role::parent),
+                                     kAnyChild, FdRule::none};
+  bool verbose = false;
+  void encode(wire::Writer& w) const;
+  static SetVerbose decode(wire::Reader& r);
+};
+
+// --- configuration parts ------------------------------------------------------------------
+
+struct SmtpConfig {
+  static constexpr MessageInfo kInfo{Type::smtp_config, "smtp_config", roles(Role::parent),
+                                     roles(Role::smtp), FdRule::none};
+  std::string hostname;
+  void encode(wire::Writer& w) const;
+  static SmtpConfig decode(wire::Reader& r);
+};
+
+struct QueueConfig {
+  static constexpr MessageInfo kInfo{Type::queue_config, "queue_config", roles(Role::parent),
+                                     roles(Role::queue), FdRule::none};
+  std::string spool_dir;  // as the queue sees it (after its chroot)
+  void encode(wire::Writer& w) const;
+  static QueueConfig decode(wire::Reader& r);
+};
+
+// A bound, listening socket for the smtp process.
+struct ListenerAdd {
+  static constexpr MessageInfo kInfo{Type::listener_add, "listener_add", roles(Role::parent),
+                                     roles(Role::smtp), FdRule::required};
+  uint32_t id = 0;
+  std::string name;
+  config::ListenerRole role = config::ListenerRole::smtp;
+  std::string address;
+  void encode(wire::Writer& w) const;
+  static ListenerAdd decode(wire::Reader& r);
+};
+
+struct ListenerRemove {
+  static constexpr MessageInfo kInfo{Type::listener_remove, "listener_remove", roles(Role::parent),
+                                     roles(Role::smtp), FdRule::none};
+  uint32_t id = 0;
+  void encode(wire::Writer& w) const;
+  static ListenerRemove decode(wire::Reader& r);
+};
+
+// The listening control socket, bound by the parent.
+struct ControlSocket {
+  static constexpr MessageInfo kInfo{Type::control_socket, "control_socket", roles(Role::parent),
+                                     roles(Role::control), FdRule::required};
+  void encode(wire::Writer&) const {}
+  static ControlSocket decode(wire::Reader&) { return {}; }
+};
+
+// --- smtpctl requests: client -> control -> parent, answers back the same way -------------
+
+constexpr RoleMask kCtlRequestSenders = roles(Role::client, Role::control);
+constexpr RoleMask kCtlRequestReceivers = roles(Role::control, Role::parent);
+constexpr RoleMask kCtlAnswerSenders = roles(Role::parent, Role::control);
+constexpr RoleMask kCtlAnswerReceivers = roles(Role::control, Role::client);
+
+struct CtlShowStatus {
+  static constexpr MessageInfo kInfo{Type::ctl_show_status, "ctl_show_status", kCtlRequestSenders,
+                                     kCtlRequestReceivers, FdRule::none};
+  void encode(wire::Writer&) const {}
+  static CtlShowStatus decode(wire::Reader&) { return {}; }
+};
+
+struct CtlSetVerbose {
+  static constexpr MessageInfo kInfo{Type::ctl_set_verbose, "ctl_set_verbose", kCtlRequestSenders,
+                                     kCtlRequestReceivers, FdRule::none};
+  bool verbose = false;
+  void encode(wire::Writer& w) const;
+  static CtlSetVerbose decode(wire::Reader& r);
+};
+
+struct CtlStop {
+  static constexpr MessageInfo kInfo{Type::ctl_stop, "ctl_stop", kCtlRequestSenders,
+                                     kCtlRequestReceivers, FdRule::none};
+  void encode(wire::Writer&) const {}
+  static CtlStop decode(wire::Reader&) { return {}; }
+};
+
+struct ProcessStatus {
+  Role role = Role::parent;
+  uint32_t pid = 0;        // 0: not running (waiting to be restarted)
+  int64_t started_at = 0;  // unix seconds
+  uint32_t restarts = 0;
+  std::vector<Counter> counters;
+  std::vector<PeerState> peers;
+  friend bool operator==(const ProcessStatus&, const ProcessStatus&) = default;
+};
+
+struct CtlStatus {
+  static constexpr MessageInfo kInfo{Type::ctl_status, "ctl_status", kCtlAnswerSenders,
+                                     kCtlAnswerReceivers, FdRule::none};
+  std::vector<ProcessStatus> processes;
+  void encode(wire::Writer& w) const;
+  static CtlStatus decode(wire::Reader& r);
+};
+
+struct CtlResult {
+  static constexpr MessageInfo kInfo{Type::ctl_result, "ctl_result", kCtlAnswerSenders,
+                                     kCtlAnswerReceivers, FdRule::none};
+  bool ok = true;
+  std::string text;
+  void encode(wire::Writer& w) const;
+  static CtlResult decode(wire::Reader& r);
+};
+
+// Every message type, in one list: the schema table is derived from it.
+using AllMessages =
+    std::tuple<Start, Ready, PeerChannel, PeerHello, PeerFault, StatusRequest, StatusReply,
+               SetVerbose, SmtpConfig, QueueConfig, ListenerAdd, ListenerRemove, ControlSocket,
+               CtlShowStatus, CtlSetVerbose, CtlStop, CtlStatus, CtlResult>;
+
+// The schema entry for a wire type number, or nullptr for an unknown type.
+const MessageInfo* message_info(uint16_t type);
+std::span<const MessageInfo> all_message_info();
+
+// Decodes a payload that must be exactly one M.
+template <typename M>
+std::optional<M> decode_payload(std::span<const uint8_t> payload) {
+  wire::Reader r(payload);
+  M m = M::decode(r);
+  if (!r.finish()) return std::nullopt;
+  return m;
+}
+
+template <typename M>
+std::vector<uint8_t> encode_payload(const M& m) {
+  wire::Writer w;
+  m.encode(w);
+  return w.take();
+}
+
+// Queues M on a channel; false when the channel refused it (see Channel::send).
+template <typename M>
+[[nodiscard]] bool send(ipc::Channel& channel, const M& m, uint32_t request_id = 0,
+                        UniqueFd fd = {}) {
+  const std::vector<uint8_t> payload = encode_payload(m);
+  return channel.send(static_cast<uint16_t>(M::kInfo.type), request_id, payload, std::move(fd));
+}
+
+// What a handler learns about a frame besides its payload.
+struct Incoming {
+  Role from = Role::parent;
+  uint32_t request_id = 0;
+  uint32_t pid = 0;
+  UniqueFd fd;
+};
+
+// Routes frames to typed handlers after checking them against the schema.
+class Dispatcher {
+ public:
+  explicit Dispatcher(Role self) : self_(self) {}
+
+  template <typename M>
+  void on(std::function<void(Incoming&, M&&)> handler) {
+    handlers_[static_cast<uint16_t>(M::kInfo.type)] =
+        [h = std::move(handler)](Incoming& in, std::span<const uint8_t> payload) {
+          std::optional<M> m = decode_payload<M>(payload);
+          if (!m) return false;
+          h(in, std::move(*m));
+          return true;
+        };
+  }
+
+  // Runs the frame's handler, or explains why the frame is unacceptable from `from`: unknown
+  // type, a sender or receiver the schema does not allow, a missing or unexpected descriptor,
+  // no handler here, or a payload that does not decode exactly.
+  Status dispatch(Role from, ipc::Frame&& frame);
+
+ private:
+  using Handler = std::function<bool(Incoming&, std::span<const uint8_t>)>;
+  Role self_;
+  std::unordered_map<uint16_t, Handler> handlers_;
+};
+
+}  // namespace postern::msg

@@ -1,0 +1,55 @@
+// Privilege dropping; see privsep.hpp. The order follows what leaves nothing behind:
+// chroot while root, bounding set cleared while CAP_SETPCAP is still held, then the id change
+// (libcap-ng does setgroups/setresgid/setresuid), then no capability left, then no_new_privs.
+#include "common/privsep.hpp"
+
+#include <cap-ng.h>
+#include <grp.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace postern::privsep {
+namespace {
+
+Error errno_error(const std::string& what) {
+  return make_error(what + ": " + std::strerror(errno));
+}
+
+}  // namespace
+
+Status drop_privileges(uid_t uid, gid_t gid, const std::string& jail) {
+  if (uid == 0 || gid == 0) return make_error("refusing to run a child as root");
+  if (!jail.empty()) {
+    if (chroot(jail.c_str()) != 0) return errno_error("chroot " + jail);
+    if (chdir("/") != 0) return errno_error("chdir / in " + jail);
+  }
+  capng_clear(CAPNG_SELECT_BOTH);
+  if (capng_change_id(static_cast<int>(uid), static_cast<int>(gid),
+                      static_cast<capng_flags_t>(CAPNG_DROP_SUPP_GRP | CAPNG_CLEAR_BOUNDING)) != 0)
+    return errno_error("cannot switch to uid " + std::to_string(uid));
+
+  uid_t ruid, euid, suid;
+  gid_t rgid, egid, sgid;
+  if (getresuid(&ruid, &euid, &suid) != 0 || getresgid(&rgid, &egid, &sgid) != 0)
+    return errno_error("getresuid");
+  if (ruid != uid || euid != uid || suid != uid || rgid != gid || egid != gid || sgid != gid)
+    return make_error("user switch did not hold");
+  if (getgroups(0, nullptr) != 0) return make_error("supplementary groups remain");
+
+  capng_get_caps_process();
+  if (capng_have_capabilities(CAPNG_SELECT_CAPS) != CAPNG_NONE)
+    return make_error("capabilities remain after the user switch");
+  if (capng_have_capabilities(CAPNG_SELECT_BOUNDS) != CAPNG_NONE)
+    return make_error("the capability bounding set is not empty");
+  return restrict_unprivileged();
+}
+
+Status restrict_unprivileged() {
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return errno_error("PR_SET_NO_NEW_PRIVS");
+  return ok_status();
+}
+
+}  // namespace postern::privsep

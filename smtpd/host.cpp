@@ -1,0 +1,154 @@
+// Host preparation for the parent; see host.hpp.
+#include "smtpd/host.hpp"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+namespace postern::smtpd {
+namespace {
+
+Error errno_error(const std::string& what) {
+  return make_error(what + ": " + std::strerror(errno));
+}
+
+Status make_dirs(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::create_directories(path, ec);
+  if (ec) return make_error("cannot create " + path + ": " + ec.message());
+  return ok_status();
+}
+
+}  // namespace
+
+Result<Identities> resolve_identities(const config::Config& config) {
+  Identities ids;
+  ids.privileged = geteuid() == 0;
+  if (!ids.privileged) {
+    ids.smtpd_uid = ids.queue_uid = getuid();
+    ids.smtpd_gid = ids.queue_gid = getgid();
+    return ids;
+  }
+  std::string missing;
+  for (const auto* name : {&config.user, &config.queue_user}) {
+    const passwd* pw = getpwnam(name->c_str());
+    if (pw == nullptr) {
+      missing += (missing.empty() ? "" : ", ") + *name;
+      continue;
+    }
+    if (pw->pw_uid == 0 || pw->pw_gid == 0)
+      return make_error("system user " + *name + " must not have uid or gid 0");
+    if (name == &config.user) {
+      ids.smtpd_uid = pw->pw_uid;
+      ids.smtpd_gid = pw->pw_gid;
+    } else {
+      ids.queue_uid = pw->pw_uid;
+      ids.queue_gid = pw->pw_gid;
+    }
+  }
+  if (!missing.empty())
+    return make_error("missing system user(s): " + missing +
+                      " (create them, e.g. with systemd-sysusers and Postern's sysusers.d "
+                      "file, or useradd --system)");
+  return ids;
+}
+
+Status prepare_directories(const config::Config& config, const Identities& ids) {
+  if (Status st = make_dirs(config.spool_dir); !st.ok()) return st;
+  if (ids.privileged) {
+    if (chown(config.spool_dir.c_str(), ids.queue_uid, ids.queue_gid) != 0)
+      return errno_error("chown " + config.spool_dir);
+  }
+  if (chmod(config.spool_dir.c_str(), 0700) != 0) return errno_error("chmod " + config.spool_dir);
+
+  if (!ids.privileged) return ok_status();
+  // The jail of smtp, mta and control: an attacker there must find nothing and write nothing.
+  if (mkdir(config.empty_dir.c_str(), 0755) != 0 && errno != EEXIST)
+    return errno_error("cannot create " + config.empty_dir);
+  struct stat st {};
+  if (stat(config.empty_dir.c_str(), &st) != 0) return errno_error("stat " + config.empty_dir);
+  if (!S_ISDIR(st.st_mode) || st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH)) != 0)
+    return make_error("empty_dir " + config.empty_dir +
+                      " must be a directory owned by root and writable by no one else");
+  return ok_status();
+}
+
+Result<PidLock> PidLock::acquire(const std::string& spool_dir) {
+  PidLock lock;
+  lock.path_ = spool_dir + "/smtpd.pid";
+  lock.fd_.reset(open(lock.path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644));
+  if (!lock.fd_) return errno_error("cannot open " + lock.path_);
+  if (flock(lock.fd_.get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno != EWOULDBLOCK) return errno_error("cannot lock " + lock.path_);
+    char buf[32] = {};
+    const ssize_t n = pread(lock.fd_.get(), buf, sizeof buf - 1, 0);
+    const std::string pid = n > 0 ? std::string(buf, strnlen(buf, sizeof buf)) : "unknown";
+    return make_error("another smtpd (pid " + pid.substr(0, pid.find('\n')) +
+                      ") is running on spool " + spool_dir);
+  }
+  if (Status st = lock.write_pid(); !st.ok()) return st.error();
+  return lock;
+}
+
+Status PidLock::write_pid() {
+  const std::string text = std::to_string(getpid()) + "\n";
+  if (ftruncate(fd_.get(), 0) != 0 ||
+      pwrite(fd_.get(), text.data(), text.size(), 0) != static_cast<ssize_t>(text.size()))
+    return errno_error("cannot write " + path_);
+  return ok_status();
+}
+
+void PidLock::remove() {
+  if (fd_) unlink(path_.c_str());
+  fd_.reset();
+}
+
+Result<UniqueFd> bind_control_socket(const config::Config& config, const Identities& ids) {
+  const std::string& path = config.control.socket_path;
+  sockaddr_un sun{};
+  sun.sun_family = AF_UNIX;
+  if (path.size() >= sizeof sun.sun_path)
+    return make_error("control socket path too long: " + path);
+  std::memcpy(sun.sun_path, path.c_str(), path.size() + 1);
+
+  gid_t group = ids.privileged ? 0 : getgid();
+  if (config.control.group) {
+    const struct group* gr = getgrnam(config.control.group->c_str());
+    if (gr == nullptr)
+      return make_error("control group " + *config.control.group + " does not exist");
+    group = gr->gr_gid;
+  }
+  const std::string dir = std::filesystem::path(path).parent_path();
+  if (Status st = make_dirs(dir); !st.ok()) return st.error();
+
+  UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd) return errno_error("control socket");
+  // A socket file that still answers belongs to a running daemon: never steal it.
+  {
+    UniqueFd probe(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (probe && connect(probe.get(), reinterpret_cast<sockaddr*>(&sun), sizeof sun) == 0)
+      return make_error("control socket " + path + " is in use by a running smtpd");
+  }
+  if (unlink(path.c_str()) != 0 && errno != ENOENT) return errno_error("cannot remove " + path);
+  const mode_t old_umask = umask(0177);
+  const int rc = bind(fd.get(), reinterpret_cast<sockaddr*>(&sun), sizeof sun);
+  umask(old_umask);
+  if (rc != 0) return errno_error("cannot bind control socket " + path);
+  const mode_t mode = config.control.group ? 0660 : 0600;
+  if (chown(path.c_str(), ids.privileged ? 0 : getuid(), group) != 0 && config.control.group)
+    return errno_error("chown " + path);
+  if (chmod(path.c_str(), mode) != 0) return errno_error("chmod " + path);
+  if (listen(fd.get(), 16) != 0) return errno_error("listen on " + path);
+  return fd;
+}
+
+}  // namespace postern::smtpd

@@ -1,0 +1,29 @@
+// Binding the SMTP listeners; see listeners.hpp.
+#include "smtpd/listeners.hpp"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace postern::smtpd {
+
+Result<UniqueFd> bind_listener(const config::SocketAddress& address) {
+  const std::string where = address.to_string();
+  UniqueFd fd(socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd) return make_error("cannot create a socket for " + where + ": " + std::strerror(errno));
+  const int on = 1;
+  if (setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0)
+    return make_error("SO_REUSEADDR on " + where + ": " + std::strerror(errno));
+  if (address.family() == AF_INET6 &&
+      setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on) != 0)
+    return make_error("IPV6_V6ONLY on " + where + ": " + std::strerror(errno));
+  if (bind(fd.get(), reinterpret_cast<const sockaddr*>(&address.storage), address.length) != 0)
+    return make_error("cannot listen on " + where + ": " + std::strerror(errno));
+  if (listen(fd.get(), SOMAXCONN) != 0)
+    return make_error("cannot listen on " + where + ": " + std::strerror(errno));
+  return fd;
+}
+
+}  // namespace postern::smtpd

@@ -1,0 +1,175 @@
+// smtpd, the root parent: reads the configuration, prepares the host, binds the listeners and
+// the control socket, then forks and supervises the children. It reads no outside input and
+// does nothing else; see supervisor.hpp for what it does while running.
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "common/config.hpp"
+#include "common/event.hpp"
+#include "common/log.hpp"
+#include "postern_paths.h"
+#include "smtpd/host.hpp"
+#include "smtpd/listeners.hpp"
+#include "smtpd/supervisor.hpp"
+
+namespace postern::smtpd {
+namespace {
+
+void usage(FILE* out) {
+  std::fprintf(out,
+               "usage: smtpd [-dhnv] [-f file] [-x dir]\n"
+               "  -d       stay in the foreground and log to stderr\n"
+               "  -f file  configuration file (default %s)\n"
+               "  -h       show this help\n"
+               "  -n       check the configuration and exit\n"
+               "  -v       verbose logging\n"
+               "  -x dir   run the child programs from dir (default %s)\n",
+               POSTERN_CONFIG_FILE, POSTERN_LIBEXECDIR);
+}
+
+// Leaves the terminal: the caller's process exits, this one carries on in a new session.
+bool daemonize() {
+  const pid_t pid = fork();
+  if (pid < 0) return false;
+  if (pid > 0) _exit(0);
+  if (setsid() < 0) return false;
+  const int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null < 0) return false;
+  for (int fd = 0; fd <= 2; ++fd) dup2(null, fd);
+  if (null > 2) close(null);
+  return chdir("/") == 0;
+}
+
+int run(int argc, char** argv) {
+  SupervisorOptions options{.config_path = POSTERN_CONFIG_FILE,
+                            .exec_dir = POSTERN_LIBEXECDIR,
+                            .foreground = false,
+                            .verbose = false};
+  bool check_only = false;
+  for (int opt; (opt = getopt(argc, argv, "df:hnvx:")) != -1;) {
+    switch (opt) {
+      case 'd':
+        options.foreground = true;
+        break;
+      case 'f':
+        options.config_path = optarg;
+        break;
+      case 'h':
+        usage(stdout);
+        return 0;
+      case 'n':
+        check_only = true;
+        break;
+      case 'v':
+        options.verbose = true;
+        break;
+      case 'x':
+        options.exec_dir = optarg;
+        break;
+      default:
+        usage(stderr);
+        return 2;
+    }
+  }
+  if (optind != argc) {
+    usage(stderr);
+    return 2;
+  }
+  // Start-up problems go to the terminal that started us, whatever the later destination.
+  log::init("smtpd", log::Destination::stderr_stream, options.verbose);
+
+  Result<config::Config, config::ConfigErrors> loaded = config::load_config(options.config_path);
+  if (!loaded.ok()) {
+    for (const auto& e : loaded.error()) std::fprintf(stderr, "%s\n", e.to_string().c_str());
+    return 1;
+  }
+  if (check_only) {
+    std::printf("configuration OK\n");
+    return 0;
+  }
+  config::Config config = std::move(loaded).value();
+
+  if (char real[PATH_MAX]; realpath(options.exec_dir.c_str(), real) != nullptr)
+    options.exec_dir = real;
+  for (Role role : kChildRoles) {
+    const std::string path = options.exec_dir + "/" + std::string(process_info(role).executable);
+    if (access(path.c_str(), X_OK) != 0) {
+      log::error("cannot run %s: %s", path.c_str(), std::strerror(errno));
+      return 1;
+    }
+  }
+
+  Result<Identities> ids = resolve_identities(config);
+  if (!ids.ok()) {
+    log::error("%s", ids.error().message.c_str());
+    return 1;
+  }
+  if (Status st = prepare_directories(config, ids.value()); !st.ok()) {
+    log::error("%s", st.error().message.c_str());
+    return 1;
+  }
+  Result<PidLock> lock = PidLock::acquire(config.spool_dir);
+  if (!lock.ok()) {
+    log::error("%s", lock.error().message.c_str());
+    return 1;
+  }
+  std::vector<BoundListener> listeners;
+  uint32_t next_id = 1;
+  for (const auto& l : config.listeners) {
+    Result<UniqueFd> fd = bind_listener(l.address);
+    if (!fd.ok()) {
+      log::error("%s", fd.error().message.c_str());
+      return 1;
+    }
+    listeners.push_back({.id = next_id++, .listener = l, .fd = std::move(fd).value()});
+  }
+  Result<UniqueFd> control = bind_control_socket(config, ids.value());
+  if (!control.ok()) {
+    log::error("%s", control.error().message.c_str());
+    return 1;
+  }
+  const std::string control_path = config.control.socket_path;
+
+  if (!options.foreground) {
+    if (!daemonize()) {
+      log::error("cannot become a daemon: %s", std::strerror(errno));
+      return 1;
+    }
+    log::init("smtpd", log::Destination::syslog, options.verbose);
+    if (Status st = lock->write_pid(); !st.ok()) log::warn("%s", st.error().message.c_str());
+  }
+  if (!ids->privileged)
+    log::info("running as uid %d without root: children keep this user and are not chrooted",
+              static_cast<int>(getuid()));
+  signal(SIGPIPE, SIG_IGN);
+  tzset();
+
+  EventBasePtr base = make_event_base();
+  Supervisor supervisor(base.get(), options, std::move(config), ids.value(), std::move(listeners),
+                        std::move(control).value());
+  SignalHandler on_term(base.get(), SIGTERM, [&] { supervisor.stop(0); });
+  SignalHandler on_int(base.get(), SIGINT, [&] { supervisor.stop(0); });
+  SignalHandler on_hup(base.get(), SIGHUP, [&] { supervisor.reload(); });
+  log::info("Postern %s starting", POSTERN_VERSION);
+  supervisor.start();
+  event_base_dispatch(base.get());
+
+  unlink(control_path.c_str());
+  lock->remove();
+  log::info("stopped");
+  return supervisor.exit_status();
+}
+
+}  // namespace
+}  // namespace postern::smtpd
+
+int main(int argc, char** argv) {
+  return postern::smtpd::run(argc, argv);
+}

@@ -1,0 +1,462 @@
+// The parent's supervisor; see supervisor.hpp.
+#include "smtpd/supervisor.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+
+#include "common/log.hpp"
+
+namespace postern::smtpd {
+namespace {
+
+std::string name_of(Role role) {
+  return std::string(role_name(role));
+}
+
+std::string describe_wait_status(int wait_status) {
+  if (WIFEXITED(wait_status))
+    return "exited with status " + std::to_string(WEXITSTATUS(wait_status));
+  if (WIFSIGNALED(wait_status)) {
+    const int sig = WTERMSIG(wait_status);
+    const char* abbrev = sigabbrev_np(sig);
+    return "was killed by signal " + std::to_string(sig) +
+           (abbrev != nullptr ? std::string(" (SIG") + abbrev + ")" : "");
+  }
+  return "stopped (status " + std::to_string(wait_status) + ")";
+}
+
+}  // namespace
+
+Supervisor::Supervisor(event_base* base, SupervisorOptions options, config::Config config,
+                       Identities ids, std::vector<BoundListener> listeners,
+                       UniqueFd control_socket)
+    : base_(base),
+      options_(std::move(options)),
+      config_(std::move(config)),
+      ids_(ids),
+      listeners_(std::move(listeners)),
+      control_socket_(std::move(control_socket)),
+      started_at_(time(nullptr)),
+      sigchld_(base, SIGCHLD, [this] { reap(); }),
+      stop_deadline_(base, [this] {
+        for (Role role : kChildRoles) {
+          Child& c = child(role);
+          if (c.pid <= 0) continue;
+          log::warn("%s (pid %d) did not stop in time; killing it", name_of(c.role).c_str(),
+                    static_cast<int>(c.pid));
+          kill(c.pid, SIGKILL);
+        }
+      }) {
+  for (const auto& l : listeners_) next_listener_id_ = std::max(next_listener_id_, l.id + 1);
+  for (Role role : kChildRoles) {
+    Child& c = child(role);
+    c.role = role;
+    c.restart_timer = std::make_unique<Timer>(base_, [this, role] {
+      Child& again = child(role);
+      ++again.restarts;
+      spawn(again);
+    });
+  }
+  register_handlers();
+}
+
+void Supervisor::start() {
+  for (Role role : kChildRoles) spawn(child(role));
+}
+
+msg::Start Supervisor::start_message(Role role) const {
+  const ProcessInfo& info = process_info(role);
+  msg::Start m;
+  m.verbose = log::verbose();
+  m.drop_privileges = ids_.privileged;
+  if (!ids_.privileged) return m;
+  const bool queue = info.run_as == RunAs::queue_user;
+  m.uid = queue ? ids_.queue_uid : ids_.smtpd_uid;
+  m.gid = queue ? ids_.queue_gid : ids_.smtpd_gid;
+  switch (info.jail) {
+    case Jail::none:
+      break;
+    case Jail::empty_dir:
+      m.chroot_dir = config_.empty_dir;
+      break;
+    case Jail::spool_dir:
+      m.chroot_dir = config_.spool_dir;
+      break;
+  }
+  return m;
+}
+
+void Supervisor::spawn(Child& c) {
+  const ProcessInfo& info = process_info(c.role);
+  const std::string path = options_.exec_dir + "/" + std::string(info.executable);
+  const std::string argv0(info.executable);
+  std::vector<char*> argv{const_cast<char*>(argv0.c_str())};
+  if (options_.foreground) argv.push_back(const_cast<char*>("-d"));
+  if (log::verbose()) argv.push_back(const_cast<char*>("-v"));
+  argv.push_back(nullptr);
+
+  UniqueFd ours, theirs;
+  if (!ipc::make_socketpair(ours, theirs)) {
+    log::error("cannot create a channel for %s: %s", argv0.c_str(), std::strerror(errno));
+    stop(1);
+    return;
+  }
+  const pid_t pid = fork();
+  if (pid < 0) {
+    log::error("cannot fork %s: %s", argv0.c_str(), std::strerror(errno));
+    stop(1);
+    return;
+  }
+  if (pid == 0) {
+    // Only async-signal-safe calls until exec.
+    int fd = theirs.get();
+    if (fd == kParentChannelFd) {
+      fcntl(fd, F_SETFD, 0);
+    } else if (dup2(fd, kParentChannelFd) < 0) {
+      _exit(127);
+    }
+    close_range(kParentChannelFd + 1, ~0U, 0);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    execv(path.c_str(), argv.data());
+    const char* err = std::strerror(errno);
+    (void)!write(STDERR_FILENO, "smtpd: cannot exec ", 19);
+    (void)!write(STDERR_FILENO, path.c_str(), path.size());
+    (void)!write(STDERR_FILENO, ": ", 2);
+    (void)!write(STDERR_FILENO, err, std::strlen(err));
+    (void)!write(STDERR_FILENO, "\n", 1);
+    _exit(127);
+  }
+  theirs.reset();
+  c.pid = pid;
+  c.ready = false;
+  c.started_at = time(nullptr);
+  const Role role = c.role;
+  c.channel = std::make_unique<ipc::Channel>(
+      base_, std::move(ours), name_of(role),
+      ipc::Channel::Handlers{
+          .on_frame = [this, role](ipc::Frame&& f) { on_frame(role, std::move(f)); },
+          .on_close =
+              [this, role](ipc::CloseReason reason, std::string_view detail) {
+                // Usually the child died and reap() reports it; a child that lives on
+                // without its channel is of no use, so make sure it goes (an unreaped pid
+                // cannot have been reused).
+                Child& gone = child(role);
+                log::debug("channel to %s closed (%s%s%.*s)", name_of(role).c_str(),
+                           std::string(ipc::close_reason_name(reason)).c_str(),
+                           detail.empty() ? "" : ": ", static_cast<int>(detail.size()),
+                           detail.data());
+                if (!stopping_ && gone.pid > 0) kill(gone.pid, SIGKILL);
+                gone.channel.reset();
+              },
+          .on_drain = nullptr,
+      });
+  log::debug("started %s (pid %d)", argv0.c_str(), static_cast<int>(pid));
+  send_startup(c);
+}
+
+void Supervisor::send_startup(Child& c) {
+  bool queued = true;
+  switch (c.role) {
+    case Role::smtp:
+      queued = msg::send(*c.channel, msg::SmtpConfig{.hostname = config_.hostname});
+      for (const auto& l : listeners_) {
+        queued = queued && msg::send(*c.channel,
+                                     msg::ListenerAdd{.id = l.id,
+                                                      .name = l.listener.name,
+                                                      .role = l.listener.role,
+                                                      .address = l.listener.address.to_string()},
+                                     0, UniqueFd(fcntl(l.fd.get(), F_DUPFD_CLOEXEC, 0)));
+      }
+      break;
+    case Role::queue:
+      queued = msg::send(
+          *c.channel,
+          msg::QueueConfig{.spool_dir = ids_.privileged ? std::string("/") : config_.spool_dir});
+      break;
+    case Role::control:
+      queued = msg::send(*c.channel, msg::ControlSocket{}, 0,
+                         UniqueFd(fcntl(control_socket_.get(), F_DUPFD_CLOEXEC, 0)));
+      break;
+    default:
+      break;
+  }
+  wire_peers(c);
+  queued = queued && msg::send(*c.channel, start_message(c.role));
+  if (!queued) kill_child(c, "its start-up messages could not be queued");
+}
+
+void Supervisor::wire_peers(Child& c) {
+  for (Role peer_role : kChildRoles) {
+    if (!talks(c.role, peer_role)) continue;
+    Child& peer = child(peer_role);
+    if (peer.pid <= 0 || !peer.channel) continue;  // wired when it starts
+    UniqueFd a, b;
+    if (!ipc::make_socketpair(a, b)) {
+      log::error("cannot create a channel between %s and %s: %s", name_of(c.role).c_str(),
+                 name_of(peer_role).c_str(), std::strerror(errno));
+      continue;
+    }
+    if (!msg::send(*c.channel, msg::PeerChannel{.peer = peer_role}, 0, std::move(a)) ||
+        !msg::send(*peer.channel, msg::PeerChannel{.peer = c.role}, 0, std::move(b)))
+      log::warn("cannot wire %s to %s", name_of(c.role).c_str(), name_of(peer_role).c_str());
+  }
+}
+
+void Supervisor::kill_child(Child& c, const std::string& why) {
+  if (c.pid <= 0) return;
+  log::warn("killing %s (pid %d): %s", name_of(c.role).c_str(), static_cast<int>(c.pid),
+            why.c_str());
+  kill(c.pid, SIGKILL);
+}
+
+void Supervisor::reap() {
+  for (;;) {
+    int wait_status = 0;
+    const pid_t pid = waitpid(-1, &wait_status, WNOHANG);
+    if (pid <= 0) break;
+    for (Role role : kChildRoles) {
+      Child& c = child(role);
+      if (c.pid == pid) {
+        on_exit(c, wait_status);
+        break;
+      }
+    }
+  }
+  if (stopping_) leave_loop_when_done();
+}
+
+void Supervisor::on_exit(Child& c, int wait_status) {
+  const pid_t pid = c.pid;
+  c.pid = 0;
+  c.ready = false;
+  c.channel.reset();
+  if (stopping_) {
+    log::debug("%s (pid %d) %s", name_of(c.role).c_str(), static_cast<int>(pid),
+               describe_wait_status(wait_status).c_str());
+    return;
+  }
+  const auto now = std::chrono::steady_clock::now();
+  while (!c.recent_exits.empty() && now - c.recent_exits.front() > kCrashWindow)
+    c.recent_exits.pop_front();
+  c.recent_exits.push_back(now);
+  const auto crashes = static_cast<int>(c.recent_exits.size());
+  if (crashes >= kMaxCrashes) {
+    log::error("%s (pid %d) %s; it died %d times within %lld s, stopping Postern",
+               name_of(c.role).c_str(), static_cast<int>(pid),
+               describe_wait_status(wait_status).c_str(), crashes,
+               static_cast<long long>(kCrashWindow.count()));
+    stop(1);
+    return;
+  }
+  const auto delay = kFirstRestartDelay * (1 << (crashes - 1));
+  log::warn("%s (pid %d) %s; restarting it in %lld ms", name_of(c.role).c_str(),
+            static_cast<int>(pid), describe_wait_status(wait_status).c_str(),
+            static_cast<long long>(delay.count()));
+  c.restart_timer->arm(delay);
+}
+
+void Supervisor::on_frame(Role from, ipc::Frame&& frame) {
+  const Status st = dispatcher_.dispatch(from, std::move(frame));
+  if (!st.ok()) kill_child(child(from), "bad message: " + st.error().message);
+}
+
+void Supervisor::register_handlers() {
+  dispatcher_.on<msg::Ready>([this](msg::Incoming& in, msg::Ready&&) {
+    Child& c = child(in.from);
+    c.ready = true;
+    log::debug("%s (pid %d) is ready", name_of(c.role).c_str(), static_cast<int>(c.pid));
+  });
+  dispatcher_.on<msg::PeerFault>([this](msg::Incoming& in, msg::PeerFault&& m) {
+    if (m.peer == Role::parent || m.peer == Role::client || !talks(in.from, m.peer)) {
+      kill_child(child(in.from), "it reported a fault of a process it does not talk to");
+      return;
+    }
+    kill_child(child(m.peer),
+               name_of(in.from) + " received a bad message from it (" + m.reason + ")");
+  });
+  dispatcher_.on<msg::StatusReply>([this](msg::Incoming& in, msg::StatusReply&& m) {
+    auto round = rounds_.find(in.request_id);
+    if (round == rounds_.end()) return;  // answered after its round timed out
+    if (round->second.replies.emplace(in.from, std::move(m)).second) --round->second.awaited;
+    if (round->second.awaited == 0) finish_status(in.request_id);
+  });
+  dispatcher_.on<msg::CtlShowStatus>(
+      [this](msg::Incoming& in, msg::CtlShowStatus&&) { begin_status(in.request_id); });
+  dispatcher_.on<msg::CtlSetVerbose>([this](msg::Incoming& in, msg::CtlSetVerbose&& m) {
+    log::set_verbose(m.verbose);
+    log::info("log level %s", m.verbose ? "verbose" : "brief");
+    for (Role role : kChildRoles) {
+      Child& c = child(role);
+      if (c.channel && !msg::send(*c.channel, msg::SetVerbose{.verbose = m.verbose}))
+        log::warn("cannot tell %s the log level", name_of(role).c_str());
+    }
+    Child& control = child(Role::control);
+    if (control.channel &&
+        !msg::send(
+            *control.channel,
+            msg::CtlResult{.ok = true, .text = m.verbose ? "log level verbose" : "log level brief"},
+            in.request_id))
+      log::warn("cannot answer control");
+  });
+  dispatcher_.on<msg::CtlStop>([this](msg::Incoming& in, msg::CtlStop&&) {
+    log::info("stop requested through smtpctl");
+    Child& control = child(Role::control);
+    if (control.channel &&
+        !msg::send(*control.channel, msg::CtlResult{.ok = true, .text = "stopping"}, in.request_id))
+      log::warn("cannot answer control");
+    stop(0);
+  });
+}
+
+void Supervisor::begin_status(uint32_t control_request) {
+  const uint32_t id = next_round_++;
+  StatusRound& round = rounds_[id];
+  round.control_request = control_request;
+  for (Role role : kChildRoles) {
+    Child& c = child(role);
+    if (c.pid <= 0 || !c.channel) continue;
+    if (msg::send(*c.channel, msg::StatusRequest{}, id)) ++round.awaited;
+  }
+  round.timeout = std::make_unique<Timer>(base_, [this, id] { finish_status(id); });
+  round.timeout->arm(kStatusTimeout);
+  if (round.awaited == 0) finish_status(id);
+}
+
+void Supervisor::finish_status(uint32_t round_id) {
+  auto it = rounds_.find(round_id);
+  if (it == rounds_.end()) return;
+  StatusRound round = std::move(it->second);
+  rounds_.erase(it);
+
+  msg::CtlStatus status;
+  status.processes.push_back({.role = Role::parent,
+                              .pid = static_cast<uint32_t>(getpid()),
+                              .started_at = started_at_,
+                              .restarts = 0,
+                              .counters = {{"listeners", listeners_.size()}},
+                              .peers = {}});
+  for (Role role : kChildRoles) {
+    const Child& c = child(role);
+    msg::ProcessStatus p{.role = role,
+                         .pid = static_cast<uint32_t>(c.pid > 0 ? c.pid : 0),
+                         .started_at = c.started_at,
+                         .restarts = c.restarts,
+                         .counters = {},
+                         .peers = {}};
+    if (auto reply = round.replies.find(role); reply != round.replies.end()) {
+      p.counters = std::move(reply->second.counters);
+      p.peers = std::move(reply->second.peers);
+    }
+    status.processes.push_back(std::move(p));
+  }
+  Child& control = child(Role::control);
+  if (control.channel && !msg::send(*control.channel, status, round.control_request))
+    log::warn("cannot answer control's status request");
+}
+
+void Supervisor::apply_listeners(const std::vector<config::Listener>& wanted) {
+  Child& smtp = child(Role::smtp);
+  auto tell_smtp = [&](auto&& message, UniqueFd fd) {
+    if (smtp.channel && !msg::send(*smtp.channel, message, 0, std::move(fd)))
+      log::warn("cannot update smtp's listeners");
+  };
+  // Drop listeners whose address is gone or whose settings changed.
+  for (auto it = listeners_.begin(); it != listeners_.end();) {
+    bool keep = false;
+    for (const auto& w : wanted)
+      keep = keep || (w.address == it->listener.address && w.role == it->listener.role &&
+                      w.name == it->listener.name);
+    if (keep) {
+      ++it;
+      continue;
+    }
+    log::info("listener %s (%s) removed", it->listener.name.c_str(),
+              it->listener.address.to_string().c_str());
+    tell_smtp(msg::ListenerRemove{.id = it->id}, UniqueFd{});
+    it = listeners_.erase(it);
+  }
+  for (const auto& w : wanted) {
+    bool have = false;
+    for (const auto& l : listeners_) have = have || l.listener.address == w.address;
+    if (have) continue;
+    Result<UniqueFd> fd = bind_listener(w.address);
+    if (!fd.ok()) {
+      log::error("reload: %s", fd.error().message.c_str());
+      continue;
+    }
+    BoundListener& l = listeners_.emplace_back(
+        BoundListener{.id = next_listener_id_++, .listener = w, .fd = std::move(fd).value()});
+    log::info("listener %s (%s) added", w.name.c_str(), w.address.to_string().c_str());
+    tell_smtp(
+        msg::ListenerAdd{
+            .id = l.id, .name = w.name, .role = w.role, .address = w.address.to_string()},
+        UniqueFd(fcntl(l.fd.get(), F_DUPFD_CLOEXEC, 0)));
+  }
+}
+
+void Supervisor::reload() {
+  if (stopping_) return;
+  Result<config::Config, config::ConfigErrors> loaded = config::load_config(options_.config_path);
+  if (!loaded.ok()) {
+    for (const auto& e : loaded.error()) log::error("reload: %s", e.to_string().c_str());
+    log::error("reload of %s refused; the running configuration stays in force",
+               options_.config_path.c_str());
+    return;
+  }
+  config::Config next = std::move(loaded).value();
+  // These shape the process tree and the host; they take effect at the next start.
+  auto keep = [&](const char* key, auto& next_value, const auto& current_value) {
+    if (next_value == current_value) return;
+    log::warn("reload: '%s' changed; restart smtpd to apply it", key);
+    next_value = current_value;
+  };
+  keep("user", next.user, config_.user);
+  keep("queue_user", next.queue_user, config_.queue_user);
+  keep("spool", next.spool_dir, config_.spool_dir);
+  keep("empty_dir", next.empty_dir, config_.empty_dir);
+  keep("control.socket", next.control.socket_path, config_.control.socket_path);
+  keep("control.group", next.control.group, config_.control.group);
+
+  apply_listeners(next.listeners);
+  if (next.hostname != config_.hostname) {
+    Child& smtp = child(Role::smtp);
+    if (smtp.channel && !msg::send(*smtp.channel, msg::SmtpConfig{.hostname = next.hostname}))
+      log::warn("cannot send smtp its new configuration");
+  }
+  config_ = std::move(next);
+  log::info("configuration reloaded from %s", options_.config_path.c_str());
+}
+
+void Supervisor::stop(int status) {
+  if (stopping_) return;
+  stopping_ = true;
+  exit_status_ = status;
+  log::info("stopping");
+  for (Role role : kChildRoles) {
+    Child& c = child(role);
+    c.restart_timer->cancel();
+    if (!c.channel) continue;
+    // Answers already queued (smtpctl's "stopping") go out before the EOF that stops it.
+    c.channel->flush(std::chrono::milliseconds(500));
+    c.channel.reset();
+  }
+  stop_deadline_.arm(kStopGrace);
+  leave_loop_when_done();
+}
+
+void Supervisor::leave_loop_when_done() {
+  for (Role role : kChildRoles)
+    if (child(role).pid > 0) return;
+  stop_deadline_.cancel();
+  event_base_loopexit(base_, nullptr);
+}
+
+}  // namespace postern::smtpd

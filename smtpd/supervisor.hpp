@@ -1,0 +1,109 @@
+// The parent's supervisor: spawns the six children from libexecdir, wires a socketpair for
+// every pair of processes that talk, restarts a child that dies (with backoff, re-wiring its
+// peers) and stops the daemon when one keeps dying. It also answers smtpctl requests that
+// control forwards, reloads the configuration on SIGHUP and runs the orderly stop.
+// Never reads outside input: its only peers are its own children.
+#pragma once
+
+#include <sys/types.h>
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/config.hpp"
+#include "common/event.hpp"
+#include "common/ipc.hpp"
+#include "common/messages.hpp"
+#include "smtpd/host.hpp"
+#include "smtpd/listeners.hpp"
+
+namespace postern::smtpd {
+
+// A child dying this many times within kCrashWindow stops the daemon instead of a restart storm.
+constexpr int kMaxCrashes = 5;
+constexpr std::chrono::seconds kCrashWindow{60};
+constexpr std::chrono::milliseconds kFirstRestartDelay{100};
+// How long an orderly stop waits for children before SIGKILL.
+constexpr std::chrono::seconds kStopGrace{5};
+// How long a status request waits for children's answers.
+constexpr std::chrono::milliseconds kStatusTimeout{1000};
+
+struct SupervisorOptions {
+  std::string config_path;
+  std::string exec_dir;  // where the child executables are
+  bool foreground = false;
+  bool verbose = false;
+};
+
+class Supervisor {
+ public:
+  Supervisor(event_base* base, SupervisorOptions options, config::Config config, Identities ids,
+             std::vector<BoundListener> listeners, UniqueFd control_socket);
+  Supervisor(const Supervisor&) = delete;
+  Supervisor& operator=(const Supervisor&) = delete;
+
+  void start();
+  void reload();
+  // Closes every child's channel (they exit on EOF), SIGKILLs stragglers after kStopGrace and
+  // leaves the event loop; exit_status() is then the daemon's exit status.
+  void stop(int status);
+  int exit_status() const { return exit_status_; }
+
+ private:
+  struct Child {
+    Role role = Role::parent;
+    pid_t pid = 0;
+    std::unique_ptr<ipc::Channel> channel;
+    bool ready = false;
+    int64_t started_at = 0;
+    uint32_t restarts = 0;
+    std::deque<std::chrono::steady_clock::time_point> recent_exits;
+    std::unique_ptr<Timer> restart_timer;
+  };
+  struct StatusRound {
+    uint32_t control_request = 0;
+    std::map<Role, msg::StatusReply> replies;
+    int awaited = 0;
+    std::unique_ptr<Timer> timeout;
+  };
+
+  Child& child(Role role) { return children_[static_cast<size_t>(role)]; }
+  void spawn(Child& c);
+  void send_startup(Child& c);
+  void wire_peers(Child& c);
+  void reap();
+  void on_exit(Child& c, int wait_status);
+  void kill_child(Child& c, const std::string& why);
+  void on_frame(Role from, ipc::Frame&& frame);
+  void register_handlers();
+  void begin_status(uint32_t control_request);
+  void finish_status(uint32_t round_id);
+  void apply_listeners(const std::vector<config::Listener>& wanted);
+  msg::Start start_message(Role role) const;
+  void leave_loop_when_done();
+
+  event_base* base_;
+  SupervisorOptions options_;
+  config::Config config_;
+  Identities ids_;
+  std::vector<BoundListener> listeners_;
+  uint32_t next_listener_id_ = 1;
+  UniqueFd control_socket_;
+  std::array<Child, kRoleCount> children_;
+  msg::Dispatcher dispatcher_{Role::parent};
+  std::map<uint32_t, StatusRound> rounds_;
+  uint32_t next_round_ = 1;
+  int64_t started_at_ = 0;
+  bool stopping_ = false;
+  int exit_status_ = 0;
+  SignalHandler sigchld_;
+  Timer stop_deadline_;
+};
+
+}  // namespace postern::smtpd

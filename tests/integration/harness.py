@@ -1,0 +1,260 @@
+"""Runs a real Postern daemon for integration tests: writes a configuration with free
+loopback ports under a temporary directory, starts build/smtpd/smtpd in the foreground,
+and reads its state back through smtpctl and /proc."""
+
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+BUILD_DIR = os.environ.get("POSTERN_BUILD_DIR") or os.path.join(
+    os.path.dirname(__file__), "..", "..", "build")
+SMTPD = os.path.join(BUILD_DIR, "smtpd", "smtpd")
+SMTPCTL = os.path.join(BUILD_DIR, "smtpctl")
+CHILDREN = {
+    "smtp": "smtpd-smtp",
+    "queue": "smtpd-queue",
+    "mda": "smtpd-mda",
+    "mta": "smtpd-mta",
+    "lookup": "smtpd-lookup",
+    "control": "smtpd-control",
+}
+# Who talks to whom (DESIGN.md); status shows each of these peers' pids.
+PEERS = {
+    "smtp": {"queue", "lookup", "control"},
+    "queue": {"smtp", "mda", "mta", "lookup", "control"},
+    "mda": {"queue", "lookup", "control"},
+    "mta": {"queue", "lookup", "control"},
+    "lookup": {"smtp", "queue", "mda", "mta", "control"},
+    "control": {"smtp", "queue", "mda", "mta", "lookup"},
+}
+IS_ROOT = os.geteuid() == 0
+
+
+def free_port(family=socket.AF_INET, host="127.0.0.1"):
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def can_connect(host, port, family=socket.AF_INET, timeout=2.0):
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect((host, port))
+            return True
+    except OSError:
+        return False
+
+
+def wait_for(predicate, timeout, interval=0.02):
+    """Polls predicate until it returns something true; returns that, or None on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(interval)
+
+
+def pid_alive(pid):
+    """True while pid exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def proc_status(pid):
+    fields = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            fields[key] = value.strip()
+    return fields
+
+
+class Daemon:
+    """One smtpd under test. Use as a context manager; it is always killed afterwards."""
+
+    def __init__(self, listeners=None, extra="", directory=None, run_as=None):
+        self.owns_dir = directory is None
+        self.dir = directory or tempfile.mkdtemp(prefix="postern-test-")
+        os.chmod(self.dir, 0o755)
+        self.run_as = run_as  # a user name: start smtpd as that user (needs root)
+        self.spool = os.path.join(self.dir, "spool")
+        self.empty = os.path.join(self.dir, "empty")
+        self.socket = os.path.join(self.dir, "run", "smtpd.sock")
+        self.config = os.path.join(self.dir, "smtpd.yaml")
+        self.log_path = os.path.join(self.dir, "smtpd.log")
+        self.port = free_port()
+        if listeners is None:
+            listeners = [("smtp", f"127.0.0.1:{self.port}")]
+        self.listeners = listeners
+        self.extra = extra
+        self.proc = None
+        self.log = None
+        self.write_config()
+
+    def config_text(self, listeners=None, extra=None):
+        listeners = self.listeners if listeners is None else listeners
+        lines = [
+            "hostname: test.example",
+            f"spool: {self.spool}",
+            f"empty_dir: {self.empty}",
+            "control:",
+            f"  socket: {self.socket}",
+        ]
+        lines += (self.extra if extra is None else extra).splitlines()
+        lines.append("listeners:")
+        for role, address in listeners:
+            lines += [f'  - address: "{address}"', f"    role: {role}"]
+        return "\n".join(lines) + "\n"
+
+    def write_config(self, text=None):
+        with open(self.config, "w") as f:
+            f.write(self.config_text() if text is None else text)
+        os.chmod(self.config, 0o644)
+
+    def command(self, *args):
+        argv = [SMTPD, "-d", "-x", BUILD_DIR, "-f", self.config, *args]
+        if self.run_as:
+            argv = ["setpriv", f"--reuid={self.run_as}",
+                    f"--regid={pwd.getpwnam(self.run_as).pw_gid}", "--clear-groups"] + argv
+        return argv
+
+    def start(self, wait=True):
+        self.log = open(self.log_path, "ab")
+        env = dict(os.environ)
+        # LeakSanitizer cannot work in chrooted, no_new_privs children.
+        env.setdefault("ASAN_OPTIONS", "detect_leaks=0")
+        self.proc = subprocess.Popen(self.command(), stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True, env=env)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.kill()
+        if self.log:
+            self.log.close()
+        if self.owns_dir and not exc[0]:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+        # Children that escaped the process group would show up here.
+        for pid in self.descendants():
+            os.kill(pid, signal.SIGKILL)
+
+    def descendants(self):
+        """Pids of live processes whose parent is this daemon's parent process."""
+        if not self.proc:
+            return []
+        out = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    stat = f.read().rsplit(")", 1)[1].split()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if int(stat[1]) == self.proc.pid and stat[0] != "Z":
+                out.append(int(entry))
+        return out
+
+    def smtpctl(self, *args, check=False):
+        result = subprocess.run([SMTPCTL, "-s", self.socket, *args], capture_output=True,
+                                text=True, timeout=30)
+        if check and result.returncode != 0:
+            raise AssertionError(f"smtpctl {' '.join(args)} failed: {result.stderr}")
+        return result
+
+    def status(self):
+        """smtpctl show status as {process: {pid, restarts, details: {key: value}}}."""
+        result = self.smtpctl("show", "status")
+        if result.returncode != 0:
+            return None
+        table = {}
+        for line in result.stdout.splitlines()[1:]:
+            cols = line.split(None, 4)
+            details = {}
+            for item in (cols[4].split() if len(cols) > 4 else []):
+                key, _, value = item.partition("=")
+                details[key] = value
+            table[cols[0]] = {
+                "pid": None if cols[1] == "down" else int(cols[1]),
+                "restarts": None if cols[3] == "-" else int(cols[3]),
+                "details": details,
+            }
+        return table
+
+    @staticmethod
+    def peers_of(row):
+        """{peer: pid or None} from a status row."""
+        peers = {}
+        for item in row["details"].get("peers", "").split(","):
+            if item:
+                name, _, pid = item.partition(":")
+                peers[name] = None if pid == "down" else int(pid)
+        return peers
+
+    def fully_wired(self, table):
+        """True when every child runs and every peer channel reports the peer's current pid."""
+        if not table or any(table.get(role, {}).get("pid") is None for role in CHILDREN):
+            return False
+        for role, peers in PEERS.items():
+            seen = self.peers_of(table[role])
+            if set(seen) != peers:
+                return False
+            if any(seen[p] != table[p]["pid"] for p in peers):
+                return False
+        return True
+
+    def wait_ready(self, timeout=10):
+        table = wait_for(lambda: self._ready_table(), timeout)
+        if not table:
+            raise AssertionError(f"daemon not ready within {timeout} s; log:\n{self.read_log()}")
+        return table
+
+    def _ready_table(self):
+        if self.proc.poll() is not None:
+            raise AssertionError(f"smtpd exited with {self.proc.returncode}; log:\n"
+                                 f"{self.read_log()}")
+        if not os.path.exists(self.socket):
+            return None
+        table = self.status()
+        return table if self.fully_wired(table) else None
+
+    def read_log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def wait_log(self, pattern, timeout=5):
+        return wait_for(lambda: re.search(pattern, self.read_log(), re.M), timeout)
+
+    def signal(self, signo):
+        os.kill(self.proc.pid, signo)
+
+    def wait_exit(self, timeout=10):
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None

@@ -1,0 +1,106 @@
+"""smtpctl against a running daemon, and against none."""
+
+import os
+import stat
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import CHILDREN, SMTPCTL, Daemon, pid_alive, wait_for  # noqa: E402
+
+
+class Smtpctl(unittest.TestCase):
+    def test_show_status_lists_every_process(self):
+        with Daemon().start() as d:
+            r = d.smtpctl("show", "status")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            lines = r.stdout.splitlines()
+            self.assertEqual(lines[0].split(), ["PROCESS", "PID", "UPTIME", "RESTARTS", "DETAILS"])
+            names = [line.split()[0] for line in lines[1:]]
+            self.assertEqual(sorted(names), sorted(["parent", *CHILDREN]))
+            pids = {line.split()[0]: int(line.split()[1]) for line in lines[1:]}
+            self.assertEqual(pids["parent"], d.proc.pid)
+            self.assertEqual(sorted(pids[c] for c in CHILDREN), sorted(d.descendants()))
+
+    def test_log_verbose_and_brief_reach_every_process(self):
+        with Daemon().start() as d:
+            r = d.smtpctl("log", "verbose")
+            self.assertEqual((r.returncode, r.stdout), (0, "log level verbose\n"))
+            for program in ["smtpd", *CHILDREN.values()]:
+                self.assertTrue(d.wait_log(rf"^{program}\[\d+\]: log level verbose$"), program)
+            # Verbose means debug lines appear, e.g. for the next smtpctl connection.
+            d.smtpctl("show", "status", check=True)
+            self.assertTrue(d.wait_log(r"^smtpd-control\[\d+\]: debug: "))
+            r = d.smtpctl("log", "brief")
+            self.assertEqual((r.returncode, r.stdout), (0, "log level brief\n"))
+            for program in ["smtpd", *CHILDREN.values()]:
+                self.assertTrue(d.wait_log(rf"^{program}\[\d+\]: log level brief$"), program)
+            mark = len(d.read_log())
+            d.smtpctl("show", "status", check=True)
+            d.smtpctl("show", "status", check=True)
+            self.assertNotIn("debug:", d.read_log()[mark:])
+
+    def test_stop(self):
+        with Daemon().start() as d:
+            pids = d.descendants()
+            r = d.smtpctl("stop")
+            self.assertEqual((r.returncode, r.stdout), (0, "stopping\n"), r.stderr)
+            self.assertEqual(d.wait_exit(5), 0)
+            self.assertEqual([p for p in pids if pid_alive(p)], [])
+            self.assertIn("stop requested through smtpctl", d.read_log())
+
+    def test_not_running_is_said_plainly(self):
+        with Daemon() as d:
+            r = d.smtpctl("show", "status")
+            self.assertEqual(r.returncode, 1)
+            self.assertEqual(r.stdout, "")
+            self.assertIn(f"smtpd is not running (no daemon on {d.socket})", r.stderr)
+
+    def test_help_and_unknown_commands(self):
+        r = subprocess.run([SMTPCTL, "-h"], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0)
+        for command in ("show status", "log verbose", "log brief", "stop"):
+            self.assertIn(command, r.stdout)
+        r = subprocess.run([SMTPCTL, "-s", "/nonexistent", "frobnicate"], capture_output=True,
+                           text=True)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("unknown command: frobnicate", r.stderr)
+
+    def test_socket_path_from_the_configuration(self):
+        with Daemon().start() as d:
+            r = subprocess.run([SMTPCTL, "-f", d.config, "show", "status"], capture_output=True,
+                               text=True)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("control", r.stdout)
+
+    def test_socket_is_private_to_its_owner(self):
+        with Daemon().start() as d:
+            st = os.stat(d.socket)
+            self.assertTrue(stat.S_ISSOCK(st.st_mode))
+            self.assertEqual(stat.S_IMODE(st.st_mode), 0o600)
+            self.assertEqual(st.st_uid, os.geteuid())
+
+    def test_garbage_on_the_socket_closes_only_that_client(self):
+        import socket
+        with Daemon().start() as d:
+            control = d.status()["control"]["pid"]
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(d.socket)
+                s.sendall(b"\xff" * 64)  # not a frame
+                s.settimeout(5)
+                self.assertEqual(s.recv(100), b"")  # closed by control
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(d.socket)
+                # A well-formed frame of a type clients may not send (peer_hello = 4).
+                s.sendall(bytes([4, 0, 0, 0]) + bytes(12))
+                s.settimeout(5)
+                self.assertEqual(s.recv(100), b"")
+            self.assertTrue(d.wait_log(r"smtpctl client \d+: client may not send peer_hello"))
+            table = d.status()
+            self.assertEqual(table["control"]["pid"], control)
+            self.assertEqual(table["control"]["restarts"], 0)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

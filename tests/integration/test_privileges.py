@@ -1,0 +1,106 @@
+"""Privilege separation as seen from /proc: as root every child runs as its system user,
+chrooted where DESIGN.md says, with no capability and no_new_privs; missing users are named;
+an ordinary user runs the same tree without chroot and is told so once."""
+
+import grp
+import os
+import pwd
+import stat
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import CHILDREN, IS_ROOT, Daemon, proc_status  # noqa: E402
+
+if not IS_ROOT:
+    print("these checks need root (CI runs as root)")
+    sys.exit(77)
+
+ZERO_CAPS = "0000000000000000"
+
+
+class AsRoot(unittest.TestCase):
+    def test_children_drop_everything(self):
+        smtpd_user = pwd.getpwnam("_smtpd")
+        queue_user = pwd.getpwnam("_smtpq")
+        with Daemon().start() as d:
+            table = d.status()
+            jail = {"smtp": d.empty, "mta": d.empty, "control": d.empty, "queue": d.spool,
+                    "mda": "/", "lookup": "/"}
+            for role in CHILDREN:
+                pid = table[role]["pid"]
+                st = proc_status(pid)
+                user = queue_user if role == "queue" else smtpd_user
+                self.assertEqual(st["Uid"].split(), [str(user.pw_uid)] * 4, role)
+                self.assertEqual(st["Gid"].split(), [str(user.pw_gid)] * 4, role)
+                self.assertNotEqual(user.pw_uid, 0)
+                self.assertEqual(st["Groups"], "", role)
+                for caps in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+                    self.assertEqual(st[caps], ZERO_CAPS, f"{role} {caps}")
+                self.assertEqual(st["NoNewPrivs"], "1", role)
+                self.assertEqual(os.readlink(f"/proc/{pid}/root"), os.path.realpath(jail[role]),
+                                 role)
+            # The parent stays root: it alone binds, spawns and supervises.
+            self.assertEqual(proc_status(d.proc.pid)["Uid"].split()[0], "0")
+            self.assertNotIn("without root", d.read_log())
+
+    def test_spool_and_jail_ownership(self):
+        with Daemon().start() as d:
+            st = os.stat(d.spool)
+            self.assertEqual(st.st_uid, pwd.getpwnam("_smtpq").pw_uid)
+            self.assertEqual(stat.S_IMODE(st.st_mode), 0o700)
+            st = os.stat(d.empty)
+            self.assertEqual(st.st_uid, 0)
+            self.assertEqual(st.st_mode & 0o022, 0)
+
+    def test_writable_jail_is_refused(self):
+        with Daemon() as d:
+            os.makedirs(d.empty)
+            os.chmod(d.empty, 0o777)
+            d.start(wait=False)
+            self.assertEqual(d.wait_exit(5), 1)
+            self.assertIn(f"empty_dir {d.empty} must be a directory owned by root and writable "
+                          "by no one else", d.read_log())
+
+    def test_missing_system_users_are_named(self):
+        with Daemon(extra="user: _postern_nosuch\nqueue_user: _postern_nosuchq") as d:
+            d.start(wait=False)
+            self.assertEqual(d.wait_exit(5), 1)
+            self.assertIn("missing system user(s): _postern_nosuch, _postern_nosuchq",
+                          d.read_log())
+            self.assertEqual(d.descendants(), [])
+
+    def test_control_group_may_use_the_socket(self):
+        group = grp.getgrnam("mail")
+        with Daemon() as d:
+            d.write_config(d.config_text().replace(
+                f"  socket: {d.socket}", f"  socket: {d.socket}\n  group: mail"))
+            d.start()
+            st = os.stat(d.socket)
+            self.assertEqual(stat.S_IMODE(st.st_mode), 0o660)
+            self.assertEqual((st.st_uid, st.st_gid), (0, group.gr_gid))
+
+
+class AsOrdinaryUser(unittest.TestCase):
+    def test_same_tree_without_chroot_or_user_switch(self):
+        nobody = pwd.getpwnam("nobody")
+        with Daemon(run_as="nobody") as d:
+            os.chown(d.dir, nobody.pw_uid, nobody.pw_gid)
+            os.chown(d.config, nobody.pw_uid, nobody.pw_gid)
+            d.start()
+            table = d.status()
+            self.assertEqual(proc_status(d.proc.pid)["Uid"].split()[0], str(nobody.pw_uid))
+            for role in CHILDREN:
+                pid = table[role]["pid"]
+                st = proc_status(pid)
+                self.assertEqual(st["Uid"].split()[0], str(nobody.pw_uid), role)
+                self.assertEqual(os.readlink(f"/proc/{pid}/root"), "/", role)
+                self.assertEqual(st["NoNewPrivs"], "1", role)
+            log = d.read_log()
+            self.assertEqual(log.count("without root"), 1, log)
+            self.assertIn(f"running as uid {nobody.pw_uid} without root: children keep this user "
+                          "and are not chrooted", log)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

@@ -1,0 +1,118 @@
+"""The process tree under supervision: all seven processes up with the right programs,
+restarts with re-wiring after kill -9, a crash loop stopping the daemon, clean stops."""
+
+import os
+import signal
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import CHILDREN, PEERS, Daemon, free_port, pid_alive, wait_for  # noqa: E402
+
+
+class ProcessTree(unittest.TestCase):
+    def test_seven_processes_with_their_programs(self):
+        with Daemon().start() as d:
+            table = d.status()
+            self.assertEqual(set(table), {"parent", *CHILDREN})
+            self.assertEqual(table["parent"]["pid"], d.proc.pid)
+            with open(f"/proc/{d.proc.pid}/comm") as f:
+                self.assertEqual(f.read().strip(), "smtpd")
+            self.assertEqual(sorted(d.descendants()),
+                             sorted(table[role]["pid"] for role in CHILDREN))
+            for role, program in CHILDREN.items():
+                pid = table[role]["pid"]
+                self.assertEqual(os.path.basename(os.readlink(f"/proc/{pid}/exe")), program)
+                with open(f"/proc/{pid}/comm") as f:
+                    self.assertEqual(f.read().strip(), program)
+                self.assertEqual(table[role]["restarts"], 0)
+                self.assertEqual(set(d.peers_of(table[role])), PEERS[role])
+
+    def test_each_killed_child_is_back_within_two_seconds_and_rewired(self):
+        with Daemon().start() as d:
+            for role in CHILDREN:
+                before = d.status()
+                old = before[role]["pid"]
+                os.kill(old, signal.SIGKILL)
+                started = time.monotonic()
+                table = wait_for(lambda: (t := d.status()) and t[role]["pid"] not in (None, old)
+                                 and d.fully_wired(t) and t, 2.0)
+                self.assertIsNotNone(table, f"{role} not back and re-wired within 2 s")
+                self.assertLess(time.monotonic() - started, 2.0)
+                self.assertFalse(pid_alive(old))
+                self.assertEqual(table[role]["restarts"], 1)
+                # Every peer now holds a channel to the new process.
+                for peer in PEERS[role]:
+                    self.assertEqual(d.peers_of(table[peer])[role], table[role]["pid"])
+                    self.assertEqual(table[peer]["pid"], before[peer]["pid"])
+                self.assertTrue(d.wait_log(
+                    rf"{role} \(pid {old}\) was killed by signal 9 \(SIGKILL\); restarting"))
+
+    def test_crash_loop_stops_the_daemon(self):
+        with Daemon().start() as d:
+            all_pids = set(d.descendants())
+            victim = d.status()["mta"]["pid"]
+            for _ in range(5):
+                os.kill(victim, signal.SIGKILL)
+                all_pids.add(victim)
+
+                def next_mta():
+                    if d.proc.poll() is not None:
+                        return -1
+                    table = d.status()
+                    pid = table and table["mta"]["pid"]
+                    return pid if pid and pid != victim else None
+                nxt = wait_for(next_mta, 5)
+                if nxt == -1 or nxt is None:
+                    break
+                victim = nxt
+            self.assertEqual(d.wait_exit(10), 1, d.read_log())
+            self.assertRegex(d.read_log(), r"mta \(pid \d+\) was killed by signal 9 \(SIGKILL\); "
+                                           r"it died 5 times within 60 s, stopping Postern")
+            self.assertEqual([p for p in all_pids if pid_alive(p)], [])
+            self.assertFalse(os.path.exists(d.socket))
+
+    def test_sigterm_stops_everything(self):
+        with Daemon().start() as d:
+            pids = list(d.descendants())
+            self.assertEqual(len(pids), 6)
+            d.signal(signal.SIGTERM)
+            self.assertEqual(d.wait_exit(5), 0)
+            self.assertEqual([p for p in pids if pid_alive(p)], [])
+            self.assertFalse(os.path.exists(d.socket))
+            self.assertFalse(os.path.exists(os.path.join(d.spool, "smtpd.pid")))
+            self.assertIn("stopped", d.read_log())
+
+    def test_sigint_stops_everything(self):
+        with Daemon().start() as d:
+            pids = list(d.descendants())
+            d.signal(signal.SIGINT)
+            self.assertEqual(d.wait_exit(5), 0)
+            self.assertEqual([p for p in pids if pid_alive(p)], [])
+
+    def test_killed_parent_leaves_no_orphans(self):
+        with Daemon().start() as d:
+            pids = list(d.descendants())
+            d.signal(signal.SIGKILL)
+            d.proc.wait()
+            # Each child sees its parent channel close and exits on its own.
+            self.assertTrue(wait_for(lambda: not any(pid_alive(p) for p in pids), 5),
+                            [p for p in pids if pid_alive(p)])
+
+    def test_second_daemon_on_the_same_spool_is_refused(self):
+        with Daemon().start() as first:
+            second = Daemon(directory=first.dir)
+            second.config = os.path.join(first.dir, "second.yaml")
+            second.log_path = os.path.join(first.dir, "second.log")
+            second.socket = os.path.join(first.dir, "run2", "smtpd.sock")
+            second.write_config(second.config_text(listeners=[("smtp", f"127.0.0.1:{free_port()}")]))
+            second.start(wait=False)
+            self.assertEqual(second.wait_exit(5), 1)
+            self.assertIn(f"another smtpd (pid {first.proc.pid}) is running on spool "
+                          f"{first.spool}", second.read_log())
+            self.assertTrue(first.fully_wired(first.status()))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

@@ -1,0 +1,811 @@
+// Tests for common/config.cpp: the schema, every error with its exact position, load_config on
+// real files, parse_socket_address, and the golden files in tests/data/config (each
+// NAME.yaml with NAME.expected: the dumped Config for valid-*, the error lines for bad-*).
+#include "common/config.hpp"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#ifndef POSTERN_TEST_DATA_DIR
+#error "POSTERN_TEST_DATA_DIR must name tests/data"
+#endif
+
+namespace postern::config {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr char kBase[] = "/etc/postern";
+
+Result<Config, ConfigErrors> parse(std::string_view text) {
+  return parse_config(text, "t.yaml", kBase);
+}
+
+// The errors of a text that must fail, as "file:line:column: message" lines.
+std::vector<std::string> errors_of(std::string_view text) {
+  auto result = parse(text);
+  EXPECT_FALSE(result.ok()) << "expected errors for:\n" << text;
+  std::vector<std::string> lines;
+  if (result.ok()) return lines;
+  for (const ConfigError& error : result.error()) lines.push_back(error.to_string());
+  return lines;
+}
+
+// The single error of a text that must fail with exactly one.
+std::string error_of(std::string_view text) {
+  const auto lines = errors_of(text);
+  EXPECT_EQ(lines.size(), 1u) << ::testing::PrintToString(lines);
+  return lines.empty() ? std::string() : lines[0];
+}
+
+std::string machine_hostname() {
+  char name[256] = {};
+  if (gethostname(name, sizeof name - 1) != 0 || name[0] == '\0') return "localhost";
+  return name;
+}
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+void write_file(const fs::path& path, std::string_view text) {
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+}
+
+// A Config as text, for comparison with the golden *.expected files.
+std::string dump(const Config& config) {
+  std::ostringstream out;
+  out << "hostname: " << (config.hostname == machine_hostname() ? "<gethostname>" : config.hostname)
+      << "\n"
+      << "user: " << config.user << "\n"
+      << "queue_user: " << config.queue_user << "\n"
+      << "spool: " << config.spool_dir << "\n"
+      << "empty_dir: " << config.empty_dir << "\n"
+      << "control.socket: " << config.control.socket_path << "\n"
+      << "control.group: " << config.control.group.value_or("<none>") << "\n";
+  for (const Listener& listener : config.listeners) {
+    out << "listener: " << listener.name << " " << listener_role_name(listener.role) << " "
+        << listener.address.to_string() << "\n";
+  }
+  return out.str();
+}
+
+// A fresh directory under TMPDIR, removed with everything in it.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (fs::temp_directory_path() / "postern-config-XXXXXX").string();
+    if (mkdtemp(pattern.data()) != nullptr) path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    if (!path_.empty()) fs::remove_all(path_, ignored);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+// --- valid configurations ---
+
+TEST(ParseConfig, FullConfigSetsEveryField) {
+  const auto result = parse(R"(hostname: mail.example.org
+user: smtpd
+queue_user: 'smtpq'
+spool: /srv/spool
+empty_dir: "/srv/empty"
+control:
+  socket: /run/p.sock
+  group: mailadm
+listeners:
+  - address: 127.0.0.1:25
+    role: smtp
+    name: mx
+  - address: "[::1]:587"
+    role: submission
+    name: sub
+  - {address: 192.0.2.1:465, role: smtps, name: tls}
+)");
+  ASSERT_TRUE(result.ok()) << result.error()[0].to_string();
+  const Config& config = result.value();
+  EXPECT_EQ(config.file, "t.yaml");
+  EXPECT_EQ(config.hostname, "mail.example.org");
+  EXPECT_EQ(config.user, "smtpd");
+  EXPECT_EQ(config.queue_user, "smtpq");
+  EXPECT_EQ(config.spool_dir, "/srv/spool");
+  EXPECT_EQ(config.empty_dir, "/srv/empty");
+  EXPECT_EQ(config.control.socket_path, "/run/p.sock");
+  EXPECT_EQ(config.control.group, "mailadm");
+  ASSERT_EQ(config.listeners.size(), 3u);
+  EXPECT_EQ(config.listeners[0].name, "mx");
+  EXPECT_EQ(config.listeners[0].role, ListenerRole::smtp);
+  EXPECT_EQ(config.listeners[0].address.to_string(), "127.0.0.1:25");
+  EXPECT_EQ(config.listeners[1].name, "sub");
+  EXPECT_EQ(config.listeners[1].role, ListenerRole::submission);
+  EXPECT_EQ(config.listeners[1].address.to_string(), "[::1]:587");
+  EXPECT_EQ(config.listeners[1].address.family(), AF_INET6);
+  EXPECT_EQ(config.listeners[2].name, "tls");
+  EXPECT_EQ(config.listeners[2].role, ListenerRole::smtps);
+  EXPECT_EQ(config.listeners[2].address.to_string(), "192.0.2.1:465");
+}
+
+TEST(ParseConfig, DefaultsWhenAbsent) {
+  const auto result = parse("listeners:\n  - address: 127.0.0.1:25\n");
+  ASSERT_TRUE(result.ok()) << result.error()[0].to_string();
+  const Config& config = result.value();
+  EXPECT_EQ(config.hostname, machine_hostname());
+  EXPECT_EQ(config.user, "_smtpd");
+  EXPECT_EQ(config.queue_user, "_smtpq");
+  EXPECT_EQ(config.spool_dir, "/var/spool/postern");
+  EXPECT_EQ(config.empty_dir, "/var/empty");
+  EXPECT_EQ(config.control.socket_path, "/run/postern/smtpd.sock");
+  EXPECT_FALSE(config.control.group.has_value());
+  ASSERT_EQ(config.listeners.size(), 1u);
+  EXPECT_EQ(config.listeners[0].role, ListenerRole::smtp);
+}
+
+TEST(ParseConfig, ControlWithoutGroupKeepsDefaultGroup) {
+  const auto result = parse("control:\n  socket: /x.sock\nlisteners:\n  - address: 1.2.3.4:25\n");
+  ASSERT_TRUE(result.ok());
+  EXPECT_EQ(result->control.socket_path, "/x.sock");
+  EXPECT_FALSE(result->control.group.has_value());
+}
+
+TEST(ParseConfig, DefaultListenerNameIsRoleAndAddress) {
+  const auto result = parse(R"(listeners:
+  - address: 127.0.0.1:25
+  - address: "[2001:db8::1]:587"
+    role: submission
+  - address: 0.0.0.0:465
+    role: smtps
+)");
+  ASSERT_TRUE(result.ok()) << result.error()[0].to_string();
+  ASSERT_EQ(result->listeners.size(), 3u);
+  EXPECT_EQ(result->listeners[0].name, "smtp/127.0.0.1:25");
+  EXPECT_EQ(result->listeners[1].name, "submission/[2001:db8::1]:587");
+  EXPECT_EQ(result->listeners[2].name, "smtps/0.0.0.0:465");
+}
+
+TEST(ParseConfig, RelativePathsResolveAgainstBaseDir) {
+  const std::string text = R"(spool: spool
+empty_dir: ../empty
+control:
+  socket: run/smtpd.sock
+listeners:
+  - address: 127.0.0.1:25
+)";
+  for (const std::string base : {"/etc/postern", "/etc/postern/"}) {
+    const auto result = parse_config(text, "t.yaml", base);
+    ASSERT_TRUE(result.ok()) << result.error()[0].to_string();
+    EXPECT_EQ(result->spool_dir, "/etc/postern/spool");
+    EXPECT_EQ(result->empty_dir, "/etc/postern/../empty");
+    EXPECT_EQ(result->control.socket_path, "/etc/postern/run/smtpd.sock");
+  }
+}
+
+TEST(ParseConfig, RelativeBaseDirIsMadeAbsolute) {
+  const auto result =
+      parse_config("spool: q\nlisteners:\n  - address: 127.0.0.1:25\n", "t.yaml", "etc");
+  ASSERT_TRUE(result.ok());
+  EXPECT_EQ(result->spool_dir, fs::current_path().string() + "/etc/q");
+}
+
+TEST(ParseConfig, AcceptsFlowStyleAndComments) {
+  const auto result =
+      parse("# comment\n{hostname: a.b, listeners: [{address: '127.0.0.1:25'}]}  # trailing\n");
+  ASSERT_TRUE(result.ok()) << result.error()[0].to_string();
+  EXPECT_EQ(result->hostname, "a.b");
+}
+
+TEST(ParseConfig, AcceptsExplicitDocumentMarkers) {
+  EXPECT_TRUE(parse("---\nlisteners:\n  - address: 127.0.0.1:25\n...\n").ok());
+}
+
+TEST(ParseConfig, HostnameValidation) {
+  const std::string tail = "\nlisteners:\n  - address: 127.0.0.1:25\n";
+  for (const std::string& good :
+       std::vector<std::string>{"mail", "mail.example.org", "MX-1.example.org", "a1", "0.example",
+                                std::string(63, 'a') + ".org"}) {
+    const auto result = parse("hostname: " + good + tail);
+    EXPECT_TRUE(result.ok()) << good;
+    if (result.ok()) {
+      EXPECT_EQ(result->hostname, good);
+    }
+  }
+  for (const std::string& bad : std::vector<std::string>{
+           "mail_host", "'a b'", "-mail.org", "mail-.org", "mail..org", "mail.org.", ".mail", "''",
+           "'m\\u00e9l.org'", std::string(64, 'a') + ".org",
+           "a" + std::string(126, '.') /* shorter than 254 but empty labels */,
+           std::string(254, 'a')}) {
+    const auto lines = errors_of("hostname: " + bad + tail);
+    ASSERT_EQ(lines.size(), 1u) << bad;
+    EXPECT_TRUE(lines[0].starts_with("t.yaml:1:11: invalid hostname '")) << lines[0];
+    EXPECT_NE(lines[0].find("(expected letters, digits, '-' and '.', 1-253 characters)"),
+              std::string::npos);
+  }
+  // 253 characters in 63-character labels is the most a name may have.
+  const std::string longest = std::string(63, 'a') + "." + std::string(63, 'b') + "." +
+                              std::string(63, 'c') + "." + std::string(61, 'd');
+  ASSERT_EQ(longest.size(), 253u);
+  EXPECT_TRUE(parse("hostname: " + longest + tail).ok());
+}
+
+TEST(ParseConfig, AccountNamesAllowPunctuationButNotColonOrSpace) {
+  const auto result =
+      parse("user: _smtpd-1.x\ncontrol: {group: mail$}\nlisteners: [{address: '1.2.3.4:25'}]\n");
+  ASSERT_TRUE(result.ok());
+  EXPECT_EQ(result->user, "_smtpd-1.x");
+  EXPECT_EQ(result->control.group, "mail$");
+}
+
+// --- errors, one kind at a time, at their exact position ---
+
+TEST(ConfigErrors, YamlSyntaxErrorUsesProblemMark) {
+  EXPECT_EQ(error_of("listeners:\n  - address: 127.0.0.1:25\n role: smtp\n"),
+            "t.yaml:3:2: YAML syntax error: did not find expected key");
+  EXPECT_EQ(error_of("a: b: c\n"),
+            "t.yaml:1:5: YAML syntax error: mapping values are not allowed in this context");
+  EXPECT_EQ(error_of("listeners: [{address: 127.0.0.1:25}\n"),
+            "t.yaml:2:1: YAML syntax error: did not find expected ',' or ']'");
+}
+
+TEST(ConfigErrors, InvalidUtf8IsReportedWhereItIs) {
+  EXPECT_EQ(error_of("listeners:\n  - name: \"x\xff\"\n"),
+            "t.yaml:2:13: bad encoding: invalid leading UTF-8 octet");
+}
+
+TEST(ConfigErrors, ControlCharactersInInputAreRefused) {
+  const std::string text("user: a\0b\n", 10);
+  const std::string line = error_of(text);
+  EXPECT_TRUE(line.starts_with("t.yaml:1:8: bad encoding: ")) << line;
+}
+
+TEST(ConfigErrors, UnknownTopLevelKeyPointsAtTheKey) {
+  EXPECT_EQ(error_of("listeners:\n  - address: 127.0.0.1:25\nspol: /var/spool\n"),
+            "t.yaml:3:1: unknown key 'spol' in top level (expected one of: hostname, user, "
+            "queue_user, spool, empty_dir, control, listeners)");
+}
+
+TEST(ConfigErrors, UnknownControlKey) {
+  EXPECT_EQ(error_of("control:\n  socket: /s\n  mode: 0660\nlisteners: [{address: 1.2.3.4:25}]\n"),
+            "t.yaml:3:3: unknown key 'mode' in 'control' (expected one of: socket, group)");
+}
+
+TEST(ConfigErrors, UnknownListenerKey) {
+  EXPECT_EQ(error_of("listeners:\n  - address: 127.0.0.1:25\n    tls: yes\n"),
+            "t.yaml:3:5: unknown key 'tls' in listener (expected one of: address, role, name)");
+}
+
+TEST(ConfigErrors, UnknownKeyWithControlCharactersIsEscaped) {
+  const std::string line = error_of("\"a\\tb\\e\": 1\nlisteners: [{address: 1.2.3.4:25}]\n");
+  EXPECT_TRUE(line.starts_with("t.yaml:1:1: unknown key 'a\\x09b\\x1b' in top level")) << line;
+}
+
+TEST(ConfigErrors, C1ControlCharactersAreEscapedToo) {
+  // "\x9b" is CSI, which some terminals honour in its one-character form.
+  const std::string line = error_of("\"\\x9b31m\\u00e9\": 1\nlisteners: [{address: 1.2.3.4:25}]\n");
+  EXPECT_TRUE(line.starts_with("t.yaml:1:1: unknown key '\\u009b31m\u00e9' in top level")) << line;
+}
+
+TEST(ConfigErrors, TruncationKeepsUtf8Whole) {
+  // 63 ASCII bytes and a two-byte character straddling the 64-byte limit.
+  const std::string line =
+      error_of(std::string(63, 'k') + "\u00e9: 1\nlisteners: [{address: 1.2.3.4:25}]\n");
+  EXPECT_TRUE(line.starts_with("t.yaml:1:1: unknown key '" + std::string(63, 'k') + "...'"))
+      << line;
+}
+
+TEST(ConfigErrors, LongOffendingTextIsTruncated) {
+  const std::string line =
+      error_of("hostname: " + std::string(300, 'x') + "_\nlisteners: [{address: 1.2.3.4:25}]\n");
+  EXPECT_NE(line.find("'" + std::string(64, 'x') + "...'"), std::string::npos) << line;
+}
+
+TEST(ConfigErrors, DuplicateKeyPointsAtTheSecond) {
+  EXPECT_EQ(error_of("spool: /a\nlisteners: [{address: 1.2.3.4:25}]\nspool: /b\n"),
+            "t.yaml:3:1: duplicate key 'spool' (first at line 1)");
+  EXPECT_EQ(error_of("listeners:\n  - address: 1.2.3.4:25\n    role: smtp\n    role: smtps\n"),
+            "t.yaml:4:5: duplicate key 'role' (first at line 3)");
+  EXPECT_EQ(error_of("control:\n  group: a\n  group: b\nlisteners: [{address: 1.2.3.4:25}]\n"),
+            "t.yaml:3:3: duplicate key 'group' (first at line 2)");
+}
+
+TEST(ConfigErrors, DuplicateKeyKeepsTheFirstValue) {
+  // The second value is not looked at, so only the duplicate is reported.
+  EXPECT_EQ(error_of("user: a\nuser: [b]\nlisteners: [{address: 1.2.3.4:25}]\n"),
+            "t.yaml:2:1: duplicate key 'user' (first at line 1)");
+}
+
+TEST(ConfigErrors, WrongTypes) {
+  const std::string tail = "listeners: [{address: 1.2.3.4:25}]\n";
+  EXPECT_EQ(error_of("listeners:\n  address: 127.0.0.1:25\n"),
+            "t.yaml:2:3: 'listeners' must be a list");
+  EXPECT_EQ(error_of("listeners: 127.0.0.1:25\n"), "t.yaml:1:12: 'listeners' must be a list");
+  EXPECT_EQ(error_of("spool: [/a, /b]\n" + tail), "t.yaml:1:8: 'spool' must be a string");
+  EXPECT_EQ(error_of("empty_dir: {a: b}\n" + tail), "t.yaml:1:12: 'empty_dir' must be a string");
+  EXPECT_EQ(error_of("hostname: [a]\n" + tail), "t.yaml:1:11: 'hostname' must be a string");
+  EXPECT_EQ(error_of("user: [a]\n" + tail), "t.yaml:1:7: 'user' must be a string");
+  EXPECT_EQ(error_of("queue_user: {}\n" + tail), "t.yaml:1:13: 'queue_user' must be a string");
+  EXPECT_EQ(error_of("control: /run/s.sock\n" + tail), "t.yaml:1:10: 'control' must be a mapping");
+  EXPECT_EQ(error_of("control:\n  socket: [a]\n" + tail), "t.yaml:2:11: 'socket' must be a string");
+  EXPECT_EQ(error_of("control:\n  group: [a]\n" + tail), "t.yaml:2:10: 'group' must be a string");
+  EXPECT_EQ(error_of("listeners:\n  - 127.0.0.1:25\n"),
+            "t.yaml:2:5: listener entry must be a mapping (with address, role, name)");
+  EXPECT_EQ(error_of("listeners:\n  - address: [127.0.0.1:25]\n"),
+            "t.yaml:2:14: 'address' must be a string");
+  EXPECT_EQ(error_of("listeners:\n  - address: 1.2.3.4:25\n    role: [smtp]\n"),
+            "t.yaml:3:11: 'role' must be a string");
+  EXPECT_EQ(error_of("listeners:\n  - address: 1.2.3.4:25\n    name: {a: b}\n"),
+            "t.yaml:3:11: 'name' must be a string");
+  EXPECT_EQ(error_of("[a]: b\n" + tail), "t.yaml:1:1: keys in top level must be strings");
+}
+
+TEST(ConfigErrors, EmptyValues) {
+  const std::string tail = "listeners: [{address: 1.2.3.4:25}]\n";
+  EXPECT_EQ(error_of("spool:\n" + tail), "t.yaml:1:7: 'spool' must not be empty (expected a path)");
+  EXPECT_EQ(error_of("control:\n  socket: ''\n" + tail),
+            "t.yaml:2:11: 'socket' must not be empty (expected a path)");
+  EXPECT_EQ(error_of("control:\n" + tail), "t.yaml:1:9: 'control' must be a mapping");
+  EXPECT_EQ(error_of("user:\n" + tail),
+            "t.yaml:1:6: invalid 'user' value '' (expected a non-empty name without ':' or "
+            "whitespace)");
+}
+
+TEST(ConfigErrors, BadAccountNames) {
+  const std::string tail = "listeners: [{address: 1.2.3.4:25}]\n";
+  EXPECT_EQ(error_of("user: 'a b'\n" + tail),
+            "t.yaml:1:7: invalid 'user' value 'a b' (expected a non-empty name without ':' or "
+            "whitespace)");
+  EXPECT_EQ(error_of("queue_user: a:b\n" + tail),
+            "t.yaml:1:13: invalid 'queue_user' value 'a:b' (expected a non-empty name without "
+            "':' or whitespace)");
+  EXPECT_EQ(error_of("control: {group: \"a\\tb\"}\n" + tail),
+            "t.yaml:1:18: invalid 'group' value 'a\\x09b' (expected a non-empty name without "
+            "':' or whitespace)");
+}
+
+TEST(ConfigErrors, NulInsideAQuotedValueIsRefused) {
+  EXPECT_EQ(error_of("spool: \"/var/spool\\0/etc\"\nlisteners: [{address: 1.2.3.4:25}]\n"),
+            "t.yaml:1:8: 'spool' must not contain NUL characters");
+  EXPECT_EQ(error_of("listeners: [{address: \"1.2.3.4\\0:25\"}]\n"),
+            "t.yaml:1:23: 'address' must not contain NUL characters");
+}
+
+TEST(ConfigErrors, ControlSocketPathTooLong) {
+  const std::string fits = "/" + std::string(106, 's');
+  EXPECT_TRUE(parse("control: {socket: " + fits + "}\nlisteners: [{address: 1.2.3.4:25}]\n").ok());
+  const std::string line =
+      error_of("control:\n  socket: " + fits + "s\nlisteners: [{address: 1.2.3.4:25}]\n");
+  EXPECT_TRUE(line.starts_with("t.yaml:2:11: control socket path is too long (108 bytes")) << line;
+  // The limit applies once the path is resolved against the base directory.
+  const auto lines = errors_of("control: {socket: " + std::string(100, 's') +
+                               "}\nlisteners: [{address: 1.2.3.4:25}]\n");
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_TRUE(lines[0].starts_with("t.yaml:1:19: control socket path is too long (113 bytes"))
+      << lines[0];
+}
+
+TEST(ConfigErrors, BadListenerAddress) {
+  EXPECT_EQ(error_of("listeners:\n  - address: 1.2.3.4\n"),
+            "t.yaml:2:14: bad listener address '1.2.3.4' (expected IP:port or [IPv6]:port)");
+  EXPECT_EQ(error_of("listeners:\n  - address: localhost:25\n"),
+            "t.yaml:2:14: bad listener address 'localhost:25' (expected IP:port or "
+            "[IPv6]:port)");
+  EXPECT_EQ(error_of("listeners:\n  - address: '::1:25'\n"),
+            "t.yaml:2:14: bad listener address '::1:25' (expected IP:port or [IPv6]:port)");
+}
+
+TEST(ConfigErrors, ListenerPortOutOfRange) {
+  EXPECT_EQ(error_of("listeners:\n  - address: 1.2.3.4:0\n"),
+            "t.yaml:2:14: bad listener address '1.2.3.4:0': port must be 1-65535");
+  EXPECT_EQ(error_of("listeners:\n  - address: \"[::1]:65536\"\n"),
+            "t.yaml:2:14: bad listener address '[::1]:65536': port must be 1-65535");
+}
+
+TEST(ConfigErrors, UnknownListenerRole) {
+  EXPECT_EQ(error_of("listeners:\n  - address: 1.2.3.4:25\n    role: smpt\n"),
+            "t.yaml:3:11: unknown listener role 'smpt' (expected one of: smtp, submission, "
+            "smtps)");
+  // Roles are case-sensitive, as keys are.
+  EXPECT_EQ(error_of("listeners:\n  - {address: 1.2.3.4:25, role: SMTP}\n").substr(0, 47),
+            "t.yaml:2:33: unknown listener role 'SMTP' (expe");
+}
+
+TEST(ConfigErrors, BadListenerName) {
+  EXPECT_EQ(error_of("listeners:\n  - address: 1.2.3.4:25\n    name: 'a b'\n"),
+            "t.yaml:3:11: invalid listener name 'a b' (expected 1-64 printable characters "
+            "without spaces)");
+  EXPECT_TRUE(error_of("listeners:\n  - address: 1.2.3.4:25\n    name: ''\n")
+                  .starts_with("t.yaml:3:11: invalid listener name '' (expected"));
+  EXPECT_TRUE(
+      error_of("listeners:\n  - address: 1.2.3.4:25\n    name: " + std::string(65, 'n') + "\n")
+          .starts_with("t.yaml:3:11: invalid listener name 'nnn"));
+  EXPECT_TRUE(
+      parse("listeners:\n  - address: 1.2.3.4:25\n    name: " + std::string(64, 'n') + "\n").ok());
+}
+
+TEST(ConfigErrors, ListenerWithoutAddressPointsAtTheEntry) {
+  EXPECT_EQ(error_of("listeners:\n  - address: 1.2.3.4:25\n  - role: submission\n    name: x\n"),
+            "t.yaml:3:5: listener has no 'address'");
+}
+
+TEST(ConfigErrors, NoListeners) {
+  EXPECT_EQ(error_of("hostname: a.example\n"),
+            "t.yaml:1:1: no listeners configured (expected a 'listeners' list)");
+  EXPECT_EQ(error_of("# header\n\nhostname: a.example\n"),
+            "t.yaml:3:1: no listeners configured (expected a 'listeners' list)");
+  EXPECT_EQ(error_of("listeners: []\n"),
+            "t.yaml:1:12: no listeners configured (the 'listeners' list is empty)");
+  // A list whose every entry is broken reports the entries, not an empty list as well.
+  EXPECT_EQ(error_of("listeners:\n  - role: smtp\n"), "t.yaml:2:5: listener has no 'address'");
+}
+
+TEST(ConfigErrors, DuplicateListenerAddress) {
+  EXPECT_EQ(error_of(R"(listeners:
+  - address: 127.0.0.1:25
+  - address: 127.0.0.1:587
+  - address: 127.0.0.1:25
+    role: submission
+)"),
+            "t.yaml:4:14: duplicate listener 127.0.0.1:25 (first defined at line 2)");
+  // The same address written differently is still the same socket.
+  EXPECT_EQ(error_of("listeners:\n  - address: '[::1]:25'\n  - address: "
+                     "'[0:0:0:0:0:0:0:1]:25'\n"),
+            "t.yaml:3:14: duplicate listener [::1]:25 (first defined at line 2)");
+}
+
+TEST(ConfigErrors, DuplicateListenerName) {
+  EXPECT_EQ(error_of(R"(listeners:
+  - address: 127.0.0.1:25
+    name: mx
+  - address: 127.0.0.1:26
+    name: mx
+)"),
+            "t.yaml:5:11: duplicate listener name 'mx' (first defined at line 3)");
+  // An explicit name may collide with another listener's default one.
+  EXPECT_EQ(error_of(R"(listeners:
+  - address: 127.0.0.1:25
+  - address: 127.0.0.1:26
+    name: smtp/127.0.0.1:25
+)"),
+            "t.yaml:4:11: duplicate listener name 'smtp/127.0.0.1:25' (first defined at line 2)");
+}
+
+TEST(ConfigErrors, EmptyDocument) {
+  EXPECT_EQ(error_of(""),
+            "t.yaml: empty configuration (expected a mapping with at least "
+            "'listeners')");
+  EXPECT_EQ(error_of("# only a comment\n\n"),
+            "t.yaml: empty configuration (expected a mapping with at least 'listeners')");
+  EXPECT_EQ(error_of("---\n"),
+            "t.yaml: empty configuration (expected a mapping with at least 'listeners')");
+}
+
+TEST(ConfigErrors, TopLevelNotAMapping) {
+  EXPECT_EQ(error_of("- address: 127.0.0.1:25\n"),
+            "t.yaml:1:1: top level must be a mapping of settings (key: value)");
+  EXPECT_EQ(error_of("\n  listeners\n"),
+            "t.yaml:2:3: top level must be a mapping of settings (key: value)");
+}
+
+TEST(ConfigErrors, AliasesAnchorsAndTagsAreRefused) {
+  const std::string tail = "listeners: [{address: 1.2.3.4:25}]\n";
+  EXPECT_EQ(error_of("spool: &s /a\n" + tail), "t.yaml:1:8: anchors are not supported ('&s')");
+  EXPECT_EQ(error_of("user: !!str a\n" + tail),
+            "t.yaml:1:7: tags are not supported ('tag:yaml.org,2002:str')");
+  EXPECT_EQ(error_of("control: !x {}\n" + tail), "t.yaml:1:10: tags are not supported ('!x')");
+  const auto lines = errors_of("listeners:\n  - &l {address: 1.2.3.4:25}\n  - *l\n");
+  const std::vector<std::string> expected = {"t.yaml:2:5: anchors are not supported ('&l')",
+                                             "t.yaml:3:5: aliases are not supported"};
+  EXPECT_EQ(lines, expected);
+}
+
+TEST(ConfigErrors, MultipleDocuments) {
+  EXPECT_EQ(error_of("listeners: [{address: 1.2.3.4:25}]\n---\nuser: x\n"),
+            "t.yaml:2:1: multiple documents are not supported (expected a single mapping)");
+}
+
+TEST(ConfigErrors, NestingLimit) {
+  std::string deep = "listeners: [{address: 1.2.3.4:25}]\nx: ";
+  deep += std::string(31, '[') + std::string(31, ']') + "\n";
+  // 32 levels (the top-level mapping and 31 lists) are parsed; 'x' is merely unknown.
+  EXPECT_TRUE(error_of(deep).starts_with("t.yaml:2:1: unknown key 'x'"));
+  deep = "x: " + std::string(32, '[') + std::string(32, ']') + "\n";
+  EXPECT_EQ(error_of(deep), "t.yaml:1:35: nesting deeper than 32 levels");
+  // Far deeper input stops at the limit instead of recursing.
+  EXPECT_EQ(error_of(std::string(100000, '[')), "t.yaml:1:33: nesting deeper than 32 levels");
+}
+
+TEST(ConfigErrors, TextTooLarge) {
+  const std::string big = "# " + std::string(1 << 20, 'x') + "\n";
+  EXPECT_EQ(error_of(big), "t.yaml: file too large (more than 1 MiB)");
+}
+
+TEST(ConfigErrors, AllErrorsAreReportedInFileOrder) {
+  const auto lines = errors_of(R"(hostname: bad_name
+spool: [x]
+control:
+  sokcet: /s
+listeners:
+  - address: 1.2.3.4
+  - address: 127.0.0.1:25
+    role: relay
+  - name: orphan
+extra: 1
+)");
+  const std::vector<std::string> expected = {
+      "t.yaml:1:11: invalid hostname 'bad_name' (expected letters, digits, '-' and '.', 1-253 "
+      "characters)",
+      "t.yaml:2:8: 'spool' must be a string",
+      "t.yaml:4:3: unknown key 'sokcet' in 'control' (expected one of: socket, group)",
+      "t.yaml:6:14: bad listener address '1.2.3.4' (expected IP:port or [IPv6]:port)",
+      "t.yaml:8:11: unknown listener role 'relay' (expected one of: smtp, submission, smtps)",
+      "t.yaml:9:5: listener has no 'address'",
+      "t.yaml:10:1: unknown key 'extra' in top level (expected one of: hostname, user, "
+      "queue_user, spool, empty_dir, control, listeners)",
+  };
+  EXPECT_EQ(lines, expected);
+}
+
+TEST(ConfigErrors, ErrorsCarryFileLineAndColumn) {
+  const auto result = parse_config("listeners: 1\n", "/etc/postern/smtpd.yaml", kBase);
+  ASSERT_FALSE(result.ok());
+  ASSERT_EQ(result.error().size(), 1u);
+  const ConfigError& error = result.error()[0];
+  EXPECT_EQ(error.file, "/etc/postern/smtpd.yaml");
+  EXPECT_EQ(error.line, 1);
+  EXPECT_EQ(error.column, 12);
+  EXPECT_EQ(error.message, "'listeners' must be a list");
+}
+
+TEST(ConfigErrorToString, Formats) {
+  EXPECT_EQ((ConfigError{"f.yaml", 3, 5, "boom"}).to_string(), "f.yaml:3:5: boom");
+  EXPECT_EQ((ConfigError{"f.yaml", 0, 0, "boom"}).to_string(), "f.yaml: boom");
+  EXPECT_EQ((ConfigError{"f.yaml", 3, 0, "boom"}).to_string(), "f.yaml:3: boom");
+}
+
+// --- load_config ---
+
+TEST(LoadConfig, MissingFile) {
+  const auto result = load_config("/nonexistent/postern/smtpd.yaml");
+  ASSERT_FALSE(result.ok());
+  ASSERT_EQ(result.error().size(), 1u);
+  EXPECT_EQ(result.error()[0].line, 0);
+  EXPECT_EQ(result.error()[0].to_string(),
+            "/nonexistent/postern/smtpd.yaml: cannot open: No such file or directory");
+}
+
+TEST(LoadConfig, RelativePathsResolveAgainstTheFilesDirectory) {
+  const TempDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  fs::create_directory(dir.path() / "etc");
+  const fs::path file = dir.path() / "etc" / "smtpd.yaml";
+  write_file(file, R"(spool: spool
+empty_dir: /var/empty
+control:
+  socket: ../run/smtpd.sock
+listeners:
+  - address: 127.0.0.1:2525
+)");
+  // Given as a relative path from another directory, so that the base is the file's own.
+  const fs::path old_cwd = fs::current_path();
+  fs::current_path(dir.path());
+  const auto result = load_config("etc/smtpd.yaml");
+  fs::current_path(old_cwd);
+  ASSERT_TRUE(result.ok()) << result.error()[0].to_string();
+  const std::string real_dir = fs::canonical(dir.path() / "etc").string();
+  EXPECT_EQ(result->file, "etc/smtpd.yaml");
+  EXPECT_EQ(result->spool_dir, real_dir + "/spool");
+  EXPECT_EQ(result->empty_dir, "/var/empty");
+  EXPECT_EQ(result->control.socket_path, real_dir + "/../run/smtpd.sock");
+}
+
+TEST(LoadConfig, ErrorsNameTheFileAsGiven) {
+  const TempDir dir;
+  const fs::path file = dir.path() / "bad.yaml";
+  write_file(file, "listeners:\n  - address: 1.2.3.4:99999\n");
+  const auto result = load_config(file.string());
+  ASSERT_FALSE(result.ok());
+  ASSERT_EQ(result.error().size(), 1u);
+  EXPECT_EQ(result.error()[0].to_string(),
+            file.string() + ":2:14: bad listener address '1.2.3.4:99999': port must be 1-65535");
+}
+
+TEST(LoadConfig, FileTooLarge) {
+  const TempDir dir;
+  const fs::path file = dir.path() / "big.yaml";
+  write_file(file, std::string((1 << 20) + 1, '#'));
+  const auto result = load_config(file.string());
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.error()[0].to_string(), file.string() + ": file too large (more than 1 MiB)");
+  // Exactly 1 MiB is read and parsed.
+  const std::string valid = "listeners: [{address: 1.2.3.4:25}]\n";
+  write_file(file, valid + std::string((size_t{1} << 20) - valid.size(), '#'));
+  ASSERT_EQ(fs::file_size(file), size_t{1} << 20);
+  EXPECT_TRUE(load_config(file.string()).ok());
+}
+
+TEST(LoadConfig, DirectoryIsRefused) {
+  const TempDir dir;
+  const auto result = load_config(dir.path().string());
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.error()[0].to_string(), dir.path().string() + ": cannot read: Is a directory");
+}
+
+TEST(LoadConfig, UnreadableFile) {
+  if (geteuid() == 0) GTEST_SKIP() << "root reads any file";
+  const TempDir dir;
+  const fs::path file = dir.path() / "secret.yaml";
+  write_file(file, "listeners: [{address: 1.2.3.4:25}]\n");
+  ASSERT_EQ(chmod(file.c_str(), 0), 0);
+  const auto result = load_config(file.string());
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.error()[0].to_string(), file.string() + ": cannot open: Permission denied");
+}
+
+// --- addresses ---
+
+TEST(SocketAddress, ParsesAndFormats) {
+  struct Case {
+    const char* text;
+    int family;
+    const char* canonical;
+    uint16_t port;
+  };
+  const Case cases[] = {
+      {"127.0.0.1:25", AF_INET, "127.0.0.1:25", 25},
+      {"0.0.0.0:1", AF_INET, "0.0.0.0:1", 1},
+      {"255.255.255.255:65535", AF_INET, "255.255.255.255:65535", 65535},
+      {"192.0.2.1:00587", AF_INET, "192.0.2.1:587", 587},
+      {"[::1]:587", AF_INET6, "[::1]:587", 587},
+      {"[::]:25", AF_INET6, "[::]:25", 25},
+      {"[2001:DB8:0:0:0:0:0:1]:465", AF_INET6, "[2001:db8::1]:465", 465},
+      {"[::ffff:192.0.2.1]:25", AF_INET6, "[::ffff:192.0.2.1]:25", 25},
+  };
+  for (const Case& c : cases) {
+    const auto address = parse_socket_address(c.text);
+    ASSERT_TRUE(address.has_value()) << c.text;
+    EXPECT_EQ(address->family(), c.family) << c.text;
+    EXPECT_EQ(address->to_string(), c.canonical);
+    if (c.family == AF_INET) {
+      const auto* sin = reinterpret_cast<const sockaddr_in*>(&address->storage);
+      EXPECT_EQ(address->length, sizeof(sockaddr_in));
+      EXPECT_EQ(ntohs(sin->sin_port), c.port);
+    } else {
+      const auto* sin6 = reinterpret_cast<const sockaddr_in6*>(&address->storage);
+      EXPECT_EQ(address->length, sizeof(sockaddr_in6));
+      EXPECT_EQ(ntohs(sin6->sin6_port), c.port);
+    }
+    // The canonical form reads back as the same address.
+    EXPECT_EQ(parse_socket_address(address->to_string()), address) << c.text;
+  }
+}
+
+TEST(SocketAddress, NetworkByteOrder) {
+  const auto address = parse_socket_address("10.1.2.3:258");
+  ASSERT_TRUE(address);
+  const auto* sin = reinterpret_cast<const sockaddr_in*>(&address->storage);
+  const auto* port = reinterpret_cast<const unsigned char*>(&sin->sin_port);
+  EXPECT_EQ(port[0], 1);
+  EXPECT_EQ(port[1], 2);
+  const auto* ip = reinterpret_cast<const unsigned char*>(&sin->sin_addr);
+  EXPECT_EQ(ip[0], 10);
+  EXPECT_EQ(ip[3], 3);
+}
+
+TEST(SocketAddress, RefusesBadText) {
+  for (const std::string& bad : std::vector<std::string>{
+           "",
+           "127.0.0.1",        // no port
+           "127.0.0.1:",       // empty port
+           "127.0.0.1:0",      // port 0
+           "127.0.0.1:65536",  // too large
+           "127.0.0.1:999999999999999999999",
+           "127.0.0.1:+25",  // sign
+           "127.0.0.1:-25",
+           "127.0.0.1: 25",  // junk before the port
+           "127.0.0.1:25 ",  // and after
+           " 127.0.0.1:25",
+           "127.0.0.1:0x19",
+           "127.0.0.1:25:25",
+           "127.1:25",       // inet_aton shorthand
+           "127.0.0.01:25",  // leading zero, octal to some parsers
+           "256.0.0.1:25",
+           ":25",
+           "[::1]",  // no port
+           "[::1]:",
+           "[::1]25",
+           "[::1]:0",
+           "[::1]:65536",
+           "[::1:25",
+           "[]:25",
+           "[127.0.0.1]:25",  // IPv4 in brackets
+           "::1:25",          // IPv6 without brackets
+           "::1",
+           "[fe80::1%eth0]:25",  // zones are not supported
+           "localhost:25",       // host names refused
+           "mail.example.org:25",
+           "[localhost]:25",
+           std::string("1.2.3.4\0junk:25", 15),
+           std::string("[::1\0junk]:25", 13),
+       }) {
+    EXPECT_FALSE(parse_socket_address(bad).has_value()) << "'" << bad << "'";
+  }
+}
+
+TEST(SocketAddress, Equality) {
+  const auto a = parse_socket_address("127.0.0.1:25");
+  const auto b = parse_socket_address("127.0.0.1:025");
+  const auto other_port = parse_socket_address("127.0.0.1:26");
+  const auto other_ip = parse_socket_address("127.0.0.2:25");
+  const auto mapped = parse_socket_address("[::ffff:127.0.0.1]:25");
+  const auto v6a = parse_socket_address("[2001:db8::1]:25");
+  const auto v6b = parse_socket_address("[2001:0db8:0::0:1]:25");
+  ASSERT_TRUE(a && b && other_port && other_ip && mapped && v6a && v6b);
+  EXPECT_EQ(*a, *b);
+  EXPECT_FALSE(*a == *other_port);
+  EXPECT_FALSE(*a == *other_ip);
+  EXPECT_FALSE(*a == *mapped);
+  EXPECT_EQ(*v6a, *v6b);
+  EXPECT_FALSE(*v6a == *mapped);
+  EXPECT_EQ(SocketAddress{}, SocketAddress{});
+  EXPECT_FALSE(SocketAddress{} == *a);
+}
+
+TEST(ListenerRoleName, Names) {
+  EXPECT_EQ(listener_role_name(ListenerRole::smtp), "smtp");
+  EXPECT_EQ(listener_role_name(ListenerRole::submission), "submission");
+  EXPECT_EQ(listener_role_name(ListenerRole::smtps), "smtps");
+}
+
+// --- golden files ---
+
+TEST(GoldenFiles, EveryYamlMatchesItsExpected) {
+  const fs::path dir = fs::path(POSTERN_TEST_DATA_DIR) / "config";
+  std::vector<fs::path> inputs;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    if (entry.path().extension() == ".yaml") inputs.push_back(entry.path());
+  }
+  std::sort(inputs.begin(), inputs.end());
+  ASSERT_GE(inputs.size(), 10u) << "golden files missing from " << dir;
+  for (const fs::path& input : inputs) {
+    SCOPED_TRACE(input.string());
+    const std::string name = input.filename().string();
+    fs::path expected_path = input;
+    expected_path.replace_extension(".expected");
+    ASSERT_TRUE(fs::exists(expected_path)) << expected_path;
+    const std::string expected = read_file(expected_path);
+    const auto result = parse_config(read_file(input), name, kBase);
+    if (name.starts_with("valid-")) {
+      ASSERT_TRUE(result.ok()) << result.error()[0].to_string();
+      EXPECT_EQ(dump(result.value()), expected);
+    } else {
+      ASSERT_TRUE(name.starts_with("bad-")) << "golden files are valid-* or bad-*";
+      ASSERT_FALSE(result.ok());
+      std::string actual;
+      for (const ConfigError& error : result.error()) actual += error.to_string() + "\n";
+      EXPECT_EQ(actual, expected);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace postern::config

@@ -1,0 +1,228 @@
+// The message schema: each message survives a round trip, every truncation and trailing byte is
+// refused, and Dispatcher turns away frames the schema does not allow.
+#include "common/messages.hpp"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <set>
+#include <string>
+
+namespace postern::msg {
+namespace {
+
+StatusReply sample_status_reply() {
+  return StatusReply{.started_at = 1700000000,
+                     .counters = {{"listeners", 3}, {"frames", uint64_t{1} << 40}},
+                     .peers = {{Role::queue, 1234}, {Role::lookup, 0}}};
+}
+
+CtlStatus sample_ctl_status() {
+  CtlStatus s;
+  s.processes.push_back({.role = Role::parent,
+                         .pid = 1,
+                         .started_at = 5,
+                         .restarts = 0,
+                         .counters = {{"listeners", 3}},
+                         .peers = {}});
+  s.processes.push_back({.role = Role::queue,
+                         .pid = 2,
+                         .started_at = 6,
+                         .restarts = 4,
+                         .counters = {},
+                         .peers = {{Role::smtp, 3}}});
+  return s;
+}
+
+template <typename M>
+M round_trip(const M& m) {
+  std::optional<M> back = decode_payload<M>(encode_payload(m));
+  EXPECT_TRUE(back.has_value()) << M::kInfo.name;
+  return back.value_or(M{});
+}
+
+// Every strict prefix of a valid payload must be refused, and so must one extra byte.
+template <typename M>
+void expect_strict(const M& m) {
+  const std::vector<uint8_t> bytes = encode_payload(m);
+  for (size_t n = 0; n < bytes.size(); ++n)
+    EXPECT_FALSE(decode_payload<M>(std::span(bytes.data(), n)).has_value())
+        << M::kInfo.name << " accepted a prefix of " << n << " bytes";
+  std::vector<uint8_t> longer = bytes;
+  longer.push_back(0);
+  EXPECT_FALSE(decode_payload<M>(longer).has_value()) << M::kInfo.name << " took a trailing byte";
+}
+
+TEST(Messages, RoundTrips) {
+  Start start{
+      .drop_privileges = true, .uid = 100, .gid = 101, .chroot_dir = "/var/empty", .verbose = true};
+  Start s2 = round_trip(start);
+  EXPECT_TRUE(s2.drop_privileges);
+  EXPECT_EQ(s2.uid, 100u);
+  EXPECT_EQ(s2.gid, 101u);
+  EXPECT_EQ(s2.chroot_dir, "/var/empty");
+  EXPECT_TRUE(s2.verbose);
+
+  EXPECT_EQ(round_trip(PeerChannel{.peer = Role::lookup}).peer, Role::lookup);
+  PeerFault fault = round_trip(PeerFault{.peer = Role::smtp, .reason = "bad"});
+  EXPECT_EQ(fault.peer, Role::smtp);
+  EXPECT_EQ(fault.reason, "bad");
+
+  StatusReply reply = round_trip(sample_status_reply());
+  EXPECT_EQ(reply.started_at, 1700000000);
+  EXPECT_EQ(reply.counters, sample_status_reply().counters);
+  EXPECT_EQ(reply.peers, sample_status_reply().peers);
+
+  EXPECT_TRUE(round_trip(SetVerbose{.verbose = true}).verbose);
+  EXPECT_EQ(round_trip(SmtpConfig{.hostname = "mx.example"}).hostname, "mx.example");
+  EXPECT_EQ(round_trip(QueueConfig{.spool_dir = "/"}).spool_dir, "/");
+  ListenerAdd add = round_trip(ListenerAdd{.id = 7,
+                                           .name = "submission",
+                                           .role = config::ListenerRole::submission,
+                                           .address = "[::1]:587"});
+  EXPECT_EQ(add.id, 7u);
+  EXPECT_EQ(add.name, "submission");
+  EXPECT_EQ(add.role, config::ListenerRole::submission);
+  EXPECT_EQ(add.address, "[::1]:587");
+  EXPECT_EQ(round_trip(ListenerRemove{.id = 9}).id, 9u);
+  EXPECT_FALSE(round_trip(CtlSetVerbose{.verbose = false}).verbose);
+  EXPECT_EQ(round_trip(sample_ctl_status()).processes, sample_ctl_status().processes);
+  CtlResult result = round_trip(CtlResult{.ok = false, .text = "no"});
+  EXPECT_FALSE(result.ok);
+  EXPECT_EQ(result.text, "no");
+}
+
+TEST(Messages, TruncatedOrPaddedPayloadsAreRefused) {
+  expect_strict(
+      Start{.drop_privileges = true, .uid = 1, .gid = 2, .chroot_dir = "/x", .verbose = false});
+  expect_strict(PeerChannel{.peer = Role::queue});
+  expect_strict(PeerFault{.peer = Role::queue, .reason = "r"});
+  expect_strict(sample_status_reply());
+  expect_strict(SetVerbose{.verbose = true});
+  expect_strict(SmtpConfig{.hostname = "h"});
+  expect_strict(QueueConfig{.spool_dir = "/spool"});
+  expect_strict(ListenerAdd{
+      .id = 1, .name = "n", .role = config::ListenerRole::smtps, .address = "127.0.0.1:465"});
+  expect_strict(ListenerRemove{.id = 1});
+  expect_strict(CtlSetVerbose{.verbose = true});
+  expect_strict(sample_ctl_status());
+  expect_strict(CtlResult{.ok = true, .text = "t"});
+  // Empty messages take no byte at all.
+  expect_strict(Ready{});
+  expect_strict(CtlStop{});
+}
+
+TEST(Messages, ValuesOutsideTheirRangeAreRefused) {
+  // A role number past the last role.
+  wire::Writer w;
+  w.u32(kRoleCount);
+  EXPECT_FALSE(decode_payload<PeerChannel>(w.bytes()).has_value());
+  // Dropping "privileges" to root is no drop.
+  EXPECT_FALSE(
+      decode_payload<Start>(
+          encode_payload(Start{
+              .drop_privileges = true, .uid = 0, .gid = 5, .chroot_dir = "", .verbose = false}))
+          .has_value());
+  EXPECT_FALSE(decode_payload<QueueConfig>(encode_payload(QueueConfig{.spool_dir = "relative"}))
+                   .has_value());
+  // A listener role past the last one.
+  wire::Writer l;
+  l.u32(1);
+  l.str("n");
+  l.u32(config::kListenerRoleCount);
+  l.str("127.0.0.1:25");
+  EXPECT_FALSE(decode_payload<ListenerAdd>(l.bytes()).has_value());
+  // A counter list claiming more entries than allowed.
+  wire::Writer c;
+  c.i64(0);
+  c.u32(kMaxCounters + 1);
+  EXPECT_FALSE(decode_payload<StatusReply>(c.bytes()).has_value());
+}
+
+TEST(Messages, SchemaTableIsConsistent) {
+  std::set<uint16_t> types;
+  std::set<std::string_view> names;
+  for (const MessageInfo& info : all_message_info()) {
+    EXPECT_TRUE(types.insert(static_cast<uint16_t>(info.type)).second) << info.name;
+    EXPECT_TRUE(names.insert(info.name).second) << info.name;
+    EXPECT_NE(info.senders, 0u) << info.name;
+    EXPECT_NE(info.receivers, 0u) << info.name;
+    EXPECT_EQ(message_info(static_cast<uint16_t>(info.type)), &info);
+  }
+  EXPECT_EQ(types.size(), static_cast<size_t>(Type::ctl_result));
+  EXPECT_EQ(message_info(0), nullptr);
+  EXPECT_EQ(message_info(0xffff), nullptr);
+}
+
+ipc::Frame raw_frame(uint16_t type, std::vector<uint8_t> payload, UniqueFd fd = {}) {
+  ipc::Frame f;
+  f.type = type;
+  f.request_id = 42;
+  f.pid = 99;
+  f.payload = std::move(payload);
+  f.fd = std::move(fd);
+  return f;
+}
+
+template <typename M>
+ipc::Frame frame_of(const M& m, UniqueFd fd = {}) {
+  return raw_frame(static_cast<uint16_t>(M::kInfo.type), encode_payload(m), std::move(fd));
+}
+
+UniqueFd some_fd() {
+  return UniqueFd(open("/dev/null", O_RDONLY | O_CLOEXEC));
+}
+
+TEST(Dispatcher, DeliversAcceptedFramesWithTheirDescriptor) {
+  Dispatcher d(Role::smtp);
+  int calls = 0;
+  d.on<ListenerAdd>([&](Incoming& in, ListenerAdd&& m) {
+    ++calls;
+    EXPECT_EQ(in.from, Role::parent);
+    EXPECT_EQ(in.request_id, 42u);
+    EXPECT_EQ(in.pid, 99u);
+    EXPECT_TRUE(in.fd.valid());
+    EXPECT_EQ(m.name, "mx");
+  });
+  const Status st = d.dispatch(
+      Role::parent,
+      frame_of(
+          ListenerAdd{
+              .id = 1, .name = "mx", .role = config::ListenerRole::smtp, .address = "127.0.0.1:25"},
+          some_fd()));
+  EXPECT_TRUE(st.ok());
+  EXPECT_EQ(calls, 1);
+}
+
+TEST(Dispatcher, RefusesWhatTheSchemaDoesNotAllow) {
+  Dispatcher d(Role::smtp);
+  int calls = 0;
+  d.on<ListenerAdd>([&](Incoming&, ListenerAdd&&) { ++calls; });
+  d.on<PeerHello>([&](Incoming&, PeerHello&&) { ++calls; });
+  const ListenerAdd add{
+      .id = 1, .name = "mx", .role = config::ListenerRole::smtp, .address = "127.0.0.1:25"};
+
+  auto expect_refused = [&](Role from, ipc::Frame f, const std::string& why) {
+    const Status st = d.dispatch(from, std::move(f));
+    ASSERT_FALSE(st.ok()) << why;
+    EXPECT_NE(st.error().message.find(why), std::string::npos) << st.error().message;
+  };
+  expect_refused(Role::parent, raw_frame(999, {}), "unknown message type 999");
+  expect_refused(Role::queue, frame_of(add, some_fd()), "queue may not send listener_add");
+  expect_refused(Role::parent, frame_of(add), "lacks its descriptor");
+  expect_refused(Role::queue, frame_of(PeerHello{}, some_fd()), "carries a descriptor");
+  expect_refused(Role::parent, frame_of(QueueConfig{.spool_dir = "/"}),
+                 "queue_config is not for smtp");
+  expect_refused(Role::parent, frame_of(SmtpConfig{.hostname = "h"}), "not handled here");
+  std::vector<uint8_t> garbage = encode_payload(add);
+  garbage.push_back(1);
+  expect_refused(Role::parent,
+                 raw_frame(static_cast<uint16_t>(Type::listener_add), garbage, some_fd()),
+                 "malformed listener_add payload");
+  expect_refused(Role::client, frame_of(PeerHello{}), "client may not send peer_hello");
+  EXPECT_EQ(calls, 0);
+}
+
+}  // namespace
+}  // namespace postern::msg
