@@ -13,6 +13,7 @@
 
 #include "common/log.hpp"
 #include "common/privsep.hpp"
+#include "common/sandbox.hpp"
 
 namespace postern {
 
@@ -122,6 +123,8 @@ void ChildRuntime::handle_start(const msg::Start& start) {
                         ? privsep::drop_privileges(start.uid, start.gid, start.chroot_dir)
                         : privsep::restrict_unprivileged();
   if (!st.ok()) log::fatal("cannot drop privileges: %s", st.error().message.c_str());
+  if (Status filter = sandbox::install_syscall_filter(role_); !filter.ok())
+    log::fatal("cannot install the system call filter: %s", filter.error().message.c_str());
   started_ = true;
   if (on_started_) on_started_();
   for (auto& [peer, fd] : pending_peers_) connect_peer(peer, std::move(fd));

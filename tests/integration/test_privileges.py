@@ -1,6 +1,7 @@
 """Privilege separation as seen from /proc: as root every child runs as its system user,
-chrooted where DESIGN.md says, with no capability and no_new_privs; missing users are named;
-an ordinary user runs the same tree without chroot and is told so once."""
+chrooted where DESIGN.md says, with no capability, no_new_privs and a seccomp filter;
+missing users are named; an ordinary user runs the same tree without chroot and is told so
+once."""
 
 import grp
 import os
@@ -38,6 +39,7 @@ class AsRoot(unittest.TestCase):
                 for caps in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
                     self.assertEqual(st[caps], ZERO_CAPS, f"{role} {caps}")
                 self.assertEqual(st["NoNewPrivs"], "1", role)
+                self.assertEqual(st["Seccomp"], "2", f"{role} has no seccomp filter")
                 self.assertEqual(os.readlink(f"/proc/{pid}/root"), os.path.realpath(jail[role]),
                                  role)
             # The parent stays root: it alone binds, spawns and supervises.
@@ -96,6 +98,7 @@ class AsOrdinaryUser(unittest.TestCase):
                 self.assertEqual(st["Uid"].split()[0], str(nobody.pw_uid), role)
                 self.assertEqual(os.readlink(f"/proc/{pid}/root"), "/", role)
                 self.assertEqual(st["NoNewPrivs"], "1", role)
+                self.assertEqual(st["Seccomp"], "2", role)
             log = d.read_log()
             self.assertEqual(log.count("without root"), 1, log)
             self.assertIn(f"running as uid {nobody.pw_uid} without root: children keep this user "

@@ -3,6 +3,7 @@ restarts with re-wiring after kill -9, a crash loop stopping the daemon, clean s
 
 import os
 import signal
+import subprocess
 import sys
 import time
 import unittest
@@ -112,6 +113,32 @@ class ProcessTree(unittest.TestCase):
             self.assertIn(f"another smtpd (pid {first.proc.pid}) is running on spool "
                           f"{first.spool}", second.read_log())
             self.assertTrue(first.fully_wired(first.status()))
+
+
+class Daemonized(unittest.TestCase):
+    def test_without_d_it_detaches_and_records_its_pid(self):
+        with Daemon() as d:
+            argv = [a for a in d.command() if a != "-d"]
+            launcher = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+            self.assertEqual(launcher.returncode, 0, launcher.stderr)
+            pid_file = os.path.join(d.spool, "smtpd.pid")
+            pid = wait_for(lambda: os.path.exists(pid_file) and open(pid_file).read().strip(), 5)
+            self.assertTrue(pid)
+            pid = int(pid)
+            try:
+                table = wait_for(lambda: (t := d.status()) and d.fully_wired(t) and t, 10)
+                self.assertIsNotNone(table)
+                self.assertEqual(table["parent"]["pid"], pid)
+                # A new session, away from the terminal that started it.
+                self.assertEqual(os.getsid(pid), pid)
+                children = [table[role]["pid"] for role in CHILDREN]
+                os.kill(pid, signal.SIGTERM)
+                self.assertTrue(wait_for(lambda: not pid_alive(pid), 5))
+                self.assertEqual([p for p in children if pid_alive(p)], [])
+                self.assertFalse(os.path.exists(pid_file))
+            finally:
+                if pid_alive(pid):
+                    os.kill(pid, signal.SIGKILL)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,168 @@
+// Seccomp allowlists; see sandbox.hpp. The lists name what a single-threaded libevent worker
+// needs plus what each role's job adds; a role that grows a feature adds its calls here, in
+// the same commit. Names are resolved at run time so the table holds for every architecture.
+#include "common/sandbox.hpp"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <sys/socket.h>
+
+#include <cstring>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#ifdef __linux__
+#include <seccomp.h>
+#endif
+
+namespace postern::sandbox {
+
+#ifdef __linux__
+namespace {
+
+// Every child: its event loop, IPC with descriptors, memory, time, logging (syslog keeps its
+// socket from before the chroot), and dying properly (abort raises SIGABRT).
+constexpr std::string_view kBase[] = {
+    "read",           "write",         "readv",
+    "writev",         "recvmsg",       "sendmsg",
+    "sendto",         "recvfrom",      "close",
+    "fcntl",          "fstat",         "newfstatat",
+    "lseek",          "epoll_wait",    "epoll_pwait",
+    "epoll_ctl",      "poll",          "ppoll",
+    "mmap",           "munmap",        "mremap",
+    "mprotect",       "brk",           "madvise",
+    "futex",          "getpid",        "gettid",
+    "getrandom",      "clock_gettime", "clock_getres",
+    "gettimeofday",   "time",          "rt_sigreturn",
+    "rt_sigprocmask", "rt_sigaction",  "tgkill",
+    "exit",           "exit_group",    "restart_syscall",
+    "sched_yield",    "nanosleep",     "clock_nanosleep",
+};
+
+// What sanitizer runtimes call on their own (reports, stack traces, shadow memory).
+constexpr std::string_view kSanitizer[] = {
+    "sigaltstack",
+    "prctl",
+    "openat",
+    "readlink",
+    "getrlimit",
+    "prlimit64",
+    "sched_getaffinity",
+    "clone",
+    "clone3",
+    "wait4",
+    "ptrace",
+    "getppid",
+    "pipe2",
+    "dup2",
+    "dup3",
+    "execve",
+    "munlock",
+    "mlock",
+    "setrlimit",
+    "rt_sigtimedwait",
+    "kill",
+};
+
+std::span<const std::string_view> role_calls(Role role) {
+  static constexpr std::string_view kQueue[] = {"openat", "fsync", "fdatasync"};
+  static constexpr std::string_view kControl[] = {"accept4", "getsockopt"};
+  switch (role) {
+    case Role::queue:
+      return kQueue;
+    case Role::control:
+      return kControl;
+    default:
+      return {};
+  }
+}
+
+constexpr bool kSanitized =
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_UNDEFINED__)
+    true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(undefined_behavior_sanitizer)
+    true;
+#else
+    false;
+#endif
+#else
+    false;
+#endif
+
+// Async-signal-safe: names the refused call on stderr, then dies of SIGSYS so the parent
+// logs it and restarts the process.
+void on_sigsys(int, siginfo_t* info, void*) {
+  char line[96] = "seccomp: refused system call ";
+  size_t n = std::strlen(line);
+  char digits[16];
+  size_t d = 0;
+  unsigned v = static_cast<unsigned>(info->si_syscall);
+  do {
+    digits[d++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v != 0 && d < sizeof digits);
+  while (d > 0 && n < sizeof line - 2) line[n++] = digits[--d];
+  line[n++] = '\n';
+  (void)!write(STDERR_FILENO, line, n);
+  signal(SIGSYS, SIG_DFL);
+  raise(SIGSYS);
+}
+
+struct FilterDeleter {
+  void operator()(scmp_filter_ctx ctx) const { seccomp_release(ctx); }
+};
+
+}  // namespace
+
+Status install_syscall_filter(Role role) {
+  struct sigaction sa {};
+  sa.sa_sigaction = on_sigsys;
+  sa.sa_flags = SA_SIGINFO;
+  sigemptyset(&sa.sa_mask);
+  if (sigaction(SIGSYS, &sa, nullptr) != 0) return make_error("cannot handle SIGSYS");
+
+  std::unique_ptr<void, FilterDeleter> ctx(seccomp_init(SCMP_ACT_TRAP));
+  if (!ctx) return make_error("seccomp_init failed");
+  auto allow = [&](std::string_view name) -> Status {
+    const int nr = seccomp_syscall_resolve_name(std::string(name).c_str());
+    if (nr == __NR_SCMP_ERROR) return ok_status();  // not on this architecture
+    const int rc = seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, nr, 0);
+    if (rc != 0)
+      return make_error("seccomp: cannot allow " + std::string(name) + ": " + std::strerror(-rc));
+    return ok_status();
+  };
+  for (std::string_view name : kBase)
+    if (Status st = allow(name); !st.ok()) return st;
+  for (std::string_view name : role_calls(role))
+    if (Status st = allow(name); !st.ok()) return st;
+  if (kSanitized)
+    for (std::string_view name : kSanitizer)
+      if (Status st = allow(name); !st.ok()) return st;
+  // glibc's syslog() reconnects to /dev/log after a failed send; only unix sockets, so a
+  // compromised process cannot open network connections this way.
+  for (const char* name : {"socket", "connect"}) {
+    const int nr = seccomp_syscall_resolve_name(name);
+    const int rc =
+        std::string_view(name) == "socket"
+            ? seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, nr, 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX))
+            : seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, nr, 0);
+    if (rc != 0) return make_error(std::string("seccomp: cannot allow ") + name);
+  }
+  if (const int rc = seccomp_load(ctx.get()); rc != 0)
+    return make_error(std::string("seccomp_load: ") + std::strerror(-rc));
+  return ok_status();
+}
+
+#else
+
+Status install_syscall_filter(Role) {
+  return ok_status();
+}
+
+#endif
+
+}  // namespace postern::sandbox
