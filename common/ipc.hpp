@@ -8,6 +8,7 @@
 // A frame with kFlagFd set carries exactly one descriptor, sent with the frame's first byte.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <deque>

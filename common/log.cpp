@@ -17,7 +17,8 @@ std::string g_ident = "postern";
 Destination g_destination = Destination::stderr_stream;
 bool g_verbose = false;
 
-void emit(int priority, const char* prefix, const char* fmt, va_list ap) {
+__attribute__((format(printf, 3, 0))) void emit(int priority, const char* prefix, const char* fmt,
+                                                va_list ap) {
   char line[2048];
   std::vsnprintf(line, sizeof line, fmt, ap);
   if (g_destination == Destination::syslog) {

@@ -136,6 +136,8 @@ class Daemon:
         env = dict(os.environ)
         # LeakSanitizer cannot work in chrooted, no_new_privs children.
         env.setdefault("ASAN_OPTIONS", "detect_leaks=0")
+        # In sanitizer builds undefined behaviour must fail the test, not scroll by in a log.
+        env.setdefault("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1")
         self.proc = subprocess.Popen(self.command(), stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True, env=env)
         if wait:
