@@ -114,6 +114,7 @@ void ChildRuntime::handle_peer_frame(Role peer, ipc::Frame&& frame) {
   peer_pids_[static_cast<size_t>(peer)] = 0;
   if (!msg::send(*parent_, msg::PeerFault{.peer = peer, .reason = st.error().message}))
     log::warn("cannot report %s's fault to the parent", name.c_str());
+  if (on_peer_lost_) on_peer_lost_(peer);
 }
 
 void ChildRuntime::handle_start(const msg::Start& start) {
@@ -135,6 +136,8 @@ void ChildRuntime::handle_start(const msg::Start& start) {
 
 void ChildRuntime::connect_peer(Role peer, UniqueFd fd) {
   const auto i = static_cast<size_t>(peer);
+  // A replaced channel is a lost peer: whatever it had in flight is gone.
+  if (peers_[i] && on_peer_lost_) on_peer_lost_(peer);
   peer_pids_[i] = 0;
   peers_[i] = std::make_unique<ipc::Channel>(
       base(), std::move(fd), std::string(role_name(peer)),
@@ -147,6 +150,7 @@ void ChildRuntime::connect_peer(Role peer, UniqueFd fd) {
                            std::string(ipc::close_reason_name(reason)).c_str());
                 peers_[i].reset();
                 peer_pids_[i] = 0;
+                if (on_peer_lost_) on_peer_lost_(peer);
               },
           .on_drain = nullptr,
       });

@@ -39,6 +39,8 @@ class ChildRuntime {
 
   // Runs once privileges are dropped, before any peer or outside input is read.
   void on_started(std::function<void()> callback) { on_started_ = std::move(callback); }
+  // Runs when the channel to a peer closes (it died or misbehaved; a new one may follow).
+  void on_peer_lost(std::function<void(Role)> callback) { on_peer_lost_ = std::move(callback); }
   // Runs when the parent goes away, before the process exits (last chance to flush).
   void on_stopping(std::function<void()> callback) { on_stopping_ = std::move(callback); }
 
@@ -63,6 +65,7 @@ class ChildRuntime {
   std::map<std::string, uint64_t> counters_;
   std::function<void()> on_started_;
   std::function<void()> on_stopping_;
+  std::function<void(Role)> on_peer_lost_;
   bool started_ = false;
   int exit_status_ = 0;
   time_t started_at_ = 0;

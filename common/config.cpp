@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -34,8 +35,12 @@ constexpr size_t kMaxListenerName = 64;
 // Offending text is echoed in messages: keep them one readable line.
 constexpr size_t kMaxQuoted = 64;
 
-constexpr std::array<std::string_view, 7> kTopKeys = {"hostname",  "user",    "queue_user", "spool",
-                                                      "empty_dir", "control", "listeners"};
+constexpr std::array<std::string_view, 9> kTopKeys = {"hostname",  "user",      "queue_user",
+                                                      "spool",     "empty_dir", "control",
+                                                      "listeners", "domains",   "limits"};
+constexpr std::array<std::string_view, 7> kLimitKeys = {
+    "message_size",    "recipients",      "errors",      "sessions",
+    "sessions_per_ip", "command_timeout", "data_timeout"};
 constexpr std::array<std::string_view, 2> kControlKeys = {"socket", "group"};
 constexpr std::array<std::string_view, 3> kListenerKeys = {"address", "role", "name"};
 constexpr std::array<std::string_view, kListenerRoleCount> kRoleNames = {"smtp", "submission",
@@ -478,6 +483,8 @@ class Walker {
     } else {
       reporter_.at(root.mark, "no listeners configured (expected a 'listeners' list)");
     }
+    if (const MapEntry* e = fields[7]) walk_domains(*e, config.domains);
+    if (const MapEntry* e = fields[8]) walk_limits(*e, config.limits);
     return config;
   }
 
@@ -588,6 +595,106 @@ class Walker {
       account_value(*e, group);
       if (!group.empty()) control.group = std::move(group);
     }
+  }
+
+  void walk_domains(const MapEntry& entry, std::vector<std::string>& domains) {
+    const Node& value = entry.value;
+    if (value.kind == Node::Kind::invalid) return;
+    if (value.kind != Node::Kind::sequence) {
+      reporter_.at(value.mark, "'domains' must be a list");
+      return;
+    }
+    std::map<std::string, int, std::less<>> lines;
+    for (const Node& item : value.items) {
+      if (item.kind == Node::Kind::invalid) continue;
+      if (item.kind != Node::Kind::scalar) {
+        reporter_.at(item.mark, "each domain must be a string");
+        continue;
+      }
+      std::string domain = item.text;
+      std::transform(domain.begin(), domain.end(), domain.begin(),
+                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+      if (!domain.empty() && domain.back() == '.') domain.pop_back();
+      if (!valid_hostname(domain)) {
+        reporter_.at(item.mark, "invalid domain " + quote(item.text) +
+                                    " (expected letters, digits, '-' and '.')");
+        continue;
+      }
+      const auto [first, fresh] = lines.emplace(domain, item.mark.line);
+      if (!fresh) {
+        reporter_.at(item.mark, "duplicate domain " + quote(domain) + " (first at line " +
+                                    std::to_string(first->second) + ")");
+        continue;
+      }
+      domains.push_back(std::move(domain));
+    }
+  }
+
+  // A count or size: decimal digits, for sizes optionally followed by K, M or G (powers of
+  // 1024); for durations optionally by s, m or h.
+  std::optional<uint64_t> number_value(const MapEntry& entry, std::string_view suffixes,
+                                       uint64_t max) {
+    auto text = string_value(entry);
+    if (!text) return std::nullopt;
+    uint64_t n = 0;
+    size_t i = 0;
+    for (; i < text->size() && (*text)[i] >= '0' && (*text)[i] <= '9'; ++i) {
+      n = n * 10 + static_cast<uint64_t>((*text)[i] - '0');
+      if (n > max) break;
+    }
+    uint64_t scale = 1;
+    if (i + 1 == text->size() && suffixes.find((*text)[i]) != std::string_view::npos) {
+      switch ((*text)[i]) {
+        case 'K':
+          scale = uint64_t{1} << 10;
+          break;
+        case 'M':
+          scale = uint64_t{1} << 20;
+          break;
+        case 'G':
+          scale = uint64_t{1} << 30;
+          break;
+        case 'm':
+          scale = 60;
+          break;
+        case 'h':
+          scale = 3600;
+          break;
+        default:
+          break;
+      }
+      ++i;
+    }
+    if (i == 0 || i != text->size() || n == 0 || n > max / scale) {
+      std::string expected = "a number from 1 to " + std::to_string(max);
+      if (!suffixes.empty()) expected += " (suffixes: " + std::string(suffixes) + ")";
+      reporter_.at(entry.value.mark, "bad " + quote(entry.key.text) + " value " + quote(*text) +
+                                         ": expected " + expected);
+      return std::nullopt;
+    }
+    return n * scale;
+  }
+
+  void walk_limits(const MapEntry& entry, Limits& limits) {
+    const Node& value = entry.value;
+    if (value.kind == Node::Kind::invalid) return;
+    if (value.kind != Node::Kind::mapping) {
+      reporter_.at(value.mark, "'limits' must be a mapping");
+      return;
+    }
+    const auto fields = check_keys(value, "'limits'", kLimitKeys);
+    auto set32 = [&](const MapEntry* e, uint32_t& out, std::string_view suffixes, uint64_t max) {
+      if (e == nullptr) return;
+      if (auto n = number_value(*e, suffixes, max)) out = static_cast<uint32_t>(*n);
+    };
+    if (const MapEntry* e = fields[0])
+      if (auto n = number_value(*e, "KMG", uint64_t{1} << 40)) limits.message_size = *n;
+    set32(fields[1], limits.recipients, "", 1000000);
+    set32(fields[2], limits.errors, "", 1000);
+    set32(fields[3], limits.sessions, "", 1000000);
+    set32(fields[4], limits.sessions_per_ip, "", 1000000);
+    set32(fields[5], limits.command_timeout, "smh", 86400);
+    set32(fields[6], limits.data_timeout, "smh", 86400);
   }
 
   // A listener with the positions the duplicate checks point at.

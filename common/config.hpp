@@ -43,6 +43,18 @@ struct Control {
   std::optional<std::string> group;  // may use smtpctl besides root
 };
 
+// Bounds on what one client may make Postern do; each has this one name and default.
+struct Limits {
+  uint64_t message_size = 35 * 1024 * 1024;  // octets, as SIZE advertises
+  uint32_t recipients = 1000;                // per transaction
+  uint32_t errors = 10;                      // bad commands in one session before 421
+  uint32_t sessions = 1000;                  // concurrent SMTP sessions
+  uint32_t sessions_per_ip = 50;             // concurrent sessions from one address
+  uint32_t command_timeout = 300;            // seconds; RFC 5321 4.5.3.2.7
+  uint32_t data_timeout = 180;               // seconds between DATA blocks; 4.5.3.2.5
+  friend bool operator==(const Limits&, const Limits&) = default;
+};
+
 struct Config {
   std::string file;      // the file it was loaded from, as given
   std::string hostname;  // defaults to the machine's host name
@@ -52,6 +64,9 @@ struct Config {
   std::string empty_dir = "/var/empty";
   Control control{"/run/postern/smtpd.sock", std::nullopt};
   std::vector<Listener> listeners;
+  // Domains delivered locally, lower-case without a trailing dot.
+  std::vector<std::string> domains;
+  Limits limits;
 };
 
 struct ConfigError {

@@ -54,6 +54,48 @@ std::vector<PeerState> read_peers(wire::Reader& r) {
   return out;
 }
 
+// Envelope fields are bounded like the spool file bounds them.
+constexpr size_t kMaxField = 4096;
+
+void write_notify(wire::Writer& w, const DsnNotify& n) {
+  w.u8(static_cast<uint8_t>((n.never ? 1 : 0) | (n.success ? 2 : 0) | (n.failure ? 4 : 0) |
+                            (n.delay ? 8 : 0)));
+}
+
+DsnNotify read_notify(wire::Reader& r) {
+  const uint8_t bits = r.u8();
+  // NEVER excludes the others (RFC 3461 4.1).
+  if (bits > 15 || ((bits & 1) != 0 && bits != 1)) r.fail();
+  return DsnNotify{.never = (bits & 1) != 0,
+                   .success = (bits & 2) != 0,
+                   .failure = (bits & 4) != 0,
+                   .delay = (bits & 8) != 0};
+}
+
+void write_recipient(wire::Writer& w, const Recipient& rcpt) {
+  w.str(rcpt.address);
+  w.str(rcpt.orcpt_type);
+  w.str(rcpt.orcpt);
+  write_notify(w, rcpt.notify);
+  w.enumeration(rcpt.state);
+}
+
+Recipient read_recipient(wire::Reader& r) {
+  Recipient rcpt;
+  rcpt.address = r.str(kMaxField);
+  rcpt.orcpt_type = r.str(kMaxField);
+  rcpt.orcpt = r.str(500);
+  rcpt.notify = read_notify(r);
+  rcpt.state = r.enumeration<RecipientState>(3);
+  if (rcpt.address.empty()) r.fail();
+  return rcpt;
+}
+
+void read_queue_id(wire::Reader& r, std::string& id, bool may_be_empty = false) {
+  id = r.str(kQueueIdLength);
+  if (!valid_queue_id(id) && !(may_be_empty && id.empty())) r.fail();
+}
+
 }  // namespace
 
 const MessageInfo* message_info(uint16_t type) {
@@ -127,10 +169,141 @@ SetVerbose SetVerbose::decode(wire::Reader& r) {
 
 void SmtpConfig::encode(wire::Writer& w) const {
   w.str(hostname);
+  w.u64(limits.message_size);
+  w.u32(limits.recipients);
+  w.u32(limits.errors);
+  w.u32(limits.sessions);
+  w.u32(limits.sessions_per_ip);
+  w.u32(limits.command_timeout);
+  w.u32(limits.data_timeout);
 }
 SmtpConfig SmtpConfig::decode(wire::Reader& r) {
   SmtpConfig m;
   m.hostname = r.str(255);
+  m.limits.message_size = r.u64();
+  m.limits.recipients = r.u32();
+  m.limits.errors = r.u32();
+  m.limits.sessions = r.u32();
+  m.limits.sessions_per_ip = r.u32();
+  m.limits.command_timeout = r.u32();
+  m.limits.data_timeout = r.u32();
+  return m;
+}
+
+void LookupConfig::encode(wire::Writer& w) const {
+  w.count(domains.size());
+  for (const auto& d : domains) w.str(d);
+}
+LookupConfig LookupConfig::decode(wire::Reader& r) {
+  LookupConfig m;
+  m.domains.resize(r.count(100000, 5));
+  for (auto& d : m.domains) d = r.str(255);
+  return m;
+}
+
+void RcptCheck::encode(wire::Writer& w) const {
+  w.str(local_part);
+  w.str(domain);
+  w.boolean(literal);
+  w.boolean(authenticated);
+}
+RcptCheck RcptCheck::decode(wire::Reader& r) {
+  RcptCheck m;
+  m.local_part = r.str(64 * 4);
+  m.domain = r.str(255);
+  m.literal = r.boolean();
+  m.authenticated = r.boolean();
+  return m;
+}
+
+void RcptVerdict::encode(wire::Writer& w) const {
+  w.enumeration(decision);
+}
+RcptVerdict RcptVerdict::decode(wire::Reader& r) {
+  return RcptVerdict{.decision = r.enumeration<RcptDecision>(kRcptDecisionCount)};
+}
+
+void MessageOpened::encode(wire::Writer& w) const {
+  w.str(id);
+}
+MessageOpened MessageOpened::decode(wire::Reader& r) {
+  MessageOpened m;
+  read_queue_id(r, m.id);
+  return m;
+}
+
+void MessageRecipients::encode(wire::Writer& w) const {
+  w.str(id);
+  w.count(recipients.size());
+  for (const auto& rcpt : recipients) write_recipient(w, rcpt);
+}
+MessageRecipients MessageRecipients::decode(wire::Reader& r) {
+  MessageRecipients m;
+  read_queue_id(r, m.id);
+  m.recipients.resize(r.count(kRecipientsPerBatch, 17));
+  for (auto& rcpt : m.recipients) rcpt = read_recipient(r);
+  return m;
+}
+
+void MessageCommit::encode(wire::Writer& w) const {
+  const Envelope& e = envelope;
+  w.str(e.id);
+  w.i64(e.arrival);
+  w.str(e.sender);
+  w.str(e.helo);
+  w.str(e.client_address);
+  w.str(e.client_name);
+  w.str(e.listener);
+  w.str(e.auth_user);
+  w.str(e.tls);
+  w.boolean(e.smtputf8);
+  w.boolean(e.body_8bit);
+  w.enumeration(e.ret);
+  w.str(e.envid);
+  w.u64(e.size);
+  w.u32(recipient_count);
+}
+MessageCommit MessageCommit::decode(wire::Reader& r) {
+  MessageCommit m;
+  Envelope& e = m.envelope;
+  read_queue_id(r, e.id);
+  e.arrival = r.i64();
+  e.sender = r.str(kMaxField);
+  e.helo = r.str(kMaxField);
+  e.client_address = r.str(kMaxField);
+  e.client_name = r.str(kMaxField);
+  e.listener = r.str(kMaxField);
+  e.auth_user = r.str(kMaxField);
+  e.tls = r.str(kMaxField);
+  e.smtputf8 = r.boolean();
+  e.body_8bit = r.boolean();
+  e.ret = r.enumeration<DsnRet>(3);
+  e.envid = r.str(100);
+  e.size = r.u64();
+  m.recipient_count = r.u32();
+  if (m.recipient_count == 0) r.fail();
+  return m;
+}
+
+void MessageResult::encode(wire::Writer& w) const {
+  w.str(id);
+  w.enumeration(outcome);
+  w.str(reason);
+}
+MessageResult MessageResult::decode(wire::Reader& r) {
+  MessageResult m;
+  read_queue_id(r, m.id, true);
+  m.outcome = r.enumeration<MessageOutcome>(kMessageOutcomeCount);
+  m.reason = r.str(1024);
+  return m;
+}
+
+void MessageAbort::encode(wire::Writer& w) const {
+  w.str(id);
+}
+MessageAbort MessageAbort::decode(wire::Reader& r) {
+  MessageAbort m;
+  read_queue_id(r, m.id);
   return m;
 }
 

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/config.hpp"
+#include "common/envelope.hpp"
 #include "common/fd.hpp"
 #include "common/ipc.hpp"
 #include "common/process.hpp"
@@ -43,6 +44,15 @@ enum class Type : uint16_t {
   ctl_stop,
   ctl_status,
   ctl_result,
+  lookup_config,
+  rcpt_check,
+  rcpt_verdict,
+  message_open,
+  message_opened,
+  message_recipients,
+  message_commit,
+  message_result,
+  message_abort,
 };
 
 enum class FdRule : uint8_t { none, required };
@@ -154,6 +164,7 @@ struct SmtpConfig {
   static constexpr MessageInfo kInfo{Type::smtp_config, "smtp_config", roles(Role::parent),
                                      roles(Role::smtp), FdRule::none};
   std::string hostname;
+  config::Limits limits;
   void encode(wire::Writer& w) const;
   static SmtpConfig decode(wire::Reader& r);
 };
@@ -164,6 +175,14 @@ struct QueueConfig {
   std::string spool_dir;  // as the queue sees it (after its chroot)
   void encode(wire::Writer& w) const;
   static QueueConfig decode(wire::Reader& r);
+};
+
+struct LookupConfig {
+  static constexpr MessageInfo kInfo{Type::lookup_config, "lookup_config", roles(Role::parent),
+                                     roles(Role::lookup), FdRule::none};
+  std::vector<std::string> domains;
+  void encode(wire::Writer& w) const;
+  static LookupConfig decode(wire::Reader& r);
 };
 
 // A bound, listening socket for the smtp process.
@@ -250,11 +269,102 @@ struct CtlResult {
   static CtlResult decode(wire::Reader& r);
 };
 
+// --- receiving mail: smtp <-> lookup, smtp <-> queue ---------------------------------------
+
+// Is this recipient acceptable here? Asked at RCPT time so bad mail is refused in the session.
+struct RcptCheck {
+  static constexpr MessageInfo kInfo{Type::rcpt_check, "rcpt_check", roles(Role::smtp),
+                                     roles(Role::lookup), FdRule::none};
+  std::string local_part;
+  std::string domain;          // normalised (address::normalize_domain); empty for <postmaster>
+  bool literal = false;        // the domain is an address literal
+  bool authenticated = false;  // the client has authenticated: it may relay
+  void encode(wire::Writer& w) const;
+  static RcptCheck decode(wire::Reader& r);
+};
+
+enum class RcptDecision : uint8_t { local, relay, relay_denied, unknown_user };
+constexpr uint32_t kRcptDecisionCount = 4;
+
+struct RcptVerdict {
+  static constexpr MessageInfo kInfo{Type::rcpt_verdict, "rcpt_verdict", roles(Role::lookup),
+                                     roles(Role::smtp), FdRule::none};
+  RcptDecision decision = RcptDecision::relay_denied;
+  void encode(wire::Writer& w) const;
+  static RcptVerdict decode(wire::Reader& r);
+};
+
+// smtp asks for a new message file at DATA/BDAT time.
+struct MessageOpen {
+  static constexpr MessageInfo kInfo{Type::message_open, "message_open", roles(Role::smtp),
+                                     roles(Role::queue), FdRule::none};
+  void encode(wire::Writer&) const {}
+  static MessageOpen decode(wire::Reader&) { return {}; }
+};
+
+// The new message's id and a write-only descriptor for its data.
+struct MessageOpened {
+  static constexpr MessageInfo kInfo{Type::message_opened, "message_opened", roles(Role::queue),
+                                     roles(Role::smtp), FdRule::required};
+  std::string id;
+  void encode(wire::Writer& w) const;
+  static MessageOpened decode(wire::Reader& r);
+};
+
+// Recipients travel in batches ahead of the commit: a 10,000-recipient envelope does not fit
+// in one frame.
+constexpr size_t kRecipientsPerBatch = 100;
+struct MessageRecipients {
+  static constexpr MessageInfo kInfo{Type::message_recipients, "message_recipients",
+                                     roles(Role::smtp), roles(Role::queue), FdRule::none};
+  std::string id;
+  std::vector<Recipient> recipients;
+  void encode(wire::Writer& w) const;
+  static MessageRecipients decode(wire::Reader& r);
+};
+
+// End of data: make the message durable. The envelope's recipients arrived before; the queue
+// checks it received exactly recipient_count of them.
+struct MessageCommit {
+  static constexpr MessageInfo kInfo{Type::message_commit, "message_commit", roles(Role::smtp),
+                                     roles(Role::queue), FdRule::none};
+  Envelope envelope;  // recipients empty
+  uint32_t recipient_count = 0;
+  void encode(wire::Writer& w) const;
+  static MessageCommit decode(wire::Reader& r);
+};
+
+enum class MessageOutcome : uint8_t { committed, temporary_failure, permanent_failure };
+constexpr uint32_t kMessageOutcomeCount = 3;
+
+// The answer to MessageOpen (when it failed) or MessageCommit. Only `committed` lets smtp say
+// 250: it is sent after the message and its envelope are on disk.
+struct MessageResult {
+  static constexpr MessageInfo kInfo{Type::message_result, "message_result", roles(Role::queue),
+                                     roles(Role::smtp), FdRule::none};
+  std::string id;  // empty when no message could be opened
+  MessageOutcome outcome = MessageOutcome::temporary_failure;
+  std::string reason;
+  void encode(wire::Writer& w) const;
+  static MessageResult decode(wire::Reader& r);
+};
+
+// The transaction ended without a commit: the queue removes what it created.
+struct MessageAbort {
+  static constexpr MessageInfo kInfo{Type::message_abort, "message_abort", roles(Role::smtp),
+                                     roles(Role::queue), FdRule::none};
+  std::string id;
+  void encode(wire::Writer& w) const;
+  static MessageAbort decode(wire::Reader& r);
+};
+
 // Every message type, in one list: the schema table is derived from it.
 using AllMessages =
     std::tuple<Start, Ready, PeerChannel, PeerHello, PeerFault, StatusRequest, StatusReply,
                SetVerbose, SmtpConfig, QueueConfig, ListenerAdd, ListenerRemove, ControlSocket,
-               CtlShowStatus, CtlSetVerbose, CtlStop, CtlStatus, CtlResult>;
+               CtlShowStatus, CtlSetVerbose, CtlStop, CtlStatus, CtlResult, LookupConfig, RcptCheck,
+               RcptVerdict, MessageOpen, MessageOpened, MessageRecipients, MessageCommit,
+               MessageResult, MessageAbort>;
 
 // The schema entry for a wire type number, or nullptr for an unknown type.
 const MessageInfo* message_info(uint16_t type);

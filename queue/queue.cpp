@@ -1,27 +1,180 @@
 // smtpd-queue, the queue process: owns the spool (chrooted into it as _smtpq when started by
-// root). The only process that writes message files.
-#include <fcntl.h>
-
-#include <cerrno>
-#include <cstring>
+// root) and is the only process that creates, commits or removes message files. smtp writes a
+// message's bytes through a descriptor the queue hands it; the queue answers "committed" only
+// after the message and its envelope are durable (see spool.hpp, committer.hpp).
+#include <map>
+#include <memory>
 #include <string>
 
 #include "common/child.hpp"
 #include "common/fd.hpp"
 #include "common/log.hpp"
+#include "queue/committer.hpp"
+#include "queue/spool.hpp"
+
+namespace postern::queue {
+namespace {
+
+// Messages smtp may have open at once; a peer that opens more is misbehaving.
+constexpr size_t kMaxOpenMessages = 10000;
+
+class QueueProcess {
+ public:
+  explicit QueueProcess(ChildRuntime& runtime) : runtime_(runtime) {
+    auto& d = runtime_.dispatcher();
+    d.on<msg::QueueConfig>(
+        [this](msg::Incoming&, msg::QueueConfig&& m) { spool_dir_ = std::move(m.spool_dir); });
+    d.on<msg::MessageOpen>([this](msg::Incoming& in, msg::MessageOpen&&) { open(in); });
+    d.on<msg::MessageRecipients>(
+        [this](msg::Incoming&, msg::MessageRecipients&& m) { add_recipients(m); });
+    d.on<msg::MessageCommit>(
+        [this](msg::Incoming& in, msg::MessageCommit&& m) { commit(in.request_id, std::move(m)); });
+    d.on<msg::MessageAbort>([this](msg::Incoming&, msg::MessageAbort&& m) { abort(m.id); });
+    runtime_.on_started([this] { start(); });
+    runtime_.on_peer_lost([this](Role peer) {
+      if (peer == Role::smtp) forget_open_messages();
+    });
+  }
+
+ private:
+  struct OpenMessage {
+    UniqueFd data;
+    std::vector<Recipient> recipients;
+  };
+
+  void start() {
+    spool_ = std::make_unique<Spool>(spool_dir_);
+    if (Status st = spool_->open(); !st.ok()) log::fatal("%s", st.error().message.c_str());
+    const Recovery r = spool_->recover();
+    committed_ = r.committed.size();
+    log::info("spool %s: %zu messages queued, %zu unfinished files removed, %zu corrupt",
+              spool_dir_.c_str(), r.committed.size(), r.leftovers, r.corrupt);
+    committer_ = std::make_unique<Committer>(runtime_.base(), *spool_);
+    update_counters();
+  }
+
+  void reply(uint32_t request_id, msg::MessageResult result) {
+    ipc::Channel* smtp = runtime_.peer(Role::smtp);
+    if (smtp == nullptr || !msg::send(*smtp, result, request_id))
+      log::warn("cannot answer smtp about message %s", result.id.c_str());
+  }
+
+  void open(msg::Incoming& in) {
+    ipc::Channel* smtp = runtime_.peer(Role::smtp);
+    if (smtp == nullptr) return;
+    if (open_.size() >= kMaxOpenMessages) {
+      reply(in.request_id, {.id = "",
+                            .outcome = msg::MessageOutcome::temporary_failure,
+                            .reason = "too many messages in progress"});
+      return;
+    }
+    Result<NewMessage> created = spool_->create();
+    if (!created.ok()) {
+      log::error("cannot create a message: %s", created.error().message.c_str());
+      reply(in.request_id, {.id = "",
+                            .outcome = msg::MessageOutcome::temporary_failure,
+                            .reason = "cannot create the message file"});
+      return;
+    }
+    NewMessage& m = created.value();
+    if (!msg::send(*smtp, msg::MessageOpened{.id = m.id}, in.request_id, std::move(m.theirs))) {
+      spool_->discard(m.id);
+      return;
+    }
+    open_[m.id] = OpenMessage{std::move(m.ours), {}};
+    update_counters();
+  }
+
+  void add_recipients(msg::MessageRecipients& m) {
+    auto it = open_.find(m.id);
+    if (it == open_.end()) return;  // aborted meanwhile
+    for (auto& rcpt : m.recipients) it->second.recipients.push_back(std::move(rcpt));
+  }
+
+  void commit(uint32_t request_id, msg::MessageCommit&& m) {
+    const std::string id = m.envelope.id;
+    auto it = open_.find(id);
+    if (it == open_.end()) {
+      reply(request_id, {.id = id,
+                         .outcome = msg::MessageOutcome::permanent_failure,
+                         .reason = "no such message in progress"});
+      return;
+    }
+    OpenMessage message = std::move(it->second);
+    open_.erase(it);
+    if (message.recipients.size() != m.recipient_count) {
+      log::warn("message %s: %zu recipients arrived, %u announced; refused", id.c_str(),
+                message.recipients.size(), m.recipient_count);
+      spool_->discard(id);
+      reply(request_id, {.id = id,
+                         .outcome = msg::MessageOutcome::temporary_failure,
+                         .reason = "recipient list incomplete"});
+      update_counters();
+      return;
+    }
+    m.envelope.recipients = std::move(message.recipients);
+    ++committing_;
+    committer_->submit(
+        std::move(m.envelope), std::move(message.data),
+        [this, request_id](const Envelope& e, const Status& st) {
+          --committing_;
+          if (st.ok()) {
+            ++committed_;
+            log::info("%s: from=<%s> size=%llu nrcpt=%zu queued", e.id.c_str(), e.sender.c_str(),
+                      static_cast<unsigned long long>(e.size), e.recipients.size());
+            reply(request_id,
+                  {.id = e.id, .outcome = msg::MessageOutcome::committed, .reason = ""});
+          } else {
+            log::error("%s: commit failed: %s", e.id.c_str(), st.error().message.c_str());
+            spool_->discard(e.id);
+            reply(request_id, {.id = e.id,
+                               .outcome = msg::MessageOutcome::temporary_failure,
+                               .reason = "cannot write the message to disk"});
+          }
+          update_counters();
+        });
+    update_counters();
+  }
+
+  void abort(const std::string& id) {
+    if (open_.erase(id) == 0) return;
+    spool_->discard(id);
+    update_counters();
+  }
+
+  // smtp went away: nothing it had open can be committed any more.
+  void forget_open_messages() {
+    for (const auto& [id, message] : open_) spool_->discard(id);
+    if (!open_.empty()) log::info("smtp went away; %zu unfinished messages removed", open_.size());
+    open_.clear();
+    update_counters();
+  }
+
+  void update_counters() {
+    auto& c = runtime_.counters();
+    c["queued"] = committed_;
+    c["receiving"] = open_.size();
+    c["committing"] = committing_;
+    if (committer_) {
+      c["commit_batches"] = committer_->batches();
+      c["largest_batch"] = committer_->largest_batch();
+    }
+  }
+
+  ChildRuntime& runtime_;
+  std::string spool_dir_;
+  std::unique_ptr<Spool> spool_;
+  std::unique_ptr<Committer> committer_;
+  std::map<std::string, OpenMessage> open_;
+  size_t committed_ = 0;
+  size_t committing_ = 0;
+};
+
+}  // namespace
+}  // namespace postern::queue
 
 int main(int argc, char** argv) {
-  using namespace postern;
-  ChildRuntime runtime(Role::queue, argc, argv);
-  std::string spool_dir;
-  UniqueFd spool;
-
-  runtime.dispatcher().on<msg::QueueConfig>(
-      [&](msg::Incoming&, msg::QueueConfig&& m) { spool_dir = std::move(m.spool_dir); });
-  runtime.on_started([&] {
-    // After the user switch: the spool must be ours to use, or nothing can be queued.
-    spool.reset(open(spool_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!spool) log::fatal("cannot open the spool %s: %s", spool_dir.c_str(), std::strerror(errno));
-  });
+  postern::ChildRuntime runtime(postern::Role::queue, argc, argv);
+  postern::queue::QueueProcess queue(runtime);
   return runtime.run();
 }

@@ -166,7 +166,8 @@ void Supervisor::send_startup(Child& c) {
   bool queued = true;
   switch (c.role) {
     case Role::smtp:
-      queued = msg::send(*c.channel, msg::SmtpConfig{.hostname = config_.hostname});
+      queued = msg::send(*c.channel,
+                         msg::SmtpConfig{.hostname = config_.hostname, .limits = config_.limits});
       for (const auto& l : listeners_) {
         queued = queued && msg::send(*c.channel,
                                      msg::ListenerAdd{.id = l.id,
@@ -180,6 +181,9 @@ void Supervisor::send_startup(Child& c) {
       queued = msg::send(
           *c.channel,
           msg::QueueConfig{.spool_dir = ids_.privileged ? std::string("/") : config_.spool_dir});
+      break;
+    case Role::lookup:
+      queued = msg::send(*c.channel, msg::LookupConfig{.domains = config_.domains});
       break;
     case Role::control:
       queued = msg::send(*c.channel, msg::ControlSocket{}, 0,
@@ -426,11 +430,13 @@ void Supervisor::reload() {
   keep("control.group", next.control.group, config_.control.group);
 
   apply_listeners(next.listeners);
-  if (next.hostname != config_.hostname) {
-    Child& smtp = child(Role::smtp);
-    if (smtp.channel && !msg::send(*smtp.channel, msg::SmtpConfig{.hostname = next.hostname}))
-      log::warn("cannot send smtp its new configuration");
-  }
+  Child& smtp = child(Role::smtp);
+  if (smtp.channel &&
+      !msg::send(*smtp.channel, msg::SmtpConfig{.hostname = next.hostname, .limits = next.limits}))
+    log::warn("cannot send smtp its new configuration");
+  Child& lookup = child(Role::lookup);
+  if (lookup.channel && !msg::send(*lookup.channel, msg::LookupConfig{.domains = next.domains}))
+    log::warn("cannot send lookup its new configuration");
   config_ = std::move(next);
   log::info("configuration reloaded from %s", options_.config_path.c_str());
 }

@@ -64,6 +64,44 @@ def wait_for(predicate, timeout, interval=0.02):
         time.sleep(interval)
 
 
+class Client:
+    """A raw SMTP client for what smtplib will not send: exact bytes, pipelining, garbage."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=10):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.buffer = b""
+
+    def close(self):
+        self.sock.close()
+
+    def send(self, data):
+        self.sock.sendall(data if isinstance(data, bytes) else data.encode())
+
+    def reply(self):
+        """One whole reply (all its lines) as (code, text of the last line)."""
+        while True:
+            while b"\r\n" not in self.buffer:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("closed by server; had " + repr(self.buffer))
+                self.buffer += chunk
+            line, self.buffer = self.buffer.split(b"\r\n", 1)
+            text = line.decode(errors="replace")
+            if len(text) < 4 or text[3] != "-":
+                return int(text[:3]), text[4:]
+
+    def command(self, line):
+        self.send(line + "\r\n")
+        return self.reply()
+
+    def closed(self):
+        """True when the server has closed the connection (after any pending replies)."""
+        try:
+            return self.sock.recv(1) == b""
+        except (ConnectionResetError, socket.timeout):
+            return False
+
+
 def pid_alive(pid):
     """True while pid exists and is not a zombie."""
     try:
@@ -108,6 +146,7 @@ class Daemon:
         listeners = self.listeners if listeners is None else listeners
         lines = [
             "hostname: test.example",
+            "domains: [test.example, localhost]",
             f"spool: {self.spool}",
             f"empty_dir: {self.empty}",
             "control:",
@@ -251,6 +290,25 @@ class Daemon:
 
     def wait_log(self, pattern, timeout=5):
         return wait_for(lambda: re.search(pattern, self.read_log(), re.M), timeout)
+
+    def queued(self):
+        """Ids of committed messages in the spool (queue/<id>.env)."""
+        area = os.path.join(self.spool, "queue")
+        if not os.path.isdir(area):
+            return set()
+        return {n[:-4] for n in os.listdir(area) if n.endswith(".env")}
+
+    def message_bytes(self, queue_id):
+        with open(os.path.join(self.spool, "queue", queue_id + ".msg"), "rb") as f:
+            return f.read()
+
+    def envelope_text(self, queue_id):
+        with open(os.path.join(self.spool, "queue", queue_id + ".env"), "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def incoming(self):
+        area = os.path.join(self.spool, "incoming")
+        return os.listdir(area) if os.path.isdir(area) else []
 
     def signal(self, signo):
         os.kill(self.proc.pid, signo)

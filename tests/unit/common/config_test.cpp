@@ -81,6 +81,12 @@ std::string dump(const Config& config) {
     out << "listener: " << listener.name << " " << listener_role_name(listener.role) << " "
         << listener.address.to_string() << "\n";
   }
+  for (const std::string& domain : config.domains) out << "domain: " << domain << "\n";
+  const Limits& l = config.limits;
+  out << "limits: message_size=" << l.message_size << " recipients=" << l.recipients
+      << " errors=" << l.errors << " sessions=" << l.sessions
+      << " sessions_per_ip=" << l.sessions_per_ip << " command_timeout=" << l.command_timeout
+      << " data_timeout=" << l.data_timeout << "\n";
   return out.str();
 }
 
@@ -281,7 +287,7 @@ TEST(ConfigErrors, ControlCharactersInInputAreRefused) {
 TEST(ConfigErrors, UnknownTopLevelKeyPointsAtTheKey) {
   EXPECT_EQ(error_of("listeners:\n  - address: 127.0.0.1:25\nspol: /var/spool\n"),
             "t.yaml:3:1: unknown key 'spol' in top level (expected one of: hostname, user, "
-            "queue_user, spool, empty_dir, control, listeners)");
+            "queue_user, spool, empty_dir, control, listeners, domains, limits)");
 }
 
 TEST(ConfigErrors, UnknownControlKey) {
@@ -560,7 +566,7 @@ extra: 1
       "t.yaml:8:11: unknown listener role 'relay' (expected one of: smtp, submission, smtps)",
       "t.yaml:9:5: listener has no 'address'",
       "t.yaml:10:1: unknown key 'extra' in top level (expected one of: hostname, user, "
-      "queue_user, spool, empty_dir, control, listeners)",
+      "queue_user, spool, empty_dir, control, listeners, domains, limits)",
   };
   EXPECT_EQ(lines, expected);
 }

@@ -140,6 +140,87 @@ TEST(Messages, ValuesOutsideTheirRangeAreRefused) {
   EXPECT_FALSE(decode_payload<StatusReply>(c.bytes()).has_value());
 }
 
+Envelope sample_envelope() {
+  Envelope e;
+  e.id = "0123456789abcdef";
+  e.arrival = 1790000000;
+  e.sender = "alice@example.org";
+  e.helo = "client.example";
+  e.client_address = "192.0.2.7";
+  e.client_name = "client.example";
+  e.listener = "mx";
+  e.auth_user = "alice";
+  e.tls = "TLSv1.3 TLS_AES_256_GCM_SHA384";
+  e.smtputf8 = true;
+  e.body_8bit = true;
+  e.ret = DsnRet::headers;
+  e.envid = "QQ314159";
+  e.size = 12345;
+  return e;
+}
+
+TEST(Messages, ReceivingMailRoundTrips) {
+  SmtpConfig config{.hostname = "mx.example", .limits = {}};
+  config.limits.message_size = 1 << 20;
+  config.limits.data_timeout = 7;
+  SmtpConfig config2 = round_trip(config);
+  EXPECT_EQ(config2.limits, config.limits);
+  EXPECT_EQ(round_trip(LookupConfig{.domains = {"a.example", "b.example"}}).domains,
+            (std::vector<std::string>{"a.example", "b.example"}));
+  RcptCheck check = round_trip(RcptCheck{
+      .local_part = "bob", .domain = "b.example", .literal = false, .authenticated = true});
+  EXPECT_EQ(check.local_part, "bob");
+  EXPECT_TRUE(check.authenticated);
+  EXPECT_EQ(round_trip(RcptVerdict{.decision = RcptDecision::unknown_user}).decision,
+            RcptDecision::unknown_user);
+  EXPECT_EQ(round_trip(MessageOpened{.id = "fedcba9876543210"}).id, "fedcba9876543210");
+  MessageRecipients rcpts{.id = "0123456789abcdef", .recipients = {}};
+  rcpts.recipients.push_back(
+      {.address = "bob@b.example",
+       .orcpt_type = "rfc822",
+       .orcpt = "bob@b.example",
+       .notify = {.never = false, .success = true, .failure = true, .delay = false},
+       .state = RecipientState::pending});
+  EXPECT_EQ(round_trip(rcpts).recipients, rcpts.recipients);
+  MessageCommit commit =
+      round_trip(MessageCommit{.envelope = sample_envelope(), .recipient_count = 3});
+  EXPECT_EQ(commit.envelope, sample_envelope());
+  EXPECT_EQ(commit.recipient_count, 3u);
+  MessageResult result = round_trip(
+      MessageResult{.id = "", .outcome = MessageOutcome::temporary_failure, .reason = "disk full"});
+  EXPECT_EQ(result.outcome, MessageOutcome::temporary_failure);
+  EXPECT_EQ(round_trip(MessageAbort{.id = "0123456789abcdef"}).id, "0123456789abcdef");
+
+  expect_strict(config);
+  expect_strict(rcpts);
+  expect_strict(MessageCommit{.envelope = sample_envelope(), .recipient_count = 1});
+}
+
+TEST(Messages, BadQueueIdsAndRecipientsAreRefused) {
+  for (const char* id :
+       {"", "0123456789ABCDEF", "0123456789abcde", "0123456789abcdefa", "../../etc/passwd"}) {
+    EXPECT_FALSE(decode_payload<MessageAbort>(encode_payload(MessageAbort{.id = id})).has_value())
+        << id;
+  }
+  MessageRecipients empty_address{.id = "0123456789abcdef", .recipients = {Recipient{}}};
+  EXPECT_FALSE(decode_payload<MessageRecipients>(encode_payload(empty_address)).has_value());
+  MessageRecipients never_and_success{.id = "0123456789abcdef", .recipients = {}};
+  never_and_success.recipients.push_back(
+      {.address = "a@b",
+       .orcpt_type = "",
+       .orcpt = "",
+       .notify = {.never = true, .success = true, .failure = false, .delay = false},
+       .state = RecipientState::pending});
+  EXPECT_FALSE(decode_payload<MessageRecipients>(encode_payload(never_and_success)).has_value());
+  MessageRecipients too_many{.id = "0123456789abcdef", .recipients = {}};
+  too_many.recipients.resize(kRecipientsPerBatch + 1, Recipient{.address = "a@b"});
+  EXPECT_FALSE(decode_payload<MessageRecipients>(encode_payload(too_many)).has_value());
+  EXPECT_FALSE(
+      decode_payload<MessageCommit>(
+          encode_payload(MessageCommit{.envelope = sample_envelope(), .recipient_count = 0}))
+          .has_value());
+}
+
 TEST(Messages, SchemaTableIsConsistent) {
   std::set<uint16_t> types;
   std::set<std::string_view> names;
@@ -150,7 +231,9 @@ TEST(Messages, SchemaTableIsConsistent) {
     EXPECT_NE(info.receivers, 0u) << info.name;
     EXPECT_EQ(message_info(static_cast<uint16_t>(info.type)), &info);
   }
-  EXPECT_EQ(types.size(), static_cast<size_t>(Type::ctl_result));
+  // Numbered 1..N without gaps, every one in AllMessages.
+  EXPECT_EQ(types.size(), std::tuple_size_v<AllMessages>);
+  EXPECT_EQ(*types.rbegin(), std::tuple_size_v<AllMessages>);
   EXPECT_EQ(message_info(0), nullptr);
   EXPECT_EQ(message_info(0xffff), nullptr);
 }

@@ -1,0 +1,113 @@
+// The spool's envelope file: the bytes the queue writes next to a message at commit and reads
+// back at every start. A file that fails any check is refused whole, never half-trusted: the
+// caller moves it to corrupt/ and reports it. Decoding allocates in proportion to the input,
+// never on the word of a length field.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "common/envelope.hpp"
+#include "common/result.hpp"
+
+namespace postern::queue {
+
+// Envelope file format, version 1. This comment is the specification; the reference file is
+// tests/data/envelope/full-v1.env.
+//
+//   file       = header 14message-field 1*recipient end-line
+//   header     = "postern-envelope" SP version LF     ; version is "1"
+//   field      = name SP length ":" value LF
+//   name       = 1*16( %x61-7A / DIGIT / "_" )        ; a-z, 0-9, "_"
+//   length     = "0" / ( %x31-39 *8DIGIT )            ; decimal, no sign, no leading zero
+//   value      = exactly <length> bytes, any bytes at all (CR, LF, NUL, ":", 8-bit)
+//   end-line   = "end" SP 8( DIGIT / %x61-66 ) LF     ; lower-case hex
+//   recipient  = 5field
+//
+// A reader finds every boundary from the lengths alone and never searches a value for a
+// delimiter, so no value can forge a field, a recipient or the end line. The end line carries
+// the CRC-32 (zlib's crc32(), ISO-HDLC polynomial, starting from 0) of every byte before it,
+// header included; it must be the last line: nothing may follow it. A file without it is
+// truncated (a crash during the write), one whose CRC does not match is damaged.
+//
+// Message fields, exactly these, each exactly once, in this order:
+//
+//   id              16 lower-case hex digits (valid_queue_id)
+//   arrival         number, unix seconds, 0 .. 2^63-1
+//   sender          text; empty for the null sender <>
+//   helo            text
+//   client_address  text
+//   client_name     text
+//   listener        text
+//   auth_user       text
+//   tls             text
+//   smtputf8        flag
+//   body_8bit       flag
+//   ret             "unspecified" / "full" / "headers"
+//   envid           text, at most 100 bytes (RFC 3461 section 4.4)
+//   size            number, 0 .. 2^64-1
+//
+// Then, for each recipient (at least 1, at most kMaxRecipients), these five in this order:
+//
+//   rcpt            text, not empty: the recipient's address
+//   orcpt_type      text
+//   orcpt           text, at most 500 bytes (RFC 3461 section 4.2)
+//   notify          "" (no NOTIFY given) / "never" / one or more of "success", "failure",
+//                   "delay", in that order, joined by "," (never with others is refused)
+//   state           "pending" / "delivered" / "failed"
+//
+// Kinds of value:
+//
+//   text    any bytes, at most 4096 unless said otherwise
+//   number  decimal digits, "0" or without a leading zero, no sign, no overflow
+//   flag    "0" or "1"
+//
+// A whole file is at most kMaxEnvelopeBytes. Every value has exactly one spelling, so a file
+// that decodes is byte for byte what encode_envelope writes for the decoded value. A reader
+// refuses a version it does not know rather than guessing: adding, removing or reordering a
+// field, or changing what one means, makes a new version.
+//
+// Example: a complete file (the unit test checks that encode_envelope writes exactly this):
+//
+//   postern-envelope 1
+//   id 16:5f0c3a9e12d47b80
+//   arrival 10:1700000000
+//   sender 17:alice@example.org
+//   helo 16:mail.example.org
+//   client_address 9:192.0.2.1
+//   client_name 16:mail.example.org
+//   listener 4:smtp
+//   auth_user 0:
+//   tls 30:TLSv1.3 TLS_AES_256_GCM_SHA384
+//   smtputf8 1:0
+//   body_8bit 1:1
+//   ret 11:unspecified
+//   envid 0:
+//   size 4:1234
+//   rcpt 15:bob@example.net
+//   orcpt_type 6:rfc822
+//   orcpt 15:bob@example.net
+//   notify 13:failure,delay
+//   state 7:pending
+//   end f843a349
+
+constexpr uint32_t kEnvelopeVersion = 1;
+// A 10,000-user fanout fits with room.
+constexpr size_t kMaxRecipients = 100000;
+constexpr size_t kMaxEnvelopeBytes = 64 << 20;
+
+// The file for an envelope that validate_envelope accepts; decode_envelope gives that envelope
+// back. Any other envelope is still written, but the file will not decode.
+std::string encode_envelope(const Envelope& envelope);
+
+// Every check of the format; Error.message says what and where ("line 7: unknown field 'frob'",
+// "checksum mismatch", "truncated: no end marker (...)") on one line, quoting no control bytes.
+Result<Envelope> decode_envelope(std::string_view bytes);
+
+// Whether encode_envelope writes a file that decodes: the queue checks before it commits, so a
+// message is never answered 250 with an envelope that would go to corrupt/ at the next start.
+Status validate_envelope(const Envelope& envelope);
+
+}  // namespace postern::queue

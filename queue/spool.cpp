@@ -1,0 +1,203 @@
+// The spool on disk; see spool.hpp. Every name that goes into a path is a queue id checked by
+// valid_queue_id: nothing from a peer ever becomes a path.
+#include "queue/spool.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/log.hpp"
+#include "queue/envelope_file.hpp"
+
+namespace postern::queue {
+namespace {
+
+Error errno_error(const std::string& what) {
+  return make_error(what + ": " + std::strerror(errno));
+}
+
+Status write_all(int fd, std::string_view bytes) {
+  while (!bytes.empty()) {
+    const ssize_t n = write(fd, bytes.data(), bytes.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno_error("write");
+    }
+    bytes.remove_prefix(static_cast<size_t>(n));
+  }
+  return ok_status();
+}
+
+Result<std::string> read_all(int fd) {
+  std::string text;
+  char buf[65536];
+  for (;;) {
+    const ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno_error("read");
+    }
+    if (n == 0) return text;
+    if (text.size() + static_cast<size_t>(n) > kMaxEnvelopeBytes) return make_error("too large");
+    text.append(buf, static_cast<size_t>(n));
+  }
+}
+
+UniqueFd open_area(int root, const char* name) {
+  if (mkdirat(root, name, 0700) != 0 && errno != EEXIST) return UniqueFd();
+  return UniqueFd(openat(root, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+}
+
+// Names in a directory; "." and ".." left out.
+std::vector<std::string> list(int dir_fd) {
+  std::vector<std::string> names;
+  UniqueFd copy(fcntl(dir_fd, F_DUPFD_CLOEXEC, 0));
+  DIR* dir = copy ? fdopendir(copy.get()) : nullptr;
+  if (dir == nullptr) return names;
+  copy.release();  // owned by dir now
+  rewinddir(dir);
+  while (const dirent* e = readdir(dir)) {
+    const std::string name = e->d_name;
+    if (name != "." && name != "..") names.push_back(name);
+  }
+  closedir(dir);
+  return names;
+}
+
+// "<id>.msg" / "<id>.env" -> id, or empty when the name is no spool file.
+std::string id_of(const std::string& name, const char* suffix) {
+  if (name.size() != kQueueIdLength + 4 || name.compare(kQueueIdLength, 4, suffix) != 0) return {};
+  std::string id = name.substr(0, kQueueIdLength);
+  return valid_queue_id(id) ? id : std::string();
+}
+
+}  // namespace
+
+Status Spool::open() {
+  UniqueFd root(::open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!root) return errno_error("cannot open the spool " + root_);
+  incoming_ = open_area(root.get(), "incoming");
+  queue_ = open_area(root.get(), "queue");
+  corrupt_ = open_area(root.get(), "corrupt");
+  if (!incoming_ || !queue_ || !corrupt_)
+    return errno_error("cannot prepare the spool areas in " + root_);
+  return ok_status();
+}
+
+Recovery Spool::recover() {
+  Recovery r;
+  // Nothing in incoming/ was ever answered 250.
+  for (const std::string& name : list(incoming_.get())) {
+    if (unlinkat(incoming_.get(), name.c_str(), 0) == 0) ++r.leftovers;
+  }
+  const std::vector<std::string> names = list(queue_.get());
+  for (const std::string& name : names) {
+    const std::string id = id_of(name, ".env");
+    if (id.empty()) continue;
+    UniqueFd fd(openat(queue_.get(), name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    Result<std::string> text = fd ? read_all(fd.get()) : Result<std::string>(errno_error("open"));
+    Result<Envelope> envelope =
+        text.ok() ? decode_envelope(text.value()) : Result<Envelope>(text.error());
+    struct stat st {};
+    const std::string data = id + ".msg";
+    const bool data_ok =
+        fstatat(queue_.get(), data.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
+    if (envelope.ok() && envelope->id == id && data_ok) {
+      r.committed.push_back(id);
+      continue;
+    }
+    const std::string why = !envelope.ok()       ? envelope.error().message
+                            : envelope->id != id ? "envelope names message " + envelope->id
+                                                 : "its data file is missing";
+    log::error("message %s is corrupt (%s); moved to corrupt/", id.c_str(), why.c_str());
+    renameat(queue_.get(), name.c_str(), corrupt_.get(), name.c_str());
+    renameat(queue_.get(), data.c_str(), corrupt_.get(), data.c_str());
+    ++r.corrupt;
+  }
+  // Data renamed without its envelope: the commit did not complete, no 250 was given.
+  for (const std::string& name : names) {
+    const std::string id = id_of(name, ".msg");
+    if (id.empty()) continue;
+    struct stat st {};
+    const std::string env = id + ".env";
+    if (fstatat(queue_.get(), env.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 &&
+        unlinkat(queue_.get(), name.c_str(), 0) == 0)
+      ++r.leftovers;
+  }
+  fsync(queue_.get());
+  return r;
+}
+
+Result<NewMessage> Spool::create() {
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    uint8_t random[kQueueIdLength / 2];
+    if (getrandom(random, sizeof random, 0) != static_cast<ssize_t>(sizeof random))
+      return errno_error("getrandom");
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string id;
+    for (uint8_t b : random) {
+      id += kHex[b >> 4];
+      id += kHex[b & 15];
+    }
+    const std::string name = id + ".msg";
+    UniqueFd ours(openat(incoming_.get(), name.c_str(),
+                         O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+    if (!ours) {
+      if (errno == EEXIST) continue;
+      return errno_error("cannot create a message file");
+    }
+    // Reopened write-only for smtp: it can add bytes but never read the spool back.
+    UniqueFd theirs(openat(incoming_.get(), name.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (!theirs) {
+      const Error e = errno_error("cannot reopen a message file");
+      unlinkat(incoming_.get(), name.c_str(), 0);
+      return e;
+    }
+    return NewMessage{std::move(id), std::move(ours), std::move(theirs)};
+  }
+  return make_error("no free queue id after 8 attempts");
+}
+
+void Spool::discard(const std::string& id) {
+  if (!valid_queue_id(id)) return;
+  unlinkat(incoming_.get(), (id + ".msg").c_str(), 0);
+  unlinkat(incoming_.get(), (id + ".env").c_str(), 0);
+}
+
+Status Spool::commit(Envelope& envelope, int data_fd) {
+  const std::string& id = envelope.id;
+  if (!valid_queue_id(id)) return make_error("bad queue id");
+  struct stat st {};
+  if (fstat(data_fd, &st) != 0) return errno_error("fstat");
+  envelope.size = static_cast<uint64_t>(st.st_size);
+  if (Status valid = validate_envelope(envelope); !valid.ok()) return valid;
+  const std::string data = id + ".msg";
+  const std::string env = id + ".env";
+  UniqueFd env_fd(openat(incoming_.get(), env.c_str(),
+                         O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!env_fd) return errno_error("cannot create the envelope");
+  if (Status s = write_all(env_fd.get(), encode_envelope(envelope)); !s.ok()) return s;
+  // Data and envelope must be on disk before their names appear in queue/.
+  if (fdatasync(data_fd) != 0) return errno_error("fdatasync data");
+  if (fdatasync(env_fd.get()) != 0) return errno_error("fdatasync envelope");
+  if (renameat(incoming_.get(), data.c_str(), queue_.get(), data.c_str()) != 0)
+    return errno_error("rename data");
+  if (renameat(incoming_.get(), env.c_str(), queue_.get(), env.c_str()) != 0) {
+    const Error e = errno_error("rename envelope");
+    renameat(queue_.get(), data.c_str(), incoming_.get(), data.c_str());
+    return e;
+  }
+  return ok_status();
+}
+
+Status Spool::sync_queue_dir() {
+  if (fsync(queue_.get()) != 0) return errno_error("fsync queue/");
+  return ok_status();
+}
+
+}  // namespace postern::queue

@@ -1,0 +1,61 @@
+// The spool on disk, owned by the queue process alone. Layout under the spool root:
+//   incoming/<id>.msg   message data being received (smtp writes through a passed fd)
+//   incoming/<id>.env   its envelope, written at commit
+//   queue/<id>.msg      committed data; queue/<id>.env committed envelope (the commit point)
+//   corrupt/            envelopes that failed their checks, kept for the admin, never used
+// A message exists once queue/<id>.env is durable: the data is renamed first, the envelope
+// last, then the queue directory is fsynced; only after that may smtp answer 250.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/envelope.hpp"
+#include "common/fd.hpp"
+#include "common/result.hpp"
+
+namespace postern::queue {
+
+struct NewMessage {
+  std::string id;
+  UniqueFd ours;    // read-write, kept by the queue to fsync and size the data
+  UniqueFd theirs;  // write-only, handed to smtp
+};
+
+struct Recovery {
+  std::vector<std::string> committed;  // ids of messages found intact
+  size_t leftovers = 0;                // incomplete files removed
+  size_t corrupt = 0;                  // envelopes moved to corrupt/
+};
+
+class Spool {
+ public:
+  // root is the spool as this process sees it ("/" when chrooted into it).
+  explicit Spool(std::string root) : root_(std::move(root)) {}
+
+  // Creates the areas when missing and opens them.
+  Status open();
+  // Start-up: removes what no 250 was ever given for, checks every committed envelope and
+  // moves the bad ones aside.
+  Recovery recover();
+
+  // A new, empty message in incoming/ with a fresh random id.
+  Result<NewMessage> create();
+  // Removes an uncommitted message's files.
+  void discard(const std::string& id);
+
+  // Blocking, for the commit worker: writes the envelope, makes data and envelope durable and
+  // moves both into queue/. The caller fsyncs the queue directory (once per batch).
+  Status commit(Envelope& envelope, int data_fd);
+  Status sync_queue_dir();
+
+  const std::string& root() const { return root_; }
+
+ private:
+  std::string root_;
+  UniqueFd incoming_;
+  UniqueFd queue_;
+  UniqueFd corrupt_;
+};
+
+}  // namespace postern::queue

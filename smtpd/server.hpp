@@ -1,0 +1,71 @@
+// The smtp process's server: accepts connections on the listeners the parent hands over,
+// enforces the session limits, owns the sessions, and routes each session's questions to
+// lookup and the queue and their answers back (by IPC request id).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/child.hpp"
+#include "common/config.hpp"
+#include "common/event.hpp"
+#include "smtpd/session.hpp"
+
+namespace postern::smtp {
+
+class Server {
+ public:
+  explicit Server(ChildRuntime& runtime);
+
+  const std::string& hostname() const { return hostname_; }
+  const config::Limits& limits() const { return limits_; }
+  event_base* base() const { return runtime_.base(); }
+
+  // Requests on behalf of a session; false when the process that answers is not there.
+  bool ask_lookup(Session& session, const msg::RcptCheck& check);
+  bool ask_queue_open(Session& session);
+  bool ask_queue_commit(Session& session, const Envelope& envelope);
+  void tell_queue_abort(const std::string& queue_id);
+
+  // The session is over; it is destroyed from the event loop, not from its own callbacks.
+  void retire(uint64_t session_id);
+
+ private:
+  struct Listening {
+    ListenerInfo info;
+    std::string address;
+    UniqueFd fd;
+    std::unique_ptr<FdWatcher> watcher;
+  };
+  struct Pending {
+    uint64_t session = 0;
+    Role peer = Role::queue;
+  };
+
+  void add_listener(msg::ListenerAdd&& m, UniqueFd fd);
+  void accept_on(Listening& listening);
+  uint32_t track(Session& session, Role peer);
+  Session* claim(uint32_t request_id);
+  void fail_requests_to(Role peer);
+  void bury();
+  void update_counters();
+
+  ChildRuntime& runtime_;
+  std::string hostname_;
+  config::Limits limits_;
+  std::map<uint32_t, Listening> listeners_;
+  std::map<uint64_t, std::unique_ptr<Session>> sessions_;
+  std::map<std::string, uint32_t> sessions_per_ip_;
+  std::vector<std::unique_ptr<Session>> retired_;
+  Timer burial_;
+  std::map<uint32_t, Pending> pending_;
+  uint32_t next_request_ = 1;
+  uint64_t next_session_ = 1;
+  uint64_t accepted_ = 0;
+  uint64_t refused_ = 0;
+};
+
+}  // namespace postern::smtp

@@ -1,0 +1,606 @@
+// One SMTP session; see session.hpp. Commands are a table of verbs, each with the phases it is
+// allowed in and a handler; replies carry RFC 3463 enhanced status codes. A command that needs
+// another process (RCPT -> lookup, DATA and end of data -> queue) pauses input until the
+// answer comes, which keeps pipelined replies in order.
+#include "smtpd/session.hpp"
+
+#include <event2/buffer.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+
+#include "common/address.hpp"
+#include "common/log.hpp"
+#include "smtpd/received.hpp"
+#include "smtpd/server.hpp"
+
+namespace postern::smtp {
+namespace {
+
+// How much message data is gathered before it is written to the queue's file.
+constexpr size_t kSpoolChunk = 64 * 1024;
+// Input read ahead of processing: bounds memory while a session waits for an answer.
+constexpr size_t kReadHighWater = 64 * 1024;
+
+std::string upper(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+  return out;
+}
+
+}  // namespace
+
+struct Session::VerbRule {
+  Verb verb;
+  bool needs_helo;  // only after HELO/EHLO (RFC 5321 4.1.4)
+  void (Session::*handler)(const Command&);
+};
+
+const Session::VerbRule* Session::rule_for(Verb verb) {
+  static constexpr VerbRule kRules[] = {
+      {Verb::helo, false, &Session::cmd_helo}, {Verb::ehlo, false, &Session::cmd_ehlo},
+      {Verb::mail, true, &Session::cmd_mail},  {Verb::rcpt, true, &Session::cmd_rcpt},
+      {Verb::data, true, &Session::cmd_data},  {Verb::bdat, true, &Session::cmd_bdat},
+      {Verb::rset, false, &Session::cmd_rset}, {Verb::noop, false, &Session::cmd_noop},
+      {Verb::quit, false, &Session::cmd_quit}, {Verb::vrfy, false, &Session::cmd_vrfy},
+      {Verb::help, false, &Session::cmd_help}, {Verb::starttls, false, &Session::cmd_starttls},
+      {Verb::auth, true, &Session::cmd_auth},
+  };
+  for (const VerbRule& rule : kRules)
+    if (rule.verb == verb) return &rule;
+  return nullptr;
+}
+
+Session::Session(Server& server, uint64_t id, UniqueFd socket, ListenerInfo listener,
+                 std::string client_address)
+    : server_(server),
+      id_(id),
+      bev_(bufferevent_socket_new(server.base(), socket.release(), BEV_OPT_CLOSE_ON_FREE)),
+      listener_(std::move(listener)),
+      client_address_(std::move(client_address)) {}
+
+Session::~Session() {
+  // A message the queue opened and that was not committed must not linger in incoming/.
+  if (txn_ && !txn_->queue_id.empty() && waiting_ != Waiting::commit)
+    server_.tell_queue_abort(txn_->queue_id);
+}
+
+void Session::start() {
+  if (!bev_) {
+    server_.retire(id_);
+    return;
+  }
+  bufferevent_setcb(bev_.get(), &Session::on_read, &Session::on_write, &Session::on_event, this);
+  bufferevent_setwatermark(bev_.get(), EV_READ, 0, kReadHighWater);
+  set_timeout(server_.limits().command_timeout);
+  bufferevent_enable(bev_.get(), EV_READ | EV_WRITE);
+  log::info("session %016llx: connect from [%s] on %s", static_cast<unsigned long long>(id_),
+            client_address_.c_str(), listener_.name.c_str());
+  reply(220, nullptr, server_.hostname() + " ESMTP Postern");
+  phase_ = Phase::ready;
+  esmtp_ = false;
+}
+
+void Session::set_timeout(uint32_t seconds) {
+  const timeval tv{static_cast<time_t>(seconds), 0};
+  bufferevent_set_timeouts(bev_.get(), &tv, &tv);
+}
+
+void Session::on_read(bufferevent*, void* self) {
+  static_cast<Session*>(self)->process();
+}
+
+void Session::on_write(bufferevent* bev, void* self) {
+  auto* s = static_cast<Session*>(self);
+  if (s->phase_ == Phase::closing && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+    s->server_.retire(s->id_);
+}
+
+void Session::on_event(bufferevent*, short what, void* self) {
+  auto* s = static_cast<Session*>(self);
+  if ((what & BEV_EVENT_TIMEOUT) != 0 && s->phase_ != Phase::closing) {
+    log::info("session %016llx: timeout", static_cast<unsigned long long>(s->id_));
+    s->reply(421, "4.4.2", s->server_.hostname() + " Timeout, closing connection");
+    s->close_after_reply();
+    return;
+  }
+  if ((what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) != 0) {
+    log::info("session %016llx: disconnect from [%s]", static_cast<unsigned long long>(s->id_),
+              s->client_address_.c_str());
+    s->phase_ = Phase::closing;
+    s->server_.retire(s->id_);
+  }
+}
+
+void Session::reply(int code, const char* status, const std::string& text) {
+  std::string line = std::to_string(code) + " ";
+  if (status != nullptr) line += std::string(status) + " ";
+  line += text + "\r\n";
+  bufferevent_write(bev_.get(), line.data(), line.size());
+}
+
+void Session::bad_command(int code, const char* status, const std::string& text) {
+  reply(code, status, text);
+  // RFC 5321 4.5.3.2 leaves this to the server: a client that keeps erring is cut off.
+  if (++errors_ >= server_.limits().errors) {
+    log::info("session %016llx: too many errors", static_cast<unsigned long long>(id_));
+    reply(421, "4.7.0", server_.hostname() + " Too many errors, closing connection");
+    close_after_reply();
+  }
+}
+
+void Session::close_after_reply() {
+  phase_ = Phase::closing;
+  bufferevent_disable(bev_.get(), EV_READ);
+  if (evbuffer_get_length(bufferevent_get_output(bev_.get())) == 0) server_.retire(id_);
+}
+
+void Session::process() {
+  // Re-entry through an answer arriving synchronously is harmless but pointless.
+  if (in_process_) return;
+  in_process_ = true;
+  while (phase_ != Phase::closing && waiting_ == Waiting::nothing) {
+    if (phase_ == Phase::data) {
+      consume_data();
+      if (phase_ == Phase::data) break;  // needs more input
+      continue;
+    }
+    std::string line;
+    if (!read_command_line(line)) break;
+    handle_line(line);
+  }
+  in_process_ = false;
+}
+
+// A command line ends with LF (CR LF, tolerated without CR as most servers do); one longer
+// than RFC 5321's 512 octets is answered 500 and skipped up to its end.
+bool Session::read_command_line(std::string& line) {
+  evbuffer* in = bufferevent_get_input(bev_.get());
+  for (;;) {
+    const evbuffer_ptr eol = evbuffer_search(in, "\n", 1, nullptr);
+    if (eol.pos < 0) {
+      const size_t buffered = evbuffer_get_length(in);
+      if (buffered > kMaxCommandLine + 2) {
+        evbuffer_drain(in, buffered);
+        if (!discarding_long_line_) {
+          discarding_long_line_ = true;
+          bad_command(500, "5.5.2", "Line too long");
+        }
+      }
+      return false;
+    }
+    const size_t length = static_cast<size_t>(eol.pos);
+    if (discarding_long_line_ || length > kMaxCommandLine + 1) {
+      evbuffer_drain(in, length + 1);
+      if (!discarding_long_line_) bad_command(500, "5.5.2", "Line too long");
+      discarding_long_line_ = false;
+      if (phase_ == Phase::closing) return false;
+      continue;
+    }
+    line.resize(length);
+    evbuffer_remove(in, line.data(), length);
+    evbuffer_drain(in, 1);
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    return true;
+  }
+}
+
+void Session::handle_line(const std::string& line) {
+  const ParsedLine parsed = parse_command(line);
+  switch (parsed.error) {
+    case SyntaxError::none:
+      break;
+    case SyntaxError::unknown_verb:
+      bad_command(500, "5.5.1", "Command unrecognized");
+      return;
+    case SyntaxError::too_long:
+      bad_command(500, "5.5.2", "Line too long");
+      return;
+    case SyntaxError::bad_syntax:
+      bad_command(501, "5.5.4",
+                  "Syntax error" + (parsed.detail.empty() ? std::string() : ": " + parsed.detail));
+      return;
+  }
+  const VerbRule* rule = rule_for(parsed.command.verb);
+  if (rule == nullptr) {
+    bad_command(502, "5.5.1", "Command not implemented");
+    return;
+  }
+  if (rule->needs_helo && helo_.empty()) {
+    bad_command(503, "5.5.1", "Send HELO or EHLO first");
+    return;
+  }
+  (this->*rule->handler)(parsed.command);
+}
+
+void Session::reset_transaction() {
+  if (txn_ && !txn_->queue_id.empty()) server_.tell_queue_abort(txn_->queue_id);
+  txn_.reset();
+}
+
+void Session::cmd_helo(const Command& c) {
+  reset_transaction();
+  helo_ = c.argument;
+  esmtp_ = false;
+  reply(250, nullptr, server_.hostname() + " Hello " + helo_ + " [" + client_address_ + "]");
+}
+
+void Session::cmd_ehlo(const Command& c) {
+  reset_transaction();
+  helo_ = c.argument;
+  esmtp_ = true;
+  const std::string lines[] = {
+      server_.hostname() + " Hello " + helo_ + " [" + client_address_ + "]",
+      "PIPELINING",
+      "SIZE " + std::to_string(server_.limits().message_size),
+      "8BITMIME",
+      "SMTPUTF8",
+      "ENHANCEDSTATUSCODES",
+      "DSN",
+      "HELP",
+  };
+  const size_t n = std::size(lines);
+  for (size_t i = 0; i < n; ++i) {
+    const std::string line = "250" + std::string(i + 1 < n ? "-" : " ") + lines[i] + "\r\n";
+    bufferevent_write(bev_.get(), line.data(), line.size());
+  }
+}
+
+void Session::cmd_mail(const Command& c) {
+  if (txn_) {
+    bad_command(503, "5.5.1", "Nested MAIL command");
+    return;
+  }
+  if (listener_.role != config::ListenerRole::smtp) {
+    // Submission needs AUTH (RFC 6409 4.3), which this version does not offer yet.
+    bad_command(530, "5.7.0", "Authentication required");
+    return;
+  }
+  if (!c.params.empty() && !esmtp_) {
+    bad_command(555, "5.5.4", "Parameters need EHLO");
+    return;
+  }
+  Transaction t;
+  for (const Param& p : c.params) {
+    const std::string& v = p.value.value_or("");
+    if (p.keyword == "SIZE" && p.value) {
+      const auto size = parse_size_param(v);
+      if (!size) {
+        bad_command(501, "5.5.4", "Bad SIZE value");
+        return;
+      }
+      if (*size > server_.limits().message_size) {
+        reply(552, "5.3.4", "Message size exceeds fixed maximum message size");
+        return;
+      }
+    } else if (p.keyword == "BODY" && p.value && (upper(v) == "7BIT" || upper(v) == "8BITMIME")) {
+      t.body_8bit = upper(v) == "8BITMIME";
+    } else if (p.keyword == "SMTPUTF8" && !p.value) {
+      t.smtputf8 = true;
+    } else if (p.keyword == "RET" && p.value) {
+      const auto ret = parse_ret(v);
+      if (!ret) {
+        bad_command(501, "5.5.4", "Bad RET value");
+        return;
+      }
+      t.ret = *ret;
+    } else if (p.keyword == "ENVID" && p.value) {
+      const auto envid = parse_envid(v);
+      if (!envid) {
+        bad_command(501, "5.5.4", "Bad ENVID value");
+        return;
+      }
+      t.envid = *envid;
+    } else if (p.keyword == "AUTH" && p.value) {
+      // RFC 4954 5: accepted and ignored from an unauthenticated client.
+    } else {
+      bad_command(555, "5.5.4", "Unsupported parameter " + p.keyword);
+      return;
+    }
+  }
+  const auto sender = address::parse_reverse_path(c.path, t.smtputf8);
+  if (!sender.ok()) {
+    bad_command(501, "5.1.7", "Bad sender address syntax");
+    return;
+  }
+  t.sender = sender.value() ? address::to_string(*sender.value()) : "";
+  txn_ = std::move(t);
+  reply(250, "2.1.0", "Ok");
+}
+
+void Session::cmd_rcpt(const Command& c) {
+  if (!txn_) {
+    bad_command(503, "5.5.1", "Need MAIL before RCPT");
+    return;
+  }
+  if (!c.params.empty() && !esmtp_) {
+    bad_command(555, "5.5.4", "Parameters need EHLO");
+    return;
+  }
+  Recipient rcpt;
+  for (const Param& p : c.params) {
+    const std::string& v = p.value.value_or("");
+    if (p.keyword == "NOTIFY" && p.value) {
+      const auto notify = parse_notify(v);
+      if (!notify) {
+        bad_command(501, "5.5.4", "Bad NOTIFY value");
+        return;
+      }
+      rcpt.notify = *notify;
+    } else if (p.keyword == "ORCPT" && p.value) {
+      const auto orcpt = parse_orcpt(v);
+      if (!orcpt) {
+        bad_command(501, "5.5.4", "Bad ORCPT value");
+        return;
+      }
+      rcpt.orcpt_type = orcpt->addr_type;
+      rcpt.orcpt = orcpt->address;
+    } else {
+      bad_command(555, "5.5.4", "Unsupported parameter " + p.keyword);
+      return;
+    }
+  }
+  const auto mailbox = address::parse_forward_path(c.path, txn_->smtputf8);
+  if (!mailbox.ok()) {
+    bad_command(501, "5.1.3", "Bad recipient address syntax");
+    return;
+  }
+  if (txn_->recipients.size() >= server_.limits().recipients) {
+    reply(452, "4.5.3", "Too many recipients");
+    return;
+  }
+  const address::Mailbox& m = mailbox.value();
+  msg::RcptCheck check;
+  check.local_part = m.local_part;
+  check.literal = m.literal;
+  check.authenticated = false;
+  if (!m.domain.empty()) {
+    // A malformed domain cannot be local: let lookup refuse it as relaying.
+    check.domain = address::normalize_domain(m.domain).value_or(m.domain);
+  }
+  rcpt.address = check.domain.empty() ? m.local_part : m.local_part + "@" + check.domain;
+  if (!m.domain.empty() && !address::is_dot_string(m.local_part))
+    rcpt.address = address::to_string(
+        address::Mailbox{m.local_part, check.domain, m.quoted, m.literal, m.utf8});
+  if (!server_.ask_lookup(*this, check)) {
+    reply(451, "4.3.0", "Recipient check unavailable, try again later");
+    return;
+  }
+  txn_->pending_rcpt = std::move(rcpt);
+  waiting_ = Waiting::rcpt;
+}
+
+void Session::on_rcpt_verdict(msg::RcptDecision decision) {
+  if (waiting_ != Waiting::rcpt || !txn_ || !txn_->pending_rcpt) return;
+  waiting_ = Waiting::nothing;
+  Recipient rcpt = std::move(*txn_->pending_rcpt);
+  txn_->pending_rcpt.reset();
+  switch (decision) {
+    case msg::RcptDecision::local:
+    case msg::RcptDecision::relay:
+      txn_->recipients.push_back(std::move(rcpt));
+      reply(250, "2.1.5", "Ok");
+      break;
+    case msg::RcptDecision::relay_denied:
+      log::info("session %016llx: relay denied to <%s> from [%s]",
+                static_cast<unsigned long long>(id_), rcpt.address.c_str(),
+                client_address_.c_str());
+      bad_command(554, "5.7.1", "Relay access denied");
+      break;
+    case msg::RcptDecision::unknown_user:
+      bad_command(550, "5.1.1", "User unknown");
+      break;
+  }
+  process();
+}
+
+void Session::cmd_data(const Command&) {
+  if (!txn_) {
+    bad_command(503, "5.5.1", "Need MAIL before DATA");
+    return;
+  }
+  if (txn_->recipients.empty()) {
+    bad_command(554, "5.5.1", "No valid recipients");
+    return;
+  }
+  if (!server_.ask_queue_open(*this)) {
+    reply(451, "4.3.0", "Queue unavailable, try again later");
+    return;
+  }
+  waiting_ = Waiting::open;
+}
+
+void Session::on_message_opened(const std::string& queue_id, UniqueFd data) {
+  if (waiting_ != Waiting::open || !txn_) {
+    server_.tell_queue_abort(queue_id);
+    return;
+  }
+  waiting_ = Waiting::nothing;
+  txn_->queue_id = queue_id;
+  txn_->data = std::move(data);
+  ReceivedInfo info;
+  info.helo = helo_;
+  info.client_address = client_address_;
+  info.hostname = server_.hostname();
+  info.esmtp = esmtp_;
+  info.queue_id = queue_id;
+  if (txn_->recipients.size() == 1) info.recipient = txn_->recipients[0].address;
+  info.when = time(nullptr);
+  txn_->spool_buffer = received_header(info);
+  txn_->reader.emplace(server_.limits().message_size);
+  phase_ = Phase::data;
+  set_timeout(server_.limits().data_timeout);
+  reply(354, nullptr, "End data with <CR><LF>.<CR><LF>");
+  process();
+}
+
+bool Session::flush_spool_buffer() {
+  Transaction& t = *txn_;
+  std::string_view rest = t.spool_buffer;
+  while (!t.write_failed && !rest.empty()) {
+    const ssize_t n = write(t.data.get(), rest.data(), rest.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      log::error("session %016llx: writing message %s: %s", static_cast<unsigned long long>(id_),
+                 t.queue_id.c_str(), std::strerror(errno));
+      t.write_failed = true;
+      break;
+    }
+    rest.remove_prefix(static_cast<size_t>(n));
+  }
+  t.spool_buffer.clear();
+  return !t.write_failed;
+}
+
+void Session::consume_data() {
+  Transaction& t = *txn_;
+  evbuffer* in = bufferevent_get_input(bev_.get());
+  while (evbuffer_get_length(in) > 0 && !t.reader->done()) {
+    evbuffer_iovec chunk{};
+    if (evbuffer_peek(in, -1, nullptr, &chunk, 1) < 1) break;
+    const std::string_view bytes(static_cast<const char*>(chunk.iov_base), chunk.iov_len);
+    const size_t used = t.reader->feed(bytes, t.spool_buffer);
+    evbuffer_drain(in, used);
+    if (t.spool_buffer.size() >= kSpoolChunk) flush_spool_buffer();
+  }
+  if (t.reader->done()) finish_data();
+}
+
+void Session::finish_data() {
+  Transaction& t = *txn_;
+  phase_ = Phase::ready;
+  set_timeout(server_.limits().command_timeout);
+  flush_spool_buffer();
+  const DotReader::Problem problem = t.reader->problem();
+  const char* refusal_status = nullptr;
+  int refusal_code = 0;
+  std::string refusal;
+  switch (problem) {
+    case DotReader::Problem::none:
+      break;
+    case DotReader::Problem::too_big:
+      refusal_code = 552;
+      refusal_status = "5.3.4";
+      refusal = "Message size exceeds fixed maximum message size";
+      break;
+    case DotReader::Problem::line_too_long:
+      refusal_code = 500;
+      refusal_status = "5.5.2";
+      refusal = "Line too long (RFC 5321 allows 1000 octets with CRLF)";
+      break;
+    case DotReader::Problem::bare_cr:
+    case DotReader::Problem::bare_lf:
+      refusal_code = 550;
+      refusal_status = "5.6.0";
+      refusal =
+          "Message contains a " + std::string(problem_name(problem)) + "; lines must end with CRLF";
+      break;
+  }
+  if (refusal_code == 0 && t.write_failed) {
+    refusal_code = 452;
+    refusal_status = "4.3.1";
+    refusal = "Insufficient system storage";
+  }
+  if (refusal_code != 0) {
+    log::info("session %016llx: message %s refused: %s", static_cast<unsigned long long>(id_),
+              t.queue_id.c_str(), refusal.c_str());
+    reset_transaction();
+    reply(refusal_code, refusal_status, refusal);
+    return;
+  }
+  t.data.reset();  // the queue syncs its own descriptor
+  Envelope e;
+  e.id = t.queue_id;
+  e.arrival = time(nullptr);
+  e.sender = t.sender;
+  e.helo = helo_;
+  e.client_address = client_address_;
+  e.listener = listener_.name;
+  e.smtputf8 = t.smtputf8;
+  e.body_8bit = t.body_8bit;
+  e.ret = t.ret;
+  e.envid = t.envid;
+  e.recipients = t.recipients;
+  if (!server_.ask_queue_commit(*this, e)) {
+    reset_transaction();
+    reply(451, "4.3.0", "Queue unavailable, try again later");
+    return;
+  }
+  waiting_ = Waiting::commit;
+}
+
+void Session::on_message_result(const msg::MessageResult& result) {
+  const Waiting was = waiting_;
+  if (was != Waiting::open && was != Waiting::commit) return;
+  waiting_ = Waiting::nothing;
+  if (was == Waiting::commit && result.outcome == msg::MessageOutcome::committed) {
+    log::info("session %016llx: message %s accepted", static_cast<unsigned long long>(id_),
+              result.id.c_str());
+    txn_->queue_id.clear();  // committed: nothing to abort
+    txn_.reset();
+    reply(250, "2.0.0", "Ok: queued as " + result.id);
+  } else {
+    if (was == Waiting::commit) txn_->queue_id.clear();  // the queue removed it already
+    txn_.reset();
+    reply(451, "4.3.0", "Temporary queue failure, try again later");
+  }
+  process();
+}
+
+void Session::on_request_lost() {
+  const Waiting was = waiting_;
+  if (was == Waiting::nothing) return;
+  waiting_ = Waiting::nothing;
+  if (was == Waiting::rcpt) {
+    if (txn_) txn_->pending_rcpt.reset();
+    reply(451, "4.3.0", "Recipient check unavailable, try again later");
+  } else {
+    if (txn_) txn_->queue_id.clear();  // a new queue process removed the unfinished file
+    txn_.reset();
+    reply(451, "4.3.0", "Queue unavailable, try again later");
+  }
+  process();
+}
+
+void Session::cmd_rset(const Command& c) {
+  if (!c.argument.empty()) {
+    bad_command(501, "5.5.4", "RSET takes no argument");
+    return;
+  }
+  reset_transaction();
+  reply(250, "2.0.0", "Ok");
+}
+
+void Session::cmd_noop(const Command&) {
+  reply(250, "2.0.0", "Ok");
+}
+
+void Session::cmd_quit(const Command&) {
+  reply(221, "2.0.0", "Bye");
+  close_after_reply();
+}
+
+void Session::cmd_vrfy(const Command&) {
+  reply(252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery");
+}
+
+void Session::cmd_help(const Command&) {
+  reply(214, "2.0.0", "See RFC 5321; commands: HELO EHLO MAIL RCPT DATA RSET NOOP VRFY HELP QUIT");
+}
+
+void Session::cmd_starttls(const Command&) {
+  bad_command(454, "4.7.0", "TLS not available");
+}
+
+void Session::cmd_auth(const Command&) {
+  bad_command(503, "5.5.1", "AUTH not available");
+}
+
+void Session::cmd_bdat(const Command&) {
+  bad_command(502, "5.5.1", "BDAT not implemented");
+}
+
+}  // namespace postern::smtp

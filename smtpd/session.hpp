@@ -1,0 +1,126 @@
+// One SMTP session (RFC 5321): the state machine from greeting to QUIT, reading commands and
+// message data from a client and answering in order, pipelined or not. It never touches the
+// spool: message bytes go into a descriptor the queue handed over, and recipients are judged
+// by lookup. Input is a stranger's bytes: anything it sends can end this session, never the
+// process.
+#pragma once
+
+#include <event2/bufferevent.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/config.hpp"
+#include "common/envelope.hpp"
+#include "common/fd.hpp"
+#include "common/messages.hpp"
+#include "smtpd/commands.hpp"
+#include "smtpd/data.hpp"
+
+namespace postern::smtp {
+
+class Server;
+
+struct ListenerInfo {
+  uint32_t id = 0;
+  std::string name;
+  config::ListenerRole role = config::ListenerRole::smtp;
+};
+
+struct BufferEventDeleter {
+  void operator()(bufferevent* bev) const { bufferevent_free(bev); }
+};
+using BufferEventPtr = std::unique_ptr<bufferevent, BufferEventDeleter>;
+
+class Session {
+ public:
+  Session(Server& server, uint64_t id, UniqueFd socket, ListenerInfo listener,
+          std::string client_address);
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  void start();
+  uint64_t id() const { return id_; }
+  const std::string& client_address() const { return client_address_; }
+
+  // Answers to what this session asked of lookup and the queue (routed by Server).
+  void on_rcpt_verdict(msg::RcptDecision decision);
+  void on_message_opened(const std::string& queue_id, UniqueFd data);
+  void on_message_result(const msg::MessageResult& result);
+  // The process it was waiting for went away; the request will never be answered.
+  void on_request_lost();
+
+ private:
+  enum class Phase : uint8_t { greeting, ready, data, closing };
+  enum class Waiting : uint8_t { nothing, rcpt, open, commit };
+
+  struct Transaction {
+    std::string sender;  // canonical; empty for <>
+    bool smtputf8 = false;
+    bool body_8bit = false;
+    DsnRet ret = DsnRet::unspecified;
+    std::string envid;
+    std::vector<Recipient> recipients;
+    std::optional<Recipient> pending_rcpt;  // being judged by lookup
+    // The message, once the queue opened it.
+    std::string queue_id;
+    UniqueFd data;
+    std::string spool_buffer;  // bytes not yet written to data
+    bool write_failed = false;
+    std::optional<DotReader> reader;
+  };
+
+  struct VerbRule;
+  static const VerbRule* rule_for(Verb verb);
+
+  static void on_read(bufferevent*, void* self);
+  static void on_write(bufferevent*, void* self);
+  static void on_event(bufferevent*, short what, void* self);
+
+  void process();
+  bool read_command_line(std::string& line);
+  void handle_line(const std::string& line);
+  void consume_data();
+  void finish_data();
+  bool flush_spool_buffer();
+
+  void cmd_helo(const Command& c);
+  void cmd_ehlo(const Command& c);
+  void cmd_mail(const Command& c);
+  void cmd_rcpt(const Command& c);
+  void cmd_data(const Command& c);
+  void cmd_rset(const Command& c);
+  void cmd_noop(const Command& c);
+  void cmd_quit(const Command& c);
+  void cmd_vrfy(const Command& c);
+  void cmd_help(const Command& c);
+  void cmd_starttls(const Command& c);
+  void cmd_auth(const Command& c);
+  void cmd_bdat(const Command& c);
+
+  void reply(int code, const char* status, const std::string& text);
+  void bad_command(int code, const char* status, const std::string& text);
+  void reset_transaction();
+  void close_after_reply();
+  void set_timeout(uint32_t seconds);
+
+  Server& server_;
+  uint64_t id_;
+  BufferEventPtr bev_;
+  ListenerInfo listener_;
+  std::string client_address_;
+  Phase phase_ = Phase::greeting;
+  Waiting waiting_ = Waiting::nothing;
+  bool esmtp_ = false;
+  std::string helo_;
+  std::optional<Transaction> txn_;
+  uint32_t errors_ = 0;
+  bool discarding_long_line_ = false;
+  bool in_process_ = false;
+};
+
+}  // namespace postern::smtp
