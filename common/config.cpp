@@ -35,9 +35,10 @@ constexpr size_t kMaxListenerName = 64;
 // Offending text is echoed in messages: keep them one readable line.
 constexpr size_t kMaxQuoted = 64;
 
-constexpr std::array<std::string_view, 9> kTopKeys = {"hostname",  "user",      "queue_user",
-                                                      "spool",     "empty_dir", "control",
-                                                      "listeners", "domains",   "limits"};
+constexpr std::array<std::string_view, 10> kTopKeys = {
+    "hostname", "user",      "queue_user", "spool",  "empty_dir",
+    "control",  "listeners", "domains",    "limits", "tls"};
+constexpr std::array<std::string_view, 2> kTlsKeys = {"certificate", "key"};
 constexpr std::array<std::string_view, 7> kLimitKeys = {
     "message_size",    "recipients",      "errors",      "sessions",
     "sessions_per_ip", "command_timeout", "data_timeout"};
@@ -485,6 +486,14 @@ class Walker {
     }
     if (const MapEntry* e = fields[7]) walk_domains(*e, config.domains);
     if (const MapEntry* e = fields[8]) walk_limits(*e, config.limits);
+    if (const MapEntry* e = fields[9]) walk_tls(*e, config.tls);
+    if (!config.tls) {
+      for (const Listener& l : config.listeners)
+        if (l.role == ListenerRole::smtps && fields[6] != nullptr)
+          reporter_.at(fields[6]->key.mark, "listener " + quote(l.name) +
+                                                " is smtps, which needs a 'tls' section with "
+                                                "certificate and key");
+    }
     return config;
   }
 
@@ -595,6 +604,28 @@ class Walker {
       account_value(*e, group);
       if (!group.empty()) control.group = std::move(group);
     }
+  }
+
+  void walk_tls(const MapEntry& entry, std::optional<Tls>& tls) {
+    const Node& value = entry.value;
+    if (value.kind == Node::Kind::invalid) return;
+    if (value.kind != Node::Kind::mapping) {
+      reporter_.at(value.mark, "'tls' must be a mapping (with certificate and key)");
+      return;
+    }
+    const auto fields = check_keys(value, "'tls'", kTlsKeys);
+    Tls t;
+    bool ok = true;
+    for (size_t i = 0; i < fields.size(); ++i) {
+      std::string& out = i == 0 ? t.certificate : t.key;
+      if (fields[i] == nullptr) {
+        reporter_.at(value.mark, "'tls' has no '" + std::string(kTlsKeys[i]) + "'");
+        ok = false;
+      } else if (!path_value(*fields[i], out)) {
+        ok = false;
+      }
+    }
+    if (ok) tls = std::move(t);
   }
 
   void walk_domains(const MapEntry& entry, std::vector<std::string>& domains) {

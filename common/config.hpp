@@ -55,6 +55,13 @@ struct Limits {
   friend bool operator==(const Limits&, const Limits&) = default;
 };
 
+// The server certificate chain and key, PEM files (read by the parent, as root).
+struct Tls {
+  std::string certificate;  // absolute path
+  std::string key;          // absolute path
+  friend bool operator==(const Tls&, const Tls&) = default;
+};
+
 struct Config {
   std::string file;      // the file it was loaded from, as given
   std::string hostname;  // defaults to the machine's host name
@@ -67,6 +74,8 @@ struct Config {
   // Domains delivered locally, lower-case without a trailing dot.
   std::vector<std::string> domains;
   Limits limits;
+  // Needed by STARTTLS and by smtps listeners.
+  std::optional<Tls> tls;
 };
 
 struct ConfigError {

@@ -190,6 +190,17 @@ SmtpConfig SmtpConfig::decode(wire::Reader& r) {
   return m;
 }
 
+void TlsConfig::encode(wire::Writer& w) const {
+  w.str(certificate_pem);
+  w.str(key_pem);
+}
+TlsConfig TlsConfig::decode(wire::Reader& r) {
+  TlsConfig m;
+  m.certificate_pem = r.str(kMaxPem);
+  m.key_pem = r.str(kMaxPem);
+  return m;
+}
+
 void LookupConfig::encode(wire::Writer& w) const {
   w.count(domains.size());
   for (const auto& d : domains) w.str(d);

@@ -53,6 +53,7 @@ enum class Type : uint16_t {
   message_commit,
   message_result,
   message_abort,
+  tls_config,
 };
 
 enum class FdRule : uint8_t { none, required };
@@ -175,6 +176,17 @@ struct QueueConfig {
   std::string spool_dir;  // as the queue sees it (after its chroot)
   void encode(wire::Writer& w) const;
   static QueueConfig decode(wire::Reader& r);
+};
+
+// The server certificate chain and key for STARTTLS and smtps; empty strings: no TLS.
+constexpr size_t kMaxPem = 28 * 1024;
+struct TlsConfig {
+  static constexpr MessageInfo kInfo{Type::tls_config, "tls_config", roles(Role::parent),
+                                     roles(Role::smtp), FdRule::none};
+  std::string certificate_pem;
+  std::string key_pem;
+  void encode(wire::Writer& w) const;
+  static TlsConfig decode(wire::Reader& r);
 };
 
 struct LookupConfig {
@@ -364,7 +376,7 @@ using AllMessages =
                SetVerbose, SmtpConfig, QueueConfig, ListenerAdd, ListenerRemove, ControlSocket,
                CtlShowStatus, CtlSetVerbose, CtlStop, CtlStatus, CtlResult, LookupConfig, RcptCheck,
                RcptVerdict, MessageOpen, MessageOpened, MessageRecipients, MessageCommit,
-               MessageResult, MessageAbort>;
+               MessageResult, MessageAbort, TlsConfig>;
 
 // The schema entry for a wire type number, or nullptr for an unknown type.
 const MessageInfo* message_info(uint16_t type);

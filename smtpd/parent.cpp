@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 
 #include "common/config.hpp"
@@ -18,6 +19,7 @@
 #include "smtpd/host.hpp"
 #include "smtpd/listeners.hpp"
 #include "smtpd/supervisor.hpp"
+#include "smtpd/tls_files.hpp"
 
 namespace postern::smtpd {
 namespace {
@@ -90,11 +92,21 @@ int run(int argc, char** argv) {
     for (const auto& e : loaded.error()) std::fprintf(stderr, "%s\n", e.to_string().c_str());
     return 1;
   }
+  config::Config config = std::move(loaded).value();
+  std::optional<TlsMaterial> tls;
+  if (config.tls) {
+    Result<TlsMaterial> material = load_tls_material(*config.tls);
+    if (!material.ok()) {
+      std::fprintf(stderr, "%s: tls: %s\n", options.config_path.c_str(),
+                   material.error().message.c_str());
+      return 1;
+    }
+    tls = std::move(material).value();
+  }
   if (check_only) {
     std::printf("configuration OK\n");
     return 0;
   }
-  config::Config config = std::move(loaded).value();
 
   if (char real[PATH_MAX]; realpath(options.exec_dir.c_str(), real) != nullptr)
     options.exec_dir = real;
@@ -152,8 +164,8 @@ int run(int argc, char** argv) {
   tzset();
 
   EventBasePtr base = make_event_base();
-  Supervisor supervisor(base.get(), options, std::move(config), ids.value(), std::move(listeners),
-                        std::move(control).value());
+  Supervisor supervisor(base.get(), options, std::move(config), std::move(tls), ids.value(),
+                        std::move(listeners), std::move(control).value());
   SignalHandler on_term(base.get(), SIGTERM, [&] { supervisor.stop(0); });
   SignalHandler on_int(base.get(), SIGINT, [&] { supervisor.stop(0); });
   SignalHandler on_hup(base.get(), SIGHUP, [&] { supervisor.reload(); });

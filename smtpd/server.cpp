@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <strings.h>
 #include <cerrno>
 #include <cstring>
 
@@ -43,6 +44,20 @@ Server::Server(ChildRuntime& runtime)
     hostname_ = std::move(m.hostname);
     limits_ = m.limits;
   });
+  d.on<msg::TlsConfig>([this](msg::Incoming&, msg::TlsConfig&& m) {
+    if (m.certificate_pem.empty()) {
+      tls_server_.reset();
+      return;
+    }
+    Result<TlsPtr> server = make_tls_server(m.certificate_pem, m.key_pem);
+    explicit_bzero(m.key_pem.data(), m.key_pem.size());
+    if (!server.ok()) {
+      // The parent checked this material; keep serving with what we had.
+      log::error("TLS configuration refused: %s", server.error().message.c_str());
+      return;
+    }
+    tls_server_ = std::move(server).value();
+  });
   d.on<msg::ListenerAdd>([this](msg::Incoming& in, msg::ListenerAdd&& m) {
     add_listener(std::move(m), std::move(in.fd));
   });
@@ -64,11 +79,7 @@ Server::Server(ChildRuntime& runtime)
     if (Session* s = claim(in.request_id)) s->on_message_result(m);
   });
   runtime_.on_started([this] {
-    for (auto& [id, l] : listeners_)
-      if (!l.watcher)
-        l.watcher = std::make_unique<FdWatcher>(base(), l.fd.get(), [this, id] {
-          if (auto it = listeners_.find(id); it != listeners_.end()) accept_on(it->second);
-        });
+    for (auto& entry : listeners_) watch(entry.first);
   });
   runtime_.on_peer_lost([this](Role peer) { fail_requests_to(peer); });
   update_counters();
@@ -79,18 +90,17 @@ void Server::add_listener(msg::ListenerAdd&& m, UniqueFd fd) {
   l.info = ListenerInfo{m.id, m.name, m.role};
   l.address = m.address;
   l.fd = std::move(fd);
-  if (m.role == config::ListenerRole::smtps)
-    log::warn(
-        "listener %s (%s): smtps needs TLS, which this version does not provide yet; "
-        "its connections are closed at once",
-        m.name.c_str(), m.address.c_str());
-  if (runtime_.started()) {
-    const uint32_t id = m.id;
-    l.watcher = std::make_unique<FdWatcher>(base(), l.fd.get(), [this, id] {
-      if (auto it = listeners_.find(id); it != listeners_.end()) accept_on(it->second);
-    });
-  }
+  if (runtime_.started()) watch(m.id);
   update_counters();
+}
+
+// Sessions start only once privileges are dropped.
+void Server::watch(uint32_t listener_id) {
+  Listening& l = listeners_.at(listener_id);
+  if (l.watcher) return;
+  l.watcher = std::make_unique<FdWatcher>(base(), l.fd.get(), [this, listener_id] {
+    if (auto it = listeners_.find(listener_id); it != listeners_.end()) accept_on(it->second);
+  });
 }
 
 void Server::accept_on(Listening& listening) {
@@ -106,7 +116,8 @@ void Server::accept_on(Listening& listening) {
       return;
     }
     const std::string client = address_text(peer);
-    if (listening.info.role == config::ListenerRole::smtps) continue;  // closes fd
+    // Without a certificate an smtps listener can only hang up (closing fd).
+    if (listening.info.role == config::ListenerRole::smtps && !tls_server_) continue;
     if (sessions_.size() >= limits_.sessions) {
       ++refused_;
       log::warn("refusing [%s]: %zu sessions is the limit", client.c_str(), sessions_.size());

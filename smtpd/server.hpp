@@ -12,6 +12,7 @@
 #include "common/child.hpp"
 #include "common/config.hpp"
 #include "common/event.hpp"
+#include "common/tls.hpp"
 #include "smtpd/session.hpp"
 
 namespace postern::smtp {
@@ -22,6 +23,8 @@ class Server {
 
   const std::string& hostname() const { return hostname_; }
   const config::Limits& limits() const { return limits_; }
+  // The TLS server context, or nullptr when no certificate is configured.
+  tls* tls_server() const { return tls_server_.get(); }
   event_base* base() const { return runtime_.base(); }
 
   // Requests on behalf of a session; false when the process that answers is not there.
@@ -46,6 +49,7 @@ class Server {
   };
 
   void add_listener(msg::ListenerAdd&& m, UniqueFd fd);
+  void watch(uint32_t listener_id);
   void accept_on(Listening& listening);
   uint32_t track(Session& session, Role peer);
   Session* claim(uint32_t request_id);
@@ -56,6 +60,7 @@ class Server {
   ChildRuntime& runtime_;
   std::string hostname_;
   config::Limits limits_;
+  TlsPtr tls_server_;
   std::map<uint32_t, Listening> listeners_;
   std::map<uint64_t, std::unique_ptr<Session>> sessions_;
   std::map<std::string, uint32_t> sessions_per_ip_;

@@ -79,6 +79,9 @@ void Session::start() {
   bufferevent_enable(bev_.get(), EV_READ | EV_WRITE);
   log::info("session %016llx: connect from [%s] on %s", static_cast<unsigned long long>(id_),
             client_address_.c_str(), listener_.name.c_str());
+  // RFC 8314: on an smtps listener TLS starts with the first byte; the greeting waits for it.
+  if (listener_.role == config::ListenerRole::smtps) start_tls();
+  if (phase_ == Phase::closing) return;
   reply(220, nullptr, server_.hostname() + " ESMTP Postern");
   phase_ = Phase::ready;
   esmtp_ = false;
@@ -95,8 +98,8 @@ void Session::on_read(bufferevent*, void* self) {
 
 void Session::on_write(bufferevent* bev, void* self) {
   auto* s = static_cast<Session*>(self);
-  if (s->phase_ == Phase::closing && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-    s->server_.retire(s->id_);
+  (void)bev;
+  if (s->phase_ == Phase::closing && s->output_drained()) s->server_.retire(s->id_);
 }
 
 void Session::on_event(bufferevent*, short what, void* self) {
@@ -119,7 +122,7 @@ void Session::reply(int code, const char* status, const std::string& text) {
   std::string line = std::to_string(code) + " ";
   if (status != nullptr) line += std::string(status) + " ";
   line += text + "\r\n";
-  bufferevent_write(bev_.get(), line.data(), line.size());
+  send(line);
 }
 
 void Session::bad_command(int code, const char* status, const std::string& text) {
@@ -135,7 +138,7 @@ void Session::bad_command(int code, const char* status, const std::string& text)
 void Session::close_after_reply() {
   phase_ = Phase::closing;
   bufferevent_disable(bev_.get(), EV_READ);
-  if (evbuffer_get_length(bufferevent_get_output(bev_.get())) == 0) server_.retire(id_);
+  if (output_drained()) server_.retire(id_);
 }
 
 void Session::process() {
@@ -143,13 +146,20 @@ void Session::process() {
   if (in_process_) return;
   in_process_ = true;
   while (phase_ != Phase::closing && waiting_ == Waiting::nothing) {
+    if (tls_ && !pump_tls_reads()) break;
+    // With TLS, ciphertext may still wait in the socket's buffer after the plain text ran
+    // out: go round again while decrypting makes progress (no new read event will come).
+    const bool more_decrypted = tls_ && tls_pumped_ > 0;
     if (phase_ == Phase::data) {
       consume_data();
-      if (phase_ == Phase::data) break;  // needs more input
+      if (phase_ == Phase::data && !more_decrypted) break;  // needs more input
       continue;
     }
     std::string line;
-    if (!read_command_line(line)) break;
+    if (!read_command_line(line)) {
+      if (more_decrypted) continue;
+      break;
+    }
     handle_line(line);
   }
   in_process_ = false;
@@ -158,7 +168,7 @@ void Session::process() {
 // A command line ends with LF (CR LF, tolerated without CR as most servers do); one longer
 // than RFC 5321's 512 octets is answered 500 and skipped up to its end.
 bool Session::read_command_line(std::string& line) {
-  evbuffer* in = bufferevent_get_input(bev_.get());
+  evbuffer* in = input();
   for (;;) {
     const evbuffer_ptr eol = evbuffer_search(in, "\n", 1, nullptr);
     if (eol.pos < 0) {
@@ -241,11 +251,14 @@ void Session::cmd_ehlo(const Command& c) {
       "ENHANCEDSTATUSCODES",
       "DSN",
       "HELP",
+      "STARTTLS",
   };
-  const size_t n = std::size(lines);
+  // STARTTLS only while it is possible (RFC 3207 4.2: never again after it succeeded).
+  const bool offer_tls = !tls_ && server_.tls_server() != nullptr;
+  const size_t n = std::size(lines) - (offer_tls ? 0 : 1);
   for (size_t i = 0; i < n; ++i) {
     const std::string line = "250" + std::string(i + 1 < n ? "-" : " ") + lines[i] + "\r\n";
-    bufferevent_write(bev_.get(), line.data(), line.size());
+    send(line);
   }
 }
 
@@ -426,6 +439,7 @@ void Session::on_message_opened(const std::string& queue_id, UniqueFd data) {
   info.client_address = client_address_;
   info.hostname = server_.hostname();
   info.esmtp = esmtp_;
+  info.tls = tls_info_;
   info.queue_id = queue_id;
   if (txn_->recipients.size() == 1) info.recipient = txn_->recipients[0].address;
   info.when = time(nullptr);
@@ -457,7 +471,7 @@ bool Session::flush_spool_buffer() {
 
 void Session::consume_data() {
   Transaction& t = *txn_;
-  evbuffer* in = bufferevent_get_input(bev_.get());
+  evbuffer* in = input();
   while (evbuffer_get_length(in) > 0 && !t.reader->done()) {
     evbuffer_iovec chunk{};
     if (evbuffer_peek(in, -1, nullptr, &chunk, 1) < 1) break;
@@ -519,6 +533,7 @@ void Session::finish_data() {
   e.helo = helo_;
   e.client_address = client_address_;
   e.listener = listener_.name;
+  e.tls = tls_info_;
   e.smtputf8 = t.smtputf8;
   e.body_8bit = t.body_8bit;
   e.ret = t.ret;
@@ -591,8 +606,149 @@ void Session::cmd_help(const Command&) {
   reply(214, "2.0.0", "See RFC 5321; commands: HELO EHLO MAIL RCPT DATA RSET NOOP VRFY HELP QUIT");
 }
 
-void Session::cmd_starttls(const Command&) {
-  bad_command(454, "4.7.0", "TLS not available");
+void Session::cmd_starttls(const Command& c) {
+  if (tls_) {
+    bad_command(503, "5.5.1", "TLS already active");
+    return;
+  }
+  if (server_.tls_server() == nullptr) {
+    bad_command(454, "4.7.0", "TLS not available");
+    return;
+  }
+  if (!c.argument.empty()) {
+    bad_command(501, "5.5.4", "STARTTLS takes no argument");
+    return;
+  }
+  reply(220, "2.0.0", "Ready to start TLS");
+  // Whatever the client pipelined after STARTTLS arrived in plain text and must not be taken
+  // as coming from inside TLS (RFC 3207 4.2; CVE-2011-0411).
+  evbuffer* plain = bufferevent_get_input(bev_.get());
+  if (const size_t n = evbuffer_get_length(plain); n > 0) {
+    log::info("session %016llx: %zu octets pipelined after STARTTLS discarded",
+              static_cast<unsigned long long>(id_), n);
+    evbuffer_drain(plain, n);
+  }
+  // The session starts over: nothing said before TLS counts (RFC 3207 4.2).
+  reset_transaction();
+  helo_.clear();
+  esmtp_ = false;
+  start_tls();
+}
+
+evbuffer* Session::input() {
+  return tls_ ? tls_plain_in_.get() : bufferevent_get_input(bev_.get());
+}
+
+void Session::send(std::string_view bytes) {
+  if (!tls_) {
+    bufferevent_write(bev_.get(), bytes.data(), bytes.size());
+    return;
+  }
+  evbuffer_add(tls_plain_out_.get(), bytes.data(), bytes.size());
+  pump_tls_writes();
+}
+
+bool Session::output_drained() {
+  return evbuffer_get_length(bufferevent_get_output(bev_.get())) == 0 &&
+         (!tls_ || evbuffer_get_length(tls_plain_out_.get()) == 0);
+}
+
+void Session::start_tls() {
+  tls* connection = nullptr;
+  if (tls_accept_cbs(server_.tls_server(), &connection, &Session::tls_read_cb,
+                     &Session::tls_write_cb, this) != 0) {
+    log::warn("session %016llx: cannot start TLS: %s", static_cast<unsigned long long>(id_),
+              tls_error(server_.tls_server()));
+    phase_ = Phase::closing;
+    server_.retire(id_);
+    return;
+  }
+  tls_.reset(connection);
+  tls_plain_in_.reset(evbuffer_new());
+  tls_plain_out_.reset(evbuffer_new());
+}
+
+ssize_t Session::tls_read_cb(tls*, void* buf, size_t len, void* self) {
+  auto* s = static_cast<Session*>(self);
+  const int n = evbuffer_remove(bufferevent_get_input(s->bev_.get()), buf, len);
+  if (n <= 0) {
+    s->tls_raw_exhausted_ = true;
+    return TLS_WANT_POLLIN;
+  }
+  return n;
+}
+
+ssize_t Session::tls_write_cb(tls*, const void* buf, size_t len, void* self) {
+  auto* s = static_cast<Session*>(self);
+  if (bufferevent_write(s->bev_.get(), buf, len) != 0) return -1;
+  return static_cast<ssize_t>(len);
+}
+
+void Session::tls_failed(const char* when) {
+  const char* err = tls_error(tls_.get());
+  log::info("session %016llx: TLS %s failed with [%s]: %s", static_cast<unsigned long long>(id_),
+            when, client_address_.c_str(), err ? err : "connection closed");
+  phase_ = Phase::closing;
+  bufferevent_disable(bev_.get(), EV_READ);
+  server_.retire(id_);
+}
+
+// Decrypts what has arrived, up to the read-ahead bound. False when the session ended.
+bool Session::pump_tls_reads() {
+  if (!tls_handshake_done_) {
+    tls_raw_exhausted_ = false;
+    const int rc = tls_handshake(tls_.get());
+    if (rc == TLS_WANT_POLLIN || rc == TLS_WANT_POLLOUT) return true;
+    if (rc != 0) {
+      tls_failed("handshake");
+      return false;
+    }
+    tls_handshake_done_ = true;
+    tls_info_ = tls_description(tls_.get());
+    log::info("session %016llx: TLS started: %s", static_cast<unsigned long long>(id_),
+              tls_info_.c_str());
+    pump_tls_writes();  // an smtps greeting waits for the handshake
+  }
+  evbuffer* raw = bufferevent_get_input(bev_.get());
+  char buf[16384];
+  tls_pumped_ = 0;
+  while (evbuffer_get_length(tls_plain_in_.get()) < kReadHighWater) {
+    tls_raw_exhausted_ = false;
+    const ssize_t n = tls_read(tls_.get(), buf, sizeof buf);
+    if (n == TLS_WANT_POLLIN || n == TLS_WANT_POLLOUT) {
+      // After a TLS 1.3 ticket libtls can want more while whole records still wait in raw.
+      if (!tls_raw_exhausted_ && evbuffer_get_length(raw) > 0) continue;
+      break;
+    }
+    if (n == 0) {  // close_notify
+      phase_ = Phase::closing;
+      server_.retire(id_);
+      return false;
+    }
+    if (n < 0) {
+      tls_failed("read");
+      return false;
+    }
+    evbuffer_add(tls_plain_in_.get(), buf, static_cast<size_t>(n));
+    tls_pumped_ += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+void Session::pump_tls_writes() {
+  if (!tls_handshake_done_) return;
+  evbuffer* out = tls_plain_out_.get();
+  while (evbuffer_get_length(out) > 0) {
+    evbuffer_iovec chunk{};
+    if (evbuffer_peek(out, -1, nullptr, &chunk, 1) < 1) break;
+    const ssize_t n = tls_write(tls_.get(), chunk.iov_base, chunk.iov_len);
+    if (n == TLS_WANT_POLLIN || n == TLS_WANT_POLLOUT) return;
+    if (n < 0) {
+      tls_failed("write");
+      return;
+    }
+    evbuffer_drain(out, static_cast<size_t>(n));
+  }
 }
 
 void Session::cmd_auth(const Command&) {

@@ -5,6 +5,7 @@
 // process.
 #pragma once
 
+#include <event2/buffer.h>
 #include <event2/bufferevent.h>
 
 #include <cstdint>
@@ -17,6 +18,7 @@
 #include "common/envelope.hpp"
 #include "common/fd.hpp"
 #include "common/messages.hpp"
+#include "common/tls.hpp"
 #include "smtpd/commands.hpp"
 #include "smtpd/data.hpp"
 
@@ -34,6 +36,11 @@ struct BufferEventDeleter {
   void operator()(bufferevent* bev) const { bufferevent_free(bev); }
 };
 using BufferEventPtr = std::unique_ptr<bufferevent, BufferEventDeleter>;
+
+struct EvbufferDeleter {
+  void operator()(evbuffer* buf) const { evbuffer_free(buf); }
+};
+using EvbufferPtr = std::unique_ptr<evbuffer, EvbufferDeleter>;
 
 class Session {
  public:
@@ -76,6 +83,18 @@ class Session {
 
   struct VerbRule;
   static const VerbRule* rule_for(Verb verb);
+
+  // The session reads plain text from input() and writes it with send(); with TLS these are
+  // the decrypted side and the socket's bufferevent carries the ciphertext.
+  evbuffer* input();
+  void send(std::string_view bytes);
+  bool output_drained();
+  void start_tls();
+  bool pump_tls_reads();
+  void pump_tls_writes();
+  void tls_failed(const char* when);
+  static ssize_t tls_read_cb(tls*, void* buf, size_t len, void* self);
+  static ssize_t tls_write_cb(tls*, const void* buf, size_t len, void* self);
 
   static void on_read(bufferevent*, void* self);
   static void on_write(bufferevent*, void* self);
@@ -121,6 +140,15 @@ class Session {
   uint32_t errors_ = 0;
   bool discarding_long_line_ = false;
   bool in_process_ = false;
+
+  // TLS, once STARTTLS or an smtps listener began it.
+  TlsPtr tls_;
+  bool tls_handshake_done_ = false;
+  bool tls_raw_exhausted_ = false;
+  size_t tls_pumped_ = 0;        // plain octets the last pump_tls_reads() produced
+  std::string tls_info_;       // "TLSv1.3 TLS_AES_256_GCM_SHA384"
+  EvbufferPtr tls_plain_in_;   // decrypted, not yet processed
+  EvbufferPtr tls_plain_out_;  // to encrypt
 };
 
 }  // namespace postern::smtp

@@ -34,11 +34,12 @@ std::string describe_wait_status(int wait_status) {
 }  // namespace
 
 Supervisor::Supervisor(event_base* base, SupervisorOptions options, config::Config config,
-                       Identities ids, std::vector<BoundListener> listeners,
-                       UniqueFd control_socket)
+                       std::optional<TlsMaterial> tls, Identities ids,
+                       std::vector<BoundListener> listeners, UniqueFd control_socket)
     : base_(base),
       options_(std::move(options)),
       config_(std::move(config)),
+      tls_(std::move(tls)),
       ids_(ids),
       listeners_(std::move(listeners)),
       control_socket_(std::move(control_socket)),
@@ -168,6 +169,7 @@ void Supervisor::send_startup(Child& c) {
     case Role::smtp:
       queued = msg::send(*c.channel,
                          msg::SmtpConfig{.hostname = config_.hostname, .limits = config_.limits});
+      queued = queued && msg::send(*c.channel, tls_message());
       for (const auto& l : listeners_) {
         queued = queued && msg::send(*c.channel,
                                      msg::ListenerAdd{.id = l.id,
@@ -195,6 +197,11 @@ void Supervisor::send_startup(Child& c) {
   wire_peers(c);
   queued = queued && msg::send(*c.channel, start_message(c.role));
   if (!queued) kill_child(c, "its start-up messages could not be queued");
+}
+
+msg::TlsConfig Supervisor::tls_message() const {
+  if (!tls_) return {};
+  return msg::TlsConfig{.certificate_pem = tls_->certificate_pem, .key_pem = tls_->key_pem};
 }
 
 void Supervisor::wire_peers(Child& c) {
@@ -416,6 +423,18 @@ void Supervisor::reload() {
     return;
   }
   config::Config next = std::move(loaded).value();
+  std::optional<TlsMaterial> next_tls;
+  if (next.tls) {
+    // Re-read even when the paths did not change: this is how a renewed certificate is used.
+    Result<TlsMaterial> material = load_tls_material(*next.tls);
+    if (!material.ok()) {
+      log::error("reload: tls: %s", material.error().message.c_str());
+      log::error("reload of %s refused; the running configuration stays in force",
+                 options_.config_path.c_str());
+      return;
+    }
+    next_tls = std::move(material).value();
+  }
   // These shape the process tree and the host; they take effect at the next start.
   auto keep = [&](const char* key, auto& next_value, const auto& current_value) {
     if (next_value == current_value) return;
@@ -431,8 +450,10 @@ void Supervisor::reload() {
 
   apply_listeners(next.listeners);
   Child& smtp = child(Role::smtp);
-  if (smtp.channel &&
-      !msg::send(*smtp.channel, msg::SmtpConfig{.hostname = next.hostname, .limits = next.limits}))
+  tls_ = std::move(next_tls);
+  if (smtp.channel && (!msg::send(*smtp.channel, msg::SmtpConfig{.hostname = next.hostname,
+                                                                 .limits = next.limits}) ||
+                       !msg::send(*smtp.channel, tls_message())))
     log::warn("cannot send smtp its new configuration");
   Child& lookup = child(Role::lookup);
   if (lookup.channel && !msg::send(*lookup.channel, msg::LookupConfig{.domains = next.domains}))

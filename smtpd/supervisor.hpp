@@ -13,6 +13,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,7 @@
 #include "common/messages.hpp"
 #include "smtpd/host.hpp"
 #include "smtpd/listeners.hpp"
+#include "smtpd/tls_files.hpp"
 
 namespace postern::smtpd {
 
@@ -43,8 +45,9 @@ struct SupervisorOptions {
 
 class Supervisor {
  public:
-  Supervisor(event_base* base, SupervisorOptions options, config::Config config, Identities ids,
-             std::vector<BoundListener> listeners, UniqueFd control_socket);
+  Supervisor(event_base* base, SupervisorOptions options, config::Config config,
+             std::optional<TlsMaterial> tls, Identities ids, std::vector<BoundListener> listeners,
+             UniqueFd control_socket);
   Supervisor(const Supervisor&) = delete;
   Supervisor& operator=(const Supervisor&) = delete;
 
@@ -86,11 +89,13 @@ class Supervisor {
   void finish_status(uint32_t round_id);
   void apply_listeners(const std::vector<config::Listener>& wanted);
   msg::Start start_message(Role role) const;
+  msg::TlsConfig tls_message() const;
   void leave_loop_when_done();
 
   event_base* base_;
   SupervisorOptions options_;
   config::Config config_;
+  std::optional<TlsMaterial> tls_;
   Identities ids_;
   std::vector<BoundListener> listeners_;
   uint32_t next_listener_id_ = 1;

@@ -82,6 +82,7 @@ std::string dump(const Config& config) {
         << listener.address.to_string() << "\n";
   }
   for (const std::string& domain : config.domains) out << "domain: " << domain << "\n";
+  if (config.tls) out << "tls: " << config.tls->certificate << " " << config.tls->key << "\n";
   const Limits& l = config.limits;
   out << "limits: message_size=" << l.message_size << " recipients=" << l.recipients
       << " errors=" << l.errors << " sessions=" << l.sessions
@@ -129,9 +130,15 @@ listeners:
     role: submission
     name: sub
   - {address: 192.0.2.1:465, role: smtps, name: tls}
+tls:
+  certificate: certs/fullchain.pem
+  key: /etc/ssl/private/key.pem
 )");
   ASSERT_TRUE(result.ok()) << result.error()[0].to_string();
   const Config& config = result.value();
+  ASSERT_TRUE(config.tls.has_value());
+  EXPECT_EQ(config.tls->certificate, std::string(kBase) + "/certs/fullchain.pem");
+  EXPECT_EQ(config.tls->key, "/etc/ssl/private/key.pem");
   EXPECT_EQ(config.file, "t.yaml");
   EXPECT_EQ(config.hostname, "mail.example.org");
   EXPECT_EQ(config.user, "smtpd");
@@ -182,6 +189,7 @@ TEST(ParseConfig, DefaultListenerNameIsRoleAndAddress) {
     role: submission
   - address: 0.0.0.0:465
     role: smtps
+tls: {certificate: c.pem, key: k.pem}
 )");
   ASSERT_TRUE(result.ok()) << result.error()[0].to_string();
   ASSERT_EQ(result->listeners.size(), 3u);
@@ -287,7 +295,7 @@ TEST(ConfigErrors, ControlCharactersInInputAreRefused) {
 TEST(ConfigErrors, UnknownTopLevelKeyPointsAtTheKey) {
   EXPECT_EQ(error_of("listeners:\n  - address: 127.0.0.1:25\nspol: /var/spool\n"),
             "t.yaml:3:1: unknown key 'spol' in top level (expected one of: hostname, user, "
-            "queue_user, spool, empty_dir, control, listeners, domains, limits)");
+            "queue_user, spool, empty_dir, control, listeners, domains, limits, tls)");
 }
 
 TEST(ConfigErrors, UnknownControlKey) {
@@ -566,7 +574,7 @@ extra: 1
       "t.yaml:8:11: unknown listener role 'relay' (expected one of: smtp, submission, smtps)",
       "t.yaml:9:5: listener has no 'address'",
       "t.yaml:10:1: unknown key 'extra' in top level (expected one of: hostname, user, "
-      "queue_user, spool, empty_dir, control, listeners, domains, limits)",
+      "queue_user, spool, empty_dir, control, listeners, domains, limits, tls)",
   };
   EXPECT_EQ(lines, expected);
 }
@@ -780,6 +788,16 @@ TEST(ListenerRoleName, Names) {
   EXPECT_EQ(listener_role_name(ListenerRole::smtp), "smtp");
   EXPECT_EQ(listener_role_name(ListenerRole::submission), "submission");
   EXPECT_EQ(listener_role_name(ListenerRole::smtps), "smtps");
+}
+
+TEST(ConfigErrors, TlsSectionAndSmtpsNeedEachOther) {
+  EXPECT_EQ(error_of("listeners:\n  - {address: 127.0.0.1:465, role: smtps, name: s}\n"),
+            "t.yaml:1:1: listener 's' is smtps, which needs a 'tls' section with certificate "
+            "and key");
+  EXPECT_EQ(error_of("listeners:\n  - address: 127.0.0.1:25\ntls: {certificate: c.pem}\n"),
+            "t.yaml:3:6: 'tls' has no 'key'");
+  EXPECT_EQ(error_of("listeners:\n  - address: 127.0.0.1:25\ntls: yes\n"),
+            "t.yaml:3:6: 'tls' must be a mapping (with certificate and key)");
 }
 
 // --- golden files ---

@@ -21,7 +21,6 @@
 #include <memory>
 #include <optional>
 #include <set>
-#include <sstream>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -438,6 +437,59 @@ Prepared prepare(Spool& spool, size_t n) {
   return prepared;
 }
 
+// Everything a committer needs, kept alive by whoever holds it last: a ~Committer that hangs
+// must not leave its thread using freed memory.
+struct World {
+  explicit World(const fs::path& root) : spool(root.string()) {}
+  EventBasePtr base = make_event_base();
+  Spool spool;
+  std::unique_ptr<Committer> committer;
+};
+
+// Runs fn on a thread; false (and the thread left running) when it takes longer than limit.
+bool finishes_within(std::function<void()> fn, std::chrono::milliseconds limit) {
+  auto done = std::make_shared<std::promise<void>>();
+  std::future<void> finished = done->get_future();
+  std::thread thread([fn = std::move(fn), done] {
+    fn();
+    done->set_value();
+  });
+  if (finished.wait_for(limit) != std::future_status::ready) {
+    thread.detach();
+    return false;
+  }
+  thread.join();
+  return true;
+}
+
+// A spool and a committer on a real event base. The committer is always destroyed under a
+// watchdog, so a worker that never exits fails the test instead of hanging the suite.
+class Harness {
+ public:
+  explicit Harness(const fs::path& root) : world_(std::make_shared<World>(root)) {}
+  ~Harness() {
+    if (!stopped_ && !stop()) ADD_FAILURE() << "~Committer hung";
+  }
+  Harness(const Harness&) = delete;
+  Harness& operator=(const Harness&) = delete;
+
+  Spool& spool() { return world_->spool; }
+  event_base* base() { return world_->base.get(); }
+  Committer& committer() { return *world_->committer; }
+  void start() { world_->committer = std::make_unique<Committer>(base(), spool()); }
+
+  // Destroys the committer; false when that takes longer than 5 s (it is then left running,
+  // with all it uses).
+  bool stop() {
+    stopped_ = true;
+    return finishes_within([world = world_] { world->committer.reset(); }, 5s);
+  }
+
+ private:
+  std::shared_ptr<World> world_;
+  bool stopped_ = false;
+};
+
 struct Outcome {
   size_t index;
   std::string id;
@@ -447,7 +499,8 @@ struct Outcome {
 };
 
 TEST_F(SpoolTest, CommitterCommitsEveryJobInSubmissionOrder) {
-  Spool spool(root_.string());
+  Harness harness(root_);
+  Spool& spool = harness.spool();
   ASSERT_TRUE(spool.open().ok());
   constexpr size_t kJobs = 200;
   std::vector<Prepared> messages;
@@ -456,34 +509,36 @@ TEST_F(SpoolTest, CommitterCommitsEveryJobInSubmissionOrder) {
     ASSERT_FALSE(messages.back().id.empty());
   }
 
-  EventBasePtr base = make_event_base();
+  event_base* const base = harness.base();
   std::vector<Outcome> outcomes;
   bool timed_out = false;
   size_t batches = 0;
   size_t largest_batch = 0;
   {
-    Committer committer(base.get(), spool);
-    Timer timeout(base.get(), [&] {
+    harness.start();
+    Committer& committer = harness.committer();
+    Timer timeout(base, [&] {
       timed_out = true;
-      event_base_loopbreak(base.get());
+      event_base_loopbreak(base);
     });
-    Timer start(base.get(), [&] {
+    Timer start(base, [&] {
       for (size_t i = 0; i < kJobs; ++i) {
         committer.submit(make_envelope(messages[i].id), std::move(messages[i].ours),
                          [&, i](const Envelope& envelope, const Status& status) {
                            outcomes.push_back({i, envelope.id, envelope.size, status.ok(),
                                                status.ok() ? "" : status.error().message});
-                           if (outcomes.size() == kJobs) event_base_loopexit(base.get(), nullptr);
+                           if (outcomes.size() == kJobs) event_base_loopexit(base, nullptr);
                          });
       }
     });
     timeout.arm(20s);
     start.arm(0ms);
-    ASSERT_EQ(event_base_dispatch(base.get()), 0);
+    ASSERT_EQ(event_base_dispatch(base), 0);
     ASSERT_FALSE(timed_out) << "only " << outcomes.size() << " of " << kJobs << " callbacks";
     batches = committer.batches();
     largest_batch = committer.largest_batch();
   }
+  ASSERT_TRUE(harness.stop()) << "~Committer hung";
 
   ASSERT_EQ(outcomes.size(), kJobs);
   for (size_t i = 0; i < kJobs; ++i) {
@@ -526,7 +581,8 @@ TEST_F(SpoolTest, CommitterCommitsEveryJobInSubmissionOrder) {
 // fdatasync, so the holding job fails too.) Whichever way the jobs split between the two
 // batches this allows, the failing job shares its batch with succeeding ones.
 TEST_F(SpoolTest, CommitterFailsOneJobAndCommitsTheRestOfItsBatch) {
-  Spool spool(root_.string());
+  Harness harness(root_);
+  Spool& spool = harness.spool();
   ASSERT_TRUE(spool.open().ok());
   Prepared holder = prepare(spool, 0);
   ASSERT_FALSE(holder.id.empty());
@@ -541,7 +597,7 @@ TEST_F(SpoolTest, CommitterFailsOneJobAndCommitsTheRestOfItsBatch) {
     ASSERT_FALSE(messages.back().id.empty());
   }
 
-  EventBasePtr base = make_event_base();
+  event_base* const base = harness.base();
   std::optional<Outcome> holder_outcome;
   std::vector<Outcome> outcomes;
   UniqueFd fifo_reader;
@@ -549,12 +605,13 @@ TEST_F(SpoolTest, CommitterFailsOneJobAndCommitsTheRestOfItsBatch) {
   size_t batches = 0;
   size_t largest_batch = 0;
   {
-    Committer committer(base.get(), spool);
-    Timer timeout(base.get(), [&] {
+    harness.start();
+    Committer& committer = harness.committer();
+    Timer timeout(base, [&] {
       timed_out = true;
-      event_base_loopbreak(base.get());
+      event_base_loopbreak(base);
     });
-    Timer start(base.get(), [&] {
+    Timer start(base, [&] {
       committer.submit(make_envelope(holder.id), std::move(holder.ours),
                        [&](const Envelope& envelope, const Status& status) {
                          holder_outcome = Outcome{0, envelope.id, envelope.size, status.ok(),
@@ -567,7 +624,7 @@ TEST_F(SpoolTest, CommitterFailsOneJobAndCommitsTheRestOfItsBatch) {
                          [&, i](const Envelope& done, const Status& status) {
                            outcomes.push_back({i, done.id, done.size, status.ok(),
                                                status.ok() ? "" : status.error().message});
-                           if (outcomes.size() == kJobs) event_base_loopexit(base.get(), nullptr);
+                           if (outcomes.size() == kJobs) event_base_loopexit(base, nullptr);
                          });
       }
       // Lets the worker go on; kept open until the end so its write gets no SIGPIPE.
@@ -576,11 +633,12 @@ TEST_F(SpoolTest, CommitterFailsOneJobAndCommitsTheRestOfItsBatch) {
     });
     timeout.arm(20s);
     start.arm(0ms);
-    ASSERT_EQ(event_base_dispatch(base.get()), 0);
+    ASSERT_EQ(event_base_dispatch(base), 0);
     ASSERT_FALSE(timed_out) << "only " << outcomes.size() << " of " << kJobs << " callbacks";
     batches = committer.batches();
     largest_batch = committer.largest_batch();
   }
+  ASSERT_TRUE(harness.stop()) << "~Committer hung";
 
   ASSERT_TRUE(holder_outcome.has_value()) << "the first job's callback came after later ones";
   EXPECT_FALSE(holder_outcome->ok);
@@ -610,50 +668,24 @@ TEST_F(SpoolTest, CommitterFailsOneJobAndCommitsTheRestOfItsBatch) {
 
 // 7. Committer destructor
 
-// Everything the committer needs, kept alive by whoever holds it last: a hung destructor must
-// not leave a thread using freed memory.
-struct World {
-  explicit World(const fs::path& root) : spool(root.string()) {}
-  EventBasePtr base = make_event_base();
-  Spool spool;
-  std::unique_ptr<Committer> committer;
-};
-
-// Runs fn on a thread; false (and the thread left running) when it takes longer than limit.
-bool finishes_within(std::function<void()> fn, std::chrono::milliseconds limit) {
-  auto done = std::make_shared<std::promise<void>>();
-  std::future<void> finished = done->get_future();
-  std::thread thread([fn = std::move(fn), done] {
-    fn();
-    done->set_value();
-  });
-  if (finished.wait_for(limit) != std::future_status::ready) {
-    thread.detach();
-    return false;
-  }
-  thread.join();
-  return true;
-}
-
 TEST_F(SpoolTest, CommitterDestructorWithPendingJobsReturns) {
-  auto world = std::make_shared<World>(root_);
-  ASSERT_TRUE(world->spool.open().ok());
+  Harness harness(root_);
+  ASSERT_TRUE(harness.spool().open().ok());
   constexpr size_t kJobs = 100;
   std::vector<Prepared> messages;
   for (size_t i = 0; i < kJobs; ++i) {
-    messages.push_back(prepare(world->spool, i));
+    messages.push_back(prepare(harness.spool(), i));
     ASSERT_FALSE(messages.back().id.empty());
   }
   size_t callbacks = 0;
-  world->committer = std::make_unique<Committer>(world->base.get(), world->spool);
+  harness.start();
   for (Prepared& message : messages)
-    world->committer->submit(make_envelope(message.id), std::move(message.ours),
-                             [&callbacks](const Envelope&, const Status&) { ++callbacks; });
+    harness.committer().submit(make_envelope(message.id), std::move(message.ours),
+                               [&callbacks](const Envelope&, const Status&) { ++callbacks; });
 
   // The loop never runs: the results are never delivered.
-  ASSERT_TRUE(finishes_within([world] { world->committer.reset(); }, 5s))
-      << "~Committer hung with jobs pending";
-  EXPECT_EQ(event_base_loop(world->base.get(), EVLOOP_NONBLOCK), 1);  // nothing left registered
+  ASSERT_TRUE(harness.stop()) << "~Committer hung with jobs pending";
+  EXPECT_EQ(event_base_loop(harness.base(), EVLOOP_NONBLOCK), 1);  // nothing left registered
   EXPECT_EQ(callbacks, 0u);
 
   // Each message is either committed whole or still in incoming/, never half way.
@@ -674,11 +706,10 @@ TEST_F(SpoolTest, CommitterDestructorWithPendingJobsReturns) {
 }
 
 TEST_F(SpoolTest, CommitterDestructorWhenIdle) {
-  auto world = std::make_shared<World>(root_);
-  ASSERT_TRUE(world->spool.open().ok());
-  world->committer = std::make_unique<Committer>(world->base.get(), world->spool);
-  ASSERT_TRUE(finishes_within([world] { world->committer.reset(); }, 5s))
-      << "~Committer hung with nothing to do";
+  Harness harness(root_);
+  ASSERT_TRUE(harness.spool().open().ok());
+  harness.start();
+  ASSERT_TRUE(harness.stop()) << "~Committer hung with nothing to do";
 }
 
 }  // namespace

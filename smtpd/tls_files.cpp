@@ -1,0 +1,48 @@
+// Loading the certificate and key; see tls_files.hpp.
+#include "smtpd/tls_files.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/fd.hpp"
+#include "common/tls.hpp"
+
+namespace postern::smtpd {
+namespace {
+
+Result<std::string> read_pem(const std::string& path) {
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return make_error(path + ": " + std::strerror(errno));
+  std::string text;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = read(fd.get(), buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return make_error(path + ": " + std::strerror(errno));
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+    if (text.size() > kMaxPemSize)
+      return make_error(path + ": larger than " + std::to_string(kMaxPemSize) + " bytes");
+  }
+  return text;
+}
+
+}  // namespace
+
+Result<TlsMaterial> load_tls_material(const config::Tls& tls) {
+  Result<std::string> certificate = read_pem(tls.certificate);
+  if (!certificate.ok()) return certificate.error();
+  Result<std::string> key = read_pem(tls.key);
+  if (!key.ok()) return key.error();
+  Result<TlsPtr> server = make_tls_server(certificate.value(), key.value());
+  if (!server.ok())
+    return make_error(tls.certificate + " and " + tls.key + ": " + server.error().message);
+  return TlsMaterial{std::move(certificate).value(), std::move(key).value()};
+}
+
+}  // namespace postern::smtpd

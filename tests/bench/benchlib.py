@@ -1,0 +1,248 @@
+"""Shared by the benchmarks in this folder: runs a private Postern daemon (temporary
+directory, free loopback port, its own spool and control socket), reads its status
+through smtpctl, and measures processes through /proc.
+
+Nothing here asserts anything: the benchmarks print figures; a daemon that will not
+start is reported with its log and the program exits non-zero."""
+
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
+BUILD_DIR = os.path.abspath(os.environ.get("POSTERN_BUILD_DIR") or os.path.join(ROOT, "build"))
+SMTPD = os.path.join(BUILD_DIR, "smtpd", "smtpd")
+SMTPCTL = os.path.join(BUILD_DIR, "smtpctl")
+ROLES = ("parent", "smtp", "mda", "mta", "lookup", "queue", "control")
+
+
+def free_port(host="127.0.0.1"):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def raise_fd_limit(wanted):
+    """Raises RLIMIT_NOFILE (soft, and hard when root) to at least wanted; returns the
+    soft limit in force. Children started afterwards (the daemon) inherit it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= wanted:
+        return soft
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
+            return wanted
+        except (ValueError, OSError):
+            wanted = hard
+    resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    return wanted
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+class Daemon:
+    """One smtpd with its own directory. start() waits until every child is up and the
+    listener answers with 220; stop() ends the whole tree (SIGTERM, then SIGKILL)."""
+
+    def __init__(self, limits=None, hostname="bench.example", domains=("bench.example",)):
+        self.dir = tempfile.mkdtemp(prefix="postern-bench-")
+        os.chmod(self.dir, 0o755)
+        self.spool = os.path.join(self.dir, "spool")
+        self.empty = os.path.join(self.dir, "empty")
+        self.socket = os.path.join(self.dir, "run", "smtpd.sock")
+        self.config = os.path.join(self.dir, "smtpd.yaml")
+        self.log_path = os.path.join(self.dir, "smtpd.log")
+        self.port = free_port()
+        self.hostname = hostname
+        self.domains = list(domains)
+        self.limits = dict(limits or {})
+        self.proc = None
+        self.log = None
+
+    def config_text(self):
+        lines = [
+            f"hostname: {self.hostname}",
+            f"domains: [{', '.join(self.domains)}]",
+            f"spool: {self.spool}",
+            f"empty_dir: {self.empty}",
+            "control:",
+            f"  socket: {self.socket}",
+        ]
+        if self.limits:
+            lines.append("limits:")
+            lines += [f"  {key}: {value}" for key, value in self.limits.items()]
+        lines += ["listeners:", f'  - address: "127.0.0.1:{self.port}"', "    role: smtp"]
+        return "\n".join(lines) + "\n"
+
+    def start(self, timeout=15):
+        with open(self.config, "w") as f:
+            f.write(self.config_text())
+        os.chmod(self.config, 0o644)
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([SMTPD, "-d", "-x", BUILD_DIR, "-f", self.config],
+                                     stdout=self.log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                self.fail(f"smtpd exited with status {self.proc.returncode}")
+            table = self.status()
+            if table and self._wired(table) and self._greets():
+                return table
+            if time.monotonic() > deadline:
+                self.fail(f"daemon not ready within {timeout} s")
+            time.sleep(0.05)
+
+    def fail(self, why):
+        log = self.read_log()
+        self.stop(remove=False)
+        sys.exit(f"{why}; directory {self.dir}; log:\n{log}")
+
+    @staticmethod
+    def _wired(table):
+        for role in ROLES:
+            row = table.get(role)
+            if not row or row["pid"] is None:
+                return False
+            if ":down" in row["details"].get("peers", ""):
+                return False
+        return True
+
+    def _greets(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+                ok = s.recv(512).startswith(b"220")
+                s.sendall(b"QUIT\r\n")
+                return ok
+        except OSError:
+            return False
+
+    def status(self):
+        """smtpctl show status as {role: {pid, details: {key: value}}}, or None."""
+        if not os.path.exists(self.socket):
+            return None
+        try:
+            result = subprocess.run([SMTPCTL, "-s", self.socket, "show", "status"],
+                                    capture_output=True, text=True, timeout=10)
+        except subprocess.TimeoutExpired:
+            return None
+        if result.returncode != 0:
+            return None
+        table = {}
+        for line in result.stdout.splitlines()[1:]:
+            cols = line.split(None, 4)
+            if len(cols) < 4:
+                continue
+            details = {}
+            for item in (cols[4].split() if len(cols) > 4 else []):
+                key, _, value = item.partition("=")
+                details[key] = value
+            table[cols[0]] = {"pid": None if cols[1] == "down" else int(cols[1]),
+                              "details": details}
+        return table
+
+    def pids(self):
+        """{role: pid} of the running tree, from smtpctl."""
+        table = self.status() or {}
+        return {role: row["pid"] for role, row in table.items() if row["pid"]}
+
+    def descendants(self):
+        """Pids of every live process below the parent, found through /proc."""
+        if not self.proc:
+            return []
+        children = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    stat = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if stat[0] != "Z":
+                children.setdefault(int(stat[1]), []).append(int(entry))
+        out, todo = [], [self.proc.pid]
+        while todo:
+            for child in children.get(todo.pop(), []):
+                out.append(child)
+                todo.append(child)
+        return out
+
+    def stop(self, remove=True):
+        if self.proc and self.proc.poll() is None:
+            below = self.descendants()
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait()
+            for pid in below:  # children that left the process group, if any
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        if self.log:
+            self.log.close()
+            self.log = None
+        if remove:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def read_log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def cpu_ticks(pid):
+    """utime + stime of a process (all its threads), in clock ticks; None once gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError):
+        return None
+
+
+def system_cpu():
+    """(busy, iowait, total) jiffies over all CPUs, from /proc/stat."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    user, nice, system, idle, iowait, irq, softirq, steal = (values + [0] * 8)[:8]
+    busy = user + nice + system + irq + softirq + steal
+    return busy, iowait, busy + idle + iowait
+
+
+def smaps_rollup(pid):
+    """{field: KiB} from /proc/PID/smaps_rollup (Rss, Pss, Private_Dirty, ...)."""
+    out = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 3 and parts[-1] == "kB":
+                out[parts[0].rstrip(":")] = int(parts[1])
+    return out

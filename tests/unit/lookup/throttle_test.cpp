@@ -1,0 +1,172 @@
+// Failure throttle: free failures, exponential delays with a cap, refusal, expiry, and memory
+// that stays bounded however many keys a client invents. Time is passed in: no sleeping.
+#include "lookup/throttle.hpp"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace postern::lookup {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using Clock = std::chrono::steady_clock;
+
+const Clock::time_point t0 = Clock::time_point{} + std::chrono::hours(1000);
+
+std::pair<ThrottleVerdict, milliseconds> allow() {
+  return {ThrottleVerdict::allow, milliseconds{0}};
+}
+std::pair<ThrottleVerdict, milliseconds> delay(int64_t ms) {
+  return {ThrottleVerdict::delay, milliseconds{ms}};
+}
+std::pair<ThrottleVerdict, milliseconds> refuse(int64_t ms) {
+  return {ThrottleVerdict::refuse, milliseconds{ms}};
+}
+
+TEST(FailureThrottle, FreeFailuresThenExponentialDelayThenRefusal) {
+  FailureThrottle throttle(ThrottlePolicy{});
+  const std::string ip = "192.0.2.7";
+  // Failures so far -> verdict before the next attempt (defaults: 3 free, 1 s doubling to 16 s,
+  // refused at 10).
+  const std::pair<ThrottleVerdict, milliseconds> expected[] = {
+      allow(),     allow(),      allow(),      delay(1000),  delay(2000),    delay(4000),
+      delay(8000), delay(16000), delay(16000), delay(16000), refuse(600000),
+  };
+  auto now = t0;
+  for (const auto& verdict : expected) {
+    EXPECT_EQ(throttle.check(ip, now), verdict);
+    throttle.record_failure(ip, now);
+  }
+  // Refused attempts that still fail keep it refused; the remaining time counts down from the
+  // last failure.
+  EXPECT_EQ(throttle.check(ip, now + seconds(100)), refuse(500000));
+  EXPECT_EQ(throttle.check(ip, now + milliseconds(599999) + std::chrono::microseconds(1)),
+            refuse(1));
+}
+
+TEST(FailureThrottle, ExpiresAfterTheWindowSinceTheLastFailure) {
+  FailureThrottle throttle(ThrottlePolicy{});
+  for (int i = 0; i < 10; ++i) throttle.record_failure("bob", t0);
+  EXPECT_EQ(throttle.check("bob", t0 + seconds(599)).first, ThrottleVerdict::refuse);
+  EXPECT_EQ(throttle.check("bob", t0 + seconds(600)), allow());
+  EXPECT_EQ(throttle.size(), 0u);
+  // After expiry the count starts again from one.
+  throttle.record_failure("bob", t0 + seconds(601));
+  EXPECT_EQ(throttle.check("bob", t0 + seconds(601)), allow());
+  EXPECT_EQ(throttle.size(), 1u);
+}
+
+TEST(FailureThrottle, SlowGuessingStillAccumulates) {
+  FailureThrottle throttle(ThrottlePolicy{});
+  auto now = t0;
+  for (int i = 0; i < 10; ++i) {
+    throttle.record_failure("bob", now);
+    now += seconds(540);  // one guess every 9 minutes, inside the 10-minute window
+  }
+  EXPECT_EQ(throttle.check("bob", now).first, ThrottleVerdict::refuse);
+}
+
+TEST(FailureThrottle, SuccessClears) {
+  FailureThrottle throttle(ThrottlePolicy{});
+  for (int i = 0; i < 5; ++i) throttle.record_failure("alice", t0);
+  EXPECT_EQ(throttle.check("alice", t0), delay(4000));
+  throttle.record_success("alice");
+  EXPECT_EQ(throttle.check("alice", t0), allow());
+  EXPECT_EQ(throttle.size(), 0u);
+  throttle.record_success("never-seen");
+  EXPECT_EQ(throttle.size(), 0u);
+}
+
+TEST(FailureThrottle, KeysAreIndependent) {
+  FailureThrottle throttle(ThrottlePolicy{});
+  for (int i = 0; i < 10; ++i) throttle.record_failure("192.0.2.1", t0);
+  throttle.record_failure("alice", t0);
+  EXPECT_EQ(throttle.check("192.0.2.1", t0).first, ThrottleVerdict::refuse);
+  EXPECT_EQ(throttle.check("192.0.2.2", t0), allow());
+  EXPECT_EQ(throttle.check("alice", t0), allow());
+  EXPECT_EQ(throttle.check("192.0.2.", t0), allow());
+  throttle.record_success("alice");
+  EXPECT_EQ(throttle.check("192.0.2.1", t0).first, ThrottleVerdict::refuse);
+  EXPECT_EQ(throttle.size(), 1u);
+}
+
+TEST(FailureThrottle, MemoryStaysBounded) {
+  FailureThrottle throttle(ThrottlePolicy{}, 1000);
+  auto now = t0;
+  for (int i = 0; i < 200000; ++i) {
+    throttle.record_failure("key" + std::to_string(i), now);
+    now += milliseconds(1);
+    ASSERT_LE(throttle.size(), 1000u);
+  }
+  EXPECT_EQ(throttle.size(), 1000u);
+  // The oldest went first; the newest are still counted (one failure from the loop).
+  EXPECT_EQ(throttle.check("key0", now), allow());
+  for (int i = 0; i < 3; ++i) throttle.record_failure("key199999", now);
+  EXPECT_EQ(throttle.check("key199999", now), delay(2000));
+  EXPECT_LE(throttle.size(), 1000u);
+}
+
+TEST(FailureThrottle, RefreshedKeysSurviveEviction) {
+  FailureThrottle throttle(ThrottlePolicy{}, 3);
+  for (int i = 0; i < 4; ++i) throttle.record_failure("attacker", t0);
+  throttle.record_failure("a", t0 + seconds(1));
+  throttle.record_failure("b", t0 + seconds(2));
+  throttle.record_failure("attacker", t0 + seconds(3));  // now the most recent
+  throttle.record_failure("c", t0 + seconds(4));         // evicts "a"
+  EXPECT_EQ(throttle.size(), 3u);
+  EXPECT_EQ(throttle.check("attacker", t0 + seconds(4)), delay(4000));
+  EXPECT_EQ(throttle.check("a", t0 + seconds(4)), allow());
+}
+
+TEST(FailureThrottle, ExpiredKeysAreSweptWithoutBeingAsked) {
+  FailureThrottle throttle(ThrottlePolicy{});
+  for (int i = 0; i < 20; ++i) throttle.record_failure("old" + std::to_string(i), t0);
+  EXPECT_EQ(throttle.size(), 20u);
+  const auto later = t0 + seconds(601);
+  for (int i = 0; i < 20 && throttle.size() > 0; ++i) (void)throttle.check("other", later);
+  EXPECT_EQ(throttle.size(), 0u);
+}
+
+TEST(FailureThrottle, LongKeysAreBounded) {
+  FailureThrottle throttle(ThrottlePolicy{});
+  const std::string prefix(256, 'u');
+  for (int i = 0; i < 3; ++i) throttle.record_failure(prefix + std::to_string(i), t0);
+  EXPECT_EQ(throttle.size(), 1u);
+  EXPECT_EQ(throttle.check(prefix + "anything", t0), delay(1000));
+  throttle.record_failure(std::string(100000, 'x'), t0);
+  EXPECT_EQ(throttle.size(), 2u);
+}
+
+TEST(FailureThrottle, OddPoliciesStaySane) {
+  // No delays at all: only the refusal is left.
+  FailureThrottle no_delay(ThrottlePolicy{.base_delay = milliseconds{0}});
+  for (int i = 0; i < 9; ++i) no_delay.record_failure("k", t0);
+  EXPECT_EQ(no_delay.check("k", t0), allow());
+  no_delay.record_failure("k", t0);
+  EXPECT_EQ(no_delay.check("k", t0).first, ThrottleVerdict::refuse);
+
+  // A cap near the top of the range must not overflow into a negative delay.
+  FailureThrottle huge(ThrottlePolicy{.free_failures = 0,
+                                      .block_after = UINT32_MAX,
+                                      .window = seconds{1000000},
+                                      .base_delay = milliseconds{1},
+                                      .max_delay = milliseconds::max()});
+  for (int i = 0; i < 200; ++i) huge.record_failure("k", t0);
+  EXPECT_EQ(huge.check("k", t0), delay(milliseconds::max().count()));
+
+  // A base above the cap is the cap.
+  FailureThrottle capped(ThrottlePolicy{.base_delay = seconds{60}, .max_delay = seconds{5}});
+  for (int i = 0; i < 3; ++i) capped.record_failure("k", t0);
+  EXPECT_EQ(capped.check("k", t0), delay(5000));
+
+  // max_keys 0 still keeps one key rather than failing.
+  FailureThrottle tiny(ThrottlePolicy{}, 0);
+  tiny.record_failure("a", t0);
+  tiny.record_failure("b", t0);
+  EXPECT_EQ(tiny.size(), 1u);
+}
+
+}  // namespace
+}  // namespace postern::lookup
