@@ -150,9 +150,13 @@ void Session::process() {
     // With TLS, ciphertext may still wait in the socket's buffer after the plain text ran
     // out: go round again while decrypting makes progress (no new read event will come).
     const bool more_decrypted = tls_ && tls_pumped_ > 0;
-    if (phase_ == Phase::data) {
-      consume_data();
-      if (phase_ == Phase::data && !more_decrypted) break;  // needs more input
+    if (phase_ == Phase::data || phase_ == Phase::chunk) {
+      const Phase was = phase_;
+      if (was == Phase::data)
+        consume_data();
+      else
+        consume_chunk();
+      if (phase_ == was && !more_decrypted) break;  // needs more input
       continue;
     }
     std::string line;
@@ -210,6 +214,12 @@ void Session::handle_line(const std::string& line) {
       bad_command(500, "5.5.2", "Line too long");
       return;
     case SyntaxError::bad_syntax:
+      if (parsed.command.verb == Verb::bdat) {
+        // Without a size the chunk cannot be found: the session is out of step for good.
+        reply(501, "5.5.4", "Bad BDAT size");
+        close_after_reply();
+        return;
+      }
       bad_command(501, "5.5.4",
                   "Syntax error" + (parsed.detail.empty() ? std::string() : ": " + parsed.detail));
       return;
@@ -250,6 +260,7 @@ void Session::cmd_ehlo(const Command& c) {
       "SMTPUTF8",
       "ENHANCEDSTATUSCODES",
       "DSN",
+      "CHUNKING",
       "HELP",
       "STARTTLS",
   };
@@ -419,6 +430,10 @@ void Session::cmd_data(const Command&) {
     bad_command(554, "5.5.1", "No valid recipients");
     return;
   }
+  if (txn_->chunked) {
+    bad_command(503, "5.5.1", "DATA after BDAT");
+    return;
+  }
   if (!server_.ask_queue_open(*this)) {
     reply(451, "4.3.0", "Queue unavailable, try again later");
     return;
@@ -444,10 +459,14 @@ void Session::on_message_opened(const std::string& queue_id, UniqueFd data) {
   if (txn_->recipients.size() == 1) info.recipient = txn_->recipients[0].address;
   info.when = time(nullptr);
   txn_->spool_buffer = received_header(info);
-  txn_->reader.emplace(server_.limits().message_size);
-  phase_ = Phase::data;
+  if (txn_->chunked) {
+    phase_ = Phase::chunk;  // the chunk that asked for the message is already arriving
+  } else {
+    txn_->reader.emplace(server_.limits().message_size);
+    phase_ = Phase::data;
+    reply(354, nullptr, "End data with <CR><LF>.<CR><LF>");
+  }
   set_timeout(server_.limits().data_timeout);
-  reply(354, nullptr, "End data with <CR><LF>.<CR><LF>");
   process();
 }
 
@@ -513,6 +532,13 @@ void Session::finish_data() {
           "Message contains a " + std::string(problem_name(problem)) + "; lines must end with CRLF";
       break;
   }
+  finish_message(refusal_code, refusal_status, refusal);
+}
+
+// End of a message however it arrived (DATA or BDAT LAST): refuse it, or ask the queue to
+// commit it and answer once it has.
+void Session::finish_message(int refusal_code, const char* refusal_status, std::string refusal) {
+  Transaction& t = *txn_;
   if (refusal_code == 0 && t.write_failed) {
     refusal_code = 452;
     refusal_status = "4.3.1";
@@ -557,6 +583,10 @@ void Session::on_message_result(const msg::MessageResult& result) {
     txn_->queue_id.clear();  // committed: nothing to abort
     txn_.reset();
     reply(250, "2.0.0", "Ok: queued as " + result.id);
+  } else if (was == Waiting::open && txn_->chunked) {
+    // The chunk that asked for the message is on its way: read it, then refuse.
+    chunk_refusal_ = {451, "4.3.0", "Temporary queue failure, try again later"};
+    phase_ = Phase::chunk;
   } else {
     if (was == Waiting::commit) txn_->queue_id.clear();  // the queue removed it already
     txn_.reset();
@@ -572,6 +602,9 @@ void Session::on_request_lost() {
   if (was == Waiting::rcpt) {
     if (txn_) txn_->pending_rcpt.reset();
     reply(451, "4.3.0", "Recipient check unavailable, try again later");
+  } else if (was == Waiting::open && txn_ && txn_->chunked) {
+    chunk_refusal_ = {451, "4.3.0", "Queue unavailable, try again later"};
+    phase_ = Phase::chunk;
   } else {
     if (txn_) txn_->queue_id.clear();  // a new queue process removed the unfinished file
     txn_.reset();
@@ -755,8 +788,79 @@ void Session::cmd_auth(const Command&) {
   bad_command(503, "5.5.1", "AUTH not available");
 }
 
-void Session::cmd_bdat(const Command&) {
-  bad_command(502, "5.5.1", "BDAT not implemented");
+// RFC 3030: the chunk's octets follow the command at once, whatever the answer will be, so
+// even a refused BDAT reads (and drops) its chunk to stay in step with the client.
+void Session::cmd_bdat(const Command& c) {
+  const auto argument = parse_bdat_argument(c.argument);
+  if (!argument) {
+    // Without a size the chunk cannot be found: the session is out of step for good.
+    reply(501, "5.5.4", "Bad BDAT size");
+    close_after_reply();
+    return;
+  }
+  chunk_remaining_ = argument->first;
+  chunk_last_ = argument->second;
+  chunk_refusal_.reset();
+  if (!txn_) {
+    chunk_refusal_ = {503, "5.5.1", "Need MAIL before BDAT"};
+  } else if (txn_->recipients.empty()) {
+    chunk_refusal_ = {554, "5.5.1", "No valid recipients"};
+  }
+  if (chunk_refusal_ || (txn_ && txn_->chunked)) {
+    phase_ = Phase::chunk;
+    set_timeout(server_.limits().data_timeout);
+    return;
+  }
+  txn_->chunked = true;
+  if (!server_.ask_queue_open(*this)) {
+    chunk_refusal_ = {451, "4.3.0", "Queue unavailable, try again later"};
+    phase_ = Phase::chunk;
+    return;
+  }
+  waiting_ = Waiting::open;
+}
+
+void Session::consume_chunk() {
+  evbuffer* in = input();
+  while (chunk_remaining_ > 0 && evbuffer_get_length(in) > 0) {
+    evbuffer_iovec piece{};
+    if (evbuffer_peek(in, -1, nullptr, &piece, 1) < 1) break;
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(chunk_remaining_, piece.iov_len));
+    if (!chunk_refusal_ && txn_) {
+      Transaction& t = *txn_;
+      t.chunked_size += n;
+      if (t.chunked_size > server_.limits().message_size) {
+        t.chunked_too_big = true;
+      } else if (!t.chunked_too_big) {
+        t.spool_buffer.append(static_cast<const char*>(piece.iov_base), n);
+        if (t.spool_buffer.size() >= kSpoolChunk) flush_spool_buffer();
+      }
+    }
+    evbuffer_drain(in, n);
+    chunk_remaining_ -= n;
+  }
+  if (chunk_remaining_ > 0) return;
+  phase_ = Phase::ready;
+  set_timeout(server_.limits().command_timeout);
+  if (chunk_refusal_) {
+    const ChunkRefusal r = *chunk_refusal_;
+    chunk_refusal_.reset();
+    reset_transaction();
+    bad_command(r.code, r.status, r.text);
+    return;
+  }
+  Transaction& t = *txn_;
+  if (!chunk_last_) {
+    // The size is said once the message is complete; a chunk only reports what it got.
+    reply(250, "2.0.0", std::to_string(t.chunked_size) + " octets received");
+    return;
+  }
+  flush_spool_buffer();
+  if (t.chunked_too_big) {
+    finish_message(552, "5.3.4", "Message size exceeds fixed maximum message size");
+    return;
+  }
+  finish_message(0, nullptr, "");
 }
 
 }  // namespace postern::smtp

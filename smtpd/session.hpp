@@ -62,7 +62,7 @@ class Session {
   void on_request_lost();
 
  private:
-  enum class Phase : uint8_t { greeting, ready, data, closing };
+  enum class Phase : uint8_t { greeting, ready, data, chunk, closing };
   enum class Waiting : uint8_t { nothing, rcpt, open, commit };
 
   struct Transaction {
@@ -79,6 +79,14 @@ class Session {
     std::string spool_buffer;  // bytes not yet written to data
     bool write_failed = false;
     std::optional<DotReader> reader;
+    bool chunked = false;  // BDAT carries this message (RFC 3030)
+    uint64_t chunked_size = 0;
+    bool chunked_too_big = false;
+  };
+  struct ChunkRefusal {
+    int code;
+    const char* status;
+    const char* text;
   };
 
   struct VerbRule;
@@ -105,6 +113,8 @@ class Session {
   void handle_line(const std::string& line);
   void consume_data();
   void finish_data();
+  void finish_message(int refusal_code, const char* refusal_status, std::string refusal);
+  void consume_chunk();
   bool flush_spool_buffer();
 
   void cmd_helo(const Command& c);
@@ -139,13 +149,17 @@ class Session {
   std::optional<Transaction> txn_;
   uint32_t errors_ = 0;
   bool discarding_long_line_ = false;
+  // The BDAT chunk being read, and the answer owed for it when it must be refused.
+  uint64_t chunk_remaining_ = 0;
+  bool chunk_last_ = false;
+  std::optional<ChunkRefusal> chunk_refusal_;
   bool in_process_ = false;
 
   // TLS, once STARTTLS or an smtps listener began it.
   TlsPtr tls_;
   bool tls_handshake_done_ = false;
   bool tls_raw_exhausted_ = false;
-  size_t tls_pumped_ = 0;        // plain octets the last pump_tls_reads() produced
+  size_t tls_pumped_ = 0;      // plain octets the last pump_tls_reads() produced
   std::string tls_info_;       // "TLSv1.3 TLS_AES_256_GCM_SHA384"
   EvbufferPtr tls_plain_in_;   // decrypted, not yet processed
   EvbufferPtr tls_plain_out_;  // to encrypt

@@ -6,9 +6,11 @@ MAIL, RCPT, DATA, repeated). The daemon answers 250 only once a message is fsync
 smtp-source stops at the first reply that is not the expected one, so a run that exits 0
 had every message answered 250; the queue's own `queued` counter is printed beside it.
 
-Each configuration gets a fresh daemon and spool: a short probe run estimates the rate,
-the daemon is stopped and its directory removed, and a new one takes the measured run,
-sized to last about --duration seconds (again, once, if it came out much shorter).
+Each configuration gets a fresh daemon and an empty spool: a short probe run estimates
+the rate, the daemon is stopped, and a new one with a new spool takes the measured run,
+sized to last about --duration seconds (again, once, if it came out much shorter). Old
+spools are removed only at the end (see FINISHED below for why). --tmpdir chooses the
+file system the spools, and so the fsyncs, are on.
 
 smtp-source comes from the Debian postfix package, unpacked without installing it
 (apt-get download + dpkg -x) into $POSTERN_BENCH_POSTFIX_DIR (default
@@ -142,27 +144,39 @@ def run_load(smtp_source, env, port, sessions, messages, size, profile_pids=None
     return result
 
 
-def fresh_daemon(limits):
-    daemon = benchlib.Daemon(limits=limits)
+# Spool directories of finished runs, removed only at the very end: on ext4 without a
+# journal, inodes freed less than a minute ago (five when their block is still dirty) are
+# skipped, one by one, by every inode allocation in their group, so removing a run's
+# thousands of files just before the next run would slow that run's file creation down.
+FINISHED = []
+
+
+def fresh_daemon(limits, args):
+    daemon = benchlib.Daemon(limits=limits, base_dir=args.tmpdir)
     daemon.start()
     return daemon
+
+
+def stop(daemon):
+    daemon.stop(remove=False)
+    FINISHED.append(daemon.dir)
 
 
 def measure(smtp_source, env, sessions, args, limits):
     """Probe, then a measured run on a clean daemon; returns the row to print."""
     probe_messages = max(20, 4 * sessions)
-    daemon = fresh_daemon(limits)
+    daemon = fresh_daemon(limits, args)
     try:
         probe = run_load(smtp_source, env, daemon.port, sessions, probe_messages, args.size)
     finally:
-        daemon.stop()
+        stop(daemon)
     if probe["rc"] != 0:
         sys.exit(f"probe with {sessions} sessions failed (rc {probe['rc']}): "
                  f"{' '.join(probe['argv'])}\n{probe['stderr']}")
     rate = probe_messages / probe["seconds"]
     for _attempt in range(2):
         messages = max(probe_messages, int(math.ceil(rate * args.duration / sessions)) * sessions)
-        daemon = fresh_daemon(limits)
+        daemon = fresh_daemon(limits, args)
         try:
             pids = daemon.pids()
             profile = {name: pids[name] for name in ("smtp", "queue", "lookup", "parent")
@@ -171,7 +185,7 @@ def measure(smtp_source, env, sessions, args, limits):
                            profile_pids=profile)
             status = daemon.status() or {}
         finally:
-            daemon.stop()
+            stop(daemon)
         if run["rc"] != 0:
             sys.exit(f"run with {sessions} sessions failed (rc {run['rc']}): "
                      f"{' '.join(run['argv'])}\n{run['stderr']}")
@@ -202,6 +216,8 @@ def main():
     parser.add_argument("--size", type=int, default=1024,
                         help="message body bytes, smtp-source -l (default 1024)")
     parser.add_argument("--smtp-source", help="path to smtp-source (default: fetched)")
+    parser.add_argument("--tmpdir", help="directory under which each run's spool is made: "
+                        "the file system measured (default $POSTERN_BENCH_TMPDIR or /tmp)")
     args = parser.parse_args()
     sessions_list = [int(s) for s in args.sessions.split(",") if s]
     limits = {"sessions": 2000, "sessions_per_ip": 2000}
@@ -213,11 +229,19 @@ def main():
     print(f"# smtpd {benchlib.SMTPD}; load generator {smtp_source}")
     print(f"# {os.cpu_count()} CPUs; load average before: {benchlib.loadavg()}", flush=True)
 
+    spool_fs = subprocess.run(["df", "--output=source,fstype,target",
+                               args.tmpdir or tempfile.gettempdir()],
+                              capture_output=True, text=True).stdout.splitlines()[-1:]
+    print(f"# spools under {args.tmpdir or tempfile.gettempdir()}: {' '.join(spool_fs)}")
     rows = []
-    for sessions in sessions_list:
-        row = measure(smtp_source, env, sessions, args, limits)
-        rows.append(row)
-        print(f"# done: {sessions} sessions: {' '.join(row['argv'][1:])}", flush=True)
+    try:
+        for sessions in sessions_list:
+            row = measure(smtp_source, env, sessions, args, limits)
+            rows.append(row)
+            print(f"# done: {sessions} sessions: {' '.join(row['argv'][1:])}", flush=True)
+    finally:
+        for directory in FINISHED:
+            shutil.rmtree(directory, ignore_errors=True)
 
     print()
     header = (f"{'sessions':>8} {'messages':>8} {'seconds':>8} {'msg/s':>8} "

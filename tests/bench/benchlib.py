@@ -54,8 +54,11 @@ class Daemon:
     """One smtpd with its own directory. start() waits until every child is up and the
     listener answers with 220; stop() ends the whole tree (SIGTERM, then SIGKILL)."""
 
-    def __init__(self, limits=None, hostname="bench.example", domains=("bench.example",)):
-        self.dir = tempfile.mkdtemp(prefix="postern-bench-")
+    def __init__(self, limits=None, hostname="bench.example", domains=("bench.example",),
+                 base_dir=None):
+        # base_dir (or $POSTERN_BENCH_TMPDIR): the file system the spool is measured on.
+        self.dir = tempfile.mkdtemp(prefix="postern-bench-",
+                                    dir=base_dir or os.environ.get("POSTERN_BENCH_TMPDIR"))
         os.chmod(self.dir, 0o755)
         self.spool = os.path.join(self.dir, "spool")
         self.empty = os.path.join(self.dir, "empty")

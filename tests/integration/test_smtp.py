@@ -84,7 +84,7 @@ class Session(unittest.TestCase):
             code, _ = s.ehlo("x")
             self.assertEqual(code, 250)
             for ext in ("pipelining", "size", "8bitmime", "smtputf8", "enhancedstatuscodes",
-                        "dsn"):
+                        "dsn", "chunking"):
                 self.assertTrue(s.has_extn(ext), ext)
             self.assertEqual(s.esmtp_features["size"], str(35 * 1024 * 1024))
             self.assertFalse(s.has_extn("starttls"))  # no certificate configured
@@ -211,6 +211,55 @@ class Session(unittest.TestCase):
             t.join(60)
         self.assertEqual(len(results), 100)
         self.assertTrue(all(codes == [250, 250, 354, 250] for codes in results), results[:3])
+
+    def test_bdat_chunks_arrive_byte_exact(self):
+        c = self.client()
+        c.command("EHLO x")
+        c.command("MAIL FROM:<a@example.com> BODY=8BITMIME")
+        c.command("RCPT TO:<alice@test.example>")
+        part1 = b"Subject: chunks\r\n\r\n.not stuffed\r\n"
+        part2 = b"\xff binary-ish \r\n.\r\n" * 3
+        # Pipelined: two chunks and their commands in one write.
+        c.send(b"BDAT %d\r\n" % len(part1) + part1 + b"BDAT %d LAST\r\n" % len(part2) + part2)
+        self.assertEqual(c.reply(), (250, f"2.0.0 {len(part1)} octets received"))
+        code, text = c.reply()
+        self.assertEqual(code, 250, text)
+        _, rest = received_split(self.d.message_bytes(text.split()[-1]))
+        self.assertEqual(rest, part1 + part2)
+        self.assertEqual(c.command("NOOP")[0], 250)
+        c.close()
+
+    def test_bdat_refusals_still_read_the_chunk(self):
+        c = self.client()
+        c.command("EHLO x")
+        before = self.d.queued()
+        # No MAIL yet: refused, but the 20 octets (which look like commands) are skipped.
+        c.send(b"BDAT 20 LAST\r\n" + b"MAIL FROM:<e@x>\r\nXXX")
+        self.assertEqual(c.reply(), (503, "5.5.1 Need MAIL before BDAT"))
+        self.assertEqual(c.command("NOOP")[0], 250)
+        c.command("MAIL FROM:<a@example.com>")
+        c.command("RCPT TO:<alice@test.example>")
+        c.send(b"BDAT 5\r\nhello")
+        self.assertEqual(c.reply()[0], 250)
+        self.assertEqual(c.command("DATA"), (503, "5.5.1 DATA after BDAT"))
+        self.assertEqual(c.command("BDAT x"), (501, "5.5.4 Bad BDAT size"))
+        self.assertTrue(c.closed())
+        self.assertEqual(self.d.queued(), before)
+
+    def test_bdat_over_the_size_limit(self):
+        with Daemon(extra="limits:\n  message_size: 1K").start() as d:
+            c = Client(d.port)
+            c.reply()
+            c.command("EHLO x")
+            c.command("MAIL FROM:<a@example.com>")
+            c.command("RCPT TO:<alice@test.example>")
+            c.send(b"BDAT 800\r\n" + b"a" * 800)
+            self.assertEqual(c.reply()[0], 250)
+            c.send(b"BDAT 800 LAST\r\n" + b"b" * 800)
+            self.assertEqual(c.reply(), (552, "5.3.4 Message size exceeds fixed maximum message size"))
+            self.assertEqual(c.command("NOOP")[0], 250)
+            self.assertEqual(d.queued(), set())
+            c.close()
 
     def test_command_line_too_long(self):
         c = self.client()

@@ -10,6 +10,7 @@
 
 #include <cstdlib>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,9 @@ struct Scheme {
   const char* prefix;
   unsigned long cost;
 };
+void PrintTo(const Scheme& scheme, std::ostream* os) {
+  *os << scheme.name;
+}
 
 // bcrypt at its minimum cost 4, sha512-crypt at its default 5000 rounds, yescrypt at cost 1.
 const Scheme kSchemes[] = {
