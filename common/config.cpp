@@ -35,15 +35,16 @@ constexpr size_t kMaxListenerName = 64;
 // Offending text is echoed in messages: keep them one readable line.
 constexpr size_t kMaxQuoted = 64;
 
-constexpr std::array<std::string_view, 10> kTopKeys = {
-    "hostname", "user",      "queue_user", "spool",  "empty_dir",
-    "control",  "listeners", "domains",    "limits", "tls"};
+constexpr std::array<std::string_view, 11> kTopKeys = {
+    "hostname",  "user",    "queue_user", "spool", "empty_dir",  "control",
+    "listeners", "domains", "limits",     "tls",   "credentials"};
 constexpr std::array<std::string_view, 2> kTlsKeys = {"certificate", "key"};
 constexpr std::array<std::string_view, 7> kLimitKeys = {
     "message_size",    "recipients",      "errors",      "sessions",
     "sessions_per_ip", "command_timeout", "data_timeout"};
 constexpr std::array<std::string_view, 2> kControlKeys = {"socket", "group"};
-constexpr std::array<std::string_view, 3> kListenerKeys = {"address", "role", "name"};
+constexpr std::array<std::string_view, 4> kListenerKeys = {"address", "role", "name",
+                                                           "plaintext_auth"};
 constexpr std::array<std::string_view, kListenerRoleCount> kRoleNames = {"smtp", "submission",
                                                                          "smtps"};
 
@@ -487,6 +488,10 @@ class Walker {
     if (const MapEntry* e = fields[7]) walk_domains(*e, config.domains);
     if (const MapEntry* e = fields[8]) walk_limits(*e, config.limits);
     if (const MapEntry* e = fields[9]) walk_tls(*e, config.tls);
+    if (const MapEntry* e = fields[10]) {
+      std::string path;
+      if (path_value(*e, path)) config.credentials = std::move(path);
+    }
     if (!config.tls) {
       for (const Listener& l : config.listeners)
         if (l.role == ListenerRole::smtps && fields[6] != nullptr)
@@ -542,6 +547,16 @@ class Walker {
       return std::nullopt;
     }
     return value.text;
+  }
+
+  std::optional<bool> bool_value(const MapEntry& entry) {
+    auto text = string_value(entry);
+    if (!text) return std::nullopt;
+    if (*text == "true" || *text == "yes") return true;
+    if (*text == "false" || *text == "no") return false;
+    reporter_.at(entry.value.mark,
+                 quote(entry.key.text) + " must be true or false, not " + quote(*text));
+    return std::nullopt;
   }
 
   void account_value(const MapEntry& entry, std::string& out) {
@@ -832,6 +847,12 @@ class Walker {
       } else {
         ok = false;
       }
+    }
+    if (const MapEntry* e = fields[3]) {
+      if (auto flag = bool_value(*e))
+        listener.plaintext_auth = *flag;
+      else
+        ok = false;
     }
     if (!ok) return std::nullopt;
     placed.address_mark = address_entry->value.mark;

@@ -36,6 +36,8 @@ struct Listener {
   std::string name;  // unique; defaults to "<role>/<address>"
   ListenerRole role = ListenerRole::smtp;
   SocketAddress address;
+  // AUTH is offered only under TLS unless this says otherwise (RFC 4954 4, RFC 8314).
+  bool plaintext_auth = false;
 };
 
 struct Control {
@@ -76,6 +78,8 @@ struct Config {
   Limits limits;
   // Needed by STARTTLS and by smtps listeners.
   std::optional<Tls> tls;
+  // "user:crypt-hash" lines for SMTP AUTH (absolute path); AUTH is not offered without it.
+  std::optional<std::string> credentials;
 };
 
 struct ConfigError {

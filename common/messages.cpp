@@ -176,6 +176,7 @@ void SmtpConfig::encode(wire::Writer& w) const {
   w.u32(limits.sessions_per_ip);
   w.u32(limits.command_timeout);
   w.u32(limits.data_timeout);
+  w.boolean(auth);
 }
 SmtpConfig SmtpConfig::decode(wire::Reader& r) {
   SmtpConfig m;
@@ -187,6 +188,41 @@ SmtpConfig SmtpConfig::decode(wire::Reader& r) {
   m.limits.sessions_per_ip = r.u32();
   m.limits.command_timeout = r.u32();
   m.limits.data_timeout = r.u32();
+  m.auth = r.boolean();
+  return m;
+}
+
+void CredentialsTable::encode(wire::Writer& w) const {
+  w.str(name);
+}
+CredentialsTable CredentialsTable::decode(wire::Reader& r) {
+  CredentialsTable m;
+  m.name = r.str(kMaxPathLength);
+  return m;
+}
+
+void AuthCheck::encode(wire::Writer& w) const {
+  w.str(user);
+  w.str(password);
+  w.str(client_address);
+}
+AuthCheck AuthCheck::decode(wire::Reader& r) {
+  AuthCheck m;
+  m.user = r.str(1024);
+  m.password = r.str(1024);
+  m.client_address = r.str(64);
+  return m;
+}
+
+void AuthVerdict::encode(wire::Writer& w) const {
+  w.enumeration(outcome);
+  w.u32(delay_ms);
+}
+AuthVerdict AuthVerdict::decode(wire::Reader& r) {
+  AuthVerdict m;
+  m.outcome = r.enumeration<AuthOutcome>(kAuthOutcomeCount);
+  m.delay_ms = r.u32();
+  if (m.delay_ms > 60000) r.fail();
   return m;
 }
 
@@ -333,6 +369,7 @@ void ListenerAdd::encode(wire::Writer& w) const {
   w.str(name);
   w.enumeration(role);
   w.str(address);
+  w.boolean(plaintext_auth);
 }
 ListenerAdd ListenerAdd::decode(wire::Reader& r) {
   ListenerAdd m;
@@ -340,6 +377,7 @@ ListenerAdd ListenerAdd::decode(wire::Reader& r) {
   m.name = r.str(kMaxNameLength * 4);
   m.role = r.enumeration<config::ListenerRole>(config::kListenerRoleCount);
   m.address = r.str(kMaxNameLength);
+  m.plaintext_auth = r.boolean();
   return m;
 }
 

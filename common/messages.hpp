@@ -54,6 +54,9 @@ enum class Type : uint16_t {
   message_result,
   message_abort,
   tls_config,
+  credentials_table,
+  auth_check,
+  auth_verdict,
 };
 
 enum class FdRule : uint8_t { none, required };
@@ -166,6 +169,7 @@ struct SmtpConfig {
                                      roles(Role::smtp), FdRule::none};
   std::string hostname;
   config::Limits limits;
+  bool auth = false;  // a credentials table is configured: AUTH may be offered
   void encode(wire::Writer& w) const;
   static SmtpConfig decode(wire::Reader& r);
 };
@@ -205,6 +209,7 @@ struct ListenerAdd {
   std::string name;
   config::ListenerRole role = config::ListenerRole::smtp;
   std::string address;
+  bool plaintext_auth = false;
   void encode(wire::Writer& w) const;
   static ListenerAdd decode(wire::Reader& r);
 };
@@ -370,13 +375,48 @@ struct MessageAbort {
   static MessageAbort decode(wire::Reader& r);
 };
 
+// --- SMTP AUTH: the table goes to lookup, smtp asks lookup for verdicts --------------------
+
+// An open descriptor of the credentials table, opened by the parent (the file is root's);
+// name is the path, for error messages.
+struct CredentialsTable {
+  static constexpr MessageInfo kInfo{Type::credentials_table, "credentials_table",
+                                     roles(Role::parent), roles(Role::lookup), FdRule::required};
+  std::string name;
+  void encode(wire::Writer& w) const;
+  static CredentialsTable decode(wire::Reader& r);
+};
+
+// RFC 4954: authzid is not supported, so only who and what.
+struct AuthCheck {
+  static constexpr MessageInfo kInfo{Type::auth_check, "auth_check", roles(Role::smtp),
+                                     roles(Role::lookup), FdRule::none};
+  std::string user;
+  std::string password;
+  std::string client_address;  // for the failure throttle
+  void encode(wire::Writer& w) const;
+  static AuthCheck decode(wire::Reader& r);
+};
+
+enum class AuthOutcome : uint8_t { accepted, rejected, throttled, unavailable };
+constexpr uint32_t kAuthOutcomeCount = 4;
+
+struct AuthVerdict {
+  static constexpr MessageInfo kInfo{Type::auth_verdict, "auth_verdict", roles(Role::lookup),
+                                     roles(Role::smtp), FdRule::none};
+  AuthOutcome outcome = AuthOutcome::rejected;
+  uint32_t delay_ms = 0;  // how long smtp waits before answering (slows guessing down)
+  void encode(wire::Writer& w) const;
+  static AuthVerdict decode(wire::Reader& r);
+};
+
 // Every message type, in one list: the schema table is derived from it.
 using AllMessages =
     std::tuple<Start, Ready, PeerChannel, PeerHello, PeerFault, StatusRequest, StatusReply,
                SetVerbose, SmtpConfig, QueueConfig, ListenerAdd, ListenerRemove, ControlSocket,
                CtlShowStatus, CtlSetVerbose, CtlStop, CtlStatus, CtlResult, LookupConfig, RcptCheck,
                RcptVerdict, MessageOpen, MessageOpened, MessageRecipients, MessageCommit,
-               MessageResult, MessageAbort, TlsConfig>;
+               MessageResult, MessageAbort, TlsConfig, CredentialsTable, AuthCheck, AuthVerdict>;
 
 // The schema entry for a wire type number, or nullptr for an unknown type.
 const MessageInfo* message_info(uint16_t type);

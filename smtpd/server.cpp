@@ -43,6 +43,7 @@ Server::Server(ChildRuntime& runtime)
   d.on<msg::SmtpConfig>([this](msg::Incoming&, msg::SmtpConfig&& m) {
     hostname_ = std::move(m.hostname);
     limits_ = m.limits;
+    auth_ = m.auth;
   });
   d.on<msg::TlsConfig>([this](msg::Incoming&, msg::TlsConfig&& m) {
     if (m.certificate_pem.empty()) {
@@ -75,6 +76,9 @@ Server::Server(ChildRuntime& runtime)
       tell_queue_abort(m.id);
     }
   });
+  d.on<msg::AuthVerdict>([this](msg::Incoming& in, msg::AuthVerdict&& m) {
+    if (Session* s = claim(in.request_id)) s->on_auth_verdict(m);
+  });
   d.on<msg::MessageResult>([this](msg::Incoming& in, msg::MessageResult&& m) {
     if (Session* s = claim(in.request_id)) s->on_message_result(m);
   });
@@ -87,7 +91,7 @@ Server::Server(ChildRuntime& runtime)
 
 void Server::add_listener(msg::ListenerAdd&& m, UniqueFd fd) {
   Listening& l = listeners_[m.id];
-  l.info = ListenerInfo{m.id, m.name, m.role};
+  l.info = ListenerInfo{m.id, m.name, m.role, m.plaintext_auth};
   l.address = m.address;
   l.fd = std::move(fd);
   if (runtime_.started()) watch(m.id);
@@ -173,6 +177,15 @@ void Server::fail_requests_to(Role peer) {
 }
 
 bool Server::ask_lookup(Session& session, const msg::RcptCheck& check) {
+  ipc::Channel* lookup = runtime_.peer(Role::lookup);
+  if (lookup == nullptr) return false;
+  const uint32_t id = track(session, Role::lookup);
+  if (msg::send(*lookup, check, id)) return true;
+  pending_.erase(id);
+  return false;
+}
+
+bool Server::ask_lookup_auth(Session& session, const msg::AuthCheck& check) {
   ipc::Channel* lookup = runtime_.peer(Role::lookup);
   if (lookup == nullptr) return false;
   const uint32_t id = track(session, Role::lookup);

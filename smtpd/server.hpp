@@ -29,6 +29,9 @@ class Server {
 
   // Requests on behalf of a session; false when the process that answers is not there.
   bool ask_lookup(Session& session, const msg::RcptCheck& check);
+  bool ask_lookup_auth(Session& session, const msg::AuthCheck& check);
+  // A credentials table is configured: AUTH may be offered.
+  bool auth_available() const { return auth_; }
   bool ask_queue_open(Session& session);
   bool ask_queue_commit(Session& session, const Envelope& envelope);
   void tell_queue_abort(const std::string& queue_id);
@@ -60,6 +63,7 @@ class Server {
   ChildRuntime& runtime_;
   std::string hostname_;
   config::Limits limits_;
+  bool auth_ = false;
   TlsPtr tls_server_;
   std::map<uint32_t, Listening> listeners_;
   std::map<uint64_t, std::unique_ptr<Session>> sessions_;

@@ -5,6 +5,7 @@
 #include "smtpd/session.hpp"
 
 #include <event2/buffer.h>
+#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -164,7 +165,11 @@ void Session::process() {
       if (more_decrypted) continue;
       break;
     }
-    handle_line(line);
+    if (auth_step_ != AuthStep::none) {
+      handle_auth_line(line);
+    } else {
+      handle_line(line);
+    }
   }
   in_process_ = false;
 }
@@ -262,13 +267,22 @@ void Session::cmd_ehlo(const Command& c) {
       "DSN",
       "CHUNKING",
       "HELP",
+      "AUTH PLAIN LOGIN",
       "STARTTLS",
   };
   // STARTTLS only while it is possible (RFC 3207 4.2: never again after it succeeded).
   const bool offer_tls = !tls_ && server_.tls_server() != nullptr;
-  const size_t n = std::size(lines) - (offer_tls ? 0 : 1);
-  for (size_t i = 0; i < n; ++i) {
-    const std::string line = "250" + std::string(i + 1 < n ? "-" : " ") + lines[i] + "\r\n";
+  // AUTH only where a password cannot be read off the wire, unless the listener says so.
+  const bool offer_auth = auth_allowed() && auth_user_.empty();
+  std::vector<std::string_view> offered;
+  for (const std::string& line : lines) {
+    if (line == "STARTTLS" && !offer_tls) continue;
+    if (line.starts_with("AUTH ") && !offer_auth) continue;
+    offered.push_back(line);
+  }
+  for (size_t i = 0; i < offered.size(); ++i) {
+    const std::string line =
+        "250" + std::string(i + 1 < offered.size() ? "-" : " ") + std::string(offered[i]) + "\r\n";
     send(line);
   }
 }
@@ -278,8 +292,8 @@ void Session::cmd_mail(const Command& c) {
     bad_command(503, "5.5.1", "Nested MAIL command");
     return;
   }
-  if (listener_.role != config::ListenerRole::smtp) {
-    // Submission needs AUTH (RFC 6409 4.3), which this version does not offer yet.
+  if (listener_.role != config::ListenerRole::smtp && auth_user_.empty()) {
+    // Submission is for users who authenticated (RFC 6409 4.3, RFC 8314).
     bad_command(530, "5.7.0", "Authentication required");
     return;
   }
@@ -380,7 +394,7 @@ void Session::cmd_rcpt(const Command& c) {
   msg::RcptCheck check;
   check.local_part = m.local_part;
   check.literal = m.literal;
-  check.authenticated = false;
+  check.authenticated = !auth_user_.empty();
   if (!m.domain.empty()) {
     // A malformed domain cannot be local: let lookup refuse it as relaying.
     check.domain = address::normalize_domain(m.domain).value_or(m.domain);
@@ -455,6 +469,7 @@ void Session::on_message_opened(const std::string& queue_id, UniqueFd data) {
   info.hostname = server_.hostname();
   info.esmtp = esmtp_;
   info.tls = tls_info_;
+  info.auth_user = auth_user_;
   info.queue_id = queue_id;
   if (txn_->recipients.size() == 1) info.recipient = txn_->recipients[0].address;
   info.when = time(nullptr);
@@ -560,6 +575,7 @@ void Session::finish_message(int refusal_code, const char* refusal_status, std::
   e.client_address = client_address_;
   e.listener = listener_.name;
   e.tls = tls_info_;
+  e.auth_user = auth_user_;
   e.smtputf8 = t.smtputf8;
   e.body_8bit = t.body_8bit;
   e.ret = t.ret;
@@ -602,6 +618,9 @@ void Session::on_request_lost() {
   if (was == Waiting::rcpt) {
     if (txn_) txn_->pending_rcpt.reset();
     reply(451, "4.3.0", "Recipient check unavailable, try again later");
+  } else if (was == Waiting::auth) {
+    auth_pending_user_.clear();
+    reply(454, "4.7.0", "Temporary authentication failure");
   } else if (was == Waiting::open && txn_ && txn_->chunked) {
     chunk_refusal_ = {451, "4.3.0", "Queue unavailable, try again later"};
     phase_ = Phase::chunk;
@@ -665,6 +684,7 @@ void Session::cmd_starttls(const Command& c) {
   reset_transaction();
   helo_.clear();
   esmtp_ = false;
+  auth_user_.clear();
   start_tls();
 }
 
@@ -784,8 +804,184 @@ void Session::pump_tls_writes() {
   }
 }
 
-void Session::cmd_auth(const Command&) {
-  bad_command(503, "5.5.1", "AUTH not available");
+bool Session::auth_allowed() const {
+  return server_.auth_available() && (tls_handshake_done_ || listener_.plaintext_auth);
+}
+
+namespace {
+
+// Standard base64 (RFC 4648) through libcrypto; nullopt for anything malformed.
+std::optional<std::string> base64_decode(std::string_view text) {
+  if (text.size() % 4 != 0 || text.size() > 4096) return std::nullopt;
+  std::string out(text.size() / 4 * 3, '\0');
+  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(text.data()),
+                                static_cast<int>(text.size()));
+  if (n < 0) return std::nullopt;
+  size_t length = static_cast<size_t>(n);
+  // EVP_DecodeBlock counts the padding as zero octets.
+  for (size_t i = text.size(); i > 0 && text[i - 1] == '=' && length > 0; --i) --length;
+  out.resize(length);
+  return out;
+}
+
+std::string base64_encode(std::string_view text) {
+  std::string out((text.size() + 2) / 3 * 4 + 1, '\0');
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(text.data()),
+                                static_cast<int>(text.size()));
+  out.resize(static_cast<size_t>(n));
+  return out;
+}
+
+}  // namespace
+
+// RFC 4954 with the PLAIN (RFC 4616) and LOGIN mechanisms.
+void Session::cmd_auth(const Command& c) {
+  if (!server_.auth_available()) {
+    bad_command(502, "5.5.1", "AUTH not available");
+    return;
+  }
+  if (!auth_allowed()) {
+    bad_command(538, "5.7.11", "Encryption required for requested authentication mechanism");
+    return;
+  }
+  if (!auth_user_.empty()) {
+    bad_command(503, "5.5.1", "Already authenticated");
+    return;
+  }
+  if (txn_) {
+    bad_command(503, "5.5.1", "AUTH not permitted during a mail transaction");
+    return;
+  }
+  const size_t space = c.argument.find(' ');
+  const std::string mechanism = upper(c.argument.substr(0, space));
+  const std::string initial = space == std::string::npos ? "" : c.argument.substr(space + 1);
+  const bool has_initial = space != std::string::npos;
+  if (mechanism == "PLAIN") {
+    auth_step_ = AuthStep::plain_response;
+    if (has_initial) {
+      handle_auth_line(initial);
+    } else {
+      reply(334, nullptr, "");
+    }
+  } else if (mechanism == "LOGIN") {
+    auth_step_ = AuthStep::login_user;
+    if (has_initial) {
+      handle_auth_line(initial);
+    } else {
+      reply(334, nullptr, base64_encode("Username:"));
+    }
+  } else {
+    bad_command(504, "5.5.4", "Unrecognized authentication type");
+  }
+}
+
+void Session::handle_auth_line(const std::string& line) {
+  if (line == "*") {
+    auth_step_ = AuthStep::none;
+    auth_login_user_.clear();
+    bad_command(501, "5.0.0", "Authentication cancelled");
+    return;
+  }
+  std::optional<std::string> decoded =
+      line == "=" ? std::optional<std::string>("") : base64_decode(line);
+  if (!decoded) {
+    auth_step_ = AuthStep::none;
+    auth_login_user_.clear();
+    bad_command(501, "5.5.2", "Cannot decode response");
+    return;
+  }
+  switch (auth_step_) {
+    case AuthStep::plain_response: {
+      // authzid NUL authcid NUL passwd; acting for someone else is not supported.
+      const size_t first = decoded->find('\0');
+      const size_t second =
+          first == std::string::npos ? std::string::npos : decoded->find('\0', first + 1);
+      auth_step_ = AuthStep::none;
+      if (second == std::string::npos) {
+        bad_command(501, "5.5.2", "Malformed PLAIN response");
+        break;
+      }
+      std::string authzid = decoded->substr(0, first);
+      std::string user = decoded->substr(first + 1, second - first - 1);
+      std::string password = decoded->substr(second + 1);
+      if (!authzid.empty() && authzid != user) {
+        explicit_bzero(password.data(), password.size());
+        finish_auth(535, "5.7.8", "Authentication credentials invalid", true);
+        break;
+      }
+      check_credentials(std::move(user), std::move(password));
+      break;
+    }
+    case AuthStep::login_user:
+      auth_login_user_ = std::move(*decoded);
+      auth_step_ = AuthStep::login_password;
+      reply(334, nullptr, base64_encode("Password:"));
+      break;
+    case AuthStep::login_password:
+      auth_step_ = AuthStep::none;
+      check_credentials(std::move(auth_login_user_), std::move(*decoded));
+      auth_login_user_.clear();
+      break;
+    case AuthStep::none:
+      break;
+  }
+  if (decoded) explicit_bzero(decoded->data(), decoded->size());
+}
+
+void Session::check_credentials(std::string user, std::string password) {
+  msg::AuthCheck check{
+      .user = user, .password = std::move(password), .client_address = client_address_};
+  const bool asked = server_.ask_lookup_auth(*this, check);
+  explicit_bzero(check.password.data(), check.password.size());
+  if (!asked) {
+    reply(454, "4.7.0", "Temporary authentication failure");
+    return;
+  }
+  auth_pending_user_ = std::move(user);
+  waiting_ = Waiting::auth;
+}
+
+void Session::on_auth_verdict(const msg::AuthVerdict& verdict) {
+  if (waiting_ != Waiting::auth) return;
+  switch (verdict.outcome) {
+    case msg::AuthOutcome::accepted:
+      auth_user_ = std::move(auth_pending_user_);
+      log::info("session %016llx: authenticated as %s", static_cast<unsigned long long>(id_),
+                auth_user_.c_str());
+      finish_auth(235, "2.7.0", "Authentication successful", false);
+      return;
+    case msg::AuthOutcome::rejected: {
+      log::info("session %016llx: authentication failed for [%s]",
+                static_cast<unsigned long long>(id_), client_address_.c_str());
+      // Answered late on purpose: guessing passwords gets slow. Input waits meanwhile.
+      auth_delay_ = std::make_unique<Timer>(server_.base(), [this] {
+        finish_auth(535, "5.7.8", "Authentication credentials invalid", true);
+      });
+      auth_delay_->arm(std::chrono::milliseconds(verdict.delay_ms));
+      return;
+    }
+    case msg::AuthOutcome::throttled:
+      waiting_ = Waiting::nothing;
+      reply(421, "4.7.0", server_.hostname() + " Too many authentication failures, try later");
+      close_after_reply();
+      return;
+    case msg::AuthOutcome::unavailable:
+      finish_auth(454, "4.7.0", "Temporary authentication failure", false);
+      return;
+  }
+}
+
+void Session::finish_auth(int code, const char* status, const std::string& text, bool error) {
+  waiting_ = Waiting::nothing;
+  auth_pending_user_.clear();
+  if (error) {
+    bad_command(code, status, text);
+  } else {
+    reply(code, status, text);
+  }
+  process();
 }
 
 // RFC 3030: the chunk's octets follow the command at once, whatever the answer will be, so

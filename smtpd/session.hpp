@@ -16,6 +16,7 @@
 
 #include "common/config.hpp"
 #include "common/envelope.hpp"
+#include "common/event.hpp"
 #include "common/fd.hpp"
 #include "common/messages.hpp"
 #include "common/tls.hpp"
@@ -30,6 +31,7 @@ struct ListenerInfo {
   uint32_t id = 0;
   std::string name;
   config::ListenerRole role = config::ListenerRole::smtp;
+  bool plaintext_auth = false;
 };
 
 struct BufferEventDeleter {
@@ -58,12 +60,15 @@ class Session {
   void on_rcpt_verdict(msg::RcptDecision decision);
   void on_message_opened(const std::string& queue_id, UniqueFd data);
   void on_message_result(const msg::MessageResult& result);
+  void on_auth_verdict(const msg::AuthVerdict& verdict);
   // The process it was waiting for went away; the request will never be answered.
   void on_request_lost();
 
  private:
   enum class Phase : uint8_t { greeting, ready, data, chunk, closing };
-  enum class Waiting : uint8_t { nothing, rcpt, open, commit };
+  enum class Waiting : uint8_t { nothing, rcpt, open, commit, auth };
+  // Where an AUTH exchange stands (RFC 4954): which line the client owes next.
+  enum class AuthStep : uint8_t { none, plain_response, login_user, login_password };
 
   struct Transaction {
     std::string sender;  // canonical; empty for <>
@@ -130,6 +135,10 @@ class Session {
   void cmd_starttls(const Command& c);
   void cmd_auth(const Command& c);
   void cmd_bdat(const Command& c);
+  bool auth_allowed() const;
+  void handle_auth_line(const std::string& line);
+  void check_credentials(std::string user, std::string password);
+  void finish_auth(int code, const char* status, const std::string& text, bool error);
 
   void reply(int code, const char* status, const std::string& text);
   void bad_command(int code, const char* status, const std::string& text);
@@ -149,6 +158,12 @@ class Session {
   std::optional<Transaction> txn_;
   uint32_t errors_ = 0;
   bool discarding_long_line_ = false;
+  // SMTP AUTH.
+  std::string auth_user_;  // empty until authenticated
+  AuthStep auth_step_ = AuthStep::none;
+  std::string auth_login_user_;
+  std::string auth_pending_user_;
+  std::unique_ptr<Timer> auth_delay_;
   // The BDAT chunk being read, and the answer owed for it when it must be refused.
   uint64_t chunk_remaining_ = 0;
   bool chunk_last_ = false;

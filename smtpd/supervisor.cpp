@@ -167,15 +167,17 @@ void Supervisor::send_startup(Child& c) {
   bool queued = true;
   switch (c.role) {
     case Role::smtp:
-      queued = msg::send(*c.channel,
-                         msg::SmtpConfig{.hostname = config_.hostname, .limits = config_.limits});
+      queued = msg::send(*c.channel, msg::SmtpConfig{.hostname = config_.hostname,
+                                                     .limits = config_.limits,
+                                                     .auth = config_.credentials.has_value()});
       queued = queued && msg::send(*c.channel, tls_message());
       for (const auto& l : listeners_) {
         queued = queued && msg::send(*c.channel,
                                      msg::ListenerAdd{.id = l.id,
                                                       .name = l.listener.name,
                                                       .role = l.listener.role,
-                                                      .address = l.listener.address.to_string()},
+                                                      .address = l.listener.address.to_string(),
+                                                      .plaintext_auth = l.listener.plaintext_auth},
                                      0, UniqueFd(fcntl(l.fd.get(), F_DUPFD_CLOEXEC, 0)));
       }
       break;
@@ -186,6 +188,7 @@ void Supervisor::send_startup(Child& c) {
       break;
     case Role::lookup:
       queued = msg::send(*c.channel, msg::LookupConfig{.domains = config_.domains});
+      queued = queued && send_credentials(c);
       break;
     case Role::control:
       queued = msg::send(*c.channel, msg::ControlSocket{}, 0,
@@ -197,6 +200,20 @@ void Supervisor::send_startup(Child& c) {
   wire_peers(c);
   queued = queued && msg::send(*c.channel, start_message(c.role));
   if (!queued) kill_child(c, "its start-up messages could not be queued");
+}
+
+// The table is root's; lookup gets an open descriptor and reads it itself, at start and at
+// every reload (which is how an edited table is put to use).
+bool Supervisor::send_credentials(Child& lookup) {
+  if (!config_.credentials) return true;
+  const std::string& path = *config_.credentials;
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW));
+  if (!fd) {
+    log::error("credentials %s: %s; AUTH keeps the table it had", path.c_str(),
+               std::strerror(errno));
+    return true;
+  }
+  return msg::send(*lookup.channel, msg::CredentialsTable{.name = path}, 0, std::move(fd));
 }
 
 msg::TlsConfig Supervisor::tls_message() const {
@@ -406,10 +423,12 @@ void Supervisor::apply_listeners(const std::vector<config::Listener>& wanted) {
     BoundListener& l = listeners_.emplace_back(
         BoundListener{.id = next_listener_id_++, .listener = w, .fd = std::move(fd).value()});
     log::info("listener %s (%s) added", w.name.c_str(), w.address.to_string().c_str());
-    tell_smtp(
-        msg::ListenerAdd{
-            .id = l.id, .name = w.name, .role = w.role, .address = w.address.to_string()},
-        UniqueFd(fcntl(l.fd.get(), F_DUPFD_CLOEXEC, 0)));
+    tell_smtp(msg::ListenerAdd{.id = l.id,
+                               .name = w.name,
+                               .role = w.role,
+                               .address = w.address.to_string(),
+                               .plaintext_auth = w.plaintext_auth},
+              UniqueFd(fcntl(l.fd.get(), F_DUPFD_CLOEXEC, 0)));
   }
 }
 
@@ -451,14 +470,18 @@ void Supervisor::reload() {
   apply_listeners(next.listeners);
   Child& smtp = child(Role::smtp);
   tls_ = std::move(next_tls);
-  if (smtp.channel && (!msg::send(*smtp.channel, msg::SmtpConfig{.hostname = next.hostname,
-                                                                 .limits = next.limits}) ||
-                       !msg::send(*smtp.channel, tls_message())))
+  config_ = std::move(next);
+  if (smtp.channel &&
+      (!msg::send(*smtp.channel, msg::SmtpConfig{.hostname = config_.hostname,
+                                                 .limits = config_.limits,
+                                                 .auth = config_.credentials.has_value()}) ||
+       !msg::send(*smtp.channel, tls_message())))
     log::warn("cannot send smtp its new configuration");
   Child& lookup = child(Role::lookup);
-  if (lookup.channel && !msg::send(*lookup.channel, msg::LookupConfig{.domains = next.domains}))
+  if (lookup.channel &&
+      (!msg::send(*lookup.channel, msg::LookupConfig{.domains = config_.domains}) ||
+       !send_credentials(lookup)))
     log::warn("cannot send lookup its new configuration");
-  config_ = std::move(next);
   log::info("configuration reloaded from %s", options_.config_path.c_str());
 }
 

@@ -8,9 +8,9 @@ had every message answered 250; the queue's own `queued` counter is printed besi
 
 Each configuration gets a fresh daemon and an empty spool: a short probe run estimates
 the rate, the daemon is stopped, and a new one with a new spool takes the measured run,
-sized to last about --duration seconds (again, once, if it came out much shorter). Old
-spools are removed only at the end (see FINISHED below for why). --tmpdir chooses the
-file system the spools, and so the fsyncs, are on.
+sized to last about --duration seconds (run up to twice more if it came out much
+shorter). Old spools are removed only at the end (see FINISHED below for why). --tmpdir
+chooses the file system the spools, and so the fsyncs, are on.
 
 smtp-source comes from the Debian postfix package, unpacked without installing it
 (apt-get download + dpkg -x) into $POSTERN_BENCH_POSTFIX_DIR (default
@@ -174,8 +174,9 @@ def measure(smtp_source, env, sessions, args, limits):
         sys.exit(f"probe with {sessions} sessions failed (rc {probe['rc']}): "
                  f"{' '.join(probe['argv'])}\n{probe['stderr']}")
     rate = probe_messages / probe["seconds"]
-    for _attempt in range(2):
-        messages = max(probe_messages, int(math.ceil(rate * args.duration / sessions)) * sessions)
+    for _attempt in range(3):
+        per_session = int(math.ceil(rate * args.duration / sessions))
+        messages = max(probe_messages, per_session * sessions)
         daemon = fresh_daemon(limits, args)
         try:
             pids = daemon.pids()

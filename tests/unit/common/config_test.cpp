@@ -295,7 +295,7 @@ TEST(ConfigErrors, ControlCharactersInInputAreRefused) {
 TEST(ConfigErrors, UnknownTopLevelKeyPointsAtTheKey) {
   EXPECT_EQ(error_of("listeners:\n  - address: 127.0.0.1:25\nspol: /var/spool\n"),
             "t.yaml:3:1: unknown key 'spol' in top level (expected one of: hostname, user, "
-            "queue_user, spool, empty_dir, control, listeners, domains, limits, tls)");
+            "queue_user, spool, empty_dir, control, listeners, domains, limits, tls, credentials)");
 }
 
 TEST(ConfigErrors, UnknownControlKey) {
@@ -305,7 +305,7 @@ TEST(ConfigErrors, UnknownControlKey) {
 
 TEST(ConfigErrors, UnknownListenerKey) {
   EXPECT_EQ(error_of("listeners:\n  - address: 127.0.0.1:25\n    tls: yes\n"),
-            "t.yaml:3:5: unknown key 'tls' in listener (expected one of: address, role, name)");
+            "t.yaml:3:5: unknown key 'tls' in listener (expected one of: address, role, name, plaintext_auth)");
 }
 
 TEST(ConfigErrors, UnknownKeyWithControlCharactersIsEscaped) {
@@ -574,7 +574,7 @@ extra: 1
       "t.yaml:8:11: unknown listener role 'relay' (expected one of: smtp, submission, smtps)",
       "t.yaml:9:5: listener has no 'address'",
       "t.yaml:10:1: unknown key 'extra' in top level (expected one of: hostname, user, "
-      "queue_user, spool, empty_dir, control, listeners, domains, limits, tls)",
+      "queue_user, spool, empty_dir, control, listeners, domains, limits, tls, credentials)",
   };
   EXPECT_EQ(lines, expected);
 }
