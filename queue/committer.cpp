@@ -50,9 +50,27 @@ void Committer::work() {
         pending_.pop_front();
       }
     }
+    // Stage every message, make them all durable at once, then give them their names.
+    std::vector<UniqueFd> envelopes(batch.size());
+    std::vector<Spool::StagedFiles> staged;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      Result<UniqueFd> env = spool_.stage(batch[i]->envelope, batch[i]->data_fd.get());
+      if (!env.ok()) {
+        batch[i]->status = env.error();
+        continue;
+      }
+      envelopes[i] = std::move(env).value();
+      staged.push_back({batch[i]->data_fd.get(), envelopes[i].get()});
+    }
+    if (!staged.empty()) {
+      const Status synced = spool_.sync_staged(staged);
+      for (size_t i = 0; i < batch.size(); ++i)
+        if (envelopes[i] && !synced.ok()) batch[i]->status = synced.error();
+    }
     bool any_committed = false;
     for (auto& job : batch) {
-      job->status = spool_.commit(job->envelope, job->data_fd.get());
+      if (!job->status.ok()) continue;
+      job->status = spool_.publish(job->envelope.id);
       any_committed = any_committed || job->status.ok();
     }
     // One directory fsync makes every rename of the batch durable.

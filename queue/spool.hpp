@@ -7,6 +7,7 @@
 // last, then the queue directory is fsynced; only after that may smtp answer 250.
 #pragma once
 
+#include <span>
 #include <string>
 #include <vector>
 
@@ -44,8 +45,19 @@ class Spool {
   // Removes an uncommitted message's files.
   void discard(const std::string& id);
 
-  // Blocking, for the commit worker: writes the envelope, makes data and envelope durable and
-  // moves both into queue/. The caller fsyncs the queue directory (once per batch).
+  // Blocking, for the commit worker, in three steps so that a batch shares its flushes:
+  // stage() sizes the data and writes the envelope into incoming/ (returning its descriptor);
+  // sync_staged() makes every staged file durable (Linux: one syncfs for the batch; elsewhere
+  // an fdatasync per file); publish() renames data, then envelope, into queue/. The caller
+  // then fsyncs the queue directory once, and only after that may anyone hear "committed".
+  struct StagedFiles {
+    int data;
+    int envelope;
+  };
+  Result<UniqueFd> stage(Envelope& envelope, int data_fd);
+  Status sync_staged(std::span<const StagedFiles> staged);
+  Status publish(const std::string& id);
+  // The three steps for one message (the caller still fsyncs the queue directory).
   Status commit(Envelope& envelope, int data_fd);
   Status sync_queue_dir();
 

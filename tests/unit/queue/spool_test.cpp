@@ -575,11 +575,9 @@ TEST_F(SpoolTest, CommitterCommitsEveryJobInSubmissionOrder) {
   EXPECT_EQ(recovery.corrupt, 0u);
 }
 
-// The worker is held on its first job so that every later job, the failing one among them,
-// is pending together: a FIFO where that job's envelope goes makes the worker's open() of it
-// wait until the test opens the reading end. (Writing the envelope into a FIFO then fails at
-// fdatasync, so the holding job fails too.) Whichever way the jobs split between the two
-// batches this allows, the failing job shares its batch with succeeding ones.
+// Two jobs fail: one with an invalid envelope, and the first, because a FIFO already sits
+// where its envelope goes (envelopes are created fresh, O_EXCL, so it is never written
+// through). The failing jobs share their batch with succeeding ones, which still commit.
 TEST_F(SpoolTest, CommitterFailsOneJobAndCommitsTheRestOfItsBatch) {
   Harness harness(root_);
   Spool& spool = harness.spool();
