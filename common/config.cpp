@@ -39,6 +39,7 @@ constexpr std::array<std::string_view, 11> kTopKeys = {
     "hostname",  "user",    "queue_user", "spool", "empty_dir",  "control",
     "listeners", "domains", "limits",     "tls",   "credentials"};
 constexpr std::array<std::string_view, 2> kTlsKeys = {"certificate", "key"};
+constexpr std::array<std::string_view, 2> kDomainKeys = {"name", "users"};
 constexpr std::array<std::string_view, 7> kLimitKeys = {
     "message_size",    "recipients",      "errors",      "sessions",
     "sessions_per_ip", "command_timeout", "data_timeout"};
@@ -643,7 +644,8 @@ class Walker {
     if (ok) tls = std::move(t);
   }
 
-  void walk_domains(const MapEntry& entry, std::vector<std::string>& domains) {
+  // "example.org" or {name: example.org, users: [alice, bob]}.
+  void walk_domains(const MapEntry& entry, std::vector<Domain>& domains) {
     const Node& value = entry.value;
     if (value.kind == Node::Kind::invalid) return;
     if (value.kind != Node::Kind::sequence) {
@@ -653,27 +655,65 @@ class Walker {
     std::map<std::string, int, std::less<>> lines;
     for (const Node& item : value.items) {
       if (item.kind == Node::Kind::invalid) continue;
-      if (item.kind != Node::Kind::scalar) {
-        reporter_.at(item.mark, "each domain must be a string");
+      const Node* name_node = &item;
+      Domain d;
+      if (item.kind == Node::Kind::mapping) {
+        const auto fields = check_keys(item, "domain", kDomainKeys);
+        if (fields[0] == nullptr) {
+          reporter_.at(item.mark, "domain has no 'name'");
+          continue;
+        }
+        name_node = &fields[0]->value;
+        if (fields[1] != nullptr && !walk_users(*fields[1], d)) continue;
+      }
+      if (name_node->kind != Node::Kind::scalar) {
+        reporter_.at(name_node->mark,
+                     "each domain must be a name or a mapping with name and users");
         continue;
       }
-      std::string domain = item.text;
+      const Node& name = *name_node;
+      std::string domain = name.text;
       std::transform(domain.begin(), domain.end(), domain.begin(),
                      [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
       if (!domain.empty() && domain.back() == '.') domain.pop_back();
       if (!valid_hostname(domain)) {
-        reporter_.at(item.mark, "invalid domain " + quote(item.text) +
+        reporter_.at(name.mark, "invalid domain " + quote(name.text) +
                                     " (expected letters, digits, '-' and '.')");
         continue;
       }
-      const auto [first, fresh] = lines.emplace(domain, item.mark.line);
+      const auto [first, fresh] = lines.emplace(domain, name.mark.line);
       if (!fresh) {
-        reporter_.at(item.mark, "duplicate domain " + quote(domain) + " (first at line " +
+        reporter_.at(name.mark, "duplicate domain " + quote(domain) + " (first at line " +
                                     std::to_string(first->second) + ")");
         continue;
       }
-      domains.push_back(std::move(domain));
+      d.name = std::move(domain);
+      domains.push_back(std::move(d));
     }
+  }
+
+  bool walk_users(const MapEntry& entry, Domain& domain) {
+    const Node& value = entry.value;
+    if (value.kind != Node::Kind::sequence) {
+      reporter_.at(value.mark, "'users' must be a list of local parts");
+      return false;
+    }
+    std::vector<std::string> users;
+    bool ok = true;
+    for (const Node& u : value.items) {
+      if (u.kind != Node::Kind::scalar || u.text.empty() || u.text.size() > 64 ||
+          u.text.find_first_of("@%! \t\"") != std::string::npos) {
+        reporter_.at(u.mark, "invalid user (expected a local part such as 'alice')");
+        ok = false;
+        continue;
+      }
+      std::string name = u.text;
+      std::transform(name.begin(), name.end(), name.begin(),
+                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+      users.push_back(std::move(name));
+    }
+    if (ok) domain.users = std::move(users);
+    return ok;
   }
 
   // A count or size: decimal digits, for sizes optionally followed by K, M or G (powers of

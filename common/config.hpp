@@ -64,6 +64,14 @@ struct Tls {
   friend bool operator==(const Tls&, const Tls&) = default;
 };
 
+// A domain delivered here. Without a user list any local part is taken (delivery decides);
+// with one, other local parts are refused at RCPT time.
+struct Domain {
+  std::string name;                               // lower-case, no trailing dot
+  std::optional<std::vector<std::string>> users;  // lower-case local parts
+  friend bool operator==(const Domain&, const Domain&) = default;
+};
+
 struct Config {
   std::string file;      // the file it was loaded from, as given
   std::string hostname;  // defaults to the machine's host name
@@ -73,8 +81,8 @@ struct Config {
   std::string empty_dir = "/var/empty";
   Control control{"/run/postern/smtpd.sock", std::nullopt};
   std::vector<Listener> listeners;
-  // Domains delivered locally, lower-case without a trailing dot.
-  std::vector<std::string> domains;
+  // Domains delivered locally.
+  std::vector<Domain> domains;
   Limits limits;
   // Needed by STARTTLS and by smtps listeners.
   std::optional<Tls> tls;

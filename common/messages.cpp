@@ -239,12 +239,23 @@ TlsConfig TlsConfig::decode(wire::Reader& r) {
 
 void LookupConfig::encode(wire::Writer& w) const {
   w.count(domains.size());
-  for (const auto& d : domains) w.str(d);
+  for (const auto& d : domains) {
+    w.str(d.name);
+    w.boolean(d.users.has_value());
+    if (!d.users) continue;
+    w.count(d.users->size());
+    for (const auto& u : *d.users) w.str(u);
+  }
 }
 LookupConfig LookupConfig::decode(wire::Reader& r) {
   LookupConfig m;
   m.domains.resize(r.count(100000, 5));
-  for (auto& d : m.domains) d = r.str(255);
+  for (auto& d : m.domains) {
+    d.name = r.str(255);
+    if (!r.boolean()) continue;
+    d.users.emplace(r.count(1000000, 4));
+    for (auto& u : *d.users) u = r.str(64);
+  }
   return m;
 }
 

@@ -196,7 +196,7 @@ struct TlsConfig {
 struct LookupConfig {
   static constexpr MessageInfo kInfo{Type::lookup_config, "lookup_config", roles(Role::parent),
                                      roles(Role::lookup), FdRule::none};
-  std::vector<std::string> domains;
+  std::vector<config::Domain> domains;
   void encode(wire::Writer& w) const;
   static LookupConfig decode(wire::Reader& r);
 };

@@ -3,6 +3,8 @@
 // stranger's RCPT command.
 #pragma once
 
+#include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -13,11 +15,12 @@ namespace postern::lookup {
 
 class RecipientPolicy {
  public:
-  void set_local_domains(const std::vector<std::string>& domains);
+  void set_local_domains(const std::vector<config::Domain>& domains);
   msg::RcptDecision decide(const msg::RcptCheck& check) const;
 
  private:
-  std::set<std::string> local_domains_;
+  // Domain -> its users when it has a list (lower-case local parts), nullopt: any.
+  std::map<std::string, std::optional<std::set<std::string>>, std::less<>> local_domains_;
 };
 
 }  // namespace postern::lookup

@@ -138,6 +138,23 @@ class Session(unittest.TestCase):
         self.assertIn("orcpt 18:Alice@test.example\n", env)
         c.close()
 
+    def test_unknown_users_of_a_listed_domain_are_refused(self):
+        with Daemon(extra="limits:\n  errors: 20") as d:
+            d.write_config(d.config_text().replace(
+                "domains: [test.example, localhost]",
+                "domains:\n  - test.example\n  - {name: localhost, users: [alice, bob]}"))
+            d.start()
+            c = Client(d.port)
+            c.reply()
+            c.command("EHLO x")
+            c.command("MAIL FROM:<a@example.com>")
+            self.assertEqual(c.command("RCPT TO:<alice@localhost>")[0], 250)
+            self.assertEqual(c.command("RCPT TO:<BOB@LocalHost>")[0], 250)
+            self.assertEqual(c.command("RCPT TO:<carol@localhost>"), (550, "5.1.1 User unknown"))
+            self.assertEqual(c.command("RCPT TO:<postmaster@localhost>")[0], 250)
+            self.assertEqual(c.command("RCPT TO:<anyone@test.example>")[0], 250)
+            c.close()
+
     def test_postmaster_is_always_accepted(self):
         c = self.client()
         c.command("EHLO x")

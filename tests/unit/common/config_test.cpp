@@ -81,7 +81,12 @@ std::string dump(const Config& config) {
     out << "listener: " << listener.name << " " << listener_role_name(listener.role) << " "
         << listener.address.to_string() << "\n";
   }
-  for (const std::string& domain : config.domains) out << "domain: " << domain << "\n";
+  for (const Domain& domain : config.domains) {
+    out << "domain: " << domain.name;
+    if (domain.users)
+      for (const std::string& user : *domain.users) out << " " << user;
+    out << "\n";
+  }
   if (config.tls) out << "tls: " << config.tls->certificate << " " << config.tls->key << "\n";
   const Limits& l = config.limits;
   out << "limits: message_size=" << l.message_size << " recipients=" << l.recipients
@@ -305,7 +310,8 @@ TEST(ConfigErrors, UnknownControlKey) {
 
 TEST(ConfigErrors, UnknownListenerKey) {
   EXPECT_EQ(error_of("listeners:\n  - address: 127.0.0.1:25\n    tls: yes\n"),
-            "t.yaml:3:5: unknown key 'tls' in listener (expected one of: address, role, name, plaintext_auth)");
+            "t.yaml:3:5: unknown key 'tls' in listener (expected one of: address, role, name, "
+            "plaintext_auth)");
 }
 
 TEST(ConfigErrors, UnknownKeyWithControlCharactersIsEscaped) {

@@ -165,8 +165,10 @@ TEST(Messages, ReceivingMailRoundTrips) {
   config.limits.data_timeout = 7;
   SmtpConfig config2 = round_trip(config);
   EXPECT_EQ(config2.limits, config.limits);
-  EXPECT_EQ(round_trip(LookupConfig{.domains = {"a.example", "b.example"}}).domains,
-            (std::vector<std::string>{"a.example", "b.example"}));
+  const std::vector<config::Domain> domains{
+      {"a.example", std::nullopt}, {"b.example", std::vector<std::string>{"alice", "bob"}}};
+  EXPECT_EQ(round_trip(LookupConfig{.domains = domains}).domains, domains);
+  expect_strict(LookupConfig{.domains = domains});
   RcptCheck check = round_trip(RcptCheck{
       .local_part = "bob", .domain = "b.example", .literal = false, .authenticated = true});
   EXPECT_EQ(check.local_part, "bob");

@@ -15,9 +15,24 @@ msg::RcptCheck check(std::string local, std::string domain, bool authenticated =
                         .authenticated = authenticated};
 }
 
+std::vector<config::Domain> domains(std::initializer_list<const char*> names) {
+  std::vector<config::Domain> out;
+  for (const char* n : names) out.push_back({n, std::nullopt});
+  return out;
+}
+
+TEST(RecipientPolicy, DomainWithAUserList) {
+  RecipientPolicy p;
+  p.set_local_domains({{"localhost", std::vector<std::string>{"alice", "bob"}}});
+  EXPECT_EQ(p.decide(check("alice", "localhost")), msg::RcptDecision::local);
+  EXPECT_EQ(p.decide(check("Alice", "localhost")), msg::RcptDecision::local);
+  EXPECT_EQ(p.decide(check("carol", "localhost")), msg::RcptDecision::unknown_user);
+  EXPECT_EQ(p.decide(check("PostMaster", "localhost")), msg::RcptDecision::local);
+}
+
 TEST(RecipientPolicy, LocalDomainsAndPostmaster) {
   RecipientPolicy p;
-  p.set_local_domains({"example.org", "localhost"});
+  p.set_local_domains(domains({"example.org", "localhost"}));
   EXPECT_EQ(p.decide(check("alice", "example.org")), msg::RcptDecision::local);
   EXPECT_EQ(p.decide(check("bob", "localhost")), msg::RcptDecision::local);
   EXPECT_EQ(p.decide(check("postmaster", "")), msg::RcptDecision::local);
@@ -25,14 +40,14 @@ TEST(RecipientPolicy, LocalDomainsAndPostmaster) {
 
 TEST(RecipientPolicy, RelayingNeedsAuthentication) {
   RecipientPolicy p;
-  p.set_local_domains({"example.org"});
+  p.set_local_domains(domains({"example.org"}));
   EXPECT_EQ(p.decide(check("x", "remote.example")), msg::RcptDecision::relay_denied);
   EXPECT_EQ(p.decide(check("x", "remote.example", true)), msg::RcptDecision::relay);
 }
 
 TEST(RecipientPolicy, DressedUpRemoteAddressesAreRefused) {
   RecipientPolicy p;
-  p.set_local_domains({"example.org"});
+  p.set_local_domains(domains({"example.org"}));
   // Percent hack, bang path and a quoted "@" at a local domain name no local user.
   EXPECT_EQ(p.decide(check("user%remote.example", "example.org")), msg::RcptDecision::unknown_user);
   EXPECT_EQ(p.decide(check("remote.example!user", "example.org")), msg::RcptDecision::unknown_user);
