@@ -192,6 +192,24 @@ SmtpConfig SmtpConfig::decode(wire::Reader& r) {
   return m;
 }
 
+void CtlShowMessage::encode(wire::Writer& w) const {
+  w.str(id);
+}
+CtlShowMessage CtlShowMessage::decode(wire::Reader& r) {
+  CtlShowMessage m;
+  m.id = r.str(64);  // checked by the queue, which says so if it is not an id
+  return m;
+}
+
+void CtlText::encode(wire::Writer& w) const {
+  w.str(text);
+}
+CtlText CtlText::decode(wire::Reader& r) {
+  CtlText m;
+  m.text = r.str(kMaxCtlText);
+  return m;
+}
+
 void CredentialsTable::encode(wire::Writer& w) const {
   w.str(name);
 }

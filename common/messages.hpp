@@ -57,6 +57,9 @@ enum class Type : uint16_t {
   credentials_table,
   auth_check,
   auth_verdict,
+  ctl_show_queue,
+  ctl_show_message,
+  ctl_text,
 };
 
 enum class FdRule : uint8_t { none, required };
@@ -234,7 +237,9 @@ struct ControlSocket {
 
 constexpr RoleMask kCtlRequestSenders = roles(Role::client, Role::control);
 constexpr RoleMask kCtlRequestReceivers = roles(Role::control, Role::parent);
-constexpr RoleMask kCtlAnswerSenders = roles(Role::parent, Role::control);
+constexpr RoleMask kCtlAnswerSenders = roles(Role::parent, Role::queue, Role::control);
+// Requests about the queue go to the queue process, not the parent.
+constexpr RoleMask kCtlQueueRequestReceivers = roles(Role::control, Role::queue);
 constexpr RoleMask kCtlAnswerReceivers = roles(Role::control, Role::client);
 
 struct CtlShowStatus {
@@ -257,6 +262,31 @@ struct CtlStop {
                                      kCtlRequestReceivers, FdRule::none};
   void encode(wire::Writer&) const {}
   static CtlStop decode(wire::Reader&) { return {}; }
+};
+
+struct CtlShowQueue {
+  static constexpr MessageInfo kInfo{Type::ctl_show_queue, "ctl_show_queue", kCtlRequestSenders,
+                                     kCtlQueueRequestReceivers, FdRule::none};
+  void encode(wire::Writer&) const {}
+  static CtlShowQueue decode(wire::Reader&) { return {}; }
+};
+
+struct CtlShowMessage {
+  static constexpr MessageInfo kInfo{Type::ctl_show_message, "ctl_show_message", kCtlRequestSenders,
+                                     kCtlQueueRequestReceivers, FdRule::none};
+  std::string id;
+  void encode(wire::Writer& w) const;
+  static CtlShowMessage decode(wire::Reader& r);
+};
+
+// A piece of a long answer, printed as it is; the answer ends with a CtlResult.
+constexpr size_t kMaxCtlText = 32 * 1024;
+struct CtlText {
+  static constexpr MessageInfo kInfo{Type::ctl_text, "ctl_text", kCtlAnswerSenders,
+                                     kCtlAnswerReceivers, FdRule::none};
+  std::string text;
+  void encode(wire::Writer& w) const;
+  static CtlText decode(wire::Reader& r);
 };
 
 struct ProcessStatus {
@@ -416,7 +446,8 @@ using AllMessages =
                SetVerbose, SmtpConfig, QueueConfig, ListenerAdd, ListenerRemove, ControlSocket,
                CtlShowStatus, CtlSetVerbose, CtlStop, CtlStatus, CtlResult, LookupConfig, RcptCheck,
                RcptVerdict, MessageOpen, MessageOpened, MessageRecipients, MessageCommit,
-               MessageResult, MessageAbort, TlsConfig, CredentialsTable, AuthCheck, AuthVerdict>;
+               MessageResult, MessageAbort, TlsConfig, CredentialsTable, AuthCheck, AuthVerdict,
+               CtlShowQueue, CtlShowMessage, CtlText>;
 
 // The schema entry for a wire type number, or nullptr for an unknown type.
 const MessageInfo* message_info(uint16_t type);

@@ -32,11 +32,14 @@ class ControlServer {
     runtime_.on_stopping([this] {
       for (auto& [id, client] : clients_) client->flush(std::chrono::milliseconds(200));
     });
-    forward_requests<msg::CtlShowStatus>();
-    forward_requests<msg::CtlSetVerbose>();
-    forward_requests<msg::CtlStop>();
-    relay_answers<msg::CtlStatus>();
-    relay_answers<msg::CtlResult>();
+    forward_requests<msg::CtlShowStatus>(Role::parent);
+    forward_requests<msg::CtlSetVerbose>(Role::parent);
+    forward_requests<msg::CtlStop>(Role::parent);
+    forward_requests<msg::CtlShowQueue>(Role::queue);
+    forward_requests<msg::CtlShowMessage>(Role::queue);
+    relay_answers<msg::CtlStatus>(true);
+    relay_answers<msg::CtlResult>(true);
+    relay_answers<msg::CtlText>(false);
     runtime_.counters()["clients"] = 0;
   }
 
@@ -46,26 +49,29 @@ class ControlServer {
     uint32_t client_request = 0;
   };
 
-  // A client request goes to the parent under a request id of ours.
+  // A client request goes to the process that answers it, under a request id of ours.
   template <typename M>
-  void forward_requests() {
-    clients_dispatcher_.on<M>([this](msg::Incoming& in, M&& m) {
+  void forward_requests(Role to) {
+    clients_dispatcher_.on<M>([this, to](msg::Incoming& in, M&& m) {
       const uint32_t id = next_request_++;
       pending_[id] = {current_client_, in.request_id};
-      if (!msg::send(runtime_.parent(), m, id)) {
+      ipc::Channel* channel = to == Role::parent ? &runtime_.parent() : runtime_.peer(to);
+      if (channel == nullptr || !msg::send(*channel, m, id)) {
         pending_.erase(id);
-        answer(current_client_, in.request_id, msg::CtlResult{false, "smtpd is busy"});
+        answer(current_client_, in.request_id,
+               msg::CtlResult{false, std::string(role_name(to)) + " is not answering"});
       }
     });
   }
 
+  // final: the answer is complete (a long one comes as CtlText pieces, then a CtlResult).
   template <typename M>
-  void relay_answers() {
-    runtime_.dispatcher().on<M>([this](msg::Incoming& in, M&& m) {
+  void relay_answers(bool final) {
+    runtime_.dispatcher().on<M>([this, final](msg::Incoming& in, M&& m) {
       auto it = pending_.find(in.request_id);
       if (it == pending_.end()) return;
       const Pending p = it->second;
-      pending_.erase(it);
+      if (final) pending_.erase(it);
       answer(p.client, p.client_request, m);
     });
   }

@@ -30,6 +30,8 @@ void usage(FILE* out) {
                "usage: smtpctl [-h] [-f config | -s socket] command\n"
                "commands:\n"
                "  show status     each process with its pid, uptime, restarts and counters\n"
+               "  show queue      every queued message and its recipients\n"
+               "  show message ID one message's envelope\n"
                "  log verbose     log debugging detail\n"
                "  log brief       log the normal amount\n"
                "  stop            stop the daemon\n"
@@ -129,6 +131,10 @@ int run(int argc, char** argv) {
   };
   if (command == "show status")
     request(msg::CtlShowStatus{});
+  else if (command == "show queue")
+    request(msg::CtlShowQueue{});
+  else if (words.size() == 3 && words[0] == "show" && words[1] == "message")
+    request(msg::CtlShowMessage{.id = words[2]});
   else if (command == "log verbose")
     request(msg::CtlSetVerbose{.verbose = true});
   else if (command == "log brief")
@@ -167,8 +173,14 @@ int run(int argc, char** argv) {
     print_status(m);
     status = 0;
   });
+  bool more = false;  // a CtlText piece: the answer goes on
+  dispatcher.on<msg::CtlText>([&](msg::Incoming&, msg::CtlText&& m) {
+    std::fwrite(m.text.data(), 1, m.text.size(), stdout);
+    more = true;
+  });
   dispatcher.on<msg::CtlResult>([&](msg::Incoming&, msg::CtlResult&& m) {
-    std::fprintf(m.ok ? stdout : stderr, "%s%s\n", m.ok ? "" : "smtpctl: ", m.text.c_str());
+    if (!m.text.empty())
+      std::fprintf(m.ok ? stdout : stderr, "%s%s\n", m.ok ? "" : "smtpctl: ", m.text.c_str());
     status = m.ok ? 0 : 1;
   });
   ipc::Channel channel(
@@ -176,9 +188,11 @@ int run(int argc, char** argv) {
       ipc::Channel::Handlers{
           .on_frame =
               [&](ipc::Frame&& f) {
+                more = false;
                 const Status st = dispatcher.dispatch(Role::control, std::move(f));
                 if (!st.ok())
                   std::fprintf(stderr, "smtpctl: bad answer: %s\n", st.error().message.c_str());
+                if (more && st.ok()) return;  // wait for the rest of the answer
                 answered = true;
                 event_base_loopbreak(base.get());
               },

@@ -2,6 +2,9 @@
 // root) and is the only process that creates, commits or removes message files. smtp writes a
 // message's bytes through a descriptor the queue hands it; the queue answers "committed" only
 // after the message and its envelope are durable (see spool.hpp, committer.hpp).
+#include <cstdio>
+#include <cstring>
+#include <ctime>
 #include <map>
 #include <memory>
 #include <string>
@@ -30,6 +33,10 @@ class QueueProcess {
     d.on<msg::MessageCommit>(
         [this](msg::Incoming& in, msg::MessageCommit&& m) { commit(in.request_id, std::move(m)); });
     d.on<msg::MessageAbort>([this](msg::Incoming&, msg::MessageAbort&& m) { abort(m.id); });
+    d.on<msg::CtlShowQueue>(
+        [this](msg::Incoming& in, msg::CtlShowQueue&&) { show_queue(in.request_id); });
+    d.on<msg::CtlShowMessage>(
+        [this](msg::Incoming& in, msg::CtlShowMessage&& m) { show_message(in.request_id, m.id); });
     runtime_.on_started([this] { start(); });
     runtime_.on_peer_lost([this](Role peer) {
       if (peer == Role::smtp) forget_open_messages();
@@ -45,8 +52,12 @@ class QueueProcess {
   void start() {
     spool_ = std::make_unique<Spool>(spool_dir_);
     if (Status st = spool_->open(); !st.ok()) log::fatal("%s", st.error().message.c_str());
-    const Recovery r = spool_->recover();
+    Recovery r = spool_->recover();
     committed_ = r.committed.size();
+    for (Envelope& e : r.envelopes) {
+      const std::string id = e.id;
+      messages_.emplace(id, std::move(e));
+    }
     log::info("spool %s: %zu messages queued, %zu unfinished files removed, %zu corrupt",
               spool_dir_.c_str(), r.committed.size(), r.leftovers, r.corrupt);
     committer_ = std::make_unique<Committer>(runtime_.base(), *spool_);
@@ -120,6 +131,7 @@ class QueueProcess {
           --committing_;
           if (st.ok()) {
             ++committed_;
+            messages_.emplace(e.id, e);
             log::info("%s: from=<%s> size=%llu nrcpt=%zu queued", e.id.c_str(), e.sender.c_str(),
                       static_cast<unsigned long long>(e.size), e.recipients.size());
             reply(request_id,
@@ -150,6 +162,112 @@ class QueueProcess {
     update_counters();
   }
 
+  // smtpctl show queue: one line per message, one indented line per recipient, sent in
+  // pieces that fit a frame and ended by a CtlResult.
+  void show_queue(uint32_t request_id) {
+    ipc::Channel* control = runtime_.peer(Role::control);
+    if (control == nullptr) return;
+    std::string text;
+    auto flush = [&] {
+      if (!text.empty() && !msg::send(*control, msg::CtlText{.text = text}, request_id))
+        log::warn("cannot send the queue listing to control");
+      text.clear();
+    };
+    const int64_t now = time(nullptr);
+    for (const auto& [id, e] : messages_) {
+      char head[96];
+      std::snprintf(head, sizeof head, "%s  %8s  %10llu  ", id.c_str(),
+                    age(now - e.arrival).c_str(), static_cast<unsigned long long>(e.size));
+      text += head + ("<" + printable(e.sender) + ">\n");
+      for (const Recipient& r : e.recipients)
+        text += "    " + printable(r.address) + "  " + state_name(r.state) + "\n";
+      if (text.size() > msg::kMaxCtlText / 2) flush();
+    }
+    flush();
+    if (!msg::send(
+            *control,
+            msg::CtlResult{.ok = true, .text = std::to_string(messages_.size()) + " messages"},
+            request_id))
+      log::warn("cannot answer control");
+  }
+
+  void show_message(uint32_t request_id, const std::string& id) {
+    ipc::Channel* control = runtime_.peer(Role::control);
+    if (control == nullptr) return;
+    auto it = valid_queue_id(id) ? messages_.find(id) : messages_.end();
+    if (it == messages_.end()) {
+      if (!msg::send(*control, msg::CtlResult{.ok = false, .text = "no message " + printable(id)},
+                     request_id))
+        log::warn("cannot answer control");
+      return;
+    }
+    const Envelope& e = it->second;
+    std::string text;
+    auto field = [&](const char* name, const std::string& value) {
+      text += std::string(name) + ": " + printable(value) + "\n";
+    };
+    field("id", e.id);
+    field("arrival", std::to_string(e.arrival));
+    field("size", std::to_string(e.size));
+    field("sender", "<" + e.sender + ">");
+    field("helo", e.helo);
+    field("client", e.client_address);
+    field("listener", e.listener);
+    field("auth", e.auth_user);
+    field("tls", e.tls);
+    field("smtputf8", e.smtputf8 ? "yes" : "no");
+    field("body", e.body_8bit ? "8bitmime" : "7bit");
+    field("ret", e.ret == DsnRet::full ? "full" : e.ret == DsnRet::headers ? "hdrs" : "");
+    field("envid", e.envid);
+    msg::CtlText piece;
+    for (const Recipient& r : e.recipients) {
+      std::string notify;
+      for (auto [on, word] : {std::pair{r.notify.never, "never"},
+                              {r.notify.success, "success"},
+                              {r.notify.failure, "failure"},
+                              {r.notify.delay, "delay"}})
+        if (on) notify += (notify.empty() ? "" : ",") + std::string(word);
+      text += "recipient: " + printable(r.address) + " " + state_name(r.state);
+      if (!notify.empty()) text += " notify=" + notify;
+      if (!r.orcpt.empty()) text += " orcpt=" + printable(r.orcpt_type + ";" + r.orcpt);
+      text += "\n";
+      if (text.size() > msg::kMaxCtlText / 2) {
+        if (!msg::send(*control, msg::CtlText{.text = text}, request_id)) return;
+        text.clear();
+      }
+    }
+    if ((!text.empty() && !msg::send(*control, msg::CtlText{.text = text}, request_id)) ||
+        !msg::send(*control, msg::CtlResult{.ok = true, .text = ""}, request_id))
+      log::warn("cannot answer control");
+  }
+
+  static std::string age(int64_t seconds) {
+    if (seconds < 0) seconds = 0;
+    if (seconds < 120) return std::to_string(seconds) + "s";
+    if (seconds < 7200) return std::to_string(seconds / 60) + "m";
+    if (seconds < 172800) return std::to_string(seconds / 3600) + "h";
+    return std::to_string(seconds / 86400) + "d";
+  }
+
+  static const char* state_name(RecipientState s) {
+    switch (s) {
+      case RecipientState::pending:
+        return "pending";
+      case RecipientState::delivered:
+        return "delivered";
+      case RecipientState::failed:
+        return "failed";
+    }
+    return "?";
+  }
+
+  // Envelope text came from clients: nothing in it may move the admin's terminal.
+  static std::string printable(const std::string& text) {
+    std::string out;
+    for (unsigned char c : text) out += (c >= 0x20 && c != 0x7f) ? static_cast<char>(c) : '?';
+    return out;
+  }
+
   void update_counters() {
     auto& c = runtime_.counters();
     c["queued"] = committed_;
@@ -166,6 +284,7 @@ class QueueProcess {
   std::unique_ptr<Spool> spool_;
   std::unique_ptr<Committer> committer_;
   std::map<std::string, OpenMessage> open_;
+  std::map<std::string, Envelope> messages_;  // committed, by id
   size_t committed_ = 0;
   size_t committing_ = 0;
 };

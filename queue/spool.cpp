@@ -109,6 +109,7 @@ Recovery Spool::recover() {
         fstatat(queue_.get(), data.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
     if (envelope.ok() && envelope->id == id && data_ok) {
       r.committed.push_back(id);
+      r.envelopes.push_back(std::move(envelope).value());
       continue;
     }
     const std::string why = !envelope.ok()       ? envelope.error().message

@@ -25,6 +25,7 @@ struct NewMessage {
 
 struct Recovery {
   std::vector<std::string> committed;  // ids of messages found intact
+  std::vector<Envelope> envelopes;     // theirs, in the same order
   size_t leftovers = 0;                // incomplete files removed
   size_t corrupt = 0;                  // envelopes moved to corrupt/
 };

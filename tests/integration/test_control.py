@@ -60,7 +60,8 @@ class Smtpctl(unittest.TestCase):
     def test_help_and_unknown_commands(self):
         r = subprocess.run([SMTPCTL, "-h"], capture_output=True, text=True)
         self.assertEqual(r.returncode, 0)
-        for command in ("show status", "log verbose", "log brief", "stop"):
+        for command in ("show status", "show queue", "show message", "log verbose", "log brief",
+                        "stop"):
             self.assertIn(command, r.stdout)
         r = subprocess.run([SMTPCTL, "-s", "/nonexistent", "frobnicate"], capture_output=True,
                            text=True)
@@ -73,6 +74,46 @@ class Smtpctl(unittest.TestCase):
                                text=True)
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertIn("control", r.stdout)
+
+    def test_show_queue_and_show_message(self):
+        import smtplib
+        with Daemon().start() as d:
+            r = d.smtpctl("show", "queue")
+            self.assertEqual((r.returncode, r.stdout), (0, "0 messages\n"), r.stderr)
+            ids = []
+            with smtplib.SMTP("127.0.0.1", d.port) as s:
+                s.ehlo("x")
+                for i in range(3):
+                    s.mail("sender@example.com", ["RET=HDRS", "ENVID=E" + str(i)])
+                    s.rcpt("alice@test.example", ["NOTIFY=FAILURE"])
+                    s.rcpt("bob@test.example")
+                    code, text = s.data(b"Subject: q\r\n\r\nbody\r\n")
+                    ids.append(text.decode().split()[-1])
+            r = d.smtpctl("show", "queue")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            lines = r.stdout.splitlines()
+            self.assertEqual(lines[-1], "3 messages")
+            for queue_id in ids:
+                head = [line for line in lines if line.startswith(queue_id)]
+                self.assertEqual(len(head), 1, r.stdout)
+                self.assertRegex(head[0], rf"^{queue_id}\s+\d+s\s+\d+\s+<sender@example.com>$")
+            self.assertEqual(sum(1 for line in lines if line == "    alice@test.example  pending"), 3)
+            r = d.smtpctl("show", "message", ids[1])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn(f"id: {ids[1]}\n", r.stdout)
+            self.assertIn("sender: <sender@example.com>\n", r.stdout)
+            self.assertIn("envid: E1\n", r.stdout)
+            self.assertIn("ret: hdrs\n", r.stdout)
+            self.assertIn("recipient: alice@test.example pending notify=failure\n", r.stdout)
+            self.assertIn("recipient: bob@test.example pending\n", r.stdout)
+            r = d.smtpctl("show", "message", "0000000000000000")
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("no message 0000000000000000", r.stderr)
+            # After a restart the queue still lists them: it rebuilt its state from the spool.
+            d.signal(15)
+            d.wait_exit(5)
+            d.start()
+            self.assertEqual(d.smtpctl("show", "queue").stdout.splitlines()[-1], "3 messages")
 
     def test_socket_is_private_to_its_owner(self):
         with Daemon().start() as d:
