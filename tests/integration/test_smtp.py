@@ -278,6 +278,30 @@ class Session(unittest.TestCase):
             self.assertEqual(d.queued(), set())
             c.close()
 
+    def test_aborted_transactions_leave_nothing_behind(self):
+        before = self.d.queued()
+        # Dropped in the middle of DATA.
+        c = self.client()
+        c.command("EHLO x")
+        c.command("MAIL FROM:<a@example.com>")
+        c.command("RCPT TO:<alice@test.example>")
+        self.assertEqual(c.command("DATA")[0], 354)
+        c.send("Subject: half\r\n\r\nhalf a message")
+        self.assertTrue(wait_for(lambda: self.d.incoming() != [], 3))
+        c.close()
+        self.assertTrue(wait_for(lambda: self.d.incoming() == [], 3), self.d.incoming())
+        # RSET in the middle of BDAT.
+        c = self.client()
+        c.command("EHLO x")
+        c.command("MAIL FROM:<a@example.com>")
+        c.command("RCPT TO:<alice@test.example>")
+        c.send(b"BDAT 4\r\nhalf")
+        self.assertEqual(c.reply()[0], 250)
+        self.assertEqual(c.command("RSET")[0], 250)
+        self.assertTrue(wait_for(lambda: self.d.incoming() == [], 3), self.d.incoming())
+        c.close()
+        self.assertEqual(self.d.queued(), before)
+
     def test_command_line_too_long(self):
         c = self.client()
         c.command("EHLO x")
