@@ -14,6 +14,7 @@
 
 #include "common/config.hpp"
 #include "common/event.hpp"
+#include "common/fd.hpp"
 #include "common/log.hpp"
 #include "postern_paths.h"
 #include "smtpd/host.hpp"
@@ -37,16 +38,29 @@ void usage(FILE* out) {
 }
 
 // Leaves the terminal: the caller's process exits, this one carries on in a new session.
-bool daemonize() {
+// The caller's process exits only once the daemon says it has recorded its pid (a byte on
+// the returned descriptor), so whoever started it (systemd's Type=forking) reads the right pid.
+UniqueFd daemonize() {
+  int ready[2];
+  if (pipe2(ready, O_CLOEXEC) != 0) return UniqueFd();
   const pid_t pid = fork();
-  if (pid < 0) return false;
-  if (pid > 0) _exit(0);
-  if (setsid() < 0) return false;
+  if (pid < 0) return UniqueFd();
+  if (pid > 0) {
+    close(ready[1]);
+    char byte = 0;
+    while (read(ready[0], &byte, 1) < 0 && errno == EINTR) {
+    }
+    _exit(byte == 1 ? 0 : 1);
+  }
+  close(ready[0]);
+  UniqueFd report(ready[1]);
+  if (setsid() < 0) return UniqueFd();
   const int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-  if (null < 0) return false;
+  if (null < 0) return UniqueFd();
   for (int fd = 0; fd <= 2; ++fd) dup2(null, fd);
   if (null > 2) close(null);
-  return chdir("/") == 0;
+  if (chdir("/") != 0) return UniqueFd();
+  return report;
 }
 
 int run(int argc, char** argv) {
@@ -150,12 +164,15 @@ int run(int argc, char** argv) {
   const std::string control_path = config.control.socket_path;
 
   if (!options.foreground) {
-    if (!daemonize()) {
+    UniqueFd started = daemonize();
+    if (!started) {
       log::error("cannot become a daemon: %s", std::strerror(errno));
       return 1;
     }
     log::init("smtpd", log::Destination::syslog, options.verbose);
     if (Status st = lock->write_pid(); !st.ok()) log::warn("%s", st.error().message.c_str());
+    const char ok = 1;
+    (void)!write(started.get(), &ok, 1);
   }
   if (!ids->privileged)
     log::info("running as uid %d without root: children keep this user and are not chrooted",
