@@ -73,6 +73,7 @@ ChildRuntime::ChildRuntime(Role role, int argc, char** argv)
   });
   dispatcher_.on<msg::PeerHello>([this](msg::Incoming& in, msg::PeerHello&&) {
     peer_pids_[static_cast<size_t>(in.from)] = in.pid;
+    if (on_peer_ready_) on_peer_ready_(in.from);
     log::debug("%s (pid %u) connected", std::string(role_name(in.from)).c_str(), in.pid);
   });
   dispatcher_.on<msg::StatusRequest>([this](msg::Incoming& in, msg::StatusRequest&&) {

@@ -41,6 +41,8 @@ class ChildRuntime {
   void on_started(std::function<void()> callback) { on_started_ = std::move(callback); }
   // Runs when the channel to a peer closes (it died or misbehaved; a new one may follow).
   void on_peer_lost(std::function<void(Role)> callback) { on_peer_lost_ = std::move(callback); }
+  // Runs when a peer greeted us on a new channel: it is up and can be asked things.
+  void on_peer_ready(std::function<void(Role)> callback) { on_peer_ready_ = std::move(callback); }
   // Runs when the parent goes away, before the process exits (last chance to flush).
   void on_stopping(std::function<void()> callback) { on_stopping_ = std::move(callback); }
 
@@ -66,6 +68,7 @@ class ChildRuntime {
   std::function<void()> on_started_;
   std::function<void()> on_stopping_;
   std::function<void(Role)> on_peer_lost_;
+  std::function<void(Role)> on_peer_ready_;
   bool started_ = false;
   int exit_status_ = 0;
   time_t started_at_ = 0;

@@ -39,7 +39,7 @@ constexpr std::array<std::string_view, 11> kTopKeys = {
     "hostname",  "user",    "queue_user", "spool", "empty_dir",  "control",
     "listeners", "domains", "limits",     "tls",   "credentials"};
 constexpr std::array<std::string_view, 2> kTlsKeys = {"certificate", "key"};
-constexpr std::array<std::string_view, 2> kDomainKeys = {"name", "users"};
+constexpr std::array<std::string_view, 3> kDomainKeys = {"name", "users", "maildir"};
 constexpr std::array<std::string_view, 7> kLimitKeys = {
     "message_size",    "recipients",      "errors",      "sessions",
     "sessions_per_ip", "command_timeout", "data_timeout"};
@@ -665,6 +665,20 @@ class Walker {
         }
         name_node = &fields[0]->value;
         if (fields[1] != nullptr && !walk_users(*fields[1], d)) continue;
+        if (fields[2] != nullptr) {
+          std::string path;
+          if (!path_value(*fields[2], path)) continue;
+          // One %u, as a whole path segment: a local part can then never climb out of it.
+          const size_t u = path.find("%u");
+          if (u == std::string::npos || path.find("%u", u + 2) != std::string::npos ||
+              path[u - 1] != '/' || (u + 2 < path.size() && path[u + 2] != '/')) {
+            reporter_.at(fields[2]->value.mark,
+                         "'maildir' needs one %u standing for a whole path segment, such as "
+                         "/var/mail/%u/Maildir");
+            continue;
+          }
+          d.maildir = std::move(path);
+        }
       }
       if (name_node->kind != Node::Kind::scalar) {
         reporter_.at(name_node->mark,

@@ -69,6 +69,8 @@ struct Tls {
 struct Domain {
   std::string name;                               // lower-case, no trailing dot
   std::optional<std::vector<std::string>> users;  // lower-case local parts
+  // Where its mail is delivered: a Maildir path with %u for the local part (absolute).
+  std::optional<std::string> maildir;
   friend bool operator==(const Domain&, const Domain&) = default;
 };
 

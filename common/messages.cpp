@@ -385,11 +385,80 @@ MessageAbort MessageAbort::decode(wire::Reader& r) {
 
 void QueueConfig::encode(wire::Writer& w) const {
   w.str(spool_dir);
+  w.count(local_domains.size());
+  for (const auto& d : local_domains) w.str(d);
 }
 QueueConfig QueueConfig::decode(wire::Reader& r) {
   QueueConfig m;
   m.spool_dir = r.str(kMaxPathLength);
   if (m.spool_dir.empty() || m.spool_dir[0] != '/') r.fail();
+  m.local_domains.resize(r.count(100000, 4));
+  for (auto& d : m.local_domains) d = r.str(255);
+  return m;
+}
+
+void MdaConfig::encode(wire::Writer& w) const {
+  w.str(hostname);
+  w.count(domains.size());
+  for (const auto& d : domains) {
+    w.str(d.name);
+    w.str(d.maildir);
+  }
+}
+MdaConfig MdaConfig::decode(wire::Reader& r) {
+  MdaConfig m;
+  m.hostname = r.str(255);
+  m.domains.resize(r.count(100000, 8));
+  for (auto& d : m.domains) {
+    d.name = r.str(255);
+    d.maildir = r.str(kMaxPathLength);
+    if (!d.maildir.empty() && d.maildir[0] != '/') r.fail();
+  }
+  return m;
+}
+
+void DeliverLocal::encode(wire::Writer& w) const {
+  w.str(id);
+  w.str(sender);
+  w.count(recipients.size());
+  for (const auto& rcpt : recipients) {
+    w.u32(rcpt.index);
+    w.str(rcpt.address);
+  }
+}
+DeliverLocal DeliverLocal::decode(wire::Reader& r) {
+  DeliverLocal m;
+  read_queue_id(r, m.id);
+  m.sender = r.str(kMaxField);
+  m.recipients.resize(r.count(kRecipientsPerBatch, 8));
+  for (auto& rcpt : m.recipients) {
+    rcpt.index = r.u32();
+    rcpt.address = r.str(kMaxField);
+    if (rcpt.address.empty()) r.fail();
+  }
+  return m;
+}
+
+void DeliveryReport::encode(wire::Writer& w) const {
+  w.str(id);
+  w.count(results.size());
+  for (const auto& res : results) {
+    w.u32(res.index);
+    w.enumeration(res.outcome);
+    w.str(res.dsn);
+    w.str(res.detail);
+  }
+}
+DeliveryReport DeliveryReport::decode(wire::Reader& r) {
+  DeliveryReport m;
+  read_queue_id(r, m.id);
+  m.results.resize(r.count(kRecipientsPerBatch, 16));
+  for (auto& res : m.results) {
+    res.index = r.u32();
+    res.outcome = r.enumeration<DeliveryOutcome>(kDeliveryOutcomeCount);
+    res.dsn = r.str(16);
+    res.detail = r.str(1024);
+  }
   return m;
 }
 

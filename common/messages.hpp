@@ -60,6 +60,9 @@ enum class Type : uint16_t {
   ctl_show_queue,
   ctl_show_message,
   ctl_text,
+  mda_config,
+  deliver_local,
+  delivery_report,
 };
 
 enum class FdRule : uint8_t { none, required };
@@ -180,7 +183,8 @@ struct SmtpConfig {
 struct QueueConfig {
   static constexpr MessageInfo kInfo{Type::queue_config, "queue_config", roles(Role::parent),
                                      roles(Role::queue), FdRule::none};
-  std::string spool_dir;  // as the queue sees it (after its chroot)
+  std::string spool_dir;                   // as the queue sees it (after its chroot)
+  std::vector<std::string> local_domains;  // their recipients are mda's to deliver
   void encode(wire::Writer& w) const;
   static QueueConfig decode(wire::Reader& r);
 };
@@ -440,6 +444,60 @@ struct AuthVerdict {
   static AuthVerdict decode(wire::Reader& r);
 };
 
+// --- local delivery: queue -> mda, results back ------------------------------------------
+
+struct MdaDomain {
+  std::string name;
+  std::string maildir;  // template with %u; empty: no delivery method configured
+  friend bool operator==(const MdaDomain&, const MdaDomain&) = default;
+};
+
+struct MdaConfig {
+  static constexpr MessageInfo kInfo{Type::mda_config, "mda_config", roles(Role::parent),
+                                     roles(Role::mda), FdRule::none};
+  std::string hostname;
+  std::vector<MdaDomain> domains;
+  void encode(wire::Writer& w) const;
+  static MdaConfig decode(wire::Reader& r);
+};
+
+struct LocalRecipient {
+  uint32_t index = 0;  // in the envelope, so the answer can say whose result it is
+  std::string address;
+  friend bool operator==(const LocalRecipient&, const LocalRecipient&) = default;
+};
+
+// Deliver this message (the descriptor: read-only) to these local recipients.
+struct DeliverLocal {
+  static constexpr MessageInfo kInfo{Type::deliver_local, "deliver_local", roles(Role::queue),
+                                     roles(Role::mda), FdRule::required};
+  std::string id;
+  std::string sender;  // for Return-Path
+  std::vector<LocalRecipient> recipients;
+  void encode(wire::Writer& w) const;
+  static DeliverLocal decode(wire::Reader& r);
+};
+
+enum class DeliveryOutcome : uint8_t { delivered, temporary_failure, permanent_failure };
+constexpr uint32_t kDeliveryOutcomeCount = 3;
+
+struct DeliveryResult {
+  uint32_t index = 0;
+  DeliveryOutcome outcome = DeliveryOutcome::temporary_failure;
+  std::string dsn;     // "2.0.0", "4.2.0", "5.1.1"
+  std::string detail;  // for the log line and a bounce
+  friend bool operator==(const DeliveryResult&, const DeliveryResult&) = default;
+};
+
+struct DeliveryReport {
+  static constexpr MessageInfo kInfo{Type::delivery_report, "delivery_report", roles(Role::mda),
+                                     roles(Role::queue), FdRule::none};
+  std::string id;
+  std::vector<DeliveryResult> results;
+  void encode(wire::Writer& w) const;
+  static DeliveryReport decode(wire::Reader& r);
+};
+
 // Every message type, in one list: the schema table is derived from it.
 using AllMessages =
     std::tuple<Start, Ready, PeerChannel, PeerHello, PeerFault, StatusRequest, StatusReply,
@@ -447,7 +505,7 @@ using AllMessages =
                CtlShowStatus, CtlSetVerbose, CtlStop, CtlStatus, CtlResult, LookupConfig, RcptCheck,
                RcptVerdict, MessageOpen, MessageOpened, MessageRecipients, MessageCommit,
                MessageResult, MessageAbort, TlsConfig, CredentialsTable, AuthCheck, AuthVerdict,
-               CtlShowQueue, CtlShowMessage, CtlText>;
+               CtlShowQueue, CtlShowMessage, CtlText, MdaConfig, DeliverLocal, DeliveryReport>;
 
 // The schema entry for a wire type number, or nullptr for an unknown type.
 const MessageInfo* message_info(uint16_t type);

@@ -73,13 +73,19 @@ constexpr std::string_view kSanitizer[] = {
 std::span<const std::string_view> role_calls(Role role) {
   // The spool: create, write, sync, rename, list, remove; a pipe to its commit thread.
   static constexpr std::string_view kQueue[] = {
-      "openat",     "mkdirat", "fsync",     "fdatasync", "renameat",        "renameat2", "unlinkat",
-      "getdents64", "pipe2",   "ftruncate", "syncfs",    "set_robust_list", "rseq"};
+      "openat",     "mkdirat", "fsync",     "fdatasync", "renameat", "renameat2",       "unlinkat",
+      "getdents64", "pipe2",   "ftruncate", "syncfs",    "pread64",  "set_robust_list", "rseq"};
   static constexpr std::string_view kControl[] = {"accept4", "getsockopt"};
   // Sessions on sockets the listeners accept; nothing is opened by name.
   static constexpr std::string_view kSmtp[] = {"accept4",  "getsockopt",  "setsockopt",
                                                "shutdown", "getsockname", "getpeername"};
+  // Maildirs: create, write, sync, rename into new/.
+  static constexpr std::string_view kMda[] = {
+      "openat",    "mkdir",  "mkdirat",  "rename",  "renameat", "renameat2", "fsync",
+      "fdatasync", "unlink", "unlinkat", "pread64", "lstat",    "stat"};
   switch (role) {
+    case Role::mda:
+      return kMda;
     case Role::queue:
       return kQueue;
     case Role::control:

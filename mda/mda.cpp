@@ -1,8 +1,103 @@
-// smtpd-mda, local delivery (Maildir, mbox, LMTP, command). Runs as _smtpd, never as root;
-// deliveries as a system user go through a helper the parent spawns.
+// smtpd-mda, local delivery: takes a message and its local recipients from the queue and
+// delivers each into its Maildir, answering with one result per recipient. Never runs as
+// root; deliveries as a system user will go through a helper the parent spawns.
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <map>
+#include <string>
+
 #include "common/child.hpp"
+#include "common/log.hpp"
+#include "mda/maildir.hpp"
+
+namespace postern::mda {
+namespace {
+
+class MdaProcess {
+ public:
+  explicit MdaProcess(ChildRuntime& runtime) : runtime_(runtime) {
+    auto& d = runtime_.dispatcher();
+    d.on<msg::MdaConfig>([this](msg::Incoming&, msg::MdaConfig&& m) {
+      hostname_ = m.hostname;
+      domains_.clear();
+      for (auto& domain : m.domains) domains_[domain.name] = domain.maildir;
+      first_domain_ = m.domains.empty() ? "" : m.domains.front().name;
+    });
+    d.on<msg::DeliverLocal>([this](msg::Incoming& in, msg::DeliverLocal&& m) { deliver(in, m); });
+    runtime_.counters()["delivered"] = 0;
+    runtime_.counters()["failed"] = 0;
+  }
+
+ private:
+  void deliver(msg::Incoming& in, const msg::DeliverLocal& job) {
+    msg::DeliveryReport report{.id = job.id, .results = {}};
+    for (const msg::LocalRecipient& rcpt : job.recipients)
+      report.results.push_back(deliver_one(job, rcpt, in.fd.get()));
+    ipc::Channel* queue = runtime_.peer(Role::queue);
+    if (queue == nullptr || !msg::send(*queue, report, in.request_id))
+      log::warn("%s: cannot report deliveries to the queue", job.id.c_str());
+  }
+
+  msg::DeliveryResult deliver_one(const msg::DeliverLocal& job, const msg::LocalRecipient& rcpt,
+                                  int message_fd) {
+    msg::DeliveryResult result{.index = rcpt.index,
+                               .outcome = msg::DeliveryOutcome::temporary_failure,
+                               .dsn = "4.3.0",
+                               .detail = ""};
+    const size_t at = rcpt.address.rfind('@');
+    const std::string local = rcpt.address.substr(0, at);
+    // <postmaster> without a domain belongs to the first local domain.
+    const std::string domain =
+        at == std::string::npos ? first_domain_ : rcpt.address.substr(at + 1);
+    auto it = domains_.find(domain);
+    if (it == domains_.end() || it->second.empty()) {
+      result.detail = "no mailbox configured for domain " + domain;
+      return result;
+    }
+    Result<std::string> maildir = maildir_for(it->second, local);
+    if (!maildir.ok()) {
+      result.outcome = msg::DeliveryOutcome::permanent_failure;
+      result.dsn = "5.1.3";
+      result.detail = maildir.error().message;
+      return result;
+    }
+    const std::string header =
+        "Return-Path: <" + job.sender + ">\r\nDelivered-To: " + rcpt.address + "\r\n";
+    Result<std::string> path =
+        deliver_to_maildir(maildir.value(), header, message_fd, unique_name());
+    if (!path.ok()) {
+      result.detail = path.error().message;
+      ++runtime_.counters()["failed"];
+      return result;
+    }
+    ++runtime_.counters()["delivered"];
+    result.outcome = msg::DeliveryOutcome::delivered;
+    result.dsn = "2.0.0";
+    result.detail = "delivered to maildir";
+    return result;
+  }
+
+  // time.M<usec>P<pid>Q<n>.host (the Maildir spec's modern unique name).
+  std::string unique_name() {
+    timeval tv{};
+    gettimeofday(&tv, nullptr);
+    return std::to_string(tv.tv_sec) + ".M" + std::to_string(tv.tv_usec) + "P" +
+           std::to_string(getpid()) + "Q" + std::to_string(++deliveries_) + "." + hostname_;
+  }
+
+  ChildRuntime& runtime_;
+  std::string hostname_ = "localhost";
+  std::map<std::string, std::string> domains_;  // name -> maildir template
+  std::string first_domain_;
+  uint64_t deliveries_ = 0;
+};
+
+}  // namespace
+}  // namespace postern::mda
 
 int main(int argc, char** argv) {
   postern::ChildRuntime runtime(postern::Role::mda, argc, argv);
+  postern::mda::MdaProcess mda(runtime);
   return runtime.run();
 }

@@ -38,6 +38,17 @@ void Committer::submit(Envelope envelope, UniqueFd data_fd, Done done) {
   cv_.notify_one();
 }
 
+void Committer::run(std::function<Status()> task, std::function<void(const Status&)> done) {
+  auto job = std::make_unique<Job>();
+  job->task = std::move(task);
+  job->task_done = std::move(done);
+  {
+    std::lock_guard lock(mutex_);
+    pending_.push_back(std::move(job));
+  }
+  cv_.notify_one();
+}
+
 void Committer::work() {
   for (;;) {
     std::vector<std::unique_ptr<Job>> batch;
@@ -54,6 +65,7 @@ void Committer::work() {
     std::vector<UniqueFd> envelopes(batch.size());
     std::vector<Spool::StagedFiles> staged;
     for (size_t i = 0; i < batch.size(); ++i) {
+      if (batch[i]->task) continue;
       Result<UniqueFd> env = spool_.stage(batch[i]->envelope, batch[i]->data_fd.get());
       if (!env.ok()) {
         batch[i]->status = env.error();
@@ -69,7 +81,7 @@ void Committer::work() {
     }
     bool any_committed = false;
     for (auto& job : batch) {
-      if (!job->status.ok()) continue;
+      if (job->task || !job->status.ok()) continue;
       job->status = spool_.publish(job->envelope.id);
       any_committed = any_committed || job->status.ok();
     }
@@ -80,10 +92,14 @@ void Committer::work() {
         for (auto& job : batch)
           if (job->status.ok()) job->status = synced.error();
     }
+    for (auto& job : batch)
+      if (job->task) job->status = job->task();
     {
       std::lock_guard lock(mutex_);
-      ++batches_;
-      if (batch.size() > largest_batch_) largest_batch_ = batch.size();
+      if (!staged.empty()) {
+        ++batches_;
+        if (staged.size() > largest_batch_) largest_batch_ = staged.size();
+      }
       for (auto& job : batch) finished_.push_back(std::move(job));
     }
     const char byte = 1;
@@ -100,7 +116,13 @@ void Committer::deliver_results() {
     std::lock_guard lock(mutex_);
     done.swap(finished_);
   }
-  for (auto& job : done) job->done(job->envelope, job->status);
+  for (auto& job : done) {
+    if (job->task) {
+      job->task_done(job->status);
+    } else {
+      job->done(job->envelope, job->status);
+    }
+  }
 }
 
 }  // namespace postern::queue

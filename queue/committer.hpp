@@ -32,6 +32,8 @@ class Committer {
   Committer& operator=(const Committer&) = delete;
 
   void submit(Envelope envelope, UniqueFd data_fd, Done done);
+  // Other blocking spool work (envelope updates, removals), in order, on the same thread.
+  void run(std::function<Status()> task, std::function<void(const Status&)> done);
   size_t batches() const { return batches_; }
   size_t largest_batch() const { return largest_batch_; }
 
@@ -40,6 +42,8 @@ class Committer {
     Envelope envelope;
     UniqueFd data_fd;
     Done done;
+    std::function<Status()> task;  // set: not a commit
+    std::function<void(const Status&)> task_done;
     Status status = ok_status();
   };
 

@@ -13,6 +13,7 @@
 #include "common/fd.hpp"
 #include "common/log.hpp"
 #include "queue/committer.hpp"
+#include "queue/scheduler.hpp"
 #include "queue/spool.hpp"
 
 namespace postern::queue {
@@ -25,8 +26,14 @@ class QueueProcess {
  public:
   explicit QueueProcess(ChildRuntime& runtime) : runtime_(runtime) {
     auto& d = runtime_.dispatcher();
-    d.on<msg::QueueConfig>(
-        [this](msg::Incoming&, msg::QueueConfig&& m) { spool_dir_ = std::move(m.spool_dir); });
+    d.on<msg::QueueConfig>([this](msg::Incoming&, msg::QueueConfig&& m) {
+      spool_dir_ = std::move(m.spool_dir);
+      local_domains_ = std::move(m.local_domains);
+      if (scheduler_) scheduler_->set_local_domains(local_domains_);
+    });
+    d.on<msg::DeliveryReport>([this](msg::Incoming&, msg::DeliveryReport&& m) {
+      if (scheduler_) scheduler_->on_report(m);
+    });
     d.on<msg::MessageOpen>([this](msg::Incoming& in, msg::MessageOpen&&) { open(in); });
     d.on<msg::MessageRecipients>(
         [this](msg::Incoming&, msg::MessageRecipients&& m) { add_recipients(m); });
@@ -40,6 +47,10 @@ class QueueProcess {
     runtime_.on_started([this] { start(); });
     runtime_.on_peer_lost([this](Role peer) {
       if (peer == Role::smtp) forget_open_messages();
+      if (peer == Role::mda && scheduler_) scheduler_->mda_lost();
+    });
+    runtime_.on_peer_ready([this](Role peer) {
+      if (peer == Role::mda && scheduler_) scheduler_->mda_ready();
     });
   }
 
@@ -53,14 +64,12 @@ class QueueProcess {
     spool_ = std::make_unique<Spool>(spool_dir_);
     if (Status st = spool_->open(); !st.ok()) log::fatal("%s", st.error().message.c_str());
     Recovery r = spool_->recover();
-    committed_ = r.committed.size();
-    for (Envelope& e : r.envelopes) {
-      const std::string id = e.id;
-      messages_.emplace(id, std::move(e));
-    }
     log::info("spool %s: %zu messages queued, %zu unfinished files removed, %zu corrupt",
               spool_dir_.c_str(), r.committed.size(), r.leftovers, r.corrupt);
     committer_ = std::make_unique<Committer>(runtime_.base(), *spool_);
+    scheduler_ = std::make_unique<Scheduler>(runtime_, *spool_, *committer_);
+    scheduler_->set_local_domains(local_domains_);
+    for (Envelope& e : r.envelopes) scheduler_->add(std::move(e));
     update_counters();
   }
 
@@ -130,8 +139,7 @@ class QueueProcess {
         [this, request_id](const Envelope& e, const Status& st) {
           --committing_;
           if (st.ok()) {
-            ++committed_;
-            messages_.emplace(e.id, e);
+            scheduler_->add(e);
             log::info("%s: from=<%s> size=%llu nrcpt=%zu queued", e.id.c_str(), e.sender.c_str(),
                       static_cast<unsigned long long>(e.size), e.recipients.size());
             reply(request_id,
@@ -174,7 +182,8 @@ class QueueProcess {
       text.clear();
     };
     const int64_t now = time(nullptr);
-    for (const auto& [id, e] : messages_) {
+    const auto& messages = scheduler_->messages();
+    for (const auto& [id, e] : messages) {
       char head[96];
       std::snprintf(head, sizeof head, "%s  %8s  %10llu  ", id.c_str(),
                     age(now - e.arrival).c_str(), static_cast<unsigned long long>(e.size));
@@ -186,7 +195,7 @@ class QueueProcess {
     flush();
     if (!msg::send(
             *control,
-            msg::CtlResult{.ok = true, .text = std::to_string(messages_.size()) + " messages"},
+            msg::CtlResult{.ok = true, .text = std::to_string(messages.size()) + " messages"},
             request_id))
       log::warn("cannot answer control");
   }
@@ -194,8 +203,9 @@ class QueueProcess {
   void show_message(uint32_t request_id, const std::string& id) {
     ipc::Channel* control = runtime_.peer(Role::control);
     if (control == nullptr) return;
-    auto it = valid_queue_id(id) ? messages_.find(id) : messages_.end();
-    if (it == messages_.end()) {
+    const auto& messages = scheduler_->messages();
+    auto it = valid_queue_id(id) ? messages.find(id) : messages.end();
+    if (it == messages.end()) {
       if (!msg::send(*control, msg::CtlResult{.ok = false, .text = "no message " + printable(id)},
                      request_id))
         log::warn("cannot answer control");
@@ -270,7 +280,6 @@ class QueueProcess {
 
   void update_counters() {
     auto& c = runtime_.counters();
-    c["queued"] = committed_;
     c["receiving"] = open_.size();
     c["committing"] = committing_;
     if (committer_) {
@@ -284,8 +293,8 @@ class QueueProcess {
   std::unique_ptr<Spool> spool_;
   std::unique_ptr<Committer> committer_;
   std::map<std::string, OpenMessage> open_;
-  std::map<std::string, Envelope> messages_;  // committed, by id
-  size_t committed_ = 0;
+  std::vector<std::string> local_domains_;
+  std::unique_ptr<Scheduler> scheduler_;  // after start(): owns the committed messages
   size_t committing_ = 0;
 };
 

@@ -120,8 +120,13 @@ Recovery Spool::recover() {
     renameat(queue_.get(), data.c_str(), corrupt_.get(), data.c_str());
     ++r.corrupt;
   }
-  // Data renamed without its envelope: the commit did not complete, no 250 was given.
+  // Data renamed without its envelope: the commit did not complete, no 250 was given. An
+  // envelope update interrupted before its rename left a .new file: the old one holds.
   for (const std::string& name : names) {
+    if (name.size() > 4 && name.compare(name.size() - 4, 4, ".new") == 0) {
+      if (unlinkat(queue_.get(), name.c_str(), 0) == 0) ++r.leftovers;
+      continue;
+    }
     const std::string id = id_of(name, ".msg");
     if (id.empty()) continue;
     struct stat st {};
@@ -222,6 +227,37 @@ Status Spool::publish(const std::string& id) {
     return e;
   }
   return ok_status();
+}
+
+Result<UniqueFd> Spool::open_message(const std::string& id) {
+  if (!valid_queue_id(id)) return make_error("bad queue id");
+  UniqueFd fd(openat(queue_.get(), (id + ".msg").c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd) return errno_error("open message " + id);
+  return fd;
+}
+
+Status Spool::update_envelope(const Envelope& envelope) {
+  const std::string& id = envelope.id;
+  if (Status valid = validate_envelope(envelope); !valid.ok()) return valid;
+  const std::string next = id + ".env.new";
+  const std::string env = id + ".env";
+  unlinkat(queue_.get(), next.c_str(), 0);  // a leftover of a crash
+  UniqueFd fd(openat(queue_.get(), next.c_str(),
+                     O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!fd) return errno_error("create " + next);
+  if (Status s = write_all(fd.get(), encode_envelope(envelope)); !s.ok()) return s;
+  if (fdatasync(fd.get()) != 0) return errno_error("fdatasync " + next);
+  if (renameat(queue_.get(), next.c_str(), queue_.get(), env.c_str()) != 0)
+    return errno_error("rename " + next);
+  return sync_queue_dir();
+}
+
+Status Spool::remove(const std::string& id) {
+  if (!valid_queue_id(id)) return make_error("bad queue id");
+  // The envelope is what makes a message exist: it goes first.
+  if (unlinkat(queue_.get(), (id + ".env").c_str(), 0) != 0) return errno_error("unlink");
+  unlinkat(queue_.get(), (id + ".msg").c_str(), 0);
+  return sync_queue_dir();
 }
 
 Status Spool::sync_queue_dir() {

@@ -62,6 +62,13 @@ class Spool {
   Status commit(Envelope& envelope, int data_fd);
   Status sync_queue_dir();
 
+  // A committed message's data, read-only, for delivery.
+  Result<UniqueFd> open_message(const std::string& id);
+  // Blocking, for the worker: replaces a committed envelope (delivery states) atomically and
+  // durably; removes a message whose every recipient is done, envelope first.
+  Status update_envelope(const Envelope& envelope);
+  Status remove(const std::string& id);
+
   const std::string& root() const { return root_; }
 
  private:

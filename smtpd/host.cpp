@@ -70,6 +70,16 @@ Status prepare_directories(const config::Config& config, const Identities& ids) 
   }
   if (chmod(config.spool_dir.c_str(), 0700) != 0) return errno_error("chmod " + config.spool_dir);
 
+  // The fixed part of each Maildir template (before /%u) belongs to mda, which creates the
+  // users' Maildirs below it.
+  for (const auto& domain : config.domains) {
+    if (!domain.maildir) continue;
+    const std::string root = domain.maildir->substr(0, domain.maildir->find("/%u"));
+    if (Status st = make_dirs(root); !st.ok()) return st;
+    if (ids.privileged && chown(root.c_str(), ids.smtpd_uid, ids.smtpd_gid) != 0)
+      return errno_error("chown " + root);
+  }
+
   if (!ids.privileged) return ok_status();
   // The jail of smtp, mta and control: an attacker there must find nothing and write nothing.
   if (mkdir(config.empty_dir.c_str(), 0755) != 0 && errno != EEXIST)

@@ -182,9 +182,10 @@ void Supervisor::send_startup(Child& c) {
       }
       break;
     case Role::queue:
-      queued = msg::send(
-          *c.channel,
-          msg::QueueConfig{.spool_dir = ids_.privileged ? std::string("/") : config_.spool_dir});
+      queued = msg::send(*c.channel, queue_config());
+      break;
+    case Role::mda:
+      queued = msg::send(*c.channel, mda_config());
       break;
     case Role::lookup:
       queued = msg::send(*c.channel, msg::LookupConfig{.domains = config_.domains});
@@ -214,6 +215,19 @@ bool Supervisor::send_credentials(Child& lookup) {
     return true;
   }
   return msg::send(*lookup.channel, msg::CredentialsTable{.name = path}, 0, std::move(fd));
+}
+
+msg::QueueConfig Supervisor::queue_config() const {
+  msg::QueueConfig m{.spool_dir = ids_.privileged ? std::string("/") : config_.spool_dir,
+                     .local_domains = {}};
+  for (const auto& d : config_.domains) m.local_domains.push_back(d.name);
+  return m;
+}
+
+msg::MdaConfig Supervisor::mda_config() const {
+  msg::MdaConfig m{.hostname = config_.hostname, .domains = {}};
+  for (const auto& d : config_.domains) m.domains.push_back({d.name, d.maildir.value_or("")});
+  return m;
 }
 
 msg::TlsConfig Supervisor::tls_message() const {
@@ -477,6 +491,12 @@ void Supervisor::reload() {
                                                  .auth = config_.credentials.has_value()}) ||
        !msg::send(*smtp.channel, tls_message())))
     log::warn("cannot send smtp its new configuration");
+  Child& queue = child(Role::queue);
+  if (queue.channel && !msg::send(*queue.channel, queue_config()))
+    log::warn("cannot send the queue its new configuration");
+  Child& mda = child(Role::mda);
+  if (mda.channel && !msg::send(*mda.channel, mda_config()))
+    log::warn("cannot send mda its new configuration");
   Child& lookup = child(Role::lookup);
   if (lookup.channel &&
       (!msg::send(*lookup.channel, msg::LookupConfig{.domains = config_.domains}) ||

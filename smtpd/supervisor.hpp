@@ -90,6 +90,8 @@ class Supervisor {
   void apply_listeners(const std::vector<config::Listener>& wanted);
   msg::Start start_message(Role role) const;
   msg::TlsConfig tls_message() const;
+  msg::QueueConfig queue_config() const;
+  msg::MdaConfig mda_config() const;
   bool send_credentials(Child& lookup);
   void leave_loop_when_done();
 

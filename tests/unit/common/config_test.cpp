@@ -85,6 +85,7 @@ std::string dump(const Config& config) {
     out << "domain: " << domain.name;
     if (domain.users)
       for (const std::string& user : *domain.users) out << " " << user;
+    if (domain.maildir) out << " maildir=" << *domain.maildir;
     out << "\n";
   }
   if (config.tls) out << "tls: " << config.tls->certificate << " " << config.tls->key << "\n";

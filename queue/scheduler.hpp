@@ -1,0 +1,63 @@
+// The scheduler: which committed message goes where next. Local recipients of a message are
+// handed to mda as one job (in batches that fit a frame); each result updates the
+// recipient's state in the spool; temporary failures are retried with backoff; a message
+// whose every recipient is done leaves the spool. Remote recipients wait for the mta.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/child.hpp"
+#include "common/envelope.hpp"
+#include "common/event.hpp"
+#include "queue/committer.hpp"
+#include "queue/spool.hpp"
+
+namespace postern::queue {
+
+// Retry delays double from the first to the cap.
+constexpr std::chrono::seconds kFirstRetry{60};
+constexpr std::chrono::seconds kMaxRetry{3600};
+
+class Scheduler {
+ public:
+  Scheduler(ChildRuntime& runtime, Spool& spool, Committer& committer);
+
+  void set_local_domains(const std::vector<std::string>& domains);
+  // A message just committed, or found at start: its pending local recipients go out now.
+  void add(Envelope envelope);
+  void on_report(const msg::DeliveryReport& report);
+  // mda (re)connected: everything pending goes (again); mda lost: what it had is pending.
+  void mda_ready();
+  void mda_lost();
+
+  const std::map<std::string, Envelope>& messages() const { return messages_; }
+
+ private:
+  struct Flight {
+    size_t batches = 0;  // DeliverLocal frames not yet answered
+    bool changed = false;
+  };
+  bool is_local(const std::string& address) const;
+  void dispatch(const std::string& id);
+  void settle(const std::string& id);
+  void update_counters();
+
+  ChildRuntime& runtime_;
+  Spool& spool_;
+  Committer& committer_;
+  std::set<std::string, std::less<>> local_domains_;
+  std::map<std::string, Envelope> messages_;  // committed, by id
+  std::map<std::string, Flight> in_flight_;
+  std::map<std::string, int> attempts_;
+  std::map<std::string, std::unique_ptr<Timer>> retries_;
+  uint64_t delivered_ = 0;
+  uint64_t deferred_ = 0;
+  uint64_t bounced_ = 0;
+};
+
+}  // namespace postern::queue

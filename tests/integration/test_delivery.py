@@ -1,0 +1,110 @@
+"""Local delivery, first step of the delivery issue: what the queue commits for a local
+domain lands in its users' Maildirs (tmp/ then new/), byte-exact after the trace headers,
+with one log line per recipient; the message leaves the spool once every recipient is done,
+and what could not be delivered stays, with its state, for a retry."""
+
+import os
+import signal
+import smtplib
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import Daemon, wait_for  # noqa: E402
+
+
+def maildir_files(root, user):
+    new = os.path.join(root, user, "Maildir", "new")
+    return sorted(os.path.join(new, n) for n in os.listdir(new)) if os.path.isdir(new) else []
+
+
+class Maildir(unittest.TestCase):
+    def daemon(self, maildir=True):
+        d = Daemon()
+        self.mail = os.path.join(d.dir, "mail")
+        domain = "  - {name: localhost, users: [alice, bob]"
+        domain += f", maildir: {self.mail}/%u/Maildir}}" if maildir else "}"
+        d.write_config(d.config_text().replace("domains: [test.example, localhost]",
+                                               "domains:\n  - test.example\n" + domain))
+        return d
+
+    def send(self, d, rcpts, body=b"Subject: hi\r\n\r\nHello.\r\n"):
+        with smtplib.SMTP("127.0.0.1", d.port) as s:
+            s.ehlo("client.example")
+            s.mail("sender@example.com")
+            for r in rcpts:
+                self.assertEqual(s.rcpt(r)[0], 250, r)
+            code, text = s.data(body)
+            self.assertEqual(code, 250)
+            return text.decode().split()[-1]
+
+    def test_one_recipient_lands_byte_exact_and_leaves_the_queue(self):
+        with self.daemon().start() as d:
+            body = b"Subject: exact\r\n\r\ncaf\xc3\xa9\r\n.dot\r\n" + b"z" * 998 + b"\r\n"
+            queue_id = self.send(d, ["alice@localhost"], body)
+            files = wait_for(lambda: maildir_files(self.mail, "alice"), 5)
+            self.assertTrue(files, d.read_log())
+            with open(files[0], "rb") as f:
+                data = f.read()
+            self.assertTrue(data.startswith(b"Return-Path: <sender@example.com>\r\n"
+                                            b"Delivered-To: alice@localhost\r\nReceived: "))
+            self.assertTrue(data.endswith(b"\r\n" + body), data[-200:])
+            self.assertEqual(os.stat(files[0]).st_mode & 0o777, 0o600)
+            self.assertEqual(os.listdir(os.path.join(self.mail, "alice", "Maildir", "tmp")), [])
+            self.assertTrue(d.wait_log(
+                rf"{queue_id}: to=<alice@localhost>, relay=local, delay=\d+, dsn=2\.0\.0, "
+                r"status=sent \(delivered to maildir\)"))
+            self.assertTrue(wait_for(lambda: queue_id not in d.queued(), 5))
+            self.assertTrue(d.wait_log(rf"{queue_id}: removed"))
+            self.assertEqual(d.smtpctl("show", "queue").stdout, "0 messages\n")
+
+    def test_fanout_to_two_users_is_one_job(self):
+        with self.daemon().start() as d:
+            self.send(d, ["alice@localhost", "bob@localhost", "postmaster@localhost"])
+            for user in ("alice", "bob", "postmaster"):
+                self.assertTrue(wait_for(lambda u=user: maildir_files(self.mail, u), 5), user)
+            self.assertTrue(wait_for(lambda: d.queued() == set(), 5))
+
+    def test_undeliverable_recipient_stays_with_its_state(self):
+        with self.daemon().start() as d:
+            # test.example has no mailbox configured: deferred, kept for a retry.
+            queue_id = self.send(d, ["alice@localhost", "carol@test.example"])
+            self.assertTrue(wait_for(lambda: maildir_files(self.mail, "alice"), 5))
+            self.assertTrue(d.wait_log(rf"{queue_id}: to=<carol@test.example>, relay=local, "
+                                       r".*status=deferred \(no mailbox configured"))
+            shown = wait_for(lambda: (r := d.smtpctl("show", "message", queue_id).stdout)
+                             and "alice@localhost delivered" in r and r, 5)
+            self.assertIn("recipient: carol@test.example pending", shown)
+            # The state survives a restart: alice is not delivered twice.
+            self.assertTrue(wait_for(lambda: "state 9:delivered" in d.envelope_text(queue_id), 5))
+            d.signal(signal.SIGTERM)
+            d.wait_exit(5)
+            d.start()
+            self.assertTrue(d.wait_log(r"status=deferred.*\n(.|\n)*status=deferred"))
+            self.assertEqual(len(maildir_files(self.mail, "alice")), 1)
+
+    def test_mail_queued_while_undeliverable_goes_out_after_restart(self):
+        with self.daemon(maildir=False).start() as d:
+            queue_id = self.send(d, ["bob@localhost"])
+            self.assertTrue(d.wait_log(rf"{queue_id}: to=<bob@localhost>.*status=deferred"))
+            d.signal(signal.SIGTERM)
+            d.wait_exit(5)
+            fixed = self.daemon()
+            with open(fixed.config) as f:
+                d.write_config(f.read().replace(fixed.dir, d.dir)
+                               .replace(str(fixed.port), str(d.port)))
+            self.mail = os.path.join(d.dir, "mail")
+            d.start()
+            self.assertTrue(wait_for(lambda: maildir_files(self.mail, "bob"), 5), d.read_log())
+            self.assertTrue(wait_for(lambda: d.queued() == set(), 5))
+
+    def test_killed_mda_is_restarted_and_mail_still_delivered(self):
+        with self.daemon().start() as d:
+            os.kill(d.status()["mda"]["pid"], signal.SIGKILL)
+            self.assertTrue(wait_for(lambda: d.fully_wired(d.status()), 3))
+            self.send(d, ["alice@localhost"])
+            self.assertTrue(wait_for(lambda: maildir_files(self.mail, "alice"), 5))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
