@@ -201,6 +201,36 @@ CtlShowMessage CtlShowMessage::decode(wire::Reader& r) {
   return m;
 }
 
+void CtlSchedule::encode(wire::Writer& w) const {
+  w.str(id);
+}
+CtlSchedule CtlSchedule::decode(wire::Reader& r) {
+  CtlSchedule m;
+  m.id = r.str(64);
+  return m;
+}
+
+void CtlRemove::encode(wire::Writer& w) const {
+  w.str(id);
+}
+CtlRemove CtlRemove::decode(wire::Reader& r) {
+  CtlRemove m;
+  m.id = r.str(64);
+  return m;
+}
+
+void CtlPause::encode(wire::Writer& w) const {
+  w.enumeration(target);
+  w.boolean(pause);
+}
+CtlPause CtlPause::decode(wire::Reader& r) {
+  CtlPause m;
+  m.target = read_role(r);
+  m.pause = r.boolean();
+  if (m.target != Role::mda && m.target != Role::smtp) r.fail();
+  return m;
+}
+
 void CtlText::encode(wire::Writer& w) const {
   w.str(text);
 }

@@ -63,6 +63,9 @@ enum class Type : uint16_t {
   mda_config,
   deliver_local,
   delivery_report,
+  ctl_schedule,
+  ctl_remove,
+  ctl_pause,
 };
 
 enum class FdRule : uint8_t { none, required };
@@ -241,7 +244,7 @@ struct ControlSocket {
 
 constexpr RoleMask kCtlRequestSenders = roles(Role::client, Role::control);
 constexpr RoleMask kCtlRequestReceivers = roles(Role::control, Role::parent);
-constexpr RoleMask kCtlAnswerSenders = roles(Role::parent, Role::queue, Role::control);
+constexpr RoleMask kCtlAnswerSenders = roles(Role::parent, Role::queue, Role::smtp, Role::control);
 // Requests about the queue go to the queue process, not the parent.
 constexpr RoleMask kCtlQueueRequestReceivers = roles(Role::control, Role::queue);
 constexpr RoleMask kCtlAnswerReceivers = roles(Role::control, Role::client);
@@ -291,6 +294,34 @@ struct CtlText {
   std::string text;
   void encode(wire::Writer& w) const;
   static CtlText decode(wire::Reader& r);
+};
+
+// Retry now: one message, or every message when id is "all".
+struct CtlSchedule {
+  static constexpr MessageInfo kInfo{Type::ctl_schedule, "ctl_schedule", kCtlRequestSenders,
+                                     kCtlQueueRequestReceivers, FdRule::none};
+  std::string id;
+  void encode(wire::Writer& w) const;
+  static CtlSchedule decode(wire::Reader& r);
+};
+
+// Remove from the queue without delivering: one message, or "all".
+struct CtlRemove {
+  static constexpr MessageInfo kInfo{Type::ctl_remove, "ctl_remove", kCtlRequestSenders,
+                                     kCtlQueueRequestReceivers, FdRule::none};
+  std::string id;
+  void encode(wire::Writer& w) const;
+  static CtlRemove decode(wire::Reader& r);
+};
+
+// Pause or resume a stage: smtp stops accepting connections; mda gets no new jobs.
+struct CtlPause {
+  static constexpr MessageInfo kInfo{Type::ctl_pause, "ctl_pause", kCtlRequestSenders,
+                                     roles(Role::control, Role::queue, Role::smtp), FdRule::none};
+  Role target = Role::mda;
+  bool pause = true;
+  void encode(wire::Writer& w) const;
+  static CtlPause decode(wire::Reader& r);
 };
 
 struct ProcessStatus {
@@ -505,7 +536,8 @@ using AllMessages =
                CtlShowStatus, CtlSetVerbose, CtlStop, CtlStatus, CtlResult, LookupConfig, RcptCheck,
                RcptVerdict, MessageOpen, MessageOpened, MessageRecipients, MessageCommit,
                MessageResult, MessageAbort, TlsConfig, CredentialsTable, AuthCheck, AuthVerdict,
-               CtlShowQueue, CtlShowMessage, CtlText, MdaConfig, DeliverLocal, DeliveryReport>;
+               CtlShowQueue, CtlShowMessage, CtlText, MdaConfig, DeliverLocal, DeliveryReport,
+               CtlSchedule, CtlRemove, CtlPause>;
 
 // The schema entry for a wire type number, or nullptr for an unknown type.
 const MessageInfo* message_info(uint16_t type);

@@ -37,6 +37,12 @@ class ControlServer {
     forward_requests<msg::CtlStop>(Role::parent);
     forward_requests<msg::CtlShowQueue>(Role::queue);
     forward_requests<msg::CtlShowMessage>(Role::queue);
+    forward_requests<msg::CtlSchedule>(Role::queue);
+    forward_requests<msg::CtlRemove>(Role::queue);
+    // Pausing smtp is smtp's business; pausing deliveries is the queue's.
+    clients_dispatcher_.on<msg::CtlPause>([this](msg::Incoming& in, msg::CtlPause&& m) {
+      forward(m.target == Role::smtp ? Role::smtp : Role::queue, in.request_id, m);
+    });
     relay_answers<msg::CtlStatus>(true);
     relay_answers<msg::CtlResult>(true);
     relay_answers<msg::CtlText>(false);
@@ -52,16 +58,20 @@ class ControlServer {
   // A client request goes to the process that answers it, under a request id of ours.
   template <typename M>
   void forward_requests(Role to) {
-    clients_dispatcher_.on<M>([this, to](msg::Incoming& in, M&& m) {
-      const uint32_t id = next_request_++;
-      pending_[id] = {current_client_, in.request_id};
-      ipc::Channel* channel = to == Role::parent ? &runtime_.parent() : runtime_.peer(to);
-      if (channel == nullptr || !msg::send(*channel, m, id)) {
-        pending_.erase(id);
-        answer(current_client_, in.request_id,
-               msg::CtlResult{false, std::string(role_name(to)) + " is not answering"});
-      }
-    });
+    clients_dispatcher_.on<M>(
+        [this, to](msg::Incoming& in, M&& m) { forward(to, in.request_id, m); });
+  }
+
+  template <typename M>
+  void forward(Role to, uint32_t client_request, const M& m) {
+    const uint32_t id = next_request_++;
+    pending_[id] = {current_client_, client_request};
+    ipc::Channel* channel = to == Role::parent ? &runtime_.parent() : runtime_.peer(to);
+    if (channel == nullptr || !msg::send(*channel, m, id)) {
+      pending_.erase(id);
+      answer(current_client_, client_request,
+             msg::CtlResult{false, std::string(role_name(to)) + " is not answering"});
+    }
   }
 
   // final: the answer is complete (a long one comes as CtlText pieces, then a CtlResult).

@@ -32,6 +32,10 @@ void usage(FILE* out) {
                "  show status     each process with its pid, uptime, restarts and counters\n"
                "  show queue      every queued message and its recipients\n"
                "  show message ID one message's envelope\n"
+               "  schedule ID|all try delivering now\n"
+               "  remove ID|all   remove from the queue without delivering\n"
+               "  pause mda|smtp  stop delivering locally | stop accepting connections\n"
+               "  resume mda|smtp undo pause\n"
                "  log verbose     log debugging detail\n"
                "  log brief       log the normal amount\n"
                "  stop            stop the daemon\n"
@@ -135,6 +139,14 @@ int run(int argc, char** argv) {
     request(msg::CtlShowQueue{});
   else if (words.size() == 3 && words[0] == "show" && words[1] == "message")
     request(msg::CtlShowMessage{.id = words[2]});
+  else if (words.size() == 2 && words[0] == "schedule")
+    request(msg::CtlSchedule{.id = words[1]});
+  else if (words.size() == 2 && words[0] == "remove")
+    request(msg::CtlRemove{.id = words[1]});
+  else if (words.size() == 2 && (words[0] == "pause" || words[0] == "resume") &&
+           (words[1] == "mda" || words[1] == "smtp"))
+    request(msg::CtlPause{.target = words[1] == "mda" ? Role::mda : Role::smtp,
+                          .pause = words[0] == "pause"});
   else if (command == "log verbose")
     request(msg::CtlSetVerbose{.verbose = true});
   else if (command == "log brief")

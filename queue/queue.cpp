@@ -34,6 +34,15 @@ class QueueProcess {
     d.on<msg::DeliveryReport>([this](msg::Incoming&, msg::DeliveryReport&& m) {
       if (scheduler_) scheduler_->on_report(m);
     });
+    d.on<msg::CtlSchedule>([this](msg::Incoming& in, msg::CtlSchedule&& m) {
+      answer_control(in.request_id, scheduler_->schedule(m.id));
+    });
+    d.on<msg::CtlRemove>([this](msg::Incoming& in, msg::CtlRemove&& m) {
+      answer_control(in.request_id, scheduler_->remove(m.id));
+    });
+    d.on<msg::CtlPause>([this](msg::Incoming& in, msg::CtlPause&& m) {
+      answer_control(in.request_id, scheduler_->pause_deliveries(m.pause));
+    });
     d.on<msg::MessageOpen>([this](msg::Incoming& in, msg::MessageOpen&&) { open(in); });
     d.on<msg::MessageRecipients>(
         [this](msg::Incoming&, msg::MessageRecipients&& m) { add_recipients(m); });
@@ -71,6 +80,14 @@ class QueueProcess {
     scheduler_->set_local_domains(local_domains_);
     for (Envelope& e : r.envelopes) scheduler_->add(std::move(e));
     update_counters();
+  }
+
+  void answer_control(uint32_t request_id, const Result<std::string>& outcome) {
+    ipc::Channel* control = runtime_.peer(Role::control);
+    const msg::CtlResult result{.ok = outcome.ok(),
+                                .text = outcome.ok() ? outcome.value() : outcome.error().message};
+    if (control == nullptr || !msg::send(*control, result, request_id))
+      log::warn("cannot answer control");
   }
 
   void reply(uint32_t request_id, msg::MessageResult result) {

@@ -48,7 +48,7 @@ void Scheduler::add(Envelope envelope) {
 
 void Scheduler::dispatch(const std::string& id) {
   auto it = messages_.find(id);
-  if (it == messages_.end() || in_flight_.contains(id)) return;
+  if (it == messages_.end() || in_flight_.contains(id) || paused_) return;
   ipc::Channel* mda = runtime_.peer(Role::mda);
   if (mda == nullptr) return;  // mda_ready() sends it
   const Envelope& e = it->second;
@@ -125,18 +125,7 @@ void Scheduler::settle(const std::string& id) {
     local_pending = local_pending || is_local(r.address);
   }
   if (!any_pending) {
-    committer_.run([this, id] { return spool_.remove(id); },
-                   [this, id](const Status& st) {
-                     if (!st.ok()) {
-                       log::error("%s: cannot remove: %s", id.c_str(), st.error().message.c_str());
-                       return;
-                     }
-                     log::info("%s: removed", id.c_str());
-                     messages_.erase(id);
-                     retries_.erase(id);
-                     attempts_.erase(id);
-                     update_counters();
-                   });
+    remove_from_spool(id, "removed");
     return;
   }
   if (changed) {
@@ -155,6 +144,64 @@ void Scheduler::settle(const std::string& id) {
   auto& timer = retries_[id];
   if (!timer) timer = std::make_unique<Timer>(runtime_.base(), [this, id] { dispatch(id); });
   timer->arm(std::chrono::duration_cast<std::chrono::milliseconds>(wait));
+}
+
+void Scheduler::remove_from_spool(const std::string& id, const char* why) {
+  committer_.run([this, id] { return spool_.remove(id); },
+                 [this, id, why](const Status& st) {
+                   if (!st.ok()) {
+                     log::error("%s: cannot remove: %s", id.c_str(), st.error().message.c_str());
+                     return;
+                   }
+                   log::info("%s: %s", id.c_str(), why);
+                   messages_.erase(id);
+                   retries_.erase(id);
+                   attempts_.erase(id);
+                   update_counters();
+                 });
+}
+
+std::vector<std::string> Scheduler::select(const std::string& id_or_all, std::string& error) const {
+  std::vector<std::string> ids;
+  if (id_or_all == "all") {
+    for (const auto& [id, e] : messages_) ids.push_back(id);
+  } else if (valid_queue_id(id_or_all) && messages_.contains(id_or_all)) {
+    ids.push_back(id_or_all);
+  } else {
+    error = "no message " + id_or_all;
+  }
+  return ids;
+}
+
+Result<std::string> Scheduler::schedule(const std::string& id_or_all) {
+  std::string error;
+  const std::vector<std::string> ids = select(id_or_all, error);
+  if (!error.empty()) return make_error(error);
+  for (const std::string& id : ids) {
+    if (auto timer = retries_.find(id); timer != retries_.end()) timer->second->cancel();
+    dispatch(id);
+  }
+  return std::to_string(ids.size()) + " scheduled" + (paused_ ? " (deliveries are paused)" : "");
+}
+
+Result<std::string> Scheduler::remove(const std::string& id_or_all) {
+  std::string error;
+  const std::vector<std::string> ids = select(id_or_all, error);
+  if (!error.empty()) return make_error(error);
+  for (const std::string& id : ids) {
+    // A job already at mda may still deliver; its report then finds nothing to update.
+    in_flight_.erase(id);
+    if (auto timer = retries_.find(id); timer != retries_.end()) timer->second->cancel();
+    remove_from_spool(id, "removed by smtpctl");
+  }
+  return std::to_string(ids.size()) + " removed";
+}
+
+std::string Scheduler::pause_deliveries(bool pause) {
+  paused_ = pause;
+  log::info("local deliveries %s", pause ? "paused" : "resumed");
+  if (!pause) mda_ready();
+  return pause ? "mda paused" : "mda resumed";
 }
 
 void Scheduler::mda_ready() {

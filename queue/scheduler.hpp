@@ -35,6 +35,12 @@ class Scheduler {
   void mda_ready();
   void mda_lost();
 
+  // smtpctl: retry now; remove without delivering; hold local deliveries. Each returns what
+  // to tell the administrator.
+  Result<std::string> schedule(const std::string& id_or_all);
+  Result<std::string> remove(const std::string& id_or_all);
+  std::string pause_deliveries(bool pause);
+
   const std::map<std::string, Envelope>& messages() const { return messages_; }
 
  private:
@@ -45,6 +51,8 @@ class Scheduler {
   bool is_local(const std::string& address) const;
   void dispatch(const std::string& id);
   void settle(const std::string& id);
+  void remove_from_spool(const std::string& id, const char* why);
+  std::vector<std::string> select(const std::string& id_or_all, std::string& error) const;
   void update_counters();
 
   ChildRuntime& runtime_;
@@ -55,6 +63,7 @@ class Scheduler {
   std::map<std::string, Flight> in_flight_;
   std::map<std::string, int> attempts_;
   std::map<std::string, std::unique_ptr<Timer>> retries_;
+  bool paused_ = false;
   uint64_t delivered_ = 0;
   uint64_t deferred_ = 0;
   uint64_t bounced_ = 0;

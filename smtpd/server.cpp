@@ -76,6 +76,24 @@ Server::Server(ChildRuntime& runtime)
       tell_queue_abort(m.id);
     }
   });
+  d.on<msg::CtlPause>([this](msg::Incoming& in, msg::CtlPause&& m) {
+    // Paused: connections wait in the listen backlog; sessions already open go on.
+    paused_ = m.pause;
+    for (auto& entry : listeners_) {
+      if (paused_) {
+        entry.second.watcher.reset();
+      } else {
+        watch(entry.first);
+      }
+    }
+    log::info("accepting connections %s", paused_ ? "paused" : "resumed");
+    ipc::Channel* control = runtime_.peer(Role::control);
+    if (control == nullptr ||
+        !msg::send(*control,
+                   msg::CtlResult{.ok = true, .text = paused_ ? "smtp paused" : "smtp resumed"},
+                   in.request_id))
+      log::warn("cannot answer control");
+  });
   d.on<msg::AuthVerdict>([this](msg::Incoming& in, msg::AuthVerdict&& m) {
     if (Session* s = claim(in.request_id)) s->on_auth_verdict(m);
   });
@@ -101,7 +119,7 @@ void Server::add_listener(msg::ListenerAdd&& m, UniqueFd fd) {
 // Sessions start only once privileges are dropped.
 void Server::watch(uint32_t listener_id) {
   Listening& l = listeners_.at(listener_id);
-  if (l.watcher) return;
+  if (l.watcher || paused_) return;
   l.watcher = std::make_unique<FdWatcher>(base(), l.fd.get(), [this, listener_id] {
     if (auto it = listeners_.find(listener_id); it != listeners_.end()) accept_on(it->second);
   });

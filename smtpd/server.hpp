@@ -73,6 +73,7 @@ class Server {
   std::map<uint32_t, Pending> pending_;
   uint32_t next_request_ = 1;
   uint64_t next_session_ = 1;
+  bool paused_ = false;
   uint64_t accepted_ = 0;
   uint64_t refused_ = 0;
 };

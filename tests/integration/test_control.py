@@ -60,8 +60,8 @@ class Smtpctl(unittest.TestCase):
     def test_help_and_unknown_commands(self):
         r = subprocess.run([SMTPCTL, "-h"], capture_output=True, text=True)
         self.assertEqual(r.returncode, 0)
-        for command in ("show status", "show queue", "show message", "log verbose", "log brief",
-                        "stop"):
+        for command in ("show status", "show queue", "show message", "schedule", "remove",
+                        "pause mda|smtp", "resume mda|smtp", "log verbose", "log brief", "stop"):
             self.assertIn(command, r.stdout)
         r = subprocess.run([SMTPCTL, "-s", "/nonexistent", "frobnicate"], capture_output=True,
                            text=True)

@@ -106,5 +106,50 @@ class Maildir(unittest.TestCase):
             self.assertTrue(wait_for(lambda: maildir_files(self.mail, "alice"), 5))
 
 
+class Smtpctl(unittest.TestCase):
+    def test_pause_resume_schedule_remove(self):
+        m = Maildir()
+        with m.daemon().start() as d:
+            self.assertEqual(d.smtpctl("pause", "mda").stdout, "mda paused\n")
+            queue_id = m.send(d, ["alice@localhost"])
+            self.assertFalse(wait_for(lambda: maildir_files(m.mail, "alice"), 1))
+            self.assertIn(queue_id, d.queued())
+            self.assertEqual(d.smtpctl("resume", "mda").stdout, "mda resumed\n")
+            self.assertTrue(wait_for(lambda: maildir_files(m.mail, "alice"), 5))
+
+            # Deferred (no mailbox for test.example): schedule retries at once.
+            deferred = m.send(d, ["carol@test.example"])
+            self.assertTrue(d.wait_log(rf"{deferred}: to=<carol@test.example>.*deferred"))
+            r = d.smtpctl("schedule", deferred)
+            self.assertEqual((r.returncode, r.stdout), (0, "1 scheduled\n"))
+            self.assertTrue(wait_for(lambda: d.read_log().count(
+                f"{deferred}: to=<carol@test.example>") == 2, 5))
+            r = d.smtpctl("schedule", "0123456789abcdef")
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("no message 0123456789abcdef", r.stderr)
+
+            r = d.smtpctl("remove", deferred)
+            self.assertEqual((r.returncode, r.stdout), (0, "1 removed\n"))
+            self.assertTrue(wait_for(lambda: deferred not in d.queued(), 5))
+            self.assertTrue(d.wait_log(rf"{deferred}: removed by smtpctl"))
+            m.send(d, ["dave@test.example"])
+            m.send(d, ["erin@test.example"])
+            self.assertEqual(d.smtpctl("remove", "all").stdout, "2 removed\n")
+            self.assertTrue(wait_for(lambda: d.queued() == set(), 5))
+
+    def test_pause_smtp(self):
+        import socket
+        with Daemon().start() as d:
+            self.assertEqual(d.smtpctl("pause", "smtp").stdout, "smtp paused\n")
+            s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+            s.settimeout(1)
+            with self.assertRaises(socket.timeout):
+                s.recv(100)  # waits in the backlog, not greeted
+            self.assertEqual(d.smtpctl("resume", "smtp").stdout, "smtp resumed\n")
+            s.settimeout(5)
+            self.assertTrue(s.recv(100).startswith(b"220 "))
+            s.close()
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
