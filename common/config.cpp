@@ -40,9 +40,9 @@ constexpr std::array<std::string_view, 11> kTopKeys = {
     "listeners", "domains", "limits",     "tls",   "credentials"};
 constexpr std::array<std::string_view, 2> kTlsKeys = {"certificate", "key"};
 constexpr std::array<std::string_view, 3> kDomainKeys = {"name", "users", "maildir"};
-constexpr std::array<std::string_view, 7> kLimitKeys = {
+constexpr std::array<std::string_view, 8> kLimitKeys = {
     "message_size",    "recipients",      "errors",      "sessions",
-    "sessions_per_ip", "command_timeout", "data_timeout"};
+    "sessions_per_ip", "command_timeout", "data_timeout", "expire"};
 constexpr std::array<std::string_view, 2> kControlKeys = {"socket", "group"};
 constexpr std::array<std::string_view, 4> kListenerKeys = {"address", "role", "name",
                                                            "plaintext_auth"};
@@ -795,6 +795,7 @@ class Walker {
     set32(fields[4], limits.sessions_per_ip, "", 1000000);
     set32(fields[5], limits.command_timeout, "smh", 86400);
     set32(fields[6], limits.data_timeout, "smh", 86400);
+    set32(fields[7], limits.expire, "smhd", 365 * 86400);
   }
 
   // A listener with the positions the duplicate checks point at.

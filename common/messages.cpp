@@ -417,6 +417,8 @@ void QueueConfig::encode(wire::Writer& w) const {
   w.str(spool_dir);
   w.count(local_domains.size());
   for (const auto& d : local_domains) w.str(d);
+  w.str(hostname);
+  w.u32(expire);
 }
 QueueConfig QueueConfig::decode(wire::Reader& r) {
   QueueConfig m;
@@ -424,6 +426,8 @@ QueueConfig QueueConfig::decode(wire::Reader& r) {
   if (m.spool_dir.empty() || m.spool_dir[0] != '/') r.fail();
   m.local_domains.resize(r.count(100000, 4));
   for (auto& d : m.local_domains) d = r.str(255);
+  m.hostname = r.str(255);
+  m.expire = r.u32();
   return m;
 }
 

@@ -188,6 +188,8 @@ struct QueueConfig {
                                      roles(Role::queue), FdRule::none};
   std::string spool_dir;                   // as the queue sees it (after its chroot)
   std::vector<std::string> local_domains;  // their recipients are mda's to deliver
+  std::string hostname;                    // names the reporting MTA in bounces
+  uint32_t expire = 4 * 86400;             // seconds a message may wait before it bounces
   void encode(wire::Writer& w) const;
   static QueueConfig decode(wire::Reader& r);
 };

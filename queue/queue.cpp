@@ -27,9 +27,9 @@ class QueueProcess {
   explicit QueueProcess(ChildRuntime& runtime) : runtime_(runtime) {
     auto& d = runtime_.dispatcher();
     d.on<msg::QueueConfig>([this](msg::Incoming&, msg::QueueConfig&& m) {
-      spool_dir_ = std::move(m.spool_dir);
-      local_domains_ = std::move(m.local_domains);
-      if (scheduler_) scheduler_->set_local_domains(local_domains_);
+      spool_dir_ = m.spool_dir;
+      config_ = std::move(m);
+      if (scheduler_) scheduler_->configure(config_);
     });
     d.on<msg::DeliveryReport>([this](msg::Incoming&, msg::DeliveryReport&& m) {
       if (scheduler_) scheduler_->on_report(m);
@@ -77,7 +77,7 @@ class QueueProcess {
               spool_dir_.c_str(), r.committed.size(), r.leftovers, r.corrupt);
     committer_ = std::make_unique<Committer>(runtime_.base(), *spool_);
     scheduler_ = std::make_unique<Scheduler>(runtime_, *spool_, *committer_);
-    scheduler_->set_local_domains(local_domains_);
+    scheduler_->configure(config_);
     for (Envelope& e : r.envelopes) scheduler_->add(std::move(e));
     update_counters();
   }
@@ -310,7 +310,7 @@ class QueueProcess {
   std::unique_ptr<Spool> spool_;
   std::unique_ptr<Committer> committer_;
   std::map<std::string, OpenMessage> open_;
-  std::vector<std::string> local_domains_;
+  msg::QueueConfig config_;
   std::unique_ptr<Scheduler> scheduler_;  // after start(): owns the committed messages
   size_t committing_ = 0;
 };

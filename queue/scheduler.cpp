@@ -3,9 +3,14 @@
 
 #include <fcntl.h>
 
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <ctime>
 
 #include "common/log.hpp"
+#include "queue/bounce.hpp"
 
 namespace postern::queue {
 namespace {
@@ -29,8 +34,10 @@ Scheduler::Scheduler(ChildRuntime& runtime, Spool& spool, Committer& committer)
   update_counters();
 }
 
-void Scheduler::set_local_domains(const std::vector<std::string>& domains) {
-  local_domains_ = {domains.begin(), domains.end()};
+void Scheduler::configure(const msg::QueueConfig& config) {
+  local_domains_ = {config.local_domains.begin(), config.local_domains.end()};
+  hostname_ = config.hostname;
+  expire_ = std::chrono::seconds(config.expire);
 }
 
 bool Scheduler::is_local(const std::string& address) const {
@@ -102,6 +109,7 @@ void Scheduler::on_report(const msg::DeliveryReport& report) {
         rcpt.state = RecipientState::failed;
         ++bounced_;
         flight->second.changed = true;
+        flight->second.failed.emplace_back(r.index, r);
         break;
       case msg::DeliveryOutcome::temporary_failure:
         ++deferred_;
@@ -114,9 +122,12 @@ void Scheduler::on_report(const msg::DeliveryReport& report) {
 
 // Every batch of a dispatch has answered: record the states, then retry or remove.
 void Scheduler::settle(const std::string& id) {
-  const bool changed = in_flight_[id].changed;
+  Flight flight = std::move(in_flight_[id]);
   in_flight_.erase(id);
-  const Envelope& e = messages_.at(id);
+  Envelope& e = messages_.at(id);
+  expire_if_due(e, flight);
+  if (!flight.failed.empty()) bounce(e, flight.failed);
+  const bool changed = flight.changed;
   bool local_pending = false;
   bool any_pending = false;
   for (const Recipient& r : e.recipients) {
@@ -144,6 +155,95 @@ void Scheduler::settle(const std::string& id) {
   auto& timer = retries_[id];
   if (!timer) timer = std::make_unique<Timer>(runtime_.base(), [this, id] { dispatch(id); });
   timer->arm(std::chrono::duration_cast<std::chrono::milliseconds>(wait));
+}
+
+// A message older than the expiry fails its pending local recipients with 4.4.7.
+void Scheduler::expire_if_due(Envelope& e, Flight& flight) {
+  if (std::chrono::seconds(time(nullptr) - e.arrival) < expire_) return;
+  for (size_t i = 0; i < e.recipients.size(); ++i) {
+    Recipient& r = e.recipients[i];
+    if (r.state != RecipientState::pending || !is_local(r.address)) continue;
+    r.state = RecipientState::failed;
+    ++bounced_;
+    flight.changed = true;
+    const msg::DeliveryResult result{.index = static_cast<uint32_t>(i),
+                                     .outcome = msg::DeliveryOutcome::permanent_failure,
+                                     .dsn = "4.4.7",
+                                     .detail = "message expired after too long in the queue"};
+    log::info("%s: to=<%s>, relay=local, dsn=4.4.7, status=bounced (%s)", e.id.c_str(),
+              r.address.c_str(), result.detail.c_str());
+    flight.failed.emplace_back(static_cast<uint32_t>(i), result);
+  }
+}
+
+// RFC 3464 notification to the sender, queued like any message; never to <> (RFC 5321
+// 4.5.5), and only for recipients whose NOTIFY asks for failures.
+void Scheduler::bounce(const Envelope& e,
+                       const std::vector<std::pair<uint32_t, msg::DeliveryResult>>& failed) {
+  if (e.sender.empty()) {
+    log::info("%s: no bounce for the null sender", e.id.c_str());
+    return;
+  }
+  std::vector<FailedRecipient> report;
+  for (const auto& [index, result] : failed) {
+    if (index >= e.recipients.size() || !wants_failure_report(e.recipients[index])) continue;
+    report.push_back({&e.recipients[index], result.dsn, result.detail});
+  }
+  if (report.empty()) return;
+  Result<UniqueFd> data = spool_.open_message(e.id);
+  std::string original;
+  if (data.ok()) {
+    char buf[65536];
+    for (off_t offset = 0;;) {
+      const ssize_t n = pread(data->get(), buf, sizeof buf, offset);
+      if (n <= 0) break;
+      original.append(buf, static_cast<size_t>(n));
+      offset += n;
+    }
+  }
+  Result<NewMessage> created = spool_.create();
+  if (!created.ok()) {
+    log::error("%s: cannot create a bounce: %s", e.id.c_str(), created.error().message.c_str());
+    return;
+  }
+  NewMessage& m = created.value();
+  const std::string text = make_bounce(e, report, original, hostname_, m.id, time(nullptr));
+  std::string_view rest = text;
+  while (!rest.empty()) {
+    const ssize_t n = write(m.ours.get(), rest.data(), rest.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      log::error("%s: cannot write a bounce: %s", e.id.c_str(), std::strerror(errno));
+      spool_.discard(m.id);
+      return;
+    }
+    rest.remove_prefix(static_cast<size_t>(n));
+  }
+  Envelope b;
+  b.id = m.id;
+  b.arrival = time(nullptr);
+  b.sender = "";
+  b.helo = hostname_;
+  b.client_address = "127.0.0.1";
+  b.listener = "bounce";
+  b.recipients.push_back(Recipient{.address = e.sender,
+                                   .orcpt_type = "",
+                                   .orcpt = "",
+                                   .notify = {},
+                                   .state = RecipientState::pending});
+  const std::string original_id = e.id;
+  committer_.submit(std::move(b), std::move(m.ours),
+                    [this, original_id](const Envelope& queued, const Status& st) {
+                      if (!st.ok()) {
+                        log::error("%s: cannot queue its bounce: %s", original_id.c_str(),
+                                   st.error().message.c_str());
+                        spool_.discard(queued.id);
+                        return;
+                      }
+                      log::info("%s: sender non-delivery notification: %s", original_id.c_str(),
+                                queued.id.c_str());
+                      add(queued);
+                    });
 }
 
 void Scheduler::remove_from_spool(const std::string& id, const char* why) {

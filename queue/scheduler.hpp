@@ -27,7 +27,7 @@ class Scheduler {
  public:
   Scheduler(ChildRuntime& runtime, Spool& spool, Committer& committer);
 
-  void set_local_domains(const std::vector<std::string>& domains);
+  void configure(const msg::QueueConfig& config);
   // A message just committed, or found at start: its pending local recipients go out now.
   void add(Envelope envelope);
   void on_report(const msg::DeliveryReport& report);
@@ -47,10 +47,13 @@ class Scheduler {
   struct Flight {
     size_t batches = 0;  // DeliverLocal frames not yet answered
     bool changed = false;
+    std::vector<std::pair<uint32_t, msg::DeliveryResult>> failed;  // index, result
   };
   bool is_local(const std::string& address) const;
   void dispatch(const std::string& id);
   void settle(const std::string& id);
+  void expire_if_due(Envelope& e, Flight& flight);
+  void bounce(const Envelope& e, const std::vector<std::pair<uint32_t, msg::DeliveryResult>>& failed);
   void remove_from_spool(const std::string& id, const char* why);
   std::vector<std::string> select(const std::string& id_or_all, std::string& error) const;
   void update_counters();
@@ -59,6 +62,8 @@ class Scheduler {
   Spool& spool_;
   Committer& committer_;
   std::set<std::string, std::less<>> local_domains_;
+  std::string hostname_ = "localhost";
+  std::chrono::seconds expire_{4 * 86400};
   std::map<std::string, Envelope> messages_;  // committed, by id
   std::map<std::string, Flight> in_flight_;
   std::map<std::string, int> attempts_;

@@ -1,6 +1,8 @@
 // The Received: header; see received.hpp.
 #include "smtpd/received.hpp"
 
+#include "common/date.hpp"
+
 namespace postern::smtp {
 namespace {
 
@@ -23,14 +25,6 @@ std::string clean_tls(const std::string& tls) {
 }
 
 }  // namespace
-
-std::string rfc5322_date(time_t when) {
-  tm local{};
-  localtime_r(&when, &local);
-  char buf[64];
-  strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S %z", &local);
-  return buf;
-}
 
 std::string received_header(const ReceivedInfo& info) {
   std::string with = info.esmtp ? "ESMTP" : "SMTP";

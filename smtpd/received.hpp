@@ -24,7 +24,4 @@ struct ReceivedInfo {
 // "Received: ...\r\n" with folded continuation lines.
 std::string received_header(const ReceivedInfo& info);
 
-// RFC 5322 date-time in local time, e.g. "Mon, 23 Nov 2026 15:10:06 +0000".
-std::string rfc5322_date(time_t when);
-
 }  // namespace postern::smtp

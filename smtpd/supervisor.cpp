@@ -221,6 +221,8 @@ msg::QueueConfig Supervisor::queue_config() const {
   msg::QueueConfig m{.spool_dir = ids_.privileged ? std::string("/") : config_.spool_dir,
                      .local_domains = {}};
   for (const auto& d : config_.domains) m.local_domains.push_back(d.name);
+  m.hostname = config_.hostname;
+  m.expire = config_.limits.expire;
   return m;
 }
 

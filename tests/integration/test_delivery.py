@@ -106,6 +106,73 @@ class Maildir(unittest.TestCase):
             self.assertTrue(wait_for(lambda: maildir_files(self.mail, "alice"), 5))
 
 
+class Bounces(unittest.TestCase):
+    def daemon(self, extra=""):
+        d = Daemon(extra=extra)
+        self.mail = os.path.join(d.dir, "mail")
+        d.write_config(d.config_text().replace(
+            "domains: [test.example, localhost]",
+            f"domains:\n  - test.example\n  - {{name: localhost, maildir: {self.mail}/%u/Maildir}}"))
+        return d
+
+    def send(self, d, sender, rcpts, params=()):
+        with smtplib.SMTP("127.0.0.1", d.port) as s:
+            s.ehlo("x")
+            s.mail(sender, list(params))
+            for r in rcpts:
+                s.rcpt(r[0], r[1]) if isinstance(r, tuple) else s.rcpt(r)
+            return s.data(b"Subject: original\r\nX-Marker: orig\r\n\r\nthe body\r\n")[1].decode().split()[-1]
+
+    def test_permanent_failure_bounces_to_the_sender(self):
+        with self.daemon().start() as d:
+            # "a/b" is a valid local part but no safe mailbox name: a permanent failure.
+            queue_id = self.send(d, "alice@localhost", ["a/b@localhost"], ["ENVID=E42"])
+            self.assertTrue(d.wait_log(rf"{queue_id}: to=<a/b@localhost>, .*dsn=5\.1\.3, "
+                                       r"status=bounced \(unsafe mailbox name\)"))
+            self.assertTrue(d.wait_log(rf"{queue_id}: sender non-delivery notification: [0-9a-f]{{16}}"))
+            files = wait_for(lambda: maildir_files(self.mail, "alice"), 5)
+            self.assertTrue(files, d.read_log())
+            with open(files[0], "rb") as f:
+                bounce = f.read()
+            self.assertTrue(bounce.startswith(b"Return-Path: <>\r\nDelivered-To: alice@localhost\r\n"))
+            self.assertIn(b"Content-Type: multipart/report; report-type=delivery-status", bounce)
+            self.assertIn(b"Final-Recipient: rfc822; a/b@localhost\r\nAction: failed\r\n"
+                          b"Status: 5.1.3\r\n", bounce)
+            self.assertIn(b"Original-Envelope-Id: E42\r\n", bounce)
+            self.assertIn(b"X-Marker: orig\r\n\r\nthe body\r\n", bounce)  # RET default: full
+            # Both the original and the delivered bounce leave the queue.
+            self.assertTrue(wait_for(lambda: d.queued() == set(), 5))
+
+    def test_no_bounce_to_the_null_sender_or_when_notify_says_no(self):
+        with self.daemon().start() as d:
+            first = self.send(d, "", ["a/b@localhost"])
+            self.assertTrue(d.wait_log(rf"{first}: no bounce for the null sender"))
+            second = self.send(d, "alice@localhost", [("c/d@localhost", ["NOTIFY=NEVER"])])
+            self.assertTrue(d.wait_log(rf"{second}: to=<c/d@localhost>.*status=bounced"))
+            self.assertTrue(wait_for(lambda: d.queued() == set(), 5))
+            self.assertEqual(maildir_files(self.mail, "alice"), [])
+            self.assertNotIn("non-delivery notification", d.read_log())
+
+    def test_expired_message_bounces(self):
+        with self.daemon(extra="limits:\n  expire: 1s").start() as d:
+            # test.example has no mailbox: deferred until it expires.
+            queue_id = self.send(d, "alice@localhost", ["carol@test.example"], ["RET=HDRS"])
+            self.assertTrue(d.wait_log(rf"{queue_id}: to=<carol@test.example>.*deferred"))
+            import time
+            time.sleep(1.2)
+            d.smtpctl("schedule", queue_id, check=True)
+            self.assertTrue(d.wait_log(rf"{queue_id}: to=<carol@test.example>, relay=local, "
+                                       r"dsn=4\.4\.7, status=bounced \(message expired"))
+            files = wait_for(lambda: maildir_files(self.mail, "alice"), 5)
+            self.assertTrue(files, d.read_log())
+            with open(files[0], "rb") as f:
+                bounce = f.read()
+            self.assertIn(b"Status: 4.4.7\r\n", bounce)
+            self.assertIn(b"Content-Type: text/rfc822-headers", bounce)
+            self.assertNotIn(b"the body", bounce)
+            self.assertTrue(wait_for(lambda: d.queued() == set(), 5))
+
+
 class Smtpctl(unittest.TestCase):
     def test_pause_resume_schedule_remove(self):
         m = Maildir()
