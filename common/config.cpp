@@ -39,9 +39,9 @@ constexpr std::array<std::string_view, 11> kTopKeys = {
     "hostname",  "user",    "queue_user", "spool", "empty_dir",  "control",
     "listeners", "domains", "limits",     "tls",   "credentials"};
 constexpr std::array<std::string_view, 2> kTlsKeys = {"certificate", "key"};
-constexpr std::array<std::string_view, 3> kDomainKeys = {"name", "users", "maildir"};
+constexpr std::array<std::string_view, 4> kDomainKeys = {"name", "users", "maildir", "mbox"};
 constexpr std::array<std::string_view, 8> kLimitKeys = {
-    "message_size",    "recipients",      "errors",      "sessions",
+    "message_size",    "recipients",      "errors",       "sessions",
     "sessions_per_ip", "command_timeout", "data_timeout", "expire"};
 constexpr std::array<std::string_view, 2> kControlKeys = {"socket", "group"};
 constexpr std::array<std::string_view, 4> kListenerKeys = {"address", "role", "name",
@@ -665,20 +665,32 @@ class Walker {
         }
         name_node = &fields[0]->value;
         if (fields[1] != nullptr && !walk_users(*fields[1], d)) continue;
-        if (fields[2] != nullptr) {
+        bool ok = true;
+        for (size_t k = 2; k <= 3; ++k) {
+          if (fields[k] == nullptr) continue;
           std::string path;
-          if (!path_value(*fields[2], path)) continue;
+          if (!path_value(*fields[k], path)) {
+            ok = false;
+            continue;
+          }
           // One %u, as a whole path segment: a local part can then never climb out of it.
           const size_t u = path.find("%u");
           if (u == std::string::npos || path.find("%u", u + 2) != std::string::npos ||
               path[u - 1] != '/' || (u + 2 < path.size() && path[u + 2] != '/')) {
-            reporter_.at(fields[2]->value.mark,
-                         "'maildir' needs one %u standing for a whole path segment, such as "
-                         "/var/mail/%u/Maildir");
+            reporter_.at(fields[k]->value.mark,
+                         quote(fields[k]->key.text) +
+                             " needs one %u standing for a whole path segment, such as "
+                             "/var/mail/%u");
+            ok = false;
             continue;
           }
-          d.maildir = std::move(path);
+          (k == 2 ? d.maildir : d.mbox) = std::move(path);
         }
+        if (d.maildir && d.mbox) {
+          reporter_.at(item.mark, "a domain is delivered to maildir or to mbox, not both");
+          ok = false;
+        }
+        if (!ok) continue;
       }
       if (name_node->kind != Node::Kind::scalar) {
         reporter_.at(name_node->mark,

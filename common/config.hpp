@@ -70,8 +70,10 @@ struct Tls {
 struct Domain {
   std::string name;                               // lower-case, no trailing dot
   std::optional<std::vector<std::string>> users;  // lower-case local parts
-  // Where its mail is delivered: a Maildir path with %u for the local part (absolute).
+  // Where its mail is delivered, one or the other: a Maildir path or an mbox file, with %u
+  // for the local part (absolute).
   std::optional<std::string> maildir;
+  std::optional<std::string> mbox;
   friend bool operator==(const Domain&, const Domain&) = default;
 };
 

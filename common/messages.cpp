@@ -437,6 +437,7 @@ void MdaConfig::encode(wire::Writer& w) const {
   for (const auto& d : domains) {
     w.str(d.name);
     w.str(d.maildir);
+    w.str(d.mbox);
   }
 }
 MdaConfig MdaConfig::decode(wire::Reader& r) {
@@ -446,7 +447,10 @@ MdaConfig MdaConfig::decode(wire::Reader& r) {
   for (auto& d : m.domains) {
     d.name = r.str(255);
     d.maildir = r.str(kMaxPathLength);
-    if (!d.maildir.empty() && d.maildir[0] != '/') r.fail();
+    d.mbox = r.str(kMaxPathLength);
+    if ((!d.maildir.empty() && d.maildir[0] != '/') || (!d.mbox.empty() && d.mbox[0] != '/') ||
+        (!d.maildir.empty() && !d.mbox.empty()))
+      r.fail();
   }
   return m;
 }

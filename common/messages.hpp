@@ -481,7 +481,8 @@ struct AuthVerdict {
 
 struct MdaDomain {
   std::string name;
-  std::string maildir;  // template with %u; empty: no delivery method configured
+  std::string maildir;  // template with %u; empty: none
+  std::string mbox;     // template with %u; empty: none (at most one of the two is set)
   friend bool operator==(const MdaDomain&, const MdaDomain&) = default;
 };
 

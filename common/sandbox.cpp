@@ -82,7 +82,7 @@ std::span<const std::string_view> role_calls(Role role) {
   // Maildirs: create, write, sync, rename into new/.
   static constexpr std::string_view kMda[] = {
       "openat",    "mkdir",  "mkdirat",  "rename",  "renameat", "renameat2", "fsync",
-      "fdatasync", "unlink", "unlinkat", "pread64", "lstat",    "stat"};
+      "fdatasync", "unlink", "unlinkat", "pread64", "lstat",    "stat",      "ftruncate"};
   switch (role) {
     case Role::mda:
       return kMda;

@@ -4,12 +4,15 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <ctime>
+
 #include <map>
 #include <string>
 
 #include "common/child.hpp"
 #include "common/log.hpp"
 #include "mda/maildir.hpp"
+#include "mda/mbox.hpp"
 
 namespace postern::mda {
 namespace {
@@ -21,7 +24,7 @@ class MdaProcess {
     d.on<msg::MdaConfig>([this](msg::Incoming&, msg::MdaConfig&& m) {
       hostname_ = m.hostname;
       domains_.clear();
-      for (auto& domain : m.domains) domains_[domain.name] = domain.maildir;
+      for (auto& domain : m.domains) domains_[domain.name] = domain;
       first_domain_ = m.domains.empty() ? "" : m.domains.front().name;
     });
     d.on<msg::DeliverLocal>([this](msg::Incoming& in, msg::DeliverLocal&& m) { deliver(in, m); });
@@ -51,30 +54,38 @@ class MdaProcess {
     const std::string domain =
         at == std::string::npos ? first_domain_ : rcpt.address.substr(at + 1);
     auto it = domains_.find(domain);
-    if (it == domains_.end() || it->second.empty()) {
+    const bool to_mbox = it != domains_.end() && !it->second.mbox.empty();
+    if (it == domains_.end() || (it->second.maildir.empty() && !to_mbox)) {
       result.detail = "no mailbox configured for domain " + domain;
       return result;
     }
-    Result<std::string> maildir = maildir_for(it->second, local);
-    if (!maildir.ok()) {
+    Result<std::string> mailbox =
+        maildir_for(to_mbox ? it->second.mbox : it->second.maildir, local);
+    if (!mailbox.ok()) {
       result.outcome = msg::DeliveryOutcome::permanent_failure;
       result.dsn = "5.1.3";
-      result.detail = maildir.error().message;
+      result.detail = mailbox.error().message;
       return result;
     }
     const std::string header =
         "Return-Path: <" + job.sender + ">\r\nDelivered-To: " + rcpt.address + "\r\n";
-    Result<std::string> path =
-        deliver_to_maildir(maildir.value(), header, message_fd, unique_name());
-    if (!path.ok()) {
-      result.detail = path.error().message;
+    Status delivered = ok_status();
+    if (to_mbox) {
+      delivered = deliver_to_mbox(mailbox.value(), job.sender, header, message_fd, time(nullptr));
+    } else {
+      Result<std::string> path =
+          deliver_to_maildir(mailbox.value(), header, message_fd, unique_name());
+      if (!path.ok()) delivered = path.error();
+    }
+    if (!delivered.ok()) {
+      result.detail = delivered.error().message;
       ++runtime_.counters()["failed"];
       return result;
     }
     ++runtime_.counters()["delivered"];
     result.outcome = msg::DeliveryOutcome::delivered;
     result.dsn = "2.0.0";
-    result.detail = "delivered to maildir";
+    result.detail = to_mbox ? "delivered to mbox" : "delivered to maildir";
     return result;
   }
 
@@ -88,7 +99,7 @@ class MdaProcess {
 
   ChildRuntime& runtime_;
   std::string hostname_ = "localhost";
-  std::map<std::string, std::string> domains_;  // name -> maildir template
+  std::map<std::string, msg::MdaDomain> domains_;
   std::string first_domain_;
   uint64_t deliveries_ = 0;
 };

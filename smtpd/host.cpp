@@ -73,8 +73,9 @@ Status prepare_directories(const config::Config& config, const Identities& ids) 
   // The fixed part of each Maildir template (before /%u) belongs to mda, which creates the
   // users' Maildirs below it.
   for (const auto& domain : config.domains) {
-    if (!domain.maildir) continue;
-    const std::string root = domain.maildir->substr(0, domain.maildir->find("/%u"));
+    const std::optional<std::string>& templ = domain.maildir ? domain.maildir : domain.mbox;
+    if (!templ) continue;
+    const std::string root = templ->substr(0, templ->find("/%u"));
     if (Status st = make_dirs(root); !st.ok()) return st;
     if (ids.privileged && chown(root.c_str(), ids.smtpd_uid, ids.smtpd_gid) != 0)
       return errno_error("chown " + root);

@@ -106,6 +106,35 @@ class Maildir(unittest.TestCase):
             self.assertTrue(wait_for(lambda: maildir_files(self.mail, "alice"), 5))
 
 
+class Mbox(unittest.TestCase):
+    def test_mbox_with_a_from_line_in_the_body(self):
+        import mailbox
+        d = Daemon()
+        boxes = os.path.join(d.dir, "mbox")
+        d.write_config(d.config_text().replace(
+            "domains: [test.example, localhost]",
+            f"domains:\n  - test.example\n  - {{name: localhost, mbox: {boxes}/%u}}"))
+        with d.start():
+            m = Maildir()
+            body = b"Subject: mbox\r\n\r\nFrom the beginning\r\n>From quoted\r\nend\r\n"
+            for _ in range(2):
+                m.send(d, ["bob@localhost"], body)
+            path = os.path.join(boxes, "bob")
+            self.assertTrue(wait_for(lambda: d.read_log().count("delivered to mbox") == 2, 5),
+                            d.read_log())
+            with open(path, "rb") as f:
+                raw = f.read()
+            self.assertIn(b"\n>From the beginning\n>>From quoted\n", raw)
+            box = mailbox.mbox(path)
+            messages = list(box)
+            self.assertEqual(len(messages), 2)
+            self.assertEqual(messages[0]["Subject"], "mbox")
+            self.assertEqual(messages[0]["Delivered-To"], "bob@localhost")
+            self.assertTrue(messages[0].get_from().startswith("sender@example.com "))
+            self.assertFalse(os.path.exists(path + ".lock"))
+            self.assertTrue(wait_for(lambda: d.queued() == set(), 5))
+
+
 class Bounces(unittest.TestCase):
     def daemon(self, extra=""):
         d = Daemon(extra=extra)
