@@ -39,7 +39,8 @@ constexpr std::array<std::string_view, 11> kTopKeys = {
     "hostname",  "user",    "queue_user", "spool", "empty_dir",  "control",
     "listeners", "domains", "limits",     "tls",   "credentials"};
 constexpr std::array<std::string_view, 2> kTlsKeys = {"certificate", "key"};
-constexpr std::array<std::string_view, 4> kDomainKeys = {"name", "users", "maildir", "mbox"};
+constexpr std::array<std::string_view, 5> kDomainKeys = {"name", "users", "maildir", "mbox",
+                                                         "lmtp"};
 constexpr std::array<std::string_view, 8> kLimitKeys = {
     "message_size",    "recipients",      "errors",       "sessions",
     "sessions_per_ip", "command_timeout", "data_timeout", "expire"};
@@ -686,8 +687,22 @@ class Walker {
           }
           (k == 2 ? d.maildir : d.mbox) = std::move(path);
         }
-        if (d.maildir && d.mbox) {
-          reporter_.at(item.mark, "a domain is delivered to maildir or to mbox, not both");
+        if (const MapEntry* e = fields[4]) {
+          if (auto target = string_value(*e)) {
+            if (target->starts_with("unix:/") ||
+                (!target->starts_with("unix:") && parse_address(*target))) {
+              d.lmtp = std::move(*target);
+            } else {
+              reporter_.at(e->value.mark, "bad 'lmtp' target " + quote(*target) +
+                                              " (expected unix:/path or IP:port)");
+              ok = false;
+            }
+          } else {
+            ok = false;
+          }
+        }
+        if ((d.maildir ? 1 : 0) + (d.mbox ? 1 : 0) + (d.lmtp ? 1 : 0) > 1) {
+          reporter_.at(item.mark, "a domain is delivered one way: maildir, mbox or lmtp");
           ok = false;
         }
         if (!ok) continue;

@@ -74,6 +74,8 @@ struct Domain {
   // for the local part (absolute).
   std::optional<std::string> maildir;
   std::optional<std::string> mbox;
+  // Or an LMTP server: "unix:/path" or "IP:port".
+  std::optional<std::string> lmtp;
   friend bool operator==(const Domain&, const Domain&) = default;
 };
 

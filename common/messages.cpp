@@ -438,6 +438,7 @@ void MdaConfig::encode(wire::Writer& w) const {
     w.str(d.name);
     w.str(d.maildir);
     w.str(d.mbox);
+    w.str(d.lmtp);
   }
 }
 MdaConfig MdaConfig::decode(wire::Reader& r) {
@@ -448,8 +449,11 @@ MdaConfig MdaConfig::decode(wire::Reader& r) {
     d.name = r.str(255);
     d.maildir = r.str(kMaxPathLength);
     d.mbox = r.str(kMaxPathLength);
+    d.lmtp = r.str(kMaxPathLength);
+    const int methods =
+        (d.maildir.empty() ? 0 : 1) + (d.mbox.empty() ? 0 : 1) + (d.lmtp.empty() ? 0 : 1);
     if ((!d.maildir.empty() && d.maildir[0] != '/') || (!d.mbox.empty() && d.mbox[0] != '/') ||
-        (!d.maildir.empty() && !d.mbox.empty()))
+        methods > 1)
       r.fail();
   }
   return m;

@@ -482,7 +482,8 @@ struct AuthVerdict {
 struct MdaDomain {
   std::string name;
   std::string maildir;  // template with %u; empty: none
-  std::string mbox;     // template with %u; empty: none (at most one of the two is set)
+  std::string mbox;     // template with %u; empty: none
+  std::string lmtp;     // "unix:/path" or "IP:port"; empty: none (at most one is set)
   friend bool operator==(const MdaDomain&, const MdaDomain&) = default;
 };
 

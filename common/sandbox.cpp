@@ -169,6 +169,15 @@ Status install_syscall_filter(Role role) {
             : seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, nr, 0);
     if (rc != 0) return make_error(std::string("seccomp: cannot allow ") + name);
   }
+  if (role == Role::mda) {
+    // LMTP servers may listen on TCP as well as on unix sockets.
+    for (const int family : {AF_INET, AF_INET6})
+      if (seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
+                           SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(family))) != 0)
+        return make_error("seccomp: cannot allow LMTP sockets");
+    for (const char* name : {"setsockopt", "getsockopt"})
+      if (Status st = allow(name); !st.ok()) return st;
+  }
   if (role == Role::smtp) {
     // libevent's bufferevents ask how much is readable; no other ioctl.
     if (seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,

@@ -11,6 +11,7 @@
 
 #include "common/child.hpp"
 #include "common/log.hpp"
+#include "mda/lmtp.hpp"
 #include "mda/maildir.hpp"
 #include "mda/mbox.hpp"
 
@@ -35,8 +36,23 @@ class MdaProcess {
  private:
   void deliver(msg::Incoming& in, const msg::DeliverLocal& job) {
     msg::DeliveryReport report{.id = job.id, .results = {}};
-    for (const msg::LocalRecipient& rcpt : job.recipients)
-      report.results.push_back(deliver_one(job, rcpt, in.fd.get()));
+    // Recipients of an LMTP domain go in one transaction; the others one by one.
+    std::map<std::string, std::vector<msg::LocalRecipient>> by_lmtp;
+    for (const msg::LocalRecipient& rcpt : job.recipients) {
+      auto it = domains_.find(domain_of(rcpt.address));
+      if (it != domains_.end() && !it->second.lmtp.empty()) {
+        by_lmtp[it->second.lmtp].push_back(rcpt);
+      } else {
+        report.results.push_back(deliver_one(job, rcpt, in.fd.get()));
+      }
+    }
+    for (const auto& [target, rcpts] : by_lmtp) {
+      for (auto& r : deliver_lmtp(target, hostname_, job.sender, rcpts, in.fd.get())) {
+        ++runtime_
+              .counters()[r.outcome == msg::DeliveryOutcome::delivered ? "delivered" : "failed"];
+        report.results.push_back(std::move(r));
+      }
+    }
     ipc::Channel* queue = runtime_.peer(Role::queue);
     if (queue == nullptr || !msg::send(*queue, report, in.request_id))
       log::warn("%s: cannot report deliveries to the queue", job.id.c_str());
@@ -50,9 +66,7 @@ class MdaProcess {
                                .detail = ""};
     const size_t at = rcpt.address.rfind('@');
     const std::string local = rcpt.address.substr(0, at);
-    // <postmaster> without a domain belongs to the first local domain.
-    const std::string domain =
-        at == std::string::npos ? first_domain_ : rcpt.address.substr(at + 1);
+    const std::string domain = domain_of(rcpt.address);
     auto it = domains_.find(domain);
     const bool to_mbox = it != domains_.end() && !it->second.mbox.empty();
     if (it == domains_.end() || (it->second.maildir.empty() && !to_mbox)) {
@@ -87,6 +101,12 @@ class MdaProcess {
     result.dsn = "2.0.0";
     result.detail = to_mbox ? "delivered to mbox" : "delivered to maildir";
     return result;
+  }
+
+  // <postmaster> without a domain belongs to the first local domain.
+  std::string domain_of(const std::string& address) const {
+    const size_t at = address.rfind('@');
+    return at == std::string::npos ? first_domain_ : address.substr(at + 1);
   }
 
   // time.M<usec>P<pid>Q<n>.host (the Maildir spec's modern unique name).

@@ -229,7 +229,7 @@ msg::QueueConfig Supervisor::queue_config() const {
 msg::MdaConfig Supervisor::mda_config() const {
   msg::MdaConfig m{.hostname = config_.hostname, .domains = {}};
   for (const auto& d : config_.domains)
-    m.domains.push_back({d.name, d.maildir.value_or(""), d.mbox.value_or("")});
+    m.domains.push_back({d.name, d.maildir.value_or(""), d.mbox.value_or(""), d.lmtp.value_or("")});
   return m;
 }
 

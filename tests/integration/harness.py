@@ -330,3 +330,72 @@ def make_certificate(directory):
                     "subjectAltName=DNS:localhost,IP:127.0.0.1"],
                    check=True, capture_output=True)
     return cert, key
+
+
+class Dovecot:
+    """A private Dovecot (LMTP and IMAP on free loopback ports) for delivery tests, as
+    TOOLCHAIN.md describes; users live in a passwd-file with the given plain passwords."""
+
+    def __init__(self, directory, users):
+        self.dir = os.path.join(directory, "dovecot")
+        self.mail = os.path.join(self.dir, "mail")
+        for sub in ("run", "state", "mail"):
+            os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
+        os.chmod(self.mail, 0o777)
+        self.lmtp_port, self.imap_port = free_port(), free_port()
+        nobody = pwd.getpwnam("nobody")
+        with open(os.path.join(self.dir, "users"), "w") as f:
+            for user, password in users.items():
+                f.write(f"{user}:{{PLAIN}}{password}:{nobody.pw_uid}:{nobody.pw_gid}::"
+                        f"{self.mail}/{user}::\n")
+        self.config = os.path.join(self.dir, "dovecot.conf")
+        with open(self.config, "w") as f:
+            f.write(f"""base_dir = {self.dir}/run
+state_dir = {self.dir}/state
+log_path = {self.dir}/dovecot.log
+protocols = lmtp imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain
+auth_username_format = %Ln
+passdb {{
+  driver = passwd-file
+  args = {self.dir}/users
+}}
+userdb {{
+  driver = passwd-file
+  args = {self.dir}/users
+}}
+mail_location = maildir:{self.mail}/%n/Maildir
+service lmtp {{
+  inet_listener lmtp {{
+    address = 127.0.0.1
+    port = {self.lmtp_port}
+  }}
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {self.imap_port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+""")
+        self.proc = subprocess.Popen(["dovecot", "-F", "-c", self.config],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        if not wait_for(lambda: can_connect("127.0.0.1", self.lmtp_port, timeout=0.2), 10):
+            self.stop()
+            raise AssertionError("dovecot did not start")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()

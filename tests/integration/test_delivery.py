@@ -10,7 +10,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Daemon, wait_for  # noqa: E402
+from harness import Daemon, Dovecot, free_port, wait_for  # noqa: E402
 
 
 def maildir_files(root, user):
@@ -133,6 +133,56 @@ class Mbox(unittest.TestCase):
             self.assertTrue(messages[0].get_from().startswith("sender@example.com "))
             self.assertFalse(os.path.exists(path + ".lock"))
             self.assertTrue(wait_for(lambda: d.queued() == set(), 5))
+
+
+class Lmtp(unittest.TestCase):
+    """LMTP into a real Dovecot, read back over IMAP."""
+
+    def test_delivery_into_dovecot_with_per_recipient_answers(self):
+        import imaplib
+        d = Daemon()
+        dovecot = Dovecot(d.dir, {"alice": "wonderland", "bob": "builder"})
+        try:
+            d.write_config(d.config_text().replace(
+                "domains: [test.example, localhost]",
+                f"domains:\n  - test.example\n  - {{name: localhost, "
+                f"lmtp: 127.0.0.1:{dovecot.lmtp_port}}}"))
+            with d.start():
+                m = Maildir()
+                body = b"Subject: via lmtp\r\n\r\n.leading dot\r\nthe body\r\n"
+                queue_id = m.send(d, ["alice@localhost", "bob@localhost", "carol@localhost"],
+                                  body)
+                # One transaction, one answer each: Dovecot knows alice and bob, not carol.
+                self.assertTrue(d.wait_log(rf"{queue_id}: to=<alice@localhost>, relay=local, "
+                                           r".*dsn=2\.0\.0, status=sent \(delivered over LMTP\)"),
+                                d.read_log())
+                self.assertTrue(d.wait_log(rf"{queue_id}: to=<bob@localhost>.*status=sent"))
+                self.assertTrue(d.wait_log(rf"{queue_id}: to=<carol@localhost>.*dsn=5\.1\.1, "
+                                           r"status=bounced \(LMTP RCPT refused"))
+                imap = imaplib.IMAP4("127.0.0.1", dovecot.imap_port)
+                imap.login("alice", "wonderland")
+                imap.select("INBOX")
+                _, ids = imap.search(None, "ALL")
+                self.assertEqual(len(ids[0].split()), 1)
+                _, data = imap.fetch(ids[0].split()[0], "(RFC822)")
+                fetched = data[0][1]
+                imap.logout()
+                self.assertTrue(fetched.startswith(b"Return-Path: <sender@example.com>\r\n"),
+                                fetched[:200])
+                self.assertTrue(fetched.endswith(body), fetched[-200:])
+        finally:
+            dovecot.stop()
+
+    def test_lmtp_server_down_defers(self):
+        d = Daemon()
+        d.write_config(d.config_text().replace(
+            "domains: [test.example, localhost]",
+            f"domains:\n  - {{name: localhost, lmtp: 127.0.0.1:{free_port()}}}"))
+        with d.start():
+            queue_id = Maildir().send(d, ["alice@localhost"])
+            self.assertTrue(d.wait_log(rf"{queue_id}: to=<alice@localhost>, .*dsn=4\.4\.1, "
+                                       r"status=deferred \(cannot connect"))
+            self.assertIn(queue_id, d.queued())
 
 
 class Bounces(unittest.TestCase):
