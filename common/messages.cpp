@@ -472,7 +472,7 @@ DeliverLocal DeliverLocal::decode(wire::Reader& r) {
   DeliverLocal m;
   read_queue_id(r, m.id);
   m.sender = r.str(kMaxField);
-  m.recipients.resize(r.count(kRecipientsPerBatch, 8));
+  m.recipients.resize(r.count(kLocalRecipientsPerJob, 8));
   for (auto& rcpt : m.recipients) {
     rcpt.index = r.u32();
     rcpt.address = r.str(kMaxField);
@@ -494,7 +494,7 @@ void DeliveryReport::encode(wire::Writer& w) const {
 DeliveryReport DeliveryReport::decode(wire::Reader& r) {
   DeliveryReport m;
   read_queue_id(r, m.id);
-  m.results.resize(r.count(kRecipientsPerBatch, 16));
+  m.results.resize(r.count(kLocalRecipientsPerJob, 16));
   for (auto& res : m.results) {
     res.index = r.u32();
     res.outcome = r.enumeration<DeliveryOutcome>(kDeliveryOutcomeCount);

@@ -502,6 +502,10 @@ struct LocalRecipient {
   friend bool operator==(const LocalRecipient&, const LocalRecipient&) = default;
 };
 
+// Recipients per DeliverLocal frame: mda makes each frame's Maildir deliveries durable
+// together, so bigger frames mean fewer flushes (and still fit a frame).
+constexpr size_t kLocalRecipientsPerJob = 1000;
+
 // Deliver this message (the descriptor: read-only) to these local recipients.
 struct DeliverLocal {
   static constexpr MessageInfo kInfo{Type::deliver_local, "deliver_local", roles(Role::queue),

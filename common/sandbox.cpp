@@ -81,8 +81,8 @@ std::span<const std::string_view> role_calls(Role role) {
                                                "shutdown", "getsockname", "getpeername"};
   // Maildirs: create, write, sync, rename into new/.
   static constexpr std::string_view kMda[] = {
-      "openat",    "mkdir",  "mkdirat",  "rename",  "renameat", "renameat2", "fsync",
-      "fdatasync", "unlink", "unlinkat", "pread64", "lstat",    "stat",      "ftruncate"};
+      "openat", "mkdir",    "mkdirat", "rename", "renameat", "renameat2", "fsync", "fdatasync",
+      "unlink", "unlinkat", "pread64", "lstat",  "stat",     "ftruncate", "syncfs"};
   switch (role) {
     case Role::mda:
       return kMda;

@@ -61,14 +61,23 @@ Result<std::string> maildir_for(std::string_view templ, std::string_view local_p
   return std::string(templ.substr(0, at)) + user + std::string(templ.substr(at + 2));
 }
 
-Result<std::string> deliver_to_maildir(const std::string& maildir, const std::string& header,
-                                       int message_fd, const std::string& unique) {
-  for (const char* sub : {"/tmp", "/new", "/cur"})
-    if (Status st = make_dirs(maildir + sub); !st.ok()) return st.error();
-  const std::string tmp = maildir + "/tmp/" + unique;
-  UniqueFd out(open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
-  if (!out) return errno_error("create " + tmp);
-  Status written = write_all(out.get(), header.data(), header.size());
+Result<StagedMaildir> stage_maildir(const std::string& maildir, const std::string& header,
+                                    int message_fd, const std::string& unique) {
+  StagedMaildir staged{maildir + "/tmp/" + unique, maildir + "/new/" + unique, maildir + "/new",
+                       UniqueFd()};
+  auto create = [&] {
+    staged.fd.reset(
+        open(staged.tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+  };
+  // Usually the Maildir exists: only when tmp/ is missing are the folders made (first mail).
+  create();
+  if (!staged.fd && errno == ENOENT) {
+    for (const char* sub : {"/tmp", "/new", "/cur"})
+      if (Status st = make_dirs(maildir + sub); !st.ok()) return st.error();
+    create();
+  }
+  if (!staged.fd) return errno_error("create " + staged.tmp_path);
+  Status written = write_all(staged.fd.get(), header.data(), header.size());
   char buf[65536];
   off_t offset = 0;
   while (written.ok()) {
@@ -80,21 +89,86 @@ Result<std::string> deliver_to_maildir(const std::string& maildir, const std::st
     }
     if (n == 0) break;
     offset += n;
-    written = write_all(out.get(), buf, static_cast<size_t>(n));
+    written = write_all(staged.fd.get(), buf, static_cast<size_t>(n));
   }
-  // The data is on disk before its name appears in new/.
-  if (written.ok() && fsync(out.get()) != 0) written = errno_error("fsync " + tmp);
-  const std::string final_path = maildir + "/new/" + unique;
-  if (written.ok() && rename(tmp.c_str(), final_path.c_str()) != 0)
-    written = errno_error("rename into new/");
   if (!written.ok()) {
-    unlink(tmp.c_str());
+    unlink(staged.tmp_path.c_str());
     return written.error();
   }
-  // The rename is durable once new/ is.
-  UniqueFd dir(open((maildir + "/new").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!dir || fsync(dir.get()) != 0) return errno_error("fsync " + maildir + "/new");
-  return final_path;
+  return staged;
+}
+
+namespace {
+
+// Makes what was written durable: one syncfs per filesystem on Linux, else each fd.
+Status sync_all(const std::vector<int>& fds) {
+#ifdef __linux__
+  std::vector<dev_t> done;
+  for (int fd : fds) {
+    struct stat st {};
+    if (fstat(fd, &st) != 0) return errno_error("fstat");
+    bool seen = false;
+    for (dev_t d : done) seen = seen || d == st.st_dev;
+    if (seen) continue;
+    if (syncfs(fd) != 0) return errno_error("syncfs");
+    done.push_back(st.st_dev);
+  }
+#else
+  for (int fd : fds)
+    if (fsync(fd) != 0) return errno_error("fsync");
+#endif
+  return ok_status();
+}
+
+}  // namespace
+
+std::vector<Status> publish_maildirs(std::vector<StagedMaildir>& staged) {
+  std::vector<Status> results(staged.size(), ok_status());
+  std::vector<int> fds;
+  for (const auto& s : staged) fds.push_back(s.fd.get());
+  // The data is on disk before any name appears in new/.
+  if (Status synced = sync_all(fds); !synced.ok()) {
+    for (size_t i = 0; i < staged.size(); ++i) {
+      unlink(staged[i].tmp_path.c_str());
+      results[i] = synced;
+    }
+    return results;
+  }
+  std::vector<int> published;
+  std::vector<UniqueFd> dirs;
+  for (size_t i = 0; i < staged.size(); ++i) {
+    if (rename(staged[i].tmp_path.c_str(), staged[i].new_path.c_str()) != 0) {
+      results[i] = errno_error("rename into new/");
+      unlink(staged[i].tmp_path.c_str());
+      continue;
+    }
+#ifdef __linux__
+    // syncfs through the file itself covers its filesystem, new/ included.
+    published.push_back(staged[i].fd.get());
+#else
+    dirs.emplace_back(open(staged[i].new_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (dirs.back()) published.push_back(dirs.back().get());
+#endif
+  }
+  // The renames are durable once their directories are.
+  const Status synced = sync_all(published);
+  for (auto& s : staged) s.fd.reset();
+  if (!synced.ok())
+    for (auto& r : results)
+      if (r.ok()) r = synced;
+  return results;
+}
+
+Result<std::string> deliver_to_maildir(const std::string& maildir, const std::string& header,
+                                       int message_fd, const std::string& unique) {
+  Result<StagedMaildir> staged = stage_maildir(maildir, header, message_fd, unique);
+  if (!staged.ok()) return staged.error();
+  std::vector<StagedMaildir> one;
+  one.push_back(std::move(staged).value());
+  const std::string path = one.front().new_path;
+  const std::vector<Status> results = publish_maildirs(one);
+  if (!results.front().ok()) return results.front().error();
+  return path;
 }
 
 }  // namespace postern::mda

@@ -7,6 +7,7 @@
 #include <ctime>
 
 #include <map>
+#include <optional>
 #include <string>
 
 #include "common/child.hpp"
@@ -36,30 +37,53 @@ class MdaProcess {
  private:
   void deliver(msg::Incoming& in, const msg::DeliverLocal& job) {
     msg::DeliveryReport report{.id = job.id, .results = {}};
-    // Recipients of an LMTP domain go in one transaction; the others one by one.
+    // Recipients of an LMTP domain go in one transaction; Maildir deliveries share their
+    // flushes (publish_maildirs); mbox deliveries go one by one.
     std::map<std::string, std::vector<msg::LocalRecipient>> by_lmtp;
+    std::vector<StagedMaildir> staged;
+    std::vector<msg::DeliveryResult> staged_results;
     for (const msg::LocalRecipient& rcpt : job.recipients) {
       auto it = domains_.find(domain_of(rcpt.address));
       if (it != domains_.end() && !it->second.lmtp.empty()) {
         by_lmtp[it->second.lmtp].push_back(rcpt);
-      } else {
-        report.results.push_back(deliver_one(job, rcpt, in.fd.get()));
+        continue;
       }
+      std::optional<StagedMaildir> maildir;
+      msg::DeliveryResult result = start_one(job, rcpt, in.fd.get(), maildir);
+      if (maildir) {
+        staged.push_back(std::move(*maildir));
+        staged_results.push_back(std::move(result));
+      } else {
+        report.results.push_back(std::move(result));
+      }
+    }
+    const std::vector<Status> published = publish_maildirs(staged);
+    for (size_t i = 0; i < staged_results.size(); ++i) {
+      msg::DeliveryResult& r = staged_results[i];
+      if (published[i].ok()) {
+        r.outcome = msg::DeliveryOutcome::delivered;
+        r.dsn = "2.0.0";
+        r.detail = "delivered to maildir";
+      } else {
+        r.detail = published[i].error().message;
+      }
+      report.results.push_back(std::move(r));
     }
     for (const auto& [target, rcpts] : by_lmtp) {
-      for (auto& r : deliver_lmtp(target, hostname_, job.sender, rcpts, in.fd.get())) {
-        ++runtime_
-              .counters()[r.outcome == msg::DeliveryOutcome::delivered ? "delivered" : "failed"];
+      for (auto& r : deliver_lmtp(target, hostname_, job.sender, rcpts, in.fd.get()))
         report.results.push_back(std::move(r));
-      }
     }
+    for (const auto& r : report.results)
+      ++runtime_.counters()[r.outcome == msg::DeliveryOutcome::delivered ? "delivered" : "failed"];
     ipc::Channel* queue = runtime_.peer(Role::queue);
     if (queue == nullptr || !msg::send(*queue, report, in.request_id))
       log::warn("%s: cannot report deliveries to the queue", job.id.c_str());
   }
 
-  msg::DeliveryResult deliver_one(const msg::DeliverLocal& job, const msg::LocalRecipient& rcpt,
-                                  int message_fd) {
+  // Delivers to an mbox at once, or stages a Maildir delivery (then `staged` is set and the
+  // result is only provisional), or says why neither is possible.
+  msg::DeliveryResult start_one(const msg::DeliverLocal& job, const msg::LocalRecipient& rcpt,
+                                int message_fd, std::optional<StagedMaildir>& staged) {
     msg::DeliveryResult result{.index = rcpt.index,
                                .outcome = msg::DeliveryOutcome::temporary_failure,
                                .dsn = "4.3.0",
@@ -83,23 +107,24 @@ class MdaProcess {
     }
     const std::string header =
         "Return-Path: <" + job.sender + ">\r\nDelivered-To: " + rcpt.address + "\r\n";
-    Status delivered = ok_status();
-    if (to_mbox) {
-      delivered = deliver_to_mbox(mailbox.value(), job.sender, header, message_fd, time(nullptr));
-    } else {
-      Result<std::string> path =
-          deliver_to_maildir(mailbox.value(), header, message_fd, unique_name());
-      if (!path.ok()) delivered = path.error();
-    }
-    if (!delivered.ok()) {
-      result.detail = delivered.error().message;
-      ++runtime_.counters()["failed"];
+    if (!to_mbox) {
+      Result<StagedMaildir> s = stage_maildir(mailbox.value(), header, message_fd, unique_name());
+      if (!s.ok()) {
+        result.detail = s.error().message;
+        return result;
+      }
+      staged = std::move(s).value();
       return result;
     }
-    ++runtime_.counters()["delivered"];
+    const Status delivered =
+        deliver_to_mbox(mailbox.value(), job.sender, header, message_fd, time(nullptr));
+    if (!delivered.ok()) {
+      result.detail = delivered.error().message;
+      return result;
+    }
     result.outcome = msg::DeliveryOutcome::delivered;
     result.dsn = "2.0.0";
-    result.detail = to_mbox ? "delivered to mbox" : "delivered to maildir";
+    result.detail = "delivered to mbox";
     return result;
   }
 

@@ -72,9 +72,9 @@ void Scheduler::dispatch(const std::string& id) {
     return;
   }
   Flight& flight = in_flight_[id];
-  for (size_t i = 0; i < todo.size(); i += msg::kRecipientsPerBatch) {
+  for (size_t i = 0; i < todo.size(); i += msg::kLocalRecipientsPerJob) {
     msg::DeliverLocal job{.id = id, .sender = e.sender, .recipients = {}};
-    const size_t end = std::min(todo.size(), i + msg::kRecipientsPerBatch);
+    const size_t end = std::min(todo.size(), i + msg::kLocalRecipientsPerJob);
     job.recipients.assign(todo.begin() + static_cast<std::ptrdiff_t>(i),
                           todo.begin() + static_cast<std::ptrdiff_t>(end));
     UniqueFd fd(fcntl(data->get(), F_DUPFD_CLOEXEC, 0));
