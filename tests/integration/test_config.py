@@ -38,6 +38,11 @@ class CheckMode(unittest.TestCase):
             self.assertIn(f"{d.config}:3:14: bad listener address '300.1.1.1:25'", r.stderr)
             self.assertIn(f"{d.config}:5:11: unknown listener role 'smpt'", r.stderr)
 
+    def test_shipped_example_is_valid(self):
+        example = os.path.join(os.path.dirname(__file__), "..", "..", "etc", "smtpd.yaml")
+        r = subprocess.run([SMTPD, "-n", "-f", example], capture_output=True, text=True)
+        self.assertEqual((r.returncode, r.stdout), (0, "configuration OK\n"), r.stderr)
+
     def test_missing_file(self):
         r = subprocess.run([SMTPD, "-n", "-f", "/nonexistent/smtpd.yaml"], capture_output=True,
                            text=True)
