@@ -41,9 +41,9 @@ constexpr std::array<std::string_view, 11> kTopKeys = {
 constexpr std::array<std::string_view, 2> kTlsKeys = {"certificate", "key"};
 constexpr std::array<std::string_view, 5> kDomainKeys = {"name", "users", "maildir", "mbox",
                                                          "lmtp"};
-constexpr std::array<std::string_view, 8> kLimitKeys = {
-    "message_size",    "recipients",      "errors",       "sessions",
-    "sessions_per_ip", "command_timeout", "data_timeout", "expire"};
+constexpr std::array<std::string_view, 10> kLimitKeys = {
+    "message_size",    "recipients",   "errors", "sessions",    "sessions_per_ip",
+    "command_timeout", "data_timeout", "expire", "retry_first", "retry_max"};
 constexpr std::array<std::string_view, 2> kControlKeys = {"socket", "group"};
 constexpr std::array<std::string_view, 4> kListenerKeys = {"address", "role", "name",
                                                            "plaintext_auth"};
@@ -823,6 +823,10 @@ class Walker {
     set32(fields[5], limits.command_timeout, "smh", 86400);
     set32(fields[6], limits.data_timeout, "smh", 86400);
     set32(fields[7], limits.expire, "smhd", 365 * 86400);
+    set32(fields[8], limits.retry_first, "smhd", 86400);
+    set32(fields[9], limits.retry_max, "smhd", 7 * 86400);
+    if (limits.retry_max < limits.retry_first && fields[9] != nullptr)
+      reporter_.at(fields[9]->value.mark, "'retry_max' is shorter than 'retry_first'");
   }
 
   // A listener with the positions the duplicate checks point at.

@@ -55,6 +55,8 @@ struct Limits {
   uint32_t command_timeout = 300;            // seconds; RFC 5321 4.5.3.2.7
   uint32_t data_timeout = 180;               // seconds between DATA blocks; 4.5.3.2.5
   uint32_t expire = 4 * 86400;               // seconds before undelivered mail bounces
+  uint32_t retry_first = 60;                 // seconds before the first retry...
+  uint32_t retry_max = 3600;                 // ...doubling up to this
   friend bool operator==(const Limits&, const Limits&) = default;
 };
 

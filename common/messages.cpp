@@ -419,6 +419,8 @@ void QueueConfig::encode(wire::Writer& w) const {
   for (const auto& d : local_domains) w.str(d);
   w.str(hostname);
   w.u32(expire);
+  w.u32(retry_first);
+  w.u32(retry_max);
 }
 QueueConfig QueueConfig::decode(wire::Reader& r) {
   QueueConfig m;
@@ -428,6 +430,9 @@ QueueConfig QueueConfig::decode(wire::Reader& r) {
   for (auto& d : m.local_domains) d = r.str(255);
   m.hostname = r.str(255);
   m.expire = r.u32();
+  m.retry_first = r.u32();
+  m.retry_max = r.u32();
+  if (m.retry_first == 0 || m.retry_max < m.retry_first) r.fail();
   return m;
 }
 

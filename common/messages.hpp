@@ -190,6 +190,8 @@ struct QueueConfig {
   std::vector<std::string> local_domains;  // their recipients are mda's to deliver
   std::string hostname;                    // names the reporting MTA in bounces
   uint32_t expire = 4 * 86400;             // seconds a message may wait before it bounces
+  uint32_t retry_first = 60;               // seconds before the first retry, doubling...
+  uint32_t retry_max = 3600;               // ...up to this
   void encode(wire::Writer& w) const;
   static QueueConfig decode(wire::Reader& r);
 };

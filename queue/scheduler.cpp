@@ -38,6 +38,8 @@ void Scheduler::configure(const msg::QueueConfig& config) {
   local_domains_ = {config.local_domains.begin(), config.local_domains.end()};
   hostname_ = config.hostname;
   expire_ = std::chrono::seconds(config.expire);
+  retry_first_ = std::chrono::seconds(config.retry_first);
+  retry_max_ = std::chrono::seconds(config.retry_max);
 }
 
 bool Scheduler::is_local(const std::string& address) const {
@@ -150,8 +152,8 @@ void Scheduler::settle(const std::string& id) {
   }
   if (!local_pending) return;
   const int attempt = ++attempts_[id];
-  auto wait = kFirstRetry * (1 << std::min(attempt - 1, 6));
-  if (wait > kMaxRetry) wait = kMaxRetry;
+  auto wait = retry_first_ * (int64_t{1} << std::min(attempt - 1, 20));
+  if (wait > retry_max_) wait = retry_max_;
   auto& timer = retries_[id];
   if (!timer) timer = std::make_unique<Timer>(runtime_.base(), [this, id] { dispatch(id); });
   timer->arm(std::chrono::duration_cast<std::chrono::milliseconds>(wait));

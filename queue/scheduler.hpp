@@ -19,10 +19,6 @@
 
 namespace postern::queue {
 
-// Retry delays double from the first to the cap.
-constexpr std::chrono::seconds kFirstRetry{60};
-constexpr std::chrono::seconds kMaxRetry{3600};
-
 class Scheduler {
  public:
   Scheduler(ChildRuntime& runtime, Spool& spool, Committer& committer);
@@ -53,7 +49,8 @@ class Scheduler {
   void dispatch(const std::string& id);
   void settle(const std::string& id);
   void expire_if_due(Envelope& e, Flight& flight);
-  void bounce(const Envelope& e, const std::vector<std::pair<uint32_t, msg::DeliveryResult>>& failed);
+  void bounce(const Envelope& e,
+              const std::vector<std::pair<uint32_t, msg::DeliveryResult>>& failed);
   void remove_from_spool(const std::string& id, const char* why);
   std::vector<std::string> select(const std::string& id_or_all, std::string& error) const;
   void update_counters();
@@ -64,6 +61,9 @@ class Scheduler {
   std::set<std::string, std::less<>> local_domains_;
   std::string hostname_ = "localhost";
   std::chrono::seconds expire_{4 * 86400};
+  // Retry delays double from the first to the cap (limits.retry_first, retry_max).
+  std::chrono::seconds retry_first_{60};
+  std::chrono::seconds retry_max_{3600};
   std::map<std::string, Envelope> messages_;  // committed, by id
   std::map<std::string, Flight> in_flight_;
   std::map<std::string, int> attempts_;

@@ -223,6 +223,8 @@ msg::QueueConfig Supervisor::queue_config() const {
   for (const auto& d : config_.domains) m.local_domains.push_back(d.name);
   m.hostname = config_.hostname;
   m.expire = config_.limits.expire;
+  m.retry_first = config_.limits.retry_first;
+  m.retry_max = config_.limits.retry_max;
   return m;
 }
 

@@ -98,6 +98,16 @@ class Maildir(unittest.TestCase):
             self.assertTrue(wait_for(lambda: maildir_files(self.mail, "bob"), 5), d.read_log())
             self.assertTrue(wait_for(lambda: d.queued() == set(), 5))
 
+    def test_deferred_recipients_are_retried_with_backoff(self):
+        d = Daemon(extra="limits:\n  retry_first: 1s\n  retry_max: 2s")
+        d.write_config(d.config_text())  # test.example has no mailbox: always deferred
+        with d.start():
+            queue_id = self.send(d, ["carol@test.example"])
+            # Attempts at about 0 s, 1 s, 3 s, 5 s: retried by itself, the gap capped at 2 s.
+            self.assertTrue(wait_for(lambda: d.read_log().count(
+                f"{queue_id}: to=<carol@test.example>") >= 4, 8), d.read_log())
+            self.assertIn(queue_id, d.queued())
+
     def test_killed_mda_is_restarted_and_mail_still_delivered(self):
         with self.daemon().start() as d:
             os.kill(d.status()["mda"]["pid"], signal.SIGKILL)
