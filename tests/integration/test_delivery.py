@@ -108,6 +108,24 @@ class Maildir(unittest.TestCase):
                 f"{queue_id}: to=<carol@test.example>") >= 4, 8), d.read_log())
             self.assertIn(queue_id, d.queued())
 
+    def test_mda_killed_in_the_middle_of_a_fanout(self):
+        users = 1000
+        d = Daemon(extra="limits:\n  recipients: 2000")
+        self.mail = os.path.join(d.dir, "mail")
+        d.write_config(d.config_text().replace(
+            "domains: [test.example, localhost]",
+            f"domains:\n  - {{name: localhost, maildir: {self.mail}/%u/Maildir}}"))
+        with d.start():
+            mda = d.status()["mda"]["pid"]
+            queue_id = self.send(d, [f"u{i}@localhost" for i in range(users)])
+            os.kill(mda, signal.SIGKILL)
+            self.assertTrue(wait_for(lambda: queue_id not in d.queued(), 30), d.read_log())
+            counts = [len(maildir_files(self.mail, f"u{i}")) for i in range(users)]
+            # Everyone has it; only what mda had in hand when killed may be there twice.
+            self.assertEqual(min(counts), 1)
+            self.assertLessEqual(max(counts), 2)
+            self.assertTrue(d.wait_log(r"mda \(pid \d+\) was killed by signal 9"))
+
     def test_killed_mda_is_restarted_and_mail_still_delivered(self):
         with self.daemon().start() as d:
             os.kill(d.status()["mda"]["pid"], signal.SIGKILL)
