@@ -100,9 +100,18 @@ Result<StagedMaildir> stage_maildir(const std::string& maildir, const std::strin
 
 namespace {
 
-// Makes what was written durable: one syncfs per filesystem on Linux, else each fd.
+// Beyond this many files one syncfs per filesystem is cheaper than an fsync each.
+constexpr size_t kSyncfsBatch = 4;
+
+// Makes what was written durable: one syncfs per filesystem for many files (Linux), else an
+// fsync each (syncfs also flushes whatever else is dirty on the filesystem).
 Status sync_all(const std::vector<int>& fds) {
 #ifdef __linux__
+  if (fds.size() <= kSyncfsBatch) {
+    for (int fd : fds)
+      if (fsync(fd) != 0) return errno_error("fsync");
+    return ok_status();
+  }
   std::vector<dev_t> done;
   for (int fd : fds) {
     struct stat st {};
@@ -142,13 +151,14 @@ std::vector<Status> publish_maildirs(std::vector<StagedMaildir>& staged) {
       unlink(staged[i].tmp_path.c_str());
       continue;
     }
-#ifdef __linux__
-    // syncfs through the file itself covers its filesystem, new/ included.
-    published.push_back(staged[i].fd.get());
-#else
-    dirs.emplace_back(open(staged[i].new_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (dirs.back()) published.push_back(dirs.back().get());
-#endif
+    // The rename is durable once new/ is: for a big batch one syncfs through any file covers
+    // the filesystem, new/ included; otherwise each new/ is fsynced.
+    if (staged.size() > kSyncfsBatch) {
+      published.push_back(staged[i].fd.get());
+    } else {
+      dirs.emplace_back(open(staged[i].new_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      if (dirs.back()) published.push_back(dirs.back().get());
+    }
   }
   // The renames are durable once their directories are.
   const Status synced = sync_all(published);

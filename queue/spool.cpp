@@ -194,16 +194,18 @@ Result<UniqueFd> Spool::stage(Envelope& envelope, int data_fd) {
 
 Status Spool::sync_staged(std::span<const StagedFiles> staged) {
 #ifdef __linux__
-  // One filesystem-wide flush for the whole batch: measured 3-4 ms for 50 messages against
-  // 180-270 ms for 100 fdatasyncs one after another on this kind of disk.
-  (void)staged;
-  if (syncfs(incoming_.get()) != 0) return errno_error("syncfs");
-#else
+  // A big batch shares one filesystem-wide flush: measured 3-4 ms for 50 messages against
+  // 180-270 ms for 100 fdatasyncs one after another. A lone message is cheaper with its own
+  // two, since syncfs also flushes whatever else is dirty on the filesystem.
+  if (staged.size() > kSyncfsBatch) {
+    if (syncfs(incoming_.get()) != 0) return errno_error("syncfs");
+    return ok_status();
+  }
+#endif
   for (const StagedFiles& files : staged) {
     if (fdatasync(files.data) != 0) return errno_error("fdatasync data");
     if (fdatasync(files.envelope) != 0) return errno_error("fdatasync envelope");
   }
-#endif
   return ok_status();
 }
 

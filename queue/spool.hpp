@@ -30,6 +30,9 @@ struct Recovery {
   size_t corrupt = 0;                  // envelopes moved to corrupt/
 };
 
+// Batches larger than this share one syncfs; smaller ones fdatasync each file (Linux).
+constexpr size_t kSyncfsBatch = 4;
+
 class Spool {
  public:
   // root is the spool as this process sees it ("/" when chrooted into it).
