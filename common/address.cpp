@@ -2,6 +2,7 @@
 // §3.3 for UTF-8). Input comes straight from MAIL FROM/RCPT TO or from tables: every byte is
 // checked here, and nothing is interpreted beyond the grammar (no routing, no lookups, no I/O).
 #include "common/address.hpp"
+#include "common/ascii.hpp"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -11,6 +12,11 @@
 
 namespace postern::address {
 namespace {
+
+using ascii::is_alpha;
+using ascii::is_atext;
+using ascii::is_control;
+using ascii::is_digit;
 
 constexpr std::string_view kPostmaster = "postmaster";
 // RFC 5321 §4.1.3: the only Standardized-tag we know; other General-address-literals name
@@ -30,25 +36,6 @@ struct Domain {
 
 Error fail(const char* message) {
   return make_error(message);
-}
-
-bool is_control(unsigned char c) {
-  return c < 0x20 || c == 0x7f;
-}
-
-bool is_alpha(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-
-bool is_digit(unsigned char c) {
-  return c >= '0' && c <= '9';
-}
-
-// RFC 5322 §3.2.3.
-bool is_atext(unsigned char c) {
-  if (is_alpha(c) || is_digit(c)) return true;
-  constexpr std::string_view kSpecials = "!#$%&'*+-/=?^_`{|}~";
-  return kSpecials.find(static_cast<char>(c)) != std::string_view::npos;
 }
 
 // RFC 5321 §4.1.2 qtextSMTP: printable ASCII except '"' and '\'.

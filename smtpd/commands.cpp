@@ -2,11 +2,17 @@
 // parameter values. Input is untrusted client text without CRLF (fuzzed); addresses are left
 // as tokens for common/address, and nothing here knows the session state.
 #include "smtpd/commands.hpp"
+#include "common/ascii.hpp"
 
 #include <array>
 
 namespace postern::smtp {
 namespace {
+
+using ascii::is_alpha;
+using ascii::is_atext;
+using ascii::is_control;
+using ascii::is_digit;
 
 struct VerbName {
   std::string_view name;
@@ -32,27 +38,8 @@ constexpr std::array<VerbName, 13> kVerbs = {{
 // 2^64 has 20 digits; RFC 1870 §6 size-value is 1*20DIGIT.
 constexpr size_t kMaxDecimalDigits = 20;
 
-bool is_control(unsigned char c) {
-  return c < 0x20 || c == 0x7f;
-}
-
-bool is_alpha(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-
-bool is_digit(unsigned char c) {
-  return c >= '0' && c <= '9';
-}
-
-// RFC 5322 §3.2.3, for the addr-type atom of ORCPT.
-bool is_atext(unsigned char c) {
-  if (is_alpha(c) || is_digit(c)) return true;
-  constexpr std::string_view kSpecials = "!#$%&'*+-/=?^_`{|}~";
-  return kSpecials.find(static_cast<char>(c)) != std::string_view::npos;
-}
-
-char upper(char c) {
-  return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c;
+constexpr char upper(char c) {
+  return ascii::to_upper(c);
 }
 
 std::string upper_ascii(std::string_view text) {

@@ -13,6 +13,7 @@
 #include <ctime>
 
 #include "common/address.hpp"
+#include "common/ascii.hpp"
 #include "common/log.hpp"
 #include "smtpd/received.hpp"
 #include "smtpd/server.hpp"
@@ -25,12 +26,7 @@ constexpr size_t kSpoolChunk = 64 * 1024;
 // Input read ahead of processing: bounds memory while a session waits for an answer.
 constexpr size_t kReadHighWater = 64 * 1024;
 
-std::string upper(std::string_view s) {
-  std::string out(s);
-  for (char& c : out)
-    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
-  return out;
-}
+using ascii::upper;
 
 }  // namespace
 
