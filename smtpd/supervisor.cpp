@@ -164,13 +164,9 @@ void Supervisor::spawn(Child& c) {
 }
 
 void Supervisor::send_startup(Child& c) {
-  bool queued = true;
+  bool queued = send_config(c);
   switch (c.role) {
     case Role::smtp:
-      queued = msg::send(*c.channel, msg::SmtpConfig{.hostname = config_.hostname,
-                                                     .limits = config_.limits,
-                                                     .auth = config_.credentials.has_value()});
-      queued = queued && msg::send(*c.channel, tls_message());
       for (const auto& l : listeners_) {
         queued = queued && msg::send(*c.channel,
                                      msg::ListenerAdd{.id = l.id,
@@ -181,19 +177,9 @@ void Supervisor::send_startup(Child& c) {
                                      0, UniqueFd(fcntl(l.fd.get(), F_DUPFD_CLOEXEC, 0)));
       }
       break;
-    case Role::queue:
-      queued = msg::send(*c.channel, queue_config());
-      break;
-    case Role::mda:
-      queued = msg::send(*c.channel, mda_config());
-      break;
-    case Role::lookup:
-      queued = msg::send(*c.channel, msg::LookupConfig{.domains = config_.domains});
-      queued = queued && send_credentials(c);
-      break;
     case Role::control:
-      queued = msg::send(*c.channel, msg::ControlSocket{}, 0,
-                         UniqueFd(fcntl(control_socket_.get(), F_DUPFD_CLOEXEC, 0)));
+      queued = queued && msg::send(*c.channel, msg::ControlSocket{}, 0,
+                                   UniqueFd(fcntl(control_socket_.get(), F_DUPFD_CLOEXEC, 0)));
       break;
     default:
       break;
@@ -201,6 +187,26 @@ void Supervisor::send_startup(Child& c) {
   wire_peers(c);
   queued = queued && msg::send(*c.channel, start_message(c.role));
   if (!queued) kill_child(c, "its start-up messages could not be queued");
+}
+
+// The part of the configuration each child needs: at start-up and again on every reload.
+bool Supervisor::send_config(Child& c) {
+  switch (c.role) {
+    case Role::smtp:
+      return msg::send(*c.channel, msg::SmtpConfig{.hostname = config_.hostname,
+                                                   .limits = config_.limits,
+                                                   .auth = config_.credentials.has_value()}) &&
+             msg::send(*c.channel, tls_message());
+    case Role::queue:
+      return msg::send(*c.channel, queue_config());
+    case Role::mda:
+      return msg::send(*c.channel, mda_config());
+    case Role::lookup:
+      return msg::send(*c.channel, msg::LookupConfig{.domains = config_.domains}) &&
+             send_credentials(c);
+    default:
+      return true;
+  }
 }
 
 // The table is root's; lookup gets an open descriptor and reads it itself, at start and at
@@ -487,26 +493,13 @@ void Supervisor::reload() {
   keep("control.group", next.control.group, config_.control.group);
 
   apply_listeners(next.listeners);
-  Child& smtp = child(Role::smtp);
   tls_ = std::move(next_tls);
   config_ = std::move(next);
-  if (smtp.channel &&
-      (!msg::send(*smtp.channel, msg::SmtpConfig{.hostname = config_.hostname,
-                                                 .limits = config_.limits,
-                                                 .auth = config_.credentials.has_value()}) ||
-       !msg::send(*smtp.channel, tls_message())))
-    log::warn("cannot send smtp its new configuration");
-  Child& queue = child(Role::queue);
-  if (queue.channel && !msg::send(*queue.channel, queue_config()))
-    log::warn("cannot send the queue its new configuration");
-  Child& mda = child(Role::mda);
-  if (mda.channel && !msg::send(*mda.channel, mda_config()))
-    log::warn("cannot send mda its new configuration");
-  Child& lookup = child(Role::lookup);
-  if (lookup.channel &&
-      (!msg::send(*lookup.channel, msg::LookupConfig{.domains = config_.domains}) ||
-       !send_credentials(lookup)))
-    log::warn("cannot send lookup its new configuration");
+  for (Role role : kChildRoles) {
+    Child& c = child(role);
+    if (c.channel && !send_config(c))
+      log::warn("cannot send %s its new configuration", name_of(role).c_str());
+  }
   log::info("configuration reloaded from %s", options_.config_path.c_str());
 }
 

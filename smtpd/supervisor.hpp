@@ -92,6 +92,7 @@ class Supervisor {
   msg::TlsConfig tls_message() const;
   msg::QueueConfig queue_config() const;
   msg::MdaConfig mda_config() const;
+  bool send_config(Child& c);
   bool send_credentials(Child& lookup);
   void leave_loop_when_done();
 
