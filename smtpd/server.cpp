@@ -194,33 +194,6 @@ void Server::fail_requests_to(Role peer) {
     if (auto s = sessions_.find(id); s != sessions_.end()) s->second->on_request_lost();
 }
 
-bool Server::ask_lookup(Session& session, const msg::RcptCheck& check) {
-  ipc::Channel* lookup = runtime_.peer(Role::lookup);
-  if (lookup == nullptr) return false;
-  const uint32_t id = track(session, Role::lookup);
-  if (msg::send(*lookup, check, id)) return true;
-  pending_.erase(id);
-  return false;
-}
-
-bool Server::ask_lookup_auth(Session& session, const msg::AuthCheck& check) {
-  ipc::Channel* lookup = runtime_.peer(Role::lookup);
-  if (lookup == nullptr) return false;
-  const uint32_t id = track(session, Role::lookup);
-  if (msg::send(*lookup, check, id)) return true;
-  pending_.erase(id);
-  return false;
-}
-
-bool Server::ask_queue_open(Session& session) {
-  ipc::Channel* queue = runtime_.peer(Role::queue);
-  if (queue == nullptr) return false;
-  const uint32_t id = track(session, Role::queue);
-  if (msg::send(*queue, msg::MessageOpen{}, id)) return true;
-  pending_.erase(id);
-  return false;
-}
-
 bool Server::ask_queue_commit(Session& session, const Envelope& envelope) {
   ipc::Channel* queue = runtime_.peer(Role::queue);
   if (queue == nullptr) return false;
@@ -236,10 +209,7 @@ bool Server::ask_queue_commit(Session& session, const Envelope& envelope) {
   commit.envelope = envelope;
   commit.envelope.recipients.clear();
   commit.recipient_count = static_cast<uint32_t>(all.size());
-  const uint32_t id = track(session, Role::queue);
-  if (msg::send(*queue, commit, id)) return true;
-  pending_.erase(id);
-  return false;
+  return ask(session, Role::queue, commit);
 }
 
 void Server::tell_queue_abort(const std::string& queue_id) {

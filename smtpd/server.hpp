@@ -27,12 +27,19 @@ class Server {
   tls* tls_server() const { return tls_server_.get(); }
   event_base* base() const { return runtime_.base(); }
 
-  // Requests on behalf of a session; false when the process that answers is not there.
-  bool ask_lookup(Session& session, const msg::RcptCheck& check);
-  bool ask_lookup_auth(Session& session, const msg::AuthCheck& check);
+  // Requests on behalf of a session: m goes to the process `to`, its answer comes back to
+  // the session by request id. False when that process is not there.
+  template <typename M>
+  bool ask(Session& session, Role to, const M& m) {
+    ipc::Channel* channel = runtime_.peer(to);
+    if (channel == nullptr) return false;
+    const uint32_t id = track(session, to);
+    if (msg::send(*channel, m, id)) return true;
+    pending_.erase(id);
+    return false;
+  }
   // A credentials table is configured: AUTH may be offered.
   bool auth_available() const { return auth_; }
-  bool ask_queue_open(Session& session);
   bool ask_queue_commit(Session& session, const Envelope& envelope);
   void tell_queue_abort(const std::string& queue_id);
 

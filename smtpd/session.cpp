@@ -399,7 +399,7 @@ void Session::cmd_rcpt(const Command& c) {
   if (!m.domain.empty() && !address::is_dot_string(m.local_part))
     rcpt.address = address::to_string(
         address::Mailbox{m.local_part, check.domain, m.quoted, m.literal, m.utf8});
-  if (!server_.ask_lookup(*this, check)) {
+  if (!server_.ask(*this, Role::lookup, check)) {
     reply(451, "4.3.0", "Recipient check unavailable, try again later");
     return;
   }
@@ -444,7 +444,7 @@ void Session::cmd_data(const Command&) {
     bad_command(503, "5.5.1", "DATA after BDAT");
     return;
   }
-  if (!server_.ask_queue_open(*this)) {
+  if (!server_.ask(*this, Role::queue, msg::MessageOpen{})) {
     reply(451, "4.3.0", "Queue unavailable, try again later");
     return;
   }
@@ -929,7 +929,7 @@ void Session::handle_auth_line(const std::string& line) {
 void Session::check_credentials(std::string user, std::string password) {
   msg::AuthCheck check{
       .user = user, .password = std::move(password), .client_address = client_address_};
-  const bool asked = server_.ask_lookup_auth(*this, check);
+  const bool asked = server_.ask(*this, Role::lookup, check);
   explicit_bzero(check.password.data(), check.password.size());
   if (!asked) {
     reply(454, "4.7.0", "Temporary authentication failure");
@@ -1004,7 +1004,7 @@ void Session::cmd_bdat(const Command& c) {
     return;
   }
   txn_->chunked = true;
-  if (!server_.ask_queue_open(*this)) {
+  if (!server_.ask(*this, Role::queue, msg::MessageOpen{})) {
     chunk_refusal_ = {451, "4.3.0", "Queue unavailable, try again later"};
     phase_ = Phase::chunk;
     return;
