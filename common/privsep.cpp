@@ -2,6 +2,7 @@
 // chroot while root, bounding set cleared while CAP_SETPCAP is still held, then the id change
 // (libcap-ng does setgroups/setresgid/setresuid), then no capability left, then no_new_privs.
 #include "common/privsep.hpp"
+#include "common/io.hpp"
 
 #include <cap-ng.h>
 #include <grp.h>
@@ -12,14 +13,6 @@
 #include <cstring>
 
 namespace postern::privsep {
-namespace {
-
-Error errno_error(const std::string& what) {
-  return make_error(what + ": " + std::strerror(errno));
-}
-
-}  // namespace
-
 Status drop_privileges(uid_t uid, gid_t gid, const std::string& jail) {
   if (uid == 0 || gid == 0) return make_error("refusing to run a child as root");
   if (!jail.empty()) {

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "common/child.hpp"
+#include "common/io.hpp"
 #include "common/log.hpp"
 #include "lookup/credentials.hpp"
 #include "lookup/recipients.hpp"
@@ -53,23 +54,12 @@ class LookupProcess {
 
   // A table with any error is refused whole and the one in use is kept.
   void load_credentials(const std::string& name, int fd) {
-    std::string text;
-    char buf[65536];
-    for (;;) {
-      const ssize_t n = read(fd, buf, sizeof buf);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        log::error("credentials %s: %s", name.c_str(), std::strerror(errno));
-        return;
-      }
-      if (n == 0) break;
-      text.append(buf, static_cast<size_t>(n));
-      if (text.size() > kMaxTableBytes) {
-        log::error("credentials %s: larger than %zu bytes; not loaded", name.c_str(),
-                   kMaxTableBytes);
-        return;
-      }
+    Result<std::string> read = read_all(fd, kMaxTableBytes);
+    if (!read.ok()) {
+      log::error("credentials %s: %s; not loaded", name.c_str(), read.error().message.c_str());
+      return;
     }
+    std::string& text = read.value();
     auto table = CredentialTable::parse(text, name);
     explicit_bzero(text.data(), text.size());
     if (!table.ok()) {

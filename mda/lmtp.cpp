@@ -9,10 +9,12 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 
 #include "common/config.hpp"
 #include "common/fd.hpp"
+#include "common/io.hpp"
 
 namespace postern::mda {
 namespace {
@@ -187,19 +189,14 @@ std::vector<msg::DeliveryResult> deliver_lmtp(const std::string& target,
     c.send("QUIT\r\n");
     return results;
   }
-  std::string message;
-  char buf[65536];
-  for (off_t offset = 0;;) {
-    const ssize_t n = pread(message_fd, buf, sizeof buf, offset);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return all(msg::DeliveryOutcome::temporary_failure, "4.3.0", "cannot read");
-    if (n == 0) break;
-    message.append(buf, static_cast<size_t>(n));
-    offset += n;
-  }
+  // (Our own spool file, whose size was checked when it was received.)
+  const Result<std::string> message = read_all(message_fd, SIZE_MAX);
+  if (!message.ok())
+    return all(msg::DeliveryOutcome::temporary_failure, "4.3.0",
+               "cannot read the message: " + message.error().message);
   const std::string header = "Return-Path: <" + sender + ">\r\n";
   if (!c.send("DATA\r\n") || c.reply().code != 354) return broke("DATA");
-  if (!c.send(dot_stuff(header + message))) return broke("the message");
+  if (!c.send(dot_stuff(header + message.value()))) return broke("the message");
   // RFC 2033 4.2: one reply per accepted recipient, in order.
   for (const msg::LocalRecipient* r : accepted) {
     const LmtpReply reply = c.reply();

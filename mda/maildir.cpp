@@ -9,13 +9,10 @@
 #include <cstring>
 
 #include "common/fd.hpp"
+#include "common/io.hpp"
 
 namespace postern::mda {
 namespace {
-
-Error errno_error(const std::string& what) {
-  return make_error(what + ": " + std::strerror(errno));
-}
 
 // mkdir -p, each level without following links.
 Status make_dirs(const std::string& path) {
@@ -29,19 +26,6 @@ Status make_dirs(const std::string& path) {
     if (!S_ISDIR(st.st_mode)) return make_error(prefix + " is not a directory");
     if (next == std::string::npos) break;
     pos = next + 1;
-  }
-  return ok_status();
-}
-
-Status write_all(int fd, const char* data, size_t size) {
-  while (size > 0) {
-    const ssize_t n = write(fd, data, size);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno_error("write");
-    }
-    data += n;
-    size -= static_cast<size_t>(n);
   }
   return ok_status();
 }
@@ -77,7 +61,7 @@ Result<StagedMaildir> stage_maildir(const std::string& maildir, const std::strin
     create();
   }
   if (!staged.fd) return errno_error("create " + staged.tmp_path);
-  Status written = write_all(staged.fd.get(), header.data(), header.size());
+  Status written = write_all(staged.fd.get(), header);
   char buf[65536];
   off_t offset = 0;
   while (written.ok()) {
@@ -89,7 +73,7 @@ Result<StagedMaildir> stage_maildir(const std::string& maildir, const std::strin
     }
     if (n == 0) break;
     offset += n;
-    written = write_all(staged.fd.get(), buf, static_cast<size_t>(n));
+    written = write_all(staged.fd.get(), std::string_view(buf, static_cast<size_t>(n)));
   }
   if (!written.ok()) {
     unlink(staged.tmp_path.c_str());

@@ -6,16 +6,14 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 
 #include "common/fd.hpp"
+#include "common/io.hpp"
 
 namespace postern::mda {
 namespace {
-
-Error errno_error(const std::string& what) {
-  return make_error(what + ": " + std::strerror(errno));
-}
 
 // Lock attempts before the delivery is deferred: a reader holding the box keeps mail queued,
 // never blocks this process for long.
@@ -72,22 +70,15 @@ std::string mboxrd_escape(std::string_view message) {
 Status deliver_to_mbox(const std::string& path, const std::string& sender,
                        const std::string& header, int message_fd, time_t now) {
   // The message is read whole: mbox needs it escaped line by line anyway.
-  std::string message = header;
-  char buf[65536];
-  for (off_t offset = 0;;) {
-    const ssize_t n = pread(message_fd, buf, sizeof buf, offset);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return errno_error("read the message");
-    if (n == 0) break;
-    message.append(buf, static_cast<size_t>(n));
-    offset += n;
-  }
+  // (Our own spool file, whose size was checked when it was received.)
+  Result<std::string> message = read_all(message_fd, SIZE_MAX);
+  if (!message.ok()) return make_error("reading the message: " + message.error().message);
   char date[32];
   tm utc{};
   gmtime_r(&now, &utc);
   strftime(date, sizeof date, "%a %b %e %H:%M:%S %Y", &utc);
   const std::string entry = "From " + (sender.empty() ? std::string("MAILER-DAEMON") : sender) +
-                            " " + date + "\n" + mboxrd_escape(message) + "\n";
+                            " " + date + "\n" + mboxrd_escape(header + message.value()) + "\n";
 
   DotLock dotlock(path + ".lock");
   if (Status st = dotlock.acquire(); !st.ok()) return st;
@@ -106,17 +97,7 @@ Status deliver_to_mbox(const std::string& path, const std::string& sender,
     usleep(kLockPause);
   }
   const off_t before = st.st_size;
-  std::string_view rest = entry;
-  Status written = ok_status();
-  while (!rest.empty()) {
-    const ssize_t n = write(box.get(), rest.data(), rest.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      written = errno_error("write " + path);
-      break;
-    }
-    rest.remove_prefix(static_cast<size_t>(n));
-  }
+  Status written = write_all(box.get(), entry);
   if (written.ok() && fsync(box.get()) != 0) written = errno_error("fsync " + path);
   // Half a message would corrupt every later one: cut it off.
   if (!written.ok()) (void)!ftruncate(box.get(), before);

@@ -6,9 +6,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <ctime>
 
+#include "common/io.hpp"
 #include "common/log.hpp"
 #include "queue/bounce.hpp"
 
@@ -193,16 +195,10 @@ void Scheduler::bounce(const Envelope& e,
   }
   if (report.empty()) return;
   Result<UniqueFd> data = spool_.open_message(e.id);
-  std::string original;
-  if (data.ok()) {
-    char buf[65536];
-    for (off_t offset = 0;;) {
-      const ssize_t n = pread(data->get(), buf, sizeof buf, offset);
-      if (n <= 0) break;
-      original.append(buf, static_cast<size_t>(n));
-      offset += n;
-    }
-  }
+  // (Our own spool file, whose size was checked when it was received.)
+  Result<std::string> read =
+      data.ok() ? read_all(data->get(), SIZE_MAX) : Result<std::string>(data.error());
+  const std::string original = read.ok() ? std::move(read).value() : std::string();
   Result<NewMessage> created = spool_.create();
   if (!created.ok()) {
     log::error("%s: cannot create a bounce: %s", e.id.c_str(), created.error().message.c_str());
@@ -210,16 +206,10 @@ void Scheduler::bounce(const Envelope& e,
   }
   NewMessage& m = created.value();
   const std::string text = make_bounce(e, report, original, hostname_, m.id, time(nullptr));
-  std::string_view rest = text;
-  while (!rest.empty()) {
-    const ssize_t n = write(m.ours.get(), rest.data(), rest.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      log::error("%s: cannot write a bounce: %s", e.id.c_str(), std::strerror(errno));
-      spool_.discard(m.id);
-      return;
-    }
-    rest.remove_prefix(static_cast<size_t>(n));
+  if (Status written = write_all(m.ours.get(), text); !written.ok()) {
+    log::error("%s: cannot write a bounce: %s", e.id.c_str(), written.error().message.c_str());
+    spool_.discard(m.id);
+    return;
   }
   Envelope b;
   b.id = m.id;

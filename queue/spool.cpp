@@ -11,42 +11,12 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/io.hpp"
 #include "common/log.hpp"
 #include "queue/envelope_file.hpp"
 
 namespace postern::queue {
 namespace {
-
-Error errno_error(const std::string& what) {
-  return make_error(what + ": " + std::strerror(errno));
-}
-
-Status write_all(int fd, std::string_view bytes) {
-  while (!bytes.empty()) {
-    const ssize_t n = write(fd, bytes.data(), bytes.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno_error("write");
-    }
-    bytes.remove_prefix(static_cast<size_t>(n));
-  }
-  return ok_status();
-}
-
-Result<std::string> read_all(int fd) {
-  std::string text;
-  char buf[65536];
-  for (;;) {
-    const ssize_t n = read(fd, buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno_error("read");
-    }
-    if (n == 0) return text;
-    if (text.size() + static_cast<size_t>(n) > kMaxEnvelopeBytes) return make_error("too large");
-    text.append(buf, static_cast<size_t>(n));
-  }
-}
 
 UniqueFd open_area(int root, const char* name) {
   if (mkdirat(root, name, 0700) != 0 && errno != EEXIST) return UniqueFd();
@@ -100,7 +70,8 @@ Recovery Spool::recover() {
     const std::string id = id_of(name, ".env");
     if (id.empty()) continue;
     UniqueFd fd(openat(queue_.get(), name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-    Result<std::string> text = fd ? read_all(fd.get()) : Result<std::string>(errno_error("open"));
+    Result<std::string> text =
+        fd ? read_all(fd.get(), kMaxEnvelopeBytes) : Result<std::string>(errno_error("open"));
     Result<Envelope> envelope =
         text.ok() ? decode_envelope(text.value()) : Result<Envelope>(text.error());
     struct stat st {};

@@ -1,5 +1,6 @@
 // Host preparation for the parent; see host.hpp.
 #include "smtpd/host.hpp"
+#include "common/io.hpp"
 
 #include <fcntl.h>
 #include <grp.h>
@@ -16,10 +17,6 @@
 
 namespace postern::smtpd {
 namespace {
-
-Error errno_error(const std::string& what) {
-  return make_error(what + ": " + std::strerror(errno));
-}
 
 Status make_dirs(const std::string& path) {
   std::error_code ec;

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "common/fd.hpp"
+#include "common/io.hpp"
 #include "common/tls.hpp"
 
 namespace postern::smtpd {
@@ -16,19 +17,8 @@ namespace {
 Result<std::string> read_pem(const std::string& path) {
   UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) return make_error(path + ": " + std::strerror(errno));
-  std::string text;
-  char buf[4096];
-  for (;;) {
-    const ssize_t n = read(fd.get(), buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return make_error(path + ": " + std::strerror(errno));
-    }
-    if (n == 0) break;
-    text.append(buf, static_cast<size_t>(n));
-    if (text.size() > kMaxPemSize)
-      return make_error(path + ": larger than " + std::to_string(kMaxPemSize) + " bytes");
-  }
+  Result<std::string> text = read_all(fd.get(), kMaxPemSize);
+  if (!text.ok()) return make_error(path + ": " + text.error().message);
   return text;
 }
 
