@@ -179,10 +179,10 @@ void Channel::read_some() {
     in_.erase(in_.begin(), in_.begin() + static_cast<std::ptrdiff_t>(in_start_));
     in_start_ = 0;
   }
-  const size_t old_size = in_.size();
-  in_.resize(old_size + kReadChunk);
-
-  iovec iov{in_.data() + old_size, kReadChunk};
+  // Received into a scratch buffer and appended: growing in_ by a whole chunk first would
+  // zero 64 KiB on every read. One per thread; every channel runs on its thread's loop.
+  static thread_local std::array<uint8_t, kReadChunk> scratch;
+  iovec iov{scratch.data(), scratch.size()};
   alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int) * kMaxFdsPerRead)> control{};
   msghdr msg{};
   msg.msg_iov = &iov;
@@ -191,7 +191,7 @@ void Channel::read_some() {
   msg.msg_controllen = control.size();
   const ssize_t n = recvmsg(socket_.get(), &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
   const int err = errno;
-  in_.resize(old_size + static_cast<size_t>(std::max<ssize_t>(n, 0)));
+  if (n > 0) in_.insert(in_.end(), scratch.data(), scratch.data() + n);
 
   if (n < 0) {
     if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) return;

@@ -590,9 +590,13 @@ Status Dispatcher::dispatch(Role from, ipc::Frame&& frame) {
   auto handler = handlers_.find(frame.type);
   if (handler == handlers_.end()) return make_error(name + " is not handled here");
   Incoming in{from, frame.request_id, frame.pid, std::move(frame.fd)};
-  // Copy: the handler may replace handlers or destroy the channel this frame came from.
-  const Handler h = handler->second;
-  if (!h(in, frame.payload)) return make_error("malformed " + name + " payload");
+  // Called in place (no copy per frame): on() refuses to replace a handler meanwhile, and
+  // the payload is this function's own even if the handler destroys the channel.
+  const std::vector<uint8_t> payload = std::move(frame.payload);
+  dispatching_ = true;
+  const bool decoded = handler->second(in, payload);
+  dispatching_ = false;
+  if (!decoded) return make_error("malformed " + name + " payload");
   return ok_status();
 }
 

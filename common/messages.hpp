@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
 #include <optional>
 #include <span>
@@ -590,8 +591,10 @@ class Dispatcher {
  public:
   explicit Dispatcher(Role self) : self_(self) {}
 
+  // Handlers are registered while a process sets up, never from inside a handler.
   template <typename M>
   void on(std::function<void(Incoming&, M&&)> handler) {
+    if (dispatching_) std::abort();
     handlers_[static_cast<uint16_t>(M::kInfo.type)] =
         [h = std::move(handler)](Incoming& in, std::span<const uint8_t> payload) {
           std::optional<M> m = decode_payload<M>(payload);
@@ -610,6 +613,7 @@ class Dispatcher {
   using Handler = std::function<bool(Incoming&, std::span<const uint8_t>)>;
   Role self_;
   std::unordered_map<uint16_t, Handler> handlers_;
+  bool dispatching_ = false;
 };
 
 }  // namespace postern::msg
