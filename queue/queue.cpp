@@ -22,6 +22,34 @@ namespace {
 // Messages smtp may have open at once; a peer that opens more is misbehaving.
 constexpr size_t kMaxOpenMessages = 10000;
 
+// A long answer to smtpctl: text sent in pieces that each fit a frame, ended by a CtlResult.
+class LongAnswer {
+ public:
+  LongAnswer(ipc::Channel& control, uint32_t request_id)
+      : control_(control), request_id_(request_id) {}
+  std::string& text() { return text_; }
+  void flush_if_big() {
+    if (text_.size() > msg::kMaxCtlText / 2) flush();
+  }
+  void finish(bool ok, const std::string& summary) {
+    flush();
+    send(msg::CtlResult{.ok = ok, .text = summary});
+  }
+
+ private:
+  void flush() {
+    if (!text_.empty()) send(msg::CtlText{.text = text_});
+    text_.clear();
+  }
+  template <typename M>
+  void send(const M& m) {
+    if (!msg::send(control_, m, request_id_)) log::warn("cannot answer control");
+  }
+  ipc::Channel& control_;
+  uint32_t request_id_;
+  std::string text_;
+};
+
 class QueueProcess {
  public:
   explicit QueueProcess(ChildRuntime& runtime) : runtime_(runtime) {
@@ -192,44 +220,33 @@ class QueueProcess {
   void show_queue(uint32_t request_id) {
     ipc::Channel* control = runtime_.peer(Role::control);
     if (control == nullptr) return;
-    std::string text;
-    auto flush = [&] {
-      if (!text.empty() && !msg::send(*control, msg::CtlText{.text = text}, request_id))
-        log::warn("cannot send the queue listing to control");
-      text.clear();
-    };
+    LongAnswer answer(*control, request_id);
     const int64_t now = time(nullptr);
     const auto& messages = scheduler_->messages();
     for (const auto& [id, e] : messages) {
       char head[96];
       std::snprintf(head, sizeof head, "%s  %8s  %10llu  ", id.c_str(),
                     age(now - e.arrival).c_str(), static_cast<unsigned long long>(e.size));
-      text += head + ("<" + printable(e.sender) + ">\n");
+      answer.text() += head + ("<" + printable(e.sender) + ">\n");
       for (const Recipient& r : e.recipients)
-        text += "    " + printable(r.address) + "  " + state_name(r.state) + "\n";
-      if (text.size() > msg::kMaxCtlText / 2) flush();
+        answer.text() += "    " + printable(r.address) + "  " + state_name(r.state) + "\n";
+      answer.flush_if_big();
     }
-    flush();
-    if (!msg::send(
-            *control,
-            msg::CtlResult{.ok = true, .text = std::to_string(messages.size()) + " messages"},
-            request_id))
-      log::warn("cannot answer control");
+    answer.finish(true, std::to_string(messages.size()) + " messages");
   }
 
   void show_message(uint32_t request_id, const std::string& id) {
     ipc::Channel* control = runtime_.peer(Role::control);
     if (control == nullptr) return;
+    LongAnswer answer(*control, request_id);
     const auto& messages = scheduler_->messages();
     auto it = valid_queue_id(id) ? messages.find(id) : messages.end();
     if (it == messages.end()) {
-      if (!msg::send(*control, msg::CtlResult{.ok = false, .text = "no message " + printable(id)},
-                     request_id))
-        log::warn("cannot answer control");
+      answer.finish(false, "no message " + printable(id));
       return;
     }
     const Envelope& e = it->second;
-    std::string text;
+    std::string& text = answer.text();
     auto field = [&](const char* name, const std::string& value) {
       text += std::string(name) + ": " + printable(value) + "\n";
     };
@@ -246,7 +263,6 @@ class QueueProcess {
     field("body", e.body_8bit ? "8bitmime" : "7bit");
     field("ret", e.ret == DsnRet::full ? "full" : e.ret == DsnRet::headers ? "hdrs" : "");
     field("envid", e.envid);
-    msg::CtlText piece;
     for (const Recipient& r : e.recipients) {
       std::string notify;
       for (auto [on, word] : {std::pair{r.notify.never, "never"},
@@ -258,14 +274,9 @@ class QueueProcess {
       if (!notify.empty()) text += " notify=" + notify;
       if (!r.orcpt.empty()) text += " orcpt=" + printable(r.orcpt_type + ";" + r.orcpt);
       text += "\n";
-      if (text.size() > msg::kMaxCtlText / 2) {
-        if (!msg::send(*control, msg::CtlText{.text = text}, request_id)) return;
-        text.clear();
-      }
+      answer.flush_if_big();
     }
-    if ((!text.empty() && !msg::send(*control, msg::CtlText{.text = text}, request_id)) ||
-        !msg::send(*control, msg::CtlResult{.ok = true, .text = ""}, request_id))
-      log::warn("cannot answer control");
+    answer.finish(true, "");
   }
 
   static std::string age(int64_t seconds) {
