@@ -395,10 +395,9 @@ void Session::cmd_rcpt(const Command& c) {
     // A malformed domain cannot be local: let lookup refuse it as relaying.
     check.domain = address::normalize_domain(m.domain).value_or(m.domain);
   }
-  rcpt.address = check.domain.empty() ? m.local_part : m.local_part + "@" + check.domain;
-  if (!m.domain.empty() && !address::is_dot_string(m.local_part))
-    rcpt.address = address::to_string(
-        address::Mailbox{m.local_part, check.domain, m.quoted, m.literal, m.utf8});
+  // Canonical: the normalised domain, the local part quoted only where it must be.
+  rcpt.address =
+      address::to_string(address::Mailbox{m.local_part, check.domain, m.quoted, m.literal, m.utf8});
   if (!server_.ask(*this, Role::lookup, check)) {
     reply(451, "4.3.0", "Recipient check unavailable, try again later");
     return;
