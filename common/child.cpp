@@ -17,8 +17,7 @@
 
 namespace postern {
 
-ChildRuntime::ChildRuntime(Role role, int argc, char** argv)
-    : role_(role), base_(make_event_base()), dispatcher_(role) {
+void init_child_log(std::string_view ident, int argc, char** argv) {
   bool foreground = false;
   bool verbose = false;
   for (int opt; (opt = getopt(argc, argv, "dv")) != -1;) {
@@ -29,9 +28,14 @@ ChildRuntime::ChildRuntime(Role role, int argc, char** argv)
     else
       std::exit(2);
   }
-  const std::string ident(process_info(role).executable);
   log::init(ident, foreground ? log::Destination::stderr_stream : log::Destination::syslog,
             verbose);
+}
+
+ChildRuntime::ChildRuntime(Role role, int argc, char** argv)
+    : role_(role), base_(make_event_base()), dispatcher_(role) {
+  const std::string ident(process_info(role).executable);
+  init_child_log(ident, argc, argv);
 
   struct stat st {};
   if (fstat(kParentChannelFd, &st) != 0 || !S_ISSOCK(st.st_mode)) {

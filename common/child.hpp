@@ -19,6 +19,10 @@
 
 namespace postern {
 
+// The options the parent gives every program it starts (-d: log to stderr, -v: verbose),
+// applied to logging; exits with status 2 on any other option.
+void init_child_log(std::string_view ident, int argc, char** argv);
+
 class ChildRuntime {
  public:
   // Parses the command line the parent gives (-d: log to stderr, -v: verbose), sets up

@@ -35,15 +35,15 @@ constexpr size_t kMaxListenerName = 64;
 // Offending text is echoed in messages: keep them one readable line.
 constexpr size_t kMaxQuoted = 64;
 
-constexpr std::array<std::string_view, 11> kTopKeys = {
-    "hostname",  "user",    "queue_user", "spool", "empty_dir",  "control",
-    "listeners", "domains", "limits",     "tls",   "credentials"};
+constexpr std::array<std::string_view, 12> kTopKeys = {
+    "hostname",  "user",    "queue_user", "spool", "empty_dir",   "control",
+    "listeners", "domains", "limits",     "tls",   "credentials", "virtual_user"};
 constexpr std::array<std::string_view, 2> kTlsKeys = {"certificate", "key"};
-constexpr std::array<std::string_view, 5> kDomainKeys = {"name", "users", "maildir", "mbox",
-                                                         "lmtp"};
-constexpr std::array<std::string_view, 10> kLimitKeys = {
-    "message_size",    "recipients",   "errors", "sessions",    "sessions_per_ip",
-    "command_timeout", "data_timeout", "expire", "retry_first", "retry_max"};
+constexpr std::array<std::string_view, 8> kDomainKeys = {
+    "name", "users", "aliases", "catch_all", "maildir", "mbox", "lmtp", "command"};
+constexpr std::array<std::string_view, 11> kLimitKeys = {
+    "message_size", "recipients",  "errors",    "sessions",        "sessions_per_ip",
+    "command_timeout", "data_timeout", "expire", "retry_first", "retry_max", "delivery_timeout"};
 constexpr std::array<std::string_view, 2> kControlKeys = {"socket", "group"};
 constexpr std::array<std::string_view, 4> kListenerKeys = {"address", "role", "name",
                                                            "plaintext_auth"};
@@ -337,6 +337,22 @@ std::string default_hostname() {
   return name;
 }
 
+// A mailbox path template: %u (the local part) and %d (the domain) stand for whole path
+// segments, so no recipient can climb out of it; it needs %u unless it starts in the home
+// directory of a system user ("~/").
+bool valid_mailbox_template(std::string_view path, bool system_users) {
+  const bool home = system_users && path.starts_with("~/");
+  bool has_user = false;
+  for (size_t i = 0; i < path.size(); ++i) {
+    if (path[i] != '%') continue;
+    if (i + 1 >= path.size() || (path[i + 1] != 'u' && path[i + 1] != 'd')) return false;
+    if (i == 0 || path[i - 1] != '/' || (i + 2 < path.size() && path[i + 2] != '/')) return false;
+    has_user = has_user || path[i + 1] == 'u';
+    ++i;
+  }
+  return has_user || home;
+}
+
 bool valid_hostname(std::string_view name) {
   if (name.empty() || name.size() > 253) return false;
   size_t label = 0;
@@ -493,6 +509,11 @@ class Walker {
     if (const MapEntry* e = fields[10]) {
       std::string path;
       if (path_value(*e, path)) config.credentials = std::move(path);
+    }
+    if (const MapEntry* e = fields[11]) {
+      std::string name;
+      account_value(*e, name);
+      if (!name.empty()) config.virtual_user = std::move(name);
     }
     if (!config.tls) {
       for (const Listener& l : config.listeners)
@@ -667,27 +688,51 @@ class Walker {
         name_node = &fields[0]->value;
         if (fields[1] != nullptr && !walk_users(*fields[1], d)) continue;
         bool ok = true;
-        for (size_t k = 2; k <= 3; ++k) {
+        if (const MapEntry* e = fields[2]) {
+          std::string path;
+          if (path_value(*e, path)) {
+            d.aliases = std::move(path);
+          } else {
+            ok = false;
+          }
+        }
+        if (const MapEntry* e = fields[3]) {
+          auto target = string_value(*e);
+          if (target && !target->empty() && target->size() <= 254 &&
+              target->find_first_of(" \t\r\n,:\"|/") == std::string::npos) {
+            d.catch_all = std::move(*target);
+          } else {
+            if (target)
+              reporter_.at(e->value.mark, "bad 'catch_all' " + quote(*target) +
+                                              " (expected a local part or an address)");
+            ok = false;
+          }
+        }
+        for (size_t k = 4; k <= 5; ++k) {
           if (fields[k] == nullptr) continue;
           std::string path;
-          if (!path_value(*fields[k], path)) {
+          auto text = string_value(*fields[k]);
+          // "~/" (system users only) is the recipient's home, resolved at delivery.
+          if (text && d.system_users && text->starts_with("~/")) {
+            path = *text;
+          } else if (!path_value(*fields[k], path)) {
             ok = false;
             continue;
           }
-          // One %u, as a whole path segment: a local part can then never climb out of it.
-          const size_t u = path.find("%u");
-          if (u == std::string::npos || path.find("%u", u + 2) != std::string::npos ||
-              path[u - 1] != '/' || (u + 2 < path.size() && path[u + 2] != '/')) {
+          if (!valid_mailbox_template(path, d.system_users)) {
             reporter_.at(fields[k]->value.mark,
                          quote(fields[k]->key.text) +
-                             " needs one %u standing for a whole path segment, such as "
-                             "/var/mail/%u");
+                             (d.system_users
+                                  ? " must start with ~/ or hold %u as a whole path segment, "
+                                    "such as ~/Maildir or /var/mail/%u"
+                                  : " needs %u standing for a whole path segment, such as "
+                                    "/var/mail/%u"));
             ok = false;
             continue;
           }
-          (k == 2 ? d.maildir : d.mbox) = std::move(path);
+          (k == 4 ? d.maildir : d.mbox) = std::move(path);
         }
-        if (const MapEntry* e = fields[4]) {
+        if (const MapEntry* e = fields[6]) {
           if (auto target = string_value(*e)) {
             if (target->starts_with("unix:/") ||
                 (!target->starts_with("unix:") && parse_address(*target))) {
@@ -701,8 +746,23 @@ class Walker {
             ok = false;
           }
         }
-        if ((d.maildir ? 1 : 0) + (d.mbox ? 1 : 0) + (d.lmtp ? 1 : 0) > 1) {
-          reporter_.at(item.mark, "a domain is delivered one way: maildir, mbox or lmtp");
+        if (const MapEntry* e = fields[7]) {
+          auto command = string_value(*e);
+          if (command && !command->empty() &&
+              std::none_of(command->begin(), command->end(),
+                           [](unsigned char c) { return c < 0x20 || c == 0x7f; })) {
+            d.command = std::move(*command);
+          } else {
+            if (command)
+              reporter_.at(e->value.mark,
+                           "'command' must be a non-empty command line without control "
+                           "characters");
+            ok = false;
+          }
+        }
+        if ((d.maildir ? 1 : 0) + (d.mbox ? 1 : 0) + (d.lmtp ? 1 : 0) + (d.command ? 1 : 0) >
+            1) {
+          reporter_.at(item.mark, "a domain is delivered one way: maildir, mbox, lmtp or command");
           ok = false;
         }
         if (!ok) continue;
@@ -733,10 +793,22 @@ class Walker {
     }
   }
 
+  // A list of local parts, "system" or the path of a virtual users table.
   bool walk_users(const MapEntry& entry, Domain& domain) {
     const Node& value = entry.value;
+    if (value.kind == Node::Kind::scalar) {
+      if (value.text == "system") {
+        domain.system_users = true;
+        return true;
+      }
+      std::string path;
+      if (!path_value(entry, path)) return false;
+      domain.users_table = std::move(path);
+      return true;
+    }
     if (value.kind != Node::Kind::sequence) {
-      reporter_.at(value.mark, "'users' must be a list of local parts");
+      reporter_.at(value.mark,
+                   "'users' must be a list of local parts, 'system' or a table file");
       return false;
     }
     std::vector<std::string> users;
@@ -827,6 +899,9 @@ class Walker {
     set32(fields[9], limits.retry_max, "smhd", 7 * 86400);
     if (limits.retry_max < limits.retry_first && fields[9] != nullptr)
       reporter_.at(fields[9]->value.mark, "'retry_max' is shorter than 'retry_first'");
+    set32(fields[10], limits.delivery_timeout, "smh", 86400);
+    if (limits.delivery_timeout == 0 && fields[10] != nullptr)
+      reporter_.at(fields[10]->value.mark, "'delivery_timeout' must be at least 1 second");
   }
 
   // A listener with the positions the duplicate checks point at.

@@ -57,6 +57,7 @@ struct Limits {
   uint32_t expire = 4 * 86400;               // seconds before undelivered mail bounces
   uint32_t retry_first = 60;                 // seconds before the first retry...
   uint32_t retry_max = 3600;                 // ...doubling up to this
+  uint32_t delivery_timeout = 300;           // seconds a delivery command may run
   friend bool operator==(const Limits&, const Limits&) = default;
 };
 
@@ -67,17 +68,24 @@ struct Tls {
   friend bool operator==(const Tls&, const Tls&) = default;
 };
 
-// A domain delivered here. Without a user list any local part is taken (delivery decides);
-// with one, other local parts are refused at RCPT time.
+// A domain delivered here, and how its local parts are found and delivered.
 struct Domain {
-  std::string name;                               // lower-case, no trailing dot
-  std::optional<std::vector<std::string>> users;  // lower-case local parts
-  // Where its mail is delivered, one or the other: a Maildir path or an mbox file, with %u
-  // for the local part (absolute).
+  std::string name;  // lower-case, no trailing dot
+  // Who has a mailbox. Without any of these, any local part is taken (delivery decides).
+  std::optional<std::vector<std::string>> users;  // a list of virtual users (lower-case)
+  bool system_users = false;                      // "users: system": accounts of this host
+  std::optional<std::string> users_table;         // a file of virtual users (absolute)
+  // An aliases(5) file (absolute), consulted before the users.
+  std::optional<std::string> aliases;
+  // Where mail for an unknown local part goes (a local part or an address); off when unset.
+  std::optional<std::string> catch_all;
+  // The delivery method, at most one: a Maildir path or an mbox file with %u for the local
+  // part and %d for the domain (system users: "~/" for the home directory as well), an LMTP
+  // server ("unix:/path" or "IP:port"), or a command run with the message on its stdin.
   std::optional<std::string> maildir;
   std::optional<std::string> mbox;
-  // Or an LMTP server: "unix:/path" or "IP:port".
   std::optional<std::string> lmtp;
+  std::optional<std::string> command;
   friend bool operator==(const Domain&, const Domain&) = default;
 };
 
@@ -86,6 +94,8 @@ struct Config {
   std::string hostname;  // defaults to the machine's host name
   std::string user = "_smtpd";
   std::string queue_user = "_smtpq";
+  // Owns the virtual users' mailboxes; mda runs as it. Defaults to user.
+  std::optional<std::string> virtual_user;
   std::string spool_dir = "/var/spool/postern";
   std::string empty_dir = "/var/empty";
   Control control{"/run/postern/smtpd.sock", std::nullopt};

@@ -240,11 +240,13 @@ CtlText CtlText::decode(wire::Reader& r) {
   return m;
 }
 
-void CredentialsTable::encode(wire::Writer& w) const {
+void TableFile::encode(wire::Writer& w) const {
+  w.enumeration(kind);
   w.str(name);
 }
-CredentialsTable CredentialsTable::decode(wire::Reader& r) {
-  CredentialsTable m;
+TableFile TableFile::decode(wire::Reader& r) {
+  TableFile m;
+  m.kind = r.enumeration<TableKind>(kTableKindCount);
   m.name = r.str(kMaxPathLength);
   return m;
 }
@@ -285,24 +287,45 @@ TlsConfig TlsConfig::decode(wire::Reader& r) {
   return m;
 }
 
+namespace {
+void encode_optional(wire::Writer& w, const std::optional<std::string>& value) {
+  w.boolean(value.has_value());
+  if (value) w.str(*value);
+}
+std::optional<std::string> decode_optional(wire::Reader& r, size_t max) {
+  if (!r.boolean()) return std::nullopt;
+  return r.str(max);
+}
+}  // namespace
+
 void LookupConfig::encode(wire::Writer& w) const {
   w.count(domains.size());
   for (const auto& d : domains) {
     w.str(d.name);
     w.boolean(d.users.has_value());
-    if (!d.users) continue;
-    w.count(d.users->size());
-    for (const auto& u : *d.users) w.str(u);
+    if (d.users) {
+      w.count(d.users->size());
+      for (const auto& u : *d.users) w.str(u);
+    }
+    w.boolean(d.system_users);
+    for (const auto* field : {&d.users_table, &d.aliases, &d.catch_all, &d.maildir, &d.mbox,
+                              &d.lmtp, &d.command})
+      encode_optional(w, *field);
   }
 }
 LookupConfig LookupConfig::decode(wire::Reader& r) {
   LookupConfig m;
-  m.domains.resize(r.count(100000, 5));
+  m.domains.resize(r.count(100000, 10));
   for (auto& d : m.domains) {
     d.name = r.str(255);
-    if (!r.boolean()) continue;
-    d.users.emplace(r.count(1000000, 4));
-    for (auto& u : *d.users) u = r.str(64);
+    if (r.boolean()) {
+      d.users.emplace(r.count(1000000, 4));
+      for (auto& u : *d.users) u = r.str(64);
+    }
+    d.system_users = r.boolean();
+    for (auto* field : {&d.users_table, &d.aliases, &d.catch_all, &d.maildir, &d.mbox, &d.lmtp,
+                        &d.command})
+      *field = decode_optional(r, kMaxPathLength);
   }
   return m;
 }
@@ -438,29 +461,12 @@ QueueConfig QueueConfig::decode(wire::Reader& r) {
 
 void MdaConfig::encode(wire::Writer& w) const {
   w.str(hostname);
-  w.count(domains.size());
-  for (const auto& d : domains) {
-    w.str(d.name);
-    w.str(d.maildir);
-    w.str(d.mbox);
-    w.str(d.lmtp);
-  }
+  w.u32(command_timeout);
 }
 MdaConfig MdaConfig::decode(wire::Reader& r) {
   MdaConfig m;
   m.hostname = r.str(255);
-  m.domains.resize(r.count(100000, 8));
-  for (auto& d : m.domains) {
-    d.name = r.str(255);
-    d.maildir = r.str(kMaxPathLength);
-    d.mbox = r.str(kMaxPathLength);
-    d.lmtp = r.str(kMaxPathLength);
-    const int methods =
-        (d.maildir.empty() ? 0 : 1) + (d.mbox.empty() ? 0 : 1) + (d.lmtp.empty() ? 0 : 1);
-    if ((!d.maildir.empty() && d.maildir[0] != '/') || (!d.mbox.empty() && d.mbox[0] != '/') ||
-        methods > 1)
-      r.fail();
-  }
+  m.command_timeout = r.u32();
   return m;
 }
 
@@ -494,6 +500,8 @@ void DeliveryReport::encode(wire::Writer& w) const {
     w.enumeration(res.outcome);
     w.str(res.dsn);
     w.str(res.detail);
+    w.count(res.forward.size());
+    for (const auto& a : res.forward) w.str(a);
   }
 }
 DeliveryReport DeliveryReport::decode(wire::Reader& r) {
@@ -505,7 +513,128 @@ DeliveryReport DeliveryReport::decode(wire::Reader& r) {
     res.outcome = r.enumeration<DeliveryOutcome>(kDeliveryOutcomeCount);
     res.dsn = r.str(16);
     res.detail = r.str(1024);
+    res.forward.resize(r.count(kMaxDestinations, 4));
+    for (auto& a : res.forward) {
+      a = r.str(kMaxField);
+      if (a.empty()) r.fail();
+    }
   }
+  return m;
+}
+
+void ResolveLocal::encode(wire::Writer& w) const {
+  w.count(addresses.size());
+  for (const auto& a : addresses) w.str(a);
+}
+ResolveLocal ResolveLocal::decode(wire::Reader& r) {
+  ResolveLocal m;
+  m.addresses.resize(r.count(kResolveBatch, 4));
+  for (auto& a : m.addresses) {
+    a = r.str(kMaxField);
+    if (a.empty()) r.fail();
+  }
+  return m;
+}
+
+namespace {
+void encode_destination(wire::Writer& w, const Destination& d) {
+  w.enumeration(d.method);
+  w.str(d.target);
+  w.str(d.user);
+  w.str(d.mailbox);
+}
+Destination decode_destination(wire::Reader& r) {
+  Destination d;
+  d.method = r.enumeration<DeliveryMethod>(kDeliveryMethodCount);
+  d.target = r.str(kMaxPathLength);
+  d.user = r.str(kMaxNameLength);
+  d.mailbox = r.str(kMaxField);
+  if (d.target.empty() || d.mailbox.empty()) r.fail();
+  return d;
+}
+}  // namespace
+
+void LocalRoutes::encode(wire::Writer& w) const {
+  w.count(routes.size());
+  for (const auto& route : routes) {
+    w.enumeration(route.status);
+    w.str(route.error);
+    w.count(route.destinations.size());
+    for (const auto& d : route.destinations) encode_destination(w, d);
+  }
+  w.boolean(last);
+}
+LocalRoutes LocalRoutes::decode(wire::Reader& r) {
+  LocalRoutes m;
+  m.routes.resize(r.count(kResolveBatch, 9));
+  for (auto& route : m.routes) {
+    route.status = r.enumeration<RouteStatus>(kRouteStatusCount);
+    route.error = r.str(1024);
+    route.destinations.resize(r.count(kMaxDestinations, 17));
+    for (auto& d : route.destinations) d = decode_destination(r);
+  }
+  m.last = r.boolean();
+  return m;
+}
+
+void HelperSpawn::encode(wire::Writer& w) const {
+  w.str(user);
+}
+HelperSpawn HelperSpawn::decode(wire::Reader& r) {
+  HelperSpawn m;
+  m.user = r.str(kMaxNameLength);
+  if (m.user.empty()) r.fail();
+  return m;
+}
+
+void HelperReady::encode(wire::Writer& w) const {
+  w.str(user);
+}
+HelperReady HelperReady::decode(wire::Reader& r) {
+  HelperReady m;
+  m.user = r.str(kMaxNameLength);
+  if (m.user.empty()) r.fail();
+  return m;
+}
+
+void HelperRefused::encode(wire::Writer& w) const {
+  w.str(user);
+  w.str(error);
+}
+HelperRefused HelperRefused::decode(wire::Reader& r) {
+  HelperRefused m;
+  m.user = r.str(kMaxNameLength);
+  m.error = r.str(1024);
+  if (m.user.empty()) r.fail();
+  return m;
+}
+
+void HelperDeliver::encode(wire::Writer& w) const {
+  w.str(sender);
+  encode_destination(w, destination);
+  w.str(unique);
+  w.u32(timeout_seconds);
+}
+HelperDeliver HelperDeliver::decode(wire::Reader& r) {
+  HelperDeliver m;
+  m.sender = r.str(kMaxField);
+  m.destination = decode_destination(r);
+  m.unique = r.str(255);
+  m.timeout_seconds = r.u32();
+  if (m.unique.empty() || m.unique.find('/') != std::string::npos) r.fail();
+  return m;
+}
+
+void HelperResult::encode(wire::Writer& w) const {
+  w.enumeration(outcome);
+  w.str(dsn);
+  w.str(detail);
+}
+HelperResult HelperResult::decode(wire::Reader& r) {
+  HelperResult m;
+  m.outcome = r.enumeration<DeliveryOutcome>(kDeliveryOutcomeCount);
+  m.dsn = r.str(16);
+  m.detail = r.str(1024);
   return m;
 }
 

@@ -55,7 +55,7 @@ enum class Type : uint16_t {
   message_result,
   message_abort,
   tls_config,
-  credentials_table,
+  table_file,
   auth_check,
   auth_verdict,
   ctl_show_queue,
@@ -67,6 +67,13 @@ enum class Type : uint16_t {
   ctl_schedule,
   ctl_remove,
   ctl_pause,
+  resolve_local,
+  local_routes,
+  helper_spawn,
+  helper_ready,
+  helper_refused,
+  helper_deliver,
+  helper_result,
 };
 
 enum class FdRule : uint8_t { none, required };
@@ -370,8 +377,10 @@ struct RcptCheck {
   static RcptCheck decode(wire::Reader& r);
 };
 
-enum class RcptDecision : uint8_t { local, relay, relay_denied, unknown_user };
-constexpr uint32_t kRcptDecisionCount = 4;
+// loop: an alias expands back into itself; temporary: lookup cannot tell now (say, an
+// :include: file is unreadable).
+enum class RcptDecision : uint8_t { local, relay, relay_denied, unknown_user, loop, temporary };
+constexpr uint32_t kRcptDecisionCount = 6;
 
 struct RcptVerdict {
   static constexpr MessageInfo kInfo{Type::rcpt_verdict, "rcpt_verdict", roles(Role::lookup),
@@ -449,12 +458,16 @@ struct MessageAbort {
 
 // An open descriptor of the credentials table, opened by the parent (the file is root's);
 // name is the path, for error messages.
-struct CredentialsTable {
-  static constexpr MessageInfo kInfo{Type::credentials_table, "credentials_table",
-                                     roles(Role::parent), roles(Role::lookup), FdRule::required};
-  std::string name;
+// A table file the parent opened (as root) for lookup to read: at start and on every reload.
+enum class TableKind : uint8_t { credentials, aliases, users };
+constexpr uint32_t kTableKindCount = 3;
+struct TableFile {
+  static constexpr MessageInfo kInfo{Type::table_file, "table_file", roles(Role::parent),
+                                     roles(Role::lookup), FdRule::required};
+  TableKind kind = TableKind::credentials;
+  std::string name;  // its path, as the config names it
   void encode(wire::Writer& w) const;
-  static CredentialsTable decode(wire::Reader& r);
+  static TableFile decode(wire::Reader& r);
 };
 
 // RFC 4954: authzid is not supported, so only who and what.
@@ -482,19 +495,11 @@ struct AuthVerdict {
 
 // --- local delivery: queue -> mda, results back ------------------------------------------
 
-struct MdaDomain {
-  std::string name;
-  std::string maildir;  // template with %u; empty: none
-  std::string mbox;     // template with %u; empty: none
-  std::string lmtp;     // "unix:/path" or "IP:port"; empty: none (at most one is set)
-  friend bool operator==(const MdaDomain&, const MdaDomain&) = default;
-};
-
 struct MdaConfig {
   static constexpr MessageInfo kInfo{Type::mda_config, "mda_config", roles(Role::parent),
                                      roles(Role::mda), FdRule::none};
   std::string hostname;
-  std::vector<MdaDomain> domains;
+  uint32_t command_timeout = 300;  // seconds a delivery command may run
   void encode(wire::Writer& w) const;
   static MdaConfig decode(wire::Reader& r);
 };
@@ -528,6 +533,8 @@ struct DeliveryResult {
   DeliveryOutcome outcome = DeliveryOutcome::temporary_failure;
   std::string dsn;     // "2.0.0", "4.2.0", "5.1.1"
   std::string detail;  // for the log line and a bounce
+  // Delivered: addresses elsewhere an alias sends it on to (the queue adds them).
+  std::vector<std::string> forward;
   friend bool operator==(const DeliveryResult&, const DeliveryResult&) = default;
 };
 
@@ -540,15 +547,115 @@ struct DeliveryReport {
   static DeliveryReport decode(wire::Reader& r);
 };
 
+// --- local routes: mda asks lookup where each recipient's mail goes ---------------------------
+
+// Addresses per ResolveLocal.
+constexpr size_t kResolveBatch = 100;
+// Destinations one recipient may expand to (aliases, :include:).
+constexpr size_t kMaxDestinations = 200;
+
+struct ResolveLocal {
+  static constexpr MessageInfo kInfo{Type::resolve_local, "resolve_local", roles(Role::mda),
+                                     roles(Role::lookup), FdRule::none};
+  std::vector<std::string> addresses;
+  void encode(wire::Writer& w) const;
+  static ResolveLocal decode(wire::Reader& r);
+};
+
+enum class DeliveryMethod : uint8_t { maildir, mbox, lmtp, command, forward };
+constexpr uint32_t kDeliveryMethodCount = 5;
+
+// One place a recipient's mail goes.
+struct Destination {
+  DeliveryMethod method = DeliveryMethod::maildir;
+  // maildir, mbox: an absolute path (or "~/..." for a system user); lmtp: "unix:/path" or
+  // "IP:port"; command: the command line; forward: an address elsewhere.
+  std::string target;
+  std::string user;     // a system user to deliver as; empty: mda's own user
+  std::string mailbox;  // the address delivered to (Delivered-To:, LMTP RCPT TO)
+  friend bool operator==(const Destination&, const Destination&) = default;
+};
+
+enum class RouteStatus : uint8_t { ok, unknown_user, loop, temporary, failed };
+constexpr uint32_t kRouteStatusCount = 5;
+
+struct LocalRoute {
+  RouteStatus status = RouteStatus::unknown_user;
+  std::string error;  // why, when not ok
+  std::vector<Destination> destinations;
+  friend bool operator==(const LocalRoute&, const LocalRoute&) = default;
+};
+
+// The answer, in order; as many frames as it takes, the last one marked.
+struct LocalRoutes {
+  static constexpr MessageInfo kInfo{Type::local_routes, "local_routes", roles(Role::lookup),
+                                     roles(Role::mda), FdRule::none};
+  std::vector<LocalRoute> routes;
+  bool last = true;
+  void encode(wire::Writer& w) const;
+  static LocalRoutes decode(wire::Reader& r);
+};
+
+// --- system users: mda asks the parent for a helper running as the user ------------------------
+
+struct HelperSpawn {
+  static constexpr MessageInfo kInfo{Type::helper_spawn, "helper_spawn", roles(Role::mda),
+                                     roles(Role::parent), FdRule::none};
+  std::string user;
+  void encode(wire::Writer& w) const;
+  static HelperSpawn decode(wire::Reader& r);
+};
+
+// The descriptor: mda's end of a channel to the helper.
+struct HelperReady {
+  static constexpr MessageInfo kInfo{Type::helper_ready, "helper_ready", roles(Role::parent),
+                                     roles(Role::mda), FdRule::required};
+  std::string user;
+  void encode(wire::Writer& w) const;
+  static HelperReady decode(wire::Reader& r);
+};
+
+struct HelperRefused {
+  static constexpr MessageInfo kInfo{Type::helper_refused, "helper_refused",
+                                     roles(Role::parent), roles(Role::mda), FdRule::none};
+  std::string user;
+  std::string error;
+  void encode(wire::Writer& w) const;
+  static HelperRefused decode(wire::Reader& r);
+};
+
+// Deliver the message (the descriptor: read-only) to one destination, as the helper's user.
+struct HelperDeliver {
+  static constexpr MessageInfo kInfo{Type::helper_deliver, "helper_deliver", roles(Role::mda),
+                                     roles(Role::helper), FdRule::required};
+  std::string sender;
+  Destination destination;
+  std::string unique;            // the Maildir file name
+  uint32_t timeout_seconds = 0;  // for a command
+  void encode(wire::Writer& w) const;
+  static HelperDeliver decode(wire::Reader& r);
+};
+
+struct HelperResult {
+  static constexpr MessageInfo kInfo{Type::helper_result, "helper_result", roles(Role::helper),
+                                     roles(Role::mda), FdRule::none};
+  DeliveryOutcome outcome = DeliveryOutcome::temporary_failure;
+  std::string dsn;
+  std::string detail;
+  void encode(wire::Writer& w) const;
+  static HelperResult decode(wire::Reader& r);
+};
+
 // Every message type, in one list: the schema table is derived from it.
 using AllMessages =
     std::tuple<Start, Ready, PeerChannel, PeerHello, PeerFault, StatusRequest, StatusReply,
                SetVerbose, SmtpConfig, QueueConfig, ListenerAdd, ListenerRemove, ControlSocket,
                CtlShowStatus, CtlSetVerbose, CtlStop, CtlStatus, CtlResult, LookupConfig, RcptCheck,
                RcptVerdict, MessageOpen, MessageOpened, MessageRecipients, MessageCommit,
-               MessageResult, MessageAbort, TlsConfig, CredentialsTable, AuthCheck, AuthVerdict,
+               MessageResult, MessageAbort, TlsConfig, TableFile, AuthCheck, AuthVerdict,
                CtlShowQueue, CtlShowMessage, CtlText, MdaConfig, DeliverLocal, DeliveryReport,
-               CtlSchedule, CtlRemove, CtlPause>;
+               CtlSchedule, CtlRemove, CtlPause, ResolveLocal, LocalRoutes, HelperSpawn,
+               HelperReady, HelperRefused, HelperDeliver, HelperResult>;
 
 // The schema entry for a wire type number, or nullptr for an unknown type.
 const MessageInfo* message_info(uint16_t type);

@@ -11,6 +11,7 @@ const ProcessInfo& process_info(Role role) {
 
 std::string_view role_name(Role role) {
   if (role == Role::client) return "client";
+  if (role == Role::helper) return "helper";
   return process_info(role).name;
 }
 
@@ -22,7 +23,9 @@ std::optional<Role> role_from_name(std::string_view name) {
 
 bool talks(Role a, Role b) {
   if (a == b) return false;
-  if (a == Role::parent || b == Role::parent) return a != Role::client && b != Role::client;
+  for (Role outside : {Role::client, Role::helper})
+    if (a == outside || b == outside) return false;
+  if (a == Role::parent || b == Role::parent) return true;
   return has_role(process_info(a).peers, b);
 }
 

@@ -11,8 +11,10 @@
 namespace postern {
 
 // The order is the wire value; append only.
-enum class Role : uint8_t { parent, smtp, queue, mda, mta, lookup, control, client };
-constexpr uint32_t kRoleCount = 8;
+// client: smtpctl on the control socket; helper: a delivery helper running as a system user,
+// spawned by the parent for mda (neither is in the process table).
+enum class Role : uint8_t { parent, smtp, queue, mda, mta, lookup, control, client, helper };
+constexpr uint32_t kRoleCount = 9;
 
 using RoleMask = uint32_t;
 constexpr RoleMask role_bit(Role r) {
@@ -32,7 +34,7 @@ constexpr RoleMask kAnyChild =
     roles(Role::smtp, Role::queue, Role::mda, Role::mta, Role::lookup, Role::control);
 
 // Which system user a child runs as when started by root.
-enum class RunAs { smtpd_user, queue_user };
+enum class RunAs { smtpd_user, queue_user, virtual_user };
 // Where a child is chrooted when started by root.
 enum class Jail { none, empty_dir, spool_dir };
 
@@ -52,7 +54,7 @@ constexpr std::array<ProcessInfo, 7> kProcesses = {{
      roles(Role::queue, Role::lookup, Role::control)},
     {Role::queue, "queue", "smtpd-queue", RunAs::queue_user, Jail::spool_dir,
      roles(Role::smtp, Role::mda, Role::mta, Role::lookup, Role::control)},
-    {Role::mda, "mda", "smtpd-mda", RunAs::smtpd_user, Jail::none,
+    {Role::mda, "mda", "smtpd-mda", RunAs::virtual_user, Jail::none,
      roles(Role::queue, Role::lookup, Role::control)},
     {Role::mta, "mta", "smtpd-mta", RunAs::smtpd_user, Jail::empty_dir,
      roles(Role::queue, Role::lookup, Role::control)},
@@ -69,5 +71,7 @@ bool talks(Role a, Role b);
 
 // A child finds its channel to the parent here after exec.
 constexpr int kParentChannelFd = 3;
+// The delivery helper (smtpd-deliver) finds its channel to mda on the same descriptor.
+constexpr std::string_view kHelperExecutable = "smtpd-deliver";
 
 }  // namespace postern

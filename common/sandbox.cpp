@@ -18,7 +18,9 @@
 #include <string_view>
 
 #ifdef __linux__
+#include <fcntl.h>
 #include <seccomp.h>
+#include <sys/prctl.h>
 #endif
 
 namespace postern::sandbox {
@@ -76,6 +78,8 @@ std::span<const std::string_view> role_calls(Role role) {
       "openat",     "mkdirat", "fsync",     "fdatasync", "renameat", "renameat2",       "unlinkat",
       "getdents64", "pipe2",   "ftruncate", "syncfs",    "pread64",  "set_robust_list", "rseq"};
   static constexpr std::string_view kControl[] = {"accept4", "getsockopt"};
+  // Tables arrive as descriptors (read again at every reload) or are :include: files.
+  static constexpr std::string_view kLookup[] = {"pread64"};
   // Sessions on sockets the listeners accept; nothing is opened by name.
   static constexpr std::string_view kSmtp[] = {"accept4",  "getsockopt",  "setsockopt",
                                                "shutdown", "getsockname", "getpeername"};
@@ -90,6 +94,8 @@ std::span<const std::string_view> role_calls(Role role) {
       return kQueue;
     case Role::control:
       return kControl;
+    case Role::lookup:
+      return kLookup;
     case Role::smtp:
       return kSmtp;
     default:
@@ -177,6 +183,19 @@ Status install_syscall_filter(Role role) {
         return make_error("seccomp: cannot allow LMTP sockets");
     for (const char* name : {"setsockopt", "getsockopt"})
       if (Status st = allow(name); !st.ok()) return st;
+  }
+  if (role == Role::lookup && !kSanitized) {  // sanitized builds allow openat outright
+    // Reading only: :include: files and the system's account database (NSS). A flag that
+    // could create, truncate or write is refused.
+    if (seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, SCMP_SYS(openat), 1,
+                         SCMP_A2(SCMP_CMP_MASKED_EQ, O_ACCMODE | O_CREAT | O_TRUNC | O_APPEND,
+                                 O_RDONLY)) != 0)
+      return make_error("seccomp: cannot allow read-only openat");
+    // glibc's systemd NSS module reads the capability bounding set and resolves paths.
+    if (seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
+                         SCMP_A0(SCMP_CMP_EQ, PR_CAPBSET_READ)) != 0 ||
+        seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, SCMP_SYS(readlinkat), 0) != 0)
+      return make_error("seccomp: cannot allow what NSS needs");
   }
   if (role == Role::smtp) {
     // libevent's bufferevents ask how much is readable; no other ioctl.

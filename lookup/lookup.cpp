@@ -22,20 +22,28 @@ namespace {
 // Every wrong password waits at least this long before it is answered.
 constexpr std::chrono::milliseconds kFailureDelay{1000};
 constexpr size_t kMaxTableBytes = 16 << 20;
+// Route answers are cut into frames of at most this many payload bytes.
+constexpr size_t kRouteFrameBudget = 48 * 1024;
 
 class LookupProcess {
  public:
   explicit LookupProcess(ChildRuntime& runtime) : runtime_(runtime) {
     auto& d = runtime_.dispatcher();
     d.on<msg::LookupConfig>(
-        [this](msg::Incoming&, msg::LookupConfig&& m) { policy_.set_local_domains(m.domains); });
+        [this](msg::Incoming&, msg::LookupConfig&& m) { router_.configure(m.domains); });
     d.on<msg::RcptCheck>([this](msg::Incoming& in, msg::RcptCheck&& m) {
       runtime_.counters()["rcpt_checks"] = ++rcpt_checks_;
       answer(in, msg::RcptVerdict{.decision = policy_.decide(m)});
     });
-    d.on<msg::CredentialsTable>([this](msg::Incoming& in, msg::CredentialsTable&& m) {
-      load_credentials(m.name, in.fd.get());
+    d.on<msg::TableFile>([this](msg::Incoming& in, msg::TableFile&& m) {
+      if (m.kind == msg::TableKind::credentials) {
+        load_credentials(m.name, in.fd.get());
+      } else {
+        load_routing_table(m.kind, m.name, in.fd.get());
+      }
     });
+    d.on<msg::ResolveLocal>(
+        [this](msg::Incoming& in, msg::ResolveLocal&& m) { resolve_local(in, m); });
     d.on<msg::AuthCheck>([this](msg::Incoming& in, msg::AuthCheck&& m) {
       answer(in, check_credentials(m));
       explicit_bzero(m.password.data(), m.password.size());
@@ -50,6 +58,48 @@ class LookupProcess {
     ipc::Channel* asker = runtime_.peer(in.from);
     if (asker == nullptr || !msg::send(*asker, verdict, in.request_id))
       log::warn("cannot answer %s", std::string(role_name(in.from)).c_str());
+  }
+
+  // Aliases and virtual users: a table with any error is refused whole, the one in use kept.
+  void load_routing_table(msg::TableKind kind, const std::string& name, int fd) {
+    Result<std::string> read = read_all(fd, kMaxTableBytes);
+    Status loaded = read.ok() ? router_.load(kind, name, read.value()) : Status(read.error());
+    if (!loaded.ok()) {
+      log::error("table %s refused: %s; the table already loaded (if any) stays in use",
+                 name.c_str(), loaded.error().message.c_str());
+      return;
+    }
+    log::info("table %s loaded", name.c_str());
+  }
+
+  // Every address's route, in order, in as many frames as they take.
+  void resolve_local(msg::Incoming& in, const msg::ResolveLocal& m) {
+    ipc::Channel* asker = runtime_.peer(in.from);
+    if (asker == nullptr) return;
+    msg::LocalRoutes frame;
+    size_t bytes = 0;
+    for (const std::string& address : m.addresses) {
+      msg::LocalRoute route = router_.resolve(address);
+      size_t size = 16 + route.error.size();
+      for (const auto& d : route.destinations)
+        size += 16 + d.target.size() + d.user.size() + d.mailbox.size();
+      if (size > kRouteFrameBudget) {
+        route = {.status = msg::RouteStatus::failed,
+                 .error = "expands to more destinations than fit one answer",
+                 .destinations = {}};
+        size = 64;
+      }
+      if (bytes + size > kRouteFrameBudget) {
+        frame.last = false;
+        if (!msg::send(*asker, frame, in.request_id)) return;
+        frame.routes.clear();
+        bytes = 0;
+      }
+      frame.routes.push_back(std::move(route));
+      bytes += size;
+    }
+    frame.last = true;
+    if (!msg::send(*asker, frame, in.request_id)) log::warn("cannot answer mda");
   }
 
   // A table with any error is refused whole and the one in use is kept.
@@ -97,7 +147,8 @@ class LookupProcess {
   }
 
   ChildRuntime& runtime_;
-  RecipientPolicy policy_;
+  LocalRouter router_;
+  RecipientPolicy policy_{router_};
   std::optional<CredentialTable> credentials_;
   FailureThrottle by_address_{ThrottlePolicy{}};
   FailureThrottle by_user_{ThrottlePolicy{}};

@@ -1,17 +1,24 @@
-// smtpd-mda, local delivery: takes a message and its local recipients from the queue and
-// delivers each into its Maildir, answering with one result per recipient. Never runs as
-// root; deliveries as a system user will go through a helper the parent spawns.
+// smtpd-mda, local delivery: takes a message and its local recipients from the queue, asks
+// lookup where each recipient's mail goes (aliases, users, delivery methods), delivers, and
+// answers the queue with one result per recipient. Runs as the virtual-mail user and never
+// as root: Maildirs and mbox files of virtual users and LMTP it does itself; system users'
+// mail and every command go through delivery helpers the parent starts on request.
+#include <fcntl.h>
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <ctime>
 
+#include <deque>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "common/child.hpp"
 #include "common/log.hpp"
+#include "mda/destination.hpp"
 #include "mda/lmtp.hpp"
 #include "mda/maildir.hpp"
 #include "mda/mbox.hpp"
@@ -19,119 +26,360 @@
 namespace postern::mda {
 namespace {
 
+// Delivery helpers alive at once; users beyond wait for one to finish.
+constexpr size_t kMaxHelpers = 16;
+
+// One DeliverLocal from the queue, from its routes to its report.
+struct Job {
+  uint64_t id = 0;
+  uint32_t request_id = 0;  // the queue's
+  msg::DeliverLocal message;
+  UniqueFd fd;
+  std::vector<std::optional<msg::LocalRoute>> routes;  // per recipient, as lookup answers
+  size_t routes_awaited = 0;                           // ResolveLocal batches unanswered
+  std::vector<msg::DeliveryResult> results;            // per recipient
+  size_t helpers_awaited = 0;
+};
+
+// A delivery for a helper, waiting for its answer.
+struct HelperTask {
+  uint64_t job = 0;
+  size_t recipient = 0;
+  msg::HelperDeliver request;
+};
+
+struct Helper {
+  std::unique_ptr<ipc::Channel> channel;
+  bool spawning = false;
+  std::deque<HelperTask> unsent;  // before the channel is there
+  std::deque<HelperTask> sent;    // answered in order
+};
+
+// Folds one destination's outcome into its recipient's: a temporary failure anywhere means
+// the recipient is tried again; otherwise a permanent one bounces it.
+void merge(msg::DeliveryResult& into, msg::DeliveryOutcome outcome, const std::string& dsn,
+           const std::string& detail) {
+  auto rank = [](msg::DeliveryOutcome o) {
+    return o == msg::DeliveryOutcome::temporary_failure   ? 2
+           : o == msg::DeliveryOutcome::permanent_failure ? 1
+                                                          : 0;
+  };
+  if (rank(outcome) < rank(into.outcome)) return;
+  if (rank(outcome) == rank(into.outcome) && !into.detail.empty()) return;
+  into.outcome = outcome;
+  into.dsn = dsn;
+  into.detail = detail;
+}
+
 class MdaProcess {
  public:
   explicit MdaProcess(ChildRuntime& runtime) : runtime_(runtime) {
     auto& d = runtime_.dispatcher();
     d.on<msg::MdaConfig>([this](msg::Incoming&, msg::MdaConfig&& m) {
       hostname_ = m.hostname;
-      domains_.clear();
-      for (auto& domain : m.domains) domains_[domain.name] = domain;
-      first_domain_ = m.domains.empty() ? "" : m.domains.front().name;
+      command_timeout_ = m.command_timeout;
     });
-    d.on<msg::DeliverLocal>([this](msg::Incoming& in, msg::DeliverLocal&& m) { deliver(in, m); });
+    d.on<msg::DeliverLocal>([this](msg::Incoming& in, msg::DeliverLocal&& m) { accept(in, m); });
+    d.on<msg::LocalRoutes>([this](msg::Incoming& in, msg::LocalRoutes&& m) { on_routes(in, m); });
+    d.on<msg::HelperReady>([this](msg::Incoming& in, msg::HelperReady&& m) {
+      on_helper_ready(m.user, std::move(in.fd));
+    });
+    d.on<msg::HelperRefused>([this](msg::Incoming&, msg::HelperRefused&& m) {
+      fail_helper(m.user, "cannot deliver as " + m.user + ": " + m.error);
+    });
+    runtime_.on_peer_lost([this](Role peer) {
+      if (peer == Role::lookup) lookup_lost();
+    });
     runtime_.counters()["delivered"] = 0;
     runtime_.counters()["failed"] = 0;
   }
 
  private:
-  void deliver(msg::Incoming& in, const msg::DeliverLocal& job) {
-    msg::DeliveryReport report{.id = job.id, .results = {}};
-    // Recipients of an LMTP domain go in one transaction; Maildir deliveries share their
-    // flushes (publish_maildirs); mbox deliveries go one by one.
-    std::map<std::string, std::vector<msg::LocalRecipient>> by_lmtp;
+  // --- routes ---------------------------------------------------------------------------------
+
+  void accept(msg::Incoming& in, msg::DeliverLocal& m) {
+    auto job = std::make_unique<Job>();
+    job->id = next_job_++;
+    job->request_id = in.request_id;
+    job->fd = std::move(in.fd);
+    job->routes.resize(m.recipients.size());
+    job->results.resize(m.recipients.size());
+    for (size_t i = 0; i < m.recipients.size(); ++i)
+      job->results[i] = {.index = m.recipients[i].index,
+                         .outcome = msg::DeliveryOutcome::delivered,
+                         .dsn = "2.0.0",
+                         .detail = "",
+                         .forward = {}};
+    job->message = std::move(m);
+    Job& j = *job;
+    jobs_[j.id] = std::move(job);
+    ipc::Channel* lookup = runtime_.peer(Role::lookup);
+    for (size_t first = 0; first < j.message.recipients.size(); first += msg::kResolveBatch) {
+      msg::ResolveLocal ask;
+      const size_t end = std::min(first + msg::kResolveBatch, j.message.recipients.size());
+      for (size_t i = first; i < end; ++i) ask.addresses.push_back(j.message.recipients[i].address);
+      const uint32_t request = next_request_++;
+      if (lookup == nullptr || !msg::send(*lookup, ask, request)) continue;
+      resolving_[request] = {j.id, first};
+      ++j.routes_awaited;
+    }
+    if (j.routes_awaited == 0) deliver(j);
+  }
+
+  void on_routes(msg::Incoming& in, msg::LocalRoutes& m) {
+    auto it = resolving_.find(in.request_id);
+    if (it == resolving_.end()) return;
+    auto& [job_id, next] = it->second;
+    auto job = jobs_.find(job_id);
+    if (job == jobs_.end()) {
+      resolving_.erase(it);
+      return;
+    }
+    Job& j = *job->second;
+    for (auto& route : m.routes) {
+      if (next >= j.routes.size()) break;
+      j.routes[next++] = std::move(route);
+    }
+    if (!m.last) return;
+    resolving_.erase(it);
+    if (--j.routes_awaited == 0) deliver(j);
+  }
+
+  // Recipients whose routes never come are tried again later.
+  void lookup_lost() {
+    std::vector<uint64_t> waiting;
+    for (const auto& [request, where] : resolving_) waiting.push_back(where.first);
+    resolving_.clear();
+    for (uint64_t id : waiting) {
+      auto job = jobs_.find(id);
+      if (job == jobs_.end() || job->second->routes_awaited == 0) continue;
+      job->second->routes_awaited = 0;
+      deliver(*job->second);
+    }
+  }
+
+  // --- deliveries -----------------------------------------------------------------------------
+
+  void deliver(Job& j) {
+    // Maildirs share their flushes (publish_maildirs); an LMTP server gets one transaction
+    // per target; helpers work on their own and answer later.
     std::vector<StagedMaildir> staged;
-    std::vector<msg::DeliveryResult> staged_results;
-    for (const msg::LocalRecipient& rcpt : job.recipients) {
-      auto it = domains_.find(domain_of(rcpt.address));
-      if (it != domains_.end() && !it->second.lmtp.empty()) {
-        by_lmtp[it->second.lmtp].push_back(rcpt);
+    std::vector<size_t> staged_for;
+    std::map<std::string, std::vector<msg::LocalRecipient>> by_lmtp;
+    std::vector<size_t> lmtp_for;  // LocalRecipient.index -> recipient
+    for (size_t i = 0; i < j.routes.size(); ++i) {
+      msg::DeliveryResult& result = j.results[i];
+      if (!j.routes[i]) {
+        merge(result, msg::DeliveryOutcome::temporary_failure, "4.3.0",
+              "recipient lookup unavailable");
         continue;
       }
-      std::optional<StagedMaildir> maildir;
-      msg::DeliveryResult result = start_one(job, rcpt, in.fd.get(), maildir);
-      if (maildir) {
-        staged.push_back(std::move(*maildir));
-        staged_results.push_back(std::move(result));
-      } else {
-        report.results.push_back(std::move(result));
+      const msg::LocalRoute& route = *j.routes[i];
+      switch (route.status) {
+        case msg::RouteStatus::ok:
+          break;
+        case msg::RouteStatus::unknown_user:
+          merge(result, msg::DeliveryOutcome::permanent_failure, "5.1.1", route.error);
+          continue;
+        case msg::RouteStatus::loop:
+          merge(result, msg::DeliveryOutcome::permanent_failure, "5.4.6", route.error);
+          continue;
+        case msg::RouteStatus::failed:
+          merge(result, msg::DeliveryOutcome::permanent_failure, "5.3.0", route.error);
+          continue;
+        case msg::RouteStatus::temporary:
+          merge(result, msg::DeliveryOutcome::temporary_failure, "4.3.0", route.error);
+          continue;
+      }
+      for (const msg::Destination& d : route.destinations) {
+        if (d.method == msg::DeliveryMethod::forward) {
+          result.forward.push_back(d.target);
+        } else if (d.method == msg::DeliveryMethod::lmtp) {
+          by_lmtp[d.target].push_back(
+              {.index = static_cast<uint32_t>(lmtp_for.size()), .address = d.mailbox});
+          lmtp_for.push_back(i);
+        } else if (d.method == msg::DeliveryMethod::command || !d.user.empty()) {
+          to_helper(j, i, d);
+        } else if (d.method == msg::DeliveryMethod::maildir) {
+          Result<StagedMaildir> s = stage_maildir(
+              d.target, delivery_header(j.message.sender, d.mailbox), j.fd.get(), unique_name());
+          if (s.ok()) {
+            staged.push_back(std::move(s).value());
+            staged_for.push_back(i);
+          } else {
+            merge(result, msg::DeliveryOutcome::temporary_failure, "4.3.0", s.error().message);
+          }
+        } else {
+          const Status st = deliver_to_mbox(d.target, j.message.sender,
+                                            delivery_header(j.message.sender, d.mailbox),
+                                            j.fd.get(), time(nullptr));
+          if (!st.ok())
+            merge(result, msg::DeliveryOutcome::temporary_failure, "4.3.0", st.error().message);
+          else
+            merge(result, msg::DeliveryOutcome::delivered, "2.0.0", "delivered to mbox");
+        }
       }
     }
     const std::vector<Status> published = publish_maildirs(staged);
-    for (size_t i = 0; i < staged_results.size(); ++i) {
-      msg::DeliveryResult& r = staged_results[i];
-      if (published[i].ok()) {
-        r.outcome = msg::DeliveryOutcome::delivered;
-        r.dsn = "2.0.0";
-        r.detail = "delivered to maildir";
-      } else {
-        r.detail = published[i].error().message;
-      }
-      report.results.push_back(std::move(r));
+    for (size_t k = 0; k < staged_for.size(); ++k) {
+      if (published[k].ok())
+        merge(j.results[staged_for[k]], msg::DeliveryOutcome::delivered, "2.0.0",
+              "delivered to maildir");
+      else
+        merge(j.results[staged_for[k]], msg::DeliveryOutcome::temporary_failure, "4.3.0",
+              published[k].error().message);
     }
     for (const auto& [target, rcpts] : by_lmtp) {
-      for (auto& r : deliver_lmtp(target, hostname_, job.sender, rcpts, in.fd.get()))
-        report.results.push_back(std::move(r));
+      for (const auto& r : deliver_lmtp(target, hostname_, j.message.sender, rcpts, j.fd.get()))
+        if (r.index < lmtp_for.size()) merge(j.results[lmtp_for[r.index]], r.outcome, r.dsn, r.detail);
     }
-    for (const auto& r : report.results)
+    if (j.helpers_awaited == 0) finish(j.id);
+  }
+
+  void finish(uint64_t id) {
+    auto it = jobs_.find(id);
+    if (it == jobs_.end()) return;
+    std::unique_ptr<Job> job = std::move(it->second);
+    jobs_.erase(it);
+    msg::DeliveryReport report{.id = job->message.id, .results = std::move(job->results)};
+    for (auto& r : report.results) {
+      // Forwarding happens once the rest of the recipient's mail is delivered, so a retry
+      // never forwards twice.
+      if (r.outcome != msg::DeliveryOutcome::delivered) r.forward.clear();
+      if (r.detail.empty()) r.detail = r.forward.empty() ? "delivered" : "forwarded";
       ++runtime_.counters()[r.outcome == msg::DeliveryOutcome::delivered ? "delivered" : "failed"];
+    }
     ipc::Channel* queue = runtime_.peer(Role::queue);
-    if (queue == nullptr || !msg::send(*queue, report, in.request_id))
-      log::warn("%s: cannot report deliveries to the queue", job.id.c_str());
+    if (queue == nullptr || !msg::send(*queue, report, job->request_id))
+      log::warn("%s: cannot report deliveries to the queue", report.id.c_str());
   }
 
-  // Delivers to an mbox at once, or stages a Maildir delivery (then `staged` is set and the
-  // result is only provisional), or says why neither is possible.
-  msg::DeliveryResult start_one(const msg::DeliverLocal& job, const msg::LocalRecipient& rcpt,
-                                int message_fd, std::optional<StagedMaildir>& staged) {
-    msg::DeliveryResult result{.index = rcpt.index,
-                               .outcome = msg::DeliveryOutcome::temporary_failure,
-                               .dsn = "4.3.0",
-                               .detail = ""};
-    const size_t at = rcpt.address.rfind('@');
-    const std::string local = rcpt.address.substr(0, at);
-    const std::string domain = domain_of(rcpt.address);
-    auto it = domains_.find(domain);
-    const bool to_mbox = it != domains_.end() && !it->second.mbox.empty();
-    if (it == domains_.end() || (it->second.maildir.empty() && !to_mbox)) {
-      result.detail = "no mailbox configured for domain " + domain;
-      return result;
-    }
-    Result<std::string> mailbox =
-        maildir_for(to_mbox ? it->second.mbox : it->second.maildir, local);
-    if (!mailbox.ok()) {
-      result.outcome = msg::DeliveryOutcome::permanent_failure;
-      result.dsn = "5.1.3";
-      result.detail = mailbox.error().message;
-      return result;
-    }
-    const std::string header =
-        "Return-Path: <" + job.sender + ">\r\nDelivered-To: " + rcpt.address + "\r\n";
-    if (!to_mbox) {
-      Result<StagedMaildir> s = stage_maildir(mailbox.value(), header, message_fd, unique_name());
-      if (!s.ok()) {
-        result.detail = s.error().message;
-        return result;
+  // --- helpers --------------------------------------------------------------------------------
+
+  // System users' deliveries run as the user; commands outside mda's sandbox. Helpers are
+  // keyed by user ("-": mda's own).
+  void to_helper(Job& j, size_t recipient, const msg::Destination& d) {
+    const std::string user = d.user.empty() ? "-" : d.user;
+    Helper& h = helpers_[user];
+    h.unsent.push_back({j.id, recipient,
+                        msg::HelperDeliver{.sender = j.message.sender,
+                                           .destination = d,
+                                           .unique = unique_name(),
+                                           .timeout_seconds = command_timeout_}});
+    ++j.helpers_awaited;
+    if (h.channel) {
+      flush_helper(user);
+    } else if (!h.spawning) {
+      if (live_helpers() < kMaxHelpers) {
+        spawn_helper(user);
+      } else if (std::find(spawn_queue_.begin(), spawn_queue_.end(), user) == spawn_queue_.end()) {
+        spawn_queue_.push_back(user);
       }
-      staged = std::move(s).value();
-      return result;
     }
-    const Status delivered =
-        deliver_to_mbox(mailbox.value(), job.sender, header, message_fd, time(nullptr));
-    if (!delivered.ok()) {
-      result.detail = delivered.error().message;
-      return result;
-    }
-    result.outcome = msg::DeliveryOutcome::delivered;
-    result.dsn = "2.0.0";
-    result.detail = "delivered to mbox";
-    return result;
   }
 
-  // <postmaster> without a domain belongs to the first local domain.
-  std::string domain_of(const std::string& address) const {
-    const size_t at = address.rfind('@');
-    return at == std::string::npos ? first_domain_ : address.substr(at + 1);
+  size_t live_helpers() const {
+    size_t n = 0;
+    for (const auto& [user, h] : helpers_) n += (h.channel || h.spawning) ? 1 : 0;
+    return n;
+  }
+
+  void spawn_helper(const std::string& user) {
+    Helper& h = helpers_[user];
+    h.spawning = true;
+    if (!msg::send(runtime_.parent(), msg::HelperSpawn{.user = user}))
+      fail_helper(user, "cannot ask the parent for a delivery helper");
+  }
+
+  void on_helper_ready(const std::string& user, UniqueFd fd) {
+    Helper& h = helpers_[user];
+    h.spawning = false;
+    h.channel = std::make_unique<ipc::Channel>(
+        runtime_.base(), std::move(fd), "helper " + user,
+        ipc::Channel::Handlers{
+            .on_frame = [this, user](ipc::Frame&& f) { on_helper_frame(user, std::move(f)); },
+            .on_close =
+                [this, user](ipc::CloseReason, std::string_view detail) {
+                  fail_helper(user, "delivery helper for " + user + " went away" +
+                                        (detail.empty() ? "" : ": " + std::string(detail)));
+                },
+            .on_drain = nullptr,
+        });
+    flush_helper(user);
+  }
+
+  void flush_helper(const std::string& user) {
+    Helper& h = helpers_[user];
+    while (!h.unsent.empty()) {
+      HelperTask task = std::move(h.unsent.front());
+      h.unsent.pop_front();
+      auto job = jobs_.find(task.job);
+      UniqueFd fd(job == jobs_.end() ? -1 : fcntl(job->second->fd.get(), F_DUPFD_CLOEXEC, 0));
+      if (!fd || !msg::send(*h.channel, task.request, 0, std::move(fd))) {
+        complete(task, msg::DeliveryOutcome::temporary_failure, "4.3.0",
+                 "cannot hand the delivery to its helper");
+        continue;
+      }
+      h.sent.push_back(std::move(task));
+    }
+  }
+
+  void on_helper_frame(const std::string& user, ipc::Frame&& frame) {
+    Helper& h = helpers_[user];
+    std::optional<msg::HelperResult> result;
+    if (frame.type == static_cast<uint16_t>(msg::Type::helper_result) && !h.sent.empty())
+      result = msg::decode_payload<msg::HelperResult>(frame.payload);
+    if (!result) {
+      log::error("delivery helper for %s sent a bad message", user.c_str());
+      fail_helper(user, "delivery helper for " + user + " misbehaved");
+      return;
+    }
+    HelperTask task = std::move(h.sent.front());
+    h.sent.pop_front();
+    complete(task, result->outcome, result->dsn, result->detail);
+    retire_if_idle(user);
+  }
+
+  // A helper with nothing to do is closed (it exits), making room for a waiting user.
+  void retire_if_idle(const std::string& user) {
+    auto it = helpers_.find(user);
+    if (it == helpers_.end() || !it->second.sent.empty() || !it->second.unsent.empty() ||
+        it->second.spawning)
+      return;
+    helpers_.erase(it);
+    start_waiting_helpers();
+  }
+
+  void start_waiting_helpers() {
+    while (!spawn_queue_.empty() && live_helpers() < kMaxHelpers) {
+      const std::string next = spawn_queue_.front();
+      spawn_queue_.pop_front();
+      if (helpers_.contains(next) && !helpers_[next].channel && !helpers_[next].spawning)
+        spawn_helper(next);
+    }
+  }
+
+  // Everything waiting on the user's helper fails temporarily (a retry comes later).
+  void fail_helper(const std::string& user, const std::string& why) {
+    auto it = helpers_.find(user);
+    if (it == helpers_.end()) return;
+    std::deque<HelperTask> tasks = std::move(it->second.sent);
+    for (auto& t : it->second.unsent) tasks.push_back(std::move(t));
+    it->second.unsent.clear();
+    if (it->second.channel) it->second.channel->close();
+    helpers_.erase(it);
+    log::warn("%s", why.c_str());
+    for (auto& t : tasks) complete(t, msg::DeliveryOutcome::temporary_failure, "4.3.0", why);
+    start_waiting_helpers();
+  }
+
+  void complete(const HelperTask& task, msg::DeliveryOutcome outcome, const std::string& dsn,
+                const std::string& detail) {
+    auto job = jobs_.find(task.job);
+    if (job == jobs_.end()) return;
+    Job& j = *job->second;
+    if (task.recipient < j.results.size()) merge(j.results[task.recipient], outcome, dsn, detail);
+    if (--j.helpers_awaited == 0) finish(j.id);
   }
 
   // time.M<usec>P<pid>Q<n>.host (the Maildir spec's modern unique name).
@@ -144,9 +392,14 @@ class MdaProcess {
 
   ChildRuntime& runtime_;
   std::string hostname_ = "localhost";
-  std::map<std::string, msg::MdaDomain> domains_;
-  std::string first_domain_;
+  uint32_t command_timeout_ = 300;
   uint64_t deliveries_ = 0;
+  uint64_t next_job_ = 1;
+  uint32_t next_request_ = 1;
+  std::map<uint64_t, std::unique_ptr<Job>> jobs_;
+  std::map<uint32_t, std::pair<uint64_t, size_t>> resolving_;  // request -> job, next index
+  std::map<std::string, Helper> helpers_;
+  std::deque<std::string> spawn_queue_;
 };
 
 }  // namespace

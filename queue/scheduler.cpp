@@ -97,6 +97,7 @@ void Scheduler::on_report(const msg::DeliveryReport& report) {
   if (it == messages_.end() || flight == in_flight_.end()) return;
   Envelope& e = it->second;
   const double delay = static_cast<double>(time(nullptr) - e.arrival);
+  std::vector<Recipient> forwarded;
   for (const msg::DeliveryResult& r : report.results) {
     if (r.index >= e.recipients.size()) continue;
     Recipient& rcpt = e.recipients[r.index];
@@ -108,6 +109,17 @@ void Scheduler::on_report(const msg::DeliveryReport& report) {
         rcpt.state = RecipientState::delivered;
         ++delivered_;
         flight->second.changed = true;
+        // An alias sends it on elsewhere: new recipients of this message, for mta, keeping
+        // the original recipient for DSNs (RFC 3461 4.2).
+        for (const std::string& address : r.forward) {
+          log::info("%s: to=<%s>, forwarded to <%s>", e.id.c_str(), rcpt.address.c_str(),
+                    address.c_str());
+          forwarded.push_back({.address = address,
+                               .orcpt_type = rcpt.orcpt.empty() ? "rfc822" : rcpt.orcpt_type,
+                               .orcpt = rcpt.orcpt.empty() ? rcpt.address : rcpt.orcpt,
+                               .notify = rcpt.notify,
+                               .state = RecipientState::pending});
+        }
         break;
       case msg::DeliveryOutcome::permanent_failure:
         rcpt.state = RecipientState::failed;
@@ -120,6 +132,7 @@ void Scheduler::on_report(const msg::DeliveryReport& report) {
         break;
     }
   }
+  for (Recipient& f : forwarded) e.recipients.push_back(std::move(f));
   if (--flight->second.batches == 0) settle(report.id);
   update_counters();
 }

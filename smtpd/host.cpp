@@ -31,26 +31,30 @@ Result<Identities> resolve_identities(const config::Config& config) {
   Identities ids;
   ids.privileged = geteuid() == 0;
   if (!ids.privileged) {
-    ids.smtpd_uid = ids.queue_uid = getuid();
-    ids.smtpd_gid = ids.queue_gid = getgid();
+    ids.smtpd_uid = ids.queue_uid = ids.virtual_uid = getuid();
+    ids.smtpd_gid = ids.queue_gid = ids.virtual_gid = getgid();
     return ids;
   }
   std::string missing;
-  for (const auto* name : {&config.user, &config.queue_user}) {
-    const passwd* pw = getpwnam(name->c_str());
+  const std::string& virtual_user = config.virtual_user ? *config.virtual_user : config.user;
+  struct Account {
+    const std::string& name;
+    uid_t& uid;
+    gid_t& gid;
+  };
+  for (const Account& a : {Account{config.user, ids.smtpd_uid, ids.smtpd_gid},
+                           Account{config.queue_user, ids.queue_uid, ids.queue_gid},
+                           Account{virtual_user, ids.virtual_uid, ids.virtual_gid}}) {
+    const passwd* pw = getpwnam(a.name.c_str());
     if (pw == nullptr) {
-      missing += (missing.empty() ? "" : ", ") + *name;
+      if (missing.find(a.name) == std::string::npos)
+        missing += (missing.empty() ? "" : ", ") + a.name;
       continue;
     }
     if (pw->pw_uid == 0 || pw->pw_gid == 0)
-      return make_error("system user " + *name + " must not have uid or gid 0");
-    if (name == &config.user) {
-      ids.smtpd_uid = pw->pw_uid;
-      ids.smtpd_gid = pw->pw_gid;
-    } else {
-      ids.queue_uid = pw->pw_uid;
-      ids.queue_gid = pw->pw_gid;
-    }
+      return make_error("system user " + a.name + " must not have uid or gid 0");
+    a.uid = pw->pw_uid;
+    a.gid = pw->pw_gid;
   }
   if (!missing.empty())
     return make_error("missing system user(s): " + missing +
@@ -67,14 +71,15 @@ Status prepare_directories(const config::Config& config, const Identities& ids) 
   }
   if (chmod(config.spool_dir.c_str(), 0700) != 0) return errno_error("chmod " + config.spool_dir);
 
-  // The fixed part of each Maildir template (before /%u) belongs to mda, which creates the
-  // users' Maildirs below it.
+  // The fixed part of each virtual users' mailbox template (before the first %u or %d)
+  // belongs to mda's user, which creates the users' mailboxes below it. System users' mail
+  // goes to their homes or to folders the system already has.
   for (const auto& domain : config.domains) {
     const std::optional<std::string>& templ = domain.maildir ? domain.maildir : domain.mbox;
-    if (!templ) continue;
-    const std::string root = templ->substr(0, templ->find("/%u"));
+    if (!templ || domain.system_users) continue;
+    const std::string root = templ->substr(0, templ->find("/%"));
     if (Status st = make_dirs(root); !st.ok()) return st;
-    if (ids.privileged && chown(root.c_str(), ids.smtpd_uid, ids.smtpd_gid) != 0)
+    if (ids.privileged && chown(root.c_str(), ids.virtual_uid, ids.virtual_gid) != 0)
       return errno_error("chown " + root);
   }
 

@@ -19,6 +19,8 @@ struct Identities {
   gid_t smtpd_gid = 0;
   uid_t queue_uid = 0;
   gid_t queue_gid = 0;
+  uid_t virtual_uid = 0;  // mda's user: owns the virtual users' mailboxes
+  gid_t virtual_gid = 0;
 };
 
 // Looks up the configured system users; a missing one is an error that names it.

@@ -426,6 +426,13 @@ void Session::on_rcpt_verdict(msg::RcptDecision decision) {
     case msg::RcptDecision::unknown_user:
       bad_command(550, "5.1.1", "User unknown");
       break;
+    case msg::RcptDecision::loop:
+      // RFC 3463: X.4.6 routing loop detected.
+      bad_command(550, "5.4.6", "Alias loop");
+      break;
+    case msg::RcptDecision::temporary:
+      reply(451, "4.3.0", "Recipient check unavailable, try again later");
+      break;
   }
   process();
 }

@@ -10,7 +10,12 @@
 #include <cstring>
 #include <ctime>
 
+#include <pwd.h>
+
+#include <algorithm>
+
 #include "common/log.hpp"
+#include "common/privsep.hpp"
 
 namespace postern::smtpd {
 namespace {
@@ -29,6 +34,20 @@ std::string describe_wait_status(int wait_status) {
            (abbrev != nullptr ? std::string(" (SIG") + abbrev + ")" : "");
   }
   return "stopped (status " + std::to_string(wait_status) + ")";
+}
+
+// In a forked child before exec: the channel on kParentChannelFd, no other descriptor, no
+// blocked signal. Async-signal-safe.
+void keep_only_channel(int fd) {
+  if (fd == kParentChannelFd) {
+    fcntl(fd, F_SETFD, 0);
+  } else if (dup2(fd, kParentChannelFd) < 0) {
+    _exit(127);
+  }
+  close_range(kParentChannelFd + 1, ~0U, 0);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
 }
 
 }  // namespace
@@ -77,9 +96,20 @@ msg::Start Supervisor::start_message(Role role) const {
   m.verbose = log::verbose();
   m.drop_privileges = ids_.privileged;
   if (!ids_.privileged) return m;
-  const bool queue = info.run_as == RunAs::queue_user;
-  m.uid = queue ? ids_.queue_uid : ids_.smtpd_uid;
-  m.gid = queue ? ids_.queue_gid : ids_.smtpd_gid;
+  switch (info.run_as) {
+    case RunAs::smtpd_user:
+      m.uid = ids_.smtpd_uid;
+      m.gid = ids_.smtpd_gid;
+      break;
+    case RunAs::queue_user:
+      m.uid = ids_.queue_uid;
+      m.gid = ids_.queue_gid;
+      break;
+    case RunAs::virtual_user:
+      m.uid = ids_.virtual_uid;
+      m.gid = ids_.virtual_gid;
+      break;
+  }
   switch (info.jail) {
     case Jail::none:
       break;
@@ -116,16 +146,7 @@ void Supervisor::spawn(Child& c) {
   }
   if (pid == 0) {
     // Only async-signal-safe calls until exec.
-    int fd = theirs.get();
-    if (fd == kParentChannelFd) {
-      fcntl(fd, F_SETFD, 0);
-    } else if (dup2(fd, kParentChannelFd) < 0) {
-      _exit(127);
-    }
-    close_range(kParentChannelFd + 1, ~0U, 0);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
+    keep_only_channel(theirs.get());
     execv(path.c_str(), argv.data());
     const char* err = std::strerror(errno);
     (void)!write(STDERR_FILENO, "smtpd: cannot exec ", 19);
@@ -203,24 +224,32 @@ bool Supervisor::send_config(Child& c) {
       return msg::send(*c.channel, mda_config());
     case Role::lookup:
       return msg::send(*c.channel, msg::LookupConfig{.domains = config_.domains}) &&
-             send_credentials(c);
+             send_tables(c);
     default:
       return true;
   }
 }
 
-// The table is root's; lookup gets an open descriptor and reads it itself, at start and at
+// Tables may be root's; lookup gets open descriptors and reads them itself, at start and at
 // every reload (which is how an edited table is put to use).
-bool Supervisor::send_credentials(Child& lookup) {
-  if (!config_.credentials) return true;
-  const std::string& path = *config_.credentials;
-  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW));
-  if (!fd) {
-    log::error("credentials %s: %s; AUTH keeps the table it had", path.c_str(),
-               std::strerror(errno));
-    return true;
+bool Supervisor::send_tables(Child& lookup) {
+  std::vector<std::pair<msg::TableKind, std::string>> tables;
+  if (config_.credentials) tables.emplace_back(msg::TableKind::credentials, *config_.credentials);
+  for (const auto& d : config_.domains) {
+    if (d.aliases) tables.emplace_back(msg::TableKind::aliases, *d.aliases);
+    if (d.users_table) tables.emplace_back(msg::TableKind::users, *d.users_table);
   }
-  return msg::send(*lookup.channel, msg::CredentialsTable{.name = path}, 0, std::move(fd));
+  bool queued = true;
+  for (const auto& [kind, path] : tables) {
+    UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW));
+    if (!fd) {
+      log::error("table %s: %s; lookup keeps the one it had", path.c_str(), std::strerror(errno));
+      continue;
+    }
+    queued = queued &&
+             msg::send(*lookup.channel, msg::TableFile{.kind = kind, .name = path}, 0, std::move(fd));
+  }
+  return queued;
 }
 
 msg::QueueConfig Supervisor::queue_config() const {
@@ -235,10 +264,8 @@ msg::QueueConfig Supervisor::queue_config() const {
 }
 
 msg::MdaConfig Supervisor::mda_config() const {
-  msg::MdaConfig m{.hostname = config_.hostname, .domains = {}};
-  for (const auto& d : config_.domains)
-    m.domains.push_back({d.name, d.maildir.value_or(""), d.mbox.value_or(""), d.lmtp.value_or("")});
-  return m;
+  return msg::MdaConfig{.hostname = config_.hostname,
+                        .command_timeout = config_.limits.delivery_timeout};
 }
 
 msg::TlsConfig Supervisor::tls_message() const {
@@ -359,6 +386,9 @@ void Supervisor::register_handlers() {
             in.request_id))
       log::warn("cannot answer control");
   });
+  dispatcher_.on<msg::HelperSpawn>([this](msg::Incoming& in, msg::HelperSpawn&& m) {
+    spawn_helper(m.user, in.request_id);
+  });
   dispatcher_.on<msg::CtlStop>([this](msg::Incoming& in, msg::CtlStop&&) {
     log::info("stop requested through smtpctl");
     Child& control = child(Role::control);
@@ -367,6 +397,64 @@ void Supervisor::register_handlers() {
       log::warn("cannot answer control");
     stop(0);
   });
+}
+
+// mda asks for a helper that delivers as a system user (or, for "-", as mda's own user but
+// outside its sandbox: commands cannot run under mda's syscall filter). The parent trusts
+// mda no further than the config allows: only an existing account other than root, and only
+// when a domain delivers to system users. The helper's channel goes to mda; the helper
+// exits when mda closes it, and reap() collects it like any pid that is not a child.
+void Supervisor::spawn_helper(const std::string& user, uint32_t request_id) {
+  Child& mda = child(Role::mda);
+  if (!mda.channel) return;
+  const bool system_user = user != "-";
+  const char* who = system_user ? user.c_str() : "virtual users";
+  auto refuse = [&](const std::string& why) {
+    log::warn("delivery helper for %s refused: %s", who, why.c_str());
+    if (!msg::send(*mda.channel, msg::HelperRefused{.user = user, .error = why}, request_id))
+      log::warn("cannot answer mda");
+  };
+  uid_t uid = ids_.virtual_uid;
+  gid_t gid = ids_.virtual_gid;
+  if (system_user) {
+    if (std::none_of(config_.domains.begin(), config_.domains.end(),
+                     [](const config::Domain& d) { return d.system_users; }))
+      return refuse("no domain delivers to system users");
+    const passwd* pw = getpwnam(user.c_str());
+    if (pw == nullptr) return refuse("no such system user");
+    if (pw->pw_uid == 0 || pw->pw_gid == 0) return refuse("mail is never delivered as root");
+    uid = pw->pw_uid;
+    gid = pw->pw_gid;
+    if (!ids_.privileged && uid != getuid())
+      return refuse("smtpd is not running as root, so it cannot deliver as another user");
+  }
+  UniqueFd ours, theirs;
+  if (!ipc::make_socketpair(ours, theirs)) return refuse(std::strerror(errno));
+  const std::string path = options_.exec_dir + "/" + std::string(kHelperExecutable);
+  const std::string argv0(kHelperExecutable);
+  std::vector<char*> argv{const_cast<char*>(argv0.c_str())};
+  if (options_.foreground) argv.push_back(const_cast<char*>("-d"));
+  if (log::verbose()) argv.push_back(const_cast<char*>("-v"));
+  argv.push_back(nullptr);
+  const pid_t pid = fork();
+  if (pid < 0) return refuse(std::string("fork: ") + std::strerror(errno));
+  if (pid == 0) {
+    // The parent is single-threaded: the user switch may run here, before exec.
+    keep_only_channel(theirs.get());
+    const Status dropped = ids_.privileged ? privsep::drop_privileges(uid, gid, "")
+                                           : privsep::restrict_unprivileged();
+    if (!dropped.ok()) {
+      log::error("delivery helper: %s", dropped.error().message.c_str());
+      _exit(126);
+    }
+    execv(path.c_str(), argv.data());
+    log::error("cannot exec %s: %s", path.c_str(), std::strerror(errno));
+    _exit(127);
+  }
+  theirs.reset();
+  log::debug("delivery helper for %s: pid %d", who, static_cast<int>(pid));
+  if (!msg::send(*mda.channel, msg::HelperReady{.user = user}, request_id, std::move(ours)))
+    log::warn("cannot hand mda its delivery helper");
 }
 
 void Supervisor::begin_status(uint32_t control_request) {

@@ -93,7 +93,8 @@ class Supervisor {
   msg::QueueConfig queue_config() const;
   msg::MdaConfig mda_config() const;
   bool send_config(Child& c);
-  bool send_credentials(Child& lookup);
+  bool send_tables(Child& lookup);
+  void spawn_helper(const std::string& user, uint32_t request_id);
   void leave_loop_when_done();
 
   event_base* base_;

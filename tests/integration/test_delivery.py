@@ -4,13 +4,18 @@ with one log line per recipient; the message leaves the spool once every recipie
 and what could not be delivered stays, with its state, for a retry."""
 
 import os
+import pwd
+import re
+import shutil
 import signal
 import smtplib
+import subprocess
 import sys
+import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Daemon, Dovecot, free_port, wait_for  # noqa: E402
+from harness import IS_ROOT, Daemon, Dovecot, free_port, wait_for  # noqa: E402
 
 
 def maildir_files(root, user):
@@ -217,9 +222,14 @@ class Bounces(unittest.TestCase):
     def daemon(self, extra=""):
         d = Daemon(extra=extra)
         self.mail = os.path.join(d.dir, "mail")
+        aliases = os.path.join(d.dir, "aliases")
+        with open(aliases, "w") as f:
+            # A command that refuses the message: a permanent failure.
+            f.write('broken: "|echo no mailbox for this one; exit 1"\n')
         d.write_config(d.config_text().replace(
             "domains: [test.example, localhost]",
-            f"domains:\n  - test.example\n  - {{name: localhost, maildir: {self.mail}/%u/Maildir}}"))
+            f"domains:\n  - test.example\n  - {{name: localhost, aliases: {aliases}, "
+            f"maildir: {self.mail}/%u/Maildir}}"))
         return d
 
     def send(self, d, sender, rcpts, params=()):
@@ -232,10 +242,10 @@ class Bounces(unittest.TestCase):
 
     def test_permanent_failure_bounces_to_the_sender(self):
         with self.daemon().start() as d:
-            # "a/b" is a valid local part but no safe mailbox name: a permanent failure.
-            queue_id = self.send(d, "alice@localhost", ["a/b@localhost"], ["ENVID=E42"])
-            self.assertTrue(d.wait_log(rf"{queue_id}: to=<a/b@localhost>, .*dsn=5\.1\.3, "
-                                       r"status=bounced \(unsafe mailbox name\)"))
+            queue_id = self.send(d, "alice@localhost", ["broken@localhost"], ["ENVID=E42"])
+            self.assertTrue(d.wait_log(rf"{queue_id}: to=<broken@localhost>, .*dsn=5\.3\.0, "
+                                       r"status=bounced \(command exited with status 1: "
+                                       r"no mailbox for this one\)"))
             self.assertTrue(d.wait_log(rf"{queue_id}: sender non-delivery notification: [0-9a-f]{{16}}"))
             files = wait_for(lambda: maildir_files(self.mail, "alice"), 5)
             self.assertTrue(files, d.read_log())
@@ -243,8 +253,8 @@ class Bounces(unittest.TestCase):
                 bounce = f.read()
             self.assertTrue(bounce.startswith(b"Return-Path: <>\r\nDelivered-To: alice@localhost\r\n"))
             self.assertIn(b"Content-Type: multipart/report; report-type=delivery-status", bounce)
-            self.assertIn(b"Final-Recipient: rfc822; a/b@localhost\r\nAction: failed\r\n"
-                          b"Status: 5.1.3\r\n", bounce)
+            self.assertIn(b"Final-Recipient: rfc822; broken@localhost\r\nAction: failed\r\n"
+                          b"Status: 5.3.0\r\n", bounce)
             self.assertIn(b"Original-Envelope-Id: E42\r\n", bounce)
             self.assertIn(b"X-Marker: orig\r\n\r\nthe body\r\n", bounce)  # RET default: full
             # Both the original and the delivered bounce leave the queue.
@@ -252,10 +262,10 @@ class Bounces(unittest.TestCase):
 
     def test_no_bounce_to_the_null_sender_or_when_notify_says_no(self):
         with self.daemon().start() as d:
-            first = self.send(d, "", ["a/b@localhost"])
+            first = self.send(d, "", ["broken@localhost"])
             self.assertTrue(d.wait_log(rf"{first}: no bounce for the null sender"))
-            second = self.send(d, "alice@localhost", [("c/d@localhost", ["NOTIFY=NEVER"])])
-            self.assertTrue(d.wait_log(rf"{second}: to=<c/d@localhost>.*status=bounced"))
+            second = self.send(d, "alice@localhost", [("broken@localhost", ["NOTIFY=NEVER"])])
+            self.assertTrue(d.wait_log(rf"{second}: to=<broken@localhost>.*status=bounced"))
             self.assertTrue(wait_for(lambda: d.queued() == set(), 5))
             self.assertEqual(maildir_files(self.mail, "alice"), [])
             self.assertNotIn("non-delivery notification", d.read_log())
@@ -278,6 +288,172 @@ class Bounces(unittest.TestCase):
             self.assertIn(b"Content-Type: text/rfc822-headers", bounce)
             self.assertNotIn(b"the body", bounce)
             self.assertTrue(wait_for(lambda: d.queued() == set(), 5))
+
+
+class Routing(unittest.TestCase):
+    """Aliases (recursive, :include:, commands, files, forwards, loops), a virtual users table
+    with per-user deliveries, and system users delivered as themselves."""
+
+    def daemon(self, aliases, users_table="", extra_domains=""):
+        d = Daemon()
+        self.mail = os.path.join(d.dir, "mail")
+        # Commands run as mda's user: give them somewhere to write.
+        self.out = os.path.join(d.dir, "out")
+        os.makedirs(self.out, mode=0o777)
+        os.chmod(self.out, 0o777)
+        self.aliases = os.path.join(d.dir, "aliases")
+        with open(self.aliases, "w") as f:
+            f.write(aliases.format(out=self.out, dir=d.dir))
+        table = os.path.join(d.dir, "virtual-users")
+        with open(table, "w") as f:
+            f.write(users_table.format(out=self.out, dir=d.dir))
+        d.write_config(d.config_text().replace(
+            "domains: [test.example, localhost]",
+            "domains:\n  - test.example\n"
+            f"  - {{name: localhost, users: [alice, bob, carol], aliases: {self.aliases}, "
+            f"maildir: {self.mail}/%u/Maildir}}\n"
+            f"  - {{name: virtual.example, users: {table}, maildir: {self.mail}/%d/%u}}\n"
+            + extra_domains))
+        return d
+
+    def send(self, d, rcpts, sender="sender@example.com", body=b"Subject: r\r\n\r\nbody\r\n"):
+        with smtplib.SMTP("127.0.0.1", d.port) as s:
+            s.ehlo("client.example")
+            s.mail(sender)
+            for r in rcpts:
+                self.assertEqual(s.rcpt(r)[0], 250, (r, d.read_log()))
+            code, text = s.data(body)
+            self.assertEqual(code, 250)
+            return text.decode().split()[-1]
+
+    def read(self, path):
+        with open(path, "rb") as f:
+            return f.read()
+
+    def test_command_delivery_exit_0_75_and_1(self):
+        with self.daemon(
+                'ok: "|cat > {out}/ok"\n'
+                'later: "|test -e {out}/ready || exit 75; cat > {out}/later"\n'
+                'broken: "|echo refused by the filter; exit 1"\n').start() as d:
+            body = b"Subject: cmd\r\n\r\nline one\r\n.dot line\r\n"
+            queue_id = self.send(d, ["ok@localhost", "later@localhost", "broken@localhost"],
+                                 sender="alice@localhost", body=body)
+            # Exit 0: delivered, the message on stdin with LF line ends.
+            ok = os.path.join(self.out, "ok")
+            self.assertTrue(wait_for(lambda: os.path.exists(ok) and self.read(ok).endswith(
+                b"line one\n.dot line\n"), 5), d.read_log())
+            data = self.read(ok)
+            self.assertTrue(data.startswith(b"Return-Path: <alice@localhost>\n"
+                                            b"Delivered-To: ok@localhost\nReceived: "), data)
+            self.assertNotIn(b"\r", data)
+            self.assertTrue(d.wait_log(rf"{queue_id}: to=<ok@localhost>, .*dsn=2\.0\.0, "
+                                       r"status=sent"))
+            # Exit 75: deferred, and delivered once it can be.
+            self.assertTrue(d.wait_log(rf"{queue_id}: to=<later@localhost>, .*dsn=4\.3\.0, "
+                                       r"status=deferred \(command exited with status 75"))
+            # Exit 1: bounced to the sender, with what the command said.
+            self.assertTrue(d.wait_log(rf"{queue_id}: to=<broken@localhost>, .*dsn=5\.3\.0, "
+                                       r"status=bounced \(command exited with status 1: "
+                                       r"refused by the filter\)"))
+            bounces = wait_for(lambda: maildir_files(self.mail, "alice"), 5)
+            self.assertEqual(len(bounces), 1, d.read_log())
+            self.assertIn(b"Final-Recipient: rfc822; broken@localhost", self.read(bounces[0]))
+            open(os.path.join(self.out, "ready"), "w").close()
+            d.smtpctl("schedule", queue_id, check=True)
+            later = os.path.join(self.out, "later")
+            self.assertTrue(wait_for(lambda: os.path.exists(later) and self.read(later).endswith(
+                b".dot line\n"), 5), d.read_log())
+            self.assertTrue(wait_for(lambda: queue_id not in d.queued(), 5))
+            # "ok" ran once: not again at the retry.
+            self.assertEqual(len(re.findall(rf"{queue_id}: to=<ok@localhost>", d.read_log())), 1)
+
+    def test_alias_loops_and_unknown_users_are_refused_at_rcpt(self):
+        with self.daemon("loop1: loop2\nloop2: loop3\nloop3: loop1\n"
+                         "fine: alice\n").start() as d:
+            with smtplib.SMTP("127.0.0.1", d.port) as s:
+                s.ehlo("x")
+                s.mail("sender@example.com")
+                code, text = s.rcpt("loop2@localhost")
+                self.assertEqual((code, text), (550, b"5.4.6 Alias loop"))
+                code, text = s.rcpt("nobody@localhost")
+                self.assertEqual((code, text), (550, b"5.1.1 User unknown"))
+                self.assertEqual(s.rcpt("fine@localhost")[0], 250)
+                self.assertEqual(s.rcpt("nobody@virtual.example")[0], 550)
+
+    def test_aliases_expand_through_includes_files_and_forwards(self):
+        members = "{dir}/members"
+        d = self.daemon(
+                "postmaster: alice\n"
+                "team: bob, :include:" + members + ", staff\n"
+                "staff: carol, alice@localhost, /{out}/archive.mbox, friend@remote.example\n"
+                "carol: carol, bob\n")
+        with open(os.path.join(d.dir, "members"), "w") as f:
+            f.write("# people\nalice\n")
+        os.chmod(os.path.join(d.dir, "members"), 0o644)
+        with d.start():
+            queue_id = self.send(d, ["team@localhost", "Postmaster@localhost"])
+            # alice (twice named, once delivered per recipient), bob, carol; an mbox file.
+            for user, count in (("alice", 2), ("bob", 1), ("carol", 1)):
+                self.assertTrue(wait_for(lambda: len(maildir_files(self.mail, user)) == count, 5),
+                                (user, d.read_log()))
+            files = maildir_files(self.mail, "alice")
+            tos = sorted(self.read(f).split(b"\r\n")[1] for f in files)
+            self.assertEqual(tos, [b"Delivered-To: alice@localhost"] * 2)
+            mbox = os.path.join(self.out, "archive.mbox")
+            self.assertTrue(wait_for(lambda: os.path.exists(mbox), 5))
+            self.assertTrue(self.read(mbox).startswith(b"From sender@example.com "))
+            # The remote address becomes a recipient of the message, for mta.
+            self.assertTrue(d.wait_log(rf"{queue_id}: to=<team@localhost>, forwarded to "
+                                       r"<friend@remote.example>"))
+            self.assertTrue(wait_for(lambda: "friend@remote.example" in
+                                     d.smtpctl("show", "message", queue_id).stdout, 5))
+
+    def test_virtual_users_table_with_own_deliveries(self):
+        with self.daemon("", users_table="erin\nfrank mbox:{out}/frank.mbox\n"
+                         "gus command:cat > {out}/gus\n").start() as d:
+            self.send(d, ["erin@virtual.example", "frank@virtual.example", "Gus@virtual.example"])
+            erin = os.path.join(self.mail, "virtual.example", "erin", "new")
+            self.assertTrue(wait_for(lambda: os.path.isdir(erin) and os.listdir(erin), 5),
+                            d.read_log())
+            self.assertTrue(wait_for(lambda: os.path.exists(os.path.join(self.out, "frank.mbox")), 5))
+            gus = os.path.join(self.out, "gus")
+            self.assertTrue(wait_for(lambda: os.path.exists(gus) and b"body" in self.read(gus), 5))
+            self.assertIn(b"Delivered-To: gus@virtual.example\n", self.read(gus))
+
+    @unittest.skipUnless(IS_ROOT, "delivering as a system user needs root")
+    def test_system_user_mail_is_owned_by_the_user(self):
+        name = "postern-t%d" % (os.getpid() % 100000)
+        home = tempfile.mkdtemp(prefix="postern-home-")
+        subprocess.run(["useradd", "--system", "--home-dir", home, "--no-create-home",
+                        "--shell", "/usr/sbin/nologin", name], check=True)
+        try:
+            pw = pwd.getpwnam(name)
+            os.chown(home, pw.pw_uid, pw.pw_gid)
+            os.chmod(home, 0o700)
+            extra = (f"  - {{name: users.example, users: system, aliases: {{dir}}/sys-aliases, "
+                     f"maildir: ~/Maildir}}\n")
+            d = self.daemon("", extra_domains=extra.replace("{dir}", "DIR"))
+            with open(d.config) as f:
+                d.write_config(f.read().replace("DIR", d.dir))
+            with open(os.path.join(d.dir, "sys-aliases"), "w") as f:
+                f.write(f"root: {name}\npostmaster: root\n")
+            with d.start():
+                self.send(d, [f"{name}@users.example", "postmaster@users.example"])
+                new = os.path.join(home, "Maildir", "new")
+                self.assertTrue(wait_for(lambda: os.path.isdir(new) and len(os.listdir(new)) == 2,
+                                         5), d.read_log())
+                for entry in os.listdir(new) + [""]:
+                    st = os.stat(os.path.join(new, entry))
+                    self.assertEqual((st.st_uid, st.st_gid), (pw.pw_uid, pw.pw_gid), entry)
+                # The helper ran as the user, and mda never as root.
+                self.assertRegex(d.read_log(), r"to=<postmaster@users\.example>.*status=sent")
+                with smtplib.SMTP("127.0.0.1", d.port) as s:
+                    s.ehlo("x")
+                    s.mail("sender@example.com")
+                    self.assertEqual(s.rcpt("no-such-account@users.example")[0], 550, d.read_log())
+        finally:
+            subprocess.run(["userdel", name], check=False)
+            shutil.rmtree(home, ignore_errors=True)
 
 
 class Smtpctl(unittest.TestCase):

@@ -85,7 +85,14 @@ std::string dump(const Config& config) {
     out << "domain: " << domain.name;
     if (domain.users)
       for (const std::string& user : *domain.users) out << " " << user;
+    if (domain.system_users) out << " users=system";
+    if (domain.users_table) out << " users_table=" << *domain.users_table;
+    if (domain.aliases) out << " aliases=" << *domain.aliases;
+    if (domain.catch_all) out << " catch_all=" << *domain.catch_all;
     if (domain.maildir) out << " maildir=" << *domain.maildir;
+    if (domain.mbox) out << " mbox=" << *domain.mbox;
+    if (domain.lmtp) out << " lmtp=" << *domain.lmtp;
+    if (domain.command) out << " command=" << *domain.command;
     out << "\n";
   }
   if (config.tls) out << "tls: " << config.tls->certificate << " " << config.tls->key << "\n";
@@ -94,6 +101,7 @@ std::string dump(const Config& config) {
       << " errors=" << l.errors << " sessions=" << l.sessions
       << " sessions_per_ip=" << l.sessions_per_ip << " command_timeout=" << l.command_timeout
       << " data_timeout=" << l.data_timeout << "\n";
+  if (config.virtual_user) out << "virtual_user: " << *config.virtual_user << "\n";
   return out.str();
 }
 
@@ -301,7 +309,7 @@ TEST(ConfigErrors, ControlCharactersInInputAreRefused) {
 TEST(ConfigErrors, UnknownTopLevelKeyPointsAtTheKey) {
   EXPECT_EQ(error_of("listeners:\n  - address: 127.0.0.1:25\nspol: /var/spool\n"),
             "t.yaml:3:1: unknown key 'spol' in top level (expected one of: hostname, user, "
-            "queue_user, spool, empty_dir, control, listeners, domains, limits, tls, credentials)");
+            "queue_user, spool, empty_dir, control, listeners, domains, limits, tls, credentials, virtual_user)");
 }
 
 TEST(ConfigErrors, UnknownControlKey) {
@@ -581,7 +589,7 @@ extra: 1
       "t.yaml:8:11: unknown listener role 'relay' (expected one of: smtp, submission, smtps)",
       "t.yaml:9:5: listener has no 'address'",
       "t.yaml:10:1: unknown key 'extra' in top level (expected one of: hostname, user, "
-      "queue_user, spool, empty_dir, control, listeners, domains, limits, tls, credentials)",
+      "queue_user, spool, empty_dir, control, listeners, domains, limits, tls, credentials, virtual_user)",
   };
   EXPECT_EQ(lines, expected);
 }

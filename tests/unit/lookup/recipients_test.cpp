@@ -17,13 +17,20 @@ msg::RcptCheck check(std::string local, std::string domain, bool authenticated =
 
 std::vector<config::Domain> domains(std::initializer_list<const char*> names) {
   std::vector<config::Domain> out;
-  for (const char* n : names) out.push_back({n, std::nullopt});
+  for (const char* n : names) out.push_back({.name = n});
   return out;
 }
 
+// A policy over its own router.
+struct Policy {
+  explicit Policy(const std::vector<config::Domain>& d) { router.configure(d); }
+  msg::RcptDecision decide(const msg::RcptCheck& c) const { return policy.decide(c); }
+  LocalRouter router;
+  RecipientPolicy policy{router};
+};
+
 TEST(RecipientPolicy, DomainWithAUserList) {
-  RecipientPolicy p;
-  p.set_local_domains({{"localhost", std::vector<std::string>{"alice", "bob"}}});
+  Policy p({{.name = "localhost", .users = std::vector<std::string>{"alice", "bob"}}});
   EXPECT_EQ(p.decide(check("alice", "localhost")), msg::RcptDecision::local);
   EXPECT_EQ(p.decide(check("Alice", "localhost")), msg::RcptDecision::local);
   EXPECT_EQ(p.decide(check("carol", "localhost")), msg::RcptDecision::unknown_user);
@@ -31,23 +38,20 @@ TEST(RecipientPolicy, DomainWithAUserList) {
 }
 
 TEST(RecipientPolicy, LocalDomainsAndPostmaster) {
-  RecipientPolicy p;
-  p.set_local_domains(domains({"example.org", "localhost"}));
+  Policy p(domains({"example.org", "localhost"}));
   EXPECT_EQ(p.decide(check("alice", "example.org")), msg::RcptDecision::local);
   EXPECT_EQ(p.decide(check("bob", "localhost")), msg::RcptDecision::local);
   EXPECT_EQ(p.decide(check("postmaster", "")), msg::RcptDecision::local);
 }
 
 TEST(RecipientPolicy, RelayingNeedsAuthentication) {
-  RecipientPolicy p;
-  p.set_local_domains(domains({"example.org"}));
+  Policy p(domains({"example.org"}));
   EXPECT_EQ(p.decide(check("x", "remote.example")), msg::RcptDecision::relay_denied);
   EXPECT_EQ(p.decide(check("x", "remote.example", true)), msg::RcptDecision::relay);
 }
 
 TEST(RecipientPolicy, DressedUpRemoteAddressesAreRefused) {
-  RecipientPolicy p;
-  p.set_local_domains(domains({"example.org"}));
+  Policy p(domains({"example.org"}));
   // Percent hack, bang path and a quoted "@" at a local domain name no local user.
   EXPECT_EQ(p.decide(check("user%remote.example", "example.org")), msg::RcptDecision::unknown_user);
   EXPECT_EQ(p.decide(check("remote.example!user", "example.org")), msg::RcptDecision::unknown_user);

@@ -1,0 +1,304 @@
+// Local routes; see local_routes.hpp.
+#include "lookup/local_routes.hpp"
+
+#include <fcntl.h>
+#include <pwd.h>
+
+#include <algorithm>
+
+#include "common/ascii.hpp"
+#include "common/fd.hpp"
+#include "common/io.hpp"
+#include "common/log.hpp"
+
+namespace postern::lookup {
+
+struct LocalRouter::DomainEntry {
+  config::Domain config;
+};
+
+// One expansion in progress: the aliases being expanded (to see loops), what it found.
+struct LocalRouter::Walk {
+  bool for_delivery = false;
+  std::vector<std::string> stack;
+  msg::LocalRoute route{.status = msg::RouteStatus::ok, .error = "", .destinations = {}};
+
+  bool failed() const { return route.status != msg::RouteStatus::ok; }
+  void fail(msg::RouteStatus status, std::string error) {
+    if (failed()) return;
+    route.status = status;
+    route.error = std::move(error);
+    route.destinations.clear();
+  }
+  void add(msg::Destination d) {
+    if (failed()) return;
+    auto& out = route.destinations;
+    if (std::find(out.begin(), out.end(), d) != out.end()) return;
+    if (out.size() >= msg::kMaxDestinations) {
+      fail(msg::RouteStatus::failed,
+           "expands to more than " + std::to_string(msg::kMaxDestinations) + " destinations");
+      return;
+    }
+    out.push_back(std::move(d));
+  }
+};
+
+namespace {
+
+// The local part as a path segment: refused when it could name another place.
+bool safe_segment(std::string_view s) {
+  if (s.empty() || s.size() > 64 || s == "." || s == "..") return false;
+  return std::none_of(s.begin(), s.end(),
+                      [](unsigned char c) { return c < 0x21 || c == 0x7f || c == '/'; });
+}
+
+// %u and %d replaced (both checked to be whole segments when the config was loaded), "~/"
+// replaced by the home directory.
+std::string fill_template(std::string_view templ, std::string_view local, std::string_view domain,
+                          std::string_view home) {
+  std::string out;
+  if (templ.starts_with("~/")) {
+    out = home;
+    if (out.empty() || out.back() != '/') out += '/';
+    templ.remove_prefix(2);
+  }
+  for (size_t i = 0; i < templ.size(); ++i) {
+    if (templ[i] == '%' && i + 1 < templ.size() && (templ[i + 1] == 'u' || templ[i + 1] == 'd')) {
+      out += templ[i + 1] == 'u' ? local : domain;
+      ++i;
+    } else {
+      out += templ[i];
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+LocalRouter::LocalRouter() = default;
+LocalRouter::~LocalRouter() = default;
+
+void LocalRouter::configure(const std::vector<config::Domain>& domains) {
+  domains_.clear();
+  std::set<std::string, std::less<>> alias_files, user_files;
+  for (const auto& d : domains) {
+    domains_.push_back(DomainEntry{d});
+    if (d.aliases) alias_files.insert(*d.aliases);
+    if (d.users_table) user_files.insert(*d.users_table);
+  }
+  std::erase_if(aliases_, [&](const auto& kv) { return !alias_files.contains(kv.first); });
+  std::erase_if(users_, [&](const auto& kv) { return !user_files.contains(kv.first); });
+}
+
+Status LocalRouter::load(msg::TableKind kind, const std::string& name, std::string_view text) {
+  if (kind == msg::TableKind::aliases) {
+    auto table = AliasTable::parse(text, name);
+    if (!table.ok()) return make_error(table.error().to_string());
+    aliases_[name] = std::make_shared<const AliasTable>(std::move(table).value());
+    return ok_status();
+  }
+  if (kind == msg::TableKind::users) {
+    auto table = UserTable::parse(text, name);
+    if (!table.ok()) return make_error(table.error().to_string());
+    users_[name] = std::make_shared<const UserTable>(std::move(table).value());
+    return ok_status();
+  }
+  return make_error("not a routing table");
+}
+
+const LocalRouter::DomainEntry* LocalRouter::find_domain(std::string_view name) const {
+  for (const auto& d : domains_)
+    if (d.config.name == name) return &d;
+  return nullptr;
+}
+
+bool LocalRouter::is_local(std::string_view domain) const {
+  return find_domain(domain) != nullptr;
+}
+
+std::string LocalRouter::default_domain() const {
+  return domains_.empty() ? std::string() : domains_.front().config.name;
+}
+
+msg::LocalRoute LocalRouter::check(std::string_view local_part, std::string_view domain) const {
+  return route(local_part, domain.empty() ? default_domain() : std::string(domain), false);
+}
+
+msg::LocalRoute LocalRouter::resolve(std::string_view address) const {
+  const size_t at = address.rfind('@');
+  if (at == std::string_view::npos) return route(address, default_domain(), true);
+  return route(address.substr(0, at), address.substr(at + 1), true);
+}
+
+msg::LocalRoute LocalRouter::route(std::string_view local_part, std::string_view domain,
+                                   bool for_delivery) const {
+  Walk walk;
+  walk.for_delivery = for_delivery;
+  const DomainEntry* entry = find_domain(ascii::lower(domain));
+  if (entry == nullptr) {
+    walk.fail(msg::RouteStatus::failed, "not a local domain: " + std::string(domain));
+    return walk.route;
+  }
+  expand(walk, ascii::lower(local_part), *entry, 0);
+  return walk.route;
+}
+
+void LocalRouter::expand(Walk& walk, const std::string& local, const DomainEntry& domain,
+                         int depth) const {
+  if (walk.failed()) return;
+  const std::string key = local + "@" + domain.config.name;
+  if (depth > kMaxAliasDepth) {
+    walk.fail(msg::RouteStatus::loop, "aliases nested more than " +
+                                          std::to_string(kMaxAliasDepth) + " deep at " + key);
+    return;
+  }
+  if (std::find(walk.stack.begin(), walk.stack.end(), key) != walk.stack.end()) {
+    walk.fail(msg::RouteStatus::loop, "alias loop through " + key);
+    return;
+  }
+  if (domain.config.aliases) {
+    auto table = aliases_.find(*domain.config.aliases);
+    if (table != aliases_.end()) {
+      if (const std::vector<AliasTarget>* targets = table->second->find(local)) {
+        walk.stack.push_back(key);
+        expand_targets(walk, local, domain, *targets, depth);
+        walk.stack.pop_back();
+        return;
+      }
+    }
+  }
+  deliver_to_user(walk, local, domain, depth);
+}
+
+void LocalRouter::expand_targets(Walk& walk, const std::string& local, const DomainEntry& domain,
+                                 const std::vector<AliasTarget>& targets, int depth) const {
+  const std::string mailbox = local + "@" + domain.config.name;
+  for (const AliasTarget& t : targets) {
+    if (walk.failed()) return;
+    switch (t.kind) {
+      case AliasTarget::Kind::address: {
+        const size_t at = t.value.rfind('@');
+        const std::string name = ascii::lower(t.value.substr(0, at));
+        const std::string where =
+            at == std::string::npos ? domain.config.name : ascii::lower(t.value.substr(at + 1));
+        const DomainEntry* next = find_domain(where);
+        if (next == nullptr) {
+          walk.add({msg::DeliveryMethod::forward, t.value, "", mailbox});
+        } else if (next == &domain && name == local) {
+          // "bob: bob, carol": the alias names itself, meaning the user behind it.
+          deliver_to_user(walk, local, domain, depth);
+        } else {
+          expand(walk, name, *next, depth + 1);
+        }
+        break;
+      }
+      case AliasTarget::Kind::file:
+        walk.add({msg::DeliveryMethod::mbox, t.value, "", mailbox});
+        break;
+      case AliasTarget::Kind::command:
+        walk.add({msg::DeliveryMethod::command, t.value, "", mailbox});
+        break;
+      case AliasTarget::Kind::include: {
+        if (depth > kMaxAliasDepth) {
+          walk.fail(msg::RouteStatus::loop, ":include: files nested too deep at " + t.value);
+          return;
+        }
+        UniqueFd fd(open(t.value.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+        Result<std::string> text =
+            fd ? read_all(fd.get(), kMaxIncludeFile) : Result<std::string>(errno_error(t.value));
+        if (!text.ok()) {
+          walk.fail(msg::RouteStatus::temporary,
+                    "cannot read :include: file: " + text.error().message);
+          return;
+        }
+        auto list = parse_alias_list(text.value(), t.value);
+        if (!list.ok()) {
+          walk.fail(msg::RouteStatus::temporary, list.error().to_string());
+          return;
+        }
+        expand_targets(walk, local, domain, list.value(), depth + 1);
+        break;
+      }
+    }
+  }
+}
+
+void LocalRouter::deliver_to_user(Walk& walk, const std::string& local, const DomainEntry& domain,
+                                  int depth) const {
+  if (walk.failed()) return;
+  const config::Domain& d = domain.config;
+  // postmaster exists in every local domain (RFC 5321 4.5.1), system domains aside: there it
+  // is an alias the admin makes.
+  const bool postmaster = local == "postmaster";
+  bool exists = true;
+  const std::optional<UserDelivery>* own = nullptr;
+  std::string home;
+  if (d.users) {
+    exists = postmaster || std::find(d.users->begin(), d.users->end(), local) != d.users->end();
+  } else if (d.users_table) {
+    auto table = users_.find(*d.users_table);
+    own = table == users_.end() ? nullptr : table->second->find(local, d.name);
+    exists = postmaster || own != nullptr;
+    if (table == users_.end() && !postmaster) {
+      walk.fail(msg::RouteStatus::temporary, "users table " + *d.users_table + " is not loaded");
+      return;
+    }
+  } else if (d.system_users) {
+    passwd pw{};
+    passwd* found = nullptr;
+    char buffer[4096];
+    exists = safe_segment(local) &&
+             getpwnam_r(local.c_str(), &pw, buffer, sizeof buffer, &found) == 0 && found != nullptr;
+    if (exists && pw.pw_uid == 0) {
+      // Mail is never delivered as root; the admin aliases root to someone.
+      walk.fail(msg::RouteStatus::unknown_user, "mail for " + local + " must be aliased");
+      return;
+    }
+    if (exists) home = pw.pw_dir;
+  }
+  if (!exists) {
+    const std::string marker = "*@" + d.name;
+    if (d.catch_all &&
+        std::find(walk.stack.begin(), walk.stack.end(), marker) == walk.stack.end()) {
+      walk.stack.push_back(marker);
+      expand_targets(walk, local, domain, {AliasTarget{AliasTarget::Kind::address, *d.catch_all}},
+                     depth + 1);
+      walk.stack.pop_back();
+      return;
+    }
+    walk.fail(msg::RouteStatus::unknown_user, "no such user: " + local + "@" + d.name);
+    return;
+  }
+  msg::Destination dest{.method = msg::DeliveryMethod::maildir,
+                        .target = "",
+                        .user = d.system_users ? local : "",
+                        .mailbox = local + "@" + d.name};
+  std::string templ;
+  if (own != nullptr && *own) {
+    dest.method = (*own)->method;
+    templ = (*own)->target;
+  } else if (d.maildir || d.mbox) {
+    dest.method = d.maildir ? msg::DeliveryMethod::maildir : msg::DeliveryMethod::mbox;
+    templ = d.maildir ? *d.maildir : *d.mbox;
+  } else if (d.lmtp) {
+    dest.method = msg::DeliveryMethod::lmtp;
+    dest.target = *d.lmtp;
+  } else if (d.command) {
+    dest.method = msg::DeliveryMethod::command;
+    dest.target = *d.command;
+  } else {
+    if (walk.for_delivery)
+      walk.fail(msg::RouteStatus::temporary, "no mailbox configured for domain " + d.name);
+    return;
+  }
+  if (!templ.empty()) {
+    if (templ.find("%u") != std::string::npos && !safe_segment(local)) {
+      walk.fail(msg::RouteStatus::failed, "unsafe mailbox name");
+      return;
+    }
+    dest.target = fill_template(templ, local, d.name, home);
+  }
+  walk.add(std::move(dest));
+}
+
+}  // namespace postern::lookup

@@ -1,0 +1,63 @@
+// Where mail for a local address goes: the domain's aliases(5) expanded recursively (with
+// loop detection and :include: files), then its users (a list, a virtual users table or the
+// system's accounts), then its catch-all. smtp's RCPT checks and mda's deliveries both ask
+// here, so a recipient refused at RCPT time is never one delivery would take, and back.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/config.hpp"
+#include "common/messages.hpp"
+#include "lookup/aliases.hpp"
+#include "lookup/table.hpp"
+
+namespace postern::lookup {
+
+// Aliases pointing at aliases pointing at...: deeper than this is refused as a loop would be.
+constexpr int kMaxAliasDepth = 20;
+constexpr size_t kMaxIncludeFile = 1 << 20;
+
+class LocalRouter {
+ public:
+  LocalRouter();
+  ~LocalRouter();
+  // The local domains; tables already loaded stay loaded for the paths still named.
+  void configure(const std::vector<config::Domain>& domains);
+  // A table the parent sent. Refused whole on any error (the old one stays in use); the
+  // error names the file and line.
+  Status load(msg::TableKind kind, const std::string& name, std::string_view text);
+
+  bool is_local(std::string_view domain) const;
+  // The first local domain: bare <postmaster> belongs to it.
+  std::string default_domain() const;
+
+  // For RCPT: does the address exist? (A domain without a delivery method takes its users
+  // anyway; delivery then defers.)
+  msg::LocalRoute check(std::string_view local_part, std::string_view domain) const;
+  // For delivery: every destination of the address.
+  msg::LocalRoute resolve(std::string_view address) const;
+
+ private:
+  struct DomainEntry;
+  struct Walk;
+  msg::LocalRoute route(std::string_view local_part, std::string_view domain,
+                        bool for_delivery) const;
+  void expand(Walk& walk, const std::string& local, const DomainEntry& domain, int depth) const;
+  void expand_targets(Walk& walk, const std::string& local, const DomainEntry& domain,
+                      const std::vector<AliasTarget>& targets, int depth) const;
+  void deliver_to_user(Walk& walk, const std::string& local, const DomainEntry& domain,
+                       int depth) const;
+  const DomainEntry* find_domain(std::string_view name) const;
+
+  std::vector<DomainEntry> domains_;
+  std::map<std::string, std::shared_ptr<const AliasTable>, std::less<>> aliases_;
+  std::map<std::string, std::shared_ptr<const UserTable>, std::less<>> users_;
+};
+
+}  // namespace postern::lookup

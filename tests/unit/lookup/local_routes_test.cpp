@@ -1,0 +1,260 @@
+// Local routes: aliases expanded recursively (loops, self-references, :include:, files,
+// commands, remote forwards), users from a list, a table or the system, catch-all, and the
+// delivery method each destination gets.
+#include "lookup/local_routes.hpp"
+
+#include <gtest/gtest.h>
+#include <pwd.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+namespace postern::lookup {
+namespace {
+
+namespace fs = std::filesystem;
+using msg::DeliveryMethod;
+using msg::RouteStatus;
+
+class LocalRoutesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern = (fs::temp_directory_path() / "postern-routes-XXXXXX").string();
+    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
+    dir_ = pattern;
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::string write(const std::string& name, const std::string& text) {
+    const std::string path = (dir_ / name).string();
+    std::ofstream(path) << text;
+    return path;
+  }
+
+  // example.org: virtual users alice, bob, carol, aliases; Maildirs under /mail/%d/%u.
+  void configure(const std::string& aliases, std::optional<std::string> catch_all = {}) {
+    config::Domain org{.name = "example.org",
+                       .users = std::vector<std::string>{"alice", "bob", "carol"},
+                       .aliases = "/etc/aliases-org",
+                       .catch_all = catch_all,
+                       .maildir = "/mail/%d/%u/Maildir"};
+    config::Domain net{.name = "example.net",
+                       .users = std::vector<std::string>{"dave"},
+                       .mbox = "/var/mail/%u"};
+    router_.configure({org, net});
+    ASSERT_TRUE(router_.load(msg::TableKind::aliases, "/etc/aliases-org", aliases).ok());
+  }
+
+  LocalRouter router_;
+  fs::path dir_;
+};
+
+msg::Destination maildir(const std::string& user) {
+  return {DeliveryMethod::maildir, "/mail/example.org/" + user + "/Maildir", "",
+          user + "@example.org"};
+}
+
+TEST_F(LocalRoutesTest, UsersGetTheDomainsMailbox) {
+  configure("");
+  auto r = router_.resolve("Alice@example.org");
+  ASSERT_EQ(r.status, RouteStatus::ok) << r.error;
+  ASSERT_EQ(r.destinations.size(), 1u);
+  EXPECT_EQ(r.destinations[0], maildir("alice"));
+  auto dave = router_.resolve("dave@EXAMPLE.net");
+  ASSERT_EQ(dave.status, RouteStatus::ok);
+  EXPECT_EQ(dave.destinations[0],
+            (msg::Destination{DeliveryMethod::mbox, "/var/mail/dave", "", "dave@example.net"}));
+  EXPECT_EQ(router_.resolve("zed@example.org").status, RouteStatus::unknown_user);
+  EXPECT_EQ(router_.check("zed", "example.org").status, RouteStatus::unknown_user);
+  EXPECT_EQ(router_.check("alice", "example.org").status, RouteStatus::ok);
+  // Bare postmaster belongs to the first domain, and exists there.
+  auto pm = router_.resolve("postmaster");
+  ASSERT_EQ(pm.status, RouteStatus::ok);
+  EXPECT_EQ(pm.destinations[0], maildir("postmaster"));
+}
+
+TEST_F(LocalRoutesTest, AliasesExpandRecursivelyAcrossDomains) {
+  configure(
+      "team: alice, staff\n"
+      "staff: bob, dave@example.net, friend@remote.example\n"
+      "archive: /var/archive/mbox\n"
+      "robot: \"|/usr/bin/robot --flag\"\n"
+      "postmaster: alice\n");
+  auto r = router_.resolve("team@example.org");
+  ASSERT_EQ(r.status, RouteStatus::ok) << r.error;
+  ASSERT_EQ(r.destinations.size(), 4u);
+  EXPECT_EQ(r.destinations[0], maildir("alice"));
+  EXPECT_EQ(r.destinations[1], maildir("bob"));
+  EXPECT_EQ(r.destinations[2],
+            (msg::Destination{DeliveryMethod::mbox, "/var/mail/dave", "", "dave@example.net"}));
+  EXPECT_EQ(r.destinations[3], (msg::Destination{DeliveryMethod::forward, "friend@remote.example",
+                                                 "", "staff@example.org"}));
+  auto archive = router_.resolve("archive@example.org");
+  ASSERT_EQ(archive.status, RouteStatus::ok);
+  EXPECT_EQ(archive.destinations[0], (msg::Destination{DeliveryMethod::mbox, "/var/archive/mbox",
+                                                       "", "archive@example.org"}));
+  auto robot = router_.resolve("robot@example.org");
+  ASSERT_EQ(robot.status, RouteStatus::ok);
+  EXPECT_EQ(robot.destinations[0], (msg::Destination{DeliveryMethod::command,
+                                                     "/usr/bin/robot --flag", "",
+                                                     "robot@example.org"}));
+  // An alias for a name that is not a user exists at RCPT time.
+  EXPECT_EQ(router_.check("team", "example.org").status, RouteStatus::ok);
+  EXPECT_EQ(router_.resolve("postmaster@example.org").destinations[0], maildir("alice"));
+}
+
+TEST_F(LocalRoutesTest, LoopsAreRefusedAndSelfReferenceMeansTheUser) {
+  configure(
+      "a: b\n"
+      "b: c\n"
+      "c: a\n"
+      "bob: bob, carol\n"
+      "ghost: ghost\n");
+  for (const char* name : {"a", "b", "c"}) {
+    auto r = router_.resolve(std::string(name) + "@example.org");
+    EXPECT_EQ(r.status, RouteStatus::loop) << name;
+    EXPECT_NE(r.error.find("loop"), std::string::npos);
+    EXPECT_TRUE(r.destinations.empty());
+    EXPECT_EQ(router_.check(name, "example.org").status, RouteStatus::loop);
+  }
+  auto bob = router_.resolve("bob@example.org");
+  ASSERT_EQ(bob.status, RouteStatus::ok) << bob.error;
+  ASSERT_EQ(bob.destinations.size(), 2u);
+  EXPECT_EQ(bob.destinations[0], maildir("bob"));
+  EXPECT_EQ(bob.destinations[1], maildir("carol"));
+  // Naming itself when no such user exists is no route.
+  EXPECT_EQ(router_.resolve("ghost@example.org").status, RouteStatus::unknown_user);
+}
+
+TEST_F(LocalRoutesTest, DeepChainsStopAndDuplicatesCollapse) {
+  std::string deep;
+  for (int i = 0; i < 30; ++i)
+    deep += "l" + std::to_string(i) + ": l" + std::to_string(i + 1) + "\n";
+  deep += "l30: alice\n";
+  deep += "twice: alice, alice@example.org, ALICE\n";
+  configure(deep);
+  EXPECT_EQ(router_.resolve("l0@example.org").status, RouteStatus::loop);
+  EXPECT_EQ(router_.resolve("l15@example.org").status, RouteStatus::ok);
+  auto twice = router_.resolve("twice@example.org");
+  ASSERT_EQ(twice.status, RouteStatus::ok);
+  EXPECT_EQ(twice.destinations.size(), 1u);
+}
+
+TEST_F(LocalRoutesTest, TooManyDestinationsFail) {
+  std::string list = "big: ";
+  for (size_t i = 0; i <= msg::kMaxDestinations; ++i)
+    list += (i ? ", " : "") + std::string("u") + std::to_string(i) + "@remote.example";
+  configure(list + "\n");
+  auto r = router_.resolve("big@example.org");
+  EXPECT_EQ(r.status, RouteStatus::failed);
+  EXPECT_TRUE(r.destinations.empty());
+}
+
+TEST_F(LocalRoutesTest, IncludeFiles) {
+  const std::string members = write("members", "# the list\nalice, bob\nfar@remote.example\n");
+  const std::string missing = (dir_ / "missing").string();
+  const std::string looping = write("looping", "self\n");
+  configure("list: :include:" + members + "\n" + "broken: :include:" + missing + "\n" +
+            "self: :include:" + looping + "\n");
+  auto r = router_.resolve("list@example.org");
+  ASSERT_EQ(r.status, RouteStatus::ok) << r.error;
+  ASSERT_EQ(r.destinations.size(), 3u);
+  EXPECT_EQ(r.destinations[0], maildir("alice"));
+  EXPECT_EQ(r.destinations[2].method, DeliveryMethod::forward);
+  // Unreadable now is a temporary matter: RCPT says 451, delivery retries.
+  auto broken = router_.resolve("broken@example.org");
+  EXPECT_EQ(broken.status, RouteStatus::temporary);
+  EXPECT_NE(broken.error.find("missing"), std::string::npos);
+  // The file names the alias itself: the user behind "list" does not exist.
+  EXPECT_EQ(router_.resolve("self@example.org").status, RouteStatus::unknown_user);
+  // An edit is seen at once.
+  write("members", "carol\n");
+  auto again = router_.resolve("list@example.org");
+  ASSERT_EQ(again.destinations.size(), 1u);
+  EXPECT_EQ(again.destinations[0], maildir("carol"));
+}
+
+TEST_F(LocalRoutesTest, CatchAllIsOffByDefault) {
+  configure("everyone: alice, bob\n");
+  EXPECT_EQ(router_.resolve("nobody-here@example.org").status, RouteStatus::unknown_user);
+  configure("everyone: alice, bob\n", "everyone");
+  auto r = router_.resolve("nobody-here@example.org");
+  ASSERT_EQ(r.status, RouteStatus::ok) << r.error;
+  EXPECT_EQ(r.destinations.size(), 2u);
+  EXPECT_EQ(router_.check("anything", "example.org").status, RouteStatus::ok);
+  // A catch-all naming an unknown user does not chase itself.
+  configure("", "ghost");
+  EXPECT_EQ(router_.resolve("x@example.org").status, RouteStatus::unknown_user);
+}
+
+TEST_F(LocalRoutesTest, VirtualUsersTableWithOwnDeliveries) {
+  config::Domain d{.name = "example.com",
+                   .users_table = "/etc/users",
+                   .maildir = "/mail/%u"};
+  router_.configure({d});
+  // Not loaded yet: nobody can be told apart, so it is temporary.
+  EXPECT_EQ(router_.check("erin", "example.com").status, RouteStatus::temporary);
+  ASSERT_TRUE(router_
+                  .load(msg::TableKind::users, "/etc/users",
+                        "erin\nfrank command:/usr/bin/filter\ngus lmtp:unix:/run/lmtp\n")
+                  .ok());
+  auto erin = router_.resolve("erin@example.com");
+  ASSERT_EQ(erin.status, RouteStatus::ok);
+  EXPECT_EQ(erin.destinations[0],
+            (msg::Destination{DeliveryMethod::maildir, "/mail/erin", "", "erin@example.com"}));
+  auto frank = router_.resolve("frank@example.com");
+  EXPECT_EQ(frank.destinations[0], (msg::Destination{DeliveryMethod::command, "/usr/bin/filter",
+                                                     "", "frank@example.com"}));
+  EXPECT_EQ(router_.resolve("gus@example.com").destinations[0].method, DeliveryMethod::lmtp);
+  EXPECT_EQ(router_.resolve("hal@example.com").status, RouteStatus::unknown_user);
+  // A bad reload keeps the table in use.
+  auto bad = router_.load(msg::TableKind::users, "/etc/users", "erin\nfrank maildir:nope\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("/etc/users:2:"), std::string::npos);
+  EXPECT_EQ(router_.resolve("gus@example.com").status, RouteStatus::ok);
+}
+
+TEST_F(LocalRoutesTest, SystemUsersDeliverAsThemselvesAndRootIsAliased) {
+  const passwd* pw = getpwnam("nobody");
+  ASSERT_NE(pw, nullptr) << "the test needs the 'nobody' account";
+  const std::string home = pw->pw_dir;
+  config::Domain d{.name = "localhost",
+                   .system_users = true,
+                   .aliases = "/etc/aliases",
+                   .maildir = "~/Maildir"};
+  router_.configure({d});
+  ASSERT_TRUE(router_.load(msg::TableKind::aliases, "/etc/aliases", "postmaster: root\n").ok());
+  auto r = router_.resolve("nobody@localhost");
+  ASSERT_EQ(r.status, RouteStatus::ok) << r.error;
+  EXPECT_EQ(r.destinations[0], (msg::Destination{DeliveryMethod::maildir,
+                                                 home + (home.ends_with("/") ? "" : "/") +
+                                                     "Maildir",
+                                                 "nobody", "nobody@localhost"}));
+  auto root = router_.resolve("postmaster@localhost");
+  EXPECT_EQ(root.status, RouteStatus::unknown_user);
+  EXPECT_NE(root.error.find("aliased"), std::string::npos);
+  EXPECT_EQ(router_.check("no-such-account-here", "localhost").status, RouteStatus::unknown_user);
+  EXPECT_EQ(router_.check("../etc", "localhost").status, RouteStatus::unknown_user);
+}
+
+TEST_F(LocalRoutesTest, UnsafeLocalPartsNeverBecomePaths) {
+  config::Domain any{.name = "any.example", .maildir = "/mail/%u"};
+  router_.configure({any});
+  EXPECT_EQ(router_.resolve("ok@any.example").destinations[0].target, "/mail/ok");
+  EXPECT_EQ(router_.resolve("..@any.example").status, RouteStatus::failed);
+  EXPECT_EQ(router_.resolve("a/b@any.example").status, RouteStatus::failed);
+}
+
+TEST_F(LocalRoutesTest, ADomainWithoutMailboxTakesMailButDefersIt) {
+  router_.configure({config::Domain{.name = "plain.example"}});
+  EXPECT_EQ(router_.check("x", "plain.example").status, RouteStatus::ok);
+  auto r = router_.resolve("x@plain.example");
+  EXPECT_EQ(r.status, RouteStatus::temporary);
+  EXPECT_NE(r.error.find("no mailbox"), std::string::npos);
+  EXPECT_EQ(router_.resolve("x@elsewhere.example").status, RouteStatus::failed);
+}
+
+}  // namespace
+}  // namespace postern::lookup
