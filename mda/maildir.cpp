@@ -130,7 +130,15 @@ std::vector<Status> publish_maildirs(std::vector<StagedMaildir>& staged) {
   std::vector<int> published;
   std::vector<UniqueFd> dirs;
   for (size_t i = 0; i < staged.size(); ++i) {
-    if (rename(staged[i].tmp_path.c_str(), staged[i].new_path.c_str()) != 0) {
+    bool renamed = rename(staged[i].tmp_path.c_str(), staged[i].new_path.c_str()) == 0;
+    // A delivery killed while it was creating the Maildir leaves tmp/ without new/.
+    if (!renamed && errno == ENOENT) {
+      const std::string& new_dir = staged[i].new_dir;
+      const std::string cur = new_dir.substr(0, new_dir.size() - 3) + "cur";
+      if (make_dirs(new_dir).ok() && make_dirs(cur).ok())
+        renamed = rename(staged[i].tmp_path.c_str(), staged[i].new_path.c_str()) == 0;
+    }
+    if (!renamed) {
       results[i] = errno_error("rename into new/");
       unlink(staged[i].tmp_path.c_str());
       continue;
