@@ -39,11 +39,11 @@ constexpr std::array<std::string_view, 12> kTopKeys = {
     "hostname",  "user",    "queue_user", "spool", "empty_dir",   "control",
     "listeners", "domains", "limits",     "tls",   "credentials", "virtual_user"};
 constexpr std::array<std::string_view, 2> kTlsKeys = {"certificate", "key"};
-constexpr std::array<std::string_view, 8> kDomainKeys = {
-    "name", "users", "aliases", "catch_all", "maildir", "mbox", "lmtp", "command"};
+constexpr std::array<std::string_view, 8> kDomainKeys = {"name",    "users", "aliases", "catch_all",
+                                                         "maildir", "mbox",  "lmtp",    "command"};
 constexpr std::array<std::string_view, 11> kLimitKeys = {
-    "message_size", "recipients",  "errors",    "sessions",        "sessions_per_ip",
-    "command_timeout", "data_timeout", "expire", "retry_first", "retry_max", "delivery_timeout"};
+    "message_size", "recipients", "errors",      "sessions",  "sessions_per_ip", "command_timeout",
+    "data_timeout", "expire",     "retry_first", "retry_max", "delivery_timeout"};
 constexpr std::array<std::string_view, 2> kControlKeys = {"socket", "group"};
 constexpr std::array<std::string_view, 4> kListenerKeys = {"address", "role", "name",
                                                            "plaintext_auth"};
@@ -720,13 +720,13 @@ class Walker {
             continue;
           }
           if (!valid_mailbox_template(path, d.system_users)) {
-            reporter_.at(fields[k]->value.mark,
-                         quote(fields[k]->key.text) +
-                             (d.system_users
-                                  ? " must start with ~/ or hold %u as a whole path segment, "
-                                    "such as ~/Maildir or /var/mail/%u"
-                                  : " needs %u standing for a whole path segment, such as "
-                                    "/var/mail/%u"));
+            reporter_.at(
+                fields[k]->value.mark,
+                quote(fields[k]->key.text) +
+                    (d.system_users ? " must start with ~/ or hold %u as a whole path segment, "
+                                      "such as ~/Maildir or /var/mail/%u"
+                                    : " needs %u standing for a whole path segment, such as "
+                                      "/var/mail/%u"));
             ok = false;
             continue;
           }
@@ -760,8 +760,7 @@ class Walker {
             ok = false;
           }
         }
-        if ((d.maildir ? 1 : 0) + (d.mbox ? 1 : 0) + (d.lmtp ? 1 : 0) + (d.command ? 1 : 0) >
-            1) {
+        if ((d.maildir ? 1 : 0) + (d.mbox ? 1 : 0) + (d.lmtp ? 1 : 0) + (d.command ? 1 : 0) > 1) {
           reporter_.at(item.mark, "a domain is delivered one way: maildir, mbox, lmtp or command");
           ok = false;
         }
@@ -807,8 +806,7 @@ class Walker {
       return true;
     }
     if (value.kind != Node::Kind::sequence) {
-      reporter_.at(value.mark,
-                   "'users' must be a list of local parts, 'system' or a table file");
+      reporter_.at(value.mark, "'users' must be a list of local parts, 'system' or a table file");
       return false;
     }
     std::vector<std::string> users;

@@ -308,8 +308,8 @@ void LookupConfig::encode(wire::Writer& w) const {
       for (const auto& u : *d.users) w.str(u);
     }
     w.boolean(d.system_users);
-    for (const auto* field : {&d.users_table, &d.aliases, &d.catch_all, &d.maildir, &d.mbox,
-                              &d.lmtp, &d.command})
+    for (const auto* field :
+         {&d.users_table, &d.aliases, &d.catch_all, &d.maildir, &d.mbox, &d.lmtp, &d.command})
       encode_optional(w, *field);
   }
 }
@@ -323,8 +323,8 @@ LookupConfig LookupConfig::decode(wire::Reader& r) {
       for (auto& u : *d.users) u = r.str(64);
     }
     d.system_users = r.boolean();
-    for (auto* field : {&d.users_table, &d.aliases, &d.catch_all, &d.maildir, &d.mbox, &d.lmtp,
-                        &d.command})
+    for (auto* field :
+         {&d.users_table, &d.aliases, &d.catch_all, &d.maildir, &d.mbox, &d.lmtp, &d.command})
       *field = decode_optional(r, kMaxPathLength);
   }
   return m;

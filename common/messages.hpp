@@ -616,8 +616,8 @@ struct HelperReady {
 };
 
 struct HelperRefused {
-  static constexpr MessageInfo kInfo{Type::helper_refused, "helper_refused",
-                                     roles(Role::parent), roles(Role::mda), FdRule::none};
+  static constexpr MessageInfo kInfo{Type::helper_refused, "helper_refused", roles(Role::parent),
+                                     roles(Role::mda), FdRule::none};
   std::string user;
   std::string error;
   void encode(wire::Writer& w) const;

@@ -187,9 +187,9 @@ Status install_syscall_filter(Role role) {
   if (role == Role::lookup && !kSanitized) {  // sanitized builds allow openat outright
     // Reading only: :include: files and the system's account database (NSS). A flag that
     // could create, truncate or write is refused.
-    if (seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, SCMP_SYS(openat), 1,
-                         SCMP_A2(SCMP_CMP_MASKED_EQ, O_ACCMODE | O_CREAT | O_TRUNC | O_APPEND,
-                                 O_RDONLY)) != 0)
+    if (seccomp_rule_add(
+            ctx.get(), SCMP_ACT_ALLOW, SCMP_SYS(openat), 1,
+            SCMP_A2(SCMP_CMP_MASKED_EQ, O_ACCMODE | O_CREAT | O_TRUNC | O_APPEND, O_RDONLY)) != 0)
       return make_error("seccomp: cannot allow read-only openat");
     // glibc's systemd NSS module reads the capability bounding set and resolves paths.
     if (seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,

@@ -148,8 +148,8 @@ void LocalRouter::expand(Walk& walk, const std::string& local, const DomainEntry
   if (walk.failed()) return;
   const std::string key = local + "@" + domain.config.name;
   if (depth > kMaxAliasDepth) {
-    walk.fail(msg::RouteStatus::loop, "aliases nested more than " +
-                                          std::to_string(kMaxAliasDepth) + " deep at " + key);
+    walk.fail(msg::RouteStatus::loop,
+              "aliases nested more than " + std::to_string(kMaxAliasDepth) + " deep at " + key);
     return;
   }
   if (std::find(walk.stack.begin(), walk.stack.end(), key) != walk.stack.end()) {

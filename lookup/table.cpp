@@ -64,8 +64,7 @@ Result<std::optional<UserDelivery>> parse_user_delivery(std::string_view value) 
   if (value.empty()) return std::optional<UserDelivery>();
   const size_t colon = value.find(':');
   if (colon == std::string_view::npos)
-    return make_error("expected maildir:, mbox:, lmtp: or command: before " +
-                      std::string(value));
+    return make_error("expected maildir:, mbox:, lmtp: or command: before " + std::string(value));
   const std::string_view kind = value.substr(0, colon);
   const std::string_view target = trim(value.substr(colon + 1));
   if (target.empty()) return make_error("nothing after " + std::string(kind) + ":");
@@ -115,9 +114,10 @@ Result<UserTable, TableError> UserTable::parse(std::string_view text, const std:
   for (const auto& [key, value] : table.value().entries()) {
     const size_t at = key.find('@');
     if (key.empty() || key.size() > 255 || key.find_first_of("%!\"/") != std::string::npos ||
-        (at != std::string::npos && (at == 0 || key.find('@', at + 1) != std::string::npos ||
-                                     at + 1 == key.size())))
-      return TableError{file, line_of(key), "bad user '" + key + "' (expected user or user@domain)"};
+        (at != std::string::npos &&
+         (at == 0 || key.find('@', at + 1) != std::string::npos || at + 1 == key.size())))
+      return TableError{file, line_of(key),
+                        "bad user '" + key + "' (expected user or user@domain)"};
     auto delivery = parse_user_delivery(value);
     if (!delivery.ok()) return TableError{file, line_of(key), delivery.error().message};
     users.users_.emplace(key, std::move(delivery).value());
@@ -126,7 +126,7 @@ Result<UserTable, TableError> UserTable::parse(std::string_view text, const std:
 }
 
 const std::optional<UserDelivery>* UserTable::find(std::string_view local_part,
-                                                    std::string_view domain) const {
+                                                   std::string_view domain) const {
   std::string key(local_part);
   key += '@';
   key += domain;

@@ -46,19 +46,19 @@ msg::HelperResult deliver_destination(const msg::HelperDeliver& job, int message
       passwd* me = nullptr;
       char buffer[4096];
       const bool known = getpwuid_r(getuid(), &pw, buffer, sizeof buffer, &me) == 0 && me;
-      const CommandResult r =
-          deliver_to_command({.command = d.target,
-                              .home = known ? pw.pw_dir : "/",
-                              .user = known ? pw.pw_name : d.user,
-                              .sender = job.sender,
-                              .recipient = d.mailbox,
-                              .header = header,
-                              .message_fd = message_fd,
-                              .timeout_seconds = job.timeout_seconds});
-      const msg::DeliveryOutcome outcome =
-          r.outcome == CommandOutcome::delivered           ? msg::DeliveryOutcome::delivered
-          : r.outcome == CommandOutcome::temporary_failure ? msg::DeliveryOutcome::temporary_failure
-                                                           : msg::DeliveryOutcome::permanent_failure;
+      const CommandResult r = deliver_to_command({.command = d.target,
+                                                  .home = known ? pw.pw_dir : "/",
+                                                  .user = known ? pw.pw_name : d.user,
+                                                  .sender = job.sender,
+                                                  .recipient = d.mailbox,
+                                                  .header = header,
+                                                  .message_fd = message_fd,
+                                                  .timeout_seconds = job.timeout_seconds});
+      const msg::DeliveryOutcome outcome = r.outcome == CommandOutcome::delivered
+                                               ? msg::DeliveryOutcome::delivered
+                                           : r.outcome == CommandOutcome::temporary_failure
+                                               ? msg::DeliveryOutcome::temporary_failure
+                                               : msg::DeliveryOutcome::permanent_failure;
       return msg::HelperResult{.outcome = outcome, .dsn = r.dsn, .detail = r.detail};
     }
     case msg::DeliveryMethod::lmtp:

@@ -43,9 +43,8 @@ int main(int argc, char** argv) {
                   event_base_loopexit(base.get(), nullptr);
                 }
               },
-          .on_close = [&](ipc::CloseReason, std::string_view) {
-            event_base_loopexit(base.get(), nullptr);
-          },
+          .on_close = [&](ipc::CloseReason,
+                          std::string_view) { event_base_loopexit(base.get(), nullptr); },
           .on_drain = nullptr,
       });
   event_base_dispatch(base.get());

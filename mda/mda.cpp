@@ -231,7 +231,8 @@ class MdaProcess {
     }
     for (const auto& [target, rcpts] : by_lmtp) {
       for (const auto& r : deliver_lmtp(target, hostname_, j.message.sender, rcpts, j.fd.get()))
-        if (r.index < lmtp_for.size()) merge(j.results[lmtp_for[r.index]], r.outcome, r.dsn, r.detail);
+        if (r.index < lmtp_for.size())
+          merge(j.results[lmtp_for[r.index]], r.outcome, r.dsn, r.detail);
     }
     if (j.helpers_awaited == 0) finish(j.id);
   }

@@ -223,8 +223,7 @@ bool Supervisor::send_config(Child& c) {
     case Role::mda:
       return msg::send(*c.channel, mda_config());
     case Role::lookup:
-      return msg::send(*c.channel, msg::LookupConfig{.domains = config_.domains}) &&
-             send_tables(c);
+      return msg::send(*c.channel, msg::LookupConfig{.domains = config_.domains}) && send_tables(c);
     default:
       return true;
   }
@@ -246,8 +245,8 @@ bool Supervisor::send_tables(Child& lookup) {
       log::error("table %s: %s; lookup keeps the one it had", path.c_str(), std::strerror(errno));
       continue;
     }
-    queued = queued &&
-             msg::send(*lookup.channel, msg::TableFile{.kind = kind, .name = path}, 0, std::move(fd));
+    queued = queued && msg::send(*lookup.channel, msg::TableFile{.kind = kind, .name = path}, 0,
+                                 std::move(fd));
   }
   return queued;
 }
@@ -386,9 +385,8 @@ void Supervisor::register_handlers() {
             in.request_id))
       log::warn("cannot answer control");
   });
-  dispatcher_.on<msg::HelperSpawn>([this](msg::Incoming& in, msg::HelperSpawn&& m) {
-    spawn_helper(m.user, in.request_id);
-  });
+  dispatcher_.on<msg::HelperSpawn>(
+      [this](msg::Incoming& in, msg::HelperSpawn&& m) { spawn_helper(m.user, in.request_id); });
   dispatcher_.on<msg::CtlStop>([this](msg::Incoming& in, msg::CtlStop&&) {
     log::info("stop requested through smtpctl");
     Child& control = child(Role::control);
@@ -441,8 +439,8 @@ void Supervisor::spawn_helper(const std::string& user, uint32_t request_id) {
   if (pid == 0) {
     // The parent is single-threaded: the user switch may run here, before exec.
     keep_only_channel(theirs.get());
-    const Status dropped = ids_.privileged ? privsep::drop_privileges(uid, gid, "")
-                                           : privsep::restrict_unprivileged();
+    const Status dropped =
+        ids_.privileged ? privsep::drop_privileges(uid, gid, "") : privsep::restrict_unprivileged();
     if (!dropped.ok()) {
       log::error("delivery helper: %s", dropped.error().message.c_str());
       _exit(126);

@@ -309,7 +309,8 @@ TEST(ConfigErrors, ControlCharactersInInputAreRefused) {
 TEST(ConfigErrors, UnknownTopLevelKeyPointsAtTheKey) {
   EXPECT_EQ(error_of("listeners:\n  - address: 127.0.0.1:25\nspol: /var/spool\n"),
             "t.yaml:3:1: unknown key 'spol' in top level (expected one of: hostname, user, "
-            "queue_user, spool, empty_dir, control, listeners, domains, limits, tls, credentials, virtual_user)");
+            "queue_user, spool, empty_dir, control, listeners, domains, limits, tls, credentials, "
+            "virtual_user)");
 }
 
 TEST(ConfigErrors, UnknownControlKey) {
@@ -589,7 +590,8 @@ extra: 1
       "t.yaml:8:11: unknown listener role 'relay' (expected one of: smtp, submission, smtps)",
       "t.yaml:9:5: listener has no 'address'",
       "t.yaml:10:1: unknown key 'extra' in top level (expected one of: hostname, user, "
-      "queue_user, spool, empty_dir, control, listeners, domains, limits, tls, credentials, virtual_user)",
+      "queue_user, spool, empty_dir, control, listeners, domains, limits, tls, credentials, "
+      "virtual_user)",
   };
   EXPECT_EQ(lines, expected);
 }

@@ -40,9 +40,8 @@ class LocalRoutesTest : public ::testing::Test {
                        .aliases = "/etc/aliases-org",
                        .catch_all = catch_all,
                        .maildir = "/mail/%d/%u/Maildir"};
-    config::Domain net{.name = "example.net",
-                       .users = std::vector<std::string>{"dave"},
-                       .mbox = "/var/mail/%u"};
+    config::Domain net{
+        .name = "example.net", .users = std::vector<std::string>{"dave"}, .mbox = "/var/mail/%u"};
     router_.configure({org, net});
     ASSERT_TRUE(router_.load(msg::TableKind::aliases, "/etc/aliases-org", aliases).ok());
   }
@@ -97,9 +96,9 @@ TEST_F(LocalRoutesTest, AliasesExpandRecursivelyAcrossDomains) {
                                                        "", "archive@example.org"}));
   auto robot = router_.resolve("robot@example.org");
   ASSERT_EQ(robot.status, RouteStatus::ok);
-  EXPECT_EQ(robot.destinations[0], (msg::Destination{DeliveryMethod::command,
-                                                     "/usr/bin/robot --flag", "",
-                                                     "robot@example.org"}));
+  EXPECT_EQ(robot.destinations[0],
+            (msg::Destination{DeliveryMethod::command, "/usr/bin/robot --flag", "",
+                              "robot@example.org"}));
   // An alias for a name that is not a user exists at RCPT time.
   EXPECT_EQ(router_.check("team", "example.org").status, RouteStatus::ok);
   EXPECT_EQ(router_.resolve("postmaster@example.org").destinations[0], maildir("alice"));
@@ -190,9 +189,7 @@ TEST_F(LocalRoutesTest, CatchAllIsOffByDefault) {
 }
 
 TEST_F(LocalRoutesTest, VirtualUsersTableWithOwnDeliveries) {
-  config::Domain d{.name = "example.com",
-                   .users_table = "/etc/users",
-                   .maildir = "/mail/%u"};
+  config::Domain d{.name = "example.com", .users_table = "/etc/users", .maildir = "/mail/%u"};
   router_.configure({d});
   // Not loaded yet: nobody can be told apart, so it is temporary.
   EXPECT_EQ(router_.check("erin", "example.com").status, RouteStatus::temporary);
@@ -205,8 +202,8 @@ TEST_F(LocalRoutesTest, VirtualUsersTableWithOwnDeliveries) {
   EXPECT_EQ(erin.destinations[0],
             (msg::Destination{DeliveryMethod::maildir, "/mail/erin", "", "erin@example.com"}));
   auto frank = router_.resolve("frank@example.com");
-  EXPECT_EQ(frank.destinations[0], (msg::Destination{DeliveryMethod::command, "/usr/bin/filter",
-                                                     "", "frank@example.com"}));
+  EXPECT_EQ(frank.destinations[0], (msg::Destination{DeliveryMethod::command, "/usr/bin/filter", "",
+                                                     "frank@example.com"}));
   EXPECT_EQ(router_.resolve("gus@example.com").destinations[0].method, DeliveryMethod::lmtp);
   EXPECT_EQ(router_.resolve("hal@example.com").status, RouteStatus::unknown_user);
   // A bad reload keeps the table in use.
@@ -220,18 +217,16 @@ TEST_F(LocalRoutesTest, SystemUsersDeliverAsThemselvesAndRootIsAliased) {
   const passwd* pw = getpwnam("nobody");
   ASSERT_NE(pw, nullptr) << "the test needs the 'nobody' account";
   const std::string home = pw->pw_dir;
-  config::Domain d{.name = "localhost",
-                   .system_users = true,
-                   .aliases = "/etc/aliases",
-                   .maildir = "~/Maildir"};
+  config::Domain d{
+      .name = "localhost", .system_users = true, .aliases = "/etc/aliases", .maildir = "~/Maildir"};
   router_.configure({d});
   ASSERT_TRUE(router_.load(msg::TableKind::aliases, "/etc/aliases", "postmaster: root\n").ok());
   auto r = router_.resolve("nobody@localhost");
   ASSERT_EQ(r.status, RouteStatus::ok) << r.error;
-  EXPECT_EQ(r.destinations[0], (msg::Destination{DeliveryMethod::maildir,
-                                                 home + (home.ends_with("/") ? "" : "/") +
-                                                     "Maildir",
-                                                 "nobody", "nobody@localhost"}));
+  EXPECT_EQ(r.destinations[0],
+            (msg::Destination{DeliveryMethod::maildir,
+                              home + (home.ends_with("/") ? "" : "/") + "Maildir", "nobody",
+                              "nobody@localhost"}));
   auto root = router_.resolve("postmaster@localhost");
   EXPECT_EQ(root.status, RouteStatus::unknown_user);
   EXPECT_NE(root.error.find("aliased"), std::string::npos);

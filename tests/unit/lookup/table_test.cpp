@@ -57,8 +57,7 @@ TEST(UserDelivery, EachMethod) {
 }
 
 TEST(UserTable, DomainSpecificKeysWin) {
-  auto t = UserTable::parse(
-      "alice\nbob maildir:/a/bob\nbob@example.net mbox:/b/bob\n", "users");
+  auto t = UserTable::parse("alice\nbob maildir:/a/bob\nbob@example.net mbox:/b/bob\n", "users");
   ASSERT_TRUE(t.ok()) << t.error().to_string();
   ASSERT_NE(t.value().find("alice", "example.org"), nullptr);
   EXPECT_FALSE(t.value().find("alice", "example.org")->has_value());
