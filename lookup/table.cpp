@@ -24,7 +24,7 @@ std::string TableError::to_string() const {
 
 Result<FileTable, TableError> FileTable::parse(std::string_view text, const std::string& file) {
   FileTable table;
-  std::map<std::string, int, std::less<>> lines;
+  auto& lines = table.lines_;
   auto error = [&](int line, std::string message) {
     return TableError{file, line, std::move(message)};
   };
@@ -53,6 +53,11 @@ Result<FileTable, TableError> FileTable::parse(std::string_view text, const std:
     table.entries_.emplace(std::move(key), std::string(value));
   }
   return table;
+}
+
+int FileTable::line_of(std::string_view key) const {
+  auto it = lines_.find(key);
+  return it == lines_.end() ? 0 : it->second;
 }
 
 const std::string* FileTable::find(std::string_view key) const {
@@ -96,21 +101,7 @@ Result<UserTable, TableError> UserTable::parse(std::string_view text, const std:
   auto table = FileTable::parse(text, file);
   if (!table.ok()) return table.error();
   UserTable users;
-  // Line numbers for value errors: the table keeps none, so find the key's line again.
-  auto line_of = [&](const std::string& key) {
-    int number = 0;
-    std::string_view rest = text;
-    while (!rest.empty()) {
-      ++number;
-      const size_t end = rest.find('\n');
-      std::string_view line = trim(rest.substr(0, end));
-      rest.remove_prefix(end == std::string_view::npos ? rest.size() : end + 1);
-      if (ascii::lower(line.substr(0, std::min(line.size(), key.size()))) == key &&
-          (line.size() == key.size() || is_blank(line[key.size()])))
-        return number;
-    }
-    return 0;
-  };
+  auto line_of = [&](const std::string& key) { return table.value().line_of(key); };
   for (const auto& [key, value] : table.value().entries()) {
     const size_t at = key.find('@');
     if (key.empty() || key.size() > 255 || key.find_first_of("%!\"/") != std::string::npos ||

@@ -32,9 +32,12 @@ class FileTable {
   const std::string* find(std::string_view key) const;  // key in lower case
   size_t size() const { return entries_.size(); }
   const std::map<std::string, std::string, std::less<>>& entries() const { return entries_; }
+  // The line a key is on, for errors about its value.
+  int line_of(std::string_view key) const;
 
  private:
   std::map<std::string, std::string, std::less<>> entries_;
+  std::map<std::string, int, std::less<>> lines_;
 };
 
 // A virtual user's own delivery, overriding the domain's: "maildir:/path", "mbox:/path",
