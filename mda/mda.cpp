@@ -8,15 +8,17 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <ctime>
-
 #include <deque>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/child.hpp"
+#include "common/event.hpp"
 #include "common/log.hpp"
 #include "mda/destination.hpp"
 #include "mda/lmtp.hpp"
@@ -38,7 +40,15 @@ struct Job {
   std::vector<std::optional<msg::LocalRoute>> routes;  // per recipient, as lookup answers
   size_t routes_awaited = 0;                           // ResolveLocal batches unanswered
   std::vector<msg::DeliveryResult> results;            // per recipient
-  size_t helpers_awaited = 0;
+  // Deliveries that answer later: helpers' and Maildir files waiting for the shared flush.
+  size_t pending = 0;
+};
+
+// A Maildir file written into tmp/, waiting for the flush it shares with the other jobs'.
+struct Publication {
+  uint64_t job = 0;
+  size_t recipient = 0;
+  StagedMaildir staged;
 };
 
 // A delivery for a helper, waiting for its answer.
@@ -92,6 +102,7 @@ class MdaProcess {
     });
     runtime_.counters()["delivered"] = 0;
     runtime_.counters()["failed"] = 0;
+    publish_timer_ = std::make_unique<Timer>(runtime_.base(), [this] { publish(); });
   }
 
  private:
@@ -161,10 +172,10 @@ class MdaProcess {
   // --- deliveries -----------------------------------------------------------------------------
 
   void deliver(Job& j) {
-    // Maildirs share their flushes (publish_maildirs); an LMTP server gets one transaction
-    // per target; helpers work on their own and answer later.
-    std::vector<StagedMaildir> staged;
-    std::vector<size_t> staged_for;
+    // Maildir files of every job ready in this turn of the event loop share their flushes
+    // (publish); an LMTP server gets one transaction per target; helpers work on their own
+    // and answer later. Held pending while this runs, so no answer finishes the job under it.
+    ++j.pending;
     std::map<std::string, std::vector<msg::LocalRecipient>> by_lmtp;
     std::vector<size_t> lmtp_for;  // LocalRecipient.index -> recipient
     for (size_t i = 0; i < j.routes.size(); ++i) {
@@ -204,8 +215,9 @@ class MdaProcess {
           Result<StagedMaildir> s = stage_maildir(
               d.target, delivery_header(j.message.sender, d.mailbox), j.fd.get(), unique_name());
           if (s.ok()) {
-            staged.push_back(std::move(s).value());
-            staged_for.push_back(i);
+            publishing_.push_back({j.id, i, std::move(s).value()});
+            ++j.pending;
+            publish_timer_->arm(std::chrono::milliseconds(0));
           } else {
             merge(result, msg::DeliveryOutcome::temporary_failure, "4.3.0", s.error().message);
           }
@@ -220,21 +232,39 @@ class MdaProcess {
         }
       }
     }
-    const std::vector<Status> published = publish_maildirs(staged);
-    for (size_t k = 0; k < staged_for.size(); ++k) {
-      if (published[k].ok())
-        merge(j.results[staged_for[k]], msg::DeliveryOutcome::delivered, "2.0.0",
-              "delivered to maildir");
-      else
-        merge(j.results[staged_for[k]], msg::DeliveryOutcome::temporary_failure, "4.3.0",
-              published[k].error().message);
-    }
     for (const auto& [target, rcpts] : by_lmtp) {
       for (const auto& r : deliver_lmtp(target, hostname_, j.message.sender, rcpts, j.fd.get()))
         if (r.index < lmtp_for.size())
           merge(j.results[lmtp_for[r.index]], r.outcome, r.dsn, r.detail);
     }
-    if (j.helpers_awaited == 0) finish(j.id);
+    settle(j);
+  }
+
+  // Makes every staged Maildir file durable and visible (publish_maildirs).
+  void publish() {
+    std::vector<Publication> batch;
+    batch.swap(publishing_);
+    std::vector<StagedMaildir> staged;
+    staged.reserve(batch.size());
+    for (auto& p : batch) staged.push_back(std::move(p.staged));
+    const std::vector<Status> published = publish_maildirs(staged);
+    for (size_t k = 0; k < batch.size(); ++k) {
+      auto job = jobs_.find(batch[k].job);
+      if (job == jobs_.end()) continue;
+      Job& j = *job->second;
+      if (published[k].ok())
+        merge(j.results[batch[k].recipient], msg::DeliveryOutcome::delivered, "2.0.0",
+              "delivered to maildir");
+      else
+        merge(j.results[batch[k].recipient], msg::DeliveryOutcome::temporary_failure, "4.3.0",
+              published[k].error().message);
+      settle(j);
+    }
+  }
+
+  // One of the job's pending deliveries has answered.
+  void settle(Job& j) {
+    if (--j.pending == 0) finish(j.id);
   }
 
   void finish(uint64_t id) {
@@ -267,7 +297,7 @@ class MdaProcess {
                                            .destination = d,
                                            .unique = unique_name(),
                                            .timeout_seconds = command_timeout_}});
-    ++j.helpers_awaited;
+    ++j.pending;
     if (h.channel) {
       flush_helper(user);
     } else if (!h.spawning) {
@@ -380,7 +410,7 @@ class MdaProcess {
     if (job == jobs_.end()) return;
     Job& j = *job->second;
     if (task.recipient < j.results.size()) merge(j.results[task.recipient], outcome, dsn, detail);
-    if (--j.helpers_awaited == 0) finish(j.id);
+    settle(j);
   }
 
   // time.M<usec>P<pid>Q<n>.host (the Maildir spec's modern unique name).
@@ -401,6 +431,8 @@ class MdaProcess {
   std::map<uint32_t, std::pair<uint64_t, size_t>> resolving_;  // request -> job, next index
   std::map<std::string, Helper> helpers_;
   std::deque<std::string> spawn_queue_;
+  std::vector<Publication> publishing_;
+  std::unique_ptr<Timer> publish_timer_;
 };
 
 }  // namespace

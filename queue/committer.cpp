@@ -26,10 +26,11 @@ Committer::~Committer() {
   worker_.join();
 }
 
-void Committer::submit(Envelope envelope, UniqueFd data_fd, Done done) {
+void Committer::submit(Envelope envelope, UniqueFd data_fd, UniqueFd envelope_fd, Done done) {
   auto job = std::make_unique<Job>();
   job->envelope = std::move(envelope);
   job->data_fd = std::move(data_fd);
+  job->envelope_fd = std::move(envelope_fd);
   job->done = std::move(done);
   {
     std::lock_guard lock(mutex_);
@@ -62,22 +63,16 @@ void Committer::work() {
       }
     }
     // Stage every message, make them all durable at once, then give them their names.
-    std::vector<UniqueFd> envelopes(batch.size());
     std::vector<Spool::StagedFiles> staged;
-    for (size_t i = 0; i < batch.size(); ++i) {
-      if (batch[i]->task) continue;
-      Result<UniqueFd> env = spool_.stage(batch[i]->envelope, batch[i]->data_fd.get());
-      if (!env.ok()) {
-        batch[i]->status = env.error();
-        continue;
-      }
-      envelopes[i] = std::move(env).value();
-      staged.push_back({batch[i]->data_fd.get(), envelopes[i].get()});
+    for (auto& job : batch) {
+      if (job->task) continue;
+      job->status = spool_.stage(job->envelope, job->data_fd.get(), job->envelope_fd.get());
+      if (job->status.ok()) staged.push_back({job->data_fd.get(), job->envelope_fd.get()});
     }
     if (!staged.empty()) {
       const Status synced = spool_.sync_staged(staged);
-      for (size_t i = 0; i < batch.size(); ++i)
-        if (envelopes[i] && !synced.ok()) batch[i]->status = synced.error();
+      for (auto& job : batch)
+        if (!job->task && job->status.ok() && !synced.ok()) job->status = synced.error();
     }
     bool any_committed = false;
     for (auto& job : batch) {
@@ -92,8 +87,18 @@ void Committer::work() {
         for (auto& job : batch)
           if (job->status.ok()) job->status = synced.error();
     }
-    for (auto& job : batch)
-      if (job->task) job->status = job->task();
+    bool any_task = false;
+    for (auto& job : batch) {
+      if (!job->task) continue;
+      job->status = job->task();
+      any_task = any_task || job->status.ok();
+    }
+    if (any_task) {
+      const Status synced = spool_.sync_queue_dir();
+      if (!synced.ok())
+        for (auto& job : batch)
+          if (job->task && job->status.ok()) job->status = synced.error();
+    }
     {
       std::lock_guard lock(mutex_);
       if (!staged.empty()) {

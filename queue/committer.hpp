@@ -31,8 +31,11 @@ class Committer {
   Committer(const Committer&) = delete;
   Committer& operator=(const Committer&) = delete;
 
-  void submit(Envelope envelope, UniqueFd data_fd, Done done);
+  // The files are NewMessage's ours and envelope.
+  void submit(Envelope envelope, UniqueFd data_fd, UniqueFd envelope_fd, Done done);
   // Other blocking spool work (envelope updates, removals), in order, on the same thread.
+  // Tasks change names in queue/: one directory fsync after a batch's tasks makes them all
+  // durable before any of their callbacks runs.
   void run(std::function<Status()> task, std::function<void(const Status&)> done);
   size_t batches() const { return batches_; }
   size_t largest_batch() const { return largest_batch_; }
@@ -41,6 +44,7 @@ class Committer {
   struct Job {
     Envelope envelope;
     UniqueFd data_fd;
+    UniqueFd envelope_fd;
     Done done;
     std::function<Status()> task;  // set: not a commit
     std::function<void(const Status&)> task_done;

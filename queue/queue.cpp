@@ -94,6 +94,7 @@ class QueueProcess {
  private:
   struct OpenMessage {
     UniqueFd data;
+    UniqueFd envelope;
     std::vector<Recipient> recipients;
   };
 
@@ -146,7 +147,7 @@ class QueueProcess {
       spool_->discard(m.id);
       return;
     }
-    open_[m.id] = OpenMessage{std::move(m.ours), {}};
+    open_[m.id] = OpenMessage{std::move(m.ours), std::move(m.envelope), {}};
     update_counters();
   }
 
@@ -180,7 +181,7 @@ class QueueProcess {
     m.envelope.recipients = std::move(message.recipients);
     ++committing_;
     committer_->submit(
-        std::move(m.envelope), std::move(message.data),
+        std::move(m.envelope), std::move(message.data), std::move(message.envelope),
         [this, request_id](const Envelope& e, const Status& st) {
           --committing_;
           if (st.ok()) {

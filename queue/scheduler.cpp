@@ -237,7 +237,7 @@ void Scheduler::bounce(const Envelope& e,
                                    .notify = {},
                                    .state = RecipientState::pending});
   const std::string original_id = e.id;
-  committer_.submit(std::move(b), std::move(m.ours),
+  committer_.submit(std::move(b), std::move(m.ours), std::move(m.envelope),
                     [this, original_id](const Envelope& queued, const Status& st) {
                       if (!st.ok()) {
                         log::error("%s: cannot queue its bounce: %s", original_id.c_str(),

@@ -135,7 +135,16 @@ Result<NewMessage> Spool::create() {
       unlinkat(incoming_.get(), name.c_str(), 0);
       return e;
     }
-    return NewMessage{std::move(id), std::move(ours), std::move(theirs)};
+    // A fresh file only: whatever already sits at this name (it never should) is not ours
+    // to write through, be it a FIFO or a link.
+    UniqueFd envelope(openat(incoming_.get(), (id + ".env").c_str(),
+                             O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+    if (!envelope) {
+      const Error e = errno_error("cannot create an envelope file");
+      unlinkat(incoming_.get(), name.c_str(), 0);
+      return e;
+    }
+    return NewMessage{std::move(id), std::move(ours), std::move(theirs), std::move(envelope)};
   }
   return make_error("no free queue id after 8 attempts");
 }
@@ -146,21 +155,19 @@ void Spool::discard(const std::string& id) {
   unlinkat(incoming_.get(), (id + ".env").c_str(), 0);
 }
 
-Result<UniqueFd> Spool::stage(Envelope& envelope, int data_fd) {
+Status Spool::stage(Envelope& envelope, int data_fd, int envelope_fd) {
   const std::string& id = envelope.id;
   if (!valid_queue_id(id)) return make_error("bad queue id");
   struct stat st {};
   if (fstat(data_fd, &st) != 0) return errno_error("fstat");
   envelope.size = static_cast<uint64_t>(st.st_size);
   if (Status valid = validate_envelope(envelope); !valid.ok()) return valid.error();
-  const std::string env = id + ".env";
-  // A fresh file only: whatever already sits at this name (it never should) is not ours to
-  // write through, be it a FIFO or a link.
-  UniqueFd env_fd(openat(incoming_.get(), env.c_str(),
-                         O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
-  if (!env_fd) return errno_error("cannot create the envelope");
-  if (Status s = write_all(env_fd.get(), encode_envelope(envelope)); !s.ok()) return s.error();
-  return env_fd;
+  // create()'s file, empty unless an earlier attempt failed half-way.
+  if (fstat(envelope_fd, &st) != 0) return errno_error("fstat envelope");
+  if (!S_ISREG(st.st_mode)) return make_error("the envelope is not a regular file");
+  if (st.st_size != 0 && (ftruncate(envelope_fd, 0) != 0 || lseek(envelope_fd, 0, SEEK_SET) != 0))
+    return errno_error("truncate envelope");
+  return write_all(envelope_fd, encode_envelope(envelope));
 }
 
 Status Spool::sync_staged(std::span<const StagedFiles> staged) {
@@ -180,10 +187,9 @@ Status Spool::sync_staged(std::span<const StagedFiles> staged) {
   return ok_status();
 }
 
-Status Spool::commit(Envelope& envelope, int data_fd) {
-  Result<UniqueFd> env_fd = stage(envelope, data_fd);
-  if (!env_fd.ok()) return env_fd.error();
-  const StagedFiles files{data_fd, env_fd->get()};
+Status Spool::commit(Envelope& envelope, const NewMessage& message) {
+  if (Status s = stage(envelope, message.ours.get(), message.envelope.get()); !s.ok()) return s;
+  const StagedFiles files{message.ours.get(), message.envelope.get()};
   if (Status s = sync_staged(std::span(&files, 1)); !s.ok()) return s;
   return publish(envelope.id);
 }
@@ -222,7 +228,7 @@ Status Spool::update_envelope(const Envelope& envelope) {
   if (fdatasync(fd.get()) != 0) return errno_error("fdatasync " + next);
   if (renameat(queue_.get(), next.c_str(), queue_.get(), env.c_str()) != 0)
     return errno_error("rename " + next);
-  return sync_queue_dir();
+  return ok_status();
 }
 
 Status Spool::remove(const std::string& id) {
@@ -230,7 +236,7 @@ Status Spool::remove(const std::string& id) {
   // The envelope is what makes a message exist: it goes first.
   if (unlinkat(queue_.get(), (id + ".env").c_str(), 0) != 0) return errno_error("unlink");
   unlinkat(queue_.get(), (id + ".msg").c_str(), 0);
-  return sync_queue_dir();
+  return ok_status();
 }
 
 Status Spool::sync_queue_dir() {

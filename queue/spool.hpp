@@ -21,6 +21,9 @@ struct NewMessage {
   std::string id;
   UniqueFd ours;    // read-write, kept by the queue to fsync and size the data
   UniqueFd theirs;  // write-only, handed to smtp
+  // incoming/<id>.env, made empty now so that the commit, which writes it, does not wait
+  // for the filesystem to find an inode (a slow step on a busy filesystem).
+  UniqueFd envelope;
 };
 
 struct Recovery {
@@ -50,7 +53,7 @@ class Spool {
   void discard(const std::string& id);
 
   // Blocking, for the commit worker, in three steps so that a batch shares its flushes:
-  // stage() sizes the data and writes the envelope into incoming/ (returning its descriptor);
+  // stage() sizes the data and writes the envelope into its file made by create();
   // sync_staged() makes every staged file durable (Linux: one syncfs for the batch; elsewhere
   // an fdatasync per file); publish() renames data, then envelope, into queue/. The caller
   // then fsyncs the queue directory once, and only after that may anyone hear "committed".
@@ -58,17 +61,18 @@ class Spool {
     int data;
     int envelope;
   };
-  Result<UniqueFd> stage(Envelope& envelope, int data_fd);
+  Status stage(Envelope& envelope, int data_fd, int envelope_fd);
   Status sync_staged(std::span<const StagedFiles> staged);
   Status publish(const std::string& id);
   // The three steps for one message (the caller still fsyncs the queue directory).
-  Status commit(Envelope& envelope, int data_fd);
+  Status commit(Envelope& envelope, const NewMessage& message);
   Status sync_queue_dir();
 
   // A committed message's data, read-only, for delivery.
   Result<UniqueFd> open_message(const std::string& id);
-  // Blocking, for the worker: replaces a committed envelope (delivery states) atomically and
-  // durably; removes a message whose every recipient is done, envelope first.
+  // Blocking, for the worker: replaces a committed envelope (delivery states) atomically;
+  // removes a message whose every recipient is done, envelope first. Either is durable once
+  // the queue directory is fsynced (the worker does it once for all such changes of a batch).
   Status update_envelope(const Envelope& envelope);
   Status remove(const std::string& id);
 

@@ -153,7 +153,10 @@ TEST_F(SpoolTest, CreateGivesAReadWriteAndAWriteOnlyDescriptor) {
   EXPECT_TRUE(valid_queue_id(message->id)) << message->id;
   ASSERT_TRUE(message->ours.valid());
   ASSERT_TRUE(message->theirs.valid());
+  ASSERT_TRUE(message->envelope.valid());
   EXPECT_EQ(access_mode(message->ours.get()), O_RDWR);
+  EXPECT_EQ(access_mode(message->envelope.get()), O_WRONLY);
+  EXPECT_NE(fcntl(message->envelope.get(), F_GETFD) & FD_CLOEXEC, 0);
   EXPECT_EQ(access_mode(message->theirs.get()), O_WRONLY);
   EXPECT_NE(fcntl(message->ours.get(), F_GETFD) & FD_CLOEXEC, 0);
   EXPECT_NE(fcntl(message->theirs.get(), F_GETFD) & FD_CLOEXEC, 0);
@@ -173,7 +176,11 @@ TEST_F(SpoolTest, CreateGivesAReadWriteAndAWriteOnlyDescriptor) {
   const mode_t mode = mode_of(file);
   EXPECT_TRUE(S_ISREG(mode));
   EXPECT_EQ(mode & 07777, 0600u);
-  EXPECT_EQ(names_in(incoming()), (std::set<std::string>{message->id + ".msg"}));
+  // The envelope's file is there already, empty, for the commit to write.
+  EXPECT_EQ(mode_of(incoming() / (message->id + ".env")) & 07777, 0600u);
+  EXPECT_EQ(slurp(incoming() / (message->id + ".env")), "");
+  EXPECT_EQ(names_in(incoming()),
+            (std::set<std::string>{message->id + ".msg", message->id + ".env"}));
   EXPECT_TRUE(names_in(queue()).empty());
 }
 
@@ -191,7 +198,7 @@ TEST_F(SpoolTest, CreateGivesDistinctIds) {
     // and retried, and the set would still catch a create() that handed one out twice.
   }
   EXPECT_EQ(ids.size(), kMessages);
-  EXPECT_EQ(names_in(incoming()).size(), kMessages);
+  EXPECT_EQ(names_in(incoming()).size(), 2 * kMessages);  // data and envelope each
 }
 
 // 3. commit()
@@ -208,7 +215,7 @@ TEST_F(SpoolTest, CommitMovesDataAndEnvelopeIntoTheQueue) {
   message->theirs.reset();  // smtp closes its end before asking for the commit
 
   Envelope envelope = make_envelope(message->id);
-  const Status status = spool.commit(envelope, message->ours.get());
+  const Status status = spool.commit(envelope, message.value());
   ASSERT_TRUE(status.ok()) << status.error().message;
   EXPECT_EQ(envelope.size, data.size());
   ASSERT_TRUE(spool.sync_queue_dir().ok());
@@ -245,7 +252,7 @@ TEST_F(SpoolTest, CommitOfAnEmptyMessage) {
   ASSERT_TRUE(message.ok()) << message.error().message;
   Envelope envelope = make_envelope(message->id);
   envelope.size = 12345;  // commit measures the data itself
-  ASSERT_TRUE(spool.commit(envelope, message->ours.get()).ok());
+  ASSERT_TRUE(spool.commit(envelope, message.value()).ok());
   EXPECT_EQ(envelope.size, 0u);
   Result<Envelope> decoded = decode_envelope(slurp(queue() / (message->id + ".env")));
   ASSERT_TRUE(decoded.ok()) << decoded.error().message;
@@ -262,20 +269,20 @@ TEST_F(SpoolTest, CommitRefusesAnInvalidEnvelope) {
 
   Envelope no_recipients = make_envelope(message->id);
   no_recipients.recipients.clear();
-  EXPECT_FALSE(spool.commit(no_recipients, message->ours.get()).ok());
+  EXPECT_FALSE(spool.commit(no_recipients, message.value()).ok());
 
   Envelope empty_address = make_envelope(message->id);
   empty_address.recipients[0].address.clear();
-  EXPECT_FALSE(spool.commit(empty_address, message->ours.get()).ok());
+  EXPECT_FALSE(spool.commit(empty_address, message.value()).ok());
 
   Envelope long_envid = make_envelope(message->id);
   long_envid.envid = std::string(101, 'x');
-  EXPECT_FALSE(spool.commit(long_envid, message->ours.get()).ok());
+  EXPECT_FALSE(spool.commit(long_envid, message.value()).ok());
 
   // An id that is no queue id never becomes a path.
   for (const char* bad_id : {"../x", "", "0123456789ABCDEF", "0123456789abcdef0"}) {
     Envelope bad = make_envelope(bad_id);
-    EXPECT_FALSE(spool.commit(bad, message->ours.get()).ok()) << bad_id;
+    EXPECT_FALSE(spool.commit(bad, message.value()).ok()) << bad_id;
   }
 
   EXPECT_TRUE(names_in(queue()).empty());
@@ -285,7 +292,7 @@ TEST_F(SpoolTest, CommitRefusesAnInvalidEnvelope) {
 
   // The message is still whole and can be committed once the envelope is right.
   Envelope good = make_envelope(message->id);
-  const Status status = spool.commit(good, message->ours.get());
+  const Status status = spool.commit(good, message.value());
   ASSERT_TRUE(status.ok()) << status.error().message;
   EXPECT_EQ(names_in(queue()), (std::set<std::string>{message->id + ".env", message->id + ".msg"}));
 }
@@ -302,10 +309,10 @@ TEST_F(SpoolTest, DiscardRemovesTheIncomingFiles) {
   spit(incoming() / (dropped->id + ".env"), "half an envelope");
 
   spool.discard(dropped->id);
-  EXPECT_EQ(names_in(incoming()), (std::set<std::string>{kept->id + ".msg"}));
+  EXPECT_EQ(names_in(incoming()), (std::set<std::string>{kept->id + ".msg", kept->id + ".env"}));
   spool.discard(dropped->id);         // twice is harmless
   spool.discard("0123456789abcdef");  // never created
-  EXPECT_EQ(names_in(incoming()), (std::set<std::string>{kept->id + ".msg"}));
+  EXPECT_EQ(names_in(incoming()), (std::set<std::string>{kept->id + ".msg", kept->id + ".env"}));
 }
 
 TEST_F(SpoolTest, DiscardIgnoresABadId) {
@@ -328,7 +335,8 @@ TEST_F(SpoolTest, DiscardIgnoresABadId) {
   EXPECT_EQ(slurp(root_ / "x.msg"), "outside");
   EXPECT_EQ(slurp(root_ / "x.env"), "outside");
   EXPECT_EQ(slurp(queue() / "x.msg"), "outside");
-  EXPECT_EQ(names_in(incoming()), (std::set<std::string>{message->id + ".msg"}));
+  EXPECT_EQ(names_in(incoming()),
+            (std::set<std::string>{message->id + ".msg", message->id + ".env"}));
 }
 
 // 5. recover()
@@ -420,6 +428,7 @@ struct Prepared {
   std::string id;
   std::string data;
   UniqueFd ours;
+  UniqueFd envelope;
 };
 
 Prepared prepare(Spool& spool, size_t n) {
@@ -434,6 +443,7 @@ Prepared prepare(Spool& spool, size_t n) {
       "Subject: message " + std::to_string(n) + "\r\n\r\n" + std::string(n % 97, 'x') + "\r\n";
   write_fd(message->theirs.get(), prepared.data);
   prepared.ours = std::move(message->ours);
+  prepared.envelope = std::move(message->envelope);
   return prepared;
 }
 
@@ -524,6 +534,7 @@ TEST_F(SpoolTest, CommitterCommitsEveryJobInSubmissionOrder) {
     Timer start(base, [&] {
       for (size_t i = 0; i < kJobs; ++i) {
         committer.submit(make_envelope(messages[i].id), std::move(messages[i].ours),
+                         std::move(messages[i].envelope),
                          [&, i](const Envelope& envelope, const Status& status) {
                            outcomes.push_back({i, envelope.id, envelope.size, status.ok(),
                                                status.ok() ? "" : status.error().message});
@@ -575,17 +586,24 @@ TEST_F(SpoolTest, CommitterCommitsEveryJobInSubmissionOrder) {
   EXPECT_EQ(recovery.corrupt, 0u);
 }
 
-// Two jobs fail: one with an invalid envelope, and the first, because a FIFO already sits
-// where its envelope goes (envelopes are created fresh, O_EXCL, so it is never written
-// through). The failing jobs share their batch with succeeding ones, which still commit.
+// Two jobs fail: one with an invalid envelope, and the first, because its envelope
+// descriptor is a pipe, not the file create() made (it is never written through). The
+// failing jobs share their batch with succeeding ones, which still commit. A task that waits
+// at a gate keeps the worker busy while the jobs are submitted, so they form one batch.
 TEST_F(SpoolTest, CommitterFailsOneJobAndCommitsTheRestOfItsBatch) {
   Harness harness(root_);
   Spool& spool = harness.spool();
   ASSERT_TRUE(spool.open().ok());
   Prepared holder = prepare(spool, 0);
   ASSERT_FALSE(holder.id.empty());
-  const fs::path fifo = incoming() / (holder.id + ".env");
-  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0) << std::strerror(errno);
+  int not_a_file[2];
+  ASSERT_EQ(pipe2(not_a_file, O_CLOEXEC), 0) << std::strerror(errno);
+  UniqueFd not_a_file_read(not_a_file[0]);
+  holder.envelope.reset(not_a_file[1]);
+  int gate[2];
+  ASSERT_EQ(pipe2(gate, O_CLOEXEC), 0) << std::strerror(errno);
+  UniqueFd gate_read(gate[0]);
+  UniqueFd gate_write(gate[1]);
 
   constexpr size_t kJobs = 21;
   constexpr size_t kBad = 10;  // ten good jobs before it, ten after
@@ -598,7 +616,6 @@ TEST_F(SpoolTest, CommitterFailsOneJobAndCommitsTheRestOfItsBatch) {
   event_base* const base = harness.base();
   std::optional<Outcome> holder_outcome;
   std::vector<Outcome> outcomes;
-  UniqueFd fifo_reader;
   bool timed_out = false;
   size_t batches = 0;
   size_t largest_batch = 0;
@@ -610,7 +627,13 @@ TEST_F(SpoolTest, CommitterFailsOneJobAndCommitsTheRestOfItsBatch) {
       event_base_loopbreak(base);
     });
     Timer start(base, [&] {
-      committer.submit(make_envelope(holder.id), std::move(holder.ours),
+      committer.run(
+          [&] {
+            char byte = 0;
+            return read(gate_read.get(), &byte, 1) == 1 ? ok_status() : Status(make_error("gate"));
+          },
+          [](const Status&) {});
+      committer.submit(make_envelope(holder.id), std::move(holder.ours), std::move(holder.envelope),
                        [&](const Envelope& envelope, const Status& status) {
                          holder_outcome = Outcome{0, envelope.id, envelope.size, status.ok(),
                                                   status.ok() ? "" : status.error().message};
@@ -619,15 +642,15 @@ TEST_F(SpoolTest, CommitterFailsOneJobAndCommitsTheRestOfItsBatch) {
         Envelope envelope = make_envelope(messages[i].id);
         if (i == kBad) envelope.recipients.clear();
         committer.submit(std::move(envelope), std::move(messages[i].ours),
+                         std::move(messages[i].envelope),
                          [&, i](const Envelope& done, const Status& status) {
                            outcomes.push_back({i, done.id, done.size, status.ok(),
                                                status.ok() ? "" : status.error().message});
                            if (outcomes.size() == kJobs) event_base_loopexit(base, nullptr);
                          });
       }
-      // Lets the worker go on; kept open until the end so its write gets no SIGPIPE.
-      fifo_reader.reset(open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
-      if (!fifo_reader) ADD_FAILURE() << "open fifo: " << std::strerror(errno);
+      // Lets the worker go on.
+      if (write(gate_write.get(), "x", 1) != 1) ADD_FAILURE() << std::strerror(errno);
     });
     timeout.arm(20s);
     start.arm(0ms);
@@ -678,6 +701,7 @@ TEST_F(SpoolTest, CommitterDestructorWithPendingJobsReturns) {
   harness.start();
   for (Prepared& message : messages)
     harness.committer().submit(make_envelope(message.id), std::move(message.ours),
+                               std::move(message.envelope),
                                [&callbacks](const Envelope&, const Status&) { ++callbacks; });
 
   // The loop never runs: the results are never delivered.
