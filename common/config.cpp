@@ -13,6 +13,7 @@
 #include <array>
 #include <cctype>
 #include <cerrno>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -35,9 +36,19 @@ constexpr size_t kMaxListenerName = 64;
 // Offending text is echoed in messages: keep them one readable line.
 constexpr size_t kMaxQuoted = 64;
 
-constexpr std::array<std::string_view, 12> kTopKeys = {
-    "hostname",  "user",    "queue_user", "spool", "empty_dir",   "control",
-    "listeners", "domains", "limits",     "tls",   "credentials", "virtual_user"};
+// A DNSBL query is <reversed client address>.<zone>, and an IPv6 address reversed into
+// nibbles takes 64 octets ("b.a.9.8...."): the zone must leave room for them within the 253
+// octets a name may have in text (RFC 1035 2.3.4: 255 on the wire).
+constexpr size_t kMaxZoneName = 253 - 64;
+// Weights and thresholds of DNSBL zones; a count beyond it would be a typo.
+constexpr uint64_t kMaxWeight = 1000;
+// Seconds per DNS question: longer would hold a client at the greeting for minutes.
+constexpr uint64_t kMaxDnsTimeout = 60;
+
+constexpr std::array<std::string_view, 14> kTopKeys = {
+    "hostname",    "user",         "queue_user",       "spool",  "empty_dir",
+    "control",     "listeners",    "domains",          "limits", "tls",
+    "credentials", "virtual_user", "trusted_networks", "dns"};
 constexpr std::array<std::string_view, 2> kTlsKeys = {"certificate", "key"};
 constexpr std::array<std::string_view, 8> kDomainKeys = {"name",    "users", "aliases", "catch_all",
                                                          "maildir", "mbox",  "lmtp",    "command"};
@@ -45,8 +56,12 @@ constexpr std::array<std::string_view, 11> kLimitKeys = {
     "message_size", "recipients", "errors",      "sessions",  "sessions_per_ip", "command_timeout",
     "data_timeout", "expire",     "retry_first", "retry_max", "delivery_timeout"};
 constexpr std::array<std::string_view, 2> kControlKeys = {"socket", "group"};
-constexpr std::array<std::string_view, 4> kListenerKeys = {"address", "role", "name",
-                                                           "plaintext_auth"};
+constexpr std::array<std::string_view, 5> kListenerKeys = {"address", "role", "name",
+                                                           "plaintext_auth", "checks"};
+constexpr std::array<std::string_view, 4> kChecksKeys = {"fcrdns", "dnsbl", "threshold", "zones"};
+constexpr std::array<std::string_view, 3> kZoneKeys = {"zone", "codes", "weight"};
+constexpr std::array<std::string_view, 2> kDnsKeys = {"resolvers", "timeout"};
+constexpr std::array<std::string_view, 3> kCheckActionNames = {"off", "tag", "refuse"};
 constexpr std::array<std::string_view, kListenerRoleCount> kRoleNames = {"smtp", "submission",
                                                                          "smtps"};
 
@@ -462,6 +477,146 @@ std::string address_key(const SocketAddress& address) {
   return key;
 }
 
+// The address bytes of an AF_INET or AF_INET6 sockaddr_storage, in network order; none for
+// another family.
+std::span<const uint8_t> address_bytes(const sockaddr_storage& storage) {
+  const auto* raw = reinterpret_cast<const uint8_t*>(&storage);
+  if (storage.ss_family == AF_INET) return {raw + offsetof(sockaddr_in, sin_addr), 4};
+  if (storage.ss_family == AF_INET6) return {raw + offsetof(sockaddr_in6, sin6_addr), 16};
+  return {};
+}
+
+// Whether a and b (of the same length) agree in their first prefix bits.
+bool same_prefix(std::span<const uint8_t> a, std::span<const uint8_t> b, unsigned prefix) {
+  const size_t full = prefix / 8;
+  if (std::memcmp(a.data(), b.data(), full) != 0) return false;
+  const unsigned rest = prefix % 8;
+  if (rest == 0) return true;
+  const auto mask = static_cast<uint8_t>(0xff << (8 - rest));
+  return ((a[full] ^ b[full]) & mask) == 0;
+}
+
+// An IPv4 literal, or an IPv6 one when it holds a ':'; inet_pton, which refuses the inet_aton
+// shorthands ("127.1") and leading zeros, reads a C string, so a NUL would hide junk.
+std::optional<sockaddr_storage> parse_ip(std::string_view text) {
+  if (text.empty() || text.find('\0') != std::string_view::npos) return std::nullopt;
+  const std::string text_z(text);
+  sockaddr_storage storage{};
+  if (text.find(':') != std::string_view::npos) {
+    sockaddr_in6 sin6{};
+    sin6.sin6_family = AF_INET6;
+    if (inet_pton(AF_INET6, text_z.c_str(), &sin6.sin6_addr) != 1) return std::nullopt;
+    std::memcpy(&storage, &sin6, sizeof sin6);
+  } else {
+    sockaddr_in sin{};
+    sin.sin_family = AF_INET;
+    if (inet_pton(AF_INET, text_z.c_str(), &sin.sin_addr) != 1) return std::nullopt;
+    std::memcpy(&storage, &sin, sizeof sin);
+  }
+  return storage;
+}
+
+std::string ip_text(const sockaddr_storage& storage) {
+  char text[INET6_ADDRSTRLEN] = {};
+  const auto bytes = address_bytes(storage);
+  if (bytes.empty() || inet_ntop(storage.ss_family, bytes.data(), text, sizeof text) == nullptr)
+    return "(unset)";
+  return text;
+}
+
+enum class NetworkProblem : uint8_t { syntax, prefix_range };
+
+// A network as written. Its host bits are cleared, and host_bits says whether any were set, so
+// that the file's reader can be told what was probably meant.
+struct WrittenNetwork {
+  Network network;
+  bool host_bits = false;
+};
+
+Result<WrittenNetwork, NetworkProblem> read_network(std::string_view text) {
+  std::string_view address = text;
+  std::optional<std::string_view> prefix_text;
+  if (const size_t slash = text.find('/'); slash != std::string_view::npos) {
+    address = text.substr(0, slash);
+    prefix_text = text.substr(slash + 1);
+  }
+  std::optional<sockaddr_storage> storage = parse_ip(address);
+  if (!storage) return NetworkProblem::syntax;
+  const auto width = static_cast<unsigned>(address_bytes(*storage).size() * 8);
+  unsigned prefix = width;
+  if (prefix_text) {
+    if (prefix_text->empty() || prefix_text->size() > 3) return NetworkProblem::syntax;
+    prefix = 0;
+    for (const char c : *prefix_text) {
+      if (c < '0' || c > '9') return NetworkProblem::syntax;
+      prefix = prefix * 10 + static_cast<unsigned>(c - '0');
+    }
+    if (prefix > width) return NetworkProblem::prefix_range;
+  }
+  WrittenNetwork out;
+  out.network.base = *storage;
+  out.network.prefix = static_cast<uint8_t>(prefix);
+  auto* bytes = reinterpret_cast<uint8_t*>(&out.network.base) +
+                (storage->ss_family == AF_INET ? offsetof(sockaddr_in, sin_addr)
+                                               : offsetof(sockaddr_in6, sin6_addr));
+  for (size_t i = prefix / 8; i < width / 8; ++i) {
+    const unsigned keep = i == prefix / 8 ? prefix % 8 : 0;
+    const auto mask = static_cast<uint8_t>(0xff00 >> keep);
+    if ((bytes[i] & ~mask & 0xff) != 0) out.host_bits = true;
+    bytes[i] &= mask;
+  }
+  return out;
+}
+
+enum class ResolverProblem : uint8_t { syntax, port_range };
+
+// "IP" or "IP@port", written back canonically ("::1@53", "192.0.2.1").
+Result<std::string, ResolverProblem> read_resolver(std::string_view text) {
+  std::string_view host = text;
+  std::optional<std::string_view> port;
+  if (const size_t at = text.rfind('@'); at != std::string_view::npos) {
+    host = text.substr(0, at);
+    port = text.substr(at + 1);
+  }
+  const std::optional<sockaddr_storage> address = parse_ip(host);
+  if (!address) return ResolverProblem::syntax;
+  std::string out = ip_text(*address);
+  if (!port) return out;
+  if (port->empty()) return ResolverProblem::syntax;
+  uint32_t number = 0;
+  for (const char c : *port) {
+    if (c < '0' || c > '9') return ResolverProblem::syntax;
+    number = std::min<uint32_t>(number * 10 + static_cast<uint32_t>(c - '0'), 1000000);
+  }
+  if (number < 1 || number > 65535) return ResolverProblem::port_range;
+  return out + "@" + std::to_string(number);
+}
+
+// A DNSBL zone, already lower-cased and without its trailing dot. It is a DNS name, not a host
+// name (RFC 2181 11), so underscores are allowed: some real zones have them.
+bool valid_zone_name(std::string_view name) {
+  if (name.empty() || name.size() > kMaxZoneName) return false;
+  size_t label = 0;
+  for (const char c : name) {
+    if (c == '.') {
+      if (label == 0) return false;
+      label = 0;
+      continue;
+    }
+    const bool allowed = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+    if (!allowed || ++label > 63) return false;
+  }
+  return label > 0;
+}
+
+std::vector<Network> default_trusted_networks() {
+  std::vector<Network> out;
+  for (const std::string_view text : {"127.0.0.0/8", "::1"}) {
+    if (auto network = parse_network(text)) out.push_back(*network);
+  }
+  return out;
+}
+
 // Fills a Config from the tree, reporting every problem rather than stopping at the first.
 class Walker {
  public:
@@ -515,6 +670,12 @@ class Walker {
       account_value(*e, name);
       if (!name.empty()) config.virtual_user = std::move(name);
     }
+    if (const MapEntry* e = fields[12]) {
+      walk_trusted_networks(*e, config.trusted_networks);
+    } else {
+      config.trusted_networks = default_trusted_networks();
+    }
+    if (const MapEntry* e = fields[13]) walk_dns(*e, config.dns);
     if (!config.tls) {
       for (const Listener& l : config.listeners)
         if (l.role == ListenerRole::smtps && fields[6] != nullptr)
@@ -1013,6 +1174,16 @@ class Walker {
       else
         ok = false;
     }
+    if (const MapEntry* e = fields[4]) {
+      if (auto checks = walk_checks(*e))
+        listener.checks = std::move(*checks);
+      else
+        ok = false;
+    } else if (listener.role == ListenerRole::smtp) {
+      // Verifying the name costs a few lookups and makes Received worth reading; refusing on
+      // it is left to the admin, since many legitimate senders lack one.
+      listener.checks.fcrdns = CheckAction::tag;
+    }
     if (!ok) return std::nullopt;
     placed.address_mark = address_entry->value.mark;
     if (name_entry != nullptr) {
@@ -1023,6 +1194,307 @@ class Walker {
       placed.name_mark = placed.address_mark;
     }
     return placed;
+  }
+
+  // "what 'text'" for a list item, or only "what" when the item is not even a string.
+  static std::string named(std::string_view what, const Node& item) {
+    if (item.kind != Node::Kind::scalar) return std::string(what);
+    return std::string(what) + " " + quote(item.text);
+  }
+
+  // Replaces the default: a list given is the whole list, and [] trusts nobody.
+  void walk_trusted_networks(const MapEntry& entry, std::vector<Network>& networks) {
+    const Node& value = entry.value;
+    if (value.kind == Node::Kind::invalid) return;
+    if (value.kind != Node::Kind::sequence) {
+      reporter_.at(value.mark, "'trusted_networks' must be a list");
+      return;
+    }
+    std::map<std::string, int, std::less<>> lines;
+    for (const Node& item : value.items) {
+      if (item.kind == Node::Kind::invalid) continue;
+      auto written = item.kind == Node::Kind::scalar
+                         ? read_network(item.text)
+                         : Result<WrittenNetwork, NetworkProblem>(NetworkProblem::syntax);
+      const std::string bad = named("bad network", item);
+      if (!written) {
+        if (written.error() == NetworkProblem::prefix_range) {
+          reporter_.at(item.mark, bad + ": prefix must be 0-" +
+                                      (item.text.find(':') != std::string::npos ? "128" : "32"));
+        } else {
+          reporter_.at(item.mark, bad +
+                                      " (expected an IPv4 or IPv6 address with an optional "
+                                      "/prefix, such as 192.0.2.0/24)");
+        }
+        continue;
+      }
+      const Network& network = written->network;
+      if (written->host_bits) {
+        reporter_.at(item.mark, bad + ": host bits set; did you mean " + network.to_string() + "?");
+        continue;
+      }
+      const auto [first, fresh] = lines.emplace(network.to_string(), item.mark.line);
+      if (!fresh) {
+        reporter_.at(item.mark, "duplicate network " + network.to_string() + " (first at line " +
+                                    std::to_string(first->second) + ")");
+        continue;
+      }
+      if (networks.size() == kMaxTrustedNetworks) {
+        reporter_.at(item.mark, "more than " + std::to_string(kMaxTrustedNetworks) + " networks");
+        break;
+      }
+      networks.push_back(network);
+    }
+  }
+
+  void walk_dns(const MapEntry& entry, Dns& dns) {
+    const Node& value = entry.value;
+    if (value.kind == Node::Kind::invalid) return;
+    if (value.kind != Node::Kind::mapping) {
+      reporter_.at(value.mark, "'dns' must be a mapping (with resolvers and timeout)");
+      return;
+    }
+    const auto fields = check_keys(value, "'dns'", kDnsKeys);
+    if (const MapEntry* e = fields[0]) walk_resolvers(*e, dns.resolvers);
+    if (const MapEntry* e = fields[1]) {
+      if (auto n = number_value(*e, "s", kMaxDnsTimeout)) dns.timeout = static_cast<uint32_t>(*n);
+    }
+  }
+
+  void walk_resolvers(const MapEntry& entry, std::vector<std::string>& resolvers) {
+    const Node& value = entry.value;
+    if (value.kind == Node::Kind::invalid) return;
+    if (value.kind != Node::Kind::sequence) {
+      reporter_.at(value.mark, "'resolvers' must be a list of IP addresses");
+      return;
+    }
+    std::map<std::string, int, std::less<>> lines;
+    for (const Node& item : value.items) {
+      if (item.kind == Node::Kind::invalid) continue;
+      auto resolver = item.kind == Node::Kind::scalar
+                          ? read_resolver(item.text)
+                          : Result<std::string, ResolverProblem>(ResolverProblem::syntax);
+      if (!resolver) {
+        const std::string bad = named("bad resolver", item);
+        if (resolver.error() == ResolverProblem::port_range) {
+          reporter_.at(item.mark, bad + ": port must be 1-65535");
+        } else {
+          reporter_.at(item.mark, bad + " (expected an IP address, optionally followed by @port)");
+        }
+        continue;
+      }
+      std::string text = std::move(resolver).value();
+      // "192.0.2.1" and "192.0.2.1@53" are the same server.
+      const std::string key = text.find('@') == std::string::npos ? text + "@53" : text;
+      const auto [first, fresh] = lines.emplace(key, item.mark.line);
+      if (!fresh) {
+        reporter_.at(item.mark, "duplicate resolver " + text + " (first at line " +
+                                    std::to_string(first->second) + ")");
+        continue;
+      }
+      if (resolvers.size() == kMaxResolvers) {
+        reporter_.at(item.mark, "more than " + std::to_string(kMaxResolvers) + " resolvers");
+        break;
+      }
+      resolvers.push_back(std::move(text));
+    }
+  }
+
+  std::optional<CheckAction> action_value(const MapEntry& entry) {
+    auto text = string_value(entry);
+    if (!text) return std::nullopt;
+    for (size_t i = 0; i < kCheckActionNames.size(); ++i) {
+      if (kCheckActionNames[i] == *text) return static_cast<CheckAction>(i);
+    }
+    reporter_.at(entry.value.mark, "bad " + quote(entry.key.text) + " value " + quote(*text) +
+                                       " (expected one of: " + join(kCheckActionNames) + ")");
+    return std::nullopt;
+  }
+
+  // A listener's checks. Keys left out are off, except dnsbl, which refuses once zones are
+  // given: a list of zones is rarely written to be ignored.
+  std::optional<ClientChecks> walk_checks(const MapEntry& entry) {
+    const Node& value = entry.value;
+    if (value.kind == Node::Kind::invalid) return std::nullopt;
+    if (value.kind != Node::Kind::mapping) {
+      reporter_.at(value.mark, "'checks' must be a mapping (with fcrdns, dnsbl, threshold, zones)");
+      return std::nullopt;
+    }
+    const auto fields = check_keys(value, "'checks'", kChecksKeys);
+    ClientChecks checks;
+    bool ok = true;
+    if (const MapEntry* e = fields[0]) {
+      if (auto action = action_value(*e))
+        checks.fcrdns = *action;
+      else
+        ok = false;
+    }
+    std::optional<CheckAction> dnsbl;
+    if (const MapEntry* e = fields[1]) {
+      dnsbl = action_value(*e);
+      ok = ok && dnsbl.has_value();
+    }
+    bool threshold_given = false;
+    if (const MapEntry* e = fields[2]) {
+      if (auto n = number_value(*e, "", kMaxWeight)) {
+        checks.threshold = static_cast<uint32_t>(*n);
+        threshold_given = true;
+      } else {
+        ok = false;
+      }
+    }
+    const bool zones_ok = fields[3] == nullptr || walk_zones(*fields[3], checks.zones);
+    ok = ok && zones_ok;
+    if (fields[3] == nullptr && dnsbl && *dnsbl != CheckAction::off) {
+      reporter_.at(fields[1]->value.mark,
+                   "'dnsbl: " + std::string(kCheckActionNames[static_cast<size_t>(*dnsbl)]) +
+                       "' needs a list of 'zones' to ask");
+      ok = false;
+    }
+    checks.dnsbl = dnsbl.value_or(checks.zones.empty() ? CheckAction::off : CheckAction::refuse);
+    // Only once every zone is known: a broken one must not make the threshold look too high.
+    if (threshold_given && zones_ok) {
+      uint64_t total = 0;
+      for (const DnsblZone& zone : checks.zones) total += zone.weight;
+      if (checks.threshold > total) {
+        reporter_.at(fields[2]->value.mark,
+                     "'threshold' " + std::to_string(checks.threshold) +
+                         " can never be reached (the weights of the zones add up to " +
+                         std::to_string(total) + ")");
+        ok = false;
+      }
+    }
+    if (!ok) return std::nullopt;
+    return checks;
+  }
+
+  // "zen.spamhaus.org" or {zone: zen.spamhaus.org, codes: [127.0.0.2], weight: 2}; false when
+  // any entry is broken.
+  bool walk_zones(const MapEntry& entry, std::vector<DnsblZone>& zones) {
+    const Node& value = entry.value;
+    if (value.kind == Node::Kind::invalid) return false;
+    if (value.kind != Node::Kind::sequence) {
+      reporter_.at(value.mark, "'zones' must be a list of DNSBL zones");
+      return false;
+    }
+    if (value.items.empty()) {
+      reporter_.at(value.mark, "'zones' is empty (leave it out when no DNSBL is asked)");
+      return false;
+    }
+    std::map<std::string, int, std::less<>> lines;
+    bool all_ok = true;
+    for (const Node& item : value.items) {
+      if (item.kind == Node::Kind::invalid) {
+        all_ok = false;
+        continue;
+      }
+      const Node* name_node = &item;
+      DnsblZone zone;
+      if (item.kind == Node::Kind::mapping) {
+        const auto fields = check_keys(item, "zone entry", kZoneKeys);
+        bool ok = true;
+        if (fields[0] == nullptr) {
+          reporter_.at(item.mark, "zone entry has no 'zone'");
+          ok = false;
+        } else {
+          name_node = &fields[0]->value;
+        }
+        if (fields[1] != nullptr && !walk_codes(*fields[1], zone.codes)) ok = false;
+        if (const MapEntry* e = fields[2]) {
+          if (auto n = number_value(*e, "", kMaxWeight))
+            zone.weight = static_cast<uint32_t>(*n);
+          else
+            ok = false;
+        }
+        if (!ok) {
+          all_ok = false;
+          continue;
+        }
+      }
+      if (name_node->kind != Node::Kind::scalar) {
+        if (name_node->kind != Node::Kind::invalid)
+          reporter_.at(name_node->mark,
+                       "each zone must be a name or a mapping with zone, codes and weight");
+        all_ok = false;
+        continue;
+      }
+      std::string name = name_node->text;
+      std::transform(name.begin(), name.end(), name.begin(),
+                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+      if (!name.empty() && name.back() == '.') name.pop_back();
+      if (!valid_zone_name(name)) {
+        reporter_.at(name_node->mark, "invalid DNSBL zone " + quote(name_node->text) +
+                                          " (expected labels of 1-63 letters, digits, '-' or "
+                                          "'_', at most " +
+                                          std::to_string(kMaxZoneName) + " characters)");
+        all_ok = false;
+        continue;
+      }
+      const auto [first, fresh] = lines.emplace(name, name_node->mark.line);
+      if (!fresh) {
+        reporter_.at(name_node->mark, "duplicate zone " + quote(name) + " (first at line " +
+                                          std::to_string(first->second) + ")");
+        all_ok = false;
+        continue;
+      }
+      if (zones.size() == kMaxDnsblZones) {
+        reporter_.at(name_node->mark, "more than " + std::to_string(kMaxDnsblZones) + " zones");
+        all_ok = false;
+        break;
+      }
+      zone.zone = std::move(name);
+      zones.push_back(std::move(zone));
+    }
+    return all_ok;
+  }
+
+  // The A records that count as a listing. Blocklists answer inside 127.0.0.0/8 (RFC 5782
+  // 2.3); anything else is an error page or a wildcard, never a listing.
+  bool walk_codes(const MapEntry& entry, std::vector<std::string>& codes) {
+    const Node& value = entry.value;
+    if (value.kind == Node::Kind::invalid) return false;
+    if (value.kind != Node::Kind::sequence) {
+      reporter_.at(value.mark, "'codes' must be a list of addresses in 127.0.0.0/8");
+      return false;
+    }
+    if (value.items.empty()) {
+      // [] reads as "nothing counts", which would silently ask the zone for nothing.
+      reporter_.at(value.mark,
+                   "'codes' is empty (leave it out to count any address in "
+                   "127.0.0.0/8)");
+      return false;
+    }
+    std::map<std::string, int, std::less<>> lines;
+    bool ok = true;
+    for (const Node& item : value.items) {
+      if (item.kind == Node::Kind::invalid) {
+        ok = false;
+        continue;
+      }
+      std::optional<sockaddr_storage> address;
+      if (item.kind == Node::Kind::scalar) address = parse_ip(item.text);
+      if (!address || address->ss_family != AF_INET || address_bytes(*address)[0] != 127) {
+        reporter_.at(item.mark,
+                     named("bad code", item) + " (expected an IPv4 address in 127.0.0.0/8)");
+        ok = false;
+        continue;
+      }
+      std::string code = ip_text(*address);
+      const auto [first, fresh] = lines.emplace(code, item.mark.line);
+      if (!fresh) {
+        reporter_.at(item.mark, "duplicate code " + code + " (first at line " +
+                                    std::to_string(first->second) + ")");
+        ok = false;
+        continue;
+      }
+      if (codes.size() == kMaxDnsblCodes) {
+        reporter_.at(item.mark, "more than " + std::to_string(kMaxDnsblCodes) + " codes");
+        ok = false;
+        break;
+      }
+      codes.push_back(std::move(code));
+    }
+    return ok;
   }
 
   const std::string& file_;
@@ -1078,6 +1550,50 @@ std::optional<SocketAddress> parse_socket_address(std::string_view text) {
   auto address = parse_address(text);
   if (!address) return std::nullopt;
   return address.value();
+}
+
+bool Network::contains(const sockaddr* address) const {
+  const auto network = address_bytes(base);
+  if (address == nullptr || network.empty() || prefix > network.size() * 8) return false;
+  std::array<uint8_t, 16> bytes{};
+  size_t length = 0;
+  if (address->sa_family == AF_INET) {
+    sockaddr_in sin{};
+    std::memcpy(&sin, address, sizeof sin);
+    std::memcpy(bytes.data(), &sin.sin_addr, 4);
+    length = 4;
+  } else if (address->sa_family == AF_INET6) {
+    sockaddr_in6 sin6{};
+    std::memcpy(&sin6, address, sizeof sin6);
+    // A dual-stack socket shows IPv4 clients as ::ffff:a.b.c.d (RFC 4291 2.5.5.2); an IPv4
+    // network must match them all the same.
+    if (network.size() == 4 && IN6_IS_ADDR_V4MAPPED(&sin6.sin6_addr)) {
+      std::memcpy(bytes.data(), &sin6.sin6_addr.s6_addr[12], 4);
+      length = 4;
+    } else {
+      std::memcpy(bytes.data(), &sin6.sin6_addr, 16);
+      length = 16;
+    }
+  } else {
+    return false;
+  }
+  return length == network.size() && same_prefix(network, {bytes.data(), length}, prefix);
+}
+
+std::string Network::to_string() const {
+  if (address_bytes(base).empty()) return "(unset)";
+  return ip_text(base) + "/" + std::to_string(prefix);
+}
+
+bool operator==(const Network& a, const Network& b) {
+  return a.base.ss_family == b.base.ss_family && a.prefix == b.prefix &&
+         std::ranges::equal(address_bytes(a.base), address_bytes(b.base));
+}
+
+std::optional<Network> parse_network(std::string_view text) {
+  auto written = read_network(text);
+  if (!written || written->host_bits) return std::nullopt;
+  return written->network;
 }
 
 std::string ConfigError::to_string() const {

@@ -32,12 +32,66 @@ struct SocketAddress {
 };
 std::optional<SocketAddress> parse_socket_address(std::string_view text);
 
+// An address block, "192.0.2.0/24" or "2001:db8::/32" (a bare address is a single host).
+struct Network {
+  sockaddr_storage base{};                       // the address with the host bits cleared
+  uint8_t prefix = 0;                            // bits that count
+  bool contains(const sockaddr* address) const;  // an IPv4-mapped IPv6 address as IPv4
+  std::string to_string() const;
+  friend bool operator==(const Network& a, const Network& b);
+};
+std::optional<Network> parse_network(std::string_view text);
+
+// How many of each a file may list (the lists travel to lookup in one message).
+constexpr size_t kMaxTrustedNetworks = 10000;
+constexpr size_t kMaxResolvers = 64;
+constexpr size_t kMaxDnsblZones = 100;
+constexpr size_t kMaxDnsblCodes = 256;
+
+// What a client's failed check leads to.
+enum class CheckAction : uint8_t {
+  off,     // not checked
+  tag,     // the message gets an X-Postern-Checks: header; nothing is refused
+  refuse,  // 554 5.7.1 instead of the greeting
+};
+
+// One DNS blocklist: the client is listed when <reversed address>.<zone> has an A record
+// among codes (every 127.0.0.0/8 address when codes is empty); a listing adds weight.
+struct DnsblZone {
+  std::string zone;                // lower-case, no trailing dot
+  std::vector<std::string> codes;  // IPv4 literals in 127.0.0.0/8
+  uint32_t weight = 1;
+  friend bool operator==(const DnsblZone&, const DnsblZone&) = default;
+};
+
+// Checks made on a client before the greeting, unless its address is trusted. A DNS failure
+// (timeout, SERVFAIL) never refuses a client: the check counts as passed and is logged.
+struct ClientChecks {
+  // Forward-confirmed reverse DNS: the verified name goes into Received either way unless
+  // this is off; tag or refuse decide what a client without one gets.
+  CheckAction fcrdns = CheckAction::off;
+  CheckAction dnsbl = CheckAction::off;  // what a score reaching threshold leads to
+  uint32_t threshold = 1;
+  std::vector<DnsblZone> zones;  // asked in parallel
+  friend bool operator==(const ClientChecks&, const ClientChecks&) = default;
+};
+
 struct Listener {
   std::string name;  // unique; defaults to "<role>/<address>"
   ListenerRole role = ListenerRole::smtp;
   SocketAddress address;
   // AUTH is offered only under TLS unless this says otherwise (RFC 4954 4, RFC 8314).
   bool plaintext_auth = false;
+  // Default: smtp listeners verify the client's name (fcrdns: tag); others check nothing.
+  ClientChecks checks;
+};
+
+// How lookup asks DNS.
+struct Dns {
+  // Forwarders, "IP" or "IP@port"; empty: the nameservers of /etc/resolv.conf.
+  std::vector<std::string> resolvers;
+  uint32_t timeout = 5;  // seconds per question
+  friend bool operator==(const Dns&, const Dns&) = default;
 };
 
 struct Control {
@@ -100,6 +154,10 @@ struct Config {
   std::string empty_dir = "/var/empty";
   Control control{"/run/postern/smtpd.sock", std::nullopt};
   std::vector<Listener> listeners;
+  // Clients whose address is in one of these skip the client checks. Default: loopback
+  // (127.0.0.0/8 and ::1); a list given in the file replaces it.
+  std::vector<Network> trusted_networks;
+  Dns dns;
   // Domains delivered locally.
   std::vector<Domain> domains;
   Limits limits;

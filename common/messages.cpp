@@ -312,6 +312,25 @@ void LookupConfig::encode(wire::Writer& w) const {
          {&d.users_table, &d.aliases, &d.catch_all, &d.maildir, &d.mbox, &d.lmtp, &d.command})
       encode_optional(w, *field);
   }
+  w.count(trusted_networks.size());
+  for (const auto& n : trusted_networks) w.str(n.to_string());
+  w.count(dns.resolvers.size());
+  for (const auto& r : dns.resolvers) w.str(r);
+  w.u32(dns.timeout);
+  w.count(checks.size());
+  for (const auto& [listener, c] : checks) {
+    w.str(listener);
+    w.enumeration(c.fcrdns);
+    w.enumeration(c.dnsbl);
+    w.u32(c.threshold);
+    w.count(c.zones.size());
+    for (const auto& z : c.zones) {
+      w.str(z.zone);
+      w.count(z.codes.size());
+      for (const auto& code : z.codes) w.str(code);
+      w.u32(z.weight);
+    }
+  }
 }
 LookupConfig LookupConfig::decode(wire::Reader& r) {
   LookupConfig m;
@@ -327,7 +346,115 @@ LookupConfig LookupConfig::decode(wire::Reader& r) {
          {&d.users_table, &d.aliases, &d.catch_all, &d.maildir, &d.mbox, &d.lmtp, &d.command})
       *field = decode_optional(r, kMaxPathLength);
   }
+  m.trusted_networks.resize(r.count(config::kMaxTrustedNetworks, 4));
+  for (auto& n : m.trusted_networks) {
+    std::optional<config::Network> parsed = config::parse_network(r.str(64));
+    if (!parsed) r.fail();
+    n = parsed.value_or(config::Network{});
+  }
+  m.dns.resolvers.resize(r.count(config::kMaxResolvers, 4));
+  for (auto& resolver : m.dns.resolvers) resolver = r.str(64);
+  m.dns.timeout = r.u32();
+  m.checks.resize(r.count(10000, 14));
+  for (auto& [listener, c] : m.checks) {
+    listener = r.str(kMaxNameLength);
+    c.fcrdns = r.enumeration<config::CheckAction>(3);
+    c.dnsbl = r.enumeration<config::CheckAction>(3);
+    c.threshold = r.u32();
+    c.zones.resize(r.count(config::kMaxDnsblZones, 12));
+    for (auto& z : c.zones) {
+      z.zone = r.str(255);
+      z.codes.resize(r.count(config::kMaxDnsblCodes, 4));
+      for (auto& code : z.codes) code = r.str(16);
+      z.weight = r.u32();
+    }
+  }
   return m;
+}
+
+void ClientCheck::encode(wire::Writer& w) const {
+  w.str(listener);
+  w.str(address);
+}
+ClientCheck ClientCheck::decode(wire::Reader& r) {
+  ClientCheck m;
+  m.listener = r.str(kMaxNameLength);
+  m.address = r.str(64);
+  return m;
+}
+
+void ClientVerdict::encode(wire::Writer& w) const {
+  w.boolean(refuse);
+  w.str(reply);
+  w.str(verified_name);
+  w.str(header);
+}
+ClientVerdict ClientVerdict::decode(wire::Reader& r) {
+  ClientVerdict m;
+  m.refuse = r.boolean();
+  m.reply = r.str(512);
+  m.verified_name = r.str(255);
+  m.header = r.str(kMaxField);
+  return m;
+}
+
+void MxQuery::encode(wire::Writer& w) const {
+  w.str(domain);
+}
+MxQuery MxQuery::decode(wire::Reader& r) {
+  return MxQuery{.domain = r.str(255)};
+}
+
+void MxAnswer::encode(wire::Writer& w) const {
+  w.enumeration(status);
+  w.boolean(implicit);
+  w.count(hosts.size());
+  for (const auto& h : hosts) {
+    w.u16(h.preference);
+    w.str(h.name);
+    w.count(h.addresses.size());
+    for (const auto& a : h.addresses) w.str(a);
+  }
+  w.str(error);
+}
+MxAnswer MxAnswer::decode(wire::Reader& r) {
+  MxAnswer m;
+  m.status = r.enumeration<MxStatus>(kMxStatusCount);
+  m.implicit = r.boolean();
+  m.hosts.resize(r.count(64, 7));
+  for (auto& h : m.hosts) {
+    h.preference = r.u16();
+    h.name = r.str(255);
+    h.addresses.resize(r.count(64, 4));
+    for (auto& a : h.addresses) a = r.str(64);
+  }
+  m.error = r.str(kMaxField);
+  return m;
+}
+
+void TableLoaded::encode(wire::Writer& w) const {
+  w.boolean(ok);
+  w.str(error);
+}
+TableLoaded TableLoaded::decode(wire::Reader& r) {
+  TableLoaded m;
+  m.ok = r.boolean();
+  m.error = r.str(kMaxField);
+  return m;
+}
+
+void CtlShowMx::encode(wire::Writer& w) const {
+  w.str(domain);
+}
+CtlShowMx CtlShowMx::decode(wire::Reader& r) {
+  return CtlShowMx{.domain = r.str(255)};
+}
+
+void CtlUpdateTable::encode(wire::Writer& w) const {
+  w.str(name);
+}
+CtlUpdateTable CtlUpdateTable::decode(wire::Reader& r) {
+  return CtlUpdateTable{.name = r.str(kMaxPathLength)};
 }
 
 void RcptCheck::encode(wire::Writer& w) const {

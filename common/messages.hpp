@@ -74,6 +74,14 @@ enum class Type : uint16_t {
   helper_refused,
   helper_deliver,
   helper_result,
+  client_check,
+  client_verdict,
+  mx_query,
+  mx_answer,
+  ctl_show_mx,
+  ctl_update_table,
+  table_loaded,
+  ctl_show_stats,
 };
 
 enum class FdRule : uint8_t { none, required };
@@ -215,10 +223,22 @@ struct TlsConfig {
   static TlsConfig decode(wire::Reader& r);
 };
 
+// A listener's client checks, by listener name.
+struct ListenerChecks {
+  std::string listener;
+  config::ClientChecks checks;
+  friend bool operator==(const ListenerChecks&, const ListenerChecks&) = default;
+};
+
 struct LookupConfig {
   static constexpr MessageInfo kInfo{Type::lookup_config, "lookup_config", roles(Role::parent),
                                      roles(Role::lookup), FdRule::none};
   std::vector<config::Domain> domains;
+  std::vector<config::Network> trusted_networks;
+  // The parent fills resolvers in from /etc/resolv.conf when the file names none (lookup,
+  // chrooted, cannot read it).
+  config::Dns dns;
+  std::vector<ListenerChecks> checks;
   void encode(wire::Writer& w) const;
   static LookupConfig decode(wire::Reader& r);
 };
@@ -256,7 +276,8 @@ struct ControlSocket {
 
 constexpr RoleMask kCtlRequestSenders = roles(Role::client, Role::control);
 constexpr RoleMask kCtlRequestReceivers = roles(Role::control, Role::parent);
-constexpr RoleMask kCtlAnswerSenders = roles(Role::parent, Role::queue, Role::smtp, Role::control);
+constexpr RoleMask kCtlAnswerSenders =
+    roles(Role::parent, Role::queue, Role::smtp, Role::control, Role::mta, Role::lookup);
 // Requests about the queue go to the queue process, not the parent.
 constexpr RoleMask kCtlQueueRequestReceivers = roles(Role::control, Role::queue);
 constexpr RoleMask kCtlAnswerReceivers = roles(Role::control, Role::client);
@@ -306,6 +327,33 @@ struct CtlText {
   std::string text;
   void encode(wire::Writer& w) const;
   static CtlText decode(wire::Reader& r);
+};
+
+// Where mail for a domain would go, asked by mta of lookup: smtpctl show mx DOMAIN.
+struct CtlShowMx {
+  static constexpr MessageInfo kInfo{Type::ctl_show_mx, "ctl_show_mx", kCtlRequestSenders,
+                                     roles(Role::control, Role::mta), FdRule::none};
+  std::string domain;
+  void encode(wire::Writer& w) const;
+  static CtlShowMx decode(wire::Reader& r);
+};
+
+// Re-read one table (a credentials, aliases or users file, named by its path as in the
+// configuration); the old content stays if the new one has any error.
+struct CtlUpdateTable {
+  static constexpr MessageInfo kInfo{Type::ctl_update_table, "ctl_update_table", kCtlRequestSenders,
+                                     kCtlRequestReceivers, FdRule::none};
+  std::string name;
+  void encode(wire::Writer& w) const;
+  static CtlUpdateTable decode(wire::Reader& r);
+};
+
+// lookup's counters: table hits and misses, DNS questions and their latency.
+struct CtlShowStats {
+  static constexpr MessageInfo kInfo{Type::ctl_show_stats, "ctl_show_stats", kCtlRequestSenders,
+                                     roles(Role::control, Role::lookup), FdRule::none};
+  void encode(wire::Writer&) const {}
+  static CtlShowStats decode(wire::Reader&) { return {}; }
 };
 
 // Retry now: one message, or every message when id is "all".
@@ -454,6 +502,61 @@ struct MessageAbort {
   static MessageAbort decode(wire::Reader& r);
 };
 
+// Before the greeting: is this client welcome, and what is its verified name?
+struct ClientCheck {
+  static constexpr MessageInfo kInfo{Type::client_check, "client_check", roles(Role::smtp),
+                                     roles(Role::lookup), FdRule::none};
+  std::string listener;  // the listener's name, whose checks apply
+  std::string address;   // the client's IP address, as inet_ntop writes it
+  void encode(wire::Writer& w) const;
+  static ClientCheck decode(wire::Reader& r);
+};
+
+struct ClientVerdict {
+  static constexpr MessageInfo kInfo{Type::client_verdict, "client_verdict", roles(Role::lookup),
+                                     roles(Role::smtp), FdRule::none};
+  bool refuse = false;
+  std::string reply;          // when refuse: "554 5.7.1 ..." without CRLF
+  std::string verified_name;  // forward-confirmed host name, or empty
+  std::string header;         // value of X-Postern-Checks:, or empty
+  void encode(wire::Writer& w) const;
+  static ClientVerdict decode(wire::Reader& r);
+};
+
+// --- outbound routes: mta asks lookup where a domain's mail goes ---------------------------
+
+struct MxQuery {
+  static constexpr MessageInfo kInfo{Type::mx_query, "mx_query", roles(Role::mta),
+                                     roles(Role::lookup), FdRule::none};
+  std::string domain;
+  void encode(wire::Writer& w) const;
+  static MxQuery decode(wire::Reader& r);
+};
+
+// ok: hosts to try, in order. no_domain: the domain does not exist; null_mx: it takes no
+// mail (RFC 7505); no_address: no host of it has an address (all permanent). temporary: try
+// again later.
+enum class MxStatus : uint8_t { ok, no_domain, null_mx, no_address, temporary };
+constexpr uint32_t kMxStatusCount = 5;
+
+struct MxHost {
+  uint16_t preference = 0;
+  std::string name;
+  std::vector<std::string> addresses;  // in the order to try them
+  friend bool operator==(const MxHost&, const MxHost&) = default;
+};
+
+struct MxAnswer {
+  static constexpr MessageInfo kInfo{Type::mx_answer, "mx_answer", roles(Role::lookup),
+                                     roles(Role::mta), FdRule::none};
+  MxStatus status = MxStatus::temporary;
+  bool implicit = false;  // no MX records: the domain's own addresses
+  std::vector<MxHost> hosts;
+  std::string error;
+  void encode(wire::Writer& w) const;
+  static MxAnswer decode(wire::Reader& r);
+};
+
 // --- SMTP AUTH: the table goes to lookup, smtp asks lookup for verdicts --------------------
 
 // An open descriptor of the credentials table, opened by the parent (the file is root's);
@@ -468,6 +571,16 @@ struct TableFile {
   std::string name;  // its path, as the config names it
   void encode(wire::Writer& w) const;
   static TableFile decode(wire::Reader& r);
+};
+
+// lookup's answer to a TableFile sent with a request id (smtpctl update table).
+struct TableLoaded {
+  static constexpr MessageInfo kInfo{Type::table_loaded, "table_loaded", roles(Role::lookup),
+                                     roles(Role::parent), FdRule::none};
+  bool ok = false;
+  std::string error;  // "file:line: what" when refused
+  void encode(wire::Writer& w) const;
+  static TableLoaded decode(wire::Reader& r);
 };
 
 // RFC 4954: authzid is not supported, so only who and what.
@@ -655,7 +768,8 @@ using AllMessages =
                MessageResult, MessageAbort, TlsConfig, TableFile, AuthCheck, AuthVerdict,
                CtlShowQueue, CtlShowMessage, CtlText, MdaConfig, DeliverLocal, DeliveryReport,
                CtlSchedule, CtlRemove, CtlPause, ResolveLocal, LocalRoutes, HelperSpawn,
-               HelperReady, HelperRefused, HelperDeliver, HelperResult>;
+               HelperReady, HelperRefused, HelperDeliver, HelperResult, ClientCheck, ClientVerdict,
+               MxQuery, MxAnswer, CtlShowMx, CtlUpdateTable, TableLoaded, CtlShowStats>;
 
 // The schema entry for a wire type number, or nullptr for an unknown type.
 const MessageInfo* message_info(uint16_t type);

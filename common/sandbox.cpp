@@ -184,6 +184,15 @@ Status install_syscall_filter(Role role) {
     for (const char* name : {"setsockopt", "getsockopt"})
       if (Status st = allow(name); !st.ok()) return st;
   }
+  if (role == Role::lookup) {
+    // DNS: libunbound's UDP (and TCP, for truncated answers) sockets, on random source ports.
+    for (const int family : {AF_INET, AF_INET6})
+      if (seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
+                           SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(family))) != 0)
+        return make_error("seccomp: cannot allow DNS sockets");
+    for (const char* name : {"bind", "setsockopt", "getsockopt", "getsockname"})
+      if (Status st = allow(name); !st.ok()) return st;
+  }
   if (role == Role::lookup && !kSanitized) {  // sanitized builds allow openat outright
     // Reading only: :include: files and the system's account database (NSS). A flag that
     // could create, truncate or write is refused.

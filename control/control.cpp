@@ -39,6 +39,9 @@ class ControlServer {
     forward_requests<msg::CtlShowMessage>(Role::queue);
     forward_requests<msg::CtlSchedule>(Role::queue);
     forward_requests<msg::CtlRemove>(Role::queue);
+    forward_requests<msg::CtlUpdateTable>(Role::parent);
+    forward_requests<msg::CtlShowMx>(Role::mta);
+    forward_requests<msg::CtlShowStats>(Role::lookup);
     // Pausing smtp is smtp's business; pausing deliveries is the queue's.
     clients_dispatcher_.on<msg::CtlPause>([this](msg::Incoming& in, msg::CtlPause&& m) {
       forward(m.target == Role::smtp ? Role::smtp : Role::queue, in.request_id, m);

@@ -32,6 +32,9 @@ void usage(FILE* out) {
                "  show status     each process with its pid, uptime, restarts and counters\n"
                "  show queue      every queued message and its recipients\n"
                "  show message ID one message's envelope\n"
+               "  show mx DOMAIN  where mail for DOMAIN goes, as mta is told by lookup\n"
+               "  show stats      lookup's table and DNS counters\n"
+               "  update table PATH re-read one table (old content kept if the file is bad)\n"
                "  schedule ID|all try delivering now\n"
                "  remove ID|all   remove from the queue without delivering\n"
                "  pause mda|smtp  stop delivering locally | stop accepting connections\n"
@@ -139,6 +142,12 @@ int run(int argc, char** argv) {
     request(msg::CtlShowQueue{});
   else if (words.size() == 3 && words[0] == "show" && words[1] == "message")
     request(msg::CtlShowMessage{.id = words[2]});
+  else if (words.size() == 3 && words[0] == "show" && words[1] == "mx")
+    request(msg::CtlShowMx{.domain = words[2]});
+  else if (command == "show stats")
+    request(msg::CtlShowStats{});
+  else if (words.size() == 3 && words[0] == "update" && words[1] == "table")
+    request(msg::CtlUpdateTable{.name = words[2]});
   else if (words.size() == 2 && words[0] == "schedule")
     request(msg::CtlSchedule{.id = words[1]});
   else if (words.size() == 2 && words[0] == "remove")

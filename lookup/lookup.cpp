@@ -1,18 +1,24 @@
 // smtpd-lookup, the only window onto DNS and user data (tables, aliases, credentials). Runs as
 // _smtpd; answers the other processes' questions asynchronously, by request id. Passwords it
 // checks are wiped once checked and never logged.
+#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "common/child.hpp"
 #include "common/io.hpp"
 #include "common/log.hpp"
+#include "lookup/client_checks.hpp"
 #include "lookup/credentials.hpp"
+#include "lookup/dns.hpp"
 #include "lookup/recipients.hpp"
 #include "lookup/throttle.hpp"
 
@@ -25,23 +31,81 @@ constexpr size_t kMaxTableBytes = 16 << 20;
 // Route answers are cut into frames of at most this many payload bytes.
 constexpr size_t kRouteFrameBudget = 48 * 1024;
 
+using Clock = std::chrono::steady_clock;
+
+// How long a kind of question took: for smtpctl show stats.
+struct Latency {
+  uint64_t count = 0;
+  uint64_t total_us = 0;
+  uint64_t max_us = 0;
+  void add(Clock::time_point started) {
+    const auto us = static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started).count());
+    ++count;
+    total_us += us;
+    if (us > max_us) max_us = us;
+  }
+  std::string to_string() const {
+    char text[96];
+    std::snprintf(text, sizeof text, "%llu, %.2f ms on average, %.2f ms at most",
+                  static_cast<unsigned long long>(count),
+                  count ? static_cast<double>(total_us) / static_cast<double>(count) / 1000 : 0.0,
+                  static_cast<double>(max_us) / 1000);
+    return text;
+  }
+};
+
+// A client being checked: its listener's checks are copied, so a reload meanwhile is harmless.
+struct CheckInFlight {
+  config::ClientChecks checks;
+  std::unique_ptr<ClientCheck> check;
+  uint32_t request_id = 0;
+  Clock::time_point started;
+};
+
+msg::MxStatus mx_status(const dns::MxRoute& route) {
+  switch (route.status) {
+    case dns::Status::ok:
+      return msg::MxStatus::ok;
+    case dns::Status::no_name:
+      return route.null_mx ? msg::MxStatus::null_mx : msg::MxStatus::no_domain;
+    case dns::Status::no_data:
+      return msg::MxStatus::no_address;
+    case dns::Status::temporary:
+    case dns::Status::bogus:
+      break;
+  }
+  return msg::MxStatus::temporary;
+}
+
 class LookupProcess {
  public:
   explicit LookupProcess(ChildRuntime& runtime) : runtime_(runtime) {
     auto& d = runtime_.dispatcher();
-    d.on<msg::LookupConfig>(
-        [this](msg::Incoming&, msg::LookupConfig&& m) { router_.configure(m.domains); });
+    d.on<msg::LookupConfig>([this](msg::Incoming&, msg::LookupConfig&& m) { configure(m); });
     d.on<msg::RcptCheck>([this](msg::Incoming& in, msg::RcptCheck&& m) {
       runtime_.counters()["rcpt_checks"] = ++rcpt_checks_;
-      answer(in, msg::RcptVerdict{.decision = policy_.decide(m)});
+      const msg::RcptDecision decision = policy_.decide(m);
+      if (decision == msg::RcptDecision::local) ++rcpt_known_;
+      if (decision == msg::RcptDecision::unknown_user) ++rcpt_unknown_;
+      answer(in, msg::RcptVerdict{.decision = decision});
     });
     d.on<msg::TableFile>([this](msg::Incoming& in, msg::TableFile&& m) {
-      if (m.kind == msg::TableKind::credentials) {
-        load_credentials(m.name, in.fd.get());
-      } else {
-        load_routing_table(m.kind, m.name, in.fd.get());
-      }
+      const Status loaded = m.kind == msg::TableKind::credentials
+                                ? load_credentials(m.name, in.fd.get())
+                                : load_routing_table(m.kind, m.name, in.fd.get());
+      // Asked by smtpctl update table: the parent passes the outcome on.
+      if (in.request_id != 0 &&
+          !msg::send(runtime_.parent(),
+                     msg::TableLoaded{.ok = loaded.ok(),
+                                      .error = loaded.ok() ? "" : loaded.error().message},
+                     in.request_id))
+        log::warn("cannot answer the parent");
     });
+    d.on<msg::ClientCheck>(
+        [this](msg::Incoming& in, msg::ClientCheck&& m) { check_client(in, m); });
+    d.on<msg::MxQuery>([this](msg::Incoming& in, msg::MxQuery&& m) { find_mx(in, m); });
+    d.on<msg::CtlShowStats>([this](msg::Incoming& in, msg::CtlShowStats&&) { show_stats(in); });
     d.on<msg::ResolveLocal>(
         [this](msg::Incoming& in, msg::ResolveLocal&& m) { resolve_local(in, m); });
     d.on<msg::AuthCheck>([this](msg::Incoming& in, msg::AuthCheck&& m) {
@@ -60,16 +124,146 @@ class LookupProcess {
       log::warn("cannot answer %s", std::string(role_name(in.from)).c_str());
   }
 
+  void configure(const msg::LookupConfig& m) {
+    router_.configure(m.domains);
+    trusted_ = m.trusted_networks;
+    checks_.clear();
+    for (const auto& [listener, checks] : m.checks) checks_[listener] = checks;
+    if (resolver_ && m.dns == dns_) return;
+    // A new resolver drops the questions of the old one: their clients pass (fail-open).
+    ipc::Channel* smtp = runtime_.peer(Role::smtp);
+    for (const auto& [id, flight] : in_flight_)
+      if (smtp == nullptr || !msg::send(*smtp, msg::ClientVerdict{}, flight->request_id))
+        log::warn("cannot answer smtp");
+    in_flight_.clear();
+    resolver_.reset();
+    dns_ = m.dns;
+    dns::ResolverOptions options;
+    options.forwarders = m.dns.resolvers;
+    options.timeout_ms = m.dns.timeout * 1000;
+    auto created = dns::Resolver::create(runtime_.base(), options);
+    if (!created.ok()) {
+      log::error("DNS unavailable: %s; client checks pass everybody, routes fail temporarily",
+                 created.error().message.c_str());
+      return;
+    }
+    resolver_ = std::move(created).value();
+    std::string servers;
+    for (const auto& r : m.dns.resolvers) servers += " " + r;
+    log::info("DNS through%s", servers.empty() ? " nothing: no resolver known" : servers.c_str());
+  }
+
+  // Before smtp greets a client. Without a resolver every client passes (fail-open).
+  void check_client(msg::Incoming& in, const msg::ClientCheck& m) {
+    sockaddr_storage address{};
+    auto* v4 = reinterpret_cast<sockaddr_in*>(&address);
+    auto* v6 = reinterpret_cast<sockaddr_in6*>(&address);
+    if (inet_pton(AF_INET, m.address.c_str(), &v4->sin_addr) == 1) {
+      v4->sin_family = AF_INET;
+    } else if (inet_pton(AF_INET6, m.address.c_str(), &v6->sin6_addr) == 1) {
+      v6->sin6_family = AF_INET6;
+    } else {
+      log::warn("client check for a bad address '%s'", m.address.c_str());
+      answer(in, msg::ClientVerdict{});
+      return;
+    }
+    auto listener = checks_.find(m.listener);
+    if (!resolver_ || listener == checks_.end()) {
+      answer(in, msg::ClientVerdict{});
+      return;
+    }
+    const uint64_t id = next_check_++;
+    auto flight = std::make_unique<CheckInFlight>();
+    flight->checks = listener->second;
+    flight->request_id = in.request_id;
+    flight->started = Clock::now();
+    CheckInFlight& f = *flight;
+    in_flight_[id] = std::move(flight);
+    f.check = std::make_unique<ClientCheck>(
+        runtime_.base(), *resolver_, f.checks, trusted_, reinterpret_cast<sockaddr*>(&address),
+        [this, id](ClientVerdict v) { checked(id, std::move(v)); });
+  }
+
+  void checked(uint64_t id, ClientVerdict v) {
+    auto it = in_flight_.find(id);
+    if (it == in_flight_.end()) return;
+    const uint32_t request = it->second->request_id;
+    if (!v.trusted) {
+      client_latency_.add(it->second->started);
+      ++(v.refuse ? clients_refused_ : !v.header.empty() ? clients_tagged_ : clients_passed_);
+      if (!v.log.empty()) log::info("%s", v.log.c_str());
+    }
+    in_flight_.erase(it);  // the ClientCheck whose callback this is: nothing after touches it
+    ipc::Channel* smtp = runtime_.peer(Role::smtp);
+    const msg::ClientVerdict verdict{.refuse = v.refuse,
+                                     .reply = v.reply,
+                                     .verified_name = v.verified_name.value_or(""),
+                                     .header = v.header};
+    if (smtp == nullptr || !msg::send(*smtp, verdict, request)) log::warn("cannot answer smtp");
+  }
+
+  void find_mx(msg::Incoming& in, const msg::MxQuery& m) {
+    if (!resolver_) {
+      answer(in, msg::MxAnswer{.status = msg::MxStatus::temporary,
+                               .implicit = false,
+                               .hosts = {},
+                               .error = "DNS unavailable"});
+      return;
+    }
+    const uint32_t request = in.request_id;
+    const Role asker = in.from;
+    resolver_->mx(m.domain, [this, request, asker, started = Clock::now()](dns::MxRoute route) {
+      mx_latency_.add(started);
+      msg::MxAnswer a{.status = mx_status(route),
+                      .implicit = route.implicit,
+                      .hosts = {},
+                      .error = route.error};
+      for (auto& h : route.hosts)
+        a.hosts.push_back({h.preference, std::move(h.name), std::move(h.addresses)});
+      ipc::Channel* channel = runtime_.peer(asker);
+      if (channel == nullptr || !msg::send(*channel, a, request)) log::warn("cannot answer mta");
+    });
+  }
+
+  void show_stats(msg::Incoming& in) {
+    std::string text;
+    auto line = [&text](const char* what, const std::string& value) {
+      text += std::string(what) + ": " + value + "\n";
+    };
+    line("recipient checks", std::to_string(rcpt_checks_) + " (" + std::to_string(rcpt_known_) +
+                                 " local users found, " + std::to_string(rcpt_unknown_) +
+                                 " unknown)");
+    line("client checks", client_latency_.to_string() + "; " + std::to_string(clients_passed_) +
+                              " passed, " + std::to_string(clients_tagged_) + " tagged, " +
+                              std::to_string(clients_refused_) + " refused");
+    line("mx lookups", mx_latency_.to_string());
+    if (resolver_) {
+      const dns::Resolver::Stats st = resolver_->stats();
+      line("dns questions", std::to_string(st.queries) + " asked, " + std::to_string(st.answers) +
+                                " answered, " + std::to_string(st.timeouts) + " timed out, " +
+                                std::to_string(st.failures) + " failed, " +
+                                std::to_string(resolver_->in_flight()) + " in flight");
+    } else {
+      line("dns questions", "no resolver");
+    }
+    line("auth failures", std::to_string(auth_failures_));
+    ipc::Channel* control = runtime_.peer(Role::control);
+    if (control == nullptr ||
+        !msg::send(*control, msg::CtlResult{.ok = true, .text = text}, in.request_id))
+      log::warn("cannot answer control");
+  }
+
   // Aliases and virtual users: a table with any error is refused whole, the one in use kept.
-  void load_routing_table(msg::TableKind kind, const std::string& name, int fd) {
+  Status load_routing_table(msg::TableKind kind, const std::string& name, int fd) {
     Result<std::string> read = read_all(fd, kMaxTableBytes);
     Status loaded = read.ok() ? router_.load(kind, name, read.value()) : Status(read.error());
     if (!loaded.ok()) {
       log::error("table %s refused: %s; the table already loaded (if any) stays in use",
                  name.c_str(), loaded.error().message.c_str());
-      return;
+      return loaded;
     }
     log::info("table %s loaded", name.c_str());
+    return ok_status();
   }
 
   // Every address's route, in order, in as many frames as they take.
@@ -103,11 +297,11 @@ class LookupProcess {
   }
 
   // A table with any error is refused whole and the one in use is kept.
-  void load_credentials(const std::string& name, int fd) {
+  Status load_credentials(const std::string& name, int fd) {
     Result<std::string> read = read_all(fd, kMaxTableBytes);
     if (!read.ok()) {
       log::error("credentials %s: %s; not loaded", name.c_str(), read.error().message.c_str());
-      return;
+      return read.error();
     }
     std::string& text = read.value();
     auto table = CredentialTable::parse(text, name);
@@ -116,11 +310,13 @@ class LookupProcess {
       for (const auto& e : table.error()) log::error("%s", e.to_string().c_str());
       log::error("credentials %s refused; %s", name.c_str(),
                  credentials_ ? "the table already loaded stays in use" : "AUTH is unavailable");
-      return;
+      return make_error(table.error().empty() ? name + ": refused"
+                                              : table.error().front().to_string());
     }
     credentials_ = std::move(table).value();
     runtime_.counters()["credentials"] = credentials_->size();
     log::info("credentials %s: %zu users", name.c_str(), credentials_->size());
+    return ok_status();
   }
 
   msg::AuthVerdict check_credentials(const msg::AuthCheck& m) {
@@ -153,7 +349,21 @@ class LookupProcess {
   FailureThrottle by_address_{ThrottlePolicy{}};
   FailureThrottle by_user_{ThrottlePolicy{}};
   uint64_t rcpt_checks_ = 0;
+  uint64_t rcpt_known_ = 0;
+  uint64_t rcpt_unknown_ = 0;
   uint64_t auth_failures_ = 0;
+  // DNS and the client checks.
+  config::Dns dns_;
+  std::vector<config::Network> trusted_;
+  std::map<std::string, config::ClientChecks> checks_;  // by listener name
+  std::unique_ptr<dns::Resolver> resolver_;  // declared before in_flight_: outlives its checks
+  std::map<uint64_t, std::unique_ptr<CheckInFlight>> in_flight_;
+  uint64_t next_check_ = 1;
+  uint64_t clients_passed_ = 0;
+  uint64_t clients_tagged_ = 0;
+  uint64_t clients_refused_ = 0;
+  Latency client_latency_;
+  Latency mx_latency_;
 };
 
 }  // namespace

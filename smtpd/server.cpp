@@ -94,6 +94,9 @@ Server::Server(ChildRuntime& runtime)
                    in.request_id))
       log::warn("cannot answer control");
   });
+  d.on<msg::ClientVerdict>([this](msg::Incoming& in, msg::ClientVerdict&& m) {
+    if (Session* s = claim(in.request_id)) s->on_client_verdict(m);
+  });
   d.on<msg::AuthVerdict>([this](msg::Incoming& in, msg::AuthVerdict&& m) {
     if (Session* s = claim(in.request_id)) s->on_auth_verdict(m);
   });

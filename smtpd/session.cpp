@@ -79,9 +79,32 @@ void Session::start() {
   // RFC 8314: on an smtps listener TLS starts with the first byte; the greeting waits for it.
   if (listener_.role == config::ListenerRole::smtps) start_tls();
   if (phase_ == Phase::closing) return;
-  reply(220, nullptr, server_.hostname() + " ESMTP Postern");
+  // lookup checks the client (FCrDNS, DNSBL) before the greeting; without lookup it passes.
+  if (server_.ask(*this, Role::lookup,
+                  msg::ClientCheck{.listener = listener_.name, .address = client_address_})) {
+    waiting_ = Waiting::client;
+    return;
+  }
+  on_client_verdict(msg::ClientVerdict{});
+}
+
+void Session::on_client_verdict(const msg::ClientVerdict& verdict) {
+  if (phase_ != Phase::greeting) return;
+  waiting_ = Waiting::nothing;
+  verified_name_ = verdict.verified_name;
+  checks_header_ = verdict.header.substr(0, 900);
   phase_ = Phase::ready;
   esmtp_ = false;
+  if (verdict.refuse) {
+    // RFC 5321 3.1: a 554 greeting, then 503 to everything until the client's QUIT.
+    log::info("session %016llx: refused: %s", static_cast<unsigned long long>(id_),
+              verdict.reply.c_str());
+    refused_ = true;
+    send(verdict.reply.substr(0, 500) + "\r\n");
+  } else {
+    reply(220, nullptr, server_.hostname() + " ESMTP Postern");
+  }
+  process();
 }
 
 void Session::set_timeout(uint32_t seconds) {
@@ -224,6 +247,10 @@ void Session::handle_line(const std::string& line) {
       bad_command(501, "5.5.4",
                   "Syntax error" + (parsed.detail.empty() ? std::string() : ": " + parsed.detail));
       return;
+  }
+  if (refused_ && parsed.command.verb != Verb::quit) {
+    bad_command(503, "5.5.1", "Bad sequence of commands: this client was refused");
+    return;
   }
   const VerbRule* rule = rule_for(parsed.command.verb);
   if (rule == nullptr) {
@@ -467,6 +494,7 @@ void Session::on_message_opened(const std::string& queue_id, UniqueFd data) {
   txn_->data = std::move(data);
   ReceivedInfo info;
   info.helo = helo_;
+  info.client_name = verified_name_;
   info.client_address = client_address_;
   info.hostname = server_.hostname();
   info.esmtp = esmtp_;
@@ -476,6 +504,7 @@ void Session::on_message_opened(const std::string& queue_id, UniqueFd data) {
   if (txn_->recipients.size() == 1) info.recipient = txn_->recipients[0].address;
   info.when = time(nullptr);
   txn_->spool_buffer = received_header(info);
+  if (!checks_header_.empty()) txn_->spool_buffer += "X-Postern-Checks: " + checks_header_ + "\r\n";
   if (txn_->chunked) {
     phase_ = Phase::chunk;  // the chunk that asked for the message is already arriving
   } else {
@@ -617,6 +646,11 @@ void Session::on_request_lost() {
   const Waiting was = waiting_;
   if (was == Waiting::nothing) return;
   waiting_ = Waiting::nothing;
+  if (was == Waiting::client) {
+    waiting_ = Waiting::client;
+    on_client_verdict(msg::ClientVerdict{});  // lookup went away: the client passes
+    return;
+  }
   if (was == Waiting::rcpt) {
     if (txn_) txn_->pending_rcpt.reset();
     reply(451, "4.3.0", "Recipient check unavailable, try again later");

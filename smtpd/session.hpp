@@ -61,12 +61,13 @@ class Session {
   void on_message_opened(const std::string& queue_id, UniqueFd data);
   void on_message_result(const msg::MessageResult& result);
   void on_auth_verdict(const msg::AuthVerdict& verdict);
+  void on_client_verdict(const msg::ClientVerdict& verdict);
   // The process it was waiting for went away; the request will never be answered.
   void on_request_lost();
 
  private:
   enum class Phase : uint8_t { greeting, ready, data, chunk, closing };
-  enum class Waiting : uint8_t { nothing, rcpt, open, commit, auth };
+  enum class Waiting : uint8_t { nothing, client, rcpt, open, commit, auth };
   // Where an AUTH exchange stands (RFC 4954): which line the client owes next.
   enum class AuthStep : uint8_t { none, plain_response, login_user, login_password };
 
@@ -155,6 +156,10 @@ class Session {
   Waiting waiting_ = Waiting::nothing;
   bool esmtp_ = false;
   std::string helo_;
+  // From the client checks (lookup) before the greeting.
+  std::string verified_name_;  // forward-confirmed host name, for Received
+  std::string checks_header_;  // X-Postern-Checks: value, empty when nothing was tagged
+  bool refused_ = false;       // greeted with 554: only QUIT is accepted (RFC 5321 3.1)
   std::optional<Transaction> txn_;
   uint32_t errors_ = 0;
   bool discarding_long_line_ = false;

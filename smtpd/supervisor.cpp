@@ -6,7 +6,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 
@@ -223,15 +226,48 @@ bool Supervisor::send_config(Child& c) {
     case Role::mda:
       return msg::send(*c.channel, mda_config());
     case Role::lookup:
-      return msg::send(*c.channel, msg::LookupConfig{.domains = config_.domains}) && send_tables(c);
+      return msg::send(*c.channel, lookup_config()) && send_tables(c);
     default:
       return true;
   }
 }
 
-// Tables may be root's; lookup gets open descriptors and reads them itself, at start and at
-// every reload (which is how an edited table is put to use).
-bool Supervisor::send_tables(Child& lookup) {
+namespace {
+
+// The nameservers of /etc/resolv.conf, read by the parent because lookup is chrooted.
+std::vector<std::string> resolv_conf_nameservers() {
+  std::vector<std::string> found;
+  FILE* f = fopen("/etc/resolv.conf", "re");
+  if (f == nullptr) return found;
+  char line[512];
+  while (fgets(line, sizeof line, f) != nullptr) {
+    char word[16];
+    char address[64];
+    if (sscanf(line, " %15s %63s", word, address) != 2 || std::strcmp(word, "nameserver") != 0)
+      continue;
+    in6_addr ignored{};
+    if (inet_pton(AF_INET, address, &ignored) == 1 || inet_pton(AF_INET6, address, &ignored) == 1)
+      found.emplace_back(address);
+  }
+  fclose(f);
+  return found;
+}
+
+}  // namespace
+
+msg::LookupConfig Supervisor::lookup_config() const {
+  msg::LookupConfig m{.domains = config_.domains,
+                      .trusted_networks = config_.trusted_networks,
+                      .dns = config_.dns,
+                      .checks = {}};
+  if (m.dns.resolvers.empty()) m.dns.resolvers = resolv_conf_nameservers();
+  for (const auto& l : config_.listeners) m.checks.push_back({l.name, l.checks});
+  return m;
+}
+
+// Tables may be root's; lookup gets open descriptors and reads them itself, at start, at
+// every reload and on smtpctl update table (which is how an edited table is put to use).
+bool Supervisor::send_tables(Child& lookup, const std::string& only, uint32_t control_request) {
   std::vector<std::pair<msg::TableKind, std::string>> tables;
   if (config_.credentials) tables.emplace_back(msg::TableKind::credentials, *config_.credentials);
   for (const auto& d : config_.domains) {
@@ -240,15 +276,60 @@ bool Supervisor::send_tables(Child& lookup) {
   }
   bool queued = true;
   for (const auto& [kind, path] : tables) {
+    if (!only.empty() && path != only) continue;
     UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW));
+    uint32_t request = 0;
+    if (control_request != 0) {
+      request = next_table_update_++;
+      table_updates_[request] = control_request;
+    }
     if (!fd) {
-      log::error("table %s: %s; lookup keeps the one it had", path.c_str(), std::strerror(errno));
+      const std::string why = path + ": " + std::strerror(errno);
+      log::error("table %s; lookup keeps the one it had", why.c_str());
+      if (request != 0) answer_table_update(request, msg::TableLoaded{.ok = false, .error = why});
       continue;
     }
-    queued = queued && msg::send(*lookup.channel, msg::TableFile{.kind = kind, .name = path}, 0,
-                                 std::move(fd));
+    queued = queued && msg::send(*lookup.channel, msg::TableFile{.kind = kind, .name = path},
+                                 request, std::move(fd));
   }
   return queued;
+}
+
+// smtpctl update table NAME: NAME is a table's path as the configuration gives it.
+void Supervisor::update_table(const std::string& name, uint32_t control_request) {
+  std::vector<std::string> names;
+  if (config_.credentials) names.push_back(*config_.credentials);
+  for (const auto& d : config_.domains) {
+    if (d.aliases) names.push_back(*d.aliases);
+    if (d.users_table) names.push_back(*d.users_table);
+  }
+  Child& control = child(Role::control);
+  Child& lookup = child(Role::lookup);
+  std::string error;
+  if (std::find(names.begin(), names.end(), name) == names.end()) {
+    error = "no table " + name + (names.empty() ? "; the configuration names none" : "; tables:");
+    for (const auto& n : names) error += " " + n;
+  } else if (!lookup.channel) {
+    error = "lookup is not running";
+  } else if (!send_tables(lookup, name, control_request)) {
+    error = "cannot reach lookup";
+  }
+  if (!error.empty() && control.channel &&
+      !msg::send(*control.channel, msg::CtlResult{.ok = false, .text = error}, control_request))
+    log::warn("cannot answer control");
+}
+
+void Supervisor::answer_table_update(uint32_t request, const msg::TableLoaded& m) {
+  auto it = table_updates_.find(request);
+  if (it == table_updates_.end()) return;
+  const uint32_t control_request = it->second;
+  table_updates_.erase(it);
+  Child& control = child(Role::control);
+  if (control.channel &&
+      !msg::send(*control.channel,
+                 msg::CtlResult{.ok = m.ok, .text = m.ok ? "table updated" : m.error},
+                 control_request))
+    log::warn("cannot answer control");
 }
 
 msg::QueueConfig Supervisor::queue_config() const {
@@ -385,6 +466,10 @@ void Supervisor::register_handlers() {
             in.request_id))
       log::warn("cannot answer control");
   });
+  dispatcher_.on<msg::CtlUpdateTable>(
+      [this](msg::Incoming& in, msg::CtlUpdateTable&& m) { update_table(m.name, in.request_id); });
+  dispatcher_.on<msg::TableLoaded>(
+      [this](msg::Incoming& in, msg::TableLoaded&& m) { answer_table_update(in.request_id, m); });
   dispatcher_.on<msg::HelperSpawn>(
       [this](msg::Incoming& in, msg::HelperSpawn&& m) { spawn_helper(m.user, in.request_id); });
   dispatcher_.on<msg::CtlStop>([this](msg::Incoming& in, msg::CtlStop&&) {

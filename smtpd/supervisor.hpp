@@ -93,7 +93,12 @@ class Supervisor {
   msg::QueueConfig queue_config() const;
   msg::MdaConfig mda_config() const;
   bool send_config(Child& c);
-  bool send_tables(Child& lookup);
+  msg::LookupConfig lookup_config() const;
+  // Every table, or only those named (smtpctl update table): then lookup answers each with
+  // TableLoaded, which goes to control as the answer to control_request.
+  bool send_tables(Child& lookup, const std::string& only = {}, uint32_t control_request = 0);
+  void update_table(const std::string& name, uint32_t control_request);
+  void answer_table_update(uint32_t request, const msg::TableLoaded& m);
   void spawn_helper(const std::string& user, uint32_t request_id);
   void leave_loop_when_done();
 
@@ -109,6 +114,9 @@ class Supervisor {
   msg::Dispatcher dispatcher_{Role::parent};
   std::map<uint32_t, StatusRound> rounds_;
   uint32_t next_round_ = 1;
+  // smtpctl update table: lookup's request id -> control's.
+  std::map<uint32_t, uint32_t> table_updates_;
+  uint32_t next_table_update_ = 1;
   int64_t started_at_ = 0;
   bool stopping_ = false;
   int exit_status_ = 0;

@@ -6,10 +6,12 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -66,7 +68,31 @@ void write_file(const fs::path& path, std::string_view text) {
   out << text;
 }
 
-// A Config as text, for comparison with the golden *.expected files.
+const char* action_name(CheckAction action) {
+  switch (action) {
+    case CheckAction::off:
+      return "off";
+    case CheckAction::tag:
+      return "tag";
+    case CheckAction::refuse:
+      return "refuse";
+  }
+  return "?";
+}
+
+// What a listener of this role checks when its entry has no 'checks'.
+ClientChecks default_checks(ListenerRole role) {
+  ClientChecks checks;
+  if (role == ListenerRole::smtp) checks.fcrdns = CheckAction::tag;
+  return checks;
+}
+
+std::vector<Network> loopback_networks() {
+  return {*parse_network("127.0.0.0/8"), *parse_network("::1/128")};
+}
+
+// A Config as text, for comparison with the golden *.expected files. Client checks, trusted
+// networks and DNS appear only when they differ from their defaults.
 std::string dump(const Config& config) {
   std::ostringstream out;
   out << "hostname: " << (config.hostname == machine_hostname() ? "<gethostname>" : config.hostname)
@@ -80,6 +106,29 @@ std::string dump(const Config& config) {
   for (const Listener& listener : config.listeners) {
     out << "listener: " << listener.name << " " << listener_role_name(listener.role) << " "
         << listener.address.to_string() << "\n";
+    const ClientChecks& checks = listener.checks;
+    if (checks == default_checks(listener.role)) continue;
+    out << "  checks: fcrdns=" << action_name(checks.fcrdns)
+        << " dnsbl=" << action_name(checks.dnsbl) << " threshold=" << checks.threshold << "\n";
+    for (const DnsblZone& zone : checks.zones) {
+      out << "  zone: " << zone.zone << " weight=" << zone.weight;
+      for (size_t i = 0; i < zone.codes.size(); ++i)
+        out << (i == 0 ? " codes=" : ",") << zone.codes[i];
+      out << "\n";
+    }
+  }
+  if (config.trusted_networks != loopback_networks()) {
+    out << "trusted_networks:";
+    if (config.trusted_networks.empty()) out << " <none>";
+    for (const Network& network : config.trusted_networks) out << " " << network.to_string();
+    out << "\n";
+  }
+  if (config.dns != Dns{}) {
+    out << "dns: timeout=" << config.dns.timeout << " resolvers=";
+    if (config.dns.resolvers.empty()) out << "<resolv.conf>";
+    for (size_t i = 0; i < config.dns.resolvers.size(); ++i)
+      out << (i == 0 ? "" : ",") << config.dns.resolvers[i];
+    out << "\n";
   }
   for (const Domain& domain : config.domains) {
     out << "domain: " << domain.name;
@@ -310,7 +359,7 @@ TEST(ConfigErrors, UnknownTopLevelKeyPointsAtTheKey) {
   EXPECT_EQ(error_of("listeners:\n  - address: 127.0.0.1:25\nspol: /var/spool\n"),
             "t.yaml:3:1: unknown key 'spol' in top level (expected one of: hostname, user, "
             "queue_user, spool, empty_dir, control, listeners, domains, limits, tls, credentials, "
-            "virtual_user)");
+            "virtual_user, trusted_networks, dns)");
 }
 
 TEST(ConfigErrors, UnknownControlKey) {
@@ -321,7 +370,7 @@ TEST(ConfigErrors, UnknownControlKey) {
 TEST(ConfigErrors, UnknownListenerKey) {
   EXPECT_EQ(error_of("listeners:\n  - address: 127.0.0.1:25\n    tls: yes\n"),
             "t.yaml:3:5: unknown key 'tls' in listener (expected one of: address, role, name, "
-            "plaintext_auth)");
+            "plaintext_auth, checks)");
 }
 
 TEST(ConfigErrors, UnknownKeyWithControlCharactersIsEscaped) {
@@ -591,7 +640,7 @@ extra: 1
       "t.yaml:9:5: listener has no 'address'",
       "t.yaml:10:1: unknown key 'extra' in top level (expected one of: hostname, user, "
       "queue_user, spool, empty_dir, control, listeners, domains, limits, tls, credentials, "
-      "virtual_user)",
+      "virtual_user, trusted_networks, dns)",
   };
   EXPECT_EQ(lines, expected);
 }
@@ -815,6 +864,595 @@ TEST(ConfigErrors, TlsSectionAndSmtpsNeedEachOther) {
             "t.yaml:3:6: 'tls' has no 'key'");
   EXPECT_EQ(error_of("listeners:\n  - address: 127.0.0.1:25\ntls: yes\n"),
             "t.yaml:3:6: 'tls' must be a mapping (with certificate and key)");
+}
+
+// --- client checks, trusted networks, DNS ---
+
+// A listener's checks from a config holding only the listeners given.
+std::vector<ClientChecks> checks_of(std::string_view listeners) {
+  const auto result = parse("listeners:\n" + std::string(listeners));
+  EXPECT_TRUE(result.ok()) << (result.ok() ? "" : result.error()[0].to_string());
+  std::vector<ClientChecks> out;
+  if (result.ok())
+    for (const Listener& listener : result->listeners) out.push_back(listener.checks);
+  return out;
+}
+
+// The one error of a config with one smtp listener whose checks block is the text given,
+// indented under "checks:" (line 4 of the file is the block's first line).
+std::string checks_error(std::string_view block) {
+  return error_of("listeners:\n  - address: 127.0.0.1:25\n    checks:\n" + std::string(block));
+}
+
+TEST(ClientChecks, DefaultsDependOnTheRole) {
+  const auto checks = checks_of(R"(  - {address: 127.0.0.1:25}
+  - {address: 127.0.0.1:26, role: smtp}
+  - {address: 127.0.0.1:587, role: submission}
+  - {address: 127.0.0.1:465, role: smtps}
+tls: {certificate: c.pem, key: k.pem}
+)");
+  ASSERT_EQ(checks.size(), 4u);
+  ClientChecks smtp;
+  smtp.fcrdns = CheckAction::tag;
+  EXPECT_EQ(checks[0], smtp);
+  EXPECT_EQ(checks[0].fcrdns, CheckAction::tag);
+  EXPECT_EQ(checks[0].dnsbl, CheckAction::off);
+  EXPECT_EQ(checks[0].threshold, 1u);
+  EXPECT_TRUE(checks[0].zones.empty());
+  EXPECT_EQ(checks[1], smtp);
+  EXPECT_EQ(checks[2], ClientChecks{});
+  EXPECT_EQ(checks[2].fcrdns, CheckAction::off);
+  EXPECT_EQ(checks[3], ClientChecks{});
+}
+
+TEST(ClientChecks, RoleWrittenAfterChecksStillDecidesTheDefault) {
+  // With 'checks' given the role does not matter; without, the role is read first whatever
+  // the order of the keys.
+  const auto checks = checks_of(
+      "  - {role: submission, address: 127.0.0.1:587}\n"
+      "  - {checks: {}, role: smtp, address: 127.0.0.1:25}\n");
+  ASSERT_EQ(checks.size(), 2u);
+  EXPECT_EQ(checks[0].fcrdns, CheckAction::off);
+  EXPECT_EQ(checks[1].fcrdns, CheckAction::off);
+}
+
+TEST(ClientChecks, KeysLeftOutOfAGivenBlockAreOff) {
+  const auto checks = checks_of(
+      "  - {address: 127.0.0.1:25, checks: {}}\n"
+      "  - {address: 127.0.0.1:26, checks: {threshold: 1, zones: [x.example]}}\n"
+      "  - {address: 127.0.0.1:27, role: submission, checks: {fcrdns: refuse}}\n");
+  ASSERT_EQ(checks.size(), 3u);
+  EXPECT_EQ(checks[0], ClientChecks{});
+  // Zones without dnsbl refuse; fcrdns given up once the block is there.
+  EXPECT_EQ(checks[1].fcrdns, CheckAction::off);
+  EXPECT_EQ(checks[1].dnsbl, CheckAction::refuse);
+  EXPECT_EQ(checks[2].fcrdns, CheckAction::refuse);
+  EXPECT_EQ(checks[2].dnsbl, CheckAction::off);
+}
+
+TEST(ClientChecks, EveryKeyIsRead) {
+  const auto checks = checks_of(R"(  - address: 0.0.0.0:25
+    checks:
+      fcrdns: refuse
+      dnsbl: tag
+      threshold: 5
+      zones:
+        - zone: Zen.SpamHaus.org.
+          codes: [127.0.0.2, "127.0.0.4", 127.255.255.255]
+          weight: 4
+        - bl.example.org
+        - {zone: _x-1.example, weight: 1000}
+)");
+  ASSERT_EQ(checks.size(), 1u);
+  const ClientChecks& c = checks[0];
+  EXPECT_EQ(c.fcrdns, CheckAction::refuse);
+  EXPECT_EQ(c.dnsbl, CheckAction::tag);
+  EXPECT_EQ(c.threshold, 5u);
+  const std::vector<DnsblZone> zones = {
+      {"zen.spamhaus.org", {"127.0.0.2", "127.0.0.4", "127.255.255.255"}, 4},
+      {"bl.example.org", {}, 1},
+      {"_x-1.example", {}, 1000},
+  };
+  EXPECT_EQ(c.zones, zones);
+}
+
+TEST(ClientChecks, EachActionIsAccepted) {
+  const auto checks = checks_of(
+      "  - {address: 127.0.0.1:25, checks: {fcrdns: off, dnsbl: off}}\n"
+      "  - {address: 127.0.0.1:26, checks: {fcrdns: tag, dnsbl: tag, "
+      "zones: [a.example]}}\n"
+      "  - {address: 127.0.0.1:27, checks: {fcrdns: refuse, dnsbl: "
+      "refuse, zones: [a.example]}}\n"
+      "  - {address: 127.0.0.1:28, checks: {dnsbl: off, zones: "
+      "[a.example]}}\n");
+  ASSERT_EQ(checks.size(), 4u);
+  EXPECT_EQ(checks[0].fcrdns, CheckAction::off);
+  EXPECT_EQ(checks[0].dnsbl, CheckAction::off);
+  EXPECT_EQ(checks[1].fcrdns, CheckAction::tag);
+  EXPECT_EQ(checks[1].dnsbl, CheckAction::tag);
+  EXPECT_EQ(checks[2].fcrdns, CheckAction::refuse);
+  EXPECT_EQ(checks[2].dnsbl, CheckAction::refuse);
+  // Off with zones: they are kept, not asked.
+  EXPECT_EQ(checks[3].dnsbl, CheckAction::off);
+  EXPECT_EQ(checks[3].zones.size(), 1u);
+}
+
+TEST(ClientChecks, ThresholdMayEqualTheSumOfWeights) {
+  const auto checks = checks_of(
+      "  - address: 127.0.0.1:25\n    checks:\n      threshold: 1000\n      zones:\n"
+      "        - {zone: a.example, weight: 999}\n        - b.example\n");
+  ASSERT_EQ(checks.size(), 1u);
+  EXPECT_EQ(checks[0].threshold, 1000u);
+}
+
+TEST(ClientChecks, ZoneNameLimits) {
+  const std::string label63 = std::string(63, 'a');
+  // 189 octets: room is left for the 64 octets of a reversed IPv6 address in a 253-octet name.
+  const std::string longest = label63 + "." + label63 + "." + std::string(61, 'c');
+  ASSERT_EQ(longest.size(), 189u);
+  for (const std::string& good : {std::string("bl"), std::string("a-b_c.0x.example"), longest,
+                                  longest + ".", std::string("-x.example")}) {
+    const auto checks =
+        checks_of("  - {address: 127.0.0.1:25, checks: {zones: ['" + good + "']}}\n");
+    ASSERT_EQ(checks.size(), 1u) << good;
+    ASSERT_EQ(checks[0].zones.size(), 1u);
+    EXPECT_EQ(checks[0].zones[0].zone + (good.back() == '.' ? "." : ""), good);
+  }
+  const std::string expected =
+      " (expected labels of 1-63 letters, digits, '-' or '_', at "
+      "most 189 characters)";
+  for (const std::string& bad :
+       {longest + "c", "a." + std::string(64, 'b'), std::string("a..b"), std::string(".a"),
+        std::string("."), std::string(""), std::string("a b"), std::string("a/b"),
+        std::string("m\u00e9l.example"), std::string("a.example.."), std::string("*.example")}) {
+    EXPECT_EQ(checks_error("      zones: ['" + bad + "']\n"),
+              "t.yaml:4:15: invalid DNSBL zone " +
+                  (bad.size() > 64 ? "'" + bad.substr(0, 64) + "...'" : "'" + bad + "'") + expected)
+        << bad;
+  }
+}
+
+TEST(ClientChecksErrors, BadActions) {
+  EXPECT_EQ(checks_error("      fcrdns: yes\n"),
+            "t.yaml:4:15: bad 'fcrdns' value 'yes' (expected one of: off, tag, refuse)");
+  EXPECT_EQ(checks_error("      dnsbl: Refuse\n      zones: [a.example]\n"),
+            "t.yaml:4:14: bad 'dnsbl' value 'Refuse' (expected one of: off, tag, refuse)");
+  EXPECT_EQ(checks_error("      fcrdns: [tag]\n"), "t.yaml:4:15: 'fcrdns' must be a string");
+}
+
+TEST(ClientChecksErrors, DnsblNeedsZones) {
+  EXPECT_EQ(checks_error("      dnsbl: refuse\n"),
+            "t.yaml:4:14: 'dnsbl: refuse' needs a list of 'zones' to ask");
+  EXPECT_EQ(checks_error("      fcrdns: off\n      dnsbl: tag\n"),
+            "t.yaml:5:14: 'dnsbl: tag' needs a list of 'zones' to ask");
+  // Off without zones is no error.
+  EXPECT_EQ(checks_of("  - {address: 127.0.0.1:25, checks: {dnsbl: off}}\n").size(), 1u);
+}
+
+TEST(ClientChecksErrors, ThresholdThatCanNeverBeReached) {
+  EXPECT_EQ(checks_error("      threshold: 4\n      zones:\n        - {zone: a.example, weight: "
+                         "2}\n        - b.example\n"),
+            "t.yaml:4:18: 'threshold' 4 can never be reached (the weights of the zones add up "
+            "to 3)");
+  EXPECT_EQ(checks_error("      threshold: 2\n"),
+            "t.yaml:4:18: 'threshold' 2 can never be reached (the weights of the zones add up "
+            "to 0)");
+  // A broken zone is reported alone: its weight is unknown, so the sum is too.
+  EXPECT_EQ(checks_error("      threshold: 3\n      zones:\n        - {zone: a.example, weight: "
+                         "x}\n        - {zone: b.example, weight: 2}\n"),
+            "t.yaml:6:37: bad 'weight' value 'x': expected a number from 1 to 1000");
+}
+
+TEST(ClientChecksErrors, ThresholdAndWeightRange) {
+  const std::string zones = "      zones: [a.example]\n";
+  for (const std::string bad : {"0", "1001", "-1", "1.5", "2K", "''"}) {
+    const std::string shown = bad == "''" ? "" : bad;
+    EXPECT_EQ(
+        checks_error("      threshold: " + bad + "\n" + zones),
+        "t.yaml:4:18: bad 'threshold' value '" + shown + "': expected a number from 1 to 1000")
+        << bad;
+    EXPECT_EQ(checks_error("      zones: [{zone: a.example, weight: " + bad + "}]\n"),
+              "t.yaml:4:41: bad 'weight' value '" + shown + "': expected a number from 1 to 1000")
+        << bad;
+  }
+}
+
+TEST(ClientChecksErrors, DuplicateZones) {
+  EXPECT_EQ(checks_error("      zones:\n        - zen.spamhaus.org\n        - b.example\n"
+                         "        - {zone: ZEN.spamhaus.org.}\n"),
+            "t.yaml:7:18: duplicate zone 'zen.spamhaus.org' (first at line 5)");
+  // The same zone on two listeners is no duplicate.
+  EXPECT_EQ(checks_of("  - {address: 127.0.0.1:25, checks: {zones: [a.example]}}\n"
+                      "  - {address: 127.0.0.1:26, checks: {zones: [a.example]}}\n")
+                .size(),
+            2u);
+}
+
+TEST(ClientChecksErrors, Codes) {
+  const std::string head = "      zones:\n        - zone: a.example\n          codes: ";
+  const std::string expected = " (expected an IPv4 address in 127.0.0.0/8)";
+  for (const std::string bad : {"10.0.0.2", "128.0.0.1", "'::1'", "'::ffff:127.0.0.2'",
+                                "127.0.0.02", "127.1", "127.0.0.0/8", "localhost", "''"}) {
+    std::string shown = bad;
+    if (shown.front() == '\'') shown = shown.substr(1, shown.size() - 2);
+    EXPECT_EQ(checks_error(head + "[" + bad + "]\n"),
+              "t.yaml:6:19: bad code '" + shown + "'" + expected)
+        << bad;
+  }
+  EXPECT_EQ(checks_error(head + "[[127.0.0.2]]\n"), "t.yaml:6:19: bad code" + expected);
+  EXPECT_EQ(checks_error(head + "[127.0.0.2, 127.0.0.3, 127.0.0.2]\n"),
+            "t.yaml:6:41: duplicate code 127.0.0.2 (first at line 6)");
+  EXPECT_EQ(checks_error(head + "[]\n"),
+            "t.yaml:6:18: 'codes' is empty (leave it out to count any address in 127.0.0.0/8)");
+  EXPECT_EQ(checks_error(head + "127.0.0.2\n"),
+            "t.yaml:6:18: 'codes' must be a list of addresses in 127.0.0.0/8");
+}
+
+TEST(ClientChecksErrors, WrongShapes) {
+  EXPECT_EQ(checks_error("      - fcrdns\n"),
+            "t.yaml:4:7: 'checks' must be a mapping (with fcrdns, dnsbl, threshold, zones)");
+  EXPECT_EQ(error_of("listeners:\n  - {address: 127.0.0.1:25, checks: tag}\n"),
+            "t.yaml:2:37: 'checks' must be a mapping (with fcrdns, dnsbl, threshold, zones)");
+  EXPECT_EQ(checks_error("      zones: a.example\n"),
+            "t.yaml:4:14: 'zones' must be a list of DNSBL zones");
+  EXPECT_EQ(checks_error("      zones: []\n"),
+            "t.yaml:4:14: 'zones' is empty (leave it out when no DNSBL is asked)");
+  EXPECT_EQ(checks_error("      zones: [[a.example]]\n"),
+            "t.yaml:4:15: each zone must be a name or a mapping with zone, codes and weight");
+  EXPECT_EQ(checks_error("      zones: [{zone: [a.example]}]\n"),
+            "t.yaml:4:22: each zone must be a name or a mapping with zone, codes and weight");
+  EXPECT_EQ(checks_error("      zones: [{weight: 2}]\n"), "t.yaml:4:15: zone entry has no 'zone'");
+}
+
+TEST(ClientChecksErrors, UnknownKeys) {
+  EXPECT_EQ(checks_error("      fcrdns: tag\n      rbl: refuse\n"),
+            "t.yaml:5:7: unknown key 'rbl' in 'checks' (expected one of: fcrdns, dnsbl, "
+            "threshold, zones)");
+  EXPECT_EQ(checks_error("      zones:\n        - zone: a.example\n          score: 2\n"),
+            "t.yaml:6:11: unknown key 'score' in zone entry (expected one of: zone, codes, "
+            "weight)");
+  EXPECT_EQ(checks_error("      fcrdns: tag\n      fcrdns: off\n"),
+            "t.yaml:5:7: duplicate key 'fcrdns' (first at line 4)");
+}
+
+TEST(ClientChecksErrors, EveryErrorIsReported) {
+  const auto lines = errors_of(R"(listeners:
+  - address: 127.0.0.1:25
+    checks:
+      fcrdns: maybe
+      dnsbl: refuse
+  - address: 127.0.0.1:26
+    checks:
+      zones: [bad_zone!, {zone: ok.example, codes: [1.2.3.4]}]
+)");
+  const std::vector<std::string> expected = {
+      "t.yaml:4:15: bad 'fcrdns' value 'maybe' (expected one of: off, tag, refuse)",
+      "t.yaml:5:14: 'dnsbl: refuse' needs a list of 'zones' to ask",
+      "t.yaml:8:15: invalid DNSBL zone 'bad_zone!' (expected labels of 1-63 letters, digits, "
+      "'-' or '_', at most 189 characters)",
+      "t.yaml:8:53: bad code '1.2.3.4' (expected an IPv4 address in 127.0.0.0/8)",
+  };
+  EXPECT_EQ(lines, expected);
+}
+
+TEST(TrustedNetworks, DefaultIsLoopback) {
+  const auto result = parse("listeners: [{address: 127.0.0.1:25}]\n");
+  ASSERT_TRUE(result.ok());
+  ASSERT_EQ(result->trusted_networks.size(), 2u);
+  EXPECT_EQ(result->trusted_networks[0].to_string(), "127.0.0.0/8");
+  EXPECT_EQ(result->trusted_networks[1].to_string(), "::1/128");
+}
+
+TEST(TrustedNetworks, AListReplacesTheDefault) {
+  const auto result = parse(R"(trusted_networks:
+  - 192.0.2.0/24
+  - "2001:DB8::/32"
+  - 198.51.100.7
+  - "::ffff:0:0/96"
+listeners: [{address: 127.0.0.1:25}]
+)");
+  ASSERT_TRUE(result.ok()) << result.error()[0].to_string();
+  std::vector<std::string> got;
+  for (const Network& network : result->trusted_networks) got.push_back(network.to_string());
+  const std::vector<std::string> expected = {"192.0.2.0/24", "2001:db8::/32", "198.51.100.7/32",
+                                             "::ffff:0.0.0.0/96"};
+  EXPECT_EQ(got, expected);
+}
+
+TEST(TrustedNetworks, AnEmptyListTrustsNobody) {
+  const auto result = parse("trusted_networks: []\nlisteners: [{address: 127.0.0.1:25}]\n");
+  ASSERT_TRUE(result.ok());
+  EXPECT_TRUE(result->trusted_networks.empty());
+}
+
+TEST(TrustedNetworksErrors, Messages) {
+  const std::string tail = "listeners: [{address: 127.0.0.1:25}]\n";
+  EXPECT_EQ(error_of("trusted_networks: [192.0.2.1/24]\n" + tail),
+            "t.yaml:1:20: bad network '192.0.2.1/24': host bits set; did you mean "
+            "192.0.2.0/24?");
+  EXPECT_EQ(error_of("trusted_networks:\n  - 127.0.0.0/8\n  - '2001:db8::1/32'\n" + tail),
+            "t.yaml:3:5: bad network '2001:db8::1/32': host bits set; did you mean "
+            "2001:db8::/32?");
+  EXPECT_EQ(error_of("trusted_networks: [10.0.0.0/33]\n" + tail),
+            "t.yaml:1:20: bad network '10.0.0.0/33': prefix must be 0-32");
+  EXPECT_EQ(error_of("trusted_networks: ['::/129']\n" + tail),
+            "t.yaml:1:20: bad network '::/129': prefix must be 0-128");
+  const std::string syntax =
+      " (expected an IPv4 or IPv6 address with an optional /prefix, such as 192.0.2.0/24)";
+  for (const std::string bad :
+       {"localhost", "10/8", "10.0.0.0/", "10.0.0.0/a", "/8", "10.0.0.0/+8", "10.0.0.0/0008",
+        "10.0.0.0/8/8", "'fe80::1%eth0'", "' 10.0.0.0/8'", "''", "127.1", "10.0.0.0 /8"}) {
+    std::string shown = bad;
+    if (shown.front() == '\'') shown = shown.substr(1, shown.size() - 2);
+    EXPECT_EQ(error_of("trusted_networks: [" + bad + "]\n" + tail),
+              "t.yaml:1:20: bad network '" + shown + "'" + syntax)
+        << bad;
+  }
+  EXPECT_EQ(error_of("trusted_networks: [{a: b}]\n" + tail), "t.yaml:1:20: bad network" + syntax);
+  EXPECT_EQ(error_of("trusted_networks: 127.0.0.0/8\n" + tail),
+            "t.yaml:1:19: 'trusted_networks' must be a list");
+}
+
+TEST(TrustedNetworksErrors, Duplicates) {
+  const std::string tail = "listeners: [{address: 127.0.0.1:25}]\n";
+  EXPECT_EQ(error_of("trusted_networks:\n  - '::1'\n  - 10.0.0.0/8\n  - '0::1/128'\n" + tail),
+            "t.yaml:4:5: duplicate network ::1/128 (first at line 2)");
+  EXPECT_EQ(error_of("trusted_networks: [192.0.2.0/24, 192.0.2.0/24]\n" + tail),
+            "t.yaml:1:34: duplicate network 192.0.2.0/24 (first at line 1)");
+  // Overlapping but different networks are allowed.
+  EXPECT_TRUE(parse("trusted_networks: [10.0.0.0/8, 10.0.0.0/16, 10.0.0.1]\n" + tail).ok());
+}
+
+TEST(Dns, DefaultsWhenAbsent) {
+  const auto result = parse("listeners: [{address: 127.0.0.1:25}]\n");
+  ASSERT_TRUE(result.ok());
+  EXPECT_TRUE(result->dns.resolvers.empty());
+  EXPECT_EQ(result->dns.timeout, 5u);
+  EXPECT_EQ(result->dns, Dns{});
+  const auto empty = parse("dns: {}\nlisteners: [{address: 127.0.0.1:25}]\n");
+  ASSERT_TRUE(empty.ok());
+  EXPECT_EQ(empty->dns, Dns{});
+}
+
+TEST(Dns, ResolversAreWrittenCanonically) {
+  const auto result = parse(R"(dns:
+  resolvers: [127.0.0.1, "127.0.0.1@5353", "::1@53", "2001:DB8:0::1@00053", 192.0.2.1@65535]
+  timeout: 60
+listeners: [{address: 127.0.0.1:25}]
+)");
+  ASSERT_TRUE(result.ok()) << result.error()[0].to_string();
+  const std::vector<std::string> expected = {"127.0.0.1", "127.0.0.1@5353", "::1@53",
+                                             "2001:db8::1@53", "192.0.2.1@65535"};
+  EXPECT_EQ(result->dns.resolvers, expected);
+  EXPECT_EQ(result->dns.timeout, 60u);
+  const auto seconds = parse("dns: {timeout: 1s}\nlisteners: [{address: 127.0.0.1:25}]\n");
+  ASSERT_TRUE(seconds.ok());
+  EXPECT_EQ(seconds->dns.timeout, 1u);
+}
+
+TEST(DnsErrors, Messages) {
+  const std::string tail = "listeners: [{address: 127.0.0.1:25}]\n";
+  for (const std::string bad : {"localhost", "127.0.0.1:53", "'[::1]:53'", "127.0.0.1@",
+                                "127.0.0.1@x", "'@53'", "127.0.0.1@+53", "''", "'::1@53@53'"}) {
+    std::string shown = bad;
+    if (shown.front() == '\'') shown = shown.substr(1, shown.size() - 2);
+    EXPECT_EQ(error_of("dns: {resolvers: [" + bad + "]}\n" + tail),
+              "t.yaml:1:19: bad resolver '" + shown +
+                  "' (expected an IP address, optionally followed by @port)")
+        << bad;
+  }
+  EXPECT_EQ(error_of("dns: {resolvers: [127.0.0.1@0]}\n" + tail),
+            "t.yaml:1:19: bad resolver '127.0.0.1@0': port must be 1-65535");
+  EXPECT_EQ(error_of("dns: {resolvers: ['::1@65536']}\n" + tail),
+            "t.yaml:1:19: bad resolver '::1@65536': port must be 1-65535");
+  EXPECT_EQ(error_of("dns:\n  resolvers:\n    - 127.0.0.1@53\n    - 127.0.0.1\n" + tail),
+            "t.yaml:4:7: duplicate resolver 127.0.0.1 (first at line 3)");
+  EXPECT_EQ(error_of("dns: {resolvers: 127.0.0.1}\n" + tail),
+            "t.yaml:1:18: 'resolvers' must be a list of IP addresses");
+  for (const std::string bad : {"0", "61", "1m", "x", "''"}) {
+    const std::string shown = bad == "''" ? "" : bad;
+    EXPECT_EQ(error_of("dns:\n  timeout: " + bad + "\n" + tail),
+              "t.yaml:2:12: bad 'timeout' value '" + shown +
+                  "': expected a number from 1 to 60 (suffixes: s)")
+        << bad;
+  }
+  EXPECT_EQ(error_of("dns:\n  timeout: 5\n  retry: 2\n" + tail),
+            "t.yaml:3:3: unknown key 'retry' in 'dns' (expected one of: resolvers, timeout)");
+  EXPECT_EQ(error_of("dns: [127.0.0.1]\n" + tail),
+            "t.yaml:1:6: 'dns' must be a mapping (with resolvers and timeout)");
+}
+
+// --- networks ---
+
+sockaddr_storage v4(const char* text) {
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons(25);
+  EXPECT_EQ(inet_pton(AF_INET, text, &sin.sin_addr), 1) << text;
+  sockaddr_storage out{};
+  std::memcpy(&out, &sin, sizeof sin);
+  return out;
+}
+
+sockaddr_storage v6(const char* text) {
+  sockaddr_in6 sin6{};
+  sin6.sin6_family = AF_INET6;
+  sin6.sin6_port = htons(25);
+  EXPECT_EQ(inet_pton(AF_INET6, text, &sin6.sin6_addr), 1) << text;
+  sockaddr_storage out{};
+  std::memcpy(&out, &sin6, sizeof sin6);
+  return out;
+}
+
+bool contains(const char* network, const sockaddr_storage& address) {
+  const auto parsed = parse_network(network);
+  EXPECT_TRUE(parsed.has_value()) << network;
+  return parsed && parsed->contains(reinterpret_cast<const sockaddr*>(&address));
+}
+
+TEST(Network, ParsesAndRoundTrips) {
+  struct Case {
+    const char* text;
+    const char* canonical;
+    int family;
+    int prefix;
+  };
+  const Case cases[] = {
+      {"192.0.2.0/24", "192.0.2.0/24", AF_INET, 24},
+      {"10.0.0.0/8", "10.0.0.0/8", AF_INET, 8},
+      {"0.0.0.0/0", "0.0.0.0/0", AF_INET, 0},
+      {"198.51.100.7", "198.51.100.7/32", AF_INET, 32},
+      {"198.51.100.7/32", "198.51.100.7/32", AF_INET, 32},
+      {"192.0.2.128/25", "192.0.2.128/25", AF_INET, 25},
+      {"10.0.0.0/08", "10.0.0.0/8", AF_INET, 8},
+      {"::1", "::1/128", AF_INET6, 128},
+      {"::/0", "::/0", AF_INET6, 0},
+      {"2001:DB8::/32", "2001:db8::/32", AF_INET6, 32},
+      {"2001:db8:0:0:0:0:0:0/33", "2001:db8::/33", AF_INET6, 33},
+      {"fe80::/10", "fe80::/10", AF_INET6, 10},
+      {"::ffff:192.0.2.0/120", "::ffff:192.0.2.0/120", AF_INET6, 120},
+  };
+  for (const Case& c : cases) {
+    const auto network = parse_network(c.text);
+    ASSERT_TRUE(network.has_value()) << c.text;
+    EXPECT_EQ(network->base.ss_family, c.family) << c.text;
+    EXPECT_EQ(network->prefix, c.prefix) << c.text;
+    EXPECT_EQ(network->to_string(), c.canonical);
+    const auto again = parse_network(network->to_string());
+    ASSERT_TRUE(again.has_value()) << c.text;
+    EXPECT_EQ(*again, *network) << c.text;
+  }
+  EXPECT_EQ(Network{}.to_string(), "(unset)");
+}
+
+TEST(Network, RefusesBadTextAndHostBits) {
+  for (const std::string& bad : std::vector<std::string>{"",
+                                                         "192.0.2.1/24",
+                                                         "2001:db8::1/32",
+                                                         "10.0.0.0/33",
+                                                         "::/129",
+                                                         "10.0.0.0/",
+                                                         "/8",
+                                                         "10.0.0.0/-1",
+                                                         "10.0.0.0/1000",
+                                                         "10/8",
+                                                         "127.1",
+                                                         "127.0.0.01",
+                                                         "[::1]",
+                                                         "::1/",
+                                                         "fe80::1%lo",
+                                                         "localhost",
+                                                         "10.0.0.0/8 ",
+                                                         std::string("10.0.0.0\0/8", 11),
+                                                         std::string("10.0.0.0/8\0", 11),
+                                                         "0.0.0.1/0",
+                                                         "::1/0"}) {
+    EXPECT_FALSE(parse_network(bad).has_value()) << "'" << bad << "'";
+  }
+}
+
+TEST(Network, Equality) {
+  const auto a = parse_network("192.0.2.0/24");
+  const auto b = parse_network("192.0.2.0/24");
+  const auto wider = parse_network("192.0.2.0/23");
+  const auto other = parse_network("192.0.3.0/24");
+  const auto mapped = parse_network("::ffff:192.0.2.0/120");
+  const auto host = parse_network("::1");
+  const auto host128 = parse_network("0:0::1/128");
+  ASSERT_TRUE(a && b && wider && other && mapped && host && host128);
+  EXPECT_EQ(*a, *b);
+  EXPECT_FALSE(*a == *wider);
+  EXPECT_FALSE(*a == *other);
+  EXPECT_FALSE(*a == *mapped);
+  EXPECT_EQ(*host, *host128);
+  EXPECT_FALSE(*host == *a);
+  EXPECT_EQ(Network{}, Network{});
+}
+
+TEST(Network, ContainsIpv4) {
+  EXPECT_TRUE(contains("192.0.2.0/24", v4("192.0.2.0")));
+  EXPECT_TRUE(contains("192.0.2.0/24", v4("192.0.2.255")));
+  EXPECT_FALSE(contains("192.0.2.0/24", v4("192.0.3.0")));
+  EXPECT_FALSE(contains("192.0.2.0/24", v4("192.0.1.255")));
+  // A prefix that is not a whole number of octets.
+  EXPECT_TRUE(contains("192.0.2.128/25", v4("192.0.2.200")));
+  EXPECT_FALSE(contains("192.0.2.128/25", v4("192.0.2.127")));
+  EXPECT_TRUE(contains("10.0.0.0/9", v4("10.127.255.255")));
+  EXPECT_FALSE(contains("10.0.0.0/9", v4("10.128.0.0")));
+  EXPECT_TRUE(contains("127.0.0.0/8", v4("127.255.0.1")));
+  // /32 is one host; /0 everything.
+  EXPECT_TRUE(contains("198.51.100.7/32", v4("198.51.100.7")));
+  EXPECT_FALSE(contains("198.51.100.7/32", v4("198.51.100.6")));
+  EXPECT_FALSE(contains("198.51.100.7", v4("198.51.100.8")));
+  EXPECT_TRUE(contains("0.0.0.0/0", v4("203.0.113.9")));
+  EXPECT_TRUE(contains("0.0.0.0/0", v4("255.255.255.255")));
+  // Another family never matches.
+  EXPECT_FALSE(contains("0.0.0.0/0", v6("2001:db8::1")));
+  EXPECT_FALSE(contains("127.0.0.0/8", v6("::1")));
+}
+
+TEST(Network, ContainsIpv6) {
+  EXPECT_TRUE(contains("2001:db8::/32", v6("2001:db8:ffff::1")));
+  EXPECT_FALSE(contains("2001:db8::/32", v6("2001:db9::1")));
+  EXPECT_TRUE(contains("2001:db8::/33", v6("2001:db8:7fff::1")));
+  EXPECT_FALSE(contains("2001:db8::/33", v6("2001:db8:8000::")));
+  EXPECT_TRUE(contains("::1", v6("::1")));
+  EXPECT_TRUE(contains("::1/128", v6("::1")));
+  EXPECT_FALSE(contains("::1/128", v6("::2")));
+  EXPECT_FALSE(contains("::1/128", v6("1::1")));
+  EXPECT_TRUE(contains("::/0", v6("2001:db8::1")));
+  EXPECT_TRUE(contains("::/0", v6("::ffff:192.0.2.1")));
+  EXPECT_FALSE(contains("::/0", v4("192.0.2.1")));
+  EXPECT_FALSE(contains("2001:db8::/32", v4("32.1.13.184")));  // 2001:0db8 as IPv4 octets
+}
+
+TEST(Network, MappedAddressesMatchIpv4Networks) {
+  EXPECT_TRUE(contains("192.0.2.0/24", v6("::ffff:192.0.2.77")));
+  EXPECT_FALSE(contains("192.0.2.0/24", v6("::ffff:192.0.3.77")));
+  EXPECT_TRUE(contains("127.0.0.0/8", v6("::ffff:127.0.0.1")));
+  EXPECT_TRUE(contains("198.51.100.7/32", v6("::ffff:198.51.100.7")));
+  EXPECT_TRUE(contains("0.0.0.0/0", v6("::ffff:8.8.8.8")));
+  // Only the ::ffff:0:0/96 form is IPv4: not the deprecated IPv4-compatible ::a.b.c.d, nor
+  // an address that merely ends in the same bytes.
+  EXPECT_FALSE(contains("0.0.0.0/0", v6("::192.0.2.77")));
+  EXPECT_FALSE(contains("192.0.2.0/24", v6("2001:db8::c000:24d")));
+  // An IPv6 network still sees the mapped address as IPv6.
+  EXPECT_TRUE(contains("::ffff:0:0/96", v6("::ffff:192.0.2.77")));
+  EXPECT_FALSE(contains("::ffff:0:0/96", v4("192.0.2.77")));
+}
+
+TEST(Network, ContainsRefusesNullAndOtherFamilies) {
+  const auto network = parse_network("0.0.0.0/0");
+  const auto network6 = parse_network("::/0");
+  ASSERT_TRUE(network && network6);
+  EXPECT_FALSE(network->contains(nullptr));
+  EXPECT_FALSE(network6->contains(nullptr));
+  sockaddr_un sun{};
+  sun.sun_family = AF_UNIX;
+  EXPECT_FALSE(network->contains(reinterpret_cast<const sockaddr*>(&sun)));
+  EXPECT_FALSE(network6->contains(reinterpret_cast<const sockaddr*>(&sun)));
+  sockaddr_storage unspec{};
+  EXPECT_FALSE(network->contains(reinterpret_cast<const sockaddr*>(&unspec)));
+  // An unset network contains nothing.
+  const sockaddr_storage address = v4("0.0.0.0");
+  EXPECT_FALSE(Network{}.contains(reinterpret_cast<const sockaddr*>(&address)));
+}
+
+TEST(Network, ContainsWhatAConfigTrusts) {
+  const auto result = parse("listeners: [{address: 127.0.0.1:25}]\n");
+  ASSERT_TRUE(result.ok());
+  auto trusted = [&](const sockaddr_storage& address) {
+    return std::any_of(
+        result->trusted_networks.begin(), result->trusted_networks.end(),
+        [&](const Network& n) { return n.contains(reinterpret_cast<const sockaddr*>(&address)); });
+  };
+  EXPECT_TRUE(trusted(v4("127.0.0.1")));
+  EXPECT_TRUE(trusted(v4("127.1.2.3")));
+  EXPECT_TRUE(trusted(v6("::1")));
+  EXPECT_TRUE(trusted(v6("::ffff:127.0.0.1")));
+  EXPECT_FALSE(trusted(v4("128.0.0.1")));
+  EXPECT_FALSE(trusted(v6("::2")));
+  EXPECT_FALSE(trusted(v6("::ffff:10.0.0.1")));
 }
 
 // --- golden files ---

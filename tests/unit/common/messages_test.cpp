@@ -93,6 +93,58 @@ TEST(Messages, RoundTrips) {
   EXPECT_EQ(result.text, "no");
 }
 
+TEST(Messages, LookupQuestionsRoundTrip) {
+  LookupConfig config;
+  config.trusted_networks = {*config::parse_network("127.0.0.0/8"),
+                             *config::parse_network("2001:db8::/32")};
+  config.dns = {.resolvers = {"127.0.0.1@5353", "::1"}, .timeout = 3};
+  config.checks.push_back(
+      {"mx", config::ClientChecks{
+                 .fcrdns = config::CheckAction::tag,
+                 .dnsbl = config::CheckAction::refuse,
+                 .threshold = 2,
+                 .zones = {{"a.example", {"127.0.0.2", "127.0.0.4"}, 2}, {"b.example", {}, 1}}}});
+  const LookupConfig back = round_trip(config);
+  EXPECT_EQ(back.trusted_networks, config.trusted_networks);
+  EXPECT_EQ(back.dns, config.dns);
+  EXPECT_EQ(back.checks, config.checks);
+
+  const ClientVerdict verdict = round_trip(ClientVerdict{.refuse = true,
+                                                         .reply = "554 5.7.1 listed",
+                                                         .verified_name = "mail.example",
+                                                         .header = "dnsbl=2/2"});
+  EXPECT_TRUE(verdict.refuse);
+  EXPECT_EQ(verdict.reply, "554 5.7.1 listed");
+  EXPECT_EQ(verdict.verified_name, "mail.example");
+  EXPECT_EQ(verdict.header, "dnsbl=2/2");
+
+  const MxAnswer mx = round_trip(MxAnswer{
+      .status = MxStatus::ok,
+      .implicit = false,
+      .hosts = {{10, "a.example", {"2001:db8::1", "192.0.2.1"}}, {20, "b.example", {"192.0.2.2"}}},
+      .error = ""});
+  EXPECT_EQ(mx.status, MxStatus::ok);
+  ASSERT_EQ(mx.hosts.size(), 2u);
+  EXPECT_EQ(mx.hosts[0], (MxHost{10, "a.example", {"2001:db8::1", "192.0.2.1"}}));
+  EXPECT_EQ(round_trip(ClientCheck{.listener = "mx", .address = "192.0.2.9"}).address, "192.0.2.9");
+  EXPECT_EQ(round_trip(CtlUpdateTable{.name = "/etc/postern/users"}).name, "/etc/postern/users");
+  const TableLoaded loaded = round_trip(TableLoaded{.ok = false, .error = "users:2: bad"});
+  EXPECT_FALSE(loaded.ok);
+  EXPECT_EQ(loaded.error, "users:2: bad");
+
+  // A network that is not one never decodes.
+  wire::Writer w;
+  w.count(0);  // domains
+  w.count(1);
+  w.str("192.0.2.1/24");
+  w.count(0);
+  w.u32(5);
+  w.count(0);
+  wire::Reader r(w.take());
+  LookupConfig::decode(r);
+  EXPECT_FALSE(r.finish());
+}
+
 TEST(Messages, TruncatedOrPaddedPayloadsAreRefused) {
   expect_strict(
       Start{.drop_privileges = true, .uid = 1, .gid = 2, .chroot_dir = "/x", .verbose = false});

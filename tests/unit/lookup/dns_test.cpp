@@ -1,35 +1,25 @@
-// The DNS layer against a real unbound on a free loopback port, serving only local-data zones
-// (nothing leaves the machine), plus parse_answer on packets built with ldns and the reverse
-// names. A UDP socket that drops everything stands in for a dead forwarder.
+// The DNS layer against a real unbound on a free loopback port (unbound_server.hpp), serving
+// only local-data zones (nothing leaves the machine), plus parse_answer on packets built with ldns
+// and the reverse names. A UDP socket that drops everything stands in for a dead forwarder.
 #include "lookup/dns.hpp"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <ldns/ldns.h>
 #include <netinet/in.h>
-#include <poll.h>
-#include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "common/event.hpp"
 #include "common/fd.hpp"
-
-extern char** environ;
+#include "tests/unit/lookup/unbound_server.hpp"
 
 namespace postern::lookup::dns {
 namespace {
@@ -205,78 +195,12 @@ TEST(ParseAnswer, MalformedOrMismatchedIsTemporary) {
 
 // ---- against a real unbound ------------------------------------------------------------------
 
-std::string find_unbound() {
-  for (const char* dir : {"/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin"}) {
-    const std::string path = std::string(dir) + "/unbound";
-    if (access(path.c_str(), X_OK) == 0) return path;
-  }
-  return {};
-}
-
-// A loopback port free for both UDP and TCP right now (unbound listens on both).
-uint16_t free_port() {
-  for (int attempt = 0; attempt < 20; ++attempt) {
-    UniqueFd udp(socket(AF_INET, SOCK_DGRAM, 0));
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t length = sizeof address;
-    if (bind(udp.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
-        getsockname(udp.get(), reinterpret_cast<sockaddr*>(&address), &length) != 0)
-      continue;
-    UniqueFd tcp(socket(AF_INET, SOCK_STREAM, 0));
-    if (bind(tcp.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0)
-      return ntohs(address.sin_port);
-  }
-  return 0;
-}
-
-// True once something answers a DNS query on 127.0.0.1:port.
-bool answers(uint16_t port) {
-  ldns_pkt* query = ldns_pkt_query_new(ldns_dname_new_frm_str("example.test."), LDNS_RR_TYPE_A,
-                                       LDNS_RR_CLASS_IN, LDNS_RD);
-  uint8_t* wire = nullptr;
-  size_t size = 0;
-  const bool built = ldns_pkt2wire(&wire, query, &size) == LDNS_STATUS_OK;
-  ldns_pkt_free(query);
-  if (!built) return false;
-  UniqueFd fd(socket(AF_INET, SOCK_DGRAM, 0));
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(port);
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  const ssize_t sent =
-      sendto(fd.get(), wire, size, 0, reinterpret_cast<sockaddr*>(&address), sizeof address);
-  free(wire);
-  if (sent < 0) return false;
-  pollfd ready{fd.get(), POLLIN, 0};
-  char reply[512];
-  return poll(&ready, 1, 100) == 1 && recv(fd.get(), reply, sizeof reply, 0) > 0;
-}
-
-std::string server_config(const std::string& dir, uint16_t port) {
-  std::string conf = R"(server:
-  interface: 127.0.0.1
-  port: )" + std::to_string(port) +
-                     R"(
-  do-daemonize: no
-  chroot: ""
-  username: ""
-  directory: ")" + dir +
-                     R"("
-  pidfile: ""
-  use-syslog: no
-  logfile: ""
-  verbosity: 0
-  num-threads: 1
-  do-ip6: no
-  so-rcvbuf: 4m
-  do-not-query-address: 0.0.0.0/0
-  do-not-query-address: ::/0
-  local-zone: "." refuse
-  local-zone: "127.in-addr.arpa." static
-  local-zone: ")" + kLoopback6Reverse +
-                     R"(" static
+// What the unbound below serves besides refusing every other name (unbound_server.hpp).
+std::string zone_data() {
+  return std::string(R"(  local-zone: "127.in-addr.arpa." static
+  local-zone: ")") +
+         kLoopback6Reverse +
+         R"(" static
   local-zone: "example.test." static
   local-zone: "dnsbl.test." static
   local-zone: "bulk.test." redirect
@@ -291,8 +215,9 @@ std::string server_config(const std::string& dir, uint16_t port) {
   local-data: "4.0.0.127.in-addr.arpa. 300 IN PTR Second.Example.Test."
   local-data: "other.example.test. 300 IN A 127.0.0.50"
   local-data: "second.example.test. 300 IN A 127.0.0.4"
-  local-data: ")" + kLoopback6Reverse +
-                     R"( 300 IN PTR v6host.example.test."
+  local-data: ")" +
+         kLoopback6Reverse +
+         R"( 300 IN PTR v6host.example.test."
   local-data: "v6host.example.test. 300 IN AAAA ::1"
 
   # DNSBL
@@ -301,8 +226,9 @@ std::string server_config(const std::string& dir, uint16_t port) {
   local-data: "97.2.0.192.dnsbl.test. 300 IN A 127.0.0.2"
   local-data: "97.2.0.192.dnsbl.test. 300 IN A 127.0.0.11"
   local-data: "98.2.0.192.dnsbl.test. 300 IN A 198.51.100.1"
-  local-data: ")" + kV6Nibbles +
-                     R"(.dnsbl.test. 300 IN A 127.0.0.4"
+  local-data: ")" +
+         kV6Nibbles +
+         R"(.dnsbl.test. 300 IN A 127.0.0.4"
 
   # MX
   local-data: "example.test. 300 IN MX 10 mx1.example.test."
@@ -324,74 +250,7 @@ std::string server_config(const std::string& dir, uint16_t port) {
   local-data: "down.example.test. 300 IN MX 10 host.refused.zone."
   local-data: 'txt-only.example.test. 300 IN TXT "no address here"'
 )";
-  return conf;
 }
-
-// The unbound the DNS tests ask, started once for the suite.
-class TestServer {
- public:
-  bool start() {
-    const std::string unbound = find_unbound();
-    if (unbound.empty()) {
-      why_ = "no unbound binary";
-      return false;
-    }
-    std::string pattern = (std::filesystem::temp_directory_path() / "postern-dns-XXXXXX").string();
-    if (!mkdtemp(pattern.data())) {
-      why_ = std::strerror(errno);
-      return false;
-    }
-    dir_ = pattern;
-    port_ = free_port();
-    const std::string conf = dir_ + "/unbound.conf";
-    std::ofstream(conf) << server_config(dir_, port_);
-    const std::string log = dir_ + "/unbound.log";
-
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    posix_spawn_file_actions_adddup2(&actions, 1, 2);
-    const char* argv[] = {unbound.c_str(), "-d", "-c", conf.c_str(), nullptr};
-    const int error = posix_spawn(&pid_, unbound.c_str(), &actions, nullptr,
-                                  const_cast<char* const*>(argv), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    if (error != 0) {
-      why_ = std::strerror(error);
-      pid_ = -1;
-      return false;
-    }
-    const auto deadline = Clock::now() + 10s;
-    while (Clock::now() < deadline) {
-      if (answers(port_)) return true;
-      if (waitpid(pid_, nullptr, WNOHANG) == pid_) break;
-    }
-    std::ifstream in(log);
-    why_ = "unbound did not answer: " + std::string(std::istreambuf_iterator<char>(in), {});
-    return false;
-  }
-
-  void stop() {
-    if (pid_ > 0) {
-      kill(pid_, SIGTERM);
-      waitpid(pid_, nullptr, 0);
-      pid_ = -1;
-    }
-    if (!dir_.empty()) {
-      std::error_code ignored;
-      std::filesystem::remove_all(dir_, ignored);
-      dir_.clear();
-    }
-  }
-
-  std::string forwarder() const { return "127.0.0.1@" + std::to_string(port_); }
-  const std::string& why() const { return why_; }
-
- private:
-  pid_t pid_ = -1;
-  uint16_t port_ = 0;
-  std::string dir_;
-  std::string why_;
-};
 
 struct Listed {
   int calls = 0;
@@ -408,8 +267,8 @@ struct Verified {
 class DnsTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    server_ = new TestServer;
-    started_ = server_->start();
+    server_ = new test::UnboundServer;
+    started_ = server_->start(zone_data());
   }
   static void TearDownTestSuite() {
     server_->stop();
@@ -431,20 +290,9 @@ class DnsTest : public ::testing::Test {
     return std::move(created).value();
   }
 
-  // Runs the loop until done() or the limit; true if done() came true.
   template <typename Done>
   bool run_until(Done done, std::chrono::milliseconds limit = 5000ms) {
-    // Keeps EVLOOP_ONCE from blocking for ever when nothing else is pending.
-    EventPtr tick(event_new(
-        base_.get(), -1, EV_PERSIST, [](evutil_socket_t, short, void*) {}, nullptr));
-    const timeval interval = to_timeval(10ms);
-    event_add(tick.get(), &interval);
-    const auto deadline = Clock::now() + limit;
-    while (!done()) {
-      if (Clock::now() >= deadline) return false;
-      event_base_loop(base_.get(), EVLOOP_ONCE);
-    }
-    return true;
+    return test::run_until(base_.get(), done, limit);
   }
   void run_for(std::chrono::milliseconds time) {
     run_until([] { return false; }, time);
@@ -528,14 +376,14 @@ class DnsTest : public ::testing::Test {
     return names;
   }
 
-  static TestServer* server_;
+  static test::UnboundServer* server_;
   static bool started_;
   // Declared before the resolver: the Resolver must die before its event base.
   EventBasePtr base_ = make_event_base();
   std::unique_ptr<Resolver> resolver_;
 };
 
-TestServer* DnsTest::server_ = nullptr;
+test::UnboundServer* DnsTest::server_ = nullptr;
 bool DnsTest::started_ = false;
 
 using Strings = std::vector<std::string>;
