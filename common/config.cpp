@@ -496,9 +496,11 @@ bool same_prefix(std::span<const uint8_t> a, std::span<const uint8_t> b, unsigne
   return ((a[full] ^ b[full]) & mask) == 0;
 }
 
-// An IPv4 literal, or an IPv6 one when it holds a ':'; inet_pton, which refuses the inet_aton
-// shorthands ("127.1") and leading zeros, reads a C string, so a NUL would hide junk.
-std::optional<sockaddr_storage> parse_ip(std::string_view text) {
+}  // namespace
+
+// inet_pton refuses the inet_aton shorthands ("127.1") and leading zeros; it reads a C string,
+// so a NUL would hide junk.
+std::optional<sockaddr_storage> parse_ip_address(std::string_view text) {
   if (text.empty() || text.find('\0') != std::string_view::npos) return std::nullopt;
   const std::string text_z(text);
   sockaddr_storage storage{};
@@ -515,6 +517,8 @@ std::optional<sockaddr_storage> parse_ip(std::string_view text) {
   }
   return storage;
 }
+
+namespace {
 
 std::string ip_text(const sockaddr_storage& storage) {
   char text[INET6_ADDRSTRLEN] = {};
@@ -540,7 +544,7 @@ Result<WrittenNetwork, NetworkProblem> read_network(std::string_view text) {
     address = text.substr(0, slash);
     prefix_text = text.substr(slash + 1);
   }
-  std::optional<sockaddr_storage> storage = parse_ip(address);
+  std::optional<sockaddr_storage> storage = parse_ip_address(address);
   if (!storage) return NetworkProblem::syntax;
   const auto width = static_cast<unsigned>(address_bytes(*storage).size() * 8);
   unsigned prefix = width;
@@ -578,7 +582,7 @@ Result<std::string, ResolverProblem> read_resolver(std::string_view text) {
     host = text.substr(0, at);
     port = text.substr(at + 1);
   }
-  const std::optional<sockaddr_storage> address = parse_ip(host);
+  const std::optional<sockaddr_storage> address = parse_ip_address(host);
   if (!address) return ResolverProblem::syntax;
   std::string out = ip_text(*address);
   if (!port) return out;
@@ -1472,7 +1476,7 @@ class Walker {
         continue;
       }
       std::optional<sockaddr_storage> address;
-      if (item.kind == Node::Kind::scalar) address = parse_ip(item.text);
+      if (item.kind == Node::Kind::scalar) address = parse_ip_address(item.text);
       if (!address || address->ss_family != AF_INET || address_bytes(*address)[0] != 127) {
         reporter_.at(item.mark,
                      named("bad code", item) + " (expected an IPv4 address in 127.0.0.0/8)");

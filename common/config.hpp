@@ -41,6 +41,8 @@ struct Network {
   friend bool operator==(const Network& a, const Network& b);
 };
 std::optional<Network> parse_network(std::string_view text);
+// An IPv4 literal, or an IPv6 one when it holds a ':'; the port is left 0.
+std::optional<sockaddr_storage> parse_ip_address(std::string_view text);
 
 // How many of each a file may list (the lists travel to lookup in one message).
 constexpr size_t kMaxTrustedNetworks = 10000;

@@ -1,7 +1,6 @@
 // smtpd-lookup, the only window onto DNS and user data (tables, aliases, credentials). Runs as
 // _smtpd; answers the other processes' questions asynchronously, by request id. Passwords it
 // checks are wiped once checked and never logged.
-#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -155,14 +154,8 @@ class LookupProcess {
 
   // Before smtp greets a client. Without a resolver every client passes (fail-open).
   void check_client(msg::Incoming& in, const msg::ClientCheck& m) {
-    sockaddr_storage address{};
-    auto* v4 = reinterpret_cast<sockaddr_in*>(&address);
-    auto* v6 = reinterpret_cast<sockaddr_in6*>(&address);
-    if (inet_pton(AF_INET, m.address.c_str(), &v4->sin_addr) == 1) {
-      v4->sin_family = AF_INET;
-    } else if (inet_pton(AF_INET6, m.address.c_str(), &v6->sin6_addr) == 1) {
-      v6->sin6_family = AF_INET6;
-    } else {
+    const std::optional<sockaddr_storage> address = config::parse_ip_address(m.address);
+    if (!address) {
       log::warn("client check for a bad address '%s'", m.address.c_str());
       answer(in, msg::ClientVerdict{});
       return;
@@ -179,9 +172,10 @@ class LookupProcess {
     flight->started = Clock::now();
     CheckInFlight& f = *flight;
     in_flight_[id] = std::move(flight);
-    f.check = std::make_unique<ClientCheck>(
-        runtime_.base(), *resolver_, f.checks, trusted_, reinterpret_cast<sockaddr*>(&address),
-        [this, id](ClientVerdict v) { checked(id, std::move(v)); });
+    f.check =
+        std::make_unique<ClientCheck>(runtime_.base(), *resolver_, f.checks, trusted_,
+                                      reinterpret_cast<const sockaddr*>(&*address),
+                                      [this, id](ClientVerdict v) { checked(id, std::move(v)); });
   }
 
   void checked(uint64_t id, ClientVerdict v) {

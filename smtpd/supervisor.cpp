@@ -267,15 +267,20 @@ msg::LookupConfig Supervisor::lookup_config() const {
 
 // Tables may be root's; lookup gets open descriptors and reads them itself, at start, at
 // every reload and on smtpctl update table (which is how an edited table is put to use).
-bool Supervisor::send_tables(Child& lookup, const std::string& only, uint32_t control_request) {
-  std::vector<std::pair<msg::TableKind, std::string>> tables;
-  if (config_.credentials) tables.emplace_back(msg::TableKind::credentials, *config_.credentials);
+// Every table file the configuration names, with what it holds.
+std::vector<std::pair<msg::TableKind, std::string>> Supervisor::tables() const {
+  std::vector<std::pair<msg::TableKind, std::string>> found;
+  if (config_.credentials) found.emplace_back(msg::TableKind::credentials, *config_.credentials);
   for (const auto& d : config_.domains) {
-    if (d.aliases) tables.emplace_back(msg::TableKind::aliases, *d.aliases);
-    if (d.users_table) tables.emplace_back(msg::TableKind::users, *d.users_table);
+    if (d.aliases) found.emplace_back(msg::TableKind::aliases, *d.aliases);
+    if (d.users_table) found.emplace_back(msg::TableKind::users, *d.users_table);
   }
+  return found;
+}
+
+bool Supervisor::send_tables(Child& lookup, const std::string& only, uint32_t control_request) {
   bool queued = true;
-  for (const auto& [kind, path] : tables) {
+  for (const auto& [kind, path] : tables()) {
     if (!only.empty() && path != only) continue;
     UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW));
     uint32_t request = 0;
@@ -297,18 +302,13 @@ bool Supervisor::send_tables(Child& lookup, const std::string& only, uint32_t co
 
 // smtpctl update table NAME: NAME is a table's path as the configuration gives it.
 void Supervisor::update_table(const std::string& name, uint32_t control_request) {
-  std::vector<std::string> names;
-  if (config_.credentials) names.push_back(*config_.credentials);
-  for (const auto& d : config_.domains) {
-    if (d.aliases) names.push_back(*d.aliases);
-    if (d.users_table) names.push_back(*d.users_table);
-  }
+  const auto known = tables();
   Child& control = child(Role::control);
   Child& lookup = child(Role::lookup);
   std::string error;
-  if (std::find(names.begin(), names.end(), name) == names.end()) {
-    error = "no table " + name + (names.empty() ? "; the configuration names none" : "; tables:");
-    for (const auto& n : names) error += " " + n;
+  if (std::none_of(known.begin(), known.end(), [&](const auto& t) { return t.second == name; })) {
+    error = "no table " + name + (known.empty() ? "; the configuration names none" : "; tables:");
+    for (const auto& [kind, path] : known) error += " " + path;
   } else if (!lookup.channel) {
     error = "lookup is not running";
   } else if (!send_tables(lookup, name, control_request)) {

@@ -15,6 +15,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/config.hpp"
@@ -94,6 +95,7 @@ class Supervisor {
   msg::MdaConfig mda_config() const;
   bool send_config(Child& c);
   msg::LookupConfig lookup_config() const;
+  std::vector<std::pair<msg::TableKind, std::string>> tables() const;
   // Every table, or only those named (smtpctl update table): then lookup answers each with
   // TableLoaded, which goes to control as the answer to control_request.
   bool send_tables(Child& lookup, const std::string& only = {}, uint32_t control_request = 0);

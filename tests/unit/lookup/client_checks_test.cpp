@@ -23,14 +23,12 @@ namespace postern::lookup {
 namespace {
 
 using namespace std::chrono_literals;
+using test::Address;
+using test::kV6Nibbles;
 using Clock = std::chrono::steady_clock;
 using config::CheckAction;
 using Fcrdns = ClientVerdict::Fcrdns;
 using Strings = std::vector<std::string>;
-
-// 2001:db8::1 reversed, as a.dnsbl.test lists it.
-constexpr const char* kV6Nibbles =
-    "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2";
 
 // Clients by their last octet in 127.0.0.0/8:
 //   1  verified (good.example.test), listed nowhere
@@ -72,26 +70,6 @@ std::string zone_data() {
          kV6Nibbles + R"(.a.dnsbl.test. 300 IN A 127.0.0.2"
 )";
 }
-
-class Address {
- public:
-  explicit Address(const char* text) {
-    auto* in6 = reinterpret_cast<sockaddr_in6*>(&storage_);
-    auto* in = reinterpret_cast<sockaddr_in*>(&storage_);
-    if (inet_pton(AF_INET6, text, &in6->sin6_addr) == 1) {
-      in6->sin6_family = AF_INET6;
-    } else if (inet_pton(AF_INET, text, &in->sin_addr) == 1) {
-      in->sin_family = AF_INET;
-    } else {
-      ADD_FAILURE() << "bad address " << text;
-    }
-  }
-  const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage_); }
-  const sockaddr_storage& storage() const { return storage_; }
-
- private:
-  sockaddr_storage storage_{};
-};
 
 // Built by hand: this test is about the checks, not about parse_network.
 config::Network network(const char* base, uint8_t prefix) {

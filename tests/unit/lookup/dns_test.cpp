@@ -25,32 +25,12 @@ namespace postern::lookup::dns {
 namespace {
 
 using namespace std::chrono_literals;
+using test::Address;
+using test::kV6Nibbles;
 using Clock = std::chrono::steady_clock;
 
-// 2001:db8::1 reversed, as the DNSBL zone below lists it.
-constexpr const char* kV6Nibbles =
-    "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2";
 constexpr const char* kLoopback6Reverse =
     "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa.";
-
-class Address {
- public:
-  explicit Address(const char* text) {
-    auto* in6 = reinterpret_cast<sockaddr_in6*>(&storage_);
-    auto* in = reinterpret_cast<sockaddr_in*>(&storage_);
-    if (inet_pton(AF_INET6, text, &in6->sin6_addr) == 1) {
-      in6->sin6_family = AF_INET6;
-    } else if (inet_pton(AF_INET, text, &in->sin_addr) == 1) {
-      in->sin_family = AF_INET;
-    } else {
-      ADD_FAILURE() << "bad address " << text;
-    }
-  }
-  const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage_); }
-
- private:
-  sockaddr_storage storage_{};
-};
 
 // ---- pure helpers ----------------------------------------------------------------------------
 

@@ -3,7 +3,11 @@
 // from the test's local zones and refuses every other name: nothing leaves the machine.
 #pragma once
 
+#include <arpa/inet.h>
 #include <event2/event.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -22,6 +26,31 @@ uint16_t free_port();
 
 // True once something answers a DNS query on 127.0.0.1:port within 100 ms.
 bool answers(uint16_t port);
+
+// 2001:db8::1 reversed, as DNSBL zones list it.
+constexpr const char* kV6Nibbles =
+    "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2";
+
+// An IP literal as the sockaddr the DNS layer takes; a bad one fails the test.
+class Address {
+ public:
+  explicit Address(const char* text) {
+    auto* in6 = reinterpret_cast<sockaddr_in6*>(&storage_);
+    auto* in = reinterpret_cast<sockaddr_in*>(&storage_);
+    if (inet_pton(AF_INET6, text, &in6->sin6_addr) == 1) {
+      in6->sin6_family = AF_INET6;
+    } else if (inet_pton(AF_INET, text, &in->sin_addr) == 1) {
+      in->sin_family = AF_INET;
+    } else {
+      ADD_FAILURE() << "bad address " << text;
+    }
+  }
+  const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage_); }
+  const sockaddr_storage& storage() const { return storage_; }
+
+ private:
+  sockaddr_storage storage_{};
+};
 
 // Runs base's loop until done() or the limit; true if done() came true.
 template <typename Done>
