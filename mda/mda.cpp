@@ -217,7 +217,6 @@ class MdaProcess {
           if (s.ok()) {
             publishing_.push_back({j.id, i, std::move(s).value()});
             ++j.pending;
-            publish_timer_->arm(std::chrono::milliseconds(0));
           } else {
             merge(result, msg::DeliveryOutcome::temporary_failure, "4.3.0", s.error().message);
           }
@@ -237,6 +236,8 @@ class MdaProcess {
         if (r.index < lmtp_for.size())
           merge(j.results[lmtp_for[r.index]], r.outcome, r.dsn, r.detail);
     }
+    // Once per job, not per file: a fanout stages thousands.
+    if (!publishing_.empty()) publish_timer_->arm(std::chrono::milliseconds(0));
     settle(j);
   }
 

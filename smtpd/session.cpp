@@ -647,7 +647,6 @@ void Session::on_request_lost() {
   if (was == Waiting::nothing) return;
   waiting_ = Waiting::nothing;
   if (was == Waiting::client) {
-    waiting_ = Waiting::client;
     on_client_verdict(msg::ClientVerdict{});  // lookup went away: the client passes
     return;
   }
