@@ -52,9 +52,10 @@ constexpr std::array<std::string_view, 14> kTopKeys = {
 constexpr std::array<std::string_view, 2> kTlsKeys = {"certificate", "key"};
 constexpr std::array<std::string_view, 8> kDomainKeys = {"name",    "users", "aliases", "catch_all",
                                                          "maildir", "mbox",  "lmtp",    "command"};
-constexpr std::array<std::string_view, 11> kLimitKeys = {
+constexpr std::array<std::string_view, 12> kLimitKeys = {
     "message_size", "recipients", "errors",      "sessions",  "sessions_per_ip", "command_timeout",
-    "data_timeout", "expire",     "retry_first", "retry_max", "delivery_timeout"};
+    "data_timeout", "expire",     "retry_first", "retry_max", "delivery_timeout",
+    "connection_rate"};
 constexpr std::array<std::string_view, 2> kControlKeys = {"socket", "group"};
 constexpr std::array<std::string_view, 5> kListenerKeys = {"address", "role", "name",
                                                            "plaintext_auth", "checks"};
@@ -1065,6 +1066,7 @@ class Walker {
     set32(fields[10], limits.delivery_timeout, "smh", 86400);
     if (limits.delivery_timeout == 0 && fields[10] != nullptr)
       reporter_.at(fields[10]->value.mark, "'delivery_timeout' must be at least 1 second");
+    set32(fields[11], limits.connection_rate, "", 1000000);
   }
 
   // A listener with the positions the duplicate checks point at.

@@ -108,6 +108,7 @@ struct Limits {
   uint32_t errors = 10;                      // bad commands in one session before 421
   uint32_t sessions = 1000;                  // concurrent SMTP sessions
   uint32_t sessions_per_ip = 50;             // concurrent sessions from one address
+  uint32_t connection_rate = 60;  // connections a minute from one address before throttling
   uint32_t command_timeout = 300;            // seconds; RFC 5321 4.5.3.2.7
   uint32_t data_timeout = 180;               // seconds between DATA blocks; 4.5.3.2.5
   uint32_t expire = 4 * 86400;               // seconds before undelivered mail bounces

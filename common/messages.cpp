@@ -331,6 +331,7 @@ void LookupConfig::encode(wire::Writer& w) const {
       w.u32(z.weight);
     }
   }
+  w.u32(connection_rate);
 }
 LookupConfig LookupConfig::decode(wire::Reader& r) {
   LookupConfig m;
@@ -369,6 +370,7 @@ LookupConfig LookupConfig::decode(wire::Reader& r) {
       z.weight = r.u32();
     }
   }
+  m.connection_rate = r.u32();
   return m;
 }
 
@@ -388,6 +390,7 @@ void ClientVerdict::encode(wire::Writer& w) const {
   w.str(reply);
   w.str(verified_name);
   w.str(header);
+  w.u32(delay_ms);
 }
 ClientVerdict ClientVerdict::decode(wire::Reader& r) {
   ClientVerdict m;
@@ -395,6 +398,7 @@ ClientVerdict ClientVerdict::decode(wire::Reader& r) {
   m.reply = r.str(512);
   m.verified_name = r.str(255);
   m.header = r.str(kMaxField);
+  m.delay_ms = r.u32();
   return m;
 }
 

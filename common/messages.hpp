@@ -235,10 +235,10 @@ struct LookupConfig {
                                      roles(Role::lookup), FdRule::none};
   std::vector<config::Domain> domains;
   std::vector<config::Network> trusted_networks;
-  // The parent fills resolvers in from /etc/resolv.conf when the file names none (lookup,
-  // chrooted, cannot read it).
+  // The parent fills resolvers in from /etc/resolv.conf when the file names none.
   config::Dns dns;
   std::vector<ListenerChecks> checks;
+  uint32_t connection_rate = 0;  // limits.connection_rate
   void encode(wire::Writer& w) const;
   static LookupConfig decode(wire::Reader& r);
 };
@@ -516,9 +516,11 @@ struct ClientVerdict {
   static constexpr MessageInfo kInfo{Type::client_verdict, "client_verdict", roles(Role::lookup),
                                      roles(Role::smtp), FdRule::none};
   bool refuse = false;
-  std::string reply;          // when refuse: "554 5.7.1 ..." without CRLF
+  // When refuse: "554 5.7.1 ..." (then only QUIT), or "421 4.7.0 ..." (then hang up); no CRLF.
+  std::string reply;
   std::string verified_name;  // forward-confirmed host name, or empty
   std::string header;         // value of X-Postern-Checks:, or empty
+  uint32_t delay_ms = 0;      // how long the greeting (or refusal) waits: connecting too often
   void encode(wire::Writer& w) const;
   static ClientVerdict decode(wire::Reader& r);
 };

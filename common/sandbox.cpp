@@ -212,8 +212,9 @@ Status install_syscall_filter(Role role) {
                          SCMP_A1(SCMP_CMP_EQ, FIONREAD)) != 0)
       return make_error("seccomp: cannot allow ioctl(FIONREAD)");
   }
-  if (role == Role::queue && !kSanitized) {  // sanitized builds allow clone outright
-    // Threads only (its commit worker), never a new process: clone must carry CLONE_THREAD,
+  if ((role == Role::queue || role == Role::lookup) && !kSanitized) {
+    // (Sanitized builds allow clone outright.) Threads only (queue's commit worker, lookup's
+    // password hashing), never a new process: clone must carry CLONE_THREAD,
     // and clone3, whose flags live in memory a filter cannot read, says ENOSYS so that glibc
     // falls back to clone.
     int rc = seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,

@@ -2,7 +2,6 @@
 #include "lookup/local_routes.hpp"
 
 #include <fcntl.h>
-#include <pwd.h>
 
 #include <algorithm>
 
@@ -88,6 +87,7 @@ void LocalRouter::configure(const std::vector<config::Domain>& domains) {
   }
   std::erase_if(aliases_, [&](const auto& kv) { return !alias_files.contains(kv.first); });
   std::erase_if(users_, [&](const auto& kv) { return !user_files.contains(kv.first); });
+  system_users_.clear();
 }
 
 Status LocalRouter::load(msg::TableKind kind, const std::string& name, std::string_view text) {
@@ -244,17 +244,21 @@ void LocalRouter::deliver_to_user(Walk& walk, const std::string& local, const Do
       return;
     }
   } else if (d.system_users) {
-    passwd pw{};
-    passwd* found = nullptr;
-    char buffer[4096];
-    exists = safe_segment(local) &&
-             getpwnam_r(local.c_str(), &pw, buffer, sizeof buffer, &found) == 0 && found != nullptr;
-    if (exists && pw.pw_uid == 0) {
-      // Mail is never delivered as root; the admin aliases root to someone.
-      walk.fail(msg::RouteStatus::unknown_user, "mail for " + local + " must be aliased");
-      return;
+    exists = false;
+    if (safe_segment(local)) {
+      const SystemUsers::Answer user = system_users_.find(local);
+      if (user.found == SystemUsers::Found::unknown) {
+        walk.fail(msg::RouteStatus::temporary, "cannot look up user " + local + ": " + user.error);
+        return;
+      }
+      exists = user.found == SystemUsers::Found::yes;
+      if (exists && user.account.uid == 0) {
+        // Mail is never delivered as root; the admin aliases root to someone.
+        walk.fail(msg::RouteStatus::unknown_user, "mail for " + local + " must be aliased");
+        return;
+      }
+      if (exists) home = user.account.home;
     }
-    if (exists) home = pw.pw_dir;
   }
   if (!exists) {
     const std::string marker = "*@" + d.name;

@@ -15,6 +15,7 @@
 #include "common/config.hpp"
 #include "common/messages.hpp"
 #include "lookup/aliases.hpp"
+#include "lookup/system_users.hpp"
 #include "lookup/table.hpp"
 
 namespace postern::lookup {
@@ -42,6 +43,7 @@ class LocalRouter {
   msg::LocalRoute check(std::string_view local_part, std::string_view domain) const;
   // For delivery: every destination of the address.
   msg::LocalRoute resolve(std::string_view address) const;
+  const SystemUsers& system_users() const { return system_users_; }
 
  private:
   struct DomainEntry;
@@ -58,6 +60,8 @@ class LocalRouter {
   std::vector<DomainEntry> domains_;
   std::map<std::string, std::shared_ptr<const AliasTable>, std::less<>> aliases_;
   std::map<std::string, std::shared_ptr<const UserTable>, std::less<>> users_;
+  // A cache: asking it is still a const question about the router's routes.
+  mutable SystemUsers system_users_;
 };
 
 }  // namespace postern::lookup

@@ -3,6 +3,7 @@
 // checks are wiped once checked and never logged.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -15,6 +16,7 @@
 #include "common/child.hpp"
 #include "common/io.hpp"
 #include "common/log.hpp"
+#include "common/worker.hpp"
 #include "lookup/client_checks.hpp"
 #include "lookup/credentials.hpp"
 #include "lookup/dns.hpp"
@@ -60,6 +62,18 @@ struct CheckInFlight {
   std::unique_ptr<ClientCheck> check;
   uint32_t request_id = 0;
   Clock::time_point started;
+  uint32_t delay_ms = 0;  // the greeting's delay for connecting too often
+};
+
+// An AUTH attempt whose password is being hashed on the worker thread.
+struct PasswordCheck {
+  std::shared_ptr<const CredentialTable> table;  // a reload meanwhile changes nothing here
+  std::string user;
+  std::string password;  // wiped on the worker thread once checked
+  std::string client_address;
+  Role asker = Role::smtp;
+  uint32_t request_id = 0;
+  bool accepted = false;
 };
 
 msg::MxStatus mx_status(const dns::MxRoute& route) {
@@ -108,7 +122,7 @@ class LookupProcess {
     d.on<msg::ResolveLocal>(
         [this](msg::Incoming& in, msg::ResolveLocal&& m) { resolve_local(in, m); });
     d.on<msg::AuthCheck>([this](msg::Incoming& in, msg::AuthCheck&& m) {
-      answer(in, check_credentials(m));
+      check_credentials(in, m);
       explicit_bzero(m.password.data(), m.password.size());
     });
     runtime_.counters()["rcpt_checks"] = 0;
@@ -117,15 +131,20 @@ class LookupProcess {
 
  private:
   template <typename M>
+  void answer(Role to, uint32_t request_id, const M& verdict) {
+    ipc::Channel* asker = runtime_.peer(to);
+    if (asker == nullptr || !msg::send(*asker, verdict, request_id))
+      log::warn("cannot answer %s", std::string(role_name(to)).c_str());
+  }
+  template <typename M>
   void answer(msg::Incoming& in, const M& verdict) {
-    ipc::Channel* asker = runtime_.peer(in.from);
-    if (asker == nullptr || !msg::send(*asker, verdict, in.request_id))
-      log::warn("cannot answer %s", std::string(role_name(in.from)).c_str());
+    answer(in.from, in.request_id, verdict);
   }
 
   void configure(const msg::LookupConfig& m) {
     router_.configure(m.domains);
     trusted_ = m.trusted_networks;
+    connection_rate_.set_limit(m.connection_rate);
     checks_.clear();
     for (const auto& [listener, checks] : m.checks) checks_[listener] = checks;
     if (resolver_ && m.dns == dns_) return;
@@ -160,9 +179,37 @@ class LookupProcess {
       answer(in, msg::ClientVerdict{});
       return;
     }
+    const sockaddr* client = reinterpret_cast<const sockaddr*>(&*address);
+    const bool trusted =
+        std::any_of(trusted_.begin(), trusted_.end(),
+                    [client](const config::Network& n) { return n.contains(client); });
+    uint32_t delay_ms = 0;
+    if (!trusted) {
+      const auto [rate, wait] = connection_rate_.connect(client_key(m.address), Clock::now());
+      if (rate == ThrottleVerdict::refuse) {
+        ++clients_rate_refused_;
+        log::info("client %s: connects too often (%.0f a minute); refused", m.address.c_str(),
+                  connection_rate_.rate(client_key(m.address), Clock::now()));
+        answer(in, msg::ClientVerdict{
+                       .refuse = true,
+                       .reply = "421 4.7.0 Too many connections from your address, try later",
+                       .verified_name = "",
+                       .header = "",
+                       .delay_ms = 0});
+        return;
+      }
+      if (rate == ThrottleVerdict::delay) {
+        ++clients_rate_delayed_;
+        delay_ms = static_cast<uint32_t>(wait.count());
+      }
+    }
     auto listener = checks_.find(m.listener);
     if (!resolver_ || listener == checks_.end()) {
-      answer(in, msg::ClientVerdict{});
+      answer(in, msg::ClientVerdict{.refuse = false,
+                                    .reply = "",
+                                    .verified_name = "",
+                                    .header = "",
+                                    .delay_ms = delay_ms});
       return;
     }
     const uint64_t id = next_check_++;
@@ -170,11 +217,11 @@ class LookupProcess {
     flight->checks = listener->second;
     flight->request_id = in.request_id;
     flight->started = Clock::now();
+    flight->delay_ms = delay_ms;
     CheckInFlight& f = *flight;
     in_flight_[id] = std::move(flight);
     f.check =
-        std::make_unique<ClientCheck>(runtime_.base(), *resolver_, f.checks, trusted_,
-                                      reinterpret_cast<const sockaddr*>(&*address),
+        std::make_unique<ClientCheck>(runtime_.base(), *resolver_, f.checks, trusted_, client,
                                       [this, id](ClientVerdict v) { checked(id, std::move(v)); });
   }
 
@@ -182,6 +229,7 @@ class LookupProcess {
     auto it = in_flight_.find(id);
     if (it == in_flight_.end()) return;
     const uint32_t request = it->second->request_id;
+    const uint32_t delay_ms = it->second->delay_ms;
     if (!v.trusted) {
       client_latency_.add(it->second->started);
       ++(v.refuse ? clients_refused_ : !v.header.empty() ? clients_tagged_ : clients_passed_);
@@ -192,7 +240,8 @@ class LookupProcess {
     const msg::ClientVerdict verdict{.refuse = v.refuse,
                                      .reply = v.reply,
                                      .verified_name = v.verified_name.value_or(""),
-                                     .header = v.header};
+                                     .header = v.header,
+                                     .delay_ms = delay_ms};
     if (smtp == nullptr || !msg::send(*smtp, verdict, request)) log::warn("cannot answer smtp");
   }
 
@@ -230,6 +279,13 @@ class LookupProcess {
     line("client checks", client_latency_.to_string() + "; " + std::to_string(clients_passed_) +
                               " passed, " + std::to_string(clients_tagged_) + " tagged, " +
                               std::to_string(clients_refused_) + " refused");
+    line("connection rate", std::to_string(clients_rate_delayed_) + " greetings delayed, " +
+                                std::to_string(clients_rate_refused_) + " clients refused, " +
+                                std::to_string(connection_rate_.size()) + " addresses counted");
+    const SystemUsers& accounts = router_.system_users();
+    line("system users", std::to_string(accounts.hits()) + " cache hits, " +
+                             std::to_string(accounts.misses()) + " misses, " +
+                             std::to_string(accounts.size()) + " cached");
     line("mx lookups", mx_latency_.to_string());
     if (resolver_) {
       const dns::Resolver::Stats st = resolver_->stats();
@@ -307,39 +363,88 @@ class LookupProcess {
       return make_error(table.error().empty() ? name + ": refused"
                                               : table.error().front().to_string());
     }
-    credentials_ = std::move(table).value();
+    credentials_ = std::make_shared<const CredentialTable>(std::move(table).value());
     runtime_.counters()["credentials"] = credentials_->size();
     log::info("credentials %s: %zu users", name.c_str(), credentials_->size());
     return ok_status();
   }
 
-  msg::AuthVerdict check_credentials(const msg::AuthCheck& m) {
-    if (!credentials_) return {.outcome = msg::AuthOutcome::unavailable, .delay_ms = 0};
-    const auto now = std::chrono::steady_clock::now();
-    const auto [by_ip, ip_wait] = by_address_.check(m.client_address, now);
-    const auto [by_user, user_wait] = by_user_.check(m.user, now);
-    if (by_ip == ThrottleVerdict::refuse || by_user == ThrottleVerdict::refuse) {
-      log::info("auth: too many failures from [%s] or for a user; refused",
-                m.client_address.c_str());
-      return {.outcome = msg::AuthOutcome::throttled, .delay_ms = 0};
+  // The throttles' verdict on an AUTH attempt: refused, or how long a failure must wait.
+  std::optional<std::chrono::milliseconds> throttle(const std::string& client,
+                                                    const std::string& user) {
+    const auto now = Clock::now();
+    const auto [by_ip, ip_wait] = by_address_.check(client_key(client), now);
+    const auto [by_user, user_wait] = by_user_.check(user, now);
+    if (by_ip == ThrottleVerdict::refuse || by_user == ThrottleVerdict::refuse) return {};
+    return std::max({kFailureDelay, ip_wait, user_wait});
+  }
+
+  void refuse_throttled(Role asker, uint32_t request_id, const std::string& client) {
+    log::info("auth: too many failures from [%s] or for a user; refused", client.c_str());
+    answer(asker, request_id,
+           msg::AuthVerdict{.outcome = msg::AuthOutcome::throttled, .delay_ms = 0});
+  }
+
+  // The hash is computed on the worker thread (a yescrypt check takes tens of milliseconds);
+  // the throttles are consulted before, so a refused client costs no hashing, and again
+  // after, so that attempts sent in parallel learn nothing once their failures add up.
+  void check_credentials(msg::Incoming& in, const msg::AuthCheck& m) {
+    if (!credentials_) {
+      answer(in, msg::AuthVerdict{.outcome = msg::AuthOutcome::unavailable, .delay_ms = 0});
+      return;
     }
-    if (credentials_->verify(m.user, m.password)) {
-      by_address_.record_success(m.client_address);
-      by_user_.record_success(m.user);
-      return {.outcome = msg::AuthOutcome::accepted, .delay_ms = 0};
+    if (!throttle(m.client_address, m.user)) {
+      refuse_throttled(in.from, in.request_id, m.client_address);
+      return;
     }
-    by_address_.record_failure(m.client_address, now);
-    by_user_.record_failure(m.user, now);
-    runtime_.counters()["auth_failures"] = ++auth_failures_;
-    const auto wait = std::max({kFailureDelay, ip_wait, user_wait});
-    return {.outcome = msg::AuthOutcome::rejected,
-            .delay_ms = static_cast<uint32_t>(std::min<int64_t>(wait.count(), 60000))};
+    auto job = std::make_unique<PasswordCheck>();
+    job->table = credentials_;
+    job->user = m.user;
+    job->password = m.password;
+    job->client_address = m.client_address;
+    job->asker = in.from;
+    job->request_id = in.request_id;
+    password_checks_.post(std::move(job));
+  }
+
+  // On the worker thread.
+  static void verify_passwords(std::vector<std::unique_ptr<PasswordCheck>>& batch) {
+    for (auto& job : batch) {
+      job->accepted = job->table->verify(job->user, job->password);
+      explicit_bzero(job->password.data(), job->password.size());
+    }
+  }
+
+  // Back on the event loop.
+  void password_checked(PasswordCheck& job) {
+    const std::optional<std::chrono::milliseconds> wait = throttle(job.client_address, job.user);
+    if (job.accepted && wait) {
+      by_address_.record_success(client_key(job.client_address));
+      by_user_.record_success(job.user);
+      answer(job.asker, job.request_id,
+             msg::AuthVerdict{.outcome = msg::AuthOutcome::accepted, .delay_ms = 0});
+      return;
+    }
+    if (!job.accepted) {
+      const auto now = Clock::now();
+      by_address_.record_failure(client_key(job.client_address), now);
+      by_user_.record_failure(job.user, now);
+      runtime_.counters()["auth_failures"] = ++auth_failures_;
+    }
+    if (!wait) {
+      refuse_throttled(job.asker, job.request_id, job.client_address);
+      return;
+    }
+    answer(job.asker, job.request_id,
+           msg::AuthVerdict{
+               .outcome = msg::AuthOutcome::rejected,
+               .delay_ms = static_cast<uint32_t>(std::min<int64_t>(wait->count(), 60000))});
   }
 
   ChildRuntime& runtime_;
   LocalRouter router_;
   RecipientPolicy policy_{router_};
-  std::optional<CredentialTable> credentials_;
+  std::shared_ptr<const CredentialTable> credentials_;  // shared with checks in progress
   FailureThrottle by_address_{ThrottlePolicy{}};
   FailureThrottle by_user_{ThrottlePolicy{}};
   uint64_t rcpt_checks_ = 0;
@@ -356,8 +461,15 @@ class LookupProcess {
   uint64_t clients_passed_ = 0;
   uint64_t clients_tagged_ = 0;
   uint64_t clients_refused_ = 0;
+  ConnectionRate connection_rate_{0};  // the limit comes with the configuration
+  uint64_t clients_rate_delayed_ = 0;
+  uint64_t clients_rate_refused_ = 0;
   Latency client_latency_;
   Latency mx_latency_;
+  // Last: its thread must stop before anything its jobs' callbacks use goes away.
+  BatchWorker<PasswordCheck> password_checks_{
+      runtime_.base(), &LookupProcess::verify_passwords,
+      [this](PasswordCheck& job) { password_checked(job); }};
 };
 
 }  // namespace

@@ -1,66 +1,42 @@
-// Failure counters for AUTH; see throttle.hpp. Input is whatever a client chose as a user name
-// or connected from: every operation is O(1) amortised and memory is capped by max_keys.
-// Never stores a password, only counts failures.
+// Abuse limits; see throttle.hpp. Input is whatever a client chose as a user name or where it
+// connected from. Never stores a password, only counts.
 #include "lookup/throttle.hpp"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
+#include <cmath>
+#include <cstring>
 
 namespace postern::lookup {
 namespace {
 
-// A user name comes from a stranger's AUTH line and can be kilobytes long. Longer keys share a
-// counter with every key of the same prefix, which harms nobody with a real name.
-constexpr size_t kMaxKeyLength = 256;
-// Expired entries removed per call: keeps each call cheap, and since every call may add at
-// most one entry, the sweep still keeps up.
-constexpr int kSweepPerCall = 4;
+using std::chrono::milliseconds;
 
-std::string_view bounded(std::string_view key) {
-  return key.substr(0, kMaxKeyLength);
-}
+// The time constant of a connection rate: a minute, so that the level reads per minute.
+constexpr std::chrono::seconds kRateTimeConstant{60};
+// A rate idle this long has decayed to nothing (e^-10 of what it was) and is forgotten.
+constexpr std::chrono::seconds kRateLifetime{600};
 
 }  // namespace
 
 FailureThrottle::FailureThrottle(ThrottlePolicy policy, size_t max_keys)
-    : policy_(policy), max_keys_(std::max<size_t>(max_keys, 1)) {}
+    : policy_(policy), counters_(max_keys, policy.window) {}
 
-bool FailureThrottle::expired(const Counter& counter,
-                              std::chrono::steady_clock::time_point now) const {
-  return now - counter.last_failure >= policy_.window;
-}
-
-void FailureThrottle::erase(Order::iterator it) {
-  index_.erase(std::string_view(it->key));
-  order_.erase(it);
-}
-
-void FailureThrottle::sweep(std::chrono::steady_clock::time_point now) {
-  for (int i = 0; i < kSweepPerCall && !order_.empty() && expired(order_.front(), now); ++i)
-    erase(order_.begin());
-}
-
-std::pair<ThrottleVerdict, std::chrono::milliseconds> FailureThrottle::check(
-    std::string_view key, std::chrono::steady_clock::time_point now) {
-  using std::chrono::milliseconds;
-  sweep(now);
-  const auto found = index_.find(bounded(key));
-  if (found == index_.end()) return {ThrottleVerdict::allow, milliseconds{0}};
-  const Counter& counter = *found->second;
-  if (expired(counter, now)) {
-    erase(found->second);
-    return {ThrottleVerdict::allow, milliseconds{0}};
-  }
-  if (counter.failures >= policy_.block_after) {
-    const auto left = policy_.window - (now - counter.last_failure);
+ThrottleAnswer FailureThrottle::check(std::string_view key, ThrottleClock::time_point now) {
+  const Counter* counter = counters_.find(key, now);
+  if (counter == nullptr) return {ThrottleVerdict::allow, milliseconds{0}};
+  if (counter->failures >= policy_.block_after) {
+    const auto left = policy_.window - (now - counter->last_failure);
     // Round up: "refused for 0 ms" would read as "try again now".
     return {ThrottleVerdict::refuse, std::chrono::ceil<milliseconds>(left)};
   }
-  if (counter.failures < policy_.free_failures) return {ThrottleVerdict::allow, milliseconds{0}};
+  if (counter->failures < policy_.free_failures) return {ThrottleVerdict::allow, milliseconds{0}};
 
   // base_delay * 2^(failures - free_failures), capped; doubling stops at the cap, so neither
   // the loop nor the arithmetic can run away whatever the policy says.
   milliseconds delay = policy_.base_delay;
-  for (uint32_t i = counter.failures - policy_.free_failures;
+  for (uint32_t i = counter->failures - policy_.free_failures;
        i > 0 && delay > milliseconds{0} && delay < policy_.max_delay; --i)
     delay = delay > policy_.max_delay / 2 ? policy_.max_delay : delay * 2;
   delay = std::min(delay, policy_.max_delay);
@@ -68,31 +44,65 @@ std::pair<ThrottleVerdict, std::chrono::milliseconds> FailureThrottle::check(
   return {ThrottleVerdict::delay, delay};
 }
 
-void FailureThrottle::record_failure(std::string_view key,
-                                     std::chrono::steady_clock::time_point now) {
-  sweep(now);
-  key = bounded(key);
-  auto found = index_.find(key);
-  if (found != index_.end() && expired(*found->second, now)) {
-    erase(found->second);
-    found = index_.end();
-  }
-  if (found == index_.end()) {
-    // Full: the entry that failed longest ago goes. An attacker spraying fresh keys can push
-    // out old counters, but never make the table grow.
-    if (index_.size() >= max_keys_) erase(order_.begin());
-    order_.push_back(Counter{std::string(key), 0, now});
-    found = index_.emplace(std::string_view(order_.back().key), std::prev(order_.end())).first;
-  }
-  const Order::iterator it = found->second;
-  if (it->failures < UINT32_MAX) ++it->failures;
-  it->last_failure = now;
-  order_.splice(order_.end(), order_, it);
+void FailureThrottle::record_failure(std::string_view key, ThrottleClock::time_point now) {
+  Counter& counter = counters_.use(key, now);
+  if (counter.failures < UINT32_MAX) ++counter.failures;
+  counter.last_failure = now;
 }
 
 void FailureThrottle::record_success(std::string_view key) {
-  const auto found = index_.find(bounded(key));
-  if (found != index_.end()) erase(found->second);
+  counters_.erase(key);
+}
+
+ConnectionRate::ConnectionRate(uint32_t per_minute, size_t max_keys)
+    : per_minute_(per_minute), rates_(max_keys, kRateLifetime) {}
+
+namespace {
+
+double decayed(double connections, ThrottleClock::duration elapsed) {
+  const double seconds = std::chrono::duration<double>(elapsed).count();
+  return seconds <= 0
+             ? connections
+             : connections * std::exp(-seconds / static_cast<double>(kRateTimeConstant.count()));
+}
+
+}  // namespace
+
+ThrottleAnswer ConnectionRate::connect(std::string_view key, ThrottleClock::time_point now) {
+  if (per_minute_ == 0) return {ThrottleVerdict::allow, milliseconds{0}};
+  Level& level = rates_.use(key, now);
+  level.connections = decayed(level.connections, now - level.at) + 1;
+  level.at = now;
+  const double limit = per_minute_;
+  if (level.connections <= limit) return {ThrottleVerdict::allow, milliseconds{0}};
+  if (level.connections > 2 * limit) {
+    // Until the level has decayed back to the limit: t = T ln(level / limit).
+    const double seconds =
+        static_cast<double>(kRateTimeConstant.count()) * std::log(level.connections / limit);
+    return {ThrottleVerdict::refuse, milliseconds{static_cast<int64_t>(std::ceil(seconds * 1000))}};
+  }
+  // From nothing at the limit up to kMaxDelay at twice the limit.
+  const double share = (level.connections - limit) / limit;
+  const auto delay = milliseconds{static_cast<int64_t>(std::ceil(share * kMaxDelay.count()))};
+  return {ThrottleVerdict::delay, std::clamp(delay, milliseconds{1}, kMaxDelay)};
+}
+
+double ConnectionRate::rate(std::string_view key, ThrottleClock::time_point now) {
+  const Level* level = rates_.find(key, now);
+  return level == nullptr ? 0 : decayed(level->connections, now - level->at);
+}
+
+std::string client_key(std::string_view address) {
+  const std::string text(address);
+  in6_addr v6{};
+  if (text.find(':') == std::string::npos || inet_pton(AF_INET6, text.c_str(), &v6) != 1)
+    return text;
+  char out[INET6_ADDRSTRLEN];
+  if (IN6_IS_ADDR_V4MAPPED(&v6))  // an IPv4 client of a dual-stack listener
+    return inet_ntop(AF_INET, v6.s6_addr + 12, out, sizeof out) ? std::string(out) : text;
+  std::memset(v6.s6_addr + 8, 0, 8);
+  if (inet_ntop(AF_INET6, &v6, out, sizeof out) == nullptr) return text;
+  return std::string(out) + "/64";
 }
 
 }  // namespace postern::lookup

@@ -1,18 +1,24 @@
-// Failure counters that slow down password guessing: one counter per key (a client address, or
-// separately a user name), with a delay that grows after a few free failures and a refusal
-// after many. Memory stays bounded whatever the clients send; time comes from the caller.
+// Abuse limits kept per client address (and per user name for AUTH): failure counters that
+// slow down password guessing, and connection rates that slow down, then refuse, a client
+// that connects too often. Both forget a key that has been quiet for a while, stay bounded in
+// memory whatever the clients send (see recent_keys.hpp), and take the time from the caller.
 #pragma once
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <list>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <utility>
 
+#include "lookup/recent_keys.hpp"
+
 namespace postern::lookup {
+
+using ThrottleClock = std::chrono::steady_clock;
+
+enum class ThrottleVerdict { allow, delay, refuse };
+using ThrottleAnswer = std::pair<ThrottleVerdict, std::chrono::milliseconds>;
 
 struct ThrottlePolicy {
   uint32_t free_failures = 3;  // failures that cost nothing: everybody mistypes
@@ -23,39 +29,61 @@ struct ThrottlePolicy {
   std::chrono::milliseconds max_delay{16000};
 };
 
-enum class ThrottleVerdict { allow, delay, refuse };
-
 class FailureThrottle {
  public:
   explicit FailureThrottle(ThrottlePolicy policy, size_t max_keys = 100000);
 
   // Before checking a password for key at time now: allow (zero), delay (how long to wait
   // before answering) or refuse (how long until the key's failures are forgotten).
-  std::pair<ThrottleVerdict, std::chrono::milliseconds> check(
-      std::string_view key, std::chrono::steady_clock::time_point now);
-  void record_failure(std::string_view key, std::chrono::steady_clock::time_point now);
+  ThrottleAnswer check(std::string_view key, ThrottleClock::time_point now);
+  void record_failure(std::string_view key, ThrottleClock::time_point now);
   // A right password clears the key.
   void record_success(std::string_view key);
-  size_t size() const { return index_.size(); }
+  size_t size() const { return counters_.size(); }
 
  private:
   struct Counter {
-    std::string key;
     uint32_t failures = 0;
-    std::chrono::steady_clock::time_point last_failure;
+    ThrottleClock::time_point last_failure;
   };
-  // Least recently failed first: the front is both the next to expire and the one to evict.
-  using Order = std::list<Counter>;
-
-  bool expired(const Counter& counter, std::chrono::steady_clock::time_point now) const;
-  void sweep(std::chrono::steady_clock::time_point now);
-  void erase(Order::iterator it);
 
   ThrottlePolicy policy_;
-  size_t max_keys_;
-  Order order_;
-  // Keys are views into the list's nodes, which never move.
-  std::unordered_map<std::string_view, Order::iterator> index_;
+  RecentKeys<Counter> counters_;  // used = failed
 };
+
+// Connections per minute from one client: a count that decays exponentially with a time
+// constant of a minute, so a steady rate of N per minute settles at N and a burst of N at
+// once reads N too. Up to per_minute a client is let in at once; above it the greeting waits,
+// up to kMaxDelay at twice the rate; above twice the rate the client is refused. Refused
+// connections count: a client hammering stays refused until it slows down.
+class ConnectionRate {
+ public:
+  static constexpr std::chrono::milliseconds kMaxDelay{10000};
+
+  // per_minute 0: no limit (nothing is counted).
+  explicit ConnectionRate(uint32_t per_minute, size_t max_keys = 100000);
+  void set_limit(uint32_t per_minute) { per_minute_ = per_minute; }
+
+  // A connection from key at now: allow, delay (how long before the greeting) or refuse (how
+  // long until the rate is back under the limit).
+  ThrottleAnswer connect(std::string_view key, ThrottleClock::time_point now);
+  // The rate counted for key, connections per minute (for tests and show stats).
+  double rate(std::string_view key, ThrottleClock::time_point now);
+  size_t size() const { return rates_.size(); }
+
+ private:
+  struct Level {
+    double connections = 0;  // decayed count as of at
+    ThrottleClock::time_point at;
+  };
+
+  uint32_t per_minute_;
+  RecentKeys<Level> rates_;
+};
+
+// The key a client address is counted under: IPv4 addresses alone (IPv4-mapped ones too),
+// IPv6 addresses by their /64, which one host usually has whole. Text that is no address is
+// its own key.
+std::string client_key(std::string_view address);
 
 }  // namespace postern::lookup

@@ -1,22 +1,19 @@
-// Group commit: makes messages durable on a worker thread so the event loop never waits for
-// a disk. Every job that arrives while a batch is being synced joins the next batch, and a
-// batch shares one fsync of the queue directory. Results come back on the event loop through
-// a pipe, in submission order; a job's callback runs only after its batch's directory fsync.
+// Group commit: makes messages durable on a worker thread (common/worker.hpp) so the event
+// loop never waits for a disk. Every job that arrives while a batch is being synced joins the
+// next batch, and a batch shares one fsync of the queue directory. Results come back on the
+// event loop in submission order; a job's callback runs only after its batch's directory fsync.
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
-#include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
-#include <thread>
 #include <vector>
 
 #include "common/envelope.hpp"
 #include "common/event.hpp"
 #include "common/fd.hpp"
 #include "common/result.hpp"
+#include "common/worker.hpp"
 #include "queue/spool.hpp"
 
 namespace postern::queue {
@@ -27,7 +24,6 @@ class Committer {
 
   // Starts the worker; call after privileges are dropped and the filter is installed.
   Committer(event_base* base, Spool& spool);
-  ~Committer();
   Committer(const Committer&) = delete;
   Committer& operator=(const Committer&) = delete;
 
@@ -51,22 +47,13 @@ class Committer {
     Status status = ok_status();
   };
 
-  void work();
-  void deliver_results();
+  void work(std::vector<std::unique_ptr<Job>>& batch);
+  static void finish(Job& job);
 
   Spool& spool_;
-  UniqueFd wake_read_;
-  UniqueFd wake_write_;
-  std::unique_ptr<FdWatcher> watcher_;
-
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  std::deque<std::unique_ptr<Job>> pending_;    // guarded by mutex_
-  std::vector<std::unique_ptr<Job>> finished_;  // guarded by mutex_
-  bool stopping_ = false;                       // guarded by mutex_
-  std::atomic<size_t> batches_ = 0;             // written by the worker only
+  std::atomic<size_t> batches_ = 0;  // written by the worker only
   std::atomic<size_t> largest_batch_ = 0;
-  std::thread worker_;
+  BatchWorker<Job> worker_;  // last: its thread uses the members above
 };
 
 }  // namespace postern::queue

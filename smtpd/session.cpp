@@ -90,6 +90,19 @@ void Session::start() {
 
 void Session::on_client_verdict(const msg::ClientVerdict& verdict) {
   if (phase_ != Phase::greeting) return;
+  if (verdict.delay_ms == 0) {
+    greet(verdict);
+    return;
+  }
+  // Connecting too often: the greeting comes late. Input waits meanwhile.
+  log::info("session %016llx: greeting delayed %u ms: [%s] connects too often",
+            static_cast<unsigned long long>(id_), verdict.delay_ms, client_address_.c_str());
+  held_reply_ = std::make_unique<Timer>(server_.base(), [this, verdict] { greet(verdict); });
+  held_reply_->arm(std::chrono::milliseconds(std::min<uint32_t>(verdict.delay_ms, 60000)));
+}
+
+void Session::greet(const msg::ClientVerdict& verdict) {
+  if (phase_ != Phase::greeting) return;
   waiting_ = Waiting::nothing;
   verified_name_ = verdict.verified_name;
   checks_header_ = verdict.header.substr(0, 900);
@@ -99,8 +112,13 @@ void Session::on_client_verdict(const msg::ClientVerdict& verdict) {
     // RFC 5321 3.1: a 554 greeting, then 503 to everything until the client's QUIT.
     log::info("session %016llx: refused: %s", static_cast<unsigned long long>(id_),
               verdict.reply.c_str());
-    refused_ = true;
     send(verdict.reply.substr(0, 500) + "\r\n");
+    // 421: the service is closing the channel (RFC 5321 3.8); 554: only QUIT from now on.
+    if (verdict.reply.starts_with("421")) {
+      close_after_reply();
+      return;
+    }
+    refused_ = true;
   } else {
     reply(220, nullptr, server_.hostname() + " ESMTP Postern");
   }
@@ -991,10 +1009,10 @@ void Session::on_auth_verdict(const msg::AuthVerdict& verdict) {
       log::info("session %016llx: authentication failed for [%s]",
                 static_cast<unsigned long long>(id_), client_address_.c_str());
       // Answered late on purpose: guessing passwords gets slow. Input waits meanwhile.
-      auth_delay_ = std::make_unique<Timer>(server_.base(), [this] {
+      held_reply_ = std::make_unique<Timer>(server_.base(), [this] {
         finish_auth(535, "5.7.8", "Authentication credentials invalid", true);
       });
-      auth_delay_->arm(std::chrono::milliseconds(verdict.delay_ms));
+      held_reply_->arm(std::chrono::milliseconds(verdict.delay_ms));
       return;
     }
     case msg::AuthOutcome::throttled:

@@ -114,6 +114,8 @@ class Session {
   static void on_write(bufferevent*, void* self);
   static void on_event(bufferevent*, short what, void* self);
 
+  // The first reply: 220, or the refusal lookup chose.
+  void greet(const msg::ClientVerdict& verdict);
   void process();
   bool read_command_line(std::string& line);
   void handle_line(const std::string& line);
@@ -160,6 +162,9 @@ class Session {
   std::string verified_name_;  // forward-confirmed host name, for Received
   std::string checks_header_;  // X-Postern-Checks: value, empty when nothing was tagged
   bool refused_ = false;       // greeted with 554: only QUIT is accepted (RFC 5321 3.1)
+  // A reply held back on purpose: a failed AUTH's, or the greeting of a client that connects
+  // too often.
+  std::unique_ptr<Timer> held_reply_;
   std::optional<Transaction> txn_;
   uint32_t errors_ = 0;
   bool discarding_long_line_ = false;
@@ -168,7 +173,6 @@ class Session {
   AuthStep auth_step_ = AuthStep::none;
   std::string auth_login_user_;
   std::string auth_pending_user_;
-  std::unique_ptr<Timer> auth_delay_;
   // The BDAT chunk being read, and the answer owed for it when it must be refused.
   uint64_t chunk_remaining_ = 0;
   bool chunk_last_ = false;

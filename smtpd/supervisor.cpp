@@ -234,7 +234,7 @@ bool Supervisor::send_config(Child& c) {
 
 namespace {
 
-// The nameservers of /etc/resolv.conf, read by the parent because lookup is chrooted.
+// The nameservers of /etc/resolv.conf, read at each (re)load like the rest of the configuration.
 std::vector<std::string> resolv_conf_nameservers() {
   std::vector<std::string> found;
   FILE* f = fopen("/etc/resolv.conf", "re");
@@ -259,7 +259,8 @@ msg::LookupConfig Supervisor::lookup_config() const {
   msg::LookupConfig m{.domains = config_.domains,
                       .trusted_networks = config_.trusted_networks,
                       .dns = config_.dns,
-                      .checks = {}};
+                      .checks = {},
+                      .connection_rate = config_.limits.connection_rate};
   if (m.dns.resolvers.empty()) m.dns.resolvers = resolv_conf_nameservers();
   for (const auto& l : config_.listeners) m.checks.push_back({l.name, l.checks});
   return m;

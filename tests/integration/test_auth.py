@@ -3,6 +3,8 @@ plaintext, PLAIN and LOGIN against a crypt(3) table read by lookup, wrong passwo
 late, relaying allowed once authenticated, submission and smtps closed to anyone else."""
 
 import base64
+import ctypes
+import ctypes.util
 import os
 import smtplib
 import ssl
@@ -21,6 +23,14 @@ def sha512_hash(password):
                           check=True).stdout.strip()
 
 
+def slow_sha512_hash(password, rounds):
+    """sha512-crypt with many rounds (openssl passwd cannot set them), through libcrypt."""
+    libcrypt = ctypes.CDLL(ctypes.util.find_library("crypt"))
+    libcrypt.crypt.restype = ctypes.c_char_p
+    libcrypt.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    return libcrypt.crypt(password.encode(), f"$6$rounds={rounds}$slowsalt$".encode()).decode()
+
+
 class Auth(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -31,6 +41,8 @@ class Auth(unittest.TestCase):
             f.write("# test users\n")
             f.write(f"alice:{sha512_hash('wonderland')}\n")
             f.write(f"bob:{sha512_hash('builder')}\n")
+            # About a second to check: lookup hashes on its worker thread meanwhile.
+            f.write(f"carol:{slow_sha512_hash('patience', 1000000)}\n")
         os.chmod(cls.table, 0o600)  # root's alone: lookup reads it through the parent's fd
         cls.smtp_port, cls.sub_port = free_port(), free_port()
         cls.smtps_port, cls.plain_port = free_port(), free_port()
@@ -106,6 +118,26 @@ class Auth(unittest.TestCase):
         self.assertEqual(c.command("AUTH PLAIN " + base64.b64encode(b"\0nobody\0x").decode())[0],
                          535)
         c.close()
+
+    def test_slow_hash_does_not_hold_up_other_questions(self):
+        a = Client(self.plain_port)
+        a.reply()
+        a.command("EHLO x")
+        a.send("AUTH PLAIN " + base64.b64encode(b"\0carol\0patience").decode() + "\r\n")
+        # Asked while carol's password is being hashed: a recipient check (smtp -> lookup).
+        b = Client(self.smtp_port)
+        b.reply()
+        b.command("EHLO y")
+        b.command("MAIL FROM:<x@example.org>")
+        self.assertEqual(b.command("RCPT TO:<anyone@test.example>")[0], 250)
+        # Answered while the AUTH is still waiting: lookup's loop was not blocked.
+        a.sock.setblocking(False)
+        with self.assertRaises(BlockingIOError):
+            a.sock.recv(1)
+        a.sock.setblocking(True)
+        self.assertEqual(a.reply(), (235, "2.7.0 Authentication successful"))
+        a.close()
+        b.close()
 
     def test_protocol_errors(self):
         c = Client(self.plain_port)

@@ -451,6 +451,10 @@ class Routing(unittest.TestCase):
                     s.ehlo("x")
                     s.mail("sender@example.com")
                     self.assertEqual(s.rcpt("no-such-account@users.example")[0], 550, d.read_log())
+                # Accounts come from lookup's cache after the first question: the user was asked
+                # for at RCPT, again through postmaster -> root -> user, and again at delivery.
+                stats = d.smtpctl("show", "stats", check=True).stdout
+                self.assertRegex(stats, r"system users: [1-9]\d* cache hits, [23] misses")
         finally:
             subprocess.run(["userdel", name], check=False)
             shutil.rmtree(home, ignore_errors=True)

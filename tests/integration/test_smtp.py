@@ -420,6 +420,46 @@ class Listeners(unittest.TestCase):
             self.assertEqual(Client(d.port).reply(),
                              (421, "4.7.0 test.example Too many connections, try again later"))
 
+    def test_connection_rate_delays_then_refuses(self):
+        # 127.0.0.2 is not trusted; no DNS checks, so nothing but the rate decides.
+        d = Daemon(extra='trusted_networks: ["127.0.0.1/32"]\nlimits:\n  connection_rate: 10')
+        d.write_config(d.config_text(listeners=[]) +
+                       f'  - address: "127.0.0.1:{d.port}"\n    role: smtp\n'
+                       "    checks: {fcrdns: off}\n")
+        with d.start():
+            def connect(source="127.0.0.2"):
+                c = Client.__new__(Client)
+                c.sock = socket.create_connection(("127.0.0.1", d.port), timeout=15,
+                                                  source_address=(source, 0))
+                c.buffer = b""
+                return c
+            for _ in range(10):  # up to the limit: greeted at once
+                c = connect()
+                self.assertEqual(c.reply()[0], 220)
+                c.command("QUIT")
+                c.close()
+            # The 11th is a tenth over: its greeting waits a tenth of 10 s. The next ones wait
+            # longer; they are left waiting while the 21st, over twice the limit, is refused.
+            started = time.monotonic()
+            eleventh = connect()
+            waiting = [connect() for _ in range(9)]
+            refused = connect()
+            self.assertEqual(refused.reply(), (421, "4.7.0 Too many connections from your "
+                                                    "address, try later"))
+            self.assertTrue(refused.closed())
+            self.assertEqual(eleventh.reply()[0], 220)
+            self.assertGreaterEqual(time.monotonic() - started, 0.9)
+            # The trusted address is never counted; another untrusted one has its own count.
+            for source in ("127.0.0.1", "127.0.0.3"):
+                c = connect(source)
+                self.assertEqual(c.reply()[0], 220, source)
+                c.close()
+            stats = d.smtpctl("show", "stats", check=True).stdout
+            self.assertRegex(stats, r"connection rate: 10 greetings delayed, 1 clients refused, "
+                                    r"2 addresses counted")
+            for c in [refused, eleventh] + waiting:
+                c.close()
+
     def test_idle_session_times_out(self):
         with Daemon(extra="limits:\n  command_timeout: 1").start() as d:
             c = Client(d.port)

@@ -149,7 +149,7 @@ std::string dump(const Config& config) {
   out << "limits: message_size=" << l.message_size << " recipients=" << l.recipients
       << " errors=" << l.errors << " sessions=" << l.sessions
       << " sessions_per_ip=" << l.sessions_per_ip << " command_timeout=" << l.command_timeout
-      << " data_timeout=" << l.data_timeout << "\n";
+      << " data_timeout=" << l.data_timeout << " connection_rate=" << l.connection_rate << "\n";
   if (config.virtual_user) out << "virtual_user: " << *config.virtual_user << "\n";
   return out.str();
 }

@@ -104,7 +104,9 @@ TEST(Messages, LookupQuestionsRoundTrip) {
                  .dnsbl = config::CheckAction::refuse,
                  .threshold = 2,
                  .zones = {{"a.example", {"127.0.0.2", "127.0.0.4"}, 2}, {"b.example", {}, 1}}}});
+  config.connection_rate = 42;
   const LookupConfig back = round_trip(config);
+  EXPECT_EQ(back.connection_rate, 42u);
   EXPECT_EQ(back.trusted_networks, config.trusted_networks);
   EXPECT_EQ(back.dns, config.dns);
   EXPECT_EQ(back.checks, config.checks);
@@ -112,11 +114,13 @@ TEST(Messages, LookupQuestionsRoundTrip) {
   const ClientVerdict verdict = round_trip(ClientVerdict{.refuse = true,
                                                          .reply = "554 5.7.1 listed",
                                                          .verified_name = "mail.example",
-                                                         .header = "dnsbl=2/2"});
+                                                         .header = "dnsbl=2/2",
+                                                         .delay_ms = 2500});
   EXPECT_TRUE(verdict.refuse);
   EXPECT_EQ(verdict.reply, "554 5.7.1 listed");
   EXPECT_EQ(verdict.verified_name, "mail.example");
   EXPECT_EQ(verdict.header, "dnsbl=2/2");
+  EXPECT_EQ(verdict.delay_ms, 2500u);
 
   const MxAnswer mx = round_trip(MxAnswer{
       .status = MxStatus::ok,

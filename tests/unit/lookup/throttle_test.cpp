@@ -1,5 +1,7 @@
-// Failure throttle: free failures, exponential delays with a cap, refusal, expiry, and memory
-// that stays bounded however many keys a client invents. Time is passed in: no sleeping.
+// Abuse limits. Failure throttle: free failures, exponential delays with a cap, refusal,
+// expiry, and memory that stays bounded however many keys a client invents. Connection rate:
+// let in up to the limit, then a growing delay, then refusal, and forgiven with time. Time is
+// passed in: no sleeping.
 #include "lookup/throttle.hpp"
 
 #include <gtest/gtest.h>
@@ -166,6 +168,70 @@ TEST(FailureThrottle, OddPoliciesStaySane) {
   tiny.record_failure("a", t0);
   tiny.record_failure("b", t0);
   EXPECT_EQ(tiny.size(), 1u);
+}
+
+TEST(ConnectionRate, UpToTheLimitThenDelayThenRefusal) {
+  ConnectionRate rate(10);
+  for (int i = 0; i < 10; ++i) ASSERT_EQ(rate.connect("192.0.2.1", t0), allow()) << i;
+  // 11 at once: a tenth over the limit, a tenth of the longest delay.
+  EXPECT_EQ(rate.connect("192.0.2.1", t0), delay(1000));
+  for (int i = 12; i < 20; ++i)
+    ASSERT_EQ(rate.connect("192.0.2.1", t0).first, ThrottleVerdict::delay) << i;
+  EXPECT_EQ(rate.connect("192.0.2.1", t0), delay(ConnectionRate::kMaxDelay.count()));
+  // 21: over twice the limit. Back under 10 after 60 s * ln(21/10) = 44.52 s.
+  EXPECT_EQ(rate.connect("192.0.2.1", t0), refuse(44517));
+  // Another client is not affected.
+  EXPECT_EQ(rate.connect("192.0.2.2", t0), allow());
+}
+
+TEST(ConnectionRate, RefusedConnectionsCountAndTimeForgives) {
+  ConnectionRate rate(10);
+  for (int i = 0; i < 100; ++i) (void)rate.connect("k", t0);
+  EXPECT_NEAR(rate.rate("k", t0), 100, 1e-9);
+  // Still hammering a second later: still refused.
+  EXPECT_EQ(rate.connect("k", t0 + seconds(1)).first, ThrottleVerdict::refuse);
+  // Quiet for three minutes: 101 * e^-3 = 5 left, under the limit.
+  EXPECT_EQ(rate.connect("k", t0 + seconds(181)), allow());
+  // Quiet for ten minutes: forgotten altogether.
+  EXPECT_EQ(rate.rate("k", t0 + seconds(781)), 0);
+  EXPECT_EQ(rate.size(), 0u);
+}
+
+TEST(ConnectionRate, ASteadyRateSettlesAtItsValue) {
+  ConnectionRate rate(100);
+  auto now = t0;
+  // One connection a second is 60 a minute: always let in.
+  for (int i = 0; i < 1000; ++i, now += seconds(1)) ASSERT_EQ(rate.connect("k", now), allow());
+  EXPECT_NEAR(rate.rate("k", now), 60, 1.0);
+  // Five a second is 300 a minute: refused once the count has built up.
+  ConnectionRate fast(100);
+  bool refused = false;
+  for (int i = 0; i < 1000 && !refused; ++i, now += milliseconds(200))
+    refused = fast.connect("k", now).first == ThrottleVerdict::refuse;
+  EXPECT_TRUE(refused);
+}
+
+TEST(ConnectionRate, NoLimitCountsNothing) {
+  ConnectionRate rate(0);
+  for (int i = 0; i < 10000; ++i) ASSERT_EQ(rate.connect("k", t0), allow());
+  EXPECT_EQ(rate.size(), 0u);
+}
+
+TEST(ConnectionRate, MemoryStaysBounded) {
+  ConnectionRate rate(5, 1000);
+  auto now = t0;
+  for (int i = 0; i < 100000; ++i, now += milliseconds(1))
+    ASSERT_EQ(rate.connect("198.51." + std::to_string(i), now), allow());
+  EXPECT_EQ(rate.size(), 1000u);
+}
+
+TEST(ClientKey, IPv6CountsByItsSlash64) {
+  EXPECT_EQ(client_key("192.0.2.1"), "192.0.2.1");
+  EXPECT_EQ(client_key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+  EXPECT_EQ(client_key("2001:db8:1:2:bbbb::2"), "2001:db8:1:2::/64");
+  EXPECT_EQ(client_key("::1"), "::/64");
+  EXPECT_EQ(client_key("::ffff:192.0.2.9"), "192.0.2.9");
+  EXPECT_EQ(client_key("not:an address"), "not:an address");
 }
 
 }  // namespace
