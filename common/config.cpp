@@ -53,9 +53,9 @@ constexpr std::array<std::string_view, 2> kTlsKeys = {"certificate", "key"};
 constexpr std::array<std::string_view, 8> kDomainKeys = {"name",    "users", "aliases", "catch_all",
                                                          "maildir", "mbox",  "lmtp",    "command"};
 constexpr std::array<std::string_view, 12> kLimitKeys = {
-    "message_size", "recipients", "errors",      "sessions",  "sessions_per_ip", "command_timeout",
-    "data_timeout", "expire",     "retry_first", "retry_max", "delivery_timeout",
-    "connection_rate"};
+    "message_size",    "recipients",      "errors",           "sessions",
+    "sessions_per_ip", "command_timeout", "data_timeout",     "expire",
+    "retry_first",     "retry_max",       "delivery_timeout", "connection_rate"};
 constexpr std::array<std::string_view, 2> kControlKeys = {"socket", "group"};
 constexpr std::array<std::string_view, 5> kListenerKeys = {"address", "role", "name",
                                                            "plaintext_auth", "checks"};
@@ -996,7 +996,7 @@ class Walker {
   // A count or size: decimal digits, for sizes optionally followed by K, M or G (powers of
   // 1024); for durations optionally by s, m or h.
   std::optional<uint64_t> number_value(const MapEntry& entry, std::string_view suffixes,
-                                       uint64_t max) {
+                                       uint64_t max, uint64_t min = 1) {
     auto text = string_value(entry);
     if (!text) return std::nullopt;
     uint64_t n = 0;
@@ -1028,8 +1028,8 @@ class Walker {
       }
       ++i;
     }
-    if (i == 0 || i != text->size() || n == 0 || n > max / scale) {
-      std::string expected = "a number from 1 to " + std::to_string(max);
+    if (i == 0 || i != text->size() || n < min || n > max / scale) {
+      std::string expected = "a number from " + std::to_string(min) + " to " + std::to_string(max);
       if (!suffixes.empty()) expected += " (suffixes: " + std::string(suffixes) + ")";
       reporter_.at(entry.value.mark, "bad " + quote(entry.key.text) + " value " + quote(*text) +
                                          ": expected " + expected);
@@ -1046,9 +1046,10 @@ class Walker {
       return;
     }
     const auto fields = check_keys(value, "'limits'", kLimitKeys);
-    auto set32 = [&](const MapEntry* e, uint32_t& out, std::string_view suffixes, uint64_t max) {
+    auto set32 = [&](const MapEntry* e, uint32_t& out, std::string_view suffixes, uint64_t max,
+                     uint64_t min = 1) {
       if (e == nullptr) return;
-      if (auto n = number_value(*e, suffixes, max)) out = static_cast<uint32_t>(*n);
+      if (auto n = number_value(*e, suffixes, max, min)) out = static_cast<uint32_t>(*n);
     };
     if (const MapEntry* e = fields[0])
       if (auto n = number_value(*e, "KMG", uint64_t{1} << 40)) limits.message_size = *n;
@@ -1066,7 +1067,7 @@ class Walker {
     set32(fields[10], limits.delivery_timeout, "smh", 86400);
     if (limits.delivery_timeout == 0 && fields[10] != nullptr)
       reporter_.at(fields[10]->value.mark, "'delivery_timeout' must be at least 1 second");
-    set32(fields[11], limits.connection_rate, "", 1000000);
+    set32(fields[11], limits.connection_rate, "", 1000000, 0);  // 0: no limit
   }
 
   // A listener with the positions the duplicate checks point at.
