@@ -6,6 +6,7 @@ Nothing here asserts anything: the benchmarks print figures; a daemon that will 
 start is reported with its log and the program exits non-zero."""
 
 import os
+import re
 import resource
 import shutil
 import signal
@@ -55,7 +56,9 @@ class Daemon:
     listener answers with 220; stop() ends the whole tree (SIGTERM, then SIGKILL)."""
 
     def __init__(self, limits=None, hostname="bench.example", domains=("bench.example",),
-                 base_dir=None):
+                 base_dir=None, extra="", listener=""):
+        # extra: YAML written at the top level of the configuration (trusted_networks, dns,
+        # ...); listener: YAML keys added to the listener's entry (checks, ...).
         # base_dir (or $POSTERN_BENCH_TMPDIR): the file system the spool is measured on.
         self.dir = tempfile.mkdtemp(prefix="postern-bench-",
                                     dir=base_dir or os.environ.get("POSTERN_BENCH_TMPDIR"))
@@ -69,6 +72,8 @@ class Daemon:
         self.hostname = hostname
         self.domains = list(domains)
         self.limits = dict(limits or {})
+        self.extra = extra
+        self.listener = listener
         self.proc = None
         self.log = None
 
@@ -84,13 +89,14 @@ class Daemon:
         if self.limits:
             lines.append("limits:")
             lines += [f"  {key}: {value}" for key, value in self.limits.items()]
+        if self.extra:
+            lines += self.extra.rstrip("\n").splitlines()
         lines += ["listeners:", f'  - address: "127.0.0.1:{self.port}"', "    role: smtp"]
+        lines += ["    " + line for line in self.listener.rstrip("\n").splitlines()]
         return "\n".join(lines) + "\n"
 
     def start(self, timeout=15):
-        with open(self.config, "w") as f:
-            f.write(self.config_text())
-        os.chmod(self.config, 0o644)
+        self.write_config()
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([SMTPD, "-d", "-x", BUILD_DIR, "-f", self.config],
                                      stdout=self.log, stderr=subprocess.STDOUT,
@@ -105,6 +111,11 @@ class Daemon:
             if time.monotonic() > deadline:
                 self.fail(f"daemon not ready within {timeout} s")
             time.sleep(0.05)
+
+    def write_config(self):
+        with open(self.config, "w") as f:
+            f.write(self.config_text())
+        os.chmod(self.config, 0o644)
 
     def fail(self, why):
         log = self.read_log()
@@ -153,6 +164,24 @@ class Daemon:
             table[cols[0]] = {"pid": None if cols[1] == "down" else int(cols[1]),
                               "details": details}
         return table
+
+    def smtpctl(self, *args):
+        """Runs smtpctl against this daemon's control socket; the CompletedProcess."""
+        return subprocess.run([SMTPCTL, "-s", self.socket, *args], capture_output=True,
+                              text=True, timeout=10)
+
+    def stats(self):
+        """smtpctl show stats as {heading: text}, such as {"recipient checks": "12 (12 local
+        users found, 0 unknown)", "client checks": "...", ...}; {} when not answered."""
+        result = self.smtpctl("show", "stats")
+        if result.returncode != 0:
+            return {}
+        out = {}
+        for line in result.stdout.splitlines():
+            key, sep, value = line.partition(": ")
+            if sep:
+                out[key] = value
+        return out
 
     def pids(self):
         """{role: pid} of the running tree, from smtpctl."""
@@ -214,6 +243,20 @@ class Daemon:
         except OSError:
             return ""
 
+    def problems(self):
+        """The daemon's log lines that are warnings, errors or fatal."""
+        return [line for line in self.read_log().splitlines()
+                if re.search(r"\]: (warning|error|fatal): ", line)]
+
+    def print_problems(self, shown=10):
+        """Prints how many warnings and errors the daemon logged, and the first few."""
+        lines = self.problems()
+        print(f"daemon log: {len(lines)} warnings/errors" + (":" if lines else ""))
+        for line in lines[:shown]:
+            print(f"  {line}")
+        if len(lines) > shown:
+            print(f"  ... and {len(lines) - shown} more (log: {self.log_path})")
+
     def __enter__(self):
         return self
 
@@ -240,6 +283,36 @@ def system_cpu():
     return busy, iowait, busy + idle + iowait
 
 
+class CpuMeter:
+    """CPU time used by some processes ({name: pid}) and by the whole machine, from its
+    creation to stop()."""
+
+    def __init__(self, pids):
+        self.pids = dict(pids)
+        self.ticks = {name: cpu_ticks(pid) for name, pid in self.pids.items()}
+        self.busy = system_cpu()[0]
+        self.used = {}
+        self.machine = 0.0
+
+    def stop(self):
+        clk = os.sysconf("SC_CLK_TCK")
+        self.used = {name: ((cpu_ticks(pid) or 0) - (self.ticks[name] or 0)) / clk
+                     for name, pid in self.pids.items()}
+        self.machine = (system_cpu()[0] - self.busy) / clk
+        return self
+
+    def figures(self, seconds, extra=None):
+        """"smtp 68%, lookup 35%, ..., everything else 1% (2 CPUs)": % of one core over
+        seconds; extra adds {name: CPU seconds} measured otherwise (client processes).
+        "everything else" is the rest of the machine's busy time: well above a few %,
+        something else was running."""
+        used = {**self.used, **(extra or {})}
+        others = max(0.0, self.machine - sum(used.values()))
+        parts = [f"{name} {value / seconds:.0%}" for name, value in used.items()]
+        return ", ".join(parts + [f"everything else {others / seconds:.0%}"]) + \
+            f" ({os.cpu_count()} CPUs)"
+
+
 def smaps_rollup(pid):
     """{field: KiB} from /proc/PID/smaps_rollup (Rss, Pss, Private_Dirty, ...)."""
     out = {}
@@ -249,3 +322,61 @@ def smaps_rollup(pid):
             if len(parts) >= 3 and parts[-1] == "kB":
                 out[parts[0].rstrip(":")] = int(parts[1])
     return out
+
+
+def first_number(text):
+    """The first whole number in text (such as a stats line's count), or None."""
+    match = re.search(r"\d+", text or "")
+    return int(match.group()) if match else None
+
+
+class Replies:
+    """Reads SMTP replies from a socket. With quickack the client acknowledges what it
+    receives at once (TCP_QUICKACK after every read) instead of letting the kernel delay
+    the ACK (up to 40 ms on Linux): a server that writes pipelined replies one by one
+    without TCP_NODELAY (Nagle) holds back every reply after the first until that ACK."""
+
+    def __init__(self, sock, quickack=False):
+        self.sock = sock
+        self.quickack = quickack
+        self.buffer = b""
+
+    def reply(self):
+        """(code, last line) of the next whole reply, continuation lines included."""
+        while True:
+            end = self.buffer.find(b"\r\n")
+            while end < 0:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("closed by the server")
+                if self.quickack:
+                    self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+                self.buffer += chunk
+                end = self.buffer.find(b"\r\n")
+            line, self.buffer = self.buffer[:end], self.buffer[end + 2:]
+            if line[3:4] != b"-":
+                return int(line[:3]), line
+
+
+def percentile(values, p):
+    """The p-th percentile of values sorted ascending (nearest rank, as the other
+    benchmarks count it)."""
+    return values[min(len(values) - 1, int(len(values) * p / 100))]
+
+
+def latency_figures(values):
+    """"p50 ..  p90 ..  p99 ..  max .." of millisecond samples."""
+    values = sorted(values)
+    return (f"p50 {percentile(values, 50):.2f}  p90 {percentile(values, 90):.2f}  "
+            f"p99 {percentile(values, 99):.2f}  max {values[-1]:.2f}")
+
+
+def dns_server():
+    """A DnsServer of ../integration/dns_server.py, not started: unbound on a free loopback
+    port answering only its local zones (client.test, dnsbl.test, dnsbl2.test, and
+    127.in-addr.arpa, where every name it does not list does not exist)."""
+    integration = os.path.join(ROOT, "tests", "integration")
+    if integration not in sys.path:
+        sys.path.insert(0, integration)  # dns_server imports harness from there
+    from dns_server import DnsServer
+    return DnsServer()

@@ -17,6 +17,8 @@ ZONE_DATA = """
   local-zone: "127.in-addr.arpa." static
   local-zone: "client.test." static
   local-zone: "dnsbl.test." static
+  # A second blocklist, listing nobody (tests/bench/greeting_latency.py asks both).
+  local-zone: "dnsbl2.test." static
   local-zone: "mx.test." static
   local-zone: "aonly.test." static
   local-zone: "nullmx.test." static
