@@ -5,14 +5,45 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <optional>
+#include <system_error>
+#include <thread>
 
 #include "common/fd.hpp"
 #include "common/io.hpp"
 
 namespace postern::mda {
 namespace {
+
+// From this many deliveries on, the work is shared by up to kMaxThreads threads.
+constexpr size_t kParallelFrom = 64;
+constexpr unsigned kMaxThreads = 4;
+
+// fn(0) .. fn(n - 1), on several threads when n is large; fn must be safe to run
+// concurrently for different indexes.
+template <typename Fn>
+void for_each_index(size_t n, const Fn& fn) {
+  const unsigned threads =
+      n < kParallelFrom ? 1 : std::clamp(std::thread::hardware_concurrency(), 1u, kMaxThreads);
+  std::atomic<size_t> next = 0;
+  auto work = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < n;) fn(i);
+  };
+  std::vector<std::thread> helpers;
+  for (unsigned t = 1; t < threads; ++t) {
+    try {
+      helpers.emplace_back(work);
+    } catch (const std::system_error&) {
+      break;  // fewer threads: the work still gets done
+    }
+  }
+  work();
+  for (auto& t : helpers) t.join();
+}
 
 // mkdir -p, each level without following links.
 Status make_dirs(const std::string& path) {
@@ -127,22 +158,26 @@ std::vector<Status> publish_maildirs(std::vector<StagedMaildir>& staged) {
     }
     return results;
   }
-  std::vector<int> published;
-  std::vector<UniqueFd> dirs;
-  for (size_t i = 0; i < staged.size(); ++i) {
-    bool renamed = rename(staged[i].tmp_path.c_str(), staged[i].new_path.c_str()) == 0;
+  std::vector<char> renamed(staged.size(), 0);
+  for_each_index(staged.size(), [&](size_t i) {
+    bool ok = rename(staged[i].tmp_path.c_str(), staged[i].new_path.c_str()) == 0;
     // A delivery killed while it was creating the Maildir leaves tmp/ without new/.
-    if (!renamed && errno == ENOENT) {
+    if (!ok && errno == ENOENT) {
       const std::string& new_dir = staged[i].new_dir;
       const std::string cur = new_dir.substr(0, new_dir.size() - 3) + "cur";
       if (make_dirs(new_dir).ok() && make_dirs(cur).ok())
-        renamed = rename(staged[i].tmp_path.c_str(), staged[i].new_path.c_str()) == 0;
+        ok = rename(staged[i].tmp_path.c_str(), staged[i].new_path.c_str()) == 0;
     }
-    if (!renamed) {
+    if (!ok) {
       results[i] = errno_error("rename into new/");
       unlink(staged[i].tmp_path.c_str());
-      continue;
     }
+    renamed[i] = ok;
+  });
+  std::vector<int> published;
+  std::vector<UniqueFd> dirs;
+  for (size_t i = 0; i < staged.size(); ++i) {
+    if (!renamed[i]) continue;
     // The rename is durable once new/ is: for a big batch one syncfs through any file covers
     // the filesystem, new/ included; otherwise each new/ is fsynced.
     if (staged.size() > kSyncfsBatch) {
@@ -163,14 +198,32 @@ std::vector<Status> publish_maildirs(std::vector<StagedMaildir>& staged) {
 
 Result<std::string> deliver_to_maildir(const std::string& maildir, const std::string& header,
                                        int message_fd, const std::string& unique) {
-  Result<StagedMaildir> staged = stage_maildir(maildir, header, message_fd, unique);
-  if (!staged.ok()) return staged.error();
-  std::vector<StagedMaildir> one;
-  one.push_back(std::move(staged).value());
-  const std::string path = one.front().new_path;
-  const std::vector<Status> results = publish_maildirs(one);
-  if (!results.front().ok()) return results.front().error();
-  return path;
+  return std::move(deliver_to_maildirs({{maildir, header, message_fd, unique}}).front());
+}
+
+std::vector<Result<std::string>> deliver_to_maildirs(const std::vector<MaildirDelivery>& all) {
+  std::vector<std::optional<Result<StagedMaildir>>> staged(all.size());
+  for_each_index(all.size(), [&](size_t i) {
+    const MaildirDelivery& d = all[i];
+    staged[i] = stage_maildir(d.maildir, d.header, d.message_fd, d.unique);
+  });
+  std::vector<StagedMaildir> ready;
+  std::vector<size_t> ready_index;
+  std::vector<Result<std::string>> results;
+  results.reserve(all.size());
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (staged[i]->ok()) {
+      ready_index.push_back(i);
+      ready.push_back(std::move(*staged[i]).value());
+      results.emplace_back(ready.back().new_path);
+    } else {
+      results.emplace_back(staged[i]->error());
+    }
+  }
+  const std::vector<Status> published = publish_maildirs(ready);
+  for (size_t k = 0; k < ready.size(); ++k)
+    if (!published[k].ok()) results[ready_index[k]] = published[k].error();
+  return results;
 }
 
 }  // namespace postern::mda

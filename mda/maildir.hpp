@@ -38,4 +38,15 @@ std::vector<Status> publish_maildirs(std::vector<StagedMaildir>& staged);
 Result<std::string> deliver_to_maildir(const std::string& maildir, const std::string& header,
                                        int message_fd, const std::string& unique);
 
+// Many deliveries at once (a fanout): staged, then published together. With many, the file
+// system work (creating, writing, renaming: almost all of a fanout's time, in the kernel) is
+// spread over a few threads. One result per delivery, in order: the path in new/, or why not.
+struct MaildirDelivery {
+  std::string maildir;
+  std::string header;
+  int message_fd = -1;  // read from offset 0, never moved
+  std::string unique;
+};
+std::vector<Result<std::string>> deliver_to_maildirs(const std::vector<MaildirDelivery>& all);
+
 }  // namespace postern::mda

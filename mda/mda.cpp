@@ -40,15 +40,16 @@ struct Job {
   std::vector<std::optional<msg::LocalRoute>> routes;  // per recipient, as lookup answers
   size_t routes_awaited = 0;                           // ResolveLocal batches unanswered
   std::vector<msg::DeliveryResult> results;            // per recipient
-  // Deliveries that answer later: helpers' and Maildir files waiting for the shared flush.
+  // Deliveries that answer later: helpers' and Maildir files waiting for the loop turn's end.
   size_t pending = 0;
 };
 
-// A Maildir file written into tmp/, waiting for the flush it shares with the other jobs'.
+// A Maildir delivery waiting for the end of this loop turn: then it is written and flushed
+// with the other jobs' (deliver_to_maildirs).
 struct Publication {
   uint64_t job = 0;
   size_t recipient = 0;
-  StagedMaildir staged;
+  MaildirDelivery delivery;  // its message_fd is the job's, open while the job is pending
 };
 
 // A delivery for a helper, waiting for its answer.
@@ -212,14 +213,11 @@ class MdaProcess {
         } else if (d.method == msg::DeliveryMethod::command || !d.user.empty()) {
           to_helper(j, i, d);
         } else if (d.method == msg::DeliveryMethod::maildir) {
-          Result<StagedMaildir> s = stage_maildir(
-              d.target, delivery_header(j.message.sender, d.mailbox), j.fd.get(), unique_name());
-          if (s.ok()) {
-            publishing_.push_back({j.id, i, std::move(s).value()});
-            ++j.pending;
-          } else {
-            merge(result, msg::DeliveryOutcome::temporary_failure, "4.3.0", s.error().message);
-          }
+          publishing_.push_back(
+              {j.id, i,
+               MaildirDelivery{d.target, delivery_header(j.message.sender, d.mailbox), j.fd.get(),
+                               unique_name()}});
+          ++j.pending;
         } else {
           const Status st = deliver_to_mbox(d.target, j.message.sender,
                                             delivery_header(j.message.sender, d.mailbox),
@@ -241,14 +239,15 @@ class MdaProcess {
     settle(j);
   }
 
-  // Makes every staged Maildir file durable and visible (publish_maildirs).
+  // Writes every Maildir file of this turn and makes them durable and visible together
+  // (deliver_to_maildirs).
   void publish() {
     std::vector<Publication> batch;
     batch.swap(publishing_);
-    std::vector<StagedMaildir> staged;
-    staged.reserve(batch.size());
-    for (auto& p : batch) staged.push_back(std::move(p.staged));
-    const std::vector<Status> published = publish_maildirs(staged);
+    std::vector<MaildirDelivery> deliveries;
+    deliveries.reserve(batch.size());
+    for (auto& p : batch) deliveries.push_back(std::move(p.delivery));
+    const std::vector<Result<std::string>> published = deliver_to_maildirs(deliveries);
     for (size_t k = 0; k < batch.size(); ++k) {
       auto job = jobs_.find(batch[k].job);
       if (job == jobs_.end()) continue;

@@ -1,5 +1,6 @@
-// Maildir delivery: a message lands in new/ byte-exact, and a Maildir left half-made (tmp/
-// without new/ or cur/, as a delivery killed while creating it leaves it) is completed.
+// Maildir delivery: a message lands in new/ byte-exact, a Maildir left half-made (tmp/
+// without new/ or cur/, as a delivery killed while creating it leaves it) is completed, and
+// many deliveries at once (spread over threads) each land once, a failing one alone failing.
 #include "mda/maildir.hpp"
 
 #include <fcntl.h>
@@ -64,6 +65,38 @@ TEST_F(MaildirTest, AHalfMadeMaildirIsCompleted) {
   ASSERT_TRUE(published[0].ok()) << published[0].error().message;
   EXPECT_EQ(delivered(maildir), "Subject: x\r\n\r\nbody\r\n");
   EXPECT_TRUE(fs::is_directory(maildir / "cur"));
+}
+
+TEST_F(MaildirTest, ManyDeliveriesAtOnceEachLandOnceAndFailAlone) {
+  // 500 deliveries to 250 users (two each), and one to a Maildir under a regular file.
+  std::vector<MaildirDelivery> all;
+  for (int i = 0; i < 500; ++i)
+    all.push_back({(dir_ / ("u" + std::to_string(i % 250)) / "Maildir").string(),
+                   "Delivered-To: u" + std::to_string(i % 250) + "\r\n", fd_.get(),
+                   std::to_string(i) + ".M1P1Q1.h"});
+  std::ofstream(dir_ / "file") << "not a directory";
+  all.push_back({(dir_ / "file" / "Maildir").string(), "", fd_.get(), "x.M1P1Q1.h"});
+  const std::vector<Result<std::string>> results = deliver_to_maildirs(all);
+  ASSERT_EQ(results.size(), all.size());
+  for (int i = 0; i < 500; ++i) {
+    ASSERT_TRUE(results[i].ok()) << i << ": " << results[i].error().message;
+    EXPECT_EQ(results[i].value(), all[i].maildir + "/new/" + all[i].unique);
+  }
+  EXPECT_FALSE(results[500].ok());
+  for (int u = 0; u < 250; ++u) {
+    const fs::path maildir = dir_ / ("u" + std::to_string(u)) / "Maildir";
+    size_t files = 0;
+    for (const auto& e : fs::directory_iterator(maildir / "new")) {
+      ++files;
+      std::ifstream in(e.path(), std::ios::binary);
+      std::ostringstream text;
+      text << in.rdbuf();
+      EXPECT_EQ(text.str(),
+                "Delivered-To: u" + std::to_string(u) + "\r\nSubject: x\r\n\r\nbody\r\n");
+    }
+    EXPECT_EQ(files, 2u) << maildir;
+    EXPECT_TRUE(fs::is_empty(maildir / "tmp"));
+  }
 }
 
 }  // namespace
