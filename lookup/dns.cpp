@@ -11,6 +11,7 @@
 #include <unbound.h>
 
 #include <algorithm>
+#include <chrono>
 #include <deque>
 #include <random>
 #include <unordered_map>
@@ -306,6 +307,7 @@ struct Resolver::Impl {
     uint64_t id = 0;
     RecordType type = RecordType::a;
     int async_id = 0;  // libunbound's, for ub_cancel
+    std::chrono::steady_clock::time_point asked;
     Then then;
     EventPtr timer;
   };
@@ -379,6 +381,7 @@ struct Resolver::Impl {
     question->id = id;
     question->type = type;
     question->then = std::move(then);
+    question->asked = std::chrono::steady_clock::now();
     question->timer.reset(evtimer_new(base, &Impl::on_timeout, question.get()));
     evtimer_add(question->timer.get(), &question_timeout);
     auto ticket = std::make_unique<Ticket>(Ticket{this, id});
@@ -389,8 +392,10 @@ struct Resolver::Impl {
 
     // Answers from cache or local data call on_answer before ub_resolve_event returns.
     int async_id = 0;
+    resolving = true;
     const int error = ub_resolve_event(ctx.get(), name.c_str(), static_cast<int>(type), kClassIn,
                                        ticket_arg, &Impl::on_answer, &async_id);
+    resolving = false;
     const auto found = questions.find(id);
     if (error != 0) {
       // Refused before any callback: libunbound keeps nothing of ours.
@@ -421,6 +426,12 @@ struct Resolver::Impl {
     const std::unique_ptr<Question> question = std::move(found->second);
     impl->questions.erase(found);
     ++impl->counters.answers;
+    if (impl->resolving) ++impl->counters.cached;
+    const auto us = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                              std::chrono::steady_clock::now() - question->asked)
+                                              .count());
+    impl->counters.answer_total_us += us;
+    impl->counters.answer_max_us = std::max(impl->counters.answer_max_us, us);
 
     Answer answer;
     if (security == 1) {
@@ -509,6 +520,7 @@ struct Resolver::Impl {
   std::unordered_map<uint64_t, std::unique_ptr<Ticket>> tickets;
   uint64_t next_id = 1;
   bool closing = false;
+  bool resolving = false;  // inside ub_resolve_event: an answer now comes from the cache
   std::deque<std::function<void()>> posted;
   EventPtr drain_event;
   bool drain_scheduled = false;

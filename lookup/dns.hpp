@@ -104,6 +104,11 @@ class Resolver {
     uint64_t answers = 0;   // questions libunbound answered (with anything, even SERVFAIL)
     uint64_t timeouts = 0;  // questions our timer gave up on
     uint64_t failures = 0;  // questions that ended temporary or bogus, timeouts not counted
+    // Of the answers: those libunbound gave from its cache (or local data) at once, without
+    // asking a server; and how long answers took, from question to callback.
+    uint64_t cached = 0;
+    uint64_t answer_total_us = 0;
+    uint64_t answer_max_us = 0;
   };
   Stats stats() const;
 

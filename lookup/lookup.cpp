@@ -46,10 +46,10 @@ struct Latency {
     total_us += us;
     if (us > max_us) max_us = us;
   }
-  std::string to_string() const {
-    char text[96];
-    std::snprintf(text, sizeof text, "%llu, %.2f ms on average, %.2f ms at most",
-                  static_cast<unsigned long long>(count),
+  std::string to_string() const { return std::to_string(count) + ", " + times(); }
+  std::string times() const {
+    char text[80];
+    std::snprintf(text, sizeof text, "%.2f ms on average, %.2f ms at most",
                   count ? static_cast<double>(total_us) / static_cast<double>(count) / 1000 : 0.0,
                   static_cast<double>(max_us) / 1000);
     return text;
@@ -289,9 +289,12 @@ class LookupProcess {
     line("mx lookups", mx_latency_.to_string());
     if (resolver_) {
       const dns::Resolver::Stats st = resolver_->stats();
+      const Latency answers{st.answers, st.answer_total_us, st.answer_max_us};
       line("dns questions", std::to_string(st.queries) + " asked, " + std::to_string(st.answers) +
-                                " answered, " + std::to_string(st.timeouts) + " timed out, " +
-                                std::to_string(st.failures) + " failed, " +
+                                " answered (" + std::to_string(st.cached) + " from the cache, " +
+                                std::to_string(st.answers - st.cached) + " asked of a server; " +
+                                answers.times() + "), " + std::to_string(st.timeouts) +
+                                " timed out, " + std::to_string(st.failures) + " failed, " +
                                 std::to_string(resolver_->in_flight()) + " in flight");
     } else {
       line("dns questions", "no resolver");

@@ -9,6 +9,7 @@ import os
 import re
 import socket
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -253,6 +254,20 @@ listeners:
         self.assertGreater(after["dns"], before["dns"])
         self.assertIn("recipient checks:", after["text"])
         self.assertIn("ms on average", after["text"])
+        # The same client again: its questions are answered from libunbound's cache. (Once
+        # no question of an earlier test is in flight, so that none is answered meanwhile.)
+        deadline = time.monotonic() + 5
+        while " 0 in flight" not in after["text"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+            after = self.stats()
+        cached = re.search(r"\((\d+) from the cache, (\d+) asked of a server", after["text"])
+        self.assertTrue(cached, after["text"])
+        c, _ = self.greeting("127.0.0.14", self.strict)
+        c.close()
+        again = self.stats()["text"]
+        cached_again = re.search(r"\((\d+) from the cache, (\d+) asked of a server", again)
+        self.assertGreater(int(cached_again.group(1)), int(cached.group(1)), again)
+        self.assertEqual(int(cached_again.group(2)), int(cached.group(2)), again)
 
 
 if __name__ == "__main__":
