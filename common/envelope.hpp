@@ -32,6 +32,10 @@ struct Recipient {
   std::string orcpt;       // ORCPT address, decoded from xtext
   DsnNotify notify;
   RecipientState state = RecipientState::pending;
+  // The queue's record of its deliveries: how many were tried, and why the last one that
+  // failed temporarily did (a status code and the detail), empty when none did.
+  uint32_t attempts = 0;
+  std::string last_error;
   friend bool operator==(const Recipient&, const Recipient&) = default;
 };
 
@@ -48,8 +52,9 @@ struct Envelope {
   bool smtputf8 = false;       // SMTPUTF8 given at MAIL
   bool body_8bit = false;      // BODY=8BITMIME given at MAIL
   DsnRet ret = DsnRet::unspecified;
-  std::string envid;  // DSN ENVID, decoded from xtext
-  uint64_t size = 0;  // message bytes in the spool (with our Received: header)
+  std::string envid;     // DSN ENVID, decoded from xtext
+  uint64_t size = 0;     // message bytes in the spool (with our Received: header)
+  int64_t next_try = 0;  // unix seconds of the next delivery attempt; 0: as soon as possible
   std::vector<Recipient> recipients;
   friend bool operator==(const Envelope&, const Envelope&) = default;
 };

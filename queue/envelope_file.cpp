@@ -43,13 +43,18 @@ enum class Field : uint8_t {
   ret,
   envid,
   size,
-  rcpt,  // first of each recipient's fields
+  next_try,  // version 2
+  rcpt,      // first of each recipient's fields
   orcpt_type,
   orcpt,
   notify,
   state,
+  attempts,    // version 2
+  last_error,  // version 2
 };
-constexpr size_t kFieldCount = static_cast<size_t>(Field::state) + 1;
+constexpr size_t kFieldCount = static_cast<size_t>(Field::last_error) + 1;
+// The first version, which has neither next_try, attempts nor last_error.
+constexpr uint32_t kFirstVersion = 1;
 
 struct FieldSpec {
   std::string_view name;
@@ -74,11 +79,14 @@ constexpr std::array<FieldSpec, kFieldCount> kFields = {{
     {"ret", 11},
     {"envid", 100},  // RFC 3461 section 4.4
     {"size", 20},
+    {"next_try", 19},  // 2^63-1
     {"rcpt", kMaxText},
     {"orcpt_type", kMaxText},
     {"orcpt", 500},  // RFC 3461 section 4.2
     {"notify", 21},  // "success,failure,delay"
     {"state", 9},
+    {"attempts", 10},  // 2^32-1
+    {"last_error", kMaxLastError},
 }};
 
 constexpr const FieldSpec& spec(Field field) {
@@ -219,12 +227,15 @@ void for_each_field(const Envelope& envelope, Visit&& visit) {
   visit(Field::ret, ret_name(envelope.ret));
   visit(Field::envid, envelope.envid);
   visit(Field::size, spelling.number(envelope.size));
+  visit(Field::next_try, spelling.number(envelope.next_try));
   for (const Recipient& recipient : envelope.recipients) {
     visit(Field::rcpt, recipient.address);
     visit(Field::orcpt_type, recipient.orcpt_type);
     visit(Field::orcpt, recipient.orcpt);
     visit(Field::notify, notify_text(recipient.notify));
     visit(Field::state, state_name(recipient.state));
+    visit(Field::attempts, spelling.number(uint64_t{recipient.attempts}));
+    visit(Field::last_error, recipient.last_error);
   }
 }
 
@@ -289,6 +300,7 @@ class Decoder {
   size_t body_end_;
   bool complete_ = false;                // the input ends in an end line whose CRC matches
   bool record_after_recipient_ = false;  // the previous field was a recipient's last
+  uint32_t version_ = kEnvelopeVersion;
   size_t pos_ = 0;
   size_t line_ = 1;         // line of pos_
   size_t record_line_ = 1;  // line where the field being read starts
@@ -312,9 +324,10 @@ std::optional<Error> Decoder::header() {
   if (!parsed || bytes_[pos_ + digits] != '\n') {
     return at_line("malformed version " + quote(bytes_.substr(pos_, digits + 1)));
   }
-  if (*parsed != kEnvelopeVersion) {
+  if (*parsed < kFirstVersion || *parsed > kEnvelopeVersion) {
     return at_line("unsupported envelope version " + std::string(version));
   }
+  version_ = static_cast<uint32_t>(*parsed);
   pos_ += digits + 1;
   line_ = 2;
   return std::nullopt;
@@ -349,6 +362,11 @@ std::optional<Error> Decoder::expect(std::string_view found, Field wanted) const
   // Every field before the wanted one has been read, except that rcpt opens each recipient;
   // and where the next rcpt is wanted, a whole recipient has been read (or none yet).
   const auto found_field = static_cast<Field>(it - kFields.begin());
+  if (version_ == kFirstVersion &&
+      (found_field == Field::next_try || found_field == Field::attempts ||
+       found_field == Field::last_error)) {
+    return at_line("field " + quote(found) + " is not in envelope version 1");
+  }
   const bool recipient_done = wanted == Field::rcpt && record_after_recipient_;
   if ((found_field < wanted && found_field != Field::rcpt) ||
       (recipient_done && found_field > Field::rcpt)) {
@@ -481,6 +499,13 @@ Result<Recipient> Decoder::recipient() {
   auto state = keyword(Field::state, kStateNames);
   if (!state) return state.error();
   recipient.state = static_cast<RecipientState>(state.value());
+  if (version_ == kFirstVersion) return recipient;
+  auto attempts = number(Field::attempts, std::numeric_limits<uint32_t>::max());
+  if (!attempts) return attempts.error();
+  recipient.attempts = static_cast<uint32_t>(attempts.value());
+  auto last_error = text(Field::last_error);
+  if (!last_error) return last_error.error();
+  recipient.last_error = std::move(last_error).value();
   return recipient;
 }
 
@@ -556,6 +581,11 @@ Result<Envelope> Decoder::run() {
   auto size = number(Field::size, std::numeric_limits<uint64_t>::max());
   if (!size) return size.error();
   envelope.size = size.value();
+  if (version_ != kFirstVersion) {
+    auto next_try = number(Field::next_try, std::numeric_limits<int64_t>::max());
+    if (!next_try) return next_try.error();
+    envelope.next_try = static_cast<int64_t>(next_try.value());
+  }
 
   for (;;) {
     auto found = name();
@@ -602,6 +632,7 @@ std::string encode_envelope(const Envelope& envelope) {
 Status validate_envelope(const Envelope& envelope) {
   if (!valid_queue_id(envelope.id)) return make_error("bad queue id " + quote(envelope.id));
   if (envelope.arrival < 0) return make_error("negative arrival time");
+  if (envelope.next_try < 0) return make_error("negative next try time");
   if (envelope.recipients.empty()) return make_error("no recipients");
   if (envelope.recipients.size() > kMaxRecipients) {
     return make_error("more than " + std::to_string(kMaxRecipients) + " recipients");

@@ -14,17 +14,17 @@
 
 namespace postern::queue {
 
-// Envelope file format, version 1. This comment is the specification; the reference file is
-// tests/data/envelope/full-v1.env.
+// Envelope file format, version 2. This comment is the specification; the reference files are
+// tests/data/envelope/full-v2.env and, for the version before, full-v1.env.
 //
-//   file       = header 14message-field 1*recipient end-line
-//   header     = "postern-envelope" SP version LF     ; version is "1"
+//   file       = header 15message-field 1*recipient end-line
+//   header     = "postern-envelope" SP version LF     ; version is "2" (or "1", below)
 //   field      = name SP length ":" value LF
 //   name       = 1*16( %x61-7A / DIGIT / "_" )        ; a-z, 0-9, "_"
 //   length     = "0" / ( %x31-39 *8DIGIT )            ; decimal, no sign, no leading zero
 //   value      = exactly <length> bytes, any bytes at all (CR, LF, NUL, ":", 8-bit)
 //   end-line   = "end" SP 8( DIGIT / %x61-66 ) LF     ; lower-case hex
-//   recipient  = 5field
+//   recipient  = 7field
 //
 // A reader finds every boundary from the lengths alone and never searches a value for a
 // delimiter, so no value can forge a field, a recipient or the end line. The end line carries
@@ -48,8 +48,9 @@ namespace postern::queue {
 //   ret             "unspecified" / "full" / "headers"
 //   envid           text, at most 100 bytes (RFC 3461 section 4.4)
 //   size            number, 0 .. 2^64-1
+//   next_try        number, unix seconds of the next delivery attempt, 0 .. 2^63-1; 0: at once
 //
-// Then, for each recipient (at least 1, at most kMaxRecipients), these five in this order:
+// Then, for each recipient (at least 1, at most kMaxRecipients), these seven in this order:
 //
 //   rcpt            text, not empty: the recipient's address
 //   orcpt_type      text
@@ -57,7 +58,12 @@ namespace postern::queue {
 //   notify          "" (no NOTIFY given) / "never" / one or more of "success", "failure",
 //                   "delay", in that order, joined by "," (never with others is refused)
 //   state           "pending" / "delivered" / "failed"
+//   attempts        number, deliveries tried, 0 .. 2^32-1
+//   last_error      text, at most 1000 bytes: why the last attempt that failed temporarily
+//                   did ("4.3.0 connection refused"), empty when none did
 //
+// Version 1 is version 2 without next_try, attempts and last_error (read as 0, 0 and empty).
+// It is still read; what the queue writes is always version 2.
 // Kinds of value:
 //
 //   text    any bytes, at most 4096 unless said otherwise
@@ -65,13 +71,14 @@ namespace postern::queue {
 //   flag    "0" or "1"
 //
 // A whole file is at most kMaxEnvelopeBytes. Every value has exactly one spelling, so a file
-// that decodes is byte for byte what encode_envelope writes for the decoded value. A reader
+// that decodes is byte for byte what encode_envelope writes for the decoded value (version 2;
+// a version 1 file decodes to a value that version 2 writes with the three fields added). A reader
 // refuses a version it does not know rather than guessing: adding, removing or reordering a
 // field, or changing what one means, makes a new version.
 //
 // Example: a complete file (the unit test checks that encode_envelope writes exactly this):
 //
-//   postern-envelope 1
+//   postern-envelope 2
 //   id 16:5f0c3a9e12d47b80
 //   arrival 10:1700000000
 //   sender 17:alice@example.org
@@ -86,17 +93,22 @@ namespace postern::queue {
 //   ret 11:unspecified
 //   envid 0:
 //   size 4:1234
+//   next_try 10:1700003600
 //   rcpt 15:bob@example.net
 //   orcpt_type 6:rfc822
 //   orcpt 15:bob@example.net
 //   notify 13:failure,delay
 //   state 7:pending
-//   end f843a349
+//   attempts 1:2
+//   last_error 24:4.2.2 mailbox over quota
+//   end df72e551
 
-constexpr uint32_t kEnvelopeVersion = 1;
+constexpr uint32_t kEnvelopeVersion = 2;
 // A 10,000-user fanout fits with room.
 constexpr size_t kMaxRecipients = 100000;
 constexpr size_t kMaxEnvelopeBytes = 64 << 20;
+// The longest last_error; the queue cuts what it records to this.
+constexpr size_t kMaxLastError = 1000;
 
 // The file for an envelope that validate_envelope accepts; decode_envelope gives that envelope
 // back. Any other envelope is still written, but the file will not decode.

@@ -229,8 +229,14 @@ class QueueProcess {
       std::snprintf(head, sizeof head, "%s  %8s  %10llu  ", id.c_str(),
                     age(now - e.arrival).c_str(), static_cast<unsigned long long>(e.size));
       answer.text() += head + ("<" + printable(e.sender) + ">\n");
-      for (const Recipient& r : e.recipients)
-        answer.text() += "    " + printable(r.address) + "  " + state_name(r.state) + "\n";
+      for (const Recipient& r : e.recipients) {
+        std::string line = "    " + printable(r.address) + "  " + state_name(r.state) + "  " +
+                           std::to_string(r.attempts) +
+                           (r.attempts == 1 ? " attempt" : " attempts");
+        if (r.state == RecipientState::pending) line += "  next try " + next_try(e, now);
+        if (!r.last_error.empty()) line += "  (" + printable(r.last_error) + ")";
+        answer.text() += line + "\n";
+      }
       answer.flush_if_big();
     }
     answer.finish(true, std::to_string(messages.size()) + " messages");
@@ -264,6 +270,7 @@ class QueueProcess {
     field("body", e.body_8bit ? "8bitmime" : "7bit");
     field("ret", e.ret == DsnRet::full ? "full" : e.ret == DsnRet::headers ? "hdrs" : "");
     field("envid", e.envid);
+    field("next try", std::to_string(e.next_try));
     for (const Recipient& r : e.recipients) {
       std::string notify;
       for (auto [on, word] : {std::pair{r.notify.never, "never"},
@@ -274,10 +281,20 @@ class QueueProcess {
       text += "recipient: " + printable(r.address) + " " + state_name(r.state);
       if (!notify.empty()) text += " notify=" + notify;
       if (!r.orcpt.empty()) text += " orcpt=" + printable(r.orcpt_type + ";" + r.orcpt);
+      if (r.attempts != 0) text += " attempts=" + std::to_string(r.attempts);
+      if (!r.last_error.empty()) text += " last_error=" + printable(r.last_error);
       text += "\n";
       answer.flush_if_big();
     }
     answer.finish(true, "");
+  }
+
+  // When a message's pending recipients are tried next, as show queue says it.
+  std::string next_try(const Envelope& e, int64_t now) const {
+    if (scheduler_->in_flight(e.id)) return "now (in delivery)";
+    if (scheduler_->paused()) return "when mda is resumed";
+    if (e.next_try <= now) return "now";
+    return "in " + age(e.next_try - now);
   }
 
   static std::string age(int64_t seconds) {

@@ -13,6 +13,7 @@
 #include "common/io.hpp"
 #include "common/log.hpp"
 #include "queue/bounce.hpp"
+#include "queue/envelope_file.hpp"
 
 namespace postern::queue {
 namespace {
@@ -52,9 +53,22 @@ bool Scheduler::is_local(const std::string& address) const {
 
 void Scheduler::add(Envelope envelope) {
   const std::string id = envelope.id;
+  const int64_t next_try = envelope.next_try;
   messages_[id] = std::move(envelope);
   update_counters();
+  // Found at start with a retry still ahead: the backoff holds across restarts.
+  const int64_t now = time(nullptr);
+  if (next_try > now) {
+    retry_at(id, std::chrono::seconds(next_try - now));
+    return;
+  }
   dispatch(id);
+}
+
+void Scheduler::retry_at(const std::string& id, std::chrono::seconds wait) {
+  auto& timer = retries_[id];
+  if (!timer) timer = std::make_unique<Timer>(runtime_.base(), [this, id] { dispatch(id); });
+  timer->arm(std::chrono::duration_cast<std::chrono::milliseconds>(wait));
 }
 
 void Scheduler::dispatch(const std::string& id) {
@@ -62,7 +76,7 @@ void Scheduler::dispatch(const std::string& id) {
   if (it == messages_.end() || in_flight_.contains(id) || paused_) return;
   ipc::Channel* mda = runtime_.peer(Role::mda);
   if (mda == nullptr) return;  // mda_ready() sends it
-  const Envelope& e = it->second;
+  Envelope& e = it->second;
   std::vector<msg::LocalRecipient> todo;
   for (size_t i = 0; i < e.recipients.size(); ++i) {
     const Recipient& r = e.recipients[i];
@@ -87,6 +101,11 @@ void Scheduler::dispatch(const std::string& id) {
       break;
     }
     ++flight.batches;
+    // Counted as tried once it is in mda's hands (recorded in the spool when it settles).
+    for (size_t k = i; k < end; ++k) {
+      uint32_t& attempts = e.recipients[todo[k].index].attempts;
+      if (attempts < UINT32_MAX) ++attempts;
+    }
   }
   if (flight.batches == 0) in_flight_.erase(id);
 }
@@ -108,7 +127,6 @@ void Scheduler::on_report(const msg::DeliveryReport& report) {
       case msg::DeliveryOutcome::delivered:
         rcpt.state = RecipientState::delivered;
         ++delivered_;
-        flight->second.changed = true;
         // An alias sends it on elsewhere: new recipients of this message, for mta, keeping
         // the original recipient for DSNs (RFC 3461 4.2).
         for (const std::string& address : r.forward) {
@@ -124,11 +142,11 @@ void Scheduler::on_report(const msg::DeliveryReport& report) {
       case msg::DeliveryOutcome::permanent_failure:
         rcpt.state = RecipientState::failed;
         ++bounced_;
-        flight->second.changed = true;
         flight->second.failed.emplace_back(r.index, r);
         break;
       case msg::DeliveryOutcome::temporary_failure:
         ++deferred_;
+        rcpt.last_error = (r.dsn + " " + r.detail).substr(0, kMaxLastError);
         break;
     }
   }
@@ -144,7 +162,6 @@ void Scheduler::settle(const std::string& id) {
   Envelope& e = messages_.at(id);
   expire_if_due(e, flight);
   if (!flight.failed.empty()) bounce(e, flight.failed);
-  const bool changed = flight.changed;
   bool local_pending = false;
   bool any_pending = false;
   for (const Recipient& r : e.recipients) {
@@ -156,22 +173,25 @@ void Scheduler::settle(const std::string& id) {
     remove_from_spool(id, "removed");
     return;
   }
-  if (changed) {
-    Envelope copy = e;
-    committer_.run([this, copy] { return spool_.update_envelope(copy); },
-                   [id](const Status& st) {
-                     if (!st.ok())
-                       log::error("%s: cannot record delivery states: %s", id.c_str(),
-                                  st.error().message.c_str());
-                   });
+  if (local_pending) {
+    // The delay doubles with the attempts of the recipient tried most, up to the cap.
+    uint32_t attempts = 1;
+    for (const Recipient& r : e.recipients)
+      if (r.state == RecipientState::pending && is_local(r.address))
+        attempts = std::max(attempts, r.attempts);
+    auto wait = retry_first_ * (int64_t{1} << std::min<uint32_t>(attempts - 1, 20));
+    if (wait > retry_max_) wait = retry_max_;
+    e.next_try = time(nullptr) + wait.count();
+    retry_at(id, wait);
   }
-  if (!local_pending) return;
-  const int attempt = ++attempts_[id];
-  auto wait = retry_first_ * (int64_t{1} << std::min(attempt - 1, 20));
-  if (wait > retry_max_) wait = retry_max_;
-  auto& timer = retries_[id];
-  if (!timer) timer = std::make_unique<Timer>(runtime_.base(), [this, id] { dispatch(id); });
-  timer->arm(std::chrono::duration_cast<std::chrono::milliseconds>(wait));
+  // States, attempts, errors and the next try, so that a restart goes on where this left off.
+  Envelope copy = e;
+  committer_.run([this, copy] { return spool_.update_envelope(copy); },
+                 [id](const Status& st) {
+                   if (!st.ok())
+                     log::error("%s: cannot record delivery states: %s", id.c_str(),
+                                st.error().message.c_str());
+                 });
 }
 
 // A message older than the expiry fails its pending local recipients with 4.4.7.
@@ -182,7 +202,6 @@ void Scheduler::expire_if_due(Envelope& e, Flight& flight) {
     if (r.state != RecipientState::pending || !is_local(r.address)) continue;
     r.state = RecipientState::failed;
     ++bounced_;
-    flight.changed = true;
     const msg::DeliveryResult result{.index = static_cast<uint32_t>(i),
                                      .outcome = msg::DeliveryOutcome::permanent_failure,
                                      .dsn = "4.4.7",
@@ -261,7 +280,6 @@ void Scheduler::remove_from_spool(const std::string& id, const char* why) {
                    log::info("%s: %s", id.c_str(), why);
                    messages_.erase(id);
                    retries_.erase(id);
-                   attempts_.erase(id);
                    update_counters();
                  });
 }
@@ -310,7 +328,10 @@ std::string Scheduler::pause_deliveries(bool pause) {
 }
 
 void Scheduler::mda_ready() {
-  for (const auto& [id, e] : messages_) dispatch(id);
+  // What waits for a retry keeps waiting; what was due, or in the hands of a lost mda, goes.
+  const int64_t now = time(nullptr);
+  for (const auto& [id, e] : messages_)
+    if (e.next_try <= now) dispatch(id);
 }
 
 void Scheduler::mda_lost() {

@@ -1,7 +1,8 @@
 // The scheduler: which committed message goes where next. Local recipients of a message are
 // handed to mda as one job (in batches that fit a frame); each result updates the
-// recipient's state in the spool; temporary failures are retried with backoff; a message
-// whose every recipient is done leaves the spool. Remote recipients wait for the mta.
+// recipient's state in the spool; temporary failures are retried with backoff, the attempts,
+// last errors and next try kept in the envelope so that a restart keeps the schedule; a
+// message whose every recipient is done leaves the spool. Remote recipients wait for the mta.
 #pragma once
 
 #include <chrono>
@@ -38,15 +39,17 @@ class Scheduler {
   std::string pause_deliveries(bool pause);
 
   const std::map<std::string, Envelope>& messages() const { return messages_; }
+  bool in_flight(const std::string& id) const { return in_flight_.contains(id); }
+  bool paused() const { return paused_; }
 
  private:
   struct Flight {
     size_t batches = 0;  // DeliverLocal frames not yet answered
-    bool changed = false;
     std::vector<std::pair<uint32_t, msg::DeliveryResult>> failed;  // index, result
   };
   bool is_local(const std::string& address) const;
   void dispatch(const std::string& id);
+  void retry_at(const std::string& id, std::chrono::seconds wait);
   void settle(const std::string& id);
   void expire_if_due(Envelope& e, Flight& flight);
   void bounce(const Envelope& e,
@@ -66,7 +69,6 @@ class Scheduler {
   std::chrono::seconds retry_max_{3600};
   std::map<std::string, Envelope> messages_;  // committed, by id
   std::map<std::string, Flight> in_flight_;
-  std::map<std::string, int> attempts_;
   std::map<std::string, std::unique_ptr<Timer>> retries_;
   bool paused_ = false;
   uint64_t delivered_ = 0;

@@ -12,6 +12,7 @@ import smtplib
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -79,13 +80,30 @@ class Maildir(unittest.TestCase):
                                        r".*status=deferred \(no mailbox configured"))
             shown = wait_for(lambda: (r := d.smtpctl("show", "message", queue_id).stdout)
                              and "alice@localhost delivered" in r and r, 5)
-            self.assertIn("recipient: carol@test.example pending", shown)
-            # The state survives a restart: alice is not delivered twice.
+            self.assertIn("recipient: carol@test.example pending attempts=1 last_error=4.3.0 "
+                          "no mailbox configured", shown)
+            carol = (r"^    carol@test\.example  pending  {} attempts?  next try in (\d+s|\dm)  "
+                     r"\(4\.3\.0 no mailbox configured[^)]*\)$")
+            queue = d.smtpctl("show", "queue").stdout
+            self.assertRegex(queue, re.compile(carol.format(1), re.M))
+            self.assertRegex(queue, re.compile(r"^    alice@localhost  delivered  1 attempt$", re.M))
+            # States, attempts and the retry time survive a restart: alice is not delivered
+            # twice, and carol waits for her retry instead of being tried again at once.
             self.assertTrue(wait_for(lambda: "state 9:delivered" in d.envelope_text(queue_id), 5))
             d.signal(signal.SIGTERM)
             d.wait_exit(5)
             d.start()
+            time.sleep(0.5)
+            self.assertEqual(d.read_log().count(f"{queue_id}: to=<carol@test.example>"), 1)
+            self.assertRegex(d.smtpctl("show", "queue").stdout, re.compile(carol.format(1), re.M))
+            # smtpctl schedule does not wait: tried again, and the next delay doubles.
+            d.smtpctl("schedule", queue_id, check=True)
             self.assertTrue(d.wait_log(r"status=deferred.*\n(.|\n)*status=deferred"))
+            shown = wait_for(lambda: re.search(carol.format(2), d.smtpctl("show", "queue").stdout,
+                                               re.M), 5)
+            self.assertTrue(shown)
+            # 2 x retry_first (60 s) from now
+            self.assertTrue(shown.group(1) == "2m" or int(shown.group(1)[:-1]) > 60, shown.group(0))
             self.assertEqual(len(maildir_files(self.mail, "alice")), 1)
 
     def test_mail_queued_while_undeliverable_goes_out_after_restart(self):
@@ -100,6 +118,10 @@ class Maildir(unittest.TestCase):
                                .replace(str(fixed.port), str(d.port)))
             self.mail = os.path.join(d.dir, "mail")
             d.start()
+            # Its retry is a minute away; smtpctl schedule all sends what waits now.
+            self.assertRegex(d.smtpctl("show", "queue").stdout,
+                             r"bob@localhost  pending  1 attempt  next try in \d+s")
+            d.smtpctl("schedule", "all", check=True)
             self.assertTrue(wait_for(lambda: maildir_files(self.mail, "bob"), 5), d.read_log())
             self.assertTrue(wait_for(lambda: d.queued() == set(), 5))
 

@@ -1,6 +1,6 @@
 // Tests for queue/envelope_file.cpp: round trips (hostile bytes in every value, a 10,000-user
-// fanout), the documented example and the golden file tests/data/envelope/full-v1.env, and every
-// way a spool file can be truncated, damaged or forged, each of which must be refused whole.
+// fanout), the documented example and the golden files tests/data/envelope/full-v{1,2}.env, and
+// every way a spool file can be truncated, damaged or forged, each of which must be refused whole.
 #include "queue/envelope_file.hpp"
 
 #include <gtest/gtest.h>
@@ -52,14 +52,17 @@ Envelope small_envelope() {
   envelope.tls = "TLSv1.3 TLS_AES_256_GCM_SHA384";
   envelope.body_8bit = true;
   envelope.size = 1234;
+  envelope.next_try = 1700003600;
   envelope.recipients.push_back(make_recipient("bob@example.net", {.failure = true, .delay = true},
                                                RecipientState::pending, "rfc822",
                                                "bob@example.net"));
+  envelope.recipients.back().attempts = 2;
+  envelope.recipients.back().last_error = "4.2.2 mailbox over quota";
   return envelope;
 }
 
 constexpr std::string_view kSmallEncoded =
-    "postern-envelope 1\n"
+    "postern-envelope 2\n"
     "id 16:5f0c3a9e12d47b80\n"
     "arrival 10:1700000000\n"
     "sender 17:alice@example.org\n"
@@ -74,12 +77,15 @@ constexpr std::string_view kSmallEncoded =
     "ret 11:unspecified\n"
     "envid 0:\n"
     "size 4:1234\n"
+    "next_try 10:1700003600\n"
     "rcpt 15:bob@example.net\n"
     "orcpt_type 6:rfc822\n"
     "orcpt 15:bob@example.net\n"
     "notify 13:failure,delay\n"
     "state 7:pending\n"
-    "end f843a349\n";
+    "attempts 1:2\n"
+    "last_error 24:4.2.2 mailbox over quota\n"
+    "end df72e551\n";
 
 // Every field away from its default (but the null sender, which bounces have), and values
 // that try every trick: line ends, NUL, ':', a forged field and a forged end line, 8-bit bytes.
@@ -99,6 +105,7 @@ Envelope full_envelope() {
   envelope.ret = DsnRet::headers;
   envelope.envid = "QQ:end 00000000\n";
   envelope.size = std::numeric_limits<uint64_t>::max();
+  envelope.next_try = std::numeric_limits<int64_t>::max();
   envelope.recipients = {
       make_recipient("j\xc3\xb6rg@ex\xc3\xa4mple.org",
                      {.success = true, .failure = true, .delay = true}, RecipientState::delivered,
@@ -107,6 +114,20 @@ Envelope full_envelope() {
                      RecipientState::failed, "rfc822", "\xff\xfe\0\x01\r\n"s),
       make_recipient("carol@example.com", {.failure = true}, RecipientState::pending),
   };
+  envelope.recipients[1].attempts = 7;
+  envelope.recipients[1].last_error = "5.1.1 no\r\nstate 7:pending\nend 00000000\n"s;
+  envelope.recipients[2].attempts = std::numeric_limits<uint32_t>::max();
+  envelope.recipients[2].last_error = "4.3.0 \xff\0"s;
+  return envelope;
+}
+
+// What a version 1 file holds of an envelope: none of the fields version 2 added.
+Envelope without_version_2_fields(Envelope envelope) {
+  envelope.next_try = 0;
+  for (Recipient& recipient : envelope.recipients) {
+    recipient.attempts = 0;
+    recipient.last_error.clear();
+  }
   return envelope;
 }
 
@@ -213,11 +234,11 @@ TEST(EnvelopeFile, TakesAtMostMaxRecipients) {
   envelope.recipients.push_back(make_recipient("a@b"));
   EXPECT_FALSE(validate_envelope(envelope).ok());
   EXPECT_EQ(error_of(encode_envelope(envelope)),
-            "line " + std::to_string(16 + 5 * kMaxRecipients) + ": more than 100000 recipients");
+            "line " + std::to_string(17 + 7 * kMaxRecipients) + ": more than 100000 recipients");
 }
 
 TEST(EnvelopeFile, GoldenFileIsTheFormat) {
-  const fs::path path = fs::path(POSTERN_TEST_DATA_DIR) / "envelope" / "full-v1.env";
+  const fs::path path = fs::path(POSTERN_TEST_DATA_DIR) / "envelope" / "full-v2.env";
   const std::string golden = read_file(path);
   ASSERT_FALSE(golden.empty()) << "cannot read " << path;
   const auto decoded = decode_envelope(golden);
@@ -225,6 +246,28 @@ TEST(EnvelopeFile, GoldenFileIsTheFormat) {
   EXPECT_EQ(decoded.value(), full_envelope());
   // Written by an older encoder, read and written back unchanged: the format did not drift.
   EXPECT_EQ(encode_envelope(full_envelope()), golden);
+}
+
+// Spools written before version 2 are still read: their envelopes, without the retry
+// record, which the next write adds.
+TEST(EnvelopeFile, ReadsVersion1) {
+  const fs::path path = fs::path(POSTERN_TEST_DATA_DIR) / "envelope" / "full-v1.env";
+  const std::string golden = read_file(path);
+  ASSERT_FALSE(golden.empty()) << "cannot read " << path;
+  const auto decoded = decode_envelope(golden);
+  ASSERT_TRUE(decoded.ok()) << decoded.error().message;
+  EXPECT_EQ(decoded.value(), without_version_2_fields(full_envelope()));
+  const std::string rewritten = encode_envelope(decoded.value());
+  EXPECT_TRUE(rewritten.starts_with("postern-envelope 2\n"));
+  EXPECT_EQ(decode_envelope(rewritten).value(), decoded.value());
+  // Version 2's fields are no part of version 1.
+  std::string body = body_of(golden);
+  // (Values hold line ends, and the one of helo a forged "rcpt ": lines count them.)
+  body.insert(body.find("\nrcpt ", body.find("\nsize ")) + 1, "next_try 1:0\n");
+  EXPECT_EQ(error_of(seal(body)), "line 19: field 'next_try' is not in envelope version 1");
+  body = body_of(golden);
+  body.insert(body.find("\nrcpt ", body.find("\nstate ")) + 1, "attempts 1:1\n");
+  EXPECT_EQ(error_of(seal(body)), "line 24: field 'attempts' is not in envelope version 1");
 }
 
 // A crash while writing leaves a prefix: none of them may pass for an envelope.
@@ -236,13 +279,13 @@ TEST(EnvelopeFile, RefusesEveryStrictPrefix) {
     }
   }
   const std::string cut = std::string(kSmallEncoded.substr(0, kSmallEncoded.size() - kEndLine));
-  EXPECT_EQ(error_of(cut), "truncated: no end marker (input ends in line 21)");
+  EXPECT_EQ(error_of(cut), "truncated: no end marker (input ends in line 24)");
   EXPECT_EQ(error_of(kSmallEncoded.substr(0, kSmallEncoded.find("arrival") + 3)),
             "truncated: no end marker (input ends in line 3)");
   EXPECT_EQ(error_of(kSmallEncoded.substr(0, kSmallEncoded.find("alice") + 4)),
             "truncated: no end marker (line 4: field 'sender' of 17 bytes, 4 left)");
   EXPECT_EQ(error_of(kSmallEncoded.substr(0, kSmallEncoded.size() - 1)),
-            "truncated: no end marker (input ends in line 21)");
+            "truncated: no end marker (input ends in line 24)");
   EXPECT_EQ(error_of(""), "truncated: no end marker (input ends in line 1)");
 }
 
@@ -263,16 +306,16 @@ TEST(EnvelopeFile, RefusesEveryFlippedBit) {
 }
 
 TEST(EnvelopeFile, RefusesOtherVersionsAndOtherFiles) {
-  EXPECT_EQ(error_of(seal("postern-envelope 2\n")), "line 1: unsupported envelope version 2");
-  EXPECT_EQ(error_of(edited("postern-envelope 1\n", "postern-envelope 2\n")),
-            "line 1: unsupported envelope version 2");
-  EXPECT_EQ(error_of(edited("postern-envelope 1\n", "postern-envelope 0\n")),
+  EXPECT_EQ(error_of(seal("postern-envelope 3\n")), "line 1: unsupported envelope version 3");
+  EXPECT_EQ(error_of(edited("postern-envelope 2\n", "postern-envelope 3\n")),
+            "line 1: unsupported envelope version 3");
+  EXPECT_EQ(error_of(edited("postern-envelope 2\n", "postern-envelope 0\n")),
             "line 1: unsupported envelope version 0");
-  EXPECT_EQ(error_of(edited("postern-envelope 1\n", "postern-envelope 01\n")),
+  EXPECT_EQ(error_of(edited("postern-envelope 2\n", "postern-envelope 01\n")),
             "line 1: malformed version '01\\x0a'");
-  EXPECT_EQ(error_of(edited("postern-envelope 1\n", "postern-envelope 1\r\n")),
-            "line 1: malformed version '1\\x0d'");
-  EXPECT_EQ(error_of(edited("postern-envelope 1\n", "postern-envelope 99999999999\n")),
+  EXPECT_EQ(error_of(edited("postern-envelope 2\n", "postern-envelope 2\r\n")),
+            "line 1: malformed version '2\\x0d'");
+  EXPECT_EQ(error_of(edited("postern-envelope 2\n", "postern-envelope 99999999999\n")),
             "line 1: malformed version '99999999999\\x0a'");
   EXPECT_EQ(error_of(edited("postern-envelope", "postfix-envelope")),
             "line 1: not a postern envelope file");
@@ -282,7 +325,7 @@ TEST(EnvelopeFile, RefusesOtherVersionsAndOtherFiles) {
 
 TEST(EnvelopeFile, RefusesUnknownFields) {
   EXPECT_EQ(error_of(edited("helo ", "frob 1:x\nhelo ")), "line 5: unknown field 'frob'");
-  EXPECT_EQ(error_of(edited("rcpt ", "frob 0:\nrcpt ")), "line 16: unknown field 'frob'");
+  EXPECT_EQ(error_of(edited("rcpt ", "frob 0:\nrcpt ")), "line 17: unknown field 'frob'");
   EXPECT_EQ(error_of(edited("helo ", "Helo ")), "line 5: malformed field name 'H'");
   EXPECT_EQ(error_of(edited("helo ", "helo\t")), "line 5: malformed field name 'helo\\x09'");
   EXPECT_EQ(error_of(edited("helo ", " ")), "line 5: malformed field name ' '");
@@ -298,17 +341,22 @@ TEST(EnvelopeFile, RefusesDuplicateMissingAndMisplacedFields) {
   EXPECT_EQ(error_of(edited("helo ", "sender 0:\nhelo ")), "line 5: duplicate field 'sender'");
   EXPECT_EQ(error_of(edited("helo ", "helo 0:\nhelo ")), "line 6: duplicate field 'helo'");
   EXPECT_EQ(error_of(edited("state 7:pending\n", "state 7:pending\nstate 6:failed\n")),
-            "line 21: duplicate field 'state'");
+            "line 22: duplicate field 'state'");
   EXPECT_EQ(error_of(edited("state 7:pending\n", "state 7:pending\nnotify 0:\n")),
-            "line 21: duplicate field 'notify'");
+            "line 22: duplicate field 'notify'");
   EXPECT_EQ(error_of(edited("rcpt ", "id 16:5f0c3a9e12d47b80\nrcpt ")),
-            "line 16: duplicate field 'id'");
+            "line 17: duplicate field 'id'");
   EXPECT_EQ(error_of(edited("client_name 16:mail.example.org\n", "")),
             "line 7: expected field 'client_name', found 'listener'");
   EXPECT_EQ(error_of(edited("orcpt_type 6:rfc822\n", "")),
-            "line 17: expected field 'orcpt_type', found 'orcpt'");
+            "line 18: expected field 'orcpt_type', found 'orcpt'");
+  EXPECT_EQ(error_of(edited(
+                "state 7:pending\nattempts 1:2\nlast_error 24:4.2.2 mailbox over quota\n", "")),
+            "line 21: missing field 'state' before the end marker");
   EXPECT_EQ(error_of(edited("state 7:pending\n", "")),
-            "line 20: missing field 'state' before the end marker");
+            "line 21: expected field 'state', found 'attempts'");
+  EXPECT_EQ(error_of(edited("last_error 24:4.2.2 mailbox over quota\n", "")),
+            "line 23: missing field 'last_error' before the end marker");
   // Swapped.
   EXPECT_EQ(error_of(edited("sender 17:alice@example.org\nhelo 16:mail.example.org\n",
                             "helo 16:mail.example.org\nsender 17:alice@example.org\n")),
@@ -317,15 +365,15 @@ TEST(EnvelopeFile, RefusesDuplicateMissingAndMisplacedFields) {
   EXPECT_EQ(error_of(edited("helo ", "rcpt 3:a@b\nhelo ")),
             "line 5: expected field 'helo', found 'rcpt'");
   EXPECT_EQ(error_of(edited("notify ", "rcpt 3:a@b\nnotify ")),
-            "line 19: expected field 'notify', found 'rcpt'");
+            "line 20: expected field 'notify', found 'rcpt'");
   EXPECT_EQ(error_of(edited("rcpt 15:bob@example.net\n", "orcpt_type 0:\n")),
-            "line 16: expected field 'rcpt', found 'orcpt_type'");
+            "line 17: expected field 'rcpt', found 'orcpt_type'");
 }
 
 TEST(EnvelopeFile, RefusesZeroRecipients) {
   std::string body = body_of(encode_envelope(small_envelope()));
   body.erase(body.find("rcpt "));
-  EXPECT_EQ(error_of(seal(body)), "line 16: no recipients before the end marker");
+  EXPECT_EQ(error_of(seal(body)), "line 17: no recipients before the end marker");
   Envelope envelope = small_envelope();
   envelope.recipients.clear();
   EXPECT_FALSE(validate_envelope(envelope).ok());
@@ -360,15 +408,15 @@ TEST(EnvelopeFile, RefusesBadFlagsAndEnumNames) {
   EXPECT_EQ(error_of(edited("ret 11:unspecified", "ret 0:")),
             "line 13: bad value '' in field 'ret'");
   EXPECT_EQ(error_of(edited("state 7:pending", "state 4:done")),
-            "line 20: bad value 'done' in field 'state'");
+            "line 21: bad value 'done' in field 'state'");
   for (const std::string bad : {"NEVER", "success,success", "failure,success", "success,",
                                 ",success", "success,,delay", "never,never", "delay,never", " "}) {
     EXPECT_EQ(error_of(edited("notify 13:failure,delay",
                               "notify " + std::to_string(bad.size()) + ":" + bad)),
-              "line 19: bad notify list '" + bad + "'");
+              "line 20: bad notify list '" + bad + "'");
   }
   EXPECT_EQ(error_of(edited("notify 13:failure,delay", "notify 13:never,success")),
-            "line 19: notify 'never' combined with others in 'never,success'");
+            "line 20: notify 'never' combined with others in 'never,success'");
   for (const auto& [text, expected] : std::vector<std::pair<std::string, DsnNotify>>{
            {"", {}},
            {"never", {.never = true}},
@@ -395,17 +443,17 @@ TEST(EnvelopeFile, RefusesBadQueueIdsAndEmptyRecipients) {
   EXPECT_TRUE(valid_queue_id("0123456789abcdef"));
   EXPECT_FALSE(valid_queue_id(""));
   EXPECT_EQ(error_of(edited("rcpt 15:bob@example.net", "rcpt 0:")),
-            "line 16: empty recipient address");
+            "line 17: empty recipient address");
 }
 
 TEST(EnvelopeFile, RefusesLengthsPastTheInputOrTheFieldLimit) {
   EXPECT_EQ(error_of(edited("sender 17:", "sender 99999:")),
-            "line 4: field 'sender' of 99999 bytes, 345 left before the end marker");
+            "line 4: field 'sender' of 99999 bytes, 420 left before the end marker");
   EXPECT_EQ(error_of(edited("sender 17:", "sender 999999999:")),
-            "line 4: field 'sender' of 999999999 bytes, 345 left before the end marker");
+            "line 4: field 'sender' of 999999999 bytes, 420 left before the end marker");
   // The end line is not a value: a length may not reach into it.
-  EXPECT_EQ(error_of(edited("state 7:pending\n", "state 20:pending\n")),
-            "line 20: field 'state' of 20 bytes, 8 left before the end marker");
+  EXPECT_EQ(error_of(edited("last_error 24:", "last_error 40:")),
+            "line 23: field 'last_error' of 40 bytes, 25 left before the end marker");
   EXPECT_EQ(error_of(edited("sender 17:", "sender 1000000000:")),
             "line 4: field 'sender': malformed length '1000000000:'");
   EXPECT_EQ(error_of(edited("sender 17:", "sender 017:")),
@@ -424,7 +472,7 @@ TEST(EnvelopeFile, RefusesLengthsPastTheInputOrTheFieldLimit) {
   EXPECT_EQ(error_of(edited("envid 0:", "envid 101:" + std::string(101, 'x'))),
             "line 14: field 'envid' is 101 bytes, longer than 100");
   EXPECT_EQ(error_of(edited("orcpt 15:bob@example.net", "orcpt 501:" + std::string(501, 'x'))),
-            "line 18: field 'orcpt' is 501 bytes, longer than 500");
+            "line 19: field 'orcpt' is 501 bytes, longer than 500");
 
   std::string huge = "postern-envelope 1\n";
   huge.resize(kMaxEnvelopeBytes + 1, 'x');
@@ -433,8 +481,8 @@ TEST(EnvelopeFile, RefusesLengthsPastTheInputOrTheFieldLimit) {
 
 TEST(EnvelopeFile, RefusesAnythingAfterTheEndLine) {
   const std::string encoded(kSmallEncoded);
-  EXPECT_EQ(error_of(encoded + "x"), "line 21: 1 bytes after the end marker");
-  EXPECT_EQ(error_of(encoded + "\n"), "line 21: 1 bytes after the end marker");
+  EXPECT_EQ(error_of(encoded + "x"), "line 24: 1 bytes after the end marker");
+  EXPECT_EQ(error_of(encoded + "\n"), "line 24: 1 bytes after the end marker");
   EXPECT_EQ(error_of(encoded + encoded), "checksum mismatch");
   // The same end line twice: the last one's CRC covers the first.
   EXPECT_EQ(error_of(encoded + encoded.substr(encoded.size() - kEndLine)), "checksum mismatch");
@@ -442,11 +490,11 @@ TEST(EnvelopeFile, RefusesAnythingAfterTheEndLine) {
 
 TEST(EnvelopeFile, RefusesAMalformedEndLine) {
   std::string upper(kSmallEncoded);
-  upper.replace(upper.size() - 9, 8, "F843A349");
-  EXPECT_EQ(error_of(upper), "line 21: malformed end marker 'end F843A349\\x0a'");
+  upper.replace(upper.size() - 9, 8, "DF72E551");
+  EXPECT_EQ(error_of(upper), "line 24: malformed end marker 'end DF72E551\\x0a'");
   std::string crlf(kSmallEncoded);
   crlf.insert(crlf.size() - 1, "\r");
-  EXPECT_EQ(error_of(crlf), "line 21: malformed end marker 'end f843a349\\x0d'");
+  EXPECT_EQ(error_of(crlf), "line 24: malformed end marker 'end df72e551\\x0d'");
   std::string wrong(kSmallEncoded);
   wrong.replace(wrong.size() - 9, 8, "00000000");
   EXPECT_EQ(error_of(wrong), "checksum mismatch");
