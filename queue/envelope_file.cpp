@@ -24,6 +24,8 @@ constexpr size_t kMaxFieldName = 16;
 // far from overflow.
 constexpr size_t kMaxLengthDigits = 9;
 constexpr size_t kMaxVersionDigits = 10;
+// How every error for input that stops short begins (is_truncated).
+constexpr std::string_view kTruncated = "truncated: no end marker (";
 // Offending bytes are echoed in messages: keep them one short, printable line.
 constexpr size_t kMaxQuoted = 40;
 
@@ -273,7 +275,7 @@ class Decoder {
     return Error{"line " + std::to_string(record_line_) + ": " + message};
   }
   Error truncated(const std::string& detail) const {
-    return Error{"truncated: no end marker (" + detail + ")"};
+    return Error{std::string(kTruncated) + detail + ")"};
   }
   Error ran_out() const { return truncated("input ends in line " + std::to_string(record_line_)); }
 
@@ -665,6 +667,10 @@ Status validate_envelope(const Envelope& envelope) {
                       std::to_string(kMaxEnvelopeBytes));
   }
   return ok_status();
+}
+
+bool is_truncated(const Error& error) {
+  return error.message.starts_with(kTruncated);
 }
 
 Result<Envelope> decode_envelope(std::string_view bytes) {

@@ -118,6 +118,10 @@ std::string encode_envelope(const Envelope& envelope);
 // "checksum mismatch", "truncated: no end marker (...)") on one line, quoting no control bytes.
 Result<Envelope> decode_envelope(std::string_view bytes);
 
+// Whether decode_envelope refused the bytes because they stop short of the end line, as an
+// empty file or a crash in the middle of writing one leaves them (not damage to a whole file).
+bool is_truncated(const Error& error);
+
 // Whether encode_envelope writes a file that decodes: the queue checks before it commits, so a
 // message is never answered 250 with an envelope that would go to corrupt/ at the next start.
 Status validate_envelope(const Envelope& envelope);

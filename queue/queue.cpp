@@ -14,6 +14,7 @@
 #include "common/log.hpp"
 #include "queue/committer.hpp"
 #include "queue/scheduler.hpp"
+#include "queue/spares.hpp"
 #include "queue/spool.hpp"
 
 namespace postern::queue {
@@ -90,11 +91,13 @@ class QueueProcess {
       if (peer == Role::mda && scheduler_) scheduler_->mda_ready();
     });
   }
+  // The committer's thread goes first: it finishes the spool work posted (updates and
+  // removals are written before the process exits) while everything it touches still exists.
+  ~QueueProcess() { committer_.reset(); }
 
  private:
   struct OpenMessage {
-    UniqueFd data;
-    UniqueFd envelope;
+    NewMessage files;  // theirs already handed to smtp
     std::vector<Recipient> recipients;
   };
 
@@ -105,7 +108,8 @@ class QueueProcess {
     log::info("spool %s: %zu messages queued, %zu unfinished files removed, %zu corrupt",
               spool_dir_.c_str(), r.committed.size(), r.leftovers, r.corrupt);
     committer_ = std::make_unique<Committer>(runtime_.base(), *spool_);
-    scheduler_ = std::make_unique<Scheduler>(runtime_, *spool_, *committer_);
+    spares_ = std::make_unique<Spares>(runtime_.base(), *spool_, *committer_);
+    scheduler_ = std::make_unique<Scheduler>(runtime_, *spool_, *spares_, *committer_);
     scheduler_->configure(config_);
     for (Envelope& e : r.envelopes) scheduler_->add(std::move(e));
     update_counters();
@@ -134,7 +138,7 @@ class QueueProcess {
                             .reason = "too many messages in progress"});
       return;
     }
-    Result<NewMessage> created = spool_->create();
+    Result<NewMessage> created = spares_->take();
     if (!created.ok()) {
       log::error("cannot create a message: %s", created.error().message.c_str());
       reply(in.request_id, {.id = "",
@@ -147,7 +151,8 @@ class QueueProcess {
       spool_->discard(m.id);
       return;
     }
-    open_[m.id] = OpenMessage{std::move(m.ours), std::move(m.envelope), {}};
+    const std::string id = m.id;  // (the right side is evaluated first and moves m)
+    open_[id] = OpenMessage{std::move(m), {}};
     update_counters();
   }
 
@@ -181,7 +186,7 @@ class QueueProcess {
     m.envelope.recipients = std::move(message.recipients);
     ++committing_;
     committer_->submit(
-        std::move(m.envelope), std::move(message.data), std::move(message.envelope),
+        std::move(m.envelope), std::move(message.files),
         [this, request_id](const Envelope& e, const Status& st) {
           --committing_;
           if (st.ok()) {
@@ -338,6 +343,7 @@ class QueueProcess {
   std::string spool_dir_;
   std::unique_ptr<Spool> spool_;
   std::unique_ptr<Committer> committer_;
+  std::unique_ptr<Spares> spares_;  // after the committer, which it posts to
   std::map<std::string, OpenMessage> open_;
   msg::QueueConfig config_;
   std::unique_ptr<Scheduler> scheduler_;  // after start(): owns the committed messages

@@ -32,8 +32,8 @@ const char* status_word(msg::DeliveryOutcome outcome) {
 
 }  // namespace
 
-Scheduler::Scheduler(ChildRuntime& runtime, Spool& spool, Committer& committer)
-    : runtime_(runtime), spool_(spool), committer_(committer) {
+Scheduler::Scheduler(ChildRuntime& runtime, Spool& spool, Spares& spares, Committer& committer)
+    : runtime_(runtime), spool_(spool), spares_(spares), committer_(committer) {
   update_counters();
 }
 
@@ -186,7 +186,9 @@ void Scheduler::settle(const std::string& id) {
   }
   // States, attempts, errors and the next try, so that a restart goes on where this left off.
   Envelope copy = e;
-  committer_.run([this, copy] { return spool_.update_envelope(copy); },
+  // Tasks run on the committer's thread, which may outlive the scheduler: they hold only
+  // what they need (the spool outlives the committer).
+  committer_.run([&spool = spool_, copy] { return spool.update_envelope(copy); },
                  [id](const Status& st) {
                    if (!st.ok())
                      log::error("%s: cannot record delivery states: %s", id.c_str(),
@@ -231,7 +233,7 @@ void Scheduler::bounce(const Envelope& e,
   Result<std::string> read =
       data.ok() ? read_all(data->get(), SIZE_MAX) : Result<std::string>(data.error());
   const std::string original = read.ok() ? std::move(read).value() : std::string();
-  Result<NewMessage> created = spool_.create();
+  Result<NewMessage> created = spares_.take();
   if (!created.ok()) {
     log::error("%s: cannot create a bounce: %s", e.id.c_str(), created.error().message.c_str());
     return;
@@ -256,7 +258,7 @@ void Scheduler::bounce(const Envelope& e,
                                    .notify = {},
                                    .state = RecipientState::pending});
   const std::string original_id = e.id;
-  committer_.submit(std::move(b), std::move(m.ours), std::move(m.envelope),
+  committer_.submit(std::move(b), std::move(m),
                     [this, original_id](const Envelope& queued, const Status& st) {
                       if (!st.ok()) {
                         log::error("%s: cannot queue its bounce: %s", original_id.c_str(),
@@ -271,7 +273,7 @@ void Scheduler::bounce(const Envelope& e,
 }
 
 void Scheduler::remove_from_spool(const std::string& id, const char* why) {
-  committer_.run([this, id] { return spool_.remove(id); },
+  committer_.run([&spool = spool_, id] { return spool.remove(id); },
                  [this, id, why](const Status& st) {
                    if (!st.ok()) {
                      log::error("%s: cannot remove: %s", id.c_str(), st.error().message.c_str());

@@ -16,13 +16,14 @@
 #include "common/envelope.hpp"
 #include "common/event.hpp"
 #include "queue/committer.hpp"
+#include "queue/spares.hpp"
 #include "queue/spool.hpp"
 
 namespace postern::queue {
 
 class Scheduler {
  public:
-  Scheduler(ChildRuntime& runtime, Spool& spool, Committer& committer);
+  Scheduler(ChildRuntime& runtime, Spool& spool, Spares& spares, Committer& committer);
 
   void configure(const msg::QueueConfig& config);
   // A message just committed, or found at start: its pending local recipients go out now.
@@ -60,6 +61,7 @@ class Scheduler {
 
   ChildRuntime& runtime_;
   Spool& spool_;
+  Spares& spares_;  // bounces' files
   Committer& committer_;
   std::set<std::string, std::less<>> local_domains_;
   std::string hostname_ = "localhost";

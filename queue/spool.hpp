@@ -1,10 +1,14 @@
 // The spool on disk, owned by the queue process alone. Layout under the spool root:
-//   incoming/<id>.msg   message data being received (smtp writes through a passed fd)
-//   incoming/<id>.env   its envelope, written at commit
-//   queue/<id>.msg      committed data; queue/<id>.env committed envelope (the commit point)
-//   corrupt/            envelopes that failed their checks, kept for the admin, never used
-// A message exists once queue/<id>.env is durable: the data is renamed first, the envelope
-// last, then the queue directory is fsynced; only after that may smtp answer 250.
+//   queue/<id>.msg   message data; smtp writes it through a passed fd while it is received
+//   queue/<id>.env   its envelope: empty until the commit writes it (the commit point)
+//   corrupt/         envelopes that failed their checks, kept for the admin, never used
+//   incoming/        where versions before 2026-12 received messages; emptied at start
+// A message exists once queue/<id>.env holds a complete envelope (its end line and CRC) and is
+// durable. The commit makes the data durable first, then writes the envelope and makes it
+// durable; the two names were made durable before (the files are made ahead of need, see
+// spares.hpp, or the commit fsyncs the directory). No rename and no directory fsync is left
+// on the commit path: measured on this kind of disk, 0.6 ms against 1.2-1.5 ms for writing in
+// incoming/ and renaming both files into queue/. Only after the commit may smtp answer 250.
 #pragma once
 
 #include <span>
@@ -19,17 +23,18 @@ namespace postern::queue {
 
 struct NewMessage {
   std::string id;
-  UniqueFd ours;    // read-write, kept by the queue to fsync and size the data
-  UniqueFd theirs;  // write-only, handed to smtp
-  // incoming/<id>.env, made empty now so that the commit, which writes it, does not wait
-  // for the filesystem to find an inode (a slow step on a busy filesystem).
-  UniqueFd envelope;
+  UniqueFd ours;      // read-write, kept by the queue to fsync and size the data
+  UniqueFd theirs;    // write-only, handed to smtp
+  UniqueFd envelope;  // queue/<id>.env, empty, written at the commit
+  // Whether both names are on disk for good (a directory fsync since they were made); if
+  // not, the commit fsyncs the directory.
+  bool names_durable = false;
 };
 
 struct Recovery {
   std::vector<std::string> committed;  // ids of messages found intact
   std::vector<Envelope> envelopes;     // theirs, in the same order
-  size_t leftovers = 0;                // incomplete files removed
+  size_t leftovers = 0;                // files of messages never committed, removed
   size_t corrupt = 0;                  // envelopes moved to corrupt/
 };
 
@@ -47,24 +52,22 @@ class Spool {
   // moves the bad ones aside.
   Recovery recover();
 
-  // A new, empty message in incoming/ with a fresh random id.
+  // A new, empty message in queue/ with a fresh random id (its names not yet durable).
   Result<NewMessage> create();
   // Removes an uncommitted message's files.
   void discard(const std::string& id);
 
-  // Blocking, for the commit worker, in three steps so that a batch shares its flushes:
-  // stage() sizes the data and writes the envelope into its file made by create();
-  // sync_staged() makes every staged file durable (Linux: one syncfs for the batch; elsewhere
-  // an fdatasync per file); publish() renames data, then envelope, into queue/. The caller
-  // then fsyncs the queue directory once, and only after that may anyone hear "committed".
-  struct StagedFiles {
-    int data;
-    int envelope;
-  };
-  Status stage(Envelope& envelope, int data_fd, int envelope_fd);
-  Status sync_staged(std::span<const StagedFiles> staged);
-  Status publish(const std::string& id);
-  // The three steps for one message (the caller still fsyncs the queue directory).
+  // Blocking, for the commit worker, in steps so that a batch shares its flushes:
+  // prepare() sizes the data and checks the envelope; sync_files() makes the data durable
+  // (Linux: one syncfs for a big batch, else an fdatasync per file); write_envelope() then
+  // fills the envelope's file, and sync_files() again makes the envelopes durable. The data
+  // goes first so that no envelope can reach the disk before its message. Names made without
+  // a directory fsync since (names_durable false) need sync_queue_dir() before anyone hears
+  // "committed".
+  Status prepare(Envelope& envelope, int data_fd, int envelope_fd);
+  Status sync_files(std::span<const int> fds);
+  Status write_envelope(const Envelope& envelope, int envelope_fd);
+  // The steps for one message, the directory fsync included when needed.
   Status commit(Envelope& envelope, const NewMessage& message);
   Status sync_queue_dir();
 
@@ -80,7 +83,7 @@ class Spool {
 
  private:
   std::string root_;
-  UniqueFd incoming_;
+  UniqueFd incoming_;  // only when an older version left one
   UniqueFd queue_;
   UniqueFd corrupt_;
 };

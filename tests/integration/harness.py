@@ -291,12 +291,25 @@ class Daemon:
     def wait_log(self, pattern, timeout=5):
         return wait_for(lambda: re.search(pattern, self.read_log(), re.M), timeout)
 
-    def queued(self):
-        """Ids of committed messages in the spool (queue/<id>.env)."""
+    def spool_pairs(self):
+        """{id: (data bytes, envelope bytes)} of the message files in queue/ (sizes; a file
+        gone meanwhile counts as empty)."""
         area = os.path.join(self.spool, "queue")
         if not os.path.isdir(area):
-            return set()
-        return {n[:-4] for n in os.listdir(area) if n.endswith(".env")}
+            return {}
+
+        def size(name):
+            try:
+                return os.path.getsize(os.path.join(area, name))
+            except FileNotFoundError:
+                return 0
+        return {n[:-4]: (size(n[:-4] + ".msg"), size(n))
+                for n in os.listdir(area) if n.endswith(".env")}
+
+    def queued(self):
+        """Ids of committed messages: queue/<id>.env holds an envelope (an empty one is a
+        message being received, or spare files made ahead of need)."""
+        return {i for i, (_, env) in self.spool_pairs().items() if env > 0}
 
     def message_bytes(self, queue_id):
         with open(os.path.join(self.spool, "queue", queue_id + ".msg"), "rb") as f:
@@ -307,8 +320,9 @@ class Daemon:
             return f.read().decode(errors="replace")
 
     def incoming(self):
-        area = os.path.join(self.spool, "incoming")
-        return os.listdir(area) if os.path.isdir(area) else []
+        """Ids of messages being received: data in queue/ under an empty envelope (spares,
+        with no data either, are not messages)."""
+        return sorted(i for i, (data, env) in self.spool_pairs().items() if env == 0 and data > 0)
 
     def signal(self, signo):
         os.kill(self.proc.pid, signo)

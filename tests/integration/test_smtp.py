@@ -286,7 +286,8 @@ class Session(unittest.TestCase):
         c.command("MAIL FROM:<a@example.com>")
         c.command("RCPT TO:<alice@test.example>")
         self.assertEqual(c.command("DATA")[0], 354)
-        c.send("Subject: half\r\n\r\nhalf a message")
+        # More than smtp buffers before it writes to the spool file (kSpoolChunk).
+        c.send("Subject: half\r\n\r\n" + "half a message\r\n" * 10000)
         self.assertTrue(wait_for(lambda: self.d.incoming() != [], 3))
         c.close()
         self.assertTrue(wait_for(lambda: self.d.incoming() == [], 3), self.d.incoming())

@@ -32,6 +32,7 @@
 #include "common/result.hpp"
 #include "queue/committer.hpp"
 #include "queue/envelope_file.hpp"
+#include "queue/spares.hpp"
 #include "queue/spool.hpp"
 
 namespace postern::queue {
@@ -119,12 +120,12 @@ class SpoolTest : public ::testing::Test {
 TEST_F(SpoolTest, OpenCreatesTheAreasPrivate) {
   Spool spool(root_.string());
   ASSERT_TRUE(spool.open().ok());
-  for (const fs::path& area : {incoming(), queue(), corrupt()}) {
+  for (const fs::path& area : {queue(), corrupt()}) {
     const mode_t mode = mode_of(area);
     EXPECT_TRUE(S_ISDIR(mode)) << area;
     EXPECT_EQ(mode & 07777, 0700u) << area;
   }
-  EXPECT_EQ(names_in(root_), (std::set<std::string>{"corrupt", "incoming", "queue"}));
+  EXPECT_EQ(names_in(root_), (std::set<std::string>{"corrupt", "queue"}));
 
   // Again on the same object and from a second one: the areas already exist.
   const Status again = spool.open();
@@ -133,9 +134,8 @@ TEST_F(SpoolTest, OpenCreatesTheAreasPrivate) {
   EXPECT_TRUE(second.open().ok());
   Result<NewMessage> message = second.create();
   ASSERT_TRUE(message.ok()) << message.error().message;
-  EXPECT_TRUE(fs::exists(incoming() / (message->id + ".msg")));
-  for (const fs::path& area : {incoming(), queue(), corrupt()})
-    EXPECT_EQ(mode_of(area) & 07777, 0700u) << area;
+  EXPECT_TRUE(fs::exists(queue() / (message->id + ".msg")));
+  for (const fs::path& area : {queue(), corrupt()}) EXPECT_EQ(mode_of(area) & 07777, 0700u) << area;
 }
 
 TEST_F(SpoolTest, OpenFailsWithoutTheRoot) {
@@ -172,16 +172,15 @@ TEST_F(SpoolTest, CreateGivesAReadWriteAndAWriteOnlyDescriptor) {
   EXPECT_EQ(pread(message->ours.get(), buf, sizeof buf, 0), 21);
   EXPECT_EQ(std::string(buf), "Subject: hi\r\n\r\nbody\r\n");
 
-  const fs::path file = incoming() / (message->id + ".msg");
+  const fs::path file = queue() / (message->id + ".msg");
   const mode_t mode = mode_of(file);
   EXPECT_TRUE(S_ISREG(mode));
   EXPECT_EQ(mode & 07777, 0600u);
   // The envelope's file is there already, empty, for the commit to write.
-  EXPECT_EQ(mode_of(incoming() / (message->id + ".env")) & 07777, 0600u);
-  EXPECT_EQ(slurp(incoming() / (message->id + ".env")), "");
-  EXPECT_EQ(names_in(incoming()),
-            (std::set<std::string>{message->id + ".msg", message->id + ".env"}));
-  EXPECT_TRUE(names_in(queue()).empty());
+  EXPECT_EQ(mode_of(queue() / (message->id + ".env")) & 07777, 0600u);
+  EXPECT_EQ(slurp(queue() / (message->id + ".env")), "");
+  EXPECT_EQ(names_in(queue()), (std::set<std::string>{message->id + ".msg", message->id + ".env"}));
+  EXPECT_FALSE(message->names_durable);  // no directory fsync yet
 }
 
 TEST_F(SpoolTest, CreateGivesDistinctIds) {
@@ -198,12 +197,12 @@ TEST_F(SpoolTest, CreateGivesDistinctIds) {
     // and retried, and the set would still catch a create() that handed one out twice.
   }
   EXPECT_EQ(ids.size(), kMessages);
-  EXPECT_EQ(names_in(incoming()).size(), 2 * kMessages);  // data and envelope each
+  EXPECT_EQ(names_in(queue()).size(), 2 * kMessages);  // data and envelope each
 }
 
 // 3. commit()
 
-TEST_F(SpoolTest, CommitMovesDataAndEnvelopeIntoTheQueue) {
+TEST_F(SpoolTest, CommitWritesTheEnvelopeNextToTheData) {
   Spool spool(root_.string());
   ASSERT_TRUE(spool.open().ok());
   Result<NewMessage> message = spool.create();
@@ -222,7 +221,6 @@ TEST_F(SpoolTest, CommitMovesDataAndEnvelopeIntoTheQueue) {
 
   const std::string id = message->id;
   EXPECT_EQ(names_in(queue()), (std::set<std::string>{id + ".env", id + ".msg"}));
-  EXPECT_TRUE(names_in(incoming()).empty());
   EXPECT_TRUE(names_in(corrupt()).empty());
   EXPECT_EQ(slurp(queue() / (id + ".msg")), data);
   EXPECT_EQ(mode_of(queue() / (id + ".env")) & 07777, 0600u);
@@ -285,34 +283,37 @@ TEST_F(SpoolTest, CommitRefusesAnInvalidEnvelope) {
     EXPECT_FALSE(spool.commit(bad, message.value()).ok()) << bad_id;
   }
 
-  EXPECT_TRUE(names_in(queue()).empty());
+  // Refused before anything is written: the envelope's file is still empty.
+  EXPECT_EQ(names_in(queue()), (std::set<std::string>{message->id + ".env", message->id + ".msg"}));
+  EXPECT_EQ(slurp(queue() / (message->id + ".env")), "");
   EXPECT_TRUE(names_in(corrupt()).empty());
-  EXPECT_EQ(names_in(root_), (std::set<std::string>{"corrupt", "incoming", "queue"}));
-  EXPECT_EQ(slurp(incoming() / (message->id + ".msg")), "data\r\n");
+  EXPECT_EQ(names_in(root_), (std::set<std::string>{"corrupt", "queue"}));
+  EXPECT_EQ(slurp(queue() / (message->id + ".msg")), "data\r\n");
 
   // The message is still whole and can be committed once the envelope is right.
   Envelope good = make_envelope(message->id);
   const Status status = spool.commit(good, message.value());
   ASSERT_TRUE(status.ok()) << status.error().message;
   EXPECT_EQ(names_in(queue()), (std::set<std::string>{message->id + ".env", message->id + ".msg"}));
+  EXPECT_TRUE(decode_envelope(slurp(queue() / (message->id + ".env"))).ok());
 }
 
 // 4. discard()
 
-TEST_F(SpoolTest, DiscardRemovesTheIncomingFiles) {
+TEST_F(SpoolTest, DiscardRemovesAnUncommittedMessagesFiles) {
   Spool spool(root_.string());
   ASSERT_TRUE(spool.open().ok());
   Result<NewMessage> kept = spool.create();
   Result<NewMessage> dropped = spool.create();
   ASSERT_TRUE(kept.ok() && dropped.ok());
   write_fd(dropped->theirs.get(), "data\r\n");
-  spit(incoming() / (dropped->id + ".env"), "half an envelope");
+  spit(queue() / (dropped->id + ".env"), "half an envelope");
 
   spool.discard(dropped->id);
-  EXPECT_EQ(names_in(incoming()), (std::set<std::string>{kept->id + ".msg", kept->id + ".env"}));
+  EXPECT_EQ(names_in(queue()), (std::set<std::string>{kept->id + ".msg", kept->id + ".env"}));
   spool.discard(dropped->id);         // twice is harmless
   spool.discard("0123456789abcdef");  // never created
-  EXPECT_EQ(names_in(incoming()), (std::set<std::string>{kept->id + ".msg", kept->id + ".env"}));
+  EXPECT_EQ(names_in(queue()), (std::set<std::string>{kept->id + ".msg", kept->id + ".env"}));
 }
 
 TEST_F(SpoolTest, DiscardIgnoresABadId) {
@@ -320,7 +321,7 @@ TEST_F(SpoolTest, DiscardIgnoresABadId) {
   ASSERT_TRUE(spool.open().ok());
   Result<NewMessage> message = spool.create();
   ASSERT_TRUE(message.ok()) << message.error().message;
-  // What "../x" would name relative to incoming/ if it were trusted.
+  // What "../x" would name relative to queue/ if it were trusted.
   spit(root_ / "x", "outside");
   spit(root_ / "x.msg", "outside");
   spit(root_ / "x.env", "outside");
@@ -335,8 +336,8 @@ TEST_F(SpoolTest, DiscardIgnoresABadId) {
   EXPECT_EQ(slurp(root_ / "x.msg"), "outside");
   EXPECT_EQ(slurp(root_ / "x.env"), "outside");
   EXPECT_EQ(slurp(queue() / "x.msg"), "outside");
-  EXPECT_EQ(names_in(incoming()),
-            (std::set<std::string>{message->id + ".msg", message->id + ".env"}));
+  EXPECT_EQ(names_in(queue()),
+            (std::set<std::string>{message->id + ".msg", message->id + ".env", "x.msg"}));
 }
 
 // 5. recover()
@@ -349,10 +350,13 @@ TEST_F(SpoolTest, RecoverSortsEveryKindOfLeftover) {
   fs::permissions(corrupt(), fs::perms::owner_all);
 
   const std::string a = "aaaaaaaaaaaaaaaa";  // committed
-  const std::string b = "bbbbbbbbbbbbbbbb";  // still in incoming/
-  const std::string c = "cccccccccccccccc";  // data renamed, envelope not: interrupted commit
+  const std::string b = "bbbbbbbbbbbbbbbb";  // in an older version's incoming/
+  const std::string c = "cccccccccccccccc";  // data without an envelope file
   const std::string d = "dddddddddddddddd";  // envelope damaged
   const std::string e = "eeeeeeeeeeeeeeee";  // envelope without data
+  const std::string f = "ffffffffffffffff";  // being received: data, empty envelope
+  const std::string g = "0000000000000000";  // a spare: both files empty
+  const std::string h = "1111111111111111";  // crash in the middle of writing the envelope
   const auto envelope_file = [](const std::string& id, size_t size) {
     Envelope envelope = make_envelope(id);
     envelope.size = size;
@@ -371,13 +375,20 @@ TEST_F(SpoolTest, RecoverSortsEveryKindOfLeftover) {
   spit(queue() / (d + ".msg"), "message d\r\n");
   const std::string orphan = envelope_file(e, 11);
   spit(queue() / (e + ".env"), orphan);
+  spit(queue() / (f + ".msg"), "message f\r\n");
+  spit(queue() / (f + ".env"), "");
+  spit(queue() / (g + ".msg"), "");
+  spit(queue() / (g + ".env"), "");
+  const std::string h_envelope = envelope_file(h, 11);
+  spit(queue() / (h + ".msg"), "message h\r\n");
+  spit(queue() / (h + ".env"), h_envelope.substr(0, h_envelope.size() / 2));
   spit(queue() / "README", "not a message\n");
 
   Spool spool(root_.string());
   ASSERT_TRUE(spool.open().ok());
   const Recovery first = spool.recover();
   EXPECT_EQ(first.committed, std::vector<std::string>{a});
-  EXPECT_EQ(first.leftovers, 3u);  // b's two files and c's data
+  EXPECT_EQ(first.leftovers, 5u);  // b's two files, c's data, f and h (g is no message)
   EXPECT_EQ(first.corrupt, 2u);    // d and e
 
   EXPECT_TRUE(names_in(incoming()).empty());
@@ -429,6 +440,10 @@ struct Prepared {
   std::string data;
   UniqueFd ours;
   UniqueFd envelope;
+  // What the committer takes.
+  NewMessage files() {
+    return NewMessage{id, std::move(ours), UniqueFd(), std::move(envelope), false};
+  }
 };
 
 Prepared prepare(Spool& spool, size_t n) {
@@ -533,8 +548,7 @@ TEST_F(SpoolTest, CommitterCommitsEveryJobInSubmissionOrder) {
     });
     Timer start(base, [&] {
       for (size_t i = 0; i < kJobs; ++i) {
-        committer.submit(make_envelope(messages[i].id), std::move(messages[i].ours),
-                         std::move(messages[i].envelope),
+        committer.submit(make_envelope(messages[i].id), messages[i].files(),
                          [&, i](const Envelope& envelope, const Status& status) {
                            outcomes.push_back({i, envelope.id, envelope.size, status.ok(),
                                                status.ok() ? "" : status.error().message});
@@ -566,7 +580,6 @@ TEST_F(SpoolTest, CommitterCommitsEveryJobInSubmissionOrder) {
   std::printf("[   INFO   ] %zu jobs committed in %zu batches, the largest of %zu\n", kJobs,
               batches, largest_batch);
 
-  EXPECT_TRUE(names_in(incoming()).empty());
   EXPECT_EQ(names_in(queue()).size(), 2 * kJobs);
   for (const Prepared& message : messages) {
     EXPECT_EQ(slurp(queue() / (message.id + ".msg")), message.data) << message.id;
@@ -589,7 +602,8 @@ TEST_F(SpoolTest, CommitterCommitsEveryJobInSubmissionOrder) {
 // Two jobs fail: one with an invalid envelope, and the first, because its envelope
 // descriptor is a pipe, not the file create() made (it is never written through). The
 // failing jobs share their batch with succeeding ones, which still commit. A task that waits
-// at a gate keeps the worker busy while the jobs are submitted, so they form one batch.
+// at a gate keeps the worker busy while the jobs are submitted, so they form one batch (tasks
+// run only when no commit waits, after a delay: the jobs come once the task has begun).
 TEST_F(SpoolTest, CommitterFailsOneJobAndCommitsTheRestOfItsBatch) {
   Harness harness(root_);
   Spool& spool = harness.spool();
@@ -633,7 +647,8 @@ TEST_F(SpoolTest, CommitterFailsOneJobAndCommitsTheRestOfItsBatch) {
             return read(gate_read.get(), &byte, 1) == 1 ? ok_status() : Status(make_error("gate"));
           },
           [](const Status&) {});
-      committer.submit(make_envelope(holder.id), std::move(holder.ours), std::move(holder.envelope),
+      std::this_thread::sleep_for(100ms);
+      committer.submit(make_envelope(holder.id), holder.files(),
                        [&](const Envelope& envelope, const Status& status) {
                          holder_outcome = Outcome{0, envelope.id, envelope.size, status.ok(),
                                                   status.ok() ? "" : status.error().message};
@@ -641,8 +656,7 @@ TEST_F(SpoolTest, CommitterFailsOneJobAndCommitsTheRestOfItsBatch) {
       for (size_t i = 0; i < kJobs; ++i) {
         Envelope envelope = make_envelope(messages[i].id);
         if (i == kBad) envelope.recipients.clear();
-        committer.submit(std::move(envelope), std::move(messages[i].ours),
-                         std::move(messages[i].envelope),
+        committer.submit(std::move(envelope), messages[i].files(),
                          [&, i](const Envelope& done, const Status& status) {
                            outcomes.push_back({i, done.id, done.size, status.ok(),
                                                status.ok() ? "" : status.error().message});
@@ -669,9 +683,8 @@ TEST_F(SpoolTest, CommitterFailsOneJobAndCommitsTheRestOfItsBatch) {
     const Prepared& message = messages[outcomes[i].index];
     if (outcomes[i].index == kBad) {
       EXPECT_FALSE(outcomes[i].ok);
-      EXPECT_FALSE(fs::exists(queue() / (message.id + ".msg")));
-      EXPECT_FALSE(fs::exists(queue() / (message.id + ".env")));
-      EXPECT_EQ(slurp(incoming() / (message.id + ".msg")), message.data);
+      EXPECT_EQ(slurp(queue() / (message.id + ".msg")), message.data);
+      EXPECT_EQ(slurp(queue() / (message.id + ".env")), "");  // never committed
     } else {
       EXPECT_TRUE(outcomes[i].ok) << i << ": " << outcomes[i].error;
       EXPECT_EQ(slurp(queue() / (message.id + ".msg")), message.data);
@@ -683,7 +696,8 @@ TEST_F(SpoolTest, CommitterFailsOneJobAndCommitsTheRestOfItsBatch) {
   EXPECT_GE(batches, 1u);
   std::printf("[   INFO   ] %zu jobs (two failing) committed in %zu batches, the largest of %zu\n",
               kJobs + 1, batches, largest_batch);
-  EXPECT_EQ(names_in(queue()).size(), 2 * (kJobs - 1));
+  EXPECT_EQ(names_in(queue()).size(), 2 * (kJobs + 1));  // the failed ones for their caller
+  EXPECT_EQ(slurp(queue() / (holder.id + ".env")), "");
 }
 
 // 7. Committer destructor
@@ -700,8 +714,7 @@ TEST_F(SpoolTest, CommitterDestructorWithPendingJobsReturns) {
   size_t callbacks = 0;
   harness.start();
   for (Prepared& message : messages)
-    harness.committer().submit(make_envelope(message.id), std::move(message.ours),
-                               std::move(message.envelope),
+    harness.committer().submit(make_envelope(message.id), message.files(),
                                [&callbacks](const Envelope&, const Status&) { ++callbacks; });
 
   // The loop never runs: the results are never delivered.
@@ -709,21 +722,62 @@ TEST_F(SpoolTest, CommitterDestructorWithPendingJobsReturns) {
   EXPECT_EQ(event_base_loop(harness.base(), EVLOOP_NONBLOCK), 1);  // nothing left registered
   EXPECT_EQ(callbacks, 0u);
 
-  // Each message is either committed whole or still in incoming/, never half way.
+  // Each message is either committed whole or not at all (an empty envelope), never half way.
   size_t committed = 0;
   for (const Prepared& message : messages) {
-    const bool data = fs::exists(queue() / (message.id + ".msg"));
-    const bool envelope = fs::exists(queue() / (message.id + ".env"));
-    EXPECT_EQ(data, envelope) << message.id;
-    if (data) {
-      ++committed;
-      EXPECT_EQ(slurp(queue() / (message.id + ".msg")), message.data);
-    } else {
-      EXPECT_TRUE(fs::exists(incoming() / (message.id + ".msg"))) << message.id;
-    }
+    EXPECT_EQ(slurp(queue() / (message.id + ".msg")), message.data);
+    const std::string envelope = slurp(queue() / (message.id + ".env"));
+    if (envelope.empty()) continue;
+    ++committed;
+    EXPECT_TRUE(decode_envelope(envelope).ok()) << message.id;
   }
   std::printf("[   INFO   ] %zu of %zu pending jobs committed before ~Committer returned\n",
               committed, kJobs);
+}
+
+// 8. Spares
+
+TEST_F(SpoolTest, SparesAreMadeAheadWithDurableNamesAndReplaced) {
+  Harness harness(root_);
+  ASSERT_TRUE(harness.spool().open().ok());
+  harness.start();
+  event_base* const base = harness.base();
+  // Runs the loop until ready() reaches n (false after 5 s).
+  auto ready_reaches = [&](const Spares& spares, size_t n) {
+    for (int i = 0; i < 500 && spares.ready() < n; ++i) {
+      event_base_loop(base, EVLOOP_NONBLOCK);
+      std::this_thread::sleep_for(10ms);
+    }
+    return spares.ready() >= n;
+  };
+  std::set<std::string> taken;
+  {
+    Spares spares(base, harness.spool(), harness.committer());
+    EXPECT_EQ(spares.ready(), 0u);  // made, their directory fsync still to come
+    EXPECT_EQ(names_in(queue()).size(), 2 * kSpares);
+    ASSERT_TRUE(ready_reaches(spares, kSpares));
+    // Taking more than there are: the ready ones first, then files made on the spot.
+    for (size_t i = 0; i < kSpares + 1; ++i) {
+      Result<NewMessage> m = spares.take();
+      ASSERT_TRUE(m.ok()) << m.error().message;
+      EXPECT_EQ(m->names_durable, i < kSpares) << i;
+      EXPECT_TRUE(m->theirs.valid());
+      EXPECT_EQ(slurp(queue() / (m->id + ".env")), "");
+      taken.insert(m->id);
+    }
+    EXPECT_EQ(taken.size(), kSpares + 1);
+    // Replacements come on later turns of the loop.
+    ASSERT_TRUE(ready_reaches(spares, kSpares));
+  }
+  ASSERT_TRUE(harness.stop()) << "~Committer hung";
+  EXPECT_EQ(names_in(queue()).size(), 2 * (2 * kSpares + 1));
+  // Unused spares and untouched messages are no leftovers at the next start.
+  Spool restarted(root_.string());
+  ASSERT_TRUE(restarted.open().ok());
+  const Recovery recovery = restarted.recover();
+  EXPECT_TRUE(recovery.committed.empty());
+  EXPECT_EQ(recovery.leftovers, 0u);
+  EXPECT_TRUE(names_in(queue()).empty());
 }
 
 TEST_F(SpoolTest, CommitterDestructorWhenIdle) {
