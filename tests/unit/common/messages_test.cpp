@@ -144,7 +144,8 @@ TEST(Messages, LookupQuestionsRoundTrip) {
   w.count(0);
   w.u32(5);
   w.count(0);
-  wire::Reader r(w.take());
+  const std::vector<uint8_t> bytes = w.take();  // the Reader only views them
+  wire::Reader r(bytes);
   LookupConfig::decode(r);
   EXPECT_FALSE(r.finish());
 }
