@@ -213,15 +213,18 @@ Status install_syscall_filter(Role role) {
                          SCMP_A1(SCMP_CMP_EQ, FIONREAD)) != 0)
       return make_error("seccomp: cannot allow ioctl(FIONREAD)");
   }
-  if ((role == Role::queue || role == Role::lookup || role == Role::mda) && !kSanitized) {
+  const bool threaded = role == Role::queue || role == Role::lookup || role == Role::mda;
+  if (threaded) {
+    // A new thread registers its robust futex list and rseq area; std::thread asks how many
+    // CPUs it may use. (Sanitized builds too: they allow clone, not these.)
+    for (const char* name : {"set_robust_list", "rseq", "sched_getaffinity"})
+      if (Status st = allow(name); !st.ok()) return st;
+  }
+  if (threaded && !kSanitized) {
     // (Sanitized builds allow clone outright.) Threads only (queue's commit worker, lookup's
     // password hashing, mda's Maildir fanout), never a new process: clone must carry
     // CLONE_THREAD, and clone3, whose flags live in memory a filter cannot read, says ENOSYS
     // so that glibc falls back to clone.
-    // A new thread registers its robust futex list and rseq area; std::thread asks how many
-    // CPUs it may use.
-    for (const char* name : {"set_robust_list", "rseq", "sched_getaffinity"})
-      if (Status st = allow(name); !st.ok()) return st;
     int rc = seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
                               SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
     if (rc == 0) rc = seccomp_rule_add(ctx.get(), SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
