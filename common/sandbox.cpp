@@ -75,9 +75,9 @@ constexpr std::string_view kSanitizer[] = {
 std::span<const std::string_view> role_calls(Role role) {
   // The spool: create, write, sync, rename, list, remove; a pipe to its commit thread (the
   // thread itself: see the clone rule below).
-  static constexpr std::string_view kQueue[] = {
-      "openat",     "mkdirat", "fsync",     "fdatasync", "renameat", "renameat2",       "unlinkat",
-      "getdents64", "pipe2",   "ftruncate", "syncfs",    "pread64"};
+  static constexpr std::string_view kQueue[] = {"openat",   "mkdirat",   "fsync",    "fdatasync",
+                                                "renameat", "renameat2", "unlinkat", "getdents64",
+                                                "pipe2",    "ftruncate", "syncfs",   "pread64"};
   static constexpr std::string_view kControl[] = {"accept4", "getsockopt"};
   // Tables arrive as descriptors (read again at every reload) or are :include: files.
   static constexpr std::string_view kLookup[] = {"pread64"};
@@ -201,7 +201,10 @@ Status install_syscall_filter(Role role) {
             ctx.get(), SCMP_ACT_ALLOW, SCMP_SYS(openat), 1,
             SCMP_A2(SCMP_CMP_MASKED_EQ, O_ACCMODE | O_CREAT | O_TRUNC | O_APPEND, O_RDONLY)) != 0)
       return make_error("seccomp: cannot allow read-only openat");
-    // glibc's systemd NSS module reads the capability bounding set and resolves paths.
+  }
+  if (role == Role::lookup) {
+    // glibc's systemd NSS module reads the capability bounding set and resolves paths
+    // (sanitized builds too: theirs allow neither).
     if (seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
                          SCMP_A0(SCMP_CMP_EQ, PR_CAPBSET_READ)) != 0 ||
         seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, SCMP_SYS(readlinkat), 0) != 0)
