@@ -28,55 +28,34 @@ void Committer::run(std::function<Status()> task, std::function<void(const Statu
 }
 
 void Committer::work(std::vector<std::unique_ptr<Job>>& batch) {
-  // The data of every message durable at once, then every envelope written and made durable
-  // at once: the spool's commit in steps that the batch shares (spool.hpp).
-  std::vector<Job*> commits;
-  for (auto& job : batch) {
-    if (job->task) continue;
-    job->status = spool_.prepare(job->envelope, job->files.ours.get(), job->files.envelope.get());
-    if (job->status.ok()) commits.push_back(job.get());
-  }
-  // Runs one step over the jobs still going; a failure fails each job it concerns.
-  auto sync_step = [&](auto fd_of) {
-    std::vector<int> fds;
-    for (Job* job : commits)
-      if (job->status.ok()) fds.push_back(fd_of(*job));
-    if (fds.empty()) return;
-    const Status synced = spool_.sync_files(fds);
-    if (!synced.ok())
-      for (Job* job : commits)
-        if (job->status.ok()) job->status = synced.error();
-  };
-  sync_step([](const Job& job) { return job.files.ours.get(); });
-  for (Job* job : commits)
-    if (job->status.ok())
-      job->status = spool_.write_envelope(job->envelope, job->files.envelope.get());
-  sync_step([](const Job& job) { return job.files.envelope.get(); });
-  // Names made without a directory fsync since (no spare was ready) need one now.
-  bool names_pending = false;
-  for (Job* job : commits) names_pending = names_pending || !job->files.names_durable;
-  if (names_pending) {
-    const Status synced = spool_.sync_queue_dir();
-    if (!synced.ok())
-      for (Job* job : commits)
-        if (job->status.ok()) job->status = synced.error();
-  }
-  bool any_task = false;
-  for (auto& job : batch) {
-    if (!job->task) continue;
-    job->status = job->task();
-    any_task = any_task || job->status.ok();
-  }
-  if (any_task) {
+  // A batch holds commits or tasks, never both: tasks are posted with post_later.
+  if (batch.front()->task) {
+    bool any_task = false;
+    for (auto& job : batch) {
+      job->status = job->task();
+      any_task = any_task || job->status.ok();
+    }
+    if (!any_task) return;
     const Status synced = spool_.sync_queue_dir();
     if (!synced.ok())
       for (auto& job : batch)
-        if (job->task && job->status.ok()) job->status = synced.error();
+        if (job->status.ok()) job->status = synced.error();
+    return;
   }
-  if (!commits.empty()) {
-    ++batches_;
-    if (commits.size() > largest_batch_) largest_batch_ = commits.size();
+  std::vector<Spool::Commit> commits;
+  commits.reserve(batch.size());
+  for (auto& job : batch)
+    commits.push_back(Spool::Commit{&job->envelope, &job->files, ok_status()});
+  spool_.commit(commits);
+  size_t committed = 0;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    batch[i]->status = commits[i].status;
+    committed += commits[i].status.ok() ? 1 : 0;
   }
+  // Failed jobs are not counted in a batch.
+  if (committed == 0) return;
+  ++batches_;
+  if (committed > largest_batch_) largest_batch_ = committed;
 }
 
 void Committer::finish(Job& job) {

@@ -205,14 +205,37 @@ Status Spool::write_envelope(const Envelope& envelope, int envelope_fd) {
   return write_all(envelope_fd, encode_envelope(envelope));
 }
 
+void Spool::commit(std::span<Commit> batch) {
+  for (Commit& c : batch)
+    c.status = prepare(*c.envelope, c.files->ours.get(), c.files->envelope.get());
+  // One flush over the messages still going; its failure fails each of them.
+  auto sync_step = [&](auto fd_of) {
+    std::vector<int> fds;
+    for (const Commit& c : batch)
+      if (c.status.ok()) fds.push_back(fd_of(*c.files));
+    if (fds.empty()) return;
+    const Status synced = sync_files(fds);
+    if (!synced.ok())
+      for (Commit& c : batch)
+        if (c.status.ok()) c.status = synced.error();
+  };
+  sync_step([](const NewMessage& m) { return m.ours.get(); });
+  for (Commit& c : batch)
+    if (c.status.ok()) c.status = write_envelope(*c.envelope, c.files->envelope.get());
+  sync_step([](const NewMessage& m) { return m.envelope.get(); });
+  bool names_pending = false;
+  for (const Commit& c : batch) names_pending = names_pending || !c.files->names_durable;
+  if (!names_pending) return;
+  const Status synced = sync_queue_dir();
+  if (!synced.ok())
+    for (Commit& c : batch)
+      if (c.status.ok()) c.status = synced.error();
+}
+
 Status Spool::commit(Envelope& envelope, const NewMessage& message) {
-  if (Status s = prepare(envelope, message.ours.get(), message.envelope.get()); !s.ok()) return s;
-  const int data = message.ours.get();
-  if (Status s = sync_files(std::span(&data, 1)); !s.ok()) return s;
-  if (Status s = write_envelope(envelope, message.envelope.get()); !s.ok()) return s;
-  const int env = message.envelope.get();
-  if (Status s = sync_files(std::span(&env, 1)); !s.ok()) return s;
-  return message.names_durable ? ok_status() : sync_queue_dir();
+  Commit one{&envelope, &message, ok_status()};
+  commit(std::span(&one, 1));
+  return one.status;
 }
 
 Result<UniqueFd> Spool::open_message(const std::string& id) {

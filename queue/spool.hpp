@@ -57,17 +57,22 @@ class Spool {
   // Removes an uncommitted message's files.
   void discard(const std::string& id);
 
-  // Blocking, for the commit worker, in steps so that a batch shares its flushes:
-  // prepare() sizes the data and checks the envelope; sync_files() makes the data durable
-  // (Linux: one syncfs for a big batch, else an fdatasync per file); write_envelope() then
-  // fills the envelope's file, and sync_files() again makes the envelopes durable. The data
-  // goes first so that no envelope can reach the disk before its message. Names made without
-  // a directory fsync since (names_durable false) need sync_queue_dir() before anyone hears
+  // One message of a commit batch: its envelope (sized by the commit), its files, and
+  // afterwards whether it is committed.
+  struct Commit {
+    Envelope* envelope;
+    const NewMessage* files;
+    Status status = ok_status();
+  };
+  // Blocking, for the commit worker: commits a batch, sharing its flushes. Every message's
+  // data is made durable (Linux: one syncfs for a big batch, else an fdatasync per file), then
+  // every envelope is written into its file and made durable the same way; names made without
+  // a directory fsync since (names_durable false) get one. The data goes first so that no
+  // envelope can reach the disk before its message. A message that fails (bad envelope, full
+  // disk) fails alone unless a flush it shares fails; only after this may anyone hear
   // "committed".
-  Status prepare(Envelope& envelope, int data_fd, int envelope_fd);
-  Status sync_files(std::span<const int> fds);
-  Status write_envelope(const Envelope& envelope, int envelope_fd);
-  // The steps for one message, the directory fsync included when needed.
+  void commit(std::span<Commit> batch);
+  // One message on its own.
   Status commit(Envelope& envelope, const NewMessage& message);
   Status sync_queue_dir();
 
@@ -82,6 +87,10 @@ class Spool {
   const std::string& root() const { return root_; }
 
  private:
+  Status prepare(Envelope& envelope, int data_fd, int envelope_fd);
+  Status sync_files(std::span<const int> fds);
+  Status write_envelope(const Envelope& envelope, int envelope_fd);
+
   std::string root_;
   UniqueFd incoming_;  // only when an older version left one
   UniqueFd queue_;

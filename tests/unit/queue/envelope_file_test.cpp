@@ -176,6 +176,11 @@ std::string read_file(const fs::path& path) {
   return out.str();
 }
 
+// A reference file of tests/data/envelope/.
+std::string read_golden(const char* name) {
+  return read_file(fs::path(POSTERN_TEST_DATA_DIR) / "envelope" / name);
+}
+
 TEST(EnvelopeFile, EncodesTheDocumentedExample) {
   EXPECT_EQ(encode_envelope(small_envelope()), kSmallEncoded);
   const auto decoded = decode_envelope(kSmallEncoded);
@@ -238,9 +243,8 @@ TEST(EnvelopeFile, TakesAtMostMaxRecipients) {
 }
 
 TEST(EnvelopeFile, GoldenFileIsTheFormat) {
-  const fs::path path = fs::path(POSTERN_TEST_DATA_DIR) / "envelope" / "full-v2.env";
-  const std::string golden = read_file(path);
-  ASSERT_FALSE(golden.empty()) << "cannot read " << path;
+  const std::string golden = read_golden("full-v2.env");
+  ASSERT_FALSE(golden.empty()) << "cannot read full-v2.env";
   const auto decoded = decode_envelope(golden);
   ASSERT_TRUE(decoded.ok()) << decoded.error().message;
   EXPECT_EQ(decoded.value(), full_envelope());
@@ -251,9 +255,8 @@ TEST(EnvelopeFile, GoldenFileIsTheFormat) {
 // Spools written before version 2 are still read: their envelopes, without the retry
 // record, which the next write adds.
 TEST(EnvelopeFile, ReadsVersion1) {
-  const fs::path path = fs::path(POSTERN_TEST_DATA_DIR) / "envelope" / "full-v1.env";
-  const std::string golden = read_file(path);
-  ASSERT_FALSE(golden.empty()) << "cannot read " << path;
+  const std::string golden = read_golden("full-v1.env");
+  ASSERT_FALSE(golden.empty()) << "cannot read full-v1.env";
   const auto decoded = decode_envelope(golden);
   ASSERT_TRUE(decoded.ok()) << decoded.error().message;
   EXPECT_EQ(decoded.value(), without_version_2_fields(full_envelope()));
