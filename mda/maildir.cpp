@@ -176,16 +176,22 @@ std::vector<Status> publish_maildirs(std::vector<StagedMaildir>& staged) {
   });
   std::vector<int> published;
   std::vector<UniqueFd> dirs;
+  std::vector<const std::string*> dir_names;
   for (size_t i = 0; i < staged.size(); ++i) {
     if (!renamed[i]) continue;
     // The rename is durable once new/ is: for a big batch one syncfs through any file covers
-    // the filesystem, new/ included; otherwise each new/ is fsynced.
+    // the filesystem, new/ included; otherwise each new/ is fsynced, once however many files
+    // went into it (a burst of mail for one mailbox).
     if (staged.size() > kSyncfsBatch) {
       published.push_back(staged[i].fd.get());
-    } else {
-      dirs.emplace_back(open(staged[i].new_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-      if (dirs.back()) published.push_back(dirs.back().get());
+      continue;
     }
+    const std::string& dir = staged[i].new_dir;
+    if (std::any_of(dir_names.begin(), dir_names.end(), [&](auto* d) { return *d == dir; }))
+      continue;
+    dir_names.push_back(&dir);
+    dirs.emplace_back(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (dirs.back()) published.push_back(dirs.back().get());
   }
   // The renames are durable once their directories are.
   const Status synced = sync_all(published);
