@@ -1,10 +1,9 @@
 // Blocking work (disk flushes, password hashing) on a thread of its own, so that the event loop
 // never waits for it. Jobs are taken in batches: every job posted while a batch runs joins the
-// next one, which lets the work share costs (one directory fsync for many commits). Jobs posted
-// with post_later wait at least later_delay after the first of them was posted, and while any
-// other job is waiting (up to twice later_delay), and form batches of their own: work somebody
-// waits for goes first, and what nobody waits for gathers into fewer, larger batches. Finished jobs
-// come back on the event loop through a pipe, in the order they were posted within each kind.
+// next one, which lets the work share costs (one flush for many commits). With a gather delay,
+// a batch also waits that long after its first job was posted, so that work nobody waits for
+// gathers into fewer, larger batches. Finished jobs come back on the event loop through a pipe,
+// in the order they were posted.
 //
 // Start a BatchWorker after privileges are dropped and the syscall filter is installed (the
 // filter must allow threads, see sandbox.cpp). Destroying it finishes the jobs already posted
@@ -36,8 +35,8 @@ class BatchWorker {
   using Batch = std::vector<std::unique_ptr<Job>>;
   // work runs on the thread with a whole batch; finish runs on the event loop, once per job.
   BatchWorker(event_base* base, std::function<void(Batch&)> work, std::function<void(Job&)> finish,
-              std::chrono::milliseconds later_delay = std::chrono::milliseconds(0))
-      : work_(std::move(work)), finish_(std::move(finish)), later_delay_(later_delay) {
+              std::chrono::milliseconds gather = std::chrono::milliseconds(0))
+      : work_(std::move(work)), finish_(std::move(finish)), gather_(gather) {
     int fds[2];
     if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) log::fatal("cannot create a worker's pipe");
     wake_read_.reset(fds[0]);
@@ -59,15 +58,8 @@ class BatchWorker {
   void post(std::unique_ptr<Job> job) {
     {
       std::lock_guard lock(mutex_);
+      if (pending_.empty()) due_ = std::chrono::steady_clock::now() + gather_;
       pending_.push_back(std::move(job));
-    }
-    cv_.notify_one();
-  }
-  void post_later(std::unique_ptr<Job> job) {
-    {
-      std::lock_guard lock(mutex_);
-      if (later_.empty()) later_due_ = std::chrono::steady_clock::now() + later_delay_;
-      later_.push_back(std::move(job));
     }
     cv_.notify_one();
   }
@@ -78,25 +70,18 @@ class BatchWorker {
       Batch batch;
       {
         std::unique_lock lock(mutex_);
-        // Later jobs go when they are due and nothing else waits, or once they are overdue
-        // by another later_delay: a steady stream of other jobs cannot starve them.
-        bool take_later = false;
-        for (;;) {
-          const auto now = std::chrono::steady_clock::now();
-          take_later = !later_.empty() && (stopping_ || now >= later_due_ + later_delay_ ||
-                                           (now >= later_due_ && pending_.empty()));
-          if (take_later || !pending_.empty() || (stopping_ && later_.empty())) break;
-          if (later_.empty()) {
+        // Stopping, the jobs waiting go at once.
+        while (!stopping_ && (pending_.empty() || std::chrono::steady_clock::now() < due_)) {
+          if (pending_.empty()) {
             cv_.wait(lock);
           } else {
-            cv_.wait_until(lock, later_due_);
+            cv_.wait_until(lock, due_);
           }
         }
-        if (pending_.empty() && later_.empty()) return;  // stopping with nothing left to do
-        auto& from = take_later ? later_ : pending_;
-        while (!from.empty()) {
-          batch.push_back(std::move(from.front()));
-          from.pop_front();
+        if (pending_.empty()) return;  // stopping with nothing left to do
+        while (!pending_.empty()) {
+          batch.push_back(std::move(pending_.front()));
+          pending_.pop_front();
         }
       }
       work_(batch);
@@ -123,19 +108,18 @@ class BatchWorker {
 
   std::function<void(Batch&)> work_;
   std::function<void(Job&)> finish_;
-  const std::chrono::milliseconds later_delay_;
+  const std::chrono::milliseconds gather_;
   UniqueFd wake_read_;
   UniqueFd wake_write_;
   std::unique_ptr<FdWatcher> watcher_;
 
   std::mutex mutex_;
   std::condition_variable cv_;
-  std::deque<std::unique_ptr<Job>> pending_;         // guarded by mutex_
-  std::deque<std::unique_ptr<Job>> later_;           // guarded by mutex_
-  std::chrono::steady_clock::time_point later_due_;  // guarded by mutex_
-  Batch finished_;                                   // guarded by mutex_
-  bool stopping_ = false;                            // guarded by mutex_
-  std::thread thread_;                               // last: starts once everything else exists
+  std::deque<std::unique_ptr<Job>> pending_;   // guarded by mutex_
+  std::chrono::steady_clock::time_point due_;  // guarded by mutex_: when pending_ may go
+  Batch finished_;                             // guarded by mutex_
+  bool stopping_ = false;                      // guarded by mutex_
+  std::thread thread_;                         // last: starts once everything else exists
 };
 
 }  // namespace postern

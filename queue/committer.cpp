@@ -8,40 +8,41 @@ constexpr std::chrono::milliseconds kTaskDelay{10};
 
 Committer::Committer(event_base* base, Spool& spool)
     : spool_(spool),
-      worker_(
-          base, [this](std::vector<std::unique_ptr<Job>>& batch) { work(batch); }, &finish,
-          kTaskDelay) {}
+      tasks_(
+          base, [this](std::vector<std::unique_ptr<Job>>& batch) { run_tasks(batch); }, &finish,
+          kTaskDelay),
+      commits_(
+          base, [this](std::vector<std::unique_ptr<Job>>& batch) { commit(batch); }, &finish) {}
 
 void Committer::submit(Envelope envelope, NewMessage files, Done done) {
   auto job = std::make_unique<Job>();
   job->envelope = std::move(envelope);
   job->files = std::move(files);
   job->done = std::move(done);
-  worker_.post(std::move(job));
+  commits_.post(std::move(job));
 }
 
 void Committer::run(std::function<Status()> task, std::function<void(const Status&)> done) {
   auto job = std::make_unique<Job>();
   job->task = std::move(task);
   job->task_done = std::move(done);
-  worker_.post_later(std::move(job));
+  tasks_.post(std::move(job));
 }
 
-void Committer::work(std::vector<std::unique_ptr<Job>>& batch) {
-  // A batch holds commits or tasks, never both: tasks are posted with post_later.
-  if (batch.front()->task) {
-    bool any_task = false;
-    for (auto& job : batch) {
-      job->status = job->task();
-      any_task = any_task || job->status.ok();
-    }
-    if (!any_task) return;
-    const Status synced = spool_.sync_queue_dir();
-    if (!synced.ok())
-      for (auto& job : batch)
-        if (job->status.ok()) job->status = synced.error();
-    return;
+void Committer::run_tasks(std::vector<std::unique_ptr<Job>>& batch) {
+  bool any_task = false;
+  for (auto& job : batch) {
+    job->status = job->task();
+    any_task = any_task || job->status.ok();
   }
+  if (!any_task) return;
+  const Status synced = spool_.sync_queue_dir();
+  if (!synced.ok())
+    for (auto& job : batch)
+      if (job->status.ok()) job->status = synced.error();
+}
+
+void Committer::commit(std::vector<std::unique_ptr<Job>>& batch) {
   std::vector<Spool::Commit> commits;
   commits.reserve(batch.size());
   for (auto& job : batch)

@@ -1,8 +1,8 @@
 // Group commit: makes messages durable on a worker thread (common/worker.hpp) so the event
-// loop never waits for a disk. Every job that arrives while a batch is being synced joins the
-// next batch, and a batch shares its flushes (spool.hpp: the data, then the envelopes).
-// Results come back on the event loop in submission order; a job's callback runs only once its
-// message is durable.
+// loop never waits for a disk; other spool work runs on a second one. Every job that arrives
+// while a batch is being synced joins the next batch, and a batch shares its flushes (spool.hpp:
+// the data, then the envelopes). Results come back on the event loop in submission order; a
+// job's callback runs only once its message is durable.
 #pragma once
 
 #include <atomic>
@@ -23,20 +23,22 @@ class Committer {
  public:
   using Done = std::function<void(const Envelope&, const Status&)>;
 
-  // Starts the worker; call after privileges are dropped and the filter is installed.
+  // Starts the workers; call after privileges are dropped and the filter is installed.
   Committer(event_base* base, Spool& spool);
   Committer(const Committer&) = delete;
   Committer& operator=(const Committer&) = delete;
 
   // The message's files (its ours and envelope; theirs is smtp's business).
   void submit(Envelope envelope, NewMessage files, Done done);
-  // Other blocking spool work (envelope updates, removals), in order, on the same thread,
-  // gathered for 10 ms and then run when no commit waits (or 10 ms later still): a client
-  // waits for a commit, nobody for a task (measured: the removal of the message delivered
-  // before, two unlinks and a directory fsync, took 0.75 ms in the same batch as the next
-  // message's commit, before its 250). Tasks change names in queue/: one directory fsync
-  // after a batch's tasks makes them all durable before any of their callbacks runs. A
-  // delivery is recorded up to about 20 ms after mda reports it; a crash in that window
+  // Other blocking spool work (envelope updates, removals, spare files), in order, on a thread
+  // of its own: a client waits for a commit, nobody for a task, and a task must not hold a
+  // commit up. Each delivered message's removal is two unlinks (0.17 ms each on a filesystem
+  // mounted with discard) and each spare pair three opens (0.3-0.5 ms each on ext4 without a
+  // journal after many unlinks); on the commit thread, between commits, they halved the
+  // accept+deliver throughput (tests/bench/deliver_throughput.py, 50 sessions: 551-578 msg/s
+  // there, 1,069-1,129 msg/s here). Tasks gather for 10 ms and change names in queue/: one
+  // directory fsync after a batch's tasks makes them all durable before any of their callbacks
+  // runs. A delivery is recorded up to about 10 ms after mda reports it; a crash in that window
   // delivers it again, like one in the middle of the delivery.
   void run(std::function<Status()> task, std::function<void(const Status&)> done);
   // Makes the names made in queue/ until now durable (a task that does nothing but share its
@@ -57,13 +59,16 @@ class Committer {
     Status status = ok_status();
   };
 
-  void work(std::vector<std::unique_ptr<Job>>& batch);
+  void commit(std::vector<std::unique_ptr<Job>>& batch);
+  void run_tasks(std::vector<std::unique_ptr<Job>>& batch);
   static void finish(Job& job);
 
   Spool& spool_;
-  std::atomic<size_t> batches_ = 0;  // written by the worker only
+  std::atomic<size_t> batches_ = 0;  // written by the commits' worker only
   std::atomic<size_t> largest_batch_ = 0;
-  BatchWorker<Job> worker_;  // last: its thread uses the members above
+  // Last: their threads use the members above.
+  BatchWorker<Job> tasks_;
+  BatchWorker<Job> commits_;
 };
 
 }  // namespace postern::queue

@@ -108,7 +108,7 @@ class QueueProcess {
     log::info("spool %s: %zu messages queued, %zu unfinished files removed, %zu corrupt",
               spool_dir_.c_str(), r.committed.size(), r.leftovers, r.corrupt);
     committer_ = std::make_unique<Committer>(runtime_.base(), *spool_);
-    spares_ = std::make_unique<Spares>(runtime_.base(), *spool_, *committer_);
+    spares_ = std::make_unique<Spares>(*spool_, *committer_);
     scheduler_ = std::make_unique<Scheduler>(runtime_, *spool_, *spares_, *committer_);
     scheduler_->configure(config_);
     for (Envelope& e : r.envelopes) scheduler_->add(std::move(e));

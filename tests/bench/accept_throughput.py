@@ -260,8 +260,8 @@ def main():
     print()
     print("CPU during each measured run, % of one core (machine: % of one core summed over "
           "all CPUs);")
-    print("disk wait: share of samples the queue's busiest-in-D thread (the committer) was "
-          "in D state")
+    print("disk wait: share of samples the queue's busiest-in-D thread (the committer's "
+          "commit or task thread) was in D state")
     names = ["smtp", "queue", "lookup", "parent", "smtp-source", "machine busy",
              "machine iowait"]
     print(f"{'sessions':>8} " + " ".join(f"{n:>14}" for n in names) + f" {'disk wait':>10}")

@@ -752,10 +752,10 @@ TEST_F(SpoolTest, SparesAreMadeAheadWithDurableNamesAndReplaced) {
   };
   std::set<std::string> taken;
   {
-    Spares spares(base, harness.spool(), harness.committer());
-    EXPECT_EQ(spares.ready(), 0u);  // made, their directory fsync still to come
-    EXPECT_EQ(names_in(queue()).size(), 2 * kSpares);
+    Spares spares(harness.spool(), harness.committer());
+    EXPECT_EQ(spares.ready(), 0u);  // being made on the task thread
     ASSERT_TRUE(ready_reaches(spares, kSpares));
+    EXPECT_EQ(names_in(queue()).size(), 2 * kSpares);
     // Taking more than there are: the ready ones first, then files made on the spot.
     for (size_t i = 0; i < kSpares + 1; ++i) {
       Result<NewMessage> m = spares.take();
@@ -766,7 +766,7 @@ TEST_F(SpoolTest, SparesAreMadeAheadWithDurableNamesAndReplaced) {
       taken.insert(m->id);
     }
     EXPECT_EQ(taken.size(), kSpares + 1);
-    // Replacements come on later turns of the loop.
+    // Replacements come from the task thread.
     ASSERT_TRUE(ready_reaches(spares, kSpares));
   }
   ASSERT_TRUE(harness.stop()) << "~Committer hung";
