@@ -633,6 +633,7 @@ void DeliveryReport::encode(wire::Writer& w) const {
     w.str(res.detail);
     w.count(res.forward.size());
     for (const auto& a : res.forward) w.str(a);
+    w.boolean(res.expanded);
   }
 }
 DeliveryReport DeliveryReport::decode(wire::Reader& r) {
@@ -649,6 +650,7 @@ DeliveryReport DeliveryReport::decode(wire::Reader& r) {
       a = r.str(kMaxField);
       if (a.empty()) r.fail();
     }
+    res.expanded = r.boolean();
   }
   return m;
 }

@@ -650,6 +650,8 @@ struct DeliveryResult {
   std::string detail;  // for the log line and a bounce
   // Delivered: addresses elsewhere an alias sends it on to (the queue adds them).
   std::vector<std::string> forward;
+  // An alias that sent it to more than one destination (RFC 3461 6.2.7.4 "expanded").
+  bool expanded = false;
   friend bool operator==(const DeliveryResult&, const DeliveryResult&) = default;
 };
 

@@ -203,6 +203,7 @@ class MdaProcess {
           merge(result, msg::DeliveryOutcome::temporary_failure, "4.3.0", route.error);
           continue;
       }
+      result.expanded = route.destinations.size() > 1;
       for (const msg::Destination& d : route.destinations) {
         if (d.method == msg::DeliveryMethod::forward) {
           result.forward.push_back(d.target);

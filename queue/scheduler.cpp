@@ -12,7 +12,7 @@
 
 #include "common/io.hpp"
 #include "common/log.hpp"
-#include "queue/bounce.hpp"
+#include "queue/dsn.hpp"
 #include "queue/envelope_file.hpp"
 
 namespace postern::queue {
@@ -124,25 +124,32 @@ void Scheduler::on_report(const msg::DeliveryReport& report) {
     log::info("%s: to=<%s>, relay=local, delay=%.0f, dsn=%s, status=%s (%s)", e.id.c_str(),
               rcpt.address.c_str(), delay, r.dsn.c_str(), status_word(r.outcome), r.detail.c_str());
     switch (r.outcome) {
-      case msg::DeliveryOutcome::delivered:
+      case msg::DeliveryOutcome::delivered: {
         rcpt.state = RecipientState::delivered;
         ++delivered_;
+        // Delivered here, or expanded by an alias to several destinations; an alias to one
+        // address elsewhere passes its NOTIFY on, and the next hop reports (RFC 3461 6.2.7).
+        if (r.expanded || r.forward.empty())
+          flight->second.outcomes.push_back(
+              {r.index, r.expanded ? DsnAction::expanded : DsnAction::delivered, r.dsn, r.detail});
         // An alias sends it on elsewhere: new recipients of this message, for mta, keeping
         // the original recipient for DSNs (RFC 3461 4.2).
+        const DsnNotify notify = r.expanded ? notify_for_members(rcpt.notify) : rcpt.notify;
         for (const std::string& address : r.forward) {
           log::info("%s: to=<%s>, forwarded to <%s>", e.id.c_str(), rcpt.address.c_str(),
                     address.c_str());
           forwarded.push_back({.address = address,
                                .orcpt_type = rcpt.orcpt.empty() ? "rfc822" : rcpt.orcpt_type,
                                .orcpt = rcpt.orcpt.empty() ? rcpt.address : rcpt.orcpt,
-                               .notify = rcpt.notify,
+                               .notify = notify,
                                .state = RecipientState::pending});
         }
         break;
+      }
       case msg::DeliveryOutcome::permanent_failure:
         rcpt.state = RecipientState::failed;
         ++bounced_;
-        flight->second.failed.emplace_back(r.index, r);
+        flight->second.outcomes.push_back({r.index, DsnAction::failed, r.dsn, r.detail});
         break;
       case msg::DeliveryOutcome::temporary_failure:
         ++deferred_;
@@ -161,7 +168,7 @@ void Scheduler::settle(const std::string& id) {
   in_flight_.erase(id);
   Envelope& e = messages_.at(id);
   expire_if_due(e, flight);
-  if (!flight.failed.empty()) bounce(e, flight.failed);
+  if (!flight.outcomes.empty()) notify_sender(e, flight.outcomes);
   bool local_pending = false;
   bool any_pending = false;
   for (const Recipient& r : e.recipients) {
@@ -204,30 +211,32 @@ void Scheduler::expire_if_due(Envelope& e, Flight& flight) {
     if (r.state != RecipientState::pending || !is_local(r.address)) continue;
     r.state = RecipientState::failed;
     ++bounced_;
-    const msg::DeliveryResult result{.index = static_cast<uint32_t>(i),
-                                     .outcome = msg::DeliveryOutcome::permanent_failure,
-                                     .dsn = "4.4.7",
-                                     .detail = "message expired after too long in the queue"};
+    const Outcome expired{.index = static_cast<uint32_t>(i),
+                          .action = DsnAction::failed,
+                          .status = "4.4.7",
+                          .detail = "message expired after too long in the queue"};
     log::info("%s: to=<%s>, relay=local, dsn=4.4.7, status=bounced (%s)", e.id.c_str(),
-              r.address.c_str(), result.detail.c_str());
-    flight.failed.emplace_back(static_cast<uint32_t>(i), result);
+              r.address.c_str(), expired.detail.c_str());
+    flight.outcomes.push_back(expired);
   }
 }
 
 // RFC 3464 notification to the sender, queued like any message; never to <> (RFC 5321
-// 4.5.5), and only for recipients whose NOTIFY asks for failures.
-void Scheduler::bounce(const Envelope& e,
-                       const std::vector<std::pair<uint32_t, msg::DeliveryResult>>& failed) {
-  if (e.sender.empty()) {
-    log::info("%s: no bounce for the null sender", e.id.c_str());
-    return;
-  }
-  std::vector<FailedRecipient> report;
-  for (const auto& [index, result] : failed) {
-    if (index >= e.recipients.size() || !wants_failure_report(e.recipients[index])) continue;
-    report.push_back({&e.recipients[index], result.dsn, result.detail});
+// 4.5.5), and only of the outcomes the recipients' NOTIFY asks for.
+void Scheduler::notify_sender(const Envelope& e, const std::vector<Outcome>& outcomes) {
+  std::vector<ReportedRecipient> report;
+  bool any_failed = false;
+  for (const Outcome& o : outcomes) {
+    if (o.index >= e.recipients.size() || !wants_report(e.recipients[o.index], o.action)) continue;
+    report.push_back({&e.recipients[o.index], o.action, o.status, o.detail});
+    any_failed = any_failed || o.action == DsnAction::failed;
   }
   if (report.empty()) return;
+  const char* kind = any_failed ? "non-delivery" : "delivery";
+  if (e.sender.empty()) {
+    log::info("%s: no %s notification for the null sender", e.id.c_str(), kind);
+    return;
+  }
   Result<UniqueFd> data = spool_.open_message(e.id);
   // (Our own spool file, whose size was checked when it was received.)
   Result<std::string> read =
@@ -235,13 +244,15 @@ void Scheduler::bounce(const Envelope& e,
   const std::string original = read.ok() ? std::move(read).value() : std::string();
   Result<NewMessage> created = spares_.take();
   if (!created.ok()) {
-    log::error("%s: cannot create a bounce: %s", e.id.c_str(), created.error().message.c_str());
+    log::error("%s: cannot create its %s notification: %s", e.id.c_str(), kind,
+               created.error().message.c_str());
     return;
   }
   NewMessage& m = created.value();
-  const std::string text = make_bounce(e, report, original, hostname_, m.id, time(nullptr));
+  const std::string text = make_dsn(e, report, original, hostname_, m.id, time(nullptr));
   if (Status written = write_all(m.ours.get(), text); !written.ok()) {
-    log::error("%s: cannot write a bounce: %s", e.id.c_str(), written.error().message.c_str());
+    log::error("%s: cannot write its %s notification: %s", e.id.c_str(), kind,
+               written.error().message.c_str());
     spool_.discard(m.id);
     return;
   }
@@ -251,7 +262,7 @@ void Scheduler::bounce(const Envelope& e,
   b.sender = "";
   b.helo = hostname_;
   b.client_address = "127.0.0.1";
-  b.listener = "bounce";
+  b.listener = "dsn";
   b.recipients.push_back(Recipient{.address = e.sender,
                                    .orcpt_type = "",
                                    .orcpt = "",
@@ -259,14 +270,14 @@ void Scheduler::bounce(const Envelope& e,
                                    .state = RecipientState::pending});
   const std::string original_id = e.id;
   committer_.submit(std::move(b), std::move(m),
-                    [this, original_id](const Envelope& queued, const Status& st) {
+                    [this, original_id, kind](const Envelope& queued, const Status& st) {
                       if (!st.ok()) {
-                        log::error("%s: cannot queue its bounce: %s", original_id.c_str(),
-                                   st.error().message.c_str());
+                        log::error("%s: cannot queue its %s notification: %s", original_id.c_str(),
+                                   kind, st.error().message.c_str());
                         spool_.discard(queued.id);
                         return;
                       }
-                      log::info("%s: sender non-delivery notification: %s", original_id.c_str(),
+                      log::info("%s: sender %s notification: %s", original_id.c_str(), kind,
                                 queued.id.c_str());
                       add(queued);
                     });

@@ -16,6 +16,7 @@
 #include "common/envelope.hpp"
 #include "common/event.hpp"
 #include "queue/committer.hpp"
+#include "queue/dsn.hpp"
 #include "queue/spares.hpp"
 #include "queue/spool.hpp"
 
@@ -44,24 +45,31 @@ class Scheduler {
   bool paused() const { return paused_; }
 
  private:
+  // A recipient's outcome for the sender's notification, by index (the recipients may grow
+  // while a flight is out: aliases add forwards).
+  struct Outcome {
+    uint32_t index = 0;
+    DsnAction action = DsnAction::failed;
+    std::string status;
+    std::string detail;
+  };
   struct Flight {
-    size_t batches = 0;  // DeliverLocal frames not yet answered
-    std::vector<std::pair<uint32_t, msg::DeliveryResult>> failed;  // index, result
+    size_t batches = 0;             // DeliverLocal frames not yet answered
+    std::vector<Outcome> outcomes;  // failed for good, delivered or expanded
   };
   bool is_local(const std::string& address) const;
   void dispatch(const std::string& id);
   void retry_at(const std::string& id, std::chrono::seconds wait);
   void settle(const std::string& id);
   void expire_if_due(Envelope& e, Flight& flight);
-  void bounce(const Envelope& e,
-              const std::vector<std::pair<uint32_t, msg::DeliveryResult>>& failed);
+  void notify_sender(const Envelope& e, const std::vector<Outcome>& outcomes);
   void remove_from_spool(const std::string& id, const char* why);
   std::vector<std::string> select(const std::string& id_or_all, std::string& error) const;
   void update_counters();
 
   ChildRuntime& runtime_;
   Spool& spool_;
-  Spares& spares_;  // bounces' files
+  Spares& spares_;  // notifications' files
   Committer& committer_;
   std::set<std::string, std::less<>> local_domains_;
   std::string hostname_ = "localhost";

@@ -247,7 +247,10 @@ class Bounces(unittest.TestCase):
         aliases = os.path.join(d.dir, "aliases")
         with open(aliases, "w") as f:
             # A command that refuses the message: a permanent failure.
-            f.write('broken: "|echo no mailbox for this one; exit 1"\n')
+            f.write('broken: "|echo no mailbox for this one; exit 1"\n'
+                    # An alias to several destinations, and one to a single address elsewhere.
+                    "team: alice, bob, pal@remote.example\n"
+                    "fwd: friend@remote.example\n")
         d.write_config(d.config_text().replace(
             "domains: [test.example, localhost]",
             f"domains:\n  - test.example\n  - {{name: localhost, aliases: {aliases}, "
@@ -285,12 +288,50 @@ class Bounces(unittest.TestCase):
     def test_no_bounce_to_the_null_sender_or_when_notify_says_no(self):
         with self.daemon().start() as d:
             first = self.send(d, "", ["broken@localhost"])
-            self.assertTrue(d.wait_log(rf"{first}: no bounce for the null sender"))
+            self.assertTrue(d.wait_log(rf"{first}: no non-delivery notification for the null sender"))
             second = self.send(d, "alice@localhost", [("broken@localhost", ["NOTIFY=NEVER"])])
             self.assertTrue(d.wait_log(rf"{second}: to=<broken@localhost>.*status=bounced"))
             self.assertTrue(wait_for(lambda: d.queued() == set(), 5))
             self.assertEqual(maildir_files(self.mail, "alice"), [])
-            self.assertNotIn("non-delivery notification", d.read_log())
+            self.assertNotIn("sender non-delivery notification", d.read_log())
+
+    def test_notify_success_reports_deliveries_and_expansions(self):
+        with self.daemon().start() as d:
+            queue_id = self.send(d, "carol@localhost", [
+                ("alice@localhost", ["NOTIFY=SUCCESS", "ORCPT=rfc822;Alice@localhost"]),
+                ("team@localhost", ["NOTIFY=SUCCESS,FAILURE"]),
+                ("fwd@localhost", ["NOTIFY=SUCCESS"]),
+                "bob@localhost"], ["RET=FULL", "ENVID=S1"])
+            self.assertTrue(d.wait_log(rf"{queue_id}: sender delivery notification: [0-9a-f]{{16}}"))
+            files = wait_for(lambda: maildir_files(self.mail, "carol"), 5)
+            self.assertEqual(len(files), 1, d.read_log())
+            with open(files[0], "rb") as f:
+                dsn = f.read()
+            self.assertIn(b"Subject: Successful Mail Delivery Report\r\n", dsn)
+            self.assertIn(b"Original-Envelope-Id: S1\r\n", dsn)
+            self.assertIn(b"Final-Recipient: rfc822; alice@localhost\r\n"
+                          b"Original-Recipient: rfc822; Alice@localhost\r\n"
+                          b"Action: delivered\r\nStatus: 2.0.0\r\n", dsn)
+            self.assertIn(b"Final-Recipient: rfc822; team@localhost\r\n"
+                          b"Action: expanded\r\nStatus: 2.0.0\r\n", dsn)
+            # bob did not ask; fwd's one address elsewhere reports from the next hop; only
+            # the headers come back, whatever RET said.
+            self.assertEqual(dsn.count(b"Final-Recipient:"), 2, dsn)
+            self.assertIn(b"Content-Type: text/rfc822-headers\r\n", dsn)
+            self.assertIn(b"X-Marker: orig\r\n", dsn)
+            self.assertNotIn(b"the body", dsn)
+            # The forwards wait for mta: fwd's keeps its NOTIFY, team's members do not report
+            # success again.
+            shown = d.smtpctl("show", "message", queue_id, check=True).stdout
+            self.assertIn("recipient: friend@remote.example pending notify=success", shown)
+            self.assertIn("recipient: pal@remote.example pending notify=failure", shown)
+
+    def test_no_delivery_notification_to_the_null_sender(self):
+        with self.daemon().start() as d:
+            queue_id = self.send(d, "", [("alice@localhost", ["NOTIFY=SUCCESS"])])
+            self.assertTrue(d.wait_log(rf"{queue_id}: no delivery notification for the null sender"))
+            self.assertTrue(wait_for(lambda: d.queued() == set(), 5))
+            self.assertEqual(len(maildir_files(self.mail, "alice")), 1)
 
     def test_expired_message_bounces(self):
         with self.daemon(extra="limits:\n  expire: 1s").start() as d:

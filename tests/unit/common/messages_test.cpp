@@ -249,8 +249,23 @@ TEST(Messages, ReceivingMailRoundTrips) {
       MessageResult{.id = "", .outcome = MessageOutcome::temporary_failure, .reason = "disk full"});
   EXPECT_EQ(result.outcome, MessageOutcome::temporary_failure);
   EXPECT_EQ(round_trip(MessageAbort{.id = "0123456789abcdef"}).id, "0123456789abcdef");
+  const DeliveryReport report{.id = "0123456789abcdef",
+                              .results = {{.index = 0,
+                                           .outcome = DeliveryOutcome::delivered,
+                                           .dsn = "2.0.0",
+                                           .detail = "delivered to maildir",
+                                           .forward = {"friend@remote.example"},
+                                           .expanded = true},
+                                          {.index = 1,
+                                           .outcome = DeliveryOutcome::temporary_failure,
+                                           .dsn = "4.3.0",
+                                           .detail = "disk full",
+                                           .forward = {},
+                                           .expanded = false}}};
+  EXPECT_EQ(round_trip(report).results, report.results);
 
   expect_strict(config);
+  expect_strict(report);
   expect_strict(rcpts);
   expect_strict(MessageCommit{.envelope = sample_envelope(), .recipient_count = 1});
 }

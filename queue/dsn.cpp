@@ -1,0 +1,127 @@
+// Delivery status notifications; see dsn.hpp.
+#include "queue/dsn.hpp"
+
+#include <algorithm>
+
+#include "common/date.hpp"
+
+namespace postern::queue {
+namespace {
+
+// Header and DSN field values come from clients: nothing may start a new line.
+std::string one_line(std::string_view text) {
+  std::string out;
+  for (unsigned char c : text) out += (c < 0x20 || c == 0x7f) ? ' ' : static_cast<char>(c);
+  return out;
+}
+
+// The original message's header block (up to and including the empty line).
+std::string_view header_part(std::string_view message) {
+  const size_t end = message.find("\r\n\r\n");
+  return end == std::string_view::npos ? message : message.substr(0, end + 4);
+}
+
+const char* action_word(DsnAction action) {
+  switch (action) {
+    case DsnAction::failed:
+      return "failed";
+    case DsnAction::delivered:
+      return "delivered";
+    case DsnAction::expanded:
+      return "expanded";
+  }
+  return "failed";
+}
+
+}  // namespace
+
+bool wants_report(const Recipient& recipient, DsnAction action) {
+  const DsnNotify& n = recipient.notify;
+  if (n.never) return false;
+  if (action != DsnAction::failed) return n.success;
+  const bool given = n.success || n.failure || n.delay;
+  return !given || n.failure;
+}
+
+DsnNotify notify_for_members(const DsnNotify& alias) {
+  if (!alias.success) return alias;
+  DsnNotify members = alias;
+  members.success = false;
+  if (!members.failure && !members.delay) members.never = true;
+  return members;
+}
+
+std::string make_dsn(const Envelope& original, const std::vector<ReportedRecipient>& reported,
+                     std::string_view original_message, const std::string& hostname,
+                     const std::string& dsn_id, time_t now) {
+  const bool any_failed = std::any_of(reported.begin(), reported.end(),
+                                      [](const auto& r) { return r.action == DsnAction::failed; });
+  const std::string boundary = dsn_id + "/" + hostname;
+  std::string m;
+  m += "From: Mail Delivery System <MAILER-DAEMON@" + hostname + ">\r\n";
+  m += "To: <" + one_line(original.sender) + ">\r\n";
+  m += any_failed ? "Subject: Undelivered Mail Returned to Sender\r\n"
+                  : "Subject: Successful Mail Delivery Report\r\n";
+  m += "Date: " + rfc5322_date(now) + "\r\n";
+  m += "Message-ID: <" + dsn_id + "@" + hostname + ">\r\n";
+  m += "Auto-Submitted: auto-replied\r\n";
+  m += "MIME-Version: 1.0\r\n";
+  m += "Content-Type: multipart/report; report-type=delivery-status;\r\n";
+  m += "\tboundary=\"" + boundary + "\"\r\n";
+  m += "\r\n";
+  m += "This is a MIME-encapsulated message.\r\n\r\n";
+
+  m += "--" + boundary + "\r\n";
+  m += "Content-Description: Notification\r\n";
+  m += "Content-Type: text/plain; charset=us-ascii\r\n\r\n";
+  m += "This is the mail system at host " + hostname + ".\r\n";
+  for (auto [action, intro] :
+       {std::pair{DsnAction::failed,
+                  "Your message could not be delivered to the following recipients:"},
+        {DsnAction::delivered, "Your message was delivered to the following recipients:"},
+        {DsnAction::expanded,
+         "Your message was delivered to the following aliases, which sent it on to their "
+         "members:"}}) {
+    std::string lines;
+    for (const ReportedRecipient& r : reported)
+      if (r.action == action)
+        lines += "<" + one_line(r.recipient->address) + ">: " + one_line(r.diagnostic) + "\r\n";
+    if (!lines.empty()) m += std::string("\r\n") + intro + "\r\n\r\n" + lines;
+  }
+  m += "\r\n";
+
+  m += "--" + boundary + "\r\n";
+  m += "Content-Description: Delivery report\r\n";
+  m += "Content-Type: message/delivery-status\r\n\r\n";
+  m += "Reporting-MTA: dns; " + hostname + "\r\n";
+  if (!original.envid.empty()) m += "Original-Envelope-Id: " + one_line(original.envid) + "\r\n";
+  m += "Arrival-Date: " + rfc5322_date(original.arrival) + "\r\n";
+  for (const ReportedRecipient& r : reported) {
+    m += "\r\n";
+    m += "Final-Recipient: rfc822; " + one_line(r.recipient->address) + "\r\n";
+    if (!r.recipient->orcpt.empty())
+      m += "Original-Recipient: " + one_line(r.recipient->orcpt_type) + "; " +
+           one_line(r.recipient->orcpt) + "\r\n";
+    m += std::string("Action: ") + action_word(r.action) + "\r\n";
+    m += "Status: " + one_line(r.status) + "\r\n";
+    m += "Diagnostic-Code: X-Postern; " + one_line(r.diagnostic) + "\r\n";
+  }
+  m += "\r\n";
+
+  m += "--" + boundary + "\r\n";
+  if (!any_failed || original.ret == DsnRet::headers) {
+    m += std::string("Content-Description: ") +
+         (any_failed ? "Undelivered Message Headers" : "Message Headers") + "\r\n";
+    m += "Content-Type: text/rfc822-headers\r\n\r\n";
+    m += header_part(original_message);
+  } else {
+    m += "Content-Description: Undelivered Message\r\n";
+    m += "Content-Type: message/rfc822\r\n\r\n";
+    m += original_message;
+    if (!original_message.empty() && !original_message.ends_with("\r\n")) m += "\r\n";
+  }
+  m += "\r\n--" + boundary + "--\r\n";
+  return m;
+}
+
+}  // namespace postern::queue
