@@ -1023,6 +1023,9 @@ class Walker {
         case 'h':
           scale = 3600;
           break;
+        case 'd':
+          scale = 86400;
+          break;
         default:
           break;
       }

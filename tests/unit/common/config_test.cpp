@@ -239,6 +239,16 @@ TEST(ParseConfig, DefaultsWhenAbsent) {
   EXPECT_EQ(config.listeners[0].role, ListenerRole::smtp);
 }
 
+// (Days were once read as seconds: "expire: 4d" expired mail after 4 seconds.)
+TEST(ParseConfig, DurationsTakeDays) {
+  const auto parsed = parse("limits: {expire: 2d, retry_first: 1d, retry_max: 3d}\n"
+                            "listeners:\n  - address: 127.0.0.1:25\n");
+  ASSERT_TRUE(parsed.ok()) << parsed.error()[0].to_string();
+  EXPECT_EQ(parsed.value().limits.expire, 2u * 86400);
+  EXPECT_EQ(parsed.value().limits.retry_first, 86400u);
+  EXPECT_EQ(parsed.value().limits.retry_max, 3u * 86400);
+}
+
 TEST(ParseConfig, ConnectionRateZeroTurnsTheLimitOff) {
   const auto off = parse("limits: {connection_rate: 0}\nlisteners:\n  - address: 127.0.0.1:25\n");
   ASSERT_TRUE(off.ok()) << off.error()[0].to_string();
