@@ -52,10 +52,10 @@ constexpr std::array<std::string_view, 14> kTopKeys = {
 constexpr std::array<std::string_view, 2> kTlsKeys = {"certificate", "key"};
 constexpr std::array<std::string_view, 8> kDomainKeys = {"name",    "users", "aliases", "catch_all",
                                                          "maildir", "mbox",  "lmtp",    "command"};
-constexpr std::array<std::string_view, 12> kLimitKeys = {
-    "message_size",    "recipients",      "errors",           "sessions",
-    "sessions_per_ip", "command_timeout", "data_timeout",     "expire",
-    "retry_first",     "retry_max",       "delivery_timeout", "connection_rate"};
+constexpr std::array<std::string_view, 13> kLimitKeys = {
+    "message_size",     "recipients",      "errors",       "sessions",    "sessions_per_ip",
+    "command_timeout",  "data_timeout",    "expire",       "retry_first", "retry_max",
+    "delivery_timeout", "connection_rate", "delay_warning"};
 constexpr std::array<std::string_view, 2> kControlKeys = {"socket", "group"};
 constexpr std::array<std::string_view, 5> kListenerKeys = {"address", "role", "name",
                                                            "plaintext_auth", "checks"};
@@ -1070,7 +1070,8 @@ class Walker {
     set32(fields[10], limits.delivery_timeout, "smh", 86400);
     if (limits.delivery_timeout == 0 && fields[10] != nullptr)
       reporter_.at(fields[10]->value.mark, "'delivery_timeout' must be at least 1 second");
-    set32(fields[11], limits.connection_rate, "", 1000000, 0);  // 0: no limit
+    set32(fields[11], limits.connection_rate, "", 1000000, 0);        // 0: no limit
+    set32(fields[12], limits.delay_warning, "smhd", 365 * 86400, 0);  // 0: none
   }
 
   // A listener with the positions the duplicate checks point at.

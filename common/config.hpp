@@ -108,13 +108,14 @@ struct Limits {
   uint32_t errors = 10;                      // bad commands in one session before 421
   uint32_t sessions = 1000;                  // concurrent SMTP sessions
   uint32_t sessions_per_ip = 50;             // concurrent sessions from one address
-  uint32_t connection_rate = 60;  // connections a minute from one address before throttling
-  uint32_t command_timeout = 300;            // seconds; RFC 5321 4.5.3.2.7
-  uint32_t data_timeout = 180;               // seconds between DATA blocks; 4.5.3.2.5
-  uint32_t expire = 4 * 86400;               // seconds before undelivered mail bounces
-  uint32_t retry_first = 60;                 // seconds before the first retry...
-  uint32_t retry_max = 3600;                 // ...doubling up to this
-  uint32_t delivery_timeout = 300;           // seconds a delivery command may run
+  uint32_t connection_rate = 60;      // connections a minute from one address before throttling
+  uint32_t command_timeout = 300;     // seconds; RFC 5321 4.5.3.2.7
+  uint32_t data_timeout = 180;        // seconds between DATA blocks; 4.5.3.2.5
+  uint32_t expire = 4 * 86400;        // seconds before undelivered mail bounces
+  uint32_t delay_warning = 4 * 3600;  // seconds before a delay notification (NOTIFY=DELAY); 0: none
+  uint32_t retry_first = 60;          // seconds before the first retry...
+  uint32_t retry_max = 3600;          // ...doubling up to this
+  uint32_t delivery_timeout = 300;    // seconds a delivery command may run
   friend bool operator==(const Limits&, const Limits&) = default;
 };
 

@@ -52,9 +52,10 @@ struct Envelope {
   bool smtputf8 = false;       // SMTPUTF8 given at MAIL
   bool body_8bit = false;      // BODY=8BITMIME given at MAIL
   DsnRet ret = DsnRet::unspecified;
-  std::string envid;     // DSN ENVID, decoded from xtext
-  uint64_t size = 0;     // message bytes in the spool (with our Received: header)
-  int64_t next_try = 0;  // unix seconds of the next delivery attempt; 0: as soon as possible
+  std::string envid;            // DSN ENVID, decoded from xtext
+  uint64_t size = 0;            // message bytes in the spool (with our Received: header)
+  int64_t next_try = 0;         // unix seconds of the next delivery attempt; 0: as soon as possible
+  bool delay_reported = false;  // the sender was told that delivery is late (NOTIFY=DELAY)
   std::vector<Recipient> recipients;
   friend bool operator==(const Envelope&, const Envelope&) = default;
 };

@@ -575,6 +575,7 @@ void QueueConfig::encode(wire::Writer& w) const {
   w.u32(expire);
   w.u32(retry_first);
   w.u32(retry_max);
+  w.u32(delay_warning);
 }
 QueueConfig QueueConfig::decode(wire::Reader& r) {
   QueueConfig m;
@@ -586,6 +587,7 @@ QueueConfig QueueConfig::decode(wire::Reader& r) {
   m.expire = r.u32();
   m.retry_first = r.u32();
   m.retry_max = r.u32();
+  m.delay_warning = r.u32();
   if (m.retry_first == 0 || m.retry_max < m.retry_first) r.fail();
   return m;
 }

@@ -208,6 +208,7 @@ struct QueueConfig {
   uint32_t expire = 4 * 86400;             // seconds a message may wait before it bounces
   uint32_t retry_first = 60;               // seconds before the first retry, doubling...
   uint32_t retry_max = 3600;               // ...up to this
+  uint32_t delay_warning = 4 * 3600;       // seconds before a delay notification; 0: none
   void encode(wire::Writer& w) const;
   static QueueConfig decode(wire::Reader& r);
 };

@@ -25,6 +25,8 @@ const char* action_word(DsnAction action) {
   switch (action) {
     case DsnAction::failed:
       return "failed";
+    case DsnAction::delayed:
+      return "delayed";
     case DsnAction::delivered:
       return "delivered";
     case DsnAction::expanded:
@@ -38,6 +40,7 @@ const char* action_word(DsnAction action) {
 bool wants_report(const Recipient& recipient, DsnAction action) {
   const DsnNotify& n = recipient.notify;
   if (n.never) return false;
+  if (action == DsnAction::delayed) return n.delay;
   if (action != DsnAction::failed) return n.success;
   const bool given = n.success || n.failure || n.delay;
   return !given || n.failure;
@@ -54,14 +57,18 @@ DsnNotify notify_for_members(const DsnNotify& alias) {
 std::string make_dsn(const Envelope& original, const std::vector<ReportedRecipient>& reported,
                      std::string_view original_message, const std::string& hostname,
                      const std::string& dsn_id, time_t now) {
-  const bool any_failed = std::any_of(reported.begin(), reported.end(),
-                                      [](const auto& r) { return r.action == DsnAction::failed; });
+  auto any = [&](DsnAction action) {
+    return std::any_of(reported.begin(), reported.end(),
+                       [action](const auto& r) { return r.action == action; });
+  };
+  const bool any_failed = any(DsnAction::failed);
   const std::string boundary = dsn_id + "/" + hostname;
   std::string m;
   m += "From: Mail Delivery System <MAILER-DAEMON@" + hostname + ">\r\n";
   m += "To: <" + one_line(original.sender) + ">\r\n";
-  m += any_failed ? "Subject: Undelivered Mail Returned to Sender\r\n"
-                  : "Subject: Successful Mail Delivery Report\r\n";
+  m += any_failed                ? "Subject: Undelivered Mail Returned to Sender\r\n"
+       : any(DsnAction::delayed) ? "Subject: Delayed Mail (still being retried)\r\n"
+                                 : "Subject: Successful Mail Delivery Report\r\n";
   m += "Date: " + rfc5322_date(now) + "\r\n";
   m += "Message-ID: <" + dsn_id + "@" + hostname + ">\r\n";
   m += "Auto-Submitted: auto-replied\r\n";
@@ -78,6 +85,9 @@ std::string make_dsn(const Envelope& original, const std::vector<ReportedRecipie
   for (auto [action, intro] :
        {std::pair{DsnAction::failed,
                   "Your message could not be delivered to the following recipients:"},
+        {DsnAction::delayed,
+         "Your message could not be delivered yet to the following recipients; delivery is "
+         "still being tried:"},
         {DsnAction::delivered, "Your message was delivered to the following recipients:"},
         {DsnAction::expanded,
          "Your message was delivered to the following aliases, which sent it on to their "
@@ -105,6 +115,8 @@ std::string make_dsn(const Envelope& original, const std::vector<ReportedRecipie
     m += std::string("Action: ") + action_word(r.action) + "\r\n";
     m += "Status: " + one_line(r.status) + "\r\n";
     m += "Diagnostic-Code: X-Postern; " + one_line(r.diagnostic) + "\r\n";
+    if (r.action == DsnAction::delayed && r.retry_until != 0)
+      m += "Will-Retry-Until: " + rfc5322_date(r.retry_until) + "\r\n";
   }
   m += "\r\n";
 

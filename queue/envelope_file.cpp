@@ -45,8 +45,9 @@ enum class Field : uint8_t {
   ret,
   envid,
   size,
-  next_try,  // version 2
-  rcpt,      // first of each recipient's fields
+  next_try,        // version 2
+  delay_reported,  // version 3
+  rcpt,            // first of each recipient's fields
   orcpt_type,
   orcpt,
   notify,
@@ -55,8 +56,21 @@ enum class Field : uint8_t {
   last_error,  // version 2
 };
 constexpr size_t kFieldCount = static_cast<size_t>(Field::last_error) + 1;
-// The first version, which has neither next_try, attempts nor last_error.
 constexpr uint32_t kFirstVersion = 1;
+
+// The version that added a field.
+constexpr uint32_t first_version(Field field) {
+  switch (field) {
+    case Field::next_try:
+    case Field::attempts:
+    case Field::last_error:
+      return 2;
+    case Field::delay_reported:
+      return 3;
+    default:
+      return kFirstVersion;
+  }
+}
 
 struct FieldSpec {
   std::string_view name;
@@ -82,6 +96,7 @@ constexpr std::array<FieldSpec, kFieldCount> kFields = {{
     {"envid", 100},  // RFC 3461 section 4.4
     {"size", 20},
     {"next_try", 19},  // 2^63-1
+    {"delay_reported", 1},
     {"rcpt", kMaxText},
     {"orcpt_type", kMaxText},
     {"orcpt", 500},  // RFC 3461 section 4.2
@@ -230,6 +245,7 @@ void for_each_field(const Envelope& envelope, Visit&& visit) {
   visit(Field::envid, envelope.envid);
   visit(Field::size, spelling.number(envelope.size));
   visit(Field::next_try, spelling.number(envelope.next_try));
+  visit(Field::delay_reported, Spelling::flag(envelope.delay_reported));
   for (const Recipient& recipient : envelope.recipients) {
     visit(Field::rcpt, recipient.address);
     visit(Field::orcpt_type, recipient.orcpt_type);
@@ -364,10 +380,9 @@ std::optional<Error> Decoder::expect(std::string_view found, Field wanted) const
   // Every field before the wanted one has been read, except that rcpt opens each recipient;
   // and where the next rcpt is wanted, a whole recipient has been read (or none yet).
   const auto found_field = static_cast<Field>(it - kFields.begin());
-  if (version_ == kFirstVersion &&
-      (found_field == Field::next_try || found_field == Field::attempts ||
-       found_field == Field::last_error)) {
-    return at_line("field " + quote(found) + " is not in envelope version 1");
+  if (version_ < first_version(found_field)) {
+    return at_line("field " + quote(found) + " is not in envelope version " +
+                   std::to_string(version_));
   }
   const bool recipient_done = wanted == Field::rcpt && record_after_recipient_;
   if ((found_field < wanted && found_field != Field::rcpt) ||
@@ -501,7 +516,7 @@ Result<Recipient> Decoder::recipient() {
   auto state = keyword(Field::state, kStateNames);
   if (!state) return state.error();
   recipient.state = static_cast<RecipientState>(state.value());
-  if (version_ == kFirstVersion) return recipient;
+  if (version_ < first_version(Field::attempts)) return recipient;
   auto attempts = number(Field::attempts, std::numeric_limits<uint32_t>::max());
   if (!attempts) return attempts.error();
   recipient.attempts = static_cast<uint32_t>(attempts.value());
@@ -583,10 +598,15 @@ Result<Envelope> Decoder::run() {
   auto size = number(Field::size, std::numeric_limits<uint64_t>::max());
   if (!size) return size.error();
   envelope.size = size.value();
-  if (version_ != kFirstVersion) {
+  if (version_ >= first_version(Field::next_try)) {
     auto next_try = number(Field::next_try, std::numeric_limits<int64_t>::max());
     if (!next_try) return next_try.error();
     envelope.next_try = static_cast<int64_t>(next_try.value());
+  }
+  if (version_ >= first_version(Field::delay_reported)) {
+    auto delay_reported = flag(Field::delay_reported);
+    if (!delay_reported) return delay_reported.error();
+    envelope.delay_reported = delay_reported.value();
   }
 
   for (;;) {

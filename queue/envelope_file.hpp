@@ -14,11 +14,11 @@
 
 namespace postern::queue {
 
-// Envelope file format, version 2. This comment is the specification; the reference files are
-// tests/data/envelope/full-v2.env and, for the version before, full-v1.env.
+// Envelope file format, version 3. This comment is the specification; the reference files are
+// tests/data/envelope/full-v3.env and, for the versions before, full-v2.env and full-v1.env.
 //
-//   file       = header 15message-field 1*recipient end-line
-//   header     = "postern-envelope" SP version LF     ; version is "2" (or "1", below)
+//   file       = header 16message-field 1*recipient end-line
+//   header     = "postern-envelope" SP version LF     ; version is "3" (or "2", "1", below)
 //   field      = name SP length ":" value LF
 //   name       = 1*16( %x61-7A / DIGIT / "_" )        ; a-z, 0-9, "_"
 //   length     = "0" / ( %x31-39 *8DIGIT )            ; decimal, no sign, no leading zero
@@ -49,6 +49,7 @@ namespace postern::queue {
 //   envid           text, at most 100 bytes (RFC 3461 section 4.4)
 //   size            number, 0 .. 2^64-1
 //   next_try        number, unix seconds of the next delivery attempt, 0 .. 2^63-1; 0: at once
+//   delay_reported  flag: the sender was sent a delay notification (NOTIFY=DELAY) already
 //
 // Then, for each recipient (at least 1, at most kMaxRecipients), these seven in this order:
 //
@@ -62,8 +63,9 @@ namespace postern::queue {
 //   last_error      text, at most 1000 bytes: why the last attempt that failed temporarily
 //                   did ("4.3.0 connection refused"), empty when none did
 //
-// Version 1 is version 2 without next_try, attempts and last_error (read as 0, 0 and empty).
-// It is still read; what the queue writes is always version 2.
+// Version 2 is version 3 without delay_reported (read as 0); version 1 is version 2 without
+// next_try, attempts and last_error (read as 0, 0 and empty). Both are still read; what the
+// queue writes is always version 3.
 // Kinds of value:
 //
 //   text    any bytes, at most 4096 unless said otherwise
@@ -71,14 +73,14 @@ namespace postern::queue {
 //   flag    "0" or "1"
 //
 // A whole file is at most kMaxEnvelopeBytes. Every value has exactly one spelling, so a file
-// that decodes is byte for byte what encode_envelope writes for the decoded value (version 2;
-// a version 1 file decodes to a value that version 2 writes with the three fields added). A reader
+// that decodes is byte for byte what encode_envelope writes for the decoded value (version 3;
+// an older file decodes to a value that version 3 writes with the missing fields added). A reader
 // refuses a version it does not know rather than guessing: adding, removing or reordering a
 // field, or changing what one means, makes a new version.
 //
 // Example: a complete file (the unit test checks that encode_envelope writes exactly this):
 //
-//   postern-envelope 2
+//   postern-envelope 3
 //   id 16:5f0c3a9e12d47b80
 //   arrival 10:1700000000
 //   sender 17:alice@example.org
@@ -94,6 +96,7 @@ namespace postern::queue {
 //   envid 0:
 //   size 4:1234
 //   next_try 10:1700003600
+//   delay_reported 1:0
 //   rcpt 15:bob@example.net
 //   orcpt_type 6:rfc822
 //   orcpt 15:bob@example.net
@@ -101,9 +104,9 @@ namespace postern::queue {
 //   state 7:pending
 //   attempts 1:2
 //   last_error 24:4.2.2 mailbox over quota
-//   end df72e551
+//   end 651f53b8
 
-constexpr uint32_t kEnvelopeVersion = 2;
+constexpr uint32_t kEnvelopeVersion = 3;
 // A 10,000-user fanout fits with room.
 constexpr size_t kMaxRecipients = 100000;
 constexpr size_t kMaxEnvelopeBytes = 64 << 20;

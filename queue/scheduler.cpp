@@ -43,6 +43,7 @@ void Scheduler::configure(const msg::QueueConfig& config) {
   expire_ = std::chrono::seconds(config.expire);
   retry_first_ = std::chrono::seconds(config.retry_first);
   retry_max_ = std::chrono::seconds(config.retry_max);
+  delay_warning_ = std::chrono::seconds(config.delay_warning);
 }
 
 bool Scheduler::is_local(const std::string& address) const {
@@ -168,6 +169,7 @@ void Scheduler::settle(const std::string& id) {
   in_flight_.erase(id);
   Envelope& e = messages_.at(id);
   expire_if_due(e, flight);
+  report_delay_if_due(e, flight);
   if (!flight.outcomes.empty()) notify_sender(e, flight.outcomes);
   bool local_pending = false;
   bool any_pending = false;
@@ -221,18 +223,41 @@ void Scheduler::expire_if_due(Envelope& e, Flight& flight) {
   }
 }
 
+// Once a message has waited limits.delay_warning, its local recipients still pending are
+// reported as delayed (to senders whose NOTIFY asked for DELAY), once per message: the envelope
+// records it.
+void Scheduler::report_delay_if_due(Envelope& e, Flight& flight) {
+  if (delay_warning_.count() == 0 || e.delay_reported) return;
+  if (std::chrono::seconds(time(nullptr) - e.arrival) < delay_warning_) return;
+  e.delay_reported = true;
+  for (size_t i = 0; i < e.recipients.size(); ++i) {
+    const Recipient& r = e.recipients[i];
+    if (r.state != RecipientState::pending || !is_local(r.address)) continue;
+    // last_error is "4.2.2 mailbox over quota".
+    const size_t space = r.last_error.find(' ');
+    const bool coded = space != std::string::npos && r.last_error.starts_with("4.");
+    flight.outcomes.push_back({.index = static_cast<uint32_t>(i),
+                               .action = DsnAction::delayed,
+                               .status = coded ? r.last_error.substr(0, space) : "4.0.0",
+                               .detail = coded ? r.last_error.substr(space + 1) : r.last_error});
+  }
+}
+
 // RFC 3464 notification to the sender, queued like any message; never to <> (RFC 5321
 // 4.5.5), and only of the outcomes the recipients' NOTIFY asks for.
 void Scheduler::notify_sender(const Envelope& e, const std::vector<Outcome>& outcomes) {
   std::vector<ReportedRecipient> report;
   bool any_failed = false;
+  bool any_delayed = false;
   for (const Outcome& o : outcomes) {
     if (o.index >= e.recipients.size() || !wants_report(e.recipients[o.index], o.action)) continue;
-    report.push_back({&e.recipients[o.index], o.action, o.status, o.detail});
+    report.push_back(
+        {&e.recipients[o.index], o.action, o.status, o.detail, e.arrival + expire_.count()});
     any_failed = any_failed || o.action == DsnAction::failed;
+    any_delayed = any_delayed || o.action == DsnAction::delayed;
   }
   if (report.empty()) return;
-  const char* kind = any_failed ? "non-delivery" : "delivery";
+  const char* kind = any_failed ? "non-delivery" : any_delayed ? "delay" : "delivery";
   if (e.sender.empty()) {
     log::info("%s: no %s notification for the null sender", e.id.c_str(), kind);
     return;

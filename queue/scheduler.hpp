@@ -55,13 +55,14 @@ class Scheduler {
   };
   struct Flight {
     size_t batches = 0;             // DeliverLocal frames not yet answered
-    std::vector<Outcome> outcomes;  // failed for good, delivered or expanded
+    std::vector<Outcome> outcomes;  // failed for good, delayed, delivered or expanded
   };
   bool is_local(const std::string& address) const;
   void dispatch(const std::string& id);
   void retry_at(const std::string& id, std::chrono::seconds wait);
   void settle(const std::string& id);
   void expire_if_due(Envelope& e, Flight& flight);
+  void report_delay_if_due(Envelope& e, Flight& flight);
   void notify_sender(const Envelope& e, const std::vector<Outcome>& outcomes);
   void remove_from_spool(const std::string& id, const char* why);
   std::vector<std::string> select(const std::string& id_or_all, std::string& error) const;
@@ -77,6 +78,9 @@ class Scheduler {
   // Retry delays double from the first to the cap (limits.retry_first, retry_max).
   std::chrono::seconds retry_first_{60};
   std::chrono::seconds retry_max_{3600};
+  // After this long, recipients still waiting are reported to senders that asked (NOTIFY=DELAY);
+  // 0: never.
+  std::chrono::seconds delay_warning_{4 * 3600};
   std::map<std::string, Envelope> messages_;  // committed, by id
   std::map<std::string, Flight> in_flight_;
   std::map<std::string, std::unique_ptr<Timer>> retries_;

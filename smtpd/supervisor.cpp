@@ -341,6 +341,7 @@ msg::QueueConfig Supervisor::queue_config() const {
   m.expire = config_.limits.expire;
   m.retry_first = config_.limits.retry_first;
   m.retry_max = config_.limits.retry_max;
+  m.delay_warning = config_.limits.delay_warning;
   return m;
 }
 

@@ -171,6 +171,8 @@ class Daemon:
         return argv
 
     def start(self, wait=True):
+        if self.log:  # a restart: the earlier run's handle
+            self.log.close()
         self.log = open(self.log_path, "ab")
         env = dict(os.environ)
         # LeakSanitizer cannot work in chrooted, no_new_privs children.

@@ -265,17 +265,22 @@ class Bounces(unittest.TestCase):
                 s.rcpt(r[0], r[1]) if isinstance(r, tuple) else s.rcpt(r)
             return s.data(b"Subject: original\r\nX-Marker: orig\r\n\r\nthe body\r\n")[1].decode().split()[-1]
 
+    def notification(self, d, queue_id, kind, user):
+        """The one notification of this kind about queue_id, as delivered to user's Maildir."""
+        self.assertTrue(d.wait_log(rf"{queue_id}: sender {kind} notification: [0-9a-f]{{16}}"),
+                        d.read_log())
+        files = wait_for(lambda: maildir_files(self.mail, user), 5)
+        self.assertEqual(len(files), 1, d.read_log())
+        with open(files[0], "rb") as f:
+            return f.read()
+
     def test_permanent_failure_bounces_to_the_sender(self):
         with self.daemon().start() as d:
             queue_id = self.send(d, "alice@localhost", ["broken@localhost"], ["ENVID=E42"])
             self.assertTrue(d.wait_log(rf"{queue_id}: to=<broken@localhost>, .*dsn=5\.3\.0, "
                                        r"status=bounced \(command exited with status 1: "
                                        r"no mailbox for this one\)"))
-            self.assertTrue(d.wait_log(rf"{queue_id}: sender non-delivery notification: [0-9a-f]{{16}}"))
-            files = wait_for(lambda: maildir_files(self.mail, "alice"), 5)
-            self.assertTrue(files, d.read_log())
-            with open(files[0], "rb") as f:
-                bounce = f.read()
+            bounce = self.notification(d, queue_id, "non-delivery", "alice")
             self.assertTrue(bounce.startswith(b"Return-Path: <>\r\nDelivered-To: alice@localhost\r\n"))
             self.assertIn(b"Content-Type: multipart/report; report-type=delivery-status", bounce)
             self.assertIn(b"Final-Recipient: rfc822; broken@localhost\r\nAction: failed\r\n"
@@ -302,11 +307,7 @@ class Bounces(unittest.TestCase):
                 ("team@localhost", ["NOTIFY=SUCCESS,FAILURE"]),
                 ("fwd@localhost", ["NOTIFY=SUCCESS"]),
                 "bob@localhost"], ["RET=FULL", "ENVID=S1"])
-            self.assertTrue(d.wait_log(rf"{queue_id}: sender delivery notification: [0-9a-f]{{16}}"))
-            files = wait_for(lambda: maildir_files(self.mail, "carol"), 5)
-            self.assertEqual(len(files), 1, d.read_log())
-            with open(files[0], "rb") as f:
-                dsn = f.read()
+            dsn = self.notification(d, queue_id, "delivery", "carol")
             self.assertIn(b"Subject: Successful Mail Delivery Report\r\n", dsn)
             self.assertIn(b"Original-Envelope-Id: S1\r\n", dsn)
             self.assertIn(b"Final-Recipient: rfc822; alice@localhost\r\n"
@@ -331,6 +332,37 @@ class Bounces(unittest.TestCase):
             queue_id = self.send(d, "", [("alice@localhost", ["NOTIFY=SUCCESS"])])
             self.assertTrue(d.wait_log(rf"{queue_id}: no delivery notification for the null sender"))
             self.assertTrue(wait_for(lambda: d.queued() == set(), 5))
+            self.assertEqual(len(maildir_files(self.mail, "alice")), 1)
+
+    def test_delay_reported_once_to_those_who_asked(self):
+        with self.daemon(extra="limits:\n  delay_warning: 1s").start() as d:
+            # test.example has no mailbox: deferred at every attempt.
+            queue_id = self.send(d, "alice@localhost", [
+                ("carol@test.example", ["NOTIFY=DELAY,FAILURE"]),
+                "dave@test.example", ("erin@test.example", ["NOTIFY=FAILURE"])], ["RET=FULL"])
+            self.assertTrue(d.wait_log(rf"{queue_id}: to=<erin@test.example>.*deferred"))
+            self.assertNotIn("delay notification", d.read_log())  # not yet 1 s
+            time.sleep(1.2)
+            d.smtpctl("schedule", queue_id, check=True)
+            dsn = self.notification(d, queue_id, "delay", "alice")
+            self.assertIn(b"Subject: Delayed Mail (still being retried)\r\n", dsn)
+            self.assertRegex(dsn, rb"Final-Recipient: rfc822; carol@test\.example\r\n"
+                                  rb"Action: delayed\r\nStatus: 4\.\d\.\d\r\n"
+                                  rb"Diagnostic-Code: X-Postern; .+\r\n"
+                                  rb"Will-Retry-Until: .+ [+-]\d{4}\r\n")
+            self.assertEqual(dsn.count(b"Final-Recipient:"), 1, dsn)  # only carol asked
+            self.assertIn(b"Content-Type: text/rfc822-headers\r\n", dsn)
+            self.assertNotIn(b"the body", dsn)
+            self.assertIn("delay_reported 1:1\n", d.envelope_text(queue_id))
+            # Once per message, across a restart too.
+            d.signal(signal.SIGTERM)
+            d.wait_exit(5)
+            d.start()
+            d.smtpctl("schedule", queue_id, check=True)
+            self.assertTrue(wait_for(lambda: d.read_log().count(
+                f"{queue_id}: to=<carol@test.example>") >= 3, 5), d.read_log())
+            time.sleep(0.3)
+            self.assertEqual(d.read_log().count("delay notification"), 1, d.read_log())
             self.assertEqual(len(maildir_files(self.mail, "alice")), 1)
 
     def test_expired_message_bounces(self):

@@ -503,7 +503,7 @@ class Durability(unittest.TestCase):
         self.assertEqual(d.incoming(), [])
         for queue_id in queued:
             self.assertTrue(d.message_bytes(queue_id).startswith(b"Received: "))
-            self.assertTrue(d.envelope_text(queue_id).startswith("postern-envelope 2\n"))
+            self.assertTrue(d.envelope_text(queue_id).startswith("postern-envelope 3\n"))
 
     def run_load_and_kill(self, d, kill):
         accepted, refused, stop = [], [], threading.Event()

@@ -241,12 +241,26 @@ TEST(ParseConfig, DefaultsWhenAbsent) {
 
 // (Days were once read as seconds: "expire: 4d" expired mail after 4 seconds.)
 TEST(ParseConfig, DurationsTakeDays) {
-  const auto parsed = parse("limits: {expire: 2d, retry_first: 1d, retry_max: 3d}\n"
-                            "listeners:\n  - address: 127.0.0.1:25\n");
+  const auto parsed = parse(
+      "limits: {expire: 2d, retry_first: 1d, retry_max: 3d}\n"
+      "listeners:\n  - address: 127.0.0.1:25\n");
   ASSERT_TRUE(parsed.ok()) << parsed.error()[0].to_string();
   EXPECT_EQ(parsed.value().limits.expire, 2u * 86400);
   EXPECT_EQ(parsed.value().limits.retry_first, 86400u);
   EXPECT_EQ(parsed.value().limits.retry_max, 3u * 86400);
+}
+
+TEST(ParseConfig, DelayWarningTakesDaysAndZero) {
+  const auto minimal = parse("listeners:\n  - address: 127.0.0.1:25\n");
+  ASSERT_TRUE(minimal.ok());
+  EXPECT_EQ(minimal.value().limits.delay_warning, 4u * 3600);
+  for (auto [text, seconds] : {std::pair{"0", 0u}, {"90m", 5400u}, {"2d", 172800u}}) {
+    const auto parsed = parse(std::string("limits: {delay_warning: ") + text +
+                              "}\nlisteners:\n  - address: 127.0.0.1:25\n");
+    ASSERT_TRUE(parsed.ok()) << text << ": " << parsed.error()[0].to_string();
+    EXPECT_EQ(parsed.value().limits.delay_warning, seconds) << text;
+  }
+  EXPECT_FALSE(parse("limits: {delay_warning: 2y}\nlisteners:\n  - address: 127.0.0.1:25\n").ok());
 }
 
 TEST(ParseConfig, ConnectionRateZeroTurnsTheLimitOff) {

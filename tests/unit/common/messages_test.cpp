@@ -77,6 +77,8 @@ TEST(Messages, RoundTrips) {
   EXPECT_TRUE(round_trip(SetVerbose{.verbose = true}).verbose);
   EXPECT_EQ(round_trip(SmtpConfig{.hostname = "mx.example"}).hostname, "mx.example");
   EXPECT_EQ(round_trip(QueueConfig{.spool_dir = "/"}).spool_dir, "/");
+  EXPECT_EQ(round_trip(QueueConfig{.spool_dir = "/", .delay_warning = 0}).delay_warning, 0u);
+  EXPECT_EQ(round_trip(QueueConfig{.spool_dir = "/", .delay_warning = 7200}).delay_warning, 7200u);
   ListenerAdd add = round_trip(ListenerAdd{.id = 7,
                                            .name = "submission",
                                            .role = config::ListenerRole::submission,

@@ -25,6 +25,11 @@ TEST(Dsn, NotifyDecidesWhoIsReported) {
   EXPECT_FALSE(wants_report(rcpt("a@b", {.never = true}), failed));
   EXPECT_FALSE(wants_report(rcpt("a@b", {.success = true}), failed));
   EXPECT_FALSE(wants_report(rcpt("a@b", {.delay = true}), failed));
+  // Delays only when DELAY is asked for (no NOTIFY means failures only).
+  EXPECT_FALSE(wants_report(rcpt("a@b"), DsnAction::delayed));
+  EXPECT_FALSE(wants_report(rcpt("a@b", {.success = true, .failure = true}), DsnAction::delayed));
+  EXPECT_TRUE(wants_report(rcpt("a@b", {.delay = true}), DsnAction::delayed));
+  EXPECT_TRUE(wants_report(rcpt("a@b", {.failure = true, .delay = true}), DsnAction::delayed));
   // Deliveries only when SUCCESS is asked for, never by default.
   for (DsnAction done : {DsnAction::delivered, DsnAction::expanded}) {
     EXPECT_FALSE(wants_report(rcpt("a@b"), done));
@@ -143,6 +148,26 @@ TEST_F(DsnText, ADeliveryReportReturnsOnlyTheHeaders) {
   EXPECT_EQ(b.find("could not be delivered"), std::string::npos);
   EXPECT_NE(b.find("Content-Type: text/rfc822-headers\r\n\r\nSubject: hello\r\nX-Evil: a\r\n\r\n"),
             std::string::npos);
+  EXPECT_EQ(b.find("body line"), std::string::npos);
+}
+
+TEST_F(DsnText, ADelayReportSaysUntilWhenItIsTried) {
+  original_.ret = DsnRet::full;
+  const std::string b =
+      make_dsn(original_, {{&r1_, DsnAction::delayed, "4.2.2", "mailbox over quota", 1795808903}},
+               message_, "mx", "fedcba9876543210", 0);
+  EXPECT_NE(b.find("Subject: Delayed Mail (still being retried)\r\n"), std::string::npos) << b;
+  EXPECT_NE(b.find("could not be delivered yet to the following recipients; delivery is still "
+                   "being tried:\r\n\r\n<bob@example.org>: mailbox over quota\r\n"),
+            std::string::npos)
+      << b;
+  EXPECT_NE(b.find("Action: delayed\r\n"
+                   "Status: 4.2.2\r\n"
+                   "Diagnostic-Code: X-Postern; mailbox over quota\r\n"
+                   "Will-Retry-Until: Fri, 27 Nov 2026 19:48:23 +0000\r\n"),
+            std::string::npos)
+      << b;
+  EXPECT_NE(b.find("Content-Type: text/rfc822-headers\r\n"), std::string::npos);
   EXPECT_EQ(b.find("body line"), std::string::npos);
 }
 

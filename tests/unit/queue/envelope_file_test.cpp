@@ -62,7 +62,7 @@ Envelope small_envelope() {
 }
 
 constexpr std::string_view kSmallEncoded =
-    "postern-envelope 2\n"
+    "postern-envelope 3\n"
     "id 16:5f0c3a9e12d47b80\n"
     "arrival 10:1700000000\n"
     "sender 17:alice@example.org\n"
@@ -78,6 +78,7 @@ constexpr std::string_view kSmallEncoded =
     "envid 0:\n"
     "size 4:1234\n"
     "next_try 10:1700003600\n"
+    "delay_reported 1:0\n"
     "rcpt 15:bob@example.net\n"
     "orcpt_type 6:rfc822\n"
     "orcpt 15:bob@example.net\n"
@@ -85,7 +86,7 @@ constexpr std::string_view kSmallEncoded =
     "state 7:pending\n"
     "attempts 1:2\n"
     "last_error 24:4.2.2 mailbox over quota\n"
-    "end df72e551\n";
+    "end 651f53b8\n";
 
 // Every field away from its default (but the null sender, which bounces have), and values
 // that try every trick: line ends, NUL, ':', a forged field and a forged end line, 8-bit bytes.
@@ -106,6 +107,7 @@ Envelope full_envelope() {
   envelope.envid = "QQ:end 00000000\n";
   envelope.size = std::numeric_limits<uint64_t>::max();
   envelope.next_try = std::numeric_limits<int64_t>::max();
+  envelope.delay_reported = true;
   envelope.recipients = {
       make_recipient("j\xc3\xb6rg@ex\xc3\xa4mple.org",
                      {.success = true, .failure = true, .delay = true}, RecipientState::delivered,
@@ -121,8 +123,15 @@ Envelope full_envelope() {
   return envelope;
 }
 
-// What a version 1 file holds of an envelope: none of the fields version 2 added.
+// What a version 2 file holds of an envelope: none of the fields version 3 added.
+Envelope without_version_3_fields(Envelope envelope) {
+  envelope.delay_reported = false;
+  return envelope;
+}
+
+// What a version 1 file holds of an envelope: none of the fields versions 2 and 3 added.
 Envelope without_version_2_fields(Envelope envelope) {
+  envelope = without_version_3_fields(std::move(envelope));
   envelope.next_try = 0;
   for (Recipient& recipient : envelope.recipients) {
     recipient.attempts = 0;
@@ -239,17 +248,32 @@ TEST(EnvelopeFile, TakesAtMostMaxRecipients) {
   envelope.recipients.push_back(make_recipient("a@b"));
   EXPECT_FALSE(validate_envelope(envelope).ok());
   EXPECT_EQ(error_of(encode_envelope(envelope)),
-            "line " + std::to_string(17 + 7 * kMaxRecipients) + ": more than 100000 recipients");
+            "line " + std::to_string(18 + 7 * kMaxRecipients) + ": more than 100000 recipients");
 }
 
 TEST(EnvelopeFile, GoldenFileIsTheFormat) {
-  const std::string golden = read_golden("full-v2.env");
-  ASSERT_FALSE(golden.empty()) << "cannot read full-v2.env";
+  const std::string golden = read_golden("full-v3.env");
+  ASSERT_FALSE(golden.empty()) << "cannot read full-v3.env";
   const auto decoded = decode_envelope(golden);
   ASSERT_TRUE(decoded.ok()) << decoded.error().message;
   EXPECT_EQ(decoded.value(), full_envelope());
   // Written by an older encoder, read and written back unchanged: the format did not drift.
   EXPECT_EQ(encode_envelope(full_envelope()), golden);
+}
+
+// Spools written before version 3 are still read, without the record of a delay notification.
+TEST(EnvelopeFile, ReadsVersion2) {
+  const std::string golden = read_golden("full-v2.env");
+  ASSERT_FALSE(golden.empty()) << "cannot read full-v2.env";
+  const auto decoded = decode_envelope(golden);
+  ASSERT_TRUE(decoded.ok()) << decoded.error().message;
+  EXPECT_EQ(decoded.value(), without_version_3_fields(full_envelope()));
+  const std::string rewritten = encode_envelope(decoded.value());
+  EXPECT_TRUE(rewritten.starts_with("postern-envelope 3\n"));
+  EXPECT_EQ(decode_envelope(rewritten).value(), decoded.value());
+  std::string body = body_of(golden);
+  body.insert(body.find("\nrcpt ", body.find("\nnext_try ")) + 1, "delay_reported 1:0\n");
+  EXPECT_EQ(error_of(seal(body)), "line 20: field 'delay_reported' is not in envelope version 2");
 }
 
 // Spools written before version 2 are still read: their envelopes, without the retry
@@ -261,7 +285,7 @@ TEST(EnvelopeFile, ReadsVersion1) {
   ASSERT_TRUE(decoded.ok()) << decoded.error().message;
   EXPECT_EQ(decoded.value(), without_version_2_fields(full_envelope()));
   const std::string rewritten = encode_envelope(decoded.value());
-  EXPECT_TRUE(rewritten.starts_with("postern-envelope 2\n"));
+  EXPECT_TRUE(rewritten.starts_with("postern-envelope 3\n"));
   EXPECT_EQ(decode_envelope(rewritten).value(), decoded.value());
   // Version 2's fields are no part of version 1.
   std::string body = body_of(golden);
@@ -282,13 +306,13 @@ TEST(EnvelopeFile, RefusesEveryStrictPrefix) {
     }
   }
   const std::string cut = std::string(kSmallEncoded.substr(0, kSmallEncoded.size() - kEndLine));
-  EXPECT_EQ(error_of(cut), "truncated: no end marker (input ends in line 24)");
+  EXPECT_EQ(error_of(cut), "truncated: no end marker (input ends in line 25)");
   EXPECT_EQ(error_of(kSmallEncoded.substr(0, kSmallEncoded.find("arrival") + 3)),
             "truncated: no end marker (input ends in line 3)");
   EXPECT_EQ(error_of(kSmallEncoded.substr(0, kSmallEncoded.find("alice") + 4)),
             "truncated: no end marker (line 4: field 'sender' of 17 bytes, 4 left)");
   EXPECT_EQ(error_of(kSmallEncoded.substr(0, kSmallEncoded.size() - 1)),
-            "truncated: no end marker (input ends in line 24)");
+            "truncated: no end marker (input ends in line 25)");
   EXPECT_EQ(error_of(""), "truncated: no end marker (input ends in line 1)");
 }
 
@@ -309,16 +333,16 @@ TEST(EnvelopeFile, RefusesEveryFlippedBit) {
 }
 
 TEST(EnvelopeFile, RefusesOtherVersionsAndOtherFiles) {
-  EXPECT_EQ(error_of(seal("postern-envelope 3\n")), "line 1: unsupported envelope version 3");
-  EXPECT_EQ(error_of(edited("postern-envelope 2\n", "postern-envelope 3\n")),
-            "line 1: unsupported envelope version 3");
-  EXPECT_EQ(error_of(edited("postern-envelope 2\n", "postern-envelope 0\n")),
+  EXPECT_EQ(error_of(seal("postern-envelope 4\n")), "line 1: unsupported envelope version 4");
+  EXPECT_EQ(error_of(edited("postern-envelope 3\n", "postern-envelope 4\n")),
+            "line 1: unsupported envelope version 4");
+  EXPECT_EQ(error_of(edited("postern-envelope 3\n", "postern-envelope 0\n")),
             "line 1: unsupported envelope version 0");
-  EXPECT_EQ(error_of(edited("postern-envelope 2\n", "postern-envelope 01\n")),
+  EXPECT_EQ(error_of(edited("postern-envelope 3\n", "postern-envelope 01\n")),
             "line 1: malformed version '01\\x0a'");
-  EXPECT_EQ(error_of(edited("postern-envelope 2\n", "postern-envelope 2\r\n")),
-            "line 1: malformed version '2\\x0d'");
-  EXPECT_EQ(error_of(edited("postern-envelope 2\n", "postern-envelope 99999999999\n")),
+  EXPECT_EQ(error_of(edited("postern-envelope 3\n", "postern-envelope 3\r\n")),
+            "line 1: malformed version '3\\x0d'");
+  EXPECT_EQ(error_of(edited("postern-envelope 3\n", "postern-envelope 99999999999\n")),
             "line 1: malformed version '99999999999\\x0a'");
   EXPECT_EQ(error_of(edited("postern-envelope", "postfix-envelope")),
             "line 1: not a postern envelope file");
@@ -328,7 +352,7 @@ TEST(EnvelopeFile, RefusesOtherVersionsAndOtherFiles) {
 
 TEST(EnvelopeFile, RefusesUnknownFields) {
   EXPECT_EQ(error_of(edited("helo ", "frob 1:x\nhelo ")), "line 5: unknown field 'frob'");
-  EXPECT_EQ(error_of(edited("rcpt ", "frob 0:\nrcpt ")), "line 17: unknown field 'frob'");
+  EXPECT_EQ(error_of(edited("rcpt ", "frob 0:\nrcpt ")), "line 18: unknown field 'frob'");
   EXPECT_EQ(error_of(edited("helo ", "Helo ")), "line 5: malformed field name 'H'");
   EXPECT_EQ(error_of(edited("helo ", "helo\t")), "line 5: malformed field name 'helo\\x09'");
   EXPECT_EQ(error_of(edited("helo ", " ")), "line 5: malformed field name ' '");
@@ -344,22 +368,22 @@ TEST(EnvelopeFile, RefusesDuplicateMissingAndMisplacedFields) {
   EXPECT_EQ(error_of(edited("helo ", "sender 0:\nhelo ")), "line 5: duplicate field 'sender'");
   EXPECT_EQ(error_of(edited("helo ", "helo 0:\nhelo ")), "line 6: duplicate field 'helo'");
   EXPECT_EQ(error_of(edited("state 7:pending\n", "state 7:pending\nstate 6:failed\n")),
-            "line 22: duplicate field 'state'");
+            "line 23: duplicate field 'state'");
   EXPECT_EQ(error_of(edited("state 7:pending\n", "state 7:pending\nnotify 0:\n")),
-            "line 22: duplicate field 'notify'");
+            "line 23: duplicate field 'notify'");
   EXPECT_EQ(error_of(edited("rcpt ", "id 16:5f0c3a9e12d47b80\nrcpt ")),
-            "line 17: duplicate field 'id'");
+            "line 18: duplicate field 'id'");
   EXPECT_EQ(error_of(edited("client_name 16:mail.example.org\n", "")),
             "line 7: expected field 'client_name', found 'listener'");
   EXPECT_EQ(error_of(edited("orcpt_type 6:rfc822\n", "")),
-            "line 18: expected field 'orcpt_type', found 'orcpt'");
+            "line 19: expected field 'orcpt_type', found 'orcpt'");
   EXPECT_EQ(error_of(edited(
                 "state 7:pending\nattempts 1:2\nlast_error 24:4.2.2 mailbox over quota\n", "")),
-            "line 21: missing field 'state' before the end marker");
+            "line 22: missing field 'state' before the end marker");
   EXPECT_EQ(error_of(edited("state 7:pending\n", "")),
-            "line 21: expected field 'state', found 'attempts'");
+            "line 22: expected field 'state', found 'attempts'");
   EXPECT_EQ(error_of(edited("last_error 24:4.2.2 mailbox over quota\n", "")),
-            "line 23: missing field 'last_error' before the end marker");
+            "line 24: missing field 'last_error' before the end marker");
   // Swapped.
   EXPECT_EQ(error_of(edited("sender 17:alice@example.org\nhelo 16:mail.example.org\n",
                             "helo 16:mail.example.org\nsender 17:alice@example.org\n")),
@@ -368,15 +392,15 @@ TEST(EnvelopeFile, RefusesDuplicateMissingAndMisplacedFields) {
   EXPECT_EQ(error_of(edited("helo ", "rcpt 3:a@b\nhelo ")),
             "line 5: expected field 'helo', found 'rcpt'");
   EXPECT_EQ(error_of(edited("notify ", "rcpt 3:a@b\nnotify ")),
-            "line 20: expected field 'notify', found 'rcpt'");
+            "line 21: expected field 'notify', found 'rcpt'");
   EXPECT_EQ(error_of(edited("rcpt 15:bob@example.net\n", "orcpt_type 0:\n")),
-            "line 17: expected field 'rcpt', found 'orcpt_type'");
+            "line 18: expected field 'rcpt', found 'orcpt_type'");
 }
 
 TEST(EnvelopeFile, RefusesZeroRecipients) {
   std::string body = body_of(encode_envelope(small_envelope()));
   body.erase(body.find("rcpt "));
-  EXPECT_EQ(error_of(seal(body)), "line 17: no recipients before the end marker");
+  EXPECT_EQ(error_of(seal(body)), "line 18: no recipients before the end marker");
   Envelope envelope = small_envelope();
   envelope.recipients.clear();
   EXPECT_FALSE(validate_envelope(envelope).ok());
@@ -411,15 +435,15 @@ TEST(EnvelopeFile, RefusesBadFlagsAndEnumNames) {
   EXPECT_EQ(error_of(edited("ret 11:unspecified", "ret 0:")),
             "line 13: bad value '' in field 'ret'");
   EXPECT_EQ(error_of(edited("state 7:pending", "state 4:done")),
-            "line 21: bad value 'done' in field 'state'");
+            "line 22: bad value 'done' in field 'state'");
   for (const std::string bad : {"NEVER", "success,success", "failure,success", "success,",
                                 ",success", "success,,delay", "never,never", "delay,never", " "}) {
     EXPECT_EQ(error_of(edited("notify 13:failure,delay",
                               "notify " + std::to_string(bad.size()) + ":" + bad)),
-              "line 20: bad notify list '" + bad + "'");
+              "line 21: bad notify list '" + bad + "'");
   }
   EXPECT_EQ(error_of(edited("notify 13:failure,delay", "notify 13:never,success")),
-            "line 20: notify 'never' combined with others in 'never,success'");
+            "line 21: notify 'never' combined with others in 'never,success'");
   for (const auto& [text, expected] : std::vector<std::pair<std::string, DsnNotify>>{
            {"", {}},
            {"never", {.never = true}},
@@ -446,17 +470,17 @@ TEST(EnvelopeFile, RefusesBadQueueIdsAndEmptyRecipients) {
   EXPECT_TRUE(valid_queue_id("0123456789abcdef"));
   EXPECT_FALSE(valid_queue_id(""));
   EXPECT_EQ(error_of(edited("rcpt 15:bob@example.net", "rcpt 0:")),
-            "line 17: empty recipient address");
+            "line 18: empty recipient address");
 }
 
 TEST(EnvelopeFile, RefusesLengthsPastTheInputOrTheFieldLimit) {
   EXPECT_EQ(error_of(edited("sender 17:", "sender 99999:")),
-            "line 4: field 'sender' of 99999 bytes, 420 left before the end marker");
+            "line 4: field 'sender' of 99999 bytes, 439 left before the end marker");
   EXPECT_EQ(error_of(edited("sender 17:", "sender 999999999:")),
-            "line 4: field 'sender' of 999999999 bytes, 420 left before the end marker");
+            "line 4: field 'sender' of 999999999 bytes, 439 left before the end marker");
   // The end line is not a value: a length may not reach into it.
   EXPECT_EQ(error_of(edited("last_error 24:", "last_error 40:")),
-            "line 23: field 'last_error' of 40 bytes, 25 left before the end marker");
+            "line 24: field 'last_error' of 40 bytes, 25 left before the end marker");
   EXPECT_EQ(error_of(edited("sender 17:", "sender 1000000000:")),
             "line 4: field 'sender': malformed length '1000000000:'");
   EXPECT_EQ(error_of(edited("sender 17:", "sender 017:")),
@@ -475,7 +499,7 @@ TEST(EnvelopeFile, RefusesLengthsPastTheInputOrTheFieldLimit) {
   EXPECT_EQ(error_of(edited("envid 0:", "envid 101:" + std::string(101, 'x'))),
             "line 14: field 'envid' is 101 bytes, longer than 100");
   EXPECT_EQ(error_of(edited("orcpt 15:bob@example.net", "orcpt 501:" + std::string(501, 'x'))),
-            "line 19: field 'orcpt' is 501 bytes, longer than 500");
+            "line 20: field 'orcpt' is 501 bytes, longer than 500");
 
   std::string huge = "postern-envelope 1\n";
   huge.resize(kMaxEnvelopeBytes + 1, 'x');
@@ -484,8 +508,8 @@ TEST(EnvelopeFile, RefusesLengthsPastTheInputOrTheFieldLimit) {
 
 TEST(EnvelopeFile, RefusesAnythingAfterTheEndLine) {
   const std::string encoded(kSmallEncoded);
-  EXPECT_EQ(error_of(encoded + "x"), "line 24: 1 bytes after the end marker");
-  EXPECT_EQ(error_of(encoded + "\n"), "line 24: 1 bytes after the end marker");
+  EXPECT_EQ(error_of(encoded + "x"), "line 25: 1 bytes after the end marker");
+  EXPECT_EQ(error_of(encoded + "\n"), "line 25: 1 bytes after the end marker");
   EXPECT_EQ(error_of(encoded + encoded), "checksum mismatch");
   // The same end line twice: the last one's CRC covers the first.
   EXPECT_EQ(error_of(encoded + encoded.substr(encoded.size() - kEndLine)), "checksum mismatch");
@@ -493,11 +517,11 @@ TEST(EnvelopeFile, RefusesAnythingAfterTheEndLine) {
 
 TEST(EnvelopeFile, RefusesAMalformedEndLine) {
   std::string upper(kSmallEncoded);
-  upper.replace(upper.size() - 9, 8, "DF72E551");
-  EXPECT_EQ(error_of(upper), "line 24: malformed end marker 'end DF72E551\\x0a'");
+  upper.replace(upper.size() - 9, 8, "651F53B8");
+  EXPECT_EQ(error_of(upper), "line 25: malformed end marker 'end 651F53B8\\x0a'");
   std::string crlf(kSmallEncoded);
   crlf.insert(crlf.size() - 1, "\r");
-  EXPECT_EQ(error_of(crlf), "line 24: malformed end marker 'end df72e551\\x0d'");
+  EXPECT_EQ(error_of(crlf), "line 25: malformed end marker 'end 651f53b8\\x0d'");
   std::string wrong(kSmallEncoded);
   wrong.replace(wrong.size() - 9, 8, "00000000");
   EXPECT_EQ(error_of(wrong), "checksum mismatch");
