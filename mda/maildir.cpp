@@ -118,11 +118,12 @@ namespace {
 // Beyond this many files one syncfs per filesystem is cheaper than an fsync each.
 constexpr size_t kSyncfsBatch = 4;
 
-// Makes what was written durable: one syncfs per filesystem for many files (Linux), else an
-// fsync each (syncfs also flushes whatever else is dirty on the filesystem).
-Status sync_all(const std::vector<int>& fds) {
+// Makes what was written durable: one syncfs per filesystem for many files, or when asked for
+// the whole filesystem (Linux), else an fsync each (syncfs also flushes whatever else is dirty
+// on the filesystem).
+Status sync_all(const std::vector<int>& fds, bool whole_filesystem = false) {
 #ifdef __linux__
-  if (fds.size() <= kSyncfsBatch) {
+  if (fds.size() <= kSyncfsBatch && !whole_filesystem) {
     for (int fd : fds)
       if (fsync(fd) != 0) return errno_error("fsync");
     return ok_status();
@@ -138,6 +139,7 @@ Status sync_all(const std::vector<int>& fds) {
     done.push_back(st.st_dev);
   }
 #else
+  if (whole_filesystem) return make_error("cannot make a rename durable without its directory");
   for (int fd : fds)
     if (fsync(fd) != 0) return errno_error("fsync");
 #endif
@@ -177,6 +179,7 @@ std::vector<Status> publish_maildirs(std::vector<StagedMaildir>& staged) {
   std::vector<int> published;
   std::vector<UniqueFd> dirs;
   std::vector<const std::string*> dir_names;
+  bool whole_filesystem = false;
   for (size_t i = 0; i < staged.size(); ++i) {
     if (!renamed[i]) continue;
     // The rename is durable once new/ is: for a big batch one syncfs through any file covers
@@ -191,10 +194,17 @@ std::vector<Status> publish_maildirs(std::vector<StagedMaildir>& staged) {
       continue;
     dir_names.push_back(&dir);
     dirs.emplace_back(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (dirs.back()) published.push_back(dirs.back().get());
+    if (dirs.back()) {
+      published.push_back(dirs.back().get());
+    } else {
+      // (Out of descriptors, say.) The file is in new/ already: a syncfs through it makes
+      // the rename durable all the same.
+      published.push_back(staged[i].fd.get());
+      whole_filesystem = true;
+    }
   }
   // The renames are durable once their directories are.
-  const Status synced = sync_all(published);
+  const Status synced = sync_all(published, whole_filesystem);
   for (auto& s : staged) s.fd.reset();
   if (!synced.ok())
     for (auto& r : results)

@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -65,6 +66,34 @@ TEST_F(MaildirTest, AHalfMadeMaildirIsCompleted) {
   ASSERT_TRUE(published[0].ok()) << published[0].error().message;
   EXPECT_EQ(delivered(maildir), "Subject: x\r\n\r\nbody\r\n");
   EXPECT_TRUE(fs::is_directory(maildir / "cur"));
+}
+
+// Out of descriptors after the rename, new/ cannot be opened for its fsync: the delivery
+// still succeeds (made durable through the file's filesystem instead), it is not reported as
+// failed with the file already in new/ (which a retry would deliver twice).
+TEST_F(MaildirTest, NoDescriptorForNewStillPublishes) {
+  const fs::path maildir = dir_ / "carol" / "Maildir";
+  ASSERT_TRUE(deliver_to_maildir(maildir.string(), "", fd_.get(), "3.M3P3Q3.h").ok());
+  std::vector<StagedMaildir> staged;
+  auto s = stage_maildir(maildir.string(), "", fd_.get(), "4.M4P4Q4.h");
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  staged.push_back(std::move(s).value());
+  const int lowest_free = dup(0);
+  ASSERT_GE(lowest_free, 0);
+  close(lowest_free);
+  rlimit saved{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  rlimit tight = saved;
+  tight.rlim_cur = static_cast<rlim_t>(lowest_free);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &tight), 0);
+  EXPECT_LT(open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), 0);  // really none left
+  const std::vector<Status> published = publish_maildirs(staged);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  ASSERT_EQ(published.size(), 1u);
+#ifdef __linux__
+  EXPECT_TRUE(published[0].ok()) << published[0].error().message;
+#endif
+  EXPECT_TRUE(fs::exists(maildir / "new" / "4.M4P4Q4.h"));
 }
 
 TEST_F(MaildirTest, ManyDeliveriesAtOnceEachLandOnceAndFailAlone) {
