@@ -1,5 +1,5 @@
-// LMTP delivery; see lmtp.hpp. Blocking I/O with socket timeouts: mda's loop does deliveries
-// and nothing else, and a stuck server costs at most the timeout, then a retry later.
+// LMTP delivery; see lmtp.hpp. Blocking I/O with socket timeouts, on mda's thread for
+// deliveries that wait on others: a stuck server costs at most the timeout, then a retry later.
 #include "mda/lmtp.hpp"
 
 #include <arpa/inet.h>

@@ -15,8 +15,8 @@
 namespace postern::mda {
 namespace {
 
-// Lock attempts before the delivery is deferred: a reader holding the box keeps mail queued,
-// never blocks this process for long.
+// Lock attempts before the delivery is deferred: a reader holding the box keeps its mail
+// queued, and the LMTP and mbox deliveries behind it wait a second at most.
 constexpr int kLockAttempts = 20;
 constexpr useconds_t kLockPause = 50000;
 

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <ctime>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -20,6 +21,7 @@
 #include "common/child.hpp"
 #include "common/event.hpp"
 #include "common/log.hpp"
+#include "common/worker.hpp"
 #include "mda/destination.hpp"
 #include "mda/lmtp.hpp"
 #include "mda/maildir.hpp"
@@ -50,6 +52,23 @@ struct Publication {
   uint64_t job = 0;
   size_t recipient = 0;
   MaildirDelivery delivery;  // its message_fd is the job's, open while the job is pending
+};
+
+// One recipient's outcome of a delivery that answers later.
+struct Answer {
+  size_t recipient = 0;
+  msg::DeliveryOutcome outcome = msg::DeliveryOutcome::temporary_failure;
+  std::string dsn;
+  std::string detail;
+};
+
+// An LMTP transaction or an mbox delivery. Either may wait on others (a server slow or stuck
+// until its socket timeout, a reader holding the box locked), so they run on a thread of their
+// own while the loop goes on with Maildirs and helpers.
+struct OutsideDelivery {
+  uint64_t job = 0;
+  std::function<std::vector<Answer>()> run;  // on the thread; the job's fd stays open meanwhile
+  std::vector<Answer> answers;
 };
 
 // A delivery for a helper, waiting for its answer.
@@ -104,6 +123,12 @@ class MdaProcess {
     runtime_.counters()["delivered"] = 0;
     runtime_.counters()["failed"] = 0;
     publish_timer_ = std::make_unique<Timer>(runtime_.base(), [this] { publish(); });
+    outside_ = std::make_unique<BatchWorker<OutsideDelivery>>(
+        runtime_.base(),
+        [](BatchWorker<OutsideDelivery>::Batch& batch) {
+          for (auto& delivery : batch) delivery->answers = delivery->run();
+        },
+        [this](OutsideDelivery& done) { on_outside_answers(done); });
   }
 
  private:
@@ -220,20 +245,28 @@ class MdaProcess {
                                unique_name()}});
           ++j.pending;
         } else {
-          const Status st = deliver_to_mbox(d.target, j.message.sender,
-                                            delivery_header(j.message.sender, d.mailbox),
-                                            j.fd.get(), time(nullptr));
-          if (!st.ok())
-            merge(result, msg::DeliveryOutcome::temporary_failure, "4.3.0", st.error().message);
-          else
-            merge(result, msg::DeliveryOutcome::delivered, "2.0.0", "delivered to mbox");
+          outside(j, [box = d.target, sender = j.message.sender,
+                      header = delivery_header(j.message.sender, d.mailbox), fd = j.fd.get(), i] {
+            const Status st = deliver_to_mbox(box, sender, header, fd, time(nullptr));
+            if (!st.ok())
+              return std::vector<Answer>{
+                  {i, msg::DeliveryOutcome::temporary_failure, "4.3.0", st.error().message}};
+            return std::vector<Answer>{
+                {i, msg::DeliveryOutcome::delivered, "2.0.0", "delivered to mbox"}};
+          });
         }
       }
     }
-    for (const auto& [target, rcpts] : by_lmtp) {
-      for (const auto& r : deliver_lmtp(target, hostname_, j.message.sender, rcpts, j.fd.get()))
-        if (r.index < lmtp_for.size())
-          merge(j.results[lmtp_for[r.index]], r.outcome, r.dsn, r.detail);
+    for (auto& lmtp : by_lmtp) {
+      outside(j, [target = lmtp.first, hostname = hostname_, sender = j.message.sender,
+                  rcpts = std::move(lmtp.second), lmtp_for, fd = j.fd.get()] {
+        std::vector<Answer> answers;
+        for (auto& r : deliver_lmtp(target, hostname, sender, rcpts, fd))
+          if (r.index < lmtp_for.size())
+            answers.push_back(
+                {lmtp_for[r.index], r.outcome, std::move(r.dsn), std::move(r.detail)});
+        return answers;
+      });
     }
     // Once per job, not per file: a fanout stages thousands.
     if (!publishing_.empty()) publish_timer_->arm(std::chrono::milliseconds(0));
@@ -261,6 +294,21 @@ class MdaProcess {
               published[k].error().message);
       settle(j);
     }
+  }
+
+  void outside(Job& j, std::function<std::vector<Answer>()> run) {
+    ++j.pending;
+    outside_->post(std::make_unique<OutsideDelivery>(
+        OutsideDelivery{.job = j.id, .run = std::move(run), .answers = {}}));
+  }
+
+  void on_outside_answers(OutsideDelivery& d) {
+    auto job = jobs_.find(d.job);
+    if (job == jobs_.end()) return;
+    Job& j = *job->second;
+    for (const Answer& a : d.answers)
+      if (a.recipient < j.results.size()) merge(j.results[a.recipient], a.outcome, a.dsn, a.detail);
+    settle(j);
   }
 
   // One of the job's pending deliveries has answered.
@@ -434,6 +482,9 @@ class MdaProcess {
   std::deque<std::string> spawn_queue_;
   std::vector<Publication> publishing_;
   std::unique_ptr<Timer> publish_timer_;
+  // Declared last, destroyed first: its thread is done with the jobs' descriptors before the
+  // jobs go.
+  std::unique_ptr<BatchWorker<OutsideDelivery>> outside_;
 };
 
 }  // namespace

@@ -6,8 +6,10 @@ and what could not be delivered stays, with its state, for a retry."""
 import os
 import pwd
 import re
+import select
 import shutil
 import signal
+import socket
 import smtplib
 import subprocess
 import sys
@@ -227,6 +229,32 @@ class Lmtp(unittest.TestCase):
                 self.assertTrue(fetched.endswith(body), fetched[-200:])
         finally:
             dovecot.stop()
+
+    def test_stuck_lmtp_server_does_not_hold_maildir_deliveries(self):
+        # Takes connections (the kernel completes them) and never answers: an LMTP delivery
+        # waits for its 60 s socket timeout.
+        stuck = socket.socket()
+        stuck.bind(("127.0.0.1", 0))
+        stuck.listen(8)
+        d = Daemon()
+        mail = os.path.join(d.dir, "mail")
+        d.write_config(d.config_text().replace(
+            "domains: [test.example, localhost]",
+            f"domains:\n  - {{name: slow.example, lmtp: 127.0.0.1:{stuck.getsockname()[1]}}}\n"
+            f"  - {{name: localhost, users: [alice], maildir: {mail}/%u/Maildir}}"))
+        try:
+            with d.start():
+                m = Maildir()
+                waiting = m.send(d, ["bob@slow.example"])
+                # mda has connected (the listening socket turns readable) and waits.
+                self.assertTrue(select.select([stuck], [], [], 5)[0], d.read_log())
+                fast = m.send(d, ["alice@localhost"])
+                self.assertTrue(d.wait_log(rf"{fast}: to=<alice@localhost>.*status=sent"),
+                                d.read_log())
+                self.assertEqual(len(maildir_files(mail, "alice")), 1)
+                self.assertNotIn(f"{waiting}: to=", d.read_log())  # still talking to the server
+        finally:
+            stuck.close()
 
     def test_lmtp_server_down_defers(self):
         d = Daemon()
