@@ -4,8 +4,10 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -24,6 +26,29 @@
 
 namespace postern::smtpd {
 namespace {
+
+// What the children may need at once: smtp a descriptor or two per session (limits.sessions,
+// default 1000), mda one per Maildir file of a fanout (up to a thousand per job, several jobs
+// together).
+constexpr rlim_t kWantedDescriptors = 65536;
+constexpr rlim_t kTooFewDescriptors = 4096;
+
+// The soft limit is often 1024 (systemd's default for services) under a hard one far above:
+// raised as far as the hard limit allows, for the children to inherit.
+void raise_descriptor_limit() {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return;
+  const rlim_t want = std::min(lim.rlim_max, kWantedDescriptors);
+  if (lim.rlim_cur < want) {
+    lim.rlim_cur = want;
+    if (setrlimit(RLIMIT_NOFILE, &lim) != 0) (void)getrlimit(RLIMIT_NOFILE, &lim);
+  }
+  if (lim.rlim_cur < kTooFewDescriptors)
+    log::warn(
+        "only %llu file descriptors allowed (RLIMIT_NOFILE): large fanouts and many "
+        "sessions at once will fail temporarily; raise the hard limit (LimitNOFILE=)",
+        static_cast<unsigned long long>(lim.rlim_cur));
+}
 
 void usage(FILE* out) {
   std::fprintf(out,
@@ -179,6 +204,7 @@ int run(int argc, char** argv) {
               static_cast<int>(getuid()));
   signal(SIGPIPE, SIG_IGN);
   tzset();
+  raise_descriptor_limit();
 
   EventBasePtr base = make_event_base();
   Supervisor supervisor(base.get(), options, std::move(config), std::move(tls), ids.value(),

@@ -30,6 +30,27 @@ class ProcessTree(unittest.TestCase):
                 self.assertEqual(table[role]["restarts"], 0)
                 self.assertEqual(set(d.peers_of(table[role])), PEERS[role])
 
+    def test_children_get_the_descriptor_limit_raised(self):
+        # A service's soft limit is often 1024: a 10,000-user fanout then failed in mda.
+        import resource
+        saved = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, saved[1]))  # the hard one stays
+        infinite = saved[1] == resource.RLIM_INFINITY
+        want = 65536 if infinite else min(saved[1], 65536)
+        hard = "unlimited" if infinite else str(saved[1])
+        try:
+            d = Daemon().start()
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, saved)
+        with d:
+            table = d.status()
+            for role in CHILDREN:
+                with open(f"/proc/{table[role]['pid']}/limits") as f:
+                    line = next(l for l in f if l.startswith("Max open files"))
+                self.assertEqual(line.split()[3:5], [str(want), hard], (role, line))
+            if want < 4096:
+                self.assertIn("file descriptors allowed", d.read_log())
+
     def test_each_killed_child_is_back_within_two_seconds_and_rewired(self):
         with Daemon().start() as d:
             for role in CHILDREN:
