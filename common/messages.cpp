@@ -637,6 +637,7 @@ void DeliveryReport::encode(wire::Writer& w) const {
     for (const auto& a : res.forward) w.str(a);
     w.boolean(res.expanded);
   }
+  w.boolean(last);
 }
 DeliveryReport DeliveryReport::decode(wire::Reader& r) {
   DeliveryReport m;
@@ -646,7 +647,7 @@ DeliveryReport DeliveryReport::decode(wire::Reader& r) {
     res.index = r.u32();
     res.outcome = r.enumeration<DeliveryOutcome>(kDeliveryOutcomeCount);
     res.dsn = r.str(16);
-    res.detail = r.str(1024);
+    res.detail = r.str(kMaxDeliveryDetail);
     res.forward.resize(r.count(kMaxDestinations, 4));
     for (auto& a : res.forward) {
       a = r.str(kMaxField);
@@ -654,6 +655,7 @@ DeliveryReport DeliveryReport::decode(wire::Reader& r) {
     }
     res.expanded = r.boolean();
   }
+  m.last = r.boolean();
   return m;
 }
 

@@ -644,6 +644,8 @@ struct DeliverLocal {
 enum class DeliveryOutcome : uint8_t { delivered, temporary_failure, permanent_failure };
 constexpr uint32_t kDeliveryOutcomeCount = 3;
 
+constexpr size_t kMaxDeliveryDetail = 1024;  // DeliveryResult.detail
+
 struct DeliveryResult {
   uint32_t index = 0;
   DeliveryOutcome outcome = DeliveryOutcome::temporary_failure;
@@ -661,6 +663,8 @@ struct DeliveryReport {
                                      roles(Role::queue), FdRule::none};
   std::string id;
   std::vector<DeliveryResult> results;
+  // A job's results come in as many frames as they take (long error texts); the last says so.
+  bool last = true;
   void encode(wire::Writer& w) const;
   static DeliveryReport decode(wire::Reader& r);
 };

@@ -32,6 +32,8 @@ namespace {
 
 // Delivery helpers alive at once; users beyond wait for one to finish.
 constexpr size_t kMaxHelpers = 16;
+// A job's report goes in frames of at most about this many payload bytes.
+constexpr size_t kReportFrameBudget = 48 * 1024;
 
 // One DeliverLocal from the queue, from its routes to its report.
 struct Job {
@@ -321,17 +323,32 @@ class MdaProcess {
     if (it == jobs_.end()) return;
     std::unique_ptr<Job> job = std::move(it->second);
     jobs_.erase(it);
-    msg::DeliveryReport report{.id = job->message.id, .results = std::move(job->results)};
-    for (auto& r : report.results) {
+    // In frames that fit: a thousand recipients' error texts do not fit one.
+    ipc::Channel* queue = runtime_.peer(Role::queue);
+    msg::DeliveryReport frame{.id = job->message.id, .results = {}};
+    size_t bytes = 0;
+    bool sent = queue != nullptr;
+    for (auto& r : job->results) {
       // Forwarding happens once the rest of the recipient's mail is delivered, so a retry
       // never forwards twice.
       if (r.outcome != msg::DeliveryOutcome::delivered) r.forward.clear();
       if (r.detail.empty()) r.detail = r.forward.empty() ? "delivered" : "forwarded";
+      if (r.detail.size() > msg::kMaxDeliveryDetail) r.detail.resize(msg::kMaxDeliveryDetail);
       ++runtime_.counters()[r.outcome == msg::DeliveryOutcome::delivered ? "delivered" : "failed"];
+      size_t size = 32 + r.dsn.size() + r.detail.size();
+      for (const auto& f : r.forward) size += 4 + f.size();
+      if (bytes + size > kReportFrameBudget && !frame.results.empty()) {
+        frame.last = false;
+        sent = sent && msg::send(*queue, frame, job->request_id);
+        frame.results.clear();
+        bytes = 0;
+      }
+      frame.results.push_back(std::move(r));
+      bytes += size;
     }
-    ipc::Channel* queue = runtime_.peer(Role::queue);
-    if (queue == nullptr || !msg::send(*queue, report, job->request_id))
-      log::warn("%s: cannot report deliveries to the queue", report.id.c_str());
+    frame.last = true;
+    sent = sent && msg::send(*queue, frame, job->request_id);
+    if (!sent) log::warn("%s: cannot report deliveries to the queue", frame.id.c_str());
   }
 
   // --- helpers --------------------------------------------------------------------------------

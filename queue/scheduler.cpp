@@ -159,7 +159,7 @@ void Scheduler::on_report(const msg::DeliveryReport& report) {
     }
   }
   for (Recipient& f : forwarded) e.recipients.push_back(std::move(f));
-  if (--flight->second.batches == 0) settle(report.id);
+  if (report.last && --flight->second.batches == 0) settle(report.id);
   update_counters();
 }
 

@@ -137,6 +137,31 @@ class Maildir(unittest.TestCase):
                 f"{queue_id}: to=<carol@test.example>") >= 4, 8), d.read_log())
             self.assertIn(queue_id, d.queued())
 
+    def test_a_thousand_long_failures_are_all_reported(self):
+        # Each result carries its error text with a long path: together far more than one
+        # frame holds, so the report goes in several (it was dropped, the recipients left in
+        # flight for good).
+        d = Daemon()
+        blocker = os.path.join(d.dir, "x" * 150)
+        d.write_config(d.config_text().replace(
+            "domains: [test.example, localhost]",
+            f"domains:\n  - test.example\n  - {{name: localhost, maildir: {blocker}/%u/Maildir}}"))
+        with d.start():
+            # (smtpd makes the folder at start; a file takes its place.)
+            os.rmdir(blocker)
+            with open(blocker, "w") as f:
+                f.write("a file where the Maildirs would go\n")
+            queue_id = self.send(d, [f"user{i}@localhost" for i in range(1000)])
+            self.assertTrue(wait_for(lambda: d.read_log().count(
+                f"{queue_id}: to=<") == 1000, 20), d.read_log()[-2000:])
+            log = d.read_log()
+            self.assertEqual(log.count("status=deferred (create " + blocker), 1000, log[-2000:])
+            self.assertNotIn("cannot report deliveries", log)
+            # Recorded, not left in flight: the next attempt is scheduled.
+            self.assertTrue(wait_for(lambda: re.search(
+                r"recipient: user999@localhost pending attempts=1 last_error=4\.3\.0 create",
+                d.smtpctl("show", "message", queue_id).stdout), 5))
+
     def test_mda_killed_in_the_middle_of_a_fanout(self):
         users = 1000
         d = Daemon(extra="limits:\n  recipients: 2000")

@@ -265,6 +265,10 @@ TEST(Messages, ReceivingMailRoundTrips) {
                                            .forward = {},
                                            .expanded = false}}};
   EXPECT_EQ(round_trip(report).results, report.results);
+  EXPECT_TRUE(round_trip(report).last);
+  DeliveryReport part = report;
+  part.last = false;
+  EXPECT_FALSE(round_trip(part).last);
 
   expect_strict(config);
   expect_strict(report);
