@@ -54,21 +54,28 @@ DsnNotify notify_for_members(const DsnNotify& alias) {
   return members;
 }
 
-std::string make_dsn(const Envelope& original, const std::vector<ReportedRecipient>& reported,
-                     std::string_view original_message, const std::string& hostname,
-                     const std::string& dsn_id, time_t now) {
+DsnAction headline(const std::vector<ReportedRecipient>& reported) {
   auto any = [&](DsnAction action) {
     return std::any_of(reported.begin(), reported.end(),
                        [action](const auto& r) { return r.action == action; });
   };
-  const bool any_failed = any(DsnAction::failed);
+  return any(DsnAction::failed)    ? DsnAction::failed
+         : any(DsnAction::delayed) ? DsnAction::delayed
+                                   : DsnAction::delivered;
+}
+
+std::string make_dsn(const Envelope& original, const std::vector<ReportedRecipient>& reported,
+                     std::string_view original_message, const std::string& hostname,
+                     const std::string& dsn_id, time_t now) {
+  const DsnAction worst = headline(reported);
+  const bool any_failed = worst == DsnAction::failed;
   const std::string boundary = dsn_id + "/" + hostname;
   std::string m;
   m += "From: Mail Delivery System <MAILER-DAEMON@" + hostname + ">\r\n";
   m += "To: <" + one_line(original.sender) + ">\r\n";
-  m += any_failed                ? "Subject: Undelivered Mail Returned to Sender\r\n"
-       : any(DsnAction::delayed) ? "Subject: Delayed Mail (still being retried)\r\n"
-                                 : "Subject: Successful Mail Delivery Report\r\n";
+  m += any_failed                    ? "Subject: Undelivered Mail Returned to Sender\r\n"
+       : worst == DsnAction::delayed ? "Subject: Delayed Mail (still being retried)\r\n"
+                                     : "Subject: Successful Mail Delivery Report\r\n";
   m += "Date: " + rfc5322_date(now) + "\r\n";
   m += "Message-ID: <" + dsn_id + "@" + hostname + ">\r\n";
   m += "Auto-Submitted: auto-replied\r\n";

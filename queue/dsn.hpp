@@ -39,6 +39,10 @@ bool wants_report(const Recipient& recipient, DsnAction action);
 // (RFC 3461 6.2.7.4); a NOTIFY of SUCCESS alone leaves nothing to report, NEVER.
 DsnNotify notify_for_members(const DsnNotify& alias);
 
+// What a notification is about, as its subject says: failed if any recipient did, else
+// delayed if any is, else delivered.
+DsnAction headline(const std::vector<ReportedRecipient>& reported);
+
 // The whole notification: headers, a human part, the machine-readable delivery-status part
 // and the original: all of it when a recipient failed and RET did not say HDRS, else its
 // headers (a report without failures returns only the headers, RFC 3461 4.3). The subject

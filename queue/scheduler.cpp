@@ -131,7 +131,8 @@ void Scheduler::on_report(const msg::DeliveryReport& report) {
         // Delivered here, or expanded by an alias to several destinations; an alias to one
         // address elsewhere passes its NOTIFY on, and the next hop reports (RFC 3461 6.2.7).
         if (r.expanded || r.forward.empty())
-          flight->second.outcomes.push_back(
+          flight->second.report_later(
+              rcpt,
               {r.index, r.expanded ? DsnAction::expanded : DsnAction::delivered, r.dsn, r.detail});
         // An alias sends it on elsewhere: new recipients of this message, for mta, keeping
         // the original recipient for DSNs (RFC 3461 4.2).
@@ -150,7 +151,7 @@ void Scheduler::on_report(const msg::DeliveryReport& report) {
       case msg::DeliveryOutcome::permanent_failure:
         rcpt.state = RecipientState::failed;
         ++bounced_;
-        flight->second.outcomes.push_back({r.index, DsnAction::failed, r.dsn, r.detail});
+        flight->second.report_later(rcpt, {r.index, DsnAction::failed, r.dsn, r.detail});
         break;
       case msg::DeliveryOutcome::temporary_failure:
         ++deferred_;
@@ -219,7 +220,7 @@ void Scheduler::expire_if_due(Envelope& e, Flight& flight) {
                           .detail = "message expired after too long in the queue"};
     log::info("%s: to=<%s>, relay=local, dsn=4.4.7, status=bounced (%s)", e.id.c_str(),
               r.address.c_str(), expired.detail.c_str());
-    flight.outcomes.push_back(expired);
+    flight.report_later(r, expired);
   }
 }
 
@@ -236,28 +237,26 @@ void Scheduler::report_delay_if_due(Envelope& e, Flight& flight) {
     // last_error is "4.2.2 mailbox over quota".
     const size_t space = r.last_error.find(' ');
     const bool coded = space != std::string::npos && r.last_error.starts_with("4.");
-    flight.outcomes.push_back({.index = static_cast<uint32_t>(i),
-                               .action = DsnAction::delayed,
-                               .status = coded ? r.last_error.substr(0, space) : "4.0.0",
-                               .detail = coded ? r.last_error.substr(space + 1) : r.last_error});
+    flight.report_later(r, {.index = static_cast<uint32_t>(i),
+                            .action = DsnAction::delayed,
+                            .status = coded ? r.last_error.substr(0, space) : "4.0.0",
+                            .detail = coded ? r.last_error.substr(space + 1) : r.last_error});
   }
 }
 
-// RFC 3464 notification to the sender, queued like any message; never to <> (RFC 5321
-// 4.5.5), and only of the outcomes the recipients' NOTIFY asks for.
+// RFC 3464 notification to the sender of the outcomes kept (Flight::report_later), queued like
+// any message; never to <> (RFC 5321 4.5.5).
 void Scheduler::notify_sender(const Envelope& e, const std::vector<Outcome>& outcomes) {
   std::vector<ReportedRecipient> report;
-  bool any_failed = false;
-  bool any_delayed = false;
-  for (const Outcome& o : outcomes) {
-    if (o.index >= e.recipients.size() || !wants_report(e.recipients[o.index], o.action)) continue;
-    report.push_back(
-        {&e.recipients[o.index], o.action, o.status, o.detail, e.arrival + expire_.count()});
-    any_failed = any_failed || o.action == DsnAction::failed;
-    any_delayed = any_delayed || o.action == DsnAction::delayed;
-  }
+  for (const Outcome& o : outcomes)
+    if (o.index < e.recipients.size())
+      report.push_back(
+          {&e.recipients[o.index], o.action, o.status, o.detail, e.arrival + expire_.count()});
   if (report.empty()) return;
-  const char* kind = any_failed ? "non-delivery" : any_delayed ? "delay" : "delivery";
+  const DsnAction worst = headline(report);
+  const char* kind = worst == DsnAction::failed    ? "non-delivery"
+                     : worst == DsnAction::delayed ? "delay"
+                                                   : "delivery";
   if (e.sender.empty()) {
     log::info("%s: no %s notification for the null sender", e.id.c_str(), kind);
     return;

@@ -54,8 +54,13 @@ class Scheduler {
     std::string detail;
   };
   struct Flight {
-    size_t batches = 0;             // DeliverLocal frames not yet answered
-    std::vector<Outcome> outcomes;  // failed for good, delayed, delivered or expanded
+    size_t batches = 0;  // DeliverLocal frames not yet answered
+    // Failed for good, delayed, delivered or expanded: only those the recipient's NOTIFY asks
+    // to hear of (report_later), so a fanout nobody asked about keeps none.
+    std::vector<Outcome> outcomes;
+    void report_later(const Recipient& r, Outcome o) {
+      if (wants_report(r, o.action)) outcomes.push_back(std::move(o));
+    }
   };
   bool is_local(const std::string& address) const;
   void dispatch(const std::string& id);

@@ -39,6 +39,16 @@ TEST(Dsn, NotifyDecidesWhoIsReported) {
   }
 }
 
+TEST(Dsn, TheHeadlineIsTheWorstOutcome) {
+  const Recipient r = rcpt("a@b");
+  EXPECT_EQ(headline({{&r, DsnAction::delivered, "", ""}, {&r, DsnAction::expanded, "", ""}}),
+            DsnAction::delivered);
+  EXPECT_EQ(headline({{&r, DsnAction::delivered, "", ""}, {&r, DsnAction::delayed, "", ""}}),
+            DsnAction::delayed);
+  EXPECT_EQ(headline({{&r, DsnAction::delayed, "", ""}, {&r, DsnAction::failed, "", ""}}),
+            DsnAction::failed);
+}
+
 TEST(Dsn, AliasMembersDoNotReportSuccessAgain) {
   EXPECT_EQ(notify_for_members({}), DsnNotify{});
   EXPECT_EQ(notify_for_members({.never = true}), DsnNotify{.never = true});
