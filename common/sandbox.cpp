@@ -84,10 +84,10 @@ std::span<const std::string_view> role_calls(Role role) {
   // Sessions on sockets the listeners accept; nothing is opened by name.
   static constexpr std::string_view kSmtp[] = {"accept4",  "getsockopt",  "setsockopt",
                                                "shutdown", "getsockname", "getpeername"};
-  // Maildirs: create, write, sync, rename into new/.
+  // Maildirs: create, write, sync, rename or link into new/.
   static constexpr std::string_view kMda[] = {
-      "openat", "mkdir",    "mkdirat", "rename", "renameat", "renameat2", "fsync", "fdatasync",
-      "unlink", "unlinkat", "pread64", "lstat",  "stat",     "ftruncate", "syncfs"};
+      "openat", "mkdir",    "mkdirat", "rename", "renameat", "renameat2", "fsync",  "fdatasync",
+      "unlink", "unlinkat", "pread64", "lstat",  "stat",     "ftruncate", "syncfs", "linkat"};
   switch (role) {
     case Role::mda:
       return kMda;

@@ -61,7 +61,24 @@ Status make_dirs(const std::string& path) {
   return ok_status();
 }
 
+// Gives an unnamed file (O_TMPFILE) its name in new/: through /proc, since linkat with
+// AT_EMPTY_PATH needs a capability mda does not have.
+bool link_into_new(const StagedMaildir& s) {
+  const std::string self = "/proc/self/fd/" + std::to_string(s.fd.get());
+  return linkat(AT_FDCWD, self.c_str(), AT_FDCWD, s.new_path.c_str(), AT_SYMLINK_FOLLOW) == 0;
+}
+
 }  // namespace
+
+bool can_link_unnamed() {
+#if defined(__linux__) && defined(O_TMPFILE)
+  static const bool proc =
+      static_cast<bool>(UniqueFd(open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC)));
+  return proc;
+#else
+  return false;
+#endif
+}
 
 Result<std::string> maildir_for(std::string_view templ, std::string_view local_part) {
   if (local_part.empty() || local_part.size() > 64 || local_part == "." || local_part == "..")
@@ -77,21 +94,34 @@ Result<std::string> maildir_for(std::string_view templ, std::string_view local_p
 }
 
 Result<StagedMaildir> stage_maildir(const std::string& maildir, const std::string& header,
-                                    int message_fd, const std::string& unique) {
+                                    int message_fd, const std::string& unique, bool unnamed) {
   StagedMaildir staged{maildir + "/tmp/" + unique, maildir + "/new/" + unique, maildir + "/new",
                        UniqueFd()};
+  unnamed = unnamed && can_link_unnamed();
   auto create = [&] {
+#ifdef O_TMPFILE
+    if (unnamed) {
+      staged.fd.reset(open(staged.new_dir.c_str(), O_WRONLY | O_TMPFILE | O_CLOEXEC, 0600));
+      if (staged.fd) {
+        staged.tmp_path.clear();
+        return;
+      }
+      // A filesystem without unnamed files (or a kernel that does not know the flag): tmp/.
+      if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL) return;
+      unnamed = false;
+    }
+#endif
     staged.fd.reset(
         open(staged.tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
   };
-  // Usually the Maildir exists: only when tmp/ is missing are the folders made (first mail).
+  // Usually the Maildir exists: only when it is missing are the folders made (first mail).
   create();
   if (!staged.fd && errno == ENOENT) {
     for (const char* sub : {"/tmp", "/new", "/cur"})
       if (Status st = make_dirs(maildir + sub); !st.ok()) return st.error();
     create();
   }
-  if (!staged.fd) return errno_error("create " + staged.tmp_path);
+  if (!staged.fd) return errno_error("create " + (unnamed ? staged.new_dir : staged.tmp_path));
   Status written = write_all(staged.fd.get(), header);
   char buf[65536];
   off_t offset = 0;
@@ -107,7 +137,7 @@ Result<StagedMaildir> stage_maildir(const std::string& maildir, const std::strin
     written = write_all(staged.fd.get(), std::string_view(buf, static_cast<size_t>(n)));
   }
   if (!written.ok()) {
-    unlink(staged.tmp_path.c_str());
+    if (staged.named()) unlink(staged.tmp_path.c_str());
     return written.error();
   }
   return staged;
@@ -155,24 +185,27 @@ std::vector<Status> publish_maildirs(std::vector<StagedMaildir>& staged) {
   // The data is on disk before any name appears in new/.
   if (Status synced = sync_all(fds); !synced.ok()) {
     for (size_t i = 0; i < staged.size(); ++i) {
-      unlink(staged[i].tmp_path.c_str());
+      if (staged[i].named()) unlink(staged[i].tmp_path.c_str());
       results[i] = synced;
     }
     return results;
   }
   std::vector<char> renamed(staged.size(), 0);
   for_each_index(staged.size(), [&](size_t i) {
-    bool ok = rename(staged[i].tmp_path.c_str(), staged[i].new_path.c_str()) == 0;
-    // A delivery killed while it was creating the Maildir leaves tmp/ without new/.
+    const StagedMaildir& s = staged[i];
+    auto name = [&] {
+      return s.named() ? rename(s.tmp_path.c_str(), s.new_path.c_str()) == 0 : link_into_new(s);
+    };
+    bool ok = name();
+    // A delivery killed while it was creating the Maildir leaves tmp/ without new/ (or new/
+    // went away since the file was staged).
     if (!ok && errno == ENOENT) {
-      const std::string& new_dir = staged[i].new_dir;
-      const std::string cur = new_dir.substr(0, new_dir.size() - 3) + "cur";
-      if (make_dirs(new_dir).ok() && make_dirs(cur).ok())
-        ok = rename(staged[i].tmp_path.c_str(), staged[i].new_path.c_str()) == 0;
+      const std::string cur = s.new_dir.substr(0, s.new_dir.size() - 3) + "cur";
+      if (make_dirs(s.new_dir).ok() && make_dirs(cur).ok()) ok = name();
     }
     if (!ok) {
-      results[i] = errno_error("rename into new/");
-      unlink(staged[i].tmp_path.c_str());
+      results[i] = errno_error(s.named() ? "rename into new/" : "link into new/");
+      if (s.named()) unlink(s.tmp_path.c_str());
     }
     renamed[i] = ok;
   });
@@ -184,8 +217,11 @@ std::vector<Status> publish_maildirs(std::vector<StagedMaildir>& staged) {
     if (!renamed[i]) continue;
     // The rename is durable once new/ is: for a big batch one syncfs through any file covers
     // the filesystem, new/ included; otherwise each new/ is fsynced, once however many files
-    // went into it (a burst of mail for one mailbox).
-    if (staged.size() > kSyncfsBatch) {
+    // went into it (a burst of mail for one mailbox). A linked file's new link count is in its
+    // inode, which an fsync of new/ does not write on every filesystem (ext4 without a
+    // journal): those take the syncfs.
+    if (!staged[i].named()) whole_filesystem = true;
+    if (staged.size() > kSyncfsBatch || !staged[i].named()) {
       published.push_back(staged[i].fd.get());
       continue;
     }
@@ -217,29 +253,43 @@ Result<std::string> deliver_to_maildir(const std::string& maildir, const std::st
   return std::move(deliver_to_maildirs({{maildir, header, message_fd, unique}}).front());
 }
 
-std::vector<Result<std::string>> deliver_to_maildirs(const std::vector<MaildirDelivery>& all) {
+std::vector<Result<StagedMaildir>> stage_maildirs(const std::vector<MaildirDelivery>& all) {
   std::vector<std::optional<Result<StagedMaildir>>> staged(all.size());
+  // A batch big enough for syncfs anyway writes unnamed files: see stage_maildir.
+  const bool unnamed = all.size() > kSyncfsBatch;
   for_each_index(all.size(), [&](size_t i) {
     const MaildirDelivery& d = all[i];
-    staged[i] = stage_maildir(d.maildir, d.header, d.message_fd, d.unique);
+    staged[i] = stage_maildir(d.maildir, d.header, d.message_fd, d.unique, unnamed);
   });
+  std::vector<Result<StagedMaildir>> out;
+  out.reserve(all.size());
+  for (auto& s : staged) out.push_back(std::move(*s));
+  return out;
+}
+
+std::vector<Result<std::string>> publish_staged(std::vector<Result<StagedMaildir>>& staged) {
   std::vector<StagedMaildir> ready;
   std::vector<size_t> ready_index;
   std::vector<Result<std::string>> results;
-  results.reserve(all.size());
-  for (size_t i = 0; i < all.size(); ++i) {
-    if (staged[i]->ok()) {
+  results.reserve(staged.size());
+  for (size_t i = 0; i < staged.size(); ++i) {
+    if (staged[i].ok()) {
       ready_index.push_back(i);
-      ready.push_back(std::move(*staged[i]).value());
+      ready.push_back(std::move(staged[i]).value());
       results.emplace_back(ready.back().new_path);
     } else {
-      results.emplace_back(staged[i]->error());
+      results.emplace_back(staged[i].error());
     }
   }
   const std::vector<Status> published = publish_maildirs(ready);
   for (size_t k = 0; k < ready.size(); ++k)
     if (!published[k].ok()) results[ready_index[k]] = published[k].error();
   return results;
+}
+
+std::vector<Result<std::string>> deliver_to_maildirs(const std::vector<MaildirDelivery>& all) {
+  std::vector<Result<StagedMaildir>> staged = stage_maildirs(all);
+  return publish_staged(staged);
 }
 
 }  // namespace postern::mda

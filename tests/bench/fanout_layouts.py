@@ -1,17 +1,20 @@
 #!/usr/bin/env python3
-"""Fanout file layouts (issue 4, point 7): one message into many Maildirs, written two ways,
+"""Fanout file layouts (issue 4, point 7): one message into many Maildirs, written three ways,
 with the same durability, without the daemon, to decide which mda should use.
 
     tests/bench/fanout_layouts.py [--users 10000] [--size 1024] [--dir DIR]
 
   copies  one file per recipient: created in its tmp/, written (Return-Path:, Delivered-To:
           and the message), one syncfs for all, renamed into new/, one syncfs for the
-          renames; this is what mda does (deliver_to_maildirs, on up to 4 threads).
+          renames; this is what mda does for a few deliveries.
+  unnamed the same files made without a name in new/ (O_TMPFILE), one syncfs, then linked
+          in through /proc/self/fd, one syncfs: nothing is added to or removed from tmp/;
+          this is what mda does for a fanout (stage_maildirs, on up to 4 threads).
   links   one file for everyone (Return-Path: and the message, no Delivered-To:, since a
           shared file cannot name each recipient), written and fsynced once, then hard-
           linked into every new/, one syncfs for the links, the staged name removed.
 
-Both run one after the other in one thread, each into its own fresh set of existing
+All run one after the other in one thread, each into its own fresh set of existing
 Maildirs under DIR (default: a new folder in $TMPDIR or /tmp), so the difference is the
 layout, not the threads. Prints seconds and the disk space the delivered files take
 (blocks allocated, from st_blocks, counting a shared file once).
@@ -26,6 +29,8 @@ import tempfile
 import time
 
 libc = ctypes.CDLL(None, use_errno=True)
+AT_FDCWD = -100
+AT_SYMLINK_FOLLOW = 0x400
 
 
 def syncfs(path):
@@ -76,6 +81,26 @@ def copies(root, users, message):
     return time.perf_counter() - started, [new for _, new in staged]
 
 
+def unnamed(root, users, message):
+    started = time.perf_counter()
+    staged = []
+    for i in range(users):
+        maildir = os.path.join(root, f"u{i}", "Maildir")
+        name = f"{time.time():.0f}.M{i}P{os.getpid()}.bench"
+        fd = os.open(os.path.join(maildir, "new"), os.O_WRONLY | os.O_TMPFILE, 0o600)
+        header = (b"Return-Path: <a@example.com>\r\nDelivered-To: u%d@bench.example\r\n" % i)
+        os.write(fd, header + message)
+        staged.append((fd, os.path.join(maildir, "new", name)))
+    syncfs(root)
+    for fd, new in staged:
+        if libc.linkat(AT_FDCWD, f"/proc/self/fd/{fd}".encode(), AT_FDCWD, new.encode(),
+                       AT_SYMLINK_FOLLOW) != 0:
+            sys.exit(f"linkat: {os.strerror(ctypes.get_errno())}")
+        os.close(fd)
+    syncfs(root)
+    return time.perf_counter() - started, [new for _, new in staged]
+
+
 def links(root, users, message):
     started = time.perf_counter()
     name = f"{time.time():.0f}.M0P{os.getpid()}.bench"
@@ -107,7 +132,7 @@ def main():
           f"load average {' '.join(open('/proc/loadavg').read().split()[:3])}")
     try:
         print("layout    seconds    disk used")
-        for layout, deliver in (("copies", copies), ("links", links)):
+        for layout, deliver in (("copies", copies), ("unnamed", unnamed), ("links", links)):
             root = os.path.join(base, layout)
             os.mkdir(root)
             make_maildirs(root, args.users)

@@ -1,6 +1,7 @@
 // Maildir delivery: a message lands in new/ byte-exact, a Maildir left half-made (tmp/
-// without new/ or cur/, as a delivery killed while creating it leaves it) is completed, and
-// many deliveries at once (spread over threads) each land once, a failing one alone failing.
+// without new/ or cur/, as a delivery killed while creating it leaves it) is completed, an
+// unnamed file shows only once published, and many deliveries at once (spread over threads)
+// each land once, a failing one alone failing.
 #include "mda/maildir.hpp"
 
 #include <fcntl.h>
@@ -66,6 +67,31 @@ TEST_F(MaildirTest, AHalfMadeMaildirIsCompleted) {
   ASSERT_TRUE(published[0].ok()) << published[0].error().message;
   EXPECT_EQ(delivered(maildir), "Subject: x\r\n\r\nbody\r\n");
   EXPECT_TRUE(fs::is_directory(maildir / "cur"));
+}
+
+// A fanout's files have no name until published: nothing shows in new/ (nor in tmp/) before
+// the flush, then the file is in new/ byte-exact.
+TEST_F(MaildirTest, AnUnnamedFileAppearsOnlyWhenPublished) {
+#ifndef __linux__
+  GTEST_SKIP() << "unnamed files are Linux's (O_TMPFILE)";
+#endif
+  ASSERT_TRUE(can_link_unnamed());
+  const fs::path maildir = dir_ / "dave" / "Maildir";
+  std::vector<StagedMaildir> staged;
+  auto s = stage_maildir(maildir.string(), "Delivered-To: d\r\n", fd_.get(), "5.M5P5Q5.h",
+                         /*unnamed=*/true);
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  EXPECT_FALSE(s->named());
+  EXPECT_TRUE(fs::is_empty(maildir / "new"));
+  EXPECT_TRUE(fs::is_empty(maildir / "tmp"));
+  EXPECT_TRUE(fs::is_directory(maildir / "cur"));
+  staged.push_back(std::move(s).value());
+  const std::vector<Status> published = publish_maildirs(staged);
+  ASSERT_EQ(published.size(), 1u);
+  ASSERT_TRUE(published[0].ok()) << published[0].error().message;
+  EXPECT_EQ(delivered(maildir), "Delivered-To: d\r\nSubject: x\r\n\r\nbody\r\n");
+  EXPECT_TRUE(fs::exists(maildir / "new" / "5.M5P5Q5.h"));
+  EXPECT_TRUE(fs::is_empty(maildir / "tmp"));
 }
 
 // Out of descriptors after the rename, new/ cannot be opened for its fsync: the delivery must
