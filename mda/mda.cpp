@@ -32,6 +32,12 @@ namespace {
 
 // Delivery helpers alive at once; users beyond wait for one to finish.
 constexpr size_t kMaxHelpers = 16;
+// Maildir files written before the publisher gets them (MaildirBatch).
+constexpr size_t kStageChunk = 500;
+// A loop turn's Maildir files up to this many are written and published on the loop itself:
+// handing them to the threads costs a single delivery about 0.25 ms in wake-ups (measured
+// '.' to new/: p50 1.53-1.58 ms inline, 1.54-1.91 ms through the threads).
+constexpr size_t kInlineMaildirs = 4;
 // A job's report goes in frames of at most about this many payload bytes.
 constexpr size_t kReportFrameBudget = 48 * 1024;
 
@@ -44,17 +50,29 @@ struct Job {
   std::vector<std::optional<msg::LocalRoute>> routes;  // per recipient, as lookup answers
   size_t routes_awaited = 0;                           // ResolveLocal batches unanswered
   std::vector<msg::DeliveryResult> results;            // per recipient
-  // Deliveries that answer later: helpers' and Maildir files waiting for the loop turn's end.
+  // Deliveries that answer later: helpers', mbox and LMTP ones, and Maildir files on their way.
   size_t pending = 0;
 };
 
-// A Maildir delivery waiting for the end of this loop turn: then it is written and flushed
-// with the other jobs' (deliver_to_maildirs).
+// A Maildir delivery of a job's recipient.
 struct Publication {
   uint64_t job = 0;
   size_t recipient = 0;
   MaildirDelivery delivery;  // its message_fd is the job's, open while the job is pending
 };
+
+// Maildir deliveries on their way to new/: staged (files created and written) on one thread,
+// then published (flushed and named) on another, so that in a fanout one chunk's files are
+// written while the previous chunk's flushes wait for the disk. In a 10,000-user fanout
+// staging is about half the time and mostly CPU, the flushes the other half; done one after
+// the other on the event loop they took 0.94-1.02 s, pipelined 0.71-0.89 s. The publisher
+// takes everything staged while it was busy as one batch, sharing the flushes.
+struct MaildirBatch {
+  std::vector<Publication> publications;
+  std::vector<Result<StagedMaildir>> staged;  // by the stage thread, one per publication
+  std::vector<Result<std::string>> results;   // by the publish thread, one per publication
+};
+using MaildirWorker = BatchWorker<MaildirBatch>;
 
 // One recipient's outcome of a delivery that answers later.
 struct Answer {
@@ -125,6 +143,13 @@ class MdaProcess {
     runtime_.counters()["delivered"] = 0;
     runtime_.counters()["failed"] = 0;
     publish_timer_ = std::make_unique<Timer>(runtime_.base(), [this] { publish(); });
+    publisher_ = std::make_unique<MaildirWorker>(
+        runtime_.base(), publish_batch, [this](MaildirBatch& done) { on_published(done); });
+    // What it stages goes on to the publisher; nothing comes back from it to the loop.
+    stager_ = std::make_unique<MaildirWorker>(
+        runtime_.base(),
+        [&publisher = *publisher_](MaildirWorker::Batch& batch) { stage(batch, publisher); },
+        [](MaildirBatch&) {});
     outside_ = std::make_unique<BatchWorker<OutsideDelivery>>(
         runtime_.base(),
         [](BatchWorker<OutsideDelivery>::Batch& batch) {
@@ -200,9 +225,10 @@ class MdaProcess {
   // --- deliveries -----------------------------------------------------------------------------
 
   void deliver(Job& j) {
-    // Maildir files of every job ready in this turn of the event loop share their flushes
-    // (publish); an LMTP server gets one transaction per target; helpers work on their own
-    // and answer later. Held pending while this runs, so no answer finishes the job under it.
+    // Maildir files wait for the end of this loop turn (publish), where jobs that arrive
+    // together share their flushes; an LMTP server gets one transaction per target; helpers work on
+    // their own and answer later. Held pending while this runs, so no answer finishes the
+    // job under it.
     ++j.pending;
     std::map<std::string, std::vector<msg::LocalRecipient>> by_lmtp;
     std::vector<size_t> lmtp_for;  // LocalRecipient.index -> recipient
@@ -275,25 +301,69 @@ class MdaProcess {
     settle(j);
   }
 
-  // Writes every Maildir file of this turn and makes them durable and visible together
-  // (deliver_to_maildirs).
+  // The Maildir files of this loop turn: a few are delivered at once, here; more go to the
+  // threads (MaildirBatch).
   void publish() {
-    std::vector<Publication> batch;
-    batch.swap(publishing_);
+    auto batch = std::make_unique<MaildirBatch>();
+    batch->publications.swap(publishing_);
+    if (batch->publications.size() > kInlineMaildirs) {
+      stager_->post(std::move(batch));
+      return;
+    }
     std::vector<MaildirDelivery> deliveries;
-    deliveries.reserve(batch.size());
-    for (auto& p : batch) deliveries.push_back(std::move(p.delivery));
-    const std::vector<Result<std::string>> published = deliver_to_maildirs(deliveries);
-    for (size_t k = 0; k < batch.size(); ++k) {
-      auto job = jobs_.find(batch[k].job);
+    for (auto& p : batch->publications) deliveries.push_back(std::move(p.delivery));
+    batch->results = deliver_to_maildirs(deliveries);
+    on_published(*batch);
+  }
+
+  // On the stage thread: writes the files of every job posted since the last batch, handing
+  // them to the publisher a chunk at a time, so that it flushes one chunk while the next is
+  // written.
+  static void stage(MaildirWorker::Batch& batch, MaildirWorker& publisher) {
+    std::vector<Publication> all;
+    for (auto& b : batch)
+      for (auto& p : b->publications) all.push_back(std::move(p));
+    for (size_t first = 0; first < all.size(); first += kStageChunk) {
+      const size_t end = std::min(all.size(), first + kStageChunk);
+      auto chunk = std::make_unique<MaildirBatch>();
+      std::vector<MaildirDelivery> deliveries;
+      deliveries.reserve(end - first);
+      for (size_t i = first; i < end; ++i) {
+        deliveries.push_back(std::move(all[i].delivery));
+        chunk->publications.push_back(std::move(all[i]));
+      }
+      chunk->staged = stage_maildirs(deliveries);
+      publisher.post(std::move(chunk));
+    }
+  }
+
+  // On the publish thread: what was staged since the last batch is made durable and visible
+  // together (publish_staged).
+  static void publish_batch(MaildirWorker::Batch& batch) {
+    std::vector<Result<StagedMaildir>> staged;
+    for (auto& b : batch)
+      for (auto& s : b->staged) staged.push_back(std::move(s));
+    std::vector<Result<std::string>> results = publish_staged(staged);
+    size_t k = 0;
+    for (auto& b : batch) {
+      b->staged.clear();
+      for (size_t i = 0; i < b->publications.size(); ++i)
+        b->results.push_back(std::move(results[k++]));
+    }
+  }
+
+  void on_published(MaildirBatch& done) {
+    for (size_t k = 0; k < done.publications.size(); ++k) {
+      auto job = jobs_.find(done.publications[k].job);
       if (job == jobs_.end()) continue;
       Job& j = *job->second;
-      if (published[k].ok())
-        merge(j.results[batch[k].recipient], msg::DeliveryOutcome::delivered, "2.0.0",
+      const Result<std::string>& published = done.results[k];
+      if (published.ok())
+        merge(j.results[done.publications[k].recipient], msg::DeliveryOutcome::delivered, "2.0.0",
               "delivered to maildir");
       else
-        merge(j.results[batch[k].recipient], msg::DeliveryOutcome::temporary_failure, "4.3.0",
-              published[k].error().message);
+        merge(j.results[done.publications[k].recipient], msg::DeliveryOutcome::temporary_failure,
+              "4.3.0", published.error().message);
       settle(j);
     }
   }
@@ -497,11 +567,13 @@ class MdaProcess {
   std::map<uint32_t, std::pair<uint64_t, size_t>> resolving_;  // request -> job, next index
   std::map<std::string, Helper> helpers_;
   std::deque<std::string> spawn_queue_;
-  std::vector<Publication> publishing_;
+  std::vector<Publication> publishing_;  // until the end of this loop turn
   std::unique_ptr<Timer> publish_timer_;
-  // Declared last, destroyed first: its thread is done with the jobs' descriptors before the
-  // jobs go.
+  // Declared last, destroyed first: their threads are done with the jobs' descriptors before
+  // the jobs go (and the stager, which posts to the publisher, before the publisher).
   std::unique_ptr<BatchWorker<OutsideDelivery>> outside_;
+  std::unique_ptr<MaildirWorker> publisher_;
+  std::unique_ptr<MaildirWorker> stager_;
 };
 
 }  // namespace
