@@ -627,8 +627,13 @@ struct LocalRecipient {
 };
 
 // Recipients per DeliverLocal frame: mda makes each frame's Maildir deliveries durable
-// together, so bigger frames mean fewer flushes (and still fit a frame).
+// together, so bigger frames mean fewer flushes. The queue also keeps each frame's payload
+// within kLocalJobBytes (long addresses), counting kLocalJobOverhead plus the sender for the
+// frame and kLocalRecipientOverhead plus the address for each recipient.
 constexpr size_t kLocalRecipientsPerJob = 1000;
+constexpr size_t kLocalJobBytes = 48 * 1024;
+constexpr size_t kLocalJobOverhead = 64;
+constexpr size_t kLocalRecipientOverhead = 8;
 
 // Deliver this message (the descriptor: read-only) to these local recipients.
 struct DeliverLocal {

@@ -91,9 +91,16 @@ void Scheduler::dispatch(const std::string& id) {
     return;
   }
   Flight& flight = in_flight_[id];
-  for (size_t i = 0; i < todo.size(); i += msg::kLocalRecipientsPerJob) {
+  for (size_t i = 0, end = 0; i < todo.size(); i = end) {
+    // Up to kLocalRecipientsPerJob, as long as they fit a frame: a thousand long addresses
+    // do not, and a frame the channel refuses for its size would never go.
+    size_t bytes = msg::kLocalJobOverhead + e.sender.size();
+    for (end = i; end < todo.size() && end - i < msg::kLocalRecipientsPerJob; ++end) {
+      const size_t more = msg::kLocalRecipientOverhead + todo[end].address.size();
+      if (end > i && bytes + more > msg::kLocalJobBytes) break;
+      bytes += more;
+    }
     msg::DeliverLocal job{.id = id, .sender = e.sender, .recipients = {}};
-    const size_t end = std::min(todo.size(), i + msg::kLocalRecipientsPerJob);
     job.recipients.assign(todo.begin() + static_cast<std::ptrdiff_t>(i),
                           todo.begin() + static_cast<std::ptrdiff_t>(end));
     UniqueFd fd(fcntl(data->get(), F_DUPFD_CLOEXEC, 0));
@@ -108,7 +115,13 @@ void Scheduler::dispatch(const std::string& id) {
       if (attempts < UINT32_MAX) ++attempts;
     }
   }
-  if (flight.batches == 0) in_flight_.erase(id);
+  if (flight.batches == 0) {
+    // Nothing went (mda's channel has a full queue of frames): try again shortly rather than
+    // wait for the next mda_ready() or smtpctl schedule. A message some of whose batches went
+    // has its retry set when they settle.
+    in_flight_.erase(id);
+    retry_at(id, std::chrono::seconds(1));
+  }
 }
 
 void Scheduler::on_report(const msg::DeliveryReport& report) {

@@ -179,6 +179,21 @@ class Maildir(unittest.TestCase):
             self.assertLessEqual(max(counts), 2)
             self.assertTrue(d.wait_log(r"mda \(pid \d+\) was killed by signal 9"))
 
+    def test_a_thousand_long_addresses_are_delivered(self):
+        # 1,000 addresses of 74 bytes do not fit one frame to mda (64 KiB): the queue cuts
+        # the job by size as well as by count.
+        users = [f"{i:04d}" + "x" * 60 for i in range(1000)]
+        d = Daemon(extra="limits:\n  recipients: 2000")
+        self.mail = os.path.join(d.dir, "mail")
+        d.write_config(d.config_text().replace(
+            "domains: [test.example, localhost]",
+            f"domains:\n  - {{name: localhost, maildir: {self.mail}/%u/Maildir}}"))
+        with d.start():
+            queue_id = self.send(d, [f"{u}@localhost" for u in users])
+            self.assertTrue(wait_for(lambda: queue_id not in d.queued(), 30), d.read_log())
+            self.assertEqual([len(maildir_files(self.mail, u)) for u in users], [1] * 1000)
+            self.assertNotIn("cannot hand the message to mda", d.read_log())
+
     def test_killed_mda_is_restarted_and_mail_still_delivered(self):
         with self.daemon().start() as d:
             os.kill(d.status()["mda"]["pid"], signal.SIGKILL)

@@ -95,6 +95,21 @@ TEST(Messages, RoundTrips) {
   EXPECT_EQ(result.text, "no");
 }
 
+// The queue sizes its DeliverLocal frames by these constants: they must cover the encoding.
+TEST(Messages, LocalJobSizesCoverTheEncoding) {
+  DeliverLocal job{.id = "0123456789abcdef", .sender = std::string(300, 's'), .recipients = {}};
+  size_t estimate = kLocalJobOverhead + job.sender.size();
+  for (uint32_t i = 0; estimate < kLocalJobBytes; ++i) {
+    const std::string address = std::string(64, 'u') + std::to_string(i) + "@localhost";
+    job.recipients.push_back({.index = i, .address = address});
+    estimate += kLocalRecipientOverhead + address.size();
+  }
+  const std::vector<uint8_t> bytes = encode_payload(job);
+  EXPECT_LE(bytes.size(), estimate);
+  EXPECT_LT(kLocalJobBytes, ipc::kMaxPayload);
+  EXPECT_TRUE(decode_payload<DeliverLocal>(bytes).has_value());
+}
+
 TEST(Messages, LookupQuestionsRoundTrip) {
   LookupConfig config;
   config.trusted_networks = {*config::parse_network("127.0.0.0/8"),
