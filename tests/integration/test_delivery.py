@@ -161,13 +161,18 @@ class Maildir(unittest.TestCase):
                 r"recipient: user999@localhost pending attempts=1 last_error=4\.3\.0 create",
                 d.smtpctl("show", "message", queue_id).stdout), 5))
 
-    def test_mda_killed_in_the_middle_of_a_fanout(self):
-        users = 1000
+    def fanout_daemon(self):
+        """Any local part of localhost has a Maildir; up to 2,000 recipients a message."""
         d = Daemon(extra="limits:\n  recipients: 2000")
         self.mail = os.path.join(d.dir, "mail")
         d.write_config(d.config_text().replace(
             "domains: [test.example, localhost]",
             f"domains:\n  - {{name: localhost, maildir: {self.mail}/%u/Maildir}}"))
+        return d
+
+    def test_mda_killed_in_the_middle_of_a_fanout(self):
+        users = 1000
+        d = self.fanout_daemon()
         with d.start():
             mda = d.status()["mda"]["pid"]
             queue_id = self.send(d, [f"u{i}@localhost" for i in range(users)])
@@ -183,11 +188,7 @@ class Maildir(unittest.TestCase):
         # 1,000 addresses of 74 bytes do not fit one frame to mda (64 KiB): the queue cuts
         # the job by size as well as by count.
         users = [f"{i:04d}" + "x" * 60 for i in range(1000)]
-        d = Daemon(extra="limits:\n  recipients: 2000")
-        self.mail = os.path.join(d.dir, "mail")
-        d.write_config(d.config_text().replace(
-            "domains: [test.example, localhost]",
-            f"domains:\n  - {{name: localhost, maildir: {self.mail}/%u/Maildir}}"))
+        d = self.fanout_daemon()
         with d.start():
             queue_id = self.send(d, [f"{u}@localhost" for u in users])
             self.assertTrue(wait_for(lambda: queue_id not in d.queued(), 30), d.read_log())
