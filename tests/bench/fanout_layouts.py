@@ -62,16 +62,22 @@ def space(paths):
     return total
 
 
+def own_copy(root, i, message):
+    """User i's Maildir, a unique name for the delivery, and the bytes of its own copy."""
+    maildir = os.path.join(root, f"u{i}", "Maildir")
+    name = f"{time.time():.0f}.M{i}P{os.getpid()}.bench"
+    header = b"Return-Path: <a@example.com>\r\nDelivered-To: u%d@bench.example\r\n" % i
+    return maildir, name, header + message
+
+
 def copies(root, users, message):
     started = time.perf_counter()
     staged = []
     for i in range(users):
-        maildir = os.path.join(root, f"u{i}", "Maildir")
-        name = f"{time.time():.0f}.M{i}P{os.getpid()}.bench"
+        maildir, name, data = own_copy(root, i, message)
         tmp = os.path.join(maildir, "tmp", name)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        header = (b"Return-Path: <a@example.com>\r\nDelivered-To: u%d@bench.example\r\n" % i)
-        os.write(fd, header + message)
+        os.write(fd, data)
         os.close(fd)
         staged.append((tmp, os.path.join(maildir, "new", name)))
     syncfs(root)
@@ -85,11 +91,9 @@ def unnamed(root, users, message):
     started = time.perf_counter()
     staged = []
     for i in range(users):
-        maildir = os.path.join(root, f"u{i}", "Maildir")
-        name = f"{time.time():.0f}.M{i}P{os.getpid()}.bench"
+        maildir, name, data = own_copy(root, i, message)
         fd = os.open(os.path.join(maildir, "new"), os.O_WRONLY | os.O_TMPFILE, 0o600)
-        header = (b"Return-Path: <a@example.com>\r\nDelivered-To: u%d@bench.example\r\n" % i)
-        os.write(fd, header + message)
+        os.write(fd, data)
         staged.append((fd, os.path.join(maildir, "new", name)))
     syncfs(root)
     for fd, new in staged:
