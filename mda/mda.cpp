@@ -226,9 +226,9 @@ class MdaProcess {
 
   void deliver(Job& j) {
     // Maildir files wait for the end of this loop turn (publish), where jobs that arrive
-    // together share their flushes; an LMTP server gets one transaction per target; helpers work on
-    // their own and answer later. Held pending while this runs, so no answer finishes the
-    // job under it.
+    // together share their flushes; an LMTP server gets one transaction per target; helpers
+    // work on their own and answer later. Held pending while this runs, so no answer
+    // finishes the job under it.
     ++j.pending;
     std::map<std::string, std::vector<msg::LocalRecipient>> by_lmtp;
     std::vector<size_t> lmtp_for;  // LocalRecipient.index -> recipient
