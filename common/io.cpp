@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -39,6 +40,36 @@ Result<std::string> read_all(int fd, size_t max_bytes) {
     text.append(buf, static_cast<size_t>(n));
     offset += n;
   }
+}
+
+Status read_message(const MessageData& message,
+                    const std::function<Status(std::string_view)>& each) {
+  char buf[65536];
+  for (uint64_t offset = 0; offset < message.size;) {
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(sizeof buf, message.size - offset));
+    const ssize_t n = pread(message.fd, buf, want, static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno_error("read the message");
+    }
+    if (n == 0)
+      return make_error("the message file ends at byte " + std::to_string(offset) + " of " +
+                        std::to_string(message.size));
+    offset += static_cast<uint64_t>(n);
+    if (Status st = each(std::string_view(buf, static_cast<size_t>(n))); !st.ok()) return st;
+  }
+  return ok_status();
+}
+
+Result<std::string> read_message(const MessageData& message) {
+  std::string text;
+  text.reserve(static_cast<size_t>(message.size));
+  const Status st = read_message(message, [&text](std::string_view chunk) {
+    text += chunk;
+    return ok_status();
+  });
+  if (!st.ok()) return st.error();
+  return text;
 }
 
 }  // namespace postern

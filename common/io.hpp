@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -20,5 +22,20 @@ Status write_all(int fd, std::string_view bytes);
 // its dups (the queue hands out dups of one message), and it is left alone. More than
 // max_bytes is refused.
 Result<std::string> read_all(int fd, size_t max_bytes);
+
+// A spooled message as its readers get it: the first size bytes of its spool file, size being
+// what its envelope recorded at the commit. Whatever the file holds after them (bytes written
+// later through a descriptor kept open) is never part of the message. Read with pread from
+// offset 0, like read_all.
+struct MessageData {
+  int fd = -1;
+  uint64_t size = 0;
+};
+// Hands the message's bytes to each, in order, in chunks of at most 64 KiB; stops at the first
+// error each returns. A file shorter than size is an error: a message is never delivered cut.
+Status read_message(const MessageData& message,
+                    const std::function<Status(std::string_view)>& each);
+// The whole message in memory (mbox, LMTP, a bounce's copy).
+Result<std::string> read_message(const MessageData& message);
 
 }  // namespace postern

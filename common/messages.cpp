@@ -605,6 +605,7 @@ MdaConfig MdaConfig::decode(wire::Reader& r) {
 
 void DeliverLocal::encode(wire::Writer& w) const {
   w.str(id);
+  w.u64(size);
   w.str(sender);
   w.count(recipients.size());
   for (const auto& rcpt : recipients) {
@@ -615,6 +616,7 @@ void DeliverLocal::encode(wire::Writer& w) const {
 DeliverLocal DeliverLocal::decode(wire::Reader& r) {
   DeliverLocal m;
   read_queue_id(r, m.id);
+  m.size = r.u64();
   m.sender = r.str(kMaxField);
   m.recipients.resize(r.count(kLocalRecipientsPerJob, 8));
   for (auto& rcpt : m.recipients) {
@@ -747,6 +749,7 @@ HelperRefused HelperRefused::decode(wire::Reader& r) {
 }
 
 void HelperDeliver::encode(wire::Writer& w) const {
+  w.u64(size);
   w.str(sender);
   encode_destination(w, destination);
   w.str(unique);
@@ -754,6 +757,7 @@ void HelperDeliver::encode(wire::Writer& w) const {
 }
 HelperDeliver HelperDeliver::decode(wire::Reader& r) {
   HelperDeliver m;
+  m.size = r.u64();
   m.sender = r.str(kMaxField);
   m.destination = decode_destination(r);
   m.unique = r.str(255);

@@ -640,6 +640,7 @@ struct DeliverLocal {
   static constexpr MessageInfo kInfo{Type::deliver_local, "deliver_local", roles(Role::queue),
                                      roles(Role::mda), FdRule::required};
   std::string id;
+  uint64_t size = 0;   // the message: the descriptor's first size bytes (its envelope's size)
   std::string sender;  // for Return-Path
   std::vector<LocalRecipient> recipients;
   void encode(wire::Writer& w) const;
@@ -755,6 +756,7 @@ struct HelperRefused {
 struct HelperDeliver {
   static constexpr MessageInfo kInfo{Type::helper_deliver, "helper_deliver", roles(Role::mda),
                                      roles(Role::helper), FdRule::required};
+  uint64_t size = 0;  // the message: the descriptor's first size bytes
   std::string sender;
   Destination destination;
   std::string unique;            // the Maildir file name

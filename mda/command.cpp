@@ -330,7 +330,7 @@ CommandResult result_from_status(int status, bool timed_out, unsigned timeout,
 }
 
 CommandResult run(const CommandDelivery& d) {
-  if (d.message_fd < 0) return temporary("no message to deliver");
+  if (d.message.fd < 0) return temporary("no message to deliver");
   ExecPlan plan;
   make_plan(d, plan);
   const unsigned timeout = std::max(d.timeout_seconds, 1U);
@@ -420,14 +420,20 @@ CommandResult run(const CommandDelivery& d) {
     while (writing && to_child && pending_at == pending.size() && !message_done) {
       pending.clear();
       pending_at = 0;
-      const ssize_t n = pread(d.message_fd, chunk.data(), chunk.size(), message_at);
+      const uint64_t left = d.message.size - static_cast<uint64_t>(message_at);
+      const ssize_t n =
+          left == 0
+              ? 0
+              : pread(d.message.fd, chunk.data(),
+                      static_cast<size_t>(std::min<uint64_t>(chunk.size(), left)), message_at);
       if (n < 0 && errno == EINTR) continue;
+      // A truncated message must not be delivered: the command is killed (leaving scope)
+      // before it sees EOF.
       if (n < 0) {
-        // A truncated message must not be delivered: the command is killed (leaving scope)
-        // before it sees EOF.
         const int saved = errno;
         return temporary(std::string("reading the message: ") + strerror(saved));
       }
+      if (n == 0 && left != 0) return temporary("reading the message: the file ends early");
       if (n == 0) {
         lf.finish(pending);
         message_done = true;

@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string>
 
+#include "common/io.hpp"
+
 namespace postern::mda {
 
 struct CommandDelivery {
@@ -22,9 +24,9 @@ struct CommandDelivery {
   std::string recipient;
   // Written to stdin before the message ("Return-Path: ...\r\nDelivered-To: ...\r\n").
   std::string header;
-  // Read-only descriptor of the message (CRLF lines), read with pread from offset 0: its
-  // offset is shared with dups and is left alone.
-  int message_fd = -1;
+  // The message (CRLF lines), read with pread from offset 0: the descriptor's offset is
+  // shared with dups and is left alone.
+  MessageData message;
   // For the whole run; 0 is taken as 1.
   unsigned timeout_seconds = 300;
 };

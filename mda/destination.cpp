@@ -17,6 +17,7 @@ std::string delivery_header(const std::string& sender, const std::string& mailbo
 }
 
 msg::HelperResult deliver_destination(const msg::HelperDeliver& job, int message_fd) {
+  const MessageData message{message_fd, job.size};
   const msg::Destination& d = job.destination;
   const std::string header = delivery_header(job.sender, d.mailbox);
   auto temporary = [](std::string detail) {
@@ -31,13 +32,13 @@ msg::HelperResult deliver_destination(const msg::HelperDeliver& job, int message
   switch (d.method) {
     case msg::DeliveryMethod::maildir: {
       if (d.target.empty() || d.target[0] != '/') return temporary("mailbox path is not absolute");
-      Result<std::string> path = deliver_to_maildir(d.target, header, message_fd, job.unique);
+      Result<std::string> path = deliver_to_maildir(d.target, header, message, job.unique);
       if (!path.ok()) return temporary(path.error().message);
       return delivered("delivered to maildir");
     }
     case msg::DeliveryMethod::mbox: {
       if (d.target.empty() || d.target[0] != '/') return temporary("mailbox path is not absolute");
-      const Status st = deliver_to_mbox(d.target, job.sender, header, message_fd, time(nullptr));
+      const Status st = deliver_to_mbox(d.target, job.sender, header, message, time(nullptr));
       if (!st.ok()) return temporary(st.error().message);
       return delivered("delivered to mbox");
     }
@@ -52,7 +53,7 @@ msg::HelperResult deliver_destination(const msg::HelperDeliver& job, int message
                                                   .sender = job.sender,
                                                   .recipient = d.mailbox,
                                                   .header = header,
-                                                  .message_fd = message_fd,
+                                                  .message = message,
                                                   .timeout_seconds = job.timeout_seconds});
       const msg::DeliveryOutcome outcome = r.outcome == CommandOutcome::delivered
                                                ? msg::DeliveryOutcome::delivered

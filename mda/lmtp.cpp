@@ -148,7 +148,7 @@ std::vector<msg::DeliveryResult> deliver_lmtp(const std::string& target,
                                               const std::string& hostname,
                                               const std::string& sender,
                                               const std::vector<msg::LocalRecipient>& recipients,
-                                              int message_fd) {
+                                              const MessageData& message_data) {
   std::vector<msg::DeliveryResult> results;
   auto all = [&](msg::DeliveryOutcome outcome, const std::string& dsn, const std::string& detail) {
     for (const auto& r : recipients) {
@@ -190,7 +190,7 @@ std::vector<msg::DeliveryResult> deliver_lmtp(const std::string& target,
     return results;
   }
   // (Our own spool file, whose size was checked when it was received.)
-  const Result<std::string> message = read_all(message_fd, SIZE_MAX);
+  const Result<std::string> message = read_message(message_data);
   if (!message.ok())
     return all(msg::DeliveryOutcome::temporary_failure, "4.3.0",
                "cannot read the message: " + message.error().message);

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "common/io.hpp"
 #include "common/messages.hpp"
 
 namespace postern::mda {
@@ -15,7 +16,7 @@ std::vector<msg::DeliveryResult> deliver_lmtp(const std::string& target,
                                               const std::string& hostname,
                                               const std::string& sender,
                                               const std::vector<msg::LocalRecipient>& recipients,
-                                              int message_fd);
+                                              const MessageData& message);
 
 // One server reply (possibly multi-line) parsed: code, and the text of its last line.
 struct LmtpReply {

@@ -94,7 +94,8 @@ Result<std::string> maildir_for(std::string_view templ, std::string_view local_p
 }
 
 Result<StagedMaildir> stage_maildir(const std::string& maildir, const std::string& header,
-                                    int message_fd, const std::string& unique, bool unnamed) {
+                                    const MessageData& message, const std::string& unique,
+                                    bool unnamed) {
   StagedMaildir staged{maildir + "/tmp/" + unique, maildir + "/new/" + unique, maildir + "/new",
                        UniqueFd()};
   unnamed = unnamed && can_link_unnamed();
@@ -123,19 +124,9 @@ Result<StagedMaildir> stage_maildir(const std::string& maildir, const std::strin
   }
   if (!staged.fd) return errno_error("create " + (unnamed ? staged.new_dir : staged.tmp_path));
   Status written = write_all(staged.fd.get(), header);
-  char buf[65536];
-  off_t offset = 0;
-  while (written.ok()) {
-    const ssize_t n = pread(message_fd, buf, sizeof buf, offset);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      written = errno_error("read the message");
-      break;
-    }
-    if (n == 0) break;
-    offset += n;
-    written = write_all(staged.fd.get(), std::string_view(buf, static_cast<size_t>(n)));
-  }
+  if (written.ok())
+    written = read_message(
+        message, [fd = staged.fd.get()](std::string_view chunk) { return write_all(fd, chunk); });
   if (!written.ok()) {
     if (staged.named()) unlink(staged.tmp_path.c_str());
     return written.error();
@@ -249,8 +240,8 @@ std::vector<Status> publish_maildirs(std::vector<StagedMaildir>& staged) {
 }
 
 Result<std::string> deliver_to_maildir(const std::string& maildir, const std::string& header,
-                                       int message_fd, const std::string& unique) {
-  return std::move(deliver_to_maildirs({{maildir, header, message_fd, unique}}).front());
+                                       const MessageData& message, const std::string& unique) {
+  return std::move(deliver_to_maildirs({{maildir, header, message, unique}}).front());
 }
 
 std::vector<Result<StagedMaildir>> stage_maildirs(const std::vector<MaildirDelivery>& all) {
@@ -259,7 +250,7 @@ std::vector<Result<StagedMaildir>> stage_maildirs(const std::vector<MaildirDeliv
   const bool unnamed = all.size() > kSyncfsBatch;
   for_each_index(all.size(), [&](size_t i) {
     const MaildirDelivery& d = all[i];
-    staged[i] = stage_maildir(d.maildir, d.header, d.message_fd, d.unique, unnamed);
+    staged[i] = stage_maildir(d.maildir, d.header, d.message, d.unique, unnamed);
   });
   std::vector<Result<StagedMaildir>> out;
   out.reserve(all.size());

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/fd.hpp"
+#include "common/io.hpp"
 #include "common/result.hpp"
 
 namespace postern::mda {
@@ -30,14 +31,13 @@ struct StagedMaildir {
 // for the link).
 bool can_link_unnamed();
 
-// Writes header (Return-Path:, Delivered-To:) then the message read from message_fd (from
-// offset 0) into maildir/tmp/unique, creating maildir/{tmp,new,cur} when missing. With unnamed
-// (where can_link_unnamed and the filesystem allow) the file is made without a name in new/
-// instead: nothing is added to tmp/ nor removed from it, which halves the directory blocks a
-// fanout writes; publishing it then takes a syncfs, since its link count lives in its inode.
-// Either way no reader ever sees part of a message.
+// Writes header (Return-Path:, Delivered-To:) then the message into maildir/tmp/unique, creating
+// maildir/{tmp,new,cur} when missing. With unnamed (where can_link_unnamed and the filesystem
+// allow) the file is made without a name in new/ instead: nothing is added to tmp/ nor removed from
+// it, which halves the directory blocks a fanout writes; publishing it then takes a syncfs, since
+// its link count lives in its inode. Either way no reader ever sees part of a message.
 Result<StagedMaildir> stage_maildir(const std::string& maildir, const std::string& header,
-                                    int message_fd, const std::string& unique,
+                                    const MessageData& message, const std::string& unique,
                                     bool unnamed = false);
 // Many deliveries share their flushes (this is what makes a 10,000-user fanout fast): every
 // staged file is made durable, then all get their names in new/ (renamed from tmp/ or
@@ -48,7 +48,7 @@ std::vector<Status> publish_maildirs(std::vector<StagedMaildir>& staged);
 
 // One delivery on its own: stage and publish. Returns the path in new/.
 Result<std::string> deliver_to_maildir(const std::string& maildir, const std::string& header,
-                                       int message_fd, const std::string& unique);
+                                       const MessageData& message, const std::string& unique);
 
 // Many deliveries at once (a fanout): staged, then published together. With many, the file
 // system work (creating, writing, naming: almost all of a fanout's time, in the kernel) is
@@ -57,7 +57,7 @@ Result<std::string> deliver_to_maildir(const std::string& maildir, const std::st
 struct MaildirDelivery {
   std::string maildir;
   std::string header;
-  int message_fd = -1;  // read from offset 0, never moved
+  MessageData message;
   std::string unique;
 };
 std::vector<Result<std::string>> deliver_to_maildirs(const std::vector<MaildirDelivery>& all);

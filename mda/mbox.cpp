@@ -68,10 +68,10 @@ std::string mboxrd_escape(std::string_view message) {
 }
 
 Status deliver_to_mbox(const std::string& path, const std::string& sender,
-                       const std::string& header, int message_fd, time_t now) {
+                       const std::string& header, const MessageData& data, time_t now) {
   // The message is read whole: mbox needs it escaped line by line anyway.
   // (Our own spool file, whose size was checked when it was received.)
-  Result<std::string> message = read_all(message_fd, SIZE_MAX);
+  Result<std::string> message = read_message(data);
   if (!message.ok()) return make_error("reading the message: " + message.error().message);
   char date[32];
   tm utc{};

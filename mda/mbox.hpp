@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/io.hpp"
 #include "common/result.hpp"
 
 namespace postern::mda {
@@ -16,6 +17,6 @@ namespace postern::mda {
 std::string mboxrd_escape(std::string_view message);
 
 Status deliver_to_mbox(const std::string& path, const std::string& sender,
-                       const std::string& header, int message_fd, time_t now);
+                       const std::string& header, const MessageData& message, time_t now);
 
 }  // namespace postern::mda

@@ -47,6 +47,7 @@ struct Job {
   uint32_t request_id = 0;  // the queue's
   msg::DeliverLocal message;
   UniqueFd fd;
+  MessageData data() const { return {fd.get(), message.size}; }
   std::vector<std::optional<msg::LocalRoute>> routes;  // per recipient, as lookup answers
   size_t routes_awaited = 0;                           // ResolveLocal batches unanswered
   std::vector<msg::DeliveryResult> results;            // per recipient
@@ -58,7 +59,7 @@ struct Job {
 struct Publication {
   uint64_t job = 0;
   size_t recipient = 0;
-  MaildirDelivery delivery;  // its message_fd is the job's, open while the job is pending
+  MaildirDelivery delivery;  // its message is the job's descriptor, open while the job is pending
 };
 
 // Maildir deliveries on their way to new/: staged (files created and written) on one thread,
@@ -269,13 +270,13 @@ class MdaProcess {
         } else if (d.method == msg::DeliveryMethod::maildir) {
           publishing_.push_back(
               {j.id, i,
-               MaildirDelivery{d.target, delivery_header(j.message.sender, d.mailbox), j.fd.get(),
+               MaildirDelivery{d.target, delivery_header(j.message.sender, d.mailbox), j.data(),
                                unique_name()}});
           ++j.pending;
         } else {
           outside(j, [box = d.target, sender = j.message.sender,
-                      header = delivery_header(j.message.sender, d.mailbox), fd = j.fd.get(), i] {
-            const Status st = deliver_to_mbox(box, sender, header, fd, time(nullptr));
+                      header = delivery_header(j.message.sender, d.mailbox), data = j.data(), i] {
+            const Status st = deliver_to_mbox(box, sender, header, data, time(nullptr));
             if (!st.ok())
               return std::vector<Answer>{
                   {i, msg::DeliveryOutcome::temporary_failure, "4.3.0", st.error().message}};
@@ -287,9 +288,9 @@ class MdaProcess {
     }
     for (auto& lmtp : by_lmtp) {
       outside(j, [target = lmtp.first, hostname = hostname_, sender = j.message.sender,
-                  rcpts = std::move(lmtp.second), lmtp_for, fd = j.fd.get()] {
+                  rcpts = std::move(lmtp.second), lmtp_for, data = j.data()] {
         std::vector<Answer> answers;
-        for (auto& r : deliver_lmtp(target, hostname, sender, rcpts, fd))
+        for (auto& r : deliver_lmtp(target, hostname, sender, rcpts, data))
           if (r.index < lmtp_for.size())
             answers.push_back(
                 {lmtp_for[r.index], r.outcome, std::move(r.dsn), std::move(r.detail)});
@@ -429,7 +430,8 @@ class MdaProcess {
     const std::string user = d.user.empty() ? "-" : d.user;
     Helper& h = helpers_[user];
     h.unsent.push_back({j.id, recipient,
-                        msg::HelperDeliver{.sender = j.message.sender,
+                        msg::HelperDeliver{.size = j.message.size,
+                                           .sender = j.message.sender,
                                            .destination = d,
                                            .unique = unique_name(),
                                            .timeout_seconds = command_timeout_}});

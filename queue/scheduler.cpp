@@ -100,7 +100,7 @@ void Scheduler::dispatch(const std::string& id) {
       if (end > i && bytes + more > msg::kLocalJobBytes) break;
       bytes += more;
     }
-    msg::DeliverLocal job{.id = id, .sender = e.sender, .recipients = {}};
+    msg::DeliverLocal job{.id = id, .size = e.size, .sender = e.sender, .recipients = {}};
     job.recipients.assign(todo.begin() + static_cast<std::ptrdiff_t>(i),
                           todo.begin() + static_cast<std::ptrdiff_t>(end));
     UniqueFd fd(fcntl(data->get(), F_DUPFD_CLOEXEC, 0));
@@ -277,7 +277,7 @@ void Scheduler::notify_sender(const Envelope& e, const std::vector<Outcome>& out
   Result<UniqueFd> data = spool_.open_message(e.id);
   // (Our own spool file, whose size was checked when it was received.)
   Result<std::string> read =
-      data.ok() ? read_all(data->get(), SIZE_MAX) : Result<std::string>(data.error());
+      data.ok() ? read_message({data->get(), e.size}) : Result<std::string>(data.error());
   const std::string original = read.ok() ? std::move(read).value() : std::string();
   Result<NewMessage> created = spares_.take();
   if (!created.ok()) {

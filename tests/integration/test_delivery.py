@@ -66,6 +66,23 @@ class Maildir(unittest.TestCase):
             self.assertTrue(d.wait_log(rf"{queue_id}: removed"))
             self.assertEqual(d.smtpctl("show", "queue").stdout, "0 messages\n")
 
+    def test_only_the_committed_bytes_are_delivered(self):
+        # The envelope's size says where the message ends: bytes written into the spool file
+        # after the commit (by a process that kept the file open) are never delivered.
+        with self.daemon().start() as d:
+            self.assertEqual(d.smtpctl("pause", "mda").stdout, "mda paused\n")
+            body = b"Subject: sized\r\n\r\nthe end\r\n"
+            queue_id = self.send(d, ["alice@localhost", "postmaster@localhost"], body)
+            path = os.path.join(d.spool, "queue", queue_id + ".msg")
+            with open(path, "ab") as f:
+                f.write(b"appended after the commit\r\n")
+            self.assertEqual(d.smtpctl("resume", "mda").stdout, "mda resumed\n")
+            for user in ("alice", "postmaster"):
+                files = wait_for(lambda u=user: maildir_files(self.mail, u), 5)
+                self.assertTrue(files, d.read_log())
+                with open(files[0], "rb") as f:
+                    self.assertTrue(f.read().endswith(b"\r\n" + body), user)
+
     def test_fanout_to_two_users_is_one_job(self):
         with self.daemon().start() as d:
             self.send(d, ["alice@localhost", "bob@localhost", "postmaster@localhost"])

@@ -70,8 +70,11 @@ class CommandDeliveryTest : public ::testing::Test {
     message_fd_ = open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     ASSERT_GE(message_fd_, 0);
     unlink(path.c_str());
-    ASSERT_EQ(write(message_fd_, text.data(), text.size()), static_cast<ssize_t>(text.size()));
+    // The message, then bytes written after its commit, never delivered.
+    const std::string file = text + "postern-envelope 3\n";
+    ASSERT_EQ(write(message_fd_, file.data(), file.size()), static_cast<ssize_t>(file.size()));
     ASSERT_EQ(lseek(message_fd_, 0, SEEK_SET), 0);
+    message_size_ = text.size();
   }
   CommandDelivery delivery(const std::string& command) {
     CommandDelivery d;
@@ -81,7 +84,7 @@ class CommandDeliveryTest : public ::testing::Test {
     d.sender = "bob@example.org";
     d.recipient = "alice+box@example.net";
     d.header = "Return-Path: <bob@example.org>\r\nDelivered-To: alice+box@example.net\r\n";
-    d.message_fd = message_fd_;
+    d.message = {message_fd_, message_size_};
     d.timeout_seconds = 10;
     return d;
   }
@@ -89,6 +92,7 @@ class CommandDeliveryTest : public ::testing::Test {
 
   std::string dir_;
   int message_fd_ = -1;
+  uint64_t message_size_ = 0;
 };
 
 TEST_F(CommandDeliveryTest, WritesHeaderThenMessageWithLfLineEnds) {
@@ -288,17 +292,26 @@ TEST_F(CommandDeliveryTest, ACommandThatCannotBeRunIsTemporary) {
 
 TEST_F(CommandDeliveryTest, AnUnreadableMessageIsNotDeliveredInPart) {
   CommandDelivery d = delivery("cat > out; touch finished");
-  d.message_fd = open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);  // pread: EISDIR
-  ASSERT_GE(d.message_fd, 0);
+  d.message.fd = open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);  // pread: EISDIR
+  ASSERT_GE(d.message.fd, 0);
   const CommandResult r = deliver_to_command(d);
-  close(d.message_fd);
+  close(d.message.fd);
   EXPECT_EQ(r.outcome, CommandOutcome::temporary_failure);
   EXPECT_NE(r.detail.find("reading the message"), std::string::npos) << r.detail;
   EXPECT_NE(access(path("finished").c_str(), F_OK), 0);  // killed before it saw an EOF
   EXPECT_TRUE(no_children_left());
 
-  d.message_fd = -1;
+  d.message.fd = -1;
   EXPECT_EQ(deliver_to_command(d).outcome, CommandOutcome::temporary_failure);
+
+  // A file shorter than the envelope says: the command never sees an EOF either.
+  d = delivery("cat > out; touch finished");
+  d.message.size += 100;
+  const CommandResult cut = deliver_to_command(d);
+  EXPECT_EQ(cut.outcome, CommandOutcome::temporary_failure);
+  EXPECT_NE(cut.detail.find("the file ends early"), std::string::npos) << cut.detail;
+  EXPECT_NE(access(path("finished").c_str(), F_OK), 0);
+  EXPECT_TRUE(no_children_left());
 }
 
 TEST_F(CommandDeliveryTest, LeaksNoDescriptorAndLeavesNoZombie) {

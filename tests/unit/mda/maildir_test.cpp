@@ -19,18 +19,22 @@ namespace {
 
 namespace fs = std::filesystem;
 
+constexpr std::string_view kMessage = "Subject: x\r\n\r\nbody\r\n";
+
 class MaildirTest : public ::testing::Test {
  protected:
   void SetUp() override {
     std::string pattern = (fs::temp_directory_path() / "postern-maildir-XXXXXX").string();
     ASSERT_NE(mkdtemp(pattern.data()), nullptr);
     dir_ = pattern;
+    // The spool file: the message, then bytes written after its commit, never delivered.
     const std::string message = (dir_ / "message").string();
-    std::ofstream(message) << "Subject: x\r\n\r\nbody\r\n";
+    std::ofstream(message) << kMessage << "postern-envelope 3\nid 16:...";
     fd_.reset(open(message.c_str(), O_RDONLY | O_CLOEXEC));
     ASSERT_TRUE(fd_);
   }
   void TearDown() override { fs::remove_all(dir_); }
+  MessageData message() const { return {fd_.get(), kMessage.size()}; }
 
   std::string delivered(const fs::path& maildir) {
     std::vector<fs::path> files;
@@ -48,7 +52,7 @@ class MaildirTest : public ::testing::Test {
 
 TEST_F(MaildirTest, FirstDeliveryCreatesTheMaildir) {
   const fs::path maildir = dir_ / "alice" / "Maildir";
-  auto path = deliver_to_maildir(maildir.string(), "Delivered-To: a\r\n", fd_.get(), "1.M1P1Q1.h");
+  auto path = deliver_to_maildir(maildir.string(), "Delivered-To: a\r\n", message(), "1.M1P1Q1.h");
   ASSERT_TRUE(path.ok()) << path.error().message;
   EXPECT_EQ(delivered(maildir), "Delivered-To: a\r\nSubject: x\r\n\r\nbody\r\n");
   EXPECT_TRUE(fs::is_directory(maildir / "cur"));
@@ -59,7 +63,7 @@ TEST_F(MaildirTest, AHalfMadeMaildirIsCompleted) {
   const fs::path maildir = dir_ / "bob" / "Maildir";
   fs::create_directories(maildir / "tmp");
   std::vector<StagedMaildir> staged;
-  auto s = stage_maildir(maildir.string(), "", fd_.get(), "2.M2P2Q2.h");
+  auto s = stage_maildir(maildir.string(), "", message(), "2.M2P2Q2.h");
   ASSERT_TRUE(s.ok()) << s.error().message;
   staged.push_back(std::move(s).value());
   const std::vector<Status> published = publish_maildirs(staged);
@@ -78,7 +82,7 @@ TEST_F(MaildirTest, AnUnnamedFileAppearsOnlyWhenPublished) {
   ASSERT_TRUE(can_link_unnamed());
   const fs::path maildir = dir_ / "dave" / "Maildir";
   std::vector<StagedMaildir> staged;
-  auto s = stage_maildir(maildir.string(), "Delivered-To: d\r\n", fd_.get(), "5.M5P5Q5.h",
+  auto s = stage_maildir(maildir.string(), "Delivered-To: d\r\n", message(), "5.M5P5Q5.h",
                          /*unnamed=*/true);
   ASSERT_TRUE(s.ok()) << s.error().message;
   EXPECT_FALSE(s->named());
@@ -100,9 +104,9 @@ TEST_F(MaildirTest, AnUnnamedFileAppearsOnlyWhenPublished) {
 // fallback still publishes (an earlier version passed too, by ignoring the failed open).
 TEST_F(MaildirTest, NoDescriptorForNewStillPublishes) {
   const fs::path maildir = dir_ / "carol" / "Maildir";
-  ASSERT_TRUE(deliver_to_maildir(maildir.string(), "", fd_.get(), "3.M3P3Q3.h").ok());
+  ASSERT_TRUE(deliver_to_maildir(maildir.string(), "", message(), "3.M3P3Q3.h").ok());
   std::vector<StagedMaildir> staged;
-  auto s = stage_maildir(maildir.string(), "", fd_.get(), "4.M4P4Q4.h");
+  auto s = stage_maildir(maildir.string(), "", message(), "4.M4P4Q4.h");
   ASSERT_TRUE(s.ok()) << s.error().message;
   staged.push_back(std::move(s).value());
   const int lowest_free = dup(0);
@@ -128,10 +132,10 @@ TEST_F(MaildirTest, ManyDeliveriesAtOnceEachLandOnceAndFailAlone) {
   std::vector<MaildirDelivery> all;
   for (int i = 0; i < 500; ++i)
     all.push_back({(dir_ / ("u" + std::to_string(i % 250)) / "Maildir").string(),
-                   "Delivered-To: u" + std::to_string(i % 250) + "\r\n", fd_.get(),
+                   "Delivered-To: u" + std::to_string(i % 250) + "\r\n", message(),
                    std::to_string(i) + ".M1P1Q1.h"});
   std::ofstream(dir_ / "file") << "not a directory";
-  all.push_back({(dir_ / "file" / "Maildir").string(), "", fd_.get(), "x.M1P1Q1.h"});
+  all.push_back({(dir_ / "file" / "Maildir").string(), "", message(), "x.M1P1Q1.h"});
   const std::vector<Result<std::string>> results = deliver_to_maildirs(all);
   ASSERT_EQ(results.size(), all.size());
   for (int i = 0; i < 500; ++i) {

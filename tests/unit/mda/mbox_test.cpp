@@ -20,6 +20,8 @@ TEST(Mboxrd, QuotesFromLinesThatRoundTrip) {
   EXPECT_EQ(mboxrd_escape(""), "");
 }
 
+const std::string kMessage = "Subject: s\r\n\r\nFrom the start\r\nbody\r\n";
+
 class MboxFile : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -30,7 +32,8 @@ class MboxFile : public ::testing::Test {
     char msg[] = "/tmp/postern-msg-XXXXXX";
     message_fd_ = mkstemp(msg);
     unlink(msg);
-    const std::string text = "Subject: s\r\n\r\nFrom the start\r\nbody\r\n";
+    // The message, then bytes written after its commit (never delivered).
+    const std::string text = kMessage + "postern-envelope 3\n";
     ASSERT_EQ(write(message_fd_, text.data(), text.size()), static_cast<ssize_t>(text.size()));
   }
   void TearDown() override {
@@ -45,14 +48,15 @@ class MboxFile : public ::testing::Test {
     return ss.str();
   }
   std::string dir_, box_;
+  MessageData message() const { return {message_fd_, kMessage.size()}; }
   int message_fd_ = -1;
 };
 
 TEST_F(MboxFile, AppendsWithAFromLineAndQuoting) {
   ASSERT_TRUE(deliver_to_mbox(box_, "bob@example.org", "Return-Path: <bob@example.org>\r\n",
-                              message_fd_, 1795448903)
+                              message(), 1795448903)
                   .ok());
-  ASSERT_TRUE(deliver_to_mbox(box_, "", "", message_fd_, 1795448903).ok());
+  ASSERT_TRUE(deliver_to_mbox(box_, "", "", message(), 1795448903).ok());
   EXPECT_EQ(contents(),
             "From bob@example.org Mon Nov 23 15:48:23 2026\n"
             "Return-Path: <bob@example.org>\nSubject: s\n\n>From the start\nbody\n\n"
@@ -66,7 +70,7 @@ TEST_F(MboxFile, ALockedMailboxDefersInsteadOfWaitingForever) {
   const int fd = open(lock.c_str(), O_CREAT | O_WRONLY, 0600);
   ASSERT_GE(fd, 0);
   close(fd);
-  const Status st = deliver_to_mbox(box_, "a@b", "", message_fd_, 0);
+  const Status st = deliver_to_mbox(box_, "a@b", "", message(), 0);
   ASSERT_FALSE(st.ok());
   EXPECT_NE(st.error().message.find("mailbox is locked"), std::string::npos);
   EXPECT_EQ(access(lock.c_str(), F_OK), 0);  // someone else's lock is left alone
@@ -74,7 +78,7 @@ TEST_F(MboxFile, ALockedMailboxDefersInsteadOfWaitingForever) {
 
 TEST_F(MboxFile, RefusesSymlinksAndNonFiles) {
   ASSERT_EQ(symlink("/etc/passwd", box_.c_str()), 0);
-  EXPECT_FALSE(deliver_to_mbox(box_, "a@b", "", message_fd_, 0).ok());
+  EXPECT_FALSE(deliver_to_mbox(box_, "a@b", "", message(), 0).ok());
 }
 
 }  // namespace
