@@ -25,6 +25,19 @@ Status write_all(int fd, std::string_view bytes) {
   return ok_status();
 }
 
+Status pwrite_all(int fd, std::string_view bytes, uint64_t offset) {
+  while (!bytes.empty()) {
+    const ssize_t n = pwrite(fd, bytes.data(), bytes.size(), static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno_error("write");
+    }
+    bytes.remove_prefix(static_cast<size_t>(n));
+    offset += static_cast<uint64_t>(n);
+  }
+  return ok_status();
+}
+
 Result<std::string> read_all(int fd, size_t max_bytes) {
   std::string text;
   char buf[65536];

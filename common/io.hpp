@@ -17,6 +17,8 @@ Error errno_error(const std::string& what);
 
 // Writes every byte (retrying short writes and EINTR).
 Status write_all(int fd, std::string_view bytes);
+// The same at offset, with pwrite (the descriptor's offset left alone).
+Status pwrite_all(int fd, std::string_view bytes, uint64_t offset);
 
 // The file's whole content from offset 0, with pread: a descriptor's offset is shared with
 // its dups (the queue hands out dups of one message), and it is left alone. More than
@@ -24,9 +26,9 @@ Status write_all(int fd, std::string_view bytes);
 Result<std::string> read_all(int fd, size_t max_bytes);
 
 // A spooled message as its readers get it: the first size bytes of its spool file, size being
-// what its envelope recorded at the commit. Whatever the file holds after them (bytes written
-// later through a descriptor kept open) is never part of the message. Read with pread from
-// offset 0, like read_all.
+// what its envelope recorded at the commit. What the file holds after them (the commit record,
+// see queue/spool.hpp, and anything written later through a descriptor kept open) is never
+// part of the message. Read with pread from offset 0, like read_all.
 struct MessageData {
   int fd = -1;
   uint64_t size = 0;

@@ -73,11 +73,11 @@ constexpr std::string_view kSanitizer[] = {
 };
 
 std::span<const std::string_view> role_calls(Role role) {
-  // The spool: create, write, sync, rename, list, remove; a pipe to its commit thread (the
-  // thread itself: see the clone rule below).
+  // The spool: create, write (a commit record at its offset), sync, rename, list, remove; a
+  // pipe to its commit thread (the thread itself: see the clone rule below).
   static constexpr std::string_view kQueue[] = {"openat",   "mkdirat",   "fsync",    "fdatasync",
                                                 "renameat", "renameat2", "unlinkat", "getdents64",
-                                                "pipe2",    "ftruncate", "syncfs",   "pread64"};
+                                                "pipe2",    "syncfs",    "pread64",  "pwrite64"};
   static constexpr std::string_view kControl[] = {"accept4", "getsockopt"};
   // Tables arrive as descriptors (read again at every reload) or are :include: files.
   static constexpr std::string_view kLookup[] = {"pread64"};

@@ -1,8 +1,8 @@
 // Group commit: makes messages durable on a worker thread (common/worker.hpp) so the event
 // loop never waits for a disk; other spool work runs on a second one. Every job that arrives
-// while a batch is being synced joins the next batch, and a batch shares its flushes (spool.hpp:
-// the data, then the envelopes). Results come back on the event loop in submission order; a
-// job's callback runs only once its message is durable.
+// while a batch is being synced joins the next batch, and a batch shares its flush (spool.hpp:
+// each data file with its commit record). Results come back on the event loop in submission
+// order; a job's callback runs only once its message is durable.
 #pragma once
 
 #include <atomic>
@@ -28,13 +28,13 @@ class Committer {
   Committer(const Committer&) = delete;
   Committer& operator=(const Committer&) = delete;
 
-  // The message's files (its ours and envelope; theirs is smtp's business).
+  // The message's file (its ours; theirs is smtp's business).
   void submit(Envelope envelope, NewMessage files, Done done);
   // Other blocking spool work (envelope updates, removals, spare files), in order, on a thread
   // of its own: a client waits for a commit, nobody for a task, and a task must not hold a
-  // commit up. Each delivered message's removal is two unlinks (0.17 ms each on a filesystem
-  // mounted with discard) and each spare pair three opens (0.3-0.5 ms each on ext4 without a
-  // journal after many unlinks); on the commit thread, between commits, they halved the
+  // commit up. Each delivered message's removal is one or two unlinks (0.17 ms each on a
+  // filesystem mounted with discard) and each spare two opens (0.3-0.5 ms each on ext4 without
+  // a journal after many unlinks); on the commit thread, between commits, such work halved the
   // accept+deliver throughput (tests/bench/deliver_throughput.py, 50 sessions: 551-578 msg/s
   // there, 1,069-1,129 msg/s here). Tasks gather for 10 ms and change names in queue/: one
   // directory fsync after a batch's tasks makes them all durable before any of their callbacks

@@ -166,8 +166,7 @@ std::string quote(std::string_view text) {
 }
 
 uint32_t crc_of(std::string_view bytes) {
-  return static_cast<uint32_t>(
-      crc32_z(0, reinterpret_cast<const Bytef*>(bytes.data()), bytes.size()));
+  return extend_crc(0, bytes);
 }
 
 bool is_digit(char c) {
@@ -187,24 +186,31 @@ std::optional<uint64_t> parse_number(std::string_view text, uint64_t max) {
   return value;
 }
 
+// Lower-case hex digits (at most 16), if that is all the text is.
+std::optional<uint64_t> parse_hex(std::string_view digits) {
+  uint64_t value = 0;
+  for (const char c : digits) {
+    uint64_t digit;
+    if (is_digit(c)) {
+      digit = static_cast<uint64_t>(c - '0');
+    } else if (c >= 'a' && c <= 'f') {
+      digit = static_cast<uint64_t>(c - 'a' + 10);
+    } else {
+      return std::nullopt;
+    }
+    value = value << 4 | digit;
+  }
+  return value;
+}
+
 // The CRC an end line carries, if these bytes are one.
 std::optional<uint32_t> parse_end_line(std::string_view line) {
   if (line.size() != kEndLineSize || line.substr(0, 4) != "end " || line.back() != '\n') {
     return std::nullopt;
   }
-  uint32_t crc = 0;
-  for (const char c : line.substr(4, 8)) {
-    uint32_t digit;
-    if (is_digit(c)) {
-      digit = static_cast<uint32_t>(c - '0');
-    } else if (c >= 'a' && c <= 'f') {
-      digit = static_cast<uint32_t>(c - 'a' + 10);
-    } else {
-      return std::nullopt;
-    }
-    crc = crc << 4 | digit;
-  }
-  return crc;
+  const auto crc = parse_hex(line.substr(4, 8));
+  if (!crc) return std::nullopt;
+  return static_cast<uint32_t>(*crc);
 }
 
 // Numbers and enums are spelled into a small buffer, so that one walk over the fields serves
@@ -649,6 +655,34 @@ std::string encode_envelope(const Envelope& envelope) {
   for (int shift = 28; shift >= 0; shift -= 4) out += kHex[(crc >> shift) & 0xf];
   out += '\n';
   return out;
+}
+
+uint32_t extend_crc(uint32_t crc, std::string_view bytes) {
+  return static_cast<uint32_t>(
+      crc32_z(crc, reinterpret_cast<const Bytef*>(bytes.data()), bytes.size()));
+}
+
+std::string encode_commit_record(const Envelope& envelope, uint32_t message_crc) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out = encode_envelope(envelope);
+  out.reserve(out.size() + kCommitFooterSize);
+  out += "postern-commit ";
+  for (int shift = 60; shift >= 0; shift -= 4) out += kHex[(envelope.size >> shift) & 0xf];
+  out += ' ';
+  for (int shift = 28; shift >= 0; shift -= 4) out += kHex[(message_crc >> shift) & 0xf];
+  out += '\n';
+  return out;
+}
+
+std::optional<CommitFooter> parse_commit_footer(std::string_view bytes) {
+  static constexpr std::string_view kStart = "postern-commit ";
+  if (bytes.size() != kCommitFooterSize || bytes.substr(0, kStart.size()) != kStart ||
+      bytes[kStart.size() + 16] != ' ' || bytes.back() != '\n')
+    return std::nullopt;
+  const auto size = parse_hex(bytes.substr(kStart.size(), 16));
+  const auto crc = parse_hex(bytes.substr(kStart.size() + 17, 8));
+  if (!size || !crc) return std::nullopt;
+  return CommitFooter{*size, static_cast<uint32_t>(*crc)};
 }
 
 Status validate_envelope(const Envelope& envelope) {

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -106,6 +107,30 @@ namespace postern::queue {
 //   last_error 24:4.2.2 mailbox over quota
 //   end 651f53b8
 
+// The commit record (see spool.hpp): what the commit appends to a message's data file, right
+// after the message's bytes. It is an envelope file as above, then one footer line:
+//
+//   record  = file footer
+//   footer  = "postern-commit" SP 16hex SP 8hex LF        ; hex: DIGIT / %x61-66
+//
+// The footer's first number is the message's size in bytes (so where the record starts), the
+// second the CRC-32 of the message's bytes (zlib's crc32(), as for the end line). A record
+// counts only when the footer ends the file, the bytes between the message and the footer
+// decode as an envelope whose size is the footer's, and the CRC matches the message. The
+// commit's writes reach the disk in any order until its flush returns, so a crash in the
+// middle leaves a record that fails one of these checks, or no footer at all.
+//
+// Example: the message "hi\r\n" (4 bytes) followed by its record:
+//
+//   hi
+//   postern-envelope 3
+//   id 16:5f0c3a9e12d47b80
+//   ...
+//   size 1:4
+//   ...
+//   end 651f53b8
+//   postern-commit 0000000000000004 cdab670c
+
 constexpr uint32_t kEnvelopeVersion = 3;
 // A 10,000-user fanout fits with room.
 constexpr size_t kMaxRecipients = 100000;
@@ -124,6 +149,22 @@ Result<Envelope> decode_envelope(std::string_view bytes);
 // Whether decode_envelope refused the bytes because they stop short of the end line, as an
 // empty file or a crash in the middle of writing one leaves them (not damage to a whole file).
 bool is_truncated(const Error& error);
+
+// The footer's length: the last bytes of a committed message's data file.
+constexpr size_t kCommitFooterSize = 41;
+
+// The CRC-32 of bytes, continued from crc (0 to start).
+uint32_t extend_crc(uint32_t crc, std::string_view bytes);
+
+// The record to append after a message of envelope.size bytes whose CRC is message_crc.
+std::string encode_commit_record(const Envelope& envelope, uint32_t message_crc);
+
+struct CommitFooter {
+  uint64_t size = 0;  // the message's bytes
+  uint32_t message_crc = 0;
+};
+// The footer in exactly kCommitFooterSize bytes, if they are one.
+std::optional<CommitFooter> parse_commit_footer(std::string_view bytes);
 
 // Whether encode_envelope writes a file that decodes: the queue checks before it commits, so a
 // message is never answered 250 with an envelope that would go to corrupt/ at the next start.

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstring>
 #include <ctime>
+#include <memory>
 
 #include "common/io.hpp"
 #include "common/log.hpp"
@@ -321,17 +322,33 @@ void Scheduler::notify_sender(const Envelope& e, const std::vector<Outcome>& out
 }
 
 void Scheduler::remove_from_spool(const std::string& id, const char* why) {
-  committer_.run([&spool = spool_, id] { return spool.remove(id); },
-                 [this, id, why](const Status& st) {
-                   if (!st.ok()) {
-                     log::error("%s: cannot remove: %s", id.c_str(), st.error().message.c_str());
-                     return;
-                   }
-                   log::info("%s: %s", id.c_str(), why);
-                   messages_.erase(id);
-                   retries_.erase(id);
-                   update_counters();
-                 });
+  // The data file goes first; an envelope file left only after that is durable (spool.hpp).
+  auto envelope_left = std::make_shared<bool>(false);
+  committer_.run(
+      [&spool = spool_, id, envelope_left]() -> Status {
+        Result<bool> removed = spool.remove(id);
+        if (!removed.ok()) return removed.error();
+        *envelope_left = removed.value();
+        return ok_status();
+      },
+      [this, id, why, envelope_left](const Status& st) {
+        if (!st.ok()) {
+          log::error("%s: cannot remove: %s", id.c_str(), st.error().message.c_str());
+          return;
+        }
+        log::info("%s: %s", id.c_str(), why);
+        messages_.erase(id);
+        retries_.erase(id);
+        update_counters();
+        if (*envelope_left)
+          committer_.run([&spool = spool_, id] { return spool.remove_envelope(id); },
+                         [id](const Status& gone) {
+                           // The next start finishes it: an envelope without data is removed.
+                           if (!gone.ok())
+                             log::warn("%s: cannot remove its envelope file: %s", id.c_str(),
+                                       gone.error().message.c_str());
+                         });
+      });
 }
 
 std::vector<std::string> Scheduler::select(const std::string& id_or_all, std::string& error) const {

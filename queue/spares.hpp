@@ -1,8 +1,8 @@
-// Message files made ahead of need: a few empty queue/<id>.msg + .env pairs whose names are
-// already durable, so that neither receiving a message nor its commit (a directory fsync) pays
+// Message files made ahead of need: a few empty queue/<id>.msg files whose names are already
+// durable, so that neither receiving a message nor its commit (a directory fsync) pays
 // for making names. They are made on the committer's task thread: creating a file can take
 // 0.3-0.5 ms (on ext4 without a journal, inode allocation skips every inode freed in the last
-// minute one by one, and a busy spool frees two per delivered message), which the queue's
+// minute one by one, and a busy spool frees one or two per delivered message), which the queue's
 // event loop must not wait for. Used on the event loop only; what it makes is removed at the
 // next start if unused (spool.cpp recover).
 #pragma once

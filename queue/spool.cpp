@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <set>
 
 #include "common/io.hpp"
 #include "common/log.hpp"
@@ -46,6 +47,17 @@ std::string id_of(const std::string& name, const char* suffix) {
   return valid_queue_id(id) ? id : std::string();
 }
 
+// The CRC-32 a commit record gives for the message.
+Result<uint32_t> crc_of_message(const MessageData& message) {
+  uint32_t crc = 0;
+  const Status read = read_message(message, [&crc](std::string_view chunk) {
+    crc = extend_crc(crc, chunk);
+    return ok_status();
+  });
+  if (!read.ok()) return read.error();
+  return crc;
+}
+
 }  // namespace
 
 Status Spool::open() {
@@ -66,62 +78,111 @@ Recovery Spool::recover() {
       if (unlinkat(incoming_.get(), name.c_str(), 0) == 0) ++r.leftovers;
     }
   }
+  auto gone = [&](const std::string& name) {
+    if (unlinkat(queue_.get(), name.c_str(), 0) == 0) ++r.leftovers;
+  };
+  auto set_aside = [&](const std::string& id, const std::string& why) {
+    log::error("message %s is corrupt (%s); moved to corrupt/", id.c_str(), why.c_str());
+    for (const char* suffix : {".env", ".msg"}) {
+      const std::string name = id + suffix;
+      renameat(queue_.get(), name.c_str(), corrupt_.get(), name.c_str());
+    }
+    ++r.corrupt;
+  };
+  auto exists = [&](const std::string& name) {
+    struct stat st {};
+    return fstatat(queue_.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+  };
   const std::vector<std::string> names = list(queue_.get());
+  std::set<std::string> settled;  // by their envelope file
+  // An envelope update interrupted before its rename left a .new file: the old one holds.
+  for (const std::string& name : names)
+    if (name.size() > 4 && name.compare(name.size() - 4, 4, ".new") == 0) gone(name);
+  // Envelope files: a message's state since a delivery changed it.
   for (const std::string& name : names) {
     const std::string id = id_of(name, ".env");
     if (id.empty()) continue;
-    const std::string data = id + ".msg";
     UniqueFd fd(openat(queue_.get(), name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
     Result<std::string> text =
         fd ? read_all(fd.get(), kMaxEnvelopeBytes) : Result<std::string>(errno_error("open"));
     Result<Envelope> envelope =
         text.ok() ? decode_envelope(text.value()) : Result<Envelope>(text.error());
-    // Empty or cut short: its commit never finished, so no 250 was given (the envelope is
-    // durable before the answer). A spare made ahead of need (both files empty) goes
-    // without a word; a message that was being received counts as a leftover.
+    // Empty or cut short: an older version's spare, or its commit that never finished (no
+    // 250 was given). The data file decides below.
     if (text.ok() && !envelope.ok() && is_truncated(envelope.error())) {
-      struct stat st {};
-      const bool had_data =
-          fstatat(queue_.get(), data.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_size > 0;
       unlinkat(queue_.get(), name.c_str(), 0);
-      unlinkat(queue_.get(), data.c_str(), 0);
-      if (had_data || !text->empty()) ++r.leftovers;
       continue;
     }
-    struct stat st {};
-    const bool data_ok =
-        fstatat(queue_.get(), data.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
-    if (envelope.ok() && envelope->id == id && data_ok) {
-      r.committed.push_back(id);
-      r.envelopes.push_back(std::move(envelope).value());
+    settled.insert(id);
+    if (!envelope.ok() || envelope->id != id) {
+      set_aside(
+          id, !envelope.ok() ? envelope.error().message : "envelope names message " + envelope->id);
       continue;
     }
-    const std::string why = !envelope.ok()       ? envelope.error().message
-                            : envelope->id != id ? "envelope names message " + envelope->id
-                                                 : "its data file is missing";
-    log::error("message %s is corrupt (%s); moved to corrupt/", id.c_str(), why.c_str());
-    renameat(queue_.get(), name.c_str(), corrupt_.get(), name.c_str());
-    renameat(queue_.get(), data.c_str(), corrupt_.get(), data.c_str());
-    ++r.corrupt;
+    // Its data file went first, its removal cut short here: finish it.
+    if (!exists(id + ".msg")) {
+      gone(name);
+      continue;
+    }
+    r.committed.push_back(id);
+    r.envelopes.push_back(std::move(envelope).value());
   }
-  // Data without its envelope: the envelope's file was never made (or an older version's
-  // commit stopped between its renames); no 250 was given. An envelope update interrupted
-  // before its rename left a .new file: the old one holds.
+  // Data files whose message has no envelope file: committed if their commit record says so.
   for (const std::string& name : names) {
-    if (name.size() > 4 && name.compare(name.size() - 4, 4, ".new") == 0) {
-      if (unlinkat(queue_.get(), name.c_str(), 0) == 0) ++r.leftovers;
-      continue;
-    }
     const std::string id = id_of(name, ".msg");
-    if (id.empty()) continue;
-    struct stat st {};
-    const std::string env = id + ".env";
-    if (fstatat(queue_.get(), env.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 &&
-        unlinkat(queue_.get(), name.c_str(), 0) == 0)
-      ++r.leftovers;
+    if (id.empty() || settled.contains(id)) continue;
+    UniqueFd fd(openat(queue_.get(), name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    Result<std::optional<Envelope>> record =
+        fd ? read_commit_record(fd.get())
+           : Result<std::optional<Envelope>>(errno_error("open its data"));
+    if (!record.ok()) {
+      set_aside(id, record.error().message);
+    } else if (!record->has_value()) {
+      // A spare, or a message being received or committed: no 250 was given. (A spare is
+      // no message: it goes without being counted.)
+      struct stat st {};
+      const bool had_data = fstat(fd.get(), &st) == 0 && st.st_size > 0;
+      if (unlinkat(queue_.get(), name.c_str(), 0) == 0 && had_data) ++r.leftovers;
+    } else if (record->value().id != id) {
+      set_aside(id, "its commit record names message " + record->value().id);
+    } else {
+      r.committed.push_back(id);
+      r.envelopes.push_back(std::move(*record.value()));
+    }
   }
   fsync(queue_.get());
   return r;
+}
+
+Result<std::optional<Envelope>> Spool::read_commit_record(int data_fd) {
+  struct stat st {};
+  if (fstat(data_fd, &st) != 0) return errno_error("fstat");
+  if (!S_ISREG(st.st_mode)) return make_error("its data is not a regular file");
+  const auto file_size = static_cast<uint64_t>(st.st_size);
+  if (file_size < kCommitFooterSize) return std::optional<Envelope>();
+  std::string footer_bytes(kCommitFooterSize, '\0');
+  if (pread(data_fd, footer_bytes.data(), kCommitFooterSize,
+            static_cast<off_t>(file_size - kCommitFooterSize)) !=
+      static_cast<ssize_t>(kCommitFooterSize))
+    return errno_error("read its commit footer");
+  const std::optional<CommitFooter> footer = parse_commit_footer(footer_bytes);
+  if (!footer) return std::optional<Envelope>();
+  const uint64_t record_end = file_size - kCommitFooterSize;
+  if (footer->size > record_end || record_end - footer->size > kMaxEnvelopeBytes)
+    return make_error("its commit footer gives a size of " + std::to_string(footer->size) +
+                      " bytes in a file of " + std::to_string(file_size));
+  std::string text(static_cast<size_t>(record_end - footer->size), '\0');
+  if (!text.empty() && pread(data_fd, text.data(), text.size(), static_cast<off_t>(footer->size)) !=
+                           static_cast<ssize_t>(text.size()))
+    return errno_error("read its commit record");
+  Result<Envelope> envelope = decode_envelope(text);
+  if (!envelope.ok()) return make_error("its commit record: " + envelope.error().message);
+  if (envelope->size != footer->size) return make_error("its commit record gives two sizes");
+  const Result<uint32_t> crc = crc_of_message({data_fd, footer->size});
+  if (!crc.ok()) return crc.error();
+  if (crc.value() != footer->message_crc)
+    return make_error("its data does not match the CRC its commit record gives");
+  return std::optional<Envelope>(std::move(envelope).value());
 }
 
 Result<NewMessage> Spool::create() {
@@ -149,36 +210,28 @@ Result<NewMessage> Spool::create() {
       unlinkat(queue_.get(), name.c_str(), 0);
       return e;
     }
-    // A fresh file only: whatever already sits at this name (it never should) is not ours
-    // to write through, be it a FIFO or a link.
-    UniqueFd envelope(openat(queue_.get(), (id + ".env").c_str(),
-                             O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
-    if (!envelope) {
-      const Error e = errno_error("cannot create an envelope file");
-      unlinkat(queue_.get(), name.c_str(), 0);
-      return e;
-    }
-    return NewMessage{std::move(id), std::move(ours), std::move(theirs), std::move(envelope),
-                      false};
+    return NewMessage{std::move(id), std::move(ours), std::move(theirs), false};
   }
   return make_error("no free queue id after 8 attempts");
 }
 
 void Spool::discard(const std::string& id) {
   if (!valid_queue_id(id)) return;
-  unlinkat(queue_.get(), (id + ".env").c_str(), 0);
   unlinkat(queue_.get(), (id + ".msg").c_str(), 0);
 }
 
-Status Spool::prepare(Envelope& envelope, int data_fd, int envelope_fd) {
+// Sizes the message, checks its envelope and appends the commit record.
+Status Spool::seal(Envelope& envelope, int data_fd) {
   if (!valid_queue_id(envelope.id)) return make_error("bad queue id");
   struct stat st {};
   if (fstat(data_fd, &st) != 0) return errno_error("fstat");
   envelope.size = static_cast<uint64_t>(st.st_size);
   if (Status valid = validate_envelope(envelope); !valid.ok()) return valid.error();
-  if (fstat(envelope_fd, &st) != 0) return errno_error("fstat envelope");
-  if (!S_ISREG(st.st_mode)) return make_error("the envelope is not a regular file");
-  return ok_status();
+  // Read back from the page cache: a few microseconds for most messages, well under the flush
+  // for big ones.
+  const Result<uint32_t> crc = crc_of_message({data_fd, envelope.size});
+  if (!crc.ok()) return crc.error();
+  return pwrite_all(data_fd, encode_commit_record(envelope, crc.value()), envelope.size);
 }
 
 Status Spool::sync_files(std::span<const int> fds) {
@@ -196,37 +249,18 @@ Status Spool::sync_files(std::span<const int> fds) {
   return ok_status();
 }
 
-Status Spool::write_envelope(const Envelope& envelope, int envelope_fd) {
-  // create()'s file, empty unless an earlier attempt failed half-way.
-  struct stat st {};
-  if (fstat(envelope_fd, &st) != 0) return errno_error("fstat envelope");
-  if (st.st_size != 0 && (ftruncate(envelope_fd, 0) != 0 || lseek(envelope_fd, 0, SEEK_SET) != 0))
-    return errno_error("truncate envelope");
-  return write_all(envelope_fd, encode_envelope(envelope));
-}
-
 void Spool::commit(std::span<Commit> batch) {
-  for (Commit& c : batch)
-    c.status = prepare(*c.envelope, c.files->ours.get(), c.files->envelope.get());
+  std::vector<int> fds;
+  for (Commit& c : batch) {
+    c.status = seal(*c.envelope, c.files->ours.get());
+    if (c.status.ok()) fds.push_back(c.files->ours.get());
+  }
+  if (fds.empty()) return;
   // One flush over the messages still going; its failure fails each of them.
-  auto sync_step = [&](auto fd_of) {
-    std::vector<int> fds;
-    for (const Commit& c : batch)
-      if (c.status.ok()) fds.push_back(fd_of(*c.files));
-    if (fds.empty()) return;
-    const Status synced = sync_files(fds);
-    if (!synced.ok())
-      for (Commit& c : batch)
-        if (c.status.ok()) c.status = synced.error();
-  };
-  sync_step([](const NewMessage& m) { return m.ours.get(); });
-  for (Commit& c : batch)
-    if (c.status.ok()) c.status = write_envelope(*c.envelope, c.files->envelope.get());
-  sync_step([](const NewMessage& m) { return m.envelope.get(); });
+  Status synced = sync_files(fds);
   bool names_pending = false;
   for (const Commit& c : batch) names_pending = names_pending || !c.files->names_durable;
-  if (!names_pending) return;
-  const Status synced = sync_queue_dir();
+  if (synced.ok() && names_pending) synced = sync_queue_dir();
   if (!synced.ok())
     for (Commit& c : batch)
       if (c.status.ok()) c.status = synced.error();
@@ -261,11 +295,16 @@ Status Spool::update_envelope(const Envelope& envelope) {
   return ok_status();
 }
 
-Status Spool::remove(const std::string& id) {
+Result<bool> Spool::remove(const std::string& id) {
   if (!valid_queue_id(id)) return make_error("bad queue id");
-  // The envelope is what makes a message exist: it goes first.
+  if (unlinkat(queue_.get(), (id + ".msg").c_str(), 0) != 0) return errno_error("unlink");
+  struct stat st {};
+  return fstatat(queue_.get(), (id + ".env").c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+Status Spool::remove_envelope(const std::string& id) {
+  if (!valid_queue_id(id)) return make_error("bad queue id");
   if (unlinkat(queue_.get(), (id + ".env").c_str(), 0) != 0) return errno_error("unlink");
-  unlinkat(queue_.get(), (id + ".msg").c_str(), 0);
   return ok_status();
 }
 

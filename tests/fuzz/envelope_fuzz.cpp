@@ -1,7 +1,8 @@
 // libFuzzer target for the spool's envelope files (queue/envelope_file.cpp): arbitrary bytes as
 // a file found in the spool. Beyond the sanitizers it checks that what decode_envelope accepts is
 // valid and has one spelling: encoding the decoded envelope gives back the input byte for byte
-// (an older version's input: an encoding that decodes to the same envelope).
+// (an older version's input: an encoding that decodes to the same envelope). The input's last
+// bytes also go to parse_commit_footer, whose footers must have one spelling too.
 #include <zlib.h>
 
 #include <cstddef>
@@ -16,6 +17,8 @@ namespace {
 
 using postern::queue::decode_envelope;
 using postern::queue::encode_envelope;
+using postern::queue::kCommitFooterSize;
+using postern::queue::parse_commit_footer;
 using postern::queue::validate_envelope;
 
 // "end" SP 8HEXDIG LF
@@ -52,11 +55,27 @@ bool looks_like_end_line(std::string_view tail) {
   return true;
 }
 
+void footer_and_check(std::string_view input) {
+  if (input.size() < kCommitFooterSize) return;
+  const std::string_view tail = input.substr(input.size() - kCommitFooterSize);
+  const auto footer = parse_commit_footer(tail);
+  if (!footer) return;
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string spelled = "postern-commit ";
+  for (int shift = 60; shift >= 0; shift -= 4) spelled += kHex[(footer->size >> shift) & 0xf];
+  spelled += ' ';
+  for (int shift = 28; shift >= 0; shift -= 4)
+    spelled += kHex[(footer->message_crc >> shift) & 0xf];
+  spelled += '\n';
+  check(spelled == tail);
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view input(reinterpret_cast<const char*>(data), size);
   decode_and_check(input);
+  footer_and_check(input);
 
   // Fuzzing only: a mutation almost never keeps the CRC right, so the same bytes go in again
   // with the end line the harness computes (replacing one at the end, if any). This reaches the

@@ -293,38 +293,55 @@ class Daemon:
     def wait_log(self, pattern, timeout=5):
         return wait_for(lambda: re.search(pattern, self.read_log(), re.M), timeout)
 
-    def spool_pairs(self):
-        """{id: (data bytes, envelope bytes)} of the message files in queue/ (sizes; a file
-        gone meanwhile counts as empty)."""
+    COMMIT_FOOTER = re.compile(rb"postern-commit ([0-9a-f]{16}) [0-9a-f]{8}\n\Z")
+
+    def spool_messages(self):
+        """{id: (message bytes, envelope text or None)} of the data files in queue/. The
+        envelope is queue/<id>.env once a delivery changed it, else the commit record's (after
+        the message in the data file); None when the file ends in no commit footer: a message
+        being received, or a spare made ahead of need. The footer is only recognised here, not
+        checked: the daemon checks it at start."""
         area = os.path.join(self.spool, "queue")
         if not os.path.isdir(area):
             return {}
-
-        def size(name):
+        found = {}
+        for name in os.listdir(area):
+            if not name.endswith(".msg"):
+                continue
             try:
-                return os.path.getsize(os.path.join(area, name))
+                with open(os.path.join(area, name), "rb") as f:
+                    data = f.read()
             except FileNotFoundError:
-                return 0
-        return {n[:-4]: (size(n[:-4] + ".msg"), size(n))
-                for n in os.listdir(area) if n.endswith(".env")}
+                continue
+            footer = self.COMMIT_FOOTER.search(data[-41:])
+            if not footer:
+                found[name[:-4]] = (data, None)
+                continue
+            size = int(footer.group(1), 16)
+            envelope = data[size:-41]
+            try:
+                with open(os.path.join(area, name[:-4] + ".env"), "rb") as f:
+                    envelope = f.read() or envelope
+            except FileNotFoundError:
+                pass
+            found[name[:-4]] = (data[:size], envelope.decode(errors="replace"))
+        return found
 
     def queued(self):
-        """Ids of committed messages: queue/<id>.env holds an envelope (an empty one is a
-        message being received, or spare files made ahead of need)."""
-        return {i for i, (_, env) in self.spool_pairs().items() if env > 0}
+        """Ids of committed messages (their data file ends in a commit record)."""
+        return {i for i, (_, env) in self.spool_messages().items() if env is not None}
 
     def message_bytes(self, queue_id):
-        with open(os.path.join(self.spool, "queue", queue_id + ".msg"), "rb") as f:
-            return f.read()
+        return self.spool_messages()[queue_id][0]
 
     def envelope_text(self, queue_id):
-        with open(os.path.join(self.spool, "queue", queue_id + ".env"), "rb") as f:
-            return f.read().decode(errors="replace")
+        return self.spool_messages()[queue_id][1]
 
     def incoming(self):
-        """Ids of messages being received: data in queue/ under an empty envelope (spares,
+        """Ids of messages being received: data in queue/ without a commit record (spares,
         with no data either, are not messages)."""
-        return sorted(i for i, (data, env) in self.spool_pairs().items() if env == 0 and data > 0)
+        return sorted(i for i, (data, env) in self.spool_messages().items()
+                      if env is None and data)
 
     def signal(self, signo):
         os.kill(self.proc.pid, signo)

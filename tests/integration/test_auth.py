@@ -89,7 +89,7 @@ class Auth(unittest.TestCase):
                                  b"Subject: relay\r\n\r\nhi\r\n")
             self.assertEqual(refused, {})
         newest = max(self.d.queued(), key=lambda i: os.path.getmtime(
-            os.path.join(self.d.spool, "queue", i + ".env")))
+            os.path.join(self.d.spool, "queue", i + ".msg")))
         self.assertIn("auth_user 5:alice\n", self.d.envelope_text(newest))
         data = self.d.message_bytes(newest)
         self.assertIn(b"with ESMTPSA id", data)

@@ -50,7 +50,7 @@ class Tls(unittest.TestCase):
                                     b"Subject: tls\r\n\r\nsecret\r\n") or (250, b"")
             self.assertEqual(code, 250)
         queue_id = sorted(self.d.queued(), key=lambda i: os.path.getmtime(
-            os.path.join(self.d.spool, "queue", i + ".env")))[-1]
+            os.path.join(self.d.spool, "queue", i + ".msg")))[-1]
         data = self.d.message_bytes(queue_id)
         self.assertIn(b"with ESMTPS id " + queue_id.encode(), data)
         self.assertRegex(data.decode(errors="replace"), r"\(using TLSv1\.[23] \S+\)")

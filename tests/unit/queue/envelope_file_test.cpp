@@ -197,6 +197,45 @@ TEST(EnvelopeFile, EncodesTheDocumentedExample) {
   EXPECT_EQ(decoded.value(), small_envelope());
 }
 
+// The commit record: the envelope's file, then the footer of the documented example.
+TEST(CommitRecord, IsTheEnvelopeFileThenTheFooter) {
+  Envelope envelope = small_envelope();
+  envelope.size = 4;
+  const uint32_t crc = extend_crc(0, "hi\r\n");
+  EXPECT_EQ(crc, 0xcdab670cu);
+  EXPECT_EQ(extend_crc(extend_crc(0, "h"), "i\r\n"), crc);  // continued in pieces
+  const std::string record = encode_commit_record(envelope, crc);
+  const std::string footer = "postern-commit 0000000000000004 cdab670c\n";
+  ASSERT_EQ(footer.size(), kCommitFooterSize);
+  EXPECT_EQ(record, encode_envelope(envelope) + footer);
+  const auto parsed = parse_commit_footer(footer);
+  ASSERT_TRUE(parsed.has_value());
+  EXPECT_EQ(parsed->size, 4u);
+  EXPECT_EQ(parsed->message_crc, crc);
+
+  envelope.size = UINT64_MAX;
+  const std::string big = encode_commit_record(envelope, 0xffffffff);
+  const auto largest =
+      parse_commit_footer(std::string_view(big).substr(big.size() - kCommitFooterSize));
+  ASSERT_TRUE(largest.has_value());
+  EXPECT_EQ(largest->size, UINT64_MAX);
+  EXPECT_EQ(largest->message_crc, 0xffffffffu);
+}
+
+TEST(CommitRecord, RefusesAnythingButAFooter) {
+  for (const std::string& bad : {
+           std::string("postern-commit 0000000000000004 cdab670c"),      // no LF
+           std::string("postern-commit 0000000000000004 cdab670c\n\n"),  // too long
+           std::string("postern-commit 0000000000000004 CDAB670C\n"),    // upper case
+           std::string("postern-commit 000000000000000g cdab670c\n"),
+           std::string("postern-commit 0000000000000004-cdab670c\n"),
+           std::string("postern-commiT 0000000000000004 cdab670c\n"),
+           std::string("postern-commit 0000000000000004 cdab670c\r"),
+           std::string(kCommitFooterSize, '\0'),
+       })
+    EXPECT_FALSE(parse_commit_footer(bad).has_value()) << bad;
+}
+
 TEST(EnvelopeFile, RoundTripsEveryFieldWithHostileBytes) {
   const Envelope envelope = full_envelope();
   ASSERT_TRUE(validate_envelope(envelope).ok()) << validate_envelope(envelope).error().message;

@@ -1,6 +1,7 @@
 // Tests for queue/spool.cpp and queue/committer.cpp against the real filesystem: the spool's
-// areas and modes, message creation and its two descriptors, commit and discard, start-up
-// recovery of every kind of leftover, and group commit through a real event loop.
+// areas and modes, message creation and its two descriptors, commit (the record appended to
+// the data), discard and removal, start-up recovery of every kind of leftover, and group
+// commit through a real event loop.
 #include <event2/event.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -90,6 +91,33 @@ mode_t mode_of(const fs::path& path) {
   return st.st_mode;
 }
 
+// A data file as the commit leaves it: the message, then the commit record.
+struct Committed {
+  std::string data;           // the message's bytes
+  Result<Envelope> envelope;  // the record's
+  std::optional<CommitFooter> footer;
+};
+
+Committed split(const std::string& file) {
+  Committed c{file, make_error("no commit footer"), std::nullopt};
+  if (file.size() < kCommitFooterSize) return c;
+  c.footer = parse_commit_footer(std::string_view(file).substr(file.size() - kCommitFooterSize));
+  if (!c.footer || c.footer->size > file.size() - kCommitFooterSize) {
+    c.footer.reset();
+    return c;
+  }
+  c.data = file.substr(0, c.footer->size);
+  c.envelope = decode_envelope(
+      file.substr(c.footer->size, file.size() - kCommitFooterSize - c.footer->size));
+  return c;
+}
+
+// The data file a commit of envelope (size set) over data leaves.
+std::string committed_file(const std::string& data, Envelope envelope) {
+  envelope.size = data.size();
+  return data + encode_commit_record(envelope, extend_crc(0, data));
+}
+
 int access_mode(int fd) {
   return fcntl(fd, F_GETFL) & O_ACCMODE;
 }
@@ -153,10 +181,7 @@ TEST_F(SpoolTest, CreateGivesAReadWriteAndAWriteOnlyDescriptor) {
   EXPECT_TRUE(valid_queue_id(message->id)) << message->id;
   ASSERT_TRUE(message->ours.valid());
   ASSERT_TRUE(message->theirs.valid());
-  ASSERT_TRUE(message->envelope.valid());
   EXPECT_EQ(access_mode(message->ours.get()), O_RDWR);
-  EXPECT_EQ(access_mode(message->envelope.get()), O_WRONLY);
-  EXPECT_NE(fcntl(message->envelope.get(), F_GETFD) & FD_CLOEXEC, 0);
   EXPECT_EQ(access_mode(message->theirs.get()), O_WRONLY);
   EXPECT_NE(fcntl(message->ours.get(), F_GETFD) & FD_CLOEXEC, 0);
   EXPECT_NE(fcntl(message->theirs.get(), F_GETFD) & FD_CLOEXEC, 0);
@@ -176,10 +201,7 @@ TEST_F(SpoolTest, CreateGivesAReadWriteAndAWriteOnlyDescriptor) {
   const mode_t mode = mode_of(file);
   EXPECT_TRUE(S_ISREG(mode));
   EXPECT_EQ(mode & 07777, 0600u);
-  // The envelope's file is there already, empty, for the commit to write.
-  EXPECT_EQ(mode_of(queue() / (message->id + ".env")) & 07777, 0600u);
-  EXPECT_EQ(slurp(queue() / (message->id + ".env")), "");
-  EXPECT_EQ(names_in(queue()), (std::set<std::string>{message->id + ".msg", message->id + ".env"}));
+  EXPECT_EQ(names_in(queue()), (std::set<std::string>{message->id + ".msg"}));
   EXPECT_FALSE(message->names_durable);  // no directory fsync yet
 }
 
@@ -197,12 +219,12 @@ TEST_F(SpoolTest, CreateGivesDistinctIds) {
     // and retried, and the set would still catch a create() that handed one out twice.
   }
   EXPECT_EQ(ids.size(), kMessages);
-  EXPECT_EQ(names_in(queue()).size(), 2 * kMessages);  // data and envelope each
+  EXPECT_EQ(names_in(queue()).size(), kMessages);
 }
 
 // 3. commit()
 
-TEST_F(SpoolTest, CommitWritesTheEnvelopeNextToTheData) {
+TEST_F(SpoolTest, CommitAppendsItsRecordToTheData) {
   Spool spool(root_.string());
   ASSERT_TRUE(spool.open().ok());
   Result<NewMessage> message = spool.create();
@@ -220,19 +242,21 @@ TEST_F(SpoolTest, CommitWritesTheEnvelopeNextToTheData) {
   ASSERT_TRUE(spool.sync_queue_dir().ok());
 
   const std::string id = message->id;
-  EXPECT_EQ(names_in(queue()), (std::set<std::string>{id + ".env", id + ".msg"}));
+  EXPECT_EQ(names_in(queue()), (std::set<std::string>{id + ".msg"}));
   EXPECT_TRUE(names_in(corrupt()).empty());
-  EXPECT_EQ(slurp(queue() / (id + ".msg")), data);
-  EXPECT_EQ(mode_of(queue() / (id + ".env")) & 07777, 0600u);
   EXPECT_EQ(mode_of(queue() / (id + ".msg")) & 07777, 0600u);
 
-  Result<Envelope> decoded = decode_envelope(slurp(queue() / (id + ".env")));
-  ASSERT_TRUE(decoded.ok()) << decoded.error().message;
+  const std::string file = slurp(queue() / (id + ".msg"));
   Envelope expected = make_envelope(id);
   expected.arrival = envelope.arrival;
+  EXPECT_EQ(file, committed_file(data, expected));
+  const Committed committed = split(file);
+  ASSERT_TRUE(committed.footer.has_value());
+  EXPECT_EQ(committed.data, data);
+  EXPECT_EQ(committed.footer->message_crc, extend_crc(0, data));
+  ASSERT_TRUE(committed.envelope.ok()) << committed.envelope.error().message;
   expected.size = data.size();
-  EXPECT_EQ(decoded->size, data.size());
-  EXPECT_TRUE(decoded.value() == expected);
+  EXPECT_TRUE(committed.envelope.value() == expected);
 
   // A restart finds it intact.
   Spool restarted(root_.string());
@@ -252,10 +276,10 @@ TEST_F(SpoolTest, CommitOfAnEmptyMessage) {
   envelope.size = 12345;  // commit measures the data itself
   ASSERT_TRUE(spool.commit(envelope, message.value()).ok());
   EXPECT_EQ(envelope.size, 0u);
-  Result<Envelope> decoded = decode_envelope(slurp(queue() / (message->id + ".env")));
-  ASSERT_TRUE(decoded.ok()) << decoded.error().message;
-  EXPECT_EQ(decoded->size, 0u);
-  EXPECT_EQ(slurp(queue() / (message->id + ".msg")), "");
+  const Committed committed = split(slurp(queue() / (message->id + ".msg")));
+  ASSERT_TRUE(committed.envelope.ok()) << committed.envelope.error().message;
+  EXPECT_EQ(committed.envelope->size, 0u);
+  EXPECT_EQ(committed.data, "");
 }
 
 TEST_F(SpoolTest, CommitRefusesAnInvalidEnvelope) {
@@ -283,9 +307,8 @@ TEST_F(SpoolTest, CommitRefusesAnInvalidEnvelope) {
     EXPECT_FALSE(spool.commit(bad, message.value()).ok()) << bad_id;
   }
 
-  // Refused before anything is written: the envelope's file is still empty.
-  EXPECT_EQ(names_in(queue()), (std::set<std::string>{message->id + ".env", message->id + ".msg"}));
-  EXPECT_EQ(slurp(queue() / (message->id + ".env")), "");
+  // Refused before anything is written: no record follows the data.
+  EXPECT_EQ(names_in(queue()), (std::set<std::string>{message->id + ".msg"}));
   EXPECT_TRUE(names_in(corrupt()).empty());
   EXPECT_EQ(names_in(root_), (std::set<std::string>{"corrupt", "queue"}));
   EXPECT_EQ(slurp(queue() / (message->id + ".msg")), "data\r\n");
@@ -294,8 +317,10 @@ TEST_F(SpoolTest, CommitRefusesAnInvalidEnvelope) {
   Envelope good = make_envelope(message->id);
   const Status status = spool.commit(good, message.value());
   ASSERT_TRUE(status.ok()) << status.error().message;
-  EXPECT_EQ(names_in(queue()), (std::set<std::string>{message->id + ".env", message->id + ".msg"}));
-  EXPECT_TRUE(decode_envelope(slurp(queue() / (message->id + ".env"))).ok());
+  EXPECT_EQ(names_in(queue()), (std::set<std::string>{message->id + ".msg"}));
+  const Committed committed = split(slurp(queue() / (message->id + ".msg")));
+  EXPECT_TRUE(committed.envelope.ok());
+  EXPECT_EQ(committed.data, "data\r\n");
 }
 
 // 4. discard()
@@ -307,13 +332,12 @@ TEST_F(SpoolTest, DiscardRemovesAnUncommittedMessagesFiles) {
   Result<NewMessage> dropped = spool.create();
   ASSERT_TRUE(kept.ok() && dropped.ok());
   write_fd(dropped->theirs.get(), "data\r\n");
-  spit(queue() / (dropped->id + ".env"), "half an envelope");
 
   spool.discard(dropped->id);
-  EXPECT_EQ(names_in(queue()), (std::set<std::string>{kept->id + ".msg", kept->id + ".env"}));
+  EXPECT_EQ(names_in(queue()), (std::set<std::string>{kept->id + ".msg"}));
   spool.discard(dropped->id);         // twice is harmless
   spool.discard("0123456789abcdef");  // never created
-  EXPECT_EQ(names_in(queue()), (std::set<std::string>{kept->id + ".msg", kept->id + ".env"}));
+  EXPECT_EQ(names_in(queue()), (std::set<std::string>{kept->id + ".msg"}));
 }
 
 TEST_F(SpoolTest, DiscardIgnoresABadId) {
@@ -336,8 +360,7 @@ TEST_F(SpoolTest, DiscardIgnoresABadId) {
   EXPECT_EQ(slurp(root_ / "x.msg"), "outside");
   EXPECT_EQ(slurp(root_ / "x.env"), "outside");
   EXPECT_EQ(slurp(queue() / "x.msg"), "outside");
-  EXPECT_EQ(names_in(queue()),
-            (std::set<std::string>{message->id + ".msg", message->id + ".env", "x.msg"}));
+  EXPECT_EQ(names_in(queue()), (std::set<std::string>{message->id + ".msg", "x.msg"}));
 }
 
 // 5. recover()
@@ -349,22 +372,26 @@ TEST_F(SpoolTest, RecoverSortsEveryKindOfLeftover) {
   fs::permissions(queue(), fs::perms::owner_all);
   fs::permissions(corrupt(), fs::perms::owner_all);
 
-  const std::string a = "aaaaaaaaaaaaaaaa";  // committed
+  const std::string a = "aaaaaaaaaaaaaaaa";  // committed: data and its record
   const std::string b = "bbbbbbbbbbbbbbbb";  // in an older version's incoming/
-  const std::string c = "cccccccccccccccc";  // data without an envelope file
-  const std::string d = "dddddddddddddddd";  // envelope damaged
-  const std::string e = "eeeeeeeeeeeeeeee";  // envelope without data
-  const std::string f = "ffffffffffffffff";  // being received: data, empty envelope
-  const std::string g = "0000000000000000";  // a spare: both files empty
-  const std::string h = "1111111111111111";  // crash in the middle of writing the envelope
+  const std::string c = "cccccccccccccccc";  // being received: data without a record
+  const std::string d = "dddddddddddddddd";  // envelope file damaged
+  const std::string e = "eeeeeeeeeeeeeeee";  // envelope file without data: a removal cut short
+  const std::string f = "ffffffffffffffff";  // an older version's message being received
+  const std::string g = "0000000000000000";  // a spare: an empty data file
+  const std::string h = "1111111111111111";  // a commit cut short: the data is not what the
+                                             // record's CRC says
+  const std::string i = "2222222222222222";  // a commit cut short: the record's envelope is
+  const std::string j = "3333333333333333";  // an older version's spare: both files empty
+  const std::string k = "4444444444444444";  // committed, then its envelope updated
   const auto envelope_file = [](const std::string& id, size_t size) {
     Envelope envelope = make_envelope(id);
     envelope.size = size;
     return encode_envelope(envelope);
   };
 
-  spit(queue() / (a + ".msg"), "message a\r\n");
-  spit(queue() / (a + ".env"), envelope_file(a, 11));
+  const std::string a_file = committed_file("message a\r\n", make_envelope(a));
+  spit(queue() / (a + ".msg"), a_file);
   spit(incoming() / (b + ".msg"), "message b\r\n");
   spit(incoming() / (b + ".env"), envelope_file(b, 11));
   spit(queue() / (c + ".msg"), "message c\r\n");
@@ -372,47 +399,71 @@ TEST_F(SpoolTest, RecoverSortsEveryKindOfLeftover) {
   damaged[damaged.size() / 2] ^= 0x01;
   ASSERT_FALSE(decode_envelope(damaged).ok());
   spit(queue() / (d + ".env"), damaged);
-  spit(queue() / (d + ".msg"), "message d\r\n");
-  const std::string orphan = envelope_file(e, 11);
-  spit(queue() / (e + ".env"), orphan);
+  const std::string d_file = committed_file("message d\r\n", make_envelope(d));
+  spit(queue() / (d + ".msg"), d_file);
+  spit(queue() / (e + ".env"), envelope_file(e, 11));
   spit(queue() / (f + ".msg"), "message f\r\n");
   spit(queue() / (f + ".env"), "");
   spit(queue() / (g + ".msg"), "");
-  spit(queue() / (g + ".env"), "");
-  const std::string h_envelope = envelope_file(h, 11);
-  spit(queue() / (h + ".msg"), "message h\r\n");
-  spit(queue() / (h + ".env"), h_envelope.substr(0, h_envelope.size() / 2));
+  std::string h_file = committed_file("message h\r\n", make_envelope(h));
+  h_file[3] = 'X';
+  spit(queue() / (h + ".msg"), h_file);
+  const std::string i_full = committed_file("message i\r\n", make_envelope(i));
+  const std::string i_file = i_full.substr(0, 11) +
+                             std::string(i_full.size() - 11 - kCommitFooterSize, '\0') +
+                             i_full.substr(i_full.size() - kCommitFooterSize);
+  spit(queue() / (i + ".msg"), i_file);
+  spit(queue() / (j + ".msg"), "");
+  spit(queue() / (j + ".env"), "");
+  Envelope k_now = make_envelope(k);
+  k_now.size = 11;
+  k_now.recipients[0].attempts = 3;
+  spit(queue() / (k + ".msg"), committed_file("message k\r\n", make_envelope(k)));
+  spit(queue() / (k + ".env"), encode_envelope(k_now));
+  spit(queue() / (k + ".env.new"), "an update cut short");
   spit(queue() / "README", "not a message\n");
 
   Spool spool(root_.string());
   ASSERT_TRUE(spool.open().ok());
   const Recovery first = spool.recover();
-  EXPECT_EQ(first.committed, std::vector<std::string>{a});
-  EXPECT_EQ(first.leftovers, 5u);  // b's two files, c's data, f and h (g is no message)
-  EXPECT_EQ(first.corrupt, 2u);    // d and e
+  EXPECT_EQ(std::set<std::string>(first.committed.begin(), first.committed.end()),
+            (std::set<std::string>{a, k}));
+  ASSERT_EQ(first.envelopes.size(), 2u);
+  for (size_t n = 0; n < 2; ++n) {
+    EXPECT_EQ(first.envelopes[n].id, first.committed[n]);
+    // k's is its envelope file's, not its record's.
+    EXPECT_EQ(first.envelopes[n].recipients[0].attempts, first.committed[n] == k ? 3u : 0u);
+    EXPECT_EQ(first.envelopes[n].size, 11u);
+  }
+  // b's two files, c's data, e's envelope, f's data, k's .new (g and j are no messages).
+  EXPECT_EQ(first.leftovers, 6u);
+  EXPECT_EQ(first.corrupt, 3u);  // d, h and i
 
   EXPECT_TRUE(names_in(incoming()).empty());
-  EXPECT_EQ(names_in(queue()), (std::set<std::string>{a + ".env", a + ".msg", "README"}));
-  EXPECT_EQ(names_in(corrupt()), (std::set<std::string>{d + ".env", d + ".msg", e + ".env"}));
+  EXPECT_EQ(names_in(queue()),
+            (std::set<std::string>{a + ".msg", k + ".msg", k + ".env", "README"}));
+  EXPECT_EQ(names_in(corrupt()),
+            (std::set<std::string>{d + ".env", d + ".msg", h + ".msg", i + ".msg"}));
   // Kept as they were, for the admin.
   EXPECT_EQ(slurp(corrupt() / (d + ".env")), damaged);
-  EXPECT_EQ(slurp(corrupt() / (d + ".msg")), "message d\r\n");
-  EXPECT_EQ(slurp(corrupt() / (e + ".env")), orphan);
-  EXPECT_EQ(slurp(queue() / (a + ".msg")), "message a\r\n");
+  EXPECT_EQ(slurp(corrupt() / (d + ".msg")), d_file);
+  EXPECT_EQ(slurp(corrupt() / (h + ".msg")), h_file);
+  EXPECT_EQ(slurp(corrupt() / (i + ".msg")), i_file);
+  EXPECT_EQ(slurp(queue() / (a + ".msg")), a_file);
   EXPECT_EQ(slurp(queue() / "README"), "not a message\n");
 
   const Recovery second = spool.recover();
-  EXPECT_EQ(second.committed, std::vector<std::string>{a});
+  EXPECT_EQ(second.committed.size(), 2u);
   EXPECT_EQ(second.leftovers, 0u);
   EXPECT_EQ(second.corrupt, 0u);
-  EXPECT_EQ(names_in(queue()), (std::set<std::string>{a + ".env", a + ".msg", "README"}));
-  EXPECT_EQ(names_in(corrupt()), (std::set<std::string>{d + ".env", d + ".msg", e + ".env"}));
+  EXPECT_EQ(names_in(queue()),
+            (std::set<std::string>{a + ".msg", k + ".msg", k + ".env", "README"}));
 
   // A fresh process sees the same.
   Spool restarted(root_.string());
   ASSERT_TRUE(restarted.open().ok());
   const Recovery third = restarted.recover();
-  EXPECT_EQ(third.committed, std::vector<std::string>{a});
+  EXPECT_EQ(third.committed.size(), 2u);
   EXPECT_EQ(third.leftovers, 0u);
   EXPECT_EQ(third.corrupt, 0u);
 }
@@ -421,15 +472,57 @@ TEST_F(SpoolTest, RecoverMovesAnEnvelopeNamingAnotherMessage) {
   Spool spool(root_.string());
   ASSERT_TRUE(spool.open().ok());
   const std::string id = "1111111111111111";
-  Envelope other = make_envelope("2222222222222222");
-  spit(queue() / (id + ".env"), encode_envelope(other));
+  const std::string other = "2222222222222222";
+  spit(queue() / (id + ".env"), encode_envelope(make_envelope(other)));
   spit(queue() / (id + ".msg"), "");
+  // The same in a commit record.
+  const std::string id2 = "3333333333333333";
+  spit(queue() / (id2 + ".msg"), committed_file("x\r\n", make_envelope(other)));
   const Recovery recovery = spool.recover();
   EXPECT_TRUE(recovery.committed.empty());
-  EXPECT_EQ(recovery.corrupt, 1u);
+  EXPECT_EQ(recovery.corrupt, 2u);
   EXPECT_EQ(recovery.leftovers, 0u);
   EXPECT_TRUE(names_in(queue()).empty());
-  EXPECT_EQ(names_in(corrupt()), (std::set<std::string>{id + ".env", id + ".msg"}));
+  EXPECT_EQ(names_in(corrupt()), (std::set<std::string>{id + ".env", id + ".msg", id2 + ".msg"}));
+}
+
+// A removal takes the data file (and its record) first; an envelope file is left for after
+// that is durable, and a start finds nothing to bring back either way.
+TEST_F(SpoolTest, RemoveTakesTheDataFirst) {
+  Spool spool(root_.string());
+  ASSERT_TRUE(spool.open().ok());
+  std::vector<std::string> ids;
+  for (int n = 0; n < 2; ++n) {
+    Result<NewMessage> message = spool.create();
+    ASSERT_TRUE(message.ok()) << message.error().message;
+    write_fd(message->theirs.get(), "data\r\n");
+    Envelope envelope = make_envelope(message->id);
+    ASSERT_TRUE(spool.commit(envelope, message.value()).ok());
+    if (n == 1) {
+      envelope.recipients[0].attempts = 1;
+      ASSERT_TRUE(spool.update_envelope(envelope).ok());
+    }
+    ids.push_back(message->id);
+  }
+  Result<bool> first = spool.remove(ids[0]);
+  ASSERT_TRUE(first.ok()) << first.error().message;
+  EXPECT_FALSE(first.value());  // never updated: nothing left
+  Result<bool> second = spool.remove(ids[1]);
+  ASSERT_TRUE(second.ok()) << second.error().message;
+  EXPECT_TRUE(second.value());
+  EXPECT_EQ(names_in(queue()), (std::set<std::string>{ids[1] + ".env"}));
+  EXPECT_FALSE(spool.remove(ids[0]).ok());  // gone already
+
+  // A crash here: the next start finishes the removal.
+  Spool restarted(root_.string());
+  ASSERT_TRUE(restarted.open().ok());
+  const Recovery recovery = restarted.recover();
+  EXPECT_TRUE(recovery.committed.empty());
+  EXPECT_EQ(recovery.leftovers, 1u);
+  EXPECT_EQ(recovery.corrupt, 0u);
+  EXPECT_TRUE(names_in(queue()).empty());
+  EXPECT_FALSE(spool.remove_envelope(ids[1]).ok());
+  EXPECT_FALSE(spool.remove_envelope("../x").ok());
 }
 
 // 6. Committer
@@ -439,11 +532,8 @@ struct Prepared {
   std::string id;
   std::string data;
   UniqueFd ours;
-  UniqueFd envelope;
   // What the committer takes.
-  NewMessage files() {
-    return NewMessage{id, std::move(ours), UniqueFd(), std::move(envelope), false};
-  }
+  NewMessage files() { return NewMessage{id, std::move(ours), UniqueFd(), false}; }
 };
 
 Prepared prepare(Spool& spool, size_t n) {
@@ -458,7 +548,6 @@ Prepared prepare(Spool& spool, size_t n) {
       "Subject: message " + std::to_string(n) + "\r\n\r\n" + std::string(n % 97, 'x') + "\r\n";
   write_fd(message->theirs.get(), prepared.data);
   prepared.ours = std::move(message->ours);
-  prepared.envelope = std::move(message->envelope);
   return prepared;
 }
 
@@ -580,10 +669,11 @@ TEST_F(SpoolTest, CommitterCommitsEveryJobInSubmissionOrder) {
   std::printf("[   INFO   ] %zu jobs committed in %zu batches, the largest of %zu\n", kJobs,
               batches, largest_batch);
 
-  EXPECT_EQ(names_in(queue()).size(), 2 * kJobs);
+  EXPECT_EQ(names_in(queue()).size(), kJobs);
   for (const Prepared& message : messages) {
-    EXPECT_EQ(slurp(queue() / (message.id + ".msg")), message.data) << message.id;
-    Result<Envelope> decoded = decode_envelope(slurp(queue() / (message.id + ".env")));
+    const Committed committed = split(slurp(queue() / (message.id + ".msg")));
+    EXPECT_EQ(committed.data, message.data) << message.id;
+    const Result<Envelope>& decoded = committed.envelope;
     ASSERT_TRUE(decoded.ok()) << message.id << ": " << decoded.error().message;
     EXPECT_EQ(decoded->id, message.id);
     EXPECT_EQ(decoded->size, message.data.size());
@@ -599,8 +689,8 @@ TEST_F(SpoolTest, CommitterCommitsEveryJobInSubmissionOrder) {
   EXPECT_EQ(recovery.corrupt, 0u);
 }
 
-// Two jobs fail: one with an invalid envelope, and the first, because its envelope
-// descriptor is a pipe, not the file create() made (it is never written through). The
+// Two jobs fail: one with an invalid envelope, and the first, because its data descriptor is
+// a pipe, not the file create() made (its record cannot be written). The
 // failing jobs share their batch with succeeding ones, which still commit. A task that waits
 // at a gate keeps the worker busy while the jobs are submitted, so they form one batch (tasks
 // run only when no commit waits, after a delay: the jobs come once the task has begun).
@@ -613,7 +703,7 @@ TEST_F(SpoolTest, CommitterFailsOneJobAndCommitsTheRestOfItsBatch) {
   int not_a_file[2];
   ASSERT_EQ(pipe2(not_a_file, O_CLOEXEC), 0) << std::strerror(errno);
   UniqueFd not_a_file_read(not_a_file[0]);
-  holder.envelope.reset(not_a_file[1]);
+  holder.ours.reset(not_a_file[1]);
   int gate[2];
   ASSERT_EQ(pipe2(gate, O_CLOEXEC), 0) << std::strerror(errno);
   UniqueFd gate_read(gate[0]);
@@ -683,12 +773,12 @@ TEST_F(SpoolTest, CommitterFailsOneJobAndCommitsTheRestOfItsBatch) {
     const Prepared& message = messages[outcomes[i].index];
     if (outcomes[i].index == kBad) {
       EXPECT_FALSE(outcomes[i].ok);
-      EXPECT_EQ(slurp(queue() / (message.id + ".msg")), message.data);
-      EXPECT_EQ(slurp(queue() / (message.id + ".env")), "");  // never committed
+      EXPECT_EQ(slurp(queue() / (message.id + ".msg")), message.data);  // no record
     } else {
       EXPECT_TRUE(outcomes[i].ok) << i << ": " << outcomes[i].error;
-      EXPECT_EQ(slurp(queue() / (message.id + ".msg")), message.data);
-      EXPECT_TRUE(decode_envelope(slurp(queue() / (message.id + ".env"))).ok());
+      const Committed committed = split(slurp(queue() / (message.id + ".msg")));
+      EXPECT_EQ(committed.data, message.data);
+      EXPECT_TRUE(committed.envelope.ok());
     }
   }
   // How the jobs fell into batches depends on timing (failed jobs are not counted in a
@@ -696,8 +786,8 @@ TEST_F(SpoolTest, CommitterFailsOneJobAndCommitsTheRestOfItsBatch) {
   EXPECT_GE(batches, 1u);
   std::printf("[   INFO   ] %zu jobs (two failing) committed in %zu batches, the largest of %zu\n",
               kJobs + 1, batches, largest_batch);
-  EXPECT_EQ(names_in(queue()).size(), 2 * (kJobs + 1));  // the failed ones for their caller
-  EXPECT_EQ(slurp(queue() / (holder.id + ".env")), "");
+  EXPECT_EQ(names_in(queue()).size(), kJobs + 1);  // the failed ones for their caller
+  EXPECT_EQ(slurp(queue() / (holder.id + ".msg")), holder.data);
 }
 
 // 7. Committer destructor
@@ -722,14 +812,15 @@ TEST_F(SpoolTest, CommitterDestructorWithPendingJobsReturns) {
   EXPECT_EQ(event_base_loop(harness.base(), EVLOOP_NONBLOCK), 1);  // nothing left registered
   EXPECT_EQ(callbacks, 0u);
 
-  // Each message is either committed whole or not at all (an empty envelope), never half way.
+  // Each message is either committed whole or not at all (no record), never half way.
   size_t committed = 0;
   for (const Prepared& message : messages) {
-    EXPECT_EQ(slurp(queue() / (message.id + ".msg")), message.data);
-    const std::string envelope = slurp(queue() / (message.id + ".env"));
-    if (envelope.empty()) continue;
+    const std::string file = slurp(queue() / (message.id + ".msg"));
+    if (file == message.data) continue;
     ++committed;
-    EXPECT_TRUE(decode_envelope(envelope).ok()) << message.id;
+    const Committed record = split(file);
+    EXPECT_EQ(record.data, message.data);
+    EXPECT_TRUE(record.envelope.ok()) << message.id;
   }
   std::printf("[   INFO   ] %zu of %zu pending jobs committed before ~Committer returned\n",
               committed, kJobs);
@@ -755,14 +846,14 @@ TEST_F(SpoolTest, SparesAreMadeAheadWithDurableNamesAndReplaced) {
     Spares spares(harness.spool(), harness.committer());
     EXPECT_EQ(spares.ready(), 0u);  // being made on the task thread
     ASSERT_TRUE(ready_reaches(spares, kSpares));
-    EXPECT_EQ(names_in(queue()).size(), 2 * kSpares);
+    EXPECT_EQ(names_in(queue()).size(), kSpares);
     // Taking more than there are: the ready ones first, then files made on the spot.
     for (size_t i = 0; i < kSpares + 1; ++i) {
       Result<NewMessage> m = spares.take();
       ASSERT_TRUE(m.ok()) << m.error().message;
       EXPECT_EQ(m->names_durable, i < kSpares) << i;
       EXPECT_TRUE(m->theirs.valid());
-      EXPECT_EQ(slurp(queue() / (m->id + ".env")), "");
+      EXPECT_EQ(slurp(queue() / (m->id + ".msg")), "");
       taken.insert(m->id);
     }
     EXPECT_EQ(taken.size(), kSpares + 1);
@@ -770,7 +861,7 @@ TEST_F(SpoolTest, SparesAreMadeAheadWithDurableNamesAndReplaced) {
     ASSERT_TRUE(ready_reaches(spares, kSpares));
   }
   ASSERT_TRUE(harness.stop()) << "~Committer hung";
-  EXPECT_EQ(names_in(queue()).size(), 2 * (2 * kSpares + 1));
+  EXPECT_EQ(names_in(queue()).size(), 2 * kSpares + 1);
   // Unused spares and untouched messages are no leftovers at the next start.
   Spool restarted(root_.string());
   ASSERT_TRUE(restarted.open().ok());
