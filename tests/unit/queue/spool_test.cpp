@@ -384,6 +384,8 @@ TEST_F(SpoolTest, RecoverSortsEveryKindOfLeftover) {
   const std::string i = "2222222222222222";  // a commit cut short: the record's envelope is
   const std::string j = "3333333333333333";  // an older version's spare: both files empty
   const std::string k = "4444444444444444";  // committed, then its envelope updated
+  const std::string l = "5555555555555555";  // committed by an older version: an envelope
+                                             // file, data without a record
   const auto envelope_file = [](const std::string& id, size_t size) {
     Envelope envelope = make_envelope(id);
     envelope.size = size;
@@ -421,15 +423,17 @@ TEST_F(SpoolTest, RecoverSortsEveryKindOfLeftover) {
   spit(queue() / (k + ".msg"), committed_file("message k\r\n", make_envelope(k)));
   spit(queue() / (k + ".env"), encode_envelope(k_now));
   spit(queue() / (k + ".env.new"), "an update cut short");
+  spit(queue() / (l + ".msg"), "message l\r\n");
+  spit(queue() / (l + ".env"), envelope_file(l, 11));
   spit(queue() / "README", "not a message\n");
 
   Spool spool(root_.string());
   ASSERT_TRUE(spool.open().ok());
   const Recovery first = spool.recover();
   EXPECT_EQ(std::set<std::string>(first.committed.begin(), first.committed.end()),
-            (std::set<std::string>{a, k}));
-  ASSERT_EQ(first.envelopes.size(), 2u);
-  for (size_t n = 0; n < 2; ++n) {
+            (std::set<std::string>{a, k, l}));
+  ASSERT_EQ(first.envelopes.size(), 3u);
+  for (size_t n = 0; n < 3; ++n) {
     EXPECT_EQ(first.envelopes[n].id, first.committed[n]);
     // k's is its envelope file's, not its record's.
     EXPECT_EQ(first.envelopes[n].recipients[0].attempts, first.committed[n] == k ? 3u : 0u);
@@ -440,8 +444,8 @@ TEST_F(SpoolTest, RecoverSortsEveryKindOfLeftover) {
   EXPECT_EQ(first.corrupt, 3u);  // d, h and i
 
   EXPECT_TRUE(names_in(incoming()).empty());
-  EXPECT_EQ(names_in(queue()),
-            (std::set<std::string>{a + ".msg", k + ".msg", k + ".env", "README"}));
+  EXPECT_EQ(names_in(queue()), (std::set<std::string>{a + ".msg", k + ".msg", k + ".env",
+                                                      l + ".msg", l + ".env", "README"}));
   EXPECT_EQ(names_in(corrupt()),
             (std::set<std::string>{d + ".env", d + ".msg", h + ".msg", i + ".msg"}));
   // Kept as they were, for the admin.
@@ -453,17 +457,17 @@ TEST_F(SpoolTest, RecoverSortsEveryKindOfLeftover) {
   EXPECT_EQ(slurp(queue() / "README"), "not a message\n");
 
   const Recovery second = spool.recover();
-  EXPECT_EQ(second.committed.size(), 2u);
+  EXPECT_EQ(second.committed.size(), 3u);
   EXPECT_EQ(second.leftovers, 0u);
   EXPECT_EQ(second.corrupt, 0u);
-  EXPECT_EQ(names_in(queue()),
-            (std::set<std::string>{a + ".msg", k + ".msg", k + ".env", "README"}));
+  EXPECT_EQ(names_in(queue()), (std::set<std::string>{a + ".msg", k + ".msg", k + ".env",
+                                                      l + ".msg", l + ".env", "README"}));
 
   // A fresh process sees the same.
   Spool restarted(root_.string());
   ASSERT_TRUE(restarted.open().ok());
   const Recovery third = restarted.recover();
-  EXPECT_EQ(third.committed.size(), 2u);
+  EXPECT_EQ(third.committed.size(), 3u);
   EXPECT_EQ(third.leftovers, 0u);
   EXPECT_EQ(third.corrupt, 0u);
 }
