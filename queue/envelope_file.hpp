@@ -128,7 +128,7 @@ namespace postern::queue {
 //   ...
 //   size 1:4
 //   ...
-//   end 651f53b8
+//   end <the CRC of the envelope's lines>
 //   postern-commit 0000000000000004 cdab670c
 
 constexpr uint32_t kEnvelopeVersion = 3;
