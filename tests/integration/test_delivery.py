@@ -437,7 +437,9 @@ class Bounces(unittest.TestCase):
             self.assertEqual(dsn.count(b"Final-Recipient:"), 1, dsn)  # only carol asked
             self.assertIn(b"Content-Type: text/rfc822-headers\r\n", dsn)
             self.assertNotIn(b"the body", dsn)
-            self.assertIn("delay_reported 1:1\n", d.envelope_text(queue_id))
+            # Recorded by an envelope update, which may come a few ms after the notification.
+            self.assertTrue(wait_for(
+                lambda: "delay_reported 1:1\n" in d.envelope_text(queue_id), 5))
             # Once per message, across a restart too.
             d.signal(signal.SIGTERM)
             d.wait_exit(5)
