@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <set>
 
 #include "common/io.hpp"
@@ -56,6 +57,53 @@ Result<uint32_t> crc_of_message(const MessageData& message) {
   });
   if (!read.ok()) return read.error();
   return crc;
+}
+
+// The envelope in a data file's commit record; nullopt when the file ends in no footer (never
+// committed), an error when the record fails its checks.
+Result<std::optional<Envelope>> read_commit_record(int data_fd) {
+  struct stat st {};
+  if (fstat(data_fd, &st) != 0) return errno_error("fstat");
+  if (!S_ISREG(st.st_mode)) return make_error("its data is not a regular file");
+  const auto file_size = static_cast<uint64_t>(st.st_size);
+  if (file_size < kCommitFooterSize) return std::optional<Envelope>();
+  std::string footer_bytes(kCommitFooterSize, '\0');
+  if (pread(data_fd, footer_bytes.data(), kCommitFooterSize,
+            static_cast<off_t>(file_size - kCommitFooterSize)) !=
+      static_cast<ssize_t>(kCommitFooterSize))
+    return errno_error("read its commit footer");
+  const std::optional<CommitFooter> footer = parse_commit_footer(footer_bytes);
+  if (!footer) return std::optional<Envelope>();
+  const uint64_t record_end = file_size - kCommitFooterSize;
+  if (footer->size > record_end || record_end - footer->size > kMaxEnvelopeBytes)
+    return make_error("its commit footer gives a size of " + std::to_string(footer->size) +
+                      " bytes in a file of " + std::to_string(file_size));
+  std::string text(static_cast<size_t>(record_end - footer->size), '\0');
+  if (!text.empty() && pread(data_fd, text.data(), text.size(), static_cast<off_t>(footer->size)) !=
+                           static_cast<ssize_t>(text.size()))
+    return errno_error("read its commit record");
+  Result<Envelope> envelope = decode_envelope(text);
+  if (!envelope.ok()) return make_error("its commit record: " + envelope.error().message);
+  if (envelope->size != footer->size) return make_error("its commit record gives two sizes");
+  const Result<uint32_t> crc = crc_of_message({data_fd, footer->size});
+  if (!crc.ok()) return crc.error();
+  if (crc.value() != footer->message_crc)
+    return make_error("its data does not match the CRC its commit record gives");
+  return std::optional<Envelope>(std::move(envelope).value());
+}
+
+// Sizes the message, checks its envelope and appends the commit record.
+Status seal(Envelope& envelope, int data_fd) {
+  if (!valid_queue_id(envelope.id)) return make_error("bad queue id");
+  struct stat st {};
+  if (fstat(data_fd, &st) != 0) return errno_error("fstat");
+  envelope.size = static_cast<uint64_t>(st.st_size);
+  if (Status valid = validate_envelope(envelope); !valid.ok()) return valid.error();
+  // Read back from the page cache: a few microseconds for most messages, well under the flush
+  // for big ones.
+  const Result<uint32_t> crc = crc_of_message({data_fd, envelope.size});
+  if (!crc.ok()) return crc.error();
+  return pwrite_all(data_fd, encode_commit_record(envelope, crc.value()), envelope.size);
 }
 
 }  // namespace
@@ -154,37 +202,6 @@ Recovery Spool::recover() {
   return r;
 }
 
-Result<std::optional<Envelope>> Spool::read_commit_record(int data_fd) {
-  struct stat st {};
-  if (fstat(data_fd, &st) != 0) return errno_error("fstat");
-  if (!S_ISREG(st.st_mode)) return make_error("its data is not a regular file");
-  const auto file_size = static_cast<uint64_t>(st.st_size);
-  if (file_size < kCommitFooterSize) return std::optional<Envelope>();
-  std::string footer_bytes(kCommitFooterSize, '\0');
-  if (pread(data_fd, footer_bytes.data(), kCommitFooterSize,
-            static_cast<off_t>(file_size - kCommitFooterSize)) !=
-      static_cast<ssize_t>(kCommitFooterSize))
-    return errno_error("read its commit footer");
-  const std::optional<CommitFooter> footer = parse_commit_footer(footer_bytes);
-  if (!footer) return std::optional<Envelope>();
-  const uint64_t record_end = file_size - kCommitFooterSize;
-  if (footer->size > record_end || record_end - footer->size > kMaxEnvelopeBytes)
-    return make_error("its commit footer gives a size of " + std::to_string(footer->size) +
-                      " bytes in a file of " + std::to_string(file_size));
-  std::string text(static_cast<size_t>(record_end - footer->size), '\0');
-  if (!text.empty() && pread(data_fd, text.data(), text.size(), static_cast<off_t>(footer->size)) !=
-                           static_cast<ssize_t>(text.size()))
-    return errno_error("read its commit record");
-  Result<Envelope> envelope = decode_envelope(text);
-  if (!envelope.ok()) return make_error("its commit record: " + envelope.error().message);
-  if (envelope->size != footer->size) return make_error("its commit record gives two sizes");
-  const Result<uint32_t> crc = crc_of_message({data_fd, footer->size});
-  if (!crc.ok()) return crc.error();
-  if (crc.value() != footer->message_crc)
-    return make_error("its data does not match the CRC its commit record gives");
-  return std::optional<Envelope>(std::move(envelope).value());
-}
-
 Result<NewMessage> Spool::create() {
   for (int attempt = 0; attempt < 8; ++attempt) {
     uint8_t random[kQueueIdLength / 2];
@@ -218,20 +235,6 @@ Result<NewMessage> Spool::create() {
 void Spool::discard(const std::string& id) {
   if (!valid_queue_id(id)) return;
   unlinkat(queue_.get(), (id + ".msg").c_str(), 0);
-}
-
-// Sizes the message, checks its envelope and appends the commit record.
-Status Spool::seal(Envelope& envelope, int data_fd) {
-  if (!valid_queue_id(envelope.id)) return make_error("bad queue id");
-  struct stat st {};
-  if (fstat(data_fd, &st) != 0) return errno_error("fstat");
-  envelope.size = static_cast<uint64_t>(st.st_size);
-  if (Status valid = validate_envelope(envelope); !valid.ok()) return valid.error();
-  // Read back from the page cache: a few microseconds for most messages, well under the flush
-  // for big ones.
-  const Result<uint32_t> crc = crc_of_message({data_fd, envelope.size});
-  if (!crc.ok()) return crc.error();
-  return pwrite_all(data_fd, encode_commit_record(envelope, crc.value()), envelope.size);
 }
 
 Status Spool::sync_files(std::span<const int> fds) {

@@ -17,7 +17,6 @@
 // Only after the commit may smtp answer 250.
 #pragma once
 
-#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -98,11 +97,7 @@ class Spool {
   const std::string& root() const { return root_; }
 
  private:
-  Status seal(Envelope& envelope, int data_fd);
   Status sync_files(std::span<const int> fds);
-  // The envelope in a data file's commit record; nullopt when the file ends in no footer
-  // (never committed), an error when the record fails its checks.
-  Result<std::optional<Envelope>> read_commit_record(int data_fd);
 
   std::string root_;
   UniqueFd incoming_;  // only when an older version left one
