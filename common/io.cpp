@@ -55,21 +55,28 @@ Result<std::string> read_all(int fd, size_t max_bytes) {
   }
 }
 
+Result<size_t> read_message_at(const MessageData& message, uint64_t offset, char* buf, size_t len) {
+  if (offset >= message.size) return size_t{0};
+  const size_t want = static_cast<size_t>(std::min<uint64_t>(len, message.size - offset));
+  for (;;) {
+    const ssize_t n = pread(message.fd, buf, want, static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno_error("read the message");
+    if (n == 0 && want > 0)
+      return make_error("the file ends early, at byte " + std::to_string(offset) + " of " +
+                        std::to_string(message.size));
+    return static_cast<size_t>(n);
+  }
+}
+
 Status read_message(const MessageData& message,
                     const std::function<Status(std::string_view)>& each) {
   char buf[65536];
   for (uint64_t offset = 0; offset < message.size;) {
-    const size_t want = static_cast<size_t>(std::min<uint64_t>(sizeof buf, message.size - offset));
-    const ssize_t n = pread(message.fd, buf, want, static_cast<off_t>(offset));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno_error("read the message");
-    }
-    if (n == 0)
-      return make_error("the message file ends at byte " + std::to_string(offset) + " of " +
-                        std::to_string(message.size));
-    offset += static_cast<uint64_t>(n);
-    if (Status st = each(std::string_view(buf, static_cast<size_t>(n))); !st.ok()) return st;
+    const Result<size_t> n = read_message_at(message, offset, buf, sizeof buf);
+    if (!n.ok()) return n.error();
+    offset += n.value();
+    if (Status st = each(std::string_view(buf, n.value())); !st.ok()) return st;
   }
   return ok_status();
 }

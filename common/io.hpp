@@ -33,6 +33,9 @@ struct MessageData {
   int fd = -1;
   uint64_t size = 0;
 };
+// Up to len of the message's bytes from offset into buf: how many, 0 at the message's end. A
+// file shorter than size is an error ("the file ends early ...").
+Result<size_t> read_message_at(const MessageData& message, uint64_t offset, char* buf, size_t len);
 // Hands the message's bytes to each, in order, in chunks of at most 64 KiB; stops at the first
 // error each returns. A file shorter than size is an error: a message is never delivered cut.
 Status read_message(const MessageData& message,

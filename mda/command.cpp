@@ -375,7 +375,7 @@ CommandResult run(const CommandDelivery& d) {
   LfConverter lf;
   std::string pending;  // converted bytes not yet taken by the pipe
   size_t pending_at = 0;
-  off_t message_at = 0;
+  uint64_t message_at = 0;
   bool message_done = false;
   bool writing = true;
   OutputTail tail;
@@ -420,26 +420,16 @@ CommandResult run(const CommandDelivery& d) {
     while (writing && to_child && pending_at == pending.size() && !message_done) {
       pending.clear();
       pending_at = 0;
-      const uint64_t left = d.message.size - static_cast<uint64_t>(message_at);
-      const ssize_t n =
-          left == 0
-              ? 0
-              : pread(d.message.fd, chunk.data(),
-                      static_cast<size_t>(std::min<uint64_t>(chunk.size(), left)), message_at);
-      if (n < 0 && errno == EINTR) continue;
+      const Result<size_t> n = read_message_at(d.message, message_at, chunk.data(), chunk.size());
       // A truncated message must not be delivered: the command is killed (leaving scope)
       // before it sees EOF.
-      if (n < 0) {
-        const int saved = errno;
-        return temporary(std::string("reading the message: ") + strerror(saved));
-      }
-      if (n == 0 && left != 0) return temporary("reading the message: the file ends early");
-      if (n == 0) {
+      if (!n.ok()) return temporary("reading the message: " + n.error().message);
+      if (n.value() == 0) {
         lf.finish(pending);
         message_done = true;
       } else {
-        message_at += n;
-        lf.convert(std::string_view(chunk.data(), static_cast<size_t>(n)), pending);
+        message_at += n.value();
+        lf.convert(std::string_view(chunk.data(), n.value()), pending);
       }
     }
     if (to_child && pending_at == pending.size() && message_done) to_child.reset();  // EOF
