@@ -2,6 +2,8 @@
 // starts after CRLF only, so "\n.\r\n", "\r.\r\n" or ".\n" never end a message.
 #include "smtpd/data.hpp"
 
+#include <algorithm>
+
 namespace postern::smtp {
 
 std::string_view problem_name(DotReader::Problem problem) {
@@ -21,11 +23,16 @@ std::string_view problem_name(DotReader::Problem problem) {
 }
 
 void DotReader::emit(std::string& out, std::string_view bytes) {
+  if (problem_ == Problem::none) {
+    // No limit is crossed yet. The octets up to the limit a read crosses are kept, so that out
+    // is the same however the input was split into reads.
+    const uint64_t room = std::min<uint64_t>(kMaxTextLine - line_length_, max_size_ - size_);
+    out.append(bytes.substr(0, std::min<uint64_t>(bytes.size(), room)));
+  }
   line_length_ += bytes.size();
   if (line_length_ > kMaxTextLine) flag(Problem::line_too_long);
   size_ += bytes.size();
   if (size_ > max_size_) flag(Problem::too_big);
-  if (problem_ == Problem::none) out.append(bytes);
 }
 
 size_t DotReader::feed(std::string_view input, std::string& out) {

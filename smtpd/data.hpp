@@ -20,8 +20,9 @@ class DotReader {
   explicit DotReader(uint64_t max_size) : max_size_(max_size) {}
 
   // Consumes input up to and including the end-of-data line, appending the message's octets
-  // (unstuffed, with CRLF line ends) to out while no problem was found. Returns the number of
-  // bytes consumed; anything after the end of data is left for the command parser.
+  // (unstuffed, with CRLF line ends) to out up to the first problem, whichever way the input
+  // is split into calls. Returns the number of bytes consumed; anything after the end of data
+  // is left for the command parser.
   size_t feed(std::string_view input, std::string& out);
 
   bool done() const { return state_ == State::done; }

@@ -36,9 +36,9 @@ Outcome read_bytewise(std::string_view input, uint64_t max = 1 << 20) {
   return o;
 }
 
-void expect_same(std::string_view input) {
-  const Outcome a = read_all(input);
-  const Outcome b = read_bytewise(input);
+void expect_same(std::string_view input, uint64_t max = 1 << 20) {
+  const Outcome a = read_all(input, max);
+  const Outcome b = read_bytewise(input, max);
   EXPECT_EQ(a.message, b.message);
   EXPECT_EQ(a.consumed, b.consumed);
   EXPECT_EQ(a.done, b.done);
@@ -108,6 +108,10 @@ TEST(DotReader, LineLengthCountsTheCrLfButNotAStuffedDot) {
   EXPECT_TRUE(o.done);
   EXPECT_EQ(o.problem, DotReader::Problem::line_too_long);
   expect_same(long_line + "\r\n.\r\n");
+  // Crossed inside one read: what comes before the limit is kept, as when read byte by byte.
+  const std::string longer(1500, 'x');
+  EXPECT_EQ(read_all(longer + "\r\n.\r\n").message, std::string(1000, 'x'));
+  expect_same(longer + "\r\n.\r\n");
 }
 
 TEST(DotReader, SizeLimitStopsCollectingButReadsToTheEnd) {
@@ -118,6 +122,9 @@ TEST(DotReader, SizeLimitStopsCollectingButReadsToTheEnd) {
   EXPECT_LE(o.message.size(), 150u);
   EXPECT_EQ(read_all(body + "\r\n.\r\n", 102).problem, DotReader::Problem::none);
   EXPECT_EQ(read_all(body + "\r\n.\r\n", 101).problem, DotReader::Problem::too_big);
+  EXPECT_EQ(read_all(body + "\r\n.\r\n", 50).message, std::string(50, 'x'));
+  expect_same(body + "\r\n" + body + "\r\n.\r\n", 150);
+  expect_same(body + "\r\n.\r\n", 50);
 }
 
 TEST(DotReader, NothingIsReadAfterTheEnd) {
