@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <sys/ioctl.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -140,6 +141,42 @@ struct FilterDeleter {
   void operator()(scmp_filter_ctx ctx) const { seccomp_release(ctx); }
 };
 
+// Sockets by role. glibc's syslog() opens a new unix socket to /dev/log after a failed send
+// (syslogd restarted): queue, mda and lookup may do that, and connect it. smtp, mta and
+// control get every socket they use from the parent or accept it, and live in an empty
+// chroot where /dev/log does not exist: their socket(AF_UNIX) fails with EPERM (so a syslog
+// reconnect costs log lines, not the process), and any other socket, socketpair, bind or
+// connect kills them. An AF_UNIX socket made there could still reach the abstract namespace,
+// which no chroot hides. mta alone may make TCP sockets (AF_INET/AF_INET6 SOCK_STREAM, for
+// outbound SMTP) and connect them.
+Status allow_sockets(scmp_filter_ctx ctx, Role role) {
+  const int socket_nr = SCMP_SYS(socket);
+  const bool jailed_network = role == Role::smtp || role == Role::mta || role == Role::control;
+  if (!jailed_network) {
+    if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, socket_nr, 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX)) != 0 ||
+        seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(connect), 0) != 0)
+      return make_error("seccomp: cannot allow unix sockets");
+    return ok_status();
+  }
+  if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), socket_nr, 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX)) !=
+      0)
+    return make_error("seccomp: cannot refuse unix sockets");
+  if (role != Role::mta) return ok_status();
+  // The type may carry SOCK_NONBLOCK and SOCK_CLOEXEC; the protocol is 0 or TCP, never SCTP.
+  constexpr scmp_datum_t kTypeMask = 0xffffffffu & ~static_cast<scmp_datum_t>(SOCK_NONBLOCK |
+                                                                                 SOCK_CLOEXEC);
+  for (const int family : {AF_INET, AF_INET6})
+    for (const int protocol : {0, static_cast<int>(IPPROTO_TCP)})
+      if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, socket_nr, 3,
+                           SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(family)),
+                           SCMP_A1(SCMP_CMP_MASKED_EQ, kTypeMask, SOCK_STREAM),
+                           SCMP_A2(SCMP_CMP_EQ, static_cast<scmp_datum_t>(protocol))) != 0)
+        return make_error("seccomp: cannot allow TCP sockets");
+  if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(connect), 0) != 0)
+    return make_error("seccomp: cannot allow connect");
+  return ok_status();
+}
+
 }  // namespace
 
 Status install_syscall_filter(Role role) {
@@ -166,16 +203,7 @@ Status install_syscall_filter(Role role) {
   if (kSanitized)
     for (std::string_view name : kSanitizer)
       if (Status st = allow(name); !st.ok()) return st;
-  // glibc's syslog() reconnects to /dev/log after a failed send; only unix sockets, so a
-  // compromised process cannot open network connections this way.
-  for (const char* name : {"socket", "connect"}) {
-    const int nr = seccomp_syscall_resolve_name(name);
-    const int rc =
-        std::string_view(name) == "socket"
-            ? seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, nr, 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX))
-            : seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, nr, 0);
-    if (rc != 0) return make_error(std::string("seccomp: cannot allow ") + name);
-  }
+  if (Status st = allow_sockets(ctx.get(), role); !st.ok()) return st;
   if (role == Role::mda) {
     // LMTP servers may listen on TCP as well as on unix sockets.
     for (const int family : {AF_INET, AF_INET6})

@@ -8,7 +8,8 @@
 
 namespace postern::sandbox {
 
-// Installs the filter for role; no_new_privs must already be set. Elsewhere than Linux it
+// Installs the filter for role; no_new_privs must already be set. (Tests install it in a forked
+// process and try what a compromised process would.) Elsewhere than Linux it
 // does nothing and succeeds.
 Status install_syscall_filter(Role role);
 
