@@ -324,6 +324,67 @@ class Lmtp(unittest.TestCase):
                                        r"status=deferred \(cannot connect"))
 
 
+class HostileLmtpServer:
+    """An LMTP server (asyncio, on its own thread) whose RCPT reply carries a bare LF and,
+    after it, text made to look like a log line of its own."""
+
+    REPLY = b"452 4.2.2 full\nstatus=sent to=<x>\r\n"
+
+    def __init__(self):
+        import asyncio
+        import threading
+        self.loop = asyncio.new_event_loop()
+        started = threading.Event()
+
+        async def session(reader, writer):
+            writer.write(b"220 hostile LMTP\r\n")
+            while line := await reader.readline():
+                verb = line[:4].upper()
+                writer.write({b"LHLO": b"250 hostile\r\n", b"MAIL": b"250 2.1.0 Ok\r\n",
+                              b"RCPT": self.REPLY, b"QUIT": b"221 bye\r\n"}.get(
+                                  verb, b"502 5.5.2 no\r\n"))
+                await writer.drain()
+                if verb == b"QUIT":
+                    break
+            writer.close()
+
+        async def serve():
+            self.server = await asyncio.start_server(session, "127.0.0.1", 0)
+            self.port = self.server.sockets[0].getsockname()[1]
+            started.set()
+
+        self.thread = threading.Thread(
+            target=lambda: (self.loop.run_until_complete(serve()), self.loop.run_forever()),
+            daemon=True)
+        self.thread.start()
+        started.wait(5)
+
+    def stop(self):
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+class LogInjection(unittest.TestCase):
+    def test_remote_reply_with_bare_lf_cannot_forge_a_log_line(self):
+        server = HostileLmtpServer()
+        d = Daemon()
+        d.write_config(d.config_text().replace(
+            "domains: [test.example, localhost]",
+            f"domains:\n  - {{name: localhost, lmtp: 127.0.0.1:{server.port}}}"))
+        try:
+            with d.start():
+                queue_id = Maildir().send(d, ["alice@localhost"])
+                self.assertTrue(d.wait_log(rf"{queue_id}: to=<alice@localhost>, .*dsn=4\.2\.2, "
+                                           r"status=deferred \(LMTP RCPT refused: 4\.2\.2 full"
+                                           r"\\nstatus=sent to=<x>\)"), d.read_log())
+                lines = d.read_log().splitlines()
+                self.assertEqual([l for l in lines if l.startswith("status=sent")], [])
+                self.assertEqual([l for l in lines if "status=sent" in l and queue_id in l
+                                  and "deferred" not in l], [])
+        finally:
+            server.stop()
+
+
 class Bounces(unittest.TestCase):
     def daemon(self, extra=""):
         d = Daemon(extra=extra)
