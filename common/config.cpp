@@ -45,10 +45,10 @@ constexpr uint64_t kMaxWeight = 1000;
 // Seconds per DNS question: longer would hold a client at the greeting for minutes.
 constexpr uint64_t kMaxDnsTimeout = 60;
 
-constexpr std::array<std::string_view, 14> kTopKeys = {
+constexpr std::array<std::string_view, 15> kTopKeys = {
     "hostname",    "user",         "queue_user",       "spool",  "empty_dir",
     "control",     "listeners",    "domains",          "limits", "tls",
-    "credentials", "virtual_user", "trusted_networks", "dns"};
+    "credentials", "virtual_user", "trusted_networks", "dns",    "run_dir"};
 constexpr std::array<std::string_view, 2> kTlsKeys = {"certificate", "key"};
 constexpr std::array<std::string_view, 8> kDomainKeys = {"name",    "users", "aliases", "catch_all",
                                                          "maildir", "mbox",  "lmtp",    "command"};
@@ -681,6 +681,10 @@ class Walker {
       config.trusted_networks = default_trusted_networks();
     }
     if (const MapEntry* e = fields[13]) walk_dns(*e, config.dns);
+    if (const MapEntry* e = fields[14]) {
+      std::string path;
+      if (path_value(*e, path)) config.run_dir = std::move(path);
+    }
     if (!config.tls) {
       for (const Listener& l : config.listeners)
         if (l.role == ListenerRole::smtps && fields[6] != nullptr)

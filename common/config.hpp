@@ -157,6 +157,9 @@ struct Config {
   std::string spool_dir = "/var/spool/postern";
   std::string empty_dir = "/var/empty";
   Control control{"/run/postern/smtpd.sock", std::nullopt};
+  // Holds the parent's pid file. Default: /run/postern when started by root, the spool
+  // directory otherwise.
+  std::optional<std::string> run_dir;
   std::vector<Listener> listeners;
   // Clients whose address is in one of these skip the client checks. Default: loopback
   // (127.0.0.0/8 and ::1); a list given in the file replaces it.

@@ -95,20 +95,63 @@ Status prepare_directories(const config::Config& config, const Identities& ids) 
   return ok_status();
 }
 
-Result<PidLock> PidLock::acquire(const std::string& spool_dir) {
-  PidLock lock;
-  lock.path_ = spool_dir + "/smtpd.pid";
-  lock.fd_.reset(open(lock.path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644));
-  if (!lock.fd_) return errno_error("cannot open " + lock.path_);
-  if (flock(lock.fd_.get(), LOCK_EX | LOCK_NB) != 0) {
-    if (errno != EWOULDBLOCK) return errno_error("cannot lock " + lock.path_);
-    char buf[32] = {};
-    const ssize_t n = pread(lock.fd_.get(), buf, sizeof buf - 1, 0);
-    const std::string pid = n > 0 ? std::string(buf, strnlen(buf, sizeof buf)) : "unknown";
-    return make_error("another smtpd (pid " + pid.substr(0, pid.find('\n')) +
-                      ") is running on spool " + spool_dir);
+namespace {
+
+// The pid a running daemon wrote, for the message that names it; nothing is followed.
+std::string recorded_pid(const std::string& path) {
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
+  char buf[32] = {};
+  const ssize_t n = fd ? pread(fd.get(), buf, sizeof buf - 1, 0) : -1;
+  std::string pid = n > 0 ? std::string(buf, strnlen(buf, sizeof buf)) : "";
+  pid = pid.substr(0, pid.find('\n'));
+  const bool digits = !pid.empty() && pid.find_first_not_of("0123456789") == std::string::npos;
+  return digits ? pid : "unknown";
+}
+
+Status check_run_dir(const std::string& dir) {
+  struct stat st {};
+  if (lstat(dir.c_str(), &st) != 0) {
+    if (errno != ENOENT) return errno_error("stat " + dir);
+    if (Status made = make_dirs(dir); !made.ok()) return made;
+    if (chmod(dir.c_str(), 0755) != 0) return errno_error("chmod " + dir);
+    if (lstat(dir.c_str(), &st) != 0) return errno_error("stat " + dir);
   }
-  if (Status st = lock.write_pid(); !st.ok()) return st.error();
+  if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & (S_IWGRP | S_IWOTH)) != 0)
+    return make_error("run_dir " + dir + " must be a directory owned by " +
+                      (geteuid() == 0 ? std::string("root") : "uid " + std::to_string(geteuid())) +
+                      " and writable by no one else");
+  return ok_status();
+}
+
+}  // namespace
+
+Result<PidLock> PidLock::acquire(const config::Config& config, const Identities& ids) {
+  PidLock lock;
+  const std::string run_dir =
+      config.run_dir.value_or(ids.privileged ? kDefaultRunDir : config.spool_dir);
+  lock.path_ = run_dir + "/smtpd.pid";
+  lock.spool_.reset(open(config.spool_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!lock.spool_) return errno_error("cannot open " + config.spool_dir);
+  if (flock(lock.spool_.get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno != EWOULDBLOCK) return errno_error("cannot lock " + config.spool_dir);
+    return make_error("another smtpd (pid " + recorded_pid(lock.path_) + ") is running on spool " +
+                      config.spool_dir);
+  }
+  if (Status st = check_run_dir(run_dir); !st.ok()) return st.error();
+  // O_NOFOLLOW: a symlink is refused (ELOOP); fstat: whatever was opened must be our own
+  // regular file with one link before it is truncated and written.
+  lock.fd_.reset(open(lock.path_.c_str(),
+                      O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY, 0644));
+  if (!lock.fd_) return errno_error("cannot open pid file " + lock.path_);
+  struct stat st {};
+  if (fstat(lock.fd_.get(), &st) != 0) return errno_error("stat " + lock.path_);
+  if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() || st.st_nlink != 1)
+    return make_error("pid file " + lock.path_ +
+                      " is not a regular file of this user with one link; refusing to write it");
+  if (flock(lock.fd_.get(), LOCK_EX | LOCK_NB) != 0)
+    return make_error("another smtpd (pid " + recorded_pid(lock.path_) + ") uses the pid file " +
+                      lock.path_);
+  if (Status written = lock.write_pid(); !written.ok()) return written.error();
   return lock;
 }
 

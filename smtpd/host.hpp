@@ -1,6 +1,6 @@
 // What the parent prepares on the host before any child starts: the system users' ids, the
-// spool and jail directories, the lock that keeps a second daemon off the spool, and the
-// control socket. Runs as root in production and as any user in development.
+// spool and jail directories, the lock that keeps a second daemon off the spool, the pid
+// file, and the control socket. Runs as root in production and as any user in development.
 #pragma once
 
 #include <sys/types.h>
@@ -30,11 +30,18 @@ Result<Identities> resolve_identities(const config::Config& config);
 // (root-owned, writable by nobody else) when privileged.
 Status prepare_directories(const config::Config& config, const Identities& ids);
 
-// The pid file in the spool, locked for the daemon's lifetime; a second daemon on the same
-// spool finds it locked and is told which pid holds it.
+// Where the pid file lives when the configuration names no run_dir and smtpd runs as root.
+constexpr const char* kDefaultRunDir = "/run/postern";
+
+// One daemon per spool (a lock on the spool directory itself, where the queue user can plant
+// nothing that the parent would open), and the parent's pid file in the run directory:
+// created 0755 if missing, refused unless it is a directory owned by the daemon's user
+// (root) that no one else may write; the pid file is written only once it is known to be a
+// regular file of that user with one link (never a planted symlink or a hard link to another
+// file). Without root the run directory defaults to the spool, owned by the same user.
 class PidLock {
  public:
-  static Result<PidLock> acquire(const std::string& spool_dir);
+  static Result<PidLock> acquire(const config::Config& config, const Identities& ids);
   // Rewrites the pid (after daemonizing, the pid has changed).
   Status write_pid();
   void remove();
@@ -43,6 +50,7 @@ class PidLock {
  private:
   std::string path_;
   UniqueFd fd_;
+  UniqueFd spool_;
 };
 
 // A listening unix socket for smtpctl: refuses to take over a live daemon's socket, replaces a

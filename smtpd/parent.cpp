@@ -166,7 +166,7 @@ int run(int argc, char** argv) {
     log::error("%s", st.error().message.c_str());
     return 1;
   }
-  Result<PidLock> lock = PidLock::acquire(config.spool_dir);
+  Result<PidLock> lock = PidLock::acquire(config, ids.value());
   if (!lock.ok()) {
     log::error("%s", lock.error().message.c_str());
     return 1;

@@ -662,6 +662,7 @@ void Supervisor::reload() {
   keep("queue_user", next.queue_user, config_.queue_user);
   keep("spool", next.spool_dir, config_.spool_dir);
   keep("empty_dir", next.empty_dir, config_.empty_dir);
+  keep("run_dir", next.run_dir, config_.run_dir);
   keep("control.socket", next.control.socket_path, config_.control.socket_path);
   keep("control.group", next.control.group, config_.control.group);
 

@@ -130,7 +130,9 @@ class Daemon:
         self.run_as = run_as  # a user name: start smtpd as that user (needs root)
         self.spool = os.path.join(self.dir, "spool")
         self.empty = os.path.join(self.dir, "empty")
-        self.socket = os.path.join(self.dir, "run", "smtpd.sock")
+        self.run_dir = os.path.join(self.dir, "run")
+        self.socket = os.path.join(self.run_dir, "smtpd.sock")
+        self.pid_file = os.path.join(self.run_dir, "smtpd.pid")
         self.config = os.path.join(self.dir, "smtpd.yaml")
         self.log_path = os.path.join(self.dir, "smtpd.log")
         self.port = free_port()
@@ -149,6 +151,7 @@ class Daemon:
             "domains: [test.example, localhost]",
             f"spool: {self.spool}",
             f"empty_dir: {self.empty}",
+            f"run_dir: {self.run_dir}",
             "control:",
             f"  socket: {self.socket}",
         ]

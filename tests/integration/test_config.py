@@ -129,7 +129,7 @@ class Reload(unittest.TestCase):
             d.signal(signal.SIGHUP)
             self.assertTrue(d.wait_log(r"reload: 'spool' changed; restart smtpd to apply it"))
             self.assertTrue(d.wait_log(r"configuration reloaded"))
-            self.assertTrue(os.path.exists(os.path.join(d.spool, "smtpd.pid")))
+            self.assertTrue(os.path.exists(d.pid_file))
             self.assertFalse(os.path.exists(d.spool + "2"))
 
 

@@ -83,6 +83,68 @@ class AsRoot(unittest.TestCase):
             self.assertEqual((st.st_uid, st.st_gid), (0, group.gr_gid))
 
 
+class PidFile(unittest.TestCase):
+    """The parent's pid file is written as root: a local user who could plant a link there
+    would make root truncate and write any file. It lives in a root-owned run directory and
+    is written only when it is root's own regular file with one link."""
+
+    def victim(self, d):
+        path = os.path.join(d.dir, "victim")
+        with open(path, "w") as f:
+            f.write("precious\n")
+        return path
+
+    def assert_refused_and_untouched(self, d, victim, message):
+        d.start(wait=False)
+        self.assertEqual(d.wait_exit(5), 1, d.read_log())
+        self.assertIn(message, d.read_log())
+        with open(victim) as f:
+            self.assertEqual(f.read(), "precious\n")
+        self.assertEqual(d.descendants(), [])
+
+    def test_pid_file_in_a_fresh_root_owned_run_dir(self):
+        with Daemon().start() as d:
+            st = os.lstat(d.run_dir)
+            self.assertEqual((st.st_uid, stat.S_IMODE(st.st_mode)), (0, 0o755))
+            st = os.lstat(d.pid_file)
+            self.assertTrue(stat.S_ISREG(st.st_mode))
+            self.assertEqual((st.st_uid, st.st_nlink), (0, 1))
+            with open(d.pid_file) as f:
+                self.assertEqual(int(f.read()), d.proc.pid)
+            self.assertFalse(os.path.exists(os.path.join(d.spool, "smtpd.pid")))
+
+    def test_symlink_planted_at_the_pid_file_is_not_followed(self):
+        with Daemon() as d:
+            victim = self.victim(d)
+            os.makedirs(d.run_dir, mode=0o755)
+            os.symlink(victim, d.pid_file)
+            self.assert_refused_and_untouched(d, victim, f"cannot open pid file {d.pid_file}")
+
+    def test_hard_link_planted_at_the_pid_file_is_not_written(self):
+        with Daemon() as d:
+            victim = self.victim(d)
+            os.makedirs(d.run_dir, mode=0o755)
+            os.link(victim, d.pid_file)
+            self.assert_refused_and_untouched(
+                d, victim, f"pid file {d.pid_file} is not a regular file of this user with one "
+                           "link; refusing to write it")
+
+    def test_run_dir_others_may_write_is_refused(self):
+        with Daemon() as d:
+            victim = self.victim(d)
+            os.makedirs(d.run_dir)
+            os.chmod(d.run_dir, 0o1777)
+            self.assert_refused_and_untouched(
+                d, victim, f"run_dir {d.run_dir} must be a directory owned by root and writable "
+                           "by no one else")
+            nobody = pwd.getpwnam("nobody")
+            os.chmod(d.run_dir, 0o755)
+            os.chown(d.run_dir, nobody.pw_uid, nobody.pw_gid)
+            self.assert_refused_and_untouched(
+                d, victim, f"run_dir {d.run_dir} must be a directory owned by root")
+            self.assertEqual(d.read_log().count(f"run_dir {d.run_dir} must be"), 2)
+
+
 class AsOrdinaryUser(unittest.TestCase):
     def test_same_tree_without_chroot_or_user_switch(self):
         nobody = pwd.getpwnam("nobody")
@@ -99,6 +161,8 @@ class AsOrdinaryUser(unittest.TestCase):
                 self.assertEqual(os.readlink(f"/proc/{pid}/root"), "/", role)
                 self.assertEqual(st["NoNewPrivs"], "1", role)
                 self.assertEqual(st["Seccomp"], "2", role)
+            # Without root the pid file is the user's, in the run directory the config names.
+            self.assertEqual(os.lstat(d.pid_file).st_uid, nobody.pw_uid)
             log = d.read_log()
             self.assertEqual(log.count("without root"), 1, log)
             self.assertIn(f"running as uid {nobody.pw_uid} without root: children keep this user "

@@ -103,7 +103,7 @@ class ProcessTree(unittest.TestCase):
             self.assertEqual(d.wait_exit(5), 0)
             self.assertEqual([p for p in pids if pid_alive(p)], [])
             self.assertFalse(os.path.exists(d.socket))
-            self.assertFalse(os.path.exists(os.path.join(d.spool, "smtpd.pid")))
+            self.assertFalse(os.path.exists(d.pid_file))
             self.assertIn("stopped", d.read_log())
 
     def test_sigint_stops_everything(self):
@@ -142,7 +142,7 @@ class Daemonized(unittest.TestCase):
             argv = [a for a in d.command() if a != "-d"]
             launcher = subprocess.run(argv, capture_output=True, text=True, timeout=10)
             self.assertEqual(launcher.returncode, 0, launcher.stderr)
-            pid_file = os.path.join(d.spool, "smtpd.pid")
+            pid_file = d.pid_file
             pid = wait_for(lambda: os.path.exists(pid_file) and open(pid_file).read().strip(), 5)
             self.assertTrue(pid)
             pid = int(pid)

@@ -396,7 +396,7 @@ TEST(ConfigErrors, UnknownTopLevelKeyPointsAtTheKey) {
   EXPECT_EQ(error_of("listeners:\n  - address: 127.0.0.1:25\nspol: /var/spool\n"),
             "t.yaml:3:1: unknown key 'spol' in top level (expected one of: hostname, user, "
             "queue_user, spool, empty_dir, control, listeners, domains, limits, tls, credentials, "
-            "virtual_user, trusted_networks, dns)");
+            "virtual_user, trusted_networks, dns, run_dir)");
 }
 
 TEST(ConfigErrors, UnknownControlKey) {
@@ -677,7 +677,7 @@ extra: 1
       "t.yaml:9:5: listener has no 'address'",
       "t.yaml:10:1: unknown key 'extra' in top level (expected one of: hostname, user, "
       "queue_user, spool, empty_dir, control, listeners, domains, limits, tls, credentials, "
-      "virtual_user, trusted_networks, dns)",
+      "virtual_user, trusted_networks, dns, run_dir)",
   };
   EXPECT_EQ(lines, expected);
 }
