@@ -255,12 +255,14 @@ void AuthCheck::encode(wire::Writer& w) const {
   w.str(user);
   w.str(password);
   w.str(client_address);
+  w.u64(session);
 }
 AuthCheck AuthCheck::decode(wire::Reader& r) {
   AuthCheck m;
   m.user = r.str(1024);
   m.password = r.str(1024);
   m.client_address = r.str(64);
+  m.session = r.u64();
   return m;
 }
 
@@ -466,6 +468,7 @@ void RcptCheck::encode(wire::Writer& w) const {
   w.str(domain);
   w.boolean(literal);
   w.boolean(authenticated);
+  w.u64(session);
 }
 RcptCheck RcptCheck::decode(wire::Reader& r) {
   RcptCheck m;
@@ -473,6 +476,7 @@ RcptCheck RcptCheck::decode(wire::Reader& r) {
   m.domain = r.str(255);
   m.literal = r.boolean();
   m.authenticated = r.boolean();
+  m.session = r.u64();
   return m;
 }
 
@@ -522,6 +526,7 @@ void MessageCommit::encode(wire::Writer& w) const {
   w.str(e.envid);
   w.u64(e.size);
   w.u32(recipient_count);
+  w.u64(session);
 }
 MessageCommit MessageCommit::decode(wire::Reader& r) {
   MessageCommit m;
@@ -542,6 +547,56 @@ MessageCommit MessageCommit::decode(wire::Reader& r) {
   e.size = r.u64();
   m.recipient_count = r.u32();
   if (m.recipient_count == 0) r.fail();
+  m.session = r.u64();
+  return m;
+}
+
+void SessionOpen::encode(wire::Writer& w) const {
+  w.u64(session);
+  w.str(listener);
+}
+SessionOpen SessionOpen::decode(wire::Reader& r) {
+  SessionOpen m;
+  m.session = r.u64();
+  if (m.session == 0) r.fail();
+  m.listener = r.str(kMaxNameLength);
+  return m;
+}
+
+void SessionClose::encode(wire::Writer& w) const {
+  w.u64(session);
+}
+SessionClose SessionClose::decode(wire::Reader& r) {
+  return SessionClose{.session = r.u64()};
+}
+
+void RelayCheck::encode(wire::Writer& w) const {
+  w.u64(session);
+  w.str(client_address);
+  w.str(listener);
+  w.str(auth_user);
+  w.str(domain);
+}
+RelayCheck RelayCheck::decode(wire::Reader& r) {
+  RelayCheck m;
+  m.session = r.u64();
+  m.client_address = r.str(kMaxField);
+  m.listener = r.str(kMaxField);
+  m.auth_user = r.str(kMaxField);
+  m.domain = r.str(kMaxField);
+  return m;
+}
+
+void RelayVerdict::encode(wire::Writer& w) const {
+  w.boolean(allowed);
+  w.boolean(temporary);
+  w.str(reason);
+}
+RelayVerdict RelayVerdict::decode(wire::Reader& r) {
+  RelayVerdict m;
+  m.allowed = r.boolean();
+  m.temporary = r.boolean();
+  m.reason = r.str(1024);
   return m;
 }
 

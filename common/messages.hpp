@@ -82,6 +82,10 @@ enum class Type : uint16_t {
   ctl_update_table,
   table_loaded,
   ctl_show_stats,
+  session_open,
+  session_close,
+  relay_check,
+  relay_verdict,
 };
 
 enum class FdRule : uint8_t { none, required };
@@ -421,7 +425,8 @@ struct RcptCheck {
   std::string local_part;
   std::string domain;          // normalised (address::normalize_domain); empty for <postmaster>
   bool literal = false;        // the domain is an address literal
-  bool authenticated = false;  // the client has authenticated: it may relay
+  bool authenticated = false;  // smtp's word; lookup decides from what it verified itself
+  uint64_t session = 0;        // smtp's session id (SessionOpen)
   void encode(wire::Writer& w) const;
   static RcptCheck decode(wire::Reader& r);
 };
@@ -475,12 +480,14 @@ struct MessageCommit {
                                      roles(Role::queue), FdRule::none};
   Envelope envelope;  // recipients empty
   uint32_t recipient_count = 0;
+  uint64_t session = 0;  // the session it arrived in (SessionOpen), for the relay check
   void encode(wire::Writer& w) const;
   static MessageCommit decode(wire::Reader& r);
 };
 
-enum class MessageOutcome : uint8_t { committed, temporary_failure, permanent_failure };
-constexpr uint32_t kMessageOutcomeCount = 3;
+// relay_denied: the relay check refused the envelope (lookup does not vouch for the session).
+enum class MessageOutcome : uint8_t { committed, temporary_failure, permanent_failure, relay_denied };
+constexpr uint32_t kMessageOutcomeCount = 4;
 
 // The answer to MessageOpen (when it failed) or MessageCommit. Only `committed` lets smtp say
 // 250: it is sent after the message and its envelope are on disk.
@@ -501,6 +508,55 @@ struct MessageAbort {
   std::string id;
   void encode(wire::Writer& w) const;
   static MessageAbort decode(wire::Reader& r);
+};
+
+// --- the relay check: lookup vouches for a session, the queue asks it (docs/privsep.md) -----
+
+// A new SMTP session, with its accepted connection as the descriptor: lookup reads the
+// client's and the local address from the socket itself and closes it. What lookup learns
+// here and the identity it verifies in AUTH are what the relay check trusts, not smtp.
+struct SessionOpen {
+  static constexpr MessageInfo kInfo{Type::session_open, "session_open", roles(Role::smtp),
+                                     roles(Role::lookup), FdRule::required};
+  uint64_t session = 0;  // smtp's session id, never 0
+  std::string listener;  // the listener's name, as smtp says it
+  void encode(wire::Writer& w) const;
+  static SessionOpen decode(wire::Reader& r);
+};
+
+struct SessionClose {
+  static constexpr MessageInfo kInfo{Type::session_close, "session_close", roles(Role::smtp),
+                                     roles(Role::lookup), FdRule::none};
+  uint64_t session = 0;
+  void encode(wire::Writer& w) const;
+  static SessionClose decode(wire::Reader& r);
+};
+
+// Before the queue commits a message with a recipient outside the local domains: may this
+// session relay? The rest is what smtp wrote in the envelope, checked against lookup's own.
+struct RelayCheck {
+  static constexpr MessageInfo kInfo{Type::relay_check, "relay_check", roles(Role::queue),
+                                     roles(Role::lookup), FdRule::none};
+  uint64_t session = 0;
+  std::string client_address;
+  std::string listener;
+  std::string auth_user;
+  std::string domain;  // the first recipient domain that is not local, for the log
+  void encode(wire::Writer& w) const;
+  static RelayCheck decode(wire::Reader& r);
+};
+
+// allowed: commit. Otherwise temporary says whether lookup could not tell (it restarted and
+// forgot the session: the client may try again) or refuses (the envelope is not what lookup
+// verified: smtp is wrong or compromised).
+struct RelayVerdict {
+  static constexpr MessageInfo kInfo{Type::relay_verdict, "relay_verdict", roles(Role::lookup),
+                                     roles(Role::queue), FdRule::none};
+  bool allowed = false;
+  bool temporary = false;
+  std::string reason;
+  void encode(wire::Writer& w) const;
+  static RelayVerdict decode(wire::Reader& r);
 };
 
 // Before the greeting: is this client welcome, and what is its verified name?
@@ -593,6 +649,7 @@ struct AuthCheck {
   std::string user;
   std::string password;
   std::string client_address;  // for the failure throttle
+  uint64_t session = 0;        // lookup remembers who this session authenticated as
   void encode(wire::Writer& w) const;
   static AuthCheck decode(wire::Reader& r);
 };
@@ -785,7 +842,8 @@ using AllMessages =
                CtlShowQueue, CtlShowMessage, CtlText, MdaConfig, DeliverLocal, DeliveryReport,
                CtlSchedule, CtlRemove, CtlPause, ResolveLocal, LocalRoutes, HelperSpawn,
                HelperReady, HelperRefused, HelperDeliver, HelperResult, ClientCheck, ClientVerdict,
-               MxQuery, MxAnswer, CtlShowMx, CtlUpdateTable, TableLoaded, CtlShowStats>;
+               MxQuery, MxAnswer, CtlShowMx, CtlUpdateTable, TableLoaded, CtlShowStats,
+               SessionOpen, SessionClose, RelayCheck, RelayVerdict>;
 
 // The schema entry for a wire type number, or nullptr for an unknown type.
 const MessageInfo* message_info(uint16_t type);

@@ -219,7 +219,8 @@ Status install_syscall_filter(Role role) {
       if (seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
                            SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(family))) != 0)
         return make_error("seccomp: cannot allow DNS sockets");
-    for (const char* name : {"bind", "setsockopt", "getsockopt", "getsockname"})
+    // (getpeername, getsockname: the addresses of a session smtp hands over, see RelayCheck.)
+    for (const char* name : {"bind", "setsockopt", "getsockopt", "getsockname", "getpeername"})
       if (Status st = allow(name); !st.ok()) return st;
   }
   if (role == Role::lookup && !kSanitized) {  // sanitized builds allow openat outright

@@ -1,6 +1,7 @@
 // smtpd-lookup, the only window onto DNS and user data (tables, aliases, credentials). Runs as
 // _smtpd; answers the other processes' questions asynchronously, by request id. Passwords it
 // checks are wiped once checked and never logged.
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,6 +15,7 @@
 #include <string>
 
 #include "common/child.hpp"
+#include "common/inet.hpp"
 #include "common/io.hpp"
 #include "common/log.hpp"
 #include "common/worker.hpp"
@@ -65,6 +67,18 @@ struct CheckInFlight {
   uint32_t delay_ms = 0;  // the greeting's delay for connecting too often
 };
 
+// Sessions lookup remembers at once; smtp's own limit (limits.sessions) is far below.
+constexpr size_t kMaxSessions = 100000;
+
+// An SMTP session as lookup saw it (docs/privsep.md, "Relay check"): the addresses it read
+// from the connection smtp handed over, and the user whose password it checked itself.
+struct VerifiedSession {
+  std::string client_address;  // getpeername, written as smtp writes it (inet::address_text)
+  std::string local_address;   // getsockname: where the listener took the connection
+  std::string listener;        // smtp's name for that listener
+  std::string auth_user;       // empty until lookup accepted this session's AUTH
+};
+
 // An AUTH attempt whose password is being hashed on the worker thread.
 struct PasswordCheck {
   std::shared_ptr<const CredentialTable> table;  // a reload meanwhile changes nothing here
@@ -73,6 +87,7 @@ struct PasswordCheck {
   std::string client_address;
   Role asker = Role::smtp;
   uint32_t request_id = 0;
+  uint64_t session = 0;
   bool accepted = false;
 };
 
@@ -98,7 +113,14 @@ class LookupProcess {
     d.on<msg::LookupConfig>([this](msg::Incoming&, msg::LookupConfig&& m) { configure(m); });
     d.on<msg::RcptCheck>([this](msg::Incoming& in, msg::RcptCheck&& m) {
       runtime_.counters()["rcpt_checks"] = ++rcpt_checks_;
-      const msg::RcptDecision decision = policy_.decide(m);
+      // Relaying rests on what lookup verified for this session, not on smtp's flag.
+      const VerifiedSession* session = find_session(m.session);
+      const bool claimed = m.authenticated;
+      m.authenticated = session != nullptr && !session->auth_user.empty();
+      msg::RcptDecision decision = policy_.decide(m);
+      // A session from before a restart of lookup: it cannot vouch now; the client may retry.
+      if (decision == msg::RcptDecision::relay_denied && claimed && session == nullptr)
+        decision = msg::RcptDecision::temporary;
       if (decision == msg::RcptDecision::local) ++rcpt_known_;
       if (decision == msg::RcptDecision::unknown_user) ++rcpt_unknown_;
       answer(in, msg::RcptVerdict{.decision = decision});
@@ -121,6 +143,15 @@ class LookupProcess {
     d.on<msg::CtlShowStats>([this](msg::Incoming& in, msg::CtlShowStats&&) { show_stats(in); });
     d.on<msg::ResolveLocal>(
         [this](msg::Incoming& in, msg::ResolveLocal&& m) { resolve_local(in, m); });
+    d.on<msg::SessionOpen>(
+        [this](msg::Incoming& in, msg::SessionOpen&& m) { open_session(in, m); });
+    d.on<msg::SessionClose>(
+        [this](msg::Incoming&, msg::SessionClose&& m) { close_session(m.session); });
+    d.on<msg::RelayCheck>([this](msg::Incoming& in, msg::RelayCheck&& m) { check_relay(in, m); });
+    runtime_.on_peer_lost([this](Role peer) {
+      // A new smtp numbers its sessions afresh: nothing vouched for the old one may carry over.
+      if (peer == Role::smtp) forget_sessions();
+    });
     d.on<msg::AuthCheck>([this](msg::Incoming& in, msg::AuthCheck&& m) {
       check_credentials(in, m);
       explicit_bzero(m.password.data(), m.password.size());
@@ -169,6 +200,81 @@ class LookupProcess {
     std::string servers;
     for (const auto& r : m.dns.resolvers) servers += " " + r;
     log::info("DNS through%s", servers.empty() ? " nothing: no resolver known" : servers.c_str());
+  }
+
+  const VerifiedSession* find_session(uint64_t id) const {
+    auto it = sessions_.find(id);
+    return it == sessions_.end() ? nullptr : &it->second;
+  }
+
+  // The connection's own addresses, read here from the descriptor, then closed. A descriptor
+  // that is not a connected TCP socket registers nothing (the session cannot relay).
+  void open_session(msg::Incoming& in, const msg::SessionOpen& m) {
+    const unsigned long long id = m.session;
+    sessions_.erase(m.session);  // a reused id starts over, unauthenticated
+    sockaddr_storage peer{}, local{};
+    socklen_t peer_len = sizeof peer, local_len = sizeof local;
+    int type = 0;
+    socklen_t type_len = sizeof type;
+    const int fd = in.fd.get();
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &type_len) != 0 || type != SOCK_STREAM ||
+        getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_len) != 0 ||
+        getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_len) != 0 ||
+        (peer.ss_family != AF_INET && peer.ss_family != AF_INET6)) {
+      log::warn("smtp announced session %016llx with a descriptor that is not a TCP connection",
+                id);
+      return;
+    }
+    in.fd.reset();
+    if (sessions_.size() >= kMaxSessions) {
+      log::warn("session %016llx: %zu sessions remembered already; it may not relay", id,
+                sessions_.size());
+      return;
+    }
+    sessions_[m.session] = VerifiedSession{.client_address = inet::address_text(peer),
+                                           .local_address = inet::endpoint_text(local),
+                                           .listener = m.listener,
+                                           .auth_user = ""};
+    runtime_.counters()["sessions"] = sessions_.size();
+  }
+
+  void close_session(uint64_t id) {
+    sessions_.erase(id);
+    runtime_.counters()["sessions"] = sessions_.size();
+  }
+
+  void forget_sessions() {
+    sessions_.clear();
+    runtime_.counters()["sessions"] = 0;
+  }
+
+  // The queue asks before it commits a message with a recipient outside the local domains:
+  // only a session whose AUTH lookup accepted may relay, and the envelope smtp wrote must
+  // say what lookup saw.
+  void check_relay(msg::Incoming& in, const msg::RelayCheck& m) {
+    const VerifiedSession* s = find_session(m.session);
+    msg::RelayVerdict verdict{.allowed = false, .temporary = false, .reason = ""};
+    if (s == nullptr) {
+      verdict.temporary = true;
+      verdict.reason = "the session is unknown to lookup";
+    } else if (s->client_address != m.client_address) {
+      verdict.reason = "client [" + m.client_address + "] is not the session's [" +
+                       s->client_address + "]";
+    } else if (s->listener != m.listener) {
+      verdict.reason = "listener " + m.listener + " is not the session's " + s->listener;
+    } else if (s->auth_user.empty()) {
+      verdict.reason = "the session did not authenticate";
+    } else if (s->auth_user != m.auth_user) {
+      verdict.reason = "the session authenticated as " + s->auth_user + ", not " + m.auth_user;
+    } else {
+      verdict.allowed = true;
+    }
+    if (!verdict.allowed)
+      log::warn("relay to %s refused for session %016llx (client [%s] at %s): %s",
+                m.domain.c_str(), static_cast<unsigned long long>(m.session),
+                s ? s->client_address.c_str() : "?", s ? s->local_address.c_str() : "?",
+                verdict.reason.c_str());
+    answer(in, verdict);
   }
 
   // Before smtp greets a client. Without a resolver every client passes (fail-open).
@@ -407,6 +513,7 @@ class LookupProcess {
     job->client_address = m.client_address;
     job->asker = in.from;
     job->request_id = in.request_id;
+    job->session = m.session;
     password_checks_.post(std::move(job));
   }
 
@@ -424,6 +531,8 @@ class LookupProcess {
     if (job.accepted && wait) {
       by_address_.record_success(client_key(job.client_address));
       by_user_.record_success(job.user);
+      if (auto it = sessions_.find(job.session); it != sessions_.end())
+        it->second.auth_user = job.user;
       answer(job.asker, job.request_id,
              msg::AuthVerdict{.outcome = msg::AuthOutcome::accepted, .delay_ms = 0});
       return;
@@ -454,6 +563,7 @@ class LookupProcess {
   uint64_t rcpt_known_ = 0;
   uint64_t rcpt_unknown_ = 0;
   uint64_t auth_failures_ = 0;
+  std::map<uint64_t, VerifiedSession> sessions_;  // by smtp's session id
   // DNS and the client checks.
   config::Dns dns_;
   std::vector<config::Network> trusted_;

@@ -2,6 +2,7 @@
 // root) and is the only process that creates, commits or removes message files. smtp writes a
 // message's bytes through a descriptor the queue hands it; the queue answers "committed" only
 // after the message and its envelope are durable (see spool.hpp, committer.hpp).
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -83,8 +84,14 @@ class QueueProcess {
     d.on<msg::CtlShowMessage>(
         [this](msg::Incoming& in, msg::CtlShowMessage&& m) { show_message(in.request_id, m.id); });
     runtime_.on_started([this] { start(); });
+    d.on<msg::RelayVerdict>(
+        [this](msg::Incoming& in, msg::RelayVerdict&& m) { relay_checked(in.request_id, m); });
     runtime_.on_peer_lost([this](Role peer) {
-      if (peer == Role::smtp) forget_open_messages();
+      if (peer == Role::smtp) {
+        forget_open_messages();
+        drop_relay_checks(false);
+      }
+      if (peer == Role::lookup) drop_relay_checks(true);
       if (peer == Role::mda && scheduler_) scheduler_->mda_lost();
     });
     runtime_.on_peer_ready([this](Role peer) {
@@ -99,6 +106,13 @@ class QueueProcess {
   struct OpenMessage {
     NewMessage files;  // theirs already handed to smtp
     std::vector<Recipient> recipients;
+  };
+  // A committed message waiting for lookup's relay verdict.
+  struct RelayInFlight {
+    uint32_t smtp_request = 0;
+    uint64_t session = 0;
+    Envelope envelope;
+    NewMessage files;
   };
 
   void start() {
@@ -184,9 +198,78 @@ class QueueProcess {
       return;
     }
     m.envelope.recipients = std::move(message.recipients);
+    // The relay check (docs/privsep.md): local recipients are known from the configuration
+    // the parent sent, so local-only mail goes straight on; any other recipient needs lookup
+    // to vouch for the session first, whatever smtp claimed.
+    const auto& rcpts = m.envelope.recipients;
+    auto remote = std::find_if(rcpts.begin(), rcpts.end(),
+                               [this](const Recipient& r) { return !scheduler_->is_local(r.address); });
+    if (remote == rcpts.end()) {
+      submit(request_id, std::move(m.envelope), std::move(message.files));
+      return;
+    }
+    ipc::Channel* lookup = runtime_.peer(Role::lookup);
+    const std::string& address = remote->address;
+    const msg::RelayCheck check{.session = m.session,
+                                .client_address = m.envelope.client_address,
+                                .listener = m.envelope.listener,
+                                .auth_user = m.envelope.auth_user,
+                                .domain = address.substr(address.rfind('@') + 1)};
+    const uint32_t check_id = next_relay_check_++;
+    if (lookup == nullptr || !msg::send(*lookup, check, check_id)) {
+      spool_->discard(id);
+      reply(request_id, {.id = id,
+                         .outcome = msg::MessageOutcome::temporary_failure,
+                         .reason = "relay check unavailable"});
+      update_counters();
+      return;
+    }
+    relay_checks_[check_id] =
+        RelayInFlight{request_id, m.session, std::move(m.envelope), std::move(message.files)};
+    update_counters();
+  }
+
+  void relay_checked(uint32_t check_id, const msg::RelayVerdict& verdict) {
+    auto it = relay_checks_.find(check_id);
+    if (it == relay_checks_.end()) return;
+    RelayInFlight flight = std::move(it->second);
+    relay_checks_.erase(it);
+    if (verdict.allowed) {
+      submit(flight.smtp_request, std::move(flight.envelope), std::move(flight.files));
+      return;
+    }
+    const Envelope& e = flight.envelope;
+    log::warn("%s: envelope from smtp refused by the relay check (session %016llx, client [%s], "
+              "auth '%s'): %s",
+              e.id.c_str(), static_cast<unsigned long long>(flight.session),
+              e.client_address.c_str(), e.auth_user.c_str(), verdict.reason.c_str());
+    spool_->discard(e.id);
+    reply(flight.smtp_request,
+          {.id = e.id,
+           .outcome = verdict.temporary ? msg::MessageOutcome::temporary_failure
+                                        : msg::MessageOutcome::relay_denied,
+           .reason = verdict.reason});
+    update_counters();
+  }
+
+  // lookup or smtp went away: the checks in flight are never answered. (Nothing was said to
+  // a client yet; smtp answers 451 for what it was waiting on.)
+  void drop_relay_checks(bool answer_smtp) {
+    for (auto& [check_id, flight] : relay_checks_) {
+      spool_->discard(flight.envelope.id);
+      if (answer_smtp)
+        reply(flight.smtp_request, {.id = flight.envelope.id,
+                                    .outcome = msg::MessageOutcome::temporary_failure,
+                                    .reason = "relay check unavailable"});
+    }
+    relay_checks_.clear();
+    update_counters();
+  }
+
+  void submit(uint32_t request_id, Envelope envelope, NewMessage files) {
     ++committing_;
     committer_->submit(
-        std::move(m.envelope), std::move(message.files),
+        std::move(envelope), std::move(files),
         [this, request_id](const Envelope& e, const Status& st) {
           --committing_;
           if (st.ok()) {
@@ -332,6 +415,7 @@ class QueueProcess {
   void update_counters() {
     auto& c = runtime_.counters();
     c["receiving"] = open_.size();
+    c["relay_checks"] = relay_checks_.size();
     c["committing"] = committing_;
     if (committer_) {
       c["commit_batches"] = committer_->batches();
@@ -345,6 +429,8 @@ class QueueProcess {
   std::unique_ptr<Committer> committer_;
   std::unique_ptr<Spares> spares_;  // after the committer, which it posts to
   std::map<std::string, OpenMessage> open_;
+  std::map<uint32_t, RelayInFlight> relay_checks_;  // by request id to lookup
+  uint32_t next_relay_check_ = 1;
   msg::QueueConfig config_;
   std::unique_ptr<Scheduler> scheduler_;  // after start(): owns the committed messages
   size_t committing_ = 0;

@@ -43,6 +43,8 @@ class Scheduler {
   const std::map<std::string, Envelope>& messages() const { return messages_; }
   bool in_flight(const std::string& id) const { return in_flight_.contains(id); }
   bool paused() const { return paused_; }
+  // In a local domain (as the parent's configuration says): mda's to deliver.
+  bool is_local(const std::string& address) const;
 
  private:
   // A recipient's outcome for the sender's notification, by index (the recipients may grow
@@ -62,7 +64,6 @@ class Scheduler {
       if (wants_report(r, o.action)) outcomes.push_back(std::move(o));
     }
   };
-  bool is_local(const std::string& address) const;
   void dispatch(const std::string& id);
   void retry_at(const std::string& id, std::chrono::seconds wait);
   void settle(const std::string& id);

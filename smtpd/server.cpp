@@ -3,31 +3,18 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 
 #include <strings.h>
 #include <cerrno>
 #include <cstring>
 
+#include "common/inet.hpp"
 #include "common/log.hpp"
 
 namespace postern::smtp {
 namespace {
-
-std::string address_text(const sockaddr_storage& ss) {
-  char buf[INET6_ADDRSTRLEN] = "unknown";
-  if (ss.ss_family == AF_INET) {
-    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in&>(ss).sin_addr, buf, sizeof buf);
-  } else if (ss.ss_family == AF_INET6) {
-    const auto& sin6 = reinterpret_cast<const sockaddr_in6&>(ss);
-    // An IPv4 client on a dual-stack socket is an IPv4 client.
-    if (IN6_IS_ADDR_V4MAPPED(&sin6.sin6_addr))
-      inet_ntop(AF_INET, &sin6.sin6_addr.s6_addr[12], buf, sizeof buf);
-    else
-      inet_ntop(AF_INET6, &sin6.sin6_addr, buf, sizeof buf);
-  }
-  return buf;
-}
 
 // Said to a client turned away before any session exists; best effort, never blocks.
 void refuse(int fd, const std::string& hostname, const char* why) {
@@ -140,7 +127,7 @@ void Server::accept_on(Listening& listening) {
         log::warn("accept on %s: %s", listening.address.c_str(), std::strerror(errno));
       return;
     }
-    const std::string client = address_text(peer);
+    const std::string client = inet::address_text(peer);
     // Without a certificate an smtps listener can only hang up (closing fd).
     if (listening.info.role == config::ListenerRole::smtps && !tls_server_) continue;
     if (sessions_.size() >= limits_.sessions) {
@@ -160,12 +147,30 @@ void Server::accept_on(Listening& listening) {
     ++from_ip;
     ++accepted_;
     const uint64_t id = next_session_++;
+    announce_session(id, listening.info.name, fd.get());
     auto session = std::make_unique<Session>(*this, id, std::move(fd), listening.info, client);
     Session& s = *session;
     sessions_[id] = std::move(session);
     update_counters();
     s.start();
   }
+}
+
+// lookup vouches for a session from the connection itself (docs/privsep.md, "Relay check"):
+// a copy of the descriptor goes to lookup before anything else is asked about the session.
+// Without lookup now, the session is unknown to it and may not relay.
+void Server::announce_session(uint64_t id, const std::string& listener, int fd) {
+  ipc::Channel* lookup = runtime_.peer(Role::lookup);
+  if (lookup == nullptr) return;
+  UniqueFd copy(fcntl(fd, F_DUPFD_CLOEXEC, 0));
+  if (!copy) {
+    log::warn("session %016llx: cannot copy its descriptor for lookup: %s",
+              static_cast<unsigned long long>(id), std::strerror(errno));
+    return;
+  }
+  if (!msg::send(*lookup, msg::SessionOpen{.session = id, .listener = listener}, 0,
+                 std::move(copy)))
+    log::warn("cannot tell lookup about session %016llx", static_cast<unsigned long long>(id));
 }
 
 uint32_t Server::track(Session& session, Role peer) {
@@ -212,6 +217,7 @@ bool Server::ask_queue_commit(Session& session, const Envelope& envelope) {
   commit.envelope = envelope;
   commit.envelope.recipients.clear();
   commit.recipient_count = static_cast<uint32_t>(all.size());
+  commit.session = session.id();
   return ask(session, Role::queue, commit);
 }
 
@@ -228,6 +234,10 @@ void Server::retire(uint64_t session_id) {
   if (ip != sessions_per_ip_.end() && --ip->second == 0) sessions_per_ip_.erase(ip);
   retired_.push_back(std::move(it->second));
   sessions_.erase(it);
+  if (ipc::Channel* lookup = runtime_.peer(Role::lookup);
+      lookup != nullptr && !msg::send(*lookup, msg::SessionClose{.session = session_id}))
+    log::warn("cannot tell lookup that session %016llx ended",
+              static_cast<unsigned long long>(session_id));
   burial_.arm(std::chrono::milliseconds(0));
   update_counters();
 }

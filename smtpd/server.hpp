@@ -61,6 +61,7 @@ class Server {
   void add_listener(msg::ListenerAdd&& m, UniqueFd fd);
   void watch(uint32_t listener_id);
   void accept_on(Listening& listening);
+  void announce_session(uint64_t id, const std::string& listener, int fd);
   uint32_t track(Session& session, Role peer);
   Session* claim(uint32_t request_id);
   void fail_requests_to(Role peer);

@@ -436,6 +436,7 @@ void Session::cmd_rcpt(const Command& c) {
   check.local_part = m.local_part;
   check.literal = m.literal;
   check.authenticated = !auth_user_.empty();
+  check.session = id_;
   if (!m.domain.empty()) {
     // A malformed domain cannot be local: let lookup refuse it as relaying.
     check.domain = address::normalize_domain(m.domain).value_or(m.domain);
@@ -648,6 +649,13 @@ void Session::on_message_result(const msg::MessageResult& result) {
     txn_->queue_id.clear();  // committed: nothing to abort
     txn_.reset();
     reply(250, "2.0.0", "Ok: queued as " + result.id);
+  } else if (was == Waiting::commit && result.outcome == msg::MessageOutcome::relay_denied) {
+    // lookup, asked by the queue, does not vouch for this session's relaying.
+    log::info("session %016llx: message %s refused: relaying not confirmed",
+              static_cast<unsigned long long>(id_), result.id.c_str());
+    txn_->queue_id.clear();  // the queue removed it already
+    txn_.reset();
+    reply(554, "5.7.1", "Relay access denied");
   } else if (was == Waiting::open && txn_->chunked) {
     // The chunk that asked for the message is on its way: read it, then refuse.
     chunk_refusal_ = {451, "4.3.0", "Temporary queue failure, try again later"};
@@ -985,7 +993,8 @@ void Session::handle_auth_line(const std::string& line) {
 
 void Session::check_credentials(std::string user, std::string password) {
   msg::AuthCheck check{
-      .user = user, .password = std::move(password), .client_address = client_address_};
+      .user = user, .password = std::move(password), .client_address = client_address_,
+      .session = id_};
   const bool asked = server_.ask(*this, Role::lookup, check);
   explicit_bzero(check.password.data(), check.password.size());
   if (!asked) {

@@ -262,6 +262,27 @@ TEST(Messages, ReceivingMailRoundTrips) {
       round_trip(MessageCommit{.envelope = sample_envelope(), .recipient_count = 3});
   EXPECT_EQ(commit.envelope, sample_envelope());
   EXPECT_EQ(commit.recipient_count, 3u);
+  EXPECT_EQ(round_trip(MessageCommit{.envelope = sample_envelope(), .recipient_count = 1,
+                                     .session = 42})
+                .session,
+            42u);
+  const SessionOpen opened = round_trip(SessionOpen{.session = 7, .listener = "submission"});
+  EXPECT_EQ(opened.session, 7u);
+  EXPECT_EQ(opened.listener, "submission");
+  EXPECT_FALSE(decode_payload<SessionOpen>(encode_payload(SessionOpen{.session = 0})));
+  const RelayCheck relay = round_trip(RelayCheck{.session = 7,
+                                                 .client_address = "192.0.2.1",
+                                                 .listener = "smtp",
+                                                 .auth_user = "alice",
+                                                 .domain = "remote.example"});
+  EXPECT_EQ(relay.session, 7u);
+  EXPECT_EQ(relay.auth_user, "alice");
+  EXPECT_EQ(relay.domain, "remote.example");
+  const RelayVerdict verdict =
+      round_trip(RelayVerdict{.allowed = false, .temporary = true, .reason = "forgotten"});
+  EXPECT_TRUE(verdict.temporary);
+  EXPECT_EQ(verdict.reason, "forgotten");
+  expect_strict(relay);
   MessageResult result = round_trip(
       MessageResult{.id = "", .outcome = MessageOutcome::temporary_failure, .reason = "disk full"});
   EXPECT_EQ(result.outcome, MessageOutcome::temporary_failure);
