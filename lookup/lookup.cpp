@@ -67,7 +67,9 @@ struct CheckInFlight {
   uint32_t delay_ms = 0;  // the greeting's delay for connecting too often
 };
 
-// Sessions lookup remembers at once; smtp's own limit (limits.sessions) is far below.
+// Sessions lookup remembers at once (about 25 MB at most, even if a compromised smtp
+// announces one connection again and again). limits.sessions defaults to 1000; a session
+// beyond this bound is not remembered and cannot relay, with a warning.
 constexpr size_t kMaxSessions = 100000;
 
 // An SMTP session as lookup saw it (docs/privsep.md, "Relay check"): the addresses it read
