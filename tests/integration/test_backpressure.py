@@ -38,11 +38,12 @@ def rss_kib(pid):
 
 
 class Flood:
-    """Sends `total` bytes of pipelined PATTERN lines from a thread, never reading, until all
-    are out or the server has taken nothing for stalled_after seconds."""
+    """Sends `total` bytes of a pipelined pattern of commands from a thread, never reading,
+    until all are out or the server has taken nothing for stalled_after seconds."""
 
-    def __init__(self, sock, total, stalled_after=STALLED):
+    def __init__(self, sock, total, stalled_after=STALLED, pattern=PATTERN):
         self.sock, self.total, self.stalled_after = sock, total, stalled_after
+        self.pattern = pattern
         self.sent = 0
         self.stalled = False
         self.error = None
@@ -51,11 +52,11 @@ class Flood:
         self.thread.start()
 
     def run(self):
-        chunk = PATTERN * (65536 // len(PATTERN))
+        chunk = self.pattern * (65536 // len(self.pattern))
         self.sock.settimeout(self.stalled_after)
         try:
             while self.sent < self.total and not self.stop.is_set():
-                offset = self.sent % len(chunk)  # whole lines however send() splits them
+                offset = self.sent % len(chunk)  # whole commands however send() splits them
                 self.sent += self.sock.send(chunk[offset:])
         except (socket.timeout, TimeoutError):
             self.stalled = True
@@ -80,12 +81,12 @@ class Backpressure(unittest.TestCase):
         # make the absolute figure meaningless, so there the allowance is over the baseline.
         return baseline + 16 * 1024 if sanitized_build() else 20 * 1024
 
-    def flood_never_reading(self, connect):
+    def flood_never_reading(self, connect, pattern=PATTERN):
         with self.daemon().start() as d:
             smtp = d.status()["smtp"]["pid"]
             limit = self.rss_limit_kib(rss_kib(smtp))
             sock = connect(d)
-            flood = Flood(sock, FLOOD)
+            flood = Flood(sock, FLOOD, pattern=pattern)
             peak = 0
             while not flood.done():
                 peak = max(peak, rss_kib(smtp))
@@ -110,19 +111,28 @@ class Backpressure(unittest.TestCase):
             self.assertEqual(d.status()["smtp"]["pid"], smtp)
             sock.close()
 
+    def client(self, d, *commands):
+        """A greeted client that said each of commands and got a 2xx or 3xx for it."""
+        c = Client(d.port)
+        self.assertEqual(c.reply()[0], 220)
+        for command in commands:
+            code, text = c.command(command)
+            self.assertLess(code, 400, (command, text))
+        return c
+
     def test_plaintext_flood_that_never_reads(self):
-        def connect(d):
-            c = Client(d.port)
-            self.assertEqual(c.reply()[0], 220)
-            return c.sock
-        self.flood_never_reading(connect)
+        self.flood_never_reading(lambda d: self.client(d).sock)
+
+    def test_bdat_flood_that_never_reads(self):
+        # Tiny chunks, each answered "250 2.0.0 N octets received", in one endless message.
+        self.flood_never_reading(
+            lambda d: self.client(d, "EHLO flood.example", "MAIL FROM:<a@example.com>",
+                                  "RCPT TO:<alice@test.example>").sock,
+            pattern=b"BDAT 4\r\nabcd")
 
     def test_tls_flood_that_never_reads(self):
         def connect(d):
-            c = Client(d.port)
-            self.assertEqual(c.reply()[0], 220)
-            self.assertEqual(c.command("EHLO flood.example")[0], 250)
-            self.assertEqual(c.command("STARTTLS")[0], 220)
+            c = self.client(d, "EHLO flood.example", "STARTTLS")
             ctx = ssl.create_default_context(cafile=self.cert)
             return ctx.wrap_socket(c.sock, server_hostname="localhost")
         self.flood_never_reading(connect)
@@ -134,8 +144,7 @@ class Backpressure(unittest.TestCase):
         # each must still be answered, in order.
         commands = 30_000
         with self.daemon().start() as d:
-            c = Client(d.port, timeout=10)
-            self.assertEqual(c.reply()[0], 220)
+            c = self.client(d)
             payload = b"EHLO x\r\n" * commands + b"QUIT\r\n"
             sender = threading.Thread(target=c.sock.sendall, args=(payload,), daemon=True)
             sender.start()
@@ -159,8 +168,7 @@ class Backpressure(unittest.TestCase):
         # Its replies do not move for command_timeout: the session ends (a paused session
         # must not wait for ever for an output that libevent has stopped writing).
         with self.daemon(extra="limits:\n  command_timeout: 2\n").start() as d:
-            c = Client(d.port)
-            self.assertEqual(c.reply()[0], 220)
+            c = self.client(d)
             flood = Flood(c.sock, FLOOD, stalled_after=30)
             self.assertTrue(d.wait_log(PAUSED_LOG, 10), d.read_log()[-2000:])
             self.assertTrue(d.wait_log(r"session [0-9a-f]{16}: timeout: the client reads nothing",
