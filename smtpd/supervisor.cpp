@@ -407,8 +407,8 @@ void Supervisor::on_exit(Child& c, int wait_status) {
   c.pid = 0;
   c.ready = false;
   c.channel.reset();
-  const std::string what = name_of(c.role) + " (pid " + std::to_string(pid) + ") " +
-                           describe_wait_status(wait_status);
+  const std::string what =
+      name_of(c.role) + " (pid " + std::to_string(pid) + ") " + describe_wait_status(wait_status);
   if (stopping_) {
     log::debug("%s", what.c_str());
     return;
@@ -416,9 +416,10 @@ void Supervisor::on_exit(Child& c, int wait_status) {
   if (for_peer_fault) {
     // A peer's word is enough to restart a process, not to throttle it: the fault may be the
     // accuser's own, and the accused may be the one a remote client is trying to keep down.
-    log::warn("%s; restarting it in %lld ms (killed for a fault a peer reported; not counted "
-              "as a crash)",
-              what.c_str(), static_cast<long long>(kFirstRestartDelay.count()));
+    log::warn(
+        "%s; restarting it in %lld ms (killed for a fault a peer reported; not counted "
+        "as a crash)",
+        what.c_str(), static_cast<long long>(kFirstRestartDelay.count()));
     schedule_restart(c, kFirstRestartDelay);
     return;
   }
@@ -426,17 +427,14 @@ void Supervisor::on_exit(Child& c, int wait_status) {
 }
 
 void Supervisor::restart_after_crash(Child& c, const std::string& what) {
-  if (std::chrono::steady_clock::now() - c.spawned_at >= kCrashQuietPeriod) c.crashes = 0;
-  ++c.crashes;
-  // 100 ms doubled per crash in a row; the shift is capped long before it could overflow.
-  const auto doubled = kFirstRestartDelay * (int64_t{1} << std::min<uint32_t>(c.crashes - 1, 20));
-  const std::chrono::milliseconds delay = std::min(doubled, kMaxRestartDelay);
-  if (c.crashes == 1) {
-    log::error("%s; restarting it in %lld ms", what.c_str(),
-               static_cast<long long>(delay.count()));
+  const std::chrono::milliseconds delay =
+      c.backoff.crashed(c.spawned_at, std::chrono::steady_clock::now());
+  const uint32_t crashes = c.backoff.crashes();
+  if (crashes == 1) {
+    log::error("%s; restarting it in %lld ms", what.c_str(), static_cast<long long>(delay.count()));
   } else {
     log::error("%s; restarting it in %lld ms: %u crashes in a row, throttled", what.c_str(),
-               static_cast<long long>(delay.count()), c.crashes);
+               static_cast<long long>(delay.count()), crashes);
   }
   schedule_restart(c, delay);
 }
@@ -600,10 +598,8 @@ void Supervisor::finish_status(uint32_t round_id) {
                          .restarts = c.restarts,
                          .counters = {},
                          .peers = {},
-                         .crashes = c.crashes,
+                         .crashes = c.backoff.crashes(c.pid > 0, c.spawned_at, now),
                          .restart_in_ms = 0};
-    // A child that has run for the quiet period has its count forgotten at its next crash.
-    if (c.pid > 0 && now - c.spawned_at >= kCrashQuietPeriod) p.crashes = 0;
     if (c.pid <= 0 && c.restart_due) {
       const auto wait = std::chrono::ceil<std::chrono::milliseconds>(*c.restart_due - now);
       p.restart_in_ms = static_cast<uint32_t>(std::clamp<int64_t>(wait.count(), 1, UINT32_MAX));

@@ -22,19 +22,13 @@
 #include "common/event.hpp"
 #include "common/ipc.hpp"
 #include "common/messages.hpp"
+#include "smtpd/crash_backoff.hpp"
 #include "smtpd/host.hpp"
 #include "smtpd/listeners.hpp"
 #include "smtpd/tls_files.hpp"
 
 namespace postern::smtpd {
 
-// A child that dies is restarted after kFirstRestartDelay, doubled for each crash in a row
-// up to kMaxRestartDelay: a crash loop is throttled, and the daemon never stops because of
-// it (a remote client that can crash smtp must not be able to stop the mail). A child that
-// ran for kCrashQuietPeriod before it died starts the count afresh.
-constexpr std::chrono::milliseconds kFirstRestartDelay{100};
-constexpr std::chrono::milliseconds kMaxRestartDelay{60000};
-constexpr std::chrono::seconds kCrashQuietPeriod{60};
 // How long an orderly stop waits for children before SIGKILL.
 constexpr std::chrono::seconds kStopGrace{5};
 // How long a status request waits for children's answers.
@@ -71,7 +65,7 @@ class Supervisor {
     int64_t started_at = 0;
     uint32_t restarts = 0;
     std::chrono::steady_clock::time_point spawned_at{};
-    uint32_t crashes = 0;  // in a row, for the back-off
+    CrashBackoff backoff;
     // The pid the parent killed because a peer reported a fault of it: not its own crash.
     pid_t killed_for_peer_fault = 0;
     std::optional<std::chrono::steady_clock::time_point> restart_due;
