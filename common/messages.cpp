@@ -874,11 +874,13 @@ void CtlStatus::encode(wire::Writer& w) const {
     w.u32(p.restarts);
     write_counters(w, p.counters);
     write_peers(w, p.peers);
+    w.u32(p.crashes);
+    w.u32(p.restart_in_ms);
   }
 }
 CtlStatus CtlStatus::decode(wire::Reader& r) {
   CtlStatus m;
-  m.processes.resize(r.count(kMaxProcesses, 28));
+  m.processes.resize(r.count(kMaxProcesses, 36));
   for (auto& p : m.processes) {
     p.role = read_role(r);
     p.pid = r.u32();
@@ -886,6 +888,8 @@ CtlStatus CtlStatus::decode(wire::Reader& r) {
     p.restarts = r.u32();
     p.counters = read_counters(r);
     p.peers = read_peers(r);
+    p.crashes = r.u32();
+    p.restart_in_ms = r.u32();
   }
   return m;
 }

@@ -396,6 +396,8 @@ struct ProcessStatus {
   uint32_t restarts = 0;
   std::vector<Counter> counters;
   std::vector<PeerState> peers;
+  uint32_t crashes = 0;        // recent crashes, counted for the restart back-off
+  uint32_t restart_in_ms = 0;  // down and waiting this long to be restarted; 0: not waiting
   friend bool operator==(const ProcessStatus&, const ProcessStatus&) = default;
 };
 

@@ -67,10 +67,27 @@ std::string format_uptime(int64_t started_at) {
   return buf;
 }
 
+// How long until a process that is down is started again, rounded up: "0.4s", "12s".
+std::string format_wait(uint32_t ms) {
+  const uint32_t tenths = (ms + 99) / 100;
+  char buf[32];
+  if (tenths < 100)
+    std::snprintf(buf, sizeof buf, "%u.%us", tenths / 10, tenths % 10);
+  else
+    std::snprintf(buf, sizeof buf, "%us", (ms + 999) / 1000);
+  return buf;
+}
+
 void print_status(const msg::CtlStatus& status) {
   std::printf("%-8s %8s %9s %8s  %s\n", "PROCESS", "PID", "UPTIME", "RESTARTS", "DETAILS");
   for (const auto& p : status.processes) {
     std::string details;
+    // A child that keeps crashing is restarted ever later (smtpd(8)): say so, and when.
+    if (p.pid == 0 && p.restart_in_ms > 0)
+      details = std::string(p.crashes > 1 ? "throttled" : "restarting") +
+                " restart_in=" + format_wait(p.restart_in_ms);
+    if (p.crashes > 0)
+      details += (details.empty() ? "" : " ") + std::string("crashes=") + std::to_string(p.crashes);
     for (const auto& c : p.counters)
       details += (details.empty() ? "" : " ") + c.name + "=" + std::to_string(c.value);
     if (!p.peers.empty()) {

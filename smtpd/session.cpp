@@ -25,6 +25,13 @@ namespace {
 constexpr size_t kSpoolChunk = 64 * 1024;
 // Input read ahead of processing: bounds memory while a session waits for an answer.
 constexpr size_t kReadHighWater = 64 * 1024;
+// Replies not yet taken by the client (plain text and TLS records). Past the high mark the
+// session reads and answers nothing more until the client has taken all but the low mark:
+// a client that pipelines commands and never reads would otherwise grow the process without
+// bound (40 MB of pipelined HELP once made 600 MB of replies). One command's reply is a few
+// hundred octets at most, so the output never passes the high mark by more than that.
+constexpr size_t kOutputHighWater = 64 * 1024;
+constexpr size_t kOutputLowWater = 16 * 1024;
 
 using ascii::upper;
 
@@ -72,6 +79,8 @@ void Session::start() {
   }
   bufferevent_setcb(bev_.get(), &Session::on_read, &Session::on_write, &Session::on_event, this);
   bufferevent_setwatermark(bev_.get(), EV_READ, 0, kReadHighWater);
+  // on_write runs whenever a write leaves no more than this: the time to resume a paused session.
+  bufferevent_setwatermark(bev_.get(), EV_WRITE, kOutputLowWater, 0);
   set_timeout(server_.limits().command_timeout);
   bufferevent_enable(bev_.get(), EV_READ | EV_WRITE);
   log::info("session %016llx: connect from [%s] on %s", static_cast<unsigned long long>(id_),
@@ -134,14 +143,51 @@ void Session::on_read(bufferevent*, void* self) {
   static_cast<Session*>(self)->process();
 }
 
-void Session::on_write(bufferevent* bev, void* self) {
+void Session::on_write(bufferevent*, void* self) {
   auto* s = static_cast<Session*>(self);
-  (void)bev;
-  if (s->phase_ == Phase::closing && s->output_drained()) s->server_.retire(s->id_);
+  if (s->phase_ == Phase::closing) {
+    if (s->output_drained()) s->server_.retire(s->id_);
+    return;
+  }
+  if (s->tls_) s->pump_tls_writes();
+  if (s->input_paused_ && s->pending_output() <= kOutputLowWater) s->resume_input();
+}
+
+// Past the high mark nothing more is read or answered, including commands already read in:
+// the reads stop (so the read-ahead bound holds the input) and process() returns at once.
+bool Session::output_backed_up() {
+  if (input_paused_) return true;
+  const size_t pending = pending_output();
+  if (pending < kOutputHighWater) return false;
+  input_paused_ = true;
+  bufferevent_disable(bev_.get(), EV_READ);
+  if (!paused_before_) {
+    paused_before_ = true;
+    log::info("session %016llx: [%s] reads no replies: %zu octets pending, input paused",
+              static_cast<unsigned long long>(id_), client_address_.c_str(), pending);
+  }
+  return true;
+}
+
+// The client took its replies. Input already read in produces no new read event, so the
+// session goes on with it here rather than waiting for bytes that may never come.
+void Session::resume_input() {
+  input_paused_ = false;
+  bufferevent_enable(bev_.get(), EV_READ);
+  process();
 }
 
 void Session::on_event(bufferevent*, short what, void* self) {
   auto* s = static_cast<Session*>(self);
+  if ((what & BEV_EVENT_TIMEOUT) != 0 && (what & BEV_EVENT_WRITING) != 0) {
+    // Its replies have not moved for a whole timeout: a 421 would not get through either, and
+    // libevent has stopped writing, so waiting for the output to drain would wait for ever.
+    log::info("session %016llx: timeout: the client reads nothing",
+              static_cast<unsigned long long>(s->id_));
+    s->phase_ = Phase::closing;
+    s->server_.retire(s->id_);
+    return;
+  }
   if ((what & BEV_EVENT_TIMEOUT) != 0 && s->phase_ != Phase::closing) {
     log::info("session %016llx: timeout", static_cast<unsigned long long>(s->id_));
     s->reply(421, "4.4.2", s->server_.hostname() + " Timeout, closing connection");
@@ -183,7 +229,7 @@ void Session::process() {
   // Re-entry through an answer arriving synchronously is harmless but pointless.
   if (in_process_) return;
   in_process_ = true;
-  while (phase_ != Phase::closing && waiting_ == Waiting::nothing) {
+  while (phase_ != Phase::closing && waiting_ == Waiting::nothing && !output_backed_up()) {
     if (tls_ && !pump_tls_reads()) break;
     // With TLS, ciphertext may still wait in the socket's buffer after the plain text ran
     // out: go round again while decrypting makes progress (no new read event will come).
@@ -762,9 +808,13 @@ void Session::send(std::string_view bytes) {
   pump_tls_writes();
 }
 
+size_t Session::pending_output() {
+  return evbuffer_get_length(bufferevent_get_output(bev_.get())) +
+         (tls_ ? evbuffer_get_length(tls_plain_out_.get()) : 0);
+}
+
 bool Session::output_drained() {
-  return evbuffer_get_length(bufferevent_get_output(bev_.get())) == 0 &&
-         (!tls_ || evbuffer_get_length(tls_plain_out_.get()) == 0);
+  return pending_output() == 0;
 }
 
 void Session::start_tls() {

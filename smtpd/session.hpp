@@ -102,7 +102,10 @@ class Session {
   // the decrypted side and the socket's bufferevent carries the ciphertext.
   evbuffer* input();
   void send(std::string_view bytes);
+  size_t pending_output();
   bool output_drained();
+  bool output_backed_up();
+  void resume_input();
   void start_tls();
   bool pump_tls_reads();
   void pump_tls_writes();
@@ -178,6 +181,9 @@ class Session {
   bool chunk_last_ = false;
   std::optional<ChunkRefusal> chunk_refusal_;
   bool in_process_ = false;
+  // The client does not read its replies: input waits until it does (see kOutputHighWater).
+  bool input_paused_ = false;
+  bool paused_before_ = false;  // logged once per session
 
   // TLS, once STARTTLS or an smtps listener began it.
   TlsPtr tls_;

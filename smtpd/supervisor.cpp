@@ -82,6 +82,7 @@ Supervisor::Supervisor(event_base* base, SupervisorOptions options, config::Conf
     c.role = role;
     c.restart_timer = std::make_unique<Timer>(base_, [this, role] {
       Child& again = child(role);
+      again.restart_due.reset();
       ++again.restarts;
       spawn(again);
     });
@@ -135,16 +136,17 @@ void Supervisor::spawn(Child& c) {
   if (log::verbose()) argv.push_back(const_cast<char*>("-v"));
   argv.push_back(nullptr);
 
+  // A start that fails for want of resources is tried again like a crash, never given up.
   UniqueFd ours, theirs;
   if (!ipc::make_socketpair(ours, theirs)) {
-    log::error("cannot create a channel for %s: %s", argv0.c_str(), std::strerror(errno));
-    stop(1);
+    const int err = errno;
+    restart_after_crash(c, name_of(c.role) + " could not get a channel: " + std::strerror(err));
     return;
   }
   const pid_t pid = fork();
   if (pid < 0) {
-    log::error("cannot fork %s: %s", argv0.c_str(), std::strerror(errno));
-    stop(1);
+    const int err = errno;
+    restart_after_crash(c, name_of(c.role) + " could not be forked: " + std::strerror(err));
     return;
   }
   if (pid == 0) {
@@ -163,6 +165,7 @@ void Supervisor::spawn(Child& c) {
   c.pid = pid;
   c.ready = false;
   c.started_at = time(nullptr);
+  c.spawned_at = std::chrono::steady_clock::now();
   const Role role = c.role;
   c.channel = std::make_unique<ipc::Channel>(
       base_, std::move(ours), name_of(role),
@@ -397,31 +400,47 @@ void Supervisor::reap() {
 
 void Supervisor::on_exit(Child& c, int wait_status) {
   const pid_t pid = c.pid;
+  // Killed by us for a fault another process reported, and not dead of something else first.
+  const bool for_peer_fault = c.killed_for_peer_fault == pid && WIFSIGNALED(wait_status) &&
+                              WTERMSIG(wait_status) == SIGKILL;
+  c.killed_for_peer_fault = 0;
   c.pid = 0;
   c.ready = false;
   c.channel.reset();
+  const std::string what =
+      name_of(c.role) + " (pid " + std::to_string(pid) + ") " + describe_wait_status(wait_status);
   if (stopping_) {
-    log::debug("%s (pid %d) %s", name_of(c.role).c_str(), static_cast<int>(pid),
-               describe_wait_status(wait_status).c_str());
+    log::debug("%s", what.c_str());
     return;
   }
-  const auto now = std::chrono::steady_clock::now();
-  while (!c.recent_exits.empty() && now - c.recent_exits.front() > kCrashWindow)
-    c.recent_exits.pop_front();
-  c.recent_exits.push_back(now);
-  const auto crashes = static_cast<int>(c.recent_exits.size());
-  if (crashes >= kMaxCrashes) {
-    log::error("%s (pid %d) %s; it died %d times within %lld s, stopping Postern",
-               name_of(c.role).c_str(), static_cast<int>(pid),
-               describe_wait_status(wait_status).c_str(), crashes,
-               static_cast<long long>(kCrashWindow.count()));
-    stop(1);
+  if (for_peer_fault) {
+    // A peer's word is enough to restart a process, not to throttle it: the fault may be the
+    // accuser's own, and the accused may be the one a remote client is trying to keep down.
+    log::warn(
+        "%s; restarting it in %lld ms (killed for a fault a peer reported; not counted "
+        "as a crash)",
+        what.c_str(), static_cast<long long>(kFirstRestartDelay.count()));
+    schedule_restart(c, kFirstRestartDelay);
     return;
   }
-  const auto delay = kFirstRestartDelay * (1 << (crashes - 1));
-  log::warn("%s (pid %d) %s; restarting it in %lld ms", name_of(c.role).c_str(),
-            static_cast<int>(pid), describe_wait_status(wait_status).c_str(),
-            static_cast<long long>(delay.count()));
+  restart_after_crash(c, what);
+}
+
+void Supervisor::restart_after_crash(Child& c, const std::string& what) {
+  const std::chrono::milliseconds delay =
+      c.backoff.crashed(c.spawned_at, std::chrono::steady_clock::now());
+  const uint32_t crashes = c.backoff.crashes();
+  if (crashes == 1) {
+    log::error("%s; restarting it in %lld ms", what.c_str(), static_cast<long long>(delay.count()));
+  } else {
+    log::error("%s; restarting it in %lld ms: %u crashes in a row, throttled", what.c_str(),
+               static_cast<long long>(delay.count()), crashes);
+  }
+  schedule_restart(c, delay);
+}
+
+void Supervisor::schedule_restart(Child& c, std::chrono::milliseconds delay) {
+  c.restart_due = std::chrono::steady_clock::now() + delay;
   c.restart_timer->arm(delay);
 }
 
@@ -441,8 +460,9 @@ void Supervisor::register_handlers() {
       kill_child(child(in.from), "it reported a fault of a process it does not talk to");
       return;
     }
-    kill_child(child(m.peer),
-               name_of(in.from) + " received a bad message from it (" + m.reason + ")");
+    Child& accused = child(m.peer);
+    accused.killed_for_peer_fault = accused.pid;
+    kill_child(accused, name_of(in.from) + " received a bad message from it (" + m.reason + ")");
   });
   dispatcher_.on<msg::StatusReply>([this](msg::Incoming& in, msg::StatusReply&& m) {
     auto round = rounds_.find(in.request_id);
@@ -569,6 +589,7 @@ void Supervisor::finish_status(uint32_t round_id) {
                               .restarts = 0,
                               .counters = {{"listeners", listeners_.size()}},
                               .peers = {}});
+  const auto now = std::chrono::steady_clock::now();
   for (Role role : kChildRoles) {
     const Child& c = child(role);
     msg::ProcessStatus p{.role = role,
@@ -576,7 +597,13 @@ void Supervisor::finish_status(uint32_t round_id) {
                          .started_at = c.started_at,
                          .restarts = c.restarts,
                          .counters = {},
-                         .peers = {}};
+                         .peers = {},
+                         .crashes = c.backoff.crashes(c.pid > 0, c.spawned_at, now),
+                         .restart_in_ms = 0};
+    if (c.pid <= 0 && c.restart_due) {
+      const auto wait = std::chrono::ceil<std::chrono::milliseconds>(*c.restart_due - now);
+      p.restart_in_ms = static_cast<uint32_t>(std::clamp<int64_t>(wait.count(), 1, UINT32_MAX));
+    }
     if (auto reply = round.replies.find(role); reply != round.replies.end()) {
       p.counters = std::move(reply->second.counters);
       p.peers = std::move(reply->second.peers);

@@ -1,7 +1,8 @@
 // The parent's supervisor: spawns the six children from libexecdir, wires a socketpair for
-// every pair of processes that talk, restarts a child that dies (with backoff, re-wiring its
-// peers) and stops the daemon when one keeps dying. It also answers smtpctl requests that
-// control forwards, reloads the configuration on SIGHUP and runs the orderly stop.
+// every pair of processes that talk, restarts a child that dies (re-wiring its peers, with a
+// back-off that grows while it keeps dying, never giving up on it). It also answers smtpctl
+// requests that control forwards, reloads the configuration on SIGHUP and runs the orderly
+// stop.
 // Never reads outside input: its only peers are its own children.
 #pragma once
 
@@ -10,7 +11,6 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
@@ -22,16 +22,13 @@
 #include "common/event.hpp"
 #include "common/ipc.hpp"
 #include "common/messages.hpp"
+#include "smtpd/crash_backoff.hpp"
 #include "smtpd/host.hpp"
 #include "smtpd/listeners.hpp"
 #include "smtpd/tls_files.hpp"
 
 namespace postern::smtpd {
 
-// A child dying this many times within kCrashWindow stops the daemon instead of a restart storm.
-constexpr int kMaxCrashes = 5;
-constexpr std::chrono::seconds kCrashWindow{60};
-constexpr std::chrono::milliseconds kFirstRestartDelay{100};
 // How long an orderly stop waits for children before SIGKILL.
 constexpr std::chrono::seconds kStopGrace{5};
 // How long a status request waits for children's answers.
@@ -67,7 +64,11 @@ class Supervisor {
     bool ready = false;
     int64_t started_at = 0;
     uint32_t restarts = 0;
-    std::deque<std::chrono::steady_clock::time_point> recent_exits;
+    std::chrono::steady_clock::time_point spawned_at{};
+    CrashBackoff backoff;
+    // The pid the parent killed because a peer reported a fault of it: not its own crash.
+    pid_t killed_for_peer_fault = 0;
+    std::optional<std::chrono::steady_clock::time_point> restart_due;
     std::unique_ptr<Timer> restart_timer;
   };
   struct StatusRound {
@@ -83,6 +84,9 @@ class Supervisor {
   void wire_peers(Child& c);
   void reap();
   void on_exit(Child& c, int wait_status);
+  // Counts a crash (exit, signal, failed start) and schedules the restart after the back-off.
+  void restart_after_crash(Child& c, const std::string& what);
+  void schedule_restart(Child& c, std::chrono::milliseconds delay);
   void kill_child(Child& c, const std::string& why);
   void on_frame(Role from, ipc::Frame&& frame);
   void register_handlers();

@@ -31,7 +31,9 @@ CtlStatus sample_ctl_status() {
                          .started_at = 6,
                          .restarts = 4,
                          .counters = {},
-                         .peers = {{Role::smtp, 3}}});
+                         .peers = {{Role::smtp, 3}},
+                         .crashes = 3,
+                         .restart_in_ms = 400});
   return s;
 }
 
