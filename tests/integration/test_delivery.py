@@ -221,13 +221,18 @@ class Maildir(unittest.TestCase):
 
 
 class Mbox(unittest.TestCase):
-    def test_mbox_with_a_from_line_in_the_body(self):
-        import mailbox
+    def daemon(self):
+        """A daemon whose localhost users have mbox files in the returned directory."""
         d = Daemon()
         boxes = os.path.join(d.dir, "mbox")
         d.write_config(d.config_text().replace(
             "domains: [test.example, localhost]",
             f"domains:\n  - test.example\n  - {{name: localhost, mbox: {boxes}/%u}}"))
+        return d, boxes
+
+    def test_mbox_with_a_from_line_in_the_body(self):
+        import mailbox
+        d, boxes = self.daemon()
         with d.start():
             m = Maildir()
             body = b"Subject: mbox\r\n\r\nFrom the beginning\r\n>From quoted\r\nend\r\n"
@@ -247,6 +252,56 @@ class Mbox(unittest.TestCase):
             self.assertTrue(messages[0].get_from().startswith("sender@example.com "))
             self.assertFalse(os.path.exists(path + ".lock"))
             self.assertTrue(wait_for(lambda: d.queued() == set(), 5))
+
+    def test_mailboxes_that_are_not_the_recipients_own_are_deferred(self):
+        """A hostile local user plants a mailbox for a recipient: their own file, a second
+        name for a file mda may write, a link to elsewhere. Each delivery is deferred, the
+        planted file untouched, and the message stays queued."""
+        d, boxes = self.daemon()
+        with d.start():
+            # smtpd made the mailbox root for the virtual user; the attacker may write in it
+            # (a shared group, say): here root plants the files in the attacker's place.
+            self.assertTrue(os.path.isdir(boxes))
+            virtual = os.stat(boxes)
+            nobody = pwd.getpwnam("nobody")
+            foreign = os.path.join(boxes, "alice")
+            with open(foreign, "wb") as f:
+                f.write(b"someone else's file\n")
+            os.chmod(foreign, 0o666)
+            os.chown(foreign, nobody.pw_uid, nobody.pw_gid)
+            victim = os.path.join(boxes, "victim")
+            with open(victim, "wb") as f:
+                f.write(b"the virtual user's other file\n")
+            os.chown(victim, virtual.st_uid, virtual.st_gid)
+            os.link(victim, os.path.join(boxes, "bob"))
+            target = os.path.join(d.dir, "elsewhere")
+            with open(target, "wb") as f:
+                f.write(b"not a mailbox\n")
+            os.chown(target, virtual.st_uid, virtual.st_gid)
+            os.symlink(target, os.path.join(boxes, "carol"))
+            m = Maildir()
+            ids = [m.send(d, [f"{user}@localhost"]) for user in ("alice", "bob", "carol")]
+            for queue_id, why in ((ids[0], r"is owned by uid \d+, not by the recipient"),
+                                  (ids[1], r"has 2 links, not 1"),
+                                  (ids[2], r"is a symbolic link")):
+                self.assertTrue(d.wait_log(rf"{queue_id}: to=<\w+@localhost>.*"
+                                           rf"status=deferred \(.*{why}"), (why, d.read_log()))
+            for path, text in ((foreign, b"someone else's file\n"),
+                               (victim, b"the virtual user's other file\n"),
+                               (target, b"not a mailbox\n")):
+                with open(path, "rb") as f:
+                    self.assertEqual(f.read(), text)
+            self.assertEqual(d.queued(), set(ids))
+            # Once the mailbox is the recipient's own, the queued message is delivered.
+            os.unlink(foreign)
+            d.smtpctl("schedule", "all")
+            def delivered():
+                if not os.path.exists(foreign):
+                    return False
+                with open(foreign, "rb") as f:
+                    return b"Subject: hi" in f.read()
+            self.assertTrue(wait_for(delivered, 10), d.read_log())
+            self.assertEqual(os.stat(foreign).st_uid, virtual.st_uid)
 
 
 class Lmtp(unittest.TestCase):
@@ -484,7 +539,8 @@ class Routing(unittest.TestCase):
         # Commands run as mda's user: give them somewhere to write.
         self.out = os.path.join(d.dir, "out")
         os.makedirs(self.out, mode=0o777)
-        os.chmod(self.out, 0o777)
+        # Sticky, as /tmp: mbox files of aliases may not sit where anyone may rename them.
+        os.chmod(self.out, 0o1777)
         self.aliases = os.path.join(d.dir, "aliases")
         with open(self.aliases, "w") as f:
             f.write(aliases.format(out=self.out, dir=d.dir))
