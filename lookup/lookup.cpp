@@ -1,6 +1,7 @@
 // smtpd-lookup, the only window onto DNS and user data (tables, aliases, credentials). Runs as
 // _smtpd; answers the other processes' questions asynchronously, by request id. Passwords it
 // checks are wiped once checked and never logged.
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -311,7 +312,11 @@ class LookupProcess {
   // Aliases and virtual users: a table with any error is refused whole, the one in use kept.
   Status load_routing_table(msg::TableKind kind, const std::string& name, int fd) {
     Result<std::string> read = read_all(fd, kMaxTableBytes);
-    Status loaded = read.ok() ? router_.load(kind, name, read.value()) : Status(read.error());
+    // The parent opened the file: its owner comes with the descriptor.
+    struct stat st {};
+    const uid_t owner = fstat(fd, &st) == 0 ? st.st_uid : 0;
+    Status loaded =
+        read.ok() ? router_.load(kind, name, read.value(), owner) : Status(read.error());
     if (!loaded.ok()) {
       log::error("table %s refused: %s; the table already loaded (if any) stays in use",
                  name.c_str(), loaded.error().message.c_str());

@@ -533,7 +533,7 @@ class Routing(unittest.TestCase):
     """Aliases (recursive, :include:, commands, files, forwards, loops), a virtual users table
     with per-user deliveries, and system users delivered as themselves."""
 
-    def daemon(self, aliases, users_table="", extra_domains=""):
+    def daemon(self, aliases, users_table="", extra_domains="", localhost=""):
         d = Daemon()
         self.mail = os.path.join(d.dir, "mail")
         # Commands run as mda's user: give them somewhere to write.
@@ -551,7 +551,7 @@ class Routing(unittest.TestCase):
             "domains: [test.example, localhost]",
             "domains:\n  - test.example\n"
             f"  - {{name: localhost, users: [alice, bob, carol], aliases: {self.aliases}, "
-            f"maildir: {self.mail}/%u/Maildir}}\n"
+            f"maildir: {self.mail}/%u/Maildir{localhost}}}\n"
             f"  - {{name: virtual.example, users: {table}, maildir: {self.mail}/%d/%u}}\n"
             + extra_domains))
         return d
@@ -565,6 +565,15 @@ class Routing(unittest.TestCase):
             code, text = s.data(body)
             self.assertEqual(code, 250)
             return text.decode().split()[-1]
+
+    def send_expecting(self, d, replies, body=b"Subject: r\r\n\r\nbody\r\n"):
+        """RCPT for each (address, reply code it must get), then the message."""
+        with smtplib.SMTP("127.0.0.1", d.port) as s:
+            s.ehlo("client.example")
+            s.mail("sender@example.com")
+            for rcpt, code in replies:
+                self.assertEqual(s.rcpt(rcpt)[0], code, (rcpt, d.read_log()))
+            self.assertEqual(s.data(body)[0], 250)
 
     def read(self, path):
         with open(path, "rb") as f:
@@ -647,6 +656,51 @@ class Routing(unittest.TestCase):
                                        r"<friend@remote.example>"))
             self.assertTrue(wait_for(lambda: "friend@remote.example" in
                                      d.smtpctl("show", "message", queue_id).stdout, 5))
+
+    def test_include_files_of_others_name_no_commands_or_files(self):
+        """A local user who can write an :include: file (or whose group can) makes it name a
+        command and a file: refused at RCPT, nothing runs. A root-owned 0644 one is
+        honoured where the domain allows it."""
+        lists = {"trusted": (0, 0o644), "foreign": (pwd.getpwnam("nobody").pw_uid, 0o644),
+                 "shared": (0, 0o664)}
+        d = self.daemon("".join(f"{name}: :include:{{dir}}/{name}\n" for name in lists),
+                        localhost=", alias_commands: [aliases, include], "
+                                  "alias_files: [aliases, include]")
+        for name, (owner, mode) in lists.items():
+            path = os.path.join(d.dir, name)
+            with open(path, "w") as f:
+                f.write(f'"|touch {self.out}/{name}-ran"\n{self.out}/{name}.mbox\n')
+            os.chown(path, owner, -1)
+            os.chmod(path, mode)
+        with d.start():
+            self.send_expecting(d, [("foreign@localhost", 550), ("shared@localhost", 550),
+                                    ("trusted@localhost", 250)])
+            self.assertTrue(wait_for(lambda: os.path.exists(f"{self.out}/trusted-ran") and
+                                     os.path.exists(f"{self.out}/trusted.mbox"), 10),
+                            d.read_log())
+            self.assertTrue(wait_for(lambda: d.queued() == set(), 5))
+            log = d.read_log()
+            self.assertRegex(log, rf"command for foreign@localhost in {d.dir}/foreign refused: "
+                                  r"owned by uid \d+, neither root nor the aliases file's owner")
+            self.assertIn(f"command for shared@localhost in {d.dir}/shared refused: writable "
+                          "by its group or by everyone", log)
+        for name in ("foreign", "shared"):
+            self.assertFalse(os.path.exists(f"{self.out}/{name}-ran"))
+            self.assertFalse(os.path.exists(f"{self.out}/{name}.mbox"))
+
+    def test_include_files_name_no_commands_by_default(self):
+        d = self.daemon("list: :include:{dir}/list\nrobot: \"|touch {out}/robot-ran\"\n")
+        path = os.path.join(d.dir, "list")
+        with open(path, "w") as f:
+            f.write(f'"|touch {self.out}/list-ran"\n')
+        os.chmod(path, 0o644)
+        with d.start():
+            # The aliases file itself may name commands.
+            self.send_expecting(d, [("list@localhost", 550), ("robot@localhost", 250)])
+            self.assertTrue(wait_for(lambda: os.path.exists(f"{self.out}/robot-ran"), 10))
+            self.assertIn(f"command for list@localhost in {path} refused: alias_commands does "
+                          "not allow :include: files", d.read_log())
+        self.assertFalse(os.path.exists(f"{self.out}/list-ran"))
 
     def test_virtual_users_table_with_own_deliveries(self):
         with self.daemon("", users_table="erin\nfrank mbox:{out}/frank.mbox\n"
