@@ -1,6 +1,7 @@
 // Host preparation for the parent; see host.hpp.
 #include "smtpd/host.hpp"
 #include "common/io.hpp"
+#include "common/log.hpp"
 
 #include <fcntl.h>
 #include <grp.h>
@@ -22,6 +23,75 @@ Status make_dirs(const std::string& path) {
   std::error_code ec;
   std::filesystem::create_directories(path, ec);
   if (ec) return make_error("cannot create " + path + ": " + ec.message());
+  return ok_status();
+}
+
+// Whether uid/gid (mda drops its supplementary groups) may create entries in a directory.
+bool may_create_in(const struct stat& st, uid_t uid, gid_t gid) {
+  constexpr mode_t kUser = S_IWUSR | S_IXUSR, kGroup = S_IWGRP | S_IXGRP, kOther = S_IWOTH | S_IXOTH;
+  if (uid == 0) return true;
+  if (st.st_uid == uid) return (st.st_mode & kUser) == kUser;
+  if (st.st_gid == gid) return (st.st_mode & kGroup) == kGroup;
+  return (st.st_mode & kOther) == kOther;
+}
+
+// The fixed part of a virtual users' mailbox template, before its first %-segment (the
+// configuration guarantees one): /var/mail for /var/mail/%u/Maildir.
+std::string mailbox_root(const std::string& templ) {
+  std::string root = templ.substr(0, templ.find("/%"));
+  while (!root.empty() && root.back() == '/') root.pop_back();
+  return root.empty() ? "/" : root;
+}
+
+// Creates the missing directories of a mailbox root and leaves the existing ones alone; an
+// existing root the virtual user cannot write to is worth a warning, not a refusal to start
+// (the administrator may be about to fix it, and other domains still work).
+Status prepare_mailbox_root(const std::string& root, const Identities& ids) {
+  if (root.empty() || root[0] != '/') return make_error("mailbox root " + root + " is not absolute");
+  UniqueFd dir(open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir) return errno_error("open /");
+  std::string walked;
+  size_t start = 1;
+  bool created_root = false;
+  while (start < root.size()) {
+    size_t end = root.find('/', start);
+    if (end == std::string::npos) end = root.size();
+    const std::string name = root.substr(start, end - start);
+    start = end + 1;
+    if (name.empty() || name == ".") continue;
+    walked += "/" + name;
+    const bool last = start >= root.size();
+    // An existing directory is the administrator's, links included (/var/mail is often one
+    // to /var/spool/mail): it is used as it is, never chowned or chmodded.
+    UniqueFd next(openat(dir.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!next) {
+      if (errno != ENOENT) return errno_error("cannot open " + walked);
+      // Missing: made here. Directories above the root are root's, 0755 (a path, nothing
+      // more); the root itself is the virtual user's, 0700, for mda makes each user's folder
+      // in it. Opened again without following links and checked to be the one just made, so
+      // that a writer of the parent cannot swap in a link for the chown to follow.
+      if (mkdirat(dir.get(), name.c_str(), 0700) != 0 && errno != EEXIST)
+        return errno_error("cannot create " + walked);
+      next.reset(openat(dir.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      struct stat st {};
+      if (!next || fstat(next.get(), &st) != 0) return errno_error("cannot open " + walked);
+      if (st.st_uid != geteuid())
+        return make_error("mailbox root: " + walked + " changed hands while it was created");
+      if (fchmod(next.get(), last ? 0700 : 0755) != 0) return errno_error("chmod " + walked);
+      if (last && ids.privileged && fchown(next.get(), ids.virtual_uid, ids.virtual_gid) != 0)
+        return errno_error("chown " + walked);
+      created_root = last;
+    }
+    dir = std::move(next);
+  }
+  struct stat st {};
+  if (fstat(dir.get(), &st) != 0) return errno_error("stat " + root);
+  if (!created_root && !may_create_in(st, ids.virtual_uid, ids.virtual_gid))
+    log::warn("mailbox root %s (owner %u, group %u, mode %04o) is not writable by the virtual "
+              "user (uid %u, gid %u): deliveries of new users will be deferred until it is",
+              root.c_str(), static_cast<unsigned>(st.st_uid), static_cast<unsigned>(st.st_gid),
+              static_cast<unsigned>(st.st_mode & 07777), static_cast<unsigned>(ids.virtual_uid),
+              static_cast<unsigned>(ids.virtual_gid));
   return ok_status();
 }
 
@@ -71,16 +141,12 @@ Status prepare_directories(const config::Config& config, const Identities& ids) 
   }
   if (chmod(config.spool_dir.c_str(), 0700) != 0) return errno_error("chmod " + config.spool_dir);
 
-  // The fixed part of each virtual users' mailbox template (before the first %u or %d)
-  // belongs to mda's user, which creates the users' mailboxes below it. System users' mail
+  // Virtual users' mailboxes live below the fixed part of their template; system users' mail
   // goes to their homes or to folders the system already has.
   for (const auto& domain : config.domains) {
     const std::optional<std::string>& templ = domain.maildir ? domain.maildir : domain.mbox;
     if (!templ || domain.system_users) continue;
-    const std::string root = templ->substr(0, templ->find("/%"));
-    if (Status st = make_dirs(root); !st.ok()) return st;
-    if (ids.privileged && chown(root.c_str(), ids.virtual_uid, ids.virtual_gid) != 0)
-      return errno_error("chown " + root);
+    if (Status st = prepare_mailbox_root(mailbox_root(*templ), ids); !st.ok()) return st;
   }
 
   if (!ids.privileged) return ok_status();

@@ -27,7 +27,11 @@ struct Identities {
 Result<Identities> resolve_identities(const config::Config& config);
 
 // Creates the spool (owned by the queue user, mode 0700) and checks the jail directory
-// (root-owned, writable by nobody else) when privileged.
+// (root-owned, writable by nobody else) when privileged. Of each virtual users' mailbox root
+// (a maildir or mbox template's part before its first %-segment) it creates only what is
+// missing: directories above the root root-owned 0755, the root the virtual user's 0700.
+// An existing directory keeps its owner and mode; one the virtual user cannot write to is
+// logged as a warning.
 Status prepare_directories(const config::Config& config, const Identities& ids);
 
 // The pid file in the spool, locked for the daemon's lifetime; a second daemon on the same

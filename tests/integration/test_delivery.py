@@ -3,6 +3,7 @@ domain lands in its users' Maildirs (tmp/ then new/), byte-exact after the trace
 with one log line per recipient; the message leaves the spool once every recipient is done,
 and what could not be delivered stays, with its state, for a retry."""
 
+import grp
 import os
 import pwd
 import re
@@ -218,6 +219,53 @@ class Maildir(unittest.TestCase):
             self.assertTrue(wait_for(lambda: d.fully_wired(d.status()), 3))
             self.send(d, ["alice@localhost"])
             self.assertTrue(wait_for(lambda: maildir_files(self.mail, "alice"), 5))
+
+
+class MailboxRoots(unittest.TestCase):
+    """smtpd prepares virtual users' mailbox roots without taking over what exists: the
+    shipped configuration once made /var/mail the daemon's own at every start."""
+
+    @unittest.skipUnless(IS_ROOT, "owners and groups need root")
+    def test_existing_root_keeps_owner_and_mode_and_missing_parts_are_made(self):
+        d = Daemon()
+        mail_gid = grp.getgrnam("mail").gr_gid
+        existing = os.path.join(d.dir, "var-mail")  # as Debian's /var/mail: root:mail 2775
+        os.mkdir(existing)
+        os.chown(existing, 0, mail_gid)
+        os.chmod(existing, 0o2775)
+        fresh = os.path.join(d.dir, "srv", "vmail")  # neither part exists yet
+        d.write_config(d.config_text().replace(
+            "domains: [test.example, localhost]",
+            "domains:\n  - test.example\n"
+            f"  - {{name: localhost, users: [alice], maildir: {existing}/%u/Maildir}}\n"
+            f"  - {{name: virtual.example, users: [bob], maildir: {fresh}/%d/%u}}"))
+
+        def unchanged():
+            st = os.stat(existing)
+            self.assertEqual((st.st_uid, st.st_gid, st.st_mode & 0o7777), (0, mail_gid, 0o2775))
+
+        with d.start():
+            unchanged()
+            self.assertTrue(d.wait_log(rf"mailbox root {existing} \(owner 0, group {mail_gid}, "
+                                       r"mode 2775\) is not writable by the virtual user"))
+            virtual = pwd.getpwnam("_smtpd")
+            above, root = os.stat(os.path.dirname(fresh)), os.stat(fresh)
+            self.assertEqual((above.st_uid, above.st_mode & 0o7777), (0, 0o755))
+            self.assertEqual((root.st_uid, root.st_gid, root.st_mode & 0o7777),
+                             (virtual.pw_uid, virtual.pw_gid, 0o700))
+            # Mail for the root the virtual user cannot write waits in the queue; the other
+            # root works.
+            m = Maildir()
+            queue_id = m.send(d, ["alice@localhost"])
+            m.send(d, ["bob@virtual.example"])
+            bob = os.path.join(fresh, "virtual.example", "bob", "new")
+            self.assertTrue(wait_for(lambda: os.path.isdir(bob) and os.listdir(bob), 5),
+                            d.read_log())
+            self.assertTrue(d.wait_log(rf"{queue_id}: to=<alice@localhost>.*status=deferred"))
+            self.assertIn(queue_id, d.queued())
+            d.signal(signal.SIGHUP)
+            self.assertTrue(d.wait_log(r"configuration reloaded"))
+            unchanged()
 
 
 class Mbox(unittest.TestCase):
