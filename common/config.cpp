@@ -51,8 +51,8 @@ constexpr std::array<std::string_view, 14> kTopKeys = {
     "credentials", "virtual_user", "trusted_networks", "dns"};
 constexpr std::array<std::string_view, 2> kTlsKeys = {"certificate", "key"};
 constexpr std::array<std::string_view, 10> kDomainKeys = {
-    "name", "users", "aliases", "catch_all", "maildir", "mbox", "lmtp", "command",
-    "alias_commands", "alias_files"};
+    "name", "users", "aliases", "catch_all",      "maildir",
+    "mbox", "lmtp",  "command", "alias_commands", "alias_files"};
 constexpr std::array<std::string_view, 2> kAliasSourceNames = {"aliases", "include"};
 constexpr std::array<std::string_view, 13> kLimitKeys = {
     "message_size",     "recipients",      "errors",       "sessions",    "sessions_per_ip",

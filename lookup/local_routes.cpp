@@ -48,9 +48,9 @@ struct LocalRouter::Walk {
 struct LocalRouter::Source {
   enum class Kind : uint8_t { aliases, include, catch_all };
   Kind kind = Kind::aliases;
-  std::string file;       // the aliases or :include: file
+  std::string file;         // the aliases or :include: file
   uid_t aliases_owner = 0;  // of the aliases file the expansion started from
-  std::string untrusted;  // include: why its commands and files do not count; empty: they do
+  std::string untrusted;    // include: why its commands and files do not count; empty: they do
 };
 
 namespace {
@@ -277,8 +277,8 @@ void LocalRouter::expand_include(Walk& walk, const std::string& local, const Dom
   if (!S_ISREG(st.st_mode)) {
     include.untrusted = "not a regular file";
   } else if (st.st_uid != 0 && st.st_uid != from.aliases_owner) {
-    include.untrusted = "owned by uid " + std::to_string(st.st_uid) +
-                        ", neither root nor the aliases file's owner";
+    include.untrusted =
+        "owned by uid " + std::to_string(st.st_uid) + ", neither root nor the aliases file's owner";
   } else if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
     include.untrusted = "writable by its group or by everyone";
   }
@@ -327,10 +327,10 @@ void LocalRouter::deliver_to_user(Walk& walk, const std::string& local, const Do
     if (d.catch_all &&
         std::find(walk.stack.begin(), walk.stack.end(), marker) == walk.stack.end()) {
       walk.stack.push_back(marker);
-      expand_targets(walk, local, domain, {AliasTarget{AliasTarget::Kind::address, *d.catch_all}},
-                     Source{.kind = Source::Kind::catch_all, .file = "", .aliases_owner = 0,
-                            .untrusted = ""},
-                     depth + 1);
+      expand_targets(
+          walk, local, domain, {AliasTarget{AliasTarget::Kind::address, *d.catch_all}},
+          Source{.kind = Source::Kind::catch_all, .file = "", .aliases_owner = 0, .untrusted = ""},
+          depth + 1);
       walk.stack.pop_back();
       return;
     }

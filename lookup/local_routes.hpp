@@ -35,8 +35,7 @@ class LocalRouter {
   // A table the parent sent. Refused whole on any error (the old one stays in use); the
   // error names the file and line. owner: the file's, which an aliases file's :include:
   // files may have besides root.
-  Status load(msg::TableKind kind, const std::string& name, std::string_view text,
-              uid_t owner = 0);
+  Status load(msg::TableKind kind, const std::string& name, std::string_view text, uid_t owner = 0);
 
   bool is_local(std::string_view domain) const;
   // The first local domain: bare <postmaster> belongs to it.
@@ -57,8 +56,7 @@ class LocalRouter {
                         bool for_delivery) const;
   void expand(Walk& walk, const std::string& local, const DomainEntry& domain, int depth) const;
   void expand_targets(Walk& walk, const std::string& local, const DomainEntry& domain,
-                      const std::vector<AliasTarget>& targets, const Source& from,
-                      int depth) const;
+                      const std::vector<AliasTarget>& targets, const Source& from, int depth) const;
   void expand_include(Walk& walk, const std::string& local, const DomainEntry& domain,
                       const std::string& path, const Source& from, int depth) const;
   void deliver_to_user(Walk& walk, const std::string& local, const DomainEntry& domain,

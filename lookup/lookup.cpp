@@ -381,8 +381,12 @@ class LookupProcess {
 
   void refuse_throttled(Role asker, uint32_t request_id, const std::string& client,
                         const std::string& user) {
+    // The name is the client's choice: printable ASCII of a sane length, or nothing of it.
+    const bool printable = user.size() <= 64 && std::all_of(user.begin(), user.end(), [](char c) {
+                             return c > 0x20 && c < 0x7f;
+                           });
     log::info("auth: too many failures from [%s] (for %s); refused", client.c_str(),
-              user.c_str());
+              printable ? user.c_str() : "an unprintable name");
     answer(asker, request_id,
            msg::AuthVerdict{.outcome = msg::AuthOutcome::throttled, .delay_ms = 0});
   }
@@ -396,9 +400,10 @@ class LookupProcess {
       answer(in, msg::AuthVerdict{.outcome = msg::AuthOutcome::unavailable, .delay_ms = 0});
       return;
     }
-    const auto [verdict, wait] = auth_throttle_.before_check(m.client_address, m.user, Clock::now());
-    if (verdict == ThrottleVerdict::refuse || (verdict == ThrottleVerdict::delay &&
-                                               held_checks_.size() >= kMaxHeldChecks)) {
+    const auto [verdict, wait] =
+        auth_throttle_.before_check(m.client_address, m.user, Clock::now());
+    if (verdict == ThrottleVerdict::refuse ||
+        (verdict == ThrottleVerdict::delay && held_checks_.size() >= kMaxHeldChecks)) {
       refuse_throttled(in.from, in.request_id, m.client_address, m.user);
       return;
     }

@@ -72,10 +72,10 @@ ThrottleAnswer AuthThrottle::address_verdict(std::string_view address, std::stri
   const ThrottleAnswer by_address = by_address_.check(client_key(address), now);
   const ThrottleAnswer by_pair = by_pair_.check(pair_key(address, user), now);
   if (by_address.first == ThrottleVerdict::refuse || by_pair.first == ThrottleVerdict::refuse) {
-    const milliseconds a = by_address.first == ThrottleVerdict::refuse ? by_address.second
-                                                                        : milliseconds{0};
-    const milliseconds p = by_pair.first == ThrottleVerdict::refuse ? by_pair.second
-                                                                     : milliseconds{0};
+    const milliseconds a =
+        by_address.first == ThrottleVerdict::refuse ? by_address.second : milliseconds{0};
+    const milliseconds p =
+        by_pair.first == ThrottleVerdict::refuse ? by_pair.second : milliseconds{0};
     return {ThrottleVerdict::refuse, std::max(a, p)};
   }
   const milliseconds wait = std::max(by_address.second, by_pair.second);
@@ -88,7 +88,7 @@ ThrottleAnswer AuthThrottle::before_check(std::string_view address, std::string_
   if (here.first == ThrottleVerdict::refuse) return here;
   // The name's count from everywhere: a delay at most, never a refusal.
   const auto [by_user, user_wait] = by_user_.check(user, now);
-  const milliseconds user_delay = by_user == ThrottleVerdict::allow ? milliseconds{0}
+  const milliseconds user_delay = by_user == ThrottleVerdict::allow    ? milliseconds{0}
                                   : by_user == ThrottleVerdict::refuse ? kUserPolicy.max_delay
                                                                        : user_wait;
   const milliseconds wait = std::max(here.second, user_delay);

@@ -60,10 +60,11 @@ Result<UniqueFd> open_mailbox_directory(const std::string& dir) {
   struct stat st {};
   if (fstat(fd.get(), &st) != 0) return errno_error("mailbox directory " + dir);
   if (st.st_uid != 0 && st.st_uid != geteuid())
-    return make_error("mailbox directory " + dir + " is owned by uid " +
-                      std::to_string(st.st_uid) + ", neither root nor the recipient");
+    return make_error("mailbox directory " + dir + " is owned by uid " + std::to_string(st.st_uid) +
+                      ", neither root nor the recipient");
   if ((st.st_mode & S_IWOTH) != 0 && (st.st_mode & S_ISVTX) == 0)
-    return make_error("mailbox directory " + dir + " is writable by everyone without the sticky bit");
+    return make_error("mailbox directory " + dir +
+                      " is writable by everyone without the sticky bit");
   return fd;
 }
 

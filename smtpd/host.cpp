@@ -28,7 +28,8 @@ Status make_dirs(const std::string& path) {
 
 // Whether uid/gid (mda drops its supplementary groups) may create entries in a directory.
 bool may_create_in(const struct stat& st, uid_t uid, gid_t gid) {
-  constexpr mode_t kUser = S_IWUSR | S_IXUSR, kGroup = S_IWGRP | S_IXGRP, kOther = S_IWOTH | S_IXOTH;
+  constexpr mode_t kUser = S_IWUSR | S_IXUSR, kGroup = S_IWGRP | S_IXGRP,
+                   kOther = S_IWOTH | S_IXOTH;
   if (uid == 0) return true;
   if (st.st_uid == uid) return (st.st_mode & kUser) == kUser;
   if (st.st_gid == gid) return (st.st_mode & kGroup) == kGroup;
@@ -47,7 +48,8 @@ std::string mailbox_root(const std::string& templ) {
 // existing root the virtual user cannot write to is worth a warning, not a refusal to start
 // (the administrator may be about to fix it, and other domains still work).
 Status prepare_mailbox_root(const std::string& root, const Identities& ids) {
-  if (root.empty() || root[0] != '/') return make_error("mailbox root " + root + " is not absolute");
+  if (root.empty() || root[0] != '/')
+    return make_error("mailbox root " + root + " is not absolute");
   UniqueFd dir(open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!dir) return errno_error("open /");
   std::string walked;
@@ -87,11 +89,12 @@ Status prepare_mailbox_root(const std::string& root, const Identities& ids) {
   struct stat st {};
   if (fstat(dir.get(), &st) != 0) return errno_error("stat " + root);
   if (!created_root && !may_create_in(st, ids.virtual_uid, ids.virtual_gid))
-    log::warn("mailbox root %s (owner %u, group %u, mode %04o) is not writable by the virtual "
-              "user (uid %u, gid %u): deliveries of new users will be deferred until it is",
-              root.c_str(), static_cast<unsigned>(st.st_uid), static_cast<unsigned>(st.st_gid),
-              static_cast<unsigned>(st.st_mode & 07777), static_cast<unsigned>(ids.virtual_uid),
-              static_cast<unsigned>(ids.virtual_gid));
+    log::warn(
+        "mailbox root %s (owner %u, group %u, mode %04o) is not writable by the virtual "
+        "user (uid %u, gid %u): deliveries of new users will be deferred until it is",
+        root.c_str(), static_cast<unsigned>(st.st_uid), static_cast<unsigned>(st.st_gid),
+        static_cast<unsigned>(st.st_mode & 07777), static_cast<unsigned>(ids.virtual_uid),
+        static_cast<unsigned>(ids.virtual_gid));
   return ok_status();
 }
 

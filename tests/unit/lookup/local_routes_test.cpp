@@ -203,16 +203,17 @@ TEST_F(LocalRoutesTest, IncludeFilesNameCommandsAndFilesOnlyWhenAllowedAndTruste
   configure(aliases, {}, everywhere, {}, geteuid());
   r = router_.resolve("list@example.org");
   EXPECT_EQ(r.status, RouteStatus::failed);
-  EXPECT_NE(r.error.find("file in " + list + " refused: alias_files"), std::string::npos) << r.error;
+  EXPECT_NE(r.error.find("file in " + list + " refused: alias_files"), std::string::npos)
+      << r.error;
   // Both allowed.
   configure(aliases, {}, everywhere, everywhere, geteuid());
   r = router_.resolve("list@example.org");
   ASSERT_EQ(r.status, RouteStatus::ok) << r.error;
   ASSERT_EQ(r.destinations.size(), 3u);
-  EXPECT_EQ(r.destinations[1], (msg::Destination{DeliveryMethod::command, "touch /tmp/x", "",
+  EXPECT_EQ(r.destinations[1],
+            (msg::Destination{DeliveryMethod::command, "touch /tmp/x", "", "list@example.org"}));
+  EXPECT_EQ(r.destinations[2], (msg::Destination{DeliveryMethod::mbox, "/var/archive/list.mbox", "",
                                                  "list@example.org"}));
-  EXPECT_EQ(r.destinations[2], (msg::Destination{DeliveryMethod::mbox, "/var/archive/list.mbox",
-                                                 "", "list@example.org"}));
   // Writable by its group: anyone in it could have written the command.
   ASSERT_EQ(chmod(list.c_str(), 0664), 0);
   r = router_.resolve("list@example.org");

@@ -174,8 +174,8 @@ TEST(FailureThrottle, OddPoliciesStaySane) {
 TEST(AuthThrottle, GuessingFromOneAddressRefusesItButNotTheOwnerElsewhere) {
   AuthThrottle throttle;
   const std::pair<ThrottleVerdict, milliseconds> expected[] = {
-      allow(),      allow(),      allow(),      delay(1000),   delay(2000),  delay(4000),
-      delay(8000),  delay(16000), delay(16000), delay(16000),  refuse(600000),
+      allow(),     allow(),      allow(),      delay(1000),  delay(2000),    delay(4000),
+      delay(8000), delay(16000), delay(16000), delay(16000), refuse(600000),
   };
   for (const auto& verdict : expected) {
     EXPECT_EQ(throttle.before_check("192.0.2.1", "alice", t0), verdict);
@@ -199,8 +199,8 @@ TEST(AuthThrottle, AUserCountNeverRefuses) {
   // A thousand addresses, a few guesses each: no address or pair reaches its limit.
   for (int i = 0; i < 1000; ++i)
     for (int k = 0; k < 3; ++k)
-      (void)throttle.wrong_password("10.0." + std::to_string(i / 250) + "." + std::to_string(i % 250),
-                                    "alice", t0);
+      (void)throttle.wrong_password(
+          "10.0." + std::to_string(i / 250) + "." + std::to_string(i % 250), "alice", t0);
   EXPECT_EQ(throttle.before_check("192.0.2.1", "alice", t0),
             delay(AuthThrottle::kUserPolicy.max_delay.count()));
   EXPECT_EQ(throttle.right_password("192.0.2.1", "alice", t0), allow());

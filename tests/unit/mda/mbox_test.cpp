@@ -81,8 +81,7 @@ TEST_F(MboxFile, RefusesSymlinksAndNonFiles) {
   ASSERT_EQ(symlink("/etc/passwd", box_.c_str()), 0);
   const Status st = deliver_to_mbox(box_, "a@b", "", message(), 0);
   ASSERT_FALSE(st.ok());
-  EXPECT_NE(st.error().message.find("is a symbolic link"), std::string::npos)
-      << st.error().message;
+  EXPECT_NE(st.error().message.find("is a symbolic link"), std::string::npos) << st.error().message;
 }
 
 // The checks below are what a hostile local user would exploit: a mailbox that is someone
@@ -110,8 +109,7 @@ TEST_F(MboxFile, DefersAFileWithASecondName) {
   ASSERT_EQ(link(box_.c_str(), (dir_ + "/other").c_str()), 0);
   const Status st = deliver_to_mbox(box_, "a@b", "", message(), 0);
   ASSERT_FALSE(st.ok());
-  EXPECT_NE(st.error().message.find("has 2 links, not 1"), std::string::npos)
-      << st.error().message;
+  EXPECT_NE(st.error().message.find("has 2 links, not 1"), std::string::npos) << st.error().message;
   EXPECT_EQ(contents(), "");
 }
 
