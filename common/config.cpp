@@ -50,8 +50,10 @@ constexpr std::array<std::string_view, 15> kTopKeys = {
     "control",     "listeners",    "domains",          "limits", "tls",
     "credentials", "virtual_user", "trusted_networks", "dns",    "run_dir"};
 constexpr std::array<std::string_view, 2> kTlsKeys = {"certificate", "key"};
-constexpr std::array<std::string_view, 8> kDomainKeys = {"name",    "users", "aliases", "catch_all",
-                                                         "maildir", "mbox",  "lmtp",    "command"};
+constexpr std::array<std::string_view, 10> kDomainKeys = {
+    "name", "users", "aliases", "catch_all",      "maildir",
+    "mbox", "lmtp",  "command", "alias_commands", "alias_files"};
+constexpr std::array<std::string_view, 2> kAliasSourceNames = {"aliases", "include"};
 constexpr std::array<std::string_view, 13> kLimitKeys = {
     "message_size",     "recipients",      "errors",       "sessions",    "sessions_per_ip",
     "command_timeout",  "data_timeout",    "expire",       "retry_first", "retry_max",
@@ -930,6 +932,8 @@ class Walker {
             ok = false;
           }
         }
+        if (fields[8] != nullptr && !walk_alias_rights(*fields[8], d.alias_commands)) ok = false;
+        if (fields[9] != nullptr && !walk_alias_rights(*fields[9], d.alias_files)) ok = false;
         if ((d.maildir ? 1 : 0) + (d.mbox ? 1 : 0) + (d.lmtp ? 1 : 0) + (d.command ? 1 : 0) > 1) {
           reporter_.at(item.mark, "a domain is delivered one way: maildir, mbox, lmtp or command");
           ok = false;
@@ -960,6 +964,32 @@ class Walker {
       d.name = std::move(domain);
       domains.push_back(std::move(d));
     }
+  }
+
+  // Where aliases may name commands or files: a list of "aliases" and "include", [] for
+  // nowhere.
+  bool walk_alias_rights(const MapEntry& entry, AliasRights& rights) {
+    const Node& value = entry.value;
+    if (value.kind != Node::Kind::sequence) {
+      reporter_.at(value.mark, quote(entry.key.text) +
+                                   " must be a list such as [aliases] or [aliases, include]");
+      return false;
+    }
+    rights = AliasRights{.aliases = false, .include = false};
+    bool ok = true;
+    for (const Node& item : value.items) {
+      if (item.kind == Node::Kind::scalar && item.text == kAliasSourceNames[0]) {
+        rights.aliases = true;
+      } else if (item.kind == Node::Kind::scalar && item.text == kAliasSourceNames[1]) {
+        rights.include = true;
+      } else {
+        reporter_.at(item.mark, "expected one of " + join(kAliasSourceNames) +
+                                    (item.kind == Node::Kind::scalar ? ", not " + quote(item.text)
+                                                                     : std::string()));
+        ok = false;
+      }
+    }
+    return ok;
   }
 
   // A list of local parts, "system" or the path of a virtual users table.

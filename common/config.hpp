@@ -126,6 +126,16 @@ struct Tls {
   friend bool operator==(const Tls&, const Tls&) = default;
 };
 
+// Where a domain's aliases may name commands ("|command") or files (Postfix's
+// allow_mail_to_commands and allow_mail_to_files): in its aliases file, in :include: files
+// (which must besides be owned by root or by the aliases file's owner and writable by no one
+// else). Default: the aliases file only.
+struct AliasRights {
+  bool aliases = true;
+  bool include = false;
+  friend bool operator==(const AliasRights&, const AliasRights&) = default;
+};
+
 // A domain delivered here, and how its local parts are found and delivered.
 struct Domain {
   std::string name;  // lower-case, no trailing dot
@@ -137,6 +147,8 @@ struct Domain {
   std::optional<std::string> aliases;
   // Where mail for an unknown local part goes (a local part or an address); off when unset.
   std::optional<std::string> catch_all;
+  AliasRights alias_commands;
+  AliasRights alias_files;
   // The delivery method, at most one: a Maildir path or an mbox file with %u for the local
   // part and %d for the domain (system users: "~/" for the home directory as well), an LMTP
   // server ("unix:/path" or "IP:port"), or a command run with the message on its stdin.

@@ -313,6 +313,10 @@ void LookupConfig::encode(wire::Writer& w) const {
     for (const auto* field :
          {&d.users_table, &d.aliases, &d.catch_all, &d.maildir, &d.mbox, &d.lmtp, &d.command})
       encode_optional(w, *field);
+    for (const auto* rights : {&d.alias_commands, &d.alias_files}) {
+      w.boolean(rights->aliases);
+      w.boolean(rights->include);
+    }
   }
   w.count(trusted_networks.size());
   for (const auto& n : trusted_networks) w.str(n.to_string());
@@ -348,6 +352,10 @@ LookupConfig LookupConfig::decode(wire::Reader& r) {
     for (auto* field :
          {&d.users_table, &d.aliases, &d.catch_all, &d.maildir, &d.mbox, &d.lmtp, &d.command})
       *field = decode_optional(r, kMaxPathLength);
+    for (auto* rights : {&d.alias_commands, &d.alias_files}) {
+      rights->aliases = r.boolean();
+      rights->include = r.boolean();
+    }
   }
   m.trusted_networks.resize(r.count(config::kMaxTrustedNetworks, 4));
   for (auto& n : m.trusted_networks) {

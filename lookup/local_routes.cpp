@@ -2,6 +2,7 @@
 #include "lookup/local_routes.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 
@@ -40,6 +41,16 @@ struct LocalRouter::Walk {
     }
     out.push_back(std::move(d));
   }
+};
+
+// Where the alias items being expanded were written, which decides whether they may name
+// commands and files.
+struct LocalRouter::Source {
+  enum class Kind : uint8_t { aliases, include, catch_all };
+  Kind kind = Kind::aliases;
+  std::string file;         // the aliases or :include: file
+  uid_t aliases_owner = 0;  // of the aliases file the expansion started from
+  std::string untrusted;    // include: why its commands and files do not count; empty: they do
 };
 
 namespace {
@@ -86,15 +97,18 @@ void LocalRouter::configure(const std::vector<config::Domain>& domains) {
     if (d.users_table) user_files.insert(*d.users_table);
   }
   std::erase_if(aliases_, [&](const auto& kv) { return !alias_files.contains(kv.first); });
+  std::erase_if(alias_owners_, [&](const auto& kv) { return !alias_files.contains(kv.first); });
   std::erase_if(users_, [&](const auto& kv) { return !user_files.contains(kv.first); });
   system_users_.clear();
 }
 
-Status LocalRouter::load(msg::TableKind kind, const std::string& name, std::string_view text) {
+Status LocalRouter::load(msg::TableKind kind, const std::string& name, std::string_view text,
+                         uid_t owner) {
   if (kind == msg::TableKind::aliases) {
     auto table = AliasTable::parse(text, name);
     if (!table.ok()) return make_error(table.error().to_string());
     aliases_[name] = std::make_shared<const AliasTable>(std::move(table).value());
+    alias_owners_[name] = owner;
     return ok_status();
   }
   if (kind == msg::TableKind::users) {
@@ -161,7 +175,13 @@ void LocalRouter::expand(Walk& walk, const std::string& local, const DomainEntry
     if (table != aliases_.end()) {
       if (const std::vector<AliasTarget>* targets = table->second->find(local)) {
         walk.stack.push_back(key);
-        expand_targets(walk, local, domain, *targets, depth);
+        const auto owner = alias_owners_.find(table->first);
+        expand_targets(walk, local, domain, *targets,
+                       Source{.kind = Source::Kind::aliases,
+                              .file = table->first,
+                              .aliases_owner = owner == alias_owners_.end() ? 0 : owner->second,
+                              .untrusted = ""},
+                       depth);
         walk.stack.pop_back();
         return;
       }
@@ -171,7 +191,8 @@ void LocalRouter::expand(Walk& walk, const std::string& local, const DomainEntry
 }
 
 void LocalRouter::expand_targets(Walk& walk, const std::string& local, const DomainEntry& domain,
-                                 const std::vector<AliasTarget>& targets, int depth) const {
+                                 const std::vector<AliasTarget>& targets, const Source& from,
+                                 int depth) const {
   const std::string mailbox = local + "@" + domain.config.name;
   for (const AliasTarget& t : targets) {
     if (walk.failed()) return;
@@ -193,34 +214,75 @@ void LocalRouter::expand_targets(Walk& walk, const std::string& local, const Dom
         break;
       }
       case AliasTarget::Kind::file:
-        walk.add({msg::DeliveryMethod::mbox, t.value, "", mailbox});
-        break;
-      case AliasTarget::Kind::command:
-        walk.add({msg::DeliveryMethod::command, t.value, "", mailbox});
-        break;
-      case AliasTarget::Kind::include: {
-        if (depth > kMaxAliasDepth) {
-          walk.fail(msg::RouteStatus::loop, ":include: files nested too deep at " + t.value);
+      case AliasTarget::Kind::command: {
+        const bool command = t.kind == AliasTarget::Kind::command;
+        const config::AliasRights& rights =
+            command ? domain.config.alias_commands : domain.config.alias_files;
+        const char* what = command ? "command" : "file";
+        std::string refusal;
+        if (from.kind == Source::Kind::aliases && !rights.aliases) {
+          refusal = std::string(command ? "alias_commands" : "alias_files") +
+                    " does not allow the aliases file";
+        } else if (from.kind == Source::Kind::include && !rights.include) {
+          refusal = std::string(command ? "alias_commands" : "alias_files") +
+                    " does not allow :include: files";
+        } else if (from.kind == Source::Kind::include) {
+          refusal = from.untrusted;
+        }
+        if (!refusal.empty()) {
+          // Named in the log for the administrator; the client learns only 550.
+          log::warn("%s for %s in %s refused: %s", what, mailbox.c_str(), from.file.c_str(),
+                    refusal.c_str());
+          walk.fail(msg::RouteStatus::failed,
+                    std::string(what) + " in " + from.file + " refused: " + refusal);
           return;
         }
-        UniqueFd fd(open(t.value.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
-        Result<std::string> text =
-            fd ? read_all(fd.get(), kMaxIncludeFile) : Result<std::string>(errno_error(t.value));
-        if (!text.ok()) {
-          walk.fail(msg::RouteStatus::temporary,
-                    "cannot read :include: file: " + text.error().message);
-          return;
-        }
-        auto list = parse_alias_list(text.value(), t.value);
-        if (!list.ok()) {
-          walk.fail(msg::RouteStatus::temporary, list.error().to_string());
-          return;
-        }
-        expand_targets(walk, local, domain, list.value(), depth + 1);
+        walk.add({command ? msg::DeliveryMethod::command : msg::DeliveryMethod::mbox, t.value, "",
+                  mailbox});
         break;
       }
+      case AliasTarget::Kind::include:
+        expand_include(walk, local, domain, t.value, from, depth);
+        break;
     }
   }
+}
+
+void LocalRouter::expand_include(Walk& walk, const std::string& local, const DomainEntry& domain,
+                                 const std::string& path, const Source& from, int depth) const {
+  if (depth > kMaxAliasDepth) {
+    walk.fail(msg::RouteStatus::loop, ":include: files nested too deep at " + path);
+    return;
+  }
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  Result<std::string> text =
+      fd ? read_all(fd.get(), kMaxIncludeFile) : Result<std::string>(errno_error(path));
+  struct stat st {};
+  if (text.ok() && fstat(fd.get(), &st) != 0) text = errno_error(path);
+  if (!text.ok()) {
+    walk.fail(msg::RouteStatus::temporary, "cannot read :include: file: " + text.error().message);
+    return;
+  }
+  auto list = parse_alias_list(text.value(), path);
+  if (!list.ok()) {
+    walk.fail(msg::RouteStatus::temporary, list.error().to_string());
+    return;
+  }
+  // Anyone who may write the file may make its items: its commands and files count only when
+  // that is root or whoever owns the aliases file (sendmail's and Postfix's rule).
+  Source include{.kind = Source::Kind::include,
+                 .file = path,
+                 .aliases_owner = from.aliases_owner,
+                 .untrusted = ""};
+  if (!S_ISREG(st.st_mode)) {
+    include.untrusted = "not a regular file";
+  } else if (st.st_uid != 0 && st.st_uid != from.aliases_owner) {
+    include.untrusted =
+        "owned by uid " + std::to_string(st.st_uid) + ", neither root nor the aliases file's owner";
+  } else if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+    include.untrusted = "writable by its group or by everyone";
+  }
+  expand_targets(walk, local, domain, list.value(), include, depth + 1);
 }
 
 void LocalRouter::deliver_to_user(Walk& walk, const std::string& local, const DomainEntry& domain,
@@ -265,8 +327,10 @@ void LocalRouter::deliver_to_user(Walk& walk, const std::string& local, const Do
     if (d.catch_all &&
         std::find(walk.stack.begin(), walk.stack.end(), marker) == walk.stack.end()) {
       walk.stack.push_back(marker);
-      expand_targets(walk, local, domain, {AliasTarget{AliasTarget::Kind::address, *d.catch_all}},
-                     depth + 1);
+      expand_targets(
+          walk, local, domain, {AliasTarget{AliasTarget::Kind::address, *d.catch_all}},
+          Source{.kind = Source::Kind::catch_all, .file = "", .aliases_owner = 0, .untrusted = ""},
+          depth + 1);
       walk.stack.pop_back();
       return;
     }

@@ -1,6 +1,8 @@
 // Where mail for a local address goes: the domain's aliases(5) expanded recursively (with
-// loop detection and :include: files), then its users (a list, a virtual users table or the
-// system's accounts), then its catch-all. smtp's RCPT checks and mda's deliveries both ask
+// loop detection and :include: files, whose commands and files count only where the domain
+// allows them and from a file of root or the aliases file's owner that no one else may
+// write), then its users (a list, a virtual users table or the system's accounts), then its
+// catch-all. smtp's RCPT checks and mda's deliveries both ask
 // here, so a recipient refused at RCPT time is never one delivery would take, and back.
 #pragma once
 
@@ -31,8 +33,9 @@ class LocalRouter {
   // The local domains; tables already loaded stay loaded for the paths still named.
   void configure(const std::vector<config::Domain>& domains);
   // A table the parent sent. Refused whole on any error (the old one stays in use); the
-  // error names the file and line.
-  Status load(msg::TableKind kind, const std::string& name, std::string_view text);
+  // error names the file and line. owner: the file's, which an aliases file's :include:
+  // files may have besides root.
+  Status load(msg::TableKind kind, const std::string& name, std::string_view text, uid_t owner = 0);
 
   bool is_local(std::string_view domain) const;
   // The first local domain: bare <postmaster> belongs to it.
@@ -48,17 +51,22 @@ class LocalRouter {
  private:
   struct DomainEntry;
   struct Walk;
+  struct Source;
   msg::LocalRoute route(std::string_view local_part, std::string_view domain,
                         bool for_delivery) const;
   void expand(Walk& walk, const std::string& local, const DomainEntry& domain, int depth) const;
   void expand_targets(Walk& walk, const std::string& local, const DomainEntry& domain,
-                      const std::vector<AliasTarget>& targets, int depth) const;
+                      const std::vector<AliasTarget>& targets, const Source& from, int depth) const;
+  void expand_include(Walk& walk, const std::string& local, const DomainEntry& domain,
+                      const std::string& path, const Source& from, int depth) const;
   void deliver_to_user(Walk& walk, const std::string& local, const DomainEntry& domain,
                        int depth) const;
   const DomainEntry* find_domain(std::string_view name) const;
 
   std::vector<DomainEntry> domains_;
   std::map<std::string, std::shared_ptr<const AliasTable>, std::less<>> aliases_;
+  // Who owned each aliases file when it was loaded: its :include: files may be theirs.
+  std::map<std::string, uid_t, std::less<>> alias_owners_;
   std::map<std::string, std::shared_ptr<const UserTable>, std::less<>> users_;
   // A cache: asking it is still a const question about the router's routes.
   mutable SystemUsers system_users_;

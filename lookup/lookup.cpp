@@ -2,6 +2,7 @@
 // _smtpd; answers the other processes' questions asynchronously, by request id. Passwords it
 // checks are wiped once checked and never logged.
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -30,6 +31,8 @@ namespace {
 
 // Every wrong password waits at least this long before it is answered.
 constexpr std::chrono::milliseconds kFailureDelay{1000};
+// AUTH checks held back at once (AuthThrottle's delays); smtp's session limit keeps far below.
+constexpr size_t kMaxHeldChecks = 10000;
 constexpr size_t kMaxTableBytes = 16 << 20;
 // Route answers are cut into frames of at most this many payload bytes.
 constexpr size_t kRouteFrameBudget = 48 * 1024;
@@ -417,7 +420,11 @@ class LookupProcess {
   // Aliases and virtual users: a table with any error is refused whole, the one in use kept.
   Status load_routing_table(msg::TableKind kind, const std::string& name, int fd) {
     Result<std::string> read = read_all(fd, kMaxTableBytes);
-    Status loaded = read.ok() ? router_.load(kind, name, read.value()) : Status(read.error());
+    // The parent opened the file: its owner comes with the descriptor.
+    struct stat st {};
+    const uid_t owner = fstat(fd, &st) == 0 ? st.st_uid : 0;
+    Status loaded =
+        read.ok() ? router_.load(kind, name, read.value(), owner) : Status(read.error());
     if (!loaded.ok()) {
       log::error("table %s refused: %s; the table already loaded (if any) stays in use",
                  name.c_str(), loaded.error().message.c_str());
@@ -480,32 +487,32 @@ class LookupProcess {
     return ok_status();
   }
 
-  // The throttles' verdict on an AUTH attempt: refused, or how long a failure must wait.
-  std::optional<std::chrono::milliseconds> throttle(const std::string& client,
-                                                    const std::string& user) {
-    const auto now = Clock::now();
-    const auto [by_ip, ip_wait] = by_address_.check(client_key(client), now);
-    const auto [by_user, user_wait] = by_user_.check(user, now);
-    if (by_ip == ThrottleVerdict::refuse || by_user == ThrottleVerdict::refuse) return {};
-    return std::max({kFailureDelay, ip_wait, user_wait});
-  }
-
-  void refuse_throttled(Role asker, uint32_t request_id, const std::string& client) {
-    log::info("auth: too many failures from [%s] or for a user; refused", client.c_str());
+  void refuse_throttled(Role asker, uint32_t request_id, const std::string& client,
+                        const std::string& user) {
+    // The name is the client's choice: printable ASCII of a sane length, or nothing of it.
+    const bool printable = user.size() <= 64 && std::all_of(user.begin(), user.end(), [](char c) {
+                             return c > 0x20 && c < 0x7f;
+                           });
+    log::info("auth: too many failures from [%s] (for %s); refused", client.c_str(),
+              printable ? user.c_str() : "an unprintable name");
     answer(asker, request_id,
            msg::AuthVerdict{.outcome = msg::AuthOutcome::throttled, .delay_ms = 0});
   }
 
   // The hash is computed on the worker thread (a yescrypt check takes tens of milliseconds);
-  // the throttles are consulted before, so a refused client costs no hashing, and again
-  // after, so that attempts sent in parallel learn nothing once their failures add up.
+  // the throttle is consulted before, so a refused client costs no hashing and a delay is
+  // served whatever the password (AuthThrottle), and again after, so that attempts sent in
+  // parallel learn nothing once their failures add up.
   void check_credentials(msg::Incoming& in, const msg::AuthCheck& m) {
     if (!credentials_) {
       answer(in, msg::AuthVerdict{.outcome = msg::AuthOutcome::unavailable, .delay_ms = 0});
       return;
     }
-    if (!throttle(m.client_address, m.user)) {
-      refuse_throttled(in.from, in.request_id, m.client_address);
+    const auto [verdict, wait] =
+        auth_throttle_.before_check(m.client_address, m.user, Clock::now());
+    if (verdict == ThrottleVerdict::refuse ||
+        (verdict == ThrottleVerdict::delay && held_checks_.size() >= kMaxHeldChecks)) {
+      refuse_throttled(in.from, in.request_id, m.client_address, m.user);
       return;
     }
     auto job = std::make_unique<PasswordCheck>();
@@ -516,7 +523,29 @@ class LookupProcess {
     job->asker = in.from;
     job->request_id = in.request_id;
     job->session = m.session;
-    password_checks_.post(std::move(job));
+    if (verdict == ThrottleVerdict::allow) {
+      password_checks_.post(std::move(job));
+      return;
+    }
+    held_checks_.emplace(Clock::now() + wait, std::move(job));
+    arm_release();
+  }
+
+  // Held checks whose delay is over go to be hashed.
+  void release_held_checks() {
+    const auto now = Clock::now();
+    while (!held_checks_.empty() && held_checks_.begin()->first <= now) {
+      password_checks_.post(std::move(held_checks_.begin()->second));
+      held_checks_.erase(held_checks_.begin());
+    }
+    arm_release();
+  }
+
+  void arm_release() {
+    if (held_checks_.empty()) return;
+    const auto left =
+        std::chrono::ceil<std::chrono::milliseconds>(held_checks_.begin()->first - Clock::now());
+    release_timer_.arm(std::max(left, std::chrono::milliseconds{0}));
   }
 
   // On the worker thread.
@@ -529,38 +558,38 @@ class LookupProcess {
 
   // Back on the event loop.
   void password_checked(PasswordCheck& job) {
-    const std::optional<std::chrono::milliseconds> wait = throttle(job.client_address, job.user);
-    if (job.accepted && wait) {
-      by_address_.record_success(client_key(job.client_address));
-      by_user_.record_success(job.user);
+    const auto now = Clock::now();
+    if (job.accepted) {
+      if (auth_throttle_.right_password(job.client_address, job.user, now).first ==
+          ThrottleVerdict::refuse) {
+        refuse_throttled(job.asker, job.request_id, job.client_address, job.user);
+        return;
+      }
       if (auto it = sessions_.find(job.session); it != sessions_.end())
         it->second.auth_user = job.user;
       answer(job.asker, job.request_id,
              msg::AuthVerdict{.outcome = msg::AuthOutcome::accepted, .delay_ms = 0});
       return;
     }
-    if (!job.accepted) {
-      const auto now = Clock::now();
-      by_address_.record_failure(client_key(job.client_address), now);
-      by_user_.record_failure(job.user, now);
-      runtime_.counters()["auth_failures"] = ++auth_failures_;
-    }
-    if (!wait) {
-      refuse_throttled(job.asker, job.request_id, job.client_address);
+    runtime_.counters()["auth_failures"] = ++auth_failures_;
+    if (auth_throttle_.wrong_password(job.client_address, job.user, now).first ==
+        ThrottleVerdict::refuse) {
+      refuse_throttled(job.asker, job.request_id, job.client_address, job.user);
       return;
     }
     answer(job.asker, job.request_id,
-           msg::AuthVerdict{
-               .outcome = msg::AuthOutcome::rejected,
-               .delay_ms = static_cast<uint32_t>(std::min<int64_t>(wait->count(), 60000))});
+           msg::AuthVerdict{.outcome = msg::AuthOutcome::rejected,
+                            .delay_ms = static_cast<uint32_t>(kFailureDelay.count())});
   }
 
   ChildRuntime& runtime_;
   LocalRouter router_;
   RecipientPolicy policy_{router_};
   std::shared_ptr<const CredentialTable> credentials_;  // shared with checks in progress
-  FailureThrottle by_address_{ThrottlePolicy{}};
-  FailureThrottle by_user_{ThrottlePolicy{}};
+  AuthThrottle auth_throttle_;
+  // AUTH checks waiting out a delay before they are hashed, by when they may go.
+  std::multimap<Clock::time_point, std::unique_ptr<PasswordCheck>> held_checks_;
+  Timer release_timer_{runtime_.base(), [this] { release_held_checks(); }};
   uint64_t rcpt_checks_ = 0;
   uint64_t rcpt_known_ = 0;
   uint64_t rcpt_unknown_ = 0;

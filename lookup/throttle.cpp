@@ -54,6 +54,65 @@ void FailureThrottle::record_success(std::string_view key) {
   counters_.erase(key);
 }
 
+AuthThrottle::AuthThrottle(size_t max_keys)
+    : by_address_(kAddressPolicy, max_keys),
+      by_pair_(kPairPolicy, max_keys),
+      by_user_(kUserPolicy, max_keys) {}
+
+// The address key never holds a NUL, so the first one ends it whatever the user name holds.
+std::string AuthThrottle::pair_key(std::string_view address, std::string_view user) {
+  std::string key = client_key(address);
+  key += '\0';
+  key += user;
+  return key;
+}
+
+ThrottleAnswer AuthThrottle::address_verdict(std::string_view address, std::string_view user,
+                                             ThrottleClock::time_point now) {
+  const ThrottleAnswer by_address = by_address_.check(client_key(address), now);
+  const ThrottleAnswer by_pair = by_pair_.check(pair_key(address, user), now);
+  if (by_address.first == ThrottleVerdict::refuse || by_pair.first == ThrottleVerdict::refuse) {
+    const milliseconds a =
+        by_address.first == ThrottleVerdict::refuse ? by_address.second : milliseconds{0};
+    const milliseconds p =
+        by_pair.first == ThrottleVerdict::refuse ? by_pair.second : milliseconds{0};
+    return {ThrottleVerdict::refuse, std::max(a, p)};
+  }
+  const milliseconds wait = std::max(by_address.second, by_pair.second);
+  return {wait > milliseconds{0} ? ThrottleVerdict::delay : ThrottleVerdict::allow, wait};
+}
+
+ThrottleAnswer AuthThrottle::before_check(std::string_view address, std::string_view user,
+                                          ThrottleClock::time_point now) {
+  const ThrottleAnswer here = address_verdict(address, user, now);
+  if (here.first == ThrottleVerdict::refuse) return here;
+  // The name's count from everywhere: a delay at most, never a refusal.
+  const auto [by_user, user_wait] = by_user_.check(user, now);
+  const milliseconds user_delay = by_user == ThrottleVerdict::allow    ? milliseconds{0}
+                                  : by_user == ThrottleVerdict::refuse ? kUserPolicy.max_delay
+                                                                       : user_wait;
+  const milliseconds wait = std::max(here.second, user_delay);
+  return {wait > milliseconds{0} ? ThrottleVerdict::delay : ThrottleVerdict::allow, wait};
+}
+
+ThrottleAnswer AuthThrottle::right_password(std::string_view address, std::string_view user,
+                                            ThrottleClock::time_point now) {
+  const ThrottleAnswer here = address_verdict(address, user, now);
+  if (here.first == ThrottleVerdict::refuse) return here;
+  by_pair_.record_success(pair_key(address, user));
+  return {ThrottleVerdict::allow, milliseconds{0}};
+}
+
+ThrottleAnswer AuthThrottle::wrong_password(std::string_view address, std::string_view user,
+                                            ThrottleClock::time_point now) {
+  const ThrottleAnswer before = address_verdict(address, user, now);
+  by_address_.record_failure(client_key(address), now);
+  by_pair_.record_failure(pair_key(address, user), now);
+  by_user_.record_failure(user, now);
+  if (before.first == ThrottleVerdict::refuse) return before;
+  return {ThrottleVerdict::allow, milliseconds{0}};
+}
+
 ConnectionRate::ConnectionRate(uint32_t per_minute, size_t max_keys)
     : per_minute_(per_minute), rates_(max_keys, kRateLifetime) {}
 

@@ -51,6 +51,56 @@ class FailureThrottle {
   RecentKeys<Counter> counters_;  // used = failed
 };
 
+// AUTH failures counted three ways, so that guessing slows the guesser and not the account's
+// owner:
+//  - per client address (client_key), over all user names: password spraying from one
+//    address; delays, then refuses that address;
+//  - per (address, user): guessing one account from one address; refuses sooner;
+//  - per user name, over all addresses: guessing one account from many. This count only ever
+//    delays (it holds every check for that name, right or wrong, so hanging up early tells
+//    nothing): a refusal here would let anyone lock the owner out.
+// Every delay is served before the password is checked. A right password clears only its
+// (address, user) count: logging in to one's own account does not wipe the address's record.
+class AuthThrottle {
+ public:
+  static constexpr ThrottlePolicy kAddressPolicy{.free_failures = 5,
+                                                 .block_after = 30,
+                                                 .window = std::chrono::seconds{600},
+                                                 .base_delay = std::chrono::milliseconds{1000},
+                                                 .max_delay = std::chrono::milliseconds{16000}};
+  static constexpr ThrottlePolicy kPairPolicy{};
+  static constexpr ThrottlePolicy kUserPolicy{.free_failures = 5,
+                                              .block_after = UINT32_MAX,
+                                              .window = std::chrono::seconds{600},
+                                              .base_delay = std::chrono::milliseconds{1000},
+                                              .max_delay = std::chrono::milliseconds{8000}};
+
+  explicit AuthThrottle(size_t max_keys = 100000);
+
+  // Before a password is checked: refuse (how long until the address or the pair is let in
+  // again), or how long the check waits first (allow: at once).
+  ThrottleAnswer before_check(std::string_view address, std::string_view user,
+                              ThrottleClock::time_point now);
+  // After: a right password is accepted (allow) unless failures sent in parallel have since
+  // got the address or the pair refused; it clears the pair.
+  ThrottleAnswer right_password(std::string_view address, std::string_view user,
+                                ThrottleClock::time_point now);
+  // A wrong one counts three times; refuse when the address or pair already was (attempts sent
+  // in parallel learn nothing once their failures add up), otherwise allow.
+  ThrottleAnswer wrong_password(std::string_view address, std::string_view user,
+                                ThrottleClock::time_point now);
+
+ private:
+  static std::string pair_key(std::string_view address, std::string_view user);
+  // The address's and the pair's verdict together: refuse if either does, else the longer wait.
+  ThrottleAnswer address_verdict(std::string_view address, std::string_view user,
+                                 ThrottleClock::time_point now);
+
+  FailureThrottle by_address_;
+  FailureThrottle by_pair_;
+  FailureThrottle by_user_;
+};
+
 // Connections per minute from one client: a count that decays exponentially with a time
 // constant of a minute, so a steady rate of N per minute settles at N and a burst of N at
 // once reads N too. Up to per_minute a client is let in at once; above it the greeting waits,

@@ -1,6 +1,7 @@
 // Host preparation for the parent; see host.hpp.
 #include "smtpd/host.hpp"
 #include "common/io.hpp"
+#include "common/log.hpp"
 
 #include <fcntl.h>
 #include <grp.h>
@@ -14,6 +15,8 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <optional>
+#include <utility>
 
 namespace postern::smtpd {
 namespace {
@@ -22,6 +25,115 @@ Status make_dirs(const std::string& path) {
   std::error_code ec;
   std::filesystem::create_directories(path, ec);
   if (ec) return make_error("cannot create " + path + ": " + ec.message());
+  return ok_status();
+}
+
+// Whether uid/gid (mda drops its supplementary groups) may create entries in a directory.
+bool may_create_in(const struct stat& st, uid_t uid, gid_t gid) {
+  constexpr mode_t kUser = S_IWUSR | S_IXUSR, kGroup = S_IWGRP | S_IXGRP,
+                   kOther = S_IWOTH | S_IXOTH;
+  if (uid == 0) return true;
+  if (st.st_uid == uid) return (st.st_mode & kUser) == kUser;
+  if (st.st_gid == gid) return (st.st_mode & kGroup) == kGroup;
+  return (st.st_mode & kOther) == kOther;
+}
+
+// The fixed part of a virtual users' mailbox template, before its first %-segment (the
+// configuration guarantees one): /var/mail for /var/mail/%u/Maildir.
+std::string mailbox_root(const std::string& templ) {
+  std::string root = templ.substr(0, templ.find("/%"));
+  while (!root.empty() && root.back() == '/') root.pop_back();
+  return root.empty() ? "/" : root;
+}
+
+// A directory prepare_directory opened, and whether it made it.
+struct PreparedDirectory {
+  UniqueFd fd;
+  bool created = false;
+};
+
+// Opens the directory at an absolute path, creating the components that are missing and
+// leaving every existing one as it is, links included (/var/mail is often one to
+// /var/spool/mail): an existing directory is never chowned or chmodded here. Made here: the
+// directories above path root's, 0755 (a path, nothing more), path itself with mode and, when
+// given, owner. Each one made is opened again without following links and checked to be the
+// one just made, so that a writer of its parent cannot swap in a link for the chown to follow.
+Result<PreparedDirectory> prepare_directory(const std::string& path, mode_t mode,
+                                            std::optional<std::pair<uid_t, gid_t>> owner) {
+  if (path.empty() || path[0] != '/') return make_error(path + " is not an absolute path");
+  PreparedDirectory dir{.fd = UniqueFd(open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC)),
+                        .created = false};
+  if (!dir.fd) return errno_error("open /");
+  std::string walked;
+  size_t start = 1;
+  while (start < path.size()) {
+    size_t end = path.find('/', start);
+    if (end == std::string::npos) end = path.size();
+    const std::string name = path.substr(start, end - start);
+    start = end + 1;
+    if (name.empty() || name == ".") continue;
+    walked += "/" + name;
+    const bool last = path.find_first_not_of('/', start) == std::string::npos;
+    UniqueFd next(openat(dir.fd.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    dir.created = false;
+    if (!next) {
+      if (errno != ENOENT) return errno_error("cannot open " + walked);
+      if (mkdirat(dir.fd.get(), name.c_str(), 0700) != 0 && errno != EEXIST)
+        return errno_error("cannot create " + walked);
+      next.reset(
+          openat(dir.fd.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      struct stat st {};
+      if (!next || fstat(next.get(), &st) != 0) return errno_error("cannot open " + walked);
+      if (st.st_uid != geteuid()) return make_error(walked + " changed hands while it was created");
+      if (fchmod(next.get(), last ? mode : 0755) != 0) return errno_error("chmod " + walked);
+      if (last && owner && fchown(next.get(), owner->first, owner->second) != 0)
+        return errno_error("chown " + walked);
+      dir.created = true;
+    }
+    dir.fd = std::move(next);
+  }
+  return dir;
+}
+
+// A virtual users' mailbox root is the virtual user's (0700) when made here, for mda makes
+// each user's folder in it. An existing one the virtual user cannot write to is worth a
+// warning, not a refusal to start (the administrator may be about to fix it, and other
+// domains still work).
+Status prepare_mailbox_root(const std::string& root, const Identities& ids) {
+  Result<PreparedDirectory> dir = prepare_directory(
+      root, 0700,
+      ids.privileged ? std::optional(std::pair(ids.virtual_uid, ids.virtual_gid)) : std::nullopt);
+  if (!dir.ok()) return make_error("mailbox root: " + dir.error().message);
+  struct stat st {};
+  if (fstat(dir.value().fd.get(), &st) != 0) return errno_error("stat " + root);
+  if (!dir.value().created && !may_create_in(st, ids.virtual_uid, ids.virtual_gid))
+    log::warn(
+        "mailbox root %s (owner %u, group %u, mode %04o) is not writable by the virtual "
+        "user (uid %u, gid %u): deliveries of new users will be deferred until it is",
+        root.c_str(), static_cast<unsigned>(st.st_uid), static_cast<unsigned>(st.st_gid),
+        static_cast<unsigned>(st.st_mode & 07777), static_cast<unsigned>(ids.virtual_uid),
+        static_cast<unsigned>(ids.virtual_gid));
+  return ok_status();
+}
+
+// The spool is made for the queue user, 0700. An existing one must already be the queue
+// user's (it is then closed to others again, as it is the daemon's own): a mistaken
+// "spool: /var/mail" must stop the start, not hand that directory over.
+Status prepare_spool(const std::string& spool, const Identities& ids) {
+  Result<PreparedDirectory> dir = prepare_directory(
+      spool, 0700,
+      ids.privileged ? std::optional(std::pair(ids.queue_uid, ids.queue_gid)) : std::nullopt);
+  if (!dir.ok()) return make_error("spool: " + dir.error().message);
+  if (dir.value().created) return ok_status();
+  const int fd = dir.value().fd.get();
+  struct stat st {};
+  if (fstat(fd, &st) != 0) return errno_error("stat " + spool);
+  if (st.st_uid != ids.queue_uid)
+    return make_error("spool " + spool + " exists and belongs to uid " + std::to_string(st.st_uid) +
+                      ", not to the queue user (uid " + std::to_string(ids.queue_uid) +
+                      "); smtpd does not take over an existing directory: chown it or name "
+                      "another spool");
+  if (fchmod(fd, 0700) != 0) return errno_error("chmod " + spool);
   return ok_status();
 }
 
@@ -64,23 +176,14 @@ Result<Identities> resolve_identities(const config::Config& config) {
 }
 
 Status prepare_directories(const config::Config& config, const Identities& ids) {
-  if (Status st = make_dirs(config.spool_dir); !st.ok()) return st;
-  if (ids.privileged) {
-    if (chown(config.spool_dir.c_str(), ids.queue_uid, ids.queue_gid) != 0)
-      return errno_error("chown " + config.spool_dir);
-  }
-  if (chmod(config.spool_dir.c_str(), 0700) != 0) return errno_error("chmod " + config.spool_dir);
+  if (Status st = prepare_spool(config.spool_dir, ids); !st.ok()) return st;
 
-  // The fixed part of each virtual users' mailbox template (before the first %u or %d)
-  // belongs to mda's user, which creates the users' mailboxes below it. System users' mail
+  // Virtual users' mailboxes live below the fixed part of their template; system users' mail
   // goes to their homes or to folders the system already has.
   for (const auto& domain : config.domains) {
     const std::optional<std::string>& templ = domain.maildir ? domain.maildir : domain.mbox;
     if (!templ || domain.system_users) continue;
-    const std::string root = templ->substr(0, templ->find("/%"));
-    if (Status st = make_dirs(root); !st.ok()) return st;
-    if (ids.privileged && chown(root.c_str(), ids.virtual_uid, ids.virtual_gid) != 0)
-      return errno_error("chown " + root);
+    if (Status st = prepare_mailbox_root(mailbox_root(*templ), ids); !st.ok()) return st;
   }
 
   if (!ids.privileged) return ok_status();

@@ -26,8 +26,12 @@ struct Identities {
 // Looks up the configured system users; a missing one is an error that names it.
 Result<Identities> resolve_identities(const config::Config& config);
 
-// Creates the spool (owned by the queue user, mode 0700) and checks the jail directory
-// (root-owned, writable by nobody else) when privileged.
+// Never changes the owner of a directory that exists. Creates what is missing of the spool
+// (the spool itself the queue user's, 0700; an existing one must be the queue user's already)
+// and of each virtual users' mailbox root (a maildir or mbox template's part before its first
+// %-segment; the root the virtual user's, 0700, and an existing one the virtual user cannot
+// write to is logged as a warning); directories above them are made root's, 0755. Checks the
+// jail directory (root-owned, writable by nobody else) when privileged.
 Status prepare_directories(const config::Config& config, const Identities& ids);
 
 // Where the pid file lives when the configuration names no run_dir and smtpd runs as root.

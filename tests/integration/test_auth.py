@@ -187,6 +187,57 @@ class Auth(unittest.TestCase):
         self.assertNotIn("wonderland", self.d.read_log())
 
 
+class Throttling(unittest.TestCase):
+    """Password guessing slows down and then shuts out the guesser's address, never the
+    account's owner coming from elsewhere."""
+
+    def plain_auth(self, user, password):
+        return "AUTH PLAIN " + base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+
+    def test_guesses_from_one_address_do_not_lock_the_owner_out(self):
+        tmp = tempfile.mkdtemp(prefix="postern-auth-")
+        table = os.path.join(tmp, "credentials")
+        with open(table, "w") as f:
+            f.write(f"alice:{sha512_hash('wonderland')}\n")
+        os.chmod(table, 0o600)
+        port = free_port()
+        with Daemon(listeners=[("submission", f"127.0.0.1:{port}")],
+                    extra=f"credentials: {table}") as d:
+            d.write_config(d.config_text().replace(
+                "    role: submission", "    role: submission\n    plaintext_auth: true"))
+            d.start()
+            self.assertTrue(wait_for(lambda: "credentials" in d.read_log(), 5))
+            # 12 wrong passwords for alice from 127.0.0.1, sent at once on 12 connections.
+            guessers = []
+            for _ in range(12):
+                c = Client(port)
+                c.reply()
+                c.command("EHLO attacker")
+                c.send(self.plain_auth("alice", "guess") + "\r\n")
+                guessers.append(c)
+            answers = [c.reply()[0] for c in guessers]
+            for c in guessers:
+                c.close()
+            self.assertEqual(set(answers) - {535, 421}, set(), answers)
+            self.assertIn(535, answers)
+            # The owner, from another address, with the right password: accepted (held back
+            # a few seconds by her name's failures, never refused).
+            with smtplib.SMTP("127.0.0.1", port, source_address=("127.0.0.2", 0),
+                              timeout=30) as s:
+                s.ehlo("owner")
+                code, _ = s.login("alice", "wonderland")
+                self.assertEqual(code, 235)
+            # The attacker's address stays shut out for alice, even with her password.
+            c = Client(port)
+            c.reply()
+            c.command("EHLO attacker")
+            self.assertEqual(c.command(self.plain_auth("alice", "wonderland"))[0], 421)
+            c.close()
+            log = d.read_log()
+            self.assertIn("auth: too many failures from [127.0.0.1] (for alice); refused", log)
+            self.assertIn("authenticated as alice", log)
+
+
 class BadTable(unittest.TestCase):
     def test_plaintext_table_is_refused_and_auth_unavailable(self):
         tmp = tempfile.mkdtemp(prefix="postern-auth-")

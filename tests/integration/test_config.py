@@ -2,7 +2,9 @@
 start, SIGHUP reloads that apply listener changes and refuse a broken file."""
 
 import os
+import re
 import signal
+import smtplib
 import socket
 import subprocess
 import sys
@@ -42,6 +44,32 @@ class CheckMode(unittest.TestCase):
         example = os.path.join(os.path.dirname(__file__), "..", "..", "etc", "smtpd.yaml")
         r = subprocess.run([SMTPD, "-n", "-f", example], capture_output=True, text=True)
         self.assertEqual((r.returncode, r.stdout), (0, "configuration OK\n"), r.stderr)
+
+    def test_shipped_example_takes_mail_only_for_the_users_it_names(self):
+        """A remote sender naming any local part must not make a folder appear under the
+        mailbox root: the example's domains, run as they are (the root moved to a
+        temporary directory), refuse a name nobody listed."""
+        example = os.path.join(os.path.dirname(__file__), "..", "..", "etc", "smtpd.yaml")
+        with open(example) as f:
+            text = f.read()
+        start = text.index("\ndomains:\n") + 1
+        end = re.search(r"^\S", text[start + len("domains:\n"):], re.M).start()
+        domains = text[start:start + len("domains:\n") + end]
+        with Daemon() as d:
+            root = os.path.join(d.dir, "vmail")
+            self.assertIn("/var/vmail/", domains)
+            d.write_config(d.config_text().replace("domains: [test.example, localhost]\n",
+                                                   domains.replace("/var/vmail/", root + "/")))
+            d.start()
+            with smtplib.SMTP("127.0.0.1", d.port) as s:
+                s.ehlo("stranger.example")
+                s.mail("someone@stranger.example")
+                self.assertEqual(s.rcpt("random-name@example.org")[0], 550)
+                self.assertEqual(s.rcpt("postmaster@example.org")[0], 250)
+                self.assertEqual(s.data(b"Subject: hi\r\n\r\nhello\r\n")[0], 250)
+            self.assertTrue(wait_for(lambda: os.path.isdir(os.path.join(root, "postmaster")), 5),
+                            d.read_log())
+            self.assertEqual(os.listdir(root), ["postmaster"])
 
     def test_missing_file(self):
         r = subprocess.run([SMTPD, "-n", "-f", "/nonexistent/smtpd.yaml"], capture_output=True,

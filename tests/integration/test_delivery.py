@@ -3,6 +3,7 @@ domain lands in its users' Maildirs (tmp/ then new/), byte-exact after the trace
 with one log line per recipient; the message leaves the spool once every recipient is done,
 and what could not be delivered stays, with its state, for a retry."""
 
+import grp
 import os
 import pwd
 import re
@@ -220,14 +221,66 @@ class Maildir(unittest.TestCase):
             self.assertTrue(wait_for(lambda: maildir_files(self.mail, "alice"), 5))
 
 
+class MailboxRoots(unittest.TestCase):
+    """smtpd prepares virtual users' mailbox roots without taking over what exists: the
+    shipped configuration once made /var/mail the daemon's own at every start."""
+
+    @unittest.skipUnless(IS_ROOT, "owners and groups need root")
+    def test_existing_root_keeps_owner_and_mode_and_missing_parts_are_made(self):
+        d = Daemon()
+        mail_gid = grp.getgrnam("mail").gr_gid
+        existing = os.path.join(d.dir, "var-mail")  # as Debian's /var/mail: root:mail 2775
+        os.mkdir(existing)
+        os.chown(existing, 0, mail_gid)
+        os.chmod(existing, 0o2775)
+        fresh = os.path.join(d.dir, "srv", "vmail")  # neither part exists yet
+        d.write_config(d.config_text().replace(
+            "domains: [test.example, localhost]",
+            "domains:\n  - test.example\n"
+            f"  - {{name: localhost, users: [alice], maildir: {existing}/%u/Maildir}}\n"
+            f"  - {{name: virtual.example, users: [bob], maildir: {fresh}/%d/%u}}"))
+
+        def unchanged():
+            st = os.stat(existing)
+            self.assertEqual((st.st_uid, st.st_gid, st.st_mode & 0o7777), (0, mail_gid, 0o2775))
+
+        with d.start():
+            unchanged()
+            self.assertTrue(d.wait_log(rf"mailbox root {existing} \(owner 0, group {mail_gid}, "
+                                       r"mode 2775\) is not writable by the virtual user"))
+            virtual = pwd.getpwnam("_smtpd")
+            above, root = os.stat(os.path.dirname(fresh)), os.stat(fresh)
+            self.assertEqual((above.st_uid, above.st_mode & 0o7777), (0, 0o755))
+            self.assertEqual((root.st_uid, root.st_gid, root.st_mode & 0o7777),
+                             (virtual.pw_uid, virtual.pw_gid, 0o700))
+            # Mail for the root the virtual user cannot write waits in the queue; the other
+            # root works.
+            m = Maildir()
+            queue_id = m.send(d, ["alice@localhost"])
+            m.send(d, ["bob@virtual.example"])
+            bob = os.path.join(fresh, "virtual.example", "bob", "new")
+            self.assertTrue(wait_for(lambda: os.path.isdir(bob) and os.listdir(bob), 5),
+                            d.read_log())
+            self.assertTrue(d.wait_log(rf"{queue_id}: to=<alice@localhost>.*status=deferred"))
+            self.assertIn(queue_id, d.queued())
+            d.signal(signal.SIGHUP)
+            self.assertTrue(d.wait_log(r"configuration reloaded"))
+            unchanged()
+
+
 class Mbox(unittest.TestCase):
-    def test_mbox_with_a_from_line_in_the_body(self):
-        import mailbox
+    def daemon(self):
+        """A daemon whose localhost users have mbox files in the returned directory."""
         d = Daemon()
         boxes = os.path.join(d.dir, "mbox")
         d.write_config(d.config_text().replace(
             "domains: [test.example, localhost]",
             f"domains:\n  - test.example\n  - {{name: localhost, mbox: {boxes}/%u}}"))
+        return d, boxes
+
+    def test_mbox_with_a_from_line_in_the_body(self):
+        import mailbox
+        d, boxes = self.daemon()
         with d.start():
             m = Maildir()
             body = b"Subject: mbox\r\n\r\nFrom the beginning\r\n>From quoted\r\nend\r\n"
@@ -247,6 +300,56 @@ class Mbox(unittest.TestCase):
             self.assertTrue(messages[0].get_from().startswith("sender@example.com "))
             self.assertFalse(os.path.exists(path + ".lock"))
             self.assertTrue(wait_for(lambda: d.queued() == set(), 5))
+
+    def test_mailboxes_that_are_not_the_recipients_own_are_deferred(self):
+        """A hostile local user plants a mailbox for a recipient: their own file, a second
+        name for a file mda may write, a link to elsewhere. Each delivery is deferred, the
+        planted file untouched, and the message stays queued."""
+        d, boxes = self.daemon()
+        with d.start():
+            # smtpd made the mailbox root for the virtual user; the attacker may write in it
+            # (a shared group, say): here root plants the files in the attacker's place.
+            self.assertTrue(os.path.isdir(boxes))
+            virtual = os.stat(boxes)
+            nobody = pwd.getpwnam("nobody")
+            foreign = os.path.join(boxes, "alice")
+            with open(foreign, "wb") as f:
+                f.write(b"someone else's file\n")
+            os.chmod(foreign, 0o666)
+            os.chown(foreign, nobody.pw_uid, nobody.pw_gid)
+            victim = os.path.join(boxes, "victim")
+            with open(victim, "wb") as f:
+                f.write(b"the virtual user's other file\n")
+            os.chown(victim, virtual.st_uid, virtual.st_gid)
+            os.link(victim, os.path.join(boxes, "bob"))
+            target = os.path.join(d.dir, "elsewhere")
+            with open(target, "wb") as f:
+                f.write(b"not a mailbox\n")
+            os.chown(target, virtual.st_uid, virtual.st_gid)
+            os.symlink(target, os.path.join(boxes, "carol"))
+            m = Maildir()
+            ids = [m.send(d, [f"{user}@localhost"]) for user in ("alice", "bob", "carol")]
+            for queue_id, why in ((ids[0], r"is owned by uid \d+, not by the recipient"),
+                                  (ids[1], r"has 2 links, not 1"),
+                                  (ids[2], r"is a symbolic link")):
+                self.assertTrue(d.wait_log(rf"{queue_id}: to=<\w+@localhost>.*"
+                                           rf"status=deferred \(.*{why}"), (why, d.read_log()))
+            for path, text in ((foreign, b"someone else's file\n"),
+                               (victim, b"the virtual user's other file\n"),
+                               (target, b"not a mailbox\n")):
+                with open(path, "rb") as f:
+                    self.assertEqual(f.read(), text)
+            self.assertEqual(d.queued(), set(ids))
+            # Once the mailbox is the recipient's own, the queued message is delivered.
+            os.unlink(foreign)
+            d.smtpctl("schedule", "all")
+            def delivered():
+                if not os.path.exists(foreign):
+                    return False
+                with open(foreign, "rb") as f:
+                    return b"Subject: hi" in f.read()
+            self.assertTrue(wait_for(delivered, 10), d.read_log())
+            self.assertEqual(os.stat(foreign).st_uid, virtual.st_uid)
 
 
 class Lmtp(unittest.TestCase):
@@ -539,13 +642,14 @@ class Routing(unittest.TestCase):
     """Aliases (recursive, :include:, commands, files, forwards, loops), a virtual users table
     with per-user deliveries, and system users delivered as themselves."""
 
-    def daemon(self, aliases, users_table="", extra_domains=""):
+    def daemon(self, aliases, users_table="", extra_domains="", localhost=""):
         d = Daemon()
         self.mail = os.path.join(d.dir, "mail")
         # Commands run as mda's user: give them somewhere to write.
         self.out = os.path.join(d.dir, "out")
         os.makedirs(self.out, mode=0o777)
-        os.chmod(self.out, 0o777)
+        # Sticky, as /tmp: mbox files of aliases may not sit where anyone may rename them.
+        os.chmod(self.out, 0o1777)
         self.aliases = os.path.join(d.dir, "aliases")
         with open(self.aliases, "w") as f:
             f.write(aliases.format(out=self.out, dir=d.dir))
@@ -556,7 +660,7 @@ class Routing(unittest.TestCase):
             "domains: [test.example, localhost]",
             "domains:\n  - test.example\n"
             f"  - {{name: localhost, users: [alice, bob, carol], aliases: {self.aliases}, "
-            f"maildir: {self.mail}/%u/Maildir}}\n"
+            f"maildir: {self.mail}/%u/Maildir{localhost}}}\n"
             f"  - {{name: virtual.example, users: {table}, maildir: {self.mail}/%d/%u}}\n"
             + extra_domains))
         return d
@@ -570,6 +674,15 @@ class Routing(unittest.TestCase):
             code, text = s.data(body)
             self.assertEqual(code, 250)
             return text.decode().split()[-1]
+
+    def send_expecting(self, d, replies, body=b"Subject: r\r\n\r\nbody\r\n"):
+        """RCPT for each (address, reply code it must get), then the message."""
+        with smtplib.SMTP("127.0.0.1", d.port) as s:
+            s.ehlo("client.example")
+            s.mail("sender@example.com")
+            for rcpt, code in replies:
+                self.assertEqual(s.rcpt(rcpt)[0], code, (rcpt, d.read_log()))
+            self.assertEqual(s.data(body)[0], 250)
 
     def read(self, path):
         with open(path, "rb") as f:
@@ -652,6 +765,51 @@ class Routing(unittest.TestCase):
                                        r"<friend@remote.example>"))
             self.assertTrue(wait_for(lambda: "friend@remote.example" in
                                      d.smtpctl("show", "message", queue_id).stdout, 5))
+
+    def test_include_files_of_others_name_no_commands_or_files(self):
+        """A local user who can write an :include: file (or whose group can) makes it name a
+        command and a file: refused at RCPT, nothing runs. A root-owned 0644 one is
+        honoured where the domain allows it."""
+        lists = {"trusted": (0, 0o644), "foreign": (pwd.getpwnam("nobody").pw_uid, 0o644),
+                 "shared": (0, 0o664)}
+        d = self.daemon("".join(f"{name}: :include:{{dir}}/{name}\n" for name in lists),
+                        localhost=", alias_commands: [aliases, include], "
+                                  "alias_files: [aliases, include]")
+        for name, (owner, mode) in lists.items():
+            path = os.path.join(d.dir, name)
+            with open(path, "w") as f:
+                f.write(f'"|touch {self.out}/{name}-ran"\n{self.out}/{name}.mbox\n')
+            os.chown(path, owner, -1)
+            os.chmod(path, mode)
+        with d.start():
+            self.send_expecting(d, [("foreign@localhost", 550), ("shared@localhost", 550),
+                                    ("trusted@localhost", 250)])
+            self.assertTrue(wait_for(lambda: os.path.exists(f"{self.out}/trusted-ran") and
+                                     os.path.exists(f"{self.out}/trusted.mbox"), 10),
+                            d.read_log())
+            self.assertTrue(wait_for(lambda: d.queued() == set(), 5))
+            log = d.read_log()
+            self.assertRegex(log, rf"command for foreign@localhost in {d.dir}/foreign refused: "
+                                  r"owned by uid \d+, neither root nor the aliases file's owner")
+            self.assertIn(f"command for shared@localhost in {d.dir}/shared refused: writable "
+                          "by its group or by everyone", log)
+        for name in ("foreign", "shared"):
+            self.assertFalse(os.path.exists(f"{self.out}/{name}-ran"))
+            self.assertFalse(os.path.exists(f"{self.out}/{name}.mbox"))
+
+    def test_include_files_name_no_commands_by_default(self):
+        d = self.daemon("list: :include:{dir}/list\nrobot: \"|touch {out}/robot-ran\"\n")
+        path = os.path.join(d.dir, "list")
+        with open(path, "w") as f:
+            f.write(f'"|touch {self.out}/list-ran"\n')
+        os.chmod(path, 0o644)
+        with d.start():
+            # The aliases file itself may name commands.
+            self.send_expecting(d, [("list@localhost", 550), ("robot@localhost", 250)])
+            self.assertTrue(wait_for(lambda: os.path.exists(f"{self.out}/robot-ran"), 10))
+            self.assertIn(f"command for list@localhost in {path} refused: alias_commands does "
+                          "not allow :include: files", d.read_log())
+        self.assertFalse(os.path.exists(f"{self.out}/list-ran"))
 
     def test_virtual_users_table_with_own_deliveries(self):
         with self.daemon("", users_table="erin\nfrank mbox:{out}/frank.mbox\n"

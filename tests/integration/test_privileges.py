@@ -55,14 +55,27 @@ class AsRoot(unittest.TestCase):
             self.assertEqual(st.st_uid, 0)
             self.assertEqual(st.st_mode & 0o022, 0)
 
+    def assert_refuses_to_start(self, d, message):
+        d.start(wait=False)
+        self.assertEqual(d.wait_exit(5), 1)
+        self.assertIn(message, d.read_log())
+
     def test_writable_jail_is_refused(self):
         with Daemon() as d:
             os.makedirs(d.empty)
             os.chmod(d.empty, 0o777)
-            d.start(wait=False)
-            self.assertEqual(d.wait_exit(5), 1)
-            self.assertIn(f"empty_dir {d.empty} must be a directory owned by root and writable "
-                          "by no one else", d.read_log())
+            self.assert_refuses_to_start(d, f"empty_dir {d.empty} must be a directory owned by "
+                                            "root and writable by no one else")
+
+    def test_existing_directory_is_not_taken_over_as_the_spool(self):
+        with Daemon() as d:
+            # A mistake such as "spool: /var/mail": someone else's directory.
+            os.makedirs(d.spool)
+            os.chmod(d.spool, 0o2775)
+            self.assert_refuses_to_start(
+                d, f"spool {d.spool} exists and belongs to uid 0, not to the queue user")
+            st = os.stat(d.spool)
+            self.assertEqual((st.st_uid, stat.S_IMODE(st.st_mode)), (0, 0o2775))
 
     def test_missing_system_users_are_named(self):
         with Daemon(extra="user: _postern_nosuch\nqueue_user: _postern_nosuchq") as d:

@@ -139,6 +139,12 @@ std::string dump(const Config& config) {
     if (domain.users_table) out << " users_table=" << *domain.users_table;
     if (domain.aliases) out << " aliases=" << *domain.aliases;
     if (domain.catch_all) out << " catch_all=" << *domain.catch_all;
+    for (const auto& [key, rights] : {std::pair{" alias_commands=", domain.alias_commands},
+                                      std::pair{" alias_files=", domain.alias_files}})
+      if (rights != AliasRights{})
+        out << key
+            << (rights.aliases ? (rights.include ? "aliases,include" : "aliases")
+                               : (rights.include ? "include" : "<none>"));
     if (domain.maildir) out << " maildir=" << *domain.maildir;
     if (domain.mbox) out << " mbox=" << *domain.mbox;
     if (domain.lmtp) out << " lmtp=" << *domain.lmtp;

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 #include <pwd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -34,16 +35,22 @@ class LocalRoutesTest : public ::testing::Test {
   }
 
   // example.org: virtual users alice, bob, carol, aliases; Maildirs under /mail/%d/%u.
-  void configure(const std::string& aliases, std::optional<std::string> catch_all = {}) {
+  // The aliases file, /etc/aliases-org, is root's unless said otherwise.
+  void configure(const std::string& aliases, std::optional<std::string> catch_all = {},
+                 config::AliasRights commands = {}, config::AliasRights files = {},
+                 uid_t aliases_owner = 0) {
     config::Domain org{.name = "example.org",
                        .users = std::vector<std::string>{"alice", "bob", "carol"},
                        .aliases = "/etc/aliases-org",
                        .catch_all = catch_all,
+                       .alias_commands = commands,
+                       .alias_files = files,
                        .maildir = "/mail/%d/%u/Maildir"};
     config::Domain net{
         .name = "example.net", .users = std::vector<std::string>{"dave"}, .mbox = "/var/mail/%u"};
     router_.configure({org, net});
-    ASSERT_TRUE(router_.load(msg::TableKind::aliases, "/etc/aliases-org", aliases).ok());
+    ASSERT_TRUE(
+        router_.load(msg::TableKind::aliases, "/etc/aliases-org", aliases, aliases_owner).ok());
   }
 
   LocalRouter router_;
@@ -173,6 +180,69 @@ TEST_F(LocalRoutesTest, IncludeFiles) {
   auto again = router_.resolve("list@example.org");
   ASSERT_EQ(again.destinations.size(), 1u);
   EXPECT_EQ(again.destinations[0], maildir("carol"));
+}
+
+// What a local user who can write an :include: file (a list they manage) would try: make the
+// daemon run a command or write a file of their choosing.
+TEST_F(LocalRoutesTest, IncludeFilesNameCommandsAndFilesOnlyWhenAllowedAndTrusted) {
+  const std::string list = write("list", "alice\n\"|touch /tmp/x\"\n/var/archive/list.mbox\n");
+  ASSERT_EQ(chmod(list.c_str(), 0644), 0);
+  const std::string aliases = "list: :include:" + list + "\nrobot: \"|/usr/bin/robot\"\n";
+  const config::AliasRights everywhere{.aliases = true, .include = true};
+  // Default: the aliases file may name commands, :include: files may not.
+  configure(aliases);
+  EXPECT_EQ(router_.resolve("robot@example.org").status, RouteStatus::ok);
+  auto r = router_.resolve("list@example.org");
+  EXPECT_EQ(r.status, RouteStatus::failed);
+  EXPECT_NE(r.error.find("command in " + list + " refused: alias_commands does not allow"),
+            std::string::npos)
+      << r.error;
+  EXPECT_TRUE(r.destinations.empty());
+  EXPECT_EQ(router_.check("list", "example.org").status, RouteStatus::failed);
+  // Commands allowed there, files not yet; the file is the aliases file owner's, 0644.
+  configure(aliases, {}, everywhere, {}, geteuid());
+  r = router_.resolve("list@example.org");
+  EXPECT_EQ(r.status, RouteStatus::failed);
+  EXPECT_NE(r.error.find("file in " + list + " refused: alias_files"), std::string::npos)
+      << r.error;
+  // Both allowed.
+  configure(aliases, {}, everywhere, everywhere, geteuid());
+  r = router_.resolve("list@example.org");
+  ASSERT_EQ(r.status, RouteStatus::ok) << r.error;
+  ASSERT_EQ(r.destinations.size(), 3u);
+  EXPECT_EQ(r.destinations[1],
+            (msg::Destination{DeliveryMethod::command, "touch /tmp/x", "", "list@example.org"}));
+  EXPECT_EQ(r.destinations[2], (msg::Destination{DeliveryMethod::mbox, "/var/archive/list.mbox", "",
+                                                 "list@example.org"}));
+  // Writable by its group: anyone in it could have written the command.
+  ASSERT_EQ(chmod(list.c_str(), 0664), 0);
+  r = router_.resolve("list@example.org");
+  EXPECT_EQ(r.status, RouteStatus::failed);
+  EXPECT_NE(r.error.find("writable by its group or by everyone"), std::string::npos) << r.error;
+  // Addresses from such a file still count.
+  write("list", "alice, bob\n");
+  EXPECT_EQ(router_.resolve("list@example.org").status, RouteStatus::ok);
+  // The aliases file itself may be barred from naming commands.
+  configure(aliases, {}, config::AliasRights{.aliases = false, .include = false});
+  r = router_.resolve("robot@example.org");
+  EXPECT_EQ(r.status, RouteStatus::failed);
+  EXPECT_NE(r.error.find("alias_commands does not allow the aliases file"), std::string::npos);
+}
+
+TEST_F(LocalRoutesTest, IncludeFilesOfAnotherUserNameNoCommands) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to give the file away";
+  const std::string list = write("list", "\"|touch /tmp/x\"\n");
+  ASSERT_EQ(chmod(list.c_str(), 0644), 0);
+  const config::AliasRights everywhere{.aliases = true, .include = true};
+  configure("list: :include:" + list + "\n", {}, everywhere, everywhere);
+  // Root's, writable by root alone: honoured.
+  EXPECT_EQ(router_.resolve("list@example.org").status, RouteStatus::ok);
+  ASSERT_EQ(chown(list.c_str(), 65534, 65534), 0);
+  auto r = router_.resolve("list@example.org");
+  EXPECT_EQ(r.status, RouteStatus::failed);
+  EXPECT_NE(r.error.find("owned by uid 65534, neither root nor the aliases file's owner"),
+            std::string::npos)
+      << r.error;
 }
 
 TEST_F(LocalRoutesTest, CatchAllIsOffByDefault) {

@@ -170,6 +170,89 @@ TEST(FailureThrottle, OddPoliciesStaySane) {
   EXPECT_EQ(tiny.size(), 1u);
 }
 
+// AUTH: an attacker guessing alice's password from one address must not lock alice out.
+TEST(AuthThrottle, GuessingFromOneAddressRefusesItButNotTheOwnerElsewhere) {
+  AuthThrottle throttle;
+  const std::pair<ThrottleVerdict, milliseconds> expected[] = {
+      allow(),     allow(),      allow(),      delay(1000),  delay(2000),    delay(4000),
+      delay(8000), delay(16000), delay(16000), delay(16000), refuse(600000),
+  };
+  for (const auto& verdict : expected) {
+    EXPECT_EQ(throttle.before_check("192.0.2.1", "alice", t0), verdict);
+    (void)throttle.wrong_password("192.0.2.1", "alice", t0);
+  }
+  (void)throttle.wrong_password("192.0.2.1", "alice", t0);  // 12 in all
+  // The attacker's address stays refused for alice, even with her password.
+  EXPECT_EQ(throttle.before_check("192.0.2.1", "alice", t0).first, ThrottleVerdict::refuse);
+  EXPECT_EQ(throttle.right_password("192.0.2.1", "alice", t0).first, ThrottleVerdict::refuse);
+  // And slowed down for anyone else (12 failures from it, 5 free: the 16 s cap).
+  EXPECT_EQ(throttle.before_check("192.0.2.1", "bob", t0), delay(16000));
+  // Alice from elsewhere: her name's count only holds the check back (8 s at most).
+  EXPECT_EQ(throttle.before_check("198.51.100.7", "alice", t0), delay(8000));
+  EXPECT_EQ(throttle.right_password("198.51.100.7", "alice", t0), allow());
+  // Her success does not clear the attacker's record.
+  EXPECT_EQ(throttle.before_check("192.0.2.1", "alice", t0).first, ThrottleVerdict::refuse);
+}
+
+TEST(AuthThrottle, AUserCountNeverRefuses) {
+  AuthThrottle throttle;
+  // A thousand addresses, a few guesses each: no address or pair reaches its limit.
+  for (int i = 0; i < 1000; ++i)
+    for (int k = 0; k < 3; ++k)
+      (void)throttle.wrong_password(
+          "10.0." + std::to_string(i / 250) + "." + std::to_string(i % 250), "alice", t0);
+  EXPECT_EQ(throttle.before_check("192.0.2.1", "alice", t0),
+            delay(AuthThrottle::kUserPolicy.max_delay.count()));
+  EXPECT_EQ(throttle.right_password("192.0.2.1", "alice", t0), allow());
+}
+
+TEST(AuthThrottle, SprayingManyUsersFromOneAddressIsRefused) {
+  AuthThrottle throttle;
+  for (uint32_t i = 0; i < AuthThrottle::kAddressPolicy.block_after; ++i)
+    (void)throttle.wrong_password("192.0.2.1", "user" + std::to_string(i), t0);
+  EXPECT_EQ(throttle.before_check("192.0.2.1", "someone-new", t0).first, ThrottleVerdict::refuse);
+  EXPECT_EQ(throttle.before_check("192.0.2.2", "someone-new", t0), allow());
+  // IPv6: the whole /64 counts as one address.
+  for (uint32_t i = 0; i < AuthThrottle::kAddressPolicy.block_after; ++i)
+    (void)throttle.wrong_password("2001:db8::" + std::to_string(i + 1), "u" + std::to_string(i),
+                                  t0);
+  EXPECT_EQ(throttle.before_check("2001:db8::ffff", "x", t0).first, ThrottleVerdict::refuse);
+}
+
+TEST(AuthThrottle, ARightPasswordClearsOnlyItsOwnPair) {
+  AuthThrottle throttle;
+  for (int i = 0; i < 9; ++i) (void)throttle.wrong_password("192.0.2.1", "alice", t0);
+  // Logging in to an account of one's own does not wipe the address's failures...
+  EXPECT_EQ(throttle.right_password("192.0.2.1", "mallory", t0), allow());
+  (void)throttle.wrong_password("192.0.2.1", "alice", t0);
+  EXPECT_EQ(throttle.before_check("192.0.2.1", "alice", t0).first, ThrottleVerdict::refuse);
+  // ...while the owner's own success clears her pair (the address's count stays).
+  AuthThrottle other;
+  for (int i = 0; i < 9; ++i) (void)other.wrong_password("192.0.2.1", "alice", t0);
+  EXPECT_EQ(other.right_password("192.0.2.1", "alice", t0), allow());
+  for (int i = 0; i < 9; ++i) (void)other.wrong_password("192.0.2.1", "alice", t0);
+  EXPECT_EQ(other.before_check("192.0.2.1", "alice", t0).first, ThrottleVerdict::delay);
+}
+
+TEST(AuthThrottle, ParallelAttemptsLearnNothingOnceRefused) {
+  AuthThrottle throttle;
+  // Twelve checks asked at once all passed before_check; their answers come in one by one.
+  for (int i = 0; i < 10; ++i)
+    EXPECT_EQ(throttle.wrong_password("192.0.2.1", "alice", t0), allow()) << i;
+  EXPECT_EQ(throttle.wrong_password("192.0.2.1", "alice", t0).first, ThrottleVerdict::refuse);
+  EXPECT_EQ(throttle.right_password("192.0.2.1", "alice", t0).first, ThrottleVerdict::refuse);
+  // Time forgives: ten minutes after the last failure.
+  EXPECT_EQ(throttle.before_check("192.0.2.1", "alice", t0 + seconds(600)), allow());
+}
+
+TEST(AuthThrottle, UserNamesCannotForgeAnotherPair) {
+  AuthThrottle throttle;
+  // A name holding what a pair key separates fields with stays a name of its own.
+  for (int i = 0; i < 10; ++i)
+    (void)throttle.wrong_password("192.0.2.1", std::string("x\0alice", 7), t0);
+  EXPECT_EQ(throttle.before_check("192.0.2.1", "alice", t0).first, ThrottleVerdict::delay);
+}
+
 TEST(ConnectionRate, UpToTheLimitThenDelayThenRefusal) {
   ConnectionRate rate(10);
   for (int i = 0; i < 10; ++i) ASSERT_EQ(rate.connect("192.0.2.1", t0), allow()) << i;

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -78,6 +79,65 @@ TEST_F(MboxFile, ALockedMailboxDefersInsteadOfWaitingForever) {
 
 TEST_F(MboxFile, RefusesSymlinksAndNonFiles) {
   ASSERT_EQ(symlink("/etc/passwd", box_.c_str()), 0);
+  const Status st = deliver_to_mbox(box_, "a@b", "", message(), 0);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message.find("is a symbolic link"), std::string::npos) << st.error().message;
+}
+
+// The checks below are what a hostile local user would exploit: a mailbox that is someone
+// else's file (appending to it writes into their data), a second name for a file the
+// delivering user may write, a lock directory anyone may rename entries in.
+TEST_F(MboxFile, DefersAFileOwnedBySomeoneElse) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to give the file away";
+  const int fd = open(box_.c_str(), O_CREAT | O_WRONLY, 0666);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(fchown(fd, 65534, 65534), 0);
+  close(fd);
+  const Status st = deliver_to_mbox(box_, "a@b", "", message(), 0);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message.find("is owned by uid 65534, not by the recipient"),
+            std::string::npos)
+      << st.error().message;
+  EXPECT_EQ(contents(), "");
+  EXPECT_EQ(access((box_ + ".lock").c_str(), F_OK), -1);
+}
+
+TEST_F(MboxFile, DefersAFileWithASecondName) {
+  const int fd = open(box_.c_str(), O_CREAT | O_WRONLY, 0600);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  ASSERT_EQ(link(box_.c_str(), (dir_ + "/other").c_str()), 0);
+  const Status st = deliver_to_mbox(box_, "a@b", "", message(), 0);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message.find("has 2 links, not 1"), std::string::npos) << st.error().message;
+  EXPECT_EQ(contents(), "");
+}
+
+TEST_F(MboxFile, DefersInAWorldWritableDirectoryWithoutStickyBit) {
+  ASSERT_EQ(chmod(dir_.c_str(), 0777), 0);
+  Status st = deliver_to_mbox(box_, "a@b", "", message(), 0);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message.find("writable by everyone without the sticky bit"),
+            std::string::npos)
+      << st.error().message;
+  EXPECT_EQ(access(box_.c_str(), F_OK), -1);  // nothing was created
+  // With the sticky bit (as /tmp has it) entries are their owners' alone.
+  ASSERT_EQ(chmod(dir_.c_str(), 01777), 0);
+  EXPECT_TRUE(deliver_to_mbox(box_, "a@b", "", message(), 0).ok());
+}
+
+TEST_F(MboxFile, DefersInADirectoryOfAnotherUser) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to give the directory away";
+  ASSERT_EQ(chown(dir_.c_str(), 65534, 65534), 0);
+  const Status st = deliver_to_mbox(box_, "a@b", "", message(), 0);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message.find("neither root nor the recipient"), std::string::npos)
+      << st.error().message;
+}
+
+TEST_F(MboxFile, DefersAFifo) {
+  ASSERT_EQ(mkfifo(box_.c_str(), 0600), 0);
+  // Opened without blocking (no reader: ENXIO), never hanging the delivery thread.
   EXPECT_FALSE(deliver_to_mbox(box_, "a@b", "", message(), 0).ok());
 }
 
