@@ -508,18 +508,22 @@ class LookupProcess {
       answer(in, msg::AuthVerdict{.outcome = msg::AuthOutcome::unavailable, .delay_ms = 0});
       return;
     }
-    const auto [verdict, wait] =
-        auth_throttle_.before_check(m.client_address, m.user, Clock::now());
+    // The address counted is the one lookup read from the session's socket itself when it
+    // knows the session: a compromised smtp cannot spread its guesses over made-up addresses.
+    const auto session = sessions_.find(m.session);
+    const std::string& client =
+        session != sessions_.end() ? session->second.client_address : m.client_address;
+    const auto [verdict, wait] = auth_throttle_.before_check(client, m.user, Clock::now());
     if (verdict == ThrottleVerdict::refuse ||
         (verdict == ThrottleVerdict::delay && held_checks_.size() >= kMaxHeldChecks)) {
-      refuse_throttled(in.from, in.request_id, m.client_address, m.user);
+      refuse_throttled(in.from, in.request_id, client, m.user);
       return;
     }
     auto job = std::make_unique<PasswordCheck>();
     job->table = credentials_;
     job->user = m.user;
     job->password = m.password;
-    job->client_address = m.client_address;
+    job->client_address = client;
     job->asker = in.from;
     job->request_id = in.request_id;
     job->session = m.session;
