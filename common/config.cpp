@@ -50,8 +50,8 @@ constexpr std::array<std::string_view, 14> kTopKeys = {
     "control",     "listeners",    "domains",          "limits", "tls",
     "credentials", "virtual_user", "trusted_networks", "dns"};
 constexpr std::array<std::string_view, 2> kTlsKeys = {"certificate", "key"};
-constexpr std::array<std::string_view, 8> kDomainKeys = {"name",    "users", "aliases", "catch_all",
-                                                         "maildir", "mbox",  "lmtp",    "command"};
+constexpr std::array<std::string_view, 9> kDomainKeys = {
+    "name", "users", "aliases", "catch_all", "maildir", "mbox", "lmtp", "command", "min_uid"};
 constexpr std::array<std::string_view, 13> kLimitKeys = {
     "message_size",     "recipients",      "errors",       "sessions",    "sessions_per_ip",
     "command_timeout",  "data_timeout",    "expire",       "retry_first", "retry_max",
@@ -923,6 +923,16 @@ class Walker {
               reporter_.at(e->value.mark,
                            "'command' must be a non-empty command line without control "
                            "characters");
+            ok = false;
+          }
+        }
+        if (const MapEntry* e = fields[8]) {
+          if (!d.system_users) {
+            reporter_.at(e->key.mark, "'min_uid' applies to domains with 'users: system'");
+            ok = false;
+          } else if (auto n = number_value(*e, "", 0xfffffffe)) {
+            d.min_uid = static_cast<uint32_t>(*n);
+          } else {
             ok = false;
           }
         }

@@ -308,6 +308,7 @@ void LookupConfig::encode(wire::Writer& w) const {
       for (const auto& u : *d.users) w.str(u);
     }
     w.boolean(d.system_users);
+    w.u32(d.min_uid);
     for (const auto* field :
          {&d.users_table, &d.aliases, &d.catch_all, &d.maildir, &d.mbox, &d.lmtp, &d.command})
       encode_optional(w, *field);
@@ -332,6 +333,10 @@ void LookupConfig::encode(wire::Writer& w) const {
     }
   }
   w.u32(connection_rate);
+  w.count(daemon_users.size());
+  for (const auto& u : daemon_users) w.str(u);
+  w.count(daemon_uids.size());
+  for (uint32_t uid : daemon_uids) w.u32(uid);
 }
 LookupConfig LookupConfig::decode(wire::Reader& r) {
   LookupConfig m;
@@ -343,6 +348,7 @@ LookupConfig LookupConfig::decode(wire::Reader& r) {
       for (auto& u : *d.users) u = r.str(64);
     }
     d.system_users = r.boolean();
+    d.min_uid = r.u32();
     for (auto* field :
          {&d.users_table, &d.aliases, &d.catch_all, &d.maildir, &d.mbox, &d.lmtp, &d.command})
       *field = decode_optional(r, kMaxPathLength);
@@ -371,6 +377,10 @@ LookupConfig LookupConfig::decode(wire::Reader& r) {
     }
   }
   m.connection_rate = r.u32();
+  m.daemon_users.resize(r.count(8, 4));
+  for (auto& u : m.daemon_users) u = r.str(kMaxNameLength);
+  m.daemon_uids.resize(r.count(8, 4));
+  for (auto& uid : m.daemon_uids) uid = r.u32();
   return m;
 }
 

@@ -240,6 +240,10 @@ struct LookupConfig {
   config::Dns dns;
   std::vector<ListenerChecks> checks;
   uint32_t connection_rate = 0;  // limits.connection_rate
+  // The daemon's own users, which are never mailboxes (common/accounts.hpp); uids only when
+  // the parent runs as root.
+  std::vector<std::string> daemon_users;
+  std::vector<uint32_t> daemon_uids;
   void encode(wire::Writer& w) const;
   static LookupConfig decode(wire::Reader& r);
 };

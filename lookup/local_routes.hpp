@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/accounts.hpp"
 #include "common/config.hpp"
 #include "common/messages.hpp"
 #include "lookup/aliases.hpp"
@@ -28,8 +29,11 @@ class LocalRouter {
  public:
   LocalRouter();
   ~LocalRouter();
-  // The local domains; tables already loaded stay loaded for the paths still named.
-  void configure(const std::vector<config::Domain>& domains);
+  // The local domains; tables already loaded stay loaded for the paths still named. The
+  // daemon's own accounts are no mailboxes of "users: system" domains (whose min_uid
+  // completes the rule).
+  void configure(const std::vector<config::Domain>& domains,
+                 accounts::Policy daemon_accounts = {});
   // A table the parent sent. Refused whole on any error (the old one stays in use); the
   // error names the file and line.
   Status load(msg::TableKind kind, const std::string& name, std::string_view text);
@@ -58,6 +62,7 @@ class LocalRouter {
   const DomainEntry* find_domain(std::string_view name) const;
 
   std::vector<DomainEntry> domains_;
+  accounts::Policy daemon_accounts_;
   std::map<std::string, std::shared_ptr<const AliasTable>, std::less<>> aliases_;
   std::map<std::string, std::shared_ptr<const UserTable>, std::less<>> users_;
   // A cache: asking it is still a const question about the router's routes.

@@ -142,7 +142,9 @@ class LookupProcess {
   }
 
   void configure(const msg::LookupConfig& m) {
-    router_.configure(m.domains);
+    router_.configure(m.domains, {.min_uid = accounts::kDefaultMinUid,
+                                  .daemon_users = m.daemon_users,
+                                  .daemon_uids = m.daemon_uids});
     trusted_ = m.trusted_networks;
     connection_rate_.set_limit(m.connection_rate);
     checks_.clear();

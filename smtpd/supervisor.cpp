@@ -255,6 +255,16 @@ std::vector<std::string> resolv_conf_nameservers() {
 
 }  // namespace
 
+// The daemon's own users: never mailboxes, never a helper's account.
+accounts::Policy Supervisor::daemon_accounts() const {
+  accounts::Policy p;
+  p.daemon_users = {config_.user, config_.queue_user, config_.virtual_user.value_or(config_.user)};
+  // Unprivileged, every process runs as the one user who started smtpd: that is no account
+  // to refuse (a developer's own mail), and only it can be delivered to anyway.
+  if (ids_.privileged) p.daemon_uids = {ids_.smtpd_uid, ids_.queue_uid, ids_.virtual_uid};
+  return p;
+}
+
 msg::LookupConfig Supervisor::lookup_config() const {
   msg::LookupConfig m{.domains = config_.domains,
                       .trusted_networks = config_.trusted_networks,
@@ -262,6 +272,9 @@ msg::LookupConfig Supervisor::lookup_config() const {
                       .checks = {},
                       .connection_rate = config_.limits.connection_rate};
   if (m.dns.resolvers.empty()) m.dns.resolvers = resolv_conf_nameservers();
+  const accounts::Policy daemon = daemon_accounts();
+  m.daemon_users = daemon.daemon_users;
+  m.daemon_uids = daemon.daemon_uids;
   for (const auto& l : config_.listeners) m.checks.push_back({l.name, l.checks});
   return m;
 }
@@ -507,7 +520,12 @@ void Supervisor::spawn_helper(const std::string& user, uint32_t request_id) {
       return refuse("no domain delivers to system users");
     const passwd* pw = getpwnam(user.c_str());
     if (pw == nullptr) return refuse("no such system user");
-    if (pw->pw_uid == 0 || pw->pw_gid == 0) return refuse("mail is never delivered as root");
+    accounts::Policy policy = daemon_accounts();
+    policy.min_uid = UINT32_MAX;
+    for (const auto& d : config_.domains)
+      if (d.system_users) policy.min_uid = std::min(policy.min_uid, d.min_uid);
+    if (auto why = accounts::refusal({.name = user, .uid = pw->pw_uid, .gid = pw->pw_gid}, policy))
+      return refuse(*why);
     uid = pw->pw_uid;
     gid = pw->pw_gid;
     if (!ids_.privileged && uid != getuid())

@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/accounts.hpp"
 #include "common/config.hpp"
 #include "common/event.hpp"
 #include "common/ipc.hpp"
@@ -95,6 +96,7 @@ class Supervisor {
   msg::MdaConfig mda_config() const;
   bool send_config(Child& c);
   msg::LookupConfig lookup_config() const;
+  accounts::Policy daemon_accounts() const;
   std::vector<std::pair<msg::TableKind, std::string>> tables() const;
   // Every table, or only those named (smtpctl update table): then lookup answers each with
   // TableLoaded, which goes to control as the answer to control_request.
