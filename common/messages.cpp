@@ -726,26 +726,6 @@ LocalRoutes LocalRoutes::decode(wire::Reader& r) {
   return m;
 }
 
-void HelperSpawn::encode(wire::Writer& w) const {
-  w.str(user);
-}
-HelperSpawn HelperSpawn::decode(wire::Reader& r) {
-  HelperSpawn m;
-  m.user = r.str(kMaxNameLength);
-  if (m.user.empty()) r.fail();
-  return m;
-}
-
-void HelperReady::encode(wire::Writer& w) const {
-  w.str(user);
-}
-HelperReady HelperReady::decode(wire::Reader& r) {
-  HelperReady m;
-  m.user = r.str(kMaxNameLength);
-  if (m.user.empty()) r.fail();
-  return m;
-}
-
 void HelperRefused::encode(wire::Writer& w) const {
   w.str(user);
   w.str(error);
@@ -760,6 +740,7 @@ HelperRefused HelperRefused::decode(wire::Reader& r) {
 
 void HelperDeliver::encode(wire::Writer& w) const {
   w.u64(size);
+  w.str(recipient);
   w.str(sender);
   encode_destination(w, destination);
   w.str(unique);
@@ -768,6 +749,7 @@ void HelperDeliver::encode(wire::Writer& w) const {
 HelperDeliver HelperDeliver::decode(wire::Reader& r) {
   HelperDeliver m;
   m.size = r.u64();
+  m.recipient = r.str(kMaxField);
   m.sender = r.str(kMaxField);
   m.destination = decode_destination(r);
   m.unique = r.str(255);

@@ -23,6 +23,7 @@
 #include "common/event.hpp"
 #include "common/ipc.hpp"
 #include "common/messages.hpp"
+#include "smtpd/helpers.hpp"
 #include "smtpd/host.hpp"
 #include "smtpd/listeners.hpp"
 #include "smtpd/tls_files.hpp"
@@ -103,7 +104,6 @@ class Supervisor {
   bool send_tables(Child& lookup, const std::string& only = {}, uint32_t control_request = 0);
   void update_table(const std::string& name, uint32_t control_request);
   void answer_table_update(uint32_t request, const msg::TableLoaded& m);
-  void spawn_helper(const std::string& user, uint32_t request_id);
   void leave_loop_when_done();
 
   event_base* base_;
@@ -124,6 +124,7 @@ class Supervisor {
   int64_t started_at_ = 0;
   bool stopping_ = false;
   int exit_status_ = 0;
+  DeliveryHelpers helpers_;
   SignalHandler sigchld_;
   Timer stop_deadline_;
 };

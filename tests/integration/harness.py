@@ -128,6 +128,7 @@ class Daemon:
         self.dir = directory or tempfile.mkdtemp(prefix="postern-test-")
         os.chmod(self.dir, 0o755)
         self.run_as = run_as  # a user name: start smtpd as that user (needs root)
+        self.exec_dir = BUILD_DIR  # where smtpd finds its children (-x)
         self.spool = os.path.join(self.dir, "spool")
         self.empty = os.path.join(self.dir, "empty")
         self.socket = os.path.join(self.dir, "run", "smtpd.sock")
@@ -164,7 +165,7 @@ class Daemon:
         os.chmod(self.config, 0o644)
 
     def command(self, *args):
-        argv = [SMTPD, "-d", "-x", BUILD_DIR, "-f", self.config, *args]
+        argv = [SMTPD, "-d", "-x", self.exec_dir, "-f", self.config, *args]
         if self.run_as:
             argv = ["setpriv", f"--reuid={self.run_as}",
                     f"--regid={pwd.getpwnam(self.run_as).pw_gid}", "--clear-groups"] + argv

@@ -1,0 +1,83 @@
+"""Delivery helpers hold only what their user may read, and the parent starts one only for a
+destination lookup routed a recipient to. The attack: a compromised mda (hostile_mda.cpp, in
+smtpd-mda's place) asks for helpers it has no right to."""
+
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import BUILD_DIR, CHILDREN, IS_ROOT, Daemon, wait_for  # noqa: E402
+
+HOSTILE_MDA = os.path.join(BUILD_DIR, "tests", "integration", "hostile-mda")
+
+
+@unittest.skipUnless(IS_ROOT, "delivery helpers run as other users only under root")
+class Helpers(unittest.TestCase):
+    def setUp(self):
+        # An ordinary account (uid >= 1000, as min_uid wants) with a home of its own.
+        self.user = "postern-h%d" % (os.getpid() % 100000)
+        self.home = tempfile.mkdtemp(prefix="postern-home-")
+        subprocess.run(["useradd", "--home-dir", self.home, "--no-create-home",
+                        "--shell", "/usr/sbin/nologin", self.user], check=True)
+        self.addCleanup(shutil.rmtree, self.home, ignore_errors=True)
+        self.addCleanup(subprocess.run, ["userdel", self.user], check=False)
+        self.pw = pwd.getpwnam(self.user)
+        self.assertGreaterEqual(self.pw.pw_uid, 1000)
+        os.chown(self.home, self.pw.pw_uid, self.pw.pw_gid)
+        os.chmod(self.home, 0o700)
+
+    def daemon(self, domain):
+        d = Daemon()
+        d.write_config(d.config_text().replace(
+            "domains: [test.example, localhost]",
+            "domains:\n  - localhost\n  - " + domain + "\n"))
+        return d
+
+    def test_a_hostile_mda_gets_no_helper_it_has_no_right_to(self):
+        d = self.daemon("{name: users.example, users: system, maildir: ~/Maildir}")
+        # smtpd runs its children from -x DIR: the build's, with mda replaced.
+        exec_dir = os.path.join(d.dir, "libexec")
+        os.mkdir(exec_dir, 0o755)
+        for program in list(CHILDREN.values()) + ["smtpd-deliver"]:
+            os.symlink(os.path.join(os.path.abspath(BUILD_DIR), program),
+                       os.path.join(exec_dir, program))
+        os.remove(os.path.join(exec_dir, "smtpd-mda"))
+        os.symlink(os.path.abspath(HOSTILE_MDA), os.path.join(exec_dir, "smtpd-mda"))
+        d.exec_dir = exec_dir
+        marker = os.path.join(d.dir, "marker")
+        os.chmod(d.dir, 0o777)  # a forged command, were one run, could create the marker
+        env = {"POSTERN_HOSTILE_USER": self.user, "POSTERN_HOSTILE_DOMAIN": "users.example",
+               "POSTERN_HOSTILE_MARKER": marker, "POSTERN_HOSTILE_HOME": self.home}
+        os.environ.update(env)
+        try:
+            d.start()
+        finally:
+            for name in env:
+                del os.environ[name]
+        with d:
+            self.assertTrue(d.wait_log(r"hostile mda: done", 10), d.read_log())
+            log = d.read_log()
+            for name in ("smtpq", "daemon", "unresolved", "command", "path", "other-recipient",
+                         "unsealed"):
+                self.assertRegex(log, rf"hostile mda: {name}: refused: ", name)
+            self.assertIn("hostile mda: unsealed: refused: the message is not a sealed memfd",
+                          log)
+            # The parent says whom it refused.
+            for account in ("_smtpq", "daemon", "never-routed", self.user):
+                self.assertRegex(log, rf"delivery helper for {account} refused: ", account)
+            # Nothing ran: no command, no file of mda's choosing.
+            self.assertFalse(os.path.exists(marker))
+            # The request lookup confirms is granted: the parent was not refusing everything.
+            self.assertRegex(log, r"hostile mda: granted: result 2\.0\.0 delivered to maildir")
+            new = os.path.join(self.home, "Maildir", "new")
+            self.assertEqual(len(os.listdir(new)), 1)
+            self.assertEqual(os.stat(os.path.join(new, os.listdir(new)[0])).st_uid,
+                             self.pw.pw_uid)
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
