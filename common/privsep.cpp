@@ -49,6 +49,29 @@ Status drop_privileges(uid_t uid, gid_t gid, const std::string& jail) {
   return restrict_unprivileged();
 }
 
+Status become_helper_user(uid_t uid, gid_t gid, gid_t real_gid) {
+  if (uid == 0 || gid == 0 || real_gid == 0 || real_gid == gid)
+    return make_error("refusing to start a helper as root or with real gid equal to its gid");
+  capng_clear(CAPNG_SELECT_BOTH);
+  if (capng_apply(CAPNG_SELECT_BOUNDS) != 0) return make_error("cannot clear the bounding set");
+  if (setgroups(0, nullptr) != 0) return errno_error("setgroups");
+  if (setresgid(real_gid, gid, gid) != 0) return errno_error("setresgid");
+  if (setresuid(uid, uid, uid) != 0) return errno_error("setresuid");
+
+  if (Status st = check_switched(uid, real_gid, gid); !st.ok()) return st;
+  return restrict_unprivileged();
+}
+
+Status helper_normalise_ids() {
+  if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) return errno_error("PR_SET_DUMPABLE");
+  gid_t rgid, egid, sgid;
+  if (getresgid(&rgid, &egid, &sgid) != 0) return errno_error("getresgid");
+  if (rgid != egid && setresgid(egid, egid, egid) != 0) return errno_error("setresgid");
+  if (getresgid(&rgid, &egid, &sgid) != 0 || rgid != egid || sgid != egid)
+    return make_error("group switch did not hold");
+  return ok_status();
+}
+
 Status restrict_unprivileged() {
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return errno_error("PR_SET_NO_NEW_PRIVS");
   return ok_status();

@@ -16,10 +16,17 @@
 #include "common/ipc.hpp"
 #include "common/log.hpp"
 #include "common/messages.hpp"
+#include "common/privsep.hpp"
 #include "mda/destination.hpp"
 
 int main(int argc, char** argv) {
   using namespace postern;
+  // First: not dumpable (it already is when started by root: its real gid differed from its
+  // effective gid at exec), then the real gid that made it so is set back to the user's.
+  if (const Status st = privsep::helper_normalise_ids(); !st.ok()) {
+    std::fprintf(stderr, "smtpd-deliver: %s\n", st.error().message.c_str());
+    return 2;
+  }
   // Logging goes to stderr: the parent's under -d, /dev/null otherwise (syslog would be one
   // more descriptor held). What went wrong reaches the log through the parent and mda: a
   // HelperResult's detail, or the exit status the parent reports.

@@ -158,8 +158,12 @@ void DeliveryHelpers::start(Request r) {
         (!options_.foreground && dup2(dev_null.get(), STDERR_FILENO) < 0))
       _exit(126);
     keep_only_channel(theirs.get());
-    const Status dropped = ids_.privileged ? privsep::drop_privileges(r.uid, r.gid, "")
-                                           : privsep::restrict_unprivileged();
+    // Real gid: the overflow gid, which owns nothing and which no recipient has (the account
+    // rule refuses it), so the helper starts non-dumpable and the window before it resets
+    // its real gid holds no group worth having.
+    const Status dropped = ids_.privileged
+                               ? privsep::become_helper_user(r.uid, r.gid, accounts::kOverflowId)
+                               : privsep::restrict_unprivileged();
     if (!dropped.ok()) {
       log::error("delivery helper: %s", dropped.error().message.c_str());
       _exit(126);

@@ -1,10 +1,13 @@
 """Delivery helpers hold only what their user may read, and the parent starts one only for a
-destination lookup routed a recipient to. The attack: a compromised mda (hostile_mda.cpp, in
-smtpd-mda's place) asks for helpers it has no right to."""
+destination lookup routed a recipient to. Two attacks: a compromised mda (hostile_mda.cpp, in
+smtpd-mda's place) asks for helpers it has no right to; a delivery command, running as the
+recipient, tries to take its helper's descriptors (helper_attack.py)."""
 
+import json
 import os
 import pwd
 import shutil
+import smtplib
 import subprocess
 import sys
 import tempfile
@@ -14,6 +17,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from harness import BUILD_DIR, CHILDREN, IS_ROOT, Daemon, wait_for  # noqa: E402
 
 HOSTILE_MDA = os.path.join(BUILD_DIR, "tests", "integration", "hostile-mda")
+ATTACK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "helper_attack.py")
 
 
 @unittest.skipUnless(IS_ROOT, "delivery helpers run as other users only under root")
@@ -78,6 +82,35 @@ class Helpers(unittest.TestCase):
             self.assertEqual(len(os.listdir(new)), 1)
             self.assertEqual(os.stat(os.path.join(new, os.listdir(new)[0])).st_uid,
                              self.pw.pw_uid)
+
+    def test_a_command_cannot_take_its_helpers_descriptors(self):
+        report = os.path.join(self.home, "report.json")
+        d = self.daemon("{name: users.example, users: system, "
+                        f"command: \"/usr/bin/python3 {ATTACK} {report}\"}}")
+        with d.start():
+            with smtplib.SMTP("127.0.0.1", d.port) as s:
+                s.sendmail("secret-bcc-sender@example.com",
+                           [f"{self.user}@users.example", "postmaster@localhost"],
+                           b"Subject: attack\r\n\r\nbody\r\n")
+            self.assertTrue(d.wait_log(rf"to=<{self.user}@users\.example>.*status=sent", 10),
+                            d.read_log())
+            with open(report) as f:
+                got = json.load(f)
+        self.assertEqual(got["uid"], self.pw.pw_uid)
+        self.assertIsNotNone(got["helper"], got)
+        # The helper runs as the user (every id, no other group)...
+        uid, gid = str(self.pw.pw_uid), str(self.pw.pw_gid)
+        self.assertEqual(got["status"], [f"Uid:\t{uid}\t{uid}\t{uid}\t{uid}",
+                                         f"Gid:\t{gid}\t{gid}\t{gid}\t{gid}", "Groups:"])
+        # ...yet the user's own processes cannot look into it: it is not dumpable.
+        self.assertEqual(got["listdir"], "error:EACCES", got)
+        spool = os.path.realpath(d.spool)
+        for fd in range(65):
+            for how in ("readlink", "pidfd_getfd"):
+                self.assertFalse(got[how][str(fd)].startswith(spool), (how, fd, got[how]))
+            self.assertEqual(got["pidfd_getfd"][str(fd)], "error:EPERM", (fd, got))
+            self.assertTrue(got["readlink"][str(fd)].startswith("error:"), (fd, got))
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
