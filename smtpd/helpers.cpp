@@ -180,8 +180,13 @@ void DeliveryHelpers::start(Request r) {
       base_, std::move(ours), "delivery helper " + std::to_string(pid),
       ipc::Channel::Handlers{
           .on_frame = [this, pid](ipc::Frame&& f) { on_helper_frame(pid, std::move(f)); },
-          // Its end is reported by reaped(), which answers mda if the helper did not.
-          .on_close = [](ipc::CloseReason, std::string_view) {},
+          .on_close =
+              [this, pid](ipc::CloseReason, std::string_view) {
+                auto it = running_.find(pid);
+                if (it == running_.end()) return;
+                it->second.channel_done = true;
+                finish_if_over(pid);
+              },
           .on_drain = nullptr,
       });
   run.watchdog = std::make_unique<Timer>(base_, [pid] { kill(pid, SIGKILL); });
@@ -207,8 +212,9 @@ void DeliveryHelpers::on_helper_frame(pid_t pid, ipc::Frame&& frame) {
   }
   run.answered = true;
   answer(run.request, *result);
-  // It exits on EOF.
   run.channel.reset();
+  run.channel_done = true;
+  finish_if_over(pid);
 }
 
 void DeliveryHelpers::answer(const Request& r, const msg::HelperResult& result) {
@@ -221,17 +227,25 @@ void DeliveryHelpers::answer(const Request& r, const msg::HelperResult& result) 
 bool DeliveryHelpers::reaped(pid_t pid, int wait_status) {
   auto it = running_.find(pid);
   if (it == running_.end()) return false;
+  it->second.wait_status = wait_status;
+  finish_if_over(pid);
+  return true;
+}
+
+// A helper that exited without answering defers its recipient.
+void DeliveryHelpers::finish_if_over(pid_t pid) {
+  auto it = running_.find(pid);
+  if (it == running_.end() || !it->second.wait_status || !it->second.channel_done) return;
   Running run = std::move(it->second);
   running_.erase(it);
   if (!run.answered) {
-    const std::string why = "delivery helper " + describe_wait_status(wait_status);
+    const std::string why = "delivery helper " + describe_wait_status(*run.wait_status);
     log::warn("%s (recipient %s)", why.c_str(), run.request.message.recipient.c_str());
     answer(run.request, {.outcome = msg::DeliveryOutcome::temporary_failure,
                          .dsn = "4.3.0",
                          .detail = why});
   }
   start_waiting();
-  return true;
 }
 
 void DeliveryHelpers::peer_lost(Role role) {

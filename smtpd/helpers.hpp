@@ -13,6 +13,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/accounts.hpp"
@@ -66,6 +67,10 @@ class DeliveryHelpers {
     std::unique_ptr<ipc::Channel> channel;
     std::unique_ptr<Timer> watchdog;
     bool answered = false;
+    // Its end: the pid reaped and the channel read to its end, in either order (SIGCHLD can
+    // come before the last frame is read).
+    std::optional<int> wait_status;
+    bool channel_done = false;
   };
 
   void refuse(const Request& r, const std::string& why);
@@ -74,6 +79,7 @@ class DeliveryHelpers {
   void start(Request r);
   void on_helper_frame(pid_t pid, ipc::Frame&& frame);
   void answer(const Request& r, const msg::HelperResult& result);
+  void finish_if_over(pid_t pid);
   std::string account_name(const Request& r) const;
 
   event_base* base_;

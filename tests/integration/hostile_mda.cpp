@@ -80,6 +80,24 @@ std::vector<Attack> attacks() {
   return list;
 }
 
+// POSTERN_HOSTILE_FLOOD=N: instead, N requests at once for the user's real destination,
+// the domain's command POSTERN_HOSTILE_COMMAND: the parent must not start N helpers.
+std::vector<Attack> flood(int n) {
+  const std::string address = env("POSTERN_HOSTILE_USER") + "@" + env("POSTERN_HOSTILE_DOMAIN");
+  std::vector<Attack> list;
+  for (int i = 0; i < n; ++i)
+    list.push_back({"flood", msg::HelperDeliver{.size = sizeof kMessage - 1,
+                                                .recipient = address,
+                                                .sender = "attacker@example.com",
+                                                .destination = {msg::DeliveryMethod::command,
+                                                                env("POSTERN_HOSTILE_COMMAND"),
+                                                                env("POSTERN_HOSTILE_USER"),
+                                                                address},
+                                                .unique = "flood." + std::to_string(i),
+                                                .timeout_seconds = 30}});
+  return list;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -109,7 +127,8 @@ int main(int argc, char** argv) {
     if (peer != Role::lookup || sent) return;
     sent = true;
     uint32_t id = 1;
-    for (Attack& a : attacks()) {
+    const int floods = std::atoi(env("POSTERN_HOSTILE_FLOOD").c_str());
+    for (Attack& a : floods > 0 ? flood(floods) : attacks()) {
       asked[id] = a.name;
       if (!msg::send(runtime.parent(), a.request, id, message_fd(a.sealed)))
         log::fatal("hostile mda: cannot send %s", a.name.c_str());

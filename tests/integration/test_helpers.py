@@ -42,9 +42,9 @@ class Helpers(unittest.TestCase):
             "domains:\n  - localhost\n  - " + domain + "\n"))
         return d
 
-    def test_a_hostile_mda_gets_no_helper_it_has_no_right_to(self):
-        d = self.daemon("{name: users.example, users: system, maildir: ~/Maildir}")
-        # smtpd runs its children from -x DIR: the build's, with mda replaced.
+    def start_with_hostile_mda(self, d, env):
+        """smtpd runs its children from -x DIR: the build's, with mda replaced; env is for
+        the hostile mda."""
         exec_dir = os.path.join(d.dir, "libexec")
         os.mkdir(exec_dir, 0o755)
         for program in list(CHILDREN.values()) + ["smtpd-deliver"]:
@@ -53,16 +53,20 @@ class Helpers(unittest.TestCase):
         os.remove(os.path.join(exec_dir, "smtpd-mda"))
         os.symlink(os.path.abspath(HOSTILE_MDA), os.path.join(exec_dir, "smtpd-mda"))
         d.exec_dir = exec_dir
-        marker = os.path.join(d.dir, "marker")
-        os.chmod(d.dir, 0o777)  # a forged command, were one run, could create the marker
-        env = {"POSTERN_HOSTILE_USER": self.user, "POSTERN_HOSTILE_DOMAIN": "users.example",
-               "POSTERN_HOSTILE_MARKER": marker, "POSTERN_HOSTILE_HOME": self.home}
+        env = dict(env, POSTERN_HOSTILE_USER=self.user, POSTERN_HOSTILE_DOMAIN="users.example")
         os.environ.update(env)
         try:
             d.start()
         finally:
             for name in env:
                 del os.environ[name]
+
+    def test_a_hostile_mda_gets_no_helper_it_has_no_right_to(self):
+        d = self.daemon("{name: users.example, users: system, maildir: ~/Maildir}")
+        marker = os.path.join(d.dir, "marker")
+        os.chmod(d.dir, 0o777)  # a forged command, were one run, could create the marker
+        self.start_with_hostile_mda(d, {"POSTERN_HOSTILE_MARKER": marker,
+                                        "POSTERN_HOSTILE_HOME": self.home})
         with d:
             self.assertTrue(d.wait_log(r"hostile mda: done", 10), d.read_log())
             log = d.read_log()
@@ -82,6 +86,39 @@ class Helpers(unittest.TestCase):
             self.assertEqual(len(os.listdir(new)), 1)
             self.assertEqual(os.stat(os.path.join(new, os.listdir(new)[0])).st_uid,
                              self.pw.pw_uid)
+
+    def test_a_flood_of_requests_never_runs_more_than_16_helpers(self):
+        command = "sleep 1"
+        d = self.daemon(f"{{name: users.example, users: system, command: \"{command}\"}}")
+        requests = 100
+        self.start_with_hostile_mda(d, {"POSTERN_HOSTILE_FLOOD": str(requests),
+                                        "POSTERN_HOSTILE_COMMAND": command})
+        with d:
+            most = 0
+
+            def count_helpers():
+                nonlocal most
+                running = 0
+                for pid in d.descendants():
+                    try:
+                        with open(f"/proc/{pid}/comm") as f:
+                            running += f.read().strip() == "smtpd-deliver"
+                    except OSError:
+                        pass
+                most = max(most, running)
+                return "hostile mda: done" in d.read_log()
+
+            self.assertTrue(wait_for(count_helpers, 60, interval=0.05), d.read_log())
+            log = d.read_log()
+        refused = log.count("hostile mda: flood: refused: too many deliveries waiting")
+        delivered = log.count("hostile mda: flood: result 2.0.0")
+        # Beyond 64 waiting (16 of which then run) the parent refuses; the rest are delivered,
+        # never more than 16 at once.
+        self.assertGreaterEqual(refused, requests - 64 - 16, log)
+        self.assertLessEqual(refused, requests - 64, log)
+        self.assertEqual(refused + delivered, requests, log)
+        self.assertGreater(most, 1)
+        self.assertLessEqual(most, 16)
 
     def test_a_command_cannot_take_its_helpers_descriptors(self):
         report = os.path.join(self.home, "report.json")
