@@ -120,6 +120,20 @@ class Helpers(unittest.TestCase):
         self.assertGreater(most, 1)
         self.assertLessEqual(most, 16)
 
+    def test_mda_waits_for_helpers_instead_of_flooding_the_parent(self):
+        # 100 recipients whose mail goes to a command: mda keeps 16 requests in flight, so
+        # the parent never has to refuse one for lack of room, and all are delivered.
+        users = ", ".join(f"r{i}" for i in range(100))
+        d = self.daemon(f"{{name: many.example, users: [{users}], "
+                        "command: \"cat > /dev/null; sleep 0.2\"}")
+        with d.start():
+            with smtplib.SMTP("127.0.0.1", d.port) as s:
+                s.sendmail("sender@example.com", [f"r{i}@many.example" for i in range(100)],
+                           b"Subject: many\r\n\r\nbody\r\n")
+            self.assertTrue(wait_for(lambda: d.read_log().count("status=sent") == 100, 60),
+                            d.read_log())
+            self.assertNotIn("too many deliveries waiting", d.read_log())
+
     def test_a_command_cannot_take_its_helpers_descriptors(self):
         report = os.path.join(self.home, "report.json")
         d = self.daemon("{name: users.example, users: system, "
