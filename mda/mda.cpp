@@ -54,6 +54,8 @@ struct Job {
   std::vector<msg::DeliveryResult> results;            // per recipient
   // Deliveries that answer later: helpers', mbox and LMTP ones, and Maildir files on their way.
   size_t pending = 0;
+  // The message alone, sealed, for its helpers (sealed_copy): made once, lent to each.
+  UniqueFd helper_copy;
 };
 
 // A Maildir delivery of a job's recipient.
@@ -460,14 +462,19 @@ class MdaProcess {
       helper_waiting_.pop_front();
       auto job = jobs_.find(task.job);
       if (job == jobs_.end()) continue;
-      Result<UniqueFd> copy = sealed_copy(job->second->fd.get(), task.request.size);
-      if (!copy.ok()) {
-        complete(task, msg::DeliveryOutcome::temporary_failure, "4.3.0",
-                 "cannot copy the message for its helper: " + copy.error().message);
-        continue;
+      Job& j = *job->second;
+      if (!j.helper_copy) {
+        Result<UniqueFd> copy = sealed_copy(j.fd.get(), j.message.size);
+        if (!copy.ok()) {
+          complete(task, msg::DeliveryOutcome::temporary_failure, "4.3.0",
+                   "cannot copy the message for its helper: " + copy.error().message);
+          continue;
+        }
+        j.helper_copy = std::move(copy).value();
       }
       const uint32_t request = next_request_++;
-      if (!msg::send(runtime_.parent(), task.request, request, std::move(copy).value())) {
+      UniqueFd lent(fcntl(j.helper_copy.get(), F_DUPFD_CLOEXEC, 0));
+      if (!lent || !msg::send(runtime_.parent(), task.request, request, std::move(lent))) {
         complete(task, msg::DeliveryOutcome::temporary_failure, "4.3.0",
                  "cannot ask the parent for a delivery helper");
         continue;
