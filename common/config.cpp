@@ -50,9 +50,9 @@ constexpr std::array<std::string_view, 15> kTopKeys = {
     "control",     "listeners",    "domains",          "limits", "tls",
     "credentials", "virtual_user", "trusted_networks", "dns",    "run_dir"};
 constexpr std::array<std::string_view, 2> kTlsKeys = {"certificate", "key"};
-constexpr std::array<std::string_view, 10> kDomainKeys = {
-    "name", "users", "aliases", "catch_all",      "maildir",
-    "mbox", "lmtp",  "command", "alias_commands", "alias_files"};
+constexpr std::array<std::string_view, 11> kDomainKeys = {
+    "name", "users", "aliases", "catch_all",      "maildir", "mbox",
+    "lmtp", "command", "alias_commands", "alias_files", "min_uid"};
 constexpr std::array<std::string_view, 2> kAliasSourceNames = {"aliases", "include"};
 constexpr std::array<std::string_view, 13> kLimitKeys = {
     "message_size",     "recipients",      "errors",       "sessions",    "sessions_per_ip",
@@ -934,6 +934,16 @@ class Walker {
         }
         if (fields[8] != nullptr && !walk_alias_rights(*fields[8], d.alias_commands)) ok = false;
         if (fields[9] != nullptr && !walk_alias_rights(*fields[9], d.alias_files)) ok = false;
+        if (const MapEntry* e = fields[10]) {
+          if (!d.system_users) {
+            reporter_.at(e->key.mark, "'min_uid' applies to domains with 'users: system'");
+            ok = false;
+          } else if (auto n = number_value(*e, "", 0xfffffffe)) {
+            d.min_uid = static_cast<uint32_t>(*n);
+          } else {
+            ok = false;
+          }
+        }
         if ((d.maildir ? 1 : 0) + (d.mbox ? 1 : 0) + (d.lmtp ? 1 : 0) + (d.command ? 1 : 0) > 1) {
           reporter_.at(item.mark, "a domain is delivered one way: maildir, mbox, lmtp or command");
           ok = false;

@@ -142,6 +142,8 @@ struct Domain {
   // Who has a mailbox. Without any of these, any local part is taken (delivery decides).
   std::optional<std::vector<std::string>> users;  // a list of virtual users (lower-case)
   bool system_users = false;                      // "users: system": accounts of this host
+  // users: system: accounts below this uid are no mailboxes (common/accounts.hpp).
+  uint32_t min_uid = 1000;
   std::optional<std::string> users_table;         // a file of virtual users (absolute)
   // An aliases(5) file (absolute), consulted before the users.
   std::optional<std::string> aliases;

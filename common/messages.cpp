@@ -310,6 +310,7 @@ void LookupConfig::encode(wire::Writer& w) const {
       for (const auto& u : *d.users) w.str(u);
     }
     w.boolean(d.system_users);
+    w.u32(d.min_uid);
     for (const auto* field :
          {&d.users_table, &d.aliases, &d.catch_all, &d.maildir, &d.mbox, &d.lmtp, &d.command})
       encode_optional(w, *field);
@@ -338,6 +339,10 @@ void LookupConfig::encode(wire::Writer& w) const {
     }
   }
   w.u32(connection_rate);
+  w.count(daemon_users.size());
+  for (const auto& u : daemon_users) w.str(u);
+  w.count(daemon_uids.size());
+  for (uint32_t uid : daemon_uids) w.u32(uid);
 }
 LookupConfig LookupConfig::decode(wire::Reader& r) {
   LookupConfig m;
@@ -349,6 +354,7 @@ LookupConfig LookupConfig::decode(wire::Reader& r) {
       for (auto& u : *d.users) u = r.str(64);
     }
     d.system_users = r.boolean();
+    d.min_uid = r.u32();
     for (auto* field :
          {&d.users_table, &d.aliases, &d.catch_all, &d.maildir, &d.mbox, &d.lmtp, &d.command})
       *field = decode_optional(r, kMaxPathLength);
@@ -381,6 +387,10 @@ LookupConfig LookupConfig::decode(wire::Reader& r) {
     }
   }
   m.connection_rate = r.u32();
+  m.daemon_users.resize(r.count(8, 4));
+  for (auto& u : m.daemon_users) u = r.str(kMaxNameLength);
+  m.daemon_uids.resize(r.count(8, 4));
+  for (auto& uid : m.daemon_uids) uid = r.u32();
   return m;
 }
 
@@ -779,26 +789,6 @@ LocalRoutes LocalRoutes::decode(wire::Reader& r) {
   return m;
 }
 
-void HelperSpawn::encode(wire::Writer& w) const {
-  w.str(user);
-}
-HelperSpawn HelperSpawn::decode(wire::Reader& r) {
-  HelperSpawn m;
-  m.user = r.str(kMaxNameLength);
-  if (m.user.empty()) r.fail();
-  return m;
-}
-
-void HelperReady::encode(wire::Writer& w) const {
-  w.str(user);
-}
-HelperReady HelperReady::decode(wire::Reader& r) {
-  HelperReady m;
-  m.user = r.str(kMaxNameLength);
-  if (m.user.empty()) r.fail();
-  return m;
-}
-
 void HelperRefused::encode(wire::Writer& w) const {
   w.str(user);
   w.str(error);
@@ -813,6 +803,7 @@ HelperRefused HelperRefused::decode(wire::Reader& r) {
 
 void HelperDeliver::encode(wire::Writer& w) const {
   w.u64(size);
+  w.str(recipient);
   w.str(sender);
   encode_destination(w, destination);
   w.str(unique);
@@ -821,6 +812,7 @@ void HelperDeliver::encode(wire::Writer& w) const {
 HelperDeliver HelperDeliver::decode(wire::Reader& r) {
   HelperDeliver m;
   m.size = r.u64();
+  m.recipient = r.str(kMaxField);
   m.sender = r.str(kMaxField);
   m.destination = decode_destination(r);
   m.unique = r.str(255);

@@ -69,8 +69,8 @@ enum class Type : uint16_t {
   ctl_pause,
   resolve_local,
   local_routes,
-  helper_spawn,
-  helper_ready,
+  helper_spawn,  // retired: the parent starts helpers per HelperDeliver
+  helper_ready,  // retired
   helper_refused,
   helper_deliver,
   helper_result,
@@ -87,6 +87,9 @@ enum class Type : uint16_t {
   relay_check,
   relay_verdict,
 };
+
+// Numbers no message uses any more (never reused, so that an old frame is never misread).
+constexpr Type kRetiredTypes[] = {Type::helper_spawn, Type::helper_ready};
 
 enum class FdRule : uint8_t { none, required };
 
@@ -244,6 +247,10 @@ struct LookupConfig {
   config::Dns dns;
   std::vector<ListenerChecks> checks;
   uint32_t connection_rate = 0;  // limits.connection_rate
+  // The daemon's own users, which are never mailboxes (common/accounts.hpp); uids only when
+  // the parent runs as root.
+  std::vector<std::string> daemon_users;
+  std::vector<uint32_t> daemon_uids;
   void encode(wire::Writer& w) const;
   static LookupConfig decode(wire::Reader& r);
 };
@@ -742,8 +749,10 @@ constexpr size_t kResolveBatch = 100;
 constexpr size_t kMaxDestinations = 200;
 
 struct ResolveLocal {
-  static constexpr MessageInfo kInfo{Type::resolve_local, "resolve_local", roles(Role::mda),
-                                     roles(Role::lookup), FdRule::none};
+  // The parent asks too: it confirms a delivery helper's destination (smtpd/helpers.cpp).
+  static constexpr MessageInfo kInfo{Type::resolve_local, "resolve_local",
+                                     roles(Role::mda, Role::parent), roles(Role::lookup),
+                                     FdRule::none};
   std::vector<std::string> addresses;
   void encode(wire::Writer& w) const;
   static ResolveLocal decode(wire::Reader& r);
@@ -776,57 +785,59 @@ struct LocalRoute {
 // The answer, in order; as many frames as it takes, the last one marked.
 struct LocalRoutes {
   static constexpr MessageInfo kInfo{Type::local_routes, "local_routes", roles(Role::lookup),
-                                     roles(Role::mda), FdRule::none};
+                                     roles(Role::mda, Role::parent), FdRule::none};
   std::vector<LocalRoute> routes;
   bool last = true;
   void encode(wire::Writer& w) const;
   static LocalRoutes decode(wire::Reader& r);
 };
 
-// --- system users: mda asks the parent for a helper running as the user ------------------------
+// --- delivery helpers: mda asks the parent for one delivery as a system user -----------------
+// (or, for a command, as mda's own user outside its sandbox). The parent confirms the
+// destination with lookup and the account with common/accounts.hpp, starts smtpd-deliver for
+// this one delivery, hands it the request and the descriptor, and forwards its HelperResult
+// to mda under mda's request id. See docs/privsep.md.
 
-struct HelperSpawn {
-  static constexpr MessageInfo kInfo{Type::helper_spawn, "helper_spawn", roles(Role::mda),
-                                     roles(Role::parent), FdRule::none};
-  std::string user;
-  void encode(wire::Writer& w) const;
-  static HelperSpawn decode(wire::Reader& r);
-};
+// Delivery helpers the parent runs at once, and requests it holds beyond them (waiting for
+// lookup or for a free helper); more is refused with a temporary failure. mda keeps at most
+// kMaxHelpers requests in flight itself.
+constexpr size_t kMaxHelpers = 16;
+constexpr size_t kMaxHelperBacklog = 64;
 
-// The descriptor: mda's end of a channel to the helper.
-struct HelperReady {
-  static constexpr MessageInfo kInfo{Type::helper_ready, "helper_ready", roles(Role::parent),
-                                     roles(Role::mda), FdRule::required};
-  std::string user;
-  void encode(wire::Writer& w) const;
-  static HelperReady decode(wire::Reader& r);
-};
-
+// The parent's refusal of a HelperDeliver (mda's request id); mda defers the recipient.
 struct HelperRefused {
   static constexpr MessageInfo kInfo{Type::helper_refused, "helper_refused", roles(Role::parent),
                                      roles(Role::mda), FdRule::none};
-  std::string user;
+  std::string user;  // the account asked for; "-" for mda's own
   std::string error;
   void encode(wire::Writer& w) const;
   static HelperRefused decode(wire::Reader& r);
 };
 
-// Deliver the message (the descriptor: read-only) to one destination, as the helper's user.
+// Deliver the message to one destination, as the destination's user. From mda to the parent
+// and, once confirmed, from the parent to the helper. The descriptor holds the message and
+// nothing else: a memfd of exactly size bytes, sealed against any change (the parent refuses
+// anything else), never the spool file with its commit record.
 struct HelperDeliver {
-  static constexpr MessageInfo kInfo{Type::helper_deliver, "helper_deliver", roles(Role::mda),
-                                     roles(Role::helper), FdRule::required};
-  uint64_t size = 0;  // the message: the descriptor's first size bytes
+  static constexpr MessageInfo kInfo{Type::helper_deliver, "helper_deliver",
+                                     roles(Role::mda, Role::parent),
+                                     roles(Role::parent, Role::helper), FdRule::required};
+  uint64_t size = 0;      // the message: the descriptor's size bytes
+  std::string recipient;  // the envelope address mda asked lookup about
   std::string sender;
-  Destination destination;
+  Destination destination;  // one of those lookup gave for recipient
   std::string unique;            // the Maildir file name
   uint32_t timeout_seconds = 0;  // for a command
   void encode(wire::Writer& w) const;
   static HelperDeliver decode(wire::Reader& r);
 };
 
+// The helper's answer to the parent, forwarded to mda under mda's request id (the parent
+// answers for a helper that died without one).
 struct HelperResult {
-  static constexpr MessageInfo kInfo{Type::helper_result, "helper_result", roles(Role::helper),
-                                     roles(Role::mda), FdRule::none};
+  static constexpr MessageInfo kInfo{Type::helper_result, "helper_result",
+                                     roles(Role::helper, Role::parent),
+                                     roles(Role::parent, Role::mda), FdRule::none};
   DeliveryOutcome outcome = DeliveryOutcome::temporary_failure;
   std::string dsn;
   std::string detail;
@@ -842,10 +853,10 @@ using AllMessages =
                RcptVerdict, MessageOpen, MessageOpened, MessageRecipients, MessageCommit,
                MessageResult, MessageAbort, TlsConfig, TableFile, AuthCheck, AuthVerdict,
                CtlShowQueue, CtlShowMessage, CtlText, MdaConfig, DeliverLocal, DeliveryReport,
-               CtlSchedule, CtlRemove, CtlPause, ResolveLocal, LocalRoutes, HelperSpawn,
-               HelperReady, HelperRefused, HelperDeliver, HelperResult, ClientCheck, ClientVerdict,
-               MxQuery, MxAnswer, CtlShowMx, CtlUpdateTable, TableLoaded, CtlShowStats,
-               SessionOpen, SessionClose, RelayCheck, RelayVerdict>;
+               CtlSchedule, CtlRemove, CtlPause, ResolveLocal, LocalRoutes, HelperRefused,
+               HelperDeliver, HelperResult, ClientCheck, ClientVerdict, MxQuery, MxAnswer,
+               CtlShowMx, CtlUpdateTable, TableLoaded, CtlShowStats, SessionOpen, SessionClose,
+               RelayCheck, RelayVerdict>;
 
 // The schema entry for a wire type number, or nullptr for an unknown type.
 const MessageInfo* message_info(uint16_t type);

@@ -15,6 +15,17 @@ namespace postern::privsep {
 // that each step held. Any failure is reported; the caller must not continue.
 Status drop_privileges(uid_t uid, gid_t gid, const std::string& jail);
 
+// As root, in the forked child that is about to exec a delivery helper: the same as
+// drop_privileges without a jail, except that the real gid becomes real_gid (which must
+// differ from gid). execve makes a process whose real and effective ids differ non-dumpable
+// (fs.suid_dumpable, 0 or 2, both of which keep the user's other processes from ptrace and
+// pidfd_getfd), so the helper is out of its user's reach from its first instruction; it
+// then sets its real gid back to gid (helper_normalise_ids).
+Status become_helper_user(uid_t uid, gid_t gid, gid_t real_gid);
+
+// In the helper, first thing: not dumpable (again), then every gid = the effective gid.
+Status helper_normalise_ids();
+
 // For an unprivileged run (a developer or a test): only no_new_privs.
 Status restrict_unprivileged();
 

@@ -71,7 +71,7 @@ bool talks(Role a, Role b);
 
 // A child finds its channel to the parent here after exec.
 constexpr int kParentChannelFd = 3;
-// The delivery helper (smtpd-deliver) finds its channel to mda on the same descriptor.
+// The delivery helper (smtpd-deliver) finds its channel to the parent on the same descriptor.
 constexpr std::string_view kHelperExecutable = "smtpd-deliver";
 
 }  // namespace postern

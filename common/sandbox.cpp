@@ -85,10 +85,12 @@ std::span<const std::string_view> role_calls(Role role) {
   // Sessions on sockets the listeners accept; nothing is opened by name.
   static constexpr std::string_view kSmtp[] = {"accept4",  "getsockopt",  "setsockopt",
                                                "shutdown", "getsockname", "getpeername"};
-  // Maildirs: create, write, sync, rename or link into new/.
+  // Maildirs: create, write, sync, rename or link into new/. A delivery helper's copy of a
+  // message: a memfd filled from the spool file (then sealed with fcntl).
   static constexpr std::string_view kMda[] = {
-      "openat", "mkdir",    "mkdirat", "rename", "renameat", "renameat2", "fsync",  "fdatasync",
-      "unlink", "unlinkat", "pread64", "lstat",  "stat",     "ftruncate", "syncfs", "linkat"};
+      "openat",   "mkdir",    "mkdirat", "rename",      "renameat", "renameat2",
+      "fsync",    "fdatasync", "unlink", "unlinkat",    "pread64",  "lstat",
+      "stat",     "ftruncate", "syncfs", "linkat",      "memfd_create", "sendfile"};
   switch (role) {
     case Role::mda:
       return kMda;

@@ -88,8 +88,10 @@ std::string fill_template(std::string_view templ, std::string_view local, std::s
 LocalRouter::LocalRouter() = default;
 LocalRouter::~LocalRouter() = default;
 
-void LocalRouter::configure(const std::vector<config::Domain>& domains) {
+void LocalRouter::configure(const std::vector<config::Domain>& domains,
+                            accounts::Policy daemon_accounts) {
   domains_.clear();
+  daemon_accounts_ = std::move(daemon_accounts);
   std::set<std::string, std::less<>> alias_files, user_files;
   for (const auto& d : domains) {
     domains_.push_back(DomainEntry{d});
@@ -314,12 +316,19 @@ void LocalRouter::deliver_to_user(Walk& walk, const std::string& local, const Do
         return;
       }
       exists = user.found == SystemUsers::Found::yes;
-      if (exists && user.account.uid == 0) {
-        // Mail is never delivered as root; the admin aliases root to someone.
-        walk.fail(msg::RouteStatus::unknown_user, "mail for " + local + " must be aliased");
-        return;
+      accounts::Policy policy = daemon_accounts_;
+      policy.min_uid = d.min_uid;
+      if (exists) {
+        // root, system accounts and the daemon's own are no mailboxes: the admin aliases
+        // them to someone (the parent asks the same rule before it starts a helper).
+        if (auto why = accounts::refusal(
+                {.name = local, .uid = user.account.uid, .gid = user.account.gid}, policy)) {
+          walk.fail(msg::RouteStatus::unknown_user,
+                    "mail for " + local + " must be aliased: " + *why);
+          return;
+        }
+        home = user.account.home;
       }
-      if (exists) home = user.account.home;
     }
   }
   if (!exists) {

@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/accounts.hpp"
 #include "common/config.hpp"
 #include "common/messages.hpp"
 #include "lookup/aliases.hpp"
@@ -30,8 +31,11 @@ class LocalRouter {
  public:
   LocalRouter();
   ~LocalRouter();
-  // The local domains; tables already loaded stay loaded for the paths still named.
-  void configure(const std::vector<config::Domain>& domains);
+  // The local domains; tables already loaded stay loaded for the paths still named. The
+  // daemon's own accounts are no mailboxes of "users: system" domains (whose min_uid
+  // completes the rule).
+  void configure(const std::vector<config::Domain>& domains,
+                 accounts::Policy daemon_accounts = {});
   // A table the parent sent. Refused whole on any error (the old one stays in use); the
   // error names the file and line. owner: the file's, which an aliases file's :include:
   // files may have besides root.
@@ -64,6 +68,7 @@ class LocalRouter {
   const DomainEntry* find_domain(std::string_view name) const;
 
   std::vector<DomainEntry> domains_;
+  accounts::Policy daemon_accounts_;
   std::map<std::string, std::shared_ptr<const AliasTable>, std::less<>> aliases_;
   // Who owned each aliases file when it was loaded: its :include: files may be theirs.
   std::map<std::string, uid_t, std::less<>> alias_owners_;

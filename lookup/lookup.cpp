@@ -178,7 +178,9 @@ class LookupProcess {
   }
 
   void configure(const msg::LookupConfig& m) {
-    router_.configure(m.domains);
+    router_.configure(m.domains, {.min_uid = accounts::kDefaultMinUid,
+                                  .daemon_users = m.daemon_users,
+                                  .daemon_uids = m.daemon_uids});
     trusted_ = m.trusted_networks;
     connection_rate_.set_limit(m.connection_rate);
     checks_.clear();
@@ -435,8 +437,9 @@ class LookupProcess {
   }
 
   // Every address's route, in order, in as many frames as they take.
+  // mda asks before it delivers; the parent asks again before it starts a delivery helper.
   void resolve_local(msg::Incoming& in, const msg::ResolveLocal& m) {
-    ipc::Channel* asker = runtime_.peer(in.from);
+    ipc::Channel* asker = in.from == Role::parent ? &runtime_.parent() : runtime_.peer(in.from);
     if (asker == nullptr) return;
     msg::LocalRoutes frame;
     size_t bytes = 0;
@@ -461,7 +464,8 @@ class LookupProcess {
       bytes += size;
     }
     frame.last = true;
-    if (!msg::send(*asker, frame, in.request_id)) log::warn("cannot answer mda");
+    if (!msg::send(*asker, frame, in.request_id))
+      log::warn("cannot answer %s", std::string(role_name(in.from)).c_str());
   }
 
   // A table with any error is refused whole and the one in use is kept.

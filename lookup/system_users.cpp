@@ -45,7 +45,7 @@ SystemUsers::Answer SystemUsers::find(const std::string& name, Clock::time_point
   slot.fetched = now;
   slot.account.reset();
   if (absent) return {};
-  slot.account = Account{.uid = pw.pw_uid, .home = pw.pw_dir ? pw.pw_dir : ""};
+  slot.account = Account{.uid = pw.pw_uid, .gid = pw.pw_gid, .home = pw.pw_dir ? pw.pw_dir : ""};
   return {.found = Found::yes, .account = *slot.account, .error = ""};
 }
 

@@ -19,6 +19,7 @@ namespace postern::lookup {
 
 struct Account {
   uid_t uid = 0;
+  gid_t gid = 0;
   std::string home;
 };
 

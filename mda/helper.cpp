@@ -1,23 +1,43 @@
-// smtpd-deliver, the delivery helper: the parent starts it as one system user (or as mda's
-// user, for commands, which cannot run under mda's syscall filter) with a channel to mda on
-// kParentChannelFd. It delivers what mda sends, one destination at a time, answering each,
-// and exits when mda closes the channel. It never sees the spool or any other user's mail.
+// smtpd-deliver, the delivery helper: the parent starts it for one delivery, as the
+// recipient's system user (or as mda's user, for a command, which cannot run under mda's
+// syscall filter), after lookup confirmed the destination. It holds a channel to the parent
+// on kParentChannelFd, /dev/null on 0 and 1 (and 2 unless -d), and, once the parent's
+// HelperDeliver came, a sealed memfd holding only the message: nothing its user may not read,
+// since any process of that user could take it were the helper dumpable. It delivers, answers
+// HelperResult and exits.
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
 
-#include "common/child.hpp"
+#include "common/process.hpp"
 #include "common/event.hpp"
 #include "common/ipc.hpp"
 #include "common/log.hpp"
 #include "common/messages.hpp"
+#include "common/privsep.hpp"
 #include "mda/destination.hpp"
 
 int main(int argc, char** argv) {
   using namespace postern;
-  init_child_log(kHelperExecutable, argc, argv);
+  // First: not dumpable (it already is when started by root: its real gid differed from its
+  // effective gid at exec), then the real gid that made it so is set back to the user's.
+  if (const Status st = privsep::helper_normalise_ids(); !st.ok()) {
+    std::fprintf(stderr, "smtpd-deliver: %s\n", st.error().message.c_str());
+    return 2;
+  }
+  // Logging goes to stderr: the parent's under -d, /dev/null otherwise (syslog would be one
+  // more descriptor held). What went wrong reaches the log through the parent and mda: a
+  // HelperResult's detail, or the exit status the parent reports.
+  bool verbose = false;
+  for (int opt; (opt = getopt(argc, argv, "dv")) != -1;) {
+    if (opt == 'v')
+      verbose = true;
+    else if (opt != 'd')
+      return 2;
+  }
+  log::init(kHelperExecutable, log::Destination::stderr_stream, verbose);
   struct stat st {};
   if (fstat(kParentChannelFd, &st) != 0 || !S_ISSOCK(st.st_mode) || getuid() == 0) {
     std::fprintf(stderr, "smtpd-deliver: this program is run by smtpd(8), not by hand\n");
@@ -25,20 +45,30 @@ int main(int argc, char** argv) {
   }
   EventBasePtr base = make_event_base();
   msg::Dispatcher dispatcher(Role::helper);
-  std::unique_ptr<ipc::Channel> mda;
-  dispatcher.on<msg::HelperDeliver>([&](msg::Incoming& in, msg::HelperDeliver&& m) {
-    const msg::HelperResult result = mda::deliver_destination(m, in.fd.get());
-    if (!msg::send(*mda, result, in.request_id)) event_base_loopexit(base.get(), nullptr);
-  });
+  std::unique_ptr<ipc::Channel> parent;
   int status = 0;
-  mda = std::make_unique<ipc::Channel>(
-      base.get(), UniqueFd(kParentChannelFd), "mda",
+  bool delivered = false;
+  dispatcher.on<msg::HelperDeliver>([&](msg::Incoming& in, msg::HelperDeliver&& m) {
+    if (delivered) {  // one delivery per helper
+      status = 1;
+      event_base_loopexit(base.get(), nullptr);
+      return;
+    }
+    delivered = true;
+    const msg::HelperResult result = mda::deliver_destination(m, in.fd.get());
+    in.fd.reset();
+    if (!msg::send(*parent, result, in.request_id)) status = 1;
+    parent->flush(std::chrono::seconds(5));
+    event_base_loopexit(base.get(), nullptr);
+  });
+  parent = std::make_unique<ipc::Channel>(
+      base.get(), UniqueFd(kParentChannelFd), "parent",
       ipc::Channel::Handlers{
           .on_frame =
               [&](ipc::Frame&& f) {
-                const Status handled = dispatcher.dispatch(Role::mda, std::move(f));
+                const Status handled = dispatcher.dispatch(Role::parent, std::move(f));
                 if (!handled.ok()) {
-                  log::error("bad message from mda: %s", handled.error().message.c_str());
+                  log::error("bad message from the parent: %s", handled.error().message.c_str());
                   status = 1;
                   event_base_loopexit(base.get(), nullptr);
                 }
@@ -48,6 +78,6 @@ int main(int argc, char** argv) {
           .on_drain = nullptr,
       });
   event_base_dispatch(base.get());
-  mda.reset();
+  parent.reset();
   return status;
 }

@@ -2,8 +2,11 @@
 // lookup where each recipient's mail goes (aliases, users, delivery methods), delivers, and
 // answers the queue with one result per recipient. Runs as the virtual-mail user and never
 // as root: Maildirs and mbox files of virtual users and LMTP it does itself; system users'
-// mail and every command go through delivery helpers the parent starts on request.
+// mail and every command go to the parent, one delivery at a time, with a sealed copy of the
+// message (never the spool file): the parent checks with lookup and starts a helper.
 #include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -30,8 +33,6 @@
 namespace postern::mda {
 namespace {
 
-// Delivery helpers alive at once; users beyond wait for one to finish.
-constexpr size_t kMaxHelpers = 16;
 // Maildir files written before the publisher gets them (MaildirBatch).
 constexpr size_t kStageChunk = 500;
 // A loop turn's Maildir files up to this many are written and published on the loop itself:
@@ -53,6 +54,8 @@ struct Job {
   std::vector<msg::DeliveryResult> results;            // per recipient
   // Deliveries that answer later: helpers', mbox and LMTP ones, and Maildir files on their way.
   size_t pending = 0;
+  // The message alone, sealed, for its helpers (sealed_copy): made once, lent to each.
+  UniqueFd helper_copy;
 };
 
 // A Maildir delivery of a job's recipient.
@@ -92,18 +95,11 @@ struct OutsideDelivery {
   std::vector<Answer> answers;
 };
 
-// A delivery for a helper, waiting for its answer.
+// A delivery for a helper, waiting for its turn or for its answer.
 struct HelperTask {
   uint64_t job = 0;
   size_t recipient = 0;
   msg::HelperDeliver request;
-};
-
-struct Helper {
-  std::unique_ptr<ipc::Channel> channel;
-  bool spawning = false;
-  std::deque<HelperTask> unsent;  // before the channel is there
-  std::deque<HelperTask> sent;    // answered in order
 };
 
 // Folds one destination's outcome into its recipient's: a temporary failure anywhere means
@@ -122,6 +118,25 @@ void merge(msg::DeliveryResult& into, msg::DeliveryOutcome outcome, const std::s
   into.detail = detail;
 }
 
+// What a delivery helper gets of a message: its size bytes copied out of the spool file
+// (whose commit record lists every recipient and the client's address) into a memfd sealed
+// against any change, which the parent checks before it hands it on.
+Result<UniqueFd> sealed_copy(int spool_fd, uint64_t size) {
+  UniqueFd copy(memfd_create("postern-message", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (!copy) return errno_error("memfd_create");
+  off_t offset = 0;  // sendfile leaves the spool file's own offset alone
+  while (static_cast<uint64_t>(offset) < size) {
+    const size_t chunk = static_cast<size_t>(std::min<uint64_t>(size - offset, 1 << 30));
+    const ssize_t n = sendfile(copy.get(), spool_fd, &offset, chunk);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno_error("sendfile");
+    if (n == 0) return make_error("the message file is shorter than its size");
+  }
+  if (fcntl(copy.get(), F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) != 0)
+    return errno_error("sealing the copy");
+  return copy;
+}
+
 class MdaProcess {
  public:
   explicit MdaProcess(ChildRuntime& runtime) : runtime_(runtime) {
@@ -132,11 +147,14 @@ class MdaProcess {
     });
     d.on<msg::DeliverLocal>([this](msg::Incoming& in, msg::DeliverLocal&& m) { accept(in, m); });
     d.on<msg::LocalRoutes>([this](msg::Incoming& in, msg::LocalRoutes&& m) { on_routes(in, m); });
-    d.on<msg::HelperReady>([this](msg::Incoming& in, msg::HelperReady&& m) {
-      on_helper_ready(m.user, std::move(in.fd));
+    d.on<msg::HelperResult>([this](msg::Incoming& in, msg::HelperResult&& m) {
+      helper_answered(in.request_id, m.outcome, m.dsn, m.detail);
     });
-    d.on<msg::HelperRefused>([this](msg::Incoming&, msg::HelperRefused&& m) {
-      fail_helper(m.user, "cannot deliver as " + m.user + ": " + m.error);
+    d.on<msg::HelperRefused>([this](msg::Incoming& in, msg::HelperRefused&& m) {
+      log::warn("the parent refused a delivery helper for %s: %s", m.user.c_str(),
+                m.error.c_str());
+      helper_answered(in.request_id, msg::DeliveryOutcome::temporary_failure, "4.3.0",
+                      "cannot deliver as " + m.user + ": " + m.error);
     });
     runtime_.on_peer_lost([this](Role peer) {
       if (peer == Role::lookup) lookup_lost();
@@ -424,122 +442,55 @@ class MdaProcess {
 
   // --- helpers --------------------------------------------------------------------------------
 
-  // System users' deliveries run as the user; commands outside mda's sandbox. Helpers are
-  // keyed by user ("-": mda's own).
+  // System users' deliveries run as the user, commands outside mda's sandbox: each is one
+  // request to the parent, at most msg::kMaxHelpers at once; the rest wait here.
   void to_helper(Job& j, size_t recipient, const msg::Destination& d) {
-    const std::string user = d.user.empty() ? "-" : d.user;
-    Helper& h = helpers_[user];
-    h.unsent.push_back({j.id, recipient,
-                        msg::HelperDeliver{.size = j.message.size,
-                                           .sender = j.message.sender,
-                                           .destination = d,
-                                           .unique = unique_name(),
-                                           .timeout_seconds = command_timeout_}});
+    helper_waiting_.push_back({j.id, recipient,
+                               msg::HelperDeliver{.size = j.message.size,
+                                                  .recipient = j.message.recipients[recipient].address,
+                                                  .sender = j.message.sender,
+                                                  .destination = d,
+                                                  .unique = unique_name(),
+                                                  .timeout_seconds = command_timeout_}});
     ++j.pending;
-    if (h.channel) {
-      flush_helper(user);
-    } else if (!h.spawning) {
-      if (live_helpers() < kMaxHelpers) {
-        spawn_helper(user);
-      } else if (std::find(spawn_queue_.begin(), spawn_queue_.end(), user) == spawn_queue_.end()) {
-        spawn_queue_.push_back(user);
-      }
-    }
+    ask_for_helpers();
   }
 
-  size_t live_helpers() const {
-    size_t n = 0;
-    for (const auto& [user, h] : helpers_) n += (h.channel || h.spawning) ? 1 : 0;
-    return n;
-  }
-
-  void spawn_helper(const std::string& user) {
-    Helper& h = helpers_[user];
-    h.spawning = true;
-    if (!msg::send(runtime_.parent(), msg::HelperSpawn{.user = user}))
-      fail_helper(user, "cannot ask the parent for a delivery helper");
-  }
-
-  void on_helper_ready(const std::string& user, UniqueFd fd) {
-    Helper& h = helpers_[user];
-    h.spawning = false;
-    h.channel = std::make_unique<ipc::Channel>(
-        runtime_.base(), std::move(fd), "helper " + user,
-        ipc::Channel::Handlers{
-            .on_frame = [this, user](ipc::Frame&& f) { on_helper_frame(user, std::move(f)); },
-            .on_close =
-                [this, user](ipc::CloseReason, std::string_view detail) {
-                  fail_helper(user, "delivery helper for " + user + " went away" +
-                                        (detail.empty() ? "" : ": " + std::string(detail)));
-                },
-            .on_drain = nullptr,
-        });
-    flush_helper(user);
-  }
-
-  void flush_helper(const std::string& user) {
-    Helper& h = helpers_[user];
-    while (!h.unsent.empty()) {
-      HelperTask task = std::move(h.unsent.front());
-      h.unsent.pop_front();
+  void ask_for_helpers() {
+    while (!helper_waiting_.empty() && helper_in_flight_.size() < msg::kMaxHelpers) {
+      HelperTask task = std::move(helper_waiting_.front());
+      helper_waiting_.pop_front();
       auto job = jobs_.find(task.job);
-      UniqueFd fd(job == jobs_.end() ? -1 : fcntl(job->second->fd.get(), F_DUPFD_CLOEXEC, 0));
-      if (!fd || !msg::send(*h.channel, task.request, 0, std::move(fd))) {
+      if (job == jobs_.end()) continue;
+      Job& j = *job->second;
+      if (!j.helper_copy) {
+        Result<UniqueFd> copy = sealed_copy(j.fd.get(), j.message.size);
+        if (!copy.ok()) {
+          complete(task, msg::DeliveryOutcome::temporary_failure, "4.3.0",
+                   "cannot copy the message for its helper: " + copy.error().message);
+          continue;
+        }
+        j.helper_copy = std::move(copy).value();
+      }
+      const uint32_t request = next_request_++;
+      UniqueFd lent(fcntl(j.helper_copy.get(), F_DUPFD_CLOEXEC, 0));
+      if (!lent || !msg::send(runtime_.parent(), task.request, request, std::move(lent))) {
         complete(task, msg::DeliveryOutcome::temporary_failure, "4.3.0",
-                 "cannot hand the delivery to its helper");
+                 "cannot ask the parent for a delivery helper");
         continue;
       }
-      h.sent.push_back(std::move(task));
+      helper_in_flight_.emplace(request, std::move(task));
     }
   }
 
-  void on_helper_frame(const std::string& user, ipc::Frame&& frame) {
-    Helper& h = helpers_[user];
-    std::optional<msg::HelperResult> result;
-    if (frame.type == static_cast<uint16_t>(msg::Type::helper_result) && !h.sent.empty())
-      result = msg::decode_payload<msg::HelperResult>(frame.payload);
-    if (!result) {
-      log::error("delivery helper for %s sent a bad message", user.c_str());
-      fail_helper(user, "delivery helper for " + user + " misbehaved");
-      return;
-    }
-    HelperTask task = std::move(h.sent.front());
-    h.sent.pop_front();
-    complete(task, result->outcome, result->dsn, result->detail);
-    retire_if_idle(user);
-  }
-
-  // A helper with nothing to do is closed (it exits), making room for a waiting user.
-  void retire_if_idle(const std::string& user) {
-    auto it = helpers_.find(user);
-    if (it == helpers_.end() || !it->second.sent.empty() || !it->second.unsent.empty() ||
-        it->second.spawning)
-      return;
-    helpers_.erase(it);
-    start_waiting_helpers();
-  }
-
-  void start_waiting_helpers() {
-    while (!spawn_queue_.empty() && live_helpers() < kMaxHelpers) {
-      const std::string next = spawn_queue_.front();
-      spawn_queue_.pop_front();
-      if (helpers_.contains(next) && !helpers_[next].channel && !helpers_[next].spawning)
-        spawn_helper(next);
-    }
-  }
-
-  // Everything waiting on the user's helper fails temporarily (a retry comes later).
-  void fail_helper(const std::string& user, const std::string& why) {
-    auto it = helpers_.find(user);
-    if (it == helpers_.end()) return;
-    std::deque<HelperTask> tasks = std::move(it->second.sent);
-    for (auto& t : it->second.unsent) tasks.push_back(std::move(t));
-    it->second.unsent.clear();
-    if (it->second.channel) it->second.channel->close();
-    helpers_.erase(it);
-    log::warn("%s", why.c_str());
-    for (auto& t : tasks) complete(t, msg::DeliveryOutcome::temporary_failure, "4.3.0", why);
-    start_waiting_helpers();
+  void helper_answered(uint32_t request, msg::DeliveryOutcome outcome, const std::string& dsn,
+                       const std::string& detail) {
+    auto it = helper_in_flight_.find(request);
+    if (it == helper_in_flight_.end()) return;
+    HelperTask task = std::move(it->second);
+    helper_in_flight_.erase(it);
+    complete(task, outcome, dsn, detail);
+    ask_for_helpers();
   }
 
   void complete(const HelperTask& task, msg::DeliveryOutcome outcome, const std::string& dsn,
@@ -567,8 +518,8 @@ class MdaProcess {
   uint32_t next_request_ = 1;
   std::map<uint64_t, std::unique_ptr<Job>> jobs_;
   std::map<uint32_t, std::pair<uint64_t, size_t>> resolving_;  // request -> job, next index
-  std::map<std::string, Helper> helpers_;
-  std::deque<std::string> spawn_queue_;
+  std::deque<HelperTask> helper_waiting_;
+  std::map<uint32_t, HelperTask> helper_in_flight_;  // by the request id to the parent
   std::vector<Publication> publishing_;  // until the end of this loop turn
   std::unique_ptr<Timer> publish_timer_;
   // Declared last, destroyed first: their threads are done with the jobs' descriptors before

@@ -13,44 +13,18 @@
 #include <cstring>
 #include <ctime>
 
-#include <pwd.h>
 
 #include <algorithm>
 
 #include "common/log.hpp"
 #include "common/privsep.hpp"
+#include "smtpd/spawn.hpp"
 
 namespace postern::smtpd {
 namespace {
 
 std::string name_of(Role role) {
   return std::string(role_name(role));
-}
-
-std::string describe_wait_status(int wait_status) {
-  if (WIFEXITED(wait_status))
-    return "exited with status " + std::to_string(WEXITSTATUS(wait_status));
-  if (WIFSIGNALED(wait_status)) {
-    const int sig = WTERMSIG(wait_status);
-    const char* abbrev = sigabbrev_np(sig);
-    return "was killed by signal " + std::to_string(sig) +
-           (abbrev != nullptr ? std::string(" (SIG") + abbrev + ")" : "");
-  }
-  return "stopped (status " + std::to_string(wait_status) + ")";
-}
-
-// In a forked child before exec: the channel on kParentChannelFd, no other descriptor, no
-// blocked signal. Async-signal-safe.
-void keep_only_channel(int fd) {
-  if (fd == kParentChannelFd) {
-    fcntl(fd, F_SETFD, 0);
-  } else if (dup2(fd, kParentChannelFd) < 0) {
-    _exit(127);
-  }
-  close_range(kParentChannelFd + 1, ~0U, 0);
-  sigset_t none;
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, nullptr);
 }
 
 }  // namespace
@@ -66,6 +40,8 @@ Supervisor::Supervisor(event_base* base, SupervisorOptions options, config::Conf
       listeners_(std::move(listeners)),
       control_socket_(std::move(control_socket)),
       started_at_(time(nullptr)),
+      helpers_(base, {.exec_dir = options_.exec_dir, .foreground = options_.foreground}, ids,
+               [this](Role role) { return child(role).channel.get(); }),
       sigchld_(base, SIGCHLD, [this] { reap(); }),
       stop_deadline_(base, [this] {
         for (Role role : kChildRoles) {
@@ -88,6 +64,7 @@ Supervisor::Supervisor(event_base* base, SupervisorOptions options, config::Conf
     });
   }
   register_handlers();
+  helpers_.configure(config_, daemon_accounts());
 }
 
 void Supervisor::start() {
@@ -131,10 +108,8 @@ void Supervisor::spawn(Child& c) {
   const ProcessInfo& info = process_info(c.role);
   const std::string path = options_.exec_dir + "/" + std::string(info.executable);
   const std::string argv0(info.executable);
-  std::vector<char*> argv{const_cast<char*>(argv0.c_str())};
-  if (options_.foreground) argv.push_back(const_cast<char*>("-d"));
-  if (log::verbose()) argv.push_back(const_cast<char*>("-v"));
-  argv.push_back(nullptr);
+  std::vector<std::string> arguments = program_arguments(info.executable, options_.foreground);
+  std::vector<char*> argv = argv_of(arguments);
 
   // A start that fails for want of resources is tried again like a crash, never given up.
   UniqueFd ours, theirs;
@@ -258,6 +233,16 @@ std::vector<std::string> resolv_conf_nameservers() {
 
 }  // namespace
 
+// The daemon's own users: never mailboxes, never a helper's account.
+accounts::Policy Supervisor::daemon_accounts() const {
+  accounts::Policy p;
+  p.daemon_users = {config_.user, config_.queue_user, config_.virtual_user.value_or(config_.user)};
+  // Unprivileged, every process runs as the one user who started smtpd: that is no account
+  // to refuse (a developer's own mail), and only it can be delivered to anyway.
+  if (ids_.privileged) p.daemon_uids = {ids_.smtpd_uid, ids_.queue_uid, ids_.virtual_uid};
+  return p;
+}
+
 msg::LookupConfig Supervisor::lookup_config() const {
   msg::LookupConfig m{.domains = config_.domains,
                       .trusted_networks = config_.trusted_networks,
@@ -265,6 +250,9 @@ msg::LookupConfig Supervisor::lookup_config() const {
                       .checks = {},
                       .connection_rate = config_.limits.connection_rate};
   if (m.dns.resolvers.empty()) m.dns.resolvers = resolv_conf_nameservers();
+  const accounts::Policy daemon = daemon_accounts();
+  m.daemon_users = daemon.daemon_users;
+  m.daemon_uids = daemon.daemon_uids;
   for (const auto& l : config_.listeners) m.checks.push_back({l.name, l.checks});
   return m;
 }
@@ -387,13 +375,16 @@ void Supervisor::reap() {
     int wait_status = 0;
     const pid_t pid = waitpid(-1, &wait_status, WNOHANG);
     if (pid <= 0) break;
+    bool child_exited = false;
     for (Role role : kChildRoles) {
       Child& c = child(role);
       if (c.pid == pid) {
         on_exit(c, wait_status);
+        child_exited = true;
         break;
       }
     }
+    if (!child_exited) helpers_.reaped(pid, wait_status);
   }
   if (stopping_) leave_loop_when_done();
 }
@@ -409,6 +400,7 @@ void Supervisor::on_exit(Child& c, int wait_status) {
   c.channel.reset();
   const std::string what =
       name_of(c.role) + " (pid " + std::to_string(pid) + ") " + describe_wait_status(wait_status);
+  helpers_.peer_lost(c.role);
   if (stopping_) {
     log::debug("%s", what.c_str());
     return;
@@ -492,8 +484,12 @@ void Supervisor::register_handlers() {
       [this](msg::Incoming& in, msg::CtlUpdateTable&& m) { update_table(m.name, in.request_id); });
   dispatcher_.on<msg::TableLoaded>(
       [this](msg::Incoming& in, msg::TableLoaded&& m) { answer_table_update(in.request_id, m); });
-  dispatcher_.on<msg::HelperSpawn>(
-      [this](msg::Incoming& in, msg::HelperSpawn&& m) { spawn_helper(m.user, in.request_id); });
+  dispatcher_.on<msg::HelperDeliver>([this](msg::Incoming& in, msg::HelperDeliver&& m) {
+    helpers_.request(in.request_id, std::move(m), std::move(in.fd));
+  });
+  dispatcher_.on<msg::LocalRoutes>([this](msg::Incoming& in, msg::LocalRoutes&& m) {
+    helpers_.on_routes(in.request_id, std::move(m));
+  });
   dispatcher_.on<msg::CtlStop>([this](msg::Incoming& in, msg::CtlStop&&) {
     log::info("stop requested through smtpctl");
     Child& control = child(Role::control);
@@ -502,64 +498,6 @@ void Supervisor::register_handlers() {
       log::warn("cannot answer control");
     stop(0);
   });
-}
-
-// mda asks for a helper that delivers as a system user (or, for "-", as mda's own user but
-// outside its sandbox: commands cannot run under mda's syscall filter). The parent trusts
-// mda no further than the config allows: only an existing account other than root, and only
-// when a domain delivers to system users. The helper's channel goes to mda; the helper
-// exits when mda closes it, and reap() collects it like any pid that is not a child.
-void Supervisor::spawn_helper(const std::string& user, uint32_t request_id) {
-  Child& mda = child(Role::mda);
-  if (!mda.channel) return;
-  const bool system_user = user != "-";
-  const char* who = system_user ? user.c_str() : "virtual users";
-  auto refuse = [&](const std::string& why) {
-    log::warn("delivery helper for %s refused: %s", who, why.c_str());
-    if (!msg::send(*mda.channel, msg::HelperRefused{.user = user, .error = why}, request_id))
-      log::warn("cannot answer mda");
-  };
-  uid_t uid = ids_.virtual_uid;
-  gid_t gid = ids_.virtual_gid;
-  if (system_user) {
-    if (std::none_of(config_.domains.begin(), config_.domains.end(),
-                     [](const config::Domain& d) { return d.system_users; }))
-      return refuse("no domain delivers to system users");
-    const passwd* pw = getpwnam(user.c_str());
-    if (pw == nullptr) return refuse("no such system user");
-    if (pw->pw_uid == 0 || pw->pw_gid == 0) return refuse("mail is never delivered as root");
-    uid = pw->pw_uid;
-    gid = pw->pw_gid;
-    if (!ids_.privileged && uid != getuid())
-      return refuse("smtpd is not running as root, so it cannot deliver as another user");
-  }
-  UniqueFd ours, theirs;
-  if (!ipc::make_socketpair(ours, theirs)) return refuse(std::strerror(errno));
-  const std::string path = options_.exec_dir + "/" + std::string(kHelperExecutable);
-  const std::string argv0(kHelperExecutable);
-  std::vector<char*> argv{const_cast<char*>(argv0.c_str())};
-  if (options_.foreground) argv.push_back(const_cast<char*>("-d"));
-  if (log::verbose()) argv.push_back(const_cast<char*>("-v"));
-  argv.push_back(nullptr);
-  const pid_t pid = fork();
-  if (pid < 0) return refuse(std::string("fork: ") + std::strerror(errno));
-  if (pid == 0) {
-    // The parent is single-threaded: the user switch may run here, before exec.
-    keep_only_channel(theirs.get());
-    const Status dropped =
-        ids_.privileged ? privsep::drop_privileges(uid, gid, "") : privsep::restrict_unprivileged();
-    if (!dropped.ok()) {
-      log::error("delivery helper: %s", dropped.error().message.c_str());
-      _exit(126);
-    }
-    execv(path.c_str(), argv.data());
-    log::error("cannot exec %s: %s", path.c_str(), std::strerror(errno));
-    _exit(127);
-  }
-  theirs.reset();
-  log::debug("delivery helper for %s: pid %d", who, static_cast<int>(pid));
-  if (!msg::send(*mda.channel, msg::HelperReady{.user = user}, request_id, std::move(ours)))
-    log::warn("cannot hand mda its delivery helper");
 }
 
 void Supervisor::begin_status(uint32_t control_request) {
@@ -696,6 +634,7 @@ void Supervisor::reload() {
   apply_listeners(next.listeners);
   tls_ = std::move(next_tls);
   config_ = std::move(next);
+  helpers_.configure(config_, daemon_accounts());
   for (Role role : kChildRoles) {
     Child& c = child(role);
     if (c.channel && !send_config(c))

@@ -18,11 +18,13 @@
 #include <utility>
 #include <vector>
 
+#include "common/accounts.hpp"
 #include "common/config.hpp"
 #include "common/event.hpp"
 #include "common/ipc.hpp"
 #include "common/messages.hpp"
 #include "smtpd/crash_backoff.hpp"
+#include "smtpd/helpers.hpp"
 #include "smtpd/host.hpp"
 #include "smtpd/listeners.hpp"
 #include "smtpd/tls_files.hpp"
@@ -99,13 +101,13 @@ class Supervisor {
   msg::MdaConfig mda_config() const;
   bool send_config(Child& c);
   msg::LookupConfig lookup_config() const;
+  accounts::Policy daemon_accounts() const;
   std::vector<std::pair<msg::TableKind, std::string>> tables() const;
   // Every table, or only those named (smtpctl update table): then lookup answers each with
   // TableLoaded, which goes to control as the answer to control_request.
   bool send_tables(Child& lookup, const std::string& only = {}, uint32_t control_request = 0);
   void update_table(const std::string& name, uint32_t control_request);
   void answer_table_update(uint32_t request, const msg::TableLoaded& m);
-  void spawn_helper(const std::string& user, uint32_t request_id);
   void leave_loop_when_done();
 
   event_base* base_;
@@ -126,6 +128,7 @@ class Supervisor {
   int64_t started_at_ = 0;
   bool stopping_ = false;
   int exit_status_ = 0;
+  DeliveryHelpers helpers_;
   SignalHandler sigchld_;
   Timer stop_deadline_;
 };

@@ -827,7 +827,8 @@ class Routing(unittest.TestCase):
     def test_system_user_mail_is_owned_by_the_user(self):
         name = "postern-t%d" % (os.getpid() % 100000)
         home = tempfile.mkdtemp(prefix="postern-home-")
-        subprocess.run(["useradd", "--system", "--home-dir", home, "--no-create-home",
+        # Not --system: system accounts (below min_uid, 1000) are no mailboxes.
+        subprocess.run(["useradd", "--home-dir", home, "--no-create-home",
                         "--shell", "/usr/sbin/nologin", name], check=True)
         try:
             pw = pwd.getpwnam(name)
@@ -863,6 +864,37 @@ class Routing(unittest.TestCase):
         finally:
             subprocess.run(["userdel", name], check=False)
             shutil.rmtree(home, ignore_errors=True)
+
+
+    def test_system_accounts_and_the_daemons_users_are_unknown_at_rcpt(self):
+        for account in ("_smtpq", "daemon", "bin"):
+            if not self.has_account(account):
+                self.skipTest(f"the test needs the {account} account")
+        d = self.daemon("", extra_domains=(
+            "  - {name: users.example, users: system, maildir: ~/Maildir}\n"
+            "  - {name: low.example, users: system, min_uid: 1, maildir: ~/Maildir}\n"))
+        with d.start():
+            with smtplib.SMTP("127.0.0.1", d.port) as s:
+                s.ehlo("x")
+                s.mail("sender@example.com")
+                for local in ("_smtpq", "_smtpd", "daemon", "bin", "root", "nobody"):
+                    if self.has_account(local):
+                        self.assertEqual(s.rcpt(f"{local}@users.example"),
+                                         (550, b"5.1.1 User unknown"), local)
+                # min_uid is honoured: at 1, bin is a mailbox; the daemon's users and root
+                # still are not.
+                self.assertEqual(s.rcpt("bin@low.example")[0], 250, d.read_log())
+                for local in ("_smtpq", "root"):
+                    self.assertEqual(s.rcpt(f"{local}@low.example"),
+                                     (550, b"5.1.1 User unknown"), local)
+
+    @staticmethod
+    def has_account(name):
+        try:
+            pwd.getpwnam(name)
+            return True
+        except KeyError:
+            return False
 
 
 class Smtpctl(unittest.TestCase):

@@ -135,7 +135,7 @@ std::string dump(const Config& config) {
     out << "domain: " << domain.name;
     if (domain.users)
       for (const std::string& user : *domain.users) out << " " << user;
-    if (domain.system_users) out << " users=system";
+    if (domain.system_users) out << " users=system min_uid=" << domain.min_uid;
     if (domain.users_table) out << " users_table=" << *domain.users_table;
     if (domain.aliases) out << " aliases=" << *domain.aliases;
     if (domain.catch_all) out << " catch_all=" << *domain.catch_all;
@@ -448,6 +448,14 @@ TEST(ConfigErrors, DuplicateKeyPointsAtTheSecond) {
             "t.yaml:4:5: duplicate key 'role' (first at line 3)");
   EXPECT_EQ(error_of("control:\n  group: a\n  group: b\nlisteners: [{address: 1.2.3.4:25}]\n"),
             "t.yaml:3:3: duplicate key 'group' (first at line 2)");
+}
+
+TEST(ConfigErrors, MinUidBelongsToSystemUsers) {
+  const std::string tail = "listeners: [{address: 1.2.3.4:25}]\n";
+  EXPECT_EQ(error_of("domains: [{name: a.example, users: [x], min_uid: 500}]\n" + tail),
+            "t.yaml:1:41: 'min_uid' applies to domains with 'users: system'");
+  EXPECT_EQ(error_of("domains: [{name: a.example, users: system, min_uid: lots}]\n" + tail),
+            "t.yaml:1:53: bad 'min_uid' value 'lots': expected a number from 1 to 4294967294");
 }
 
 TEST(ConfigErrors, DuplicateKeyKeepsTheFirstValue) {

@@ -124,8 +124,14 @@ TEST(Messages, LookupQuestionsRoundTrip) {
                  .threshold = 2,
                  .zones = {{"a.example", {"127.0.0.2", "127.0.0.4"}, 2}, {"b.example", {}, 1}}}});
   config.connection_rate = 42;
+  config.domains.push_back({.name = "staff.example", .system_users = true, .min_uid = 2000});
+  config.daemon_users = {"_smtpd", "_smtpq"};
+  config.daemon_uids = {101, 102};
   const LookupConfig back = round_trip(config);
   EXPECT_EQ(back.connection_rate, 42u);
+  EXPECT_EQ(back.domains, config.domains);
+  EXPECT_EQ(back.daemon_users, config.daemon_users);
+  EXPECT_EQ(back.daemon_uids, config.daemon_uids);
   EXPECT_EQ(back.trusted_networks, config.trusted_networks);
   EXPECT_EQ(back.dns, config.dns);
   EXPECT_EQ(back.checks, config.checks);
@@ -349,9 +355,13 @@ TEST(Messages, SchemaTableIsConsistent) {
     EXPECT_NE(info.receivers, 0u) << info.name;
     EXPECT_EQ(message_info(static_cast<uint16_t>(info.type)), &info);
   }
-  // Numbered 1..N without gaps, every one in AllMessages.
-  EXPECT_EQ(types.size(), std::tuple_size_v<AllMessages>);
-  EXPECT_EQ(*types.rbegin(), std::tuple_size_v<AllMessages>);
+  // Numbered 1..N without gaps but the retired numbers, every one in AllMessages.
+  for (Type retired : kRetiredTypes) {
+    EXPECT_EQ(message_info(static_cast<uint16_t>(retired)), nullptr);
+    EXPECT_TRUE(types.insert(static_cast<uint16_t>(retired)).second);
+  }
+  EXPECT_EQ(types.size(), std::tuple_size_v<AllMessages> + std::size(kRetiredTypes));
+  EXPECT_EQ(*types.rbegin(), types.size());
   EXPECT_EQ(message_info(0), nullptr);
   EXPECT_EQ(message_info(0xffff), nullptr);
 }

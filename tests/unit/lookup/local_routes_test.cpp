@@ -284,24 +284,56 @@ TEST_F(LocalRoutesTest, VirtualUsersTableWithOwnDeliveries) {
 }
 
 TEST_F(LocalRoutesTest, SystemUsersDeliverAsThemselvesAndRootIsAliased) {
-  const passwd* pw = getpwnam("nobody");
-  ASSERT_NE(pw, nullptr) << "the test needs the 'nobody' account";
+  // daemon (uid 1 on Debian) stands for any account: with min_uid low enough it is a mailbox.
+  const passwd* pw = getpwnam("daemon");
+  ASSERT_NE(pw, nullptr) << "the test needs the 'daemon' account";
+  ASSERT_GT(pw->pw_uid, 0u);
   const std::string home = pw->pw_dir;
-  config::Domain d{
-      .name = "localhost", .system_users = true, .aliases = "/etc/aliases", .maildir = "~/Maildir"};
+  config::Domain d{.name = "localhost",
+                   .system_users = true,
+                   .min_uid = static_cast<uint32_t>(pw->pw_uid),
+                   .aliases = "/etc/aliases",
+                   .maildir = "~/Maildir"};
   router_.configure({d});
   ASSERT_TRUE(router_.load(msg::TableKind::aliases, "/etc/aliases", "postmaster: root\n").ok());
-  auto r = router_.resolve("nobody@localhost");
+  auto r = router_.resolve("daemon@localhost");
   ASSERT_EQ(r.status, RouteStatus::ok) << r.error;
   EXPECT_EQ(r.destinations[0],
             (msg::Destination{DeliveryMethod::maildir,
-                              home + (home.ends_with("/") ? "" : "/") + "Maildir", "nobody",
-                              "nobody@localhost"}));
+                              home + (home.ends_with("/") ? "" : "/") + "Maildir", "daemon",
+                              "daemon@localhost"}));
   auto root = router_.resolve("postmaster@localhost");
   EXPECT_EQ(root.status, RouteStatus::unknown_user);
   EXPECT_NE(root.error.find("aliased"), std::string::npos);
   EXPECT_EQ(router_.check("no-such-account-here", "localhost").status, RouteStatus::unknown_user);
   EXPECT_EQ(router_.check("../etc", "localhost").status, RouteStatus::unknown_user);
+}
+
+// System accounts, nobody and the daemon's own users are no mailboxes: unknown at RCPT, so
+// that mail for them never reaches a delivery helper.
+TEST_F(LocalRoutesTest, SystemAccountsAndTheDaemonsUsersAreUnknown) {
+  config::Domain d{.name = "localhost", .system_users = true, .maildir = "~/Maildir"};
+  router_.configure({d}, {.min_uid = 0, .daemon_users = {"daemon"}, .daemon_uids = {}});
+  for (const char* name : {"root", "bin", "daemon", "nobody"}) {
+    if (getpwnam(name) == nullptr) continue;
+    EXPECT_EQ(router_.check(name, "localhost").status, RouteStatus::unknown_user) << name;
+    EXPECT_EQ(router_.resolve(std::string(name) + "@localhost").status, RouteStatus::unknown_user)
+        << name;
+  }
+  const passwd* bin = getpwnam("bin");
+  ASSERT_NE(bin, nullptr) << "the test needs the 'bin' account";
+  // min_uid is honoured both ways: bin is a mailbox once min_uid allows its uid...
+  d.min_uid = static_cast<uint32_t>(bin->pw_uid);
+  router_.configure({d});
+  EXPECT_EQ(router_.check("bin", "localhost").status, RouteStatus::ok);
+  // ...unless it is one of the daemon's users, by name or by uid.
+  router_.configure({d}, {.min_uid = 0, .daemon_users = {}, .daemon_uids = {bin->pw_uid}});
+  EXPECT_EQ(router_.check("bin", "localhost").status, RouteStatus::unknown_user);
+  d.min_uid = static_cast<uint32_t>(bin->pw_uid) + 1;
+  router_.configure({d});
+  auto refused = router_.check("bin", "localhost");
+  EXPECT_EQ(refused.status, RouteStatus::unknown_user);
+  EXPECT_NE(refused.error.find("min_uid"), std::string::npos) << refused.error;
 }
 
 TEST_F(LocalRoutesTest, UnsafeLocalPartsNeverBecomePaths) {
