@@ -1,8 +1,9 @@
 // smtpd-mda, local delivery: takes a message and its local recipients from the queue, asks
-// lookup where each recipient's mail goes (aliases, users, delivery methods), delivers, and
-// answers the queue with one result per recipient. Runs as the virtual-mail user and never
-// as root: Maildirs and mbox files of virtual users and LMTP it does itself; system users'
-// mail and every command go through delivery helpers the parent starts on request.
+// lookup where each recipient's mail goes (aliases, users, delivery methods), delivers to each
+// distinct destination once, and answers the queue with one result per recipient. Runs as the
+// virtual-mail user and never as root: Maildirs and mbox files of virtual users and LMTP it does
+// itself; system users' mail and every command go through delivery helpers the parent starts on
+// request.
 #include <fcntl.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -23,6 +24,7 @@
 #include "common/log.hpp"
 #include "common/worker.hpp"
 #include "mda/destination.hpp"
+#include "mda/distinct.hpp"
 #include "mda/lmtp.hpp"
 #include "mda/maildir.hpp"
 #include "mda/mbox.hpp"
@@ -50,16 +52,21 @@ struct Job {
   MessageData data() const { return {fd.get(), message.size}; }
   std::vector<std::optional<msg::LocalRoute>> routes;  // per recipient, as lookup answers
   size_t routes_awaited = 0;                           // ResolveLocal batches unanswered
-  std::vector<msg::DeliveryResult> results;            // per recipient
+  std::vector<msg::DeliveryResult> outcomes;  // per recipient, for the queue
+  // Each distinct destination once (distinct.hpp), and its result as its method answers:
+  // Publication's and Answer's delivery_index and HelperTask's recipient are indexes into
+  // these. finish() gives each delivery's result to every recipient sharing it.
+  std::vector<DistinctDelivery> deliveries;
+  std::vector<msg::DeliveryResult> results;
   // Deliveries that answer later: helpers', mbox and LMTP ones, and Maildir files on their way.
   size_t pending = 0;
 };
 
-// A Maildir delivery of a job's recipient.
+// A Maildir delivery of a job.
 struct Publication {
   uint64_t job = 0;
-  size_t recipient = 0;
-  MaildirDelivery delivery;  // its message is the job's descriptor, open while the job is pending
+  size_t delivery_index = 0;  // into Job::deliveries
+  MaildirDelivery delivery;   // its message is the job's descriptor, open while the job is pending
 };
 
 // Maildir deliveries on their way to new/: staged (files created and written) on one thread,
@@ -75,9 +82,9 @@ struct MaildirBatch {
 };
 using MaildirWorker = BatchWorker<MaildirBatch>;
 
-// One recipient's outcome of a delivery that answers later.
+// The outcome of a delivery that answers later.
 struct Answer {
-  size_t recipient = 0;
+  size_t delivery_index = 0;  // into Job::deliveries
   msg::DeliveryOutcome outcome = msg::DeliveryOutcome::temporary_failure;
   std::string dsn;
   std::string detail;
@@ -168,13 +175,13 @@ class MdaProcess {
     job->request_id = in.request_id;
     job->fd = std::move(in.fd);
     job->routes.resize(m.recipients.size());
-    job->results.resize(m.recipients.size());
+    job->outcomes.resize(m.recipients.size());
     for (size_t i = 0; i < m.recipients.size(); ++i)
-      job->results[i] = {.index = m.recipients[i].index,
-                         .outcome = msg::DeliveryOutcome::delivered,
-                         .dsn = "2.0.0",
-                         .detail = "",
-                         .forward = {}};
+      job->outcomes[i] = {.index = m.recipients[i].index,
+                          .outcome = msg::DeliveryOutcome::delivered,
+                          .dsn = "2.0.0",
+                          .detail = "",
+                          .forward = {}};
     job->message = std::move(m);
     Job& j = *job;
     jobs_[j.id] = std::move(job);
@@ -231,59 +238,68 @@ class MdaProcess {
     // work on their own and answer later. Held pending while this runs, so no answer
     // finishes the job under it.
     ++j.pending;
-    std::map<std::string, std::vector<msg::LocalRecipient>> by_lmtp;
-    std::vector<size_t> lmtp_for;  // LocalRecipient.index -> recipient
     for (size_t i = 0; i < j.routes.size(); ++i) {
-      msg::DeliveryResult& result = j.results[i];
+      msg::DeliveryResult& outcome = j.outcomes[i];
       if (!j.routes[i]) {
-        merge(result, msg::DeliveryOutcome::temporary_failure, "4.3.0",
+        merge(outcome, msg::DeliveryOutcome::temporary_failure, "4.3.0",
               "recipient lookup unavailable");
         continue;
       }
       const msg::LocalRoute& route = *j.routes[i];
       switch (route.status) {
         case msg::RouteStatus::ok:
+          outcome.expanded = route.destinations.size() > 1;
           break;
         case msg::RouteStatus::unknown_user:
-          merge(result, msg::DeliveryOutcome::permanent_failure, "5.1.1", route.error);
-          continue;
+          merge(outcome, msg::DeliveryOutcome::permanent_failure, "5.1.1", route.error);
+          break;
         case msg::RouteStatus::loop:
-          merge(result, msg::DeliveryOutcome::permanent_failure, "5.4.6", route.error);
-          continue;
+          merge(outcome, msg::DeliveryOutcome::permanent_failure, "5.4.6", route.error);
+          break;
         case msg::RouteStatus::failed:
-          merge(result, msg::DeliveryOutcome::permanent_failure, "5.3.0", route.error);
-          continue;
+          merge(outcome, msg::DeliveryOutcome::permanent_failure, "5.3.0", route.error);
+          break;
         case msg::RouteStatus::temporary:
-          merge(result, msg::DeliveryOutcome::temporary_failure, "4.3.0", route.error);
-          continue;
+          merge(outcome, msg::DeliveryOutcome::temporary_failure, "4.3.0", route.error);
+          break;
       }
-      result.expanded = route.destinations.size() > 1;
-      for (const msg::Destination& d : route.destinations) {
-        if (d.method == msg::DeliveryMethod::forward) {
-          result.forward.push_back(d.target);
-        } else if (d.method == msg::DeliveryMethod::lmtp) {
-          by_lmtp[d.target].push_back(
-              {.index = static_cast<uint32_t>(lmtp_for.size()), .address = d.mailbox});
-          lmtp_for.push_back(i);
-        } else if (d.method == msg::DeliveryMethod::command || !d.user.empty()) {
-          to_helper(j, i, d);
-        } else if (d.method == msg::DeliveryMethod::maildir) {
-          publishing_.push_back(
-              {j.id, i,
-               MaildirDelivery{d.target, delivery_header(j.message.sender, d.mailbox), j.data(),
-                               unique_name()}});
-          ++j.pending;
-        } else {
-          outside(j, [box = d.target, sender = j.message.sender,
-                      header = delivery_header(j.message.sender, d.mailbox), data = j.data(), i] {
-            const Status st = deliver_to_mbox(box, sender, header, data, time(nullptr));
-            if (!st.ok())
-              return std::vector<Answer>{
-                  {i, msg::DeliveryOutcome::temporary_failure, "4.3.0", st.error().message}};
+    }
+    // Duplicates go before any method sees a destination: alice@ and postmaster@ (her alias)
+    // are one Maildir file, whose outcome both recipients get (finish).
+    j.deliveries = distinct_deliveries(j.routes);
+    j.results.assign(j.deliveries.size(), {.index = 0,
+                                           .outcome = msg::DeliveryOutcome::delivered,
+                                           .dsn = "2.0.0",
+                                           .detail = "",
+                                           .forward = {}});
+    std::map<std::string, std::vector<msg::LocalRecipient>> by_lmtp;
+    std::vector<size_t> lmtp_for;  // LocalRecipient.index -> delivery
+    for (size_t k = 0; k < j.deliveries.size(); ++k) {
+      const msg::Destination& d = j.deliveries[k].destination;
+      if (d.method == msg::DeliveryMethod::forward) {
+        continue;  // handed to the queue with the report (finish)
+      } else if (d.method == msg::DeliveryMethod::lmtp) {
+        by_lmtp[d.target].push_back(
+            {.index = static_cast<uint32_t>(lmtp_for.size()), .address = d.mailbox});
+        lmtp_for.push_back(k);
+      } else if (d.method == msg::DeliveryMethod::command || !d.user.empty()) {
+        to_helper(j, k, d);
+      } else if (d.method == msg::DeliveryMethod::maildir) {
+        publishing_.push_back(
+            {j.id, k,
+             MaildirDelivery{d.target, delivery_header(j.message.sender, d.mailbox), j.data(),
+                             unique_name()}});
+        ++j.pending;
+      } else {
+        outside(j, [box = d.target, sender = j.message.sender,
+                    header = delivery_header(j.message.sender, d.mailbox), data = j.data(), k] {
+          const Status st = deliver_to_mbox(box, sender, header, data, time(nullptr));
+          if (!st.ok())
             return std::vector<Answer>{
-                {i, msg::DeliveryOutcome::delivered, "2.0.0", "delivered to mbox"}};
-          });
-        }
+                {k, msg::DeliveryOutcome::temporary_failure, "4.3.0", st.error().message}};
+          return std::vector<Answer>{
+              {k, msg::DeliveryOutcome::delivered, "2.0.0", "delivered to mbox"}};
+        });
       }
     }
     for (auto& lmtp : by_lmtp) {
@@ -300,6 +316,27 @@ class MdaProcess {
     // Once per job, not per file: a fanout stages thousands.
     if (!publishing_.empty()) publish_timer_->arm(std::chrono::milliseconds(0));
     settle(j);
+  }
+
+  // Every recipient gets the results of the deliveries it shares. A forward goes with the
+  // first of its recipients that is delivered in full, so that it is handed on once and only
+  // by a recipient whose other mail is done (a retried recipient forwards on its retry).
+  static void share_results(Job& j) {
+    for (size_t k = 0; k < j.deliveries.size(); ++k) {
+      const DistinctDelivery& delivery = j.deliveries[k];
+      if (delivery.destination.method == msg::DeliveryMethod::forward) continue;
+      const msg::DeliveryResult& result = j.results[k];
+      for (size_t i : delivery.recipients)
+        merge(j.outcomes[i], result.outcome, result.dsn, result.detail);
+    }
+    for (const DistinctDelivery& delivery : j.deliveries) {
+      if (delivery.destination.method != msg::DeliveryMethod::forward) continue;
+      for (size_t i : delivery.recipients) {
+        if (j.outcomes[i].outcome != msg::DeliveryOutcome::delivered) continue;
+        j.outcomes[i].forward.push_back(delivery.destination.target);
+        break;
+      }
+    }
   }
 
   // The Maildir files of this loop turn: a few are delivered at once, here; more go to the
@@ -360,11 +397,11 @@ class MdaProcess {
       Job& j = *job->second;
       const Result<std::string>& published = done.results[k];
       if (published.ok())
-        merge(j.results[done.publications[k].recipient], msg::DeliveryOutcome::delivered, "2.0.0",
-              "delivered to maildir");
+        merge(j.results[done.publications[k].delivery_index], msg::DeliveryOutcome::delivered,
+              "2.0.0", "delivered to maildir");
       else
-        merge(j.results[done.publications[k].recipient], msg::DeliveryOutcome::temporary_failure,
-              "4.3.0", published.error().message);
+        merge(j.results[done.publications[k].delivery_index],
+              msg::DeliveryOutcome::temporary_failure, "4.3.0", published.error().message);
       settle(j);
     }
   }
@@ -380,7 +417,8 @@ class MdaProcess {
     if (job == jobs_.end()) return;
     Job& j = *job->second;
     for (const Answer& a : d.answers)
-      if (a.recipient < j.results.size()) merge(j.results[a.recipient], a.outcome, a.dsn, a.detail);
+      if (a.delivery_index < j.results.size())
+        merge(j.results[a.delivery_index], a.outcome, a.dsn, a.detail);
     settle(j);
   }
 
@@ -394,12 +432,13 @@ class MdaProcess {
     if (it == jobs_.end()) return;
     std::unique_ptr<Job> job = std::move(it->second);
     jobs_.erase(it);
+    share_results(*job);
     // In frames that fit: a thousand recipients' error texts do not fit one.
     ipc::Channel* queue = runtime_.peer(Role::queue);
     msg::DeliveryReport frame{.id = job->message.id, .results = {}};
     size_t bytes = 0;
     bool sent = queue != nullptr;
-    for (auto& r : job->results) {
+    for (auto& r : job->outcomes) {
       // Forwarding happens once the rest of the recipient's mail is delivered, so a retry
       // never forwards twice.
       if (r.outcome != msg::DeliveryOutcome::delivered) r.forward.clear();
