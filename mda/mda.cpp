@@ -42,6 +42,11 @@ constexpr size_t kStageChunk = 500;
 constexpr size_t kInlineMaildirs = 4;
 // A job's report goes in frames of at most about this many payload bytes.
 constexpr size_t kReportFrameBudget = 48 * 1024;
+// How long a job whose routes could not be asked (lookup restarting) waits for lookup to come
+// back before its recipients are deferred. The parent restarts a crashed child within a
+// fraction of a second; a child that keeps crashing is held back longer, and then the queue's
+// retry schedule takes over.
+constexpr std::chrono::seconds kLookupWait{30};
 
 // One DeliverLocal from the queue, from its routes to its report.
 struct Job {
@@ -52,6 +57,7 @@ struct Job {
   MessageData data() const { return {fd.get(), message.size}; }
   std::vector<std::optional<msg::LocalRoute>> routes;  // per recipient, as lookup answers
   size_t routes_awaited = 0;                           // ResolveLocal batches unanswered
+  bool awaiting_lookup = false;               // its routes could not be asked: lookup was away
   std::vector<msg::DeliveryResult> outcomes;  // per recipient, for the queue
   // Each distinct destination once (distinct.hpp), and its result as its method answers:
   // Publication's and Answer's delivery_index and HelperTask's recipient are indexes into
@@ -147,7 +153,13 @@ class MdaProcess {
     });
     runtime_.on_peer_lost([this](Role peer) {
       if (peer == Role::lookup) lookup_lost();
+      if (peer == Role::queue) queue_lost();
     });
+    runtime_.on_peer_ready([this](Role peer) {
+      if (peer == Role::lookup) lookup_back();
+    });
+    lookup_wait_timer_ =
+        std::make_unique<Timer>(runtime_.base(), [this] { stop_awaiting_lookup(); });
     runtime_.counters()["delivered"] = 0;
     runtime_.counters()["failed"] = 0;
     publish_timer_ = std::make_unique<Timer>(runtime_.base(), [this] { publish(); });
@@ -174,7 +186,6 @@ class MdaProcess {
     job->id = next_job_++;
     job->request_id = in.request_id;
     job->fd = std::move(in.fd);
-    job->routes.resize(m.recipients.size());
     job->outcomes.resize(m.recipients.size());
     for (size_t i = 0; i < m.recipients.size(); ++i)
       job->outcomes[i] = {.index = m.recipients[i].index,
@@ -185,17 +196,40 @@ class MdaProcess {
     job->message = std::move(m);
     Job& j = *job;
     jobs_[j.id] = std::move(job);
+    ask_routes(j);
+  }
+
+  // Asks lookup for every recipient's routes, in batches; while lookup is away (restarting)
+  // the job waits for it (lookup_back) rather than deferring its recipients for the queue's
+  // retry delay.
+  void ask_routes(Job& j) {
+    j.routes.assign(j.message.recipients.size(), std::nullopt);
+    j.routes_awaited = 0;
     ipc::Channel* lookup = runtime_.peer(Role::lookup);
     for (size_t first = 0; first < j.message.recipients.size(); first += msg::kResolveBatch) {
       msg::ResolveLocal ask;
       const size_t end = std::min(first + msg::kResolveBatch, j.message.recipients.size());
       for (size_t i = first; i < end; ++i) ask.addresses.push_back(j.message.recipients[i].address);
       const uint32_t request = next_request_++;
-      if (lookup == nullptr || !msg::send(*lookup, ask, request)) continue;
+      if (lookup == nullptr || !msg::send(*lookup, ask, request)) {
+        forget_questions(j.id);
+        await_lookup(j);
+        return;
+      }
       resolving_[request] = {j.id, first};
       ++j.routes_awaited;
     }
-    if (j.routes_awaited == 0) deliver(j);
+    if (j.routes_awaited == 0) deliver(j);  // no recipients
+  }
+
+  void forget_questions(uint64_t job) {
+    std::erase_if(resolving_, [job](const auto& entry) { return entry.second.first == job; });
+  }
+
+  void await_lookup(Job& j) {
+    j.routes_awaited = 0;
+    j.awaiting_lookup = true;
+    if (!lookup_wait_timer_->pending()) lookup_wait_timer_->arm(kLookupWait);
   }
 
   void on_routes(msg::Incoming& in, msg::LocalRoutes& m) {
@@ -217,17 +251,52 @@ class MdaProcess {
     if (--j.routes_awaited == 0) deliver(j);
   }
 
-  // Recipients whose routes never come are tried again later.
+  // Questions lookup took with it are asked again when it is back (lookup_back).
   void lookup_lost() {
     std::vector<uint64_t> waiting;
     for (const auto& [request, where] : resolving_) waiting.push_back(where.first);
     resolving_.clear();
     for (uint64_t id : waiting) {
       auto job = jobs_.find(id);
-      if (job == jobs_.end() || job->second->routes_awaited == 0) continue;
-      job->second->routes_awaited = 0;
-      deliver(*job->second);
+      if (job != jobs_.end() && !job->second->awaiting_lookup) await_lookup(*job->second);
     }
+  }
+
+  void lookup_back() {
+    lookup_wait_timer_->cancel();
+    for (Job* j : jobs_awaiting_lookup()) {
+      j->awaiting_lookup = false;
+      ask_routes(*j);
+    }
+  }
+
+  // Lookup stayed away: the recipients are deferred (4.3.0), and the queue's retry schedule
+  // takes over.
+  void stop_awaiting_lookup() {
+    for (Job* j : jobs_awaiting_lookup()) {
+      j->awaiting_lookup = false;
+      deliver(*j);
+    }
+  }
+
+  std::vector<Job*> jobs_awaiting_lookup() {
+    std::vector<Job*> waiting;
+    for (auto& [id, job] : jobs_)
+      if (job->awaiting_lookup) waiting.push_back(job.get());
+    return waiting;
+  }
+
+  // The queue went away, and the one that takes its place hands out again every message it
+  // finds in the spool: a job that has delivered nothing yet (its routes still being asked)
+  // is dropped, not delivered a second time. Deliveries under way finish; their reports go to
+  // the new queue, which applies them if it has that message in delivery.
+  void queue_lost() {
+    std::erase_if(jobs_, [this](const auto& entry) {
+      const Job& j = *entry.second;
+      if (j.routes_awaited == 0 && !j.awaiting_lookup) return false;
+      forget_questions(j.id);
+      return true;
+    });
   }
 
   // --- deliveries -----------------------------------------------------------------------------
@@ -610,6 +679,7 @@ class MdaProcess {
   std::deque<std::string> spawn_queue_;
   std::vector<Publication> publishing_;  // until the end of this loop turn
   std::unique_ptr<Timer> publish_timer_;
+  std::unique_ptr<Timer> lookup_wait_timer_;  // armed while jobs await lookup
   // Declared last, destroyed first: their threads are done with the jobs' descriptors before
   // the jobs go (and the stager, which posts to the publisher, before the publisher).
   std::unique_ptr<BatchWorker<OutsideDelivery>> outside_;

@@ -3,9 +3,17 @@
 // recipient's state in the spool; temporary failures are retried with backoff, the attempts,
 // last errors and next try kept in the envelope so that a restart keeps the schedule; a
 // message whose every recipient is done leaves the spool. Remote recipients wait for the mta.
+//
+// A message is "in delivery" from the job handed to mda until its outcome is durable in the
+// spool (envelope updated or message removed); it is not handed out again before then, and at
+// most kMaxMessagesInDelivery are in delivery at once, the rest waiting their turn. A crash of
+// the queue or of mda loses what mda finished but the spool does not yet record: those, and
+// only those, are delivered again, so a crash repeats at most kMaxMessagesInDelivery messages'
+// deliveries.
 #pragma once
 
 #include <chrono>
+#include <deque>
 #include <map>
 #include <memory>
 #include <set>
@@ -21,6 +29,13 @@
 #include "queue/spool.hpp"
 
 namespace postern::queue {
+
+// Messages in delivery at once (see above). Each holds its place for mda's delivery (1.5 ms
+// for a Maildir), then the spool's record, which gathers for up to 10 ms to share a directory
+// fsync (committer.hpp) unless messages wait for a place. 32 places keep up with what the
+// daemon accepts (a backlog builds up the same way without the limit: the places are not
+// what holds delivery back), and bound what a crash repeats.
+constexpr size_t kMaxMessagesInDelivery = 32;
 
 class Scheduler {
  public:
@@ -41,7 +56,11 @@ class Scheduler {
   std::string pause_deliveries(bool pause);
 
   const std::map<std::string, Envelope>& messages() const { return messages_; }
-  bool in_flight(const std::string& id) const { return in_flight_.contains(id); }
+  // At mda (a flight being recorded has its next try set).
+  bool in_flight(const std::string& id) const {
+    auto flight = in_flight_.find(id);
+    return flight != in_flight_.end() && !flight->second.recording;
+  }
   bool paused() const { return paused_; }
 
  private:
@@ -54,7 +73,9 @@ class Scheduler {
     std::string detail;
   };
   struct Flight {
-    size_t batches = 0;  // DeliverLocal frames not yet answered
+    uint64_t serial = 0;     // which flight of the message (a record's callback checks it)
+    bool recording = false;  // mda has answered; the outcome is on its way into the spool
+    size_t batches = 0;      // DeliverLocal frames not yet answered
     // Failed for good, delayed, delivered or expanded: only those the recipient's NOTIFY asks
     // to hear of (report_later), so a fanout nobody asked about keeps none.
     std::vector<Outcome> outcomes;
@@ -64,12 +85,19 @@ class Scheduler {
   };
   bool is_local(const std::string& address) const;
   void dispatch(const std::string& id);
+  // The flight's outcome is durable (or could not be recorded): the message may go again, and
+  // a waiting one takes its place.
+  void recorded(const std::string& id, uint64_t serial);
+  void end_flight(std::map<std::string, Flight>::iterator flight);
+  void dispatch_waiting();
+  void hurry_records_if_blocked();
   void retry_at(const std::string& id, std::chrono::seconds wait);
   void settle(const std::string& id);
   void expire_if_due(Envelope& e, Flight& flight);
   void report_delay_if_due(Envelope& e, Flight& flight);
   void notify_sender(const Envelope& e, const std::vector<Outcome>& outcomes);
-  void remove_from_spool(const std::string& id, const char* why);
+  // serial: the flight whose outcome this records, if any.
+  void remove_from_spool(const std::string& id, const char* why, uint64_t serial = 0);
   std::vector<std::string> select(const std::string& id_or_all, std::string& error) const;
   void update_counters();
 
@@ -87,7 +115,10 @@ class Scheduler {
   // 0: never.
   std::chrono::seconds delay_warning_{4 * 3600};
   std::map<std::string, Envelope> messages_;  // committed, by id
-  std::map<std::string, Flight> in_flight_;
+  std::map<std::string, Flight> in_flight_;   // in delivery
+  std::deque<std::string> waiting_;           // due, waiting for a place in delivery
+  std::set<std::string> waiting_ids_;         // the same, to look up
+  uint64_t flights_ = 0;
   std::map<std::string, std::unique_ptr<Timer>> retries_;
   bool paused_ = false;
   uint64_t delivered_ = 0;
