@@ -28,6 +28,7 @@
 #include "mda/lmtp.hpp"
 #include "mda/maildir.hpp"
 #include "mda/mbox.hpp"
+#include "mda/reported.hpp"
 
 namespace postern::mda {
 namespace {
@@ -47,6 +48,11 @@ constexpr size_t kReportFrameBudget = 48 * 1024;
 // fraction of a second; a child that keeps crashing is held back longer, and then the queue's
 // retry schedule takes over.
 constexpr std::chrono::seconds kLookupWait{30};
+// Recipients whose delivery was reported lately, kept for a queue that restarts (Reported).
+// The queue keeps at most 32 messages in delivery, whose outcomes may not be in its spool yet:
+// many times that, and a fanout's thousands of recipients.
+constexpr size_t kReportedMessages = 1024;
+constexpr size_t kReportedRecipients = 20000;
 
 // One DeliverLocal from the queue, from its routes to its report.
 struct Job {
@@ -57,7 +63,8 @@ struct Job {
   MessageData data() const { return {fd.get(), message.size}; }
   std::vector<std::optional<msg::LocalRoute>> routes;  // per recipient, as lookup answers
   size_t routes_awaited = 0;                           // ResolveLocal batches unanswered
-  bool awaiting_lookup = false;               // its routes could not be asked: lookup was away
+  bool awaiting_lookup = false;  // its routes could not be asked: lookup was away
+  std::vector<bool> reported;    // per recipient: delivered and reported before (Reported)
   std::vector<msg::DeliveryResult> outcomes;  // per recipient, for the queue
   // Each distinct destination once (distinct.hpp), and its result as its method answers:
   // Publication's and Answer's delivery_index and HelperTask's recipient are indexes into
@@ -193,9 +200,25 @@ class MdaProcess {
                           .dsn = "2.0.0",
                           .detail = "",
                           .forward = {}};
+    job->reported.resize(m.recipients.size());
+    size_t reported = 0;
+    for (size_t i = 0; i < m.recipients.size(); ++i) {
+      const msg::DeliveryResult* before = reported_.find(m.id, m.recipients[i]);
+      if (before == nullptr) continue;
+      job->outcomes[i] = *before;
+      job->reported[i] = true;
+      ++reported;
+    }
+    if (reported != 0)
+      log::info("%s: %zu of its recipients delivered before, reported again", m.id.c_str(),
+                reported);
     job->message = std::move(m);
     Job& j = *job;
     jobs_[j.id] = std::move(job);
+    if (reported == j.message.recipients.size()) {
+      deliver(j);  // nothing to ask lookup
+      return;
+    }
     ask_routes(j);
   }
 
@@ -307,8 +330,13 @@ class MdaProcess {
     // work on their own and answer later. Held pending while this runs, so no answer
     // finishes the job under it.
     ++j.pending;
+    j.routes.resize(j.message.recipients.size());
     for (size_t i = 0; i < j.routes.size(); ++i) {
       msg::DeliveryResult& outcome = j.outcomes[i];
+      if (j.reported[i]) {
+        j.routes[i].reset();  // no deliveries (distinct_deliveries)
+        continue;
+      }
       if (!j.routes[i]) {
         merge(outcome, msg::DeliveryOutcome::temporary_failure, "4.3.0",
               "recipient lookup unavailable");
@@ -502,6 +530,7 @@ class MdaProcess {
     std::unique_ptr<Job> job = std::move(it->second);
     jobs_.erase(it);
     share_results(*job);
+    reported_.remember(job->message.id, job->message.recipients, job->outcomes);
     // In frames that fit: a thousand recipients' error texts do not fit one.
     ipc::Channel* queue = runtime_.peer(Role::queue);
     msg::DeliveryReport frame{.id = job->message.id, .results = {}};
@@ -674,6 +703,7 @@ class MdaProcess {
   uint64_t next_job_ = 1;
   uint32_t next_request_ = 1;
   std::map<uint64_t, std::unique_ptr<Job>> jobs_;
+  Reported reported_{kReportedMessages, kReportedRecipients};
   std::map<uint32_t, std::pair<uint64_t, size_t>> resolving_;  // request -> job, next index
   std::map<std::string, Helper> helpers_;
   std::deque<std::string> spawn_queue_;
