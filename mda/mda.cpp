@@ -49,7 +49,7 @@ constexpr size_t kReportFrameBudget = 48 * 1024;
 // retry schedule takes over.
 constexpr std::chrono::seconds kLookupWait{30};
 // Recipients whose delivery was reported lately, kept for a queue that restarts (Reported).
-// The queue keeps at most 32 messages in delivery, whose outcomes may not be in its spool yet:
+// The queue keeps at most 128 messages in delivery, whose outcomes may not be in its spool yet:
 // many times that, and a fanout's thousands of recipients.
 constexpr size_t kReportedMessages = 1024;
 constexpr size_t kReportedRecipients = 20000;

@@ -20,7 +20,7 @@ from harness import Daemon, wait_for  # noqa: E402
 
 # queue/scheduler.hpp kMaxMessagesInDelivery: the messages the queue has at mda or recording
 # their outcome at once; a crash repeats at most these.
-IN_DELIVERY = 32
+IN_DELIVERY = 128
 # Per killed role, how many deliveries the crash may repeat.
 BOUND = {"queue": IN_DELIVERY, "mda": IN_DELIVERY, "lookup": 0, "smtp": 0}
 SESSIONS = 10
