@@ -2,6 +2,7 @@
 #include "queue/scheduler.hpp"
 
 #include <fcntl.h>
+#include <sys/random.h>
 
 #include <unistd.h>
 
@@ -36,6 +37,9 @@ const char* status_word(msg::DeliveryOutcome outcome) {
 
 Scheduler::Scheduler(ChildRuntime& runtime, Spool& spool, Spares& spares, Committer& committer)
     : runtime_(runtime), spool_(spool), spares_(spares), committer_(committer) {
+  // A clock would do as well; a failure leaves 0, which only makes an old report's match
+  // likelier.
+  (void)!getrandom(&flights_, sizeof flights_, 0);
   update_counters();
 }
 
@@ -99,7 +103,7 @@ void Scheduler::dispatch(const std::string& id) {
     return;
   }
   Flight& flight = in_flight_[id];
-  flight.serial = ++flights_;
+  flight.serial = ++flights_ != 0 ? flights_ : ++flights_;  // (0: none)
   for (size_t i = 0, end = 0; i < todo.size(); i = end) {
     // Up to kLocalRecipientsPerJob, as long as they fit a frame: a thousand long addresses
     // do not, and a frame the channel refuses for its size would never go.
@@ -113,7 +117,7 @@ void Scheduler::dispatch(const std::string& id) {
     job.recipients.assign(todo.begin() + static_cast<std::ptrdiff_t>(i),
                           todo.begin() + static_cast<std::ptrdiff_t>(end));
     UniqueFd fd(fcntl(data->get(), F_DUPFD_CLOEXEC, 0));
-    if (!msg::send(*mda, job, 0, std::move(fd))) {
+    if (!msg::send(*mda, job, flight.serial, std::move(fd))) {
       log::warn("%s: cannot hand the message to mda", id.c_str());
       break;
     }
@@ -134,7 +138,7 @@ void Scheduler::dispatch(const std::string& id) {
   update_counters();
 }
 
-void Scheduler::recorded(const std::string& id, uint64_t serial) {
+void Scheduler::recorded(const std::string& id, uint32_t serial) {
   auto flight = in_flight_.find(id);
   if (flight == in_flight_.end() || flight->second.serial != serial) return;
   end_flight(flight);
@@ -164,11 +168,14 @@ void Scheduler::dispatch_waiting() {
   }
 }
 
-void Scheduler::on_report(const msg::DeliveryReport& report) {
+void Scheduler::on_report(const msg::DeliveryReport& report, uint32_t request_id) {
   auto it = messages_.find(report.id);
   auto flight = in_flight_.find(report.id);
-  // (A flight being recorded has had its reports.)
-  if (it == messages_.end() || flight == in_flight_.end() || flight->second.recording) return;
+  // A report for another flight (of an earlier queue process, or one smtpctl removed) would
+  // settle this one before its own jobs answer. (A flight being recorded has had its reports.)
+  if (it == messages_.end() || flight == in_flight_.end() || flight->second.recording ||
+      flight->second.serial != request_id)
+    return;
   Envelope& e = it->second;
   const double delay = static_cast<double>(time(nullptr) - e.arrival);
   std::vector<Recipient> forwarded;
@@ -223,7 +230,7 @@ void Scheduler::on_report(const msg::DeliveryReport& report) {
 void Scheduler::settle(const std::string& id) {
   Flight& flight = in_flight_.at(id);
   flight.recording = true;
-  const uint64_t serial = flight.serial;
+  const uint32_t serial = flight.serial;
   Envelope& e = messages_.at(id);
   expire_if_due(e, flight);
   report_delay_if_due(e, flight);
@@ -367,7 +374,7 @@ void Scheduler::notify_sender(const Envelope& e, const std::vector<Outcome>& out
                     });
 }
 
-void Scheduler::remove_from_spool(const std::string& id, const char* why, uint64_t serial) {
+void Scheduler::remove_from_spool(const std::string& id, const char* why, uint32_t serial) {
   // The data file goes first; an envelope file left only after that is durable (spool.hpp).
   auto envelope_left = std::make_shared<bool>(false);
   committer_.run(

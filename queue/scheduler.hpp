@@ -46,7 +46,8 @@ class Scheduler {
   void configure(const msg::QueueConfig& config);
   // A message just committed, or found at start: its pending local recipients go out now.
   void add(Envelope envelope);
-  void on_report(const msg::DeliveryReport& report);
+  // request_id: the one the job went with (its flight's serial).
+  void on_report(const msg::DeliveryReport& report, uint32_t request_id);
   // mda (re)connected: everything pending goes (again); mda lost: what it had is pending.
   void mda_ready();
   void mda_lost();
@@ -75,7 +76,9 @@ class Scheduler {
     std::string detail;
   };
   struct Flight {
-    uint64_t serial = 0;     // which flight of the message (a record's callback checks it)
+    // Which flight of the message: its jobs' request id, which mda's reports carry back, and
+    // what a record's callback checks.
+    uint32_t serial = 0;
     bool recording = false;  // mda has answered; the outcome is on its way into the spool
     size_t batches = 0;      // DeliverLocal frames not yet answered
     // Failed for good, delayed, delivered or expanded: only those the recipient's NOTIFY asks
@@ -89,7 +92,7 @@ class Scheduler {
   void dispatch(const std::string& id);
   // The flight's outcome is durable (or could not be recorded): the message may go again, and
   // a waiting one takes its place.
-  void recorded(const std::string& id, uint64_t serial);
+  void recorded(const std::string& id, uint32_t serial);
   void end_flight(std::map<std::string, Flight>::iterator flight);
   void dispatch_waiting();
   void hurry_records_if_blocked();
@@ -99,7 +102,7 @@ class Scheduler {
   void report_delay_if_due(Envelope& e, Flight& flight);
   void notify_sender(const Envelope& e, const std::vector<Outcome>& outcomes);
   // serial: the flight whose outcome this records, if any.
-  void remove_from_spool(const std::string& id, const char* why, uint64_t serial = 0);
+  void remove_from_spool(const std::string& id, const char* why, uint32_t serial = 0);
   std::vector<std::string> select(const std::string& id_or_all, std::string& error) const;
   void update_counters();
 
@@ -120,7 +123,9 @@ class Scheduler {
   std::map<std::string, Flight> in_flight_;   // in delivery
   std::deque<std::string> waiting_;           // due, waiting for a place in delivery
   std::set<std::string> waiting_ids_;         // the same, to look up
-  uint64_t flights_ = 0;
+  // The last serial; it starts at random, so that a report for a job of an earlier queue
+  // process (mda's deliveries go on while the queue restarts) matches no flight of this one.
+  uint32_t flights_ = 0;
   std::map<std::string, std::unique_ptr<Timer>> retries_;
   bool paused_ = false;
   uint64_t delivered_ = 0;
