@@ -311,8 +311,9 @@ class MdaProcess {
 
   // The queue went away, and the one that takes its place hands out again every message it
   // finds in the spool: a job that has delivered nothing yet (its routes still being asked)
-  // is dropped, not delivered a second time. Deliveries under way finish; their reports go to
-  // the new queue, which applies them if it has that message in delivery.
+  // is dropped, not delivered a second time. Deliveries under way finish; the new queue
+  // ignores their reports (they answer none of its jobs), and its own jobs for those recipients
+  // are answered from what was reported (reported_).
   void queue_lost() {
     std::erase_if(jobs_, [this](const auto& entry) {
       const Job& j = *entry.second;
