@@ -10,6 +10,7 @@ lookup is back, not after the retry delay (one minute by default, left as is her
 import email.parser
 import os
 import smtplib
+import subprocess
 import sys
 import threading
 import time
@@ -41,6 +42,15 @@ def message_ids(maildir):
                 mid = parser.parse(f).get("Message-ID", "")
             seen[mid] = seen.get(mid, 0) + 1
     return seen
+
+
+def daemon_for_alice():
+    """A daemon whose one local user, alice, has a Maildir; and that Maildir's path."""
+    d = Daemon()
+    domain = f"  - {{name: localhost, users: [alice], maildir: {d.dir}/mail/%u/Maildir}}"
+    d.write_config(d.config_text().replace("domains: [test.example, localhost]",
+                                           "domains:\n  - test.example\n" + domain))
+    return d, os.path.join(d.dir, "mail", "alice", "Maildir")
 
 
 class Load:
@@ -117,11 +127,7 @@ class Load:
 
 class CrashUnderLoad(unittest.TestCase):
     def test_kill_each_child_in_turn_under_load(self):
-        d = Daemon()
-        maildir = os.path.join(d.dir, "mail", "alice", "Maildir")
-        domain = f"  - {{name: localhost, users: [alice], maildir: {d.dir}/mail/%u/Maildir}}"
-        d.write_config(d.config_text().replace("domains: [test.example, localhost]",
-                                               "domains:\n  - test.example\n" + domain))
+        d, maildir = daemon_for_alice()
         with d.start():
             figures = {}
             for role in ROLES:
@@ -174,6 +180,44 @@ class CrashUnderLoad(unittest.TestCase):
                              f"{in_delivery} in delivery before the kill")
         return {"acked": len(acked), "duplicates": duplicates, "in_delivery": in_delivery,
                 "seconds": seconds}
+
+
+class LostRecord(unittest.TestCase):
+    """The window a crash of the queue opens, held open: mda delivers and reports, the spool
+    cannot record it (its queue/ directory made immutable), the queue is killed. The queue
+    that takes its place hands the message out again; mda answers from what it reported, and
+    the mailbox keeps one copy."""
+
+    def test_a_delivery_the_spool_lost_is_not_repeated(self):
+        d, maildir = daemon_for_alice()
+        with d.start():
+            self.assertEqual(d.smtpctl("pause", "mda").stdout, "mda paused\n")
+            with smtplib.SMTP("127.0.0.1", d.port) as s:
+                s.ehlo("client.example")
+                s.mail("sender@example.com")
+                s.rcpt("alice@localhost")
+                code, text = s.data(b"Message-ID: <lost@load.example>\r\n\r\nbody\r\n")
+                self.assertEqual(code, 250)
+                queue_id = text.decode().split()[-1]
+            area = os.path.join(d.spool, "queue")
+            if subprocess.run(["chattr", "+i", area], capture_output=True).returncode != 0:
+                self.skipTest("chattr +i does not work here (needs root and ext4 or the like)")
+            try:
+                d.smtpctl("resume", "mda", check=True)
+                self.assertTrue(d.wait_log(rf"{queue_id}: to=<alice@localhost>.*status=sent"),
+                                d.read_log())
+                self.assertTrue(d.wait_log(rf"{queue_id}: cannot remove"), d.read_log())
+                old = d.status()["queue"]["pid"]
+                os.kill(old, 9)
+            finally:
+                subprocess.run(["chattr", "-i", area], check=True)
+            self.assertTrue(wait_for(lambda: (t := d.status()) and t["queue"]["pid"] not in
+                                     (None, old) and d.fully_wired(t), 10), d.read_log())
+            # Handed out again, answered from what mda reported, and removed this time.
+            self.assertTrue(wait_for(lambda: queue_id not in d.queued(), 10), d.read_log())
+            self.assertEqual(message_ids(maildir), {"<lost@load.example>": 1})
+            self.assertRegex(d.read_log(), rf"{queue_id}: 1 of its recipients delivered before, "
+                                           r"reported again")
 
 
 if __name__ == "__main__":
