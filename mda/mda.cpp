@@ -1,9 +1,10 @@
 // smtpd-mda, local delivery: takes a message and its local recipients from the queue, asks
-// lookup where each recipient's mail goes (aliases, users, delivery methods), delivers, and
-// answers the queue with one result per recipient. Runs as the virtual-mail user and never
-// as root: Maildirs and mbox files of virtual users and LMTP it does itself; system users'
-// mail and every command go to the parent, one delivery at a time, with a sealed copy of the
-// message (never the spool file): the parent checks with lookup and starts a helper.
+// lookup where each recipient's mail goes (aliases, users, delivery methods), delivers to each
+// distinct destination once, and answers the queue with one result per recipient. Runs as the
+// virtual-mail user and never as root: Maildirs and mbox files of virtual users and LMTP it does
+// itself; system users' mail and every command go to the parent, one delivery at a time, with
+// a sealed copy of the message (never the spool file): the parent checks with lookup and
+// starts a helper.
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/sendfile.h>
@@ -26,9 +27,11 @@
 #include "common/log.hpp"
 #include "common/worker.hpp"
 #include "mda/destination.hpp"
+#include "mda/distinct.hpp"
 #include "mda/lmtp.hpp"
 #include "mda/maildir.hpp"
 #include "mda/mbox.hpp"
+#include "mda/reported.hpp"
 
 namespace postern::mda {
 namespace {
@@ -41,6 +44,16 @@ constexpr size_t kStageChunk = 500;
 constexpr size_t kInlineMaildirs = 4;
 // A job's report goes in frames of at most about this many payload bytes.
 constexpr size_t kReportFrameBudget = 48 * 1024;
+// How long a job whose routes could not be asked (lookup restarting) waits for lookup to come
+// back before its recipients are deferred. The parent restarts a crashed child within a
+// fraction of a second; a child that keeps crashing is held back longer, and then the queue's
+// retry schedule takes over.
+constexpr std::chrono::seconds kLookupWait{30};
+// Recipients whose delivery was reported lately, kept for a queue that restarts (Reported).
+// The queue keeps at most 128 messages in delivery, whose outcomes may not be in its spool yet:
+// many times that, and a fanout's thousands of recipients.
+constexpr size_t kReportedMessages = 1024;
+constexpr size_t kReportedRecipients = 20000;
 
 // One DeliverLocal from the queue, from its routes to its report.
 struct Job {
@@ -51,18 +64,25 @@ struct Job {
   MessageData data() const { return {fd.get(), message.size}; }
   std::vector<std::optional<msg::LocalRoute>> routes;  // per recipient, as lookup answers
   size_t routes_awaited = 0;                           // ResolveLocal batches unanswered
-  std::vector<msg::DeliveryResult> results;            // per recipient
+  bool awaiting_lookup = false;  // its routes could not be asked: lookup was away
+  std::vector<bool> reported;    // per recipient: delivered and reported before (Reported)
+  std::vector<msg::DeliveryResult> outcomes;  // per recipient, for the queue
+  // Each distinct destination once (distinct.hpp), and its result as its method answers:
+  // Publication's and Answer's delivery_index and HelperTask's delivery are indexes into
+  // these. finish() gives each delivery's result to every recipient sharing it.
+  std::vector<DistinctDelivery> deliveries;
+  std::vector<msg::DeliveryResult> results;
   // Deliveries that answer later: helpers', mbox and LMTP ones, and Maildir files on their way.
   size_t pending = 0;
   // The message alone, sealed, for its helpers (sealed_copy): made once, lent to each.
   UniqueFd helper_copy;
 };
 
-// A Maildir delivery of a job's recipient.
+// A Maildir delivery of a job.
 struct Publication {
   uint64_t job = 0;
-  size_t recipient = 0;
-  MaildirDelivery delivery;  // its message is the job's descriptor, open while the job is pending
+  size_t delivery_index = 0;  // into Job::deliveries
+  MaildirDelivery delivery;   // its message is the job's descriptor, open while the job is pending
 };
 
 // Maildir deliveries on their way to new/: staged (files created and written) on one thread,
@@ -78,9 +98,9 @@ struct MaildirBatch {
 };
 using MaildirWorker = BatchWorker<MaildirBatch>;
 
-// One recipient's outcome of a delivery that answers later.
+// The outcome of a delivery that answers later.
 struct Answer {
-  size_t recipient = 0;
+  size_t delivery_index = 0;  // into Job::deliveries
   msg::DeliveryOutcome outcome = msg::DeliveryOutcome::temporary_failure;
   std::string dsn;
   std::string detail;
@@ -98,7 +118,7 @@ struct OutsideDelivery {
 // A delivery for a helper, waiting for its turn or for its answer.
 struct HelperTask {
   uint64_t job = 0;
-  size_t recipient = 0;
+  size_t delivery = 0;  // into Job::deliveries
   msg::HelperDeliver request;
 };
 
@@ -158,7 +178,13 @@ class MdaProcess {
     });
     runtime_.on_peer_lost([this](Role peer) {
       if (peer == Role::lookup) lookup_lost();
+      if (peer == Role::queue) queue_lost();
     });
+    runtime_.on_peer_ready([this](Role peer) {
+      if (peer == Role::lookup) lookup_back();
+    });
+    lookup_wait_timer_ =
+        std::make_unique<Timer>(runtime_.base(), [this] { stop_awaiting_lookup(); });
     runtime_.counters()["delivered"] = 0;
     runtime_.counters()["failed"] = 0;
     publish_timer_ = std::make_unique<Timer>(runtime_.base(), [this] { publish(); });
@@ -185,28 +211,66 @@ class MdaProcess {
     job->id = next_job_++;
     job->request_id = in.request_id;
     job->fd = std::move(in.fd);
-    job->routes.resize(m.recipients.size());
-    job->results.resize(m.recipients.size());
+    job->outcomes.resize(m.recipients.size());
     for (size_t i = 0; i < m.recipients.size(); ++i)
-      job->results[i] = {.index = m.recipients[i].index,
-                         .outcome = msg::DeliveryOutcome::delivered,
-                         .dsn = "2.0.0",
-                         .detail = "",
-                         .forward = {}};
+      job->outcomes[i] = {.index = m.recipients[i].index,
+                          .outcome = msg::DeliveryOutcome::delivered,
+                          .dsn = "2.0.0",
+                          .detail = "",
+                          .forward = {}};
+    job->reported.resize(m.recipients.size());
+    size_t reported = 0;
+    for (size_t i = 0; i < m.recipients.size(); ++i) {
+      const msg::DeliveryResult* before = reported_.find(m.id, m.recipients[i]);
+      if (before == nullptr) continue;
+      job->outcomes[i] = *before;
+      job->reported[i] = true;
+      ++reported;
+    }
+    if (reported != 0)
+      log::info("%s: %zu of its recipients delivered before, reported again", m.id.c_str(),
+                reported);
     job->message = std::move(m);
     Job& j = *job;
     jobs_[j.id] = std::move(job);
+    if (reported == j.message.recipients.size()) {
+      deliver(j);  // nothing to ask lookup
+      return;
+    }
+    ask_routes(j);
+  }
+
+  // Asks lookup for every recipient's routes, in batches; while lookup is away (restarting)
+  // the job waits for it (lookup_back) rather than deferring its recipients for the queue's
+  // retry delay.
+  void ask_routes(Job& j) {
+    j.routes.assign(j.message.recipients.size(), std::nullopt);
+    j.routes_awaited = 0;
     ipc::Channel* lookup = runtime_.peer(Role::lookup);
     for (size_t first = 0; first < j.message.recipients.size(); first += msg::kResolveBatch) {
       msg::ResolveLocal ask;
       const size_t end = std::min(first + msg::kResolveBatch, j.message.recipients.size());
       for (size_t i = first; i < end; ++i) ask.addresses.push_back(j.message.recipients[i].address);
       const uint32_t request = next_request_++;
-      if (lookup == nullptr || !msg::send(*lookup, ask, request)) continue;
+      if (lookup == nullptr || !msg::send(*lookup, ask, request)) {
+        forget_questions(j.id);
+        await_lookup(j);
+        return;
+      }
       resolving_[request] = {j.id, first};
       ++j.routes_awaited;
     }
-    if (j.routes_awaited == 0) deliver(j);
+    if (j.routes_awaited == 0) deliver(j);  // no recipients
+  }
+
+  void forget_questions(uint64_t job) {
+    std::erase_if(resolving_, [job](const auto& entry) { return entry.second.first == job; });
+  }
+
+  void await_lookup(Job& j) {
+    j.routes_awaited = 0;
+    j.awaiting_lookup = true;
+    if (!lookup_wait_timer_->pending()) lookup_wait_timer_->arm(kLookupWait);
   }
 
   void on_routes(msg::Incoming& in, msg::LocalRoutes& m) {
@@ -228,17 +292,53 @@ class MdaProcess {
     if (--j.routes_awaited == 0) deliver(j);
   }
 
-  // Recipients whose routes never come are tried again later.
+  // Questions lookup took with it are asked again when it is back (lookup_back).
   void lookup_lost() {
     std::vector<uint64_t> waiting;
     for (const auto& [request, where] : resolving_) waiting.push_back(where.first);
     resolving_.clear();
     for (uint64_t id : waiting) {
       auto job = jobs_.find(id);
-      if (job == jobs_.end() || job->second->routes_awaited == 0) continue;
-      job->second->routes_awaited = 0;
-      deliver(*job->second);
+      if (job != jobs_.end() && !job->second->awaiting_lookup) await_lookup(*job->second);
     }
+  }
+
+  void lookup_back() {
+    lookup_wait_timer_->cancel();
+    for (Job* j : jobs_awaiting_lookup()) {
+      j->awaiting_lookup = false;
+      ask_routes(*j);
+    }
+  }
+
+  // Lookup stayed away: the recipients are deferred (4.3.0), and the queue's retry schedule
+  // takes over.
+  void stop_awaiting_lookup() {
+    for (Job* j : jobs_awaiting_lookup()) {
+      j->awaiting_lookup = false;
+      deliver(*j);
+    }
+  }
+
+  std::vector<Job*> jobs_awaiting_lookup() {
+    std::vector<Job*> waiting;
+    for (auto& [id, job] : jobs_)
+      if (job->awaiting_lookup) waiting.push_back(job.get());
+    return waiting;
+  }
+
+  // The queue went away, and the one that takes its place hands out again every message it
+  // finds in the spool: a job that has delivered nothing yet (its routes still being asked)
+  // is dropped, not delivered a second time. Deliveries under way finish; the new queue
+  // ignores their reports (they answer none of its jobs), and its own jobs for those recipients
+  // are answered from what was reported (reported_).
+  void queue_lost() {
+    std::erase_if(jobs_, [this](const auto& entry) {
+      const Job& j = *entry.second;
+      if (j.routes_awaited == 0 && !j.awaiting_lookup) return false;
+      forget_questions(j.id);
+      return true;
+    });
   }
 
   // --- deliveries -----------------------------------------------------------------------------
@@ -249,59 +349,73 @@ class MdaProcess {
     // work on their own and answer later. Held pending while this runs, so no answer
     // finishes the job under it.
     ++j.pending;
-    std::map<std::string, std::vector<msg::LocalRecipient>> by_lmtp;
-    std::vector<size_t> lmtp_for;  // LocalRecipient.index -> recipient
+    j.routes.resize(j.message.recipients.size());
     for (size_t i = 0; i < j.routes.size(); ++i) {
-      msg::DeliveryResult& result = j.results[i];
+      msg::DeliveryResult& outcome = j.outcomes[i];
+      if (j.reported[i]) {
+        j.routes[i].reset();  // no deliveries (distinct_deliveries)
+        continue;
+      }
       if (!j.routes[i]) {
-        merge(result, msg::DeliveryOutcome::temporary_failure, "4.3.0",
+        merge(outcome, msg::DeliveryOutcome::temporary_failure, "4.3.0",
               "recipient lookup unavailable");
         continue;
       }
       const msg::LocalRoute& route = *j.routes[i];
       switch (route.status) {
         case msg::RouteStatus::ok:
+          outcome.expanded = route.destinations.size() > 1;
           break;
         case msg::RouteStatus::unknown_user:
-          merge(result, msg::DeliveryOutcome::permanent_failure, "5.1.1", route.error);
-          continue;
+          merge(outcome, msg::DeliveryOutcome::permanent_failure, "5.1.1", route.error);
+          break;
         case msg::RouteStatus::loop:
-          merge(result, msg::DeliveryOutcome::permanent_failure, "5.4.6", route.error);
-          continue;
+          merge(outcome, msg::DeliveryOutcome::permanent_failure, "5.4.6", route.error);
+          break;
         case msg::RouteStatus::failed:
-          merge(result, msg::DeliveryOutcome::permanent_failure, "5.3.0", route.error);
-          continue;
+          merge(outcome, msg::DeliveryOutcome::permanent_failure, "5.3.0", route.error);
+          break;
         case msg::RouteStatus::temporary:
-          merge(result, msg::DeliveryOutcome::temporary_failure, "4.3.0", route.error);
-          continue;
+          merge(outcome, msg::DeliveryOutcome::temporary_failure, "4.3.0", route.error);
+          break;
       }
-      result.expanded = route.destinations.size() > 1;
-      for (const msg::Destination& d : route.destinations) {
-        if (d.method == msg::DeliveryMethod::forward) {
-          result.forward.push_back(d.target);
-        } else if (d.method == msg::DeliveryMethod::lmtp) {
-          by_lmtp[d.target].push_back(
-              {.index = static_cast<uint32_t>(lmtp_for.size()), .address = d.mailbox});
-          lmtp_for.push_back(i);
-        } else if (d.method == msg::DeliveryMethod::command || !d.user.empty()) {
-          to_helper(j, i, d);
-        } else if (d.method == msg::DeliveryMethod::maildir) {
-          publishing_.push_back(
-              {j.id, i,
-               MaildirDelivery{d.target, delivery_header(j.message.sender, d.mailbox), j.data(),
-                               unique_name()}});
-          ++j.pending;
-        } else {
-          outside(j, [box = d.target, sender = j.message.sender,
-                      header = delivery_header(j.message.sender, d.mailbox), data = j.data(), i] {
-            const Status st = deliver_to_mbox(box, sender, header, data, time(nullptr));
-            if (!st.ok())
-              return std::vector<Answer>{
-                  {i, msg::DeliveryOutcome::temporary_failure, "4.3.0", st.error().message}};
+    }
+    // Duplicates go before any method sees a destination: alice@ and postmaster@ (her alias)
+    // are one Maildir file, whose outcome both recipients get (finish).
+    j.deliveries = distinct_deliveries(j.routes);
+    j.results.assign(j.deliveries.size(), {.index = 0,
+                                           .outcome = msg::DeliveryOutcome::delivered,
+                                           .dsn = "2.0.0",
+                                           .detail = "",
+                                           .forward = {}});
+    std::map<std::string, std::vector<msg::LocalRecipient>> by_lmtp;
+    std::vector<size_t> lmtp_for;  // LocalRecipient.index -> delivery
+    for (size_t k = 0; k < j.deliveries.size(); ++k) {
+      const msg::Destination& d = j.deliveries[k].destination;
+      if (d.method == msg::DeliveryMethod::forward) {
+        continue;  // handed to the queue with the report (finish)
+      } else if (d.method == msg::DeliveryMethod::lmtp) {
+        by_lmtp[d.target].push_back(
+            {.index = static_cast<uint32_t>(lmtp_for.size()), .address = d.mailbox});
+        lmtp_for.push_back(k);
+      } else if (d.method == msg::DeliveryMethod::command || !d.user.empty()) {
+        to_helper(j, k, d);
+      } else if (d.method == msg::DeliveryMethod::maildir) {
+        publishing_.push_back(
+            {j.id, k,
+             MaildirDelivery{d.target, delivery_header(j.message.sender, d.mailbox), j.data(),
+                             unique_name()}});
+        ++j.pending;
+      } else {
+        outside(j, [box = d.target, sender = j.message.sender,
+                    header = delivery_header(j.message.sender, d.mailbox), data = j.data(), k] {
+          const Status st = deliver_to_mbox(box, sender, header, data, time(nullptr));
+          if (!st.ok())
             return std::vector<Answer>{
-                {i, msg::DeliveryOutcome::delivered, "2.0.0", "delivered to mbox"}};
-          });
-        }
+                {k, msg::DeliveryOutcome::temporary_failure, "4.3.0", st.error().message}};
+          return std::vector<Answer>{
+              {k, msg::DeliveryOutcome::delivered, "2.0.0", "delivered to mbox"}};
+        });
       }
     }
     for (auto& lmtp : by_lmtp) {
@@ -318,6 +432,27 @@ class MdaProcess {
     // Once per job, not per file: a fanout stages thousands.
     if (!publishing_.empty()) publish_timer_->arm(std::chrono::milliseconds(0));
     settle(j);
+  }
+
+  // Every recipient gets the results of the deliveries it shares. A forward goes with the
+  // first of its recipients that is delivered in full, so that it is handed on once and only
+  // by a recipient whose other mail is done (a retried recipient forwards on its retry).
+  static void share_results(Job& j) {
+    for (size_t k = 0; k < j.deliveries.size(); ++k) {
+      const DistinctDelivery& delivery = j.deliveries[k];
+      if (delivery.destination.method == msg::DeliveryMethod::forward) continue;
+      const msg::DeliveryResult& result = j.results[k];
+      for (size_t i : delivery.recipients)
+        merge(j.outcomes[i], result.outcome, result.dsn, result.detail);
+    }
+    for (const DistinctDelivery& delivery : j.deliveries) {
+      if (delivery.destination.method != msg::DeliveryMethod::forward) continue;
+      for (size_t i : delivery.recipients) {
+        if (j.outcomes[i].outcome != msg::DeliveryOutcome::delivered) continue;
+        j.outcomes[i].forward.push_back(delivery.destination.target);
+        break;
+      }
+    }
   }
 
   // The Maildir files of this loop turn: a few are delivered at once, here; more go to the
@@ -378,11 +513,11 @@ class MdaProcess {
       Job& j = *job->second;
       const Result<std::string>& published = done.results[k];
       if (published.ok())
-        merge(j.results[done.publications[k].recipient], msg::DeliveryOutcome::delivered, "2.0.0",
-              "delivered to maildir");
+        merge(j.results[done.publications[k].delivery_index], msg::DeliveryOutcome::delivered,
+              "2.0.0", "delivered to maildir");
       else
-        merge(j.results[done.publications[k].recipient], msg::DeliveryOutcome::temporary_failure,
-              "4.3.0", published.error().message);
+        merge(j.results[done.publications[k].delivery_index],
+              msg::DeliveryOutcome::temporary_failure, "4.3.0", published.error().message);
       settle(j);
     }
   }
@@ -398,7 +533,8 @@ class MdaProcess {
     if (job == jobs_.end()) return;
     Job& j = *job->second;
     for (const Answer& a : d.answers)
-      if (a.recipient < j.results.size()) merge(j.results[a.recipient], a.outcome, a.dsn, a.detail);
+      if (a.delivery_index < j.results.size())
+        merge(j.results[a.delivery_index], a.outcome, a.dsn, a.detail);
     settle(j);
   }
 
@@ -412,12 +548,14 @@ class MdaProcess {
     if (it == jobs_.end()) return;
     std::unique_ptr<Job> job = std::move(it->second);
     jobs_.erase(it);
+    share_results(*job);
+    reported_.remember(job->message.id, job->message.recipients, job->outcomes);
     // In frames that fit: a thousand recipients' error texts do not fit one.
     ipc::Channel* queue = runtime_.peer(Role::queue);
     msg::DeliveryReport frame{.id = job->message.id, .results = {}};
     size_t bytes = 0;
     bool sent = queue != nullptr;
-    for (auto& r : job->results) {
+    for (auto& r : job->outcomes) {
       // Forwarding happens once the rest of the recipient's mail is delivered, so a retry
       // never forwards twice.
       if (r.outcome != msg::DeliveryOutcome::delivered) r.forward.clear();
@@ -444,10 +582,13 @@ class MdaProcess {
 
   // System users' deliveries run as the user, commands outside mda's sandbox: each is one
   // request to the parent, at most msg::kMaxHelpers at once; the rest wait here.
-  void to_helper(Job& j, size_t recipient, const msg::Destination& d) {
-    helper_waiting_.push_back({j.id, recipient,
+  // The parent asks lookup again where the recipient's mail goes: the first recipient whose
+  // route named the destination is the one it is asked about.
+  void to_helper(Job& j, size_t delivery, const msg::Destination& d) {
+    const size_t first = j.deliveries[delivery].recipients.front();
+    helper_waiting_.push_back({j.id, delivery,
                                msg::HelperDeliver{.size = j.message.size,
-                                                  .recipient = j.message.recipients[recipient].address,
+                                                  .recipient = j.message.recipients[first].address,
                                                   .sender = j.message.sender,
                                                   .destination = d,
                                                   .unique = unique_name(),
@@ -498,7 +639,7 @@ class MdaProcess {
     auto job = jobs_.find(task.job);
     if (job == jobs_.end()) return;
     Job& j = *job->second;
-    if (task.recipient < j.results.size()) merge(j.results[task.recipient], outcome, dsn, detail);
+    if (task.delivery < j.results.size()) merge(j.results[task.delivery], outcome, dsn, detail);
     settle(j);
   }
 
@@ -517,11 +658,13 @@ class MdaProcess {
   uint64_t next_job_ = 1;
   uint32_t next_request_ = 1;
   std::map<uint64_t, std::unique_ptr<Job>> jobs_;
+  Reported reported_{kReportedMessages, kReportedRecipients};
   std::map<uint32_t, std::pair<uint64_t, size_t>> resolving_;  // request -> job, next index
   std::deque<HelperTask> helper_waiting_;
   std::map<uint32_t, HelperTask> helper_in_flight_;  // by the request id to the parent
   std::vector<Publication> publishing_;  // until the end of this loop turn
   std::unique_ptr<Timer> publish_timer_;
+  std::unique_ptr<Timer> lookup_wait_timer_;  // armed while jobs await lookup
   // Declared last, destroyed first: their threads are done with the jobs' descriptors before
   // the jobs go (and the stager, which posts to the publisher, before the publisher).
   std::unique_ptr<BatchWorker<OutsideDelivery>> outside_;

@@ -61,8 +61,8 @@ class QueueProcess {
       config_ = std::move(m);
       if (scheduler_) scheduler_->configure(config_);
     });
-    d.on<msg::DeliveryReport>([this](msg::Incoming&, msg::DeliveryReport&& m) {
-      if (scheduler_) scheduler_->on_report(m);
+    d.on<msg::DeliveryReport>([this](msg::Incoming& in, msg::DeliveryReport&& m) {
+      if (scheduler_) scheduler_->on_report(m, in.request_id);
     });
     d.on<msg::CtlSchedule>([this](msg::Incoming& in, msg::CtlSchedule&& m) {
       answer_control(in.request_id, scheduler_->schedule(m.id));

@@ -2,9 +2,11 @@
 #include "queue/scheduler.hpp"
 
 #include <fcntl.h>
+#include <sys/random.h>
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -35,6 +37,9 @@ const char* status_word(msg::DeliveryOutcome outcome) {
 
 Scheduler::Scheduler(ChildRuntime& runtime, Spool& spool, Spares& spares, Committer& committer)
     : runtime_(runtime), spool_(spool), spares_(spares), committer_(committer) {
+  // A clock would do as well; a failure leaves 0, which only makes an old report's match
+  // likelier.
+  (void)!getrandom(&flights_, sizeof flights_, 0);
   update_counters();
 }
 
@@ -86,12 +91,19 @@ void Scheduler::dispatch(const std::string& id) {
       todo.push_back({static_cast<uint32_t>(i), r.address});
   }
   if (todo.empty()) return;
+  if (in_flight_.size() >= kMaxMessagesInDelivery) {
+    if (waiting_ids_.insert(id).second) waiting_.push_back(id);
+    hurry_records_if_blocked();
+    update_counters();
+    return;
+  }
   Result<UniqueFd> data = spool_.open_message(id);
   if (!data.ok()) {
     log::error("%s: %s", id.c_str(), data.error().message.c_str());
     return;
   }
   Flight& flight = in_flight_[id];
+  flight.serial = ++flights_ != 0 ? flights_ : ++flights_;  // (0: none)
   for (size_t i = 0, end = 0; i < todo.size(); i = end) {
     // Up to kLocalRecipientsPerJob, as long as they fit a frame: a thousand long addresses
     // do not, and a frame the channel refuses for its size would never go.
@@ -105,7 +117,7 @@ void Scheduler::dispatch(const std::string& id) {
     job.recipients.assign(todo.begin() + static_cast<std::ptrdiff_t>(i),
                           todo.begin() + static_cast<std::ptrdiff_t>(end));
     UniqueFd fd(fcntl(data->get(), F_DUPFD_CLOEXEC, 0));
-    if (!msg::send(*mda, job, 0, std::move(fd))) {
+    if (!msg::send(*mda, job, flight.serial, std::move(fd))) {
       log::warn("%s: cannot hand the message to mda", id.c_str());
       break;
     }
@@ -123,12 +135,47 @@ void Scheduler::dispatch(const std::string& id) {
     in_flight_.erase(id);
     retry_at(id, std::chrono::seconds(1));
   }
+  update_counters();
 }
 
-void Scheduler::on_report(const msg::DeliveryReport& report) {
+void Scheduler::recorded(const std::string& id, uint32_t serial) {
+  auto flight = in_flight_.find(id);
+  if (flight == in_flight_.end() || flight->second.serial != serial) return;
+  end_flight(flight);
+  // A retry that came due while the outcome was being recorded found it in delivery.
+  auto it = messages_.find(id);
+  if (it != messages_.end() && it->second.next_try <= time(nullptr)) dispatch(id);
+}
+
+void Scheduler::end_flight(std::map<std::string, Flight>::iterator flight) {
+  in_flight_.erase(flight);
+  dispatch_waiting();
+  update_counters();
+}
+
+// Messages wait for a place: records gathering for a shared directory fsync would keep them
+// waiting. Records still share one, those that come while the thread syncs the last batch.
+void Scheduler::hurry_records_if_blocked() {
+  if (!waiting_.empty()) committer_.hurry();
+}
+
+void Scheduler::dispatch_waiting() {
+  while (!waiting_.empty() && in_flight_.size() < kMaxMessagesInDelivery) {
+    const std::string id = std::move(waiting_.front());
+    waiting_.pop_front();
+    waiting_ids_.erase(id);
+    dispatch(id);
+  }
+}
+
+void Scheduler::on_report(const msg::DeliveryReport& report, uint32_t request_id) {
   auto it = messages_.find(report.id);
   auto flight = in_flight_.find(report.id);
-  if (it == messages_.end() || flight == in_flight_.end()) return;
+  // A report for another flight (of an earlier queue process, or one smtpctl removed) would
+  // settle this one before its own jobs answer. (A flight being recorded has had its reports.)
+  if (it == messages_.end() || flight == in_flight_.end() || flight->second.recording ||
+      flight->second.serial != request_id)
+    return;
   Envelope& e = it->second;
   const double delay = static_cast<double>(time(nullptr) - e.arrival);
   std::vector<Recipient> forwarded;
@@ -178,14 +225,17 @@ void Scheduler::on_report(const msg::DeliveryReport& report) {
   update_counters();
 }
 
-// Every batch of a dispatch has answered: record the states, then retry or remove.
+// Every batch of a dispatch has answered: record the states, then retry or remove. The
+// message stays in delivery until the record is durable (recorded).
 void Scheduler::settle(const std::string& id) {
-  Flight flight = std::move(in_flight_[id]);
-  in_flight_.erase(id);
+  Flight& flight = in_flight_.at(id);
+  flight.recording = true;
+  const uint32_t serial = flight.serial;
   Envelope& e = messages_.at(id);
   expire_if_due(e, flight);
   report_delay_if_due(e, flight);
   if (!flight.outcomes.empty()) notify_sender(e, flight.outcomes);
+  flight.outcomes.clear();
   bool local_pending = false;
   bool any_pending = false;
   for (const Recipient& r : e.recipients) {
@@ -194,7 +244,8 @@ void Scheduler::settle(const std::string& id) {
     local_pending = local_pending || is_local(r.address);
   }
   if (!any_pending) {
-    remove_from_spool(id, "removed");
+    remove_from_spool(id, "removed", serial);
+    hurry_records_if_blocked();
     return;
   }
   if (local_pending) {
@@ -213,11 +264,13 @@ void Scheduler::settle(const std::string& id) {
   // Tasks run on the committer's thread, which may outlive the scheduler: they hold only
   // what they need (the spool outlives the committer).
   committer_.run([&spool = spool_, copy] { return spool.update_envelope(copy); },
-                 [id](const Status& st) {
+                 [this, id, serial](const Status& st) {
                    if (!st.ok())
                      log::error("%s: cannot record delivery states: %s", id.c_str(),
                                 st.error().message.c_str());
+                   recorded(id, serial);
                  });
+  hurry_records_if_blocked();
 }
 
 // A message older than the expiry fails its pending local recipients with 4.4.7.
@@ -321,7 +374,7 @@ void Scheduler::notify_sender(const Envelope& e, const std::vector<Outcome>& out
                     });
 }
 
-void Scheduler::remove_from_spool(const std::string& id, const char* why) {
+void Scheduler::remove_from_spool(const std::string& id, const char* why, uint32_t serial) {
   // The data file goes first; an envelope file left only after that is durable (spool.hpp).
   auto envelope_left = std::make_shared<bool>(false);
   committer_.run(
@@ -331,14 +384,16 @@ void Scheduler::remove_from_spool(const std::string& id, const char* why) {
         *envelope_left = removed.value();
         return ok_status();
       },
-      [this, id, why, envelope_left](const Status& st) {
+      [this, id, why, envelope_left, serial](const Status& st) {
         if (!st.ok()) {
           log::error("%s: cannot remove: %s", id.c_str(), st.error().message.c_str());
+          recorded(id, serial);
           return;
         }
         log::info("%s: %s", id.c_str(), why);
         messages_.erase(id);
         retries_.erase(id);
+        recorded(id, serial);
         update_counters();
         if (*envelope_left)
           committer_.run([&spool = spool_, id] { return spool.remove_envelope(id); },
@@ -367,8 +422,12 @@ Result<std::string> Scheduler::schedule(const std::string& id_or_all) {
   std::string error;
   const std::vector<std::string> ids = select(id_or_all, error);
   if (!error.empty()) return make_error(error);
+  const int64_t now = time(nullptr);
   for (const std::string& id : ids) {
     if (auto timer = retries_.find(id); timer != retries_.end()) timer->second->cancel();
+    // Due now, also for mda_ready() should it find the message waiting for a place.
+    Envelope& e = messages_.at(id);
+    e.next_try = std::min(e.next_try, now);
     dispatch(id);
   }
   return std::to_string(ids.size()) + " scheduled" + (paused_ ? " (deliveries are paused)" : "");
@@ -380,7 +439,8 @@ Result<std::string> Scheduler::remove(const std::string& id_or_all) {
   if (!error.empty()) return make_error(error);
   for (const std::string& id : ids) {
     // A job already at mda may still deliver; its report then finds nothing to update.
-    in_flight_.erase(id);
+    if (waiting_ids_.erase(id) != 0) std::erase(waiting_, id);
+    if (auto flight = in_flight_.find(id); flight != in_flight_.end()) end_flight(flight);
     if (auto timer = retries_.find(id); timer != retries_.end()) timer->second->cancel();
     remove_from_spool(id, "removed by smtpctl");
   }
@@ -403,8 +463,9 @@ void Scheduler::mda_ready() {
 
 void Scheduler::mda_lost() {
   // Whatever mda had in hand is pending again; a delivery it finished but did not report
-  // is repeated (at least once).
-  in_flight_.clear();
+  // is repeated (at least once). Outcomes it reported stay in delivery until recorded.
+  std::erase_if(in_flight_, [](const auto& flight) { return !flight.second.recording; });
+  update_counters();
 }
 
 void Scheduler::update_counters() {
@@ -413,6 +474,8 @@ void Scheduler::update_counters() {
   c["delivered"] = delivered_;
   c["deferred"] = deferred_;
   c["bounced"] = bounced_;
+  c["delivering"] = in_flight_.size();
+  c["waiting"] = waiting_.size();
 }
 
 }  // namespace postern::queue

@@ -750,13 +750,13 @@ class Routing(unittest.TestCase):
         os.chmod(os.path.join(d.dir, "members"), 0o644)
         with d.start():
             queue_id = self.send(d, ["team@localhost", "Postmaster@localhost"])
-            # alice (twice named, once delivered per recipient), bob, carol; an mbox file.
-            for user, count in (("alice", 2), ("bob", 1), ("carol", 1)):
+            # alice (named by both recipients: delivered once), bob, carol; an mbox file.
+            for user, count in (("alice", 1), ("bob", 1), ("carol", 1)):
                 self.assertTrue(wait_for(lambda: len(maildir_files(self.mail, user)) == count, 5),
                                 (user, d.read_log()))
             files = maildir_files(self.mail, "alice")
             tos = sorted(self.read(f).split(b"\r\n")[1] for f in files)
-            self.assertEqual(tos, [b"Delivered-To: alice@localhost"] * 2)
+            self.assertEqual(tos, [b"Delivered-To: alice@localhost"])
             mbox = os.path.join(self.out, "archive.mbox")
             self.assertTrue(wait_for(lambda: os.path.exists(mbox), 5))
             self.assertTrue(self.read(mbox).startswith(b"From sender@example.com "))
@@ -811,6 +811,23 @@ class Routing(unittest.TestCase):
                           "not allow :include: files", d.read_log())
         self.assertFalse(os.path.exists(f"{self.out}/list-ran"))
 
+    def test_a_mailbox_named_by_two_recipients_gets_one_copy(self):
+        # Duplicates are eliminated after alias expansion, per message and final destination
+        # (a Maildir, a command as one user), and each recipient is reported delivered.
+        with self.daemon('postmaster: alice\n'
+                         'hook1: "|cat >> {out}/hook"\n'
+                         'hook2: "|cat >> {out}/hook"\n').start() as d:
+            queue_id = self.send(d, ["alice@localhost", "postmaster@localhost",
+                                     "hook1@localhost", "hook2@localhost"])
+            for rcpt in ("alice", "postmaster", "hook1", "hook2"):
+                self.assertTrue(d.wait_log(rf"{queue_id}: to=<{rcpt}@localhost>, relay=local, "
+                                           r".*dsn=2\.0\.0, status=sent"), (rcpt, d.read_log()))
+            self.assertTrue(wait_for(lambda: queue_id not in d.queued(), 5))
+            files = maildir_files(self.mail, "alice")
+            self.assertEqual(len(files), 1, d.read_log())
+            self.assertIn(b"\r\nDelivered-To: alice@localhost\r\n", self.read(files[0]))
+            self.assertEqual(self.read(os.path.join(self.out, "hook")).count(b"body\n"), 1)
+
     def test_virtual_users_table_with_own_deliveries(self):
         with self.daemon("", users_table="erin\nfrank mbox:{out}/frank.mbox\n"
                          "gus command:cat > {out}/gus\n").start() as d:
@@ -844,7 +861,8 @@ class Routing(unittest.TestCase):
             with d.start():
                 self.send(d, [f"{name}@users.example", "postmaster@users.example"])
                 new = os.path.join(home, "Maildir", "new")
-                self.assertTrue(wait_for(lambda: os.path.isdir(new) and len(os.listdir(new)) == 2,
+                # postmaster -> root -> the user: one Maildir, one copy for both recipients.
+                self.assertTrue(wait_for(lambda: os.path.isdir(new) and len(os.listdir(new)) == 1,
                                          5), d.read_log())
                 for entry in os.listdir(new) + [""]:
                     st = os.stat(os.path.join(new, entry))

@@ -73,6 +73,29 @@ TEST(BatchWorker, ABatchGathersForItsDelay) {
   EXPECT_EQ(sizes, (std::vector<size_t>{2}));
 }
 
+// hurry(): the jobs posted so far go without waiting out the delay, together.
+TEST(BatchWorker, HurriedJobsDoNotWaitForTheDelay) {
+  EventBasePtr base = make_event_base();
+  std::vector<size_t> sizes;
+  int finished = 0;
+  BatchWorker<Job> worker(
+      base.get(), [&](BatchWorker<Job>::Batch& batch) { sizes.push_back(batch.size()); },
+      [&](Job&) {
+        if (++finished == 2) event_base_loopexit(base.get(), nullptr);
+      },
+      60s);
+  const auto posted = std::chrono::steady_clock::now();
+  worker.post(std::make_unique<Job>(Job{1}));
+  worker.post(std::make_unique<Job>(Job{2}));
+  worker.hurry();
+  Timer timeout(base.get(), [&] { event_base_loopbreak(base.get()); });
+  timeout.arm(30s);
+  event_base_dispatch(base.get());
+  EXPECT_EQ(finished, 2);
+  EXPECT_LT(std::chrono::steady_clock::now() - posted, 30s);  // not after their 60 s delay
+  EXPECT_EQ(sizes, (std::vector<size_t>{2}));
+}
+
 TEST(BatchWorker, DestroyingRunsWaitingJobsAtOnce) {
   EventBasePtr base = make_event_base();
   std::atomic<int> ran = 0;
