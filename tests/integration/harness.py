@@ -174,7 +174,9 @@ class Daemon:
                     f"--regid={pwd.getpwnam(self.run_as).pw_gid}", "--clear-groups"] + argv
         return argv
 
-    def start(self, wait=True):
+    def start(self, wait=True, env=None):
+        """env: variables for the daemon on top of this process's."""
+        extra = env
         if self.log:  # a restart: the earlier run's handle
             self.log.close()
         self.log = open(self.log_path, "ab")
@@ -183,6 +185,7 @@ class Daemon:
         env.setdefault("ASAN_OPTIONS", "detect_leaks=0")
         # In sanitizer builds undefined behaviour must fail the test, not scroll by in a log.
         env.setdefault("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1")
+        env.update(extra or {})
         self.proc = subprocess.Popen(self.command(), stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True, env=env)
         if wait:

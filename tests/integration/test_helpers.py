@@ -22,18 +22,34 @@ ATTACK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "helper_attack
 
 @unittest.skipUnless(IS_ROOT, "delivery helpers run as other users only under root")
 class Helpers(unittest.TestCase):
+    accounts = 0
+
     def setUp(self):
         # An ordinary account (uid >= 1000, as min_uid wants) with a home of its own.
-        self.user = "postern-h%d" % (os.getpid() % 100000)
+        # A name of its own for each test: a helper or command still exiting when one test
+        # ends (slow under a sanitizer) must not keep the next test from making its user.
+        Helpers.accounts += 1
+        self.user = "postern-h%d-%d" % (os.getpid() % 100000, Helpers.accounts)
         self.home = tempfile.mkdtemp(prefix="postern-home-")
         subprocess.run(["useradd", "--home-dir", self.home, "--no-create-home",
                         "--shell", "/usr/sbin/nologin", self.user], check=True)
         self.addCleanup(shutil.rmtree, self.home, ignore_errors=True)
-        self.addCleanup(subprocess.run, ["userdel", self.user], check=False)
+        self.addCleanup(self.remove_user)
         self.pw = pwd.getpwnam(self.user)
         self.assertGreaterEqual(self.pw.pw_uid, 1000)
         os.chown(self.home, self.pw.pw_uid, self.pw.pw_gid)
         os.chmod(self.home, 0o700)
+
+    def remove_user(self):
+        """userdel refuses while a process of the user runs: give any still exiting a moment,
+        then kill what is left, so that no account is left behind."""
+        uid = str(self.pw.pw_uid)
+        if not wait_for(lambda: subprocess.run(["pgrep", "-U", uid], capture_output=True)
+                        .returncode != 0, 10):
+            subprocess.run(["pkill", "-KILL", "-U", uid], check=False)
+            wait_for(lambda: subprocess.run(["pgrep", "-U", uid], capture_output=True)
+                     .returncode != 0, 5)
+        subprocess.run(["userdel", self.user], check=False)
 
     def daemon(self, domain):
         d = Daemon()
