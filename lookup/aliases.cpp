@@ -14,10 +14,10 @@
 #include <utility>
 #include <vector>
 
-#include "common/address.hpp"
-#include "common/ascii.hpp"
-#include "common/fd.hpp"
-#include "common/io.hpp"
+#include "common/mail/address.hpp"
+#include "common/util/ascii.hpp"
+#include "common/util/fd.hpp"
+#include "common/util/io.hpp"
 
 namespace postern::lookup {
 namespace {

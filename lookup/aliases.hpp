@@ -10,7 +10,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "common/result.hpp"
+#include "common/util/result.hpp"
 
 namespace postern::lookup {
 

@@ -12,7 +12,7 @@
 #include <string_view>
 #include <utility>
 
-#include "common/event.hpp"
+#include "common/util/event.hpp"
 
 namespace postern::lookup {
 namespace {

@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "common/config.hpp"
+#include "common/config/config.hpp"
 #include "lookup/dns.hpp"
 
 struct event_base;

@@ -17,7 +17,7 @@
 #include <unordered_map>
 #include <utility>
 
-#include "common/fd.hpp"
+#include "common/util/fd.hpp"
 
 namespace postern::lookup {
 namespace {

@@ -7,7 +7,7 @@
 #include <string_view>
 #include <vector>
 
-#include "common/result.hpp"
+#include "common/util/result.hpp"
 
 namespace postern::lookup {
 

@@ -18,7 +18,7 @@
 #include <unordered_set>
 #include <utility>
 
-#include "common/event.hpp"
+#include "common/util/event.hpp"
 
 namespace postern::lookup::dns {
 namespace {

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "common/result.hpp"
+#include "common/util/result.hpp"
 
 struct event_base;
 

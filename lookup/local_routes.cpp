@@ -6,10 +6,10 @@
 
 #include <algorithm>
 
-#include "common/ascii.hpp"
-#include "common/fd.hpp"
-#include "common/io.hpp"
-#include "common/log.hpp"
+#include "common/util/ascii.hpp"
+#include "common/util/fd.hpp"
+#include "common/util/io.hpp"
+#include "common/util/log.hpp"
 
 namespace postern::lookup {
 

@@ -14,9 +14,9 @@
 #include <string_view>
 #include <vector>
 
-#include "common/accounts.hpp"
-#include "common/config.hpp"
-#include "common/messages.hpp"
+#include "common/config/config.hpp"
+#include "common/ipc/messages.hpp"
+#include "common/mail/accounts.hpp"
 #include "lookup/aliases.hpp"
 #include "lookup/system_users.hpp"
 #include "lookup/table.hpp"

@@ -3,7 +3,7 @@
 // smtp parsed from a stranger's RCPT command.
 #pragma once
 
-#include "common/messages.hpp"
+#include "common/ipc/messages.hpp"
 #include "lookup/local_routes.hpp"
 
 namespace postern::lookup {

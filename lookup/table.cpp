@@ -1,7 +1,7 @@
 // File tables; see table.hpp.
 #include "lookup/table.hpp"
 
-#include "common/ascii.hpp"
+#include "common/util/ascii.hpp"
 
 namespace postern::lookup {
 namespace {

@@ -8,8 +8,8 @@
 #include <string>
 #include <string_view>
 
-#include "common/messages.hpp"
-#include "common/result.hpp"
+#include "common/ipc/messages.hpp"
+#include "common/util/result.hpp"
 
 namespace postern::lookup {
 

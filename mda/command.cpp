@@ -19,8 +19,8 @@
 #include <string_view>
 #include <vector>
 
-#include "common/fd.hpp"
-#include "common/io.hpp"
+#include "common/util/fd.hpp"
+#include "common/util/io.hpp"
 
 namespace postern::mda {
 namespace {

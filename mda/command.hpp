@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string>
 
-#include "common/io.hpp"
+#include "common/util/io.hpp"
 
 namespace postern::mda {
 

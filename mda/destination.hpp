@@ -3,7 +3,7 @@
 // recipient's system user (or as mda's user outside mda's sandbox, for commands).
 #pragma once
 
-#include "common/messages.hpp"
+#include "common/ipc/messages.hpp"
 
 namespace postern::mda {
 

@@ -1,7 +1,7 @@
 // Duplicate elimination after alias expansion, as Postfix's local(8) and OpenSMTPD do: within
 // one job (a message's recipients handed over together), each final destination is delivered
 // once, and every recipient whose routes lead there shares that delivery's outcome. Pure
-// logic on lookup's routes; mda.cpp dispatches what it returns to the delivery methods.
+// logic on lookup's routes; mda/main.cpp dispatches what it returns to the delivery methods.
 //
 // The job, one delivery attempt, is the unit, not the message: the spool records an outcome
 // per recipient, not per destination, so a recipient tried again later (deferred for another
@@ -15,7 +15,7 @@
 #include <optional>
 #include <vector>
 
-#include "common/messages.hpp"
+#include "common/ipc/messages.hpp"
 
 namespace postern::mda {
 

@@ -12,9 +12,9 @@
 #include <cstdint>
 #include <cstring>
 
-#include "common/config.hpp"
-#include "common/fd.hpp"
-#include "common/io.hpp"
+#include "common/config/config.hpp"
+#include "common/util/fd.hpp"
+#include "common/util/io.hpp"
 
 namespace postern::mda {
 namespace {

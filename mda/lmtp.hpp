@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "common/io.hpp"
-#include "common/messages.hpp"
+#include "common/ipc/messages.hpp"
+#include "common/util/io.hpp"
 
 namespace postern::mda {
 

@@ -13,8 +13,8 @@
 #include <system_error>
 #include <thread>
 
-#include "common/fd.hpp"
-#include "common/io.hpp"
+#include "common/util/fd.hpp"
+#include "common/util/io.hpp"
 
 namespace postern::mda {
 namespace {

@@ -7,9 +7,9 @@
 #include <string_view>
 #include <vector>
 
-#include "common/fd.hpp"
-#include "common/io.hpp"
-#include "common/result.hpp"
+#include "common/util/fd.hpp"
+#include "common/util/io.hpp"
+#include "common/util/result.hpp"
 
 namespace postern::mda {
 

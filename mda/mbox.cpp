@@ -9,8 +9,8 @@
 #include <cstdint>
 #include <cstring>
 
-#include "common/fd.hpp"
-#include "common/io.hpp"
+#include "common/util/fd.hpp"
+#include "common/util/io.hpp"
 
 namespace postern::mda {
 namespace {

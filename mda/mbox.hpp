@@ -8,8 +8,8 @@
 #include <string>
 #include <string_view>
 
-#include "common/io.hpp"
-#include "common/result.hpp"
+#include "common/util/io.hpp"
+#include "common/util/result.hpp"
 
 namespace postern::mda {
 

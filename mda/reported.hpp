@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "common/messages.hpp"
+#include "common/ipc/messages.hpp"
 
 namespace postern::mda {
 

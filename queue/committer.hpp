@@ -1,4 +1,4 @@
-// Group commit: makes messages durable on a worker thread (common/worker.hpp) so the event
+// Group commit: makes messages durable on a worker thread (common/util/worker.hpp) so the event
 // loop never waits for a disk; other spool work runs on a second one. Every job that arrives
 // while a batch is being synced joins the next batch, and a batch shares its flush (spool.hpp:
 // each data file with its commit record). Results come back on the event loop in submission
@@ -10,11 +10,11 @@
 #include <memory>
 #include <vector>
 
-#include "common/envelope.hpp"
-#include "common/event.hpp"
-#include "common/fd.hpp"
-#include "common/result.hpp"
-#include "common/worker.hpp"
+#include "common/mail/envelope.hpp"
+#include "common/util/event.hpp"
+#include "common/util/fd.hpp"
+#include "common/util/result.hpp"
+#include "common/util/worker.hpp"
 #include "queue/spool.hpp"
 
 namespace postern::queue {

@@ -3,7 +3,7 @@
 
 #include <algorithm>
 
-#include "common/date.hpp"
+#include "common/mail/date.hpp"
 
 namespace postern::queue {
 namespace {

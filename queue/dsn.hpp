@@ -12,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-#include "common/envelope.hpp"
+#include "common/mail/envelope.hpp"
 
 namespace postern::queue {
 

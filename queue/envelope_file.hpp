@@ -10,8 +10,8 @@
 #include <string>
 #include <string_view>
 
-#include "common/envelope.hpp"
-#include "common/result.hpp"
+#include "common/mail/envelope.hpp"
+#include "common/util/result.hpp"
 
 namespace postern::queue {
 

@@ -13,8 +13,8 @@
 #include <ctime>
 #include <memory>
 
-#include "common/io.hpp"
-#include "common/log.hpp"
+#include "common/util/io.hpp"
+#include "common/util/log.hpp"
 #include "queue/dsn.hpp"
 #include "queue/envelope_file.hpp"
 

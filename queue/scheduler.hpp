@@ -20,9 +20,9 @@
 #include <string>
 #include <vector>
 
-#include "common/child.hpp"
-#include "common/envelope.hpp"
-#include "common/event.hpp"
+#include "common/ipc/child.hpp"
+#include "common/mail/envelope.hpp"
+#include "common/util/event.hpp"
 #include "queue/committer.hpp"
 #include "queue/dsn.hpp"
 #include "queue/spares.hpp"

@@ -3,7 +3,7 @@
 
 #include <optional>
 
-#include "common/log.hpp"
+#include "common/util/log.hpp"
 
 namespace postern::queue {
 

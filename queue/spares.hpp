@@ -11,7 +11,7 @@
 #include <memory>
 #include <vector>
 
-#include "common/result.hpp"
+#include "common/util/result.hpp"
 #include "queue/committer.hpp"
 #include "queue/spool.hpp"
 

@@ -13,8 +13,8 @@
 #include <optional>
 #include <set>
 
-#include "common/io.hpp"
-#include "common/log.hpp"
+#include "common/util/io.hpp"
+#include "common/util/log.hpp"
 #include "queue/envelope_file.hpp"
 
 namespace postern::queue {

@@ -21,9 +21,9 @@
 #include <string>
 #include <vector>
 
-#include "common/envelope.hpp"
-#include "common/fd.hpp"
-#include "common/result.hpp"
+#include "common/mail/envelope.hpp"
+#include "common/util/fd.hpp"
+#include "common/util/result.hpp"
 
 namespace postern::queue {
 

@@ -11,9 +11,9 @@
 #include <cerrno>
 #include <cstring>
 
-#include "common/ascii.hpp"
-#include "common/log.hpp"
-#include "common/privsep.hpp"
+#include "common/ipc/privsep.hpp"
+#include "common/util/ascii.hpp"
+#include "common/util/log.hpp"
 #include "smtpd/spawn.hpp"
 
 namespace postern::smtpd {

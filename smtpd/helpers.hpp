@@ -1,7 +1,7 @@
 // The parent's delivery helpers: mda asks for one delivery at a time (HelperDeliver with a
 // sealed memfd of the message); the parent asks lookup itself where the recipient's mail
 // goes, starts smtpd-deliver only when the destination mda named is among lookup's and its
-// account passes common/accounts.hpp, and forwards the helper's HelperResult to mda. At most
+// account passes common/mail/accounts.hpp, and forwards the helper's HelperResult to mda. At most
 // kMaxHelpers run at once and kMaxHelperBacklog wait; more is refused (mda defers).
 // Never takes mda's word for an account, a path or a command. See docs/privsep.md.
 #pragma once
@@ -16,11 +16,11 @@
 #include <optional>
 #include <string>
 
-#include "common/accounts.hpp"
-#include "common/config.hpp"
-#include "common/event.hpp"
-#include "common/ipc.hpp"
-#include "common/messages.hpp"
+#include "common/config/config.hpp"
+#include "common/ipc/ipc.hpp"
+#include "common/ipc/messages.hpp"
+#include "common/mail/accounts.hpp"
+#include "common/util/event.hpp"
 #include "smtpd/host.hpp"
 
 namespace postern::smtpd {

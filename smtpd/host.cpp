@@ -1,7 +1,7 @@
 // Host preparation for the parent; see host.hpp.
 #include "smtpd/host.hpp"
-#include "common/io.hpp"
-#include "common/log.hpp"
+#include "common/util/io.hpp"
+#include "common/util/log.hpp"
 
 #include <fcntl.h>
 #include <grp.h>

@@ -7,9 +7,9 @@
 
 #include <string>
 
-#include "common/config.hpp"
-#include "common/fd.hpp"
-#include "common/result.hpp"
+#include "common/config/config.hpp"
+#include "common/util/fd.hpp"
+#include "common/util/result.hpp"
 
 namespace postern::smtpd {
 

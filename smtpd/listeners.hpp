@@ -5,9 +5,9 @@
 #include <cstdint>
 #include <vector>
 
-#include "common/config.hpp"
-#include "common/fd.hpp"
-#include "common/result.hpp"
+#include "common/config/config.hpp"
+#include "common/util/fd.hpp"
+#include "common/util/result.hpp"
 
 namespace postern::smtpd {
 

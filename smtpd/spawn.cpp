@@ -8,8 +8,8 @@
 
 #include <cstring>
 
-#include "common/log.hpp"
-#include "common/process.hpp"
+#include "common/ipc/process.hpp"
+#include "common/util/log.hpp"
 
 namespace postern::smtpd {
 

@@ -16,8 +16,8 @@
 
 #include <algorithm>
 
-#include "common/log.hpp"
-#include "common/privsep.hpp"
+#include "common/ipc/privsep.hpp"
+#include "common/util/log.hpp"
 #include "smtpd/spawn.hpp"
 
 namespace postern::smtpd {

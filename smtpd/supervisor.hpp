@@ -18,11 +18,11 @@
 #include <utility>
 #include <vector>
 
-#include "common/accounts.hpp"
-#include "common/config.hpp"
-#include "common/event.hpp"
-#include "common/ipc.hpp"
-#include "common/messages.hpp"
+#include "common/config/config.hpp"
+#include "common/ipc/ipc.hpp"
+#include "common/ipc/messages.hpp"
+#include "common/mail/accounts.hpp"
+#include "common/util/event.hpp"
 #include "smtpd/crash_backoff.hpp"
 #include "smtpd/helpers.hpp"
 #include "smtpd/host.hpp"

@@ -7,9 +7,9 @@
 #include <cerrno>
 #include <cstring>
 
-#include "common/fd.hpp"
-#include "common/io.hpp"
-#include "common/tls.hpp"
+#include "common/util/fd.hpp"
+#include "common/util/io.hpp"
+#include "common/util/tls.hpp"
 
 namespace postern::smtpd {
 namespace {

@@ -4,8 +4,8 @@
 
 #include <string>
 
-#include "common/config.hpp"
-#include "common/result.hpp"
+#include "common/config/config.hpp"
+#include "common/util/result.hpp"
 
 namespace postern::smtpd {
 

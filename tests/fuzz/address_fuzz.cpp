@@ -1,4 +1,4 @@
-// libFuzzer target for the address parser (common/address.cpp): arbitrary bytes as a reverse
+// libFuzzer target for the address parser (common/mail/address.cpp): arbitrary bytes as a reverse
 // path, a forward path and a bare mailbox, with and without SMTPUTF8. Whatever is accepted must
 // print without control characters and parse back to the same mailbox.
 #include <cstddef>
@@ -6,7 +6,7 @@
 #include <string>
 #include <string_view>
 
-#include "common/address.hpp"
+#include "common/mail/address.hpp"
 
 namespace {
 

@@ -1,4 +1,4 @@
-// libFuzzer target for the command parser (smtpd/commands.cpp): arbitrary bytes as one command
+// libFuzzer target for the command parser (smtp/commands.cpp): arbitrary bytes as one command
 // line, and as the value of every ESMTP parameter helper. Beyond the sanitizers it checks what
 // the session relies on: results within their limits, and xtext that survives a round trip.
 #include <cstddef>
@@ -6,7 +6,7 @@
 #include <string>
 #include <string_view>
 
-#include "smtpd/commands.hpp"
+#include "smtp/commands.hpp"
 
 namespace {
 

@@ -1,4 +1,4 @@
-// libFuzzer target for the configuration parser (common/config.cpp): arbitrary bytes as
+// libFuzzer target for the configuration parser (common/config/config.cpp): arbitrary bytes as
 // smtpd.yaml. Beyond the sanitizers it checks that what parse_config accepts is what the rest
 // of the daemon relies on: absolute paths, unique listeners, addresses that round-trip.
 #include <cstddef>
@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-#include "common/config.hpp"
+#include "common/config/config.hpp"
 
 namespace {
 

@@ -1,4 +1,4 @@
-// libFuzzer target for the IPC channel (common/ipc.cpp): the input is what a hostile peer
+// libFuzzer target for the IPC channel (common/ipc/ipc.cpp): the input is what a hostile peer
 // writes into the socketpair, optionally with descriptors on some writes, before hanging up.
 // Odd frame types are echoed back, so the write queue meets a slow peer that then goes away.
 // Run with -close_fd_mask=2: every rejected input logs a warning on stderr.
@@ -17,9 +17,9 @@
 #include <cstring>
 #include <vector>
 
-#include "common/event.hpp"
-#include "common/fd.hpp"
-#include "common/ipc.hpp"
+#include "common/ipc/ipc.hpp"
+#include "common/util/event.hpp"
+#include "common/util/fd.hpp"
 
 namespace {
 

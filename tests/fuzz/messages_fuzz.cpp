@@ -6,7 +6,7 @@
 #include <span>
 #include <tuple>
 
-#include "common/messages.hpp"
+#include "common/ipc/messages.hpp"
 
 namespace {
 

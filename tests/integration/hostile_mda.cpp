@@ -13,9 +13,9 @@
 #include <map>
 #include <string>
 
-#include "common/child.hpp"
-#include "common/log.hpp"
-#include "common/messages.hpp"
+#include "common/ipc/child.hpp"
+#include "common/ipc/messages.hpp"
+#include "common/util/log.hpp"
 
 namespace {
 

@@ -15,9 +15,9 @@
 #include <optional>
 #include <string>
 
-#include "common/child.hpp"
-#include "common/event.hpp"
-#include "common/log.hpp"
+#include "common/ipc/child.hpp"
+#include "common/util/event.hpp"
+#include "common/util/log.hpp"
 
 namespace postern::hostile {
 namespace {

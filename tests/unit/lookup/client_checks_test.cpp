@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "common/event.hpp"
+#include "common/util/event.hpp"
 #include "tests/unit/lookup/unbound_server.hpp"
 
 namespace postern::lookup {

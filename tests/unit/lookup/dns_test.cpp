@@ -17,8 +17,8 @@
 #include <string>
 #include <vector>
 
-#include "common/event.hpp"
-#include "common/fd.hpp"
+#include "common/util/event.hpp"
+#include "common/util/fd.hpp"
 #include "tests/unit/lookup/unbound_server.hpp"
 
 namespace postern::lookup::dns {

@@ -21,7 +21,7 @@
 #include <fstream>
 #include <iterator>
 
-#include "common/fd.hpp"
+#include "common/util/fd.hpp"
 
 extern char** environ;
 

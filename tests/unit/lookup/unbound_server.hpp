@@ -14,7 +14,7 @@
 #include <cstdint>
 #include <string>
 
-#include "common/event.hpp"
+#include "common/util/event.hpp"
 
 namespace postern::test {
 

@@ -27,10 +27,10 @@
 #include <thread>
 #include <vector>
 
-#include "common/envelope.hpp"
-#include "common/event.hpp"
-#include "common/fd.hpp"
-#include "common/result.hpp"
+#include "common/mail/envelope.hpp"
+#include "common/util/event.hpp"
+#include "common/util/fd.hpp"
+#include "common/util/result.hpp"
 #include "queue/committer.hpp"
 #include "queue/envelope_file.hpp"
 #include "queue/spares.hpp"

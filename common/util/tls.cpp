@@ -1,0 +1,37 @@
+// libtls glue; see tls.hpp.
+#include "common/util/tls.hpp"
+
+namespace postern {
+
+void tls_initialize() {
+  static const bool done = tls_init() == 0;
+  (void)done;
+}
+
+Result<TlsPtr> make_tls_server(std::string_view certificate_pem, std::string_view key_pem) {
+  tls_initialize();
+  TlsConfigPtr config(tls_config_new());
+  if (!config) return make_error("cannot allocate a TLS configuration");
+  // RFC 8996: nothing older than TLS 1.2.
+  if (tls_config_set_protocols(config.get(), TLS_PROTOCOL_TLSv1_2 | TLS_PROTOCOL_TLSv1_3) != 0)
+    return make_error(std::string("TLS protocols: ") + tls_config_error(config.get()));
+  if (tls_config_set_keypair_mem(
+          config.get(), reinterpret_cast<const uint8_t*>(certificate_pem.data()),
+          certificate_pem.size(), reinterpret_cast<const uint8_t*>(key_pem.data()),
+          key_pem.size()) != 0)
+    return make_error(std::string("certificate or key: ") + tls_config_error(config.get()));
+  TlsPtr server(tls_server());
+  if (!server) return make_error("cannot allocate a TLS server context");
+  if (tls_configure(server.get(), config.get()) != 0)
+    return make_error(std::string("certificate or key: ") + tls_error(server.get()));
+  tls_config_clear_keys(config.get());
+  return server;
+}
+
+std::string tls_description(tls* connection) {
+  const char* version = tls_conn_version(connection);
+  const char* cipher = tls_conn_cipher(connection);
+  return std::string(version ? version : "TLS") + " " + (cipher ? cipher : "unknown");
+}
+
+}  // namespace postern

@@ -1,0 +1,155 @@
+// smtpd-control, the control process: serves the smtpctl socket (bound by the parent), checks
+// each client's requests against the schema and forwards them to the process that answers,
+// then relays the answer back. Runs as _smtpd chrooted in an empty directory. A client's bad
+// input closes that client's connection, never the process.
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "common/ipc/child.hpp"
+#include "common/util/log.hpp"
+
+namespace postern::control {
+namespace {
+
+// Connected smtpctl clients at once; more are turned away.
+constexpr size_t kMaxClients = 32;
+
+class ControlServer {
+ public:
+  explicit ControlServer(ChildRuntime& runtime) : runtime_(runtime) {
+    runtime_.dispatcher().on<msg::ControlSocket>(
+        [this](msg::Incoming& in, msg::ControlSocket&&) { listen_fd_ = std::move(in.fd); });
+    runtime_.on_started([this] {
+      if (!listen_fd_) log::fatal("no control socket from the parent");
+      watcher_ = std::make_unique<FdWatcher>(runtime_.base(), listen_fd_.get(),
+                                             [this] { accept_client(); });
+    });
+    runtime_.on_stopping([this] {
+      for (auto& [id, client] : clients_) client->flush(std::chrono::milliseconds(200));
+    });
+    forward_requests<msg::CtlShowStatus>(Role::parent);
+    forward_requests<msg::CtlSetVerbose>(Role::parent);
+    forward_requests<msg::CtlStop>(Role::parent);
+    forward_requests<msg::CtlShowQueue>(Role::queue);
+    forward_requests<msg::CtlShowMessage>(Role::queue);
+    forward_requests<msg::CtlSchedule>(Role::queue);
+    forward_requests<msg::CtlRemove>(Role::queue);
+    forward_requests<msg::CtlUpdateTable>(Role::parent);
+    forward_requests<msg::CtlShowMx>(Role::mta);
+    forward_requests<msg::CtlShowStats>(Role::lookup);
+    // Pausing smtp is smtp's business; pausing deliveries is the queue's.
+    clients_dispatcher_.on<msg::CtlPause>([this](msg::Incoming& in, msg::CtlPause&& m) {
+      forward(m.target == Role::smtp ? Role::smtp : Role::queue, in.request_id, m);
+    });
+    relay_answers<msg::CtlStatus>(true);
+    relay_answers<msg::CtlResult>(true);
+    relay_answers<msg::CtlText>(false);
+    runtime_.counters()["clients"] = 0;
+  }
+
+ private:
+  struct Pending {
+    uint32_t client = 0;
+    uint32_t client_request = 0;
+  };
+
+  // A client request goes to the process that answers it, under a request id of ours.
+  template <typename M>
+  void forward_requests(Role to) {
+    clients_dispatcher_.on<M>(
+        [this, to](msg::Incoming& in, M&& m) { forward(to, in.request_id, m); });
+  }
+
+  template <typename M>
+  void forward(Role to, uint32_t client_request, const M& m) {
+    const uint32_t id = next_request_++;
+    pending_[id] = {current_client_, client_request};
+    ipc::Channel* channel = to == Role::parent ? &runtime_.parent() : runtime_.peer(to);
+    if (channel == nullptr || !msg::send(*channel, m, id)) {
+      pending_.erase(id);
+      answer(current_client_, client_request,
+             msg::CtlResult{false, std::string(role_name(to)) + " is not answering"});
+    }
+  }
+
+  // final: the answer is complete (a long one comes as CtlText pieces, then a CtlResult).
+  template <typename M>
+  void relay_answers(bool final) {
+    runtime_.dispatcher().on<M>([this, final](msg::Incoming& in, M&& m) {
+      auto it = pending_.find(in.request_id);
+      if (it == pending_.end()) return;
+      const Pending p = it->second;
+      if (final) pending_.erase(it);
+      answer(p.client, p.client_request, m);
+    });
+  }
+
+  template <typename M>
+  void answer(uint32_t client, uint32_t request, const M& m) {
+    auto it = clients_.find(client);
+    if (it == clients_.end()) return;  // gone meanwhile
+    if (!msg::send(*it->second, m, request)) drop_client(client, "its answer did not fit");
+  }
+
+  void accept_client() {
+    UniqueFd fd(accept4(listen_fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+    if (!fd) {
+      if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+        log::warn("accept on the control socket: %s", std::strerror(errno));
+      return;
+    }
+    if (clients_.size() >= kMaxClients) {
+      log::warn("too many smtpctl clients; turning one away");
+      return;
+    }
+    const uint32_t id = next_client_++;
+    clients_[id] = std::make_unique<ipc::Channel>(
+        runtime_.base(), std::move(fd), "smtpctl client " + std::to_string(id),
+        ipc::Channel::Handlers{
+            .on_frame =
+                [this, id](ipc::Frame&& f) {
+                  current_client_ = id;
+                  const Status st = clients_dispatcher_.dispatch(Role::client, std::move(f));
+                  if (!st.ok()) drop_client(id, st.error().message);
+                },
+            .on_close = [this, id](ipc::CloseReason, std::string_view) { forget_client(id); },
+            .on_drain = nullptr,
+        },
+        64 * 1024);
+    runtime_.counters()["clients"] = clients_.size();
+  }
+
+  void drop_client(uint32_t id, const std::string& why) {
+    log::warn("smtpctl client %u: %s; closing its connection", id, why.c_str());
+    forget_client(id);
+  }
+
+  void forget_client(uint32_t id) {
+    clients_.erase(id);
+    runtime_.counters()["clients"] = clients_.size();
+  }
+
+  ChildRuntime& runtime_;
+  UniqueFd listen_fd_;
+  std::unique_ptr<FdWatcher> watcher_;
+  msg::Dispatcher clients_dispatcher_{Role::control};
+  std::map<uint32_t, std::unique_ptr<ipc::Channel>> clients_;
+  std::map<uint32_t, Pending> pending_;
+  uint32_t current_client_ = 0;
+  uint32_t next_client_ = 1;
+  uint32_t next_request_ = 1;
+};
+
+}  // namespace
+}  // namespace postern::control
+
+int main(int argc, char** argv) {
+  postern::ChildRuntime runtime(postern::Role::control, argc, argv);
+  postern::control::ControlServer server(runtime);
+  return runtime.run();
+}

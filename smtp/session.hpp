@@ -1,0 +1,198 @@
+// One SMTP session (RFC 5321): the state machine from greeting to QUIT, reading commands and
+// message data from a client and answering in order, pipelined or not. It never touches the
+// spool: message bytes go into a descriptor the queue handed over, and recipients are judged
+// by lookup. Input is a stranger's bytes: anything it sends can end this session, never the
+// process.
+#pragma once
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/config/config.hpp"
+#include "common/ipc/messages.hpp"
+#include "common/mail/envelope.hpp"
+#include "common/util/event.hpp"
+#include "common/util/fd.hpp"
+#include "common/util/tls.hpp"
+#include "smtp/commands.hpp"
+#include "smtp/data.hpp"
+
+namespace postern::smtp {
+
+class Server;
+
+struct ListenerInfo {
+  uint32_t id = 0;
+  std::string name;
+  config::ListenerRole role = config::ListenerRole::smtp;
+  bool plaintext_auth = false;
+};
+
+struct BufferEventDeleter {
+  void operator()(bufferevent* bev) const { bufferevent_free(bev); }
+};
+using BufferEventPtr = std::unique_ptr<bufferevent, BufferEventDeleter>;
+
+struct EvbufferDeleter {
+  void operator()(evbuffer* buf) const { evbuffer_free(buf); }
+};
+using EvbufferPtr = std::unique_ptr<evbuffer, EvbufferDeleter>;
+
+class Session {
+ public:
+  Session(Server& server, uint64_t id, UniqueFd socket, ListenerInfo listener,
+          std::string client_address);
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  void start();
+  uint64_t id() const { return id_; }
+  const std::string& client_address() const { return client_address_; }
+
+  // Answers to what this session asked of lookup and the queue (routed by Server).
+  void on_rcpt_verdict(msg::RcptDecision decision);
+  void on_message_opened(const std::string& queue_id, UniqueFd data);
+  void on_message_result(const msg::MessageResult& result);
+  void on_auth_verdict(const msg::AuthVerdict& verdict);
+  void on_client_verdict(const msg::ClientVerdict& verdict);
+  // The process it was waiting for went away; the request will never be answered.
+  void on_request_lost();
+
+ private:
+  enum class Phase : uint8_t { greeting, ready, data, chunk, closing };
+  enum class Waiting : uint8_t { nothing, client, rcpt, open, commit, auth };
+  // Where an AUTH exchange stands (RFC 4954): which line the client owes next.
+  enum class AuthStep : uint8_t { none, plain_response, login_user, login_password };
+
+  struct Transaction {
+    std::string sender;  // canonical; empty for <>
+    bool smtputf8 = false;
+    bool body_8bit = false;
+    DsnRet ret = DsnRet::unspecified;
+    std::string envid;
+    std::vector<Recipient> recipients;
+    std::optional<Recipient> pending_rcpt;  // being judged by lookup
+    // The message, once the queue opened it.
+    std::string queue_id;
+    UniqueFd data;
+    std::string spool_buffer;  // bytes not yet written to data
+    bool write_failed = false;
+    std::optional<DotReader> reader;
+    bool chunked = false;  // BDAT carries this message (RFC 3030)
+    uint64_t chunked_size = 0;
+    bool chunked_too_big = false;
+  };
+  struct ChunkRefusal {
+    int code;
+    const char* status;
+    const char* text;
+  };
+
+  struct VerbRule;
+  static const VerbRule* rule_for(Verb verb);
+
+  // The session reads plain text from input() and writes it with send(); with TLS these are
+  // the decrypted side and the socket's bufferevent carries the ciphertext.
+  evbuffer* input();
+  void send(std::string_view bytes);
+  size_t pending_output();
+  bool output_drained();
+  bool output_backed_up();
+  void resume_input();
+  void start_tls();
+  bool pump_tls_reads();
+  void pump_tls_writes();
+  void tls_failed(const char* when);
+  static ssize_t tls_read_cb(tls*, void* buf, size_t len, void* self);
+  static ssize_t tls_write_cb(tls*, const void* buf, size_t len, void* self);
+
+  static void on_read(bufferevent*, void* self);
+  static void on_write(bufferevent*, void* self);
+  static void on_event(bufferevent*, short what, void* self);
+
+  // The first reply: 220, or the refusal lookup chose.
+  void greet(const msg::ClientVerdict& verdict);
+  void process();
+  bool read_command_line(std::string& line);
+  void handle_line(const std::string& line);
+  void consume_data();
+  void finish_data();
+  void finish_message(int refusal_code, const char* refusal_status, std::string refusal);
+  void consume_chunk();
+  bool flush_spool_buffer();
+
+  void cmd_helo(const Command& c);
+  void cmd_ehlo(const Command& c);
+  void cmd_mail(const Command& c);
+  void cmd_rcpt(const Command& c);
+  void cmd_data(const Command& c);
+  void cmd_rset(const Command& c);
+  void cmd_noop(const Command& c);
+  void cmd_quit(const Command& c);
+  void cmd_vrfy(const Command& c);
+  void cmd_help(const Command& c);
+  void cmd_starttls(const Command& c);
+  void cmd_auth(const Command& c);
+  void cmd_bdat(const Command& c);
+  bool auth_allowed() const;
+  void handle_auth_line(const std::string& line);
+  void check_credentials(std::string user, std::string password);
+  void finish_auth(int code, const char* status, const std::string& text, bool error);
+
+  void reply(int code, const char* status, const std::string& text);
+  void bad_command(int code, const char* status, const std::string& text);
+  void reset_transaction();
+  void close_after_reply();
+  void set_timeout(uint32_t seconds);
+
+  Server& server_;
+  uint64_t id_;
+  BufferEventPtr bev_;
+  ListenerInfo listener_;
+  std::string client_address_;
+  Phase phase_ = Phase::greeting;
+  Waiting waiting_ = Waiting::nothing;
+  bool esmtp_ = false;
+  std::string helo_;
+  // From the client checks (lookup) before the greeting.
+  std::string verified_name_;  // forward-confirmed host name, for Received
+  std::string checks_header_;  // X-Postern-Checks: value, empty when nothing was tagged
+  bool refused_ = false;       // greeted with 554: only QUIT is accepted (RFC 5321 3.1)
+  // A reply held back on purpose: a failed AUTH's, or the greeting of a client that connects
+  // too often.
+  std::unique_ptr<Timer> held_reply_;
+  std::optional<Transaction> txn_;
+  uint32_t errors_ = 0;
+  bool discarding_long_line_ = false;
+  // SMTP AUTH.
+  std::string auth_user_;  // empty until authenticated
+  AuthStep auth_step_ = AuthStep::none;
+  std::string auth_login_user_;
+  std::string auth_pending_user_;
+  // The BDAT chunk being read, and the answer owed for it when it must be refused.
+  uint64_t chunk_remaining_ = 0;
+  bool chunk_last_ = false;
+  std::optional<ChunkRefusal> chunk_refusal_;
+  bool in_process_ = false;
+  // The client does not read its replies: input waits until it does (see kOutputHighWater).
+  bool input_paused_ = false;
+  bool paused_before_ = false;  // logged once per session
+
+  // TLS, once STARTTLS or an smtps listener began it.
+  TlsPtr tls_;
+  bool tls_handshake_done_ = false;
+  bool tls_raw_exhausted_ = false;
+  size_t tls_pumped_ = 0;      // plain octets the last pump_tls_reads() produced
+  std::string tls_info_;       // "TLSv1.3 TLS_AES_256_GCM_SHA384"
+  EvbufferPtr tls_plain_in_;   // decrypted, not yet processed
+  EvbufferPtr tls_plain_out_;  // to encrypt
+};
+
+}  // namespace postern::smtp

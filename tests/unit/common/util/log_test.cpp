@@ -1,0 +1,86 @@
+// Every logged line is one line: text a remote server or a client chose (bare LF, CR,
+// terminal escapes, broken UTF-8, megabytes) comes out escaped and bounded.
+#include "common/util/log.hpp"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+
+namespace postern::log {
+namespace {
+
+TEST(LogSanitize, PrintableTextIsKept) {
+  EXPECT_EQ(sanitize("to=<alice@example.org>, status=sent (250 2.0.0 Ok)"),
+            "to=<alice@example.org>, status=sent (250 2.0.0 Ok)");
+  EXPECT_EQ(sanitize("back\\slash"), "back\\slash");
+}
+
+TEST(LogSanitize, LineBreaksAndControlsAreEscaped) {
+  EXPECT_EQ(sanitize("452 4.2.2 full\nstatus=sent to=<x>"), "452 4.2.2 full\\nstatus=sent to=<x>");
+  EXPECT_EQ(sanitize("a\r\nb\tc"), "a\\r\\nb\\tc");
+  EXPECT_EQ(sanitize("\x1b[2Jcleared\x7f"), "\\x1b[2Jcleared\\x7f");
+  EXPECT_EQ(sanitize(std::string("nul\0byte", 8)), "nul\\x00byte");
+}
+
+TEST(LogSanitize, Utf8IsKeptBrokenBytesAreEscaped) {
+  EXPECT_EQ(sanitize("j\xc3\xb6rg@b\xc3\xbc\x63her.example \xe2\x9c\x93 \xf0\x9f\x93\xa8"),
+            "j\xc3\xb6rg@b\xc3\xbc\x63her.example \xe2\x9c\x93 \xf0\x9f\x93\xa8");
+  EXPECT_EQ(sanitize("latin1 \xe9t\xe9"), "latin1 \\xe9t\\xe9");
+  EXPECT_EQ(sanitize("overlong \xc0\xaf"), "overlong \\xc0\\xaf");
+  EXPECT_EQ(sanitize("surrogate \xed\xa0\x80"), "surrogate \\xed\\xa0\\x80");
+  EXPECT_EQ(sanitize("cut \xe2\x9c"), "cut \\xe2\\x9c");
+  // C1 controls (U+009B is a terminal's CSI) are escaped although they are valid UTF-8.
+  EXPECT_EQ(sanitize("csi \xc2\x9b" "2J"), "csi \\xc2\\x9b2J");
+}
+
+TEST(LogSanitize, LinesAreBounded) {
+  const std::string exact(kMaxLine, 'a');
+  EXPECT_EQ(sanitize(exact), exact);
+  const std::string out = sanitize(std::string(kMaxLine + 1, 'a'));
+  EXPECT_EQ(out.size(), kMaxLine);
+  EXPECT_TRUE(out.ends_with("..."));
+  const std::string escaped = sanitize(std::string(10000, '\n'));
+  EXPECT_LE(escaped.size(), kMaxLine);
+  EXPECT_TRUE(escaped.ends_with("..."));
+  EXPECT_EQ(escaped.find('\n'), std::string::npos);
+}
+
+// What reaches stderr (the -d destination): one line per call, the injected text inside it.
+TEST(LogSanitize, EmittedLinesCannotBeSplit) {
+  char path[] = "/tmp/postern-log-test-XXXXXX";
+  const int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  unlink(path);
+  std::fflush(stderr);
+  const int saved = dup(STDERR_FILENO);
+  ASSERT_EQ(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+  init("log-test", Destination::stderr_stream, false);
+  info("%s: to=<%s>, status=deferred (%s)", "0123456789abcdef", "bob@example.org",
+       "LMTP: 452 4.2.2 full\nstatus=sent to=<x>\r\nfake[1]: line");
+  warn("%s", std::string(100000, 'z').c_str());
+  std::fflush(stderr);
+  dup2(saved, STDERR_FILENO);
+  close(saved);
+  std::string text(300000, '\0');
+  const ssize_t n = pread(fd, text.data(), text.size(), 0);
+  close(fd);
+  ASSERT_GT(n, 0);
+  text.resize(static_cast<size_t>(n));
+  size_t lines = 0;
+  size_t start = 0;
+  for (size_t eol; (eol = text.find('\n', start)) != std::string::npos; start = eol + 1) {
+    const std::string line = text.substr(start, eol - start);
+    EXPECT_TRUE(line.starts_with("log-test[")) << line;
+    EXPECT_LE(line.size(), kMaxLine + 64);
+    ++lines;
+  }
+  EXPECT_EQ(start, text.size());
+  EXPECT_EQ(lines, 2u) << text.substr(0, 400);
+  EXPECT_NE(text.find("full\\nstatus=sent to=<x>\\r\\nfake[1]: line)"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace postern::log
