@@ -165,7 +165,10 @@ class MdaProcess {
       hostname_ = m.hostname;
       command_timeout_ = m.command_timeout;
     });
-    d.on<msg::DeliverLocal>([this](msg::Incoming& in, msg::DeliverLocal&& m) { accept(in, m); });
+    d.on<msg::DeliverLocal>([this](msg::Incoming& in, msg::DeliverLocal&& m) {
+      // Stopping: the queue hands the message out again after the restart.
+      if (!runtime_.stopping()) accept(in, m);
+    });
     d.on<msg::LocalRoutes>([this](msg::Incoming& in, msg::LocalRoutes&& m) { on_routes(in, m); });
     d.on<msg::HelperResult>([this](msg::Incoming& in, msg::HelperResult&& m) {
       helper_answered(in.request_id, m.outcome, m.dsn, m.detail);
@@ -185,6 +188,12 @@ class MdaProcess {
     });
     lookup_wait_timer_ =
         std::make_unique<Timer>(runtime_.base(), [this] { stop_awaiting_lookup(); });
+    // Told to stop, mda first finishes and reports the deliveries under way (jobs still
+    // waiting for their routes have delivered nothing and are simply handed out again).
+    runtime_.busy_while([this] {
+      return std::any_of(jobs_.begin(), jobs_.end(),
+                         [](const auto& job) { return job.second->pending > 0; });
+    });
     runtime_.counters()["delivered"] = 0;
     runtime_.counters()["failed"] = 0;
     publish_timer_ = std::make_unique<Timer>(runtime_.base(), [this] { publish(); });

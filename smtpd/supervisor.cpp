@@ -648,21 +648,29 @@ void Supervisor::stop(int status) {
   stopping_ = true;
   exit_status_ = status;
   log::info("stopping");
+  // The queue goes last. mda and mta report each delivery as it is made, up to their exit; a
+  // report the queue never reads is a delivery made again after the restart. So the queue
+  // keeps running (and reading) until every other child is gone (leave_loop_when_done).
   for (Role role : kChildRoles) {
-    Child& c = child(role);
-    c.restart_timer->cancel();
-    if (!c.channel) continue;
-    // Answers already queued (smtpctl's "stopping") go out before the EOF that stops it.
-    c.channel->flush(std::chrono::milliseconds(500));
-    c.channel.reset();
+    child(role).restart_timer->cancel();
+    if (role != Role::queue) close_for_stop(child(role));
   }
   stop_deadline_.arm(kStopGrace);
   leave_loop_when_done();
 }
 
+void Supervisor::close_for_stop(Child& c) {
+  if (!c.channel) return;
+  // Answers already queued (smtpctl's "stopping") go out before the EOF that stops it.
+  c.channel->flush(std::chrono::milliseconds(500));
+  c.channel.reset();
+}
+
 void Supervisor::leave_loop_when_done() {
   for (Role role : kChildRoles)
-    if (child(role).pid > 0) return;
+    if (role != Role::queue && child(role).pid > 0) return;
+  close_for_stop(child(Role::queue));
+  if (child(Role::queue).pid > 0) return;
   stop_deadline_.cancel();
   event_base_loopexit(base_, nullptr);
 }

@@ -108,6 +108,7 @@ class Supervisor {
   bool send_tables(Child& lookup, const std::string& only = {}, uint32_t control_request = 0);
   void update_table(const std::string& name, uint32_t control_request);
   void answer_table_update(uint32_t request, const msg::TableLoaded& m);
+  void close_for_stop(Child& c);
   void leave_loop_when_done();
 
   event_base* base_;

@@ -164,7 +164,24 @@ void ChildRuntime::connect_peer(Role peer, UniqueFd fd) {
 }
 
 void ChildRuntime::stop(int status) {
+  if (stopping_) return;
+  stopping_ = true;
   exit_status_ = status;
+  if (!busy_ || !busy_()) return finish_stop();
+  // The parent stops the queue only once this process is gone, so reports sent meanwhile
+  // are read and recorded; the parent's own deadline (kStopGrace) is longer than this.
+  const auto deadline = std::chrono::steady_clock::now() + kStopLinger;
+  linger_ = std::make_unique<Timer>(base(), [this, deadline] {
+    if (busy_() && std::chrono::steady_clock::now() < deadline) {
+      linger_->arm(kLingerPoll);
+      return;
+    }
+    finish_stop();
+  });
+  linger_->arm(kLingerPoll);
+}
+
+void ChildRuntime::finish_stop() {
   if (on_stopping_) on_stopping_();
   event_base_loopexit(base(), nullptr);
 }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <ctime>
 #include <functional>
 #include <map>
@@ -22,6 +23,11 @@ namespace postern {
 // The options the parent gives every program it starts (-d: log to stderr, -v: verbose),
 // applied to logging; exits with status 2 on any other option.
 void init_child_log(std::string_view ident, int argc, char** argv);
+
+// How long a stopping child may finish work in hand (ChildRuntime::busy_while), and how often
+// it looks whether it has.
+constexpr std::chrono::milliseconds kStopLinger{3000};
+constexpr std::chrono::milliseconds kLingerPoll{10};
 
 class ChildRuntime {
  public:
@@ -49,6 +55,11 @@ class ChildRuntime {
   void on_peer_ready(std::function<void(Role)> callback) { on_peer_ready_ = std::move(callback); }
   // Runs when the parent goes away, before the process exits (last chance to flush).
   void on_stopping(std::function<void()> callback) { on_stopping_ = std::move(callback); }
+  // While this says work is in hand, a stop waits for it, for at most kStopLinger: a
+  // delivery made but not yet reported would be made again after the restart.
+  void busy_while(std::function<bool()> busy) { busy_ = std::move(busy); }
+  // The parent has gone: take on no new work.
+  bool stopping() const { return stopping_; }
 
   // Runs the event loop until the parent channel closes; returns the exit status.
   int run();
@@ -59,6 +70,7 @@ class ChildRuntime {
   void handle_start(const msg::Start& start);
   void connect_peer(Role peer, UniqueFd fd);
   void stop(int status);
+  void finish_stop();
 
   Role role_;
   EventBasePtr base_;
@@ -71,6 +83,9 @@ class ChildRuntime {
   std::map<std::string, uint64_t> counters_;
   std::function<void()> on_started_;
   std::function<void()> on_stopping_;
+  std::function<bool()> busy_;
+  std::unique_ptr<Timer> linger_;
+  bool stopping_ = false;
   std::function<void(Role)> on_peer_lost_;
   std::function<void(Role)> on_peer_ready_;
   bool started_ = false;

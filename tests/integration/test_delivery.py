@@ -427,25 +427,35 @@ class Lmtp(unittest.TestCase):
                                        r"status=deferred \(cannot connect"))
 
 
-class HostileLmtpServer:
-    """An LMTP server (asyncio, on its own thread) whose RCPT reply carries a bare LF and,
-    after it, text made to look like a log line of its own."""
+class LmtpServer:
+    """An LMTP server (asyncio, on its own thread) that answers RCPT with rcpt_reply and a
+    message, after data_delay seconds, with 250; it counts the messages it took."""
 
-    REPLY = b"452 4.2.2 full\nstatus=sent to=<x>\r\n"
-
-    def __init__(self):
+    def __init__(self, rcpt_reply=b"250 2.1.5 Ok\r\n", data_delay=0.0):
         import asyncio
         import threading
         self.loop = asyncio.new_event_loop()
+        self.messages = 0
+        self.data_started = threading.Event()
         started = threading.Event()
 
         async def session(reader, writer):
-            writer.write(b"220 hostile LMTP\r\n")
+            writer.write(b"220 test LMTP\r\n")
             while line := await reader.readline():
                 verb = line[:4].upper()
-                writer.write({b"LHLO": b"250 hostile\r\n", b"MAIL": b"250 2.1.0 Ok\r\n",
-                              b"RCPT": self.REPLY, b"QUIT": b"221 bye\r\n"}.get(
-                                  verb, b"502 5.5.2 no\r\n"))
+                if verb == b"DATA":
+                    writer.write(b"354 go ahead\r\n")
+                    await writer.drain()
+                    while (await reader.readline()) not in (b".\r\n", b""):
+                        pass
+                    self.data_started.set()
+                    await asyncio.sleep(data_delay)
+                    self.messages += 1
+                    writer.write(b"250 2.0.0 Ok\r\n")
+                else:
+                    writer.write({b"LHLO": b"250 test\r\n", b"MAIL": b"250 2.1.0 Ok\r\n",
+                                  b"RCPT": rcpt_reply, b"RSET": b"250 2.0.0 Ok\r\n",
+                                  b"QUIT": b"221 bye\r\n"}.get(verb, b"502 5.5.2 no\r\n"))
                 await writer.drain()
                 if verb == b"QUIT":
                     break
@@ -467,13 +477,43 @@ class HostileLmtpServer:
         self.thread.join(5)
 
 
+def lmtp_daemon(port):
+    """A daemon whose localhost mail goes to the LMTP server on port."""
+    d = Daemon()
+    d.write_config(d.config_text().replace(
+        "domains: [test.example, localhost]",
+        f"domains:\n  - {{name: localhost, lmtp: 127.0.0.1:{port}}}"))
+    return d
+
+
+class OrderlyStop(unittest.TestCase):
+    def test_a_delivery_under_way_at_sigterm_is_made_once(self):
+        """SIGTERM while an LMTP server takes 1.5 s to accept a message: mda finishes the
+        transaction and reports it, the queue (stopped last) records it, and the restart
+        does not deliver it again."""
+        server = LmtpServer(data_delay=1.5)
+        d = lmtp_daemon(server.port)
+        try:
+            with d.start():
+                queue_id = Maildir().send(d, ["alice@localhost"])
+                self.assertTrue(server.data_started.wait(10), d.read_log())
+                d.signal(signal.SIGTERM)
+                d.wait_exit(8)
+                self.assertEqual(server.messages, 1, d.read_log())
+                self.assertIn(f"{queue_id}: to=<alice@localhost>", d.read_log())
+                d.start()
+                self.assertTrue(wait_for(lambda: d.queued() == set(), 5), d.read_log())
+                time.sleep(0.5)
+                self.assertEqual(server.messages, 1, d.read_log())
+        finally:
+            server.stop()
+
+
 class LogInjection(unittest.TestCase):
     def test_remote_reply_with_bare_lf_cannot_forge_a_log_line(self):
-        server = HostileLmtpServer()
-        d = Daemon()
-        d.write_config(d.config_text().replace(
-            "domains: [test.example, localhost]",
-            f"domains:\n  - {{name: localhost, lmtp: 127.0.0.1:{server.port}}}"))
+        # The RCPT reply carries a bare LF and, after it, text made to look like a log line.
+        server = LmtpServer(rcpt_reply=b"452 4.2.2 full\nstatus=sent to=<x>\r\n")
+        d = lmtp_daemon(server.port)
         try:
             with d.start():
                 queue_id = Maildir().send(d, ["alice@localhost"])
