@@ -242,7 +242,7 @@ struct LookupConfig {
   static constexpr MessageInfo kInfo{Type::lookup_config, "lookup_config", roles(Role::parent),
                                      roles(Role::lookup), FdRule::none};
   std::vector<config::Domain> domains;
-  std::vector<config::Network> trusted_networks;
+  std::vector<inet::Network> trusted_networks;
   // The parent fills resolvers in from /etc/resolv.conf when the file names none.
   config::Dns dns;
   std::vector<ListenerChecks> checks;
