@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "common/util/event.hpp"
+#include "common/util/inet.hpp"
 
 namespace postern::lookup {
 namespace {
@@ -210,7 +211,7 @@ ClientCheck::ClientCheck(event_base* base, dns::Resolver& resolver,
                          VerdictCallback done)
     : state_(std::make_shared<State>(checks, std::move(done))) {
   State& state = *state_;
-  state.client = dns::address_text(client);
+  state.client = inet::address_text(client);
   if (state.client.empty()) state.client = "(unknown address)";
   state.trusted = std::any_of(trusted.begin(), trusted.end(),
                               [client](const inet::Network& n) { return n.contains(client); });

@@ -573,7 +573,7 @@ struct ClientCheck {
   static constexpr MessageInfo kInfo{Type::client_check, "client_check", roles(Role::smtp),
                                      roles(Role::lookup), FdRule::none};
   std::string listener;  // the listener's name, whose checks apply
-  std::string address;   // the client's IP address, as inet_ntop writes it
+  std::string address;   // the client's IP address, as inet::address_text writes it
   void encode(wire::Writer& w) const;
   static ClientCheck decode(wire::Reader& r);
 };

@@ -317,5 +317,40 @@ TEST(Network, ContainsWhatTheDefaultTrusts) {
   EXPECT_FALSE(trusted(v6("::ffff:10.0.0.1")));
 }
 
+// --- the one printer ---
+
+// A client on a dual-stack socket, as smtp names it, lookup keys it and the checks look it up:
+// ::ffff:192.0.2.7 is the IPv4 client 192.0.2.7 everywhere.
+TEST(AddressText, MappedClientsPrintAsIpv4) {
+  const sockaddr_storage mapped = v6("::ffff:192.0.2.7");
+  EXPECT_EQ(address_text(mapped), "192.0.2.7");
+  EXPECT_EQ(address_text(reinterpret_cast<const sockaddr*>(&mapped)), "192.0.2.7");
+  EXPECT_EQ(endpoint_text(mapped), "192.0.2.7:25");
+  EXPECT_EQ(address_text(v4("127.0.0.2")), "127.0.0.2");
+  EXPECT_EQ(endpoint_text(v4("127.0.0.2")), "127.0.0.2:25");
+  EXPECT_EQ(address_text(v6("2001:0db8::0:1")), "2001:db8::1");
+  EXPECT_EQ(endpoint_text(v6("2001:db8::1")), "[2001:db8::1]:25");
+}
+
+// What a file says is written back as it was said: binding ::ffff:192.0.2.7 is not binding
+// 192.0.2.7.
+TEST(AddressText, ConfiguredAddressesKeepTheirFamily) {
+  const sockaddr_storage mapped = v6("::ffff:192.0.2.7");
+  EXPECT_EQ(address_text(mapped, Mapped::as_ipv6), "::ffff:192.0.2.7");
+  EXPECT_EQ(endpoint_text(mapped, Mapped::as_ipv6), "[::ffff:192.0.2.7]:25");
+  EXPECT_EQ(parse_network("::ffff:192.0.2.0/120")->to_string(), "::ffff:192.0.2.0/120");
+}
+
+TEST(AddressText, OtherFamiliesAndNull) {
+  sockaddr_storage unix_address{};
+  unix_address.ss_family = AF_UNIX;
+  EXPECT_EQ(address_text(reinterpret_cast<const sockaddr*>(&unix_address)), "");
+  EXPECT_EQ(address_text(nullptr), "");
+  EXPECT_EQ(address_text(unix_address), "unknown");
+  EXPECT_EQ(endpoint_text(unix_address), "unknown");
+  EXPECT_EQ(SocketAddress{}.to_string(), "(unset)");
+  EXPECT_EQ(Network{}.to_string(), "(unset)");
+}
+
 }  // namespace
 }  // namespace postern::inet
