@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "common/util/event.hpp"
+#include "common/util/inet.hpp"
 
 namespace postern::lookup {
 namespace {
@@ -206,14 +207,14 @@ ClientVerdict ClientCheck::State::decide() {
 
 ClientCheck::ClientCheck(event_base* base, dns::Resolver& resolver,
                          const config::ClientChecks& checks,
-                         std::span<const config::Network> trusted, const sockaddr* client,
+                         std::span<const inet::Network> trusted, const sockaddr* client,
                          VerdictCallback done)
     : state_(std::make_shared<State>(checks, std::move(done))) {
   State& state = *state_;
-  state.client = dns::address_text(client);
+  state.client = inet::address_text(client);
   if (state.client.empty()) state.client = "(unknown address)";
   state.trusted = std::any_of(trusted.begin(), trusted.end(),
-                              [client](const config::Network& n) { return n.contains(client); });
+                              [client](const inet::Network& n) { return n.contains(client); });
   const bool ask_fcrdns = !state.trusted && checks.fcrdns != config::CheckAction::off;
   const bool ask_dnsbl = !state.trusted && checks.dnsbl != config::CheckAction::off;
   if (ask_dnsbl) state.zones.resize(checks.zones.size());

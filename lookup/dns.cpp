@@ -19,6 +19,7 @@
 #include <utility>
 
 #include "common/util/event.hpp"
+#include "common/util/inet.hpp"
 
 namespace postern::lookup::dns {
 namespace {
@@ -85,12 +86,17 @@ std::string name_text(const ldns_rdf* name) {
   return out;
 }
 
+// Written as the record holds it: an AAAA record of ::ffff:a.b.c.d stays IPv6.
 std::string address_of(const ldns_rdf* rdf, int family) {
   const size_t size = family == AF_INET ? 4 : 16;
   if (ldns_rdf_size(rdf) != size) return {};
-  char text[INET6_ADDRSTRLEN] = {};
-  if (!inet_ntop(family, ldns_rdf_data(rdf), text, sizeof text)) return {};
-  return text;
+  sockaddr_storage address{};
+  address.ss_family = static_cast<sa_family_t>(family);
+  auto* raw = reinterpret_cast<uint8_t*>(&address);
+  std::copy_n(ldns_rdf_data(rdf), size,
+              raw + (family == AF_INET ? offsetof(sockaddr_in, sin_addr)
+                                       : offsetof(sockaddr_in6, sin6_addr)));
+  return inet::address_text(reinterpret_cast<const sockaddr*>(&address), inet::Mapped::as_ipv6);
 }
 
 // The record's data as Record, or nothing if it is malformed for its type.
@@ -249,26 +255,6 @@ Answer parse_answer(std::span<const uint8_t> packet, RecordType type) {
     answer.status = Status::ok;
   }
   return answer;
-}
-
-std::string address_text(const sockaddr* address) {
-  if (!address) return {};
-  char text[INET6_ADDRSTRLEN] = {};
-  if (address->sa_family == AF_INET) {
-    const auto* in = reinterpret_cast<const sockaddr_in*>(address);
-    if (!inet_ntop(AF_INET, &in->sin_addr, text, sizeof text)) return {};
-    return text;
-  }
-  if (address->sa_family == AF_INET6) {
-    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(address);
-    if (const auto v4 = mapped_ipv4(*in6)) {
-      if (!inet_ntop(AF_INET, &*v4, text, sizeof text)) return {};
-      return text;
-    }
-    if (!inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof text)) return {};
-    return text;
-  }
-  return {};
 }
 
 std::string reverse_name(const sockaddr* address) {
@@ -678,7 +664,7 @@ void Resolver::ptr(const sockaddr* address, NamesCallback done) {
 }
 
 void Resolver::fcrdns(const sockaddr* address, VerifiedCallback done) {
-  const std::string client = address_text(address);
+  const std::string client = inet::address_text(address);
   const std::string name = ptr_name(address);
   if (client.empty() || name.empty()) {
     impl_->post([done = std::move(done)] { done(Status::no_name, std::nullopt); });

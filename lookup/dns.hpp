@@ -123,8 +123,6 @@ class Resolver {
 std::string reverse_name(const sockaddr* address);
 // The name to ask PTR of: reverse_name plus "in-addr.arpa" or "ip6.arpa". Empty as above.
 std::string ptr_name(const sockaddr* address);
-// The address as text (inet_ntop), IPv4-mapped IPv6 as IPv4. Empty for another family or null.
-std::string address_text(const sockaddr* address);
 
 // The record types this module asks for.
 enum class RecordType : uint16_t { a = 1, ptr = 12, mx = 15, aaaa = 28 };

@@ -286,7 +286,7 @@ class LookupProcess {
 
   // Before smtp greets a client. Without a resolver every client passes (fail-open).
   void check_client(msg::Incoming& in, const msg::ClientCheck& m) {
-    const std::optional<sockaddr_storage> address = config::parse_ip_address(m.address);
+    const std::optional<sockaddr_storage> address = inet::parse_ip_address(m.address);
     if (!address) {
       log::warn("client check for a bad address '%s'", m.address.c_str());
       answer(in, msg::ClientVerdict{});
@@ -295,7 +295,7 @@ class LookupProcess {
     const sockaddr* client = reinterpret_cast<const sockaddr*>(&*address);
     const bool trusted =
         std::any_of(trusted_.begin(), trusted_.end(),
-                    [client](const config::Network& n) { return n.contains(client); });
+                    [client](const inet::Network& n) { return n.contains(client); });
     uint32_t delay_ms = 0;
     if (!trusted) {
       const auto [rate, wait] = connection_rate_.connect(client_key(m.address), Clock::now());
@@ -605,7 +605,7 @@ class LookupProcess {
   std::map<uint64_t, VerifiedSession> sessions_;  // by smtp's session id
   // DNS and the client checks.
   config::Dns dns_;
-  std::vector<config::Network> trusted_;
+  std::vector<inet::Network> trusted_;
   std::map<std::string, config::ClientChecks> checks_;  // by listener name
   std::unique_ptr<dns::Resolver> resolver_;  // declared before in_flight_: outlives its checks
   std::map<uint64_t, std::unique_ptr<CheckInFlight>> in_flight_;

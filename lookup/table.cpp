@@ -2,6 +2,7 @@
 #include "lookup/table.hpp"
 
 #include "common/util/ascii.hpp"
+#include "common/util/inet.hpp"
 
 namespace postern::lookup {
 namespace {
@@ -86,7 +87,7 @@ Result<std::optional<UserDelivery>> parse_user_delivery(std::string_view value) 
   } else if (kind == "lmtp") {
     d.method = msg::DeliveryMethod::lmtp;
     if (!target.starts_with("unix:/") &&
-        (target.starts_with("unix:") || !config::parse_socket_address(target)))
+        (target.starts_with("unix:") || !inet::parse_socket_address(target)))
       return make_error("lmtp needs unix:/path or IP:port");
   } else if (kind == "command") {
     d.method = msg::DeliveryMethod::command;

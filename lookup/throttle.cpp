@@ -2,11 +2,14 @@
 // connected from. Never stores a password, only counts.
 #include "lookup/throttle.hpp"
 
-#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <optional>
+
+#include "common/util/inet.hpp"
 
 namespace postern::lookup {
 namespace {
@@ -153,15 +156,14 @@ double ConnectionRate::rate(std::string_view key, ThrottleClock::time_point now)
 
 std::string client_key(std::string_view address) {
   const std::string text(address);
-  in6_addr v6{};
-  if (text.find(':') == std::string::npos || inet_pton(AF_INET6, text.c_str(), &v6) != 1)
-    return text;
-  char out[INET6_ADDRSTRLEN];
-  if (IN6_IS_ADDR_V4MAPPED(&v6))  // an IPv4 client of a dual-stack listener
-    return inet_ntop(AF_INET, v6.s6_addr + 12, out, sizeof out) ? std::string(out) : text;
+  std::optional<sockaddr_storage> parsed;
+  if (text.find(':') != std::string::npos) parsed = inet::parse_ip_address(text);
+  if (!parsed) return text;
+  auto& v6 = reinterpret_cast<sockaddr_in6&>(*parsed).sin6_addr;
+  // An IPv4 client of a dual-stack listener is keyed as IPv4, as every process prints it.
+  if (IN6_IS_ADDR_V4MAPPED(&v6)) return inet::address_text(*parsed);
   std::memset(v6.s6_addr + 8, 0, 8);
-  if (inet_ntop(AF_INET6, &v6, out, sizeof out) == nullptr) return text;
-  return std::string(out) + "/64";
+  return inet::address_text(*parsed) + "/64";
 }
 
 }  // namespace postern::lookup

@@ -12,8 +12,8 @@
 #include <cstdint>
 #include <cstring>
 
-#include "common/config/config.hpp"
 #include "common/util/fd.hpp"
+#include "common/util/inet.hpp"
 #include "common/util/io.hpp"
 
 namespace postern::mda {
@@ -89,7 +89,7 @@ UniqueFd connect_to(const std::string& target, std::string& error) {
     std::memcpy(sun.sun_path, path.c_str(), path.size() + 1);
     len = sizeof sun;
   } else {
-    const auto address = config::parse_socket_address(target);
+    const auto address = inet::parse_socket_address(target);
     if (!address) {
       error = "bad LMTP address " + target;
       return UniqueFd();

@@ -10,7 +10,7 @@
 
 namespace postern::smtpd {
 
-Result<UniqueFd> bind_listener(const config::SocketAddress& address) {
+Result<UniqueFd> bind_listener(const inet::SocketAddress& address) {
   const std::string where = address.to_string();
   UniqueFd fd(socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!fd) return make_error("cannot create a socket for " + where + ": " + std::strerror(errno));

@@ -7,6 +7,7 @@
 
 #include "common/config/config.hpp"
 #include "common/util/fd.hpp"
+#include "common/util/inet.hpp"
 #include "common/util/result.hpp"
 
 namespace postern::smtpd {
@@ -19,6 +20,6 @@ struct BoundListener {
 
 // A non-blocking, close-on-exec listening TCP socket (IPv6 sockets are v6-only, so
 // "0.0.0.0:25" and "[::]:25" can both be configured).
-Result<UniqueFd> bind_listener(const config::SocketAddress& address);
+Result<UniqueFd> bind_listener(const inet::SocketAddress& address);
 
 }  // namespace postern::smtpd

@@ -410,171 +410,6 @@ bool valid_listener_name(std::string_view name) {
   return true;
 }
 
-enum class AddressProblem : uint8_t { syntax, port_range };
-
-Result<SocketAddress, AddressProblem> parse_address(std::string_view text) {
-  std::string_view host;
-  std::string_view port;
-  const bool bracketed = !text.empty() && text.front() == '[';
-  if (bracketed) {
-    const size_t close = text.find(']');
-    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
-      return AddressProblem::syntax;
-    }
-    host = text.substr(1, close - 1);
-    port = text.substr(close + 2);
-  } else {
-    const size_t colon = text.rfind(':');
-    if (colon == std::string_view::npos) return AddressProblem::syntax;
-    host = text.substr(0, colon);
-    port = text.substr(colon + 1);
-    // An unbracketed IPv6 literal is ambiguous: is "::1:25" port 25 or address ::1:25?
-    if (host.find(':') != std::string_view::npos) return AddressProblem::syntax;
-  }
-  // inet_pton reads a C string: an embedded NUL would hide trailing junk.
-  if (host.empty() || host.find('\0') != std::string_view::npos) return AddressProblem::syntax;
-  if (port.empty()) return AddressProblem::syntax;
-  uint32_t port_number = 0;
-  for (const char c : port) {
-    if (c < '0' || c > '9') return AddressProblem::syntax;
-    port_number = std::min<uint32_t>(port_number * 10 + static_cast<uint32_t>(c - '0'), 1000000);
-  }
-  if (port_number < 1 || port_number > 65535) return AddressProblem::port_range;
-
-  const std::string host_z(host);
-  SocketAddress address;
-  if (bracketed) {
-    sockaddr_in6 sin6{};
-    sin6.sin6_family = AF_INET6;
-    sin6.sin6_port = htons(static_cast<uint16_t>(port_number));
-    if (inet_pton(AF_INET6, host_z.c_str(), &sin6.sin6_addr) != 1) return AddressProblem::syntax;
-    std::memcpy(&address.storage, &sin6, sizeof sin6);
-    address.length = sizeof sin6;
-  } else {
-    sockaddr_in sin{};
-    sin.sin_family = AF_INET;
-    sin.sin_port = htons(static_cast<uint16_t>(port_number));
-    if (inet_pton(AF_INET, host_z.c_str(), &sin.sin_addr) != 1) return AddressProblem::syntax;
-    std::memcpy(&address.storage, &sin, sizeof sin);
-    address.length = sizeof sin;
-  }
-  return address;
-}
-
-// The bytes operator== compares, usable as a map key so that duplicate detection stays
-// O(n log n) on a hostile file with tens of thousands of listeners.
-std::string address_key(const SocketAddress& address) {
-  std::string key(1, static_cast<char>(address.family()));
-  if (address.family() == AF_INET) {
-    sockaddr_in sin{};
-    std::memcpy(&sin, &address.storage, sizeof sin);
-    key.append(reinterpret_cast<const char*>(&sin.sin_port), sizeof sin.sin_port);
-    key.append(reinterpret_cast<const char*>(&sin.sin_addr), sizeof sin.sin_addr);
-  } else if (address.family() == AF_INET6) {
-    sockaddr_in6 sin6{};
-    std::memcpy(&sin6, &address.storage, sizeof sin6);
-    key.append(reinterpret_cast<const char*>(&sin6.sin6_port), sizeof sin6.sin6_port);
-    key.append(reinterpret_cast<const char*>(&sin6.sin6_addr), sizeof sin6.sin6_addr);
-    key.append(reinterpret_cast<const char*>(&sin6.sin6_scope_id), sizeof sin6.sin6_scope_id);
-  }
-  return key;
-}
-
-// The address bytes of an AF_INET or AF_INET6 sockaddr_storage, in network order; none for
-// another family.
-std::span<const uint8_t> address_bytes(const sockaddr_storage& storage) {
-  const auto* raw = reinterpret_cast<const uint8_t*>(&storage);
-  if (storage.ss_family == AF_INET) return {raw + offsetof(sockaddr_in, sin_addr), 4};
-  if (storage.ss_family == AF_INET6) return {raw + offsetof(sockaddr_in6, sin6_addr), 16};
-  return {};
-}
-
-// Whether a and b (of the same length) agree in their first prefix bits.
-bool same_prefix(std::span<const uint8_t> a, std::span<const uint8_t> b, unsigned prefix) {
-  const size_t full = prefix / 8;
-  if (std::memcmp(a.data(), b.data(), full) != 0) return false;
-  const unsigned rest = prefix % 8;
-  if (rest == 0) return true;
-  const auto mask = static_cast<uint8_t>(0xff << (8 - rest));
-  return ((a[full] ^ b[full]) & mask) == 0;
-}
-
-}  // namespace
-
-// inet_pton refuses the inet_aton shorthands ("127.1") and leading zeros; it reads a C string,
-// so a NUL would hide junk.
-std::optional<sockaddr_storage> parse_ip_address(std::string_view text) {
-  if (text.empty() || text.find('\0') != std::string_view::npos) return std::nullopt;
-  const std::string text_z(text);
-  sockaddr_storage storage{};
-  if (text.find(':') != std::string_view::npos) {
-    sockaddr_in6 sin6{};
-    sin6.sin6_family = AF_INET6;
-    if (inet_pton(AF_INET6, text_z.c_str(), &sin6.sin6_addr) != 1) return std::nullopt;
-    std::memcpy(&storage, &sin6, sizeof sin6);
-  } else {
-    sockaddr_in sin{};
-    sin.sin_family = AF_INET;
-    if (inet_pton(AF_INET, text_z.c_str(), &sin.sin_addr) != 1) return std::nullopt;
-    std::memcpy(&storage, &sin, sizeof sin);
-  }
-  return storage;
-}
-
-namespace {
-
-std::string ip_text(const sockaddr_storage& storage) {
-  char text[INET6_ADDRSTRLEN] = {};
-  const auto bytes = address_bytes(storage);
-  if (bytes.empty() || inet_ntop(storage.ss_family, bytes.data(), text, sizeof text) == nullptr)
-    return "(unset)";
-  return text;
-}
-
-enum class NetworkProblem : uint8_t { syntax, prefix_range };
-
-// A network as written. Its host bits are cleared, and host_bits says whether any were set, so
-// that the file's reader can be told what was probably meant.
-struct WrittenNetwork {
-  Network network;
-  bool host_bits = false;
-};
-
-Result<WrittenNetwork, NetworkProblem> read_network(std::string_view text) {
-  std::string_view address = text;
-  std::optional<std::string_view> prefix_text;
-  if (const size_t slash = text.find('/'); slash != std::string_view::npos) {
-    address = text.substr(0, slash);
-    prefix_text = text.substr(slash + 1);
-  }
-  std::optional<sockaddr_storage> storage = parse_ip_address(address);
-  if (!storage) return NetworkProblem::syntax;
-  const auto width = static_cast<unsigned>(address_bytes(*storage).size() * 8);
-  unsigned prefix = width;
-  if (prefix_text) {
-    if (prefix_text->empty() || prefix_text->size() > 3) return NetworkProblem::syntax;
-    prefix = 0;
-    for (const char c : *prefix_text) {
-      if (c < '0' || c > '9') return NetworkProblem::syntax;
-      prefix = prefix * 10 + static_cast<unsigned>(c - '0');
-    }
-    if (prefix > width) return NetworkProblem::prefix_range;
-  }
-  WrittenNetwork out;
-  out.network.base = *storage;
-  out.network.prefix = static_cast<uint8_t>(prefix);
-  auto* bytes = reinterpret_cast<uint8_t*>(&out.network.base) +
-                (storage->ss_family == AF_INET ? offsetof(sockaddr_in, sin_addr)
-                                               : offsetof(sockaddr_in6, sin6_addr));
-  for (size_t i = prefix / 8; i < width / 8; ++i) {
-    const unsigned keep = i == prefix / 8 ? prefix % 8 : 0;
-    const auto mask = static_cast<uint8_t>(0xff00 >> keep);
-    if ((bytes[i] & ~mask & 0xff) != 0) out.host_bits = true;
-    bytes[i] &= mask;
-  }
-  return out;
-}
-
 enum class ResolverProblem : uint8_t { syntax, port_range };
 
 // "IP" or "IP@port", written back canonically ("::1@53", "192.0.2.1").
@@ -585,9 +420,9 @@ Result<std::string, ResolverProblem> read_resolver(std::string_view text) {
     host = text.substr(0, at);
     port = text.substr(at + 1);
   }
-  const std::optional<sockaddr_storage> address = parse_ip_address(host);
+  const std::optional<sockaddr_storage> address = inet::parse_ip_address(host);
   if (!address) return ResolverProblem::syntax;
-  std::string out = ip_text(*address);
+  std::string out = inet::address_text(*address, inet::Mapped::as_ipv6);
   if (!port) return out;
   if (port->empty()) return ResolverProblem::syntax;
   uint32_t number = 0;
@@ -619,7 +454,7 @@ bool valid_zone_name(std::string_view name) {
 std::vector<Network> default_trusted_networks() {
   std::vector<Network> out;
   for (const std::string_view text : {"127.0.0.0/8", "::1"}) {
-    if (auto network = parse_network(text)) out.push_back(*network);
+    if (auto network = inet::parse_network(text)) out.push_back(*network);
   }
   return out;
 }
@@ -907,7 +742,7 @@ class Walker {
         if (const MapEntry* e = fields[6]) {
           if (auto target = string_value(*e)) {
             if (target->starts_with("unix:/") ||
-                (!target->starts_with("unix:") && parse_address(*target))) {
+                (!target->starts_with("unix:") && inet::read_socket_address(*target))) {
               d.lmtp = std::move(*target);
             } else {
               reporter_.at(e->value.mark, "bad 'lmtp' target " + quote(*target) +
@@ -1148,7 +983,7 @@ class Walker {
       if (!placed) continue;
       const Listener& listener = placed->listener;
       const auto [first_address, fresh_address] =
-          address_lines.emplace(address_key(listener.address), placed->address_mark.line);
+          address_lines.emplace(inet::address_key(listener.address), placed->address_mark.line);
       if (!fresh_address) {
         reporter_.at(placed->address_mark, "duplicate listener " + listener.address.to_string() +
                                                " (first defined at line " +
@@ -1177,10 +1012,10 @@ class Walker {
       reporter_.at(item.mark, "listener has no 'address'");
       ok = false;
     } else if (auto text = string_value(*address_entry)) {
-      auto address = parse_address(*text);
+      auto address = inet::read_socket_address(*text);
       if (address) {
         listener.address = address.value();
-      } else if (address.error() == AddressProblem::port_range) {
+      } else if (address.error() == inet::AddressProblem::port_range) {
         reporter_.at(address_entry->value.mark,
                      "bad listener address " + quote(*text) + ": port must be 1-65535");
         ok = false;
@@ -1269,11 +1104,12 @@ class Walker {
     for (const Node& item : value.items) {
       if (item.kind == Node::Kind::invalid) continue;
       auto written = item.kind == Node::Kind::scalar
-                         ? read_network(item.text)
-                         : Result<WrittenNetwork, NetworkProblem>(NetworkProblem::syntax);
+                         ? inet::read_network(item.text)
+                         : Result<inet::WrittenNetwork, inet::NetworkProblem>(
+                               inet::NetworkProblem::syntax);
       const std::string bad = named("bad network", item);
       if (!written) {
-        if (written.error() == NetworkProblem::prefix_range) {
+        if (written.error() == inet::NetworkProblem::prefix_range) {
           reporter_.at(item.mark, bad + ": prefix must be 0-" +
                                       (item.text.find(':') != std::string::npos ? "128" : "32"));
         } else {
@@ -1527,14 +1363,14 @@ class Walker {
         continue;
       }
       std::optional<sockaddr_storage> address;
-      if (item.kind == Node::Kind::scalar) address = parse_ip_address(item.text);
-      if (!address || address->ss_family != AF_INET || address_bytes(*address)[0] != 127) {
+      if (item.kind == Node::Kind::scalar) address = inet::parse_ip_address(item.text);
+      if (!address || address->ss_family != AF_INET || inet::address_bytes(*address)[0] != 127) {
         reporter_.at(item.mark,
                      named("bad code", item) + " (expected an IPv4 address in 127.0.0.0/8)");
         ok = false;
         continue;
       }
-      std::string code = ip_text(*address);
+      std::string code = inet::address_text(*address, inet::Mapped::as_ipv6);
       const auto [first, fresh] = lines.emplace(code, item.mark.line);
       if (!fresh) {
         reporter_.at(item.mark, "duplicate code " + code + " (first at line " +
@@ -1576,79 +1412,6 @@ std::string absolute_dir(const std::string& base_dir) {
 std::string_view listener_role_name(ListenerRole role) {
   const auto index = static_cast<size_t>(role);
   return index < kRoleNames.size() ? kRoleNames[index] : "unknown";
-}
-
-std::string SocketAddress::to_string() const {
-  char text[INET6_ADDRSTRLEN] = {};
-  if (family() == AF_INET) {
-    sockaddr_in sin{};
-    std::memcpy(&sin, &storage, sizeof sin);
-    inet_ntop(AF_INET, &sin.sin_addr, text, sizeof text);
-    return std::string(text) + ":" + std::to_string(ntohs(sin.sin_port));
-  }
-  if (family() == AF_INET6) {
-    sockaddr_in6 sin6{};
-    std::memcpy(&sin6, &storage, sizeof sin6);
-    inet_ntop(AF_INET6, &sin6.sin6_addr, text, sizeof text);
-    return "[" + std::string(text) + "]:" + std::to_string(ntohs(sin6.sin6_port));
-  }
-  return "(unset)";
-}
-
-bool operator==(const SocketAddress& a, const SocketAddress& b) {
-  if (a.family() != b.family()) return false;
-  if (a.family() != AF_INET && a.family() != AF_INET6) return a.length == b.length;
-  return address_key(a) == address_key(b);
-}
-
-std::optional<SocketAddress> parse_socket_address(std::string_view text) {
-  auto address = parse_address(text);
-  if (!address) return std::nullopt;
-  return address.value();
-}
-
-bool Network::contains(const sockaddr* address) const {
-  const auto network = address_bytes(base);
-  if (address == nullptr || network.empty() || prefix > network.size() * 8) return false;
-  std::array<uint8_t, 16> bytes{};
-  size_t length = 0;
-  if (address->sa_family == AF_INET) {
-    sockaddr_in sin{};
-    std::memcpy(&sin, address, sizeof sin);
-    std::memcpy(bytes.data(), &sin.sin_addr, 4);
-    length = 4;
-  } else if (address->sa_family == AF_INET6) {
-    sockaddr_in6 sin6{};
-    std::memcpy(&sin6, address, sizeof sin6);
-    // A dual-stack socket shows IPv4 clients as ::ffff:a.b.c.d (RFC 4291 2.5.5.2); an IPv4
-    // network must match them all the same.
-    if (network.size() == 4 && IN6_IS_ADDR_V4MAPPED(&sin6.sin6_addr)) {
-      std::memcpy(bytes.data(), &sin6.sin6_addr.s6_addr[12], 4);
-      length = 4;
-    } else {
-      std::memcpy(bytes.data(), &sin6.sin6_addr, 16);
-      length = 16;
-    }
-  } else {
-    return false;
-  }
-  return length == network.size() && same_prefix(network, {bytes.data(), length}, prefix);
-}
-
-std::string Network::to_string() const {
-  if (address_bytes(base).empty()) return "(unset)";
-  return ip_text(base) + "/" + std::to_string(prefix);
-}
-
-bool operator==(const Network& a, const Network& b) {
-  return a.base.ss_family == b.base.ss_family && a.prefix == b.prefix &&
-         std::ranges::equal(address_bytes(a.base), address_bytes(b.base));
-}
-
-std::optional<Network> parse_network(std::string_view text) {
-  auto written = read_network(text);
-  if (!written || written->host_bits) return std::nullopt;
-  return written->network;
 }
 
 std::string ConfigError::to_string() const {

@@ -3,15 +3,13 @@
 // Relative paths in the file are taken relative to the file's own directory.
 #pragma once
 
-#include <netinet/in.h>
-#include <sys/socket.h>
-
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "common/util/inet.hpp"
 #include "common/util/result.hpp"
 
 namespace postern::config {
@@ -20,29 +18,10 @@ enum class ListenerRole : uint8_t { smtp, submission, smtps };
 constexpr uint32_t kListenerRoleCount = 3;
 std::string_view listener_role_name(ListenerRole role);
 
-// An IP literal and port as written in the file: "127.0.0.1:25" or "[::1]:587".
-struct SocketAddress {
-  sockaddr_storage storage{};
-  socklen_t length = 0;
-
-  int family() const { return storage.ss_family; }
-  // "127.0.0.1:25", "[::1]:587"
-  std::string to_string() const;
-  friend bool operator==(const SocketAddress& a, const SocketAddress& b);
-};
-std::optional<SocketAddress> parse_socket_address(std::string_view text);
-
-// An address block, "192.0.2.0/24" or "2001:db8::/32" (a bare address is a single host).
-struct Network {
-  sockaddr_storage base{};                       // the address with the host bits cleared
-  uint8_t prefix = 0;                            // bits that count
-  bool contains(const sockaddr* address) const;  // an IPv4-mapped IPv6 address as IPv4
-  std::string to_string() const;
-  friend bool operator==(const Network& a, const Network& b);
-};
-std::optional<Network> parse_network(std::string_view text);
-// An IPv4 literal, or an IPv6 one when it holds a ':'; the port is left 0.
-std::optional<sockaddr_storage> parse_ip_address(std::string_view text);
+// Listeners and trusted networks are the generic kinds (common/util/inet.hpp), which the
+// children read back from IPC without this file's parser.
+using inet::Network;
+using inet::SocketAddress;
 
 // How many of each a file may list (the lists travel to lookup in one message).
 constexpr size_t kMaxTrustedNetworks = 10000;

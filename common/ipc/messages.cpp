@@ -365,9 +365,9 @@ LookupConfig LookupConfig::decode(wire::Reader& r) {
   }
   m.trusted_networks.resize(r.count(config::kMaxTrustedNetworks, 4));
   for (auto& n : m.trusted_networks) {
-    std::optional<config::Network> parsed = config::parse_network(r.str(64));
+    std::optional<inet::Network> parsed = inet::parse_network(r.str(64));
     if (!parsed) r.fail();
-    n = parsed.value_or(config::Network{});
+    n = parsed.value_or(inet::Network{});
   }
   m.dns.resolvers.resize(r.count(config::kMaxResolvers, 4));
   for (auto& resolver : m.dns.resolvers) resolver = r.str(64);

@@ -242,7 +242,7 @@ struct LookupConfig {
   static constexpr MessageInfo kInfo{Type::lookup_config, "lookup_config", roles(Role::parent),
                                      roles(Role::lookup), FdRule::none};
   std::vector<config::Domain> domains;
-  std::vector<config::Network> trusted_networks;
+  std::vector<inet::Network> trusted_networks;
   // The parent fills resolvers in from /etc/resolv.conf when the file names none.
   config::Dns dns;
   std::vector<ListenerChecks> checks;
@@ -573,7 +573,7 @@ struct ClientCheck {
   static constexpr MessageInfo kInfo{Type::client_check, "client_check", roles(Role::smtp),
                                      roles(Role::lookup), FdRule::none};
   std::string listener;  // the listener's name, whose checks apply
-  std::string address;   // the client's IP address, as inet_ntop writes it
+  std::string address;   // the client's IP address, as inet::address_text writes it
   void encode(wire::Writer& w) const;
   static ClientCheck decode(wire::Reader& r);
 };

@@ -13,7 +13,7 @@ namespace {
 
 using postern::config::ConfigError;
 using postern::config::parse_config;
-using postern::config::parse_socket_address;
+using postern::inet::parse_socket_address;
 
 void check(bool condition) {
   if (!condition) __builtin_trap();

@@ -72,8 +72,8 @@ std::string zone_data() {
 }
 
 // Built by hand: this test is about the checks, not about parse_network.
-config::Network network(const char* base, uint8_t prefix) {
-  config::Network out;
+inet::Network network(const char* base, uint8_t prefix) {
+  inet::Network out;
   out.base = Address(base).storage();
   out.prefix = prefix;
   return out;
@@ -127,7 +127,7 @@ class ClientChecksTest : public ::testing::Test {
 
   // Checks one client to the verdict, which must come later and exactly once.
   ClientVerdict check(const config::ClientChecks& config, const char* client,
-                      const std::vector<config::Network>& trusted = {}) {
+                      const std::vector<inet::Network>& trusted = {}) {
     ClientVerdict verdict;
     int calls = 0;
     bool inside = true;
@@ -153,7 +153,7 @@ class ClientChecksTest : public ::testing::Test {
 
 TEST_F(ClientChecksTest, TrustedAddressAsksNothing) {
   const auto all = checks(CheckAction::refuse, CheckAction::refuse, {zone("a.dnsbl.test")});
-  const std::vector<config::Network> trusted = {network("192.0.2.0", 24), network("127.0.0.0", 8)};
+  const std::vector<inet::Network> trusted = {network("192.0.2.0", 24), network("127.0.0.0", 8)};
   for (const char* client : {"127.0.0.2", "::ffff:127.0.0.2"}) {
     const ClientVerdict verdict = check(all, client, trusted);
     EXPECT_TRUE(verdict.trusted) << client;
@@ -386,7 +386,7 @@ TEST_F(ClientChecksTest, DestroyedWithQueriesInFlightNeverCallsBack) {
   resolver_ = make_resolver(300);
   const auto config = checks(CheckAction::refuse, CheckAction::refuse,
                              {zone("one.slow.test"), zone("a.dnsbl.test"), zone("b.dnsbl.test")});
-  const std::vector<config::Network> trusted = {network("127.0.0.0", 8)};
+  const std::vector<inet::Network> trusted = {network("127.0.0.0", 8)};
   int calls = 0;
   auto count = [&](ClientVerdict) { ++calls; };
   {
@@ -403,7 +403,7 @@ TEST_F(ClientChecksTest, DestroyedWithQueriesInFlightNeverCallsBack) {
 
   // Destroyed once some answers are in and others are not.
   auto partial =
-      std::make_unique<ClientCheck>(base_.get(), *resolver_, config, std::vector<config::Network>{},
+      std::make_unique<ClientCheck>(base_.get(), *resolver_, config, std::vector<inet::Network>{},
                                     Address("127.0.0.10").get(), count);
   run_for(100ms);
   partial.reset();
@@ -414,7 +414,7 @@ TEST_F(ClientChecksTest, DestroyedWithQueriesInFlightNeverCallsBack) {
 TEST_F(ClientChecksTest, TheCallbackMayDestroyTheCheck) {
   const auto config = checks(CheckAction::tag, CheckAction::tag, {zone("a.dnsbl.test")});
   for (const bool trusted : {false, true}) {
-    std::vector<config::Network> networks;
+    std::vector<inet::Network> networks;
     if (trusted) networks.push_back(network("127.0.0.0", 8));
     int calls = 0;
     std::unique_ptr<ClientCheck> running;
@@ -442,7 +442,7 @@ TEST_F(ClientChecksTest, ThousandsOfClientsAtOnce) {
   for (int i = 0; i < kClients; ++i) {
     const std::string client = "127.1." + std::to_string(i / 256) + "." + std::to_string(i % 256);
     running.push_back(std::make_unique<ClientCheck>(
-        base_.get(), *resolver_, config, std::vector<config::Network>{},
+        base_.get(), *resolver_, config, std::vector<inet::Network>{},
         Address(client.c_str()).get(), [&, i, client](ClientVerdict verdict) {
           ++calls[i];
           ++done;

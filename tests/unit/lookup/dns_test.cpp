@@ -37,7 +37,6 @@ constexpr const char* kLoopback6Reverse =
 TEST(ReverseName, Ipv4OctetsReversed) {
   EXPECT_EQ(reverse_name(Address("192.0.2.1").get()), "1.2.0.192");
   EXPECT_EQ(ptr_name(Address("127.0.0.2").get()), "2.0.0.127.in-addr.arpa");
-  EXPECT_EQ(address_text(Address("127.0.0.2").get()), "127.0.0.2");
 }
 
 TEST(ReverseName, Ipv6NibblesReversed) {
@@ -50,7 +49,6 @@ TEST(ReverseName, Ipv6NibblesReversed) {
 TEST(ReverseName, MappedIpv4IsIpv4) {
   EXPECT_EQ(reverse_name(Address("::ffff:192.0.2.7").get()), "7.2.0.192");
   EXPECT_EQ(ptr_name(Address("::ffff:192.0.2.7").get()), "7.2.0.192.in-addr.arpa");
-  EXPECT_EQ(address_text(Address("::ffff:192.0.2.7").get()), "192.0.2.7");
 }
 
 TEST(ReverseName, OtherFamiliesGiveNothing) {
@@ -58,7 +56,6 @@ TEST(ReverseName, OtherFamiliesGiveNothing) {
   unix_address.ss_family = AF_UNIX;
   EXPECT_EQ(reverse_name(reinterpret_cast<const sockaddr*>(&unix_address)), "");
   EXPECT_EQ(ptr_name(nullptr), "");
-  EXPECT_EQ(address_text(nullptr), "");
 }
 
 // ---- parse_answer on packets built with ldns -------------------------------------------------

@@ -114,8 +114,8 @@ TEST(Messages, LocalJobSizesCoverTheEncoding) {
 
 TEST(Messages, LookupQuestionsRoundTrip) {
   LookupConfig config;
-  config.trusted_networks = {*config::parse_network("127.0.0.0/8"),
-                             *config::parse_network("2001:db8::/32")};
+  config.trusted_networks = {*inet::parse_network("127.0.0.0/8"),
+                             *inet::parse_network("2001:db8::/32")};
   config.dns = {.resolvers = {"127.0.0.1@5353", "::1"}, .timeout = 3};
   config.checks.push_back(
       {"mx", config::ClientChecks{
