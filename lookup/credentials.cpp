@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "common/util/fd.hpp"
+#include "common/util/io.hpp"
 
 namespace postern::lookup {
 namespace {
@@ -336,21 +337,10 @@ Result<CredentialTable, CredentialErrors> CredentialTable::load(const std::strin
   WipedText file;
   // Reserve once so that growing the buffer leaves no unwiped copies behind.
   file.text.reserve(std::min(static_cast<size_t>(st.st_size), kMaxFileSize) + 1);
-  // Read one byte past the limit so that "too large" never depends on what stat claims.
-  char buffer[16384];
-  while (file.text.size() <= kMaxFileSize) {
-    const ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int err = errno;
-      explicit_bzero(buffer, sizeof buffer);
-      return fail("cannot read: " + errno_text(err));
-    }
-    if (n == 0) break;
-    file.text.append(buffer, static_cast<size_t>(n));
+  if (Status read = read_all(fd.get(), kMaxFileSize, file.text); !read.ok()) {
+    if (file.text.size() > kMaxFileSize) return fail("file too large (more than 16 MiB)");
+    return fail("cannot " + read.error().message);
   }
-  explicit_bzero(buffer, sizeof buffer);
-  if (file.text.size() > kMaxFileSize) return fail("file too large (more than 16 MiB)");
   return parse(file.text, path);
 }
 

@@ -80,19 +80,6 @@ bool can_link_unnamed() {
 #endif
 }
 
-Result<std::string> maildir_for(std::string_view templ, std::string_view local_part) {
-  if (local_part.empty() || local_part.size() > 64 || local_part == "." || local_part == "..")
-    return make_error("unsafe mailbox name");
-  std::string user;
-  for (unsigned char c : local_part) {
-    if (c < 0x21 || c == 0x7f || c == '/') return make_error("unsafe mailbox name");
-    user += static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
-  }
-  const size_t at = templ.find("%u");
-  if (at == std::string_view::npos) return make_error("mailbox template without %u");
-  return std::string(templ.substr(0, at)) + user + std::string(templ.substr(at + 2));
-}
-
 Result<StagedMaildir> stage_maildir(const std::string& maildir, const std::string& header,
                                     const MessageData& message, const std::string& unique,
                                     bool unnamed) {

@@ -4,7 +4,6 @@
 #pragma once
 
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "common/util/fd.hpp"
@@ -12,10 +11,6 @@
 #include "common/util/result.hpp"
 
 namespace postern::mda {
-
-// The Maildir of a local part: template's %u replaced. Refuses local parts that are not a
-// safe single path segment (empty, ".", "..", "/", control characters, over 64 octets).
-Result<std::string> maildir_for(std::string_view templ, std::string_view local_part);
 
 // A delivery written but not yet durable nor visible: a file in tmp/, or a file without a
 // name (tmp_path empty) that publish_maildirs links into new/.

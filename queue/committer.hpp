@@ -44,11 +44,6 @@ class Committer {
   void run(std::function<Status()> task, std::function<void(const Status&)> done);
   // The tasks posted so far go without gathering more: the caller waits for them.
   void hurry() { tasks_.hurry(); }
-  // Makes the names made in queue/ until now durable (a task that does nothing but share its
-  // batch's directory fsync).
-  void sync_names(std::function<void(const Status&)> done) {
-    run([] { return ok_status(); }, std::move(done));
-  }
   size_t batches() const { return batches_; }
   size_t largest_batch() const { return largest_batch_; }
 

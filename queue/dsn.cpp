@@ -4,15 +4,14 @@
 #include <algorithm>
 
 #include "common/mail/date.hpp"
+#include "common/util/ascii.hpp"
 
 namespace postern::queue {
 namespace {
 
 // Header and DSN field values come from clients: nothing may start a new line.
 std::string one_line(std::string_view text) {
-  std::string out;
-  for (unsigned char c : text) out += (c < 0x20 || c == 0x7f) ? ' ' : static_cast<char>(c);
-  return out;
+  return ascii::printable(text, ' ');
 }
 
 // The original message's header block (up to and including the empty line).

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "common/ipc/child.hpp"
+#include "common/util/ascii.hpp"
 #include "common/util/fd.hpp"
 #include "common/util/log.hpp"
 #include "queue/committer.hpp"
@@ -406,11 +407,7 @@ class QueueProcess {
   }
 
   // Envelope text came from clients: nothing in it may move the admin's terminal.
-  static std::string printable(const std::string& text) {
-    std::string out;
-    for (unsigned char c : text) out += (c >= 0x20 && c != 0x7f) ? static_cast<char>(c) : '?';
-    return out;
-  }
+  static std::string printable(std::string_view text) { return ascii::printable(text, '?'); }
 
   void update_counters() {
     auto& c = runtime_.counters();

@@ -65,7 +65,6 @@ class Server {
   uint32_t track(Session& session, Role peer);
   Session* claim(uint32_t request_id);
   void fail_requests_to(Role peer);
-  void bury();
   void update_counters();
 
   ChildRuntime& runtime_;

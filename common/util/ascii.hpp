@@ -31,6 +31,17 @@ constexpr char to_lower(char c) {
   return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
 }
 
+// text with each control character (is_control: C0 and DEL) replaced by replacement, other
+// bytes kept: for text shown outside the log that must stay on its line, such as smtpctl's
+// listings ('?') and a bounce's header fields (' '). A log line needs none of this:
+// log::sanitize escapes every line it writes.
+inline std::string printable(std::string_view text, char replacement) {
+  std::string out(text);
+  for (char& c : out)
+    if (is_control(static_cast<unsigned char>(c))) c = replacement;
+  return out;
+}
+
 inline std::string upper(std::string_view s) {
   std::string out(s);
   for (char& c : out) c = to_upper(c);

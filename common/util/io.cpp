@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <string>
 
 namespace postern {
 
@@ -38,21 +39,33 @@ Status pwrite_all(int fd, std::string_view bytes, uint64_t offset) {
   return ok_status();
 }
 
-Result<std::string> read_all(int fd, size_t max_bytes) {
-  std::string text;
+Status read_all(int fd, size_t max_bytes, std::string& into) {
   char buf[65536];
+  const size_t start = into.size();
+  Status status = ok_status();
   for (off_t offset = 0;;) {
     const ssize_t n = pread(fd, buf, sizeof buf, offset);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return errno_error("read");
+      status = errno_error("read");
+      break;
     }
-    if (n == 0) return text;
-    if (text.size() + static_cast<size_t>(n) > max_bytes)
-      return make_error("larger than " + std::to_string(max_bytes) + " bytes");
-    text.append(buf, static_cast<size_t>(n));
+    if (n == 0) break;
+    into.append(buf, static_cast<size_t>(n));
+    if (into.size() - start > max_bytes) {
+      status = make_error("larger than " + std::to_string(max_bytes) + " bytes");
+      break;
+    }
     offset += n;
   }
+  explicit_bzero(buf, sizeof buf);
+  return status;
+}
+
+Result<std::string> read_all(int fd, size_t max_bytes) {
+  std::string text;
+  if (Status read = read_all(fd, max_bytes, text); !read.ok()) return read.error();
+  return text;
 }
 
 Result<size_t> read_message_at(const MessageData& message, uint64_t offset, char* buf, size_t len) {

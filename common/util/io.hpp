@@ -20,9 +20,20 @@ Status write_all(int fd, std::string_view bytes);
 // The same at offset, with pwrite (the descriptor's offset left alone).
 Status pwrite_all(int fd, std::string_view bytes, uint64_t offset);
 
-// The file's whole content from offset 0, with pread: a descriptor's offset is shared with
-// its dups (the queue hands out dups of one message), and it is left alone. More than
-// max_bytes is refused.
+// The one bounded file reader: every whole file a process takes in (tables, aliases,
+// credentials, TLS keys and certificates, envelopes) is read here, so each has the same rules:
+// - from offset 0 to the end, with pread: a descriptor's offset is shared with its dups (the
+//   queue hands out dups of one message, lookup gets its files as descriptors) and is left
+//   alone. So fd must be seekable; a pipe or socket fails ("read: Illegal seek").
+// - EINTR is retried; any other failure is an Error "read: <strerror>", taken at once.
+// - a file of max_bytes is read whole; one with more is refused ("larger than <max_bytes>
+//   bytes") after reading at most 64 KiB past the limit, whatever fstat claims, so a file
+//   that grows while it is read is refused rather than cut.
+// - the bytes are appended to into, which holds what was read even on failure (more than
+//   max_bytes when refused for size); the buffer they pass through is wiped before return, so
+//   a caller that reads secrets into a string it reserved and wipes leaves no other copy.
+Status read_all(int fd, size_t max_bytes, std::string& into);
+// The same into a new string.
 Result<std::string> read_all(int fd, size_t max_bytes);
 
 // A spooled message as its readers get it: the first size bytes of its spool file, size being
