@@ -206,9 +206,8 @@ ClientVerdict ClientCheck::State::decide() {
 }
 
 ClientCheck::ClientCheck(event_base* base, dns::Resolver& resolver,
-                         const config::ClientChecks& checks,
-                         std::span<const inet::Network> trusted, const sockaddr* client,
-                         VerdictCallback done)
+                         const config::ClientChecks& checks, std::span<const inet::Network> trusted,
+                         const sockaddr* client, VerdictCallback done)
     : state_(std::make_shared<State>(checks, std::move(done))) {
   State& state = *state_;
   state.client = inet::address_text(client);

@@ -71,8 +71,7 @@ class ClientCheck {
   // checks must outlive *this (its zones are read when the answers come); trusted and client
   // are read only here. client is an AF_INET or AF_INET6 address.
   ClientCheck(event_base* base, dns::Resolver& resolver, const config::ClientChecks& checks,
-              std::span<const inet::Network> trusted, const sockaddr* client,
-              VerdictCallback done);
+              std::span<const inet::Network> trusted, const sockaddr* client, VerdictCallback done);
   // The checks are kept by reference: a temporary would be gone before the answers.
   ClientCheck(event_base*, dns::Resolver&, const config::ClientChecks&&,
               std::span<const inet::Network>, const sockaddr*, VerdictCallback) = delete;

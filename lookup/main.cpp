@@ -265,8 +265,8 @@ class LookupProcess {
       verdict.temporary = true;
       verdict.reason = "the session is unknown to lookup";
     } else if (s->client_address != m.client_address) {
-      verdict.reason = "client [" + m.client_address + "] is not the session's [" +
-                       s->client_address + "]";
+      verdict.reason =
+          "client [" + m.client_address + "] is not the session's [" + s->client_address + "]";
     } else if (s->listener != m.listener) {
       verdict.reason = "listener " + m.listener + " is not the session's " + s->listener;
     } else if (s->auth_user.empty()) {
@@ -277,10 +277,9 @@ class LookupProcess {
       verdict.allowed = true;
     }
     if (!verdict.allowed)
-      log::warn("relay to %s refused for session %016llx (client [%s] at %s): %s",
-                m.domain.c_str(), static_cast<unsigned long long>(m.session),
-                s ? s->client_address.c_str() : "?", s ? s->local_address.c_str() : "?",
-                verdict.reason.c_str());
+      log::warn("relay to %s refused for session %016llx (client [%s] at %s): %s", m.domain.c_str(),
+                static_cast<unsigned long long>(m.session), s ? s->client_address.c_str() : "?",
+                s ? s->local_address.c_str() : "?", verdict.reason.c_str());
     answer(in, verdict);
   }
 

@@ -174,8 +174,7 @@ class MdaProcess {
       helper_answered(in.request_id, m.outcome, m.dsn, m.detail);
     });
     d.on<msg::HelperRefused>([this](msg::Incoming& in, msg::HelperRefused&& m) {
-      log::warn("the parent refused a delivery helper for %s: %s", m.user.c_str(),
-                m.error.c_str());
+      log::warn("the parent refused a delivery helper for %s: %s", m.user.c_str(), m.error.c_str());
       helper_answered(in.request_id, msg::DeliveryOutcome::temporary_failure, "4.3.0",
                       "cannot deliver as " + m.user + ": " + m.error);
     });
@@ -671,7 +670,7 @@ class MdaProcess {
   std::map<uint32_t, std::pair<uint64_t, size_t>> resolving_;  // request -> job, next index
   std::deque<HelperTask> helper_waiting_;
   std::map<uint32_t, HelperTask> helper_in_flight_;  // by the request id to the parent
-  std::vector<Publication> publishing_;  // until the end of this loop turn
+  std::vector<Publication> publishing_;              // until the end of this loop turn
   std::unique_ptr<Timer> publish_timer_;
   std::unique_ptr<Timer> lookup_wait_timer_;  // armed while jobs await lookup
   // Declared last, destroyed first: their threads are done with the jobs' descriptors before

@@ -203,8 +203,9 @@ class QueueProcess {
     // the parent sent, so local-only mail goes straight on; any other recipient needs lookup
     // to vouch for the session first, whatever smtp claimed.
     const auto& rcpts = m.envelope.recipients;
-    auto remote = std::find_if(rcpts.begin(), rcpts.end(),
-                               [this](const Recipient& r) { return !scheduler_->is_local(r.address); });
+    auto remote = std::find_if(rcpts.begin(), rcpts.end(), [this](const Recipient& r) {
+      return !scheduler_->is_local(r.address);
+    });
     if (remote == rcpts.end()) {
       submit(request_id, std::move(m.envelope), std::move(message.files));
       return;
@@ -240,10 +241,11 @@ class QueueProcess {
       return;
     }
     const Envelope& e = flight.envelope;
-    log::warn("%s: envelope from smtp refused by the relay check (session %016llx, client [%s], "
-              "auth '%s'): %s",
-              e.id.c_str(), static_cast<unsigned long long>(flight.session),
-              e.client_address.c_str(), e.auth_user.c_str(), verdict.reason.c_str());
+    log::warn(
+        "%s: envelope from smtp refused by the relay check (session %016llx, client [%s], "
+        "auth '%s'): %s",
+        e.id.c_str(), static_cast<unsigned long long>(flight.session), e.client_address.c_str(),
+        e.auth_user.c_str(), verdict.reason.c_str());
     spool_->discard(e.id);
     reply(flight.smtp_request,
           {.id = e.id,

@@ -1042,9 +1042,10 @@ void Session::handle_auth_line(const std::string& line) {
 }
 
 void Session::check_credentials(std::string user, std::string password) {
-  msg::AuthCheck check{
-      .user = user, .password = std::move(password), .client_address = client_address_,
-      .session = id_};
+  msg::AuthCheck check{.user = user,
+                       .password = std::move(password),
+                       .client_address = client_address_,
+                       .session = id_};
   const bool asked = server_.ask(*this, Role::lookup, check);
   explicit_bzero(check.password.data(), check.password.size());
   if (!asked) {

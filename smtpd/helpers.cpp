@@ -32,8 +32,8 @@ bool is_sealed_message(int fd, uint64_t size) {
 }
 
 std::string describe(const msg::Destination& d) {
-  const char* method = d.method == msg::DeliveryMethod::command ? "command"
-                       : d.method == msg::DeliveryMethod::mbox  ? "mbox"
+  const char* method = d.method == msg::DeliveryMethod::command   ? "command"
+                       : d.method == msg::DeliveryMethod::mbox    ? "mbox"
                        : d.method == msg::DeliveryMethod::maildir ? "maildir"
                                                                   : "other";
   return std::string(method) + " " + d.target;
@@ -101,7 +101,8 @@ void DeliveryHelpers::confirmed(Request r, const msg::LocalRoute& route) {
   if (std::find(route.destinations.begin(), route.destinations.end(), d) ==
       route.destinations.end())
     return refuse(r, "lookup does not route the recipient to this destination");
-  const bool file = d.method == msg::DeliveryMethod::maildir || d.method == msg::DeliveryMethod::mbox;
+  const bool file =
+      d.method == msg::DeliveryMethod::maildir || d.method == msg::DeliveryMethod::mbox;
   if (!(d.method == msg::DeliveryMethod::command || (file && !d.user.empty())))
     return refuse(r, "not a delivery for a helper");
   if (d.user.empty()) {
@@ -120,8 +121,8 @@ void DeliveryHelpers::confirmed(Request r, const msg::LocalRoute& route) {
     if (pw == nullptr) return refuse(r, "no such system user");
     accounts::Policy policy = daemon_accounts_;
     policy.min_uid = entry->min_uid;
-    if (auto why = accounts::refusal({.name = d.user, .uid = pw->pw_uid, .gid = pw->pw_gid},
-                                     policy))
+    if (auto why =
+            accounts::refusal({.name = d.user, .uid = pw->pw_uid, .gid = pw->pw_gid}, policy))
       return refuse(r, *why);
     r.uid = pw->pw_uid;
     r.gid = pw->pw_gid;
@@ -241,9 +242,8 @@ void DeliveryHelpers::finish_if_over(pid_t pid) {
   if (!run.answered) {
     const std::string why = "delivery helper " + describe_wait_status(*run.wait_status);
     log::warn("%s (recipient %s)", why.c_str(), run.request.message.recipient.c_str());
-    answer(run.request, {.outcome = msg::DeliveryOutcome::temporary_failure,
-                         .dsn = "4.3.0",
-                         .detail = why});
+    answer(run.request,
+           {.outcome = msg::DeliveryOutcome::temporary_failure, .dsn = "4.3.0", .detail = why});
   }
   start_waiting();
 }

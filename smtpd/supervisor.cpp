@@ -13,7 +13,6 @@
 #include <cstring>
 #include <ctime>
 
-
 #include <algorithm>
 
 #include "common/ipc/privsep.hpp"

@@ -51,7 +51,7 @@ constexpr std::array<std::string_view, 15> kTopKeys = {
     "credentials", "virtual_user", "trusted_networks", "dns",    "run_dir"};
 constexpr std::array<std::string_view, 2> kTlsKeys = {"certificate", "key"};
 constexpr std::array<std::string_view, 11> kDomainKeys = {
-    "name", "users", "aliases", "catch_all",      "maildir", "mbox",
+    "name", "users",   "aliases",        "catch_all",   "maildir", "mbox",
     "lmtp", "command", "alias_commands", "alias_files", "min_uid"};
 constexpr std::array<std::string_view, 2> kAliasSourceNames = {"aliases", "include"};
 constexpr std::array<std::string_view, 13> kLimitKeys = {
@@ -1103,10 +1103,10 @@ class Walker {
     std::map<std::string, int, std::less<>> lines;
     for (const Node& item : value.items) {
       if (item.kind == Node::Kind::invalid) continue;
-      auto written = item.kind == Node::Kind::scalar
-                         ? inet::read_network(item.text)
-                         : Result<inet::WrittenNetwork, inet::NetworkProblem>(
-                               inet::NetworkProblem::syntax);
+      auto written =
+          item.kind == Node::Kind::scalar
+              ? inet::read_network(item.text)
+              : Result<inet::WrittenNetwork, inet::NetworkProblem>(inet::NetworkProblem::syntax);
       const std::string bad = named("bad network", item);
       if (!written) {
         if (written.error() == inet::NetworkProblem::prefix_range) {

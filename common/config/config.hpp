@@ -123,7 +123,7 @@ struct Domain {
   bool system_users = false;                      // "users: system": accounts of this host
   // users: system: accounts below this uid are no mailboxes (common/mail/accounts.hpp).
   uint32_t min_uid = 1000;
-  std::optional<std::string> users_table;         // a file of virtual users (absolute)
+  std::optional<std::string> users_table;  // a file of virtual users (absolute)
   // An aliases(5) file (absolute), consulted before the users.
   std::optional<std::string> aliases;
   // Where mail for an unknown local part goes (a local part or an address); off when unset.

@@ -495,7 +495,12 @@ struct MessageCommit {
 };
 
 // relay_denied: the relay check refused the envelope (lookup does not vouch for the session).
-enum class MessageOutcome : uint8_t { committed, temporary_failure, permanent_failure, relay_denied };
+enum class MessageOutcome : uint8_t {
+  committed,
+  temporary_failure,
+  permanent_failure,
+  relay_denied
+};
 constexpr uint32_t kMessageOutcomeCount = 4;
 
 // The answer to MessageOpen (when it failed) or MessageCommit. Only `committed` lets smtp say
@@ -825,7 +830,7 @@ struct HelperDeliver {
   uint64_t size = 0;      // the message: the descriptor's size bytes
   std::string recipient;  // the envelope address mda asked lookup about
   std::string sender;
-  Destination destination;  // one of those lookup gave for recipient
+  Destination destination;       // one of those lookup gave for recipient
   std::string unique;            // the Maildir file name
   uint32_t timeout_seconds = 0;  // for a command
   void encode(wire::Writer& w) const;

@@ -7,8 +7,8 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <sys/ioctl.h>
 #include <netinet/in.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -88,9 +88,9 @@ std::span<const std::string_view> role_calls(Role role) {
   // Maildirs: create, write, sync, rename or link into new/. A delivery helper's copy of a
   // message: a memfd filled from the spool file (then sealed with fcntl).
   static constexpr std::string_view kMda[] = {
-      "openat",   "mkdir",    "mkdirat", "rename",      "renameat", "renameat2",
-      "fsync",    "fdatasync", "unlink", "unlinkat",    "pread64",  "lstat",
-      "stat",     "ftruncate", "syncfs", "linkat",      "memfd_create", "sendfile"};
+      "openat", "mkdir",     "mkdirat", "rename",   "renameat",     "renameat2",
+      "fsync",  "fdatasync", "unlink",  "unlinkat", "pread64",      "lstat",
+      "stat",   "ftruncate", "syncfs",  "linkat",   "memfd_create", "sendfile"};
   switch (role) {
     case Role::mda:
       return kMda;
@@ -165,8 +165,8 @@ Status allow_sockets(scmp_filter_ctx ctx, Role role) {
     return make_error("seccomp: cannot refuse unix sockets");
   if (role != Role::mta) return ok_status();
   // The type may carry SOCK_NONBLOCK and SOCK_CLOEXEC; the protocol is 0 or TCP, never SCTP.
-  constexpr scmp_datum_t kTypeMask = 0xffffffffu & ~static_cast<scmp_datum_t>(SOCK_NONBLOCK |
-                                                                                 SOCK_CLOEXEC);
+  constexpr scmp_datum_t kTypeMask =
+      0xffffffffu & ~static_cast<scmp_datum_t>(SOCK_NONBLOCK | SOCK_CLOEXEC);
   for (const int family : {AF_INET, AF_INET6})
     for (const int protocol : {0, static_cast<int>(IPPROTO_TCP)})
       if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, socket_nr, 3,

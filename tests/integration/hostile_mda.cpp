@@ -33,8 +33,8 @@ UniqueFd message_fd(bool seal) {
   UniqueFd fd(memfd_create("hostile", MFD_CLOEXEC | MFD_ALLOW_SEALING));
   if (!fd || write(fd.get(), kMessage, sizeof kMessage - 1) != sizeof kMessage - 1)
     log::fatal("hostile mda: cannot make a memfd");
-  if (seal && fcntl(fd.get(), F_ADD_SEALS,
-                    F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) != 0)
+  if (seal &&
+      fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) != 0)
     log::fatal("hostile mda: cannot seal");
   return fd;
 }
@@ -86,15 +86,15 @@ std::vector<Attack> flood(int n) {
   const std::string address = env("POSTERN_HOSTILE_USER") + "@" + env("POSTERN_HOSTILE_DOMAIN");
   std::vector<Attack> list;
   for (int i = 0; i < n; ++i)
-    list.push_back({"flood", msg::HelperDeliver{.size = sizeof kMessage - 1,
-                                                .recipient = address,
-                                                .sender = "attacker@example.com",
-                                                .destination = {msg::DeliveryMethod::command,
-                                                                env("POSTERN_HOSTILE_COMMAND"),
-                                                                env("POSTERN_HOSTILE_USER"),
-                                                                address},
-                                                .unique = "flood." + std::to_string(i),
-                                                .timeout_seconds = 30}});
+    list.push_back(
+        {"flood", msg::HelperDeliver{
+                      .size = sizeof kMessage - 1,
+                      .recipient = address,
+                      .sender = "attacker@example.com",
+                      .destination = {msg::DeliveryMethod::command, env("POSTERN_HOSTILE_COMMAND"),
+                                      env("POSTERN_HOSTILE_USER"), address},
+                      .unique = "flood." + std::to_string(i),
+                      .timeout_seconds = 30}});
   return list;
 }
 

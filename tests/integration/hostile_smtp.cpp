@@ -44,9 +44,8 @@ class HostileSmtp {
       listener_ = std::move(in.fd);
       maybe_begin();
     });
-    d.on<msg::MessageOpened>([this](msg::Incoming& in, msg::MessageOpened&& m) {
-      opened(m.id, std::move(in.fd));
-    });
+    d.on<msg::MessageOpened>(
+        [this](msg::Incoming& in, msg::MessageOpened&& m) { opened(m.id, std::move(in.fd)); });
     d.on<msg::MessageResult>([this](msg::Incoming&, msg::MessageResult&& m) { result(m); });
     d.on<msg::RcptVerdict>([this](msg::Incoming&, msg::RcptVerdict&& m) {
       log::info("hostile: rcpt claims-auth: decision %d", static_cast<int>(m.decision));

@@ -1219,7 +1219,6 @@ TEST(DnsErrors, Messages) {
             "t.yaml:1:6: 'dns' must be a mapping (with resolvers and timeout)");
 }
 
-
 // --- golden files ---
 
 TEST(GoldenFiles, EveryYamlMatchesItsExpected) {

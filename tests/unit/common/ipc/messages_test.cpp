@@ -270,10 +270,10 @@ TEST(Messages, ReceivingMailRoundTrips) {
       round_trip(MessageCommit{.envelope = sample_envelope(), .recipient_count = 3});
   EXPECT_EQ(commit.envelope, sample_envelope());
   EXPECT_EQ(commit.recipient_count, 3u);
-  EXPECT_EQ(round_trip(MessageCommit{.envelope = sample_envelope(), .recipient_count = 1,
-                                     .session = 42})
-                .session,
-            42u);
+  EXPECT_EQ(
+      round_trip(MessageCommit{.envelope = sample_envelope(), .recipient_count = 1, .session = 42})
+          .session,
+      42u);
   const SessionOpen opened = round_trip(SessionOpen{.session = 7, .listener = "submission"});
   EXPECT_EQ(opened.session, 7u);
   EXPECT_EQ(opened.listener, "submission");

@@ -4,12 +4,12 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
-#include <netinet/in.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -106,8 +106,9 @@ TEST(Sandbox, JailedRolesCannotPairBindOrConnect) {
   AbstractListener target;
   for (Role role : kJailedNetworkRoles) {
     int sv[2];
-    EXPECT_TRUE(killed_by_sigsys(run_filtered(role, [&] { (void)!socketpair(AF_UNIX, SOCK_STREAM, 0, sv); })))
-        << role_name(role);
+    EXPECT_TRUE(killed_by_sigsys(run_filtered(role, [&] {
+      (void)!socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+    }))) << role_name(role);
     // A unix socket it already had (like syslog's) cannot be bound anywhere.
     const int unbound = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     EXPECT_TRUE(killed_by_sigsys(run_filtered(role, [&] {
@@ -127,9 +128,9 @@ TEST(Sandbox, JailedRolesCannotPairBindOrConnect) {
 TEST(Sandbox, OnlyMtaMakesTcpSocketsAndNothingElse) {
   for (Role role : {Role::smtp, Role::control}) {
     for (const int family : {AF_INET, AF_INET6})
-      EXPECT_TRUE(killed_by_sigsys(
-          run_filtered(role, [family] { (void)!socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0); })))
-          << role_name(role);
+      EXPECT_TRUE(killed_by_sigsys(run_filtered(role, [family] {
+        (void)!socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      }))) << role_name(role);
   }
   for (const int family : {AF_INET, AF_INET6}) {
     const int status = run_filtered(Role::mta, [family] {

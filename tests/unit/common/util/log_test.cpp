@@ -33,7 +33,9 @@ TEST(LogSanitize, Utf8IsKeptBrokenBytesAreEscaped) {
   EXPECT_EQ(sanitize("surrogate \xed\xa0\x80"), "surrogate \\xed\\xa0\\x80");
   EXPECT_EQ(sanitize("cut \xe2\x9c"), "cut \\xe2\\x9c");
   // C1 controls (U+009B is a terminal's CSI) are escaped although they are valid UTF-8.
-  EXPECT_EQ(sanitize("csi \xc2\x9b" "2J"), "csi \\xc2\\x9b2J");
+  EXPECT_EQ(sanitize("csi \xc2\x9b"
+                     "2J"),
+            "csi \\xc2\\x9b2J");
 }
 
 TEST(LogSanitize, LinesAreBounded) {
