@@ -1,6 +1,6 @@
 // DNS questions on libunbound's event mode; see dns.hpp. Answers come from the network through
-// libunbound and are read only with ldns (parse_answer). Nothing of ours runs inside a
-// libunbound callback but parsing and queueing: the rest runs from our own event.
+// libunbound and are read only with ldns (parse_answer, dns_answer.cpp). Nothing of ours runs
+// inside a libunbound callback but parsing and queueing: the rest runs from our own event.
 #include "lookup/dns.hpp"
 
 #include <arpa/inet.h>
@@ -24,8 +24,6 @@
 namespace postern::lookup::dns {
 namespace {
 
-// A longer chain is a loop or an attack; libunbound itself stops at 11 (max-query-restarts).
-constexpr int kMaxCnameChain = 8;
 // PTR names checked by fcrdns: a client can publish hundreds, each costing a question.
 constexpr size_t kMaxFcrdnsNames = 5;
 // MX hosts whose addresses are looked up: each costs two questions, and no MTA tries more.
@@ -59,100 +57,9 @@ struct UbCtxDeleter {
 };
 using UbCtxPtr = std::unique_ptr<ub_ctx, UbCtxDeleter>;
 
-struct PktDeleter {
-  void operator()(ldns_pkt* pkt) const { ldns_pkt_free(pkt); }
-};
-using PktPtr = std::unique_ptr<ldns_pkt, PktDeleter>;
-
-struct MallocDeleter {
-  void operator()(char* text) const { free(text); }
-};
-
-Answer failed(Status status, std::string error) {
-  Answer answer;
-  answer.status = status;
-  answer.error = std::move(error);
-  return answer;
-}
-
-// Presentation format from ldns (escapes for odd bytes), lower-case, without the final dot.
-std::string name_text(const ldns_rdf* name) {
-  const std::unique_ptr<char, MallocDeleter> text(ldns_rdf2str(name));
-  if (!text) return {};
-  std::string out(text.get());
-  if (!out.empty() && out.back() == '.') out.pop_back();
-  for (char& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return out;
-}
-
-// Written as the record holds it: an AAAA record of ::ffff:a.b.c.d stays IPv6.
-std::string address_of(const ldns_rdf* rdf, int family) {
-  const size_t size = family == AF_INET ? 4 : 16;
-  if (ldns_rdf_size(rdf) != size) return {};
-  sockaddr_storage address{};
-  address.ss_family = static_cast<sa_family_t>(family);
-  auto* raw = reinterpret_cast<uint8_t*>(&address);
-  std::copy_n(ldns_rdf_data(rdf), size,
-              raw + (family == AF_INET ? offsetof(sockaddr_in, sin_addr)
-                                       : offsetof(sockaddr_in6, sin6_addr)));
-  return inet::address_text(reinterpret_cast<const sockaddr*>(&address), inet::Mapped::as_ipv6);
-}
-
-// The record's data as Record, or nothing if it is malformed for its type.
-std::optional<Record> record_of(const ldns_rr* rr, RecordType type) {
-  Record record;
-  switch (type) {
-    case RecordType::a:
-    case RecordType::aaaa: {
-      if (ldns_rr_rd_count(rr) != 1) return std::nullopt;
-      record.value = address_of(ldns_rr_rdf(rr, 0), type == RecordType::a ? AF_INET : AF_INET6);
-      if (record.value.empty()) return std::nullopt;
-      return record;
-    }
-    case RecordType::ptr: {
-      if (ldns_rr_rd_count(rr) != 1 || ldns_rdf_get_type(ldns_rr_rdf(rr, 0)) != LDNS_RDF_TYPE_DNAME)
-        return std::nullopt;
-      record.value = name_text(ldns_rr_rdf(rr, 0));
-      if (record.value.empty()) return std::nullopt;  // a PTR to the root names nothing
-      return record;
-    }
-    case RecordType::mx: {
-      if (ldns_rr_rd_count(rr) != 2) return std::nullopt;
-      const ldns_rdf* preference = ldns_rr_rdf(rr, 0);
-      const ldns_rdf* exchange = ldns_rr_rdf(rr, 1);
-      if (ldns_rdf_get_type(preference) != LDNS_RDF_TYPE_INT16 || ldns_rdf_size(preference) != 2 ||
-          ldns_rdf_get_type(exchange) != LDNS_RDF_TYPE_DNAME)
-        return std::nullopt;
-      record.preference = ldns_rdf2native_int16(preference);
-      record.value = name_text(exchange);
-      return record;
-    }
-  }
-  return std::nullopt;
-}
-
 bool is_loopback_code(const std::string& address) {
   in_addr parsed{};
   return inet_pton(AF_INET, address.c_str(), &parsed) == 1 && (ntohl(parsed.s_addr) >> 24) == 127;
-}
-
-// The IPv4 address inside an IPv4-mapped IPv6 one (::ffff:a.b.c.d), if it is one.
-std::optional<in_addr> mapped_ipv4(const sockaddr_in6& address) {
-  if (!IN6_IS_ADDR_V4MAPPED(&address.sin6_addr)) return std::nullopt;
-  in_addr out{};
-  std::copy_n(address.sin6_addr.s6_addr + 12, 4, reinterpret_cast<uint8_t*>(&out));
-  return out;
-}
-
-std::string reverse_ipv4(const in_addr& address) {
-  const auto* octets = reinterpret_cast<const uint8_t*>(&address);
-  std::string out;
-  for (int i = 3; i >= 0; --i) {
-    out += std::to_string(octets[i]);
-    if (i > 0) out += '.';
-  }
-  return out;
 }
 
 // The status of an empty result built from two answers: a failure that may hide data wins
@@ -181,108 +88,6 @@ std::string normalized_domain(std::string name) {
 }
 
 }  // namespace
-
-const char* to_string(Status status) {
-  switch (status) {
-    case Status::ok:
-      return "ok";
-    case Status::no_name:
-      return "no such domain";
-    case Status::no_data:
-      return "no record of that type";
-    case Status::temporary:
-      return "temporary failure";
-    case Status::bogus:
-      return "DNSSEC validation failed";
-  }
-  return "unknown";
-}
-
-Answer parse_answer(std::span<const uint8_t> packet, RecordType type) {
-  ldns_pkt* raw = nullptr;
-  if (ldns_wire2pkt(&raw, packet.data(), packet.size()) != LDNS_STATUS_OK || !raw)
-    return failed(Status::temporary, "malformed DNS answer");
-  const PktPtr pkt(raw);
-
-  const ldns_pkt_rcode rcode = ldns_pkt_get_rcode(pkt.get());
-  if (rcode == LDNS_RCODE_NXDOMAIN) return failed(Status::no_name, "no such domain");
-  if (rcode != LDNS_RCODE_NOERROR) {
-    const ldns_lookup_table* known = ldns_lookup_by_id(ldns_rcodes, static_cast<int>(rcode));
-    return failed(Status::temporary, std::string("DNS server answered ") +
-                                         (known ? known->name : std::to_string(rcode).c_str()));
-  }
-  const ldns_rr_list* question = ldns_pkt_question(pkt.get());
-  if (ldns_rr_list_rr_count(question) != 1)
-    return failed(Status::temporary, "DNS answer without exactly one question");
-  const ldns_rr* asked = ldns_rr_list_rr(question, 0);
-  if (ldns_rr_get_type(asked) != static_cast<ldns_rr_type>(type) ||
-      ldns_rr_get_class(asked) != LDNS_RR_CLASS_IN)
-    return failed(Status::temporary, "DNS answer to another question");
-
-  // RFC 1034 3.6.2: the answer may hold a CNAME chain from the question's name to the name
-  // owning the records, in any order. ldns_dname_compare ignores case.
-  const ldns_rr_list* section = ldns_pkt_answer(pkt.get());
-  const size_t count = ldns_rr_list_rr_count(section);
-  const ldns_rdf* owner = ldns_rr_owner(asked);
-  for (int links = 0;; ++links) {
-    const ldns_rdf* target = nullptr;
-    for (size_t i = 0; i < count && !target; ++i) {
-      const ldns_rr* rr = ldns_rr_list_rr(section, i);
-      if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_CNAME && ldns_rr_get_class(rr) == LDNS_RR_CLASS_IN &&
-          ldns_rr_rd_count(rr) == 1 && ldns_dname_compare(ldns_rr_owner(rr), owner) == 0 &&
-          ldns_rdf_get_type(ldns_rr_rdf(rr, 0)) == LDNS_RDF_TYPE_DNAME)
-        target = ldns_rr_rdf(rr, 0);
-    }
-    if (!target) break;
-    if (links == kMaxCnameChain) return failed(Status::temporary, "CNAME chain too long");
-    owner = target;
-  }
-
-  Answer answer;
-  answer.canonical_name = name_text(owner);
-  for (size_t i = 0; i < count; ++i) {
-    const ldns_rr* rr = ldns_rr_list_rr(section, i);
-    if (ldns_rr_get_type(rr) != static_cast<ldns_rr_type>(type) ||
-        ldns_rr_get_class(rr) != LDNS_RR_CLASS_IN ||
-        ldns_dname_compare(ldns_rr_owner(rr), owner) != 0)
-      continue;
-    if (auto record = record_of(rr, type)) answer.records.push_back(std::move(*record));
-  }
-  if (answer.records.empty()) {
-    answer.status = Status::no_data;
-    answer.error = "no record of that type";
-  } else {
-    answer.status = Status::ok;
-  }
-  return answer;
-}
-
-std::string reverse_name(const sockaddr* address) {
-  if (!address) return {};
-  if (address->sa_family == AF_INET)
-    return reverse_ipv4(reinterpret_cast<const sockaddr_in*>(address)->sin_addr);
-  if (address->sa_family != AF_INET6) return {};
-  const auto* in6 = reinterpret_cast<const sockaddr_in6*>(address);
-  if (const auto v4 = mapped_ipv4(*in6)) return reverse_ipv4(*v4);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(63);
-  for (int i = 15; i >= 0; --i) {
-    const uint8_t byte = in6->sin6_addr.s6_addr[i];
-    out += kHex[byte & 0xf];
-    out += '.';
-    out += kHex[byte >> 4];
-    if (i > 0) out += '.';
-  }
-  return out;
-}
-
-std::string ptr_name(const sockaddr* address) {
-  std::string reversed = reverse_name(address);
-  if (reversed.empty()) return {};
-  const bool ipv4 = reversed.size() < 63;  // 32 nibbles and 31 dots otherwise
-  return reversed + (ipv4 ? ".in-addr.arpa" : ".ip6.arpa");
-}
 
 struct Resolver::Impl {
   using Then = std::function<void(Answer)>;
@@ -351,13 +156,15 @@ struct Resolver::Impl {
   // Asks one question; then runs later from our own event, exactly once unless *this dies.
   void ask(const std::string& name, RecordType type, Then then) {
     if (!plausible_name(name)) {
-      post([then = std::move(then)] { then(failed(Status::no_name, "invalid domain name")); });
+      post([then = std::move(then)] {
+        then(Answer::failure(Status::no_name, "invalid domain name"));
+      });
       return;
     }
     if (questions.size() >= options.max_in_flight) {
       ++counters.failures;
       post([then = std::move(then)] {
-        then(failed(Status::temporary, "too many DNS queries in flight"));
+        then(Answer::failure(Status::temporary, "too many DNS queries in flight"));
       });
       return;
     }
@@ -393,7 +200,7 @@ struct Resolver::Impl {
       if (is_failure(status)) ++counters.failures;
       std::string why = error == UB_SYNTAX ? "invalid domain name" : ub_strerror(error);
       post([then = std::move(failed_then), status, why = std::move(why)] {
-        then(failed(status, why));
+        then(Answer::failure(status, why));
       });
       return;
     }
@@ -421,13 +228,13 @@ struct Resolver::Impl {
 
     Answer answer;
     if (security == 1) {
-      answer = failed(Status::bogus, std::string("DNSSEC validation failed: ") +
-                                         (why_bogus ? why_bogus : "no reason given"));
+      answer = Answer::failure(Status::bogus, std::string("DNSSEC validation failed: ") +
+                                                  (why_bogus ? why_bogus : "no reason given"));
     } else if (rcode == LDNS_RCODE_NXDOMAIN) {
-      answer = failed(Status::no_name, "no such domain");
+      answer = Answer::failure(Status::no_name, "no such domain");
     } else if (rcode != 0 || !packet || length <= 0) {
-      answer =
-          failed(Status::temporary, "DNS server failure (rcode " + std::to_string(rcode) + ")");
+      answer = Answer::failure(Status::temporary,
+                               "DNS server failure (rcode " + std::to_string(rcode) + ")");
     } else {
       // The packet is libunbound's buffer, valid only during this call.
       answer = parse_answer(std::span<const uint8_t>(static_cast<const uint8_t*>(packet),
@@ -455,7 +262,7 @@ struct Resolver::Impl {
     if (owned->async_id != 0 && ub_cancel(impl->ctx.get(), owned->async_id) == 0)
       impl->tickets.erase(owned->id);
     impl->post([then = std::move(owned->then), ms = impl->options.timeout_ms] {
-      then(failed(Status::temporary, "DNS timeout after " + std::to_string(ms) + " ms"));
+      then(Answer::failure(Status::temporary, "DNS timeout after " + std::to_string(ms) + " ms"));
     });
   }
 

@@ -140,6 +140,9 @@ struct Answer {
   std::string canonical_name;   // the question's name after the answer's CNAME chain
   bool secure = false;          // DNSSEC-validated (set by the resolver, not by parse_answer)
   std::string error;            // why, when status is not ok
+
+  // An answer without records, for status and why.
+  static Answer failure(Status status, std::string error);
 };
 
 // Parses a wire answer (as libunbound hands it over) with ldns: the rcode gives no_name or
