@@ -1,0 +1,397 @@
+// The queue process's message handling (queue_process.hpp): a message from open to commit,
+// the relay check, spool recovery at start, and the smtpctl views of the queue.
+#include "queue/queue_process.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+
+#include "common/util/ascii.hpp"
+#include "common/util/fd.hpp"
+#include "common/util/log.hpp"
+
+namespace postern::queue {
+namespace {
+
+// Messages smtp may have open at once; a peer that opens more is misbehaving.
+constexpr size_t kMaxOpenMessages = 10000;
+
+// A long answer to smtpctl: text sent in pieces that each fit a frame, ended by a CtlResult.
+class LongAnswer {
+ public:
+  LongAnswer(ipc::Channel& control, uint32_t request_id)
+      : control_(control), request_id_(request_id) {}
+  std::string& text() { return text_; }
+  void flush_if_big() {
+    if (text_.size() > msg::kMaxCtlText / 2) flush();
+  }
+  void finish(bool ok, const std::string& summary) {
+    flush();
+    send(msg::CtlResult{.ok = ok, .text = summary});
+  }
+
+ private:
+  void flush() {
+    if (!text_.empty()) send(msg::CtlText{.text = text_});
+    text_.clear();
+  }
+  template <typename M>
+  void send(const M& m) {
+    if (!msg::send(control_, m, request_id_)) log::warn("cannot answer control");
+  }
+  ipc::Channel& control_;
+  uint32_t request_id_;
+  std::string text_;
+};
+
+}  // namespace
+
+QueueProcess::QueueProcess(ChildRuntime& runtime) : runtime_(runtime) {
+  auto& d = runtime_.dispatcher();
+  d.on<msg::QueueConfig>([this](msg::Incoming&, msg::QueueConfig&& m) {
+    spool_dir_ = m.spool_dir;
+    config_ = std::move(m);
+    if (scheduler_) scheduler_->configure(config_);
+  });
+  d.on<msg::DeliveryReport>([this](msg::Incoming& in, msg::DeliveryReport&& m) {
+    if (scheduler_) scheduler_->on_report(m, in.request_id);
+  });
+  d.on<msg::CtlSchedule>([this](msg::Incoming& in, msg::CtlSchedule&& m) {
+    answer_control(in.request_id, scheduler_->schedule(m.id));
+  });
+  d.on<msg::CtlRemove>([this](msg::Incoming& in, msg::CtlRemove&& m) {
+    answer_control(in.request_id, scheduler_->remove(m.id));
+  });
+  d.on<msg::CtlPause>([this](msg::Incoming& in, msg::CtlPause&& m) {
+    answer_control(in.request_id, scheduler_->pause_deliveries(m.pause));
+  });
+  d.on<msg::MessageOpen>([this](msg::Incoming& in, msg::MessageOpen&&) { open(in); });
+  d.on<msg::MessageRecipients>(
+      [this](msg::Incoming&, msg::MessageRecipients&& m) { add_recipients(m); });
+  d.on<msg::MessageCommit>(
+      [this](msg::Incoming& in, msg::MessageCommit&& m) { commit(in.request_id, std::move(m)); });
+  d.on<msg::MessageAbort>([this](msg::Incoming&, msg::MessageAbort&& m) { abort(m.id); });
+  d.on<msg::CtlShowQueue>(
+      [this](msg::Incoming& in, msg::CtlShowQueue&&) { show_queue(in.request_id); });
+  d.on<msg::CtlShowMessage>(
+      [this](msg::Incoming& in, msg::CtlShowMessage&& m) { show_message(in.request_id, m.id); });
+  runtime_.on_started([this] { start(); });
+  d.on<msg::RelayVerdict>(
+      [this](msg::Incoming& in, msg::RelayVerdict&& m) { relay_checked(in.request_id, m); });
+  runtime_.on_peer_lost([this](Role peer) {
+    if (peer == Role::smtp) {
+      forget_open_messages();
+      drop_relay_checks(false);
+    }
+    if (peer == Role::lookup) drop_relay_checks(true);
+    if (peer == Role::mda && scheduler_) scheduler_->mda_lost();
+  });
+  runtime_.on_peer_ready([this](Role peer) {
+    if (peer == Role::mda && scheduler_) scheduler_->mda_ready();
+  });
+}
+
+QueueProcess::~QueueProcess() {
+  committer_.reset();
+}
+
+void QueueProcess::start() {
+  spool_ = std::make_unique<Spool>(spool_dir_);
+  if (Status st = spool_->open(); !st.ok()) log::fatal("%s", st.error().message.c_str());
+  Recovery r = spool_->recover();
+  log::info("spool %s: %zu messages queued, %zu unfinished files removed, %zu corrupt",
+            spool_dir_.c_str(), r.committed.size(), r.leftovers, r.corrupt);
+  committer_ = std::make_unique<Committer>(runtime_.base(), *spool_);
+  spares_ = std::make_unique<Spares>(*spool_, *committer_);
+  scheduler_ = std::make_unique<Scheduler>(runtime_, *spool_, *spares_, *committer_);
+  scheduler_->configure(config_);
+  for (Envelope& e : r.envelopes) scheduler_->add(std::move(e));
+  update_counters();
+}
+
+void QueueProcess::answer_control(uint32_t request_id, const Result<std::string>& outcome) {
+  ipc::Channel* control = runtime_.peer(Role::control);
+  const msg::CtlResult result{.ok = outcome.ok(),
+                              .text = outcome.ok() ? outcome.value() : outcome.error().message};
+  if (control == nullptr || !msg::send(*control, result, request_id))
+    log::warn("cannot answer control");
+}
+
+void QueueProcess::reply(uint32_t request_id, msg::MessageResult result) {
+  ipc::Channel* smtp = runtime_.peer(Role::smtp);
+  if (smtp == nullptr || !msg::send(*smtp, result, request_id))
+    log::warn("cannot answer smtp about message %s", result.id.c_str());
+}
+
+void QueueProcess::open(msg::Incoming& in) {
+  ipc::Channel* smtp = runtime_.peer(Role::smtp);
+  if (smtp == nullptr) return;
+  if (open_.size() >= kMaxOpenMessages) {
+    reply(in.request_id, {.id = "",
+                          .outcome = msg::MessageOutcome::temporary_failure,
+                          .reason = "too many messages in progress"});
+    return;
+  }
+  Result<NewMessage> created = spares_->take();
+  if (!created.ok()) {
+    log::error("cannot create a message: %s", created.error().message.c_str());
+    reply(in.request_id, {.id = "",
+                          .outcome = msg::MessageOutcome::temporary_failure,
+                          .reason = "cannot create the message file"});
+    return;
+  }
+  NewMessage& m = created.value();
+  if (!msg::send(*smtp, msg::MessageOpened{.id = m.id}, in.request_id, std::move(m.theirs))) {
+    spool_->discard(m.id);
+    return;
+  }
+  const std::string id = m.id;  // (the right side is evaluated first and moves m)
+  open_[id] = OpenMessage{std::move(m), {}};
+  update_counters();
+}
+
+void QueueProcess::add_recipients(msg::MessageRecipients& m) {
+  auto it = open_.find(m.id);
+  if (it == open_.end()) return;  // aborted meanwhile
+  for (auto& rcpt : m.recipients) it->second.recipients.push_back(std::move(rcpt));
+}
+
+void QueueProcess::commit(uint32_t request_id, msg::MessageCommit&& m) {
+  const std::string id = m.envelope.id;
+  auto it = open_.find(id);
+  if (it == open_.end()) {
+    reply(request_id, {.id = id,
+                       .outcome = msg::MessageOutcome::permanent_failure,
+                       .reason = "no such message in progress"});
+    return;
+  }
+  OpenMessage message = std::move(it->second);
+  open_.erase(it);
+  if (message.recipients.size() != m.recipient_count) {
+    log::warn("message %s: %zu recipients arrived, %u announced; refused", id.c_str(),
+              message.recipients.size(), m.recipient_count);
+    spool_->discard(id);
+    reply(request_id, {.id = id,
+                       .outcome = msg::MessageOutcome::temporary_failure,
+                       .reason = "recipient list incomplete"});
+    update_counters();
+    return;
+  }
+  m.envelope.recipients = std::move(message.recipients);
+  // The relay check (docs/privsep.md): local recipients are known from the configuration
+  // the parent sent, so local-only mail goes straight on; any other recipient needs lookup
+  // to vouch for the session first, whatever smtp claimed.
+  const auto& rcpts = m.envelope.recipients;
+  auto remote = std::find_if(rcpts.begin(), rcpts.end(), [this](const Recipient& r) {
+    return !scheduler_->is_local(r.address);
+  });
+  if (remote == rcpts.end()) {
+    submit(request_id, std::move(m.envelope), std::move(message.files));
+    return;
+  }
+  ipc::Channel* lookup = runtime_.peer(Role::lookup);
+  const std::string& address = remote->address;
+  const msg::RelayCheck check{.session = m.session,
+                              .client_address = m.envelope.client_address,
+                              .listener = m.envelope.listener,
+                              .auth_user = m.envelope.auth_user,
+                              .domain = address.substr(address.rfind('@') + 1)};
+  const uint32_t check_id = next_relay_check_++;
+  if (lookup == nullptr || !msg::send(*lookup, check, check_id)) {
+    spool_->discard(id);
+    reply(request_id, {.id = id,
+                       .outcome = msg::MessageOutcome::temporary_failure,
+                       .reason = "relay check unavailable"});
+    update_counters();
+    return;
+  }
+  relay_checks_[check_id] =
+      RelayInFlight{request_id, m.session, std::move(m.envelope), std::move(message.files)};
+  update_counters();
+}
+
+void QueueProcess::relay_checked(uint32_t check_id, const msg::RelayVerdict& verdict) {
+  auto it = relay_checks_.find(check_id);
+  if (it == relay_checks_.end()) return;
+  RelayInFlight flight = std::move(it->second);
+  relay_checks_.erase(it);
+  if (verdict.allowed) {
+    submit(flight.smtp_request, std::move(flight.envelope), std::move(flight.files));
+    return;
+  }
+  const Envelope& e = flight.envelope;
+  log::warn(
+      "%s: envelope from smtp refused by the relay check (session %016llx, client [%s], "
+      "auth '%s'): %s",
+      e.id.c_str(), static_cast<unsigned long long>(flight.session), e.client_address.c_str(),
+      e.auth_user.c_str(), verdict.reason.c_str());
+  spool_->discard(e.id);
+  reply(flight.smtp_request, {.id = e.id,
+                              .outcome = verdict.temporary ? msg::MessageOutcome::temporary_failure
+                                                           : msg::MessageOutcome::relay_denied,
+                              .reason = verdict.reason});
+  update_counters();
+}
+
+void QueueProcess::drop_relay_checks(bool answer_smtp) {
+  for (auto& [check_id, flight] : relay_checks_) {
+    spool_->discard(flight.envelope.id);
+    if (answer_smtp)
+      reply(flight.smtp_request, {.id = flight.envelope.id,
+                                  .outcome = msg::MessageOutcome::temporary_failure,
+                                  .reason = "relay check unavailable"});
+  }
+  relay_checks_.clear();
+  update_counters();
+}
+
+void QueueProcess::submit(uint32_t request_id, Envelope envelope, NewMessage files) {
+  ++committing_;
+  committer_->submit(
+      std::move(envelope), std::move(files),
+      [this, request_id](const Envelope& e, const Status& st) {
+        --committing_;
+        if (st.ok()) {
+          scheduler_->add(e);
+          log::info("%s: from=<%s> size=%llu nrcpt=%zu queued", e.id.c_str(), e.sender.c_str(),
+                    static_cast<unsigned long long>(e.size), e.recipients.size());
+          reply(request_id, {.id = e.id, .outcome = msg::MessageOutcome::committed, .reason = ""});
+        } else {
+          log::error("%s: commit failed: %s", e.id.c_str(), st.error().message.c_str());
+          spool_->discard(e.id);
+          reply(request_id, {.id = e.id,
+                             .outcome = msg::MessageOutcome::temporary_failure,
+                             .reason = "cannot write the message to disk"});
+        }
+        update_counters();
+      });
+  update_counters();
+}
+
+void QueueProcess::abort(const std::string& id) {
+  if (open_.erase(id) == 0) return;
+  spool_->discard(id);
+  update_counters();
+}
+
+void QueueProcess::forget_open_messages() {
+  for (const auto& [id, message] : open_) spool_->discard(id);
+  if (!open_.empty()) log::info("smtp went away; %zu unfinished messages removed", open_.size());
+  open_.clear();
+  update_counters();
+}
+
+void QueueProcess::show_queue(uint32_t request_id) {
+  ipc::Channel* control = runtime_.peer(Role::control);
+  if (control == nullptr) return;
+  LongAnswer answer(*control, request_id);
+  const int64_t now = time(nullptr);
+  const auto& messages = scheduler_->messages();
+  for (const auto& [id, e] : messages) {
+    char head[96];
+    std::snprintf(head, sizeof head, "%s  %8s  %10llu  ", id.c_str(), age(now - e.arrival).c_str(),
+                  static_cast<unsigned long long>(e.size));
+    answer.text() += head + ("<" + printable(e.sender) + ">\n");
+    for (const Recipient& r : e.recipients) {
+      std::string line = "    " + printable(r.address) + "  " + state_name(r.state) + "  " +
+                         std::to_string(r.attempts) + (r.attempts == 1 ? " attempt" : " attempts");
+      if (r.state == RecipientState::pending) line += "  next try " + next_try(e, now);
+      if (!r.last_error.empty()) line += "  (" + printable(r.last_error) + ")";
+      answer.text() += line + "\n";
+    }
+    answer.flush_if_big();
+  }
+  answer.finish(true, std::to_string(messages.size()) + " messages");
+}
+
+void QueueProcess::show_message(uint32_t request_id, const std::string& id) {
+  ipc::Channel* control = runtime_.peer(Role::control);
+  if (control == nullptr) return;
+  LongAnswer answer(*control, request_id);
+  const auto& messages = scheduler_->messages();
+  auto it = valid_queue_id(id) ? messages.find(id) : messages.end();
+  if (it == messages.end()) {
+    answer.finish(false, "no message " + printable(id));
+    return;
+  }
+  const Envelope& e = it->second;
+  std::string& text = answer.text();
+  auto field = [&](const char* name, const std::string& value) {
+    text += std::string(name) + ": " + printable(value) + "\n";
+  };
+  field("id", e.id);
+  field("arrival", std::to_string(e.arrival));
+  field("size", std::to_string(e.size));
+  field("sender", "<" + e.sender + ">");
+  field("helo", e.helo);
+  field("client", e.client_address);
+  field("listener", e.listener);
+  field("auth", e.auth_user);
+  field("tls", e.tls);
+  field("smtputf8", e.smtputf8 ? "yes" : "no");
+  field("body", e.body_8bit ? "8bitmime" : "7bit");
+  field("ret", e.ret == DsnRet::full ? "full" : e.ret == DsnRet::headers ? "hdrs" : "");
+  field("envid", e.envid);
+  field("next try", std::to_string(e.next_try));
+  for (const Recipient& r : e.recipients) {
+    std::string notify;
+    for (auto [on, word] : {std::pair{r.notify.never, "never"},
+                            {r.notify.success, "success"},
+                            {r.notify.failure, "failure"},
+                            {r.notify.delay, "delay"}})
+      if (on) notify += (notify.empty() ? "" : ",") + std::string(word);
+    text += "recipient: " + printable(r.address) + " " + state_name(r.state);
+    if (!notify.empty()) text += " notify=" + notify;
+    if (!r.orcpt.empty()) text += " orcpt=" + printable(r.orcpt_type + ";" + r.orcpt);
+    if (r.attempts != 0) text += " attempts=" + std::to_string(r.attempts);
+    if (!r.last_error.empty()) text += " last_error=" + printable(r.last_error);
+    text += "\n";
+    answer.flush_if_big();
+  }
+  answer.finish(true, "");
+}
+
+std::string QueueProcess::next_try(const Envelope& e, int64_t now) const {
+  if (scheduler_->in_flight(e.id)) return "now (in delivery)";
+  if (scheduler_->paused()) return "when mda is resumed";
+  if (e.next_try <= now) return "now";
+  return "in " + age(e.next_try - now);
+}
+
+std::string QueueProcess::age(int64_t seconds) {
+  if (seconds < 0) seconds = 0;
+  if (seconds < 120) return std::to_string(seconds) + "s";
+  if (seconds < 7200) return std::to_string(seconds / 60) + "m";
+  if (seconds < 172800) return std::to_string(seconds / 3600) + "h";
+  return std::to_string(seconds / 86400) + "d";
+}
+
+const char* QueueProcess::state_name(RecipientState s) {
+  switch (s) {
+    case RecipientState::pending:
+      return "pending";
+    case RecipientState::delivered:
+      return "delivered";
+    case RecipientState::failed:
+      return "failed";
+  }
+  return "?";
+}
+
+std::string QueueProcess::printable(std::string_view text) {
+  return ascii::printable(text, '?');
+}
+
+void QueueProcess::update_counters() {
+  auto& c = runtime_.counters();
+  c["receiving"] = open_.size();
+  c["relay_checks"] = relay_checks_.size();
+  c["committing"] = committing_;
+  if (committer_) {
+    c["commit_batches"] = committer_->batches();
+    c["largest_batch"] = committer_->largest_batch();
+  }
+}
+
+}  // namespace postern::queue

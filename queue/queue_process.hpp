@@ -1,0 +1,89 @@
+// The queue process's core: owns the spool (Spool, Committer, Spares, Scheduler) and answers
+// smtp, mda, lookup and smtpctl through the ChildRuntime it is given. It is the only code that
+// creates, commits or removes message files; main.cpp only starts it.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/ipc/child.hpp"
+#include "queue/committer.hpp"
+#include "queue/scheduler.hpp"
+#include "queue/spares.hpp"
+#include "queue/spool.hpp"
+
+namespace postern::queue {
+
+class QueueProcess {
+ public:
+  explicit QueueProcess(ChildRuntime& runtime);
+  // The committer's thread goes first: it finishes the spool work posted (updates and
+  // removals are written before the process exits) while everything it touches still exists.
+  ~QueueProcess();
+
+ private:
+  struct OpenMessage {
+    NewMessage files;  // theirs already handed to smtp
+    std::vector<Recipient> recipients;
+  };
+  // A committed message waiting for lookup's relay verdict.
+  struct RelayInFlight {
+    uint32_t smtp_request = 0;
+    uint64_t session = 0;
+    Envelope envelope;
+    NewMessage files;
+  };
+
+  void start();
+  void answer_control(uint32_t request_id, const Result<std::string>& outcome);
+  void reply(uint32_t request_id, msg::MessageResult result);
+  void open(msg::Incoming& in);
+  void add_recipients(msg::MessageRecipients& m);
+  void commit(uint32_t request_id, msg::MessageCommit&& m);
+  void relay_checked(uint32_t check_id, const msg::RelayVerdict& verdict);
+
+  // lookup or smtp went away: the checks in flight are never answered. (Nothing was said to
+  // a client yet; smtp answers 451 for what it was waiting on.)
+  void drop_relay_checks(bool answer_smtp);
+
+  void submit(uint32_t request_id, Envelope envelope, NewMessage files);
+  void abort(const std::string& id);
+
+  // smtp went away: nothing it had open can be committed any more.
+  void forget_open_messages();
+
+  // smtpctl show queue: one line per message, one indented line per recipient, sent in
+  // pieces that fit a frame and ended by a CtlResult.
+  void show_queue(uint32_t request_id);
+
+  void show_message(uint32_t request_id, const std::string& id);
+
+  // When a message's pending recipients are tried next, as show queue says it.
+  std::string next_try(const Envelope& e, int64_t now) const;
+
+  static std::string age(int64_t seconds);
+  static const char* state_name(RecipientState s);
+
+  // Envelope text came from clients: nothing in it may move the admin's terminal.
+  static std::string printable(std::string_view text);
+
+  void update_counters();
+
+  ChildRuntime& runtime_;
+  std::string spool_dir_;
+  std::unique_ptr<Spool> spool_;
+  std::unique_ptr<Committer> committer_;
+  std::unique_ptr<Spares> spares_;  // after the committer, which it posts to
+  std::map<std::string, OpenMessage> open_;
+  std::map<uint32_t, RelayInFlight> relay_checks_;  // by request id to lookup
+  uint32_t next_relay_check_ = 1;
+  msg::QueueConfig config_;
+  std::unique_ptr<Scheduler> scheduler_;  // after start(): owns the committed messages
+  size_t committing_ = 0;
+};
+
+}  // namespace postern::queue
