@@ -13,9 +13,9 @@
 #include <ctime>
 
 #include "common/mail/address.hpp"
+#include "common/mail/received.hpp"
 #include "common/util/ascii.hpp"
 #include "common/util/log.hpp"
-#include "smtp/received.hpp"
 #include "smtp/server.hpp"
 
 namespace postern::smtp {
@@ -38,20 +38,26 @@ using ascii::upper;
 }  // namespace
 
 struct Session::VerbRule {
-  Verb verb;
+  mail::Verb verb;
   bool needs_helo;  // only after HELO/EHLO (RFC 5321 4.1.4)
-  void (Session::*handler)(const Command&);
+  void (Session::*handler)(const mail::Command&);
 };
 
-const Session::VerbRule* Session::rule_for(Verb verb) {
+const Session::VerbRule* Session::rule_for(mail::Verb verb) {
   static constexpr VerbRule kRules[] = {
-      {Verb::helo, false, &Session::cmd_helo}, {Verb::ehlo, false, &Session::cmd_ehlo},
-      {Verb::mail, true, &Session::cmd_mail},  {Verb::rcpt, true, &Session::cmd_rcpt},
-      {Verb::data, true, &Session::cmd_data},  {Verb::bdat, true, &Session::cmd_bdat},
-      {Verb::rset, false, &Session::cmd_rset}, {Verb::noop, false, &Session::cmd_noop},
-      {Verb::quit, false, &Session::cmd_quit}, {Verb::vrfy, false, &Session::cmd_vrfy},
-      {Verb::help, false, &Session::cmd_help}, {Verb::starttls, false, &Session::cmd_starttls},
-      {Verb::auth, true, &Session::cmd_auth},
+      {mail::Verb::helo, false, &Session::cmd_helo},
+      {mail::Verb::ehlo, false, &Session::cmd_ehlo},
+      {mail::Verb::mail, true, &Session::cmd_mail},
+      {mail::Verb::rcpt, true, &Session::cmd_rcpt},
+      {mail::Verb::data, true, &Session::cmd_data},
+      {mail::Verb::bdat, true, &Session::cmd_bdat},
+      {mail::Verb::rset, false, &Session::cmd_rset},
+      {mail::Verb::noop, false, &Session::cmd_noop},
+      {mail::Verb::quit, false, &Session::cmd_quit},
+      {mail::Verb::vrfy, false, &Session::cmd_vrfy},
+      {mail::Verb::help, false, &Session::cmd_help},
+      {mail::Verb::starttls, false, &Session::cmd_starttls},
+      {mail::Verb::auth, true, &Session::cmd_auth},
   };
   for (const VerbRule& rule : kRules)
     if (rule.verb == verb) return &rule;
@@ -265,7 +271,7 @@ bool Session::read_command_line(std::string& line) {
     const evbuffer_ptr eol = evbuffer_search(in, "\n", 1, nullptr);
     if (eol.pos < 0) {
       const size_t buffered = evbuffer_get_length(in);
-      if (buffered > kMaxCommandLine + 2) {
+      if (buffered > mail::kMaxCommandLine + 2) {
         evbuffer_drain(in, buffered);
         if (!discarding_long_line_) {
           discarding_long_line_ = true;
@@ -275,7 +281,7 @@ bool Session::read_command_line(std::string& line) {
       return false;
     }
     const size_t length = static_cast<size_t>(eol.pos);
-    if (discarding_long_line_ || length > kMaxCommandLine + 1) {
+    if (discarding_long_line_ || length > mail::kMaxCommandLine + 1) {
       evbuffer_drain(in, length + 1);
       if (!discarding_long_line_) bad_command(500, "5.5.2", "Line too long");
       discarding_long_line_ = false;
@@ -291,18 +297,18 @@ bool Session::read_command_line(std::string& line) {
 }
 
 void Session::handle_line(const std::string& line) {
-  const ParsedLine parsed = parse_command(line);
+  const mail::ParsedLine parsed = mail::parse_command(line);
   switch (parsed.error) {
-    case SyntaxError::none:
+    case mail::SyntaxError::none:
       break;
-    case SyntaxError::unknown_verb:
+    case mail::SyntaxError::unknown_verb:
       bad_command(500, "5.5.1", "Command unrecognized");
       return;
-    case SyntaxError::too_long:
+    case mail::SyntaxError::too_long:
       bad_command(500, "5.5.2", "Line too long");
       return;
-    case SyntaxError::bad_syntax:
-      if (parsed.command.verb == Verb::bdat) {
+    case mail::SyntaxError::bad_syntax:
+      if (parsed.command.verb == mail::Verb::bdat) {
         // Without a size the chunk cannot be found: the session is out of step for good.
         reply(501, "5.5.4", "Bad BDAT size");
         close_after_reply();
@@ -312,7 +318,7 @@ void Session::handle_line(const std::string& line) {
                   "Syntax error" + (parsed.detail.empty() ? std::string() : ": " + parsed.detail));
       return;
   }
-  if (refused_ && parsed.command.verb != Verb::quit) {
+  if (refused_ && parsed.command.verb != mail::Verb::quit) {
     bad_command(503, "5.5.1", "Bad sequence of commands: this client was refused");
     return;
   }
@@ -333,14 +339,14 @@ void Session::reset_transaction() {
   txn_.reset();
 }
 
-void Session::cmd_helo(const Command& c) {
+void Session::cmd_helo(const mail::Command& c) {
   reset_transaction();
   helo_ = c.argument;
   esmtp_ = false;
   reply(250, nullptr, server_.hostname() + " Hello " + helo_ + " [" + client_address_ + "]");
 }
 
-void Session::cmd_ehlo(const Command& c) {
+void Session::cmd_ehlo(const mail::Command& c) {
   reset_transaction();
   helo_ = c.argument;
   esmtp_ = true;
@@ -374,7 +380,7 @@ void Session::cmd_ehlo(const Command& c) {
   }
 }
 
-void Session::cmd_mail(const Command& c) {
+void Session::cmd_mail(const mail::Command& c) {
   if (txn_) {
     bad_command(503, "5.5.1", "Nested MAIL command");
     return;
@@ -389,10 +395,10 @@ void Session::cmd_mail(const Command& c) {
     return;
   }
   Transaction t;
-  for (const Param& p : c.params) {
+  for (const mail::Param& p : c.params) {
     const std::string& v = p.value.value_or("");
     if (p.keyword == "SIZE" && p.value) {
-      const auto size = parse_size_param(v);
+      const auto size = mail::parse_size_param(v);
       if (!size) {
         bad_command(501, "5.5.4", "Bad SIZE value");
         return;
@@ -406,14 +412,14 @@ void Session::cmd_mail(const Command& c) {
     } else if (p.keyword == "SMTPUTF8" && !p.value) {
       t.smtputf8 = true;
     } else if (p.keyword == "RET" && p.value) {
-      const auto ret = parse_ret(v);
+      const auto ret = mail::parse_ret(v);
       if (!ret) {
         bad_command(501, "5.5.4", "Bad RET value");
         return;
       }
       t.ret = *ret;
     } else if (p.keyword == "ENVID" && p.value) {
-      const auto envid = parse_envid(v);
+      const auto envid = mail::parse_envid(v);
       if (!envid) {
         bad_command(501, "5.5.4", "Bad ENVID value");
         return;
@@ -436,7 +442,7 @@ void Session::cmd_mail(const Command& c) {
   reply(250, "2.1.0", "Ok");
 }
 
-void Session::cmd_rcpt(const Command& c) {
+void Session::cmd_rcpt(const mail::Command& c) {
   if (!txn_) {
     bad_command(503, "5.5.1", "Need MAIL before RCPT");
     return;
@@ -446,17 +452,17 @@ void Session::cmd_rcpt(const Command& c) {
     return;
   }
   Recipient rcpt;
-  for (const Param& p : c.params) {
+  for (const mail::Param& p : c.params) {
     const std::string& v = p.value.value_or("");
     if (p.keyword == "NOTIFY" && p.value) {
-      const auto notify = parse_notify(v);
+      const auto notify = mail::parse_notify(v);
       if (!notify) {
         bad_command(501, "5.5.4", "Bad NOTIFY value");
         return;
       }
       rcpt.notify = *notify;
     } else if (p.keyword == "ORCPT" && p.value) {
-      const auto orcpt = parse_orcpt(v);
+      const auto orcpt = mail::parse_orcpt(v);
       if (!orcpt) {
         bad_command(501, "5.5.4", "Bad ORCPT value");
         return;
@@ -529,7 +535,7 @@ void Session::on_rcpt_verdict(msg::RcptDecision decision) {
   process();
 }
 
-void Session::cmd_data(const Command&) {
+void Session::cmd_data(const mail::Command&) {
   if (!txn_) {
     bad_command(503, "5.5.1", "Need MAIL before DATA");
     return;
@@ -557,7 +563,7 @@ void Session::on_message_opened(const std::string& queue_id, UniqueFd data) {
   waiting_ = Waiting::nothing;
   txn_->queue_id = queue_id;
   txn_->data = std::move(data);
-  ReceivedInfo info;
+  mail::ReceivedInfo info;
   info.helo = helo_;
   info.client_name = verified_name_;
   info.client_address = client_address_;
@@ -568,7 +574,7 @@ void Session::on_message_opened(const std::string& queue_id, UniqueFd data) {
   info.queue_id = queue_id;
   if (txn_->recipients.size() == 1) info.recipient = txn_->recipients[0].address;
   info.when = time(nullptr);
-  txn_->spool_buffer = received_header(info);
+  txn_->spool_buffer = mail::received_header(info);
   if (!checks_header_.empty()) txn_->spool_buffer += "X-Postern-Checks: " + checks_header_ + "\r\n";
   if (txn_->chunked) {
     phase_ = Phase::chunk;  // the chunk that asked for the message is already arriving
@@ -618,29 +624,29 @@ void Session::finish_data() {
   phase_ = Phase::ready;
   set_timeout(server_.limits().command_timeout);
   flush_spool_buffer();
-  const DotReader::Problem problem = t.reader->problem();
+  const mail::DotReader::Problem problem = t.reader->problem();
   const char* refusal_status = nullptr;
   int refusal_code = 0;
   std::string refusal;
   switch (problem) {
-    case DotReader::Problem::none:
+    case mail::DotReader::Problem::none:
       break;
-    case DotReader::Problem::too_big:
+    case mail::DotReader::Problem::too_big:
       refusal_code = 552;
       refusal_status = "5.3.4";
       refusal = "Message size exceeds fixed maximum message size";
       break;
-    case DotReader::Problem::line_too_long:
+    case mail::DotReader::Problem::line_too_long:
       refusal_code = 500;
       refusal_status = "5.5.2";
       refusal = "Line too long (RFC 5321 allows 1000 octets with CRLF)";
       break;
-    case DotReader::Problem::bare_cr:
-    case DotReader::Problem::bare_lf:
+    case mail::DotReader::Problem::bare_cr:
+    case mail::DotReader::Problem::bare_lf:
       refusal_code = 550;
       refusal_status = "5.6.0";
-      refusal =
-          "Message contains a " + std::string(problem_name(problem)) + "; lines must end with CRLF";
+      refusal = "Message contains a " + std::string(mail::problem_name(problem)) +
+                "; lines must end with CRLF";
       break;
   }
   finish_message(refusal_code, refusal_status, refusal);
@@ -739,7 +745,7 @@ void Session::on_request_lost() {
   process();
 }
 
-void Session::cmd_rset(const Command& c) {
+void Session::cmd_rset(const mail::Command& c) {
   if (!c.argument.empty()) {
     bad_command(501, "5.5.4", "RSET takes no argument");
     return;
@@ -748,24 +754,24 @@ void Session::cmd_rset(const Command& c) {
   reply(250, "2.0.0", "Ok");
 }
 
-void Session::cmd_noop(const Command&) {
+void Session::cmd_noop(const mail::Command&) {
   reply(250, "2.0.0", "Ok");
 }
 
-void Session::cmd_quit(const Command&) {
+void Session::cmd_quit(const mail::Command&) {
   reply(221, "2.0.0", "Bye");
   close_after_reply();
 }
 
-void Session::cmd_vrfy(const Command&) {
+void Session::cmd_vrfy(const mail::Command&) {
   reply(252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery");
 }
 
-void Session::cmd_help(const Command&) {
+void Session::cmd_help(const mail::Command&) {
   reply(214, "2.0.0", "See RFC 5321; commands: HELO EHLO MAIL RCPT DATA RSET NOOP VRFY HELP QUIT");
 }
 
-void Session::cmd_starttls(const Command& c) {
+void Session::cmd_starttls(const mail::Command& c) {
   if (tls_) {
     bad_command(503, "5.5.1", "TLS already active");
     return;
@@ -948,7 +954,7 @@ std::string base64_encode(std::string_view text) {
 }  // namespace
 
 // RFC 4954 with the PLAIN (RFC 4616) and LOGIN mechanisms.
-void Session::cmd_auth(const Command& c) {
+void Session::cmd_auth(const mail::Command& c) {
   if (!server_.auth_available()) {
     bad_command(502, "5.5.1", "AUTH not available");
     return;
@@ -1099,8 +1105,8 @@ void Session::finish_auth(int code, const char* status, const std::string& text,
 
 // RFC 3030: the chunk's octets follow the command at once, whatever the answer will be, so
 // even a refused BDAT reads (and drops) its chunk to stay in step with the client.
-void Session::cmd_bdat(const Command& c) {
-  const auto argument = parse_bdat_argument(c.argument);
+void Session::cmd_bdat(const mail::Command& c) {
+  const auto argument = mail::parse_bdat_argument(c.argument);
   if (!argument) {
     // Without a size the chunk cannot be found: the session is out of step for good.
     reply(501, "5.5.4", "Bad BDAT size");

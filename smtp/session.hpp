@@ -16,12 +16,12 @@
 
 #include "common/config/config.hpp"
 #include "common/ipc/messages.hpp"
+#include "common/mail/commands.hpp"
+#include "common/mail/data.hpp"
 #include "common/mail/envelope.hpp"
 #include "common/util/event.hpp"
 #include "common/util/fd.hpp"
 #include "common/util/tls.hpp"
-#include "smtp/commands.hpp"
-#include "smtp/data.hpp"
 
 namespace postern::smtp {
 
@@ -84,7 +84,7 @@ class Session {
     UniqueFd data;
     std::string spool_buffer;  // bytes not yet written to data
     bool write_failed = false;
-    std::optional<DotReader> reader;
+    std::optional<mail::DotReader> reader;
     bool chunked = false;  // BDAT carries this message (RFC 3030)
     uint64_t chunked_size = 0;
     bool chunked_too_big = false;
@@ -96,7 +96,7 @@ class Session {
   };
 
   struct VerbRule;
-  static const VerbRule* rule_for(Verb verb);
+  static const VerbRule* rule_for(mail::Verb verb);
 
   // The session reads plain text from input() and writes it with send(); with TLS these are
   // the decrypted side and the socket's bufferevent carries the ciphertext.
@@ -128,19 +128,19 @@ class Session {
   void consume_chunk();
   bool flush_spool_buffer();
 
-  void cmd_helo(const Command& c);
-  void cmd_ehlo(const Command& c);
-  void cmd_mail(const Command& c);
-  void cmd_rcpt(const Command& c);
-  void cmd_data(const Command& c);
-  void cmd_rset(const Command& c);
-  void cmd_noop(const Command& c);
-  void cmd_quit(const Command& c);
-  void cmd_vrfy(const Command& c);
-  void cmd_help(const Command& c);
-  void cmd_starttls(const Command& c);
-  void cmd_auth(const Command& c);
-  void cmd_bdat(const Command& c);
+  void cmd_helo(const mail::Command& c);
+  void cmd_ehlo(const mail::Command& c);
+  void cmd_mail(const mail::Command& c);
+  void cmd_rcpt(const mail::Command& c);
+  void cmd_data(const mail::Command& c);
+  void cmd_rset(const mail::Command& c);
+  void cmd_noop(const mail::Command& c);
+  void cmd_quit(const mail::Command& c);
+  void cmd_vrfy(const mail::Command& c);
+  void cmd_help(const mail::Command& c);
+  void cmd_starttls(const mail::Command& c);
+  void cmd_auth(const mail::Command& c);
+  void cmd_bdat(const mail::Command& c);
   bool auth_allowed() const;
   void handle_auth_line(const std::string& line);
   void check_credentials(std::string user, std::string password);

@@ -1,16 +1,16 @@
-// libFuzzer target for the command parser (smtp/commands.cpp): arbitrary bytes as one command
-// line, and as the value of every ESMTP parameter helper. Beyond the sanitizers it checks what
-// the session relies on: results within their limits, and xtext that survives a round trip.
+// libFuzzer target for the command parser (common/mail/commands.cpp): arbitrary bytes as one
+// command line, and as the value of every ESMTP parameter helper. Beyond the sanitizers it checks
+// what the session relies on: results within their limits, and xtext that survives a round trip.
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
 
-#include "smtp/commands.hpp"
+#include "common/mail/commands.hpp"
 
 namespace {
 
-using namespace postern::smtp;
+using namespace postern::mail;
 
 void check(bool condition) {
   if (!condition) __builtin_trap();

@@ -5,14 +5,14 @@
 #include <cstdlib>
 #include <string>
 
-#include "smtp/data.hpp"
+#include "common/mail/data.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
   const size_t step = 1 + data[0] % 17;
   const std::string_view input(reinterpret_cast<const char*>(data + 1), size - 1);
   constexpr uint64_t kMax = 4096;
-  postern::smtp::DotReader whole(kMax), pieces(kMax);
+  postern::mail::DotReader whole(kMax), pieces(kMax);
   std::string out_whole, out_pieces;
   const size_t used_whole = whole.feed(input, out_whole);
   size_t used_pieces = 0;

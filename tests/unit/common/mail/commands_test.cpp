@@ -1,14 +1,14 @@
-// Tests for smtp/commands.cpp: every verb in every case, each syntax error, ESMTP parameter
+// Tests for common/mail/commands.cpp: every verb in every case, each syntax error, ESMTP parameter
 // splitting, the line limit, and the SIZE/BDAT/xtext/NOTIFY/RET/ORCPT/ENVID value parsers
 // with good and hostile inputs.
-#include "smtp/commands.hpp"
+#include "common/mail/commands.hpp"
 
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
 
-namespace postern::smtp {
+namespace postern::mail {
 namespace {
 
 using namespace std::string_literals;
@@ -394,4 +394,4 @@ TEST(Commands, Envid) {
 }
 
 }  // namespace
-}  // namespace postern::smtp
+}  // namespace postern::mail

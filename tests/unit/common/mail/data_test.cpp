@@ -1,12 +1,12 @@
 // DATA transparency: unstuffing, the end marker and nothing else, strict line endings, limits,
 // fed whole and byte by byte.
-#include "smtp/data.hpp"
+#include "common/mail/data.hpp"
 
 #include <gtest/gtest.h>
 
 #include <string>
 
-namespace postern::smtp {
+namespace postern::mail {
 namespace {
 
 struct Outcome {
@@ -137,4 +137,4 @@ TEST(DotReader, NothingIsReadAfterTheEnd) {
 }
 
 }  // namespace
-}  // namespace postern::smtp
+}  // namespace postern::mail

@@ -1,9 +1,9 @@
 // The Received: header; see received.hpp.
-#include "smtp/received.hpp"
+#include "common/mail/received.hpp"
 
 #include "common/mail/date.hpp"
 
-namespace postern::smtp {
+namespace postern::mail {
 namespace {
 
 // Client-supplied text inside a comment: printable ASCII only, no parentheses or backslash
@@ -41,4 +41,4 @@ std::string received_header(const ReceivedInfo& info) {
   return h;
 }
 
-}  // namespace postern::smtp
+}  // namespace postern::mail

@@ -13,7 +13,7 @@
 
 #include "common/mail/envelope.hpp"
 
-namespace postern::smtp {
+namespace postern::mail {
 
 // RFC 5321 §4.5.3.1.4: 512 octets including CRLF.
 constexpr size_t kMaxCommandLine = 510;
@@ -96,4 +96,4 @@ std::optional<Orcpt> parse_orcpt(std::string_view value);
 // ENVID=xtext (RFC 3461 §4.4), decoded.
 std::optional<std::string> parse_envid(std::string_view value);
 
-}  // namespace postern::smtp
+}  // namespace postern::mail

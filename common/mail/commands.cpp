@@ -1,12 +1,12 @@
 // Splitting one SMTP command line into verb, path and ESMTP parameters, and decoding the
 // parameter values. Input is untrusted client text without CRLF (fuzzed); addresses are left
 // as tokens for common/address, and nothing here knows the session state.
-#include "smtp/commands.hpp"
+#include "common/mail/commands.hpp"
 #include "common/util/ascii.hpp"
 
 #include <array>
 
-namespace postern::smtp {
+namespace postern::mail {
 namespace {
 
 using ascii::is_alpha;
@@ -349,4 +349,4 @@ std::optional<std::string> parse_envid(std::string_view value) {
   return envid;
 }
 
-}  // namespace postern::smtp
+}  // namespace postern::mail

@@ -1,11 +1,11 @@
 // The Received: header: its shape, and that client-supplied text cannot break out of it.
-#include "smtp/received.hpp"
+#include "common/mail/received.hpp"
 
 #include <gtest/gtest.h>
 
 #include <cstdlib>
 
-namespace postern::smtp {
+namespace postern::mail {
 namespace {
 
 class Received : public ::testing::Test {
@@ -65,4 +65,4 @@ TEST_F(Received, HostileHeloCannotAddLinesOrCloseTheComment) {
 }
 
 }  // namespace
-}  // namespace postern::smtp
+}  // namespace postern::mail

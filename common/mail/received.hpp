@@ -6,7 +6,7 @@
 #include <ctime>
 #include <string>
 
-namespace postern::smtp {
+namespace postern::mail {
 
 struct ReceivedInfo {
   std::string helo;            // as the client said it
@@ -24,4 +24,4 @@ struct ReceivedInfo {
 // "Received: ...\r\n" with folded continuation lines.
 std::string received_header(const ReceivedInfo& info);
 
-}  // namespace postern::smtp
+}  // namespace postern::mail

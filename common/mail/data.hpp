@@ -8,7 +8,7 @@
 #include <string>
 #include <string_view>
 
-namespace postern::smtp {
+namespace postern::mail {
 
 // A text line may have at most 1000 octets with its CRLF (not counting a stuffed dot).
 constexpr size_t kMaxTextLine = 1000;
@@ -47,4 +47,4 @@ class DotReader {
 
 std::string_view problem_name(DotReader::Problem problem);
 
-}  // namespace postern::smtp
+}  // namespace postern::mail

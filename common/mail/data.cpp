@@ -1,10 +1,10 @@
 // DATA transparency and line rules; see data.hpp. A byte-at-a-time state machine: a line
 // starts after CRLF only, so "\n.\r\n", "\r.\r\n" or ".\n" never end a message.
-#include "smtp/data.hpp"
+#include "common/mail/data.hpp"
 
 #include <algorithm>
 
-namespace postern::smtp {
+namespace postern::mail {
 
 std::string_view problem_name(DotReader::Problem problem) {
   switch (problem) {
@@ -104,4 +104,4 @@ size_t DotReader::feed(std::string_view input, std::string& out) {
   return i;
 }
 
-}  // namespace postern::smtp
+}  // namespace postern::mail
