@@ -127,33 +127,38 @@ void Server::accept_on(Listening& listening) {
         log::warn("accept on %s: %s", listening.address.c_str(), std::strerror(errno));
       return;
     }
-    const std::string client = inet::address_text(peer);
-    // Without a certificate an smtps listener can only hang up (closing fd).
-    if (listening.info.role == config::ListenerRole::smtps && !tls_server_) continue;
-    if (sessions_.size() >= limits_.sessions) {
-      ++refused_;
-      log::warn("refusing [%s]: %zu sessions is the limit", client.c_str(), sessions_.size());
-      refuse(fd.get(), hostname_, "Too many connections, try again later");
-      continue;
-    }
-    uint32_t& from_ip = sessions_per_ip_[client];
-    if (from_ip >= limits_.sessions_per_ip) {
-      ++refused_;
-      log::warn("refusing [%s]: %u sessions from one address is the limit", client.c_str(),
-                from_ip);
-      refuse(fd.get(), hostname_, "Too many connections from your address, try again later");
-      continue;
-    }
-    ++from_ip;
-    ++accepted_;
-    const uint64_t id = next_session_++;
-    announce_session(id, listening.info.name, fd.get());
-    auto session = std::make_unique<Session>(*this, id, std::move(fd), listening.info, client);
-    Session& s = *session;
-    sessions_[id] = std::move(session);
-    update_counters();
-    s.start();
+    admit(listening.info.id, std::move(fd), inet::address_text(peer));
   }
+}
+
+void Server::admit(uint32_t listener_id, UniqueFd fd, const std::string& client) {
+  auto it = listeners_.find(listener_id);
+  if (it == listeners_.end()) return;
+  const Listening& listening = it->second;
+  // Without a certificate an smtps listener can only hang up (closing fd).
+  if (listening.info.role == config::ListenerRole::smtps && !tls_server_) return;
+  if (sessions_.size() >= limits_.sessions) {
+    ++refused_;
+    log::warn("refusing [%s]: %zu sessions is the limit", client.c_str(), sessions_.size());
+    refuse(fd.get(), hostname_, "Too many connections, try again later");
+    return;
+  }
+  uint32_t& from_ip = sessions_per_ip_[client];
+  if (from_ip >= limits_.sessions_per_ip) {
+    ++refused_;
+    log::warn("refusing [%s]: %u sessions from one address is the limit", client.c_str(), from_ip);
+    refuse(fd.get(), hostname_, "Too many connections from your address, try again later");
+    return;
+  }
+  ++from_ip;
+  ++accepted_;
+  const uint64_t id = next_session_++;
+  announce_session(id, listening.info.name, fd.get());
+  auto session = std::make_unique<Session>(*this, id, std::move(fd), listening.info, client);
+  Session& s = *session;
+  sessions_[id] = std::move(session);
+  update_counters();
+  s.start();
 }
 
 // lookup vouches for a session from the connection itself (docs/privsep.md, "Relay check"):

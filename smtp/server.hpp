@@ -46,6 +46,11 @@ class Server {
   // The session is over; it is destroyed from the event loop, not from its own callbacks.
   void retire(uint64_t session_id);
 
+  // A connection accepted on a listener, from `client` (as inet::address_text writes it):
+  // turned away past the session limits, else it becomes a session. Tests hand it a
+  // socketpair here in place of an accepted socket.
+  void admit(uint32_t listener_id, UniqueFd connection, const std::string& client);
+
  private:
   struct Listening {
     ListenerInfo info;

@@ -131,6 +131,15 @@ void ChildRuntime::handle_start(const msg::Start& start) {
   if (!st.ok()) log::fatal("cannot drop privileges: %s", st.error().message.c_str());
   if (Status filter = sandbox::install_syscall_filter(role_); !filter.ok())
     log::fatal("cannot install the system call filter: %s", filter.error().message.c_str());
+  begin();
+}
+
+void ChildRuntime::start_unconfined() {
+  if (started_) log::fatal("started twice");
+  begin();
+}
+
+void ChildRuntime::begin() {
   started_ = true;
   if (on_started_) on_started_();
   for (auto& [peer, fd] : pending_peers_) connect_peer(peer, std::move(fd));

@@ -64,10 +64,16 @@ class ChildRuntime {
   // Runs the event loop until the parent channel closes; returns the exit status.
   int run();
 
+  // What Start does, without dropping privileges or filtering system calls: for a test that
+  // runs this process's core inside the test program (a filter would bind the test too).
+  // Programs never call it; they wait for the parent's Start.
+  void start_unconfined();
+
  private:
   void handle_parent_frame(ipc::Frame&& frame);
   void handle_peer_frame(Role peer, ipc::Frame&& frame);
   void handle_start(const msg::Start& start);
+  void begin();
   void connect_peer(Role peer, UniqueFd fd);
   void stop(int status);
   void finish_stop();
