@@ -203,6 +203,7 @@ struct Script {
   bool plaintext_auth = false;
   bool auth = false;
   std::string client = "192.0.2.1";
+  bool without_lookup = false;  // no lookup process at all
   config::Limits limits;
   // Everything after the settings, in order.
   std::vector<std::string> steps;
@@ -354,6 +355,7 @@ std::string Transcript::run() {
 
 void Transcript::start_peers() {
   for (Role peer : {Role::lookup, Role::queue}) {
+    if (peer == Role::lookup && script_.without_lookup) continue;
     UniqueFd mine, theirs;
     if (!ipc::make_socketpair(mine, theirs)) return fail("socketpair");
     auto handler = [this, peer](ipc::Frame&& f) {
@@ -399,6 +401,8 @@ void Transcript::start_peers() {
       v.verified_name = a.substr(9);
     } else if (a.starts_with("header ")) {
       v.header = a.substr(7);
+    } else if (a.starts_with("delay ")) {
+      v.delay_ms = static_cast<uint32_t>(std::atoi(a.c_str() + 6));
     } else if (a != "accept") {
       return fail("unknown client answer: " + a);
     }
@@ -446,15 +450,16 @@ void Transcript::start_peers() {
              in.request_id, "MessageResult temporary_failure");
       return;
     }
-    if (a != "ok") return fail("unknown open answer: " + a);
+    // unwritable: a descriptor the session cannot write, as when the disk is full.
+    if (a != "ok" && a != "unwritable") return fail("unknown open answer: " + a);
     char id[32];
     std::snprintf(id, sizeof id, "%016x", next_message_++);
     char path[] = "/tmp/postern-transcript-XXXXXX";
     UniqueFd file(mkostemp(path, O_CLOEXEC));
     if (!file) return fail("mkostemp");
     unlink(path);
-    UniqueFd data(
-        open(("/proc/self/fd/" + std::to_string(file.get())).c_str(), O_WRONLY | O_CLOEXEC));
+    UniqueFd data(open(("/proc/self/fd/" + std::to_string(file.get())).c_str(),
+                       (a == "ok" ? O_WRONLY : O_RDONLY) | O_CLOEXEC));
     if (!data) return fail("reopen write-only");
     messages_[id] = std::move(file);
     answer(queue_.get(), "queue", msg::MessageOpened{.id = id}, in.request_id,
@@ -592,6 +597,18 @@ void Transcript::step(const std::string& line) {
     (lookup ? lookup_ : queue_).reset();
     return settle();
   }
+  if (line.starts_with("wait ")) {
+    // Real time, for what is held back on purpose (a delayed greeting): the loop runs at
+    // least this long, so a timer due before then has fired, however slow the machine.
+    const int ms = std::atoi(line.c_str() + 5);
+    if (ms <= 0 || ms > 10000) return fail("bad wait: " + line);
+    note("[" + std::to_string(ms) + " ms pass]");
+    const timeval tv{0, ms * 1000};
+    event_base_loopexit(runtime_->base(), &tv);
+    event_base_dispatch(runtime_->base());
+    read_client();
+    return settle();
+  }
   if (!is_answer(line)) return fail("cannot read script line: " + line);
   // The next such question gets this answer.
   std::istringstream words(line);
@@ -697,6 +714,10 @@ std::optional<Script> read_script(const fs::path& path, std::string& error) {
       }
       s.listener_name = kind;
       s.plaintext_auth = option == "plaintext-auth";
+      continue;
+    }
+    if (settings && word == "without-lookup") {
+      s.without_lookup = true;
       continue;
     }
     if (settings && word == "auth") {
