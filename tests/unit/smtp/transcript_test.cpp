@@ -31,6 +31,7 @@
 #include "common/ipc/child.hpp"
 #include "common/ipc/ipc.hpp"
 #include "common/ipc/messages.hpp"
+#include "common/util/tls.hpp"
 #include "smtp/server.hpp"
 
 namespace postern::smtp {
@@ -195,6 +196,13 @@ std::string without_date(std::string data) {
   return data.replace(start, end - start, "(date)");
 }
 
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream all;
+  all << in.rdbuf();
+  return all.str();
+}
+
 // --- the script ------------------------------------------------------------------------------
 
 struct Script {
@@ -204,6 +212,7 @@ struct Script {
   bool auth = false;
   std::string client = "192.0.2.1";
   bool without_lookup = false;  // no lookup process at all
+  bool tls = false;             // a certificate is configured (tests/data/smtp/tls)
   config::Limits limits;
   // Everything after the settings, in order.
   std::vector<std::string> steps;
@@ -247,6 +256,7 @@ class Transcript {
   void step(const std::string& line);
   void client_write(const std::string& bytes);
   void settle();
+  void client_handshake();
   bool pass();
   void read_client();
   void note(const std::string& line) { out_ += line + "\n"; }
@@ -278,6 +288,9 @@ class Transcript {
   msg::Dispatcher queue_side_{Role::queue};
   msg::Dispatcher parent_side_{Role::parent};
   UniqueFd client_;
+  // The client's TLS, once it started it; the transcript shows the plain text.
+  TlsPtr client_tls_;
+  bool handshaking_ = false;
   UniqueFd listener_dummy_;
   bool client_closed_ = false;
   bool activity_ = false;
@@ -327,6 +340,12 @@ std::string Transcript::run() {
                                                .plaintext_auth = script_.plaintext_auth},
                               0, std::move(unused));
   if (!sent) return "harness error: cannot configure\n";
+  if (script_.tls) {
+    tls_initialize();
+    const msg::TlsConfig tls{.certificate_pem = read_file(kDataDir / "tls" / "cert.pem"),
+                             .key_pem = read_file(kDataDir / "tls" / "key.pem")};
+    if (!msg::send(*parent_, tls)) return "harness error: cannot send the certificate\n";
+  }
   settle();
   runtime_->start_unconfined();
   settle();
@@ -340,6 +359,8 @@ std::string Transcript::run() {
   while (next < script_.steps.size() && is_answer(script_.steps[next])) step(script_.steps[next++]);
   server_->admit(kListenerId, std::move(server_end), script_.client);
   settle();
+  // RFC 8314: on an smtps listener TLS starts with the first byte.
+  if (script_.role == config::ListenerRole::smtps) client_handshake();
   for (; next < script_.steps.size() && error_.empty(); ++next) step(script_.steps[next]);
   if (in_batch_) fail("batch without end");
   settle();
@@ -586,6 +607,7 @@ void Transcript::step(const std::string& line) {
     return client_write(bytes);
   }
   if (in_batch_) return fail("only client lines inside a batch: " + line);
+  if (line == "tls") return client_handshake();
   if (line == "close") {
     note("C: [closes its end]");
     shutdown(client_.get(), SHUT_WR);
@@ -624,19 +646,23 @@ void Transcript::client_write(const std::string& bytes) {
   std::string_view rest = bytes;
   int stuck = 0;
   while (!rest.empty()) {
-    const ssize_t n = send(client_.get(), rest.data(), rest.size(), MSG_NOSIGNAL);
+    const ssize_t n = client_tls_ ? tls_write(client_tls_.get(), rest.data(), rest.size())
+                                  : send(client_.get(), rest.data(), rest.size(), MSG_NOSIGNAL);
     if (n > 0) {
       rest.remove_prefix(static_cast<size_t>(n));
       continue;
     }
-    if (n < 0 && errno == EAGAIN) {
+    const bool again =
+        client_tls_ ? n == TLS_WANT_POLLIN || n == TLS_WANT_POLLOUT : n < 0 && errno == EAGAIN;
+    if (again) {
       // The server reads what it can take; let it.
       pass();
       read_client();
       if (++stuck > kMaxPasses) return fail("the server reads nothing");
       continue;
     }
-    note("C: [cannot write: " + std::string(n < 0 ? std::strerror(errno) : "closed") + "]");
+    const char* why = client_tls_ ? tls_error(client_tls_.get()) : std::strerror(errno);
+    note("C: [cannot write: " + std::string(n < 0 && why ? why : "closed") + "]");
     return;
   }
   settle();
@@ -664,10 +690,27 @@ bool Transcript::pass() {
 }
 
 void Transcript::read_client() {
-  if (client_closed_ || !client_) return;
+  // The handshake reads the socket itself.
+  if (client_closed_ || !client_ || handshaking_) return;
   std::string got;
+  std::string ending;
   char buf[65536];
   for (;;) {
+    if (client_tls_) {
+      const ssize_t n = tls_read(client_tls_.get(), buf, sizeof buf);
+      if (n > 0) {
+        got.append(buf, static_cast<size_t>(n));
+        continue;
+      }
+      if (n == TLS_WANT_POLLIN || n == TLS_WANT_POLLOUT) break;
+      client_closed_ = true;
+      // The library's words for a TLS failure vary with its version; what happened does not.
+      char byte;
+      const bool eof = recv(client_.get(), &byte, 1, MSG_PEEK) == 0;
+      ending = n == 0 ? ", TLS close_notify first"
+                      : (eof ? ", no TLS close_notify first" : ", TLS error");
+      break;
+    }
     const ssize_t n = recv(client_.get(), buf, sizeof buf, 0);
     if (n > 0) {
       got.append(buf, static_cast<size_t>(n));
@@ -682,8 +725,42 @@ void Transcript::read_client() {
   }
   if (client_closed_) {
     activity_ = true;
-    note("S: [closes the connection]");
+    note("S: [closes the connection" + ending + "]");
   }
+}
+
+// The client starts TLS on its connection (after 220 to STARTTLS, or at once on smtps) and
+// runs the handshake against the server on the same loop. Certificates are not checked:
+// the transcript is about the session, not about PKI.
+void Transcript::client_handshake() {
+  TlsConfigPtr config(tls_config_new());
+  TlsPtr tls(tls_client());
+  if (!config || !tls) return fail("tls_client");
+  tls_config_insecure_noverifycert(config.get());
+  tls_config_insecure_noverifyname(config.get());
+  if (tls_configure(tls.get(), config.get()) != 0 ||
+      tls_connect_socket(tls.get(), client_.get(), "mx.test") != 0)
+    return fail(std::string("tls_connect_socket: ") + tls_error(tls.get()));
+  note("C: [TLS handshake]");
+  handshaking_ = true;
+  for (int i = 0; i < kMaxPasses; ++i) {
+    const int rc = tls_handshake(tls.get());
+    if (rc == TLS_WANT_POLLIN || rc == TLS_WANT_POLLOUT) {
+      pass();
+      continue;
+    }
+    handshaking_ = false;
+    if (rc != 0) {
+      const char* why = tls_error(tls.get());
+      note(std::string("C: [TLS handshake failed: ") + (why ? why : "?") + "]");
+      return settle();
+    }
+    note("C: [TLS established: " + tls_description(tls.get()) + "]");
+    client_tls_ = std::move(tls);
+    return settle();
+  }
+  handshaking_ = false;
+  fail("the TLS handshake never finished");
 }
 
 // --- the files -------------------------------------------------------------------------------
@@ -708,12 +785,18 @@ std::optional<Script> read_script(const fs::path& path, std::string& error) {
         s.role = config::ListenerRole::smtp;
       else if (kind == "submission")
         s.role = config::ListenerRole::submission;
+      else if (kind == "smtps")
+        s.role = config::ListenerRole::smtps;
       else {
         error = "unknown listener: " + kind;
         return std::nullopt;
       }
       s.listener_name = kind;
       s.plaintext_auth = option == "plaintext-auth";
+      continue;
+    }
+    if (settings && word == "tls") {
+      s.tls = true;
       continue;
     }
     if (settings && word == "without-lookup") {
@@ -742,13 +825,6 @@ std::optional<Script> read_script(const fs::path& path, std::string& error) {
     s.steps.push_back(line);
   }
   return s;
-}
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream all;
-  all << in.rdbuf();
-  return all.str();
 }
 
 std::vector<std::string> split_lines(const std::string& text) {
