@@ -1,0 +1,238 @@
+// The queue process in a forked child on a temporary spool, with the test playing the parent,
+// smtp, mda, lookup and smtpctl over socketpairs (process_harness.hpp), and what the spool
+// holds read back with the spool format's own decoder. Shared by the tests of the process
+// (queue_process_test.cpp) and of its scheduler (scheduler_test.cpp).
+#pragma once
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/mail/envelope.hpp"
+#include "common/util/io.hpp"
+#include "queue/envelope_file.hpp"
+#include "queue/queue_process.hpp"
+#include "queue/spool.hpp"
+#include "tests/unit/support/process_harness.hpp"
+
+namespace postern::queue::test_support {
+
+namespace fs = std::filesystem;
+using test::PeerEnd;
+using test::ProcessUnderTest;
+using test::Received;
+
+constexpr uint32_t kRetryFirst = 60;
+constexpr uint32_t kRetryMax = 200;  // 60, 120, then capped at 200
+constexpr std::string_view kBody = "Subject: test\r\n\r\nhello\r\n";
+
+inline std::string slurp(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// The message's envelope as the spool has it now: its envelope file, else its commit record.
+inline std::optional<Envelope> spooled_envelope(const fs::path& spool, const std::string& id) {
+  const fs::path env = spool / "queue" / (id + ".env");
+  if (fs::exists(env)) {
+    Result<Envelope> e = decode_envelope(slurp(env));
+    return e.ok() ? std::optional<Envelope>(e.value()) : std::nullopt;
+  }
+  const std::string data = slurp(spool / "queue" / (id + ".msg"));
+  if (data.size() < kCommitFooterSize) return std::nullopt;
+  const auto footer =
+      parse_commit_footer(std::string_view(data).substr(data.size() - kCommitFooterSize));
+  if (!footer || footer->size > data.size() - kCommitFooterSize) return std::nullopt;
+  Result<Envelope> e = decode_envelope(
+      std::string_view(data).substr(footer->size, data.size() - kCommitFooterSize - footer->size));
+  return e.ok() ? std::optional<Envelope>(e.value()) : std::nullopt;
+}
+
+// The message a job hands mda: the first size bytes of its descriptor; empty if unreadable.
+inline std::string job_text(const Received<msg::DeliverLocal>& job) {
+  std::string text(job.message.size, '\0');
+  if (!job.fd ||
+      pread(job.fd.get(), text.data(), text.size(), 0) != static_cast<ssize_t>(text.size()))
+    return "";
+  return text;
+}
+
+inline bool spooled(const fs::path& spool, const std::string& id) {
+  return fs::exists(spool / "queue" / (id + ".msg"));
+}
+
+inline Recipient rcpt(std::string address) {
+  Recipient r;
+  r.address = std::move(address);
+  return r;
+}
+
+// A committed message put in the spool before the queue starts, as a crashed queue leaves it:
+// one recipient, alice@example.org, tried `attempts` times, next due at next_try.
+inline std::string spool_message(Spool& spool, int64_t next_try, uint32_t attempts = 0) {
+  Result<NewMessage> m = spool.create();
+  if (!m.ok() || !write_all(m->ours.get(), kBody).ok()) return "";
+  Envelope e;
+  e.id = m->id;
+  e.arrival = std::time(nullptr) - 600;
+  e.sender = "bob@example.org";
+  e.helo = "client.example.net";
+  e.client_address = "192.0.2.1";
+  e.listener = "smtp";
+  e.next_try = next_try;
+  Recipient r = rcpt("alice@example.org");
+  r.attempts = attempts;
+  e.recipients.push_back(r);
+  if (!spool.commit(e, m.value()).ok()) return "";
+  return m->id;
+}
+
+class QueueTest : public ::testing::Test {
+ protected:
+  // Starts the queue on the spool with the test's peers; config as the parent would send it.
+  void start_queue(msg::QueueConfig config = {}) {
+    if (config.spool_dir.empty()) config.spool_dir = spool_.path();
+    if (config.local_domains.empty()) config.local_domains = {"example.org"};
+    if (config.hostname.empty()) config.hostname = "mx.example.org";
+    if (config.retry_first == msg::QueueConfig{}.retry_first) {
+      config.retry_first = kRetryFirst;
+      config.retry_max = kRetryMax;
+    }
+    queue_.reset();
+    queue_.emplace(Role::queue, [](ChildRuntime& runtime) {
+      QueueProcess queue(runtime);
+      return runtime.run();
+    });
+    ASSERT_TRUE(queue_->parent().send(config));
+    smtp_ = &queue_->connect(Role::smtp);
+    mda_ = &queue_->connect(Role::mda);
+    lookup_ = &queue_->connect(Role::lookup);
+    control_ = &queue_->connect(Role::control);
+    ASSERT_TRUE(queue_->start());
+  }
+
+  template <typename M>
+  std::optional<Received<M>> await(PeerEnd& end) {
+    if (!queue_->run_until([&] { return end.has<M>(); })) return std::nullopt;
+    return end.take<M>();
+  }
+
+  // smtp's side of a transaction up to the commit; the message's id, or empty.
+  std::string open_and_write(std::string_view body = kBody) {
+    EXPECT_TRUE(smtp_->send(msg::MessageOpen{}, ++request_));
+    auto opened = await<msg::MessageOpened>(*smtp_);
+    if (!opened || !opened->fd) {
+      ADD_FAILURE() << "no MessageOpened with a descriptor";
+      return "";
+    }
+    EXPECT_EQ(opened->request_id, request_);
+    EXPECT_TRUE(valid_queue_id(opened->message.id));
+    EXPECT_TRUE(write_all(opened->fd.get(), body).ok());
+    return opened->message.id;
+  }
+
+  bool commit(const std::string& id, int64_t arrival, uint32_t count, uint64_t session = 7,
+              const std::string& sender = "bob@example.org") {
+    msg::MessageCommit c;
+    c.envelope.id = id;
+    c.envelope.arrival = arrival;
+    c.envelope.sender = sender;
+    c.envelope.helo = "client.example.net";
+    c.envelope.client_address = "192.0.2.1";
+    c.envelope.listener = "smtp";
+    c.recipient_count = count;
+    c.session = session;
+    return smtp_->send(c, ++request_);
+  }
+
+  // A whole transaction; the MessageResult.
+  std::optional<Received<msg::MessageResult>> submit(
+      std::vector<Recipient> recipients, int64_t arrival = std::time(nullptr),
+      const std::string& sender = "bob@example.org") {
+    const std::string id = open_and_write();
+    if (id.empty()) return std::nullopt;
+    const auto count = static_cast<uint32_t>(recipients.size());
+    EXPECT_TRUE(smtp_->send(msg::MessageRecipients{.id = id, .recipients = std::move(recipients)}));
+    EXPECT_TRUE(commit(id, arrival, count, 7, sender));
+    return await<msg::MessageResult>(*smtp_);
+  }
+
+  // A whole transaction for local recipients, committed; the job it becomes for mda.
+  std::optional<Received<msg::DeliverLocal>> submit_for_mda(
+      std::vector<Recipient> recipients, int64_t arrival = std::time(nullptr),
+      const std::string& sender = "bob@example.org") {
+    auto result = submit(std::move(recipients), arrival, sender);
+    if (!result || result->message.outcome != msg::MessageOutcome::committed) return std::nullopt;
+    auto job = await<msg::DeliverLocal>(*mda_);
+    if (job && job->message.id != result->message.id) return std::nullopt;
+    return job;
+  }
+
+  // No job reaches mda for a while.
+  bool mda_gets_nothing(std::chrono::milliseconds quiet = std::chrono::milliseconds(300)) {
+    return !queue_->run_until([&] { return mda_->has<msg::DeliverLocal>(); }, quiet);
+  }
+
+  // mda's answer to a job: one result per recipient handed out.
+  bool report(const Received<msg::DeliverLocal>& job, msg::DeliveryOutcome outcome,
+              const std::string& dsn, const std::string& detail = "test") {
+    msg::DeliveryReport r{.id = job.message.id, .results = {}, .last = true};
+    for (const auto& local : job.message.recipients)
+      r.results.push_back({.index = local.index,
+                           .outcome = outcome,
+                           .dsn = dsn,
+                           .detail = detail,
+                           .forward = {},
+                           .expanded = false});
+    return mda_->send(r, job.request_id);
+  }
+
+  // Waits until the spool's envelope of id satisfies done.
+  bool await_spool(const std::string& id, const std::function<bool(const Envelope&)>& done) {
+    return queue_->run_until([&] {
+      auto e = spooled_envelope(spool_.path(), id);
+      return e && done(*e);
+    });
+  }
+
+  bool await_removed(const std::string& id) {
+    return queue_->run_until([&] { return !spooled(spool_.path(), id); });
+  }
+
+  std::string show_message(const std::string& id) {
+    EXPECT_TRUE(control_->send(msg::CtlShowMessage{.id = id}, ++request_));
+    std::string text;
+    while (true) {
+      if (!queue_->run_until(
+              [&] { return control_->has<msg::CtlText>() || control_->has<msg::CtlResult>(); }))
+        return "(no answer)";
+      if (auto piece = control_->take<msg::CtlText>()) {
+        text += piece->message.text;
+        continue;
+      }
+      auto result = control_->take<msg::CtlResult>();
+      if (!result || !result->message.ok) return "(refused)";
+      return text;
+    }
+  }
+
+  test::TempDir spool_;
+  std::optional<ProcessUnderTest> queue_;
+  PeerEnd* smtp_ = nullptr;
+  PeerEnd* mda_ = nullptr;
+  PeerEnd* lookup_ = nullptr;
+  PeerEnd* control_ = nullptr;
+  uint32_t request_ = 0;
+};
+
+}  // namespace postern::queue::test_support
