@@ -6,7 +6,6 @@
 // .out files from what the code does now. The syntax is in tests/data/smtp/README.
 #include <event2/event.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
