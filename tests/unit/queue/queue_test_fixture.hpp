@@ -123,8 +123,7 @@ class QueueTest : public ::testing::Test {
 
   template <typename M>
   std::optional<Received<M>> await(PeerEnd& end) {
-    if (!queue_->run_until([&] { return end.has<M>(); })) return std::nullopt;
-    return end.take<M>();
+    return queue_->await<M>(end);
   }
 
   // smtp's side of a transaction up to the commit; the message's id, or empty.

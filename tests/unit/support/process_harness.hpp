@@ -91,6 +91,14 @@ class ProcessUnderTest {
   // Runs the test's loop until done() or the time is up; says whether done() held.
   bool run_until(const std::function<bool()>& done,
                  std::chrono::milliseconds limit = std::chrono::seconds(10));
+  // Runs the loop until a message of M's type arrives on end; that message, or nullopt when
+  // none came in time or it was not acceptable (PeerEnd::take).
+  template <typename M>
+  std::optional<Received<M>> await(PeerEnd& end,
+                                   std::chrono::milliseconds limit = std::chrono::seconds(10)) {
+    if (!run_until([&] { return end.has<M>(); }, limit)) return std::nullopt;
+    return end.take<M>();
+  }
   // Closes the parent channel and waits for the process to exit; its wait status, or -1.
   int stop();
   // Kills the process at once (SIGKILL), as a crash would, and reaps it.

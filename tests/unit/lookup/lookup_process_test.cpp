@@ -1,0 +1,256 @@
+// Tests for lookup/lookup_process.cpp: a real LookupProcess in a forked child
+// (process_harness.hpp), the test playing the parent, smtp, the queue and mda over socketpairs.
+// RCPT checks against a users table file the parent hands over, a bad table refused whole with
+// the good one kept, routes for mda, and the relay check resting on what lookup verified
+// itself: the session's own TCP connection and its AUTH against a credentials table.
+#include <arpa/inet.h>
+#include <crypt.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "lookup/lookup_process.hpp"
+#include "tests/unit/support/process_harness.hpp"
+
+namespace postern::lookup {
+namespace {
+
+using test::PeerEnd;
+using test::ProcessUnderTest;
+using test::Received;
+
+std::string sha512_hash(const std::string& password) {
+  char setting[CRYPT_GENSALT_OUTPUT_SIZE];
+  if (crypt_gensalt_rn("$6$", 5000, nullptr, 0, setting, sizeof setting) == nullptr) return "";
+  const auto data = std::make_unique<crypt_data>();
+  const char* out = crypt_rn(password.c_str(), setting, data.get(), sizeof *data);
+  return out == nullptr ? "" : out;
+}
+
+// An accepted loopback TCP connection, as smtp hands it to lookup, and the client's end.
+struct Connection {
+  UniqueFd accepted;
+  UniqueFd client;
+};
+
+Connection loopback_connection() {
+  Connection c;
+  UniqueFd listener(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (!listener || bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      listen(listener.get(), 1) != 0 ||
+      getsockname(listener.get(), reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+    return c;
+  c.client = UniqueFd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (connect(c.client.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return c;
+  c.accepted = UniqueFd(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  return c;
+}
+
+class LookupProcessTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    users_path_ = dir_.path() + "/users";
+    credentials_path_ = dir_.path() + "/credentials";
+    std::ofstream(users_path_) << "alice\nbob\n";
+    std::ofstream(credentials_path_) << "alice:" << sha512_hash("correct horse") << "\n";
+    lookup_.emplace(Role::lookup, [](ChildRuntime& runtime) {
+      LookupProcess lookup(runtime);
+      return runtime.run();
+    });
+    config::Domain domain;
+    domain.name = "example.org";
+    domain.users_table = users_path_;
+    domain.maildir = dir_.path() + "/%u/Maildir";
+    msg::LookupConfig config;
+    config.domains = {domain};
+    ASSERT_TRUE(lookup_->parent().send(config));
+    ASSERT_TRUE(send_table(msg::TableKind::users, users_path_));
+    ASSERT_TRUE(send_table(msg::TableKind::credentials, credentials_path_));
+    smtp_ = &lookup_->connect(Role::smtp);
+    queue_ = &lookup_->connect(Role::queue);
+    mda_ = &lookup_->connect(Role::mda);
+    ASSERT_TRUE(lookup_->start());
+  }
+
+  bool send_table(msg::TableKind kind, const std::string& path, uint32_t request = 0) {
+    UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    return lookup_->parent().send(msg::TableFile{.kind = kind, .name = path}, request,
+                                  std::move(fd));
+  }
+
+  std::optional<msg::RcptDecision> rcpt(const std::string& local, const std::string& domain,
+                                        uint64_t session = 0) {
+    if (!smtp_->send(msg::RcptCheck{.local_part = local,
+                                    .domain = domain,
+                                    .literal = false,
+                                    .authenticated = session != 0,
+                                    .session = session},
+                     ++request_))
+      return std::nullopt;
+    auto verdict = lookup_->await<msg::RcptVerdict>(*smtp_);
+    if (!verdict || verdict->request_id != request_) return std::nullopt;
+    return verdict->message.decision;
+  }
+
+  std::optional<msg::AuthOutcome> auth(const std::string& password, uint64_t session) {
+    if (!smtp_->send(msg::AuthCheck{.user = "alice",
+                                    .password = password,
+                                    .client_address = "127.0.0.1",
+                                    .session = session},
+                     ++request_))
+      return std::nullopt;
+    auto verdict = lookup_->await<msg::AuthVerdict>(*smtp_);
+    if (!verdict || verdict->request_id != request_) return std::nullopt;
+    return verdict->message.outcome;
+  }
+
+  std::optional<msg::RelayVerdict> relay(uint64_t session, const std::string& auth_user,
+                                         const std::string& client = "127.0.0.1") {
+    if (!queue_->send(msg::RelayCheck{.session = session,
+                                      .client_address = client,
+                                      .listener = "smtp",
+                                      .auth_user = auth_user,
+                                      .domain = "remote.example"},
+                      ++request_))
+      return std::nullopt;
+    auto verdict = lookup_->await<msg::RelayVerdict>(*queue_);
+    if (!verdict || verdict->request_id != request_) return std::nullopt;
+    return verdict->message;
+  }
+
+  test::TempDir dir_;
+  std::string users_path_;
+  std::string credentials_path_;
+  std::optional<ProcessUnderTest> lookup_;
+  PeerEnd* smtp_ = nullptr;
+  PeerEnd* queue_ = nullptr;
+  PeerEnd* mda_ = nullptr;
+  uint32_t request_ = 0;
+};
+
+TEST_F(LookupProcessTest, RcptChecksFollowTheUsersTable) {
+  EXPECT_EQ(rcpt("alice", "example.org"), msg::RcptDecision::local);
+  EXPECT_EQ(rcpt("zed", "example.org"), msg::RcptDecision::unknown_user);
+  EXPECT_EQ(rcpt("alice%elsewhere", "example.org"), msg::RcptDecision::unknown_user);
+  // Elsewhere, smtp's claim of authentication counts for nothing without a verified session.
+  EXPECT_EQ(rcpt("eve", "remote.example"), msg::RcptDecision::relay_denied);
+}
+
+// A table with an error is refused whole (the parent hears why, by line) and the one in use
+// stays; a good one replaces it.
+TEST_F(LookupProcessTest, ABadTableIsRefusedAndTheOldOneKept) {
+  std::ofstream(users_path_, std::ios::trunc) << "carol\n@bad\n";
+  ASSERT_TRUE(send_table(msg::TableKind::users, users_path_, 900));
+  auto loaded = lookup_->await<msg::TableLoaded>(lookup_->parent());
+  ASSERT_TRUE(loaded);
+  EXPECT_EQ(loaded->request_id, 900u);
+  EXPECT_FALSE(loaded->message.ok);
+  EXPECT_NE(loaded->message.error.find(users_path_ + ":2"), std::string::npos)
+      << loaded->message.error;
+  EXPECT_EQ(rcpt("alice", "example.org"), msg::RcptDecision::local);
+  EXPECT_EQ(rcpt("carol", "example.org"), msg::RcptDecision::unknown_user);
+
+  std::ofstream(users_path_, std::ios::trunc) << "carol\n";
+  ASSERT_TRUE(send_table(msg::TableKind::users, users_path_, 901));
+  loaded = lookup_->await<msg::TableLoaded>(lookup_->parent());
+  ASSERT_TRUE(loaded);
+  EXPECT_TRUE(loaded->message.ok) << loaded->message.error;
+  EXPECT_EQ(rcpt("carol", "example.org"), msg::RcptDecision::local);
+  EXPECT_EQ(rcpt("alice", "example.org"), msg::RcptDecision::unknown_user);
+}
+
+TEST_F(LookupProcessTest, RoutesForMda) {
+  ASSERT_TRUE(
+      mda_->send(msg::ResolveLocal{.addresses = {"alice@example.org", "zed@example.org"}}, 5));
+  auto routes = lookup_->await<msg::LocalRoutes>(*mda_);
+  ASSERT_TRUE(routes);
+  EXPECT_EQ(routes->request_id, 5u);
+  EXPECT_TRUE(routes->message.last);
+  ASSERT_EQ(routes->message.routes.size(), 2u);
+  const msg::LocalRoute& alice = routes->message.routes[0];
+  ASSERT_EQ(alice.status, msg::RouteStatus::ok) << alice.error;
+  ASSERT_EQ(alice.destinations.size(), 1u);
+  EXPECT_EQ(alice.destinations[0].method, msg::DeliveryMethod::maildir);
+  EXPECT_EQ(alice.destinations[0].target, dir_.path() + "/alice/Maildir");
+  EXPECT_EQ(alice.destinations[0].mailbox, "alice@example.org");
+  EXPECT_EQ(routes->message.routes[1].status, msg::RouteStatus::unknown_user);
+}
+
+// Relaying needs a session lookup saw itself (its TCP connection) that authenticated here as
+// the user the envelope names; smtp's word is never enough.
+TEST_F(LookupProcessTest, RelayRestsOnWhatLookupVerified) {
+  Connection c = loopback_connection();
+  ASSERT_TRUE(c.accepted);
+  ASSERT_TRUE(
+      smtp_->send(msg::SessionOpen{.session = 7, .listener = "smtp"}, 0, std::move(c.accepted)));
+  // Not authenticated yet.
+  auto verdict = relay(7, "");
+  ASSERT_TRUE(verdict);
+  EXPECT_FALSE(verdict->allowed);
+  EXPECT_EQ(rcpt("eve", "remote.example", 7), msg::RcptDecision::relay_denied);
+
+  EXPECT_EQ(auth("wrong", 7), msg::AuthOutcome::rejected);
+  EXPECT_EQ(auth("correct horse", 7), msg::AuthOutcome::accepted);
+  EXPECT_EQ(rcpt("eve", "remote.example", 7), msg::RcptDecision::relay);
+  verdict = relay(7, "alice");
+  ASSERT_TRUE(verdict);
+  EXPECT_TRUE(verdict->allowed) << verdict->reason;
+  // The envelope must say what lookup saw.
+  verdict = relay(7, "alice", "192.0.2.9");
+  ASSERT_TRUE(verdict);
+  EXPECT_FALSE(verdict->allowed);
+  verdict = relay(7, "mallory");
+  ASSERT_TRUE(verdict);
+  EXPECT_FALSE(verdict->allowed);
+  // A session never opened (or closed) cannot relay.
+  verdict = relay(8, "alice");
+  ASSERT_TRUE(verdict);
+  EXPECT_FALSE(verdict->allowed);
+  ASSERT_TRUE(smtp_->send(msg::SessionClose{.session = 7}));
+  // (Asked on smtp's channel, so the close is read before the queue's question.) A session
+  // lookup does not know, whatever smtp claims: the client may try again.
+  EXPECT_EQ(rcpt("eve", "remote.example", 7), msg::RcptDecision::temporary);
+  verdict = relay(7, "alice");
+  ASSERT_TRUE(verdict);
+  EXPECT_FALSE(verdict->allowed);
+}
+
+// A descriptor that is not a TCP connection registers no session.
+TEST_F(LookupProcessTest, ASessionOnANonTcpDescriptorCannotRelay) {
+  UniqueFd a, b;
+  ASSERT_TRUE(ipc::make_socketpair(a, b));
+  ASSERT_TRUE(smtp_->send(msg::SessionOpen{.session = 9, .listener = "smtp"}, 0, std::move(a)));
+  EXPECT_EQ(auth("correct horse", 9), msg::AuthOutcome::accepted);
+  auto verdict = relay(9, "alice");
+  ASSERT_TRUE(verdict);
+  EXPECT_FALSE(verdict->allowed);
+}
+
+// A new smtp numbers its sessions afresh: nothing vouched for the old one carries over.
+TEST_F(LookupProcessTest, SmtpLostForgetsItsSessions) {
+  Connection c = loopback_connection();
+  ASSERT_TRUE(c.accepted);
+  ASSERT_TRUE(
+      smtp_->send(msg::SessionOpen{.session = 7, .listener = "smtp"}, 0, std::move(c.accepted)));
+  EXPECT_EQ(auth("correct horse", 7), msg::AuthOutcome::accepted);
+  smtp_->close();
+  smtp_ = &lookup_->connect(Role::smtp);
+  ASSERT_TRUE(lookup_->run_until([&] { return smtp_->has<msg::PeerHello>(); }));
+  auto verdict = relay(7, "alice");
+  ASSERT_TRUE(verdict);
+  EXPECT_FALSE(verdict->allowed);
+}
+
+}  // namespace
+}  // namespace postern::lookup
