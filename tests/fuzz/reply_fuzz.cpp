@@ -1,5 +1,5 @@
-// libFuzzer target for the client side of the SMTP grammar (common/mail/reply.cpp,
-// dot_stuff.cpp): arbitrary bytes as a server's reply lines,
+// libFuzzer target for the client side of the SMTP grammar (common/mail/reply.cpp, the
+// capability reader in client.cpp, dot_stuff.cpp): arbitrary bytes as a server's reply lines,
 // split at CRLF as the client frames them, and as a message to stuff. Beyond the sanitizers it
 // checks what the client relies on: replies within their bounds, enhanced codes of the reply's
 // class, and stuffing in pieces equal to stuffing whole, undone by the receiver's rule.
@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/mail/client.hpp"
 #include "common/mail/dot_stuff.hpp"
 #include "common/mail/reply.hpp"
 
@@ -45,6 +46,8 @@ void check_replies(std::string_view text) {
     if (reply.enhanced) check(reply.enhanced->klass == reply.code / 100);
     const std::string status = reply.status();
     check(!status.empty() && status[0] - '0' == reply.code / 100);
+    const Capabilities caps = parse_capabilities(reply);
+    check(caps.auth.size() <= 16);
   }
 }
 
