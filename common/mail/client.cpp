@@ -103,7 +103,7 @@ const char* phase_name(ClientPhase phase) {
   return "?";
 }
 
-ClientSession::ClientSession(event_base* base, ClientOptions options, std::function<void()> closed)
+ClientSession::ClientSession(event_base* base, ClientOptions options, Closed closed)
     : base_(base),
       options_(std::move(options)),
       closed_callback_(std::move(closed)),
@@ -160,7 +160,7 @@ void ClientSession::send(ClientTransaction transaction, Done done) {
 }
 
 bool ClientSession::idle() const {
-  return state_ == State::ready && !running_ && waiting_.empty() && !needs_rset_;
+  return state_ == State::ready && !running_ && waiting_.empty();
 }
 
 void ClientSession::quit() {
@@ -453,7 +453,12 @@ void ClientSession::pump_body() {
     if (!n.ok()) {
       // Never the final dot after a message cut short: the connection goes without it, and the
       // server discards the transaction.
-      abort("cannot read the message: " + n.error().message, "4.3.0");
+      fail_open(RecipientResult{.status = RecipientStatus::temporary,
+                                .phase = ClientPhase::body,
+                                .code = 0,
+                                .status_code = "4.3.0",
+                                .text = "cannot read the message: " + n.error().message,
+                                .local = true});
       return;
     }
     if (n.value() == 0) {
@@ -550,7 +555,7 @@ void ClientSession::fail_open(const RecipientResult& result) {
     done(std::vector<RecipientResult>(transaction.recipients.size(), result));
     if (!*alive) return;
   }
-  if (closed_callback_) closed_callback_();
+  if (closed_callback_) closed_callback_(*this);
 }
 
 void ClientSession::close() {
@@ -567,7 +572,7 @@ void ClientSession::close() {
 
 void ClientSession::end_quietly() {
   close();
-  if (closed_callback_) closed_callback_();
+  if (closed_callback_) closed_callback_(*this);
 }
 
 }  // namespace postern::mail

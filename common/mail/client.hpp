@@ -96,6 +96,8 @@ struct RecipientResult {
   // The server's reply text (its last line), or what went wrong here ("timed out",
   // "the connection was closed", "malformed reply code", "cannot connect to ...").
   std::string text;
+  // Our side failed, not the server or the connection: the message could not be read.
+  bool local = false;
   bool from_server() const { return code != 0; }
 };
 
@@ -104,7 +106,8 @@ class ClientSession {
   using Done = std::function<void(std::vector<RecipientResult>)>;
   // closed runs once, when the connection is over for any reason (after the result of a
   // transaction it ended). Any of these callbacks may destroy the session.
-  ClientSession(event_base* base, ClientOptions options, std::function<void()> closed);
+  using Closed = std::function<void(ClientSession&)>;
+  ClientSession(event_base* base, ClientOptions options, Closed closed);
   ~ClientSession();
   ClientSession(const ClientSession&) = delete;
   ClientSession& operator=(const ClientSession&) = delete;
@@ -118,7 +121,8 @@ class ClientSession {
   // their order. A session that cannot run it (closed, or broken before or during it) answers
   // every recipient still open with a temporary failure.
   void send(ClientTransaction transaction, Done done);
-  // True when the connection is up and no transaction is waiting or under way.
+  // True when the connection is up and no transaction is waiting or under way: one sent now
+  // starts at once (after an RSET the last one may owe).
   bool idle() const;
   bool closed() const { return state_ == State::closed; }
 
@@ -177,7 +181,7 @@ class ClientSession {
 
   event_base* base_;
   ClientOptions options_;
-  std::function<void()> closed_callback_;
+  Closed closed_callback_;
   std::unique_ptr<ClientStream> stream_;
   std::unique_ptr<ClientStream> retired_;  // closed while one of its callbacks ran
   State state_ = State::unopened;

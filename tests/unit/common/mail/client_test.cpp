@@ -194,7 +194,7 @@ struct Harness {
   std::unique_ptr<ClientSession> session;
 
   explicit Harness(ClientOptions options) {
-    session = std::make_unique<ClientSession>(base.get(), std::move(options), [this] {
+    session = std::make_unique<ClientSession>(base.get(), std::move(options), [this](ClientSession&) {
       closed = true;
       event_base_loopbreak(base.get());
     });
@@ -528,6 +528,7 @@ TEST(ClientSession, AMessageCutShortIsNeverEndedWithADot) {
   ASSERT_EQ(h.answers.size(), 1u);
   EXPECT_EQ(h.answers[0][0].status, RecipientStatus::temporary);
   EXPECT_EQ(h.answers[0][0].status_code, "4.3.0");
+  EXPECT_TRUE(h.answers[0][0].local);
   EXPECT_TRUE(h.answers[0][0].text.starts_with("cannot read the message")) << h.answers[0][0].text;
   // Let the server thread see the end of the connection.
   h.session.reset();
