@@ -1,19 +1,12 @@
-// Tests for common/mail/client.cpp against real servers written here: each is a thread with a
-// listening socket (loopback TCP or a unix socket) and a script per connection, while the client
-// runs on an event loop in the test's thread. Covers LMTP's per-recipient replies, PIPELINING,
+// Tests for common/mail/client.cpp against real servers played by scripts (script_server.hpp:
+// a thread with a loopback TCP or unix socket), while the client runs on an event loop in the
+// test's thread. Covers LMTP's per-recipient replies, PIPELINING,
 // connection reuse, and servers that stall, break off, or talk without end.
 #include "common/mail/client.hpp"
 
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
 
 #include <atomic>
-#include <cstdlib>
-#include <functional>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -21,161 +14,12 @@
 #include "common/util/event.hpp"
 #include "common/util/fd.hpp"
 #include "common/util/io.hpp"
+#include "tests/unit/common/mail/script_server.hpp"
 
 namespace postern::mail {
 namespace {
 
 using namespace std::chrono_literals;
-
-// One accepted connection, blocking, from the server's side.
-class Conn {
- public:
-  explicit Conn(int fd) : fd_(fd) {}
-  void send(const std::string& bytes) {
-    size_t done = 0;
-    while (done < bytes.size()) {
-      const ssize_t n = ::send(fd_, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
-      if (n <= 0) return;
-      done += static_cast<size_t>(n);
-    }
-  }
-  // Sends without end until the peer goes; returns when a write fails.
-  void flood(const std::string& bytes) {
-    for (;;)
-      if (::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) <= 0) return;
-  }
-  // The next line without CRLF; "" at EOF (commands are never empty).
-  std::string line() {
-    for (;;) {
-      const size_t eol = buffer_.find("\r\n");
-      if (eol != std::string::npos) {
-        std::string l = buffer_.substr(0, eol);
-        buffer_.erase(0, eol + 2);
-        return l;
-      }
-      if (!fill()) return "";
-    }
-  }
-  // The message after 354, up to the lone dot, unstuffed; nullopt at EOF before the dot.
-  std::optional<std::string> data() {
-    std::string message;
-    for (;;) {
-      const size_t eol = buffer_.find("\r\n");
-      if (eol == std::string::npos) {
-        if (!fill()) return std::nullopt;
-        continue;
-      }
-      std::string l = buffer_.substr(0, eol);
-      buffer_.erase(0, eol + 2);
-      if (l == ".") return message;
-      if (!l.empty() && l[0] == '.') l.erase(0, 1);
-      message += l + "\r\n";
-    }
-  }
-  // Reads n bytes of whatever comes (or to EOF).
-  void skip(size_t n) {
-    while (buffer_.size() < n && fill()) {
-    }
-  }
-
- private:
-  bool fill() {
-    char buf[65536];
-    const ssize_t n = recv(fd_, buf, sizeof buf, 0);
-    if (n <= 0) return false;
-    buffer_.append(buf, static_cast<size_t>(n));
-    return true;
-  }
-  int fd_;
-  std::string buffer_;
-};
-
-class TestServer {
- public:
-  using Script = std::function<void(Conn&)>;
-  TestServer(Script script, bool unix_socket = false) : script_(std::move(script)) {
-    if (unix_socket) {
-      char dir[] = "/tmp/postern-client-test-XXXXXX";
-      EXPECT_NE(mkdtemp(dir), nullptr);
-      dir_ = dir;
-      path_ = dir_ + "/lmtp";
-      listen_.reset(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-      sockaddr_un sun{};
-      sun.sun_family = AF_UNIX;
-      std::snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path_.c_str());
-      EXPECT_EQ(bind(listen_.get(), reinterpret_cast<sockaddr*>(&sun), sizeof sun), 0);
-      endpoint_ = *parse_endpoint("unix:" + path_);
-    } else {
-      listen_.reset(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-      sockaddr_in sin{};
-      sin.sin_family = AF_INET;
-      sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      EXPECT_EQ(bind(listen_.get(), reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
-      socklen_t len = sizeof sin;
-      getsockname(listen_.get(), reinterpret_cast<sockaddr*>(&sin), &len);
-      endpoint_ = *parse_endpoint("127.0.0.1:" + std::to_string(ntohs(sin.sin_port)));
-    }
-    EXPECT_EQ(listen(listen_.get(), 16), 0);
-    acceptor_ = std::thread([this] {
-      for (;;) {
-        const int fd = accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC);
-        if (fd < 0) return;
-        std::lock_guard lock(mutex_);
-        ++connections_;
-        conns_.emplace_back(fd);
-        threads_.emplace_back([this, fd] {
-          Conn conn(fd);
-          script_(conn);
-          shutdown(fd, SHUT_RDWR);
-        });
-      }
-    });
-  }
-  ~TestServer() {
-    shutdown(listen_.get(), SHUT_RDWR);
-    acceptor_.join();
-    std::lock_guard lock(mutex_);
-    for (UniqueFd& fd : conns_) shutdown(fd.get(), SHUT_RDWR);
-    for (auto& t : threads_) t.join();
-    if (!path_.empty()) {
-      unlink(path_.c_str());
-      rmdir(dir_.c_str());
-    }
-  }
-  const Endpoint& endpoint() const { return endpoint_; }
-  int connections() {
-    std::lock_guard lock(mutex_);
-    return connections_;
-  }
-
- private:
-  Script script_;
-  UniqueFd listen_;
-  Endpoint endpoint_;
-  std::string dir_, path_;
-  std::thread acceptor_;
-  std::mutex mutex_;
-  std::vector<UniqueFd> conns_;
-  std::vector<std::thread> threads_;
-  int connections_ = 0;
-};
-
-// A message in an unlinked temporary file, as the spool hands one out.
-class MessageFile {
- public:
-  explicit MessageFile(const std::string& bytes) {
-    char path[] = "/tmp/postern-client-msg-XXXXXX";
-    fd_.reset(mkstemp(path));
-    unlink(path);
-    EXPECT_TRUE(write_all(fd_.get(), bytes).ok());
-    size_ = bytes.size();
-  }
-  MessageData data(uint64_t claimed = 0) const { return {fd_.get(), claimed ? claimed : size_}; }
-
- private:
-  UniqueFd fd_;
-  uint64_t size_ = 0;
-};
 
 ClientTransaction transaction(const MessageFile& file, std::vector<std::string> rcpts) {
   ClientTransaction t;
