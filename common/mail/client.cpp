@@ -13,6 +13,9 @@ namespace {
 // stuffing at most doubles a chunk, so output stays under about 100 KiB a session.
 constexpr size_t kBodyChunk = 16 * 1024;
 constexpr size_t kBodyHighWater = 64 * 1024;
+// Commands sent ahead of their replies when pipelining: RCPTs of a large transaction go in
+// windows of this many, so what waits to be sent stays bounded (about 100 command lines).
+constexpr size_t kPipelineWindow = 100;
 
 std::string upper(std::string_view text) {
   std::string out(text);
@@ -367,9 +370,32 @@ void ClientSession::begin() {
     return;
   }
   write("MAIL FROM:<" + t.sender + ">" + t.mail_parameters + "\r\n", Awaiting::mail);
-  if (!options_.pipelining || !capabilities_.pipelining) return;
-  // RFC 2920 3.1: MAIL, every RCPT and DATA go as one group; the replies come in order.
-  for (size_t i = 0; i < t.recipients.size(); ++i) send_rcpt(i);
+  running_->pipelined = options_.pipelining && capabilities_.pipelining;
+  advance();
+}
+
+// Sends what the transaction can send now. Pipelined (RFC 2920 3.1), MAIL, the RCPTs and DATA
+// go without waiting, DATA last, while fewer than kPipelineWindow replies are owed; otherwise
+// one command at a time, and DATA only once a recipient was taken.
+void ClientSession::advance() {
+  Running& r = *running_;
+  const size_t n = r.transaction.recipients.size();
+  if (r.mail_refused) {
+    // Nothing more is sent; what is owed is taken as it comes (DATA's reply ends it).
+    if (expected_.empty()) finish_transaction(true);
+    return;
+  }
+  const size_t window = r.pipelined ? kPipelineWindow : 1;
+  while (r.next_rcpt < n && expected_.size() < window) send_rcpt(r.next_rcpt++);
+  if (r.next_rcpt < n || r.data_sent) return;
+  if (!r.pipelined) {
+    if (!expected_.empty()) return;
+    if (r.accepted.empty()) {
+      finish_transaction(true);
+      return;
+    }
+  }
+  r.data_sent = true;
   write("DATA\r\n", Awaiting::data);
 }
 
@@ -384,11 +410,8 @@ void ClientSession::reply_mail(const Reply& reply) {
     r.mail_refused = true;
     RecipientResult refusal = from_reply(ClientPhase::mail, reply);
     for (auto& result : r.results) result = refusal;
-    // Pipelined, the RCPT and DATA replies are still owed and are taken as they come.
-    if (expected_.empty()) finish_transaction(true);
-    return;
   }
-  if (expected_.empty()) send_rcpt(0);
+  advance();
 }
 
 void ClientSession::reply_rcpt(size_t i, const Reply& reply) {
@@ -399,20 +422,7 @@ void ClientSession::reply_rcpt(size_t i, const Reply& reply) {
     else
       r.results[i] = from_reply(ClientPhase::rcpt, reply);
   }
-  if (!expected_.empty()) return;  // pipelined: DATA's reply is next
-  if (i + 1 < r.transaction.recipients.size()) {
-    send_rcpt(i + 1);
-    return;
-  }
-  after_rcpts();
-}
-
-void ClientSession::after_rcpts() {
-  if (running_->accepted.empty()) {
-    finish_transaction(true);
-    return;
-  }
-  write("DATA\r\n", Awaiting::data);
+  advance();
 }
 
 void ClientSession::reply_data(const Reply& reply) {

@@ -145,6 +145,9 @@ class ClientSession {
     std::vector<std::optional<RecipientResult>> results;
     std::vector<size_t> accepted;  // recipients whose RCPT was taken, in order
     bool mail_refused = false;
+    bool pipelined = false;
+    size_t next_rcpt = 0;  // the next RCPT to send
+    bool data_sent = false;
     bool prefix_sent = false;
     uint64_t offset = 0;  // of the message, read so far
     DotStuffer stuffer;
@@ -158,12 +161,12 @@ class ClientSession {
 
   void write(const std::string& line, Awaiting what, size_t index = 0);
   void begin();
+  void advance();
   void send_rcpt(size_t i);
   void reply_greeting(const Reply& reply);
   void reply_hello(Awaiting what, const Reply& reply);
   void reply_mail(const Reply& reply);
   void reply_rcpt(size_t i, const Reply& reply);
-  void after_rcpts();
   void reply_data(const Reply& reply);
   void reply_data_end(size_t k, const Reply& reply);
   void pump_body();

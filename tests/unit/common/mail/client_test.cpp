@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <string>
 #include <thread>
@@ -183,6 +184,47 @@ TEST(ClientSession, PipeliningSendsTheWholeGroupBeforeAnyReply) {
   EXPECT_EQ(h.answers[0][1].status, RecipientStatus::permanent);
   ASSERT_TRUE(received);
   EXPECT_EQ(*received, "Return-Path: <sender@example.com>\r\n" + kMessage);
+}
+
+TEST(ClientSession, PipelinedTransactionLargerThanOneWindow) {
+  // 250 recipients: more than the client sends ahead at once. The server answers each command
+  // as it reads it; every second recipient is refused.
+  std::vector<std::string> verbs;
+  TestServer server([&](Conn& c) {
+    c.send("220 smtp\r\n");
+    c.line();
+    c.send("250-mx\r\n250 PIPELINING\r\n");
+    size_t rcpts = 0;
+    for (;;) {
+      const std::string line = c.line();
+      verbs.push_back(line.substr(0, 4));
+      if (line.empty() || line == "QUIT") break;
+      if (line.starts_with("RCPT"))
+        c.send(rcpts++ % 2 == 0 ? "250 2.1.5 ok\r\n" : "550 5.1.1 no\r\n");
+      else if (line == "DATA") {
+        c.send("354 go\r\n");
+        c.data();
+        c.send("250 2.0.0 ok\r\n");
+      } else {
+        c.send("250 ok\r\n");
+      }
+    }
+    c.send("221 bye\r\n");
+  });
+  MessageFile file(kMessage);
+  std::vector<std::string> rcpts;
+  for (int i = 0; i < 250; ++i) rcpts.push_back("r" + std::to_string(i) + "@x");
+  const auto results = deliver_once(server.endpoint(), ClientOptions{}, transaction(file, rcpts));
+  ASSERT_EQ(results.size(), 250u);
+  for (size_t i = 0; i < results.size(); ++i)
+    EXPECT_EQ(results[i].status,
+              i % 2 == 0 ? RecipientStatus::delivered : RecipientStatus::permanent)
+        << i;
+  ASSERT_EQ(verbs.size(), 253u);  // MAIL, 250 RCPT, DATA, QUIT
+  EXPECT_EQ(verbs[0], "MAIL");
+  EXPECT_EQ(std::count(verbs.begin(), verbs.end(), "RCPT"), 250);
+  EXPECT_EQ(verbs[251], "DATA");
+  EXPECT_EQ(verbs[252], "QUIT");
 }
 
 TEST(ClientSession, PipelinedRefusalsOfEveryRecipientSkipTheMessageAndReset) {
