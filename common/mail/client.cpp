@@ -125,6 +125,10 @@ void ClientSession::open(std::unique_ptr<ClientStream> stream) {
   if (state_ != State::unopened) return;
   stream_ = std::move(stream);
   state_ = State::connecting;
+  start_stream();
+}
+
+void ClientSession::start_stream() {
   timer_.arm(options_.timeouts.connect);
   // A closed session's stream lives on until the reaper frees it, and says nothing more.
   stream_->start({.connected =
@@ -179,6 +183,14 @@ void ClientSession::quit() {
 // --- the stream -----------------------------------------------------------------------------
 
 void ClientSession::on_connected() {
+  if (state_ == State::handshake) {
+    // RFC 3207 4.2: what the server said in the clear counts for nothing now.
+    tls_ = true;
+    capabilities_ = Capabilities{};
+    state_ = State::hello;
+    write("EHLO " + options_.helo_name + "\r\n", Awaiting::ehlo);
+    return;
+  }
   state_ = State::greeting;
   expected_.push_back({Awaiting::greeting});
   rearm();
@@ -187,7 +199,9 @@ void ClientSession::on_connected() {
 void ClientSession::on_readable() {
   const std::shared_ptr<bool> alive = alive_;
   evbuffer* in = stream_->input();
-  while (*alive && state_ != State::closed && state_ != State::connecting) {
+  // (A stream replaced under the loop by STARTTLS is read through its successor.)
+  while (*alive && state_ != State::closed && state_ != State::connecting &&
+         state_ != State::handshake && stream_->input() == in) {
     const evbuffer_ptr eol = evbuffer_search(in, "\r\n", 2, nullptr);
     if (eol.pos < 0) {
       // A CR may wait for its LF; more than a line's worth without CRLF is a bound broken.
@@ -247,6 +261,7 @@ void ClientSession::rearm() {
       break;
     case Awaiting::ehlo:
     case Awaiting::helo:
+    case Awaiting::starttls:
       timer_.arm(t.hello);
       break;
     case Awaiting::mail:
@@ -272,13 +287,18 @@ void ClientSession::rearm() {
 
 ClientPhase ClientSession::current_phase() const {
   if (state_ == State::connecting || state_ == State::unopened) return ClientPhase::connect;
-  if (expected_.empty())
+  if (state_ == State::handshake) return ClientPhase::hello;
+  if (expected_.empty()) {
+    if (state_ == State::greeting) return ClientPhase::greeting;
+    if (state_ == State::hello) return ClientPhase::hello;
     return running_ && running_->prefix_sent ? ClientPhase::body : ClientPhase::mail;
+  }
   switch (expected_.front().what) {
     case Awaiting::greeting:
       return ClientPhase::greeting;
     case Awaiting::ehlo:
     case Awaiting::helo:
+    case Awaiting::starttls:
       return ClientPhase::hello;
     case Awaiting::rset:
     case Awaiting::quit:
@@ -310,6 +330,8 @@ void ClientSession::on_reply(const Reply& reply) {
     case Awaiting::ehlo:
     case Awaiting::helo:
       return reply_hello(e.what, reply);
+    case Awaiting::starttls:
+      return reply_starttls(reply);
     case Awaiting::mail:
       return reply_mail(reply);
     case Awaiting::rcpt:
@@ -347,8 +369,37 @@ void ClientSession::reply_hello(Awaiting what, const Reply& reply) {
     return refused(reply);
   }
   if (what == Awaiting::ehlo) capabilities_ = parse_capabilities(reply);
+  if (!tls_ && options_.start_tls && capabilities_.starttls) {
+    write("STARTTLS\r\n", Awaiting::starttls);
+    return;
+  }
+  if (!tls_ && options_.require_tls) {
+    abort("the server does not offer STARTTLS, and TLS is required", "4.7.10");
+    return;
+  }
   state_ = State::ready;
   begin();
+}
+
+void ClientSession::reply_starttls(const Reply& reply) {
+  if (reply.code != 220) {
+    if (options_.require_tls) {
+      abort("STARTTLS refused: " + reply.text(), "4.7.10");
+      return;
+    }
+    state_ = State::ready;
+    begin();
+    return;
+  }
+  // Anything after the 220 was sent before the handshake and would read as if it came through
+  // TLS (the plaintext injection of CVE-2011-0411, from the client's side): refused.
+  if (evbuffer_get_length(stream_->input()) > 0) {
+    abort("the server sent data after its STARTTLS reply");
+    return;
+  }
+  state_ = State::handshake;
+  stream_ = options_.start_tls(std::move(stream_));
+  start_stream();
 }
 
 void ClientSession::begin() {

@@ -65,6 +65,12 @@ struct ClientOptions {
   std::string helo_name = "localhost";  // our name in LHLO/EHLO/HELO
   ClientTimeouts timeouts;
   bool pipelining = true;  // used when the server offers it
+  // STARTTLS (RFC 3207): when set and the server offers it, the session says STARTTLS and, on
+  // 220, hands its stream to start_tls to wrap (the mta: a TLS stream over the plain one);
+  // the wrapped stream's connected() says the handshake is done, and EHLO is said anew.
+  std::function<std::unique_ptr<ClientStream>(std::unique_ptr<ClientStream>)> start_tls;
+  // Fail every recipient (4.7.10) rather than go on in the clear.
+  bool require_tls = false;
 };
 
 // One message to some recipients. The caller builds parameters (SIZE, BODY, ENVID with xtext,
@@ -130,11 +136,22 @@ class ClientSession {
   void quit();
 
   const Capabilities& capabilities() const { return capabilities_; }
+  bool tls() const { return tls_; }
 
  private:
-  enum class State { unopened, connecting, greeting, hello, ready, busy, quitting, closed };
+  enum class State {
+    unopened,
+    connecting,
+    greeting,
+    hello,
+    handshake,  // STARTTLS taken, the TLS stream not connected yet
+    ready,
+    busy,
+    quitting,
+    closed
+  };
   // The replies a session waits for; rcpt and data_end also name whose.
-  enum class Awaiting { greeting, ehlo, helo, mail, rcpt, data, data_end, rset, quit };
+  enum class Awaiting { greeting, ehlo, helo, starttls, mail, rcpt, data, data_end, rset, quit };
   struct Expect {
     Awaiting what;
     size_t index = 0;  // rcpt: into the recipients; data_end (LMTP): into accepted
@@ -154,6 +171,7 @@ class ClientSession {
     bool body_done = false;
   };
 
+  void start_stream();
   void on_connected();
   void on_readable();
   void on_drained();
@@ -165,6 +183,7 @@ class ClientSession {
   void send_rcpt(size_t i);
   void reply_greeting(const Reply& reply);
   void reply_hello(Awaiting what, const Reply& reply);
+  void reply_starttls(const Reply& reply);
   void reply_mail(const Reply& reply);
   void reply_rcpt(size_t i, const Reply& reply);
   void reply_data(const Reply& reply);
@@ -193,6 +212,7 @@ class ClientSession {
   ReplyParser parser_;
   std::deque<Expect> expected_;  // replies owed, oldest first
   Capabilities capabilities_;
+  bool tls_ = false;  // the stream was wrapped by start_tls
   bool needs_rset_ = false;
   bool replied_early_ = false;  // input was waiting when a command went out after a pause  // the
                                 // last transaction ended before its message

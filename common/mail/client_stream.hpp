@@ -40,7 +40,8 @@ class ClientStream {
     std::function<void(std::string)> failed;
   };
   virtual ~ClientStream() = default;
-  // Callbacks run from the event loop only, never from within a call into the stream.
+  // Callbacks run from the event loop only, never from within a call into the stream. A
+  // stream that wraps this one (TLS) calls start again to take the callbacks over.
   virtual void start(Handlers handlers) = 0;
   virtual evbuffer* input() = 0;
   // Bytes added here are sent as the peer takes them.

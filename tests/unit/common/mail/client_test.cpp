@@ -453,6 +453,148 @@ TEST(ClientSession, EhloRefusedFallsBackToHelo) {
                                               "DATA", "QUIT"}));
 }
 
+// A stand-in for the TLS stream STARTTLS puts over the plain one: every byte XORed with kXor
+// both ways (the server's Conn::start_xor), connected at once.
+constexpr char kXor = 0x5a;
+class XorStream final : public ClientStream {
+ public:
+  explicit XorStream(std::unique_ptr<ClientStream> inner)
+      : inner_(std::move(inner)), in_(evbuffer_new()), out_(evbuffer_new()) {
+    evbuffer_add_cb(out_, on_output, this);
+  }
+  ~XorStream() override {
+    evbuffer_free(in_);
+    evbuffer_free(out_);
+  }
+  void start(Handlers handlers) override {
+    handlers_ = std::move(handlers);
+    inner_->start({.connected = {},
+                   .readable = [this] { from_inner(); },
+                   .drained = [this] { handlers_.drained(); },
+                   .failed = [this](const std::string& why) { handlers_.failed(why); }});
+    handlers_.connected();
+  }
+  evbuffer* input() override { return in_; }
+  evbuffer* output() override { return out_; }
+  void set_reading(bool on) override { inner_->set_reading(on); }
+
+ private:
+  static std::string take_xored(evbuffer* from) {
+    std::string bytes(evbuffer_get_length(from), '\0');
+    evbuffer_remove(from, bytes.data(), bytes.size());
+    for (char& c : bytes) c ^= kXor;
+    return bytes;
+  }
+  void from_inner() {
+    const std::string bytes = take_xored(inner_->input());
+    evbuffer_add(in_, bytes.data(), bytes.size());
+    handlers_.readable();
+  }
+  static void on_output(evbuffer*, const evbuffer_cb_info* info, void* self) {
+    auto* s = static_cast<XorStream*>(self);
+    if (info->n_added == 0) return;
+    const std::string bytes = take_xored(s->out_);
+    evbuffer_add(s->inner_->output(), bytes.data(), bytes.size());
+  }
+  std::unique_ptr<ClientStream> inner_;
+  evbuffer* in_;
+  evbuffer* out_;
+  Handlers handlers_;
+};
+
+ClientOptions tls_options() {
+  ClientOptions o;
+  o.start_tls = [](std::unique_ptr<ClientStream> plain) {
+    return std::make_unique<XorStream>(std::move(plain));
+  };
+  return o;
+}
+
+TEST(ClientSession, StartTlsWrapsTheStreamAndSaysEhloAgain) {
+  std::vector<std::string> lines;
+  std::optional<std::string> received;
+  TestServer server([&](Conn& c) {
+    c.send("220 smtp\r\n");
+    lines.push_back(c.line());
+    c.send("250-mx\r\n250-PIPELINING\r\n250 STARTTLS\r\n");
+    lines.push_back(c.line());
+    c.send("220 go ahead\r\n");
+    c.start_xor(kXor);
+    lines.push_back(c.line());  // through the stand-in TLS from here on
+    c.send("250-mx\r\n250 SIZE 100\r\n");
+    for (int i = 0; i < 2; ++i) {  // MAIL, RCPT: one at a time, PIPELINING is no more
+      lines.push_back(c.line());
+      c.send("250 ok\r\n");
+    }
+    lines.push_back(c.line());
+    c.send("354 go\r\n");
+    received = c.data();
+    c.send("250 2.0.0 ok\r\n");
+    lines.push_back(c.line());
+    c.send("221 bye\r\n");
+  });
+  MessageFile file(kMessage);
+  Harness h(tls_options());
+  h.session->open(server.endpoint());
+  h.session->send(transaction(file, {"a@x"}), h.collect());
+  h.run();
+  ASSERT_EQ(h.answers.size(), 1u);
+  EXPECT_EQ(h.answers[0][0].status, RecipientStatus::delivered) << h.answers[0][0].text;
+  EXPECT_TRUE(h.session->tls());
+  // What the server offered in the clear was forgotten: no PIPELINING, SIZE from the new EHLO.
+  EXPECT_FALSE(h.session->capabilities().pipelining);
+  EXPECT_FALSE(h.session->capabilities().starttls);
+  EXPECT_EQ(h.session->capabilities().size, 100u);
+  ASSERT_EQ(lines.size(), 7u) << ::testing::PrintToString(lines);
+  EXPECT_EQ(lines[1], "STARTTLS");
+  EXPECT_EQ(lines[2], "EHLO localhost");
+  EXPECT_EQ(lines[3], "MAIL FROM:<sender@example.com>");
+  EXPECT_EQ(lines[5], "DATA");
+  EXPECT_EQ(lines[6], "QUIT");
+  ASSERT_TRUE(received);
+  EXPECT_EQ(*received, "Return-Path: <sender@example.com>\r\n" + kMessage);
+}
+
+TEST(ClientSession, RequiredTlsNotOfferedFailsWithoutSendingMail) {
+  std::vector<std::string> lines;
+  std::atomic<bool> done{false};
+  TestServer server([&](Conn& c) {
+    c.send("220 smtp\r\n");
+    lines.push_back(c.line());
+    c.send("250 mx\r\n");
+    lines.push_back(c.line());  // the client goes: EOF
+    done = true;
+  });
+  MessageFile file(kMessage);
+  ClientOptions o = tls_options();
+  o.require_tls = true;
+  const auto results = deliver_once(server.endpoint(), o, transaction(file, {"a@x"}));
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].status, RecipientStatus::temporary);
+  EXPECT_EQ(results[0].status_code, "4.7.10");
+  EXPECT_EQ(results[0].phase, ClientPhase::hello);
+  for (int i = 0; i < 500 && !done; ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(done);
+  EXPECT_EQ(lines, (std::vector<std::string>{"EHLO localhost", ""}));
+}
+
+TEST(ClientSession, DataAfterTheStartTlsReplyIsRefused) {
+  TestServer server([&](Conn& c) {
+    c.send("220 smtp\r\n");
+    c.line();
+    c.send("250-mx\r\n250 STARTTLS\r\n");
+    c.line();
+    // A reply injected in the clear behind the 220, to be read as if it came through TLS.
+    c.send("220 go ahead\r\n250-mx\r\n250 PIPELINING\r\n");
+    c.skip(1 << 20);
+  });
+  MessageFile file(kMessage);
+  const auto results = deliver_once(server.endpoint(), tls_options(), transaction(file, {"a@x"}));
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].status, RecipientStatus::temporary);
+  EXPECT_EQ(results[0].text, "the server sent data after its STARTTLS reply");
+}
+
 TEST(Capabilities, Parsed) {
   Reply ehlo;
   ehlo.code = 250;

@@ -12,7 +12,9 @@
 
 namespace postern::mail {
 
-void Conn::send(const std::string& bytes) {
+void Conn::send(const std::string& plain) {
+  std::string bytes = plain;
+  for (char& c : bytes) c ^= xor_;
   size_t done = 0;
   while (done < bytes.size()) {
     const ssize_t n = ::send(fd_, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
@@ -59,10 +61,16 @@ void Conn::skip(size_t n) {
   }
 }
 
+void Conn::start_xor(char key) {
+  for (char& c : buffer_) c ^= key;
+  xor_ = key;
+}
+
 bool Conn::fill() {
   char buf[65536];
   const ssize_t n = recv(fd_, buf, sizeof buf, 0);
   if (n <= 0) return false;
+  for (ssize_t i = 0; i < n; ++i) buf[i] ^= xor_;
   buffer_.append(buf, static_cast<size_t>(n));
   return true;
 }

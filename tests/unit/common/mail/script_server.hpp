@@ -29,11 +29,14 @@ class Conn {
   std::optional<std::string> data();
   // Reads until n bytes came or EOF.
   void skip(size_t n);
+  // From now on every byte each way is XORed with key: a stand-in for TLS after STARTTLS.
+  void start_xor(char key);
 
  private:
   bool fill();
   int fd_;
   std::string buffer_;
+  char xor_ = 0;
 };
 
 class TestServer {
