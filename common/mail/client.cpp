@@ -110,7 +110,13 @@ ClientSession::ClientSession(event_base* base, ClientOptions options, Closed clo
     : base_(base),
       options_(std::move(options)),
       closed_callback_(std::move(closed)),
-      timer_(base, [this] { abort("timed out"); }),
+      timer_(base,
+             [this] {
+               if (state_ == State::connecting)
+                 abort("cannot connect to " + peer_ + ": timed out", "4.4.1");
+               else
+                 abort("timed out");
+             }),
       reaper_(base, [this] { retired_.reset(); }) {}
 
 ClientSession::~ClientSession() {
@@ -118,6 +124,7 @@ ClientSession::~ClientSession() {
 }
 
 void ClientSession::open(const Endpoint& endpoint) {
+  peer_ = endpoint.to_string();
   open(connect_plain(base_, endpoint));
 }
 

@@ -204,6 +204,7 @@ class ClientSession {
   event_base* base_;
   ClientOptions options_;
   Closed closed_callback_;
+  std::string peer_ = "the server";  // for messages: the endpoint, when open() was given one
   std::unique_ptr<ClientStream> stream_;
   std::unique_ptr<ClientStream> retired_;  // closed while one of its callbacks ran
   State state_ = State::unopened;
