@@ -5,7 +5,6 @@
 #include "common/mail/client.hpp"
 
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -392,21 +391,15 @@ TEST(ClientSession, ConnectRefused) {
 TEST(ClientSession, ConnectThatHangsTimesOut) {
   // A listener that never accepts, its queue already full: the kernel drops further SYNs, so
   // the client's connect neither succeeds nor fails.
-  UniqueFd listener(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in sin{};
-  sin.sin_family = AF_INET;
-  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(listener.get(), reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
-  socklen_t len = sizeof sin;
-  getsockname(listener.get(), reinterpret_cast<sockaddr*>(&sin), &len);
-  ASSERT_EQ(listen(listener.get(), 0), 0);
+  Endpoint endpoint;
+  const UniqueFd listener = listen_loopback(0, endpoint);
+  const auto* address = reinterpret_cast<const sockaddr*>(&endpoint.inet->storage);
   std::vector<UniqueFd> fillers;
   for (int i = 0; i < 2; ++i) {
     fillers.emplace_back(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-    connect(fillers.back().get(), reinterpret_cast<sockaddr*>(&sin), sizeof sin);
+    connect(fillers.back().get(), address, endpoint.inet->length);
   }
   std::this_thread::sleep_for(50ms);  // (the fillers' handshakes complete)
-  const Endpoint endpoint = *parse_endpoint("127.0.0.1:" + std::to_string(ntohs(sin.sin_port)));
   MessageFile file(kMessage);
   ClientOptions o = lmtp_options();
   o.timeouts.connect = 300ms;

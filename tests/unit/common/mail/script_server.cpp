@@ -75,6 +75,19 @@ bool Conn::fill() {
   return true;
 }
 
+UniqueFd listen_loopback(int backlog, Endpoint& endpoint) {
+  UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(bind(fd.get(), reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
+  socklen_t len = sizeof sin;
+  getsockname(fd.get(), reinterpret_cast<sockaddr*>(&sin), &len);
+  EXPECT_EQ(listen(fd.get(), backlog), 0);
+  endpoint = *parse_endpoint("127.0.0.1:" + std::to_string(ntohs(sin.sin_port)));
+  return fd;
+}
+
 TestServer::TestServer(Script script, bool unix_socket) : script_(std::move(script)) {
   if (unix_socket) {
     char dir[] = "/tmp/postern-client-test-XXXXXX";
@@ -86,18 +99,11 @@ TestServer::TestServer(Script script, bool unix_socket) : script_(std::move(scri
     sun.sun_family = AF_UNIX;
     std::snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path_.c_str());
     EXPECT_EQ(bind(listen_.get(), reinterpret_cast<sockaddr*>(&sun), sizeof sun), 0);
+    EXPECT_EQ(listen(listen_.get(), 64), 0);
     endpoint_ = *parse_endpoint("unix:" + path_);
   } else {
-    listen_.reset(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in sin{};
-    sin.sin_family = AF_INET;
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(bind(listen_.get(), reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
-    socklen_t len = sizeof sin;
-    getsockname(listen_.get(), reinterpret_cast<sockaddr*>(&sin), &len);
-    endpoint_ = *parse_endpoint("127.0.0.1:" + std::to_string(ntohs(sin.sin_port)));
+    listen_ = listen_loopback(64, endpoint_);
   }
-  EXPECT_EQ(listen(listen_.get(), 64), 0);
   acceptor_ = std::thread([this] {
     for (;;) {
       const int fd = accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC);

@@ -39,6 +39,9 @@ class Conn {
   char xor_ = 0;
 };
 
+// A TCP socket listening on a free loopback port, which endpoint is set to.
+UniqueFd listen_loopback(int backlog, Endpoint& endpoint);
+
 class TestServer {
  public:
   using Script = std::function<void(Conn&)>;
