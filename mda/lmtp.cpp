@@ -1,215 +1,129 @@
-// LMTP delivery; see lmtp.hpp. Blocking I/O with socket timeouts, on mda's thread for
-// deliveries that wait on others: a stuck server costs at most the timeout, then a retry later.
+// LMTP deliveries on the client engine; see lmtp.hpp.
 #include "mda/lmtp.hpp"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstdint>
-#include <cstring>
-
-#include "common/util/fd.hpp"
-#include "common/util/inet.hpp"
-#include "common/util/io.hpp"
+#include <algorithm>
 
 namespace postern::mda {
-namespace {
 
-constexpr int kTimeoutSeconds = 60;
-constexpr size_t kMaxReplyLine = 4096;
-constexpr int kMaxReplyLines = 64;
-
-class Connection {
- public:
-  explicit Connection(UniqueFd fd) : fd_(std::move(fd)) {}
-
-  bool send(std::string_view data) {
-    while (!data.empty()) {
-      const ssize_t n = ::send(fd_.get(), data.data(), data.size(), MSG_NOSIGNAL);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return false;
-      data.remove_prefix(static_cast<size_t>(n));
-    }
-    return true;
-  }
-
-  // A whole reply; code 0 when the server broke off or talked nonsense.
-  LmtpReply reply() {
-    LmtpReply r;
-    for (int lines = 0; lines < kMaxReplyLines; ++lines) {
-      std::string line;
-      if (!read_line(line) || line.size() < 3) return {};
-      const int code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
-      if (code < 200 || code > 599 || (line.size() > 3 && line[3] != ' ' && line[3] != '-'))
-        return {};
-      r.code = code;
-      r.text = line.size() > 4 ? line.substr(4) : "";
-      if (line.size() == 3 || line[3] == ' ') return r;
-    }
-    return {};
-  }
-
- private:
-  bool read_line(std::string& line) {
-    for (;;) {
-      const size_t eol = buffer_.find("\r\n");
-      if (eol != std::string::npos) {
-        line = buffer_.substr(0, eol);
-        buffer_.erase(0, eol + 2);
-        return true;
-      }
-      if (buffer_.size() > kMaxReplyLine) return false;
-      char buf[4096];
-      const ssize_t n = recv(fd_.get(), buf, sizeof buf, 0);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return false;
-      buffer_.append(buf, static_cast<size_t>(n));
-    }
-  }
-
-  UniqueFd fd_;
-  std::string buffer_;
-};
-
-UniqueFd connect_to(const std::string& target, std::string& error) {
-  sockaddr_storage ss{};
-  socklen_t len = 0;
-  if (target.starts_with("unix:")) {
-    const std::string path = target.substr(5);
-    auto& sun = reinterpret_cast<sockaddr_un&>(ss);
-    if (path.size() >= sizeof sun.sun_path) {
-      error = "socket path too long";
-      return UniqueFd();
-    }
-    sun.sun_family = AF_UNIX;
-    std::memcpy(sun.sun_path, path.c_str(), path.size() + 1);
-    len = sizeof sun;
+LmtpAnswer lmtp_answer(const mail::RecipientResult& r) {
+  LmtpAnswer a;
+  a.outcome = r.status == mail::RecipientStatus::delivered ? msg::DeliveryOutcome::delivered
+              : r.status == mail::RecipientStatus::permanent
+                  ? msg::DeliveryOutcome::permanent_failure
+                  : msg::DeliveryOutcome::temporary_failure;
+  a.dsn = r.status_code;
+  if (r.local || r.phase == mail::ClientPhase::connect) {
+    a.detail = r.text;
+  } else if (!r.from_server()) {
+    a.detail = std::string("LMTP server broke off at ") + mail::phase_name(r.phase) + ": " + r.text;
+  } else if (r.status == mail::RecipientStatus::delivered) {
+    a.detail = "delivered over LMTP";
+  } else if (r.phase == mail::ClientPhase::data_end) {
+    a.detail = "LMTP: " + r.text;
   } else {
-    const auto address = inet::parse_socket_address(target);
-    if (!address) {
-      error = "bad LMTP address " + target;
-      return UniqueFd();
-    }
-    ss = address->storage;
-    len = address->length;
+    a.detail = std::string("LMTP ") + mail::phase_name(r.phase) + " refused: " + r.text;
   }
-  UniqueFd fd(socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd) {
-    error = std::string("socket: ") + std::strerror(errno);
-    return UniqueFd();
-  }
-  const timeval tv{kTimeoutSeconds, 0};
-  setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  if (connect(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) {
-    error = "cannot connect to " + target + ": " + std::strerror(errno);
-    return UniqueFd();
-  }
-  return fd;
+  return a;
 }
 
-// "2.1.5 Ok" -> "2.1.5"; a reply without an enhanced code gets one from its class.
-std::string status_of(const LmtpReply& r) {
-  const std::string& t = r.text;
-  if (t.size() >= 5 && (t[0] == '2' || t[0] == '4' || t[0] == '5') && t[1] == '.') {
-    const size_t end = t.find(' ');
-    return t.substr(0, end);
+LmtpDeliveries::LmtpDeliveries(event_base* base, mail::ClientTimeouts timeouts)
+    : base_(base), timeouts_(timeouts), reaper_(base, [this] { ended_.clear(); }) {}
+
+LmtpDeliveries::~LmtpDeliveries() = default;
+
+void LmtpDeliveries::deliver(LmtpRequest request, Done done) {
+  auto server = servers_.find(request.target);
+  if (server == servers_.end()) {
+    const auto endpoint = mail::parse_endpoint(request.target);
+    if (!endpoint) {
+      std::vector<LmtpAnswer> answers(
+          request.mailboxes.size(),
+          {msg::DeliveryOutcome::temporary_failure, "4.4.1", "bad LMTP address " + request.target});
+      done(std::move(answers));
+      return;
+    }
+    server = servers_.emplace(request.target, Server{*endpoint, {}, {}}).first;
   }
-  return r.code >= 500 ? "5.0.0" : r.code >= 400 ? "4.0.0" : "2.0.0";
+  const std::string target = request.target;
+  server->second.waiting.push_back({std::move(request), std::move(done)});
+  dispatch(target);
 }
 
-msg::DeliveryOutcome outcome_of(int code) {
-  if (code >= 200 && code < 300) return msg::DeliveryOutcome::delivered;
-  if (code >= 500) return msg::DeliveryOutcome::permanent_failure;
-  return msg::DeliveryOutcome::temporary_failure;
+// Each waiting transaction goes on a free connection, or a new one while the server has fewer
+// than its bound.
+void LmtpDeliveries::dispatch(const std::string& target) {
+  Server& server = servers_.at(target);
+  while (!server.waiting.empty()) {
+    mail::ClientSession* free = nullptr;
+    for (auto& s : server.sessions)
+      if (s->idle()) free = s.get();
+    if (free == nullptr) {
+      if (server.sessions.size() >= kMaxLmtpConnections) return;
+      mail::ClientOptions options{.dialect = mail::ClientDialect::lmtp,
+                                  .helo_name = hostname_,
+                                  .timeouts = timeouts_,
+                                  .pipelining = true};
+      auto session = std::make_unique<mail::ClientSession>(
+          base_, std::move(options),
+          [this, target](mail::ClientSession& ended) { closed(target, &ended); });
+      free = session.get();
+      server.sessions.push_back(std::move(session));
+      free->open(server.endpoint);
+    }
+    Pending pending = std::move(server.waiting.front());
+    server.waiting.pop_front();
+    start(target, *free, std::move(pending));
+  }
 }
 
-}  // namespace
-
-std::string dot_stuff(std::string_view message) {
-  std::string out;
-  out.reserve(message.size() + 8);
-  bool line_start = true;
-  for (char c : message) {
-    if (line_start && c == '.') out += '.';
-    out += c;
-    line_start = c == '\n';
-  }
-  if (!out.empty() && !out.ends_with("\r\n")) out += "\r\n";
-  out += ".\r\n";
-  return out;
+void LmtpDeliveries::start(const std::string& target, mail::ClientSession& session,
+                           Pending pending) {
+  mail::ClientTransaction t;
+  t.sender = pending.request.sender;
+  for (auto& mailbox : pending.request.mailboxes) t.recipients.push_back({mailbox, ""});
+  t.prefix = "Return-Path: <" + pending.request.sender + ">\r\n";
+  t.message = pending.request.message;
+  session.send(std::move(t), [this, target, &session, done = std::move(pending.done)](
+                                 std::vector<mail::RecipientResult> results) {
+    std::vector<LmtpAnswer> answers;
+    answers.reserve(results.size());
+    for (const auto& r : results) answers.push_back(lmtp_answer(r));
+    done(std::move(answers));
+    // The connection takes the next transaction waiting for this server, or says QUIT.
+    Server& server = servers_.at(target);
+    if (!session.closed() && !server.waiting.empty()) {
+      dispatch(target);
+      return;
+    }
+    if (!session.closed()) session.quit();
+  });
 }
 
-std::vector<msg::DeliveryResult> deliver_lmtp(const std::string& target,
-                                              const std::string& hostname,
-                                              const std::string& sender,
-                                              const std::vector<msg::LocalRecipient>& recipients,
-                                              const MessageData& message_data) {
-  std::vector<msg::DeliveryResult> results;
-  auto all = [&](msg::DeliveryOutcome outcome, const std::string& dsn, const std::string& detail) {
-    for (const auto& r : recipients) {
-      bool answered = false;
-      for (const auto& done : results) answered = answered || done.index == r.index;
-      if (!answered) results.push_back({r.index, outcome, dsn, detail});
-    }
-    return results;
-  };
-  std::string error;
-  UniqueFd fd = connect_to(target, error);
-  if (!fd) return all(msg::DeliveryOutcome::temporary_failure, "4.4.1", error);
-  Connection c(std::move(fd));
-  auto broke = [&](const char* when) {
-    return all(msg::DeliveryOutcome::temporary_failure, "4.4.2",
-               std::string("LMTP server broke off at ") + when);
-  };
-  if (c.reply().code != 220) return broke("greeting");
-  if (!c.send("LHLO " + hostname + "\r\n") || c.reply().code != 250) return broke("LHLO");
-  if (!c.send("MAIL FROM:<" + sender + ">\r\n")) return broke("MAIL");
-  const LmtpReply mail = c.reply();
-  if (mail.code == 0) return broke("MAIL");
-  if (mail.code != 250)
-    return all(outcome_of(mail.code), status_of(mail), "LMTP MAIL refused: " + mail.text);
-  std::vector<const msg::LocalRecipient*> accepted;
-  for (const auto& r : recipients) {
-    if (!c.send("RCPT TO:<" + r.address + ">\r\n")) return broke("RCPT");
-    const LmtpReply reply = c.reply();
-    if (reply.code == 0) return broke("RCPT");
-    if (reply.code == 250) {
-      accepted.push_back(&r);
-    } else {
-      results.push_back(
-          {r.index, outcome_of(reply.code), status_of(reply), "LMTP RCPT refused: " + reply.text});
-    }
+void LmtpDeliveries::closed(const std::string& target, mail::ClientSession* session) {
+  Server& server = servers_.at(target);
+  auto it = std::find_if(server.sessions.begin(), server.sessions.end(),
+                         [session](const auto& s) { return s.get() == session; });
+  if (it != server.sessions.end()) {
+    ended_.push_back(std::move(*it));
+    server.sessions.erase(it);
+    reaper_.arm(std::chrono::milliseconds(0));
   }
-  if (accepted.empty()) {
-    c.send("QUIT\r\n");
-    return results;
+  // A connection that broke leaves room for one that may not.
+  if (!server.waiting.empty()) {
+    dispatch(target);
+  } else if (server.sessions.empty()) {
+    servers_.erase(target);
   }
-  // (Our own spool file, whose size was checked when it was received.)
-  const Result<std::string> message = read_message(message_data);
-  if (!message.ok())
-    return all(msg::DeliveryOutcome::temporary_failure, "4.3.0",
-               "cannot read the message: " + message.error().message);
-  const std::string header = "Return-Path: <" + sender + ">\r\n";
-  if (!c.send("DATA\r\n") || c.reply().code != 354) return broke("DATA");
-  if (!c.send(dot_stuff(header + message.value()))) return broke("the message");
-  // RFC 2033 4.2: one reply per accepted recipient, in order.
-  for (const msg::LocalRecipient* r : accepted) {
-    const LmtpReply reply = c.reply();
-    if (reply.code == 0) {
-      results.push_back({r->index, msg::DeliveryOutcome::temporary_failure, "4.4.2",
-                         "LMTP server broke off after the message"});
-      continue;
-    }
-    results.push_back({r->index, outcome_of(reply.code), status_of(reply),
-                       reply.code == 250 ? "delivered over LMTP" : "LMTP: " + reply.text});
-  }
-  c.send("QUIT\r\n");
-  return results;
+}
+
+size_t LmtpDeliveries::connections(const std::string& target) const {
+  const auto it = servers_.find(target);
+  return it == servers_.end() ? 0 : it->second.sessions.size();
+}
+
+size_t LmtpDeliveries::waiting(const std::string& target) const {
+  const auto it = servers_.find(target);
+  return it == servers_.end() ? 0 : it->second.waiting.size();
 }
 
 }  // namespace postern::mda

@@ -71,10 +71,14 @@ Result<UniqueFd> sealed_copy(int spool_fd, uint64_t size) {
 
 }  // namespace
 
-MdaProcess::MdaProcess(ChildRuntime& runtime) : runtime_(runtime) {
+MdaProcess::MdaProcess(ChildRuntime& runtime)
+    : runtime_(runtime),
+      lmtp_(std::make_unique<LmtpDeliveries>(runtime_.base(),
+                                             mail::ClientTimeouts::all(kLmtpTimeout))) {
   auto& d = runtime_.dispatcher();
   d.on<msg::MdaConfig>([this](msg::Incoming&, msg::MdaConfig&& m) {
     hostname_ = m.hostname;
+    lmtp_->set_hostname(m.hostname);
     command_timeout_ = m.command_timeout;
   });
   d.on<msg::DeliverLocal>([this](msg::Incoming& in, msg::DeliverLocal&& m) {
@@ -290,16 +294,13 @@ void MdaProcess::deliver(Job& j) {
                                          .dsn = "2.0.0",
                                          .detail = "",
                                          .forward = {}});
-  std::map<std::string, std::vector<msg::LocalRecipient>> by_lmtp;
-  std::vector<size_t> lmtp_for;  // LocalRecipient.index -> delivery
+  std::map<std::string, std::vector<size_t>> by_lmtp;  // server -> its deliveries
   for (size_t k = 0; k < j.deliveries.size(); ++k) {
     const msg::Destination& d = j.deliveries[k].destination;
     if (d.method == msg::DeliveryMethod::forward) {
       continue;  // handed to the queue with the report (finish)
     } else if (d.method == msg::DeliveryMethod::lmtp) {
-      by_lmtp[d.target].push_back(
-          {.index = static_cast<uint32_t>(lmtp_for.size()), .address = d.mailbox});
-      lmtp_for.push_back(k);
+      by_lmtp[d.target].push_back(k);
     } else if (d.method == msg::DeliveryMethod::command || !d.user.empty()) {
       to_helper(j, k, d);
     } else if (d.method == msg::DeliveryMethod::maildir) {
@@ -319,14 +320,21 @@ void MdaProcess::deliver(Job& j) {
       });
     }
   }
-  for (auto& lmtp : by_lmtp) {
-    outside(j, [target = lmtp.first, hostname = hostname_, sender = j.message.sender,
-                rcpts = std::move(lmtp.second), lmtp_for, data = j.data()] {
-      std::vector<Answer> answers;
-      for (auto& r : deliver_lmtp(target, hostname, sender, rcpts, data))
-        if (r.index < lmtp_for.size())
-          answers.push_back({lmtp_for[r.index], r.outcome, std::move(r.dsn), std::move(r.detail)});
-      return answers;
+  // One transaction per server, on the event loop (lmtp.hpp): no thread, and a stuck server
+  // holds up only its own deliveries.
+  for (auto& [target, deliveries] : by_lmtp) {
+    LmtpRequest request{
+        .target = target, .sender = j.message.sender, .mailboxes = {}, .message = j.data()};
+    for (size_t k : deliveries) request.mailboxes.push_back(j.deliveries[k].destination.mailbox);
+    ++j.pending;
+    lmtp_->deliver(std::move(request), [this, job = j.id, deliveries = std::move(deliveries)](
+                                           std::vector<LmtpAnswer> answers) {
+      auto it = jobs_.find(job);
+      if (it == jobs_.end()) return;
+      Job& owner = *it->second;
+      for (size_t i = 0; i < answers.size() && i < deliveries.size(); ++i)
+        merge(owner.results[deliveries[i]], answers[i].outcome, answers[i].dsn, answers[i].detail);
+      settle(owner);
     });
   }
   // Once per job, not per file: a fanout stages thousands.

@@ -18,6 +18,7 @@
 #include "common/util/worker.hpp"
 #include "mda/destination.hpp"
 #include "mda/distinct.hpp"
+#include "mda/lmtp.hpp"
 #include "mda/maildir.hpp"
 #include "mda/reported.hpp"
 
@@ -80,9 +81,9 @@ struct Answer {
   std::string detail;
 };
 
-// An LMTP transaction or an mbox delivery. Either may wait on others (a server slow or stuck
-// until its socket timeout, a reader holding the box locked), so they run on a thread of their
-// own while the loop goes on with Maildirs and helpers.
+// An mbox delivery. It may wait on others (a reader holding the box locked), so it runs on a
+// thread of its own while the loop goes on with Maildirs, helpers and LMTP (which runs on the
+// loop itself, lmtp.hpp, and never shares this thread).
 struct OutsideDelivery {
   uint64_t job = 0;
   std::function<std::vector<Answer>()> run;  // on the thread; the job's fd stays open meanwhile
@@ -196,6 +197,7 @@ class MdaProcess {
   std::vector<Publication> publishing_;              // until the end of this loop turn
   std::unique_ptr<Timer> publish_timer_;
   std::unique_ptr<Timer> lookup_wait_timer_;  // armed while jobs await lookup
+  std::unique_ptr<LmtpDeliveries> lmtp_;      // the LMTP connections, on the loop
   // Declared last, destroyed first: their threads are done with the jobs' descriptors before
   // the jobs go (and the stager, which posts to the publisher, before the publisher).
   std::unique_ptr<BatchWorker<OutsideDelivery>> outside_;

@@ -241,8 +241,9 @@ Status install_syscall_filter(Role role) {
         seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, SCMP_SYS(readlinkat), 0) != 0)
       return make_error("seccomp: cannot allow what NSS needs");
   }
-  if (role == Role::smtp) {
-    // libevent's bufferevents ask how much is readable; no other ioctl.
+  if (role == Role::smtp || role == Role::mda) {
+    // libevent's bufferevents (smtp's sessions, mda's LMTP client) ask how much is readable;
+    // no other ioctl.
     if (seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
                          SCMP_A1(SCMP_CMP_EQ, FIONREAD)) != 0)
       return make_error("seccomp: cannot allow ioctl(FIONREAD)");

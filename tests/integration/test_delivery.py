@@ -392,7 +392,7 @@ class Lmtp(unittest.TestCase):
 
     def test_stuck_lmtp_server_does_not_hold_maildir_deliveries(self):
         # Takes connections (the kernel completes them) and never answers: an LMTP delivery
-        # waits for its 60 s socket timeout.
+        # waits for its 60 s timeout.
         stuck = socket.socket()
         stuck.bind(("127.0.0.1", 0))
         stuck.listen(8)
@@ -416,6 +416,58 @@ class Lmtp(unittest.TestCase):
         finally:
             stuck.close()
 
+    def test_stuck_lmtp_server_holds_neither_mbox_nor_other_lmtp_deliveries(self):
+        """LMTP runs on mda's event loop: twelve messages for a server that takes connections
+        and never answers open ten connections (the per-server bound) and wait; meanwhile mbox
+        deliveries, which keep their own thread, and a well-behaved LMTP server get their mail.
+        When the stuck server goes, its messages are deferred, none lost."""
+        stuck = SilentServer()
+        good = LmtpServer()
+        d = Daemon()
+        boxes = os.path.join(d.dir, "mbox")
+        d.write_config(d.config_text().replace(
+            "domains: [test.example, localhost]",
+            f"domains:\n  - {{name: slow.example, lmtp: 127.0.0.1:{stuck.port}}}\n"
+            f"  - {{name: well.example, lmtp: 127.0.0.1:{good.port}}}\n"
+            f"  - {{name: localhost, users: [alice, bob], mbox: {boxes}/%u}}"))
+        try:
+            with d.start():
+                m = Maildir()
+                slow = [m.send(d, [f"user{i}@slow.example"]) for i in range(12)]
+                # Every connection up at once, up to the bound; the other two transactions wait.
+                self.assertTrue(wait_for(lambda: stuck.count() == 10, 10),
+                                (stuck.count(), d.read_log()))
+                fast = [m.send(d, ["alice@localhost", "bob@localhost"]) for _ in range(3)]
+                well = m.send(d, ["carol@well.example"])
+                for queue_id in fast:
+                    for user in ("alice", "bob"):
+                        self.assertTrue(d.wait_log(rf"{queue_id}: to=<{user}@localhost>, .*"
+                                                   r"status=sent \(delivered to mbox\)"),
+                                        d.read_log())
+                self.assertTrue(d.wait_log(rf"{well}: to=<carol@well\.example>, .*"
+                                           r"status=sent \(delivered over LMTP\)"), d.read_log())
+                self.assertEqual(good.messages, 1)
+                import mailbox
+                for user in ("alice", "bob"):
+                    box = mailbox.mbox(os.path.join(boxes, user))
+                    self.assertEqual(len(box), 3)
+                    box.close()
+                # Ordering, not timing: all of that while the stuck server's mail is unanswered
+                # and no eleventh connection was opened.
+                log = d.read_log()
+                for queue_id in slow:
+                    self.assertNotIn(f"{queue_id}: to=", log)
+                self.assertEqual(stuck.count(), 10)
+                # The server goes: each of its messages is deferred for a retry.
+                stuck.close()
+                for i, queue_id in enumerate(slow):
+                    self.assertTrue(d.wait_log(rf"{queue_id}: to=<user{i}@slow\.example>, .*"
+                                               r"status=deferred"), d.read_log())
+                self.assertEqual(d.queued() & set(slow), set(slow))
+        finally:
+            stuck.close()
+            good.stop()
+
     def test_lmtp_server_down_defers(self):
         d = Daemon()
         d.write_config(d.config_text().replace(
@@ -425,6 +477,46 @@ class Lmtp(unittest.TestCase):
             queue_id = Maildir().send(d, ["alice@localhost"])
             self.assertTrue(d.wait_log(rf"{queue_id}: to=<alice@localhost>, .*dsn=4\.4\.1, "
                                        r"status=deferred \(cannot connect"))
+
+
+class SilentServer:
+    """Takes connections on a free loopback port and never says a word; counts them."""
+
+    def __init__(self):
+        import threading
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        self.lock = threading.Lock()
+        self.stopping = False
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            with self.lock:
+                self.conns.append(conn)
+
+    def count(self):
+        with self.lock:
+            return len(self.conns)
+
+    def close(self):
+        if self.stopping:
+            return
+        self.stopping = True
+        self.thread.join(5)
+        self.sock.close()
+        with self.lock:
+            for conn in self.conns:
+                conn.close()
 
 
 class LmtpServer:

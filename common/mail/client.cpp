@@ -1,0 +1,646 @@
+// The SMTP/LMTP client session; see client.hpp. A table of what each awaited reply means
+// (on_reply) and the commands that owe them (write), as OpenSMTPD's mta_session and Postfix's
+// smtp_proto split "send" from "what the reply means".
+#include "common/mail/client.hpp"
+
+#include <algorithm>
+#include <cctype>
+
+namespace postern::mail {
+namespace {
+
+// The message goes out in reads of this size while less than kBodyHighWater waits to be sent;
+// stuffing at most doubles a chunk, so output stays under about 100 KiB a session.
+constexpr size_t kBodyChunk = 16 * 1024;
+constexpr size_t kBodyHighWater = 64 * 1024;
+// Commands sent ahead of their replies when pipelining: RCPTs of a large transaction go in
+// windows of this many, so what waits to be sent stays bounded (about 100 command lines).
+constexpr size_t kPipelineWindow = 100;
+
+std::string upper(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// Within a refusal of the greeting or hello: a temporary failure of the recipients, whose status
+// keeps the server's subject and detail.
+std::string as_transient(std::string status) {
+  if (!status.empty()) status[0] = '4';
+  return status;
+}
+
+}  // namespace
+
+ClientTimeouts ClientTimeouts::all(std::chrono::milliseconds each) {
+  return {each, each, each, each, each, each, each, each, each, each};
+}
+
+Capabilities parse_capabilities(const Reply& ehlo) {
+  Capabilities caps;
+  for (size_t i = 1; i < ehlo.lines.size(); ++i) {
+    const std::string line = upper(ehlo.lines[i]);
+    const size_t space = line.find(' ');
+    const std::string keyword = line.substr(0, space);
+    const std::string_view rest =
+        space == std::string::npos ? std::string_view() : std::string_view(line).substr(space + 1);
+    if (keyword == "PIPELINING")
+      caps.pipelining = true;
+    else if (keyword == "STARTTLS")
+      caps.starttls = true;
+    else if (keyword == "8BITMIME")
+      caps.eightbitmime = true;
+    else if (keyword == "DSN")
+      caps.dsn = true;
+    else if (keyword == "SMTPUTF8")
+      caps.smtputf8 = true;
+    else if (keyword == "ENHANCEDSTATUSCODES")
+      caps.enhanced_status_codes = true;
+    else if (keyword == "CHUNKING")
+      caps.chunking = true;
+    else if (keyword == "SIZE") {
+      uint64_t limit = 0;
+      bool digits = !rest.empty() && rest.size() <= 19;
+      for (const char c : rest) {
+        if (c < '0' || c > '9') {
+          digits = false;
+          break;
+        }
+        limit = limit * 10 + static_cast<uint64_t>(c - '0');
+      }
+      if (rest.empty())
+        caps.size = 0;
+      else if (digits)
+        caps.size = limit;
+    } else if (keyword == "AUTH") {
+      size_t at = 0;
+      while (at < rest.size() && caps.auth.size() < 16) {
+        const size_t end = std::min(rest.find(' ', at), rest.size());
+        if (end > at) caps.auth.emplace_back(rest.substr(at, end - at));
+        at = end + 1;
+      }
+    }
+  }
+  return caps;
+}
+
+const char* phase_name(ClientPhase phase) {
+  switch (phase) {
+    case ClientPhase::connect:
+      return "connect";
+    case ClientPhase::greeting:
+      return "greeting";
+    case ClientPhase::hello:
+      return "hello";
+    case ClientPhase::mail:
+      return "MAIL";
+    case ClientPhase::rcpt:
+      return "RCPT";
+    case ClientPhase::data:
+      return "DATA";
+    case ClientPhase::body:
+      return "the message";
+    case ClientPhase::data_end:
+      return "the end of the message";
+  }
+  return "?";
+}
+
+ClientSession::ClientSession(event_base* base, ClientOptions options, Closed closed)
+    : base_(base),
+      options_(std::move(options)),
+      closed_callback_(std::move(closed)),
+      timer_(base,
+             [this] {
+               if (state_ == State::connecting)
+                 abort("cannot connect to " + peer_ + ": timed out", "4.4.1");
+               else
+                 abort("timed out");
+             }),
+      reaper_(base, [this] { retired_.reset(); }) {}
+
+ClientSession::~ClientSession() {
+  *alive_ = false;
+}
+
+void ClientSession::open(const Endpoint& endpoint) {
+  peer_ = endpoint.to_string();
+  open(connect_plain(base_, endpoint));
+}
+
+void ClientSession::open(std::unique_ptr<ClientStream> stream) {
+  if (state_ != State::unopened) return;
+  stream_ = std::move(stream);
+  state_ = State::connecting;
+  start_stream();
+}
+
+void ClientSession::start_stream() {
+  timer_.arm(options_.timeouts.connect);
+  // A closed session's stream lives on until the reaper frees it, and says nothing more.
+  stream_->start({.connected =
+                      [this] {
+                        if (state_ != State::closed) on_connected();
+                      },
+                  .readable =
+                      [this] {
+                        if (state_ != State::closed) on_readable();
+                      },
+                  .drained =
+                      [this] {
+                        if (state_ != State::closed) on_drained();
+                      },
+                  .failed =
+                      [this](const std::string& why) {
+                        if (state_ == State::closed) return;
+                        if (state_ == State::quitting)
+                          end_quietly();
+                        else
+                          abort(why, state_ == State::connecting ? "4.4.1" : "4.4.2");
+                      }});
+}
+
+void ClientSession::send(ClientTransaction transaction, Done done) {
+  if (state_ == State::closed) {
+    std::vector<RecipientResult> results(
+        transaction.recipients.size(),
+        RecipientResult{RecipientStatus::temporary, ClientPhase::connect, 0, "4.4.2",
+                        "the connection was closed"});
+    done(std::move(results));
+    return;
+  }
+  waiting_.emplace_back(std::move(transaction), std::move(done));
+  if (state_ == State::ready) begin();
+}
+
+bool ClientSession::idle() const {
+  return state_ == State::ready && !running_ && waiting_.empty();
+}
+
+void ClientSession::quit() {
+  if (state_ == State::closed || state_ == State::quitting) return;
+  if (state_ != State::ready || running_ || !expected_.empty()) {
+    abort("the session was ended");
+    return;
+  }
+  state_ = State::quitting;
+  write("QUIT\r\n", Awaiting::quit);
+}
+
+// --- the stream -----------------------------------------------------------------------------
+
+void ClientSession::on_connected() {
+  if (state_ == State::handshake) {
+    // RFC 3207 4.2: what the server said in the clear counts for nothing now.
+    tls_ = true;
+    capabilities_ = Capabilities{};
+    state_ = State::hello;
+    write("EHLO " + options_.helo_name + "\r\n", Awaiting::ehlo);
+    return;
+  }
+  state_ = State::greeting;
+  expected_.push_back({Awaiting::greeting});
+  rearm();
+}
+
+void ClientSession::on_readable() {
+  const std::shared_ptr<bool> alive = alive_;
+  evbuffer* in = stream_->input();
+  // (A stream replaced under the loop by STARTTLS is read through its successor.)
+  while (*alive && state_ != State::closed && state_ != State::connecting &&
+         state_ != State::handshake && stream_->input() == in) {
+    const evbuffer_ptr eol = evbuffer_search(in, "\r\n", 2, nullptr);
+    if (eol.pos < 0) {
+      // A CR may wait for its LF; more than a line's worth without CRLF is a bound broken.
+      if (evbuffer_get_length(in) > kMaxReplyLine + 1) abort("reply line too long");
+      return;
+    }
+    const auto length = static_cast<size_t>(eol.pos);
+    if (length > kMaxReplyLine) {
+      abort("reply line too long");
+      return;
+    }
+    std::string line(length, '\0');
+    evbuffer_remove(in, line.data(), length);
+    evbuffer_drain(in, 2);
+    switch (parser_.push(line)) {
+      case ReplyParser::Step::more:
+        break;
+      case ReplyParser::Step::error:
+        abort("malformed reply: " + parser_.error());
+        return;
+      case ReplyParser::Step::done:
+        if (replied_early_) {
+          abort("the server replied out of turn");
+          return;
+        }
+        on_reply(parser_.take());
+        break;
+    }
+  }
+}
+
+void ClientSession::on_drained() {
+  if (running_ && !running_->body_done && running_->prefix_sent) pump_body();
+}
+
+void ClientSession::write(const std::string& line, Awaiting what, size_t index) {
+  // Bytes that came while no reply was owed were sent before the server saw this command.
+  if (expected_.empty() && evbuffer_get_length(stream_->input()) > 0) replied_early_ = true;
+  evbuffer_add(stream_->output(), line.data(), line.size());
+  expected_.push_back({what, index});
+  rearm();
+}
+
+// The timer follows the oldest reply owed, or the message while it is being sent.
+void ClientSession::rearm() {
+  const ClientTimeouts& t = options_.timeouts;
+  if (expected_.empty()) {
+    if (running_ && running_->prefix_sent && !running_->body_done)
+      timer_.arm(t.data_block);
+    else
+      timer_.cancel();
+    return;
+  }
+  switch (expected_.front().what) {
+    case Awaiting::greeting:
+      timer_.arm(t.greeting);
+      break;
+    case Awaiting::ehlo:
+    case Awaiting::helo:
+    case Awaiting::starttls:
+      timer_.arm(t.hello);
+      break;
+    case Awaiting::mail:
+      timer_.arm(t.mail);
+      break;
+    case Awaiting::rcpt:
+      timer_.arm(t.rcpt);
+      break;
+    case Awaiting::data:
+      timer_.arm(t.data);
+      break;
+    case Awaiting::data_end:
+      timer_.arm(t.data_end);
+      break;
+    case Awaiting::rset:
+      timer_.arm(t.rset);
+      break;
+    case Awaiting::quit:
+      timer_.arm(t.quit);
+      break;
+  }
+}
+
+ClientPhase ClientSession::current_phase() const {
+  if (state_ == State::connecting || state_ == State::unopened) return ClientPhase::connect;
+  if (state_ == State::handshake) return ClientPhase::hello;
+  if (expected_.empty()) {
+    if (state_ == State::greeting) return ClientPhase::greeting;
+    if (state_ == State::hello) return ClientPhase::hello;
+    return running_ && running_->prefix_sent ? ClientPhase::body : ClientPhase::mail;
+  }
+  switch (expected_.front().what) {
+    case Awaiting::greeting:
+      return ClientPhase::greeting;
+    case Awaiting::ehlo:
+    case Awaiting::helo:
+    case Awaiting::starttls:
+      return ClientPhase::hello;
+    case Awaiting::rset:
+    case Awaiting::quit:
+    case Awaiting::mail:
+      return ClientPhase::mail;
+    case Awaiting::rcpt:
+      return ClientPhase::rcpt;
+    case Awaiting::data:
+      return ClientPhase::data;
+    case Awaiting::data_end:
+      return ClientPhase::data_end;
+  }
+  return ClientPhase::mail;
+}
+
+// --- what each reply means ------------------------------------------------------------------
+
+void ClientSession::on_reply(const Reply& reply) {
+  if (expected_.empty()) {
+    abort("the server replied out of turn: " + std::to_string(reply.code) + " " + reply.text());
+    return;
+  }
+  const Expect e = expected_.front();
+  expected_.pop_front();
+  rearm();
+  switch (e.what) {
+    case Awaiting::greeting:
+      return reply_greeting(reply);
+    case Awaiting::ehlo:
+    case Awaiting::helo:
+      return reply_hello(e.what, reply);
+    case Awaiting::starttls:
+      return reply_starttls(reply);
+    case Awaiting::mail:
+      return reply_mail(reply);
+    case Awaiting::rcpt:
+      return reply_rcpt(e.index, reply);
+    case Awaiting::data:
+      return reply_data(reply);
+    case Awaiting::data_end:
+      return reply_data_end(e.index, reply);
+    case Awaiting::rset:
+      if (!reply.positive()) {
+        abort("RSET refused: " + reply.text());
+        return;
+      }
+      needs_rset_ = false;
+      return begin();
+    case Awaiting::quit:
+      return end_quietly();
+  }
+}
+
+void ClientSession::reply_greeting(const Reply& reply) {
+  if (reply.code != 220) return refused(reply);
+  state_ = State::hello;
+  const char* verb = options_.dialect == ClientDialect::lmtp ? "LHLO " : "EHLO ";
+  write(verb + options_.helo_name + "\r\n", Awaiting::ehlo);
+}
+
+void ClientSession::reply_hello(Awaiting what, const Reply& reply) {
+  if (!reply.positive()) {
+    // RFC 5321 3.2: a server that does not know EHLO is spoken to with HELO. LMTP has no HELO.
+    if (what == Awaiting::ehlo && options_.dialect == ClientDialect::smtp && reply.code >= 500) {
+      write("HELO " + options_.helo_name + "\r\n", Awaiting::helo);
+      return;
+    }
+    return refused(reply);
+  }
+  if (what == Awaiting::ehlo) capabilities_ = parse_capabilities(reply);
+  if (!tls_ && options_.start_tls && capabilities_.starttls) {
+    write("STARTTLS\r\n", Awaiting::starttls);
+    return;
+  }
+  if (!tls_ && options_.require_tls) {
+    abort("the server does not offer STARTTLS, and TLS is required", "4.7.10");
+    return;
+  }
+  state_ = State::ready;
+  begin();
+}
+
+void ClientSession::reply_starttls(const Reply& reply) {
+  if (reply.code != 220) {
+    if (options_.require_tls) {
+      abort("STARTTLS refused: " + reply.text(), "4.7.10");
+      return;
+    }
+    state_ = State::ready;
+    begin();
+    return;
+  }
+  // Anything after the 220 was sent before the handshake and would read as if it came through
+  // TLS (the plaintext injection of CVE-2011-0411, from the client's side): refused.
+  if (evbuffer_get_length(stream_->input()) > 0) {
+    abort("the server sent data after its STARTTLS reply");
+    return;
+  }
+  state_ = State::handshake;
+  stream_ = options_.start_tls(std::move(stream_));
+  start_stream();
+}
+
+void ClientSession::begin() {
+  if (state_ != State::ready || running_ || !expected_.empty() || waiting_.empty()) return;
+  if (needs_rset_) {
+    write("RSET\r\n", Awaiting::rset);
+    return;
+  }
+  Running r;
+  r.transaction = std::move(waiting_.front().first);
+  r.done = std::move(waiting_.front().second);
+  waiting_.pop_front();
+  r.results.resize(r.transaction.recipients.size());
+  running_.emplace(std::move(r));
+  state_ = State::busy;
+  const ClientTransaction& t = running_->transaction;
+  if (t.recipients.empty()) {
+    finish_transaction(false);
+    return;
+  }
+  write("MAIL FROM:<" + t.sender + ">" + t.mail_parameters + "\r\n", Awaiting::mail);
+  running_->pipelined = options_.pipelining && capabilities_.pipelining;
+  advance();
+}
+
+// Sends what the transaction can send now. Pipelined (RFC 2920 3.1), MAIL, the RCPTs and DATA
+// go without waiting, DATA last, while fewer than kPipelineWindow replies are owed; otherwise
+// one command at a time, and DATA only once a recipient was taken.
+void ClientSession::advance() {
+  Running& r = *running_;
+  const size_t n = r.transaction.recipients.size();
+  if (r.mail_refused) {
+    // Nothing more is sent; what is owed is taken as it comes (DATA's reply ends it).
+    if (expected_.empty()) finish_transaction(true);
+    return;
+  }
+  const size_t window = r.pipelined ? kPipelineWindow : 1;
+  while (r.next_rcpt < n && expected_.size() < window) send_rcpt(r.next_rcpt++);
+  if (r.next_rcpt < n || r.data_sent) return;
+  if (!r.pipelined) {
+    if (!expected_.empty()) return;
+    if (r.accepted.empty()) {
+      finish_transaction(true);
+      return;
+    }
+  }
+  r.data_sent = true;
+  write("DATA\r\n", Awaiting::data);
+}
+
+void ClientSession::send_rcpt(size_t i) {
+  const auto& rcpt = running_->transaction.recipients[i];
+  write("RCPT TO:<" + rcpt.address + ">" + rcpt.parameters + "\r\n", Awaiting::rcpt, i);
+}
+
+void ClientSession::reply_mail(const Reply& reply) {
+  Running& r = *running_;
+  if (!reply.positive()) {
+    r.mail_refused = true;
+    RecipientResult refusal = from_reply(ClientPhase::mail, reply);
+    for (auto& result : r.results) result = refusal;
+  }
+  advance();
+}
+
+void ClientSession::reply_rcpt(size_t i, const Reply& reply) {
+  Running& r = *running_;
+  if (!r.mail_refused && i < r.results.size()) {
+    if (reply.positive())
+      r.accepted.push_back(i);
+    else
+      r.results[i] = from_reply(ClientPhase::rcpt, reply);
+  }
+  advance();
+}
+
+void ClientSession::reply_data(const Reply& reply) {
+  Running& r = *running_;
+  const bool anyone = !r.mail_refused && !r.accepted.empty();
+  if (reply.code == 354) {
+    // Pipelined DATA after every recipient was refused: the server should have refused it
+    // (RFC 2920 3.1); ending an empty message here would be delivered to nobody or, over LMTP,
+    // owe replies nobody can count. The connection goes.
+    if (!anyone) {
+      abort("the server took DATA without recipients");
+      return;
+    }
+    pump_body();
+    return;
+  }
+  if (anyone) {
+    RecipientResult refusal = from_reply(ClientPhase::data, reply);
+    if (refusal.status == RecipientStatus::delivered) refusal.status = RecipientStatus::temporary;
+    for (size_t i : r.accepted) r.results[i] = refusal;
+  }
+  finish_transaction(true);
+}
+
+void ClientSession::pump_body() {
+  Running& r = *running_;
+  evbuffer* out = stream_->output();
+  std::string chunk;
+  char buffer[kBodyChunk];
+  while (!r.body_done && evbuffer_get_length(out) < kBodyHighWater) {
+    chunk.clear();
+    if (!r.prefix_sent) {
+      r.prefix_sent = true;
+      r.stuffer.add(r.transaction.prefix, chunk);
+    }
+    const Result<size_t> n =
+        read_message_at(r.transaction.message, r.offset, buffer, sizeof buffer);
+    if (!n.ok()) {
+      // Never the final dot after a message cut short: the connection goes without it, and the
+      // server discards the transaction.
+      fail_open(RecipientResult{.status = RecipientStatus::temporary,
+                                .phase = ClientPhase::body,
+                                .code = 0,
+                                .status_code = "4.3.0",
+                                .text = "cannot read the message: " + n.error().message,
+                                .local = true});
+      return;
+    }
+    if (n.value() == 0) {
+      r.stuffer.finish(chunk);
+      r.body_done = true;
+    } else {
+      r.stuffer.add(std::string_view(buffer, n.value()), chunk);
+      r.offset += n.value();
+    }
+    evbuffer_add(out, chunk.data(), chunk.size());
+  }
+  if (!r.body_done) {
+    rearm();
+    return;
+  }
+  // RFC 2033 4.2: after the dot, one reply per accepted recipient, in RCPT order.
+  if (options_.dialect == ClientDialect::lmtp) {
+    for (size_t k = 0; k < r.accepted.size(); ++k) expected_.push_back({Awaiting::data_end, k});
+  } else {
+    expected_.push_back({Awaiting::data_end, 0});
+  }
+  rearm();
+}
+
+void ClientSession::reply_data_end(size_t k, const Reply& reply) {
+  Running& r = *running_;
+  const RecipientResult result = from_reply(ClientPhase::data_end, reply);
+  if (options_.dialect == ClientDialect::lmtp) {
+    if (k < r.accepted.size()) r.results[r.accepted[k]] = result;
+  } else {
+    for (size_t i : r.accepted) r.results[i] = result;
+  }
+  if (expected_.empty()) finish_transaction(false);
+}
+
+void ClientSession::finish_transaction(bool needs_rset) {
+  Running r = std::move(*running_);
+  running_.reset();
+  needs_rset_ = needs_rset;
+  state_ = State::ready;
+  rearm();
+  std::vector<RecipientResult> results;
+  results.reserve(r.results.size());
+  for (auto& result : r.results)
+    results.push_back(result ? std::move(*result)
+                             : RecipientResult{RecipientStatus::temporary, ClientPhase::data_end, 0,
+                                               "4.4.2", "no reply for this recipient"});
+  const std::shared_ptr<bool> alive = alive_;
+  r.done(std::move(results));
+  if (*alive) begin();
+}
+
+RecipientResult ClientSession::from_reply(ClientPhase phase, const Reply& reply) const {
+  RecipientResult result;
+  result.phase = phase;
+  result.code = reply.code;
+  result.status_code = reply.status();
+  result.text = reply.text();
+  result.status = reply.code / 100 == 2   ? RecipientStatus::delivered
+                  : reply.code / 100 == 5 ? RecipientStatus::permanent
+                                          : RecipientStatus::temporary;
+  return result;
+}
+
+// --- the end --------------------------------------------------------------------------------
+
+void ClientSession::refused(const Reply& reply) {
+  RecipientResult result = from_reply(current_phase(), reply);
+  result.phase = state_ == State::greeting ? ClientPhase::greeting : ClientPhase::hello;
+  result.status = RecipientStatus::temporary;
+  result.status_code = as_transient(result.status_code);
+  fail_open(result);
+}
+
+void ClientSession::abort(const std::string& why, const std::string& status_code) {
+  fail_open(RecipientResult{RecipientStatus::temporary, current_phase(), 0, status_code, why});
+}
+
+void ClientSession::fail_open(const RecipientResult& result) {
+  if (state_ == State::closed) return;
+  const std::shared_ptr<bool> alive = alive_;
+  std::optional<Running> running = std::move(running_);
+  running_.reset();
+  std::deque<std::pair<ClientTransaction, Done>> waiting = std::move(waiting_);
+  waiting_.clear();
+  close();
+  if (running) {
+    std::vector<RecipientResult> results;
+    for (auto& r : running->results) results.push_back(r ? std::move(*r) : result);
+    running->done(std::move(results));
+    if (!*alive) return;
+  }
+  for (auto& [transaction, done] : waiting) {
+    done(std::vector<RecipientResult>(transaction.recipients.size(), result));
+    if (!*alive) return;
+  }
+  if (closed_callback_) closed_callback_(*this);
+}
+
+void ClientSession::close() {
+  state_ = State::closed;
+  timer_.cancel();
+  expected_.clear();
+  // Freed on the next loop turn, not now: this may run inside one of the stream's callbacks.
+  if (stream_) {
+    stream_->set_reading(false);
+    retired_ = std::move(stream_);
+    reaper_.arm(std::chrono::milliseconds(0));
+  }
+}
+
+void ClientSession::end_quietly() {
+  close();
+  if (closed_callback_) closed_callback_(*this);
+}
+
+}  // namespace postern::mail

@@ -1,0 +1,158 @@
+// The plain client stream: a non-blocking connect on a libevent bufferevent; see
+// client_stream.hpp.
+#include "common/mail/client_stream.hpp"
+
+#include <event2/bufferevent.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/util/event.hpp"
+
+namespace postern::mail {
+namespace {
+
+struct BuffereventDeleter {
+  void operator()(bufferevent* bev) const { bufferevent_free(bev); }
+};
+using BuffereventPtr = std::unique_ptr<bufferevent, BuffereventDeleter>;
+
+// The session refills output when it falls to this; so at most about this much plus one
+// refill (the session's chunk) is ever queued for a peer.
+constexpr size_t kOutputLowWater = 16 * 1024;
+// Reading pauses while this much input waits: the session takes whole lines as they come, so
+// only a peer talking past its line bound gets here, and is refused for it.
+constexpr size_t kInputHighWater = 64 * 1024;
+
+class PlainStream final : public ClientStream {
+ public:
+  PlainStream(event_base* base, const Endpoint& endpoint)
+      : target_(endpoint.to_string()),
+        bev_(bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE)),
+        deferred_(base, [this] { fail(deferred_error_); }) {
+    if (!bev_) {
+      defer_failure("cannot make a bufferevent");
+      return;
+    }
+    bufferevent_setcb(bev_.get(), on_read, on_write, on_event, this);
+    bufferevent_setwatermark(bev_.get(), EV_WRITE, kOutputLowWater, 0);
+    bufferevent_setwatermark(bev_.get(), EV_READ, 0, kInputHighWater);
+    sockaddr_storage ss{};
+    socklen_t len = 0;
+    if (endpoint.inet) {
+      ss = endpoint.inet->storage;
+      len = endpoint.inet->length;
+    } else {
+      auto& sun = reinterpret_cast<sockaddr_un&>(ss);
+      if (endpoint.unix_path.size() >= sizeof sun.sun_path) {
+        defer_failure("cannot connect to " + endpoint.to_string() + ": socket path too long");
+        return;
+      }
+      sun.sun_family = AF_UNIX;
+      std::memcpy(sun.sun_path, endpoint.unix_path.c_str(), endpoint.unix_path.size() + 1);
+      len = sizeof sun;
+    }
+    // A refused TCP connect is reported through on_event; other immediate failures (a unix
+    // socket that is not there) return -1 with errno.
+    if (bufferevent_socket_connect(bev_.get(), reinterpret_cast<sockaddr*>(&ss),
+                                   static_cast<int>(len)) != 0) {
+      const int error = errno;
+      defer_failure("cannot connect to " + endpoint.to_string() + ": " + std::strerror(error));
+    }
+  }
+
+  void start(Handlers handlers) override {
+    handlers_ = std::move(handlers);
+    started_ = true;
+    if (!deferred_error_.empty()) deferred_.arm(std::chrono::milliseconds(0));
+  }
+  evbuffer* input() override { return bufferevent_get_input(bev_.get()); }
+  evbuffer* output() override { return bufferevent_get_output(bev_.get()); }
+  void set_reading(bool on) override {
+    if (!bev_) return;
+    if (on)
+      bufferevent_enable(bev_.get(), EV_READ);
+    else
+      bufferevent_disable(bev_.get(), EV_READ);
+  }
+
+ private:
+  // A failure before start() (libevent may report a failed connect from within the connect
+  // call) waits for the handlers.
+  void defer_failure(std::string why) {
+    if (deferred_error_.empty()) deferred_error_ = std::move(why);
+  }
+
+  void fail(const std::string& why) {
+    if (!started_) {
+      defer_failure(why);
+      return;
+    }
+    if (over_) return;
+    over_ = true;
+    if (bev_) bufferevent_disable(bev_.get(), EV_READ | EV_WRITE);
+    if (handlers_.failed) handlers_.failed(why);
+  }
+
+  static void on_read(bufferevent*, void* self) {
+    auto* s = static_cast<PlainStream*>(self);
+    if (!s->over_ && s->handlers_.readable) s->handlers_.readable();
+  }
+  static void on_write(bufferevent*, void* self) {
+    auto* s = static_cast<PlainStream*>(self);
+    if (!s->over_ && s->handlers_.drained) s->handlers_.drained();
+  }
+  static void on_event(bufferevent* bev, short what, void* self) {
+    auto* s = static_cast<PlainStream*>(self);
+    if (s->over_) return;
+    if ((what & BEV_EVENT_CONNECTED) != 0) {
+      s->connected_ = true;
+      bufferevent_enable(bev, EV_READ | EV_WRITE);
+      if (s->handlers_.connected) s->handlers_.connected();
+      return;
+    }
+    const int error = EVUTIL_SOCKET_ERROR();
+    if (!s->connected_) {
+      s->fail("cannot connect to " + s->target_ + ": " + std::strerror(error));
+    } else if ((what & BEV_EVENT_EOF) != 0) {
+      s->fail("the connection was closed");
+    } else {
+      s->fail(std::string("connection error: ") + std::strerror(error));
+    }
+  }
+
+  std::string target_;
+  BuffereventPtr bev_;
+  Timer deferred_;
+  std::string deferred_error_;
+  Handlers handlers_;
+  bool started_ = false;
+  bool connected_ = false;
+  bool over_ = false;
+};
+
+}  // namespace
+
+std::string Endpoint::to_string() const {
+  return inet ? inet->to_string() : "unix:" + unix_path;
+}
+
+std::optional<Endpoint> parse_endpoint(std::string_view text) {
+  const bool named_unix = text.starts_with("unix:");
+  if (named_unix) text.remove_prefix(5);
+  if (named_unix || text.starts_with("/")) {
+    if (text.empty() || text.find('\0') != std::string_view::npos) return std::nullopt;
+    return Endpoint{std::nullopt, std::string(text)};
+  }
+  auto address = inet::parse_socket_address(text);
+  if (!address) return std::nullopt;
+  return Endpoint{std::move(address), {}};
+}
+
+std::unique_ptr<ClientStream> connect_plain(event_base* base, const Endpoint& endpoint) {
+  return std::make_unique<PlainStream>(base, endpoint);
+}
+
+}  // namespace postern::mail

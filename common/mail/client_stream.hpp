@@ -1,0 +1,56 @@
+// The byte stream under an SMTP/LMTP client session: a seam between the protocol (client.hpp)
+// and what carries it. The plain kind here is a non-blocking TCP or unix-socket connection on
+// a libevent bufferevent; a TLS stream (STARTTLS, the mta) implements the same interface over
+// the plain one. Never blocks; bounds are the session's (it stops filling output and stops
+// taking lines past its limits).
+#pragma once
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/util/inet.hpp"
+
+namespace postern::mail {
+
+// Where a client connects: an IP literal and port, or a unix socket's path.
+struct Endpoint {
+  std::optional<inet::SocketAddress> inet;
+  std::string unix_path;  // when inet is unset
+  std::string to_string() const;
+};
+// "127.0.0.1:24", "[::1]:24", "unix:/run/dovecot/lmtp" or "/run/dovecot/lmtp"; none for
+// anything else (host names are resolved by the caller, e.g. the mta through lookup).
+std::optional<Endpoint> parse_endpoint(std::string_view text);
+
+class ClientStream {
+ public:
+  struct Handlers {
+    std::function<void()> connected;  // the stream is ready to carry the protocol
+    std::function<void()> readable;   // input() has new bytes
+    std::function<void()> drained;    // output() went down to the low-water mark
+    // The stream is over: EOF, a socket error, a failed connect. Called at most once; the
+    // stream does nothing more afterwards.
+    std::function<void(std::string)> failed;
+  };
+  virtual ~ClientStream() = default;
+  // Callbacks run from the event loop only, never from within a call into the stream. A
+  // stream that wraps this one (TLS) calls start again to take the callbacks over.
+  virtual void start(Handlers handlers) = 0;
+  virtual evbuffer* input() = 0;
+  // Bytes added here are sent as the peer takes them.
+  virtual evbuffer* output() = 0;
+  // Stops (false) or resumes reading from the peer, for a session that is not taking lines.
+  virtual void set_reading(bool on) = 0;
+};
+
+// A plain connection to endpoint, begun at once; connected or failed follows on the loop.
+std::unique_ptr<ClientStream> connect_plain(event_base* base, const Endpoint& endpoint);
+
+}  // namespace postern::mail
