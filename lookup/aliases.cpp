@@ -23,7 +23,7 @@ namespace postern::lookup {
 namespace {
 
 // A real /etc/aliases is a few KiB; a large site's generated one a few MiB.
-constexpr size_t kMaxFileSize = size_t{16} << 20;
+constexpr size_t kMaxAliasesFile = size_t{16} << 20;
 // One entry with its continuation lines (or one line of an :include: list). Postfix's own
 // limit is about this; a longer one is a generated file gone wrong.
 constexpr size_t kMaxLogicalLine = size_t{64} << 10;
@@ -366,7 +366,8 @@ std::string too_long_message() {
 }
 
 std::optional<AliasError> check_file(std::string_view text, const std::string& file) {
-  if (text.size() > kMaxFileSize) return AliasError{file, 0, "file too large (more than 16 MiB)"};
+  if (text.size() > kMaxAliasesFile)
+    return AliasError{file, 0, "file too large (more than 16 MiB)"};
   // Otherwise it would silently become part of the first name.
   if (text.starts_with("\xef\xbb\xbf"))
     return AliasError{file, 1, "byte order mark at the start of the file"};
@@ -426,7 +427,7 @@ Result<AliasTable, AliasError> AliasTable::load(const std::string& path) {
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return fail(errno_error("cannot stat").message);
   if (!S_ISREG(st.st_mode)) return fail("not a regular file");
-  auto text = read_all(fd.get(), kMaxFileSize);
+  auto text = read_all(fd.get(), kMaxAliasesFile);
   if (!text.ok()) return fail(text.error().message);
   return parse(text.value(), path);
 }

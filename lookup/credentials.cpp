@@ -25,9 +25,9 @@ namespace {
 
 // Far above any real site (a bcrypt entry is ~70 bytes: 16 MiB is over 200,000 users), low
 // enough that a mistaken path is refused before it costs anything.
-constexpr size_t kMaxFileSize = size_t{16} << 20;
-// Defence in depth for parse() on its own; under kMaxFileSize no file of valid entries gets
-// here.
+constexpr size_t kMaxCredentialsFile = size_t{16} << 20;
+// Defence in depth for parse() on its own; under kMaxCredentialsFile no file of valid entries
+// gets here.
 constexpr size_t kMaxEntries = 1000000;
 constexpr size_t kMaxLine = 1024;
 constexpr size_t kMaxUser = 64;
@@ -221,7 +221,7 @@ std::string CredentialError::to_string() const {
 
 Result<CredentialTable, CredentialErrors> CredentialTable::parse(std::string_view text,
                                                                  const std::string& name) {
-  if (text.size() > kMaxFileSize)
+  if (text.size() > kMaxCredentialsFile)
     return CredentialErrors{CredentialError{name, 0, "file too large (more than 16 MiB)"}};
 
   CredentialErrors errors;
@@ -336,9 +336,9 @@ Result<CredentialTable, CredentialErrors> CredentialTable::load(const std::strin
 
   WipedText file;
   // Reserve once so that growing the buffer leaves no unwiped copies behind.
-  file.text.reserve(std::min(static_cast<size_t>(st.st_size), kMaxFileSize) + 1);
-  if (Status read = read_all(fd.get(), kMaxFileSize, file.text); !read.ok()) {
-    if (file.text.size() > kMaxFileSize) return fail("file too large (more than 16 MiB)");
+  file.text.reserve(std::min(static_cast<size_t>(st.st_size), kMaxCredentialsFile) + 1);
+  if (Status read = read_all(fd.get(), kMaxCredentialsFile, file.text); !read.ok()) {
+    if (file.text.size() > kMaxCredentialsFile) return fail("file too large (more than 16 MiB)");
     return fail("cannot " + read.error().message);
   }
   return parse(file.text, path);

@@ -181,8 +181,9 @@ class Daemon:
             self.log.close()
         self.log = open(self.log_path, "ab")
         env = dict(os.environ)
-        # LeakSanitizer cannot work in chrooted, no_new_privs children.
-        env.setdefault("ASAN_OPTIONS", "detect_leaks=0")
+        # LeakSanitizer cannot work in chrooted, no_new_privs children; the caller's other
+        # options stay (the last setting of an option wins).
+        env["ASAN_OPTIONS"] = ":".join(filter(None, [env.get("ASAN_OPTIONS"), "detect_leaks=0"]))
         # In sanitizer builds undefined behaviour must fail the test, not scroll by in a log.
         env.setdefault("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1")
         env.update(extra or {})
