@@ -1,10 +1,13 @@
 // The IPC message schema: every message type declared once, with its number, name, payload,
 // which processes may send it, which may receive it, and whether it carries a descriptor.
-// Encoding and decoding live next to each declaration (messages.cpp); Dispatcher checks a
+// Each payload lists its fields once, with their bounds (common/util/fields.hpp), and
+// common/ipc/field_codec.hpp encodes and decodes it from that table; a valid() member checks
+// what no bound of one field can say. Dispatcher checks a
 // frame against the schema before any handler sees it, so a receiver never acts on a type
 // its sender may not send or on a payload that does not decode exactly.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <functional>
@@ -16,9 +19,12 @@
 #include <vector>
 
 #include "common/config/config.hpp"
+#include "common/ipc/field_codec.hpp"
 #include "common/ipc/ipc.hpp"
 #include "common/ipc/process.hpp"
 #include "common/ipc/wire.hpp"
+#include "common/mail/address.hpp"
+#include "common/mail/commands.hpp"
 #include "common/mail/envelope.hpp"
 #include "common/util/fd.hpp"
 #include "common/util/result.hpp"
@@ -108,6 +114,19 @@ constexpr size_t kMaxProcesses = 8;
 constexpr size_t kMaxNameLength = 64;
 constexpr size_t kMaxPathLength = 4096;
 
+// Bounds on text fields, in octets.
+constexpr size_t kMaxDomainLength = address::kMaxDomain;
+// An IP address as inet::address_text writes it, or a socket address with its port.
+constexpr size_t kMaxAddressText = 64;
+// An error, a refusal or a reason, for a log line or a reply.
+constexpr size_t kMaxReason = 1024;
+// Envelope fields are bounded like the spool file bounds them.
+constexpr size_t kMaxField = 4096;
+// A file name (NAME_MAX).
+constexpr size_t kMaxFileName = 255;
+// An enhanced status code ("5.1.1", RFC 3463) with room to spare.
+constexpr size_t kMaxDsnCode = 16;
+
 // --- parent <-> child lifecycle -----------------------------------------------------------
 
 // The last message of a child's start-up sequence: drop privileges now, then answer Ready.
@@ -119,15 +138,23 @@ struct Start {
   uint32_t gid = 0;
   std::string chroot_dir;  // empty: no chroot
   bool verbose = false;
-  void encode(wire::Writer& w) const;
-  static Start decode(wire::Reader& r);
+  // Dropping to root would be no drop at all.
+  bool valid() const { return !drop_privileges || (uid != 0 && gid != 0); }
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&Start::drop_privileges, "drop_privileges"),
+        fields::field(&Start::uid, "uid"),
+        fields::field(&Start::gid, "gid"),
+        fields::field(&Start::chroot_dir, "chroot_dir", {.length = kMaxPathLength}),
+        fields::field(&Start::verbose, "verbose"),
+    };
+  }
 };
 
 struct Ready {
   static constexpr MessageInfo kInfo{Type::ready, "ready", kAnyChild, roles(Role::parent),
                                      FdRule::none};
-  void encode(wire::Writer&) const {}
-  static Ready decode(wire::Reader&) { return {}; }
+  static constexpr auto fields() { return std::tuple{}; }
 };
 
 // One end of a fresh socketpair to a peer; replaces any earlier channel to that peer.
@@ -135,16 +162,18 @@ struct PeerChannel {
   static constexpr MessageInfo kInfo{Type::peer_channel, "peer_channel", roles(Role::parent),
                                      kAnyChild, FdRule::required};
   Role peer = Role::parent;
-  void encode(wire::Writer& w) const;
-  static PeerChannel decode(wire::Reader& r);
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&PeerChannel::peer, "peer", {.values = kRoleCount}),
+    };
+  }
 };
 
 // First words on a new peer channel; the header carries the sender's pid.
 struct PeerHello {
   static constexpr MessageInfo kInfo{Type::peer_hello, "peer_hello", kAnyChild, kAnyChild,
                                      FdRule::none};
-  void encode(wire::Writer&) const {}
-  static PeerHello decode(wire::Reader&) { return {}; }
+  static constexpr auto fields() { return std::tuple{}; }
 };
 
 // A child reports that a peer sent it something malformed; the parent restarts that peer.
@@ -153,26 +182,41 @@ struct PeerFault {
                                      FdRule::none};
   Role peer = Role::parent;
   std::string reason;
-  void encode(wire::Writer& w) const;
-  static PeerFault decode(wire::Reader& r);
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&PeerFault::peer, "peer", {.values = kRoleCount}),
+        fields::field(&PeerFault::reason, "reason", {.length = kMaxReason}),
+    };
+  }
 };
 
 struct StatusRequest {
   static constexpr MessageInfo kInfo{Type::status_request, "status_request", roles(Role::parent),
                                      kAnyChild, FdRule::none};
-  void encode(wire::Writer&) const {}
-  static StatusRequest decode(wire::Reader&) { return {}; }
+  static constexpr auto fields() { return std::tuple{}; }
 };
 
 struct Counter {
   std::string name;
   uint64_t value = 0;
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&Counter::name, "name", {.length = kMaxNameLength}),
+        fields::field(&Counter::value, "value"),
+    };
+  }
   friend bool operator==(const Counter&, const Counter&) = default;
 };
 
 struct PeerState {
   Role role = Role::parent;
   uint32_t pid = 0;  // 0: no channel at the moment
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&PeerState::role, "role", {.values = kRoleCount}),
+        fields::field(&PeerState::pid, "pid"),
+    };
+  }
   friend bool operator==(const PeerState&, const PeerState&) = default;
 };
 
@@ -182,16 +226,24 @@ struct StatusReply {
   int64_t started_at = 0;  // unix seconds
   std::vector<Counter> counters;
   std::vector<PeerState> peers;
-  void encode(wire::Writer& w) const;
-  static StatusReply decode(wire::Reader& r);
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&StatusReply::started_at, "started_at"),
+        fields::field(&StatusReply::counters, "counters", {.count = kMaxCounters}),
+        fields::field(&StatusReply::peers, "peers", {.count = kMaxPeers}),
+    };
+  }
 };
 
 struct SetVerbose {
   static constexpr MessageInfo kInfo{Type::set_verbose, "set_verbose", roles(Role::parent),
                                      kAnyChild, FdRule::none};
   bool verbose = false;
-  void encode(wire::Writer& w) const;
-  static SetVerbose decode(wire::Reader& r);
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&SetVerbose::verbose, "verbose"),
+    };
+  }
 };
 
 // --- configuration parts ------------------------------------------------------------------
@@ -264,24 +316,33 @@ struct ListenerAdd {
   config::ListenerRole role = config::ListenerRole::smtp;
   std::string address;
   bool plaintext_auth = false;
-  void encode(wire::Writer& w) const;
-  static ListenerAdd decode(wire::Reader& r);
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&ListenerAdd::id, "id"),
+        fields::field(&ListenerAdd::name, "name", {.length = kMaxNameLength * 4}),
+        fields::field(&ListenerAdd::role, "role", {.values = config::kListenerRoleCount}),
+        fields::field(&ListenerAdd::address, "address", {.length = kMaxNameLength}),
+        fields::field(&ListenerAdd::plaintext_auth, "plaintext_auth"),
+    };
+  }
 };
 
 struct ListenerRemove {
   static constexpr MessageInfo kInfo{Type::listener_remove, "listener_remove", roles(Role::parent),
                                      roles(Role::smtp), FdRule::none};
   uint32_t id = 0;
-  void encode(wire::Writer& w) const;
-  static ListenerRemove decode(wire::Reader& r);
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&ListenerRemove::id, "id"),
+    };
+  }
 };
 
 // The listening control socket, bound by the parent.
 struct ControlSocket {
   static constexpr MessageInfo kInfo{Type::control_socket, "control_socket", roles(Role::parent),
                                      roles(Role::control), FdRule::required};
-  void encode(wire::Writer&) const {}
-  static ControlSocket decode(wire::Reader&) { return {}; }
+  static constexpr auto fields() { return std::tuple{}; }
 };
 
 // --- smtpctl requests: client -> control -> parent, answers back the same way -------------
@@ -297,38 +358,44 @@ constexpr RoleMask kCtlAnswerReceivers = roles(Role::control, Role::client);
 struct CtlShowStatus {
   static constexpr MessageInfo kInfo{Type::ctl_show_status, "ctl_show_status", kCtlRequestSenders,
                                      kCtlRequestReceivers, FdRule::none};
-  void encode(wire::Writer&) const {}
-  static CtlShowStatus decode(wire::Reader&) { return {}; }
+  static constexpr auto fields() { return std::tuple{}; }
 };
 
 struct CtlSetVerbose {
   static constexpr MessageInfo kInfo{Type::ctl_set_verbose, "ctl_set_verbose", kCtlRequestSenders,
                                      kCtlRequestReceivers, FdRule::none};
   bool verbose = false;
-  void encode(wire::Writer& w) const;
-  static CtlSetVerbose decode(wire::Reader& r);
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&CtlSetVerbose::verbose, "verbose"),
+    };
+  }
 };
 
 struct CtlStop {
   static constexpr MessageInfo kInfo{Type::ctl_stop, "ctl_stop", kCtlRequestSenders,
                                      kCtlRequestReceivers, FdRule::none};
-  void encode(wire::Writer&) const {}
-  static CtlStop decode(wire::Reader&) { return {}; }
+  static constexpr auto fields() { return std::tuple{}; }
 };
 
 struct CtlShowQueue {
   static constexpr MessageInfo kInfo{Type::ctl_show_queue, "ctl_show_queue", kCtlRequestSenders,
                                      kCtlQueueRequestReceivers, FdRule::none};
-  void encode(wire::Writer&) const {}
-  static CtlShowQueue decode(wire::Reader&) { return {}; }
+  static constexpr auto fields() { return std::tuple{}; }
 };
+
+// A message id or "all", checked by the queue, which says so if it is neither.
+constexpr size_t kMaxCtlMessageId = 64;
 
 struct CtlShowMessage {
   static constexpr MessageInfo kInfo{Type::ctl_show_message, "ctl_show_message", kCtlRequestSenders,
                                      kCtlQueueRequestReceivers, FdRule::none};
   std::string id;
-  void encode(wire::Writer& w) const;
-  static CtlShowMessage decode(wire::Reader& r);
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&CtlShowMessage::id, "id", {.length = kMaxCtlMessageId}),
+    };
+  }
 };
 
 // A piece of a long answer, printed as it is; the answer ends with a CtlResult.
@@ -337,8 +404,11 @@ struct CtlText {
   static constexpr MessageInfo kInfo{Type::ctl_text, "ctl_text", kCtlAnswerSenders,
                                      kCtlAnswerReceivers, FdRule::none};
   std::string text;
-  void encode(wire::Writer& w) const;
-  static CtlText decode(wire::Reader& r);
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&CtlText::text, "text", {.length = kMaxCtlText}),
+    };
+  }
 };
 
 // Where mail for a domain would go, asked by mta of lookup: smtpctl show mx DOMAIN.
@@ -346,8 +416,11 @@ struct CtlShowMx {
   static constexpr MessageInfo kInfo{Type::ctl_show_mx, "ctl_show_mx", kCtlRequestSenders,
                                      roles(Role::control, Role::mta), FdRule::none};
   std::string domain;
-  void encode(wire::Writer& w) const;
-  static CtlShowMx decode(wire::Reader& r);
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&CtlShowMx::domain, "domain", {.length = kMaxDomainLength}),
+    };
+  }
 };
 
 // Re-read one table (a credentials, aliases or users file, named by its path as in the
@@ -356,16 +429,18 @@ struct CtlUpdateTable {
   static constexpr MessageInfo kInfo{Type::ctl_update_table, "ctl_update_table", kCtlRequestSenders,
                                      kCtlRequestReceivers, FdRule::none};
   std::string name;
-  void encode(wire::Writer& w) const;
-  static CtlUpdateTable decode(wire::Reader& r);
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&CtlUpdateTable::name, "name", {.length = kMaxPathLength}),
+    };
+  }
 };
 
 // lookup's counters: table hits and misses, DNS questions and their latency.
 struct CtlShowStats {
   static constexpr MessageInfo kInfo{Type::ctl_show_stats, "ctl_show_stats", kCtlRequestSenders,
                                      roles(Role::control, Role::lookup), FdRule::none};
-  void encode(wire::Writer&) const {}
-  static CtlShowStats decode(wire::Reader&) { return {}; }
+  static constexpr auto fields() { return std::tuple{}; }
 };
 
 // Retry now: one message, or every message when id is "all".
@@ -373,8 +448,11 @@ struct CtlSchedule {
   static constexpr MessageInfo kInfo{Type::ctl_schedule, "ctl_schedule", kCtlRequestSenders,
                                      kCtlQueueRequestReceivers, FdRule::none};
   std::string id;
-  void encode(wire::Writer& w) const;
-  static CtlSchedule decode(wire::Reader& r);
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&CtlSchedule::id, "id", {.length = kMaxCtlMessageId}),
+    };
+  }
 };
 
 // Remove from the queue without delivering: one message, or "all".
@@ -382,8 +460,11 @@ struct CtlRemove {
   static constexpr MessageInfo kInfo{Type::ctl_remove, "ctl_remove", kCtlRequestSenders,
                                      kCtlQueueRequestReceivers, FdRule::none};
   std::string id;
-  void encode(wire::Writer& w) const;
-  static CtlRemove decode(wire::Reader& r);
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&CtlRemove::id, "id", {.length = kMaxCtlMessageId}),
+    };
+  }
 };
 
 // Pause or resume a stage: smtp stops accepting connections; mda gets no new jobs.
@@ -392,8 +473,13 @@ struct CtlPause {
                                      roles(Role::control, Role::queue, Role::smtp), FdRule::none};
   Role target = Role::mda;
   bool pause = true;
-  void encode(wire::Writer& w) const;
-  static CtlPause decode(wire::Reader& r);
+  bool valid() const { return target == Role::mda || target == Role::smtp; }
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&CtlPause::target, "target", {.values = kRoleCount}),
+        fields::field(&CtlPause::pause, "pause"),
+    };
+  }
 };
 
 struct ProcessStatus {
@@ -405,6 +491,18 @@ struct ProcessStatus {
   std::vector<PeerState> peers;
   uint32_t crashes = 0;        // recent crashes, counted for the restart back-off
   uint32_t restart_in_ms = 0;  // down and waiting this long to be restarted; 0: not waiting
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&ProcessStatus::role, "role", {.values = kRoleCount}),
+        fields::field(&ProcessStatus::pid, "pid"),
+        fields::field(&ProcessStatus::started_at, "started_at"),
+        fields::field(&ProcessStatus::restarts, "restarts"),
+        fields::field(&ProcessStatus::counters, "counters", {.count = kMaxCounters}),
+        fields::field(&ProcessStatus::peers, "peers", {.count = kMaxPeers}),
+        fields::field(&ProcessStatus::crashes, "crashes"),
+        fields::field(&ProcessStatus::restart_in_ms, "restart_in_ms"),
+    };
+  }
   friend bool operator==(const ProcessStatus&, const ProcessStatus&) = default;
 };
 
@@ -412,22 +510,32 @@ struct CtlStatus {
   static constexpr MessageInfo kInfo{Type::ctl_status, "ctl_status", kCtlAnswerSenders,
                                      kCtlAnswerReceivers, FdRule::none};
   std::vector<ProcessStatus> processes;
-  void encode(wire::Writer& w) const;
-  static CtlStatus decode(wire::Reader& r);
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&CtlStatus::processes, "processes", {.count = kMaxProcesses}),
+    };
+  }
 };
 
+constexpr size_t kMaxCtlResultText = 4096;
 struct CtlResult {
   static constexpr MessageInfo kInfo{Type::ctl_result, "ctl_result", kCtlAnswerSenders,
                                      kCtlAnswerReceivers, FdRule::none};
   bool ok = true;
   std::string text;
-  void encode(wire::Writer& w) const;
-  static CtlResult decode(wire::Reader& r);
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&CtlResult::ok, "ok"),
+        fields::field(&CtlResult::text, "text", {.length = kMaxCtlResultText}),
+    };
+  }
 };
 
 // --- receiving mail: smtp <-> lookup, smtp <-> queue ---------------------------------------
 
 // Is this recipient acceptable here? Asked at RCPT time so bad mail is refused in the session.
+// The local part as smtp decoded it: four times RFC 5321's octets leaves room for UTF-8.
+constexpr size_t kMaxLocalPartText = address::kMaxLocalPart * 4;
 struct RcptCheck {
   static constexpr MessageInfo kInfo{Type::rcpt_check, "rcpt_check", roles(Role::smtp),
                                      roles(Role::lookup), FdRule::none};
@@ -436,8 +544,15 @@ struct RcptCheck {
   bool literal = false;        // the domain is an address literal
   bool authenticated = false;  // smtp's word; lookup decides from what it verified itself
   uint64_t session = 0;        // smtp's session id (SessionOpen)
-  void encode(wire::Writer& w) const;
-  static RcptCheck decode(wire::Reader& r);
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&RcptCheck::local_part, "local_part", {.length = kMaxLocalPartText}),
+        fields::field(&RcptCheck::domain, "domain", {.length = kMaxDomainLength}),
+        fields::field(&RcptCheck::literal, "literal"),
+        fields::field(&RcptCheck::authenticated, "authenticated"),
+        fields::field(&RcptCheck::session, "session"),
+    };
+  }
 };
 
 // loop: an alias expands back into itself; temporary: lookup cannot tell now (say, an
@@ -449,16 +564,18 @@ struct RcptVerdict {
   static constexpr MessageInfo kInfo{Type::rcpt_verdict, "rcpt_verdict", roles(Role::lookup),
                                      roles(Role::smtp), FdRule::none};
   RcptDecision decision = RcptDecision::relay_denied;
-  void encode(wire::Writer& w) const;
-  static RcptVerdict decode(wire::Reader& r);
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&RcptVerdict::decision, "decision", {.values = kRcptDecisionCount}),
+    };
+  }
 };
 
 // smtp asks for a new message file at DATA/BDAT time.
 struct MessageOpen {
   static constexpr MessageInfo kInfo{Type::message_open, "message_open", roles(Role::smtp),
                                      roles(Role::queue), FdRule::none};
-  void encode(wire::Writer&) const {}
-  static MessageOpen decode(wire::Reader&) { return {}; }
+  static constexpr auto fields() { return std::tuple{}; }
 };
 
 // The new message's id and a write-only descriptor for its data.
@@ -466,9 +583,73 @@ struct MessageOpened {
   static constexpr MessageInfo kInfo{Type::message_opened, "message_opened", roles(Role::queue),
                                      roles(Role::smtp), FdRule::required};
   std::string id;
-  void encode(wire::Writer& w) const;
-  static MessageOpened decode(wire::Reader& r);
+  bool valid() const { return valid_queue_id(id); }
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&MessageOpened::id, "id", {.length = kQueueIdLength}),
+    };
+  }
 };
+
+// The envelope types serve the spool too (queue/envelope_file.cpp), so their wire tables
+// live here and name only what travels: the queue's own bookkeeping (attempts, next_try...)
+// does not.
+constexpr uint32_t kDsnRetCount = 3;
+constexpr uint32_t kRecipientStateCount = 3;
+
+struct RecipientWire {
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&Recipient::address, "address", {.length = kMaxField}),
+        fields::field(&Recipient::orcpt_type, "orcpt_type", {.length = kMaxField}),
+        fields::field(&Recipient::orcpt, "orcpt", {.length = mail::kMaxOrcptAddress}),
+        fields::field(&Recipient::notify, "notify"),
+        fields::field(&Recipient::state, "state", {.values = kRecipientStateCount}),
+    };
+  }
+  static bool valid(const Recipient& r) { return !r.address.empty(); }
+};
+
+// MessageCommit's envelope; its recipients travel in MessageRecipients.
+struct EnvelopeWire {
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&Envelope::id, "id", {.length = kQueueIdLength}),
+        fields::field(&Envelope::arrival, "arrival"),
+        fields::field(&Envelope::sender, "sender", {.length = kMaxField}),
+        fields::field(&Envelope::helo, "helo", {.length = kMaxField}),
+        fields::field(&Envelope::client_address, "client_address", {.length = kMaxField}),
+        fields::field(&Envelope::client_name, "client_name", {.length = kMaxField}),
+        fields::field(&Envelope::listener, "listener", {.length = kMaxField}),
+        fields::field(&Envelope::auth_user, "auth_user", {.length = kMaxField}),
+        fields::field(&Envelope::tls, "tls", {.length = kMaxField}),
+        fields::field(&Envelope::smtputf8, "smtputf8"),
+        fields::field(&Envelope::body_8bit, "body_8bit"),
+        fields::field(&Envelope::ret, "ret", {.values = kDsnRetCount}),
+        fields::field(&Envelope::envid, "envid", {.length = mail::kMaxEnvid}),
+        fields::field(&Envelope::size, "size"),
+    };
+  }
+  static bool valid(const Envelope& e) { return valid_queue_id(e.id); }
+};
+
+}  // namespace postern::msg
+
+namespace postern::wire {
+// RFC 3461 NOTIFY as one byte of flags; NEVER excludes the others (4.1).
+template <>
+struct Codec<DsnNotify> {
+  static constexpr size_t kMinSize = 1;
+  static void encode(Writer& w, const DsnNotify& n);
+  static DsnNotify decode(Reader& r);
+};
+template <>
+struct Codec<Recipient> : ViewCodec<Recipient, msg::RecipientWire> {};
+template <>
+struct Codec<Envelope> : ViewCodec<Envelope, msg::EnvelopeWire> {};
+}  // namespace postern::wire
+
+namespace postern::msg {
 
 // Recipients travel in batches ahead of the commit: a 10,000-recipient envelope does not fit
 // in one frame.
@@ -478,8 +659,13 @@ struct MessageRecipients {
                                      roles(Role::smtp), roles(Role::queue), FdRule::none};
   std::string id;
   std::vector<Recipient> recipients;
-  void encode(wire::Writer& w) const;
-  static MessageRecipients decode(wire::Reader& r);
+  bool valid() const { return valid_queue_id(id); }
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&MessageRecipients::id, "id", {.length = kQueueIdLength}),
+        fields::field(&MessageRecipients::recipients, "recipients", {.count = kRecipientsPerBatch}),
+    };
+  }
 };
 
 // End of data: make the message durable. The envelope's recipients arrived before; the queue
@@ -490,8 +676,13 @@ struct MessageCommit {
   Envelope envelope;  // recipients empty
   uint32_t recipient_count = 0;
   uint64_t session = 0;  // the session it arrived in (SessionOpen), for the relay check
-  void encode(wire::Writer& w) const;
-  static MessageCommit decode(wire::Reader& r);
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&MessageCommit::envelope, "envelope"),
+        fields::field(&MessageCommit::recipient_count, "recipient_count", {.min = 1}),
+        fields::field(&MessageCommit::session, "session"),
+    };
+  }
 };
 
 // relay_denied: the relay check refused the envelope (lookup does not vouch for the session).
@@ -511,8 +702,14 @@ struct MessageResult {
   std::string id;  // empty when no message could be opened
   MessageOutcome outcome = MessageOutcome::temporary_failure;
   std::string reason;
-  void encode(wire::Writer& w) const;
-  static MessageResult decode(wire::Reader& r);
+  bool valid() const { return id.empty() || valid_queue_id(id); }
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&MessageResult::id, "id", {.length = kQueueIdLength}),
+        fields::field(&MessageResult::outcome, "outcome", {.values = kMessageOutcomeCount}),
+        fields::field(&MessageResult::reason, "reason", {.length = kMaxReason}),
+    };
+  }
 };
 
 // The transaction ended without a commit: the queue removes what it created.
@@ -520,8 +717,12 @@ struct MessageAbort {
   static constexpr MessageInfo kInfo{Type::message_abort, "message_abort", roles(Role::smtp),
                                      roles(Role::queue), FdRule::none};
   std::string id;
-  void encode(wire::Writer& w) const;
-  static MessageAbort decode(wire::Reader& r);
+  bool valid() const { return valid_queue_id(id); }
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&MessageAbort::id, "id", {.length = kQueueIdLength}),
+    };
+  }
 };
 
 // --- the relay check: lookup vouches for a session, the queue asks it (docs/privsep.md) -----
@@ -534,16 +735,23 @@ struct SessionOpen {
                                      roles(Role::lookup), FdRule::required};
   uint64_t session = 0;  // smtp's session id, never 0
   std::string listener;  // the listener's name, as smtp says it
-  void encode(wire::Writer& w) const;
-  static SessionOpen decode(wire::Reader& r);
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&SessionOpen::session, "session", {.min = 1}),
+        fields::field(&SessionOpen::listener, "listener", {.length = kMaxNameLength}),
+    };
+  }
 };
 
 struct SessionClose {
   static constexpr MessageInfo kInfo{Type::session_close, "session_close", roles(Role::smtp),
                                      roles(Role::lookup), FdRule::none};
   uint64_t session = 0;
-  void encode(wire::Writer& w) const;
-  static SessionClose decode(wire::Reader& r);
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&SessionClose::session, "session"),
+    };
+  }
 };
 
 // Before the queue commits a message with a recipient outside the local domains: may this
@@ -556,8 +764,15 @@ struct RelayCheck {
   std::string listener;
   std::string auth_user;
   std::string domain;  // the first recipient domain that is not local, for the log
-  void encode(wire::Writer& w) const;
-  static RelayCheck decode(wire::Reader& r);
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&RelayCheck::session, "session"),
+        fields::field(&RelayCheck::client_address, "client_address", {.length = kMaxField}),
+        fields::field(&RelayCheck::listener, "listener", {.length = kMaxField}),
+        fields::field(&RelayCheck::auth_user, "auth_user", {.length = kMaxField}),
+        fields::field(&RelayCheck::domain, "domain", {.length = kMaxField}),
+    };
+  }
 };
 
 // allowed: commit. Otherwise temporary says whether lookup could not tell (it restarted and
@@ -569,8 +784,13 @@ struct RelayVerdict {
   bool allowed = false;
   bool temporary = false;
   std::string reason;
-  void encode(wire::Writer& w) const;
-  static RelayVerdict decode(wire::Reader& r);
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&RelayVerdict::allowed, "allowed"),
+        fields::field(&RelayVerdict::temporary, "temporary"),
+        fields::field(&RelayVerdict::reason, "reason", {.length = kMaxReason}),
+    };
+  }
 };
 
 // Before the greeting: is this client welcome, and what is its verified name?
@@ -579,10 +799,16 @@ struct ClientCheck {
                                      roles(Role::lookup), FdRule::none};
   std::string listener;  // the listener's name, whose checks apply
   std::string address;   // the client's IP address, as inet::address_text writes it
-  void encode(wire::Writer& w) const;
-  static ClientCheck decode(wire::Reader& r);
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&ClientCheck::listener, "listener", {.length = kMaxNameLength}),
+        fields::field(&ClientCheck::address, "address", {.length = kMaxAddressText}),
+    };
+  }
 };
 
+// RFC 5321 4.5.3.1.5: a reply line is at most 512 octets.
+constexpr size_t kMaxReplyLine = 512;
 struct ClientVerdict {
   static constexpr MessageInfo kInfo{Type::client_verdict, "client_verdict", roles(Role::lookup),
                                      roles(Role::smtp), FdRule::none};
@@ -592,8 +818,15 @@ struct ClientVerdict {
   std::string verified_name;  // forward-confirmed host name, or empty
   std::string header;         // value of X-Postern-Checks:, or empty
   uint32_t delay_ms = 0;      // how long the greeting (or refusal) waits: connecting too often
-  void encode(wire::Writer& w) const;
-  static ClientVerdict decode(wire::Reader& r);
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&ClientVerdict::refuse, "refuse"),
+        fields::field(&ClientVerdict::reply, "reply", {.length = kMaxReplyLine}),
+        fields::field(&ClientVerdict::verified_name, "verified_name", {.length = kMaxDomainLength}),
+        fields::field(&ClientVerdict::header, "header", {.length = kMaxField}),
+        fields::field(&ClientVerdict::delay_ms, "delay_ms"),
+    };
+  }
 };
 
 // --- outbound routes: mta asks lookup where a domain's mail goes ---------------------------
@@ -602,8 +835,11 @@ struct MxQuery {
   static constexpr MessageInfo kInfo{Type::mx_query, "mx_query", roles(Role::mta),
                                      roles(Role::lookup), FdRule::none};
   std::string domain;
-  void encode(wire::Writer& w) const;
-  static MxQuery decode(wire::Reader& r);
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&MxQuery::domain, "domain", {.length = kMaxDomainLength}),
+    };
+  }
 };
 
 // ok: hosts to try, in order. no_domain: the domain does not exist; null_mx: it takes no
@@ -612,10 +848,21 @@ struct MxQuery {
 enum class MxStatus : uint8_t { ok, no_domain, null_mx, no_address, temporary };
 constexpr uint32_t kMxStatusCount = 5;
 
+constexpr size_t kMaxMxHosts = 64;
+constexpr size_t kMaxMxAddresses = 64;  // per host
+
 struct MxHost {
   uint16_t preference = 0;
   std::string name;
   std::vector<std::string> addresses;  // in the order to try them
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&MxHost::preference, "preference"),
+        fields::field(&MxHost::name, "name", {.length = kMaxDomainLength}),
+        fields::field(&MxHost::addresses, "addresses",
+                      {.length = kMaxAddressText, .count = kMaxMxAddresses}),
+    };
+  }
   friend bool operator==(const MxHost&, const MxHost&) = default;
 };
 
@@ -626,8 +873,14 @@ struct MxAnswer {
   bool implicit = false;  // no MX records: the domain's own addresses
   std::vector<MxHost> hosts;
   std::string error;
-  void encode(wire::Writer& w) const;
-  static MxAnswer decode(wire::Reader& r);
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&MxAnswer::status, "status", {.values = kMxStatusCount}),
+        fields::field(&MxAnswer::implicit, "implicit"),
+        fields::field(&MxAnswer::hosts, "hosts", {.count = kMaxMxHosts}),
+        fields::field(&MxAnswer::error, "error", {.length = kMaxField}),
+    };
+  }
 };
 
 // --- SMTP AUTH: the table goes to lookup, smtp asks lookup for verdicts --------------------
@@ -642,8 +895,12 @@ struct TableFile {
                                      roles(Role::lookup), FdRule::required};
   TableKind kind = TableKind::credentials;
   std::string name;  // its path, as the config names it
-  void encode(wire::Writer& w) const;
-  static TableFile decode(wire::Reader& r);
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&TableFile::kind, "kind", {.values = kTableKindCount}),
+        fields::field(&TableFile::name, "name", {.length = kMaxPathLength}),
+    };
+  }
 };
 
 // lookup's answer to a TableFile sent with a request id (smtpctl update table).
@@ -652,11 +909,16 @@ struct TableLoaded {
                                      roles(Role::parent), FdRule::none};
   bool ok = false;
   std::string error;  // "file:line: what" when refused
-  void encode(wire::Writer& w) const;
-  static TableLoaded decode(wire::Reader& r);
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&TableLoaded::ok, "ok"),
+        fields::field(&TableLoaded::error, "error", {.length = kMaxField}),
+    };
+  }
 };
 
 // RFC 4954: authzid is not supported, so only who and what.
+constexpr size_t kMaxAuthText = 1024;  // user name, password
 struct AuthCheck {
   static constexpr MessageInfo kInfo{Type::auth_check, "auth_check", roles(Role::smtp),
                                      roles(Role::lookup), FdRule::none};
@@ -664,20 +926,32 @@ struct AuthCheck {
   std::string password;
   std::string client_address;  // for the failure throttle
   uint64_t session = 0;        // lookup remembers who this session authenticated as
-  void encode(wire::Writer& w) const;
-  static AuthCheck decode(wire::Reader& r);
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&AuthCheck::user, "user", {.length = kMaxAuthText}),
+        fields::field(&AuthCheck::password, "password", {.length = kMaxAuthText}),
+        fields::field(&AuthCheck::client_address, "client_address", {.length = kMaxAddressText}),
+        fields::field(&AuthCheck::session, "session"),
+    };
+  }
 };
 
 enum class AuthOutcome : uint8_t { accepted, rejected, throttled, unavailable };
 constexpr uint32_t kAuthOutcomeCount = 4;
+// smtp waits this long at most before it answers an AUTH.
+constexpr uint32_t kMaxAuthDelayMs = 60000;
 
 struct AuthVerdict {
   static constexpr MessageInfo kInfo{Type::auth_verdict, "auth_verdict", roles(Role::lookup),
                                      roles(Role::smtp), FdRule::none};
   AuthOutcome outcome = AuthOutcome::rejected;
   uint32_t delay_ms = 0;  // how long smtp waits before answering (slows guessing down)
-  void encode(wire::Writer& w) const;
-  static AuthVerdict decode(wire::Reader& r);
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&AuthVerdict::outcome, "outcome", {.values = kAuthOutcomeCount}),
+        fields::field(&AuthVerdict::delay_ms, "delay_ms", {.max = kMaxAuthDelayMs}),
+    };
+  }
 };
 
 // --- local delivery: queue -> mda, results back ------------------------------------------
@@ -694,6 +968,13 @@ struct MdaConfig {
 struct LocalRecipient {
   uint32_t index = 0;  // in the envelope, so the answer can say whose result it is
   std::string address;
+  bool valid() const { return !address.empty(); }
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&LocalRecipient::index, "index"),
+        fields::field(&LocalRecipient::address, "address", {.length = kMaxField}),
+    };
+  }
   friend bool operator==(const LocalRecipient&, const LocalRecipient&) = default;
 };
 
@@ -714,14 +995,23 @@ struct DeliverLocal {
   uint64_t size = 0;   // the message: the descriptor's first size bytes (its envelope's size)
   std::string sender;  // for Return-Path
   std::vector<LocalRecipient> recipients;
-  void encode(wire::Writer& w) const;
-  static DeliverLocal decode(wire::Reader& r);
+  bool valid() const { return valid_queue_id(id); }
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&DeliverLocal::id, "id", {.length = kQueueIdLength}),
+        fields::field(&DeliverLocal::size, "size"),
+        fields::field(&DeliverLocal::sender, "sender", {.length = kMaxField}),
+        fields::field(&DeliverLocal::recipients, "recipients", {.count = kLocalRecipientsPerJob}),
+    };
+  }
 };
 
 enum class DeliveryOutcome : uint8_t { delivered, temporary_failure, permanent_failure };
 constexpr uint32_t kDeliveryOutcomeCount = 3;
 
 constexpr size_t kMaxDeliveryDetail = 1024;  // DeliveryResult.detail
+// Destinations one recipient may expand to (aliases, :include:).
+constexpr size_t kMaxDestinations = 200;
 
 struct DeliveryResult {
   uint32_t index = 0;
@@ -732,6 +1022,20 @@ struct DeliveryResult {
   std::vector<std::string> forward;
   // An alias that sent it to more than one destination (RFC 3461 6.2.7.4 "expanded").
   bool expanded = false;
+  bool valid() const {
+    return std::none_of(forward.begin(), forward.end(), [](const auto& a) { return a.empty(); });
+  }
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&DeliveryResult::index, "index"),
+        fields::field(&DeliveryResult::outcome, "outcome", {.values = kDeliveryOutcomeCount}),
+        fields::field(&DeliveryResult::dsn, "dsn", {.length = kMaxDsnCode}),
+        fields::field(&DeliveryResult::detail, "detail", {.length = kMaxDeliveryDetail}),
+        fields::field(&DeliveryResult::forward, "forward",
+                      {.length = kMaxField, .count = kMaxDestinations}),
+        fields::field(&DeliveryResult::expanded, "expanded"),
+    };
+  }
   friend bool operator==(const DeliveryResult&, const DeliveryResult&) = default;
 };
 
@@ -742,16 +1046,20 @@ struct DeliveryReport {
   std::vector<DeliveryResult> results;
   // A job's results come in as many frames as they take (long error texts); the last says so.
   bool last = true;
-  void encode(wire::Writer& w) const;
-  static DeliveryReport decode(wire::Reader& r);
+  bool valid() const { return valid_queue_id(id); }
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&DeliveryReport::id, "id", {.length = kQueueIdLength}),
+        fields::field(&DeliveryReport::results, "results", {.count = kLocalRecipientsPerJob}),
+        fields::field(&DeliveryReport::last, "last"),
+    };
+  }
 };
 
 // --- local routes: mda asks lookup where each recipient's mail goes ---------------------------
 
 // Addresses per ResolveLocal.
 constexpr size_t kResolveBatch = 100;
-// Destinations one recipient may expand to (aliases, :include:).
-constexpr size_t kMaxDestinations = 200;
 
 struct ResolveLocal {
   // The parent asks too: it confirms a delivery helper's destination (smtpd/helpers.cpp).
@@ -759,8 +1067,16 @@ struct ResolveLocal {
                                      roles(Role::mda, Role::parent), roles(Role::lookup),
                                      FdRule::none};
   std::vector<std::string> addresses;
-  void encode(wire::Writer& w) const;
-  static ResolveLocal decode(wire::Reader& r);
+  bool valid() const {
+    return std::none_of(addresses.begin(), addresses.end(),
+                        [](const auto& a) { return a.empty(); });
+  }
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&ResolveLocal::addresses, "addresses",
+                      {.length = kMaxField, .count = kResolveBatch}),
+    };
+  }
 };
 
 enum class DeliveryMethod : uint8_t { maildir, mbox, lmtp, command, forward };
@@ -774,6 +1090,15 @@ struct Destination {
   std::string target;
   std::string user;     // a system user to deliver as; empty: mda's own user
   std::string mailbox;  // the address delivered to (Delivered-To:, LMTP RCPT TO)
+  bool valid() const { return !target.empty() && !mailbox.empty(); }
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&Destination::method, "method", {.values = kDeliveryMethodCount}),
+        fields::field(&Destination::target, "target", {.length = kMaxPathLength}),
+        fields::field(&Destination::user, "user", {.length = kMaxNameLength}),
+        fields::field(&Destination::mailbox, "mailbox", {.length = kMaxField}),
+    };
+  }
   friend bool operator==(const Destination&, const Destination&) = default;
 };
 
@@ -784,6 +1109,13 @@ struct LocalRoute {
   RouteStatus status = RouteStatus::unknown_user;
   std::string error;  // why, when not ok
   std::vector<Destination> destinations;
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&LocalRoute::status, "status", {.values = kRouteStatusCount}),
+        fields::field(&LocalRoute::error, "error", {.length = kMaxReason}),
+        fields::field(&LocalRoute::destinations, "destinations", {.count = kMaxDestinations}),
+    };
+  }
   friend bool operator==(const LocalRoute&, const LocalRoute&) = default;
 };
 
@@ -793,8 +1125,12 @@ struct LocalRoutes {
                                      roles(Role::mda, Role::parent), FdRule::none};
   std::vector<LocalRoute> routes;
   bool last = true;
-  void encode(wire::Writer& w) const;
-  static LocalRoutes decode(wire::Reader& r);
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&LocalRoutes::routes, "routes", {.count = kResolveBatch}),
+        fields::field(&LocalRoutes::last, "last"),
+    };
+  }
 };
 
 // --- delivery helpers: mda asks the parent for one delivery as a system user -----------------
@@ -815,8 +1151,13 @@ struct HelperRefused {
                                      roles(Role::mda), FdRule::none};
   std::string user;  // the account asked for; "-" for mda's own
   std::string error;
-  void encode(wire::Writer& w) const;
-  static HelperRefused decode(wire::Reader& r);
+  bool valid() const { return !user.empty(); }
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&HelperRefused::user, "user", {.length = kMaxNameLength}),
+        fields::field(&HelperRefused::error, "error", {.length = kMaxReason}),
+    };
+  }
 };
 
 // Deliver the message to one destination, as the destination's user. From mda to the parent
@@ -833,8 +1174,18 @@ struct HelperDeliver {
   Destination destination;       // one of those lookup gave for recipient
   std::string unique;            // the Maildir file name
   uint32_t timeout_seconds = 0;  // for a command
-  void encode(wire::Writer& w) const;
-  static HelperDeliver decode(wire::Reader& r);
+  // unique names a file in a Maildir directory, never a path.
+  bool valid() const { return !unique.empty() && unique.find('/') == std::string::npos; }
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&HelperDeliver::size, "size"),
+        fields::field(&HelperDeliver::recipient, "recipient", {.length = kMaxField}),
+        fields::field(&HelperDeliver::sender, "sender", {.length = kMaxField}),
+        fields::field(&HelperDeliver::destination, "destination"),
+        fields::field(&HelperDeliver::unique, "unique", {.length = kMaxFileName}),
+        fields::field(&HelperDeliver::timeout_seconds, "timeout_seconds"),
+    };
+  }
 };
 
 // The helper's answer to the parent, forwarded to mda under mda's request id (the parent
@@ -846,8 +1197,13 @@ struct HelperResult {
   DeliveryOutcome outcome = DeliveryOutcome::temporary_failure;
   std::string dsn;
   std::string detail;
-  void encode(wire::Writer& w) const;
-  static HelperResult decode(wire::Reader& r);
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&HelperResult::outcome, "outcome", {.values = kDeliveryOutcomeCount}),
+        fields::field(&HelperResult::dsn, "dsn", {.length = kMaxDsnCode}),
+        fields::field(&HelperResult::detail, "detail", {.length = kMaxDeliveryDetail}),
+    };
+  }
 };
 
 // Every message type, in one list: the schema table is derived from it.
@@ -868,10 +1224,16 @@ const MessageInfo* message_info(uint16_t type);
 std::span<const MessageInfo> all_message_info();
 
 // Decodes a payload that must be exactly one M.
+// A message with a field table (common/util/fields.hpp) is encoded from it.
 template <typename M>
 std::optional<M> decode_payload(std::span<const uint8_t> payload) {
   wire::Reader r(payload);
-  M m = M::decode(r);
+  M m;
+  if constexpr (fields::Described<M>) {
+    m = wire::decode_fields<M>(r);
+  } else {
+    m = M::decode(r);
+  }
   if (!r.finish()) return std::nullopt;
   return m;
 }
@@ -879,7 +1241,11 @@ std::optional<M> decode_payload(std::span<const uint8_t> payload) {
 template <typename M>
 std::vector<uint8_t> encode_payload(const M& m) {
   wire::Writer w;
-  m.encode(w);
+  if constexpr (fields::Described<M>) {
+    wire::encode_fields(w, m);
+  } else {
+    m.encode(w);
+  }
   return w.take();
 }
 
