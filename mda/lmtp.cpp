@@ -15,6 +15,8 @@
 #include "common/util/fd.hpp"
 #include "common/util/inet.hpp"
 #include "common/util/io.hpp"
+#include "mda/api.hpp"
+#include "queue/api.hpp"
 
 namespace postern::mda {
 namespace {

@@ -8,6 +8,8 @@
 
 #include "common/ipc/messages.hpp"
 #include "common/util/io.hpp"
+#include "mda/api.hpp"
+#include "queue/api.hpp"
 
 namespace postern::mda {
 

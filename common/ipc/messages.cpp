@@ -1,50 +1,20 @@
-// The schema checks of Dispatcher, and the encoding of what has no field table: the flags of
-// a DSN NOTIFY and the configuration parts. Every other payload is encoded and decoded from
-// its table (common/ipc/field_codec.hpp), so no field is ever half-trusted.
+// The schema checks of Dispatcher, and the encoding of the configuration parts. Every other
+// payload is encoded and decoded from its table (common/ipc/field_codec.hpp), so no field is
+// ever half-trusted.
 #include "common/ipc/messages.hpp"
 
 #include <array>
 #include <string>
 
-namespace postern::wire {
-
-void Codec<DsnNotify>::encode(Writer& w, const DsnNotify& n) {
-  w.u8(static_cast<uint8_t>((n.never ? 1 : 0) | (n.success ? 2 : 0) | (n.failure ? 4 : 0) |
-                            (n.delay ? 8 : 0)));
-}
-
-DsnNotify Codec<DsnNotify>::decode(Reader& r) {
-  const uint8_t bits = r.u8();
-  // NEVER excludes the others (RFC 3461 4.1).
-  if (bits > 15 || ((bits & 1) != 0 && bits != 1)) r.fail();
-  return DsnNotify{.never = (bits & 1) != 0,
-                   .success = (bits & 2) != 0,
-                   .failure = (bits & 4) != 0,
-                   .delay = (bits & 8) != 0};
-}
-
-}  // namespace postern::wire
-
 namespace postern::msg {
-namespace {
-
-template <typename Tuple, size_t... I>
-constexpr auto make_table(std::index_sequence<I...>) {
-  return std::array<MessageInfo, sizeof...(I)>{std::tuple_element_t<I, Tuple>::kInfo...};
-}
-constexpr auto kTable =
-    make_table<AllMessages>(std::make_index_sequence<std::tuple_size_v<AllMessages>>{});
-
-}  // namespace
-
 const MessageInfo* message_info(uint16_t type) {
-  for (const auto& info : kTable)
+  for (const auto& info : kSchema)
     if (static_cast<uint16_t>(info.type) == type) return &info;
   return nullptr;
 }
 
 std::span<const MessageInfo> all_message_info() {
-  return kTable;
+  return kSchema;
 }
 
 void SmtpConfig::encode(wire::Writer& w) const {

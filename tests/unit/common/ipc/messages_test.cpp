@@ -11,6 +11,8 @@
 #include <string>
 #include <type_traits>
 
+#include "tests/all_messages.hpp"
+
 namespace postern::msg {
 namespace {
 
@@ -479,6 +481,24 @@ TEST(Messages, SchemaTableIsConsistent) {
     EXPECT_TRUE(types.insert(static_cast<uint16_t>(retired)).second);
   }
   EXPECT_EQ(types.size(), std::tuple_size_v<AllMessages> + std::size(kRetiredTypes));
+  // Each payload, wherever it is declared, carries its schema row: one payload per row.
+  std::set<uint16_t> declared;
+  std::apply(
+      [&](auto... m) {
+        (
+            [&](const MessageInfo& info) {
+              EXPECT_TRUE(declared.insert(static_cast<uint16_t>(info.type)).second) << info.name;
+              const MessageInfo* row = message_info(static_cast<uint16_t>(info.type));
+              ASSERT_NE(row, nullptr) << info.name;
+              EXPECT_EQ(row->name, info.name);
+              EXPECT_EQ(row->senders, info.senders) << info.name;
+              EXPECT_EQ(row->receivers, info.receivers) << info.name;
+              EXPECT_EQ(row->fd, info.fd) << info.name;
+            }(decltype(m)::kInfo),
+            ...);
+      },
+      AllMessages{});
+  EXPECT_EQ(declared.size(), all_message_info().size());
   EXPECT_EQ(*types.rbegin(), types.size());
   EXPECT_EQ(message_info(0), nullptr);
   EXPECT_EQ(message_info(0xffff), nullptr);
