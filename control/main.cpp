@@ -12,6 +12,7 @@
 
 #include "common/ipc/child.hpp"
 #include "common/util/log.hpp"
+#include "control/api.hpp"
 
 namespace postern::control {
 namespace {

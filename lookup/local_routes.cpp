@@ -10,6 +10,9 @@
 #include "common/util/fd.hpp"
 #include "common/util/io.hpp"
 #include "common/util/log.hpp"
+#include "lookup/api.hpp"
+#include "mda/api.hpp"
+#include "queue/api.hpp"
 
 namespace postern::lookup {
 

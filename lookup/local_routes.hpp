@@ -18,8 +18,10 @@
 #include "common/ipc/messages.hpp"
 #include "common/mail/accounts.hpp"
 #include "lookup/aliases.hpp"
+#include "lookup/api.hpp"
 #include "lookup/system_users.hpp"
 #include "lookup/table.hpp"
+#include "mda/api.hpp"
 
 namespace postern::lookup {
 

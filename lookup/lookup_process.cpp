@@ -14,6 +14,13 @@
 
 #include "common/util/inet.hpp"
 #include "common/util/io.hpp"
+#include "control/api.hpp"
+#include "lookup/api.hpp"
+#include "mda/api.hpp"
+#include "mta/api.hpp"
+#include "queue/api.hpp"
+#include "smtp/api.hpp"
+#include "smtpd/api.hpp"
 
 namespace postern::lookup {
 namespace {

@@ -14,6 +14,7 @@
 #include "common/ipc/child.hpp"
 #include "common/util/log.hpp"
 #include "common/util/worker.hpp"
+#include "lookup/api.hpp"
 #include "lookup/client_checks.hpp"
 #include "lookup/credentials.hpp"
 #include "lookup/dns.hpp"

@@ -1,5 +1,8 @@
 // Recipient policy; see recipients.hpp.
 #include "lookup/recipients.hpp"
+#include "lookup/api.hpp"
+#include "mda/api.hpp"
+#include "smtp/api.hpp"
 
 namespace postern::lookup {
 

@@ -4,7 +4,9 @@
 #pragma once
 
 #include "common/ipc/messages.hpp"
+#include "lookup/api.hpp"
 #include "lookup/local_routes.hpp"
+#include "smtp/api.hpp"
 
 namespace postern::lookup {
 

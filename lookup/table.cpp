@@ -3,6 +3,7 @@
 
 #include "common/util/ascii.hpp"
 #include "common/util/inet.hpp"
+#include "mda/api.hpp"
 
 namespace postern::lookup {
 namespace {

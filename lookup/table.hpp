@@ -10,6 +10,7 @@
 
 #include "common/ipc/messages.hpp"
 #include "common/util/result.hpp"
+#include "mda/api.hpp"
 
 namespace postern::lookup {
 

@@ -6,9 +6,12 @@
 
 #include <ctime>
 
+#include "mda/api.hpp"
 #include "mda/command.hpp"
 #include "mda/maildir.hpp"
 #include "mda/mbox.hpp"
+#include "queue/api.hpp"
+#include "smtpd/api.hpp"
 
 namespace postern::mda {
 

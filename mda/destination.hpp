@@ -4,6 +4,8 @@
 #pragma once
 
 #include "common/ipc/messages.hpp"
+#include "mda/api.hpp"
+#include "smtpd/api.hpp"
 
 namespace postern::mda {
 

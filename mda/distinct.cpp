@@ -1,5 +1,6 @@
 // Duplicate elimination; see distinct.hpp.
 #include "mda/distinct.hpp"
+#include "mda/api.hpp"
 
 #include <map>
 #include <string>

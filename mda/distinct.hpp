@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common/ipc/messages.hpp"
+#include "mda/api.hpp"
 
 namespace postern::mda {
 

@@ -3,6 +3,9 @@
 
 #include <algorithm>
 
+#include "mda/api.hpp"
+#include "queue/api.hpp"
+
 namespace postern::mda {
 
 LmtpAnswer lmtp_answer(const mail::RecipientResult& r) {

@@ -17,6 +17,8 @@
 #include "common/mail/client.hpp"
 #include "common/util/event.hpp"
 #include "common/util/io.hpp"
+#include "mda/api.hpp"
+#include "queue/api.hpp"
 
 namespace postern::mda {
 

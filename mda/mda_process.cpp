@@ -14,8 +14,12 @@
 #include <ctime>
 
 #include "common/util/log.hpp"
+#include "lookup/api.hpp"
+#include "mda/api.hpp"
 #include "mda/lmtp.hpp"
 #include "mda/mbox.hpp"
+#include "queue/api.hpp"
+#include "smtpd/api.hpp"
 
 namespace postern::mda {
 namespace {

@@ -16,11 +16,14 @@
 #include "common/ipc/child.hpp"
 #include "common/util/event.hpp"
 #include "common/util/worker.hpp"
+#include "mda/api.hpp"
 #include "mda/destination.hpp"
 #include "mda/distinct.hpp"
 #include "mda/lmtp.hpp"
 #include "mda/maildir.hpp"
 #include "mda/reported.hpp"
+#include "queue/api.hpp"
+#include "smtpd/api.hpp"
 
 namespace postern::mda {
 

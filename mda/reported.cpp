@@ -1,5 +1,7 @@
 // Deliveries reported lately; see reported.hpp.
 #include "mda/reported.hpp"
+#include "mda/api.hpp"
+#include "queue/api.hpp"
 
 namespace postern::mda {
 

@@ -14,6 +14,8 @@
 #include <vector>
 
 #include "common/ipc/messages.hpp"
+#include "mda/api.hpp"
+#include "queue/api.hpp"
 
 namespace postern::mda {
 

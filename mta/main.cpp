@@ -7,6 +7,9 @@
 
 #include "common/ipc/child.hpp"
 #include "common/util/log.hpp"
+#include "control/api.hpp"
+#include "lookup/api.hpp"
+#include "mta/api.hpp"
 
 namespace postern::mta {
 namespace {

@@ -10,6 +10,10 @@
 #include "common/util/ascii.hpp"
 #include "common/util/fd.hpp"
 #include "common/util/log.hpp"
+#include "control/api.hpp"
+#include "lookup/api.hpp"
+#include "queue/api.hpp"
+#include "smtp/api.hpp"
 
 namespace postern::queue {
 namespace {

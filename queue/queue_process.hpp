@@ -11,10 +11,12 @@
 #include <vector>
 
 #include "common/ipc/child.hpp"
+#include "queue/api.hpp"
 #include "queue/committer.hpp"
 #include "queue/scheduler.hpp"
 #include "queue/spares.hpp"
 #include "queue/spool.hpp"
+#include "smtp/api.hpp"
 
 namespace postern::queue {
 

@@ -15,6 +15,8 @@
 
 #include "common/util/io.hpp"
 #include "common/util/log.hpp"
+#include "mda/api.hpp"
+#include "queue/api.hpp"
 #include "queue/dsn.hpp"
 #include "queue/envelope_file.hpp"
 

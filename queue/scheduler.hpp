@@ -23,6 +23,7 @@
 #include "common/ipc/child.hpp"
 #include "common/mail/envelope.hpp"
 #include "common/util/event.hpp"
+#include "queue/api.hpp"
 #include "queue/committer.hpp"
 #include "queue/dsn.hpp"
 #include "queue/spares.hpp"

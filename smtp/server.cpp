@@ -12,6 +12,10 @@
 
 #include "common/util/inet.hpp"
 #include "common/util/log.hpp"
+#include "control/api.hpp"
+#include "lookup/api.hpp"
+#include "queue/api.hpp"
+#include "smtp/api.hpp"
 
 namespace postern::smtp {
 namespace {

@@ -13,6 +13,7 @@
 #include "common/ipc/child.hpp"
 #include "common/util/event.hpp"
 #include "common/util/tls.hpp"
+#include "smtp/api.hpp"
 #include "smtp/session.hpp"
 
 namespace postern::smtp {

@@ -16,6 +16,9 @@
 #include "common/mail/received.hpp"
 #include "common/util/ascii.hpp"
 #include "common/util/log.hpp"
+#include "lookup/api.hpp"
+#include "queue/api.hpp"
+#include "smtp/api.hpp"
 #include "smtp/server.hpp"
 
 namespace postern::smtp {

@@ -22,6 +22,7 @@
 #include "common/util/event.hpp"
 #include "common/util/fd.hpp"
 #include "common/util/tls.hpp"
+#include "smtp/api.hpp"
 
 namespace postern::smtp {
 

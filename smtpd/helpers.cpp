@@ -14,6 +14,10 @@
 #include "common/ipc/privsep.hpp"
 #include "common/util/ascii.hpp"
 #include "common/util/log.hpp"
+#include "lookup/api.hpp"
+#include "mda/api.hpp"
+#include "queue/api.hpp"
+#include "smtpd/api.hpp"
 #include "smtpd/spawn.hpp"
 
 namespace postern::smtpd {

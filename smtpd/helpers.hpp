@@ -21,6 +21,8 @@
 #include "common/ipc/messages.hpp"
 #include "common/mail/accounts.hpp"
 #include "common/util/event.hpp"
+#include "mda/api.hpp"
+#include "smtpd/api.hpp"
 #include "smtpd/host.hpp"
 
 namespace postern::smtpd {

@@ -17,6 +17,11 @@
 
 #include "common/ipc/privsep.hpp"
 #include "common/util/log.hpp"
+#include "control/api.hpp"
+#include "lookup/api.hpp"
+#include "mda/api.hpp"
+#include "smtp/api.hpp"
+#include "smtpd/api.hpp"
 #include "smtpd/spawn.hpp"
 
 namespace postern::smtpd {

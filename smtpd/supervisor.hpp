@@ -23,6 +23,8 @@
 #include "common/ipc/messages.hpp"
 #include "common/mail/accounts.hpp"
 #include "common/util/event.hpp"
+#include "lookup/api.hpp"
+#include "smtpd/api.hpp"
 #include "smtpd/crash_backoff.hpp"
 #include "smtpd/helpers.hpp"
 #include "smtpd/host.hpp"

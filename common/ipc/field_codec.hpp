@@ -8,10 +8,13 @@
 // Decoding refuses (a sticky Reader failure) a string longer than its length, a vector longer
 // than its count, an unsigned number outside min..max (signed ones, int32_t and int64_t, are
 // taken whole), an enum outside its values, and a boolean or
-// optional flag other than 0 or 1. A type with no table and no wire.hpp form (an address, a
-// network) gets a Codec<T> specialisation next to its declaration or in the message file.
+// optional flag other than 0 or 1, and a struct whose valid() member (if it has one) says no. A
+// type with no table and no wire.hpp form (an address, a network) gets a Codec<T> specialisation
+// next to its declaration or in the message file. A struct that serves other uses and travels only
+// in part gets a ViewCodec.
 #pragma once
 
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -98,6 +101,12 @@ void get_struct(Reader& r, T& value) {
   fields::for_each_field<T>([&](const auto& field) {
     if (r.ok()) get(r, value.*field.member, field.bounds);
   });
+  // Rules across fields, which no bound of one field can say.
+  if constexpr (requires(const T& t) {
+                  { t.valid() } -> std::convertible_to<bool>;
+                }) {
+    if (r.ok() && !value.valid()) r.fail();
+  }
 }
 
 template <typename T>
@@ -177,6 +186,26 @@ void get(Reader& r, T& value, const fields::Bounds& bounds) {
 }
 
 }  // namespace detail
+
+// A Codec from a table kept apart from the struct: View::fields() names some members of T
+// (the spool's Envelope travels without the queue's bookkeeping), View::valid(const T&)
+// checks what no bound of one field can say.
+template <typename T, fields::Described View>
+struct ViewCodec {
+  static constexpr size_t kMinSize = detail::min_struct_size<View>();
+  static void encode(Writer& w, const T& value) {
+    fields::for_each_field<View>(
+        [&](const auto& field) { detail::put(w, value.*field.member, field.bounds); });
+  }
+  static T decode(Reader& r) {
+    T value{};
+    fields::for_each_field<View>([&](const auto& field) {
+      if (r.ok()) detail::get(r, value.*field.member, field.bounds);
+    });
+    if (r.ok() && !View::valid(value)) r.fail();
+    return value;
+  }
+};
 
 // The fewest bytes T takes encoded (for Reader::count of a vector of T).
 template <typename T>

@@ -17,6 +17,7 @@
 #include "common/ipc/ipc.hpp"
 #include "common/ipc/messages.hpp"
 #include "common/util/event.hpp"
+#include "control/api.hpp"
 #include "postern_paths.h"
 
 namespace postern::smtpctl {

@@ -17,7 +17,9 @@
 #include "common/ipc/process.hpp"
 #include "common/util/event.hpp"
 #include "common/util/log.hpp"
+#include "mda/api.hpp"
 #include "mda/destination.hpp"
+#include "smtpd/api.hpp"
 
 int main(int argc, char** argv) {
   using namespace postern;

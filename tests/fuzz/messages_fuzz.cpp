@@ -6,7 +6,7 @@
 #include <span>
 #include <tuple>
 
-#include "common/ipc/messages.hpp"
+#include "tests/all_messages.hpp"
 
 namespace {
 

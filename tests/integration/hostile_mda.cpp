@@ -16,6 +16,8 @@
 #include "common/ipc/child.hpp"
 #include "common/ipc/messages.hpp"
 #include "common/util/log.hpp"
+#include "mda/api.hpp"
+#include "smtpd/api.hpp"
 
 namespace {
 

@@ -18,6 +18,9 @@
 #include "common/ipc/child.hpp"
 #include "common/util/event.hpp"
 #include "common/util/log.hpp"
+#include "lookup/api.hpp"
+#include "queue/api.hpp"
+#include "smtp/api.hpp"
 
 namespace postern::hostile {
 namespace {

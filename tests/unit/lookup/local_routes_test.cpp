@@ -2,6 +2,9 @@
 // commands, remote forwards), users from a list, a table or the system, catch-all, and the
 // delivery method each destination gets.
 #include "lookup/local_routes.hpp"
+#include "lookup/api.hpp"
+#include "mda/api.hpp"
+#include "queue/api.hpp"
 
 #include <gtest/gtest.h>
 #include <pwd.h>

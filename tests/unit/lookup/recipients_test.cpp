@@ -1,6 +1,8 @@
 // Recipient policy: local domains, relaying only when authenticated, and every dressed-up form
 // of a remote address refused.
 #include "lookup/recipients.hpp"
+#include "lookup/api.hpp"
+#include "smtp/api.hpp"
 
 #include <gtest/gtest.h>
 

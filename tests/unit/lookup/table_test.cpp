@@ -1,5 +1,6 @@
 // File tables and virtual users tables: what each line means, and every refusal with its line.
 #include "lookup/table.hpp"
+#include "mda/api.hpp"
 
 #include <gtest/gtest.h>
 

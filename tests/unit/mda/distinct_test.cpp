@@ -1,6 +1,7 @@
 // Duplicate elimination after alias expansion: each final destination of a job once, shared
 // by every recipient whose routes lead there.
 #include "mda/distinct.hpp"
+#include "mda/api.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,8 @@
 // Deliveries reported lately: answered again only for the same message, recipient index and
 // address, only when delivered, and forgotten oldest first beyond the bounds.
 #include "mda/reported.hpp"
+#include "mda/api.hpp"
+#include "queue/api.hpp"
 
 #include <gtest/gtest.h>
 

@@ -31,6 +31,9 @@
 #include "common/ipc/ipc.hpp"
 #include "common/ipc/messages.hpp"
 #include "common/util/tls.hpp"
+#include "lookup/api.hpp"
+#include "queue/api.hpp"
+#include "smtp/api.hpp"
 #include "smtp/server.hpp"
 
 namespace postern::smtp {

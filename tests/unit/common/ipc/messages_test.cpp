@@ -6,8 +6,12 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <limits>
 #include <set>
 #include <string>
+#include <type_traits>
+
+#include "tests/all_messages.hpp"
 
 namespace postern::msg {
 namespace {
@@ -345,6 +349,122 @@ TEST(Messages, BadQueueIdsAndRecipientsAreRefused) {
           .has_value());
 }
 
+// A value of T that passes its table's bounds and checks: every string 16 'a' (a valid queue
+// id, and a valid value wherever a string must not be empty), numbers at least their minimum,
+// nested structs filled the same way (an envelope: the sample), lists empty.
+template <typename T>
+void fill(T& value) {
+  fields::for_each_field<T>([&](const auto& field) {
+    auto& member = value.*field.member;
+    using Member = std::decay_t<decltype(member)>;
+    if constexpr (std::is_same_v<Member, std::string>) {
+      member = std::string(kQueueIdLength, 'a');
+    } else if constexpr (std::is_integral_v<Member> && std::is_unsigned_v<Member> &&
+                         !std::is_same_v<Member, bool>) {
+      if (member < field.bounds.min) member = static_cast<Member>(field.bounds.min);
+    } else if constexpr (fields::Described<Member>) {
+      fill(member);
+    } else if constexpr (std::is_same_v<Member, Envelope>) {
+      member = sample_envelope();
+    }
+  });
+}
+
+template <typename Item>
+Item filled_item() {
+  Item item{};
+  if constexpr (std::is_same_v<Item, std::string>) {
+    item = std::string(kQueueIdLength, 'a');
+  } else if constexpr (fields::Described<Item>) {
+    fill(item);
+  } else if constexpr (std::is_same_v<Item, Recipient>) {
+    item.address = "a@b";
+  }
+  return item;
+}
+
+// True when value decodes from its encoding, and to a value with that same encoding.
+template <typename T>
+bool decodes(const T& value) {
+  wire::Writer w;
+  wire::encode_fields(w, value);
+  const std::vector<uint8_t> bytes = w.take();
+  wire::Reader r(bytes);
+  const T back = wire::decode_fields<T>(r);
+  if (!r.finish()) return false;
+  wire::Writer again;
+  wire::encode_fields(again, back);
+  return again.bytes() == bytes;
+}
+
+// Each string, list and bounded number of T: at its bound it decodes, one past it is refused.
+template <typename T>
+void expect_bounds_hold(std::string_view name) {
+  T base{};
+  fill(base);
+  ASSERT_TRUE(decodes(base)) << name;
+  fields::for_each_field<T>([&](const auto& field) {
+    using Member = std::decay_t<decltype(base.*field.member)>;
+    const std::string what = std::string(name) + "." + std::string(field.name);
+    T value = base;
+    auto& member = value.*field.member;
+    if constexpr (std::is_same_v<Member, std::string>) {
+      ASSERT_NE(field.bounds.length, 0u) << what << " has no bound of its own";
+      member = std::string(field.bounds.length, 'a');
+      EXPECT_TRUE(decodes(value)) << what;
+      member.push_back('a');
+      EXPECT_FALSE(decodes(value)) << what;
+    } else if constexpr (fields::is_vector<Member>::value) {
+      member.assign(field.bounds.count, filled_item<typename Member::value_type>());
+      EXPECT_TRUE(decodes(value)) << what;
+      member.push_back(filled_item<typename Member::value_type>());
+      EXPECT_FALSE(decodes(value)) << what;
+    } else if constexpr (std::is_integral_v<Member> && std::is_unsigned_v<Member> &&
+                         !std::is_same_v<Member, bool>) {
+      if (field.bounds.max < std::numeric_limits<Member>::max()) {
+        member = static_cast<Member>(field.bounds.max);
+        EXPECT_TRUE(decodes(value)) << what;
+        ++member;
+        EXPECT_FALSE(decodes(value)) << what;
+      }
+      if (field.bounds.min > 0) {
+        member = static_cast<Member>(field.bounds.min - 1);
+        EXPECT_FALSE(decodes(value)) << what;
+      }
+    }
+  });
+}
+
+template <typename... M>
+void expect_all_bounds_hold(std::tuple<M...>*) {
+  (
+      [] {
+        if constexpr (fields::Described<M>) expect_bounds_hold<M>(M::kInfo.name);
+      }(),
+      ...);
+}
+
+TEST(Messages, EveryBoundHoldsAtItsLimit) {
+  expect_all_bounds_hold(static_cast<AllMessages*>(nullptr));
+  expect_bounds_hold<ProcessStatus>("ProcessStatus");
+  expect_bounds_hold<MxHost>("MxHost");
+  expect_bounds_hold<LocalRecipient>("LocalRecipient");
+  expect_bounds_hold<DeliveryResult>("DeliveryResult");
+  expect_bounds_hold<Destination>("Destination");
+  expect_bounds_hold<LocalRoute>("LocalRoute");
+  // The envelope's own bounds (RFC 3461's ORCPT and ENVID) travel in a view of its fields.
+  MessageRecipients rcpts{.id = "0123456789abcdef", .recipients = {Recipient{.address = "a@b"}}};
+  rcpts.recipients[0].orcpt = std::string(mail::kMaxOrcptAddress, 'o');
+  EXPECT_TRUE(decode_payload<MessageRecipients>(encode_payload(rcpts)).has_value());
+  rcpts.recipients[0].orcpt.push_back('o');
+  EXPECT_FALSE(decode_payload<MessageRecipients>(encode_payload(rcpts)).has_value());
+  MessageCommit commit{.envelope = sample_envelope(), .recipient_count = 1};
+  commit.envelope.envid = std::string(mail::kMaxEnvid, 'e');
+  EXPECT_TRUE(decode_payload<MessageCommit>(encode_payload(commit)).has_value());
+  commit.envelope.envid.push_back('e');
+  EXPECT_FALSE(decode_payload<MessageCommit>(encode_payload(commit)).has_value());
+}
+
 TEST(Messages, SchemaTableIsConsistent) {
   std::set<uint16_t> types;
   std::set<std::string_view> names;
@@ -361,6 +481,24 @@ TEST(Messages, SchemaTableIsConsistent) {
     EXPECT_TRUE(types.insert(static_cast<uint16_t>(retired)).second);
   }
   EXPECT_EQ(types.size(), std::tuple_size_v<AllMessages> + std::size(kRetiredTypes));
+  // Each payload, wherever it is declared, carries its schema row: one payload per row.
+  std::set<uint16_t> declared;
+  std::apply(
+      [&](auto... m) {
+        (
+            [&](const MessageInfo& info) {
+              EXPECT_TRUE(declared.insert(static_cast<uint16_t>(info.type)).second) << info.name;
+              const MessageInfo* row = message_info(static_cast<uint16_t>(info.type));
+              ASSERT_NE(row, nullptr) << info.name;
+              EXPECT_EQ(row->name, info.name);
+              EXPECT_EQ(row->senders, info.senders) << info.name;
+              EXPECT_EQ(row->receivers, info.receivers) << info.name;
+              EXPECT_EQ(row->fd, info.fd) << info.name;
+            }(decltype(m)::kInfo),
+            ...);
+      },
+      AllMessages{});
+  EXPECT_EQ(declared.size(), all_message_info().size());
   EXPECT_EQ(*types.rbegin(), types.size());
   EXPECT_EQ(message_info(0), nullptr);
   EXPECT_EQ(message_info(0xffff), nullptr);

@@ -1,0 +1,206 @@
+// smtpd-queue's interface: what the other processes send it.
+#pragma once
+
+// --- messages queue receives
+// Each payload takes its row of the schema (common/ipc/messages.hpp: number, senders,
+// receivers, descriptor) and lists its fields once; a sender includes this header to send it.
+// The types keep the msg:: namespace every sender and receiver names them by.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "common/ipc/messages.hpp"
+#include "common/mail/commands.hpp"
+#include "common/mail/envelope.hpp"
+
+namespace postern::msg {
+
+// smtp asks for a new message file at DATA/BDAT time.
+struct MessageOpen {
+  static constexpr MessageInfo kInfo = schema(Type::message_open);
+  static constexpr auto fields() { return std::tuple{}; }
+};
+
+// The envelope types serve the spool too (queue/envelope_file.cpp), so their wire tables
+// live here and name only what travels: the queue's own bookkeeping (attempts, next_try...)
+// does not.
+constexpr uint32_t kDsnRetCount = 3;
+constexpr uint32_t kRecipientStateCount = 3;
+
+struct RecipientWire {
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&Recipient::address, "address", {.length = kMaxField}),
+        fields::field(&Recipient::orcpt_type, "orcpt_type", {.length = kMaxField}),
+        fields::field(&Recipient::orcpt, "orcpt", {.length = mail::kMaxOrcptAddress}),
+        fields::field(&Recipient::notify, "notify"),
+        fields::field(&Recipient::state, "state", {.values = kRecipientStateCount}),
+    };
+  }
+  static bool valid(const Recipient& r) { return !r.address.empty(); }
+};
+
+// MessageCommit's envelope; its recipients travel in MessageRecipients.
+struct EnvelopeWire {
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&Envelope::id, "id", {.length = kQueueIdLength}),
+        fields::field(&Envelope::arrival, "arrival"),
+        fields::field(&Envelope::sender, "sender", {.length = kMaxField}),
+        fields::field(&Envelope::helo, "helo", {.length = kMaxField}),
+        fields::field(&Envelope::client_address, "client_address", {.length = kMaxField}),
+        fields::field(&Envelope::client_name, "client_name", {.length = kMaxField}),
+        fields::field(&Envelope::listener, "listener", {.length = kMaxField}),
+        fields::field(&Envelope::auth_user, "auth_user", {.length = kMaxField}),
+        fields::field(&Envelope::tls, "tls", {.length = kMaxField}),
+        fields::field(&Envelope::smtputf8, "smtputf8"),
+        fields::field(&Envelope::body_8bit, "body_8bit"),
+        fields::field(&Envelope::ret, "ret", {.values = kDsnRetCount}),
+        fields::field(&Envelope::envid, "envid", {.length = mail::kMaxEnvid}),
+        fields::field(&Envelope::size, "size"),
+    };
+  }
+  static bool valid(const Envelope& e) { return valid_queue_id(e.id); }
+};
+
+}  // namespace postern::msg
+
+namespace postern::wire {
+// RFC 3461 NOTIFY as one byte of flags; NEVER excludes the others (4.1).
+template <>
+struct Codec<DsnNotify> {
+  static constexpr size_t kMinSize = 1;
+  static void encode(Writer& w, const DsnNotify& n) {
+    w.u8(static_cast<uint8_t>((n.never ? 1 : 0) | (n.success ? 2 : 0) | (n.failure ? 4 : 0) |
+                              (n.delay ? 8 : 0)));
+  }
+  static DsnNotify decode(Reader& r) {
+    const uint8_t bits = r.u8();
+    if (bits > 15 || ((bits & 1) != 0 && bits != 1)) r.fail();
+    return DsnNotify{.never = (bits & 1) != 0,
+                     .success = (bits & 2) != 0,
+                     .failure = (bits & 4) != 0,
+                     .delay = (bits & 8) != 0};
+  }
+};
+template <>
+struct Codec<Recipient> : ViewCodec<Recipient, msg::RecipientWire> {};
+template <>
+struct Codec<Envelope> : ViewCodec<Envelope, msg::EnvelopeWire> {};
+}  // namespace postern::wire
+
+namespace postern::msg {
+
+// Recipients travel in batches ahead of the commit: a 10,000-recipient envelope does not fit
+// in one frame.
+constexpr size_t kRecipientsPerBatch = 100;
+struct MessageRecipients {
+  static constexpr MessageInfo kInfo = schema(Type::message_recipients);
+  std::string id;
+  std::vector<Recipient> recipients;
+  bool valid() const { return valid_queue_id(id); }
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&MessageRecipients::id, "id", {.length = kQueueIdLength}),
+        fields::field(&MessageRecipients::recipients, "recipients", {.count = kRecipientsPerBatch}),
+    };
+  }
+};
+
+// End of data: make the message durable. The envelope's recipients arrived before; the queue
+// checks it received exactly recipient_count of them.
+struct MessageCommit {
+  static constexpr MessageInfo kInfo = schema(Type::message_commit);
+  Envelope envelope;  // recipients empty
+  uint32_t recipient_count = 0;
+  uint64_t session = 0;  // the session it arrived in (SessionOpen), for the relay check
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&MessageCommit::envelope, "envelope"),
+        fields::field(&MessageCommit::recipient_count, "recipient_count", {.min = 1}),
+        fields::field(&MessageCommit::session, "session"),
+    };
+  }
+};
+
+// The transaction ended without a commit: the queue removes what it created.
+struct MessageAbort {
+  static constexpr MessageInfo kInfo = schema(Type::message_abort);
+  std::string id;
+  bool valid() const { return valid_queue_id(id); }
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&MessageAbort::id, "id", {.length = kQueueIdLength}),
+    };
+  }
+};
+
+// allowed: commit. Otherwise temporary says whether lookup could not tell (it restarted and
+// forgot the session: the client may try again) or refuses (the envelope is not what lookup
+// verified: smtp is wrong or compromised).
+struct RelayVerdict {
+  static constexpr MessageInfo kInfo = schema(Type::relay_verdict);
+  bool allowed = false;
+  bool temporary = false;
+  std::string reason;
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&RelayVerdict::allowed, "allowed"),
+        fields::field(&RelayVerdict::temporary, "temporary"),
+        fields::field(&RelayVerdict::reason, "reason", {.length = kMaxReason}),
+    };
+  }
+};
+
+enum class DeliveryOutcome : uint8_t { delivered, temporary_failure, permanent_failure };
+constexpr uint32_t kDeliveryOutcomeCount = 3;
+
+constexpr size_t kMaxDeliveryDetail = 1024;  // DeliveryResult.detail
+// Destinations one recipient may expand to (aliases, :include:).
+constexpr size_t kMaxDestinations = 200;
+
+struct DeliveryResult {
+  uint32_t index = 0;
+  DeliveryOutcome outcome = DeliveryOutcome::temporary_failure;
+  std::string dsn;     // "2.0.0", "4.2.0", "5.1.1"
+  std::string detail;  // for the log line and a bounce
+  // Delivered: addresses elsewhere an alias sends it on to (the queue adds them).
+  std::vector<std::string> forward;
+  // An alias that sent it to more than one destination (RFC 3461 6.2.7.4 "expanded").
+  bool expanded = false;
+  bool valid() const {
+    return std::none_of(forward.begin(), forward.end(), [](const auto& a) { return a.empty(); });
+  }
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&DeliveryResult::index, "index"),
+        fields::field(&DeliveryResult::outcome, "outcome", {.values = kDeliveryOutcomeCount}),
+        fields::field(&DeliveryResult::dsn, "dsn", {.length = kMaxDsnCode}),
+        fields::field(&DeliveryResult::detail, "detail", {.length = kMaxDeliveryDetail}),
+        fields::field(&DeliveryResult::forward, "forward",
+                      {.length = kMaxField, .count = kMaxDestinations}),
+        fields::field(&DeliveryResult::expanded, "expanded"),
+    };
+  }
+  friend bool operator==(const DeliveryResult&, const DeliveryResult&) = default;
+};
+
+struct DeliveryReport {
+  static constexpr MessageInfo kInfo = schema(Type::delivery_report);
+  std::string id;
+  std::vector<DeliveryResult> results;
+  // A job's results come in as many frames as they take (long error texts); the last says so.
+  bool last = true;
+  bool valid() const { return valid_queue_id(id); }
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&DeliveryReport::id, "id", {.length = kQueueIdLength}),
+        fields::field(&DeliveryReport::results, "results", {.count = kLocalRecipientsPerJob}),
+        fields::field(&DeliveryReport::last, "last"),
+    };
+  }
+};
+
+}  // namespace postern::msg
