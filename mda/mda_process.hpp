@@ -16,6 +16,7 @@
 #include "common/ipc/child.hpp"
 #include "common/util/event.hpp"
 #include "common/util/worker.hpp"
+#include "mda/api.hpp"
 #include "mda/destination.hpp"
 #include "mda/distinct.hpp"
 #include "mda/lmtp.hpp"
@@ -184,8 +185,7 @@ class MdaProcess {
   std::string unique_name();
 
   ChildRuntime& runtime_;
-  std::string hostname_ = "localhost";
-  uint32_t command_timeout_ = 300;
+  Settings settings_{.hostname = "localhost"};  // from the parent
   uint64_t deliveries_ = 0;
   uint64_t next_job_ = 1;
   uint32_t next_request_ = 1;

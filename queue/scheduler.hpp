@@ -23,6 +23,7 @@
 #include "common/ipc/child.hpp"
 #include "common/mail/envelope.hpp"
 #include "common/util/event.hpp"
+#include "queue/api.hpp"
 #include "queue/committer.hpp"
 #include "queue/dsn.hpp"
 #include "queue/spares.hpp"
@@ -43,7 +44,7 @@ class Scheduler {
  public:
   Scheduler(ChildRuntime& runtime, Spool& spool, Spares& spares, Committer& committer);
 
-  void configure(const msg::QueueConfig& config);
+  void configure(const Settings& settings);
   // A message just committed, or found at start: its pending local recipients go out now.
   void add(Envelope envelope);
   // request_id: the one the job went with (its flight's serial).
@@ -111,15 +112,10 @@ class Scheduler {
   Spool& spool_;
   Spares& spares_;  // notifications' files
   Committer& committer_;
-  std::set<std::string, std::less<>> local_domains_;
-  std::string hostname_ = "localhost";
-  std::chrono::seconds expire_{4 * 86400};
-  // Retry delays double from the first to the cap (limits.retry_first, retry_max).
-  std::chrono::seconds retry_first_{60};
-  std::chrono::seconds retry_max_{3600};
-  // After this long, recipients still waiting are reported to senders that asked (NOTIFY=DELAY);
-  // 0: never.
-  std::chrono::seconds delay_warning_{4 * 3600};
+  // Retry delays double from the first to the cap; after delay_warning, recipients still
+  // waiting are reported to senders that asked (NOTIFY=DELAY).
+  Settings settings_;
+  std::set<std::string, std::less<>> local_domains_;  // settings_.local_domains, to look up
   std::map<std::string, Envelope> messages_;  // committed, by id
   std::map<std::string, Flight> in_flight_;   // in delivery
   std::deque<std::string> waiting_;           // due, waiting for a place in delivery

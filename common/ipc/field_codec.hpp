@@ -8,10 +8,12 @@
 // Decoding refuses (a sticky Reader failure) a string longer than its length, a vector longer
 // than its count, an unsigned number outside min..max (signed ones, int32_t and int64_t, are
 // taken whole), an enum outside its values, and a boolean or
-// optional flag other than 0 or 1. A type with no table and no wire.hpp form (an address, a
-// network) gets a Codec<T> specialisation next to its declaration or in the message file.
+// optional flag other than 0 or 1, and a struct whose valid() member (if it has one) says no. A
+// type with no table and no wire.hpp form (an address, a network) gets a Codec<T> specialisation
+// next to its declaration or in the message file.
 #pragma once
 
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -98,6 +100,12 @@ void get_struct(Reader& r, T& value) {
   fields::for_each_field<T>([&](const auto& field) {
     if (r.ok()) get(r, value.*field.member, field.bounds);
   });
+  // Rules across fields, which no bound of one field can say.
+  if constexpr (requires(const T& t) {
+                  { t.valid() } -> std::convertible_to<bool>;
+                }) {
+    if (r.ok() && !value.valid()) r.fail();
+  }
 }
 
 template <typename T>

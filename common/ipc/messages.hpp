@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common/config/config.hpp"
+#include "common/ipc/field_codec.hpp"
 #include "common/ipc/ipc.hpp"
 #include "common/ipc/process.hpp"
 #include "common/ipc/wire.hpp"
@@ -195,65 +196,22 @@ struct SetVerbose {
 };
 
 // --- configuration parts ------------------------------------------------------------------
+// Each child's slice of the configuration is declared, with its fields, in the child's
+// api.hpp (smtp::Settings, smtp::TlsSettings, queue::Settings, mda::Settings,
+// lookup::Settings); its place in the schema is here, so that every process checks it.
 
-struct SmtpConfig {
-  static constexpr MessageInfo kInfo{Type::smtp_config, "smtp_config", roles(Role::parent),
-                                     roles(Role::smtp), FdRule::none};
-  std::string hostname;
-  config::Limits limits;
-  bool auth = false;  // a credentials table is configured: AUTH may be offered
-  void encode(wire::Writer& w) const;
-  static SmtpConfig decode(wire::Reader& r);
-};
-
-struct QueueConfig {
-  static constexpr MessageInfo kInfo{Type::queue_config, "queue_config", roles(Role::parent),
-                                     roles(Role::queue), FdRule::none};
-  std::string spool_dir;                   // as the queue sees it (after its chroot)
-  std::vector<std::string> local_domains;  // their recipients are mda's to deliver
-  std::string hostname;                    // names the reporting MTA in bounces
-  uint32_t expire = 4 * 86400;             // seconds a message may wait before it bounces
-  uint32_t retry_first = 60;               // seconds before the first retry, doubling...
-  uint32_t retry_max = 3600;               // ...up to this
-  uint32_t delay_warning = 4 * 3600;       // seconds before a delay notification; 0: none
-  void encode(wire::Writer& w) const;
-  static QueueConfig decode(wire::Reader& r);
-};
-
-// The server certificate chain and key for STARTTLS and smtps; empty strings: no TLS.
-constexpr size_t kMaxPem = 28 * 1024;
-struct TlsConfig {
-  static constexpr MessageInfo kInfo{Type::tls_config, "tls_config", roles(Role::parent),
-                                     roles(Role::smtp), FdRule::none};
-  std::string certificate_pem;
-  std::string key_pem;
-  void encode(wire::Writer& w) const;
-  static TlsConfig decode(wire::Reader& r);
-};
-
-// A listener's client checks, by listener name.
-struct ListenerChecks {
-  std::string listener;
-  config::ClientChecks checks;
-  friend bool operator==(const ListenerChecks&, const ListenerChecks&) = default;
-};
-
-struct LookupConfig {
-  static constexpr MessageInfo kInfo{Type::lookup_config, "lookup_config", roles(Role::parent),
-                                     roles(Role::lookup), FdRule::none};
-  std::vector<config::Domain> domains;
-  std::vector<inet::Network> trusted_networks;
-  // The parent fills resolvers in from /etc/resolv.conf when the file names none.
-  config::Dns dns;
-  std::vector<ListenerChecks> checks;
-  uint32_t connection_rate = 0;  // limits.connection_rate
-  // The daemon's own users, which are never mailboxes (common/mail/accounts.hpp); uids only when
-  // the parent runs as root.
-  std::vector<std::string> daemon_users;
-  std::vector<uint32_t> daemon_uids;
-  void encode(wire::Writer& w) const;
-  static LookupConfig decode(wire::Reader& r);
-};
+constexpr MessageInfo kSmtpSettingsInfo{Type::smtp_config, "smtp_config", roles(Role::parent),
+                                        roles(Role::smtp), FdRule::none};
+constexpr MessageInfo kQueueSettingsInfo{Type::queue_config, "queue_config", roles(Role::parent),
+                                         roles(Role::queue), FdRule::none};
+constexpr MessageInfo kTlsSettingsInfo{Type::tls_config, "tls_config", roles(Role::parent),
+                                       roles(Role::smtp), FdRule::none};
+constexpr MessageInfo kLookupSettingsInfo{Type::lookup_config, "lookup_config", roles(Role::parent),
+                                          roles(Role::lookup), FdRule::none};
+constexpr MessageInfo kMdaSettingsInfo{Type::mda_config, "mda_config", roles(Role::parent),
+                                       roles(Role::mda), FdRule::none};
+constexpr MessageInfo kSettingsInfos[] = {kSmtpSettingsInfo, kQueueSettingsInfo, kTlsSettingsInfo,
+                                          kLookupSettingsInfo, kMdaSettingsInfo};
 
 // A bound, listening socket for the smtp process.
 struct ListenerAdd {
@@ -682,15 +640,6 @@ struct AuthVerdict {
 
 // --- local delivery: queue -> mda, results back ------------------------------------------
 
-struct MdaConfig {
-  static constexpr MessageInfo kInfo{Type::mda_config, "mda_config", roles(Role::parent),
-                                     roles(Role::mda), FdRule::none};
-  std::string hostname;
-  uint32_t command_timeout = 300;  // seconds a delivery command may run
-  void encode(wire::Writer& w) const;
-  static MdaConfig decode(wire::Reader& r);
-};
-
 struct LocalRecipient {
   uint32_t index = 0;  // in the envelope, so the answer can say whose result it is
   std::string address;
@@ -850,14 +799,14 @@ struct HelperResult {
   static HelperResult decode(wire::Reader& r);
 };
 
-// Every message type, in one list: the schema table is derived from it.
+// Every message type declared here, in one list: the schema table is derived from it and
+// kSettingsInfos.
 using AllMessages =
     std::tuple<Start, Ready, PeerChannel, PeerHello, PeerFault, StatusRequest, StatusReply,
-               SetVerbose, SmtpConfig, QueueConfig, ListenerAdd, ListenerRemove, ControlSocket,
-               CtlShowStatus, CtlSetVerbose, CtlStop, CtlStatus, CtlResult, LookupConfig, RcptCheck,
-               RcptVerdict, MessageOpen, MessageOpened, MessageRecipients, MessageCommit,
-               MessageResult, MessageAbort, TlsConfig, TableFile, AuthCheck, AuthVerdict,
-               CtlShowQueue, CtlShowMessage, CtlText, MdaConfig, DeliverLocal, DeliveryReport,
+               SetVerbose, ListenerAdd, ListenerRemove, ControlSocket, CtlShowStatus, CtlSetVerbose,
+               CtlStop, CtlStatus, CtlResult, RcptCheck, RcptVerdict, MessageOpen, MessageOpened,
+               MessageRecipients, MessageCommit, MessageResult, MessageAbort, TableFile, AuthCheck,
+               AuthVerdict, CtlShowQueue, CtlShowMessage, CtlText, DeliverLocal, DeliveryReport,
                CtlSchedule, CtlRemove, CtlPause, ResolveLocal, LocalRoutes, HelperRefused,
                HelperDeliver, HelperResult, ClientCheck, ClientVerdict, MxQuery, MxAnswer,
                CtlShowMx, CtlUpdateTable, TableLoaded, CtlShowStats, SessionOpen, SessionClose,
@@ -868,10 +817,16 @@ const MessageInfo* message_info(uint16_t type);
 std::span<const MessageInfo> all_message_info();
 
 // Decodes a payload that must be exactly one M.
+// A message with a field table (common/util/fields.hpp) is encoded from it.
 template <typename M>
 std::optional<M> decode_payload(std::span<const uint8_t> payload) {
   wire::Reader r(payload);
-  M m = M::decode(r);
+  M m;
+  if constexpr (fields::Described<M>) {
+    m = wire::decode_fields<M>(r);
+  } else {
+    m = M::decode(r);
+  }
   if (!r.finish()) return std::nullopt;
   return m;
 }
@@ -879,7 +834,11 @@ std::optional<M> decode_payload(std::span<const uint8_t> payload) {
 template <typename M>
 std::vector<uint8_t> encode_payload(const M& m) {
   wire::Writer w;
-  m.encode(w);
+  if constexpr (fields::Described<M>) {
+    wire::encode_fields(w, m);
+  } else {
+    m.encode(w);
+  }
   return w.take();
 }
 

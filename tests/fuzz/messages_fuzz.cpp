@@ -7,6 +7,10 @@
 #include <tuple>
 
 #include "common/ipc/messages.hpp"
+#include "lookup/api.hpp"
+#include "mda/api.hpp"
+#include "queue/api.hpp"
+#include "smtp/api.hpp"
 
 namespace {
 
@@ -28,5 +32,9 @@ void check_all(std::span<const uint8_t> payload, std::tuple<M...>*) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   check_all(std::span(data, size), static_cast<postern::msg::AllMessages*>(nullptr));
+  using Settings =
+      std::tuple<postern::smtp::Settings, postern::smtp::TlsSettings, postern::queue::Settings,
+                 postern::mda::Settings, postern::lookup::Settings>;
+  check_all(std::span(data, size), static_cast<Settings*>(nullptr));
   return 0;
 }
