@@ -87,7 +87,7 @@ void Scheduler::dispatch(const std::string& id) {
       todo.push_back({static_cast<uint32_t>(i), r.address});
   }
   if (todo.empty()) return;
-  if (in_flight_.size() >= kMaxMessagesInDelivery) {
+  if (in_flight_.size() >= settings_.in_delivery) {
     if (waiting_ids_.insert(id).second) waiting_.push_back(id);
     hurry_records_if_blocked();
     update_counters();
@@ -156,7 +156,7 @@ void Scheduler::hurry_records_if_blocked() {
 }
 
 void Scheduler::dispatch_waiting() {
-  while (!waiting_.empty() && in_flight_.size() < kMaxMessagesInDelivery) {
+  while (!waiting_.empty() && in_flight_.size() < settings_.in_delivery) {
     const std::string id = std::move(waiting_.front());
     waiting_.pop_front();
     waiting_ids_.erase(id);
