@@ -68,7 +68,7 @@ struct ClientCheck::State {
     std::vector<std::string> codes;
   };
 
-  State(const config::ClientChecks& checks_in, VerdictCallback done_in)
+  State(const ClientChecks& checks_in, VerdictCallback done_in)
       : checks(checks_in), done(std::move(done_in)) {}
 
   // One answer in; the verdict after the last.
@@ -88,7 +88,7 @@ struct ClientCheck::State {
 
   ClientVerdict decide();
 
-  const config::ClientChecks& checks;
+  const ClientChecks& checks;
   VerdictCallback done;
   std::string client;  // the address as text, for the reply and the log
   bool trusted = false;
@@ -109,7 +109,7 @@ ClientVerdict ClientCheck::State::decide() {
   }
   std::string notes;
 
-  if (checks.fcrdns != config::CheckAction::off) {
+  if (checks.fcrdns != CheckAction::off) {
     switch (fcrdns_status) {
       case dns::Status::ok:
         verdict.fcrdns = Fcrdns::pass;
@@ -133,10 +133,10 @@ ClientVerdict ClientCheck::State::decide() {
 
   std::string dnsbl_listing;  // "a.example=127.0.0.2, b.example=127.0.0.3"
   std::vector<std::string> listing_zones;
-  if (checks.dnsbl != config::CheckAction::off && !zones.empty()) {
+  if (checks.dnsbl != CheckAction::off && !zones.empty()) {
     std::string ignored, failed;
     for (size_t i = 0; i < zones.size(); ++i) {
-      const config::DnsblZone& zone = checks.zones[i];
+      const DnsblZone& zone = checks.zones[i];
       ZoneAnswer& answer = zones[i];
       if (answer.status != dns::Status::ok) {
         verdict.failed_zones.push_back(zone.zone);
@@ -176,23 +176,20 @@ ClientVerdict ClientCheck::State::decide() {
     if (!failed.empty()) add_part(notes, "failed, fail-open: " + failed);
   }
 
-  const bool dnsbl_hit = checks.dnsbl != config::CheckAction::off && !verdict.listed.empty() &&
+  const bool dnsbl_hit = checks.dnsbl != CheckAction::off && !verdict.listed.empty() &&
                          verdict.score >= checks.threshold;
-  const bool fcrdns_hit =
-      checks.fcrdns != config::CheckAction::off && verdict.fcrdns == Fcrdns::fail;
+  const bool fcrdns_hit = checks.fcrdns != CheckAction::off && verdict.fcrdns == Fcrdns::fail;
 
-  if (dnsbl_hit && checks.dnsbl == config::CheckAction::refuse) {
+  if (dnsbl_hit && checks.dnsbl == CheckAction::refuse) {
     verdict.refuse = true;
     verdict.reply = "554 5.7.1 Client " + client + " is listed by ";
     append_joined(verdict.reply, listing_zones, ", ");
-  } else if (fcrdns_hit && checks.fcrdns == config::CheckAction::refuse) {
+  } else if (fcrdns_hit && checks.fcrdns == CheckAction::refuse) {
     verdict.refuse = true;
     verdict.reply = "554 5.7.1 Client " + client + " has no forward-confirmed host name";
   }
-  if (fcrdns_hit && checks.fcrdns == config::CheckAction::tag)
-    add_part(verdict.header, "fcrdns=fail");
-  if (dnsbl_hit && checks.dnsbl == config::CheckAction::tag)
-    add_part(verdict.header, dnsbl_listing);
+  if (fcrdns_hit && checks.fcrdns == CheckAction::tag) add_part(verdict.header, "fcrdns=fail");
+  if (dnsbl_hit && checks.dnsbl == CheckAction::tag) add_part(verdict.header, dnsbl_listing);
 
   if (notes.empty()) notes = "no checks configured";
   if (verdict.refuse)
@@ -205,17 +202,17 @@ ClientVerdict ClientCheck::State::decide() {
   return verdict;
 }
 
-ClientCheck::ClientCheck(event_base* base, dns::Resolver& resolver,
-                         const config::ClientChecks& checks, std::span<const inet::Network> trusted,
-                         const sockaddr* client, VerdictCallback done)
+ClientCheck::ClientCheck(event_base* base, dns::Resolver& resolver, const ClientChecks& checks,
+                         std::span<const inet::Network> trusted, const sockaddr* client,
+                         VerdictCallback done)
     : state_(std::make_shared<State>(checks, std::move(done))) {
   State& state = *state_;
   state.client = inet::address_text(client);
   if (state.client.empty()) state.client = "(unknown address)";
   state.trusted = std::any_of(trusted.begin(), trusted.end(),
                               [client](const inet::Network& n) { return n.contains(client); });
-  const bool ask_fcrdns = !state.trusted && checks.fcrdns != config::CheckAction::off;
-  const bool ask_dnsbl = !state.trusted && checks.dnsbl != config::CheckAction::off;
+  const bool ask_fcrdns = !state.trusted && checks.fcrdns != CheckAction::off;
+  const bool ask_dnsbl = !state.trusted && checks.dnsbl != CheckAction::off;
   if (ask_dnsbl) state.zones.resize(checks.zones.size());
   state.remaining = (ask_fcrdns ? 1 : 0) + state.zones.size();
 

@@ -1,4 +1,4 @@
-// The checks made on an SMTP client before the greeting (config::ClientChecks): forward-
+// The checks made on an SMTP client before the greeting (ClientChecks): forward-
 // confirmed reverse DNS and DNS blocklists, all asked at once through dns::Resolver, turned
 // into one ClientVerdict. Never talks to the client; its input is the client's address and the
 // listener's configuration.
@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "common/config/config.hpp"
+#include "lookup/api.hpp"
 #include "lookup/dns.hpp"
 
 struct event_base;
@@ -70,11 +70,11 @@ class ClientCheck {
  public:
   // checks must outlive *this (its zones are read when the answers come); trusted and client
   // are read only here. client is an AF_INET or AF_INET6 address.
-  ClientCheck(event_base* base, dns::Resolver& resolver, const config::ClientChecks& checks,
+  ClientCheck(event_base* base, dns::Resolver& resolver, const ClientChecks& checks,
               std::span<const inet::Network> trusted, const sockaddr* client, VerdictCallback done);
   // The checks are kept by reference: a temporary would be gone before the answers.
-  ClientCheck(event_base*, dns::Resolver&, const config::ClientChecks&&,
-              std::span<const inet::Network>, const sockaddr*, VerdictCallback) = delete;
+  ClientCheck(event_base*, dns::Resolver&, const ClientChecks&&, std::span<const inet::Network>,
+              const sockaddr*, VerdictCallback) = delete;
   ~ClientCheck();
   ClientCheck(const ClientCheck&) = delete;
   ClientCheck& operator=(const ClientCheck&) = delete;

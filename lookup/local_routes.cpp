@@ -17,7 +17,7 @@
 namespace postern::lookup {
 
 struct LocalRouter::DomainEntry {
-  config::Domain config;
+  Domain config;
 };
 
 // One expansion in progress: the aliases being expanded (to see loops), what it found.
@@ -91,8 +91,7 @@ std::string fill_template(std::string_view templ, std::string_view local, std::s
 LocalRouter::LocalRouter() = default;
 LocalRouter::~LocalRouter() = default;
 
-void LocalRouter::configure(const std::vector<config::Domain>& domains,
-                            accounts::Policy daemon_accounts) {
+void LocalRouter::configure(const std::vector<Domain>& domains, accounts::Policy daemon_accounts) {
   domains_.clear();
   daemon_accounts_ = std::move(daemon_accounts);
   std::set<std::string, std::less<>> alias_files, user_files;
@@ -221,7 +220,7 @@ void LocalRouter::expand_targets(Walk& walk, const std::string& local, const Dom
       case AliasTarget::Kind::file:
       case AliasTarget::Kind::command: {
         const bool command = t.kind == AliasTarget::Kind::command;
-        const config::AliasRights& rights =
+        const AliasRights& rights =
             command ? domain.config.alias_commands : domain.config.alias_files;
         const char* what = command ? "command" : "file";
         std::string refusal;
@@ -293,7 +292,7 @@ void LocalRouter::expand_include(Walk& walk, const std::string& local, const Dom
 void LocalRouter::deliver_to_user(Walk& walk, const std::string& local, const DomainEntry& domain,
                                   int depth) const {
   if (walk.failed()) return;
-  const config::Domain& d = domain.config;
+  const Domain& d = domain.config;
   // postmaster exists in every local domain (RFC 5321 4.5.1), system domains aside: there it
   // is an alias the admin makes.
   const bool postmaster = local == "postmaster";

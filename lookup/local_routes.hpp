@@ -14,7 +14,6 @@
 #include <string_view>
 #include <vector>
 
-#include "common/config/config.hpp"
 #include "common/ipc/messages.hpp"
 #include "common/mail/accounts.hpp"
 #include "lookup/aliases.hpp"
@@ -36,7 +35,7 @@ class LocalRouter {
   // The local domains; tables already loaded stay loaded for the paths still named. The
   // daemon's own accounts are no mailboxes of "users: system" domains (whose min_uid
   // completes the rule).
-  void configure(const std::vector<config::Domain>& domains, accounts::Policy daemon_accounts = {});
+  void configure(const std::vector<Domain>& domains, accounts::Policy daemon_accounts = {});
   // A table the parent sent. Refused whole on any error (the old one stays in use); the
   // error names the file and line. owner: the file's, which an aliases file's :include:
   // files may have besides root.

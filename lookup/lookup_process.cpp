@@ -57,7 +57,7 @@ msg::MxStatus mx_status(const dns::MxRoute& route) {
 
 LookupProcess::LookupProcess(ChildRuntime& runtime) : runtime_(runtime) {
   auto& d = runtime_.dispatcher();
-  d.on<msg::LookupConfig>([this](msg::Incoming&, msg::LookupConfig&& m) { configure(m); });
+  d.on<Settings>([this](msg::Incoming&, Settings&& m) { configure(m); });
   d.on<msg::RcptCheck>([this](msg::Incoming& in, msg::RcptCheck&& m) {
     runtime_.counters()["rcpt_checks"] = ++rcpt_checks_;
     // Relaying rests on what lookup verified for this session, not on smtp's flag.
@@ -105,7 +105,7 @@ LookupProcess::LookupProcess(ChildRuntime& runtime) : runtime_(runtime) {
   runtime_.counters()["auth_failures"] = 0;
 }
 
-void LookupProcess::configure(const msg::LookupConfig& m) {
+void LookupProcess::configure(const Settings& m) {
   router_.configure(m.domains, {.min_uid = accounts::kDefaultMinUid,
                                 .daemon_users = m.daemon_users,
                                 .daemon_uids = m.daemon_uids});

@@ -49,7 +49,7 @@ struct Latency {
 
 // A client being checked: its listener's checks are copied, so a reload meanwhile is harmless.
 struct CheckInFlight {
-  config::ClientChecks checks;
+  ClientChecks checks;
   std::unique_ptr<ClientCheck> check;
   uint32_t request_id = 0;
   Clock::time_point started;
@@ -93,7 +93,7 @@ class LookupProcess {
     answer(in.from, in.request_id, verdict);
   }
 
-  void configure(const msg::LookupConfig& m);
+  void configure(const Settings& m);
   const VerifiedSession* find_session(uint64_t id) const;
 
   // The connection's own addresses, read here from the descriptor, then closed. A descriptor
@@ -158,9 +158,9 @@ class LookupProcess {
   uint64_t auth_failures_ = 0;
   std::map<uint64_t, VerifiedSession> sessions_;  // by smtp's session id
   // DNS and the client checks.
-  config::Dns dns_;
+  Dns dns_;
   std::vector<inet::Network> trusted_;
-  std::map<std::string, config::ClientChecks> checks_;  // by listener name
+  std::map<std::string, ClientChecks> checks_;  // by listener name
   std::unique_ptr<dns::Resolver> resolver_;  // declared before in_flight_: outlives its checks
   std::map<uint64_t, std::unique_ptr<CheckInFlight>> in_flight_;
   uint64_t next_check_ = 1;

@@ -1,10 +1,6 @@
 // smtpd-mda's interface: what the other processes send it.
 #pragma once
 
-// --- messages mda receives
-// Each payload takes its row of the schema (common/ipc/messages.hpp: number, senders,
-// receivers, descriptor) and lists its fields once; a sender includes this header to send it.
-// The types keep the msg:: namespace every sender and receiver names them by.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -12,7 +8,39 @@
 #include <vector>
 
 #include "common/ipc/messages.hpp"
+#include "common/util/fields.hpp"
 #include "queue/api.hpp"
+
+namespace postern::mda {
+
+// ===== Configuration: mda's slice of smtpd.yaml, sent by the parent ========================
+// Each struct lists its fields once (common/util/fields.hpp): that table drives the
+// configuration walk (smtpd/config.cpp), the wire encoding and the man page check.
+
+struct Settings {
+  static constexpr msg::MessageInfo kInfo = msg::schema(msg::Type::mda_config);
+  std::string hostname;             // in Maildir file names, and LHLO
+  uint32_t delivery_timeout = 300;  // seconds a delivery command may run
+  static constexpr auto fields() {
+    using fields::field;
+    return std::tuple{
+        field(&Settings::hostname, "hostname", {.length = 255, .hook = "hostname"}),
+        field(&Settings::delivery_timeout, "limits.delivery_timeout",
+              {.min = 1, .max = 86400, .unit = fields::kHours}),
+    };
+  }
+  friend bool operator==(const Settings&, const Settings&) = default;
+};
+static_assert(fields::well_formed<Settings>());
+
+// ===== End of configuration ================================================================
+
+}  // namespace postern::mda
+
+// --- messages mda receives
+// Each payload takes its row of the schema (common/ipc/messages.hpp: number, senders,
+// receivers, descriptor) and lists its fields once; a sender includes this header to send it.
+// The types keep the msg:: namespace every sender and receiver names them by.
 
 namespace postern::msg {
 

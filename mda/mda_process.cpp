@@ -80,10 +80,9 @@ MdaProcess::MdaProcess(ChildRuntime& runtime)
       lmtp_(std::make_unique<LmtpDeliveries>(runtime_.base(),
                                              mail::ClientTimeouts::all(kLmtpTimeout))) {
   auto& d = runtime_.dispatcher();
-  d.on<msg::MdaConfig>([this](msg::Incoming&, msg::MdaConfig&& m) {
-    hostname_ = m.hostname;
-    lmtp_->set_hostname(m.hostname);
-    command_timeout_ = m.command_timeout;
+  d.on<Settings>([this](msg::Incoming&, Settings&& m) {
+    settings_ = std::move(m);
+    lmtp_->set_hostname(settings_.hostname);
   });
   d.on<msg::DeliverLocal>([this](msg::Incoming& in, msg::DeliverLocal&& m) {
     // Stopping: the queue hands the message out again after the restart.
@@ -487,7 +486,7 @@ void MdaProcess::to_helper(Job& j, size_t delivery, const msg::Destination& d) {
                                                 .sender = j.message.sender,
                                                 .destination = d,
                                                 .unique = unique_name(),
-                                                .timeout_seconds = command_timeout_}});
+                                                .timeout_seconds = settings_.delivery_timeout}});
   ++j.pending;
   ask_for_helpers();
 }
@@ -542,7 +541,7 @@ std::string MdaProcess::unique_name() {
   timeval tv{};
   gettimeofday(&tv, nullptr);
   return std::to_string(tv.tv_sec) + ".M" + std::to_string(tv.tv_usec) + "P" +
-         std::to_string(getpid()) + "Q" + std::to_string(++deliveries_) + "." + hostname_;
+         std::to_string(getpid()) + "Q" + std::to_string(++deliveries_) + "." + settings_.hostname;
 }
 
 }  // namespace postern::mda

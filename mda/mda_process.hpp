@@ -187,8 +187,7 @@ class MdaProcess {
   std::string unique_name();
 
   ChildRuntime& runtime_;
-  std::string hostname_ = "localhost";
-  uint32_t command_timeout_ = 300;
+  Settings settings_{.hostname = "localhost"};  // from the parent
   uint64_t deliveries_ = 0;
   uint64_t next_job_ = 1;
   uint32_t next_request_ = 1;

@@ -53,7 +53,7 @@ class LongAnswer {
 
 QueueProcess::QueueProcess(ChildRuntime& runtime) : runtime_(runtime) {
   auto& d = runtime_.dispatcher();
-  d.on<msg::QueueConfig>([this](msg::Incoming&, msg::QueueConfig&& m) {
+  d.on<Settings>([this](msg::Incoming&, Settings&& m) {
     spool_dir_ = m.spool_dir;
     config_ = std::move(m);
     if (scheduler_) scheduler_->configure(config_);

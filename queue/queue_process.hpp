@@ -83,7 +83,7 @@ class QueueProcess {
   std::map<std::string, OpenMessage> open_;
   std::map<uint32_t, RelayInFlight> relay_checks_;  // by request id to lookup
   uint32_t next_relay_check_ = 1;
-  msg::QueueConfig config_;
+  Settings config_;
   std::unique_ptr<Scheduler> scheduler_;  // after start(): owns the committed messages
   size_t committing_ = 0;
 };

@@ -45,13 +45,9 @@ Scheduler::Scheduler(ChildRuntime& runtime, Spool& spool, Spares& spares, Commit
   update_counters();
 }
 
-void Scheduler::configure(const msg::QueueConfig& config) {
-  local_domains_ = {config.local_domains.begin(), config.local_domains.end()};
-  hostname_ = config.hostname;
-  expire_ = std::chrono::seconds(config.expire);
-  retry_first_ = std::chrono::seconds(config.retry_first);
-  retry_max_ = std::chrono::seconds(config.retry_max);
-  delay_warning_ = std::chrono::seconds(config.delay_warning);
+void Scheduler::configure(const Settings& settings) {
+  settings_ = settings;
+  local_domains_ = {settings.local_domains.begin(), settings.local_domains.end()};
 }
 
 bool Scheduler::is_local(const std::string& address) const {
@@ -93,7 +89,7 @@ void Scheduler::dispatch(const std::string& id) {
       todo.push_back({static_cast<uint32_t>(i), r.address});
   }
   if (todo.empty()) return;
-  if (in_flight_.size() >= kMaxMessagesInDelivery) {
+  if (in_flight_.size() >= settings_.in_delivery) {
     if (waiting_ids_.insert(id).second) waiting_.push_back(id);
     hurry_records_if_blocked();
     update_counters();
@@ -162,7 +158,7 @@ void Scheduler::hurry_records_if_blocked() {
 }
 
 void Scheduler::dispatch_waiting() {
-  while (!waiting_.empty() && in_flight_.size() < kMaxMessagesInDelivery) {
+  while (!waiting_.empty() && in_flight_.size() < settings_.in_delivery) {
     const std::string id = std::move(waiting_.front());
     waiting_.pop_front();
     waiting_ids_.erase(id);
@@ -256,8 +252,10 @@ void Scheduler::settle(const std::string& id) {
     for (const Recipient& r : e.recipients)
       if (r.state == RecipientState::pending && is_local(r.address))
         attempts = std::max(attempts, r.attempts);
-    auto wait = retry_first_ * (int64_t{1} << std::min<uint32_t>(attempts - 1, 20));
-    if (wait > retry_max_) wait = retry_max_;
+    const std::chrono::seconds retry_max(settings_.retry_max);
+    auto wait = std::chrono::seconds(settings_.retry_first) *
+                (int64_t{1} << std::min<uint32_t>(attempts - 1, 20));
+    if (wait > retry_max) wait = retry_max;
     e.next_try = time(nullptr) + wait.count();
     retry_at(id, wait);
   }
@@ -277,7 +275,7 @@ void Scheduler::settle(const std::string& id) {
 
 // A message older than the expiry fails its pending local recipients with 4.4.7.
 void Scheduler::expire_if_due(Envelope& e, Flight& flight) {
-  if (std::chrono::seconds(time(nullptr) - e.arrival) < expire_) return;
+  if (time(nullptr) - e.arrival < int64_t{settings_.expire}) return;
   for (size_t i = 0; i < e.recipients.size(); ++i) {
     Recipient& r = e.recipients[i];
     if (r.state != RecipientState::pending || !is_local(r.address)) continue;
@@ -297,8 +295,8 @@ void Scheduler::expire_if_due(Envelope& e, Flight& flight) {
 // reported as delayed (to senders whose NOTIFY asked for DELAY), once per message: the envelope
 // records it.
 void Scheduler::report_delay_if_due(Envelope& e, Flight& flight) {
-  if (delay_warning_.count() == 0 || e.delay_reported) return;
-  if (std::chrono::seconds(time(nullptr) - e.arrival) < delay_warning_) return;
+  if (settings_.delay_warning == 0 || e.delay_reported) return;
+  if (time(nullptr) - e.arrival < int64_t{settings_.delay_warning}) return;
   e.delay_reported = true;
   for (size_t i = 0; i < e.recipients.size(); ++i) {
     const Recipient& r = e.recipients[i];
@@ -320,7 +318,7 @@ void Scheduler::notify_sender(const Envelope& e, const std::vector<Outcome>& out
   for (const Outcome& o : outcomes)
     if (o.index < e.recipients.size())
       report.push_back(
-          {&e.recipients[o.index], o.action, o.status, o.detail, e.arrival + expire_.count()});
+          {&e.recipients[o.index], o.action, o.status, o.detail, e.arrival + settings_.expire});
   if (report.empty()) return;
   const DsnAction worst = headline(report);
   const char* kind = worst == DsnAction::failed    ? "non-delivery"
@@ -342,7 +340,7 @@ void Scheduler::notify_sender(const Envelope& e, const std::vector<Outcome>& out
     return;
   }
   NewMessage& m = created.value();
-  const std::string text = make_dsn(e, report, original, hostname_, m.id, time(nullptr));
+  const std::string text = make_dsn(e, report, original, settings_.hostname, m.id, time(nullptr));
   if (Status written = write_all(m.ours.get(), text); !written.ok()) {
     log::error("%s: cannot write its %s notification: %s", e.id.c_str(), kind,
                written.error().message.c_str());
@@ -353,7 +351,7 @@ void Scheduler::notify_sender(const Envelope& e, const std::vector<Outcome>& out
   b.id = m.id;
   b.arrival = time(nullptr);
   b.sender = "";
-  b.helo = hostname_;
+  b.helo = settings_.hostname;
   b.client_address = "127.0.0.1";
   b.listener = "dsn";
   b.recipients.push_back(Recipient{.address = e.sender,

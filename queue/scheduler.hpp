@@ -6,9 +6,9 @@
 //
 // A message is "in delivery" from the job handed to mda until its outcome is durable in the
 // spool (envelope updated or message removed); it is not handed out again before then, and at
-// most kMaxMessagesInDelivery are in delivery at once, the rest waiting their turn. A crash of
+// most limits.in_delivery are in delivery at once, the rest waiting their turn. A crash of
 // the queue or of mda loses what mda finished but the spool does not yet record: those, and
-// only those, are delivered again, so a crash repeats at most kMaxMessagesInDelivery messages'
+// only those, are delivered again, so a crash repeats at most limits.in_delivery messages'
 // deliveries.
 #pragma once
 
@@ -31,20 +31,19 @@
 
 namespace postern::queue {
 
-// Messages in delivery at once (see above). Each holds its place for mda's delivery (1.5 ms
-// for a Maildir alone, far longer under load, when jobs queue up in mda), then the spool's
-// record, which gathers for up to 10 ms to share a directory fsync (committer.hpp) unless
-// messages wait for a place. Measured with tests/bench/deliver_throughput.py (4,000
-// messages, 10 and 50 sessions, msg/s): 32 places 830-1,070, 64 places 920-1,060, 128
-// places 1,090-1,300, no limit 910-1,290; so 128, which bounds what a crash repeats and
-// does not hold delivery back.
-constexpr size_t kMaxMessagesInDelivery = 128;
+// Messages in delivery at once (limits.in_delivery, see above). Each holds its place for mda's
+// delivery (1.5 ms for a Maildir alone, far longer under load, when jobs queue up in mda),
+// then the spool's record, which gathers for up to 10 ms to share a directory fsync
+// (committer.hpp) unless messages wait for a place. Measured with
+// tests/bench/deliver_throughput.py (4,000 messages, 10 and 50 sessions, msg/s): 32 places
+// 830-1,070, 64 places 920-1,060, 128 places 1,090-1,300, no limit 910-1,290; so the default
+// is 128, which bounds what a crash repeats and does not hold delivery back.
 
 class Scheduler {
  public:
   Scheduler(ChildRuntime& runtime, Spool& spool, Spares& spares, Committer& committer);
 
-  void configure(const msg::QueueConfig& config);
+  void configure(const Settings& settings);
   // A message just committed, or found at start: its pending local recipients go out now.
   void add(Envelope envelope);
   // request_id: the one the job went with (its flight's serial).
@@ -112,15 +111,10 @@ class Scheduler {
   Spool& spool_;
   Spares& spares_;  // notifications' files
   Committer& committer_;
-  std::set<std::string, std::less<>> local_domains_;
-  std::string hostname_ = "localhost";
-  std::chrono::seconds expire_{4 * 86400};
-  // Retry delays double from the first to the cap (limits.retry_first, retry_max).
-  std::chrono::seconds retry_first_{60};
-  std::chrono::seconds retry_max_{3600};
-  // After this long, recipients still waiting are reported to senders that asked (NOTIFY=DELAY);
-  // 0: never.
-  std::chrono::seconds delay_warning_{4 * 3600};
+  // Retry delays double from the first to the cap; after delay_warning, recipients still
+  // waiting are reported to senders that asked (NOTIFY=DELAY).
+  Settings settings_;
+  std::set<std::string, std::less<>> local_domains_;  // settings_.local_domains, to look up
   std::map<std::string, Envelope> messages_;  // committed, by id
   std::map<std::string, Flight> in_flight_;   // in delivery
   std::deque<std::string> waiting_;           // due, waiting for a place in delivery

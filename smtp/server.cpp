@@ -31,12 +31,8 @@ void refuse(int fd, const std::string& hostname, const char* why) {
 Server::Server(ChildRuntime& runtime)
     : runtime_(runtime), burial_(runtime.base(), [this] { retired_.clear(); }) {
   auto& d = runtime_.dispatcher();
-  d.on<msg::SmtpConfig>([this](msg::Incoming&, msg::SmtpConfig&& m) {
-    hostname_ = std::move(m.hostname);
-    limits_ = m.limits;
-    auth_ = m.auth;
-  });
-  d.on<msg::TlsConfig>([this](msg::Incoming&, msg::TlsConfig&& m) {
+  d.on<Settings>([this](msg::Incoming&, Settings&& m) { settings_ = std::move(m); });
+  d.on<TlsSettings>([this](msg::Incoming&, TlsSettings&& m) {
     if (m.certificate_pem.empty()) {
       tls_server_.reset();
       return;
@@ -141,17 +137,17 @@ void Server::admit(uint32_t listener_id, UniqueFd fd, const std::string& client)
   const Listening& listening = it->second;
   // Without a certificate an smtps listener can only hang up (closing fd).
   if (listening.info.role == config::ListenerRole::smtps && !tls_server_) return;
-  if (sessions_.size() >= limits_.sessions) {
+  if (sessions_.size() >= settings_.limits.sessions) {
     ++refused_;
     log::warn("refusing [%s]: %zu sessions is the limit", client.c_str(), sessions_.size());
-    refuse(fd.get(), hostname_, "Too many connections, try again later");
+    refuse(fd.get(), settings_.hostname, "Too many connections, try again later");
     return;
   }
   uint32_t& from_ip = sessions_per_ip_[client];
-  if (from_ip >= limits_.sessions_per_ip) {
+  if (from_ip >= settings_.limits.sessions_per_ip) {
     ++refused_;
     log::warn("refusing [%s]: %u sessions from one address is the limit", client.c_str(), from_ip);
-    refuse(fd.get(), hostname_, "Too many connections from your address, try again later");
+    refuse(fd.get(), settings_.hostname, "Too many connections from your address, try again later");
     return;
   }
   ++from_ip;

@@ -22,8 +22,8 @@ class Server {
  public:
   explicit Server(ChildRuntime& runtime);
 
-  const std::string& hostname() const { return hostname_; }
-  const config::Limits& limits() const { return limits_; }
+  const std::string& hostname() const { return settings_.hostname; }
+  const Limits& limits() const { return settings_.limits; }
   // The TLS server context, or nullptr when no certificate is configured.
   tls* tls_server() const { return tls_server_.get(); }
   event_base* base() const { return runtime_.base(); }
@@ -40,7 +40,7 @@ class Server {
     return false;
   }
   // A credentials table is configured: AUTH may be offered.
-  bool auth_available() const { return auth_; }
+  bool auth_available() const { return settings_.auth; }
   bool ask_queue_commit(Session& session, const Envelope& envelope);
   void tell_queue_abort(const std::string& queue_id);
 
@@ -74,9 +74,7 @@ class Server {
   void update_counters();
 
   ChildRuntime& runtime_;
-  std::string hostname_;
-  config::Limits limits_;
-  bool auth_ = false;
+  Settings settings_;  // from the parent
   TlsPtr tls_server_;
   std::map<uint32_t, Listening> listeners_;
   std::map<uint64_t, std::unique_ptr<Session>> sessions_;

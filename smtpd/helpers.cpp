@@ -49,8 +49,8 @@ DeliveryHelpers::DeliveryHelpers(event_base* base, Options options, Identities i
                                  std::function<ipc::Channel*(Role)> channel_of)
     : base_(base), options_(std::move(options)), ids_(ids), channel_of_(std::move(channel_of)) {}
 
-void DeliveryHelpers::configure(const config::Config& config, accounts::Policy daemon_accounts) {
-  domains_ = config.domains;
+void DeliveryHelpers::configure(const Config& config, accounts::Policy daemon_accounts) {
+  domains_ = config.lookup.domains;
   daemon_accounts_ = std::move(daemon_accounts);
 }
 
@@ -118,7 +118,7 @@ void DeliveryHelpers::confirmed(Request r, const msg::LocalRoute& route) {
     const std::string domain =
         ascii::lower(at == std::string::npos ? std::string() : d.mailbox.substr(at + 1));
     auto entry = std::find_if(domains_.begin(), domains_.end(),
-                              [&](const config::Domain& c) { return c.name == domain; });
+                              [&](const lookup::Domain& c) { return c.name == domain; });
     if (entry == domains_.end() || !entry->system_users)
       return refuse(r, "the mailbox is not in a domain of system users");
     const passwd* pw = getpwnam(d.user.c_str());

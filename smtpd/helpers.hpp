@@ -16,13 +16,13 @@
 #include <optional>
 #include <string>
 
-#include "common/config/config.hpp"
 #include "common/ipc/ipc.hpp"
 #include "common/ipc/messages.hpp"
 #include "common/mail/accounts.hpp"
 #include "common/util/event.hpp"
 #include "mda/api.hpp"
 #include "smtpd/api.hpp"
+#include "smtpd/config.hpp"
 #include "smtpd/host.hpp"
 
 namespace postern::smtpd {
@@ -43,7 +43,7 @@ class DeliveryHelpers {
   DeliveryHelpers& operator=(const DeliveryHelpers&) = delete;
 
   // The domains (their min_uid) and the daemon's own users; at start and at every reload.
-  void configure(const config::Config& config, accounts::Policy daemon_accounts);
+  void configure(const Config& config, accounts::Policy daemon_accounts);
   // From mda: fd must be a sealed memfd of m.size bytes.
   void request(uint32_t mda_request, msg::HelperDeliver&& m, UniqueFd fd);
   // From lookup: the answer to a ResolveLocal of ours.
@@ -88,7 +88,7 @@ class DeliveryHelpers {
   Options options_;
   Identities ids_;
   std::function<ipc::Channel*(Role)> channel_of_;
-  std::vector<config::Domain> domains_;
+  std::vector<lookup::Domain> domains_;
   accounts::Policy daemon_accounts_;
   uint64_t mda_generation_ = 1;
   uint32_t next_request_ = 1;

@@ -139,7 +139,7 @@ Status prepare_spool(const std::string& spool, const Identities& ids) {
 
 }  // namespace
 
-Result<Identities> resolve_identities(const config::Config& config) {
+Result<Identities> resolve_identities(const Config& config) {
   Identities ids;
   ids.privileged = geteuid() == 0;
   if (!ids.privileged) {
@@ -175,12 +175,12 @@ Result<Identities> resolve_identities(const config::Config& config) {
   return ids;
 }
 
-Status prepare_directories(const config::Config& config, const Identities& ids) {
+Status prepare_directories(const Config& config, const Identities& ids) {
   if (Status st = prepare_spool(config.spool_dir, ids); !st.ok()) return st;
 
   // Virtual users' mailboxes live below the fixed part of their template; system users' mail
   // goes to their homes or to folders the system already has.
-  for (const auto& domain : config.domains) {
+  for (const auto& domain : config.lookup.domains) {
     const std::optional<std::string>& templ = domain.maildir ? domain.maildir : domain.mbox;
     if (!templ || domain.system_users) continue;
     if (Status st = prepare_mailbox_root(mailbox_root(*templ), ids); !st.ok()) return st;
@@ -228,7 +228,7 @@ Status check_run_dir(const std::string& dir) {
 
 }  // namespace
 
-Result<PidLock> PidLock::acquire(const config::Config& config, const Identities& ids) {
+Result<PidLock> PidLock::acquire(const Config& config, const Identities& ids) {
   PidLock lock;
   const std::string run_dir =
       config.run_dir.value_or(ids.privileged ? kDefaultRunDir : config.spool_dir);
@@ -271,7 +271,7 @@ void PidLock::remove() {
   fd_.reset();
 }
 
-Result<UniqueFd> bind_control_socket(const config::Config& config, const Identities& ids) {
+Result<UniqueFd> bind_control_socket(const Config& config, const Identities& ids) {
   const std::string& path = config.control.socket_path;
   sockaddr_un sun{};
   sun.sun_family = AF_UNIX;

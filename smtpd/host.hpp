@@ -7,9 +7,9 @@
 
 #include <string>
 
-#include "common/config/config.hpp"
 #include "common/util/fd.hpp"
 #include "common/util/result.hpp"
+#include "smtpd/config.hpp"
 
 namespace postern::smtpd {
 
@@ -24,7 +24,7 @@ struct Identities {
 };
 
 // Looks up the configured system users; a missing one is an error that names it.
-Result<Identities> resolve_identities(const config::Config& config);
+Result<Identities> resolve_identities(const Config& config);
 
 // Never changes the owner of a directory that exists. Creates what is missing of the spool
 // (the spool itself the queue user's, 0700; an existing one must be the queue user's already)
@@ -32,7 +32,7 @@ Result<Identities> resolve_identities(const config::Config& config);
 // %-segment; the root the virtual user's, 0700, and an existing one the virtual user cannot
 // write to is logged as a warning); directories above them are made root's, 0755. Checks the
 // jail directory (root-owned, writable by nobody else) when privileged.
-Status prepare_directories(const config::Config& config, const Identities& ids);
+Status prepare_directories(const Config& config, const Identities& ids);
 
 // Where the pid file lives when the configuration names no run_dir and smtpd runs as root.
 constexpr const char* kDefaultRunDir = "/run/postern";
@@ -45,7 +45,7 @@ constexpr const char* kDefaultRunDir = "/run/postern";
 // file). Without root the run directory defaults to the spool, owned by the same user.
 class PidLock {
  public:
-  static Result<PidLock> acquire(const config::Config& config, const Identities& ids);
+  static Result<PidLock> acquire(const Config& config, const Identities& ids);
   // Rewrites the pid (after daemonizing, the pid has changed).
   Status write_pid();
   void remove();
@@ -59,6 +59,6 @@ class PidLock {
 
 // A listening unix socket for smtpctl: refuses to take over a live daemon's socket, replaces a
 // stale one, mode 0600 (0660 with the configured group), owned by root.
-Result<UniqueFd> bind_control_socket(const config::Config& config, const Identities& ids);
+Result<UniqueFd> bind_control_socket(const Config& config, const Identities& ids);
 
 }  // namespace postern::smtpd

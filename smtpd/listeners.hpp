@@ -5,16 +5,16 @@
 #include <cstdint>
 #include <vector>
 
-#include "common/config/config.hpp"
 #include "common/util/fd.hpp"
 #include "common/util/inet.hpp"
 #include "common/util/result.hpp"
+#include "smtpd/config.hpp"
 
 namespace postern::smtpd {
 
 struct BoundListener {
   uint32_t id = 0;  // stable while the listener exists; names it in IPC
-  config::Listener listener;
+  Listener listener;
   UniqueFd fd;
 };
 

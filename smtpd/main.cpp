@@ -14,11 +14,11 @@
 #include <optional>
 #include <string>
 
-#include "common/config/config.hpp"
 #include "common/util/event.hpp"
 #include "common/util/fd.hpp"
 #include "common/util/log.hpp"
 #include "postern_paths.h"
+#include "smtpd/config.hpp"
 #include "smtpd/host.hpp"
 #include "smtpd/listeners.hpp"
 #include "smtpd/supervisor.hpp"
@@ -126,12 +126,12 @@ int run(int argc, char** argv) {
   // Start-up problems go to the terminal that started us, whatever the later destination.
   log::init("smtpd", log::Destination::stderr_stream, options.verbose);
 
-  Result<config::Config, config::ConfigErrors> loaded = config::load_config(options.config_path);
+  Result<Config, ConfigErrors> loaded = load_config(options.config_path);
   if (!loaded.ok()) {
     for (const auto& e : loaded.error()) std::fprintf(stderr, "%s\n", e.to_string().c_str());
     return 1;
   }
-  config::Config config = std::move(loaded).value();
+  Config config = std::move(loaded).value();
   std::optional<TlsMaterial> tls;
   if (config.tls) {
     Result<TlsMaterial> material = load_tls_material(*config.tls);

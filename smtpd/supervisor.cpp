@@ -33,7 +33,7 @@ std::string name_of(Role role) {
 
 }  // namespace
 
-Supervisor::Supervisor(event_base* base, SupervisorOptions options, config::Config config,
+Supervisor::Supervisor(event_base* base, SupervisorOptions options, Config config,
                        std::optional<TlsMaterial> tls, Identities ids,
                        std::vector<BoundListener> listeners, UniqueFd control_socket)
     : base_(base),
@@ -68,7 +68,8 @@ Supervisor::Supervisor(event_base* base, SupervisorOptions options, config::Conf
     });
   }
   register_handlers();
-  helpers_.configure(config_, daemon_accounts());
+  adopt(config_);
+  helpers_.configure(config_, daemon_accounts(config_));
 }
 
 void Supervisor::start() {
@@ -199,16 +200,13 @@ void Supervisor::send_startup(Child& c) {
 bool Supervisor::send_config(Child& c) {
   switch (c.role) {
     case Role::smtp:
-      return msg::send(*c.channel, msg::SmtpConfig{.hostname = config_.hostname,
-                                                   .limits = config_.limits,
-                                                   .auth = config_.credentials.has_value()}) &&
-             msg::send(*c.channel, tls_message());
+      return msg::send(*c.channel, config_.smtp) && msg::send(*c.channel, tls_message());
     case Role::queue:
-      return msg::send(*c.channel, queue_config());
+      return msg::send(*c.channel, config_.queue);
     case Role::mda:
-      return msg::send(*c.channel, mda_config());
+      return msg::send(*c.channel, config_.mda);
     case Role::lookup:
-      return msg::send(*c.channel, lookup_config()) && send_tables(c);
+      return msg::send(*c.channel, config_.lookup) && send_tables(c);
     default:
       return true;
   }
@@ -238,27 +236,23 @@ std::vector<std::string> resolv_conf_nameservers() {
 }  // namespace
 
 // The daemon's own users: never mailboxes, never a helper's account.
-accounts::Policy Supervisor::daemon_accounts() const {
+accounts::Policy Supervisor::daemon_accounts(const Config& config) const {
   accounts::Policy p;
-  p.daemon_users = {config_.user, config_.queue_user, config_.virtual_user.value_or(config_.user)};
+  p.daemon_users = {config.user, config.queue_user, config.virtual_user.value_or(config.user)};
   // Unprivileged, every process runs as the one user who started smtpd: that is no account
   // to refuse (a developer's own mail), and only it can be delivered to anyway.
   if (ids_.privileged) p.daemon_uids = {ids_.smtpd_uid, ids_.queue_uid, ids_.virtual_uid};
   return p;
 }
 
-msg::LookupConfig Supervisor::lookup_config() const {
-  msg::LookupConfig m{.domains = config_.domains,
-                      .trusted_networks = config_.trusted_networks,
-                      .dns = config_.dns,
-                      .checks = {},
-                      .connection_rate = config_.limits.connection_rate};
-  if (m.dns.resolvers.empty()) m.dns.resolvers = resolv_conf_nameservers();
-  const accounts::Policy daemon = daemon_accounts();
-  m.daemon_users = daemon.daemon_users;
-  m.daemon_uids = daemon.daemon_uids;
-  for (const auto& l : config_.listeners) m.checks.push_back({l.name, l.checks});
-  return m;
+// What the slices take from this host rather than from the file: the queue's spool as it
+// sees it, the resolvers of /etc/resolv.conf, the daemon's own accounts.
+void Supervisor::adopt(Config& config) const {
+  config.queue.spool_dir = ids_.privileged ? std::string("/") : config.spool_dir;
+  if (config.lookup.dns.resolvers.empty()) config.lookup.dns.resolvers = resolv_conf_nameservers();
+  const accounts::Policy daemon = daemon_accounts(config);
+  config.lookup.daemon_users = daemon.daemon_users;
+  config.lookup.daemon_uids = daemon.daemon_uids;
 }
 
 // Tables may be root's; lookup gets open descriptors and reads them itself, at start, at
@@ -267,7 +261,7 @@ msg::LookupConfig Supervisor::lookup_config() const {
 std::vector<std::pair<msg::TableKind, std::string>> Supervisor::tables() const {
   std::vector<std::pair<msg::TableKind, std::string>> found;
   if (config_.credentials) found.emplace_back(msg::TableKind::credentials, *config_.credentials);
-  for (const auto& d : config_.domains) {
+  for (const auto& d : config_.lookup.domains) {
     if (d.aliases) found.emplace_back(msg::TableKind::aliases, *d.aliases);
     if (d.users_table) found.emplace_back(msg::TableKind::users, *d.users_table);
   }
@@ -328,26 +322,9 @@ void Supervisor::answer_table_update(uint32_t request, const msg::TableLoaded& m
     log::warn("cannot answer control");
 }
 
-msg::QueueConfig Supervisor::queue_config() const {
-  msg::QueueConfig m{.spool_dir = ids_.privileged ? std::string("/") : config_.spool_dir,
-                     .local_domains = {}};
-  for (const auto& d : config_.domains) m.local_domains.push_back(d.name);
-  m.hostname = config_.hostname;
-  m.expire = config_.limits.expire;
-  m.retry_first = config_.limits.retry_first;
-  m.retry_max = config_.limits.retry_max;
-  m.delay_warning = config_.limits.delay_warning;
-  return m;
-}
-
-msg::MdaConfig Supervisor::mda_config() const {
-  return msg::MdaConfig{.hostname = config_.hostname,
-                        .command_timeout = config_.limits.delivery_timeout};
-}
-
-msg::TlsConfig Supervisor::tls_message() const {
+smtp::TlsSettings Supervisor::tls_message() const {
   if (!tls_) return {};
-  return msg::TlsConfig{.certificate_pem = tls_->certificate_pem, .key_pem = tls_->key_pem};
+  return smtp::TlsSettings{.certificate_pem = tls_->certificate_pem, .key_pem = tls_->key_pem};
 }
 
 void Supervisor::wire_peers(Child& c) {
@@ -557,7 +534,7 @@ void Supervisor::finish_status(uint32_t round_id) {
     log::warn("cannot answer control's status request");
 }
 
-void Supervisor::apply_listeners(const std::vector<config::Listener>& wanted) {
+void Supervisor::apply_listeners(const std::vector<Listener>& wanted) {
   Child& smtp = child(Role::smtp);
   auto tell_smtp = [&](auto&& message, UniqueFd fd) {
     if (smtp.channel && !msg::send(*smtp.channel, message, 0, std::move(fd)))
@@ -601,14 +578,14 @@ void Supervisor::apply_listeners(const std::vector<config::Listener>& wanted) {
 
 void Supervisor::reload() {
   if (stopping_) return;
-  Result<config::Config, config::ConfigErrors> loaded = config::load_config(options_.config_path);
+  Result<Config, ConfigErrors> loaded = load_config(options_.config_path);
   if (!loaded.ok()) {
     for (const auto& e : loaded.error()) log::error("reload: %s", e.to_string().c_str());
     log::error("reload of %s refused; the running configuration stays in force",
                options_.config_path.c_str());
     return;
   }
-  config::Config next = std::move(loaded).value();
+  Config next = std::move(loaded).value();
   std::optional<TlsMaterial> next_tls;
   if (next.tls) {
     // Re-read even when the paths did not change: this is how a renewed certificate is used.
@@ -637,8 +614,9 @@ void Supervisor::reload() {
 
   apply_listeners(next.listeners);
   tls_ = std::move(next_tls);
+  adopt(next);
   config_ = std::move(next);
-  helpers_.configure(config_, daemon_accounts());
+  helpers_.configure(config_, daemon_accounts(config_));
   for (Role role : kChildRoles) {
     Child& c = child(role);
     if (c.channel && !send_config(c))

@@ -18,13 +18,13 @@
 #include <utility>
 #include <vector>
 
-#include "common/config/config.hpp"
 #include "common/ipc/ipc.hpp"
 #include "common/ipc/messages.hpp"
 #include "common/mail/accounts.hpp"
 #include "common/util/event.hpp"
 #include "lookup/api.hpp"
 #include "smtpd/api.hpp"
+#include "smtpd/config.hpp"
 #include "smtpd/crash_backoff.hpp"
 #include "smtpd/helpers.hpp"
 #include "smtpd/host.hpp"
@@ -47,7 +47,7 @@ struct SupervisorOptions {
 
 class Supervisor {
  public:
-  Supervisor(event_base* base, SupervisorOptions options, config::Config config,
+  Supervisor(event_base* base, SupervisorOptions options, Config config,
              std::optional<TlsMaterial> tls, Identities ids, std::vector<BoundListener> listeners,
              UniqueFd control_socket);
   Supervisor(const Supervisor&) = delete;
@@ -96,14 +96,12 @@ class Supervisor {
   void register_handlers();
   void begin_status(uint32_t control_request);
   void finish_status(uint32_t round_id);
-  void apply_listeners(const std::vector<config::Listener>& wanted);
+  void apply_listeners(const std::vector<Listener>& wanted);
   msg::Start start_message(Role role) const;
-  msg::TlsConfig tls_message() const;
-  msg::QueueConfig queue_config() const;
-  msg::MdaConfig mda_config() const;
+  smtp::TlsSettings tls_message() const;
   bool send_config(Child& c);
-  msg::LookupConfig lookup_config() const;
-  accounts::Policy daemon_accounts() const;
+  void adopt(Config& config) const;
+  accounts::Policy daemon_accounts(const Config& config) const;
   std::vector<std::pair<msg::TableKind, std::string>> tables() const;
   // Every table, or only those named (smtpctl update table): then lookup answers each with
   // TableLoaded, which goes to control as the answer to control_request.
@@ -115,7 +113,7 @@ class Supervisor {
 
   event_base* base_;
   SupervisorOptions options_;
-  config::Config config_;
+  Config config_;
   std::optional<TlsMaterial> tls_;
   Identities ids_;
   std::vector<BoundListener> listeners_;

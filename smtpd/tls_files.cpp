@@ -24,7 +24,7 @@ Result<std::string> read_pem(const std::string& path) {
 
 }  // namespace
 
-Result<TlsMaterial> load_tls_material(const config::Tls& tls) {
+Result<TlsMaterial> load_tls_material(const Tls& tls) {
   Result<std::string> certificate = read_pem(tls.certificate);
   if (!certificate.ok()) return certificate.error();
   Result<std::string> key = read_pem(tls.key);

@@ -4,8 +4,8 @@
 
 #include <string>
 
-#include "common/config/config.hpp"
 #include "common/util/result.hpp"
+#include "smtpd/config.hpp"
 
 namespace postern::smtpd {
 
@@ -20,6 +20,6 @@ struct TlsMaterial {
 // Reads both files and builds a TLS server from them, so that a certificate that does not
 // match its key, or an expired format, is an error at start or reload rather than at the first
 // STARTTLS.
-Result<TlsMaterial> load_tls_material(const config::Tls& tls);
+Result<TlsMaterial> load_tls_material(const Tls& tls);
 
 }  // namespace postern::smtpd

@@ -351,76 +351,11 @@ struct SetVerbose {
 };
 
 // --- configuration parts ------------------------------------------------------------------
+// Each child's slice of the configuration is declared, with its fields, in the child's
+// api.hpp (smtp::Settings, smtp::TlsSettings, queue::Settings, mda::Settings,
+// lookup::Settings), and takes its row of the schema like every other payload.
 
-struct SmtpConfig {
-  static constexpr MessageInfo kInfo{Type::smtp_config, "smtp_config", roles(Role::parent),
-                                     roles(Role::smtp), FdRule::none};
-  std::string hostname;
-  config::Limits limits;
-  bool auth = false;  // a credentials table is configured: AUTH may be offered
-  void encode(wire::Writer& w) const;
-  static SmtpConfig decode(wire::Reader& r);
-};
 
-struct QueueConfig {
-  static constexpr MessageInfo kInfo{Type::queue_config, "queue_config", roles(Role::parent),
-                                     roles(Role::queue), FdRule::none};
-  std::string spool_dir;                   // as the queue sees it (after its chroot)
-  std::vector<std::string> local_domains;  // their recipients are mda's to deliver
-  std::string hostname;                    // names the reporting MTA in bounces
-  uint32_t expire = 4 * 86400;             // seconds a message may wait before it bounces
-  uint32_t retry_first = 60;               // seconds before the first retry, doubling...
-  uint32_t retry_max = 3600;               // ...up to this
-  uint32_t delay_warning = 4 * 3600;       // seconds before a delay notification; 0: none
-  void encode(wire::Writer& w) const;
-  static QueueConfig decode(wire::Reader& r);
-};
-
-// The server certificate chain and key for STARTTLS and smtps; empty strings: no TLS.
-constexpr size_t kMaxPem = 28 * 1024;
-struct TlsConfig {
-  static constexpr MessageInfo kInfo{Type::tls_config, "tls_config", roles(Role::parent),
-                                     roles(Role::smtp), FdRule::none};
-  std::string certificate_pem;
-  std::string key_pem;
-  void encode(wire::Writer& w) const;
-  static TlsConfig decode(wire::Reader& r);
-};
-
-// A listener's client checks, by listener name.
-struct ListenerChecks {
-  std::string listener;
-  config::ClientChecks checks;
-  friend bool operator==(const ListenerChecks&, const ListenerChecks&) = default;
-};
-
-struct LookupConfig {
-  static constexpr MessageInfo kInfo{Type::lookup_config, "lookup_config", roles(Role::parent),
-                                     roles(Role::lookup), FdRule::none};
-  std::vector<config::Domain> domains;
-  std::vector<inet::Network> trusted_networks;
-  // The parent fills resolvers in from /etc/resolv.conf when the file names none.
-  config::Dns dns;
-  std::vector<ListenerChecks> checks;
-  uint32_t connection_rate = 0;  // limits.connection_rate
-  // The daemon's own users, which are never mailboxes (common/mail/accounts.hpp); uids only when
-  // the parent runs as root.
-  std::vector<std::string> daemon_users;
-  std::vector<uint32_t> daemon_uids;
-  void encode(wire::Writer& w) const;
-  static LookupConfig decode(wire::Reader& r);
-};
-
-// --- local delivery: queue -> mda, results back ------------------------------------------
-
-struct MdaConfig {
-  static constexpr MessageInfo kInfo{Type::mda_config, "mda_config", roles(Role::parent),
-                                     roles(Role::mda), FdRule::none};
-  std::string hostname;
-  uint32_t command_timeout = 300;  // seconds a delivery command may run
-  void encode(wire::Writer& w) const;
-  static MdaConfig decode(wire::Reader& r);
-};
 
 // The schema entry for a wire type number, or nullptr for an unknown type.
 const MessageInfo* message_info(uint16_t type);

@@ -39,6 +39,7 @@ namespace postern::fields {
 // for sizes stored in octets. Empty: a plain count.
 using Unit = std::string_view;
 constexpr Unit kCount = "";
+constexpr Unit kSeconds = "s";
 constexpr Unit kHours = "smh";  // durations of at most a day or so
 constexpr Unit kDays = "smhd";
 constexpr Unit kOctets = "KMG";
@@ -66,6 +67,8 @@ struct Bounds {
   // A key whose syntax the generic walk does not know (a list or a keyword, an address): the
   // configuration reader calls the hook registered under this name instead. Empty: generic.
   std::string_view hook = {};
+  // The configuration file must give this key whenever the mapping holding it is there.
+  bool required = false;
 
   // How many values an enum field has.
   constexpr uint32_t enum_count() const {

@@ -13,12 +13,12 @@
 #include <string>
 #include <vector>
 
-#include "common/config/config.hpp"
 #include "common/ipc/ipc.hpp"
 #include "common/ipc/messages.hpp"
 #include "common/util/event.hpp"
 #include "control/api.hpp"
 #include "postern_paths.h"
+#include "smtpd/config.hpp"
 
 namespace postern::smtpctl {
 namespace {
@@ -189,7 +189,7 @@ int run(int argc, char** argv) {
   if (socket_path.empty()) {
     if (!config_path.empty() || access(POSTERN_CONFIG_FILE, R_OK) == 0) {
       const std::string path = config_path.empty() ? POSTERN_CONFIG_FILE : config_path;
-      auto loaded = config::load_config(path);
+      auto loaded = smtpd::load_config(path);
       if (!loaded.ok()) {
         for (const auto& e : loaded.error())
           std::fprintf(stderr, "smtpctl: %s\n", e.to_string().c_str());

@@ -1,5 +1,5 @@
-// libFuzzer target for the configuration parser (common/config/config.cpp): arbitrary bytes as
-// smtpd.yaml. Beyond the sanitizers it checks that what parse_config accepts is what the rest
+// libFuzzer target for the configuration parser (smtpd/config.cpp, common/config): arbitrary bytes
+// as smtpd.yaml. Beyond the sanitizers it checks that what parse_config accepts is what the rest
 // of the daemon relies on: absolute paths, unique listeners, addresses that round-trip.
 #include <cstddef>
 #include <cstdint>
@@ -7,13 +7,13 @@
 #include <string>
 #include <string_view>
 
-#include "common/config/config.hpp"
+#include "smtpd/config.hpp"
 
 namespace {
 
 using postern::config::ConfigError;
-using postern::config::parse_config;
 using postern::inet::parse_socket_address;
+using postern::smtpd::parse_config;
 
 void check(bool condition) {
   if (!condition) __builtin_trap();

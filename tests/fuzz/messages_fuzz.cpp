@@ -28,5 +28,9 @@ void check_all(std::span<const uint8_t> payload, std::tuple<M...>*) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   check_all(std::span(data, size), static_cast<postern::msg::AllMessages*>(nullptr));
+  using Settings =
+      std::tuple<postern::smtp::Settings, postern::smtp::TlsSettings, postern::queue::Settings,
+                 postern::mda::Settings, postern::lookup::Settings>;
+  check_all(std::span(data, size), static_cast<Settings*>(nullptr));
   return 0;
 }

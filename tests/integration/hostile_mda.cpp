@@ -109,7 +109,7 @@ int main(int argc, char** argv) {
   auto done = [&] {
     if (asked.empty()) log::info("hostile mda: done");
   };
-  d.on<msg::MdaConfig>([](msg::Incoming&, msg::MdaConfig&&) {});
+  d.on<mda::Settings>([](msg::Incoming&, mda::Settings&&) {});
   d.on<msg::DeliverLocal>([](msg::Incoming&, msg::DeliverLocal&&) {});
   d.on<msg::LocalRoutes>([](msg::Incoming&, msg::LocalRoutes&&) {});
   d.on<msg::HelperRefused>([&](msg::Incoming& in, msg::HelperRefused&& m) {

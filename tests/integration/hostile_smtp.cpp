@@ -39,8 +39,8 @@ class HostileSmtp {
  public:
   explicit HostileSmtp(ChildRuntime& runtime) : runtime_(runtime) {
     auto& d = runtime_.dispatcher();
-    d.on<msg::SmtpConfig>([](msg::Incoming&, msg::SmtpConfig&&) {});
-    d.on<msg::TlsConfig>([](msg::Incoming&, msg::TlsConfig&&) {});
+    d.on<smtp::Settings>([](msg::Incoming&, smtp::Settings&&) {});
+    d.on<smtp::TlsSettings>([](msg::Incoming&, smtp::TlsSettings&&) {});
     d.on<msg::ListenerRemove>([](msg::Incoming&, msg::ListenerRemove&&) {});
     d.on<msg::ListenerAdd>([this](msg::Incoming& in, msg::ListenerAdd&& m) {
       listener_name_ = m.name;

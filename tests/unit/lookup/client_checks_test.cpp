@@ -26,7 +26,6 @@ using namespace std::chrono_literals;
 using test::Address;
 using test::kV6Nibbles;
 using Clock = std::chrono::steady_clock;
-using config::CheckAction;
 using Fcrdns = ClientVerdict::Fcrdns;
 using Strings = std::vector<std::string>;
 
@@ -79,13 +78,13 @@ inet::Network network(const char* base, uint8_t prefix) {
   return out;
 }
 
-config::DnsblZone zone(std::string name, Strings codes = {}, uint32_t weight = 1) {
-  return config::DnsblZone{std::move(name), std::move(codes), weight};
+DnsblZone zone(std::string name, Strings codes = {}, uint32_t weight = 1) {
+  return DnsblZone{std::move(name), std::move(codes), weight};
 }
 
-config::ClientChecks checks(CheckAction fcrdns, CheckAction dnsbl,
-                            std::vector<config::DnsblZone> zones = {}, uint32_t threshold = 1) {
-  config::ClientChecks out;
+ClientChecks checks(CheckAction fcrdns, CheckAction dnsbl, std::vector<DnsblZone> zones = {},
+                    uint32_t threshold = 1) {
+  ClientChecks out;
   out.fcrdns = fcrdns;
   out.dnsbl = dnsbl;
   out.threshold = threshold;
@@ -126,7 +125,7 @@ class ClientChecksTest : public ::testing::Test {
   }
 
   // Checks one client to the verdict, which must come later and exactly once.
-  ClientVerdict check(const config::ClientChecks& config, const char* client,
+  ClientVerdict check(const ClientChecks& config, const char* client,
                       const std::vector<inet::Network>& trusted = {}) {
     ClientVerdict verdict;
     int calls = 0;

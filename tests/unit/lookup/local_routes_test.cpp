@@ -40,16 +40,15 @@ class LocalRoutesTest : public ::testing::Test {
   // example.org: virtual users alice, bob, carol, aliases; Maildirs under /mail/%d/%u.
   // The aliases file, /etc/aliases-org, is root's unless said otherwise.
   void configure(const std::string& aliases, std::optional<std::string> catch_all = {},
-                 config::AliasRights commands = {}, config::AliasRights files = {},
-                 uid_t aliases_owner = 0) {
-    config::Domain org{.name = "example.org",
-                       .users = std::vector<std::string>{"alice", "bob", "carol"},
-                       .aliases = "/etc/aliases-org",
-                       .catch_all = catch_all,
-                       .alias_commands = commands,
-                       .alias_files = files,
-                       .maildir = "/mail/%d/%u/Maildir"};
-    config::Domain net{
+                 AliasRights commands = {}, AliasRights files = {}, uid_t aliases_owner = 0) {
+    Domain org{.name = "example.org",
+               .users = std::vector<std::string>{"alice", "bob", "carol"},
+               .aliases = "/etc/aliases-org",
+               .catch_all = catch_all,
+               .alias_commands = commands,
+               .alias_files = files,
+               .maildir = "/mail/%d/%u/Maildir"};
+    Domain net{
         .name = "example.net", .users = std::vector<std::string>{"dave"}, .mbox = "/var/mail/%u"};
     router_.configure({org, net});
     ASSERT_TRUE(
@@ -191,7 +190,7 @@ TEST_F(LocalRoutesTest, IncludeFilesNameCommandsAndFilesOnlyWhenAllowedAndTruste
   const std::string list = write("list", "alice\n\"|touch /tmp/x\"\n/var/archive/list.mbox\n");
   ASSERT_EQ(chmod(list.c_str(), 0644), 0);
   const std::string aliases = "list: :include:" + list + "\nrobot: \"|/usr/bin/robot\"\n";
-  const config::AliasRights everywhere{.aliases = true, .include = true};
+  const AliasRights everywhere{.aliases = true, .include = true};
   // Default: the aliases file may name commands, :include: files may not.
   configure(aliases);
   EXPECT_EQ(router_.resolve("robot@example.org").status, RouteStatus::ok);
@@ -226,7 +225,7 @@ TEST_F(LocalRoutesTest, IncludeFilesNameCommandsAndFilesOnlyWhenAllowedAndTruste
   write("list", "alice, bob\n");
   EXPECT_EQ(router_.resolve("list@example.org").status, RouteStatus::ok);
   // The aliases file itself may be barred from naming commands.
-  configure(aliases, {}, config::AliasRights{.aliases = false, .include = false});
+  configure(aliases, {}, AliasRights{.aliases = false, .include = false});
   r = router_.resolve("robot@example.org");
   EXPECT_EQ(r.status, RouteStatus::failed);
   EXPECT_NE(r.error.find("alias_commands does not allow the aliases file"), std::string::npos);
@@ -236,7 +235,7 @@ TEST_F(LocalRoutesTest, IncludeFilesOfAnotherUserNameNoCommands) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to give the file away";
   const std::string list = write("list", "\"|touch /tmp/x\"\n");
   ASSERT_EQ(chmod(list.c_str(), 0644), 0);
-  const config::AliasRights everywhere{.aliases = true, .include = true};
+  const AliasRights everywhere{.aliases = true, .include = true};
   configure("list: :include:" + list + "\n", {}, everywhere, everywhere);
   // Root's, writable by root alone: honoured.
   EXPECT_EQ(router_.resolve("list@example.org").status, RouteStatus::ok);
@@ -262,7 +261,7 @@ TEST_F(LocalRoutesTest, CatchAllIsOffByDefault) {
 }
 
 TEST_F(LocalRoutesTest, VirtualUsersTableWithOwnDeliveries) {
-  config::Domain d{.name = "example.com", .users_table = "/etc/users", .maildir = "/mail/%u"};
+  Domain d{.name = "example.com", .users_table = "/etc/users", .maildir = "/mail/%u"};
   router_.configure({d});
   // Not loaded yet: nobody can be told apart, so it is temporary.
   EXPECT_EQ(router_.check("erin", "example.com").status, RouteStatus::temporary);
@@ -292,11 +291,11 @@ TEST_F(LocalRoutesTest, SystemUsersDeliverAsThemselvesAndRootIsAliased) {
   ASSERT_NE(pw, nullptr) << "the test needs the 'daemon' account";
   ASSERT_GT(pw->pw_uid, 0u);
   const std::string home = pw->pw_dir;
-  config::Domain d{.name = "localhost",
-                   .system_users = true,
-                   .min_uid = static_cast<uint32_t>(pw->pw_uid),
-                   .aliases = "/etc/aliases",
-                   .maildir = "~/Maildir"};
+  Domain d{.name = "localhost",
+           .system_users = true,
+           .min_uid = static_cast<uint32_t>(pw->pw_uid),
+           .aliases = "/etc/aliases",
+           .maildir = "~/Maildir"};
   router_.configure({d});
   ASSERT_TRUE(router_.load(msg::TableKind::aliases, "/etc/aliases", "postmaster: root\n").ok());
   auto r = router_.resolve("daemon@localhost");
@@ -315,7 +314,7 @@ TEST_F(LocalRoutesTest, SystemUsersDeliverAsThemselvesAndRootIsAliased) {
 // System accounts, nobody and the daemon's own users are no mailboxes: unknown at RCPT, so
 // that mail for them never reaches a delivery helper.
 TEST_F(LocalRoutesTest, SystemAccountsAndTheDaemonsUsersAreUnknown) {
-  config::Domain d{.name = "localhost", .system_users = true, .maildir = "~/Maildir"};
+  Domain d{.name = "localhost", .system_users = true, .maildir = "~/Maildir"};
   router_.configure({d}, {.min_uid = 0, .daemon_users = {"daemon"}, .daemon_uids = {}});
   for (const char* name : {"root", "bin", "daemon", "nobody"}) {
     if (getpwnam(name) == nullptr) continue;
@@ -340,7 +339,7 @@ TEST_F(LocalRoutesTest, SystemAccountsAndTheDaemonsUsersAreUnknown) {
 }
 
 TEST_F(LocalRoutesTest, UnsafeLocalPartsNeverBecomePaths) {
-  config::Domain any{.name = "any.example", .maildir = "/mail/%u"};
+  Domain any{.name = "any.example", .maildir = "/mail/%u"};
   router_.configure({any});
   EXPECT_EQ(router_.resolve("ok@any.example").destinations[0].target, "/mail/ok");
   EXPECT_EQ(router_.resolve("..@any.example").status, RouteStatus::failed);
@@ -348,7 +347,7 @@ TEST_F(LocalRoutesTest, UnsafeLocalPartsNeverBecomePaths) {
 }
 
 TEST_F(LocalRoutesTest, ADomainWithoutMailboxTakesMailButDefersIt) {
-  router_.configure({config::Domain{.name = "plain.example"}});
+  router_.configure({Domain{.name = "plain.example"}});
   EXPECT_EQ(router_.check("x", "plain.example").status, RouteStatus::ok);
   auto r = router_.resolve("x@plain.example");
   EXPECT_EQ(r.status, RouteStatus::temporary);

@@ -68,12 +68,15 @@ class LookupProcessTest : public ::testing::Test {
       LookupProcess lookup(runtime);
       return runtime.run();
     });
-    config::Domain domain;
+    Domain domain;
     domain.name = "example.org";
     domain.users_table = users_path_;
     domain.maildir = dir_.path() + "/%u/Maildir";
-    msg::LookupConfig config;
+    Settings config;
     config.domains = {domain};
+    // No address is trusted and none is throttled, unlike the defaults of smtpd.yaml.
+    config.trusted_networks.clear();
+    config.connection_rate = 0;
     ASSERT_TRUE(lookup_->parent().send(config));
     ASSERT_TRUE(send_table(msg::TableKind::users, users_path_));
     ASSERT_TRUE(send_table(msg::TableKind::credentials, credentials_path_));

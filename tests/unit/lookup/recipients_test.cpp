@@ -17,15 +17,15 @@ msg::RcptCheck check(std::string local, std::string domain, bool authenticated =
                         .authenticated = authenticated};
 }
 
-std::vector<config::Domain> domains(std::initializer_list<const char*> names) {
-  std::vector<config::Domain> out;
+std::vector<Domain> domains(std::initializer_list<const char*> names) {
+  std::vector<Domain> out;
   for (const char* n : names) out.push_back({.name = n});
   return out;
 }
 
 // A policy over its own router.
 struct Policy {
-  explicit Policy(const std::vector<config::Domain>& d) { router.configure(d); }
+  explicit Policy(const std::vector<Domain>& d) { router.configure(d); }
   msg::RcptDecision decide(const msg::RcptCheck& c) const { return policy.decide(c); }
   LocalRouter router;
   RecipientPolicy policy{router};

@@ -61,7 +61,7 @@ class MdaProcessTest : public ::testing::Test {
       return runtime.run();
     });
     ASSERT_TRUE(
-        mda_->parent().send(msg::MdaConfig{.hostname = "mx.example.org", .command_timeout = 30}));
+        mda_->parent().send(Settings{.hostname = "mx.example.org", .delivery_timeout = 30}));
     queue_ = &mda_->connect(Role::queue);
     lookup_ = &mda_->connect(Role::lookup);
     ASSERT_TRUE(mda_->start());

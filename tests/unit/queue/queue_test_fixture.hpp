@@ -20,6 +20,7 @@
 
 #include "common/mail/envelope.hpp"
 #include "common/util/io.hpp"
+#include "queue/api.hpp"
 #include "queue/envelope_file.hpp"
 #include "queue/queue_process.hpp"
 #include "queue/spool.hpp"
@@ -100,11 +101,11 @@ inline std::string spool_message(Spool& spool, int64_t next_try, uint32_t attemp
 class QueueTest : public ::testing::Test {
  protected:
   // Starts the queue on the spool with the test's peers; config as the parent would send it.
-  void start_queue(msg::QueueConfig config = {}) {
+  void start_queue(queue::Settings config = {}) {
     if (config.spool_dir.empty()) config.spool_dir = spool_.path();
     if (config.local_domains.empty()) config.local_domains = {"example.org"};
     if (config.hostname.empty()) config.hostname = "mx.example.org";
-    if (config.retry_first == msg::QueueConfig{}.retry_first) {
+    if (config.retry_first == queue::Settings{}.retry_first) {
       config.retry_first = kRetryFirst;
       config.retry_max = kRetryMax;
     }

@@ -156,31 +156,36 @@ TEST_F(QueueTest, CrashDuringDeliveryHandsTheMessageOutAgain) {
   EXPECT_TRUE(await_removed(job->message.id));
 }
 
-// At most kMaxMessagesInDelivery messages are at mda at once; the rest wait, and each outcome
+// At most limits.in_delivery messages are at mda at once; the rest wait, and each outcome
 // recorded lets the next one go.
-TEST_F(QueueTest, AtMostTheBoundIsInDeliveryAndTheRestFollow) {
-  const size_t total = kMaxMessagesInDelivery + 3;
+class InDelivery : public QueueTest, public ::testing::WithParamInterface<uint32_t> {};
+
+TEST_P(InDelivery, AtMostTheBoundIsInDeliveryAndTheRestFollow) {
+  const size_t bound = GetParam();
+  const size_t total = bound + 3;
   {
     Spool spool(spool_.path());
     ASSERT_TRUE(spool.open().ok());
     for (size_t i = 0; i < total; ++i) ASSERT_FALSE(spool_message(spool, 0).empty());
   }
-  start_queue();
+  queue::Settings settings;
+  if (bound != settings.in_delivery) settings.in_delivery = static_cast<uint32_t>(bound);
+  start_queue(settings);
   std::vector<Received<msg::DeliverLocal>> jobs;
   auto collect = [&] {
     while (auto job = mda_->take<msg::DeliverLocal>()) jobs.push_back(std::move(*job));
   };
   ASSERT_TRUE(queue_->run_until([&] {
     collect();
-    return jobs.size() >= kMaxMessagesInDelivery;
+    return jobs.size() >= bound;
   }));
   EXPECT_FALSE(queue_->run_until(
       [&] {
         collect();
-        return jobs.size() > kMaxMessagesInDelivery;
+        return jobs.size() > bound;
       },
       std::chrono::milliseconds(300)));
-  ASSERT_EQ(jobs.size(), kMaxMessagesInDelivery);
+  ASSERT_EQ(jobs.size(), bound);
   for (size_t i = 0; i < 3; ++i)
     ASSERT_TRUE(report(jobs[i], msg::DeliveryOutcome::delivered, "2.0.0"));
   EXPECT_TRUE(queue_->run_until([&] {
@@ -191,6 +196,9 @@ TEST_F(QueueTest, AtMostTheBoundIsInDeliveryAndTheRestFollow) {
   for (const auto& j : jobs) ids.insert(j.message.id);
   EXPECT_EQ(ids.size(), total);
 }
+
+// The default, and a bound set in smtpd.yaml.
+INSTANTIATE_TEST_SUITE_P(Bounds, InDelivery, ::testing::Values(queue::Settings{}.in_delivery, 5u));
 
 // smtpctl pause holds every local delivery, resume sends what is due.
 TEST_F(QueueTest, PauseHoldsDeliveriesUntilResumed) {

@@ -214,27 +214,23 @@ struct Script {
   bool auth = false;
   std::string client = "192.0.2.1";
   bool without_lookup = false;  // no lookup process at all
+  std::vector<std::string> busy;  // clients whose silent sessions are open already
   bool tls = false;             // a certificate is configured (tests/data/smtp/tls)
-  config::Limits limits;
+  smtp::Limits limits;
   // Everything after the settings, in order.
   std::vector<std::string> steps;
 };
 
-bool set_limit(config::Limits& l, const std::string& name, uint64_t value) {
-  const auto u32 = static_cast<uint32_t>(value);
-  if (name == "message_size")
-    l.message_size = value;
-  else if (name == "recipients")
-    l.recipients = u32;
-  else if (name == "errors")
-    l.errors = u32;
-  else if (name == "sessions")
-    l.sessions = u32;
-  else if (name == "sessions_per_ip")
-    l.sessions_per_ip = u32;
-  else
-    return false;
-  return true;
+// Any limit of smtp's table, by its name in smtpd.yaml.
+bool set_limit(smtp::Limits& l, const std::string& name, uint64_t value) {
+  bool found = false;
+  fields::for_each_field<smtp::Limits>([&](const auto& field) {
+    if (field.name != name) return;
+    using Member = typename std::decay_t<decltype(field)>::member_type;
+    l.*field.member = static_cast<Member>(value);
+    found = true;
+  });
+  return found;
 }
 
 // --- the harness -----------------------------------------------------------------------------
@@ -294,6 +290,7 @@ class Transcript {
   TlsPtr client_tls_;
   bool handshaking_ = false;
   UniqueFd listener_dummy_;
+  std::vector<UniqueFd> busy_;  // the client ends of the silent sessions
   bool client_closed_ = false;
   bool activity_ = false;
   std::map<std::string, std::deque<std::string>> answers_;
@@ -330,7 +327,7 @@ std::string Transcript::run() {
   start_peers();
 
   // What the parent says first: the configuration, the listener, the peers, Start.
-  msg::SmtpConfig config{.hostname = "mx.test", .limits = script_.limits, .auth = script_.auth};
+  smtp::Settings config{.hostname = "mx.test", .limits = script_.limits, .auth = script_.auth};
   UniqueFd unused;
   if (!ipc::make_socketpair(listener_dummy_, unused)) return "harness error: socketpair\n";
   const bool sent = msg::send(*parent_, config) &&
@@ -344,8 +341,8 @@ std::string Transcript::run() {
   if (!sent) return "harness error: cannot configure\n";
   if (script_.tls) {
     tls_initialize();
-    const msg::TlsConfig tls{.certificate_pem = read_file(kDataDir / "tls" / "cert.pem"),
-                             .key_pem = read_file(kDataDir / "tls" / "key.pem")};
+    const smtp::TlsSettings tls{.certificate_pem = read_file(kDataDir / "tls" / "cert.pem"),
+                                .key_pem = read_file(kDataDir / "tls" / "key.pem")};
     if (!msg::send(*parent_, tls)) return "harness error: cannot send the certificate\n";
   }
   settle();
@@ -359,6 +356,12 @@ std::string Transcript::run() {
   // (the client check is asked at once).
   size_t next = 0;
   while (next < script_.steps.size() && is_answer(script_.steps[next])) step(script_.steps[next++]);
+  for (const std::string& address : script_.busy) {
+    UniqueFd busy_end;
+    if (!ipc::make_socketpair(busy_.emplace_back(), busy_end)) return "harness error: socketpair\n";
+    server_->admit(kListenerId, std::move(busy_end), address);
+    settle();
+  }
   server_->admit(kListenerId, std::move(server_end), script_.client);
   settle();
   // RFC 8314: on an smtps listener TLS starts with the first byte.
@@ -811,6 +814,12 @@ std::optional<Script> read_script(const fs::path& path, std::string& error) {
     }
     if (settings && word == "client") {
       words >> s.client;
+      continue;
+    }
+    if (settings && word == "busy") {
+      std::string address;
+      words >> address;
+      s.busy.push_back(address);
       continue;
     }
     if (settings && word == "limit") {

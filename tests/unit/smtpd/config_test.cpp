@@ -1,7 +1,7 @@
-// Tests for common/config/config.cpp: the schema, every error with its exact position,
-// load_config on real files, and the golden files in tests/data/config (each
-// NAME.yaml with NAME.expected: the dumped Config for valid-*, the error lines for bad-*).
-#include "common/config/config.hpp"
+// Tests for smtpd/config.cpp and the generic walk under it (common/config): the schema, every error
+// with its exact position, load_config on real files, and the golden files in tests/data/config
+// (each NAME.yaml with NAME.expected: the dumped Config for valid-*, the error lines for bad-*).
+#include "smtpd/config.hpp"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -23,8 +23,16 @@
 #error "POSTERN_TEST_DATA_DIR must name tests/data"
 #endif
 
-namespace postern::config {
+namespace postern::smtpd {
 namespace {
+
+using inet::Network;
+using lookup::AliasRights;
+using lookup::CheckAction;
+using lookup::ClientChecks;
+using lookup::Dns;
+using lookup::DnsblZone;
+using lookup::Domain;
 
 namespace fs = std::filesystem;
 
@@ -96,7 +104,8 @@ std::vector<Network> loopback_networks() {
 // networks and DNS appear only when they differ from their defaults.
 std::string dump(const Config& config) {
   std::ostringstream out;
-  out << "hostname: " << (config.hostname == machine_hostname() ? "<gethostname>" : config.hostname)
+  out << "hostname: "
+      << (config.smtp.hostname == machine_hostname() ? "<gethostname>" : config.smtp.hostname)
       << "\n"
       << "user: " << config.user << "\n"
       << "queue_user: " << config.queue_user << "\n"
@@ -118,20 +127,20 @@ std::string dump(const Config& config) {
       out << "\n";
     }
   }
-  if (config.trusted_networks != loopback_networks()) {
+  if (config.lookup.trusted_networks != loopback_networks()) {
     out << "trusted_networks:";
-    if (config.trusted_networks.empty()) out << " <none>";
-    for (const Network& network : config.trusted_networks) out << " " << network.to_string();
+    if (config.lookup.trusted_networks.empty()) out << " <none>";
+    for (const Network& network : config.lookup.trusted_networks) out << " " << network.to_string();
     out << "\n";
   }
-  if (config.dns != Dns{}) {
-    out << "dns: timeout=" << config.dns.timeout << " resolvers=";
-    if (config.dns.resolvers.empty()) out << "<resolv.conf>";
-    for (size_t i = 0; i < config.dns.resolvers.size(); ++i)
-      out << (i == 0 ? "" : ",") << config.dns.resolvers[i];
+  if (config.lookup.dns != Dns{}) {
+    out << "dns: timeout=" << config.lookup.dns.timeout << " resolvers=";
+    if (config.lookup.dns.resolvers.empty()) out << "<resolv.conf>";
+    for (size_t i = 0; i < config.lookup.dns.resolvers.size(); ++i)
+      out << (i == 0 ? "" : ",") << config.lookup.dns.resolvers[i];
     out << "\n";
   }
-  for (const Domain& domain : config.domains) {
+  for (const Domain& domain : config.lookup.domains) {
     out << "domain: " << domain.name;
     if (domain.users)
       for (const std::string& user : *domain.users) out << " " << user;
@@ -152,11 +161,12 @@ std::string dump(const Config& config) {
     out << "\n";
   }
   if (config.tls) out << "tls: " << config.tls->certificate << " " << config.tls->key << "\n";
-  const Limits& l = config.limits;
+  const smtp::Limits& l = config.smtp.limits;
   out << "limits: message_size=" << l.message_size << " recipients=" << l.recipients
       << " errors=" << l.errors << " sessions=" << l.sessions
       << " sessions_per_ip=" << l.sessions_per_ip << " command_timeout=" << l.command_timeout
-      << " data_timeout=" << l.data_timeout << " connection_rate=" << l.connection_rate << "\n";
+      << " data_timeout=" << l.data_timeout << " connection_rate=" << config.lookup.connection_rate
+      << "\n";
   if (config.virtual_user) out << "virtual_user: " << *config.virtual_user << "\n";
   return out.str();
 }
@@ -210,7 +220,7 @@ tls:
   EXPECT_EQ(config.tls->certificate, std::string(kBase) + "/certs/fullchain.pem");
   EXPECT_EQ(config.tls->key, "/etc/ssl/private/key.pem");
   EXPECT_EQ(config.file, "t.yaml");
-  EXPECT_EQ(config.hostname, "mail.example.org");
+  EXPECT_EQ(config.smtp.hostname, "mail.example.org");
   EXPECT_EQ(config.user, "smtpd");
   EXPECT_EQ(config.queue_user, "smtpq");
   EXPECT_EQ(config.spool_dir, "/srv/spool");
@@ -234,7 +244,7 @@ TEST(ParseConfig, DefaultsWhenAbsent) {
   const auto result = parse("listeners:\n  - address: 127.0.0.1:25\n");
   ASSERT_TRUE(result.ok()) << result.error()[0].to_string();
   const Config& config = result.value();
-  EXPECT_EQ(config.hostname, machine_hostname());
+  EXPECT_EQ(config.smtp.hostname, machine_hostname());
   EXPECT_EQ(config.user, "_smtpd");
   EXPECT_EQ(config.queue_user, "_smtpq");
   EXPECT_EQ(config.spool_dir, "/var/spool/postern");
@@ -251,20 +261,20 @@ TEST(ParseConfig, DurationsTakeDays) {
       "limits: {expire: 2d, retry_first: 1d, retry_max: 3d}\n"
       "listeners:\n  - address: 127.0.0.1:25\n");
   ASSERT_TRUE(parsed.ok()) << parsed.error()[0].to_string();
-  EXPECT_EQ(parsed.value().limits.expire, 2u * 86400);
-  EXPECT_EQ(parsed.value().limits.retry_first, 86400u);
-  EXPECT_EQ(parsed.value().limits.retry_max, 3u * 86400);
+  EXPECT_EQ(parsed.value().queue.expire, 2u * 86400);
+  EXPECT_EQ(parsed.value().queue.retry_first, 86400u);
+  EXPECT_EQ(parsed.value().queue.retry_max, 3u * 86400);
 }
 
 TEST(ParseConfig, DelayWarningTakesDaysAndZero) {
   const auto minimal = parse("listeners:\n  - address: 127.0.0.1:25\n");
   ASSERT_TRUE(minimal.ok());
-  EXPECT_EQ(minimal.value().limits.delay_warning, 4u * 3600);
+  EXPECT_EQ(minimal.value().queue.delay_warning, 4u * 3600);
   for (auto [text, seconds] : {std::pair{"0", 0u}, {"90m", 5400u}, {"2d", 172800u}}) {
     const auto parsed = parse(std::string("limits: {delay_warning: ") + text +
                               "}\nlisteners:\n  - address: 127.0.0.1:25\n");
     ASSERT_TRUE(parsed.ok()) << text << ": " << parsed.error()[0].to_string();
-    EXPECT_EQ(parsed.value().limits.delay_warning, seconds) << text;
+    EXPECT_EQ(parsed.value().queue.delay_warning, seconds) << text;
   }
   EXPECT_FALSE(parse("limits: {delay_warning: 2y}\nlisteners:\n  - address: 127.0.0.1:25\n").ok());
 }
@@ -272,7 +282,7 @@ TEST(ParseConfig, DelayWarningTakesDaysAndZero) {
 TEST(ParseConfig, ConnectionRateZeroTurnsTheLimitOff) {
   const auto off = parse("limits: {connection_rate: 0}\nlisteners:\n  - address: 127.0.0.1:25\n");
   ASSERT_TRUE(off.ok()) << off.error()[0].to_string();
-  EXPECT_EQ(off.value().limits.connection_rate, 0u);
+  EXPECT_EQ(off.value().lookup.connection_rate, 0u);
   // Elsewhere 0 is no limit at all and stays refused.
   const auto bad = parse("limits: {sessions: 0}\nlisteners:\n  - address: 127.0.0.1:25\n");
   ASSERT_FALSE(bad.ok());
@@ -332,7 +342,7 @@ TEST(ParseConfig, AcceptsFlowStyleAndComments) {
   const auto result =
       parse("# comment\n{hostname: a.b, listeners: [{address: '127.0.0.1:25'}]}  # trailing\n");
   ASSERT_TRUE(result.ok()) << result.error()[0].to_string();
-  EXPECT_EQ(result->hostname, "a.b");
+  EXPECT_EQ(result->smtp.hostname, "a.b");
 }
 
 TEST(ParseConfig, AcceptsExplicitDocumentMarkers) {
@@ -347,7 +357,7 @@ TEST(ParseConfig, HostnameValidation) {
     const auto result = parse("hostname: " + good + tail);
     EXPECT_TRUE(result.ok()) << good;
     if (result.ok()) {
-      EXPECT_EQ(result->hostname, good);
+      EXPECT_EQ(result->smtp.hostname, good);
     }
   }
   for (const std::string& bad : std::vector<std::string>{
@@ -400,14 +410,14 @@ TEST(ConfigErrors, ControlCharactersInInputAreRefused) {
 
 TEST(ConfigErrors, UnknownTopLevelKeyPointsAtTheKey) {
   EXPECT_EQ(error_of("listeners:\n  - address: 127.0.0.1:25\nspol: /var/spool\n"),
-            "t.yaml:3:1: unknown key 'spol' in top level (expected one of: hostname, user, "
-            "queue_user, spool, empty_dir, control, listeners, domains, limits, tls, credentials, "
-            "virtual_user, trusted_networks, dns, run_dir)");
+            "t.yaml:3:1: unknown key 'spol' in top level (expected one of: control, "
+            "credentials, dns, domains, empty_dir, hostname, limits, listeners, queue_user, "
+            "run_dir, spool, tls, trusted_networks, user, virtual_user)");
 }
 
 TEST(ConfigErrors, UnknownControlKey) {
   EXPECT_EQ(error_of("control:\n  socket: /s\n  mode: 0660\nlisteners: [{address: 1.2.3.4:25}]\n"),
-            "t.yaml:3:3: unknown key 'mode' in 'control' (expected one of: socket, group)");
+            "t.yaml:3:3: unknown key 'mode' in 'control' (expected one of: group, socket)");
 }
 
 TEST(ConfigErrors, UnknownListenerKey) {
@@ -418,13 +428,14 @@ TEST(ConfigErrors, UnknownListenerKey) {
 
 TEST(ConfigErrors, UnknownKeyWithControlCharactersIsEscaped) {
   const std::string line = error_of("\"a\\tb\\e\": 1\nlisteners: [{address: 1.2.3.4:25}]\n");
-  EXPECT_TRUE(line.starts_with("t.yaml:1:1: unknown key 'a\\x09b\\x1b' in top level")) << line;
+  EXPECT_TRUE(line.starts_with("t.yaml:1:1: unknown key 'a\\tb\\x1b' in top level")) << line;
 }
 
 TEST(ConfigErrors, C1ControlCharactersAreEscapedToo) {
   // "\x9b" is CSI, which some terminals honour in its one-character form.
   const std::string line = error_of("\"\\x9b31m\\u00e9\": 1\nlisteners: [{address: 1.2.3.4:25}]\n");
-  EXPECT_TRUE(line.starts_with("t.yaml:1:1: unknown key '\\u009b31m\u00e9' in top level")) << line;
+  EXPECT_TRUE(line.starts_with("t.yaml:1:1: unknown key '\\xc2\\x9b31m\u00e9' in top level"))
+      << line;
 }
 
 TEST(ConfigErrors, TruncationKeepsUtf8Whole) {
@@ -474,7 +485,8 @@ TEST(ConfigErrors, WrongTypes) {
   EXPECT_EQ(error_of("hostname: [a]\n" + tail), "t.yaml:1:11: 'hostname' must be a string");
   EXPECT_EQ(error_of("user: [a]\n" + tail), "t.yaml:1:7: 'user' must be a string");
   EXPECT_EQ(error_of("queue_user: {}\n" + tail), "t.yaml:1:13: 'queue_user' must be a string");
-  EXPECT_EQ(error_of("control: /run/s.sock\n" + tail), "t.yaml:1:10: 'control' must be a mapping");
+  EXPECT_EQ(error_of("control: /run/s.sock\n" + tail),
+            "t.yaml:1:10: 'control' must be a mapping (with socket and group)");
   EXPECT_EQ(error_of("control:\n  socket: [a]\n" + tail), "t.yaml:2:11: 'socket' must be a string");
   EXPECT_EQ(error_of("control:\n  group: [a]\n" + tail), "t.yaml:2:10: 'group' must be a string");
   EXPECT_EQ(error_of("listeners:\n  - 127.0.0.1:25\n"),
@@ -493,7 +505,8 @@ TEST(ConfigErrors, EmptyValues) {
   EXPECT_EQ(error_of("spool:\n" + tail), "t.yaml:1:7: 'spool' must not be empty (expected a path)");
   EXPECT_EQ(error_of("control:\n  socket: ''\n" + tail),
             "t.yaml:2:11: 'socket' must not be empty (expected a path)");
-  EXPECT_EQ(error_of("control:\n" + tail), "t.yaml:1:9: 'control' must be a mapping");
+  EXPECT_EQ(error_of("control:\n" + tail),
+            "t.yaml:1:9: 'control' must be a mapping (with socket and group)");
   EXPECT_EQ(error_of("user:\n" + tail),
             "t.yaml:1:6: invalid 'user' value '' (expected a non-empty name without ':' or "
             "whitespace)");
@@ -508,7 +521,7 @@ TEST(ConfigErrors, BadAccountNames) {
             "t.yaml:1:13: invalid 'queue_user' value 'a:b' (expected a non-empty name without "
             "':' or whitespace)");
   EXPECT_EQ(error_of("control: {group: \"a\\tb\"}\n" + tail),
-            "t.yaml:1:18: invalid 'group' value 'a\\x09b' (expected a non-empty name without "
+            "t.yaml:1:18: invalid 'group' value 'a\\tb' (expected a non-empty name without "
             "':' or whitespace)");
 }
 
@@ -685,13 +698,13 @@ extra: 1
       "t.yaml:1:11: invalid hostname 'bad_name' (expected letters, digits, '-' and '.', 1-253 "
       "characters)",
       "t.yaml:2:8: 'spool' must be a string",
-      "t.yaml:4:3: unknown key 'sokcet' in 'control' (expected one of: socket, group)",
+      "t.yaml:4:3: unknown key 'sokcet' in 'control' (expected one of: group, socket)",
       "t.yaml:6:14: bad listener address '1.2.3.4' (expected IP:port or [IPv6]:port)",
       "t.yaml:8:11: unknown listener role 'relay' (expected one of: smtp, submission, smtps)",
       "t.yaml:9:5: listener has no 'address'",
-      "t.yaml:10:1: unknown key 'extra' in top level (expected one of: hostname, user, "
-      "queue_user, spool, empty_dir, control, listeners, domains, limits, tls, credentials, "
-      "virtual_user, trusted_networks, dns, run_dir)",
+      "t.yaml:10:1: unknown key 'extra' in top level (expected one of: control, "
+      "credentials, dns, domains, empty_dir, hostname, limits, listeners, queue_user, run_dir, "
+      "spool, tls, trusted_networks, user, virtual_user)",
   };
   EXPECT_EQ(lines, expected);
 }
@@ -1095,9 +1108,9 @@ TEST(ClientChecksErrors, EveryErrorIsReported) {
 TEST(TrustedNetworks, DefaultIsLoopback) {
   const auto result = parse("listeners: [{address: 127.0.0.1:25}]\n");
   ASSERT_TRUE(result.ok());
-  ASSERT_EQ(result->trusted_networks.size(), 2u);
-  EXPECT_EQ(result->trusted_networks[0].to_string(), "127.0.0.0/8");
-  EXPECT_EQ(result->trusted_networks[1].to_string(), "::1/128");
+  ASSERT_EQ(result->lookup.trusted_networks.size(), 2u);
+  EXPECT_EQ(result->lookup.trusted_networks[0].to_string(), "127.0.0.0/8");
+  EXPECT_EQ(result->lookup.trusted_networks[1].to_string(), "::1/128");
 }
 
 TEST(TrustedNetworks, AListReplacesTheDefault) {
@@ -1110,7 +1123,7 @@ listeners: [{address: 127.0.0.1:25}]
 )");
   ASSERT_TRUE(result.ok()) << result.error()[0].to_string();
   std::vector<std::string> got;
-  for (const Network& network : result->trusted_networks) got.push_back(network.to_string());
+  for (const Network& network : result->lookup.trusted_networks) got.push_back(network.to_string());
   const std::vector<std::string> expected = {"192.0.2.0/24", "2001:db8::/32", "198.51.100.7/32",
                                              "::ffff:0.0.0.0/96"};
   EXPECT_EQ(got, expected);
@@ -1119,7 +1132,7 @@ listeners: [{address: 127.0.0.1:25}]
 TEST(TrustedNetworks, AnEmptyListTrustsNobody) {
   const auto result = parse("trusted_networks: []\nlisteners: [{address: 127.0.0.1:25}]\n");
   ASSERT_TRUE(result.ok());
-  EXPECT_TRUE(result->trusted_networks.empty());
+  EXPECT_TRUE(result->lookup.trusted_networks.empty());
 }
 
 TEST(TrustedNetworksErrors, Messages) {
@@ -1163,12 +1176,12 @@ TEST(TrustedNetworksErrors, Duplicates) {
 TEST(Dns, DefaultsWhenAbsent) {
   const auto result = parse("listeners: [{address: 127.0.0.1:25}]\n");
   ASSERT_TRUE(result.ok());
-  EXPECT_TRUE(result->dns.resolvers.empty());
-  EXPECT_EQ(result->dns.timeout, 5u);
-  EXPECT_EQ(result->dns, Dns{});
+  EXPECT_TRUE(result->lookup.dns.resolvers.empty());
+  EXPECT_EQ(result->lookup.dns.timeout, 5u);
+  EXPECT_EQ(result->lookup.dns, Dns{});
   const auto empty = parse("dns: {}\nlisteners: [{address: 127.0.0.1:25}]\n");
   ASSERT_TRUE(empty.ok());
-  EXPECT_EQ(empty->dns, Dns{});
+  EXPECT_EQ(empty->lookup.dns, Dns{});
 }
 
 TEST(Dns, ResolversAreWrittenCanonically) {
@@ -1180,11 +1193,11 @@ listeners: [{address: 127.0.0.1:25}]
   ASSERT_TRUE(result.ok()) << result.error()[0].to_string();
   const std::vector<std::string> expected = {"127.0.0.1", "127.0.0.1@5353", "::1@53",
                                              "2001:db8::1@53", "192.0.2.1@65535"};
-  EXPECT_EQ(result->dns.resolvers, expected);
-  EXPECT_EQ(result->dns.timeout, 60u);
+  EXPECT_EQ(result->lookup.dns.resolvers, expected);
+  EXPECT_EQ(result->lookup.dns.timeout, 60u);
   const auto seconds = parse("dns: {timeout: 1s}\nlisteners: [{address: 127.0.0.1:25}]\n");
   ASSERT_TRUE(seconds.ok());
-  EXPECT_EQ(seconds->dns.timeout, 1u);
+  EXPECT_EQ(seconds->lookup.dns.timeout, 1u);
 }
 
 TEST(DnsErrors, Messages) {
@@ -1251,4 +1264,4 @@ TEST(GoldenFiles, EveryYamlMatchesItsExpected) {
 }
 
 }  // namespace
-}  // namespace postern::config
+}  // namespace postern::smtpd

@@ -1,0 +1,86 @@
+// Reading smtpd.yaml into Config: the generic walk (common/config/schema.hpp) driven by the
+// tables of Config and of each child's slice, with the hooks of config_hooks.hpp for the keys
+// no table can describe, then the checks across slices and what each slice derives from others.
+// Input is untrusted text (fuzzed): every limit is checked here, and nothing is acted upon.
+#include "smtpd/config.hpp"
+
+#include <unistd.h>
+
+#include <string>
+
+#include "common/config/schema.hpp"
+#include "smtpd/config_hooks.hpp"
+
+namespace postern::smtpd {
+namespace {
+
+using config::Node;
+using config::quote;
+using config::Walk;
+
+std::string default_hostname() {
+  char name[256] = {};
+  if (gethostname(name, sizeof name - 1) != 0 || name[0] == '\0') return "localhost";
+  return name;
+}
+
+// What no one key says: defaults that depend on the host, rules across keys, and the parts of
+// each slice that are derived from other keys.
+void finish(Config& config, Walk& walk) {
+  if (config.smtp.hostname.empty()) config.smtp.hostname = default_hostname();
+  config.queue.hostname = config.smtp.hostname;
+  config.mda.hostname = config.smtp.hostname;
+  if (!config.tls) {
+    if (const auto place = walk.place_of("listeners")) {
+      for (const Listener& l : config.listeners)
+        if (l.role == ListenerRole::smtps)
+          walk.at(place->key,
+                  "listener " + quote(l.name) +
+                      " is smtps, which needs a 'tls' section with certificate and key");
+    }
+  }
+  if (config.queue.retry_max < config.queue.retry_first) {
+    if (const auto place = walk.place_of("limits.retry_max"))
+      walk.at(place->value, "'retry_max' is shorter than 'retry_first'");
+  }
+  config.smtp.auth = config.credentials.has_value();
+  // The parent replaces it with "/" when the queue is chrooted into the spool.
+  config.queue.spool_dir = config.spool_dir;
+  config.queue.local_domains.clear();
+  for (const lookup::Domain& d : config.lookup.domains)
+    config.queue.local_domains.push_back(d.name);
+  config.lookup.checks.clear();
+  for (const Listener& l : config.listeners) config.lookup.checks.push_back({l.name, l.checks});
+}
+
+}  // namespace
+
+Result<Config, ConfigErrors> parse_config(std::string_view text, const std::string& file,
+                                          const std::string& base_dir) {
+  config::Reporter reporter(file);
+  std::optional<Node> root = config::build_tree(text, reporter);
+  if (!root) return reporter.take();
+  Config config;
+  config.file = file;
+  if (root->kind == Node::Kind::scalar && root->text.empty()) {
+    reporter.whole_file("empty configuration (expected a mapping with at least 'listeners')");
+  } else if (root->kind != Node::Kind::mapping && root->kind != Node::Kind::invalid) {
+    reporter.at(root->mark, "top level must be a mapping of settings (key: value)");
+  } else if (root->kind == Node::Kind::mapping) {
+    Walk walk(reporter, config::absolute_dir(base_dir));
+    ConfigHooks hooks(walk);
+    config::walk_roots(walk, *root, hooks, config, config.smtp, config.queue, config.mda,
+                       config.lookup);
+    finish(config, walk);
+  }
+  if (!reporter.empty()) return reporter.take();
+  return config;
+}
+
+Result<Config, ConfigErrors> load_config(const std::string& path) {
+  auto text = config::read_config_file(path);
+  if (!text.ok()) return text.error();
+  return parse_config(text.value().text, path, text.value().base_dir);
+}
+
+}  // namespace postern::smtpd
