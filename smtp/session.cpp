@@ -239,7 +239,7 @@ void Session::process() {
     if (tls_ && !pump_tls_reads()) break;
     // With TLS, ciphertext may still wait in the socket's buffer after the plain text ran
     // out: go round again while decrypting makes progress (no new read event will come).
-    const bool more_decrypted = tls_ && tls_pumped_ > 0;
+    const bool more_decrypted = tls_ && tls_->pumped() > 0;
     if (phase_ == Phase::data || phase_ == Phase::chunk) {
       const Phase was = phase_;
       if (was == Phase::data)
@@ -802,7 +802,7 @@ void Session::cmd_starttls(const mail::Command& c) {
 }
 
 evbuffer* Session::input() {
-  return tls_ ? tls_plain_in_.get() : bufferevent_get_input(bev_.get());
+  return tls_ ? tls_->input() : bufferevent_get_input(bev_.get());
 }
 
 void Session::send(std::string_view bytes) {
@@ -810,13 +810,12 @@ void Session::send(std::string_view bytes) {
     bufferevent_write(bev_.get(), bytes.data(), bytes.size());
     return;
   }
-  evbuffer_add(tls_plain_out_.get(), bytes.data(), bytes.size());
-  pump_tls_writes();
+  tls_went_wrong(tls_->write(bytes));
 }
 
 size_t Session::pending_output() {
   return evbuffer_get_length(bufferevent_get_output(bev_.get())) +
-         (tls_ ? evbuffer_get_length(tls_plain_out_.get()) : 0);
+         (tls_ ? tls_->pending_output() : 0);
 }
 
 bool Session::output_drained() {
@@ -824,105 +823,47 @@ bool Session::output_drained() {
 }
 
 void Session::start_tls() {
-  tls* connection = nullptr;
-  if (tls_accept_cbs(server_.tls_server(), &connection, &Session::tls_read_cb,
-                     &Session::tls_write_cb, this) != 0) {
+  auto stream = mail::TlsStream::accept(server_.tls_server(), bev_.get());
+  if (!stream) {
     log::warn("session %016llx: cannot start TLS: %s", static_cast<unsigned long long>(id_),
-              tls_error(server_.tls_server()));
+              stream.error().message.c_str());
     phase_ = Phase::closing;
     server_.retire(id_);
     return;
   }
-  tls_.reset(connection);
-  tls_plain_in_.reset(evbuffer_new());
-  tls_plain_out_.reset(evbuffer_new());
+  tls_ = std::move(stream).value();
 }
 
-ssize_t Session::tls_read_cb(tls*, void* buf, size_t len, void* self) {
-  auto* s = static_cast<Session*>(self);
-  const int n = evbuffer_remove(bufferevent_get_input(s->bev_.get()), buf, len);
-  if (n <= 0) {
-    s->tls_raw_exhausted_ = true;
-    return TLS_WANT_POLLIN;
-  }
-  return n;
-}
-
-ssize_t Session::tls_write_cb(tls*, const void* buf, size_t len, void* self) {
-  auto* s = static_cast<Session*>(self);
-  if (bufferevent_write(s->bev_.get(), buf, len) != 0) return -1;
-  return static_cast<ssize_t>(len);
-}
-
-void Session::tls_failed(const char* when) {
-  const char* err = tls_error(tls_.get());
-  log::info("session %016llx: TLS %s failed with [%s]: %s", static_cast<unsigned long long>(id_),
-            when, client_address_.c_str(), err ? err : "connection closed");
+// True when the stream ended the session (the peer closed, or TLS failed).
+bool Session::tls_went_wrong(mail::TlsStream::Status status) {
+  if (status == mail::TlsStream::Status::ok) return false;
+  if (status == mail::TlsStream::Status::failed)
+    log::info("session %016llx: TLS %s failed with [%s]: %s", static_cast<unsigned long long>(id_),
+              tls_->failed_step(), client_address_.c_str(), tls_->error().c_str());
   phase_ = Phase::closing;
   bufferevent_disable(bev_.get(), EV_READ);
   server_.retire(id_);
+  return true;
 }
 
 // Decrypts what has arrived, up to the read-ahead bound. False when the session ended.
 bool Session::pump_tls_reads() {
-  if (!tls_handshake_done_) {
-    tls_raw_exhausted_ = false;
-    const int rc = tls_handshake(tls_.get());
-    if (rc == TLS_WANT_POLLIN || rc == TLS_WANT_POLLOUT) return true;
-    if (rc != 0) {
-      tls_failed("handshake");
-      return false;
-    }
-    tls_handshake_done_ = true;
-    tls_info_ = tls_description(tls_.get());
+  const bool was_done = tls_->handshake_done();
+  if (tls_went_wrong(tls_->pump_reads(kReadHighWater))) return false;
+  if (!was_done && tls_->handshake_done()) {
+    tls_info_ = tls_->description();
     log::info("session %016llx: TLS started: %s", static_cast<unsigned long long>(id_),
               tls_info_.c_str());
-    pump_tls_writes();  // an smtps greeting waits for the handshake
-  }
-  evbuffer* raw = bufferevent_get_input(bev_.get());
-  char buf[16384];
-  tls_pumped_ = 0;
-  while (evbuffer_get_length(tls_plain_in_.get()) < kReadHighWater) {
-    tls_raw_exhausted_ = false;
-    const ssize_t n = tls_read(tls_.get(), buf, sizeof buf);
-    if (n == TLS_WANT_POLLIN || n == TLS_WANT_POLLOUT) {
-      // After a TLS 1.3 ticket libtls can want more while whole records still wait in raw.
-      if (!tls_raw_exhausted_ && evbuffer_get_length(raw) > 0) continue;
-      break;
-    }
-    if (n == 0) {  // close_notify
-      phase_ = Phase::closing;
-      server_.retire(id_);
-      return false;
-    }
-    if (n < 0) {
-      tls_failed("read");
-      return false;
-    }
-    evbuffer_add(tls_plain_in_.get(), buf, static_cast<size_t>(n));
-    tls_pumped_ += static_cast<size_t>(n);
   }
   return true;
 }
 
 void Session::pump_tls_writes() {
-  if (!tls_handshake_done_) return;
-  evbuffer* out = tls_plain_out_.get();
-  while (evbuffer_get_length(out) > 0) {
-    evbuffer_iovec chunk{};
-    if (evbuffer_peek(out, -1, nullptr, &chunk, 1) < 1) break;
-    const ssize_t n = tls_write(tls_.get(), chunk.iov_base, chunk.iov_len);
-    if (n == TLS_WANT_POLLIN || n == TLS_WANT_POLLOUT) return;
-    if (n < 0) {
-      tls_failed("write");
-      return;
-    }
-    evbuffer_drain(out, static_cast<size_t>(n));
-  }
+  tls_went_wrong(tls_->pump_writes());
 }
 
 bool Session::auth_allowed() const {
-  return server_.auth_available() && (tls_handshake_done_ || listener_.plaintext_auth);
+  return server_.auth_available() && ((tls_ && tls_->handshake_done()) || listener_.plaintext_auth);
 }
 
 namespace {

@@ -19,9 +19,9 @@
 #include "common/mail/commands.hpp"
 #include "common/mail/data.hpp"
 #include "common/mail/envelope.hpp"
+#include "common/mail/tls_stream.hpp"
 #include "common/util/event.hpp"
 #include "common/util/fd.hpp"
-#include "common/util/tls.hpp"
 
 namespace postern::smtp {
 
@@ -33,16 +33,6 @@ struct ListenerInfo {
   config::ListenerRole role = config::ListenerRole::smtp;
   bool plaintext_auth = false;
 };
-
-struct BufferEventDeleter {
-  void operator()(bufferevent* bev) const { bufferevent_free(bev); }
-};
-using BufferEventPtr = std::unique_ptr<bufferevent, BufferEventDeleter>;
-
-struct EvbufferDeleter {
-  void operator()(evbuffer* buf) const { evbuffer_free(buf); }
-};
-using EvbufferPtr = std::unique_ptr<evbuffer, EvbufferDeleter>;
 
 class Session {
  public:
@@ -109,9 +99,7 @@ class Session {
   void start_tls();
   bool pump_tls_reads();
   void pump_tls_writes();
-  void tls_failed(const char* when);
-  static ssize_t tls_read_cb(tls*, void* buf, size_t len, void* self);
-  static ssize_t tls_write_cb(tls*, const void* buf, size_t len, void* self);
+  bool tls_went_wrong(mail::TlsStream::Status status);
 
   static void on_read(bufferevent*, void* self);
   static void on_write(bufferevent*, void* self);
@@ -185,14 +173,9 @@ class Session {
   bool input_paused_ = false;
   bool paused_before_ = false;  // logged once per session
 
-  // TLS, once STARTTLS or an smtps listener began it.
-  TlsPtr tls_;
-  bool tls_handshake_done_ = false;
-  bool tls_raw_exhausted_ = false;
-  size_t tls_pumped_ = 0;      // plain octets the last pump_tls_reads() produced
-  std::string tls_info_;       // "TLSv1.3 TLS_AES_256_GCM_SHA384"
-  EvbufferPtr tls_plain_in_;   // decrypted, not yet processed
-  EvbufferPtr tls_plain_out_;  // to encrypt
+  // TLS, once STARTTLS or an smtps listener began it; carried by bev_.
+  std::unique_ptr<mail::TlsStream> tls_;
+  std::string tls_info_;  // "TLSv1.3 TLS_AES_256_GCM_SHA384"
 };
 
 }  // namespace postern::smtp
