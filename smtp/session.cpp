@@ -5,7 +5,6 @@
 #include "smtp/session.hpp"
 
 #include <event2/buffer.h>
-#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -254,8 +253,8 @@ void Session::process() {
       if (more_decrypted) continue;
       break;
     }
-    if (auth_step_ != AuthStep::none) {
-      handle_auth_line(line);
+    if (auth_exchange_.active()) {
+      auth_step(auth_exchange_.next(line));
     } else {
       handle_line(line);
     }
@@ -866,34 +865,6 @@ bool Session::auth_allowed() const {
   return server_.auth_available() && ((tls_ && tls_->handshake_done()) || listener_.plaintext_auth);
 }
 
-namespace {
-
-// Standard base64 (RFC 4648) through libcrypto; nullopt for anything malformed.
-std::optional<std::string> base64_decode(std::string_view text) {
-  if (text.size() % 4 != 0 || text.size() > 4096) return std::nullopt;
-  std::string out(text.size() / 4 * 3, '\0');
-  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(text.data()),
-                                static_cast<int>(text.size()));
-  if (n < 0) return std::nullopt;
-  size_t length = static_cast<size_t>(n);
-  // EVP_DecodeBlock counts the padding as zero octets.
-  for (size_t i = text.size(); i > 0 && text[i - 1] == '=' && length > 0; --i) --length;
-  out.resize(length);
-  return out;
-}
-
-std::string base64_encode(std::string_view text) {
-  std::string out((text.size() + 2) / 3 * 4 + 1, '\0');
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(text.data()),
-                                static_cast<int>(text.size()));
-  out.resize(static_cast<size_t>(n));
-  return out;
-}
-
-}  // namespace
-
 // RFC 4954 with the PLAIN (RFC 4616) and LOGIN mechanisms.
 void Session::cmd_auth(const mail::Command& c) {
   if (!server_.auth_available()) {
@@ -913,79 +884,38 @@ void Session::cmd_auth(const mail::Command& c) {
     return;
   }
   const size_t space = c.argument.find(' ');
-  const std::string mechanism = upper(c.argument.substr(0, space));
-  const std::string initial = space == std::string::npos ? "" : c.argument.substr(space + 1);
-  const bool has_initial = space != std::string::npos;
-  if (mechanism == "PLAIN") {
-    auth_step_ = AuthStep::plain_response;
-    if (has_initial) {
-      handle_auth_line(initial);
-    } else {
-      reply(334, nullptr, "");
-    }
-  } else if (mechanism == "LOGIN") {
-    auth_step_ = AuthStep::login_user;
-    if (has_initial) {
-      handle_auth_line(initial);
-    } else {
-      reply(334, nullptr, base64_encode("Username:"));
-    }
-  } else {
+  const auto mechanism = mail::sasl::parse_mechanism(c.argument.substr(0, space));
+  if (!mechanism) {
     bad_command(504, "5.5.4", "Unrecognized authentication type");
+    return;
   }
+  std::optional<std::string_view> initial;
+  if (space != std::string::npos) initial = std::string_view(c.argument).substr(space + 1);
+  auth_step(auth_exchange_.start(*mechanism, initial));
 }
 
-void Session::handle_auth_line(const std::string& line) {
-  if (line == "*") {
-    auth_step_ = AuthStep::none;
-    auth_login_user_.clear();
-    bad_command(501, "5.0.0", "Authentication cancelled");
-    return;
+void Session::auth_step(mail::sasl::Step step) {
+  using Kind = mail::sasl::Step::Kind;
+  switch (step.kind) {
+    case Kind::challenge:
+      reply(334, nullptr, step.challenge);
+      return;
+    case Kind::credentials:
+      check_credentials(std::move(step.user), std::move(step.password));
+      return;
+    case Kind::cancelled:
+      bad_command(501, "5.0.0", "Authentication cancelled");
+      return;
+    case Kind::undecodable:
+      bad_command(501, "5.5.2", "Cannot decode response");
+      return;
+    case Kind::malformed:
+      bad_command(501, "5.5.2", "Malformed PLAIN response");
+      return;
+    case Kind::wrong_authzid:
+      finish_auth(535, "5.7.8", "Authentication credentials invalid", true);
+      return;
   }
-  std::optional<std::string> decoded =
-      line == "=" ? std::optional<std::string>("") : base64_decode(line);
-  if (!decoded) {
-    auth_step_ = AuthStep::none;
-    auth_login_user_.clear();
-    bad_command(501, "5.5.2", "Cannot decode response");
-    return;
-  }
-  switch (auth_step_) {
-    case AuthStep::plain_response: {
-      // authzid NUL authcid NUL passwd; acting for someone else is not supported.
-      const size_t first = decoded->find('\0');
-      const size_t second =
-          first == std::string::npos ? std::string::npos : decoded->find('\0', first + 1);
-      auth_step_ = AuthStep::none;
-      if (second == std::string::npos) {
-        bad_command(501, "5.5.2", "Malformed PLAIN response");
-        break;
-      }
-      std::string authzid = decoded->substr(0, first);
-      std::string user = decoded->substr(first + 1, second - first - 1);
-      std::string password = decoded->substr(second + 1);
-      if (!authzid.empty() && authzid != user) {
-        explicit_bzero(password.data(), password.size());
-        finish_auth(535, "5.7.8", "Authentication credentials invalid", true);
-        break;
-      }
-      check_credentials(std::move(user), std::move(password));
-      break;
-    }
-    case AuthStep::login_user:
-      auth_login_user_ = std::move(*decoded);
-      auth_step_ = AuthStep::login_password;
-      reply(334, nullptr, base64_encode("Password:"));
-      break;
-    case AuthStep::login_password:
-      auth_step_ = AuthStep::none;
-      check_credentials(std::move(auth_login_user_), std::move(*decoded));
-      auth_login_user_.clear();
-      break;
-    case AuthStep::none:
-      break;
-  }
-  if (decoded) explicit_bzero(decoded->data(), decoded->size());
 }
 
 void Session::check_credentials(std::string user, std::string password) {

@@ -19,6 +19,7 @@
 #include "common/mail/commands.hpp"
 #include "common/mail/data.hpp"
 #include "common/mail/envelope.hpp"
+#include "common/mail/sasl.hpp"
 #include "common/mail/tls_stream.hpp"
 #include "common/util/event.hpp"
 #include "common/util/fd.hpp"
@@ -58,8 +59,6 @@ class Session {
  private:
   enum class Phase : uint8_t { greeting, ready, data, chunk, closing };
   enum class Waiting : uint8_t { nothing, client, rcpt, open, commit, auth };
-  // Where an AUTH exchange stands (RFC 4954): which line the client owes next.
-  enum class AuthStep : uint8_t { none, plain_response, login_user, login_password };
 
   struct Transaction {
     std::string sender;  // canonical; empty for <>
@@ -130,7 +129,7 @@ class Session {
   void cmd_auth(const mail::Command& c);
   void cmd_bdat(const mail::Command& c);
   bool auth_allowed() const;
-  void handle_auth_line(const std::string& line);
+  void auth_step(mail::sasl::Step step);
   void check_credentials(std::string user, std::string password);
   void finish_auth(int code, const char* status, const std::string& text, bool error);
 
@@ -161,8 +160,7 @@ class Session {
   bool discarding_long_line_ = false;
   // SMTP AUTH.
   std::string auth_user_;  // empty until authenticated
-  AuthStep auth_step_ = AuthStep::none;
-  std::string auth_login_user_;
+  mail::sasl::ServerExchange auth_exchange_;  // active while the client owes a response
   std::string auth_pending_user_;
   // The BDAT chunk being read, and the answer owed for it when it must be refused.
   uint64_t chunk_remaining_ = 0;
