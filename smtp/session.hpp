@@ -84,8 +84,36 @@ class Session {
     const char* text;
   };
 
+  // The verb table (verbs.cpp): what each verb needs, a check that reads its argument into
+  // Arguments or refuses it, and a proceed that does it.
+  struct Refusal {
+    enum class Kind : uint8_t {
+      error,  // counts towards the session's error limit (RFC 5321 4.5.3.2)
+      reply,  // a refusal the client did nothing wrong to earn (too big, too many)
+      fatal,  // the session cannot stay in step with the client: close after the reply
+    };
+    int code;
+    const char* status;
+    std::string text;
+    Kind kind = Kind::error;
+  };
+  struct Arguments {
+    Transaction transaction;                                         // MAIL
+    Recipient recipient;                                             // RCPT
+    msg::RcptCheck rcpt_check;                                       // RCPT: what lookup is asked
+    uint64_t chunk_size = 0;                                         // BDAT
+    bool chunk_last = false;                                         // BDAT
+    mail::sasl::Mechanism mechanism = mail::sasl::Mechanism::plain;  // AUTH
+    std::optional<std::string_view> initial_response;                // AUTH, into the command
+  };
+  enum class Need : uint8_t;
   struct VerbRule;
+  using Check = std::optional<Refusal> (Session::*)(const mail::Command&, Arguments&);
+  using Proceed = void (Session::*)(const mail::Command&, Arguments&);
   static const VerbRule* rule_for(mail::Verb verb);
+  std::optional<Refusal> unmet(Need need, const VerbRule& rule, const mail::Command& c) const;
+  void refuse(const Refusal& refusal);
+  static Refusal bad_bdat_size();
 
   // The session reads plain text from input() and writes it with send(); with TLS these are
   // the decrypted side and the socket's bufferevent carries the ciphertext.
@@ -115,19 +143,23 @@ class Session {
   void consume_chunk();
   bool flush_spool_buffer();
 
-  void cmd_helo(const mail::Command& c);
-  void cmd_ehlo(const mail::Command& c);
-  void cmd_mail(const mail::Command& c);
-  void cmd_rcpt(const mail::Command& c);
-  void cmd_data(const mail::Command& c);
-  void cmd_rset(const mail::Command& c);
-  void cmd_noop(const mail::Command& c);
-  void cmd_quit(const mail::Command& c);
-  void cmd_vrfy(const mail::Command& c);
-  void cmd_help(const mail::Command& c);
-  void cmd_starttls(const mail::Command& c);
-  void cmd_auth(const mail::Command& c);
-  void cmd_bdat(const mail::Command& c);
+  std::optional<Refusal> check_mail(const mail::Command& c, Arguments& a);
+  std::optional<Refusal> check_rcpt(const mail::Command& c, Arguments& a);
+  std::optional<Refusal> check_bdat(const mail::Command& c, Arguments& a);
+  std::optional<Refusal> check_auth(const mail::Command& c, Arguments& a);
+  void proceed_helo(const mail::Command& c, Arguments& a);
+  void proceed_ehlo(const mail::Command& c, Arguments& a);
+  void proceed_mail(const mail::Command& c, Arguments& a);
+  void proceed_rcpt(const mail::Command& c, Arguments& a);
+  void proceed_data(const mail::Command& c, Arguments& a);
+  void proceed_bdat(const mail::Command& c, Arguments& a);
+  void proceed_rset(const mail::Command& c, Arguments& a);
+  void proceed_noop(const mail::Command& c, Arguments& a);
+  void proceed_quit(const mail::Command& c, Arguments& a);
+  void proceed_vrfy(const mail::Command& c, Arguments& a);
+  void proceed_help(const mail::Command& c, Arguments& a);
+  void proceed_starttls(const mail::Command& c, Arguments& a);
+  void proceed_auth(const mail::Command& c, Arguments& a);
   bool auth_allowed() const;
   void auth_step(mail::sasl::Step step);
   void check_credentials(std::string user, std::string password);
