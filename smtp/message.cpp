@@ -176,7 +176,7 @@ void Session::on_message_result(const msg::MessageResult& result) {
     reply(554, "5.7.1", "Relay access denied");
   } else if (was == Waiting::open && txn_->chunked) {
     // The chunk that asked for the message is on its way: read it, then refuse.
-    chunk_refusal_ = {451, "4.3.0", "Temporary queue failure, try again later"};
+    chunk_refusal_ = Refusal{451, "4.3.0", "Temporary queue failure, try again later"};
     phase_ = Phase::chunk;
   } else {
     if (was == Waiting::commit) txn_->queue_id.clear();  // the queue removed it already
@@ -209,10 +209,10 @@ void Session::consume_chunk() {
   phase_ = Phase::ready;
   set_timeout(server_.limits().command_timeout);
   if (chunk_refusal_) {
-    const ChunkRefusal r = *chunk_refusal_;
+    const Refusal refusal = std::move(*chunk_refusal_);
     chunk_refusal_.reset();
     reset_transaction();
-    bad_command(r.code, r.status, r.text);
+    refuse(refusal);
     return;
   }
   Transaction& t = *txn_;

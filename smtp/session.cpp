@@ -310,7 +310,7 @@ void Session::on_request_lost() {
     auth_pending_user_.clear();
     reply(454, "4.7.0", "Temporary authentication failure");
   } else if (was == Waiting::open && txn_ && txn_->chunked) {
-    chunk_refusal_ = {451, "4.3.0", "Queue unavailable, try again later"};
+    chunk_refusal_ = Refusal{451, "4.3.0", "Queue unavailable, try again later"};
     phase_ = Phase::chunk;
   } else {
     if (txn_) txn_->queue_id.clear();  // a new queue process removed the unfinished file

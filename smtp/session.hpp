@@ -78,14 +78,9 @@ class Session {
     uint64_t chunked_size = 0;
     bool chunked_too_big = false;
   };
-  struct ChunkRefusal {
-    int code;
-    const char* status;
-    const char* text;
-  };
-
   // The verb table (verbs.cpp): what each verb needs, a check that reads its argument into
-  // Arguments or refuses it, and a proceed that does it.
+  // Arguments or refuses it, and a proceed that does it. A refused BDAT chunk keeps its
+  // Refusal until the chunk is read.
   struct Refusal {
     enum class Kind : uint8_t {
       error,  // counts towards the session's error limit (RFC 5321 4.5.3.2)
@@ -197,7 +192,7 @@ class Session {
   // The BDAT chunk being read, and the answer owed for it when it must be refused.
   uint64_t chunk_remaining_ = 0;
   bool chunk_last_ = false;
-  std::optional<ChunkRefusal> chunk_refusal_;
+  std::optional<Refusal> chunk_refusal_;
   bool in_process_ = false;
   // The client does not read its replies: input waits until it does (see kOutputHighWater).
   bool input_paused_ = false;

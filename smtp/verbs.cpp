@@ -354,9 +354,9 @@ void Session::proceed_bdat(const mail::Command&, Arguments& a) {
   chunk_last_ = a.chunk_last;
   chunk_refusal_.reset();
   if (!txn_) {
-    chunk_refusal_ = {503, "5.5.1", "Need MAIL before BDAT"};
+    chunk_refusal_ = Refusal{503, "5.5.1", "Need MAIL before BDAT"};
   } else if (txn_->recipients.empty()) {
-    chunk_refusal_ = {554, "5.5.1", "No valid recipients"};
+    chunk_refusal_ = Refusal{554, "5.5.1", "No valid recipients"};
   }
   if (chunk_refusal_ || (txn_ && txn_->chunked)) {
     phase_ = Phase::chunk;
@@ -365,7 +365,7 @@ void Session::proceed_bdat(const mail::Command&, Arguments& a) {
   }
   txn_->chunked = true;
   if (!server_.ask(*this, Role::queue, msg::MessageOpen{})) {
-    chunk_refusal_ = {451, "4.3.0", "Queue unavailable, try again later"};
+    chunk_refusal_ = Refusal{451, "4.3.0", "Queue unavailable, try again later"};
     phase_ = Phase::chunk;
     return;
   }
