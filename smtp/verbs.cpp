@@ -13,7 +13,9 @@
 namespace postern::smtp {
 
 // What a verb needs, checked in the order its entry lists them; the first one unmet refuses
-// the command. State comes before arguments, as the replies have always been ordered.
+// the command. State comes before arguments, as the replies have always been ordered. The
+// grammar's own rules (no argument to DATA, RSET, QUIT, STARTTLS) are mail::parse_command's
+// and refused before the table is consulted.
 enum class Session::Need : uint8_t {
   end,                 // no more needs
   helo,                // after HELO/EHLO (RFC 5321 4.1.4)
@@ -23,7 +25,6 @@ enum class Session::Need : uint8_t {
   not_chunked,         // no BDAT in this transaction (RFC 3030 2: no mixing with DATA)
   auth_on_submission,  // submission and smtps are for users who authenticated (RFC 6409 4.3)
   esmtp_for_params,    // ESMTP parameters only after EHLO
-  no_argument,         // nothing after the verb
   tls_offered,         // STARTTLS configured
   tls_not_active,      // TLS not yet started (RFC 3207 4.2: never twice)
   auth_offered,        // an AUTH table configured
@@ -62,13 +63,13 @@ const Session::VerbRule* Session::rule_for(mail::Verb verb) {
        &Session::proceed_data},
       // Refusals about the transaction come after the chunk was read: see proceed_bdat.
       {V::bdat, {N::helo}, nullptr, &Session::check_bdat, &Session::proceed_bdat},
-      {V::rset, {N::no_argument}, nullptr, nullptr, &Session::proceed_rset},
+      {V::rset, {}, nullptr, nullptr, &Session::proceed_rset},
       {V::noop, {}, nullptr, nullptr, &Session::proceed_noop},
       {V::quit, {}, nullptr, nullptr, &Session::proceed_quit},
       {V::vrfy, {}, nullptr, nullptr, &Session::proceed_vrfy},
       {V::help, {}, nullptr, nullptr, &Session::proceed_help},
       {V::starttls,
-       {N::tls_not_active, N::tls_offered, N::no_argument},
+       {N::tls_not_active, N::tls_offered},
        nullptr,
        nullptr,
        &Session::proceed_starttls},
@@ -110,9 +111,6 @@ std::optional<Session::Refusal> Session::unmet(Need need, const VerbRule& rule,
       return std::nullopt;
     case Need::esmtp_for_params:
       if (!c.params.empty() && !esmtp_) return Refusal{555, "5.5.4", "Parameters need EHLO"};
-      return std::nullopt;
-    case Need::no_argument:
-      if (!c.argument.empty()) return Refusal{501, "5.5.4", c.verb_text + " takes no argument"};
       return std::nullopt;
     case Need::tls_offered:
       if (server_.tls_server() == nullptr) return Refusal{454, "4.7.0", "TLS not available"};
