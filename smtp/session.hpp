@@ -103,7 +103,7 @@ class Session {
   };
   enum class Need : uint8_t;
   struct VerbRule;
-  using Check = std::optional<Refusal> (Session::*)(const mail::Command&, Arguments&);
+  using Check = std::optional<Refusal> (Session::*)(const mail::Command&, Arguments&) const;
   using Proceed = void (Session::*)(const mail::Command&, Arguments&);
   static const VerbRule* rule_for(mail::Verb verb);
   std::optional<Refusal> unmet(Need need, const VerbRule& rule, const mail::Command& c) const;
@@ -138,10 +138,10 @@ class Session {
   void consume_chunk();
   bool flush_spool_buffer();
 
-  std::optional<Refusal> check_mail(const mail::Command& c, Arguments& a);
-  std::optional<Refusal> check_rcpt(const mail::Command& c, Arguments& a);
-  std::optional<Refusal> check_bdat(const mail::Command& c, Arguments& a);
-  std::optional<Refusal> check_auth(const mail::Command& c, Arguments& a);
+  std::optional<Refusal> check_mail(const mail::Command& c, Arguments& a) const;
+  std::optional<Refusal> check_rcpt(const mail::Command& c, Arguments& a) const;
+  std::optional<Refusal> check_bdat(const mail::Command& c, Arguments& a) const;
+  std::optional<Refusal> check_auth(const mail::Command& c, Arguments& a) const;
   void proceed_helo(const mail::Command& c, Arguments& a);
   void proceed_ehlo(const mail::Command& c, Arguments& a);
   void proceed_mail(const mail::Command& c, Arguments& a);

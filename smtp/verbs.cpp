@@ -1,9 +1,7 @@
 // The SMTP verbs of a Session (RFC 5321 4.1, with ESMTP's SIZE, DSN, CHUNKING, STARTTLS and
 // AUTH): one table says for each verb what it needs before it may run, a check reads its
-// argument, and a proceed does it. Input is one parsed client command; every refusal is a
-// reply from this file, and only proceed changes the session.
-#include <cstring>
-
+// argument, and a proceed does it. Input is one parsed client command; every refusal of a
+// command is answered from this file, and only a proceed changes the session.
 #include "common/mail/address.hpp"
 #include "common/util/ascii.hpp"
 #include "common/util/log.hpp"
@@ -236,7 +234,7 @@ void Session::proceed_ehlo(const mail::Command& c, Arguments&) {
 }
 
 // MAIL FROM:<path> [SIZE= BODY= SMTPUTF8 RET= ENVID= AUTH=] (RFC 1870, 6152, 6531, 3461, 4954).
-std::optional<Session::Refusal> Session::check_mail(const mail::Command& c, Arguments& a) {
+std::optional<Session::Refusal> Session::check_mail(const mail::Command& c, Arguments& a) const {
   Transaction& t = a.transaction;
   for (const mail::Param& p : c.params) {
     const std::string& v = p.value.value_or("");
@@ -277,7 +275,7 @@ void Session::proceed_mail(const mail::Command&, Arguments& a) {
 }
 
 // RCPT TO:<path> [NOTIFY= ORCPT=] (RFC 3461).
-std::optional<Session::Refusal> Session::check_rcpt(const mail::Command& c, Arguments& a) {
+std::optional<Session::Refusal> Session::check_rcpt(const mail::Command& c, Arguments& a) const {
   Recipient& rcpt = a.recipient;
   for (const mail::Param& p : c.params) {
     const std::string& v = p.value.value_or("");
@@ -337,7 +335,7 @@ Session::Refusal Session::bad_bdat_size() {
 }
 
 // BDAT <size> [LAST] (RFC 3030).
-std::optional<Session::Refusal> Session::check_bdat(const mail::Command& c, Arguments& a) {
+std::optional<Session::Refusal> Session::check_bdat(const mail::Command& c, Arguments& a) const {
   const auto argument = mail::parse_bdat_argument(c.argument);
   if (!argument) return bad_bdat_size();
   a.chunk_size = argument->first;
@@ -415,7 +413,7 @@ bool Session::auth_allowed() const {
 }
 
 // AUTH <mechanism> [initial-response] (RFC 4954; PLAIN, RFC 4616, and LOGIN).
-std::optional<Session::Refusal> Session::check_auth(const mail::Command& c, Arguments& a) {
+std::optional<Session::Refusal> Session::check_auth(const mail::Command& c, Arguments& a) const {
   const size_t space = c.argument.find(' ');
   const auto mechanism = mail::sasl::parse_mechanism(c.argument.substr(0, space));
   if (!mechanism) return Refusal{504, "5.5.4", "Unrecognized authentication type"};
