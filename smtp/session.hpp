@@ -19,9 +19,13 @@
 #include "common/mail/commands.hpp"
 #include "common/mail/data.hpp"
 #include "common/mail/envelope.hpp"
+#include "common/mail/sasl.hpp"
+#include "common/mail/tls_stream.hpp"
 #include "common/util/event.hpp"
 #include "common/util/fd.hpp"
 #include "common/util/tls.hpp"
+#include "lookup/api.hpp"
+#include "queue/api.hpp"
 #include "smtp/api.hpp"
 
 namespace postern::smtp {
@@ -34,16 +38,6 @@ struct ListenerInfo {
   config::ListenerRole role = config::ListenerRole::smtp;
   bool plaintext_auth = false;
 };
-
-struct BufferEventDeleter {
-  void operator()(bufferevent* bev) const { bufferevent_free(bev); }
-};
-using BufferEventPtr = std::unique_ptr<bufferevent, BufferEventDeleter>;
-
-struct EvbufferDeleter {
-  void operator()(evbuffer* buf) const { evbuffer_free(buf); }
-};
-using EvbufferPtr = std::unique_ptr<evbuffer, EvbufferDeleter>;
 
 class Session {
  public:
@@ -69,8 +63,6 @@ class Session {
  private:
   enum class Phase : uint8_t { greeting, ready, data, chunk, closing };
   enum class Waiting : uint8_t { nothing, client, rcpt, open, commit, auth };
-  // Where an AUTH exchange stands (RFC 4954): which line the client owes next.
-  enum class AuthStep : uint8_t { none, plain_response, login_user, login_password };
 
   struct Transaction {
     std::string sender;  // canonical; empty for <>
@@ -90,14 +82,37 @@ class Session {
     uint64_t chunked_size = 0;
     bool chunked_too_big = false;
   };
-  struct ChunkRefusal {
+  // The verb table (verbs.cpp): what each verb needs, a check that reads its argument into
+  // Arguments or refuses it, and a proceed that does it. A refused BDAT chunk keeps its
+  // Refusal until the chunk is read.
+  struct Refusal {
+    enum class Kind : uint8_t {
+      error,  // counts towards the session's error limit (RFC 5321 4.5.3.2)
+      reply,  // a refusal the client did nothing wrong to earn (too big, too many)
+      fatal,  // the session cannot stay in step with the client: close after the reply
+    };
     int code;
     const char* status;
-    const char* text;
+    std::string text;
+    Kind kind = Kind::error;
   };
-
+  struct Arguments {
+    Transaction transaction;                                         // MAIL
+    Recipient recipient;                                             // RCPT
+    msg::RcptCheck rcpt_check;                                       // RCPT: what lookup is asked
+    uint64_t chunk_size = 0;                                         // BDAT
+    bool chunk_last = false;                                         // BDAT
+    mail::sasl::Mechanism mechanism = mail::sasl::Mechanism::plain;  // AUTH
+    std::optional<std::string_view> initial_response;                // AUTH, into the command
+  };
+  enum class Need : uint8_t;
   struct VerbRule;
+  using Check = std::optional<Refusal> (Session::*)(const mail::Command&, Arguments&) const;
+  using Proceed = void (Session::*)(const mail::Command&, Arguments&);
   static const VerbRule* rule_for(mail::Verb verb);
+  std::optional<Refusal> unmet(Need need, const VerbRule& rule, const mail::Command& c) const;
+  void refuse(const Refusal& refusal);
+  static Refusal bad_bdat_size();
 
   // The session reads plain text from input() and writes it with send(); with TLS these are
   // the decrypted side and the socket's bufferevent carries the ciphertext.
@@ -110,9 +125,7 @@ class Session {
   void start_tls();
   bool pump_tls_reads();
   void pump_tls_writes();
-  void tls_failed(const char* when);
-  static ssize_t tls_read_cb(tls*, void* buf, size_t len, void* self);
-  static ssize_t tls_write_cb(tls*, const void* buf, size_t len, void* self);
+  bool tls_went_wrong(mail::TlsStream::Status status);
 
   static void on_read(bufferevent*, void* self);
   static void on_write(bufferevent*, void* self);
@@ -129,21 +142,25 @@ class Session {
   void consume_chunk();
   bool flush_spool_buffer();
 
-  void cmd_helo(const mail::Command& c);
-  void cmd_ehlo(const mail::Command& c);
-  void cmd_mail(const mail::Command& c);
-  void cmd_rcpt(const mail::Command& c);
-  void cmd_data(const mail::Command& c);
-  void cmd_rset(const mail::Command& c);
-  void cmd_noop(const mail::Command& c);
-  void cmd_quit(const mail::Command& c);
-  void cmd_vrfy(const mail::Command& c);
-  void cmd_help(const mail::Command& c);
-  void cmd_starttls(const mail::Command& c);
-  void cmd_auth(const mail::Command& c);
-  void cmd_bdat(const mail::Command& c);
+  std::optional<Refusal> check_mail(const mail::Command& c, Arguments& a) const;
+  std::optional<Refusal> check_rcpt(const mail::Command& c, Arguments& a) const;
+  std::optional<Refusal> check_bdat(const mail::Command& c, Arguments& a) const;
+  std::optional<Refusal> check_auth(const mail::Command& c, Arguments& a) const;
+  void proceed_helo(const mail::Command& c, Arguments& a);
+  void proceed_ehlo(const mail::Command& c, Arguments& a);
+  void proceed_mail(const mail::Command& c, Arguments& a);
+  void proceed_rcpt(const mail::Command& c, Arguments& a);
+  void proceed_data(const mail::Command& c, Arguments& a);
+  void proceed_bdat(const mail::Command& c, Arguments& a);
+  void proceed_rset(const mail::Command& c, Arguments& a);
+  void proceed_noop(const mail::Command& c, Arguments& a);
+  void proceed_quit(const mail::Command& c, Arguments& a);
+  void proceed_vrfy(const mail::Command& c, Arguments& a);
+  void proceed_help(const mail::Command& c, Arguments& a);
+  void proceed_starttls(const mail::Command& c, Arguments& a);
+  void proceed_auth(const mail::Command& c, Arguments& a);
   bool auth_allowed() const;
-  void handle_auth_line(const std::string& line);
+  void auth_step(mail::sasl::Step step);
   void check_credentials(std::string user, std::string password);
   void finish_auth(int code, const char* status, const std::string& text, bool error);
 
@@ -174,26 +191,20 @@ class Session {
   bool discarding_long_line_ = false;
   // SMTP AUTH.
   std::string auth_user_;  // empty until authenticated
-  AuthStep auth_step_ = AuthStep::none;
-  std::string auth_login_user_;
+  mail::sasl::ServerExchange auth_exchange_;  // active while the client owes a response
   std::string auth_pending_user_;
   // The BDAT chunk being read, and the answer owed for it when it must be refused.
   uint64_t chunk_remaining_ = 0;
   bool chunk_last_ = false;
-  std::optional<ChunkRefusal> chunk_refusal_;
+  std::optional<Refusal> chunk_refusal_;
   bool in_process_ = false;
   // The client does not read its replies: input waits until it does (see kOutputHighWater).
   bool input_paused_ = false;
   bool paused_before_ = false;  // logged once per session
 
-  // TLS, once STARTTLS or an smtps listener began it.
-  TlsPtr tls_;
-  bool tls_handshake_done_ = false;
-  bool tls_raw_exhausted_ = false;
-  size_t tls_pumped_ = 0;      // plain octets the last pump_tls_reads() produced
-  std::string tls_info_;       // "TLSv1.3 TLS_AES_256_GCM_SHA384"
-  EvbufferPtr tls_plain_in_;   // decrypted, not yet processed
-  EvbufferPtr tls_plain_out_;  // to encrypt
+  // TLS, once STARTTLS or an smtps listener began it; carried by bev_.
+  std::unique_ptr<mail::TlsStream> tls_;
+  std::string tls_info_;  // "TLSv1.3 TLS_AES_256_GCM_SHA384"
 };
 
 }  // namespace postern::smtp

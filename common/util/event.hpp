@@ -1,8 +1,10 @@
-// libevent glue: owning pointers for event_base and event, and small callback-owning
-// wrappers (Timer, SignalHandler, FdWatcher). Callbacks are std::function and must not throw:
-// they run inside libevent's C dispatch loop.
+// libevent glue: owning pointers for event_base, event, bufferevent and evbuffer, and small
+// callback-owning wrappers (Timer, SignalHandler, FdWatcher). Callbacks are std::function and
+// must not throw: they run inside libevent's C dispatch loop.
 #pragma once
 
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 
 #include <chrono>
@@ -20,6 +22,16 @@ struct EventDeleter {
   void operator()(event* ev) const { event_free(ev); }
 };
 using EventPtr = std::unique_ptr<event, EventDeleter>;
+
+struct BufferEventDeleter {
+  void operator()(bufferevent* bev) const { bufferevent_free(bev); }
+};
+using BufferEventPtr = std::unique_ptr<bufferevent, BufferEventDeleter>;
+
+struct EvbufferDeleter {
+  void operator()(evbuffer* buf) const { evbuffer_free(buf); }
+};
+using EvbufferPtr = std::unique_ptr<evbuffer, EvbufferDeleter>;
 
 // A fresh event base; aborts the process if libevent cannot make one (nothing can run).
 EventBasePtr make_event_base();
