@@ -90,6 +90,8 @@ Destination destination() {
   return g_destination;
 }
 
+// A macro because va_start must run in the variadic function itself.
+// NOLINTNEXTLINE(cppcoreguidelines-macro-usage)
 #define POSTERN_LOG_BODY(priority, prefix) \
   va_list ap;                              \
   va_start(ap, fmt);                       \
