@@ -292,6 +292,7 @@ class TreeBuilder {
   }
 
   // Builds the node that starts with event; depth counts enclosing collections.
+  // NOLINTNEXTLINE(misc-no-recursion): bounded by kMaxDepth
   std::optional<Node> node(const yaml_event_t& event, int depth) {
     Node out;
     out.mark = to_mark(event.start_mark);

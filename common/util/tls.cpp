@@ -4,8 +4,8 @@
 namespace postern {
 
 void tls_initialize() {
-  static const bool done = tls_init() == 0;
-  (void)done;
+  static const bool kInitialized = tls_init() == 0;
+  (void)kInitialized;
 }
 
 Result<TlsPtr> make_tls_server(std::string_view certificate_pem, std::string_view key_pem) {
