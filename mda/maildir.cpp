@@ -72,9 +72,9 @@ bool link_into_new(const StagedMaildir& s) {
 
 bool can_link_unnamed() {
 #if defined(__linux__) && defined(O_TMPFILE)
-  static const bool proc =
+  static const bool kProcMounted =
       static_cast<bool>(UniqueFd(open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC)));
-  return proc;
+  return kProcMounted;
 #else
   return false;
 #endif

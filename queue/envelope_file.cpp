@@ -194,7 +194,7 @@ std::optional<uint64_t> parse_hex(std::string_view digits) {
     if (is_digit(c)) {
       digit = static_cast<uint64_t>(c - '0');
     } else if (c >= 'a' && c <= 'f') {
-      digit = static_cast<uint64_t>(c - 'a' + 10);
+      digit = static_cast<uint64_t>(c - 'a') + 10;
     } else {
       return std::nullopt;
     }

@@ -213,7 +213,8 @@ bool Supervisor::send_config(Child& c) {
 namespace {
 
 struct FileCloser {
-  void operator()(FILE* f) const { fclose(f); }
+  // The unique_ptr holding this deleter is the owner the check looks for.
+  void operator()(FILE* f) const { fclose(f); }  // NOLINT(cppcoreguidelines-owning-memory)
 };
 
 // The nameservers of /etc/resolv.conf, read at each (re)load like the rest of the configuration.
