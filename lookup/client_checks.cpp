@@ -134,7 +134,8 @@ ClientVerdict ClientCheck::State::decide() {
   std::string dnsbl_listing;  // "a.example=127.0.0.2, b.example=127.0.0.3"
   std::vector<std::string> listing_zones;
   if (checks.dnsbl != CheckAction::off && !zones.empty()) {
-    std::string ignored, failed;
+    std::string ignored;
+    std::string failed;
     for (size_t i = 0; i < zones.size(); ++i) {
       const DnsblZone& zone = checks.zones[i];
       ZoneAnswer& answer = zones[i];
@@ -147,7 +148,8 @@ ClientVerdict ClientCheck::State::decide() {
       std::sort(
           answer.codes.begin(), answer.codes.end(),
           [](const std::string& a, const std::string& b) { return code_value(a) < code_value(b); });
-      std::string counted, other;
+      std::string counted;
+      std::string other;
       for (const std::string& code : answer.codes) {
         const bool counts = zone.codes.empty() || std::find(zone.codes.begin(), zone.codes.end(),
                                                             code) != zone.codes.end();

@@ -110,9 +110,9 @@ struct Resolver::Impl {
     uint64_t id = 0;
   };
 
-  Impl(event_base* base_in, const ResolverOptions& options_in, UbCtxPtr ctx_in)
+  Impl(event_base* base_in, ResolverOptions options_in, UbCtxPtr ctx_in)
       : base(base_in),
-        options(options_in),
+        options(std::move(options_in)),
         ctx(std::move(ctx_in)),
         drain_event(event_new(base_in, -1, 0, &Impl::on_drain, this)),
         rng(std::random_device{}()) {
@@ -207,8 +207,10 @@ struct Resolver::Impl {
     if (found != questions.end()) found->second->async_id = async_id;
   }
 
+  // The signature is libunbound's ub_event_callback_type.
   static void on_answer(void* arg, int rcode, void* packet, int length, int security,
-                        char* why_bogus, int /*was_ratelimited*/) {
+                        char* why_bogus,  // NOLINT(readability-non-const-parameter)
+                        int /*was_ratelimited*/) {
     auto* ticket = static_cast<Ticket*>(arg);
     Impl* const impl = ticket->impl;
     const uint64_t id = ticket->id;
@@ -452,9 +454,8 @@ Resolver::Stats Resolver::stats() const {
 void Resolver::addresses(const std::string& name, AddressesCallback done) {
   impl_->resolve_addresses(
       normalized_domain(name),
-      [done = std::move(done)](Status status, std::vector<std::string> addresses, std::string) {
-        done(status, std::move(addresses));
-      });
+      [done = std::move(done)](Status status, std::vector<std::string> addresses,
+                               const std::string&) { done(status, std::move(addresses)); });
 }
 
 void Resolver::ptr(const sockaddr* address, NamesCallback done) {
@@ -560,7 +561,7 @@ void Resolver::mx(const std::string& domain, MxCallback done) {
         std::string host = answer.canonical_name.empty() ? name : answer.canonical_name;
         impl->resolve_addresses(
             host, [host, done = std::move(done)](Status status, std::vector<std::string> addresses,
-                                                 std::string error) {
+                                                 const std::string& error) {
               MxRoute implicit;
               implicit.implicit = true;
               implicit.status = status;

@@ -26,8 +26,11 @@ struct PktDeleter {
 };
 using PktPtr = std::unique_ptr<ldns_pkt, PktDeleter>;
 
+// ldns hands out text it allocated with malloc.
 struct MallocDeleter {
-  void operator()(char* text) const { free(text); }
+  void operator()(char* text) const {
+    free(text);  // NOLINT(cppcoreguidelines-no-malloc,cppcoreguidelines-owning-memory)
+  }
 };
 
 // Presentation format from ldns (escapes for odd bytes), lower-case, without the final dot.

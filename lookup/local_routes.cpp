@@ -94,7 +94,8 @@ LocalRouter::~LocalRouter() = default;
 void LocalRouter::configure(const std::vector<Domain>& domains, accounts::Policy daemon_accounts) {
   domains_.clear();
   daemon_accounts_ = std::move(daemon_accounts);
-  std::set<std::string, std::less<>> alias_files, user_files;
+  std::set<std::string, std::less<>> alias_files;
+  std::set<std::string, std::less<>> user_files;
   for (const auto& d : domains) {
     domains_.push_back(DomainEntry{d});
     if (d.aliases) alias_files.insert(*d.aliases);
@@ -161,6 +162,7 @@ msg::LocalRoute LocalRouter::route(std::string_view local_part, std::string_view
   return walk.route;
 }
 
+// NOLINTNEXTLINE(misc-no-recursion): aliases nest, bounded by kMaxAliasDepth
 void LocalRouter::expand(Walk& walk, const std::string& local, const DomainEntry& domain,
                          int depth) const {
   if (walk.failed()) return;
@@ -194,6 +196,7 @@ void LocalRouter::expand(Walk& walk, const std::string& local, const DomainEntry
   deliver_to_user(walk, local, domain, depth);
 }
 
+// NOLINTNEXTLINE(misc-no-recursion): aliases nest, bounded by kMaxAliasDepth
 void LocalRouter::expand_targets(Walk& walk, const std::string& local, const DomainEntry& domain,
                                  const std::vector<AliasTarget>& targets, const Source& from,
                                  int depth) const {
@@ -252,6 +255,7 @@ void LocalRouter::expand_targets(Walk& walk, const std::string& local, const Dom
   }
 }
 
+// NOLINTNEXTLINE(misc-no-recursion): aliases nest, bounded by kMaxAliasDepth
 void LocalRouter::expand_include(Walk& walk, const std::string& local, const DomainEntry& domain,
                                  const std::string& path, const Source& from, int depth) const {
   if (depth > kMaxAliasDepth) {
@@ -289,6 +293,7 @@ void LocalRouter::expand_include(Walk& walk, const std::string& local, const Dom
   expand_targets(walk, local, domain, list.value(), include, depth + 1);
 }
 
+// NOLINTNEXTLINE(misc-no-recursion): aliases nest, bounded by kMaxAliasDepth
 void LocalRouter::deliver_to_user(Walk& walk, const std::string& local, const DomainEntry& domain,
                                   int depth) const {
   if (walk.failed()) return;

@@ -31,6 +31,8 @@ constexpr size_t kMaxIncludeFile = 1 << 20;
 class LocalRouter {
  public:
   LocalRouter();
+  LocalRouter(const LocalRouter&) = delete;
+  LocalRouter& operator=(const LocalRouter&) = delete;
   ~LocalRouter();
   // The local domains; tables already loaded stay loaded for the paths still named. The
   // daemon's own accounts are no mailboxes of "users: system" domains (whose min_uid

@@ -29,7 +29,7 @@ SystemUsers::Answer SystemUsers::find(const std::string& name, Clock::time_point
   std::vector<char> buffer(4096);
   passwd pw{};
   passwd* entry = nullptr;
-  int rc;
+  int rc = 0;
   while ((rc = getpwnam_r(name.c_str(), &pw, buffer.data(), buffer.size(), &entry)) == ERANGE &&
          buffer.size() < kMaxPasswdBuffer)
     buffer.resize(buffer.size() * 2);

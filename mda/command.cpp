@@ -129,7 +129,7 @@ class ChildProcess {
   // Waits for it; the wait status, or -1 when it cannot be had (ECHILD).
   int reap() {
     int status = 0;
-    pid_t got;
+    pid_t got = 0;
     while ((got = waitpid(pid_, &status, 0)) < 0 && errno == EINTR) {
     }
     pid_ = -1;
@@ -244,11 +244,14 @@ void make_plan(const CommandDelivery& d, ExecPlan& plan) {
   plan.env_home = common;
   plan.env_home.push_back("HOME=" + plan.home);
   plan.env_root = std::move(common);
-  plan.env_root.push_back("HOME=/");
+  plan.env_root.emplace_back("HOME=/");
   plan.envp_home = pointers(plan.env_home);
   plan.envp_root = pointers(plan.env_root);
   plan.command = d.command;
-  plan.argv = {const_cast<char*>("sh"), const_cast<char*>("-c"), plan.command.data(), nullptr};
+  // execve takes char* const[] for C's sake; it never writes through them.
+  plan.argv = {const_cast<char*>("sh"),  // NOLINT(cppcoreguidelines-pro-type-const-cast)
+               const_cast<char*>("-c"),  // NOLINT(cppcoreguidelines-pro-type-const-cast)
+               plan.command.data(), nullptr};
   const long open_max = sysconf(_SC_OPEN_MAX);
   plan.max_fd = open_max > 0 && open_max < (1L << 20) ? static_cast<int>(open_max) : (1 << 20);
 }

@@ -31,7 +31,7 @@ void for_each_index(size_t n, const Fn& fn) {
       n < kParallelFrom ? 1 : std::clamp(std::thread::hardware_concurrency(), 1u, kMaxThreads);
   std::atomic<size_t> next = 0;
   auto work = [&] {
-    for (size_t i; (i = next.fetch_add(1)) < n;) fn(i);
+    for (size_t i = 0; (i = next.fetch_add(1)) < n;) fn(i);
   };
   std::vector<std::thread> helpers;
   for (unsigned t = 1; t < threads; ++t) {
@@ -72,9 +72,9 @@ bool link_into_new(const StagedMaildir& s) {
 
 bool can_link_unnamed() {
 #if defined(__linux__) && defined(O_TMPFILE)
-  static const bool proc =
+  static const bool kProcMounted =
       static_cast<bool>(UniqueFd(open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC)));
-  return proc;
+  return kProcMounted;
 #else
   return false;
 #endif
@@ -159,6 +159,7 @@ Status sync_all(const std::vector<int>& fds, bool whole_filesystem = false) {
 std::vector<Status> publish_maildirs(std::vector<StagedMaildir>& staged) {
   std::vector<Status> results(staged.size(), ok_status());
   std::vector<int> fds;
+  fds.reserve(staged.size());
   for (const auto& s : staged) fds.push_back(s.fd.get());
   // The data is on disk before any name appears in new/.
   if (Status synced = sync_all(fds); !synced.ok()) {
@@ -185,7 +186,7 @@ std::vector<Status> publish_maildirs(std::vector<StagedMaildir>& staged) {
       results[i] = errno_error(s.named() ? "rename into new/" : "link into new/");
       if (s.named()) unlink(s.tmp_path.c_str());
     }
-    renamed[i] = ok;
+    renamed[i] = ok ? 1 : 0;
   });
   std::vector<int> published;
   std::vector<UniqueFd> dirs;

@@ -27,6 +27,7 @@ class Committer {
   Committer(event_base* base, Spool& spool);
   Committer(const Committer&) = delete;
   Committer& operator=(const Committer&) = delete;
+  ~Committer() = default;
 
   // The message's file (its ours; theirs is smtp's business).
   void submit(Envelope envelope, NewMessage files, Done done);

@@ -190,11 +190,11 @@ std::optional<uint64_t> parse_number(std::string_view text, uint64_t max) {
 std::optional<uint64_t> parse_hex(std::string_view digits) {
   uint64_t value = 0;
   for (const char c : digits) {
-    uint64_t digit;
+    uint64_t digit = 0;
     if (is_digit(c)) {
       digit = static_cast<uint64_t>(c - '0');
     } else if (c >= 'a' && c <= 'f') {
-      digit = static_cast<uint64_t>(c - 'a' + 10);
+      digit = static_cast<uint64_t>(c - 'a') + 10;
     } else {
       return std::nullopt;
     }
@@ -218,12 +218,12 @@ std::optional<uint32_t> parse_end_line(std::string_view line) {
 class Spelling {
  public:
   std::string_view number(uint64_t value) {
-    const auto end = std::to_chars(buf_.data(), buf_.data() + buf_.size(), value).ptr;
+    auto* const end = std::to_chars(buf_.data(), buf_.data() + buf_.size(), value).ptr;
     return {buf_.data(), static_cast<size_t>(end - buf_.data())};
   }
   // Precondition broken (negative arrival): written as is, and refused when read.
   std::string_view number(int64_t value) {
-    const auto end = std::to_chars(buf_.data(), buf_.data() + buf_.size(), value).ptr;
+    auto* const end = std::to_chars(buf_.data(), buf_.data() + buf_.size(), value).ptr;
     return {buf_.data(), static_cast<size_t>(end - buf_.data())};
   }
   static std::string_view flag(bool value) { return value ? "1" : "0"; }
@@ -380,8 +380,8 @@ std::optional<Error> Decoder::expect(std::string_view found, Field wanted) const
   if (found == spec(wanted).name) return std::nullopt;
   const std::string want = "'" + std::string(spec(wanted).name) + "'";
   if (found == kEndName) return at_line("missing field " + want + " before the end marker");
-  const auto it = std::find_if(kFields.begin(), kFields.end(),
-                               [found](const FieldSpec& s) { return s.name == found; });
+  const auto* const it = std::find_if(kFields.begin(), kFields.end(),
+                                      [found](const FieldSpec& s) { return s.name == found; });
   if (it == kFields.end()) return at_line("unknown field " + quote(found));
   // Every field before the wanted one has been read, except that rcpt opens each recipient;
   // and where the next rcpt is wanted, a whole recipient has been read (or none yet).
@@ -641,7 +641,7 @@ std::string encode_envelope(const Envelope& envelope) {
   out += header_line();
   for_each_field(envelope, [&out](Field field, std::string_view value) {
     std::array<char, 24> length{};
-    const auto end = std::to_chars(length.data(), length.data() + length.size(), value.size()).ptr;
+    auto* const end = std::to_chars(length.data(), length.data() + length.size(), value.size()).ptr;
     out += spec(field).name;
     out += ' ';
     out.append(length.data(), end);

@@ -23,6 +23,8 @@ namespace postern::queue {
 class QueueProcess {
  public:
   explicit QueueProcess(ChildRuntime& runtime);
+  QueueProcess(const QueueProcess&) = delete;
+  QueueProcess& operator=(const QueueProcess&) = delete;
   // The committer's thread goes first: it finishes the spool work posted (updates and
   // removals are written before the process exits) while everything it touches still exists.
   ~QueueProcess();

@@ -65,8 +65,8 @@ class Spool {
   // One message of a commit batch: its envelope (sized by the commit), its files, and
   // afterwards whether it is committed.
   struct Commit {
-    Envelope* envelope;
-    const NewMessage* files;
+    Envelope* envelope = nullptr;
+    const NewMessage* files = nullptr;
     Status status = ok_status();
   };
   // Blocking, for the commit worker: commits a batch, sharing its flushes. Each message's

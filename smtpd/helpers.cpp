@@ -148,7 +148,8 @@ void DeliveryHelpers::start_waiting() {
 // The helper gets a channel to the parent on kParentChannelFd, /dev/null on 0 and 1 (and on 2
 // unless -d: then it logs to the parent's stderr as every child does), and nothing else.
 void DeliveryHelpers::start(Request r) {
-  UniqueFd ours, theirs;
+  UniqueFd ours;
+  UniqueFd theirs;
   UniqueFd dev_null(open("/dev/null", O_RDWR | O_CLOEXEC));
   if (!dev_null || !ipc::make_socketpair(ours, theirs))
     return refuse(r, std::string("cannot prepare a helper: ") + std::strerror(errno));

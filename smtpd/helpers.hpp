@@ -41,6 +41,7 @@ class DeliveryHelpers {
                   std::function<ipc::Channel*(Role)> channel_of);
   DeliveryHelpers(const DeliveryHelpers&) = delete;
   DeliveryHelpers& operator=(const DeliveryHelpers&) = delete;
+  ~DeliveryHelpers() = default;
 
   // The domains (their min_uid) and the daemon's own users; at start and at every reload.
   void configure(const Config& config, accounts::Policy daemon_accounts);

@@ -30,8 +30,9 @@ Status make_dirs(const std::string& path) {
 
 // Whether uid/gid (mda drops its supplementary groups) may create entries in a directory.
 bool may_create_in(const struct stat& st, uid_t uid, gid_t gid) {
-  constexpr mode_t kUser = S_IWUSR | S_IXUSR, kGroup = S_IWGRP | S_IXGRP,
-                   kOther = S_IWOTH | S_IXOTH;
+  constexpr mode_t kUser = S_IWUSR | S_IXUSR;
+  constexpr mode_t kGroup = S_IWGRP | S_IXGRP;
+  constexpr mode_t kOther = S_IWOTH | S_IXOTH;
   if (uid == 0) return true;
   if (st.st_uid == uid) return (st.st_mode & kUser) == kUser;
   if (st.st_gid == gid) return (st.st_mode & kGroup) == kGroup;

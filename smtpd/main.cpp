@@ -94,7 +94,7 @@ int run(int argc, char** argv) {
                             .foreground = false,
                             .verbose = false};
   bool check_only = false;
-  for (int opt; (opt = getopt(argc, argv, "df:hnvx:")) != -1;) {
+  for (int opt = 0; (opt = getopt(argc, argv, "df:hnvx:")) != -1;) {
     switch (opt) {
       case 'd':
         options.foreground = true;

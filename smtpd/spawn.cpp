@@ -46,6 +46,7 @@ std::vector<std::string> program_arguments(std::string_view executable, bool for
 
 std::vector<char*> argv_of(std::vector<std::string>& arguments) {
   std::vector<char*> argv;
+  argv.reserve(arguments.size() + 1);
   for (auto& a : arguments) argv.push_back(a.data());
   argv.push_back(nullptr);
   return argv;

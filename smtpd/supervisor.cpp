@@ -117,7 +117,8 @@ void Supervisor::spawn(Child& c) {
   std::vector<char*> argv = argv_of(arguments);
 
   // A start that fails for want of resources is tried again like a crash, never given up.
-  UniqueFd ours, theirs;
+  UniqueFd ours;
+  UniqueFd theirs;
   if (!ipc::make_socketpair(ours, theirs)) {
     const int err = errno;
     restart_after_crash(c, name_of(c.role) + " could not get a channel: " + std::strerror(err));
@@ -214,13 +215,18 @@ bool Supervisor::send_config(Child& c) {
 
 namespace {
 
+struct FileCloser {
+  // The unique_ptr holding this deleter is the owner the check looks for.
+  void operator()(FILE* f) const { fclose(f); }  // NOLINT(cppcoreguidelines-owning-memory)
+};
+
 // The nameservers of /etc/resolv.conf, read at each (re)load like the rest of the configuration.
 std::vector<std::string> resolv_conf_nameservers() {
   std::vector<std::string> found;
-  FILE* f = fopen("/etc/resolv.conf", "re");
+  const std::unique_ptr<FILE, FileCloser> f(fopen("/etc/resolv.conf", "re"));
   if (f == nullptr) return found;
   char line[512];
-  while (fgets(line, sizeof line, f) != nullptr) {
+  while (fgets(line, sizeof line, f.get()) != nullptr) {
     char word[16];
     char address[64];
     if (sscanf(line, " %15s %63s", word, address) != 2 || std::strcmp(word, "nameserver") != 0)
@@ -229,7 +235,6 @@ std::vector<std::string> resolv_conf_nameservers() {
     if (inet_pton(AF_INET, address, &ignored) == 1 || inet_pton(AF_INET6, address, &ignored) == 1)
       found.emplace_back(address);
   }
-  fclose(f);
   return found;
 }
 
@@ -332,7 +337,8 @@ void Supervisor::wire_peers(Child& c) {
     if (!talks(c.role, peer_role)) continue;
     Child& peer = child(peer_role);
     if (peer.pid <= 0 || !peer.channel) continue;  // wired when it starts
-    UniqueFd a, b;
+    UniqueFd a;
+    UniqueFd b;
     if (!ipc::make_socketpair(a, b)) {
       log::error("cannot create a channel between %s and %s: %s", name_of(c.role).c_str(),
                  name_of(peer_role).c_str(), std::strerror(errno));

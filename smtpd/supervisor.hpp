@@ -52,6 +52,7 @@ class Supervisor {
              UniqueFd control_socket);
   Supervisor(const Supervisor&) = delete;
   Supervisor& operator=(const Supervisor&) = delete;
+  ~Supervisor() = default;
 
   void start();
   void reload();

@@ -20,7 +20,7 @@ namespace postern {
 void init_child_log(std::string_view ident, int argc, char** argv) {
   bool foreground = false;
   bool verbose = false;
-  for (int opt; (opt = getopt(argc, argv, "dv")) != -1;) {
+  for (int opt = 0; (opt = getopt(argc, argv, "dv")) != -1;) {
     if (opt == 'd')
       foreground = true;
     else if (opt == 'v')
@@ -195,7 +195,8 @@ void ChildRuntime::finish_stop() {
   event_base_loopexit(base(), nullptr);
 }
 
-int ChildRuntime::run() {
+// Not const: the loop it runs changes this object through its callbacks.
+int ChildRuntime::run() {  // NOLINT(readability-make-member-function-const)
   event_base_dispatch(base());
   return exit_status_;
 }

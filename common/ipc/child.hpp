@@ -36,6 +36,7 @@ class ChildRuntime {
   ChildRuntime(Role role, int argc, char** argv);
   ChildRuntime(const ChildRuntime&) = delete;
   ChildRuntime& operator=(const ChildRuntime&) = delete;
+  ~ChildRuntime() = default;
 
   Role role() const { return role_; }
   event_base* base() const { return base_.get(); }

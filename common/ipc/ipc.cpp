@@ -136,7 +136,9 @@ void Channel::close() {
   pending_detail_.clear();
 }
 
-void Channel::fail(CloseReason reason, std::string detail) {
+// detail by value: the close handler may destroy *this, and a caller's detail can be a member.
+void Channel::fail(CloseReason reason,
+                   std::string detail) {  // NOLINT(performance-unnecessary-value-param)
   if (!open_) return;
   close();
   if (reason == CloseReason::eof) {

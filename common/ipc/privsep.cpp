@@ -18,8 +18,12 @@ namespace {
 // Every uid is uid, the real gid real_gid, the effective and saved ones gid; no
 // supplementary group and no capability, bounding set included.
 Status check_switched(uid_t uid, gid_t real_gid, gid_t gid) {
-  uid_t ruid, euid, suid;
-  gid_t rgid, egid, sgid;
+  uid_t ruid = 0;
+  uid_t euid = 0;
+  uid_t suid = 0;
+  gid_t rgid = 0;
+  gid_t egid = 0;
+  gid_t sgid = 0;
   if (getresuid(&ruid, &euid, &suid) != 0 || getresgid(&rgid, &egid, &sgid) != 0)
     return errno_error("getresuid");
   if (ruid != uid || euid != uid || suid != uid || rgid != real_gid || egid != gid || sgid != gid)
@@ -64,7 +68,9 @@ Status become_helper_user(uid_t uid, gid_t gid, gid_t real_gid) {
 
 Status helper_normalise_ids() {
   if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) return errno_error("PR_SET_DUMPABLE");
-  gid_t rgid, egid, sgid;
+  gid_t rgid = 0;
+  gid_t egid = 0;
+  gid_t sgid = 0;
   if (getresgid(&rgid, &egid, &sgid) != 0) return errno_error("getresgid");
   if (rgid != egid && setresgid(egid, egid, egid) != 0) return errno_error("setresgid");
   if (getresgid(&rgid, &egid, &sgid) != 0 || rgid != egid || sgid != egid)

@@ -615,7 +615,12 @@ void ClientSession::fail_open(const RecipientResult& result) {
   close();
   if (running) {
     std::vector<RecipientResult> results;
-    for (auto& r : running->results) results.push_back(r ? std::move(*r) : result);
+    for (auto& r : running->results) {
+      if (r)
+        results.push_back(std::move(*r));
+      else
+        results.push_back(result);
+    }
     running->done(std::move(results));
     if (!*alive) return;
   }

@@ -153,7 +153,7 @@ class ClientSession {
   // The replies a session waits for; rcpt and data_end also name whose.
   enum class Awaiting { greeting, ehlo, helo, starttls, mail, rcpt, data, data_end, rset, quit };
   struct Expect {
-    Awaiting what;
+    Awaiting what = Awaiting::greeting;
     size_t index = 0;  // rcpt: into the recipients; data_end (LMTP): into accepted
   };
   struct Running {

@@ -148,7 +148,7 @@ std::optional<Endpoint> parse_endpoint(std::string_view text) {
   }
   auto address = inet::parse_socket_address(text);
   if (!address) return std::nullopt;
-  return Endpoint{std::move(address), {}};
+  return Endpoint{address, {}};
 }
 
 std::unique_ptr<ClientStream> connect_plain(event_base* base, const Endpoint& endpoint) {

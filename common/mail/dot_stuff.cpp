@@ -23,7 +23,7 @@ void DotStuffer::add(std::string_view chunk, std::string& out) {
   added_ += chunk.size();
 }
 
-void DotStuffer::finish(std::string& out) {
+void DotStuffer::finish(std::string& out) const {
   // A message whose last line has no CRLF (or a bare LF) gets one, so the dot stands alone.
   if (added_ != 0 && !ends_crlf_) out += "\r\n";
   out += ".\r\n";

@@ -15,7 +15,7 @@ class DotStuffer {
   // Appends chunk, stuffed, to out. Chunks may split lines anywhere, even CR from LF.
   void add(std::string_view chunk, std::string& out);
   // Appends the end of data: CRLF when the message did not end its last line, then ".\r\n".
-  void finish(std::string& out);
+  void finish(std::string& out) const;
 
  private:
   bool line_start_ = true;  // the next byte starts a line (after an LF, or the first byte)

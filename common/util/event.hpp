@@ -44,6 +44,7 @@ class Timer {
   Timer(event_base* base, std::function<void()> callback);
   Timer(const Timer&) = delete;
   Timer& operator=(const Timer&) = delete;
+  ~Timer() = default;
 
   void arm(std::chrono::milliseconds delay);
   void cancel();
@@ -61,6 +62,7 @@ class SignalHandler {
   SignalHandler(event_base* base, int signo, std::function<void()> callback);
   SignalHandler(const SignalHandler&) = delete;
   SignalHandler& operator=(const SignalHandler&) = delete;
+  ~SignalHandler() = default;
 
  private:
   static void trampoline(evutil_socket_t, short, void* self);
@@ -74,6 +76,7 @@ class FdWatcher {
   FdWatcher(event_base* base, int fd, std::function<void()> on_readable);
   FdWatcher(const FdWatcher&) = delete;
   FdWatcher& operator=(const FdWatcher&) = delete;
+  ~FdWatcher() = default;
 
  private:
   static void trampoline(evutil_socket_t, short, void* self);

@@ -51,7 +51,7 @@ std::string address_text(const sockaddr_storage& address, Mapped mapped) {
 }
 
 std::string endpoint_text(const sockaddr_storage& ss, Mapped mapped) {
-  const std::string address = address_text(ss, mapped);
+  std::string address = address_text(ss, mapped);
   if (ss.ss_family == AF_INET)
     return address + ":" + std::to_string(ntohs(reinterpret_cast<const sockaddr_in&>(ss).sin_port));
   if (ss.ss_family == AF_INET6)

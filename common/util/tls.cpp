@@ -4,8 +4,8 @@
 namespace postern {
 
 void tls_initialize() {
-  static const bool done = tls_init() == 0;
-  (void)done;
+  static const bool kInitialized = tls_init() == 0;
+  (void)kInitialized;
 }
 
 namespace {

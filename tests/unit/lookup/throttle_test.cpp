@@ -15,7 +15,7 @@ using std::chrono::milliseconds;
 using std::chrono::seconds;
 using Clock = std::chrono::steady_clock;
 
-const Clock::time_point t0 = Clock::time_point{} + std::chrono::hours(1000);
+const Clock::time_point kT0 = Clock::time_point{} + std::chrono::hours(1000);
 
 std::pair<ThrottleVerdict, milliseconds> allow() {
   return {ThrottleVerdict::allow, milliseconds{0}};
@@ -36,7 +36,7 @@ TEST(FailureThrottle, FreeFailuresThenExponentialDelayThenRefusal) {
       allow(),     allow(),      allow(),      delay(1000),  delay(2000),    delay(4000),
       delay(8000), delay(16000), delay(16000), delay(16000), refuse(600000),
   };
-  auto now = t0;
+  auto now = kT0;
   for (const auto& verdict : expected) {
     EXPECT_EQ(throttle.check(ip, now), verdict);
     throttle.record_failure(ip, now);
@@ -50,19 +50,19 @@ TEST(FailureThrottle, FreeFailuresThenExponentialDelayThenRefusal) {
 
 TEST(FailureThrottle, ExpiresAfterTheWindowSinceTheLastFailure) {
   FailureThrottle throttle(ThrottlePolicy{});
-  for (int i = 0; i < 10; ++i) throttle.record_failure("bob", t0);
-  EXPECT_EQ(throttle.check("bob", t0 + seconds(599)).first, ThrottleVerdict::refuse);
-  EXPECT_EQ(throttle.check("bob", t0 + seconds(600)), allow());
+  for (int i = 0; i < 10; ++i) throttle.record_failure("bob", kT0);
+  EXPECT_EQ(throttle.check("bob", kT0 + seconds(599)).first, ThrottleVerdict::refuse);
+  EXPECT_EQ(throttle.check("bob", kT0 + seconds(600)), allow());
   EXPECT_EQ(throttle.size(), 0u);
   // After expiry the count starts again from one.
-  throttle.record_failure("bob", t0 + seconds(601));
-  EXPECT_EQ(throttle.check("bob", t0 + seconds(601)), allow());
+  throttle.record_failure("bob", kT0 + seconds(601));
+  EXPECT_EQ(throttle.check("bob", kT0 + seconds(601)), allow());
   EXPECT_EQ(throttle.size(), 1u);
 }
 
 TEST(FailureThrottle, SlowGuessingStillAccumulates) {
   FailureThrottle throttle(ThrottlePolicy{});
-  auto now = t0;
+  auto now = kT0;
   for (int i = 0; i < 10; ++i) {
     throttle.record_failure("bob", now);
     now += seconds(540);  // one guess every 9 minutes, inside the 10-minute window
@@ -72,10 +72,10 @@ TEST(FailureThrottle, SlowGuessingStillAccumulates) {
 
 TEST(FailureThrottle, SuccessClears) {
   FailureThrottle throttle(ThrottlePolicy{});
-  for (int i = 0; i < 5; ++i) throttle.record_failure("alice", t0);
-  EXPECT_EQ(throttle.check("alice", t0), delay(4000));
+  for (int i = 0; i < 5; ++i) throttle.record_failure("alice", kT0);
+  EXPECT_EQ(throttle.check("alice", kT0), delay(4000));
   throttle.record_success("alice");
-  EXPECT_EQ(throttle.check("alice", t0), allow());
+  EXPECT_EQ(throttle.check("alice", kT0), allow());
   EXPECT_EQ(throttle.size(), 0u);
   throttle.record_success("never-seen");
   EXPECT_EQ(throttle.size(), 0u);
@@ -83,20 +83,20 @@ TEST(FailureThrottle, SuccessClears) {
 
 TEST(FailureThrottle, KeysAreIndependent) {
   FailureThrottle throttle(ThrottlePolicy{});
-  for (int i = 0; i < 10; ++i) throttle.record_failure("192.0.2.1", t0);
-  throttle.record_failure("alice", t0);
-  EXPECT_EQ(throttle.check("192.0.2.1", t0).first, ThrottleVerdict::refuse);
-  EXPECT_EQ(throttle.check("192.0.2.2", t0), allow());
-  EXPECT_EQ(throttle.check("alice", t0), allow());
-  EXPECT_EQ(throttle.check("192.0.2.", t0), allow());
+  for (int i = 0; i < 10; ++i) throttle.record_failure("192.0.2.1", kT0);
+  throttle.record_failure("alice", kT0);
+  EXPECT_EQ(throttle.check("192.0.2.1", kT0).first, ThrottleVerdict::refuse);
+  EXPECT_EQ(throttle.check("192.0.2.2", kT0), allow());
+  EXPECT_EQ(throttle.check("alice", kT0), allow());
+  EXPECT_EQ(throttle.check("192.0.2.", kT0), allow());
   throttle.record_success("alice");
-  EXPECT_EQ(throttle.check("192.0.2.1", t0).first, ThrottleVerdict::refuse);
+  EXPECT_EQ(throttle.check("192.0.2.1", kT0).first, ThrottleVerdict::refuse);
   EXPECT_EQ(throttle.size(), 1u);
 }
 
 TEST(FailureThrottle, MemoryStaysBounded) {
   FailureThrottle throttle(ThrottlePolicy{}, 1000);
-  auto now = t0;
+  auto now = kT0;
   for (int i = 0; i < 200000; ++i) {
     throttle.record_failure("key" + std::to_string(i), now);
     now += milliseconds(1);
@@ -112,21 +112,21 @@ TEST(FailureThrottle, MemoryStaysBounded) {
 
 TEST(FailureThrottle, RefreshedKeysSurviveEviction) {
   FailureThrottle throttle(ThrottlePolicy{}, 3);
-  for (int i = 0; i < 4; ++i) throttle.record_failure("attacker", t0);
-  throttle.record_failure("a", t0 + seconds(1));
-  throttle.record_failure("b", t0 + seconds(2));
-  throttle.record_failure("attacker", t0 + seconds(3));  // now the most recent
-  throttle.record_failure("c", t0 + seconds(4));         // evicts "a"
+  for (int i = 0; i < 4; ++i) throttle.record_failure("attacker", kT0);
+  throttle.record_failure("a", kT0 + seconds(1));
+  throttle.record_failure("b", kT0 + seconds(2));
+  throttle.record_failure("attacker", kT0 + seconds(3));  // now the most recent
+  throttle.record_failure("c", kT0 + seconds(4));         // evicts "a"
   EXPECT_EQ(throttle.size(), 3u);
-  EXPECT_EQ(throttle.check("attacker", t0 + seconds(4)), delay(4000));
-  EXPECT_EQ(throttle.check("a", t0 + seconds(4)), allow());
+  EXPECT_EQ(throttle.check("attacker", kT0 + seconds(4)), delay(4000));
+  EXPECT_EQ(throttle.check("a", kT0 + seconds(4)), allow());
 }
 
 TEST(FailureThrottle, ExpiredKeysAreSweptWithoutBeingAsked) {
   FailureThrottle throttle(ThrottlePolicy{});
-  for (int i = 0; i < 20; ++i) throttle.record_failure("old" + std::to_string(i), t0);
+  for (int i = 0; i < 20; ++i) throttle.record_failure("old" + std::to_string(i), kT0);
   EXPECT_EQ(throttle.size(), 20u);
-  const auto later = t0 + seconds(601);
+  const auto later = kT0 + seconds(601);
   for (int i = 0; i < 20 && throttle.size() > 0; ++i) (void)throttle.check("other", later);
   EXPECT_EQ(throttle.size(), 0u);
 }
@@ -134,20 +134,20 @@ TEST(FailureThrottle, ExpiredKeysAreSweptWithoutBeingAsked) {
 TEST(FailureThrottle, LongKeysAreBounded) {
   FailureThrottle throttle(ThrottlePolicy{});
   const std::string prefix(256, 'u');
-  for (int i = 0; i < 3; ++i) throttle.record_failure(prefix + std::to_string(i), t0);
+  for (int i = 0; i < 3; ++i) throttle.record_failure(prefix + std::to_string(i), kT0);
   EXPECT_EQ(throttle.size(), 1u);
-  EXPECT_EQ(throttle.check(prefix + "anything", t0), delay(1000));
-  throttle.record_failure(std::string(100000, 'x'), t0);
+  EXPECT_EQ(throttle.check(prefix + "anything", kT0), delay(1000));
+  throttle.record_failure(std::string(100000, 'x'), kT0);
   EXPECT_EQ(throttle.size(), 2u);
 }
 
 TEST(FailureThrottle, OddPoliciesStaySane) {
   // No delays at all: only the refusal is left.
   FailureThrottle no_delay(ThrottlePolicy{.base_delay = milliseconds{0}});
-  for (int i = 0; i < 9; ++i) no_delay.record_failure("k", t0);
-  EXPECT_EQ(no_delay.check("k", t0), allow());
-  no_delay.record_failure("k", t0);
-  EXPECT_EQ(no_delay.check("k", t0).first, ThrottleVerdict::refuse);
+  for (int i = 0; i < 9; ++i) no_delay.record_failure("k", kT0);
+  EXPECT_EQ(no_delay.check("k", kT0), allow());
+  no_delay.record_failure("k", kT0);
+  EXPECT_EQ(no_delay.check("k", kT0).first, ThrottleVerdict::refuse);
 
   // A cap near the top of the range must not overflow into a negative delay.
   FailureThrottle huge(ThrottlePolicy{.free_failures = 0,
@@ -155,18 +155,18 @@ TEST(FailureThrottle, OddPoliciesStaySane) {
                                       .window = seconds{1000000},
                                       .base_delay = milliseconds{1},
                                       .max_delay = milliseconds::max()});
-  for (int i = 0; i < 200; ++i) huge.record_failure("k", t0);
-  EXPECT_EQ(huge.check("k", t0), delay(milliseconds::max().count()));
+  for (int i = 0; i < 200; ++i) huge.record_failure("k", kT0);
+  EXPECT_EQ(huge.check("k", kT0), delay(milliseconds::max().count()));
 
   // A base above the cap is the cap.
   FailureThrottle capped(ThrottlePolicy{.base_delay = seconds{60}, .max_delay = seconds{5}});
-  for (int i = 0; i < 3; ++i) capped.record_failure("k", t0);
-  EXPECT_EQ(capped.check("k", t0), delay(5000));
+  for (int i = 0; i < 3; ++i) capped.record_failure("k", kT0);
+  EXPECT_EQ(capped.check("k", kT0), delay(5000));
 
   // max_keys 0 still keeps one key rather than failing.
   FailureThrottle tiny(ThrottlePolicy{}, 0);
-  tiny.record_failure("a", t0);
-  tiny.record_failure("b", t0);
+  tiny.record_failure("a", kT0);
+  tiny.record_failure("b", kT0);
   EXPECT_EQ(tiny.size(), 1u);
 }
 
@@ -178,20 +178,20 @@ TEST(AuthThrottle, GuessingFromOneAddressRefusesItButNotTheOwnerElsewhere) {
       delay(8000), delay(16000), delay(16000), delay(16000), refuse(600000),
   };
   for (const auto& verdict : expected) {
-    EXPECT_EQ(throttle.before_check("192.0.2.1", "alice", t0), verdict);
-    (void)throttle.wrong_password("192.0.2.1", "alice", t0);
+    EXPECT_EQ(throttle.before_check("192.0.2.1", "alice", kT0), verdict);
+    (void)throttle.wrong_password("192.0.2.1", "alice", kT0);
   }
-  (void)throttle.wrong_password("192.0.2.1", "alice", t0);  // 12 in all
+  (void)throttle.wrong_password("192.0.2.1", "alice", kT0);  // 12 in all
   // The attacker's address stays refused for alice, even with her password.
-  EXPECT_EQ(throttle.before_check("192.0.2.1", "alice", t0).first, ThrottleVerdict::refuse);
-  EXPECT_EQ(throttle.right_password("192.0.2.1", "alice", t0).first, ThrottleVerdict::refuse);
+  EXPECT_EQ(throttle.before_check("192.0.2.1", "alice", kT0).first, ThrottleVerdict::refuse);
+  EXPECT_EQ(throttle.right_password("192.0.2.1", "alice", kT0).first, ThrottleVerdict::refuse);
   // And slowed down for anyone else (12 failures from it, 5 free: the 16 s cap).
-  EXPECT_EQ(throttle.before_check("192.0.2.1", "bob", t0), delay(16000));
+  EXPECT_EQ(throttle.before_check("192.0.2.1", "bob", kT0), delay(16000));
   // Alice from elsewhere: her name's count only holds the check back (8 s at most).
-  EXPECT_EQ(throttle.before_check("198.51.100.7", "alice", t0), delay(8000));
-  EXPECT_EQ(throttle.right_password("198.51.100.7", "alice", t0), allow());
+  EXPECT_EQ(throttle.before_check("198.51.100.7", "alice", kT0), delay(8000));
+  EXPECT_EQ(throttle.right_password("198.51.100.7", "alice", kT0), allow());
   // Her success does not clear the attacker's record.
-  EXPECT_EQ(throttle.before_check("192.0.2.1", "alice", t0).first, ThrottleVerdict::refuse);
+  EXPECT_EQ(throttle.before_check("192.0.2.1", "alice", kT0).first, ThrottleVerdict::refuse);
 }
 
 TEST(AuthThrottle, AUserCountNeverRefuses) {
@@ -200,89 +200,89 @@ TEST(AuthThrottle, AUserCountNeverRefuses) {
   for (int i = 0; i < 1000; ++i)
     for (int k = 0; k < 3; ++k)
       (void)throttle.wrong_password(
-          "10.0." + std::to_string(i / 250) + "." + std::to_string(i % 250), "alice", t0);
-  EXPECT_EQ(throttle.before_check("192.0.2.1", "alice", t0),
+          "10.0." + std::to_string(i / 250) + "." + std::to_string(i % 250), "alice", kT0);
+  EXPECT_EQ(throttle.before_check("192.0.2.1", "alice", kT0),
             delay(AuthThrottle::kUserPolicy.max_delay.count()));
-  EXPECT_EQ(throttle.right_password("192.0.2.1", "alice", t0), allow());
+  EXPECT_EQ(throttle.right_password("192.0.2.1", "alice", kT0), allow());
 }
 
 TEST(AuthThrottle, SprayingManyUsersFromOneAddressIsRefused) {
   AuthThrottle throttle;
   for (uint32_t i = 0; i < AuthThrottle::kAddressPolicy.block_after; ++i)
-    (void)throttle.wrong_password("192.0.2.1", "user" + std::to_string(i), t0);
-  EXPECT_EQ(throttle.before_check("192.0.2.1", "someone-new", t0).first, ThrottleVerdict::refuse);
-  EXPECT_EQ(throttle.before_check("192.0.2.2", "someone-new", t0), allow());
+    (void)throttle.wrong_password("192.0.2.1", "user" + std::to_string(i), kT0);
+  EXPECT_EQ(throttle.before_check("192.0.2.1", "someone-new", kT0).first, ThrottleVerdict::refuse);
+  EXPECT_EQ(throttle.before_check("192.0.2.2", "someone-new", kT0), allow());
   // IPv6: the whole /64 counts as one address.
   for (uint32_t i = 0; i < AuthThrottle::kAddressPolicy.block_after; ++i)
     (void)throttle.wrong_password("2001:db8::" + std::to_string(i + 1), "u" + std::to_string(i),
-                                  t0);
-  EXPECT_EQ(throttle.before_check("2001:db8::ffff", "x", t0).first, ThrottleVerdict::refuse);
+                                  kT0);
+  EXPECT_EQ(throttle.before_check("2001:db8::ffff", "x", kT0).first, ThrottleVerdict::refuse);
 }
 
 TEST(AuthThrottle, ARightPasswordClearsOnlyItsOwnPair) {
   AuthThrottle throttle;
-  for (int i = 0; i < 9; ++i) (void)throttle.wrong_password("192.0.2.1", "alice", t0);
+  for (int i = 0; i < 9; ++i) (void)throttle.wrong_password("192.0.2.1", "alice", kT0);
   // Logging in to an account of one's own does not wipe the address's failures...
-  EXPECT_EQ(throttle.right_password("192.0.2.1", "mallory", t0), allow());
-  (void)throttle.wrong_password("192.0.2.1", "alice", t0);
-  EXPECT_EQ(throttle.before_check("192.0.2.1", "alice", t0).first, ThrottleVerdict::refuse);
+  EXPECT_EQ(throttle.right_password("192.0.2.1", "mallory", kT0), allow());
+  (void)throttle.wrong_password("192.0.2.1", "alice", kT0);
+  EXPECT_EQ(throttle.before_check("192.0.2.1", "alice", kT0).first, ThrottleVerdict::refuse);
   // ...while the owner's own success clears her pair (the address's count stays).
   AuthThrottle other;
-  for (int i = 0; i < 9; ++i) (void)other.wrong_password("192.0.2.1", "alice", t0);
-  EXPECT_EQ(other.right_password("192.0.2.1", "alice", t0), allow());
-  for (int i = 0; i < 9; ++i) (void)other.wrong_password("192.0.2.1", "alice", t0);
-  EXPECT_EQ(other.before_check("192.0.2.1", "alice", t0).first, ThrottleVerdict::delay);
+  for (int i = 0; i < 9; ++i) (void)other.wrong_password("192.0.2.1", "alice", kT0);
+  EXPECT_EQ(other.right_password("192.0.2.1", "alice", kT0), allow());
+  for (int i = 0; i < 9; ++i) (void)other.wrong_password("192.0.2.1", "alice", kT0);
+  EXPECT_EQ(other.before_check("192.0.2.1", "alice", kT0).first, ThrottleVerdict::delay);
 }
 
 TEST(AuthThrottle, ParallelAttemptsLearnNothingOnceRefused) {
   AuthThrottle throttle;
   // Twelve checks asked at once all passed before_check; their answers come in one by one.
   for (int i = 0; i < 10; ++i)
-    EXPECT_EQ(throttle.wrong_password("192.0.2.1", "alice", t0), allow()) << i;
-  EXPECT_EQ(throttle.wrong_password("192.0.2.1", "alice", t0).first, ThrottleVerdict::refuse);
-  EXPECT_EQ(throttle.right_password("192.0.2.1", "alice", t0).first, ThrottleVerdict::refuse);
+    EXPECT_EQ(throttle.wrong_password("192.0.2.1", "alice", kT0), allow()) << i;
+  EXPECT_EQ(throttle.wrong_password("192.0.2.1", "alice", kT0).first, ThrottleVerdict::refuse);
+  EXPECT_EQ(throttle.right_password("192.0.2.1", "alice", kT0).first, ThrottleVerdict::refuse);
   // Time forgives: ten minutes after the last failure.
-  EXPECT_EQ(throttle.before_check("192.0.2.1", "alice", t0 + seconds(600)), allow());
+  EXPECT_EQ(throttle.before_check("192.0.2.1", "alice", kT0 + seconds(600)), allow());
 }
 
 TEST(AuthThrottle, UserNamesCannotForgeAnotherPair) {
   AuthThrottle throttle;
   // A name holding what a pair key separates fields with stays a name of its own.
   for (int i = 0; i < 10; ++i)
-    (void)throttle.wrong_password("192.0.2.1", std::string("x\0alice", 7), t0);
-  EXPECT_EQ(throttle.before_check("192.0.2.1", "alice", t0).first, ThrottleVerdict::delay);
+    (void)throttle.wrong_password("192.0.2.1", std::string("x\0alice", 7), kT0);
+  EXPECT_EQ(throttle.before_check("192.0.2.1", "alice", kT0).first, ThrottleVerdict::delay);
 }
 
 TEST(ConnectionRate, UpToTheLimitThenDelayThenRefusal) {
   ConnectionRate rate(10);
-  for (int i = 0; i < 10; ++i) ASSERT_EQ(rate.connect("192.0.2.1", t0), allow()) << i;
+  for (int i = 0; i < 10; ++i) ASSERT_EQ(rate.connect("192.0.2.1", kT0), allow()) << i;
   // 11 at once: a tenth over the limit, a tenth of the longest delay.
-  EXPECT_EQ(rate.connect("192.0.2.1", t0), delay(1000));
+  EXPECT_EQ(rate.connect("192.0.2.1", kT0), delay(1000));
   for (int i = 12; i < 20; ++i)
-    ASSERT_EQ(rate.connect("192.0.2.1", t0).first, ThrottleVerdict::delay) << i;
-  EXPECT_EQ(rate.connect("192.0.2.1", t0), delay(ConnectionRate::kMaxDelay.count()));
+    ASSERT_EQ(rate.connect("192.0.2.1", kT0).first, ThrottleVerdict::delay) << i;
+  EXPECT_EQ(rate.connect("192.0.2.1", kT0), delay(ConnectionRate::kMaxDelay.count()));
   // 21: over twice the limit. Back under 10 after 60 s * ln(21/10) = 44.52 s.
-  EXPECT_EQ(rate.connect("192.0.2.1", t0), refuse(44517));
+  EXPECT_EQ(rate.connect("192.0.2.1", kT0), refuse(44517));
   // Another client is not affected.
-  EXPECT_EQ(rate.connect("192.0.2.2", t0), allow());
+  EXPECT_EQ(rate.connect("192.0.2.2", kT0), allow());
 }
 
 TEST(ConnectionRate, RefusedConnectionsCountAndTimeForgives) {
   ConnectionRate rate(10);
-  for (int i = 0; i < 100; ++i) (void)rate.connect("k", t0);
-  EXPECT_NEAR(rate.rate("k", t0), 100, 1e-9);
+  for (int i = 0; i < 100; ++i) (void)rate.connect("k", kT0);
+  EXPECT_NEAR(rate.rate("k", kT0), 100, 1e-9);
   // Still hammering a second later: still refused.
-  EXPECT_EQ(rate.connect("k", t0 + seconds(1)).first, ThrottleVerdict::refuse);
+  EXPECT_EQ(rate.connect("k", kT0 + seconds(1)).first, ThrottleVerdict::refuse);
   // Quiet for three minutes: 101 * e^-3 = 5 left, under the limit.
-  EXPECT_EQ(rate.connect("k", t0 + seconds(181)), allow());
+  EXPECT_EQ(rate.connect("k", kT0 + seconds(181)), allow());
   // Quiet for ten minutes: forgotten altogether.
-  EXPECT_EQ(rate.rate("k", t0 + seconds(781)), 0);
+  EXPECT_EQ(rate.rate("k", kT0 + seconds(781)), 0);
   EXPECT_EQ(rate.size(), 0u);
 }
 
 TEST(ConnectionRate, ASteadyRateSettlesAtItsValue) {
   ConnectionRate rate(100);
-  auto now = t0;
+  auto now = kT0;
   // One connection a second is 60 a minute: always let in.
   for (int i = 0; i < 1000; ++i, now += seconds(1)) ASSERT_EQ(rate.connect("k", now), allow());
   EXPECT_NEAR(rate.rate("k", now), 60, 1.0);
@@ -296,13 +296,13 @@ TEST(ConnectionRate, ASteadyRateSettlesAtItsValue) {
 
 TEST(ConnectionRate, NoLimitCountsNothing) {
   ConnectionRate rate(0);
-  for (int i = 0; i < 10000; ++i) ASSERT_EQ(rate.connect("k", t0), allow());
+  for (int i = 0; i < 10000; ++i) ASSERT_EQ(rate.connect("k", kT0), allow());
   EXPECT_EQ(rate.size(), 0u);
 }
 
 TEST(ConnectionRate, MemoryStaysBounded) {
   ConnectionRate rate(5, 1000);
-  auto now = t0;
+  auto now = kT0;
   for (int i = 0; i < 100000; ++i, now += milliseconds(1))
     ASSERT_EQ(rate.connect("198.51." + std::to_string(i), now), allow());
   EXPECT_EQ(rate.size(), 1000u);

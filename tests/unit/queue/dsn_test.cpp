@@ -18,13 +18,13 @@ Recipient rcpt(std::string address, DsnNotify notify = {}) {
 }
 
 TEST(Dsn, NotifyDecidesWhoIsReported) {
-  constexpr auto failed = DsnAction::failed;
-  EXPECT_TRUE(wants_report(rcpt("a@b"), failed));  // no NOTIFY: failures are reported
-  EXPECT_TRUE(wants_report(rcpt("a@b", {.failure = true}), failed));
-  EXPECT_TRUE(wants_report(rcpt("a@b", {.success = true, .failure = true}), failed));
-  EXPECT_FALSE(wants_report(rcpt("a@b", {.never = true}), failed));
-  EXPECT_FALSE(wants_report(rcpt("a@b", {.success = true}), failed));
-  EXPECT_FALSE(wants_report(rcpt("a@b", {.delay = true}), failed));
+  constexpr auto kFailed = DsnAction::failed;
+  EXPECT_TRUE(wants_report(rcpt("a@b"), kFailed));  // no NOTIFY: failures are reported
+  EXPECT_TRUE(wants_report(rcpt("a@b", {.failure = true}), kFailed));
+  EXPECT_TRUE(wants_report(rcpt("a@b", {.success = true, .failure = true}), kFailed));
+  EXPECT_FALSE(wants_report(rcpt("a@b", {.never = true}), kFailed));
+  EXPECT_FALSE(wants_report(rcpt("a@b", {.success = true}), kFailed));
+  EXPECT_FALSE(wants_report(rcpt("a@b", {.delay = true}), kFailed));
   // Delays only when DELAY is asked for (no NOTIFY means failures only).
   EXPECT_FALSE(wants_report(rcpt("a@b"), DsnAction::delayed));
   EXPECT_FALSE(wants_report(rcpt("a@b", {.success = true, .failure = true}), DsnAction::delayed));
