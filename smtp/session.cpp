@@ -414,7 +414,8 @@ void Session::check_credentials(std::string user, std::string password) {
                        .client_address = client_address_,
                        .session = id_};
   const bool asked = server_.ask(*this, Role::lookup, check);
-  explicit_bzero(check.password.data(), check.password.size());
+  mail::sasl::wipe(check.password);
+  mail::sasl::wipe(password);  // moved from, but a short one's bytes are still in it
   if (!asked) {
     reply(454, "4.7.0", "Temporary authentication failure");
     return;

@@ -10,14 +10,11 @@
 #include "common/util/ascii.hpp"
 
 namespace postern::mail::sasl {
-namespace {
 
 void wipe(std::string& secret) {
-  explicit_bzero(secret.data(), secret.size());
+  explicit_bzero(secret.data(), secret.capacity());
   secret.clear();
 }
-
-}  // namespace
 
 std::optional<std::string> base64_decode(std::string_view text) {
   if (text.size() % 4 != 0 || text.size() > kMaxResponse) return std::nullopt;
@@ -50,7 +47,7 @@ std::optional<Mechanism> parse_mechanism(std::string_view name) {
 }
 
 Step::~Step() {
-  explicit_bzero(password.data(), password.size());
+  wipe(password);
 }
 
 ServerExchange::~ServerExchange() {

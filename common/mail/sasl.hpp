@@ -26,6 +26,10 @@ enum class Mechanism : uint8_t { plain, login };
 std::optional<Mechanism> parse_mechanism(std::string_view name);
 
 // What the server does after a line of the client's.
+// Overwrites a secret's whole buffer, not only its current length: a short string keeps its
+// bytes in its own small buffer, and moving it out leaves them there with a length of 0.
+void wipe(std::string& secret);
+
 struct Step {
   enum class Kind : uint8_t {
     challenge,      // answer 334 with challenge (base64) and wait for the next line

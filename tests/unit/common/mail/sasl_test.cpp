@@ -36,6 +36,17 @@ TEST(Base64, RefusesMalformed) {
   EXPECT_TRUE(base64_decode(std::string(kMaxResponse, 'A')).has_value());
 }
 
+TEST(Wipe, ClearsTheWholeBufferOfAMovedFromSecret) {
+  std::string secret = "hunter2";  // short: kept in the string's own small buffer
+  std::string taken = std::move(secret);
+  EXPECT_EQ(taken, "hunter2");
+  wipe(secret);
+  const std::string_view buffer(secret.data(), secret.capacity());
+  EXPECT_EQ(buffer.find_first_not_of('\0'), std::string_view::npos);
+  wipe(taken);
+  EXPECT_TRUE(taken.empty());
+}
+
 TEST(Mechanism, AnyCase) {
   EXPECT_EQ(parse_mechanism("PLAIN"), Mechanism::plain);
   EXPECT_EQ(parse_mechanism("login"), Mechanism::login);
