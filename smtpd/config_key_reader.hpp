@@ -1,0 +1,103 @@
+// The reader behind ConfigHooks (config_hooks.hpp): the dispatch from a hook name to the
+// key's reader and the walk's helpers, shared by the files that read the keys:
+// config_hooks.cpp (control socket, trusted networks, resolvers), config_listeners.cpp
+// (listeners and their client checks) and config_domains.cpp (domains, users, alias rights).
+// Used by those three files only.
+#pragma once
+
+#include <cstdint>
+#include <cstdlib>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/config/schema.hpp"
+#include "smtpd/config.hpp"
+
+namespace postern::smtpd::hooks {
+
+using config::MapEntry;
+using config::Mark;
+using config::Node;
+using config::Walk;
+
+// The keys no table can describe, called by the walk through their hook names.
+class KeyReader {
+ public:
+  explicit KeyReader(Walk& walk) : walk_(walk) {}
+
+  bool operator()(std::string_view hook, Walk&, const MapEntry& entry, std::string& out) {
+    if (hook != "socket") std::abort();  // a table names a hook this type has not
+    return control_socket(entry, out);
+  }
+  bool operator()(std::string_view hook, Walk&, const MapEntry& entry, std::vector<Listener>& out) {
+    if (hook != "listeners") std::abort();  // a table names a hook this type has not
+    out.clear();                            // a list given replaces the default
+    walk_listeners(entry, out);
+    return true;
+  }
+  bool operator()(std::string_view hook, Walk&, const MapEntry& entry,
+                  std::vector<lookup::Domain>& out) {
+    if (hook != "domains") std::abort();  // a table names a hook this type has not
+    out.clear();                          // a list given replaces the default
+    walk_domains(entry, out);
+    return true;
+  }
+  bool operator()(std::string_view hook, Walk&, const MapEntry& entry,
+                  std::vector<inet::Network>& out) {
+    if (hook != "networks") std::abort();  // a table names a hook this type has not
+    out.clear();                           // a list given replaces the default
+    walk_trusted_networks(entry, out);
+    return true;
+  }
+  bool operator()(std::string_view hook, Walk&, const MapEntry& entry,
+                  std::vector<std::string>& out) {
+    if (hook != "resolvers") std::abort();  // a table names a hook this type has not
+    out.clear();                            // a list given replaces the default
+    walk_resolvers(entry, out);
+    return true;
+  }
+
+ private:
+ private:
+  std::vector<const MapEntry*> check_keys(const Node& mapping, std::string_view where,
+                                          std::span<const std::string_view> allowed) {
+    return walk_.check_keys(mapping, where, allowed);
+  }
+  std::optional<std::string> string_value(const MapEntry& entry) {
+    return walk_.string_value(entry);
+  }
+  std::optional<bool> bool_value(const MapEntry& entry) { return walk_.bool_value(entry); }
+  std::optional<uint64_t> number_value(const MapEntry& entry, fields::Unit unit, uint64_t max) {
+    return walk_.number_value(entry, unit, max);
+  }
+  bool path_value(const MapEntry& entry, std::string& out) { return walk_.path_value(entry, out); }
+  static std::string named(std::string_view what, const Node& item) {
+    return Walk::named(what, item);
+  }
+
+  bool control_socket(const MapEntry& entry, std::string& out);
+  void walk_domains(const MapEntry& entry, std::vector<lookup::Domain>& domains);
+  bool walk_alias_rights(const MapEntry& entry, lookup::AliasRights& rights);
+  bool walk_users(const MapEntry& entry, lookup::Domain& domain);
+  // A listener with the positions the duplicate checks point at.
+  struct PlacedListener {
+    Listener listener;
+    Mark address_mark;
+    Mark name_mark;  // the address's when the name is the default
+  };
+  void walk_listeners(const MapEntry& entry, std::vector<Listener>& listeners);
+  std::optional<PlacedListener> walk_listener(const Node& item);
+  void walk_trusted_networks(const MapEntry& entry, std::vector<inet::Network>& networks);
+  void walk_resolvers(const MapEntry& entry, std::vector<std::string>& resolvers);
+  std::optional<lookup::CheckAction> action_value(const MapEntry& entry);
+  std::optional<lookup::ClientChecks> walk_checks(const MapEntry& entry);
+  bool walk_zones(const MapEntry& entry, std::vector<lookup::DnsblZone>& zones);
+  bool walk_codes(const MapEntry& entry, std::vector<std::string>& codes);
+
+  Walk& walk_;
+};
+
+}  // namespace postern::smtpd::hooks
