@@ -161,7 +161,7 @@ class LookupProcess {
   Dns dns_;
   std::vector<inet::Network> trusted_;
   std::map<std::string, ClientChecks> checks_;  // by listener name
-  std::unique_ptr<dns::Resolver> resolver_;  // declared before in_flight_: outlives its checks
+  std::unique_ptr<dns::Resolver> resolver_;     // declared before in_flight_: outlives its checks
   std::map<uint64_t, std::unique_ptr<CheckInFlight>> in_flight_;
   uint64_t next_check_ = 1;
   uint64_t clients_passed_ = 0;

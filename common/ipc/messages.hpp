@@ -355,8 +355,6 @@ struct SetVerbose {
 // api.hpp (smtp::Settings, smtp::TlsSettings, queue::Settings, mda::Settings,
 // lookup::Settings), and takes its row of the schema like every other payload.
 
-
-
 // The schema entry for a wire type number, or nullptr for an unknown type.
 const MessageInfo* message_info(uint16_t type);
 std::span<const MessageInfo> all_message_info();

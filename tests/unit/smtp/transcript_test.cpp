@@ -213,9 +213,9 @@ struct Script {
   bool plaintext_auth = false;
   bool auth = false;
   std::string client = "192.0.2.1";
-  bool without_lookup = false;  // no lookup process at all
+  bool without_lookup = false;    // no lookup process at all
   std::vector<std::string> busy;  // clients whose silent sessions are open already
-  bool tls = false;             // a certificate is configured (tests/data/smtp/tls)
+  bool tls = false;               // a certificate is configured (tests/data/smtp/tls)
   smtp::Limits limits;
   // Everything after the settings, in order.
   std::vector<std::string> steps;

@@ -18,13 +18,13 @@
 #include "common/ipc/child.hpp"
 #include "common/ipc/ipc.hpp"
 #include "common/ipc/messages.hpp"
+#include "common/util/event.hpp"
 #include "control/api.hpp"
 #include "lookup/api.hpp"
 #include "mda/api.hpp"
 #include "queue/api.hpp"
 #include "smtp/api.hpp"
 #include "smtpd/api.hpp"
-#include "common/util/event.hpp"
 
 namespace postern::test {
 

@@ -40,10 +40,11 @@ struct Harness {
   std::unique_ptr<ClientSession> session;
 
   explicit Harness(ClientOptions options) {
-    session = std::make_unique<ClientSession>(base.get(), std::move(options), [this](ClientSession&) {
-      closed = true;
-      event_base_loopbreak(base.get());
-    });
+    session =
+        std::make_unique<ClientSession>(base.get(), std::move(options), [this](ClientSession&) {
+          closed = true;
+          event_base_loopbreak(base.get());
+        });
   }
   ClientSession::Done collect(bool then_quit = true) {
     return [this, then_quit](std::vector<RecipientResult> results) {
