@@ -190,7 +190,7 @@ class Session {
   uint32_t errors_ = 0;
   bool discarding_long_line_ = false;
   // SMTP AUTH.
-  std::string auth_user_;  // empty until authenticated
+  std::string auth_user_;                     // empty until authenticated
   mail::sasl::ServerExchange auth_exchange_;  // active while the client owes a response
   std::string auth_pending_user_;
   // The BDAT chunk being read, and the answer owed for it when it must be refused.
