@@ -1,10 +1,6 @@
 // smtpd-mta's interface: what the other processes send it.
 #pragma once
 
-// --- messages mta receives
-// Each payload takes its row of the schema (common/ipc/messages.hpp: number, senders,
-// receivers, descriptor) and lists its fields once; a sender includes this header to send it.
-// The types keep the msg:: namespace every sender and receiver names them by.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -12,8 +8,77 @@
 #include <vector>
 
 #include "common/ipc/messages.hpp"
+#include "common/mail/envelope.hpp"
+#include "common/util/fields.hpp"
+#include "queue/api.hpp"
+
+namespace postern::mta {
+
+// ===== Configuration: mta's slice of smtpd.yaml, sent by the parent ========================
+// Each struct lists its fields once (common/util/fields.hpp): that table drives the
+// configuration walk (smtpd/config.cpp), the wire encoding and the man page check.
+
+struct Settings {
+  static constexpr msg::MessageInfo kInfo = msg::schema(msg::Type::mta_config);
+  std::string hostname;  // our name in EHLO, and in the Received: trace of a relayed DSN
+  static constexpr auto fields() {
+    using fields::field;
+    return std::tuple{
+        field(&Settings::hostname, "hostname", {.length = 255, .hook = "hostname"}),
+    };
+  }
+  friend bool operator==(const Settings&, const Settings&) = default;
+};
+static_assert(fields::well_formed<Settings>());
+
+// ===== End of configuration ================================================================
+
+}  // namespace postern::mta
+
+// --- messages mta receives
+// Each payload takes its row of the schema (common/ipc/messages.hpp: number, senders,
+// receivers, descriptor) and lists its fields once; a sender includes this header to send it.
+// The types keep the msg:: namespace every sender and receiver names them by.
 
 namespace postern::msg {
+
+// A recipient of a DeliverRemote: where its result goes (index in the envelope) and what the
+// next server needs of it (ORCPT and NOTIFY, passed on when the server offers DSN).
+struct RemoteRecipient {
+  uint32_t index = 0;
+  std::string address;
+  std::string orcpt_type;
+  std::string orcpt;
+  DsnNotify notify;
+  bool valid() const { return !address.empty(); }
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&RemoteRecipient::index, "index"),
+        fields::field(&RemoteRecipient::address, "address", {.length = kMaxField}),
+        fields::field(&RemoteRecipient::orcpt_type, "orcpt_type", {.length = kMaxField}),
+        fields::field(&RemoteRecipient::orcpt, "orcpt", {.length = mail::kMaxOrcptAddress}),
+        fields::field(&RemoteRecipient::notify, "notify"),
+    };
+  }
+  friend bool operator==(const RemoteRecipient&, const RemoteRecipient&) = default;
+};
+
+// Send this message (the descriptor: read-only, its first envelope.size bytes) to these
+// remote recipients. The envelope carries what the MAIL command needs (sender, SIZE, BODY,
+// SMTPUTF8, RET, ENVID); its recipients are empty. The results come back as DeliveryReport
+// under the same request id, one DeliveryResult per recipient.
+struct DeliverRemote {
+  static constexpr MessageInfo kInfo = schema(Type::deliver_remote);
+  Envelope envelope;
+  std::vector<RemoteRecipient> recipients;
+  bool valid() const { return !recipients.empty(); }
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&DeliverRemote::envelope, "envelope"),
+        fields::field(&DeliverRemote::recipients, "recipients", {.count = kLocalRecipientsPerJob}),
+    };
+  }
+};
 
 // ok: hosts to try, in order. no_domain: the domain does not exist; null_mx: it takes no
 // mail (RFC 7505); no_address: no host of it has an address (all permanent). temporary: try

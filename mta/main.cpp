@@ -50,6 +50,7 @@ class MtaProcess {
  public:
   explicit MtaProcess(ChildRuntime& runtime) : runtime_(runtime) {
     auto& d = runtime_.dispatcher();
+    d.on<Settings>([this](msg::Incoming&, Settings&& m) { settings_ = std::move(m); });
     d.on<msg::CtlShowMx>([this](msg::Incoming& in, msg::CtlShowMx&& m) { show_mx(in, m); });
     d.on<msg::MxAnswer>([this](msg::Incoming& in, msg::MxAnswer&& m) { on_answer(in, m); });
     runtime_.on_peer_lost([this](Role peer) {
@@ -93,6 +94,7 @@ class MtaProcess {
   }
 
   ChildRuntime& runtime_;
+  Settings settings_;
   uint32_t next_request_ = 1;
   std::map<uint32_t, Asked> asking_;
 };

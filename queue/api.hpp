@@ -211,6 +211,8 @@ enum class DeliveryOutcome : uint8_t { delivered, temporary_failure, permanent_f
 constexpr uint32_t kDeliveryOutcomeCount = 3;
 
 constexpr size_t kMaxDeliveryDetail = 1024;  // DeliveryResult.detail
+constexpr size_t kMaxRemoteMta = 320;        // a host name, an IPv6 literal and a port
+constexpr uint32_t kMaxRetryAfter = 7 * 86400;
 // Destinations one recipient may expand to (aliases, :include:).
 constexpr size_t kMaxDestinations = 200;
 
@@ -223,6 +225,12 @@ struct DeliveryResult {
   std::vector<std::string> forward;
   // An alias that sent it to more than one destination (RFC 3461 6.2.7.4 "expanded").
   bool expanded = false;
+  // mta: the server whose reply decided it, "name[address]:port" (a DSN's Remote-MTA); empty
+  // when no server answered (mda, or no connection).
+  std::string remote_mta;
+  // mta: not before this many seconds (the destination is suspended or rate limited), so a
+  // retry does not hit a closed door; 0: the queue's own back-off.
+  uint32_t retry_after = 0;
   bool valid() const {
     return std::none_of(forward.begin(), forward.end(), [](const auto& a) { return a.empty(); });
   }
@@ -235,6 +243,8 @@ struct DeliveryResult {
         fields::field(&DeliveryResult::forward, "forward",
                       {.length = kMaxField, .count = kMaxDestinations}),
         fields::field(&DeliveryResult::expanded, "expanded"),
+        fields::field(&DeliveryResult::remote_mta, "remote_mta", {.length = kMaxRemoteMta}),
+        fields::field(&DeliveryResult::retry_after, "retry_after", {.max = kMaxRetryAfter}),
     };
   }
   friend bool operator==(const DeliveryResult&, const DeliveryResult&) = default;

@@ -30,6 +30,7 @@ void finish(Config& config, Walk& walk) {
   if (config.smtp.hostname.empty()) config.smtp.hostname = default_hostname();
   config.queue.hostname = config.smtp.hostname;
   config.mda.hostname = config.smtp.hostname;
+  config.mta.hostname = config.smtp.hostname;
   if (!config.tls) {
     if (const auto place = walk.place_of("listeners")) {
       for (const Listener& l : config.listeners)
@@ -70,7 +71,7 @@ Result<Config, ConfigErrors> parse_config(std::string_view text, const std::stri
     Walk walk(reporter, config::absolute_dir(base_dir));
     ConfigHooks hooks(walk);
     config::walk_roots(walk, *root, hooks, config, config.smtp, config.queue, config.mda,
-                       config.lookup);
+                       config.lookup, config.mta);
     finish(config, walk);
   }
   if (!reporter.empty()) return reporter.take();

@@ -16,6 +16,7 @@
 #include "common/util/result.hpp"
 #include "lookup/api.hpp"
 #include "mda/api.hpp"
+#include "mta/api.hpp"
 #include "queue/api.hpp"
 #include "smtp/api.hpp"
 
@@ -103,6 +104,7 @@ struct Config {
   queue::Settings queue;
   mda::Settings mda;
   lookup::Settings lookup;
+  mta::Settings mta;
 
   static constexpr auto fields() {
     using fields::field;
@@ -130,6 +132,7 @@ void for_each_slice(Config_& config, F&& f) {
   f(config.queue);
   f(config.mda);
   f(config.lookup);
+  f(config.mta);
 }
 
 // Reads and validates a configuration file; every error found is reported, not just the

@@ -208,6 +208,8 @@ bool Supervisor::send_config(Child& c) {
       return msg::send(*c.channel, config_.mda);
     case Role::lookup:
       return msg::send(*c.channel, config_.lookup) && send_tables(c);
+    case Role::mta:
+      return msg::send(*c.channel, config_.mta);
     default:
       return true;
   }

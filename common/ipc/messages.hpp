@@ -92,6 +92,8 @@ enum class Type : uint16_t {
   session_close,
   relay_check,
   relay_verdict,
+  mta_config,
+  deliver_remote,
 };
 
 // Numbers no message uses any more (never reused, so that an old frame is never misread).
@@ -200,7 +202,8 @@ inline constexpr MessageInfo kSchema[] = {
     {Type::ctl_text, "ctl_text", kCtlAnswerSenders, kCtlAnswerReceivers, FdRule::none},
     {Type::mda_config, "mda_config", roles(Role::parent), roles(Role::mda), FdRule::none},
     {Type::deliver_local, "deliver_local", roles(Role::queue), roles(Role::mda), FdRule::required},
-    {Type::delivery_report, "delivery_report", roles(Role::mda), roles(Role::queue), FdRule::none},
+    {Type::delivery_report, "delivery_report", roles(Role::mda, Role::mta), roles(Role::queue),
+     FdRule::none},
     {Type::ctl_schedule, "ctl_schedule", kCtlRequestSenders, kCtlQueueRequestReceivers,
      FdRule::none},
     {Type::ctl_remove, "ctl_remove", kCtlRequestSenders, kCtlQueueRequestReceivers, FdRule::none},
@@ -230,6 +233,9 @@ inline constexpr MessageInfo kSchema[] = {
     {Type::session_close, "session_close", roles(Role::smtp), roles(Role::lookup), FdRule::none},
     {Type::relay_check, "relay_check", roles(Role::queue), roles(Role::lookup), FdRule::none},
     {Type::relay_verdict, "relay_verdict", roles(Role::lookup), roles(Role::queue), FdRule::none},
+    {Type::mta_config, "mta_config", roles(Role::parent), roles(Role::mta), FdRule::none},
+    {Type::deliver_remote, "deliver_remote", roles(Role::queue), roles(Role::mta),
+     FdRule::required},
 };
 
 // The row of a type; a type without one does not compile.

@@ -167,6 +167,7 @@ TEST(Settings, SlicesReachTheChildrenUnchanged) {
   EXPECT_EQ(through_the_wire(config.smtp), config.smtp);
   EXPECT_EQ(through_the_wire(config.queue), config.queue);
   EXPECT_EQ(through_the_wire(config.mda), config.mda);
+  EXPECT_EQ(through_the_wire(config.mta), config.mta);
   EXPECT_EQ(through_the_wire(config.lookup), config.lookup);
   EXPECT_FALSE(config.lookup.domains.empty());
   EXPECT_FALSE(config.lookup.checks.empty());

@@ -382,6 +382,10 @@ void fill(T& value) {
     value.spool_dir = "/spool";
     value.retry_max = 7 * 86400;
   }
+  if constexpr (std::is_same_v<T, DeliverRemote>) {  // valid(): at least one recipient
+    value.recipients.resize(1);
+    fill(value.recipients.front());
+  }
 }
 
 template <typename Item>
