@@ -36,6 +36,13 @@ std::string notify_text(const DsnNotify& notify) {
   }
   return out;
 }
+// Lower-case hex, exactly digits of them (leading zeros kept): the spelling the reader's
+// parse_hex takes back.
+void append_hex(std::string& out, uint64_t value, int digits) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (int shift = (digits - 1) * 4; shift >= 0; shift -= 4) out += kHex[(value >> shift) & 0xf];
+}
+
 // Numbers and enums are spelled into a small buffer, so that one walk over the fields serves
 // both the size computation and the encoding.
 class Spelling {
@@ -121,10 +128,10 @@ std::string encode_envelope(const Envelope& envelope) {
     out += value;
     out += '\n';
   });
-  static constexpr char kHex[] = "0123456789abcdef";
   const uint32_t crc = crc_of(out);
-  out += "end ";
-  for (int shift = 28; shift >= 0; shift -= 4) out += kHex[(crc >> shift) & 0xf];
+  out += kEndName;
+  out += ' ';
+  append_hex(out, crc, 8);
   out += '\n';
   return out;
 }
@@ -135,13 +142,12 @@ uint32_t extend_crc(uint32_t crc, std::string_view bytes) {
 }
 
 std::string encode_commit_record(const Envelope& envelope, uint32_t message_crc) {
-  static constexpr char kHex[] = "0123456789abcdef";
   std::string out = encode_envelope(envelope);
   out.reserve(out.size() + kCommitFooterSize);
   out += "postern-commit ";
-  for (int shift = 60; shift >= 0; shift -= 4) out += kHex[(envelope.size >> shift) & 0xf];
+  append_hex(out, envelope.size, 16);
   out += ' ';
-  for (int shift = 28; shift >= 0; shift -= 4) out += kHex[(message_crc >> shift) & 0xf];
+  append_hex(out, message_crc, 8);
   out += '\n';
   return out;
 }

@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/util/log.hpp"
 #include "queue/envelope_file.hpp"
 
 namespace postern::queue::envelope_format {
@@ -111,22 +112,12 @@ inline constexpr std::array<std::string_view, 3> kStateNames = {"pending", "deli
 inline constexpr std::array<std::string_view, 4> kNotifyNames = {"never", "success", "failure",
                                                                  "delay"};
 
-// A file that got as far as the spool can still be shown to an operator: control and 8-bit
-// bytes are escaped so that nothing in it forges a log line or a terminal sequence.
+// A file that got as far as the spool can still be shown to an operator. log::sanitize, the one
+// escaper, makes sure nothing in it forges a log line or moves a terminal; the quotes and the
+// cut keep it one short item of the message.
 inline std::string quote(std::string_view text) {
-  static constexpr char kHex[] = "0123456789abcdef";
   const size_t n = std::min(text.size(), kMaxQuoted);
-  std::string out = "'";
-  for (size_t i = 0; i < n; ++i) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    if (c < 0x20 || c >= 0x7f || c == '\'' || c == '\\') {
-      out += "\\x";
-      out += kHex[c >> 4];
-      out += kHex[c & 0xf];
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
+  std::string out = "'" + log::sanitize(text.substr(0, n));
   if (n < text.size()) out += "...";
   out += "'";
   return out;

@@ -381,11 +381,11 @@ TEST(EnvelopeFile, RefusesOtherVersionsAndOtherFiles) {
   EXPECT_EQ(error_of(edited("postern-envelope 3\n", "postern-envelope 0\n")),
             "line 1: unsupported envelope version 0");
   EXPECT_EQ(error_of(edited("postern-envelope 3\n", "postern-envelope 01\n")),
-            "line 1: malformed version '01\\x0a'");
+            "line 1: malformed version '01\\n'");
   EXPECT_EQ(error_of(edited("postern-envelope 3\n", "postern-envelope 3\r\n")),
-            "line 1: malformed version '3\\x0d'");
+            "line 1: malformed version '3\\r'");
   EXPECT_EQ(error_of(edited("postern-envelope 3\n", "postern-envelope 99999999999\n")),
-            "line 1: malformed version '99999999999\\x0a'");
+            "line 1: malformed version '99999999999\\n'");
   EXPECT_EQ(error_of(edited("postern-envelope", "postfix-envelope")),
             "line 1: not a postern envelope file");
   EXPECT_EQ(error_of("From alice@example.org Mon Jan  1 00:00:00 2024\n"),
@@ -396,7 +396,7 @@ TEST(EnvelopeFile, RefusesUnknownFields) {
   EXPECT_EQ(error_of(edited("helo ", "frob 1:x\nhelo ")), "line 5: unknown field 'frob'");
   EXPECT_EQ(error_of(edited("rcpt ", "frob 0:\nrcpt ")), "line 18: unknown field 'frob'");
   EXPECT_EQ(error_of(edited("helo ", "Helo ")), "line 5: malformed field name 'H'");
-  EXPECT_EQ(error_of(edited("helo ", "helo\t")), "line 5: malformed field name 'helo\\x09'");
+  EXPECT_EQ(error_of(edited("helo ", "helo\t")), "line 5: malformed field name 'helo\\t'");
   EXPECT_EQ(error_of(edited("helo ", " ")), "line 5: malformed field name ' '");
   EXPECT_EQ(error_of(edited("helo ", "aaaaaaaaaaaaaaaaaaaaaa ")),
             "line 5: unknown field 'aaaaaaaaaaaaaaaaa'");
@@ -560,10 +560,10 @@ TEST(EnvelopeFile, RefusesAnythingAfterTheEndLine) {
 TEST(EnvelopeFile, RefusesAMalformedEndLine) {
   std::string upper(kSmallEncoded);
   upper.replace(upper.size() - 9, 8, "651F53B8");
-  EXPECT_EQ(error_of(upper), "line 25: malformed end marker 'end 651F53B8\\x0a'");
+  EXPECT_EQ(error_of(upper), "line 25: malformed end marker 'end 651F53B8\\n'");
   std::string crlf(kSmallEncoded);
   crlf.insert(crlf.size() - 1, "\r");
-  EXPECT_EQ(error_of(crlf), "line 25: malformed end marker 'end 651f53b8\\x0d'");
+  EXPECT_EQ(error_of(crlf), "line 25: malformed end marker 'end 651f53b8\\r'");
   std::string wrong(kSmallEncoded);
   wrong.replace(wrong.size() - 9, 8, "00000000");
   EXPECT_EQ(error_of(wrong), "checksum mismatch");
