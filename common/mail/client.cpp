@@ -409,50 +409,61 @@ void ClientSession::reply_starttls(const Reply& reply) {
   start_stream();
 }
 
+// Starts the next waiting transaction. A loop rather than a call from the end of one
+// transaction to the start of the next: a queue of transactions with no recipients ends each
+// at once, and must not nest a call per transaction.
 void ClientSession::begin() {
-  if (state_ != State::ready || running_ || !expected_.empty() || waiting_.empty()) return;
-  if (needs_rset_) {
-    write("RSET\r\n", Awaiting::rset);
-    return;
+  while (state_ == State::ready && !running_ && expected_.empty() && !waiting_.empty()) {
+    if (needs_rset_) {
+      write("RSET\r\n", Awaiting::rset);
+      return;
+    }
+    Running r;
+    r.transaction = std::move(waiting_.front().first);
+    r.done = std::move(waiting_.front().second);
+    waiting_.pop_front();
+    r.results.resize(r.transaction.recipients.size());
+    running_.emplace(std::move(r));
+    state_ = State::busy;
+    const ClientTransaction& t = running_->transaction;
+    if (!t.recipients.empty()) {
+      write("MAIL FROM:<" + t.sender + ">" + t.mail_parameters + "\r\n", Awaiting::mail);
+      running_->pipelined = options_.pipelining && capabilities_.pipelining;
+      send_commands();
+      return;
+    }
+    if (!report_transaction(false)) return;
   }
-  Running r;
-  r.transaction = std::move(waiting_.front().first);
-  r.done = std::move(waiting_.front().second);
-  waiting_.pop_front();
-  r.results.resize(r.transaction.recipients.size());
-  running_.emplace(std::move(r));
-  state_ = State::busy;
-  const ClientTransaction& t = running_->transaction;
-  if (t.recipients.empty()) {
-    finish_transaction(false);
-    return;
-  }
-  write("MAIL FROM:<" + t.sender + ">" + t.mail_parameters + "\r\n", Awaiting::mail);
-  running_->pipelined = options_.pipelining && capabilities_.pipelining;
-  advance();
 }
 
-// Sends what the transaction can send now. Pipelined (RFC 2920 3.1), MAIL, the RCPTs and DATA
-// go without waiting, DATA last, while fewer than kPipelineWindow replies are owed; otherwise
-// one command at a time, and DATA only once a recipient was taken.
+// Moves the transaction on after a reply: ends it when nothing more can come of it, otherwise
+// sends what it can send now.
 void ClientSession::advance() {
-  Running& r = *running_;
-  const size_t n = r.transaction.recipients.size();
+  const Running& r = *running_;
   if (r.mail_refused) {
     // Nothing more is sent; what is owed is taken as it comes (DATA's reply ends it).
     if (expected_.empty()) finish_transaction(true);
     return;
   }
+  // One command at a time, every RCPT answered, none taken: DATA would be refused.
+  if (!r.pipelined && r.next_rcpt == r.transaction.recipients.size() && !r.data_sent &&
+      expected_.empty() && r.accepted.empty()) {
+    finish_transaction(true);
+    return;
+  }
+  send_commands();
+}
+
+// Sends what the transaction can send now. Pipelined (RFC 2920 3.1), MAIL, the RCPTs and DATA
+// go without waiting, DATA last, while fewer than kPipelineWindow replies are owed; otherwise
+// one command at a time, and DATA only once a recipient was taken.
+void ClientSession::send_commands() {
+  Running& r = *running_;
+  const size_t n = r.transaction.recipients.size();
   const size_t window = r.pipelined ? kPipelineWindow : 1;
   while (r.next_rcpt < n && expected_.size() < window) send_rcpt(r.next_rcpt++);
   if (r.next_rcpt < n || r.data_sent) return;
-  if (!r.pipelined) {
-    if (!expected_.empty()) return;
-    if (r.accepted.empty()) {
-      finish_transaction(true);
-      return;
-    }
-  }
+  if (!r.pipelined && (!expected_.empty() || r.accepted.empty())) return;
   r.data_sent = true;
   write("DATA\r\n", Awaiting::data);
 }
@@ -563,6 +574,10 @@ void ClientSession::reply_data_end(size_t k, const Reply& reply) {
 }
 
 void ClientSession::finish_transaction(bool needs_rset) {
+  if (report_transaction(needs_rset)) begin();
+}
+
+bool ClientSession::report_transaction(bool needs_rset) {
   Running r = std::move(*running_);
   running_.reset();
   needs_rset_ = needs_rset;
@@ -576,7 +591,7 @@ void ClientSession::finish_transaction(bool needs_rset) {
                                                "4.4.2", "no reply for this recipient"});
   const std::shared_ptr<bool> alive = alive_;
   r.done(std::move(results));
-  if (*alive) begin();
+  return *alive;
 }
 
 RecipientResult ClientSession::from_reply(ClientPhase phase, const Reply& reply) const {

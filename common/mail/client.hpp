@@ -180,6 +180,7 @@ class ClientSession {
   void write(const std::string& line, Awaiting what, size_t index = 0);
   void begin();
   void advance();
+  void send_commands();
   void send_rcpt(size_t i);
   void reply_greeting(const Reply& reply);
   void reply_hello(Awaiting what, const Reply& reply);
@@ -189,7 +190,11 @@ class ClientSession {
   void reply_data(const Reply& reply);
   void reply_data_end(size_t k, const Reply& reply);
   void pump_body();
+  // Ends the running transaction and starts the next one waiting.
   void finish_transaction(bool needs_rset);
+  // Ends the running transaction: its callback gets the results. False when that callback
+  // destroyed the session.
+  bool report_transaction(bool needs_rset);
   // The connection is over: every recipient still open gets a temporary failure with why.
   void abort(const std::string& why, const std::string& status_code = "4.4.2");
   // The server refused the greeting or the hello: the same for every open recipient.

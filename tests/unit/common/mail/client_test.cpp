@@ -602,6 +602,38 @@ TEST(ClientSession, RequiredTlsNotOfferedFailsWithoutSendingMail) {
   EXPECT_EQ(lines, (std::vector<std::string>{"EHLO localhost", ""}));
 }
 
+// Transactions with no recipient end as soon as they start, each starting the next: a long
+// queue of them is worked through in a loop, not by one nested call per transaction (which
+// overflowed the stack).
+TEST(ClientSession, ManyTransactionsWithoutRecipientsEndWithoutNesting) {
+  constexpr size_t kTransactions = 200000;
+  std::vector<std::string> seen;
+  std::mutex m;
+  TestServer server(
+      [&](Conn& c) {
+        c.send("220 lmtp\r\n");
+        std::lock_guard lock(m);
+        seen.push_back(c.line());
+        c.send("250 ok\r\n");
+        seen.push_back(c.line());
+        c.send("221 bye\r\n");
+      },
+      /*unix_socket=*/true);
+  Harness h(lmtp_options());
+  h.session->open(server.endpoint());
+  size_t answered = 0;
+  for (size_t i = 0; i < kTransactions; ++i) {
+    h.session->send(ClientTransaction{}, [&](std::vector<RecipientResult> results) {
+      EXPECT_TRUE(results.empty());
+      if (++answered == kTransactions) h.session->quit();
+    });
+  }
+  h.run();
+  EXPECT_EQ(answered, kTransactions);
+  std::lock_guard lock(m);
+  EXPECT_EQ(seen, (std::vector<std::string>{"LHLO client.example", "QUIT"}));
+}
+
 TEST(ClientSession, DataAfterTheStartTlsReplyIsRefused) {
   TestServer server([&](Conn& c) {
     c.send("220 smtp\r\n");
