@@ -237,6 +237,9 @@ std::string mapping_expected(std::string_view key, std::span<const std::string_v
   return out + ")";
 }
 
+// Recurses once per part of the leaves' dotted paths ("limits.expire": two levels): as deep
+// as the longest key a field table names, whatever the file holds.
+// NOLINTNEXTLINE(misc-no-recursion): bounded by the longest dotted key in the field tables
 void walk_mapping(Walk& walk, const Node& mapping, std::string_view where,
                   std::span<const Leaf* const> leaves, size_t depth, const std::string& prefix) {
   // The keys this mapping may hold, in alphabetical order: several tables contribute to one

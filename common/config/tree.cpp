@@ -152,7 +152,9 @@ class TreeBuilder {
     }
   }
 
-  // Builds the node that starts with event; depth counts enclosing collections.
+  // Builds the node that starts with event; depth counts enclosing collections, and nesting
+  // deeper than kMaxDepth is a configuration error, which bounds the recursion.
+  // NOLINTNEXTLINE(misc-no-recursion): a tree by design, at most kMaxDepth levels deep
   std::optional<Node> node(const yaml_event_t& event, int depth) {
     Node out;
     out.mark = to_mark(event.start_mark);
@@ -210,6 +212,24 @@ class TreeBuilder {
   Parser parser_;
 };
 }  // namespace
+
+// Element by element through this constructor: the recursion is as deep as the tree, and
+// trees come from build_tree, at most kMaxDepth levels deep.
+// NOLINTNEXTLINE(misc-no-recursion): as deep as the tree, at most kMaxDepth (build_tree)
+Node::Node(const Node& other) : kind(other.kind), mark(other.mark), text(other.text) {
+  items.resize(other.items.size());
+  for (size_t i = 0; i < items.size(); ++i) items[i] = Node(other.items[i]);
+  entries.resize(other.entries.size());
+  for (size_t i = 0; i < entries.size(); ++i) {
+    entries[i].key = Node(other.entries[i].key);
+    entries[i].value = Node(other.entries[i].value);
+  }
+}
+
+Node& Node::operator=(const Node& other) {
+  if (this != &other) *this = Node(other);  // copied whole first: other may be a subtree
+  return *this;
+}
 
 std::string ConfigError::to_string() const {
   if (line == 0) return file + ": " + message;

@@ -49,6 +49,15 @@ struct Node {
   std::string text;               // scalar
   std::vector<Node> items;        // sequence
   std::vector<MapEntry> entries;  // mapping, in file order
+
+  // A copy is written out (tree.cpp) so that its recursion, as deep as the tree, stays in
+  // one function of ours rather than running through the standard library's vector code.
+  Node() = default;
+  Node(const Node& other);
+  Node& operator=(const Node& other);
+  Node(Node&&) noexcept = default;
+  Node& operator=(Node&&) noexcept = default;
+  ~Node() = default;
 };
 
 struct MapEntry {
