@@ -61,7 +61,6 @@ class KeyReader {
   }
 
  private:
- private:
   std::vector<const MapEntry*> check_keys(const Node& mapping, std::string_view where,
                                           std::span<const std::string_view> allowed) {
     return walk_.check_keys(mapping, where, allowed);

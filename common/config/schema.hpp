@@ -185,12 +185,12 @@ bool read_value(Walk& walk, const MapEntry& entry, M& out, const fields::Bounds&
     auto n = walk.number_value(entry, bounds.unit, max, bounds.min);
     if (n) out = static_cast<M>(*n);
     return n.has_value();
-  } else if constexpr (fields::is_optional<M>::value) {
+  } else if constexpr (fields::IsOptional<M>::value) {
     typename M::value_type value{};
     if (!read_value(walk, entry, value, bounds, hooks)) return false;
     out = std::move(value);
     return true;
-  } else if constexpr (fields::is_vector<M>::value) {
+  } else if constexpr (fields::IsVector<M>::value) {
     const Node& value = entry.value;
     if (value.kind == Node::Kind::invalid) return false;
     if (value.kind != Node::Kind::sequence) {
@@ -233,7 +233,7 @@ void add_leaves(std::vector<Leaf>& leaves, T& object, Hooks& hooks,
                 const std::vector<std::string_view>& prefix) {
   fields::for_each_field<T>([&](const auto& field) {
     if (field.bounds.origin != fields::Origin::file) return;
-    using M = typename std::decay_t<decltype(field)>::member_type;
+    using M = typename std::decay_t<decltype(field)>::MemberType;
     std::vector<std::string_view> path = prefix;
     for (const std::string_view part : split_path(field.name)) path.push_back(part);
     M& member = object.*field.member;
@@ -262,6 +262,7 @@ void walk_roots(Walk& walk, const Node& root, Hooks& hooks, Roots&... roots) {
   std::vector<schema_detail::Leaf> leaves;
   (schema_detail::add_leaves(leaves, roots, hooks, {}), ...);
   std::vector<const schema_detail::Leaf*> pointers;
+  pointers.reserve(leaves.size());
   for (const auto& leaf : leaves) pointers.push_back(&leaf);
   schema_detail::walk_mapping(walk, root, "top level", pointers, 0, "");
 }
@@ -269,14 +270,14 @@ void walk_roots(Walk& walk, const Node& root, Hooks& hooks, Roots&... roots) {
 // The keys T's table reads from the file, in table order (for check_keys in a hook).
 template <fields::Described T>
 constexpr auto file_keys() {
-  constexpr size_t n = [] {
+  constexpr size_t kFileKeys = [] {
     size_t count = 0;
     fields::for_each_field<T>([&](const auto& field) {
       if (field.bounds.origin == fields::Origin::file) ++count;
     });
     return count;
   }();
-  std::array<std::string_view, n> keys{};
+  std::array<std::string_view, kFileKeys> keys{};
   size_t i = 0;
   fields::for_each_field<T>([&](const auto& field) {
     if (field.bounds.origin == fields::Origin::file) keys[i++] = field.name;
@@ -290,14 +291,14 @@ template <fields::Described T>
 void add_key_paths(std::vector<std::string>& out, const std::string& prefix = "") {
   fields::for_each_field<T>([&](const auto& field) {
     if (field.bounds.origin != fields::Origin::file) return;
-    using M = typename std::decay_t<decltype(field)>::member_type;
+    using M = typename std::decay_t<decltype(field)>::MemberType;
     const std::string path =
         prefix.empty() ? std::string(field.name) : prefix + "." + std::string(field.name);
     out.push_back(path);
     if constexpr (fields::Described<M>) {
       // A hooked struct is written otherwise (alias rights are a list of words).
       if (field.bounds.hook.empty()) add_key_paths<M>(out, path);
-    } else if constexpr (fields::is_vector<M>::value || fields::is_optional<M>::value) {
+    } else if constexpr (fields::IsVector<M>::value || fields::IsOptional<M>::value) {
       if constexpr (fields::Described<typename M::value_type>)
         add_key_paths<typename M::value_type>(out, path);
     }

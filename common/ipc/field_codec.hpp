@@ -53,7 +53,7 @@ template <fields::Described T>
 constexpr size_t min_struct_size() {
   size_t total = 0;
   fields::for_each_field<T>([&](const auto& field) {
-    total += min_size<typename std::decay_t<decltype(field)>::member_type>();
+    total += min_size<typename std::decay_t<decltype(field)>::MemberType>();
   });
   return total;
 }
@@ -62,20 +62,15 @@ constexpr size_t min_struct_size() {
 // so that a forged count cannot make the decoder allocate more than the payload could hold.
 template <typename T>
 constexpr size_t min_size() {
-  if constexpr (std::is_same_v<T, bool>) {
-    return 1;
-  } else if constexpr (std::is_enum_v<T>) {
-    return 4;
+  if constexpr (std::is_same_v<T, bool> || fields::IsOptional<T>::value) {
+    return 1;  // the value, or whether there is one
+  } else if constexpr (std::is_enum_v<T> || std::is_same_v<T, std::string> ||
+                       fields::IsVector<T>::value) {
+    return 4;  // the value, or a length or count
   } else if constexpr (std::is_integral_v<T> &&
                        (std::is_unsigned_v<T> || std::is_same_v<T, int64_t> ||
                         std::is_same_v<T, int32_t>)) {
     return sizeof(T);
-  } else if constexpr (std::is_same_v<T, std::string>) {
-    return 4;
-  } else if constexpr (fields::is_vector<T>::value) {
-    return 4;
-  } else if constexpr (fields::is_optional<T>::value) {
-    return 1;
   } else if constexpr (fields::Described<T>) {
     return min_struct_size<T>();
   } else if constexpr (HasCodec<T>) {
@@ -126,10 +121,10 @@ void put(Writer& w, const T& value, const fields::Bounds& bounds) {
     w.u32(static_cast<uint32_t>(value));
   } else if constexpr (std::is_same_v<T, std::string>) {
     w.str(value);
-  } else if constexpr (fields::is_vector<T>::value) {
+  } else if constexpr (fields::IsVector<T>::value) {
     w.count(value.size());
     for (const auto& item : value) put(w, item, bounds);
-  } else if constexpr (fields::is_optional<T>::value) {
+  } else if constexpr (fields::IsOptional<T>::value) {
     w.boolean(value.has_value());
     if (value) put(w, *value, bounds);
   } else if constexpr (fields::Described<T>) {
@@ -163,7 +158,7 @@ void get(Reader& r, T& value, const fields::Bounds& bounds) {
     value = static_cast<int32_t>(r.u32());
   } else if constexpr (std::is_same_v<T, std::string>) {
     value = r.str(bounds.length == 0 ? kMaxString : bounds.length);
-  } else if constexpr (fields::is_vector<T>::value) {
+  } else if constexpr (fields::IsVector<T>::value) {
     using Item = typename T::value_type;
     value.clear();
     const size_t n = r.count(bounds.count, min_size<Item>());
@@ -173,7 +168,7 @@ void get(Reader& r, T& value, const fields::Bounds& bounds) {
       get(r, item, bounds);
     }
     if (!r.ok()) value.clear();
-  } else if constexpr (fields::is_optional<T>::value) {
+  } else if constexpr (fields::IsOptional<T>::value) {
     value.reset();
     if (r.boolean()) get(r, value.emplace(), bounds);
   } else if constexpr (fields::Described<T>) {

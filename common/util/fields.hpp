@@ -38,7 +38,7 @@ namespace postern::fields {
 // (seconds, minutes, hours, days) for durations stored in seconds; K, M, G (powers of 1024)
 // for sizes stored in octets. Empty: a plain count.
 using Unit = std::string_view;
-constexpr Unit kCount = "";
+constexpr Unit kCount{};
 constexpr Unit kSeconds = "s";
 constexpr Unit kHours = "smh";  // durations of at most a day or so
 constexpr Unit kDays = "smhd";
@@ -80,8 +80,8 @@ struct Bounds {
 // "limits.expire" relative to the struct's place in the file), its bounds.
 template <typename Struct, typename Member>
 struct Field {
-  using struct_type = Struct;
-  using member_type = Member;
+  using StructType = Struct;
+  using MemberType = Member;
   Member Struct::*member;
   std::string_view name;
   Bounds bounds;
@@ -100,13 +100,13 @@ concept Described = requires {
 };
 
 template <typename T>
-struct is_vector : std::false_type {};
+struct IsVector : std::false_type {};
 template <typename T, typename A>
-struct is_vector<std::vector<T, A>> : std::true_type {};
+struct IsVector<std::vector<T, A>> : std::true_type {};
 template <typename T>
-struct is_optional : std::false_type {};
+struct IsOptional : std::false_type {};
 template <typename T>
-struct is_optional<std::optional<T>> : std::true_type {};
+struct IsOptional<std::optional<T>> : std::true_type {};
 
 // Calls visit(field) for each entry of T's table, in order.
 template <Described T, typename Visit>

@@ -226,7 +226,7 @@ bool set_limit(smtp::Limits& l, const std::string& name, uint64_t value) {
   bool found = false;
   fields::for_each_field<smtp::Limits>([&](const auto& field) {
     if (field.name != name) return;
-    using Member = typename std::decay_t<decltype(field)>::member_type;
+    using Member = typename std::decay_t<decltype(field)>::MemberType;
     l.*field.member = static_cast<Member>(value);
     found = true;
   });

@@ -436,7 +436,7 @@ void expect_bounds_hold(std::string_view name) {
       EXPECT_TRUE(decodes(value)) << what;
       member.push_back('a');
       EXPECT_FALSE(decodes(value)) << what;
-    } else if constexpr (fields::is_vector<Member>::value) {
+    } else if constexpr (fields::IsVector<Member>::value) {
       member.assign(field.bounds.count, filled_item<typename Member::value_type>());
       EXPECT_TRUE(decodes(value)) << what;
       member.push_back(filled_item<typename Member::value_type>());
