@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <optional>
 #include <string>
 
@@ -226,5 +227,11 @@ int run(int argc, char** argv) {
 }  // namespace postern::smtpd
 
 int main(int argc, char** argv) {
-  return postern::smtpd::run(argc, argv);
+  // Nothing is meant to throw out of run(); if something does (memory exhausted), the daemon
+  // says so and exits failed rather than ending in std::terminate without a word in the log.
+  try {
+    return postern::smtpd::run(argc, argv);
+  } catch (const std::exception& e) {
+    postern::log::fatal("%s", e.what());
+  }
 }

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <exception>
 #include <optional>
 #include <string>
 #include <vector>
@@ -128,7 +129,7 @@ std::optional<UniqueFd> connect_to(const std::string& path) {
 int run(int argc, char** argv) {
   std::string socket_path;
   std::string config_path;
-  for (int opt; (opt = getopt(argc, argv, "f:hs:")) != -1;) {
+  for (int opt = 0; (opt = getopt(argc, argv, "f:hs:")) != -1;) {
     switch (opt) {
       case 'f':
         config_path = optarg;
@@ -256,5 +257,12 @@ int run(int argc, char** argv) {
 }  // namespace postern::smtpctl
 
 int main(int argc, char** argv) {
-  return postern::smtpctl::run(argc, argv);
+  // Nothing is meant to throw out of run(); if something does (memory exhausted), say what
+  // and fail rather than end in std::terminate.
+  try {
+    return postern::smtpctl::run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "smtpctl: fatal: %s\n", e.what());
+    return 1;
+  }
 }
