@@ -50,7 +50,7 @@ class Server {
   // A connection accepted on a listener, from `client` (as inet::address_text writes it):
   // turned away past the session limits, else it becomes a session. Tests hand it a
   // socketpair here in place of an accepted socket.
-  void admit(uint32_t listener_id, UniqueFd connection, const std::string& client);
+  void admit(uint32_t listener_id, UniqueFd fd, const std::string& client);
 
  private:
   struct Listening {

@@ -403,7 +403,7 @@ void Session::auth_step(mail::sasl::Step step) {
       bad_command(501, "5.5.2", "Malformed PLAIN response");
       return;
     case Kind::wrong_authzid:
-      finish_auth(535, "5.7.8", "Authentication credentials invalid", true);
+      answer_auth(535, "5.7.8", "Authentication credentials invalid", true);
       return;
   }
 }
@@ -454,7 +454,7 @@ void Session::on_auth_verdict(const msg::AuthVerdict& verdict) {
   }
 }
 
-void Session::finish_auth(int code, const char* status, const std::string& text, bool error) {
+void Session::answer_auth(int code, const char* status, const std::string& text, bool error) {
   waiting_ = Waiting::nothing;
   auth_pending_user_.clear();
   if (error) {
@@ -462,6 +462,10 @@ void Session::finish_auth(int code, const char* status, const std::string& text,
   } else {
     reply(code, status, text);
   }
+}
+
+void Session::finish_auth(int code, const char* status, const std::string& text, bool error) {
+  answer_auth(code, status, text, error);
   process();
 }
 

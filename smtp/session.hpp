@@ -162,6 +162,9 @@ class Session {
   bool auth_allowed() const;
   void auth_step(mail::sasl::Step step);
   void check_credentials(std::string user, std::string password);
+  // Ends the AUTH exchange with this reply; finish_auth also resumes the input held meanwhile
+  // (auth_step runs inside process(), whose loop goes on by itself).
+  void answer_auth(int code, const char* status, const std::string& text, bool error);
   void finish_auth(int code, const char* status, const std::string& text, bool error);
 
   void reply(int code, const char* status, const std::string& text);
