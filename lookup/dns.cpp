@@ -121,6 +121,9 @@ struct Resolver::Impl {
     const timeval* common = event_base_init_common_timeout(base, &timeout);
     question_timeout = common ? *common : timeout;
   }
+  // The drain event and every question point back at this Impl.
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
 
   ~Impl() {
     closing = true;

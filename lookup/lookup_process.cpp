@@ -145,8 +145,10 @@ const VerifiedSession* LookupProcess::find_session(uint64_t id) const {
 void LookupProcess::open_session(msg::Incoming& in, const msg::SessionOpen& m) {
   const unsigned long long id = m.session;
   sessions_.erase(m.session);  // a reused id starts over, unauthenticated
-  sockaddr_storage peer{}, local{};
-  socklen_t peer_len = sizeof peer, local_len = sizeof local;
+  sockaddr_storage peer{};
+  sockaddr_storage local{};
+  socklen_t peer_len = sizeof peer;
+  socklen_t local_len = sizeof local;
   int type = 0;
   socklen_t type_len = sizeof type;
   const int fd = in.fd.get();
@@ -269,9 +271,9 @@ void LookupProcess::checked(uint64_t id, ClientVerdict v) {
   in_flight_.erase(it);  // the ClientCheck whose callback this is: nothing after touches it
   ipc::Channel* smtp = runtime_.peer(Role::smtp);
   const msg::ClientVerdict verdict{.refuse = v.refuse,
-                                   .reply = v.reply,
-                                   .verified_name = v.verified_name.value_or(""),
-                                   .header = v.header,
+                                   .reply = std::move(v.reply),
+                                   .verified_name = std::move(v.verified_name).value_or(""),
+                                   .header = std::move(v.header),
                                    .delay_ms = delay_ms};
   if (smtp == nullptr || !msg::send(*smtp, verdict, request)) log::warn("cannot answer smtp");
 }
