@@ -87,7 +87,7 @@ void LmtpDeliveries::start(const std::string& target, mail::ClientSession& sessi
   t.prefix = "Return-Path: <" + pending.request.sender + ">\r\n";
   t.message = pending.request.message;
   session.send(std::move(t), [this, target, &session, done = std::move(pending.done)](
-                                 std::vector<mail::RecipientResult> results) {
+                                 const std::vector<mail::RecipientResult>& results) {
     std::vector<LmtpAnswer> answers;
     answers.reserve(results.size());
     for (const auto& r : results) answers.push_back(lmtp_answer(r));

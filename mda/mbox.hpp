@@ -17,6 +17,6 @@ namespace postern::mda {
 std::string mboxrd_escape(std::string_view message);
 
 Status deliver_to_mbox(const std::string& path, const std::string& sender,
-                       const std::string& header, const MessageData& message, time_t now);
+                       const std::string& header, const MessageData& data, time_t now);
 
 }  // namespace postern::mda

@@ -300,9 +300,9 @@ void MdaProcess::deliver(Job& j) {
   std::map<std::string, std::vector<size_t>> by_lmtp;  // server -> its deliveries
   for (size_t k = 0; k < j.deliveries.size(); ++k) {
     const msg::Destination& d = j.deliveries[k].destination;
-    if (d.method == msg::DeliveryMethod::forward) {
+    if (d.method == msg::DeliveryMethod::forward)
       continue;  // handed to the queue with the report (finish)
-    } else if (d.method == msg::DeliveryMethod::lmtp) {
+    if (d.method == msg::DeliveryMethod::lmtp) {
       by_lmtp[d.target].push_back(k);
     } else if (d.method == msg::DeliveryMethod::command || !d.user.empty()) {
       to_helper(j, k, d);

@@ -122,7 +122,7 @@ void QueueProcess::answer_control(uint32_t request_id, const Result<std::string>
     log::warn("cannot answer control");
 }
 
-void QueueProcess::reply(uint32_t request_id, msg::MessageResult result) {
+void QueueProcess::reply(uint32_t request_id, const msg::MessageResult& result) {
   ipc::Channel* smtp = runtime_.peer(Role::smtp);
   if (smtp == nullptr || !msg::send(*smtp, result, request_id))
     log::warn("cannot answer smtp about message %s", result.id.c_str());

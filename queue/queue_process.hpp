@@ -44,7 +44,7 @@ class QueueProcess {
 
   void start();
   void answer_control(uint32_t request_id, const Result<std::string>& outcome);
-  void reply(uint32_t request_id, msg::MessageResult result);
+  void reply(uint32_t request_id, const msg::MessageResult& result);
   void open(msg::Incoming& in);
   void add_recipients(msg::MessageRecipients& m);
   void commit(uint32_t request_id, msg::MessageCommit&& m);

@@ -294,7 +294,7 @@ void Scheduler::expire_if_due(Envelope& e, Flight& flight) {
 // Once a message has waited limits.delay_warning, its local recipients still pending are
 // reported as delayed (to senders whose NOTIFY asked for DELAY), once per message: the envelope
 // records it.
-void Scheduler::report_delay_if_due(Envelope& e, Flight& flight) {
+void Scheduler::report_delay_if_due(Envelope& e, Flight& flight) const {
   if (settings_.delay_warning == 0 || e.delay_reported) return;
   if (time(nullptr) - e.arrival < int64_t{settings_.delay_warning}) return;
   e.delay_reported = true;

@@ -100,7 +100,7 @@ class Scheduler {
   void retry_at(const std::string& id, std::chrono::seconds wait);
   void settle(const std::string& id);
   void expire_if_due(Envelope& e, Flight& flight);
-  void report_delay_if_due(Envelope& e, Flight& flight);
+  void report_delay_if_due(Envelope& e, Flight& flight) const;
   void notify_sender(const Envelope& e, const std::vector<Outcome>& outcomes);
   // serial: the flight whose outcome this records, if any.
   void remove_from_spool(const std::string& id, const char* why, uint32_t serial = 0);

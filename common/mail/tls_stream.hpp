@@ -37,6 +37,7 @@ class TlsStream {
 
   TlsStream(const TlsStream&) = delete;
   TlsStream& operator=(const TlsStream&) = delete;
+  ~TlsStream() = default;
 
   // Decrypted octets not yet consumed by the owner.
   evbuffer* input() const { return plain_in_.get(); }

@@ -33,7 +33,7 @@ int main(int argc, char** argv) {
   // more descriptor held). What went wrong reaches the log through the parent and mda: a
   // HelperResult's detail, or the exit status the parent reports.
   bool verbose = false;
-  for (int opt; (opt = getopt(argc, argv, "dv")) != -1;) {
+  for (int opt = 0; (opt = getopt(argc, argv, "dv")) != -1;) {
     if (opt == 'v')
       verbose = true;
     else if (opt != 'd')
