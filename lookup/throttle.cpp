@@ -155,7 +155,7 @@ double ConnectionRate::rate(std::string_view key, ThrottleClock::time_point now)
 }
 
 std::string client_key(std::string_view address) {
-  const std::string text(address);
+  std::string text(address);
   std::optional<sockaddr_storage> parsed;
   if (text.find(':') != std::string::npos) parsed = inet::parse_ip_address(text);
   if (!parsed) return text;
