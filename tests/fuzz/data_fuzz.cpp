@@ -12,8 +12,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const size_t step = 1 + data[0] % 17;
   const std::string_view input(reinterpret_cast<const char*>(data + 1), size - 1);
   constexpr uint64_t kMax = 4096;
-  postern::mail::DotReader whole(kMax), pieces(kMax);
-  std::string out_whole, out_pieces;
+  postern::mail::DotReader whole(kMax);
+  postern::mail::DotReader pieces(kMax);
+  std::string out_whole;
+  std::string out_pieces;
   const size_t used_whole = whole.feed(input, out_whole);
   size_t used_pieces = 0;
   while (used_pieces < input.size() && !pieces.done()) {

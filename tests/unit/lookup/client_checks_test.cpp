@@ -434,7 +434,8 @@ TEST_F(ClientChecksTest, ThousandsOfClientsAtOnce) {
   constexpr int kClients = 2000;
   const auto config = checks(CheckAction::tag, CheckAction::refuse, {zone("bulk.dnsbl.test")});
   std::vector<int> calls(kClients, 0);
-  int done = 0, refused = 0;
+  int done = 0;
+  int refused = 0;
   std::vector<std::unique_ptr<ClientCheck>> running;
   running.reserve(kClients);
   const auto start = Clock::now();

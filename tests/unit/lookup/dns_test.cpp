@@ -551,7 +551,8 @@ TEST_F(DnsTest, DeadForwarderTimesOutWithinTheTimeout) {
 TEST_F(DnsTest, ThousandsInFlightAllAnsweredOnceCachedAndNot) {
   constexpr int kQueries = 2000;
   std::vector<int> calls(kQueries, 0);
-  int done = 0, good = 0;
+  int done = 0;
+  int good = 0;
   auto ask_all = [&] {
     std::fill(calls.begin(), calls.end(), 0);
     done = good = 0;

@@ -231,7 +231,8 @@ TEST_F(LookupProcessTest, RelayRestsOnWhatLookupVerified) {
 
 // A descriptor that is not a TCP connection registers no session.
 TEST_F(LookupProcessTest, ASessionOnANonTcpDescriptorCannotRelay) {
-  UniqueFd a, b;
+  UniqueFd a;
+  UniqueFd b;
   ASSERT_TRUE(ipc::make_socketpair(a, b));
   ASSERT_TRUE(smtp_->send(msg::SessionOpen{.session = 9, .listener = "smtp"}, 0, std::move(a)));
   EXPECT_EQ(auth("correct horse", 9), msg::AuthOutcome::accepted);

@@ -250,7 +250,9 @@ TEST_F(QueueTest, MdaLostHandsTheJobToTheNextMda) {
 // A spool left by a crash: committed messages are delivered, files never committed removed,
 // and a message whose retry lies ahead waits for it.
 TEST_F(QueueTest, RecoversASpoolLeftByACrash) {
-  std::string due, later, unfinished;
+  std::string due;
+  std::string later;
+  std::string unfinished;
   {
     Spool spool(spool_.path());
     ASSERT_TRUE(spool.open().ok());

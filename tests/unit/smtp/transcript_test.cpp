@@ -302,7 +302,8 @@ class Transcript {
 };
 
 std::string Transcript::run() {
-  UniqueFd parent_end, child_end;
+  UniqueFd parent_end;
+  UniqueFd child_end;
   if (!ipc::make_socketpair(parent_end, child_end)) return "harness error: socketpair\n";
   // Neither end may already be the descriptor the runtime's end is moved to.
   for (UniqueFd* end : {&parent_end, &child_end})
@@ -382,7 +383,8 @@ std::string Transcript::run() {
 void Transcript::start_peers() {
   for (Role peer : {Role::lookup, Role::queue}) {
     if (peer == Role::lookup && script_.without_lookup) continue;
-    UniqueFd mine, theirs;
+    UniqueFd mine;
+    UniqueFd theirs;
     if (!ipc::make_socketpair(mine, theirs)) return fail("socketpair");
     auto handler = [this, peer](ipc::Frame&& f) {
       if (peer == Role::lookup)
@@ -639,7 +641,9 @@ void Transcript::step(const std::string& line) {
   if (!is_answer(line)) return fail("cannot read script line: " + line);
   // The next such question gets this answer.
   std::istringstream words(line);
-  std::string who, kind, rest;
+  std::string who;
+  std::string kind;
+  std::string rest;
   words >> who >> kind >> std::ws;
   std::getline(words, rest);
   if (rest.empty()) return fail("no answer in: " + line);
@@ -710,7 +714,7 @@ void Transcript::read_client() {
       if (n == TLS_WANT_POLLIN || n == TLS_WANT_POLLOUT) break;
       client_closed_ = true;
       // The library's words for a TLS failure vary with its version; what happened does not.
-      char byte;
+      char byte = 0;
       const bool eof = recv(client_.get(), &byte, 1, MSG_PEEK) == 0;
       ending = n == 0 ? ", TLS close_notify first"
                       : (eof ? ", no TLS close_notify first" : ", TLS error");
@@ -784,7 +788,8 @@ std::optional<Script> read_script(const fs::path& path, std::string& error) {
     std::string word;
     words >> word;
     if (settings && word == "listener") {
-      std::string kind, option;
+      std::string kind;
+      std::string option;
       words >> kind >> option;
       if (kind == "smtp")
         s.role = config::ListenerRole::smtp;
@@ -854,7 +859,8 @@ std::string diff(const std::string& expected, const std::string& actual) {
     for (size_t j = b.size(); j-- > 0;)
       lcs[i][j] = a[i] == b[j] ? lcs[i + 1][j + 1] + 1 : std::max(lcs[i + 1][j], lcs[i][j + 1]);
   std::string out = "--- expected\n+++ actual\n";
-  size_t i = 0, j = 0;
+  size_t i = 0;
+  size_t j = 0;
   while (i < a.size() || j < b.size()) {
     if (i < a.size() && j < b.size() && a[i] == b[j]) {
       out += "  " + a[i] + "\n";

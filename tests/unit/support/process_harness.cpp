@@ -78,7 +78,8 @@ ProcessUnderTest::~ProcessUnderTest() {
 }
 
 PeerEnd& ProcessUnderTest::connect(Role peer) {
-  UniqueFd ours, theirs;
+  UniqueFd ours;
+  UniqueFd theirs;
   if (!ipc::make_socketpair(ours, theirs)) std::abort();
   if (!parent_->send(msg::PeerChannel{.peer = peer}, 0, std::move(theirs))) std::abort();
   peers_.push_back(std::make_unique<PeerEnd>(base(), peer, std::move(ours)));

@@ -313,7 +313,7 @@ TEST_F(IpcTest, BackpressureRefusesThenDrains) {
   // A refused frame's descriptor is closed, not leaked: the pipe reads EOF.
   Pipe pipe = make_pipe();
   EXPECT_FALSE(ca.send(2, 0, pattern(1000, 0), std::move(pipe.write)));
-  char c;
+  char c = 0;
   EXPECT_EQ(::read(pipe.read.get(), &c, 1), 0);
 
   run_for(20ms);
@@ -575,7 +575,7 @@ TEST_F(IpcTest, DescriptorWithoutAClaimingFrameIsAProtocolError) {
   EXPECT_NE(r.detail.find("no frame to claim it"), std::string::npos) << r.detail;
   // The surplus descriptor was closed: once ours goes, the pipe has no writer.
   pipe.write.reset();
-  char c;
+  char c = 0;
   EXPECT_EQ(::read(pipe.read.get(), &c, 1), 0);
 }
 
@@ -589,7 +589,7 @@ TEST_F(IpcTest, TooManyDescriptorsInOneMessageIsAProtocolError) {
   EXPECT_EQ(r.reason, CloseReason::protocol_error);
   EXPECT_TRUE(r.frames.empty());
   pipe.write.reset();
-  char c;
+  char c = 0;
   EXPECT_EQ(::read(pipe.read.get(), &c, 1), 0);  // every copy that arrived was closed
 }
 
@@ -724,7 +724,7 @@ TEST_F(IpcTest, CloseDropsTheQueueAndItsDescriptorsWithoutOnClose) {
   channel.close();
   EXPECT_FALSE(channel.is_open());
   EXPECT_EQ(channel.queued_bytes(), 0u);
-  char c;
+  char c = 0;
   EXPECT_EQ(::read(pipe.read.get(), &c, 1), 0);  // the queued descriptor was closed
   run_for(10ms);
   EXPECT_EQ(r.closes, 0);

@@ -39,7 +39,8 @@ TEST(ProcessTable, DesignTopology) {
 }
 
 TEST(ProcessTable, ExecutablesAndNamesAreUnique) {
-  std::set<std::string> executables, names;
+  std::set<std::string> executables;
+  std::set<std::string> names;
   for (Role r : kChildRoles) {
     const ProcessInfo& info = process_info(r);
     EXPECT_EQ(info.role, r);

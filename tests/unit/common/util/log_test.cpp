@@ -73,11 +73,13 @@ TEST(LogSanitize, EmittedLinesCannotBeSplit) {
   text.resize(static_cast<size_t>(n));
   size_t lines = 0;
   size_t start = 0;
-  for (size_t eol; (eol = text.find('\n', start)) != std::string::npos; start = eol + 1) {
+  for (size_t eol = text.find('\n', start); eol != std::string::npos;
+       eol = text.find('\n', start)) {
     const std::string line = text.substr(start, eol - start);
     EXPECT_TRUE(line.starts_with("log-test[")) << line;
     EXPECT_LE(line.size(), kMaxLine + 64);
     ++lines;
+    start = eol + 1;
   }
   EXPECT_EQ(start, text.size());
   EXPECT_EQ(lines, 2u) << text.substr(0, 400);
