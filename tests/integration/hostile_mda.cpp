@@ -52,7 +52,7 @@ std::vector<Attack> attacks() {
   const std::string domain = env("POSTERN_HOSTILE_DOMAIN");
   const std::string marker = env("POSTERN_HOSTILE_MARKER");
   const std::string home = env("POSTERN_HOSTILE_HOME");
-  auto ask = [&](std::string local, msg::DeliveryMethod method, std::string target,
+  auto ask = [&](const std::string& local, msg::DeliveryMethod method, std::string target,
                  std::string as) {
     const std::string address = local + "@" + domain;
     return msg::HelperDeliver{.size = sizeof kMessage - 1,
@@ -87,6 +87,7 @@ std::vector<Attack> attacks() {
 std::vector<Attack> flood(int n) {
   const std::string address = env("POSTERN_HOSTILE_USER") + "@" + env("POSTERN_HOSTILE_DOMAIN");
   std::vector<Attack> list;
+  list.reserve(static_cast<size_t>(n));
   for (int i = 0; i < n; ++i)
     list.push_back(
         {"flood", msg::HelperDeliver{

@@ -387,7 +387,7 @@ TEST_F(ClientChecksTest, DestroyedWithQueriesInFlightNeverCallsBack) {
                              {zone("one.slow.test"), zone("a.dnsbl.test"), zone("b.dnsbl.test")});
   const std::vector<inet::Network> trusted = {network("127.0.0.0", 8)};
   int calls = 0;
-  auto count = [&](ClientVerdict) { ++calls; };
+  auto count = [&](const ClientVerdict&) { ++calls; };
   {
     // Slow and fast answers pending, and a trusted verdict not yet delivered.
     ClientCheck slow(base_.get(), *resolver_, config, {}, Address("127.0.0.20").get(), count);
@@ -417,12 +417,13 @@ TEST_F(ClientChecksTest, TheCallbackMayDestroyTheCheck) {
     if (trusted) networks.push_back(network("127.0.0.0", 8));
     int calls = 0;
     std::unique_ptr<ClientCheck> running;
-    running = std::make_unique<ClientCheck>(base_.get(), *resolver_, config, networks,
-                                            Address("127.0.0.2").get(), [&](ClientVerdict got) {
-                                              ++calls;
-                                              EXPECT_EQ(got.trusted, trusted);
-                                              running.reset();
-                                            });
+    running =
+        std::make_unique<ClientCheck>(base_.get(), *resolver_, config, networks,
+                                      Address("127.0.0.2").get(), [&](const ClientVerdict& got) {
+                                        ++calls;
+                                        EXPECT_EQ(got.trusted, trusted);
+                                        running.reset();
+                                      });
     EXPECT_TRUE(run_until([&] { return calls > 0; }));
     run_for(50ms);
     EXPECT_EQ(calls, 1);
@@ -443,7 +444,7 @@ TEST_F(ClientChecksTest, ThousandsOfClientsAtOnce) {
     const std::string client = "127.1." + std::to_string(i / 256) + "." + std::to_string(i % 256);
     running.push_back(std::make_unique<ClientCheck>(
         base_.get(), *resolver_, config, std::vector<inet::Network>{},
-        Address(client.c_str()).get(), [&, i, client](ClientVerdict verdict) {
+        Address(client.c_str()).get(), [&, i, client](const ClientVerdict& verdict) {
           ++calls[i];
           ++done;
           refused +=

@@ -559,7 +559,7 @@ TEST_F(DnsTest, ThousandsInFlightAllAnsweredOnceCachedAndNot) {
     const auto start = Clock::now();
     for (int i = 0; i < kQueries; ++i)
       resolver_->addresses("host" + std::to_string(i) + ".bulk.test",
-                           [&, i](Status status, Strings found) {
+                           [&, i](Status status, const Strings& found) {
                              ++calls[i];
                              ++done;
                              good += status == Status::ok && found == Strings{"127.0.0.5"};
@@ -595,7 +595,7 @@ TEST_F(DnsTest, InFlightLimitFailsAtOnceButStillLater) {
   std::vector<Status> statuses;
   bool inside = true;
   for (int i = 0; i < 5; ++i)
-    resolver_->ptr(Address("127.0.0.1").get(), [&](Status status, Strings) {
+    resolver_->ptr(Address("127.0.0.1").get(), [&](Status status, const Strings&) {
       EXPECT_FALSE(inside);
       statuses.push_back(status);
     });
@@ -608,8 +608,9 @@ TEST_F(DnsTest, InFlightLimitFailsAtOnceButStillLater) {
 
 TEST_F(DnsTest, CachedAnswersStillComeLater) {
   EXPECT_EQ(addresses("mx1.example.test").status, Status::ok);
-  bool inside = true, called = false;
-  resolver_->addresses("mx1.example.test", [&](Status, Strings) {
+  bool inside = true;
+  bool called = false;
+  resolver_->addresses("mx1.example.test", [&](Status, const Strings&) {
     EXPECT_FALSE(inside);
     called = true;
   });
@@ -621,9 +622,9 @@ TEST_F(DnsTest, CachedAnswersStillComeLater) {
 TEST_F(DnsTest, DestroyedWithQueriesInFlightNeverCallsBack) {
   int calls = 0;
   for (int i = 0; i < 300; ++i) {
-    resolver_->mx("example.test", [&](MxRoute) { ++calls; });
+    resolver_->mx("example.test", [&](const MxRoute&) { ++calls; });
     resolver_->addresses("slow" + std::to_string(i) + ".bulk.test",
-                         [&](Status, Strings) { ++calls; });
+                         [&](Status, const Strings&) { ++calls; });
   }
   run_until([&] { return calls > 0; }, 1000ms);  // some answered, most not yet
   const int before = calls;
@@ -635,7 +636,7 @@ TEST_F(DnsTest, DestroyedWithQueriesInFlightNeverCallsBack) {
   // Queued but never run at all.
   resolver_ = make_resolver();
   resolver_->fcrdns(Address("127.0.0.1").get(),
-                    [&](Status, std::optional<std::string>) { ++calls; });
+                    [&](Status, const std::optional<std::string>&) { ++calls; });
   resolver_.reset();
   run_for(100ms);
   EXPECT_EQ(calls, before);
@@ -644,7 +645,7 @@ TEST_F(DnsTest, DestroyedWithQueriesInFlightNeverCallsBack) {
 TEST_F(DnsTest, ACallbackMayDestroyTheResolver) {
   int calls = 0;
   for (int i = 0; i < 20; ++i)
-    resolver_->addresses("mx1.example.test", [&](Status, Strings) {
+    resolver_->addresses("mx1.example.test", [&](Status, const Strings&) {
       ++calls;
       resolver_.reset();
     });
@@ -667,7 +668,7 @@ TEST_F(DnsTest, DeadForwarderResolverDestroyedMidQuery) {
   int calls = 0;
   for (int i = 0; i < 50; ++i)
     resolver_->addresses("x" + std::to_string(i) + ".example.test",
-                         [&](Status, Strings) { ++calls; });
+                         [&](Status, const Strings&) { ++calls; });
   run_for(100ms);
   EXPECT_EQ(resolver_->in_flight(), 100u);
   resolver_.reset();

@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <utility>
 
 namespace postern::lookup {
 namespace {
@@ -32,7 +33,7 @@ class LocalRoutesTest : public ::testing::Test {
   void TearDown() override { fs::remove_all(dir_); }
 
   std::string write(const std::string& name, const std::string& text) {
-    const std::string path = (dir_ / name).string();
+    std::string path = (dir_ / name).string();
     std::ofstream(path) << text;
     return path;
   }
@@ -44,7 +45,7 @@ class LocalRoutesTest : public ::testing::Test {
     Domain org{.name = "example.org",
                .users = std::vector<std::string>{"alice", "bob", "carol"},
                .aliases = "/etc/aliases-org",
-               .catch_all = catch_all,
+               .catch_all = std::move(catch_all),
                .alias_commands = commands,
                .alias_files = files,
                .maildir = "/mail/%d/%u/Maildir"};

@@ -60,7 +60,7 @@ std::string server_config(const std::string& dir, uint16_t port, const std::stri
 
 std::string find_unbound() {
   for (const char* dir : {"/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin"}) {
-    const std::string path = std::string(dir) + "/unbound";
+    std::string path = std::string(dir) + "/unbound";
     if (access(path.c_str(), X_OK) == 0) return path;
   }
   return {};

@@ -130,6 +130,7 @@ TEST_F(MaildirTest, NoDescriptorForNewStillPublishes) {
 TEST_F(MaildirTest, ManyDeliveriesAtOnceEachLandOnceAndFailAlone) {
   // 500 deliveries to 250 users (two each), and one to a Maildir under a regular file.
   std::vector<MaildirDelivery> all;
+  all.reserve(501);
   for (int i = 0; i < 500; ++i)
     all.push_back({(dir_ / ("u" + std::to_string(i % 250)) / "Maildir").string(),
                    "Delivered-To: u" + std::to_string(i % 250) + "\r\n", message(),

@@ -303,7 +303,7 @@ TEST(EnvelopeFile, GoldenFileIsTheFormat) {
 // An older version's reference file: it decodes to `expected`, and is written back as the
 // current version, which reads back the same. Returns the file.
 std::string read_old_version(const std::string& name, const Envelope& expected) {
-  const std::string golden = read_golden(name.c_str());
+  std::string golden = read_golden(name.c_str());
   EXPECT_FALSE(golden.empty()) << "cannot read " << name;
   const auto decoded = decode_envelope(golden);
   EXPECT_TRUE(decoded.ok()) << decoded.error().message;

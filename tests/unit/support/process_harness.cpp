@@ -37,9 +37,10 @@ size_t PeerEnd::pending() const {
   return n;
 }
 
-ProcessUnderTest::ProcessUnderTest(Role role, std::function<int(ChildRuntime&)> body)
+ProcessUnderTest::ProcessUnderTest(Role role, const std::function<int(ChildRuntime&)>& body)
     : role_(role) {
-  UniqueFd ours, theirs;
+  UniqueFd ours;
+  UniqueFd theirs;
   if (!ipc::make_socketpair(ours, theirs)) std::abort();
   std::fflush(nullptr);
   pid_ = fork();

@@ -82,7 +82,7 @@ class ProcessUnderTest {
  public:
   // body runs in the child with its runtime and returns the exit status, e.g.
   //   [](ChildRuntime& rt) { queue::QueueProcess q(rt); return rt.run(); }
-  ProcessUnderTest(Role role, std::function<int(ChildRuntime&)> body);
+  ProcessUnderTest(Role role, const std::function<int(ChildRuntime&)>& body);
   ~ProcessUnderTest();
   ProcessUnderTest(const ProcessUnderTest&) = delete;
   ProcessUnderTest& operator=(const ProcessUnderTest&) = delete;

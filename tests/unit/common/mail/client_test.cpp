@@ -215,6 +215,7 @@ TEST(ClientSession, PipelinedTransactionLargerThanOneWindow) {
   });
   MessageFile file(kMessage);
   std::vector<std::string> rcpts;
+  rcpts.reserve(250);
   for (int i = 0; i < 250; ++i) rcpts.push_back("r" + std::to_string(i) + "@x");
   const auto results = deliver_once(server.endpoint(), ClientOptions{}, transaction(file, rcpts));
   ASSERT_EQ(results.size(), 250u);

@@ -113,10 +113,10 @@ TEST(Reply, LineBound) {
 
 TEST(Reply, LineCountBound) {
   std::vector<std::string> lines(kMaxReplyLines - 1, "250-x");
-  lines.push_back("250 end");
+  lines.emplace_back("250 end");
   EXPECT_TRUE(parse(lines).reply);
   lines.back() = "250-x";
-  lines.push_back("250 end");
+  lines.emplace_back("250 end");
   const Parsed p = parse(lines);
   EXPECT_FALSE(p.reply);
   EXPECT_EQ(p.error, "reply of too many lines");
@@ -126,7 +126,7 @@ TEST(Reply, ByteBound) {
   // Lines within their own bound whose sum passes the reply's.
   const std::string long_line = "250-" + std::string(kMaxReplyLine - 4, 'a');
   std::vector<std::string> lines(kMaxReplyBytes / long_line.size() + 1, long_line);
-  lines.push_back("250 end");
+  lines.emplace_back("250 end");
   ASSERT_LE(lines.size(), kMaxReplyLines);
   const Parsed p = parse(lines);
   EXPECT_FALSE(p.reply);
