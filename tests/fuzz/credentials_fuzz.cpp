@@ -37,7 +37,7 @@ std::string shape(std::string_view text) {
 
 // The parser's sentences as written there, digits and all; shape() makes them templates.
 const std::set<std::string, std::less<>>& fixed_messages() {
-  static const auto* const messages = [] {
+  static const std::set<std::string, std::less<>> kMessages = [] {
     const std::string advice = " (use bcrypt, sha512-crypt or yescrypt)";
     const std::string refused = "refused hash scheme: ";
     std::vector<std::string> sentences = {
@@ -62,11 +62,11 @@ const std::set<std::string, std::less<>>& fixed_messages() {
           "unknown or unsupported scheme", "extended DES crypt is too weak",
           "DES crypt is too weak", "plaintext passwords are not accepted"})
       sentences.push_back(refused + why + advice);
-    auto* set = new std::set<std::string, std::less<>>;
-    for (const std::string& sentence : sentences) set->insert(shape(sentence));
+    std::set<std::string, std::less<>> set;
+    for (const std::string& sentence : sentences) set.insert(shape(sentence));
     return set;
   }();
-  return *messages;
+  return kMessages;
 }
 
 std::string_view nth_line(std::string_view text, int number) {

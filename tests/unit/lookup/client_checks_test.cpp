@@ -143,8 +143,11 @@ class ClientChecksTest : public ::testing::Test {
     return verdict;
   }
 
+  // NOLINTBEGIN(cppcoreguidelines-avoid-non-const-global-variables): one unbound per suite,
+  // which GoogleTest's SetUpTestSuite can keep only in static members.
   static inline std::unique_ptr<test::UnboundServer> server_;
   static inline bool started_ = false;
+  // NOLINTEND(cppcoreguidelines-avoid-non-const-global-variables)
   // Declared before the resolver: the Resolver must die before its event base.
   EventBasePtr base_ = make_event_base();
   std::unique_ptr<dns::Resolver> resolver_;

@@ -332,6 +332,8 @@ class TempFile {
     close(fd);
   }
   ~TempFile() { unlink(path_.c_str()); }
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
   const std::string& path() const { return path_; }
 
  private:

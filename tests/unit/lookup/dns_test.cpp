@@ -12,7 +12,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -71,11 +71,8 @@ std::vector<uint8_t> packet(const char* qname, ldns_rr_type qtype, ldns_pkt_rcod
         << text;
     ldns_pkt_push_rr(pkt, LDNS_SECTION_ANSWER, rr);
   }
-  uint8_t* wire = nullptr;
-  size_t size = 0;
-  EXPECT_EQ(ldns_pkt2wire(&wire, pkt, &size), LDNS_STATUS_OK);
-  std::vector<uint8_t> out(wire, wire + size);
-  free(wire);
+  std::vector<uint8_t> out = test::wire_of(pkt);
+  EXPECT_FALSE(out.empty());
   ldns_pkt_free(pkt);
   return out;
 }
@@ -244,14 +241,10 @@ struct Verified {
 class DnsTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    server_ = new test::UnboundServer;
+    server_ = std::make_unique<test::UnboundServer>();
     started_ = server_->start(zone_data());
   }
-  static void TearDownTestSuite() {
-    server_->stop();
-    delete server_;
-    server_ = nullptr;
-  }
+  static void TearDownTestSuite() { server_.reset(); }
 
   void SetUp() override {
     if (!started_) GTEST_SKIP() << server_->why();
@@ -353,15 +346,15 @@ class DnsTest : public ::testing::Test {
     return names;
   }
 
-  static test::UnboundServer* server_;
-  static bool started_;
+  // NOLINTBEGIN(cppcoreguidelines-avoid-non-const-global-variables): one unbound per suite,
+  // which GoogleTest's SetUpTestSuite can keep only in static members.
+  static inline std::unique_ptr<test::UnboundServer> server_;
+  static inline bool started_ = false;
+  // NOLINTEND(cppcoreguidelines-avoid-non-const-global-variables)
   // Declared before the resolver: the Resolver must die before its event base.
   EventBasePtr base_ = make_event_base();
   std::unique_ptr<Resolver> resolver_;
 };
-
-test::UnboundServer* DnsTest::server_ = nullptr;
-bool DnsTest::started_ = false;
 
 using Strings = std::vector<std::string>;
 

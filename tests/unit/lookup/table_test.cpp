@@ -4,6 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <sstream>
+
 namespace postern::lookup {
 namespace {
 
@@ -84,12 +87,11 @@ TEST(UserTable, BadValuesAndKeysNameTheLine) {
 }
 
 TEST(UserTable, TheExampleFileLoads) {
-  FILE* f = std::fopen(POSTERN_TEST_DATA_DIR "/table/virtual-users", "rb");
-  ASSERT_NE(f, nullptr);
-  std::string text;
-  char buf[4096];
-  for (size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) text.append(buf, n);
-  std::fclose(f);
+  std::ifstream file(POSTERN_TEST_DATA_DIR "/table/virtual-users", std::ios::binary);
+  ASSERT_TRUE(file.is_open());
+  std::ostringstream contents;
+  contents << file.rdbuf();
+  const std::string text = contents.str();
   auto t = UserTable::parse(text, "virtual-users");
   ASSERT_TRUE(t.ok()) << t.error().to_string();
   EXPECT_EQ(t.value().size(), 5u);

@@ -20,6 +20,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <memory>
+#include <vector>
 
 #include "common/util/fd.hpp"
 
@@ -30,6 +32,10 @@ namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+
+struct BufferDeleter {
+  void operator()(ldns_buffer* buffer) const { ldns_buffer_free(buffer); }
+};
 
 std::string server_config(const std::string& dir, uint16_t port, const std::string& zones) {
   return R"(server:
@@ -83,22 +89,26 @@ uint16_t free_port() {
   return 0;
 }
 
+std::vector<uint8_t> wire_of(const ldns_pkt* pkt) {
+  const std::unique_ptr<ldns_buffer, BufferDeleter> buffer(ldns_buffer_new(LDNS_MAX_PACKETLEN));
+  if (!buffer || ldns_pkt2buffer_wire(buffer.get(), pkt) != LDNS_STATUS_OK) return {};
+  const uint8_t* begin = ldns_buffer_begin(buffer.get());
+  return {begin, begin + ldns_buffer_position(buffer.get())};
+}
+
 bool answers(uint16_t port) {
   ldns_pkt* query = ldns_pkt_query_new(ldns_dname_new_frm_str("example.test."), LDNS_RR_TYPE_A,
                                        LDNS_RR_CLASS_IN, LDNS_RD);
-  uint8_t* wire = nullptr;
-  size_t size = 0;
-  const bool built = ldns_pkt2wire(&wire, query, &size) == LDNS_STATUS_OK;
+  const std::vector<uint8_t> wire = wire_of(query);
   ldns_pkt_free(query);
-  if (!built) return false;
+  if (wire.empty()) return false;
   UniqueFd fd(socket(AF_INET, SOCK_DGRAM, 0));
   sockaddr_in address{};
   address.sin_family = AF_INET;
   address.sin_port = htons(port);
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  const ssize_t sent =
-      sendto(fd.get(), wire, size, 0, reinterpret_cast<sockaddr*>(&address), sizeof address);
-  free(wire);
+  const ssize_t sent = sendto(fd.get(), wire.data(), wire.size(), 0,
+                              reinterpret_cast<sockaddr*>(&address), sizeof address);
   if (sent < 0) return false;
   pollfd ready{fd.get(), POLLIN, 0};
   char reply[512];

@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <event2/event.h>
 #include <gtest/gtest.h>
+#include <ldns/ldns.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -13,6 +14,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "common/util/event.hpp"
 
@@ -26,6 +28,9 @@ uint16_t free_port();
 
 // True once something answers a DNS query on 127.0.0.1:port within 100 ms.
 bool answers(uint16_t port);
+
+// pkt in DNS wire format; empty if ldns cannot write it.
+std::vector<uint8_t> wire_of(const ldns_pkt* pkt);
 
 // 2001:db8::1 reversed, as DNSBL zones list it.
 constexpr const char* kV6Nibbles =

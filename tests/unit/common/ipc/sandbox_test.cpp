@@ -17,6 +17,8 @@
 #include <cstring>
 #include <functional>
 
+#include "common/util/fd.hpp"
+
 namespace postern::sandbox {
 namespace {
 
@@ -66,16 +68,15 @@ constexpr Role kJailedNetworkRoles[] = {Role::smtp, Role::mta, Role::control};
 // process would like to reach.
 struct AbstractListener {
   AbstractListener() {
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     address.sun_family = AF_UNIX;
     const char name[] = "\0postern-sandbox-test";
     std::memcpy(address.sun_path, name, sizeof name - 1);
     length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + sizeof name - 1);
-    EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&address), length), 0) << std::strerror(errno);
-    EXPECT_EQ(listen(fd, 4), 0);
+    EXPECT_EQ(bind(fd.get(), reinterpret_cast<sockaddr*>(&address), length), 0)
+        << std::strerror(errno);
+    EXPECT_EQ(listen(fd.get(), 4), 0);
   }
-  ~AbstractListener() { close(fd); }
-  int fd = -1;
+  UniqueFd fd{socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)};
   sockaddr_un address{};
   socklen_t length = 0;
 };

@@ -485,11 +485,7 @@ class XorStream final : public ClientStream {
  public:
   explicit XorStream(std::unique_ptr<ClientStream> inner)
       : inner_(std::move(inner)), in_(evbuffer_new()), out_(evbuffer_new()) {
-    evbuffer_add_cb(out_, on_output, this);
-  }
-  ~XorStream() override {
-    evbuffer_free(in_);
-    evbuffer_free(out_);
+    evbuffer_add_cb(out_.get(), on_output, this);
   }
   void start(Handlers handlers) override {
     handlers_ = std::move(handlers);
@@ -499,8 +495,8 @@ class XorStream final : public ClientStream {
                    .failed = [this](const std::string& why) { handlers_.failed(why); }});
     handlers_.connected();
   }
-  evbuffer* input() override { return in_; }
-  evbuffer* output() override { return out_; }
+  evbuffer* input() override { return in_.get(); }
+  evbuffer* output() override { return out_.get(); }
   void set_reading(bool on) override { inner_->set_reading(on); }
 
  private:
@@ -512,18 +508,18 @@ class XorStream final : public ClientStream {
   }
   void from_inner() {
     const std::string bytes = take_xored(inner_->input());
-    evbuffer_add(in_, bytes.data(), bytes.size());
+    evbuffer_add(in_.get(), bytes.data(), bytes.size());
     handlers_.readable();
   }
   static void on_output(evbuffer*, const evbuffer_cb_info* info, void* self) {
     auto* s = static_cast<XorStream*>(self);
     if (info->n_added == 0) return;
-    const std::string bytes = take_xored(s->out_);
+    const std::string bytes = take_xored(s->out_.get());
     evbuffer_add(s->inner_->output(), bytes.data(), bytes.size());
   }
   std::unique_ptr<ClientStream> inner_;
-  evbuffer* in_;
-  evbuffer* out_;
+  EvbufferPtr in_;
+  EvbufferPtr out_;
   Handlers handlers_;
 };
 
