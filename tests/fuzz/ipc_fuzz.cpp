@@ -28,7 +28,9 @@ using postern::ipc::Channel;
 
 // Writes bytes as one sendmsg, with one descriptor attached when fd >= 0.
 ssize_t write_chunk(int sock, const uint8_t* data, size_t size, int fd) {
-  iovec iov{const_cast<uint8_t*>(data), size};
+  // iovec's base is not const (readv writes through it); sendmsg gets a copy it may own.
+  std::vector<uint8_t> copy(data, data + size);
+  iovec iov{copy.data(), copy.size()};
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;

@@ -25,8 +25,6 @@
 
 #include "common/util/fd.hpp"
 
-extern char** environ;
-
 namespace postern::test {
 namespace {
 
@@ -136,9 +134,13 @@ bool UnboundServer::start(const std::string& zones) {
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
   posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  const char* argv[] = {unbound.c_str(), "-d", "-c", conf.c_str(), nullptr};
-  const int error = posix_spawn(&pid_, unbound.c_str(), &actions, nullptr,
-                                const_cast<char* const*>(argv), environ);
+  // posix_spawn's argv is not const: it gets copies.
+  std::vector<std::string> args = {unbound, "-d", "-c", conf};
+  std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
+  for (std::string& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  const int error = posix_spawn(&pid_, unbound.c_str(), &actions, nullptr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   if (error != 0) {
     why_ = std::strerror(error);

@@ -62,7 +62,9 @@ void write_all(int fd, std::span<const uint8_t> bytes) {
 
 // One sendmsg carrying bytes and the given descriptors, as a (possibly hostile) peer would.
 void send_with_fds(int sock, std::span<const uint8_t> bytes, const std::vector<int>& fds) {
-  iovec iov{const_cast<uint8_t*>(bytes.data()), bytes.size()};
+  // iovec's base is not const (readv writes through it); sendmsg gets a copy it may own.
+  std::vector<uint8_t> copy(bytes.begin(), bytes.end());
+  iovec iov{copy.data(), copy.size()};
   std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
   msghdr msg{};
   msg.msg_iov = &iov;

@@ -171,7 +171,8 @@ TEST(Sandbox, ExecIsRefused) {
   GTEST_SKIP() << "sanitizer runtimes need execve";
 #endif
   EXPECT_TRUE(killed_by_sigsys(run_filtered(Role::control, [] {
-    char* argv[] = {const_cast<char*>("true"), nullptr};
+    char name[] = "true";  // execv's argv is not const
+    char* argv[] = {name, nullptr};
     execv("/bin/true", argv);
   })));
 }
