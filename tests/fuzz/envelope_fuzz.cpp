@@ -33,7 +33,7 @@ void decode_and_check(std::string_view bytes) {
   if (!result.ok()) {
     const std::string& message = result.error().message;
     // One error, one log line: nothing from the file may start another.
-    check(!message.empty() && message.find_first_of(std::string("\r\n\0", 3)) == message.npos);
+    check(!message.empty() && message.find_first_of(std::string("\r\n\0", 3)) == std::string::npos);
     return;
   }
   check(validate_envelope(result.value()).ok());

@@ -82,7 +82,7 @@ void shrink_buffers(int fd) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // One loop and one spare descriptor for the whole run: a fresh epoll per input buys nothing.
   static postern::EventBasePtr base = postern::make_event_base();
-  static const UniqueFd spare(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  static const UniqueFd kSpare(open("/dev/null", O_RDONLY | O_CLOEXEC));
   // The lowest free descriptor after the first input; leaked descriptors push it up.
   static int free_fd_baseline = -1;
 
@@ -130,7 +130,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (int stalls = 0; pos < size && !closed && stalls < 1000;) {
     const bool with_fd = ((fd_mask >> (writes % 8)) & 1) != 0;
     const size_t len = chunk < size - pos ? chunk : size - pos;
-    const ssize_t n = write_chunk(writer.get(), data + pos, len, with_fd ? spare.get() : -1);
+    const ssize_t n = write_chunk(writer.get(), data + pos, len, with_fd ? kSpare.get() : -1);
     if (n > 0) {
       pos += static_cast<size_t>(n);
       ++writes;
@@ -157,7 +157,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!closed) std::abort();  // closed by the peer, so on_close was owed
   if (channel.queued_bytes() != 0) std::abort();
 
-  const int probe = fcntl(spare.get(), F_DUPFD_CLOEXEC, 0);
+  const int probe = fcntl(kSpare.get(), F_DUPFD_CLOEXEC, 0);
   if (probe < 0) std::abort();
   close(probe);
   if (free_fd_baseline < 0) free_fd_baseline = probe;

@@ -24,7 +24,6 @@ namespace {
 
 using test::PeerEnd;
 using test::ProcessUnderTest;
-using test::Received;
 
 std::string sha512_hash(const std::string& password) {
   char setting[CRYPT_GENSALT_OUTPUT_SIZE];

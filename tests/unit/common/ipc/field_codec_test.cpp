@@ -314,10 +314,10 @@ TEST(Fields, VisitsInTableOrder) {
   EXPECT_EQ(names.front(), "name");
   EXPECT_EQ(names[7], "colour");
   EXPECT_EQ(names.back(), "code");
-  constexpr auto table = Sample::fields();
-  static_assert(std::get<7>(table).bounds.enum_count() == 3);
-  static_assert(std::get<8>(table).bounds.enum_count() == 2);
-  static_assert(std::get<16>(table).bounds.origin == fields::Origin::parent);
+  constexpr auto kTable = Sample::fields();
+  static_assert(std::get<7>(kTable).bounds.enum_count() == 3);
+  static_assert(std::get<8>(kTable).bounds.enum_count() == 2);
+  static_assert(std::get<16>(kTable).bounds.origin == fields::Origin::parent);
 }
 
 }  // namespace

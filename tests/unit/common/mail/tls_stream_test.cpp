@@ -30,7 +30,7 @@ struct Certificate {
 };
 
 const Certificate& certificate() {
-  static const Certificate made = [] {
+  static const Certificate kMade = [] {
     char dir[] = "/tmp/tls_stream_test.XXXXXX";
     if (mkdtemp(dir) == nullptr) return Certificate{};
     const std::string d = dir;
@@ -46,7 +46,7 @@ const Certificate& certificate() {
     std::system(("rm -rf " + d).c_str());
     return c;
   }();
-  return made;
+  return kMade;
 }
 
 std::string take(evbuffer* buf) {
