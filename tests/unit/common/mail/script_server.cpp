@@ -12,18 +12,18 @@
 
 namespace postern::mail {
 
-void Conn::send(const std::string& plain) {
-  std::string bytes = plain;
-  for (char& c : bytes) c ^= xor_;
+void Conn::send(const std::string& bytes) const {
+  std::string xored = bytes;
+  for (char& c : xored) c = static_cast<char>(c ^ xor_);
   size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::send(fd_, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
+  while (done < xored.size()) {
+    const ssize_t n = ::send(fd_, xored.data() + done, xored.size() - done, MSG_NOSIGNAL);
     if (n <= 0) return;
     done += static_cast<size_t>(n);
   }
 }
 
-void Conn::flood(const std::string& bytes) {
+void Conn::flood(const std::string& bytes) const {
   for (;;)
     if (::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) <= 0) return;
 }
@@ -62,7 +62,7 @@ void Conn::skip(size_t n) {
 }
 
 void Conn::start_xor(char key) {
-  for (char& c : buffer_) c ^= key;
+  for (char& c : buffer_) c = static_cast<char>(c ^ key);
   xor_ = key;
 }
 
@@ -70,7 +70,7 @@ bool Conn::fill() {
   char buf[65536];
   const ssize_t n = recv(fd_, buf, sizeof buf, 0);
   if (n <= 0) return false;
-  for (ssize_t i = 0; i < n; ++i) buf[i] ^= xor_;
+  for (ssize_t i = 0; i < n; ++i) buf[i] = static_cast<char>(buf[i] ^ xor_);
   buffer_.append(buf, static_cast<size_t>(n));
   return true;
 }

@@ -20,9 +20,9 @@ namespace postern::mail {
 class Conn {
  public:
   explicit Conn(int fd) : fd_(fd) {}
-  void send(const std::string& bytes);
+  void send(const std::string& bytes) const;
   // Sends without end until the peer goes; returns when a write fails.
-  void flood(const std::string& bytes);
+  void flood(const std::string& bytes) const;
   // The next line without CRLF; "" at EOF (commands are never empty).
   std::string line();
   // The message after 354, up to the lone dot, unstuffed; nullopt at EOF before the dot.
