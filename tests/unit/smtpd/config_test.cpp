@@ -695,16 +695,16 @@ listeners:
 extra: 1
 )");
   const std::vector<std::string> expected = {
-      "t.yaml:1:11: invalid hostname 'bad_name' (expected letters, digits, '-' and '.', 1-253 "
-      "characters)",
+      ("t.yaml:1:11: invalid hostname 'bad_name' (expected letters, digits, '-' and '.', 1-253 "
+       "characters)"),
       "t.yaml:2:8: 'spool' must be a string",
       "t.yaml:4:3: unknown key 'sokcet' in 'control' (expected one of: group, socket)",
       "t.yaml:6:14: bad listener address '1.2.3.4' (expected IP:port or [IPv6]:port)",
       "t.yaml:8:11: unknown listener role 'relay' (expected one of: smtp, submission, smtps)",
       "t.yaml:9:5: listener has no 'address'",
-      "t.yaml:10:1: unknown key 'extra' in top level (expected one of: control, "
-      "credentials, dns, domains, empty_dir, hostname, limits, listeners, queue_user, run_dir, "
-      "spool, tls, trusted_networks, user, virtual_user)",
+      ("t.yaml:10:1: unknown key 'extra' in top level (expected one of: control, "
+       "credentials, dns, domains, empty_dir, hostname, limits, listeners, queue_user, run_dir, "
+       "spool, tls, trusted_networks, user, virtual_user)"),
   };
   EXPECT_EQ(lines, expected);
 }

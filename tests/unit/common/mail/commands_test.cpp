@@ -71,7 +71,7 @@ const std::vector<Good> kGood = {
      "FROM:<\"a> b\"@x> SIZE=1",
      "<\"a> b\"@x>",
      {{"SIZE", "1"}}},
-    {"MAIL FROM:<\"a\\\"> b\"@x>", Verb::mail, "MAIL", "FROM:<\"a\\\"> b\"@x>", "<\"a\\\"> b\"@x>"},
+    {R"(MAIL FROM:<"a\"> b"@x>)", Verb::mail, "MAIL", R"(FROM:<"a\"> b"@x>)", R"(<"a\"> b"@x>)"},
     // Anything between the brackets is address:: business, not ours.
     {"MAIL FROM:<a b>", Verb::mail, "MAIL", "FROM:<a b>", "<a b>"},
     {"MAIL FROM:<@r.example:a@b>", Verb::mail, "MAIL", "FROM:<@r.example:a@b>", "<@r.example:a@b>"},
