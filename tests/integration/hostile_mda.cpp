@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <cstdlib>
 #include <map>
 #include <string>
@@ -82,6 +83,18 @@ std::vector<Attack> attacks() {
   return list;
 }
 
+// POSTERN_HOSTILE_FLOOD as a number: 0 when it is not set, fatal when it is no number.
+int flood_count() {
+  const std::string text = env("POSTERN_HOSTILE_FLOOD");
+  if (text.empty()) return 0;
+  int n = 0;
+  const char* last = text.data() + text.size();
+  const auto [end, error] = std::from_chars(text.data(), last, n);
+  if (error != std::errc{} || end != last || n < 0)
+    log::fatal("hostile mda: bad POSTERN_HOSTILE_FLOOD '%s'", text.c_str());
+  return n;
+}
+
 // POSTERN_HOSTILE_FLOOD=N: instead, N requests at once for the user's real destination,
 // the domain's command POSTERN_HOSTILE_COMMAND: the parent must not start N helpers.
 std::vector<Attack> flood(int n) {
@@ -130,7 +143,7 @@ int main(int argc, char** argv) {
     if (peer != Role::lookup || sent) return;
     sent = true;
     uint32_t id = 1;
-    const int floods = std::atoi(env("POSTERN_HOSTILE_FLOOD").c_str());
+    const int floods = flood_count();
     for (Attack& a : floods > 0 ? flood(floods) : attacks()) {
       asked[id] = a.name;
       if (!msg::send(runtime.parent(), a.request, id, message_fd(a.sealed)))

@@ -14,12 +14,14 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <charconv>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -92,57 +94,78 @@ std::string escape(std::string_view bytes) {
   return out;
 }
 
-// The inverse of escape(): \r \n \t \0 \\ \{ \xHH and {{N*text}}.
+// A whole decimal number from 0 to max, or nullopt: a typo in a script fails the test rather
+// than reading as 0.
+std::optional<int> number(std::string_view text, int max) {
+  int n = 0;
+  const char* last = text.data() + text.size();
+  const auto [end, error] = std::from_chars(text.data(), last, n);
+  if (error != std::errc{} || end != last || n < 0 || n > max) return std::nullopt;
+  return n;
+}
+
+// Appends the character or backslash escape at text[i] (escape()'s forms: \r \n \t \0 \\ \{
+// \xHH) and moves i past it; false for a bad escape.
+bool unescape_one(std::string_view text, size_t& i, std::string& out) {
+  if (text[i] != '\\') {
+    out += text[i++];
+    return true;
+  }
+  if (i + 1 >= text.size()) return false;
+  const char c = text[i + 1];
+  i += 2;
+  switch (c) {
+    case 'r':
+      out += '\r';
+      break;
+    case 'n':
+      out += '\n';
+      break;
+    case 't':
+      out += '\t';
+      break;
+    case '0':
+      out += '\0';
+      break;
+    case '\\':
+      out += '\\';
+      break;
+    case '{':
+      out += '{';
+      break;
+    case 'x': {
+      if (i + 2 > text.size()) return false;
+      out += static_cast<char>(std::stoi(std::string(text.substr(i, 2)), nullptr, 16));
+      i += 2;
+      break;
+    }
+    default:
+      return false;
+  }
+  return true;
+}
+
+// The inverse of escape(): its escapes and {{N*text}}, text holding no {{ of its own.
 std::optional<std::string> unescape(std::string_view text) {
   std::string out;
   for (size_t i = 0; i < text.size();) {
-    if (text.substr(i).starts_with("{{")) {
-      const size_t star = text.find('*', i);
-      const size_t end = text.find("}}", i);
-      if (star == std::string_view::npos || end == std::string_view::npos || star > end)
-        return std::nullopt;
-      const int count = std::atoi(std::string(text.substr(i + 2, star - i - 2)).c_str());
-      const auto unit = unescape(text.substr(star + 1, end - star - 1));
-      if (count <= 0 || count > 1000000 || !unit) return std::nullopt;
-      for (int k = 0; k < count; ++k) out += *unit;
-      i = end + 2;
+    if (!text.substr(i).starts_with("{{")) {
+      if (!unescape_one(text, i, out)) return std::nullopt;
       continue;
     }
-    if (text[i] != '\\') {
-      out += text[i++];
-      continue;
-    }
-    if (i + 1 >= text.size()) return std::nullopt;
-    const char c = text[i + 1];
-    i += 2;
-    switch (c) {
-      case 'r':
-        out += '\r';
-        break;
-      case 'n':
-        out += '\n';
-        break;
-      case 't':
-        out += '\t';
-        break;
-      case '0':
-        out += '\0';
-        break;
-      case '\\':
-        out += '\\';
-        break;
-      case '{':
-        out += '{';
-        break;
-      case 'x': {
-        if (i + 2 > text.size()) return std::nullopt;
-        out += static_cast<char>(std::stoi(std::string(text.substr(i, 2)), nullptr, 16));
-        i += 2;
-        break;
-      }
-      default:
+    const size_t star = text.find('*', i);
+    const size_t end = text.find("}}", i);
+    if (star == std::string_view::npos || end == std::string_view::npos || star > end)
+      return std::nullopt;
+    const std::optional<int> count = number(text.substr(i + 2, star - i - 2), 1000000);
+    const std::string_view unit_text = text.substr(star + 1, end - star - 1);
+    std::string unit;
+    for (size_t u = 0; u < unit_text.size();)
+      if (unit_text.substr(u).starts_with("{{") || !unescape_one(unit_text, u, unit))
         return std::nullopt;
-    }
+    if (!count || *count == 0) return std::nullopt;
+    for (int k = 0; k < *count; ++k) out += unit;
+    i = end + 2;
   }
   return out;
 }
@@ -430,7 +453,10 @@ void Transcript::start_peers() {
     } else if (a.starts_with("header ")) {
       v.header = a.substr(7);
     } else if (a.starts_with("delay ")) {
-      v.delay_ms = static_cast<uint32_t>(std::atoi(a.c_str() + 6));
+      const std::optional<int> delay =
+          number(std::string_view(a).substr(6), std::numeric_limits<int>::max());
+      if (!delay) return fail("bad delay: " + a);
+      v.delay_ms = static_cast<uint32_t>(*delay);
     } else if (a != "accept") {
       return fail("unknown client answer: " + a);
     }
@@ -629,10 +655,10 @@ void Transcript::step(const std::string& line) {
   if (line.starts_with("wait ")) {
     // Real time, for what is held back on purpose (a delayed greeting): the loop runs at
     // least this long, so a timer due before then has fired, however slow the machine.
-    const int ms = std::atoi(line.c_str() + 5);
-    if (ms <= 0 || ms > 10000) return fail("bad wait: " + line);
-    note("[" + std::to_string(ms) + " ms pass]");
-    const timeval tv{0, ms * 1000};
+    const std::optional<int> ms = number(std::string_view(line).substr(5), 10000);
+    if (!ms || *ms == 0) return fail("bad wait: " + line);
+    note("[" + std::to_string(*ms) + " ms pass]");
+    const timeval tv{0, *ms * 1000};
     event_base_loopexit(runtime_->base(), &tv);
     event_base_dispatch(runtime_->base());
     read_client();
