@@ -1,12 +1,4 @@
 // The forked process core and the test's ends of its channels; see process_harness.hpp.
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define POSTERN_HAS_ASAN 1
-#endif
-#endif
-#ifndef POSTERN_HAS_ASAN
-#define POSTERN_HAS_ASAN 0
-#endif
 #include "tests/unit/support/process_harness.hpp"
 
 #include <signal.h>
@@ -19,6 +11,22 @@
 #include <thread>
 
 namespace postern::test {
+namespace {
+
+// An AddressSanitizer build: g++ says so with __SANITIZE_ADDRESS__, clang with __has_feature.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kAddressSanitizer = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kAddressSanitizer = true;
+#else
+constexpr bool kAddressSanitizer = false;
+#endif
+#else
+constexpr bool kAddressSanitizer = false;
+#endif
+
+}  // namespace
 
 PeerEnd::PeerEnd(event_base* base, Role self, UniqueFd fd) : self_(self) {
   channel_ = std::make_unique<ipc::Channel>(
@@ -58,14 +66,11 @@ ProcessUnderTest::ProcessUnderTest(Role role, const std::function<int(ChildRunti
       ChildRuntime runtime(role, 2, argv);
       status = body(runtime);
     }
-#if defined(__SANITIZE_ADDRESS__) || POSTERN_HAS_ASAN
     // LeakSanitizer's exit check stops the world with ptrace, which the sandboxed child cannot
     // do (it spins until killed); the test program itself is still checked for leaks.
-    _exit(status);
-#else
+    if constexpr (kAddressSanitizer) _exit(status);
     // exit, not _exit: a coverage build writes the child's counters from its exit handlers.
     std::exit(status);
-#endif
   }
   theirs.reset();
   base_ = make_event_base();
