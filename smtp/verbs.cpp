@@ -411,10 +411,13 @@ void Session::proceed_starttls(const mail::Command&, Arguments&) {
               static_cast<unsigned long long>(id_), n);
     evbuffer_drain(plain, n);
   }
-  // The session starts over: nothing said before TLS counts (RFC 3207 4.2).
+  // The session starts over: nothing said before TLS counts (RFC 3207 4.2), nor in lookup's
+  // record of it, which would otherwise still let it relay as the user of a plaintext AUTH.
   reset_transaction();
   helo_.clear();
   esmtp_ = false;
+  if (!auth_user_.empty())
+    server_.announce_session(id_, listener_.name, bufferevent_getfd(bev_.get()));
   auth_user_.clear();
   start_tls();
 }
