@@ -205,12 +205,25 @@ inline std::vector<inet::Network> loopback_networks() {
   return {*inet::parse_network("127.0.0.0/8"), *inet::parse_network("::1/128")};
 }
 
+// What an authenticated user may write in MAIL FROM (lookup/relay_policy.hpp): own, the
+// default, is "the login itself when it is an address, login@<a local domain> when it is a
+// bare name, and what the senders table grants"; off lets any user send as anyone.
+enum class SenderRule : uint8_t { own, off };
+
 struct Settings {
   static constexpr msg::MessageInfo kInfo = msg::schema(msg::Type::lookup_config);
   std::vector<Domain> domains;  // delivered locally
+  // Domains any client may send to (Postern is their gateway or backup MX): lower-case, no
+  // trailing dot; "*.example.org" covers the names below example.org, not example.org.
+  std::vector<std::string> relay_domains;
   // Clients whose address is in one of these skip the client checks; a list given in the
   // file replaces the default.
   std::vector<inet::Network> trusted_networks = loopback_networks();
+  // Clients in trusted_networks may also relay anywhere (Postfix's permit_mynetworks).
+  bool trusted_networks_relay = false;
+  // The senders table (absolute path): login -> the addresses it may use besides its own.
+  std::optional<std::string> senders;
+  SenderRule sender_rule = SenderRule::own;  // "senders: off" in the file
   Dns dns;
   // Connections a minute from one address before throttling; 0: no limit.
   uint32_t connection_rate = 60;
@@ -226,8 +239,13 @@ struct Settings {
     constexpr fields::Origin kParent = fields::Origin::parent;
     return std::tuple{
         field(&Settings::domains, "domains", {.count = kMaxDomains, .hook = "domains"}),
+        field(&Settings::relay_domains, "relay_domains",
+              {.length = kMaxDomainName, .count = kMaxDomains, .hook = "relay_domains"}),
         field(&Settings::trusted_networks, "trusted_networks",
               {.count = kMaxTrustedNetworks, .hook = "networks"}),
+        field(&Settings::trusted_networks_relay, "trusted_networks_relay"),
+        field(&Settings::senders, "senders", {.length = msg::kMaxPathLength, .hook = "senders"}),
+        field(&Settings::sender_rule, "sender_rule", {.values = 2, .origin = kParent}),
         field(&Settings::dns, "dns"),
         field(&Settings::connection_rate, "limits.connection_rate", {.min = 0, .max = 1000000}),
         field(&Settings::checks, "checks", {.count = kMaxListeners, .origin = kParent}),
@@ -298,21 +316,43 @@ struct SessionClose {
 };
 
 // Before the queue commits a message with a recipient outside the local domains: may this
-// session relay? The rest is what smtp wrote in the envelope, checked against lookup's own.
+// session send it? The rest is what smtp wrote in the envelope, checked against lookup's own
+// record of the session; lookup confirms every domain and the sender. A message with more
+// remote domains than fit one frame is asked about in several (each must be allowed).
+constexpr size_t kMaxRelayDomains = 1000;
+constexpr size_t kRelayDomainBytes = 32 * 1024;  // the domains of one RelayCheck, in octets
 struct RelayCheck {
   static constexpr MessageInfo kInfo = schema(Type::relay_check);
   uint64_t session = 0;
   std::string client_address;
   std::string listener;
   std::string auth_user;
-  std::string domain;  // the first recipient domain that is not local, for the log
+  std::string sender;                // the envelope's, empty for <>
+  std::vector<std::string> domains;  // the recipient domains that are not local, each once
   static constexpr auto fields() {
     return std::tuple{
         fields::field(&RelayCheck::session, "session"),
         fields::field(&RelayCheck::client_address, "client_address", {.length = kMaxField}),
         fields::field(&RelayCheck::listener, "listener", {.length = kMaxField}),
         fields::field(&RelayCheck::auth_user, "auth_user", {.length = kMaxField}),
-        fields::field(&RelayCheck::domain, "domain", {.length = kMaxField}),
+        fields::field(&RelayCheck::sender, "sender", {.length = kMaxField}),
+        fields::field(&RelayCheck::domains, "domains",
+                      {.length = kMaxDomainLength, .count = kMaxRelayDomains}),
+    };
+  }
+};
+
+// At MAIL FROM in a session that authenticated: may its user send as this address? smtp's
+// question for the client's benefit (553 during the conversation); the relay check asks the
+// same of lookup again for mail that leaves.
+struct SenderCheck {
+  static constexpr MessageInfo kInfo = schema(Type::sender_check);
+  uint64_t session = 0;
+  std::string sender;  // address::to_string of MAIL FROM; empty for <>
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&SenderCheck::session, "session"),
+        fields::field(&SenderCheck::sender, "sender", {.length = kMaxField}),
     };
   }
 };
@@ -343,8 +383,8 @@ struct MxQuery {
 // An open descriptor of the credentials table, opened by the parent (the file is root's);
 // name is the path, for error messages.
 // A table file the parent opened (as root) for lookup to read: at start and on every reload.
-enum class TableKind : uint8_t { credentials, aliases, users };
-constexpr uint32_t kTableKindCount = 3;
+enum class TableKind : uint8_t { credentials, aliases, users, senders };
+constexpr uint32_t kTableKindCount = 4;
 struct TableFile {
   static constexpr MessageInfo kInfo = schema(Type::table_file);
   TableKind kind = TableKind::credentials;

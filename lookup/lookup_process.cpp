@@ -63,7 +63,7 @@ LookupProcess::LookupProcess(ChildRuntime& runtime) : runtime_(runtime) {
     // Relaying rests on what lookup verified for this session, not on smtp's flag.
     const VerifiedSession* session = find_session(m.session);
     const bool claimed = m.authenticated;
-    m.authenticated = session != nullptr && !session->auth_user.empty();
+    m.authenticated = session != nullptr && relays_anywhere(*session);
     msg::RcptDecision decision = policy_.decide(m);
     // A session from before a restart of lookup: it cannot vouch now; the client may retry.
     if (decision == msg::RcptDecision::relay_denied && claimed && session == nullptr)
@@ -73,9 +73,10 @@ LookupProcess::LookupProcess(ChildRuntime& runtime) : runtime_(runtime) {
     answer(in, msg::RcptVerdict{.decision = decision});
   });
   d.on<msg::TableFile>([this](msg::Incoming& in, msg::TableFile&& m) {
-    const Status loaded = m.kind == msg::TableKind::credentials
-                              ? load_credentials(m.name, in.fd.get())
-                              : load_routing_table(m.kind, m.name, in.fd.get());
+    const Status loaded =
+        m.kind == msg::TableKind::credentials ? load_credentials(m.name, in.fd.get())
+        : m.kind == msg::TableKind::senders   ? load_senders(m.name, in.fd.get())
+                                              : load_routing_table(m.kind, m.name, in.fd.get());
     // Asked by smtpctl update table: the parent passes the outcome on.
     if (in.request_id != 0 &&
         !msg::send(
@@ -93,6 +94,7 @@ LookupProcess::LookupProcess(ChildRuntime& runtime) : runtime_(runtime) {
   d.on<msg::SessionClose>(
       [this](msg::Incoming&, msg::SessionClose&& m) { close_session(m.session); });
   d.on<msg::RelayCheck>([this](msg::Incoming& in, msg::RelayCheck&& m) { check_relay(in, m); });
+  d.on<msg::SenderCheck>([this](msg::Incoming& in, msg::SenderCheck&& m) { check_sender(in, m); });
   runtime_.on_peer_lost([this](Role peer) {
     // A new smtp numbers its sessions afresh: nothing vouched for the old one may carry over.
     if (peer == Role::smtp) forget_sessions();
@@ -110,6 +112,9 @@ void LookupProcess::configure(const Settings& m) {
                                 .daemon_users = m.daemon_users,
                                 .daemon_uids = m.daemon_uids});
   trusted_ = m.trusted_networks;
+  trusted_relay_ = m.trusted_networks_relay;
+  relay_domains_.configure(m.relay_domains);
+  senders_.configure(m.sender_rule, m.domains, m.senders.has_value());
   connection_rate_.set_limit(m.connection_rate);
   checks_.clear();
   for (const auto& [listener, checks] : m.checks) checks_[listener] = checks;
@@ -182,9 +187,24 @@ void LookupProcess::forget_sessions() {
   runtime_.counters()["sessions"] = 0;
 }
 
+bool LookupProcess::trusted(const sockaddr* client) const {
+  return std::any_of(trusted_.begin(), trusted_.end(),
+                     [client](const inet::Network& n) { return n.contains(client); });
+}
+
+bool LookupProcess::relays_anywhere(const VerifiedSession& session) const {
+  if (!session.auth_user.empty()) return true;
+  if (!trusted_relay_) return false;
+  const std::optional<sockaddr_storage> client = inet::parse_ip_address(session.client_address);
+  return client && trusted(reinterpret_cast<const sockaddr*>(&*client));
+}
+
 void LookupProcess::check_relay(msg::Incoming& in, const msg::RelayCheck& m) {
   const VerifiedSession* s = find_session(m.session);
   msg::RelayVerdict verdict{.allowed = false, .temporary = false, .reason = ""};
+  const auto not_relayed = [this, s](const std::string& domain) {
+    return !relays_anywhere(*s) && !relay_domains_.covers(domain);
+  };
   if (s == nullptr) {
     verdict.temporary = true;
     verdict.reason = "the session is unknown to lookup";
@@ -193,17 +213,42 @@ void LookupProcess::check_relay(msg::Incoming& in, const msg::RelayCheck& m) {
         "client [" + m.client_address + "] is not the session's [" + s->client_address + "]";
   } else if (s->listener != m.listener) {
     verdict.reason = "listener " + m.listener + " is not the session's " + s->listener;
-  } else if (s->auth_user.empty()) {
-    verdict.reason = "the session did not authenticate";
   } else if (s->auth_user != m.auth_user) {
-    verdict.reason = "the session authenticated as " + s->auth_user + ", not " + m.auth_user;
+    verdict.reason = s->auth_user.empty()
+                         ? "the session did not authenticate"
+                         : "the session authenticated as " + s->auth_user + ", not " + m.auth_user;
+  } else if (auto domain = std::find_if(m.domains.begin(), m.domains.end(), not_relayed);
+             domain != m.domains.end()) {
+    verdict.reason = "no relaying to " + *domain + " for this session";
+  } else if (const auto refusal =
+                 s->auth_user.empty() ? std::nullopt : senders_.refusal(s->auth_user, m.sender)) {
+    verdict.reason = *refusal;
   } else {
     verdict.allowed = true;
   }
-  if (!verdict.allowed)
-    log::warn("relay to %s refused for session %016llx (client [%s] at %s): %s", m.domain.c_str(),
-              static_cast<unsigned long long>(m.session), s ? s->client_address.c_str() : "?",
-              s ? s->local_address.c_str() : "?", verdict.reason.c_str());
+  if (!verdict.allowed) {
+    const std::string first = m.domains.empty() ? std::string("?") : m.domains.front();
+    log::warn("relay to %s%s refused for session %016llx (client [%s] at %s): %s", first.c_str(),
+              m.domains.size() > 1 ? " and others" : "", static_cast<unsigned long long>(m.session),
+              s ? s->client_address.c_str() : "?", s ? s->local_address.c_str() : "?",
+              verdict.reason.c_str());
+  }
+  answer(in, verdict);
+}
+
+void LookupProcess::check_sender(msg::Incoming& in, const msg::SenderCheck& m) {
+  const VerifiedSession* s = find_session(m.session);
+  msg::SenderVerdict verdict{.allowed = false, .temporary = false, .reason = ""};
+  if (s == nullptr) {
+    verdict.temporary = true;
+    verdict.reason = "the session is unknown to lookup";
+  } else if (s->auth_user.empty()) {
+    verdict.reason = "the session did not authenticate";
+  } else if (auto refusal = senders_.refusal(s->auth_user, m.sender)) {
+    verdict.reason = std::move(*refusal);
+  } else {
+    verdict.allowed = true;
+  }
   answer(in, verdict);
 }
 
@@ -215,10 +260,8 @@ void LookupProcess::check_client(msg::Incoming& in, const msg::ClientCheck& m) {
     return;
   }
   const sockaddr* client = reinterpret_cast<const sockaddr*>(&*address);
-  const bool trusted = std::any_of(trusted_.begin(), trusted_.end(),
-                                   [client](const inet::Network& n) { return n.contains(client); });
   uint32_t delay_ms = 0;
-  if (!trusted) {
+  if (!trusted(client)) {
     const auto [rate, wait] = connection_rate_.connect(client_key(m.address), Clock::now());
     if (rate == ThrottleVerdict::refuse) {
       ++clients_rate_refused_;
@@ -401,6 +444,22 @@ Status LookupProcess::load_credentials(const std::string& name, int fd) {
   credentials_ = std::make_shared<const CredentialTable>(std::move(table).value());
   runtime_.counters()["credentials"] = credentials_->size();
   log::info("credentials %s: %zu users", name.c_str(), credentials_->size());
+  return ok_status();
+}
+
+Status LookupProcess::load_senders(const std::string& name, int fd) {
+  Result<std::string> read = read_all(fd, kMaxTableBytes);
+  auto table = read.ok()
+                   ? SenderTable::parse(read.value(), name)
+                   : Result<SenderTable, TableError>(TableError{name, 0, read.error().message});
+  if (!table.ok()) {
+    log::error("table %s refused: %s; the table already loaded (if any) stays in use", name.c_str(),
+               table.error().to_string().c_str());
+    return make_error(table.error().to_string());
+  }
+  senders_.load(std::move(table).value());
+  runtime_.counters()["senders"] = senders_.table_size();
+  log::info("table %s loaded: %zu logins", name.c_str(), senders_.table_size());
   return ok_status();
 }
 

@@ -3,6 +3,8 @@
 // main.cpp only starts it.
 #pragma once
 
+#include <sys/socket.h>
+
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -19,6 +21,7 @@
 #include "lookup/credentials.hpp"
 #include "lookup/dns.hpp"
 #include "lookup/recipients.hpp"
+#include "lookup/relay_policy.hpp"
 #include "lookup/throttle.hpp"
 
 namespace postern::lookup {
@@ -103,10 +106,18 @@ class LookupProcess {
   void close_session(uint64_t id);
   void forget_sessions();
 
+  // May this session send to any domain? Its user authenticated with lookup, or it comes
+  // from a trusted network and trusted_networks_relay allows those to relay.
+  bool relays_anywhere(const VerifiedSession& session) const;
+  bool trusted(const sockaddr* client) const;
+
   // The queue asks before it commits a message with a recipient outside the local domains:
-  // only a session whose AUTH lookup accepted may relay, and the envelope smtp wrote must
-  // say what lookup saw.
+  // the envelope smtp wrote must say what lookup saw, every remote domain must be one this
+  // session may send to, and an authenticated user must own the sender.
   void check_relay(msg::Incoming& in, const msg::RelayCheck& m);
+
+  // smtp asks at MAIL FROM in a session that authenticated.
+  void check_sender(msg::Incoming& in, const msg::SenderCheck& m);
 
   // Before smtp greets a client. Without a resolver every client passes (fail-open).
   void check_client(msg::Incoming& in, const msg::ClientCheck& m);
@@ -124,6 +135,7 @@ class LookupProcess {
 
   // A table with any error is refused whole and the one in use is kept.
   Status load_credentials(const std::string& name, int fd);
+  Status load_senders(const std::string& name, int fd);
 
   void refuse_throttled(Role asker, uint32_t request_id, const std::string& client,
                         const std::string& user);
@@ -146,7 +158,10 @@ class LookupProcess {
 
   ChildRuntime& runtime_;
   LocalRouter router_;
-  RecipientPolicy policy_{router_};
+  RelayDomains relay_domains_;
+  RecipientPolicy policy_{router_, &relay_domains_};
+  SenderPolicy senders_;
+  bool trusted_relay_ = false;                          // trusted_networks_relay
   std::shared_ptr<const CredentialTable> credentials_;  // shared with checks in progress
   AuthThrottle auth_throttle_;
   // AUTH checks waiting out a delay before they are hashed, by when they may go.

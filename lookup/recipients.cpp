@@ -9,8 +9,12 @@ namespace postern::lookup {
 msg::RcptDecision RecipientPolicy::decide(const msg::RcptCheck& check) const {
   // <postmaster> without a domain is always ours (RFC 5321 4.5.1).
   const bool local = check.domain.empty() || (!check.literal && router_.is_local(check.domain));
-  if (!local)
-    return check.authenticated ? msg::RcptDecision::relay : msg::RcptDecision::relay_denied;
+  if (!local) {
+    const bool relay_domain =
+        !check.literal && relay_domains_ != nullptr && relay_domains_->covers(check.domain);
+    return check.authenticated || relay_domain ? msg::RcptDecision::relay
+                                               : msg::RcptDecision::relay_denied;
+  }
   // Postern never routes on "%", "!" or an "@" inside a quoted local part (the percent hack,
   // bang paths): no local user has such a name.
   if (check.local_part.find_first_of("%!@") != std::string::npos)

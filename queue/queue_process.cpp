@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <set>
 
 #include "common/util/ascii.hpp"
 #include "common/util/fd.hpp"
@@ -184,34 +185,49 @@ void QueueProcess::commit(uint32_t request_id, msg::MessageCommit&& m) {
   }
   m.envelope.recipients = std::move(message.recipients);
   // The relay check (docs/privsep.md): local recipients are known from the configuration
-  // the parent sent, so local-only mail goes straight on; any other recipient needs lookup
-  // to vouch for the session first, whatever smtp claimed.
-  const auto& rcpts = m.envelope.recipients;
-  auto remote = std::find_if(rcpts.begin(), rcpts.end(), [this](const Recipient& r) {
-    return !scheduler_->is_local(r.address);
-  });
-  if (remote == rcpts.end()) {
+  // the parent sent, so local-only mail goes straight on; every other recipient's domain
+  // needs lookup to vouch for the session first, whatever smtp claimed.
+  std::set<std::string> remote;
+  for (const Recipient& r : m.envelope.recipients)
+    if (!scheduler_->is_local(r.address)) remote.insert(r.address.substr(r.address.rfind('@') + 1));
+  if (remote.empty()) {
     submit(request_id, std::move(m.envelope), std::move(message.files));
     return;
   }
-  ipc::Channel* lookup = runtime_.peer(Role::lookup);
-  const std::string& address = remote->address;
-  const msg::RelayCheck check{.session = m.session,
-                              .client_address = m.envelope.client_address,
-                              .listener = m.envelope.listener,
-                              .auth_user = m.envelope.auth_user,
-                              .domain = address.substr(address.rfind('@') + 1)};
-  const uint32_t check_id = next_relay_check_++;
-  if (lookup == nullptr || !msg::send(*lookup, check, check_id)) {
-    spool_->discard(id);
-    reply(request_id, {.id = id,
-                       .outcome = msg::MessageOutcome::temporary_failure,
-                       .reason = "relay check unavailable"});
-    update_counters();
+  RelayInFlight flight{request_id, m.session, std::move(m.envelope), std::move(message.files),
+                       std::vector<std::string>(remote.begin(), remote.end())};
+  if (std::any_of(flight.domains.begin(), flight.domains.end(),
+                  [](const std::string& d) { return d.size() > msg::kMaxDomainLength; })) {
+    refuse_relay(std::move(flight),
+                 {.allowed = false, .temporary = false, .reason = "a recipient domain too long"});
     return;
   }
-  relay_checks_[check_id] =
-      RelayInFlight{request_id, m.session, std::move(m.envelope), std::move(message.files)};
+  ask_relay(std::move(flight));
+}
+
+void QueueProcess::ask_relay(RelayInFlight flight) {
+  const Envelope& e = flight.envelope;
+  msg::RelayCheck check{.session = flight.session,
+                        .client_address = e.client_address,
+                        .listener = e.listener,
+                        .auth_user = e.auth_user,
+                        .sender = e.sender,
+                        .domains = {}};
+  size_t bytes = 0;
+  while (!flight.domains.empty() && check.domains.size() < msg::kMaxRelayDomains &&
+         bytes + flight.domains.back().size() <= msg::kRelayDomainBytes) {
+    bytes += flight.domains.back().size();
+    check.domains.push_back(std::move(flight.domains.back()));
+    flight.domains.pop_back();
+  }
+  ipc::Channel* lookup = runtime_.peer(Role::lookup);
+  const uint32_t check_id = next_relay_check_++;
+  if (lookup == nullptr || !msg::send(*lookup, check, check_id)) {
+    refuse_relay(std::move(flight),
+                 {.allowed = false, .temporary = true, .reason = "relay check unavailable"});
+    return;
+  }
+  relay_checks_[check_id] = std::move(flight);
   update_counters();
 }
 
@@ -220,10 +236,16 @@ void QueueProcess::relay_checked(uint32_t check_id, const msg::RelayVerdict& ver
   if (it == relay_checks_.end()) return;
   RelayInFlight flight = std::move(it->second);
   relay_checks_.erase(it);
-  if (verdict.allowed) {
+  if (!verdict.allowed) {
+    refuse_relay(std::move(flight), verdict);
+  } else if (!flight.domains.empty()) {
+    ask_relay(std::move(flight));  // more domains than one question carries
+  } else {
     submit(flight.smtp_request, std::move(flight.envelope), std::move(flight.files));
-    return;
   }
+}
+
+void QueueProcess::refuse_relay(RelayInFlight flight, const msg::RelayVerdict& verdict) {
   const Envelope& e = flight.envelope;
   log::warn(
       "%s: envelope from smtp refused by the relay check (session %016llx, client [%s], "

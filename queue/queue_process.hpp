@@ -40,6 +40,7 @@ class QueueProcess {
     uint64_t session = 0;
     Envelope envelope;
     NewMessage files;
+    std::vector<std::string> domains;  // remote recipient domains lookup has yet to confirm
   };
 
   void start();
@@ -48,6 +49,10 @@ class QueueProcess {
   void open(msg::Incoming& in);
   void add_recipients(msg::MessageRecipients& m);
   void commit(uint32_t request_id, msg::MessageCommit&& m);
+  // Asks lookup about the next frame's worth of flight's domains.
+  void ask_relay(RelayInFlight flight);
+  // The message is removed and smtp told why.
+  void refuse_relay(RelayInFlight flight, const msg::RelayVerdict& verdict);
   void relay_checked(uint32_t check_id, const msg::RelayVerdict& verdict);
 
   // lookup or smtp went away: the checks in flight are never answered. (Nothing was said to

@@ -137,6 +137,22 @@ struct RcptVerdict {
   }
 };
 
+// lookup's answer to a SenderCheck: refused means 553 5.7.1 for that MAIL FROM.
+constexpr size_t kMaxSenderReason = 512;
+struct SenderVerdict {
+  static constexpr MessageInfo kInfo = schema(Type::sender_verdict);
+  bool allowed = false;
+  bool temporary = false;  // lookup cannot tell now (it does not know the session)
+  std::string reason;      // for the log
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&SenderVerdict::allowed, "allowed"),
+        fields::field(&SenderVerdict::temporary, "temporary"),
+        fields::field(&SenderVerdict::reason, "reason", {.length = kMaxSenderReason}),
+    };
+  }
+};
+
 // The new message's id and a write-only descriptor for its data.
 struct MessageOpened {
   static constexpr MessageInfo kInfo = schema(Type::message_opened);

@@ -56,6 +56,9 @@ Server::Server(ChildRuntime& runtime)
   d.on<msg::RcptVerdict>([this](msg::Incoming& in, msg::RcptVerdict&& m) {
     if (Session* s = claim(in.request_id)) s->on_rcpt_verdict(m.decision);
   });
+  d.on<msg::SenderVerdict>([this](msg::Incoming& in, msg::SenderVerdict&& m) {
+    if (Session* s = claim(in.request_id)) s->on_sender_verdict(m);
+  });
   d.on<msg::MessageOpened>([this](msg::Incoming& in, msg::MessageOpened&& m) {
     if (Session* s = claim(in.request_id)) {
       s->on_message_opened(m.id, std::move(in.fd));

@@ -51,6 +51,9 @@ class Server {
   // turned away past the session limits, else it becomes a session. Tests hand it a
   // socketpair here in place of an accepted socket.
   void admit(uint32_t listener_id, UniqueFd fd, const std::string& client);
+  // Tells lookup about a session and hands it a copy of the connection (SessionOpen); again
+  // after STARTTLS, so that lookup forgets an AUTH from before it as the session does.
+  void announce_session(uint64_t id, const std::string& listener, int fd);
 
  private:
   struct Listening {
@@ -67,7 +70,6 @@ class Server {
   void add_listener(msg::ListenerAdd&& m, UniqueFd fd);
   void watch(uint32_t listener_id);
   void accept_on(Listening& listening);
-  void announce_session(uint64_t id, const std::string& listener, int fd);
   uint32_t track(Session& session, Role peer);
   Session* claim(uint32_t request_id);
   void fail_requests_to(Role peer);

@@ -267,6 +267,27 @@ void Session::reset_transaction() {
   txn_.reset();
 }
 
+void Session::on_sender_verdict(const msg::SenderVerdict& verdict) {
+  if (waiting_ != Waiting::sender || !txn_) return;
+  waiting_ = Waiting::nothing;
+  if (verdict.allowed) {
+    reply(250, "2.1.0", "Ok");
+  } else if (verdict.temporary) {
+    txn_.reset();
+    reply(451, "4.3.0", "Sender check unavailable, try again later");
+  } else {
+    // Postfix's reject_sender_login_mismatch answers the same way.
+    log::info("session %016llx: sender <%s> refused for %s from [%s]",
+              static_cast<unsigned long long>(id_), txn_->sender.c_str(), auth_user_.c_str(),
+              client_address_.c_str());
+    const std::string text =
+        "<" + txn_->sender + ">: Sender address rejected: not owned by user " + auth_user_;
+    txn_.reset();
+    bad_command(553, "5.7.1", text);
+  }
+  process();
+}
+
 void Session::on_rcpt_verdict(msg::RcptDecision decision) {
   if (waiting_ != Waiting::rcpt || !txn_ || !txn_->pending_rcpt) return;
   waiting_ = Waiting::nothing;
@@ -309,6 +330,9 @@ void Session::on_request_lost() {
   if (was == Waiting::rcpt) {
     if (txn_) txn_->pending_rcpt.reset();
     reply(451, "4.3.0", "Recipient check unavailable, try again later");
+  } else if (was == Waiting::sender) {
+    txn_.reset();
+    reply(451, "4.3.0", "Sender check unavailable, try again later");
   } else if (was == Waiting::auth) {
     auth_pending_user_.clear();
     reply(454, "4.7.0", "Temporary authentication failure");

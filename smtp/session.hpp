@@ -53,6 +53,7 @@ class Session {
 
   // Answers to what this session asked of lookup and the queue (routed by Server).
   void on_rcpt_verdict(msg::RcptDecision decision);
+  void on_sender_verdict(const msg::SenderVerdict& verdict);
   void on_message_opened(const std::string& queue_id, UniqueFd data);
   void on_message_result(const msg::MessageResult& result);
   void on_auth_verdict(const msg::AuthVerdict& verdict);
@@ -62,7 +63,7 @@ class Session {
 
  private:
   enum class Phase : uint8_t { greeting, ready, data, chunk, closing };
-  enum class Waiting : uint8_t { nothing, client, rcpt, open, commit, auth };
+  enum class Waiting : uint8_t { nothing, client, sender, rcpt, open, commit, auth };
 
   struct Transaction {
     std::string sender;  // canonical; empty for <>

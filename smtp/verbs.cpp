@@ -271,7 +271,18 @@ std::optional<Session::Refusal> Session::check_mail(const mail::Command& c, Argu
 
 void Session::proceed_mail(const mail::Command&, Arguments& a) {
   txn_ = std::move(a.transaction);
-  reply(250, "2.1.0", "Ok");
+  if (auth_user_.empty()) {
+    reply(250, "2.1.0", "Ok");
+    return;
+  }
+  // An authenticated user may send only as the addresses it owns: lookup decides from the
+  // identity it verified (the relay check asks again before mail leaves).
+  if (!server_.ask(*this, Role::lookup, msg::SenderCheck{.session = id_, .sender = txn_->sender})) {
+    txn_.reset();
+    reply(451, "4.3.0", "Sender check unavailable, try again later");
+    return;
+  }
+  waiting_ = Waiting::sender;
 }
 
 // RCPT TO:<path> [NOTIFY= ORCPT=] (RFC 3461).
@@ -400,10 +411,13 @@ void Session::proceed_starttls(const mail::Command&, Arguments&) {
               static_cast<unsigned long long>(id_), n);
     evbuffer_drain(plain, n);
   }
-  // The session starts over: nothing said before TLS counts (RFC 3207 4.2).
+  // The session starts over: nothing said before TLS counts (RFC 3207 4.2), nor in lookup's
+  // record of it, which would otherwise still let it relay as the user of a plaintext AUTH.
   reset_transaction();
   helo_.clear();
   esmtp_ = false;
+  if (!auth_user_.empty())
+    server_.announce_session(id_, listener_.name, bufferevent_getfd(bev_.get()));
   auth_user_.clear();
   start_tls();
 }

@@ -50,6 +50,16 @@ void finish(Config& config, Walk& walk) {
   config.queue.local_domains.clear();
   for (const lookup::Domain& d : config.lookup.domains)
     config.queue.local_domains.push_back(d.name);
+  // A domain is delivered here or relayed, not both; a local domain below a "*." relay
+  // domain is delivered here (local domains are matched first).
+  for (const lookup::Domain& d : config.lookup.domains) {
+    if (const auto place = walk.place_of("relay_domains." + d.name))
+      walk.at(place->value, "relay domain " + quote(d.name) +
+                                " is also a local domain (in 'domains'); list it in one only");
+  }
+  lookup::Settings& lookup = config.lookup;
+  lookup.sender_rule = lookup.senders == "off" ? lookup::SenderRule::off : lookup::SenderRule::own;
+  if (lookup.sender_rule == lookup::SenderRule::off) lookup.senders.reset();
   config.lookup.checks.clear();
   for (const Listener& l : config.listeners) config.lookup.checks.push_back({l.name, l.checks});
 }

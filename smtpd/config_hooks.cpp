@@ -1,7 +1,7 @@
 // The keys of smtpd.yaml no field table can describe, read for the schema walk through their
 // hook names (see config_hooks.hpp): ConfigHooks itself and the smaller keys, the control
-// socket, trusted networks and resolvers. Listeners are read in config_listeners.cpp, domains
-// in config_domains.cpp. Input is untrusted text (fuzzed).
+// socket, trusted networks, resolvers, relay domains and the senders table. Listeners are read in
+// config_listeners.cpp, domains in config_domains.cpp. Input is untrusted text (fuzzed).
 #include "smtpd/config_hooks.hpp"
 
 #include <sys/un.h>
@@ -10,6 +10,7 @@
 #include <map>
 #include <utility>
 
+#include "common/util/ascii.hpp"
 #include "smtpd/config_key_reader.hpp"
 
 namespace postern::smtpd::hooks {
@@ -139,6 +140,54 @@ void KeyReader::walk_resolvers(const MapEntry& entry, std::vector<std::string>& 
   }
 }
 
+// "example.org" or "*.example.org" (the names below it), written back lower-case without a
+// trailing dot.
+void KeyReader::walk_relay_domains(const MapEntry& entry, std::vector<std::string>& domains) {
+  const Node& value = entry.value;
+  if (value.kind == Node::Kind::invalid) return;
+  if (value.kind != Node::Kind::sequence) {
+    walk_.at(value.mark, "'relay_domains' must be a list of domains");
+    return;
+  }
+  std::map<std::string, int, std::less<>> lines;
+  for (const Node& item : value.items) {
+    if (item.kind == Node::Kind::invalid) continue;
+    std::string domain = item.kind == Node::Kind::scalar ? ascii::lower(item.text) : "";
+    if (!domain.empty() && domain.back() == '.') domain.pop_back();
+    const bool wildcard = domain.starts_with("*.");
+    if (!config::valid_hostname(wildcard ? std::string_view(domain).substr(2) : domain)) {
+      walk_.at(item.mark, named("bad relay domain", item) +
+                              " (expected a domain such as example.org, or *.example.org for "
+                              "the names below it)");
+      continue;
+    }
+    const auto [first, fresh] = lines.emplace(domain, item.mark.line);
+    if (!fresh) {
+      walk_.at(item.mark, "duplicate relay domain " + config::quote(domain) + " (first at line " +
+                              std::to_string(first->second) + ")");
+      continue;
+    }
+    if (domains.size() == lookup::kMaxDomains) {
+      walk_.at(item.mark, "more than " + std::to_string(lookup::kMaxDomains) + " relay domains");
+      break;
+    }
+    walk_.remember("relay_domains." + domain, MapEntry{item, item});
+    domains.push_back(std::move(domain));
+  }
+}
+
+// A table's path, or "off": authenticated users may then send as anyone.
+bool KeyReader::senders_table(const MapEntry& entry, std::optional<std::string>& out) {
+  if (entry.value.kind == Node::Kind::scalar && entry.value.text == "off") {
+    out = "off";  // config.cpp turns it into SenderRule::off
+    return true;
+  }
+  std::string path;
+  if (!path_value(entry, path)) return false;
+  out = std::move(path);
+  return true;
+}
+
 }  // namespace postern::smtpd::hooks
 
 namespace postern::smtpd {
@@ -165,6 +214,10 @@ bool ConfigHooks::operator()(std::string_view hook, Walk& walk, const MapEntry& 
 }
 bool ConfigHooks::operator()(std::string_view hook, Walk& walk, const MapEntry& entry,
                              std::vector<std::string>& out) {
+  return KeyReader(walk_)(hook, walk, entry, out);
+}
+bool ConfigHooks::operator()(std::string_view hook, Walk& walk, const MapEntry& entry,
+                             std::optional<std::string>& out) {
   return KeyReader(walk_)(hook, walk, entry, out);
 }
 

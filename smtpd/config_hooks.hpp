@@ -1,8 +1,9 @@
 // The hooks of the schema walk for the keys of smtpd.yaml no field table can describe (their
-// fields name the hook): "listeners", "domains", "networks" (trusted_networks), "resolvers"
-// and "socket" (the control socket). Used by config.cpp only.
+// fields name the hook): "listeners", "domains", "networks" (trusted_networks), "resolvers",
+// "relay_domains", "senders" and "socket" (the control socket). Used by config.cpp only.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,6 +26,8 @@ class ConfigHooks {
                   std::vector<inet::Network>& out);
   bool operator()(std::string_view hook, config::Walk& walk, const config::MapEntry& entry,
                   std::vector<std::string>& out);
+  bool operator()(std::string_view hook, config::Walk& walk, const config::MapEntry& entry,
+                  std::optional<std::string>& out);
 
  private:
   config::Walk& walk_;

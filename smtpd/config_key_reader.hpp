@@ -1,8 +1,8 @@
 // The reader behind ConfigHooks (config_hooks.hpp): the dispatch from a hook name to the
 // key's reader and the walk's helpers, shared by the files that read the keys:
-// config_hooks.cpp (control socket, trusted networks, resolvers), config_listeners.cpp
-// (listeners and their client checks) and config_domains.cpp (domains, users, alias rights).
-// Used by those three files only.
+// config_hooks.cpp (control socket, trusted networks, resolvers, relay domains, senders),
+// config_listeners.cpp (listeners and their client checks) and config_domains.cpp (domains, users,
+// alias rights). Used by those three files only.
 #pragma once
 
 #include <cstdint>
@@ -54,10 +54,20 @@ class KeyReader {
   }
   bool operator()(std::string_view hook, Walk&, const MapEntry& entry,
                   std::vector<std::string>& out) {
-    if (hook != "resolvers") std::abort();  // a table names a hook this type has not
-    out.clear();                            // a list given replaces the default
-    walk_resolvers(entry, out);
+    out.clear();  // a list given replaces the default
+    if (hook == "resolvers") {
+      walk_resolvers(entry, out);
+    } else if (hook == "relay_domains") {
+      walk_relay_domains(entry, out);
+    } else {
+      std::abort();  // a table names a hook this type has not
+    }
     return true;
+  }
+  bool operator()(std::string_view hook, Walk&, const MapEntry& entry,
+                  std::optional<std::string>& out) {
+    if (hook != "senders") std::abort();  // a table names a hook this type has not
+    return senders_table(entry, out);
   }
 
  private:
@@ -91,6 +101,8 @@ class KeyReader {
   std::optional<PlacedListener> walk_listener(const Node& item);
   void walk_trusted_networks(const MapEntry& entry, std::vector<inet::Network>& networks);
   void walk_resolvers(const MapEntry& entry, std::vector<std::string>& resolvers);
+  void walk_relay_domains(const MapEntry& entry, std::vector<std::string>& domains);
+  bool senders_table(const MapEntry& entry, std::optional<std::string>& out);
   std::optional<lookup::CheckAction> action_value(const MapEntry& entry);
   std::optional<lookup::ClientChecks> walk_checks(const MapEntry& entry);
   bool walk_zones(const MapEntry& entry, std::vector<lookup::DnsblZone>& zones);

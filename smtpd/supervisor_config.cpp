@@ -160,6 +160,7 @@ void Supervisor::adopt(Config& config) const {
 std::vector<std::pair<msg::TableKind, std::string>> Supervisor::tables() const {
   std::vector<std::pair<msg::TableKind, std::string>> found;
   if (config_.credentials) found.emplace_back(msg::TableKind::credentials, *config_.credentials);
+  if (config_.lookup.senders) found.emplace_back(msg::TableKind::senders, *config_.lookup.senders);
   for (const auto& d : config_.lookup.domains) {
     if (d.aliases) found.emplace_back(msg::TableKind::aliases, *d.aliases);
     if (d.users_table) found.emplace_back(msg::TableKind::users, *d.users_table);

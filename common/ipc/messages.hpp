@@ -94,6 +94,8 @@ enum class Type : uint16_t {
   relay_verdict,
   mta_config,
   deliver_remote,
+  sender_check,
+  sender_verdict,
 };
 
 // Numbers no message uses any more (never reused, so that an old frame is never misread).
@@ -236,6 +238,8 @@ inline constexpr MessageInfo kSchema[] = {
     {Type::mta_config, "mta_config", roles(Role::parent), roles(Role::mta), FdRule::none},
     {Type::deliver_remote, "deliver_remote", roles(Role::queue), roles(Role::mta),
      FdRule::required},
+    {Type::sender_check, "sender_check", roles(Role::smtp), roles(Role::lookup), FdRule::none},
+    {Type::sender_verdict, "sender_verdict", roles(Role::lookup), roles(Role::smtp), FdRule::none},
 };
 
 // The row of a type; a type without one does not compile.

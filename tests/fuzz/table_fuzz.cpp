@@ -1,11 +1,13 @@
-// libFuzzer target for file tables (lookup/table.cpp): arbitrary bytes as a plain key/value
-// table and as a virtual users table. Beyond the sanitizers it checks that an error names a
-// line of the input and that every accepted key can be found again.
+// libFuzzer target for file tables (lookup/table.cpp, lookup/relay_policy.cpp): arbitrary
+// bytes as a plain key/value table, as a virtual users table and as a senders table. Beyond the
+// sanitizers it checks that an error names a line of the input and that every accepted key can be
+// found again.
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
 
+#include "lookup/relay_policy.hpp"
 #include "lookup/table.hpp"
 
 namespace {
@@ -36,6 +38,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     check(users.error().line >= 0 && static_cast<size_t>(users.error().line) <= lines);
   } else {
     check(table.ok());
+  }
+  // Every login a senders table accepts has at least one grant, each an address or @domain.
+  auto senders = SenderTable::parse(text, "fuzz");
+  if (senders.ok()) {
+    check(table.ok());
+    for (const auto& [key, value] : table.value().entries()) {
+      const auto* grants = senders.value().grants(key);
+      check(grants != nullptr && !grants->empty());
+      for (const std::string& g : *grants) check(g.find('@') != std::string::npos);
+    }
+  } else {
+    check(senders.error().line >= 0 && static_cast<size_t>(senders.error().line) <= lines);
   }
   return 0;
 }

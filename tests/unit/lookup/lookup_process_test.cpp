@@ -62,7 +62,8 @@ class LookupProcessTest : public ::testing::Test {
     users_path_ = dir_.path() + "/users";
     credentials_path_ = dir_.path() + "/credentials";
     std::ofstream(users_path_) << "alice\nbob\n";
-    std::ofstream(credentials_path_) << "alice:" << sha512_hash("correct horse") << "\n";
+    std::ofstream(credentials_path_) << "alice:" << sha512_hash("correct horse") << "\n"
+                                     << "dave@virt.test:" << sha512_hash("battery") << "\n";
     lookup_.emplace(Role::lookup, [](ChildRuntime& runtime) {
       LookupProcess lookup(runtime);
       return runtime.run();
@@ -71,12 +72,11 @@ class LookupProcessTest : public ::testing::Test {
     domain.name = "example.org";
     domain.users_table = users_path_;
     domain.maildir = dir_.path() + "/%u/Maildir";
-    Settings config;
-    config.domains = {domain};
+    config_.domains = {domain};
     // No address is trusted and none is throttled, unlike the defaults of smtpd.yaml.
-    config.trusted_networks.clear();
-    config.connection_rate = 0;
-    ASSERT_TRUE(lookup_->parent().send(config));
+    config_.trusted_networks.clear();
+    config_.connection_rate = 0;
+    ASSERT_TRUE(lookup_->parent().send(config_));
     ASSERT_TRUE(send_table(msg::TableKind::users, users_path_));
     ASSERT_TRUE(send_table(msg::TableKind::credentials, credentials_path_));
     smtp_ = &lookup_->connect(Role::smtp);
@@ -105,8 +105,9 @@ class LookupProcessTest : public ::testing::Test {
     return verdict->message.decision;
   }
 
-  std::optional<msg::AuthOutcome> auth(const std::string& password, uint64_t session) {
-    if (!smtp_->send(msg::AuthCheck{.user = "alice",
+  std::optional<msg::AuthOutcome> auth(const std::string& password, uint64_t session,
+                                       const std::string& user = "alice") {
+    if (!smtp_->send(msg::AuthCheck{.user = user,
                                     .password = password,
                                     .client_address = "127.0.0.1",
                                     .session = session},
@@ -118,12 +119,15 @@ class LookupProcessTest : public ::testing::Test {
   }
 
   std::optional<msg::RelayVerdict> relay(uint64_t session, const std::string& auth_user,
-                                         const std::string& client = "127.0.0.1") {
+                                         const std::string& client = "127.0.0.1",
+                                         std::vector<std::string> domains = {"remote.example"},
+                                         const std::string& sender = "") {
     if (!queue_->send(msg::RelayCheck{.session = session,
                                       .client_address = client,
                                       .listener = "smtp",
                                       .auth_user = auth_user,
-                                      .domain = "remote.example"},
+                                      .sender = sender,
+                                      .domains = std::move(domains)},
                       ++request_))
       return std::nullopt;
     auto verdict = lookup_->await<msg::RelayVerdict>(*queue_);
@@ -131,6 +135,38 @@ class LookupProcessTest : public ::testing::Test {
     return verdict->message;
   }
 
+  std::optional<msg::SenderVerdict> sender(uint64_t session, const std::string& address) {
+    if (!smtp_->send(msg::SenderCheck{.session = session, .sender = address}, ++request_))
+      return std::nullopt;
+    auto verdict = lookup_->await<msg::SenderVerdict>(*smtp_);
+    if (!verdict || verdict->request_id != request_) return std::nullopt;
+    return verdict->message;
+  }
+  bool allowed_sender(uint64_t session, const std::string& address) {
+    const auto verdict = sender(session, address);
+    return verdict && verdict->allowed;
+  }
+
+  // A new configuration, in force once this returns: a table asked for with a request id
+  // after it on the same channel is answered only when the configuration was taken (the
+  // questions that follow come on other channels, which lookup may read first).
+  bool reconfigure() {
+    if (!lookup_->parent().send(config_) || !send_table(msg::TableKind::users, users_path_, 990))
+      return false;
+    auto loaded = lookup_->await<msg::TableLoaded>(lookup_->parent());
+    return loaded && loaded->request_id == 990;
+  }
+
+  // A session lookup registers from a real loopback connection (client 127.0.0.1).
+  Connection open_session(uint64_t id) {
+    Connection c = loopback_connection();
+    UniqueFd accepted = std::move(c.accepted);
+    if (!smtp_->send(msg::SessionOpen{.session = id, .listener = "smtp"}, 0, std::move(accepted)))
+      ADD_FAILURE() << "cannot open session";
+    return c;
+  }
+
+  Settings config_;
   test::TempDir dir_;
   std::string users_path_;
   std::string credentials_path_;
@@ -226,6 +262,122 @@ TEST_F(LookupProcessTest, RelayRestsOnWhatLookupVerified) {
   verdict = relay(7, "alice");
   ASSERT_TRUE(verdict);
   EXPECT_FALSE(verdict->allowed);
+}
+
+// relay_domains: anyone may send there ("*." covers the names below only); the queue's
+// question names every remote domain and each must be allowed.
+TEST_F(LookupProcessTest, RelayDomainsAreOpenToAnyClient) {
+  config_.relay_domains = {"relay.test", "*.sub.test"};
+  ASSERT_TRUE(reconfigure());
+  Connection c = open_session(7);
+  EXPECT_EQ(rcpt("x", "relay.test", 7), msg::RcptDecision::relay);
+  EXPECT_EQ(rcpt("x", "a.sub.test", 7), msg::RcptDecision::relay);
+  EXPECT_EQ(rcpt("x", "b.a.sub.test", 7), msg::RcptDecision::relay);
+  EXPECT_EQ(rcpt("x", "sub.test", 7), msg::RcptDecision::relay_denied);
+  EXPECT_EQ(rcpt("x", "xsub.test", 7), msg::RcptDecision::relay_denied);
+  EXPECT_EQ(rcpt("x", "relay.test.evil", 7), msg::RcptDecision::relay_denied);
+  EXPECT_EQ(rcpt("x", "remote.example", 7), msg::RcptDecision::relay_denied);
+  auto verdict = relay(7, "", "127.0.0.1", {"relay.test", "a.sub.test"});
+  ASSERT_TRUE(verdict);
+  EXPECT_TRUE(verdict->allowed) << verdict->reason;
+  // A relay domain first does not carry another one through.
+  verdict = relay(7, "", "127.0.0.1", {"relay.test", "remote.example"});
+  ASSERT_TRUE(verdict);
+  EXPECT_FALSE(verdict->allowed);
+  EXPECT_EQ(verdict->reason, "no relaying to remote.example for this session");
+  // An address literal is never a relay domain.
+  verdict = relay(7, "", "127.0.0.1", {"[127.0.0.1]"});
+  ASSERT_TRUE(verdict);
+  EXPECT_FALSE(verdict->allowed);
+}
+
+// A trusted network relays only when trusted_networks_relay says so.
+TEST_F(LookupProcessTest, TrustedNetworksRelayOnlyWhenAllowed) {
+  config_.trusted_networks = {*inet::parse_network("127.0.0.0/8")};
+  ASSERT_TRUE(reconfigure());
+  Connection c = open_session(7);
+  EXPECT_EQ(rcpt("x", "remote.example", 7), msg::RcptDecision::relay_denied);
+  auto verdict = relay(7, "");
+  ASSERT_TRUE(verdict);
+  EXPECT_FALSE(verdict->allowed);
+  config_.trusted_networks_relay = true;
+  ASSERT_TRUE(reconfigure());
+  EXPECT_EQ(rcpt("x", "remote.example", 7), msg::RcptDecision::relay);
+  verdict = relay(7, "", "127.0.0.1", {"remote.example", "[192.0.2.1]"});
+  ASSERT_TRUE(verdict);
+  EXPECT_TRUE(verdict->allowed) << verdict->reason;
+  // The permission is the network's: another client address in the envelope gets nothing.
+  verdict = relay(7, "", "192.0.2.9");
+  ASSERT_TRUE(verdict);
+  EXPECT_FALSE(verdict->allowed);
+  config_.trusted_networks = {*inet::parse_network("192.0.2.0/24")};
+  ASSERT_TRUE(reconfigure());
+  EXPECT_EQ(rcpt("x", "remote.example", 7), msg::RcptDecision::relay_denied);
+}
+
+// An authenticated user sends as its own address (a login that is an address), as
+// login@<local domain> (a bare login), or as what the senders table grants; the relay check
+// asks the same.
+TEST_F(LookupProcessTest, AuthenticatedUsersSendOnlyAsTheirOwnAddresses) {
+  Connection d = open_session(7);
+  Connection a = open_session(8);
+  // Unknown until authenticated.
+  auto verdict = sender(7, "dave@virt.test");
+  ASSERT_TRUE(verdict);
+  EXPECT_FALSE(verdict->allowed);
+  ASSERT_EQ(auth("battery", 7, "dave@virt.test"), msg::AuthOutcome::accepted);
+  ASSERT_EQ(auth("correct horse", 8), msg::AuthOutcome::accepted);
+  EXPECT_TRUE(allowed_sender(7, "dave@virt.test"));
+  EXPECT_TRUE(allowed_sender(7, "Dave@VIRT.test"));
+  EXPECT_TRUE(allowed_sender(7, ""));  // <>
+  verdict = sender(7, "alice@example.org");
+  ASSERT_TRUE(verdict);
+  EXPECT_FALSE(verdict->allowed);
+  EXPECT_EQ(verdict->reason, "user dave@virt.test does not own <alice@example.org>");
+  EXPECT_FALSE(allowed_sender(7, "sales@virt.test"));
+  EXPECT_TRUE(allowed_sender(8, "alice@example.org"));
+  EXPECT_FALSE(allowed_sender(8, "alice@virt.test"));
+  EXPECT_FALSE(allowed_sender(8, "dave@virt.test"));
+  auto relayed = relay(7, "dave@virt.test", "127.0.0.1", {"remote.example"}, "alice@example.org");
+  ASSERT_TRUE(relayed);
+  EXPECT_FALSE(relayed->allowed);
+  EXPECT_EQ(relayed->reason, "user dave@virt.test does not own <alice@example.org>");
+  relayed = relay(7, "dave@virt.test", "127.0.0.1", {"remote.example"}, "dave@virt.test");
+  ASSERT_TRUE(relayed);
+  EXPECT_TRUE(relayed->allowed) << relayed->reason;
+
+  // The senders table adds addresses and whole domains; a bad one is refused whole.
+  const std::string senders = dir_.path() + "/senders";
+  config_.senders = senders;
+  ASSERT_TRUE(reconfigure());
+  std::ofstream(senders) << "# login addresses\nDAVE@virt.test sales@virt.test, @team.test\n";
+  ASSERT_TRUE(send_table(msg::TableKind::senders, senders, 902));
+  auto loaded = lookup_->await<msg::TableLoaded>(lookup_->parent());
+  ASSERT_TRUE(loaded);
+  EXPECT_TRUE(loaded->message.ok) << loaded->message.error;
+  EXPECT_TRUE(allowed_sender(7, "sales@virt.test"));
+  EXPECT_TRUE(allowed_sender(7, "anyone@team.test"));
+  EXPECT_TRUE(allowed_sender(7, "dave@virt.test"));
+  EXPECT_FALSE(allowed_sender(7, "anyone@sub.team.test"));
+  EXPECT_FALSE(allowed_sender(7, "alice@example.org"));
+  EXPECT_FALSE(allowed_sender(8, "sales@virt.test"));
+  std::ofstream(senders, std::ios::trunc) << "dave@virt.test not-an-address\n";
+  ASSERT_TRUE(send_table(msg::TableKind::senders, senders, 903));
+  loaded = lookup_->await<msg::TableLoaded>(lookup_->parent());
+  ASSERT_TRUE(loaded);
+  EXPECT_FALSE(loaded->message.ok);
+  EXPECT_NE(loaded->message.error.find(senders + ":1"), std::string::npos) << loaded->message.error;
+  EXPECT_TRUE(allowed_sender(7, "sales@virt.test"));
+
+  // Off by explicit choice: any sender.
+  config_.senders.reset();
+  config_.sender_rule = SenderRule::off;
+  ASSERT_TRUE(reconfigure());
+  EXPECT_TRUE(allowed_sender(7, "alice@example.org"));
+  // Back on without the table: its grants are gone.
+  config_.sender_rule = SenderRule::own;
+  ASSERT_TRUE(reconfigure());
+  EXPECT_FALSE(allowed_sender(7, "sales@virt.test"));
 }
 
 // A descriptor that is not a TCP connection registers no session.

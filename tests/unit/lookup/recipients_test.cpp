@@ -1,5 +1,5 @@
-// Recipient policy: local domains, relaying only when authenticated, and every dressed-up form
-// of a remote address refused.
+// Recipient policy: local domains, relay domains, relaying elsewhere only when lookup trusts
+// the session, and every dressed-up form of a remote address refused.
 #include "lookup/recipients.hpp"
 #include "lookup/api.hpp"
 #include "smtp/api.hpp"
@@ -50,6 +50,21 @@ TEST(RecipientPolicy, RelayingNeedsAuthentication) {
   Policy p(domains({"example.org"}));
   EXPECT_EQ(p.decide(check("x", "remote.example")), msg::RcptDecision::relay_denied);
   EXPECT_EQ(p.decide(check("x", "remote.example", true)), msg::RcptDecision::relay);
+}
+
+// A relay domain takes any recipient from anyone; local domains are matched first, and an
+// address literal is never a relay domain.
+TEST(RecipientPolicy, RelayDomainsNeedNoAuthentication) {
+  LocalRouter router;
+  router.configure(domains({"example.org", "hq.relay.test"}));
+  RelayDomains relay;
+  relay.configure({"relay.test", "*.relay.test"});
+  RecipientPolicy policy(router, &relay);
+  EXPECT_EQ(policy.decide(check("x", "relay.test")), msg::RcptDecision::relay);
+  EXPECT_EQ(policy.decide(check("x", "a.relay.test")), msg::RcptDecision::relay);
+  EXPECT_EQ(policy.decide(check("x", "hq.relay.test")), msg::RcptDecision::local);
+  EXPECT_EQ(policy.decide(check("x", "remote.example")), msg::RcptDecision::relay_denied);
+  EXPECT_EQ(policy.decide(check("x", "[192.0.2.1]", false, true)), msg::RcptDecision::relay_denied);
 }
 
 TEST(RecipientPolicy, DressedUpRemoteAddressesAreRefused) {

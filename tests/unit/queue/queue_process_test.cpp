@@ -4,6 +4,8 @@
 // replaced; recovery of a spool left by a crash.
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "tests/unit/queue/queue_test_fixture.hpp"
 
 namespace postern::queue {
@@ -161,7 +163,7 @@ TEST_F(QueueTest, RelayCheckDecidesForRemoteRecipients) {
   auto check = await<msg::RelayCheck>(*lookup_);
   ASSERT_TRUE(check);
   EXPECT_EQ(check->message.session, 42u);
-  EXPECT_EQ(check->message.domain, "remote.example");
+  EXPECT_EQ(check->message.domains, std::vector<std::string>{"remote.example"});
   EXPECT_EQ(check->message.client_address, "192.0.2.1");
   // No answer before lookup's.
   EXPECT_FALSE(queue_->run_until([&] { return smtp_->has<msg::MessageResult>(); },
@@ -188,6 +190,56 @@ TEST_F(QueueTest, RelayCheckDecidesForRemoteRecipients) {
   EXPECT_TRUE(spooled(spool_.path(), allowed));
   // A remote recipient is the mta's: nothing goes to mda.
   EXPECT_TRUE(mda_gets_nothing(std::chrono::milliseconds(200)));
+}
+
+// lookup is asked about every remote domain of the message, not only the first: a relay
+// domain first cannot carry another domain through. Beyond one frame's worth of domains the
+// queue asks again, and the message is committed only when every answer allows it.
+TEST_F(QueueTest, RelayCheckCoversEveryRemoteDomain) {
+  start_queue();
+  const std::string mixed = open_and_write();
+  ASSERT_TRUE(smtp_->send(msg::MessageRecipients{
+      .id = mixed,
+      .recipients = {rcpt("alice@example.org"), rcpt("x@relay.example"), rcpt("y@relay.example"),
+                     rcpt("victim@remote.example")}}));
+  ASSERT_TRUE(commit(mixed, std::time(nullptr), 4, 42));
+  auto check = await<msg::RelayCheck>(*lookup_);
+  ASSERT_TRUE(check);
+  EXPECT_EQ(check->message.domains, (std::vector<std::string>{"remote.example", "relay.example"}));
+  ASSERT_TRUE(lookup_->send(msg::RelayVerdict{.allowed = false, .temporary = false, .reason = "no"},
+                            check->request_id));
+  auto result = await<msg::MessageResult>(*smtp_);
+  ASSERT_TRUE(result);
+  EXPECT_EQ(result->message.outcome, msg::MessageOutcome::relay_denied);
+
+  const std::string many = open_and_write();
+  const size_t kDomains = msg::kMaxRelayDomains + 1;
+  for (size_t first = 0; first < kDomains; first += 100) {
+    msg::MessageRecipients part{.id = many, .recipients = {}};
+    for (size_t i = first; i < std::min(kDomains, first + 100); ++i)
+      part.recipients.push_back(rcpt("x@d" + std::to_string(i) + ".example"));
+    ASSERT_TRUE(smtp_->send(part));
+  }
+  ASSERT_TRUE(commit(many, std::time(nullptr), static_cast<uint32_t>(kDomains), 43));
+  std::set<std::string> asked;
+  check = await<msg::RelayCheck>(*lookup_);
+  ASSERT_TRUE(check);
+  EXPECT_EQ(check->message.domains.size(), msg::kMaxRelayDomains);
+  asked.insert(check->message.domains.begin(), check->message.domains.end());
+  ASSERT_TRUE(lookup_->send(msg::RelayVerdict{.allowed = true, .temporary = false, .reason = ""},
+                            check->request_id));
+  // Not committed on the first answer: the rest is asked about.
+  check = await<msg::RelayCheck>(*lookup_);
+  ASSERT_TRUE(check);
+  asked.insert(check->message.domains.begin(), check->message.domains.end());
+  EXPECT_EQ(asked.size(), kDomains);
+  EXPECT_FALSE(smtp_->has<msg::MessageResult>());
+  ASSERT_TRUE(lookup_->send(msg::RelayVerdict{.allowed = false, .temporary = false, .reason = "no"},
+                            check->request_id));
+  result = await<msg::MessageResult>(*smtp_);
+  ASSERT_TRUE(result);
+  EXPECT_EQ(result->message.outcome, msg::MessageOutcome::relay_denied);
+  EXPECT_TRUE(await_removed(many));
 }
 
 // A frame smtp may not send, or one that does not decode, closes smtp's channel and is

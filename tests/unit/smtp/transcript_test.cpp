@@ -260,8 +260,8 @@ bool set_limit(smtp::Limits& l, const std::string& name, uint64_t value) {
 
 // "lookup rcpt local", "queue commit hold": the answer to a question yet to come.
 bool is_answer(const std::string& line) {
-  for (const char* kind :
-       {"lookup client ", "lookup rcpt ", "lookup auth ", "queue open ", "queue commit "})
+  for (const char* kind : {"lookup client ", "lookup rcpt ", "lookup auth ", "lookup sender ",
+                           "queue open ", "queue commit "})
     if (line.starts_with(kind)) return true;
   return false;
 }
@@ -476,6 +476,16 @@ void Transcript::start_peers() {
     if (const auto a = pick("rcpt", "lookup", kDecisions))
       answer(lookup_.get(), "lookup", msg::RcptVerdict{.decision = a->second}, in.request_id,
              "RcptVerdict " + a->first);
+  });
+  lookup_side_.on<msg::SenderCheck>([this](msg::Incoming& in, msg::SenderCheck&& m) {
+    note("lookup< SenderCheck session=" + std::to_string(m.session) + " sender=<" +
+         escape(m.sender) + ">");
+    static const std::vector<std::pair<std::string, msg::SenderVerdict>> kVerdicts = {
+        {"allowed", {.allowed = true, .temporary = false, .reason = ""}},
+        {"refused", {.allowed = false, .temporary = false, .reason = "scripted"}},
+        {"temporary", {.allowed = false, .temporary = true, .reason = "scripted"}}};
+    if (const auto a = pick("sender", "lookup", kVerdicts))
+      answer(lookup_.get(), "lookup", a->second, in.request_id, "SenderVerdict " + a->first);
   });
   lookup_side_.on<msg::AuthCheck>([this](msg::Incoming& in, msg::AuthCheck&& m) {
     note("lookup< AuthCheck user=" + escape(m.user) + " password=" + escape(m.password) +

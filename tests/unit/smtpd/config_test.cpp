@@ -101,7 +101,7 @@ std::vector<Network> loopback_networks() {
 }
 
 // A Config as text, for comparison with the golden *.expected files. Client checks, trusted
-// networks and DNS appear only when they differ from their defaults.
+// networks, relaying, senders and DNS appear only when they differ from their defaults.
 std::string dump(const Config& config) {
   std::ostringstream out;
   out << "hostname: "
@@ -133,6 +133,14 @@ std::string dump(const Config& config) {
     for (const Network& network : config.lookup.trusted_networks) out << " " << network.to_string();
     out << "\n";
   }
+  if (!config.lookup.relay_domains.empty()) {
+    out << "relay_domains:";
+    for (const std::string& domain : config.lookup.relay_domains) out << " " << domain;
+    out << "\n";
+  }
+  if (config.lookup.trusted_networks_relay) out << "trusted_networks_relay: true\n";
+  if (config.lookup.senders) out << "senders: " << *config.lookup.senders << "\n";
+  if (config.lookup.sender_rule == lookup::SenderRule::off) out << "senders: off\n";
   if (config.lookup.dns != Dns{}) {
     out << "dns: timeout=" << config.lookup.dns.timeout << " resolvers=";
     if (config.lookup.dns.resolvers.empty()) out << "<resolv.conf>";
@@ -412,7 +420,8 @@ TEST(ConfigErrors, UnknownTopLevelKeyPointsAtTheKey) {
   EXPECT_EQ(error_of("listeners:\n  - address: 127.0.0.1:25\nspol: /var/spool\n"),
             "t.yaml:3:1: unknown key 'spol' in top level (expected one of: control, "
             "credentials, dns, domains, empty_dir, hostname, limits, listeners, queue_user, "
-            "run_dir, spool, tls, trusted_networks, user, virtual_user)");
+            "relay_domains, run_dir, senders, spool, tls, trusted_networks, "
+            "trusted_networks_relay, user, virtual_user)");
 }
 
 TEST(ConfigErrors, UnknownControlKey) {
@@ -703,8 +712,9 @@ extra: 1
       "t.yaml:8:11: unknown listener role 'relay' (expected one of: smtp, submission, smtps)",
       "t.yaml:9:5: listener has no 'address'",
       ("t.yaml:10:1: unknown key 'extra' in top level (expected one of: control, "
-       "credentials, dns, domains, empty_dir, hostname, limits, listeners, queue_user, run_dir, "
-       "spool, tls, trusted_networks, user, virtual_user)"),
+      "credentials, dns, domains, empty_dir, hostname, limits, listeners, queue_user, "
+      "relay_domains, run_dir, senders, spool, tls, trusted_networks, trusted_networks_relay, "
+      "user, virtual_user)"),
   };
   EXPECT_EQ(lines, expected);
 }

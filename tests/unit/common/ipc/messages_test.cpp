@@ -174,9 +174,13 @@ TEST(Messages, LookupQuestionsRoundTrip) {
   auto settings_with_network = [](const std::string& network) {
     wire::Writer w;
     w.count(0);  // domains
+    w.count(0);  // relay_domains
     w.count(1);  // trusted_networks
     w.str(network);
-    w.count(0);  // dns.resolvers
+    w.boolean(false);  // trusted_networks_relay
+    w.boolean(false);  // senders
+    w.u32(0);          // sender_rule
+    w.count(0);        // dns.resolvers
     w.u32(5);    // dns.timeout
     w.u32(60);   // connection_rate
     w.count(0);  // checks
@@ -296,10 +300,15 @@ TEST(Messages, ReceivingMailRoundTrips) {
                                                  .client_address = "192.0.2.1",
                                                  .listener = "smtp",
                                                  .auth_user = "alice",
-                                                 .domain = "remote.example"});
+                                                 .sender = "alice@example.org",
+                                                 .domains = {"a.example", "b.example"}});
   EXPECT_EQ(relay.session, 7u);
   EXPECT_EQ(relay.auth_user, "alice");
-  EXPECT_EQ(relay.domain, "remote.example");
+  EXPECT_EQ(relay.sender, "alice@example.org");
+  EXPECT_EQ(relay.domains, (std::vector<std::string>{"a.example", "b.example"}));
+  const SenderCheck sender = round_trip(SenderCheck{.session = 9, .sender = "a@b.example"});
+  EXPECT_EQ(sender.session, 9u);
+  EXPECT_EQ(sender.sender, "a@b.example");
   const RelayVerdict verdict =
       round_trip(RelayVerdict{.allowed = false, .temporary = true, .reason = "forgotten"});
   EXPECT_TRUE(verdict.temporary);
