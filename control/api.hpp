@@ -124,12 +124,12 @@ struct CtlRemove {
   }
 };
 
-// Pause or resume a stage: smtp stops accepting connections; mda gets no new jobs.
+// Pause or resume a stage: smtp stops accepting connections; mda or mta gets no new jobs.
 struct CtlPause {
   static constexpr MessageInfo kInfo = schema(Type::ctl_pause);
   Role target = Role::mda;
   bool pause = true;
-  bool valid() const { return target == Role::mda || target == Role::smtp; }
+  bool valid() const { return target == Role::mda || target == Role::mta || target == Role::smtp; }
   static constexpr auto fields() {
     return std::tuple{
         fields::field(&CtlPause::target, "target", {.values = kRoleCount}),

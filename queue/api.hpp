@@ -29,7 +29,8 @@ struct Settings {
   uint32_t retry_first = 60;          // seconds before the first retry, doubling...
   uint32_t retry_max = 3600;          // ...up to this
   uint32_t delay_warning = 4 * 3600;  // seconds before a delay notification (NOTIFY=DELAY); 0: none
-  uint32_t in_delivery = 128;         // messages in delivery at once (scheduler.hpp)
+  uint32_t in_delivery = 128;         // messages in delivery at mda at once (scheduler.hpp)
+  uint32_t in_relay = 1000;           // messages at mta at once (scheduler.hpp)
 
   static constexpr auto fields() {
     using fields::field;
@@ -49,6 +50,7 @@ struct Settings {
         field(&Settings::delay_warning, "limits.delay_warning",
               {.min = 0, .max = 365 * 86400, .unit = fields::kDays}),
         field(&Settings::in_delivery, "limits.in_delivery", {.min = 1, .max = 100000}),
+        field(&Settings::in_relay, "limits.in_relay", {.min = 1, .max = 100000}),
     };
   }
   // Checked on both sides: by the configuration check, and by the queue when it decodes.

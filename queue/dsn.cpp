@@ -120,7 +120,10 @@ std::string make_dsn(const Envelope& original, const std::vector<ReportedRecipie
            one_line(r.recipient->orcpt) + "\r\n";
     m += std::string("Action: ") + action_word(r.action) + "\r\n";
     m += "Status: " + one_line(r.status) + "\r\n";
-    m += "Diagnostic-Code: X-Postern; " + one_line(r.diagnostic) + "\r\n";
+    // RFC 3464 2.3.5-2.3.6: a remote server's reply is quoted as such, with its name.
+    if (!r.remote_mta.empty()) m += "Remote-MTA: dns; " + one_line(r.remote_mta) + "\r\n";
+    m += std::string("Diagnostic-Code: ") + (r.remote_mta.empty() ? "X-Postern" : "smtp") + "; " +
+         one_line(r.diagnostic) + "\r\n";
     if (r.action == DsnAction::delayed && r.retry_until != 0)
       m += "Will-Retry-Until: " + rfc5322_date(r.retry_until) + "\r\n";
   }

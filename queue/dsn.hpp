@@ -27,6 +27,9 @@ struct ReportedRecipient {
   std::string status;      // "5.1.1", "2.0.0"
   std::string diagnostic;  // what happened, for Diagnostic-Code
   time_t retry_until = 0;  // delayed: when the queue gives up (Will-Retry-Until)
+  // The remote server whose reply decided it (a DSN's Remote-MTA), empty when none did; then
+  // diagnostic is that reply as the server gave it ("550 5.1.1 no such user").
+  std::string remote_mta;
 };
 
 // Whether the sender hears of this recipient's outcome (RFC 3461 4.1): failures unless NOTIFY

@@ -60,7 +60,7 @@ QueueProcess::QueueProcess(ChildRuntime& runtime) : runtime_(runtime) {
     if (scheduler_) scheduler_->configure(config_);
   });
   d.on<msg::DeliveryReport>([this](msg::Incoming& in, msg::DeliveryReport&& m) {
-    if (scheduler_) scheduler_->on_report(m, in.request_id);
+    if (scheduler_) scheduler_->on_report(m, in.from, in.request_id);
   });
   d.on<msg::CtlSchedule>([this](msg::Incoming& in, msg::CtlSchedule&& m) {
     answer_control(in.request_id, scheduler_->schedule(m.id));
@@ -69,7 +69,7 @@ QueueProcess::QueueProcess(ChildRuntime& runtime) : runtime_(runtime) {
     answer_control(in.request_id, scheduler_->remove(m.id));
   });
   d.on<msg::CtlPause>([this](msg::Incoming& in, msg::CtlPause&& m) {
-    answer_control(in.request_id, scheduler_->pause_deliveries(m.pause));
+    answer_control(in.request_id, scheduler_->pause_deliveries(m.target, m.pause));
   });
   d.on<msg::MessageOpen>([this](msg::Incoming& in, msg::MessageOpen&&) { open(in); });
   d.on<msg::MessageRecipients>(
@@ -90,10 +90,10 @@ QueueProcess::QueueProcess(ChildRuntime& runtime) : runtime_(runtime) {
       drop_relay_checks(false);
     }
     if (peer == Role::lookup) drop_relay_checks(true);
-    if (peer == Role::mda && scheduler_) scheduler_->mda_lost();
+    if (scheduler_) scheduler_->peer_lost(peer);
   });
   runtime_.on_peer_ready([this](Role peer) {
-    if (peer == Role::mda && scheduler_) scheduler_->mda_ready();
+    if (scheduler_) scheduler_->peer_ready(peer);
   });
 }
 
@@ -322,7 +322,8 @@ void QueueProcess::show_queue(uint32_t request_id) {
     for (const Recipient& r : e.recipients) {
       std::string line = "    " + printable(r.address) + "  " + state_name(r.state) + "  " +
                          std::to_string(r.attempts) + (r.attempts == 1 ? " attempt" : " attempts");
-      if (r.state == RecipientState::pending) line += "  next try " + next_try(e, now);
+      if (r.state == RecipientState::pending)
+        line += "  next try " + next_try(e, scheduler_->lane_of(r.address), now);
       if (!r.last_error.empty()) line += "  (" + printable(r.last_error) + ")";
       answer.text() += line + "\n";
     }
@@ -378,11 +379,13 @@ void QueueProcess::show_message(uint32_t request_id, const std::string& id) {
   answer.finish(true, "");
 }
 
-std::string QueueProcess::next_try(const Envelope& e, int64_t now) const {
-  if (scheduler_->in_flight(e.id)) return "now (in delivery)";
-  if (scheduler_->paused()) return "when mda is resumed";
-  if (e.next_try <= now) return "now";
-  return "in " + age(e.next_try - now);
+std::string QueueProcess::next_try(const Envelope& e, Lane lane, int64_t now) const {
+  if (scheduler_->in_flight(e.id, lane)) return "now (in delivery)";
+  if (scheduler_->paused(lane))
+    return lane == Lane::local ? "when mda is resumed" : "when mta is resumed";
+  const int64_t at = scheduler_->next_try(e.id, lane);
+  if (at <= now) return "now";
+  return "in " + age(at - now);
 }
 
 std::string QueueProcess::age(int64_t seconds) {

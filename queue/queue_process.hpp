@@ -1,5 +1,5 @@
 // The queue process's core: owns the spool (Spool, Committer, Spares, Scheduler) and answers
-// smtp, mda, lookup and smtpctl through the ChildRuntime it is given. It is the only code that
+// smtp, mda, mta, lookup and smtpctl through the ChildRuntime it is given. It is the only code that
 // creates, commits or removes message files; main.cpp only starts it.
 #pragma once
 
@@ -71,8 +71,8 @@ class QueueProcess {
 
   void show_message(uint32_t request_id, const std::string& id);
 
-  // When a message's pending recipients are tried next, as show queue says it.
-  std::string next_try(const Envelope& e, int64_t now) const;
+  // When a message's pending recipients of a lane are tried next, as show queue says it.
+  std::string next_try(const Envelope& e, Lane lane, int64_t now) const;
 
   static std::string age(int64_t seconds);
   static const char* state_name(RecipientState s);

@@ -12,10 +12,12 @@
 #include <cstring>
 #include <ctime>
 #include <memory>
+#include <span>
 
 #include "common/util/io.hpp"
 #include "common/util/log.hpp"
 #include "mda/api.hpp"
+#include "mta/api.hpp"
 #include "queue/api.hpp"
 #include "queue/dsn.hpp"
 #include "queue/envelope_file.hpp"
@@ -35,6 +37,21 @@ const char* status_word(msg::DeliveryOutcome outcome) {
   return "unknown";
 }
 
+// A job's size on the wire: the frame's fixed part and each recipient's (lengths, index,
+// flags), counted generously; a job stays within kLocalJobBytes, well inside a frame.
+constexpr size_t kRemoteJobOverhead = 256;
+constexpr size_t kRemoteRecipientOverhead = 32;
+
+// "name[address]:port" as mta reports the server: the host a DSN's Remote-MTA names (the name,
+// or the address when the server has none).
+std::string remote_host(const std::string& remote_mta) {
+  const size_t open = remote_mta.find('[');
+  if (open == std::string::npos) return remote_mta;
+  if (open > 0) return remote_mta.substr(0, open);
+  const size_t close = remote_mta.find(']', open);
+  return remote_mta.substr(open + 1, close == std::string::npos ? close : close - open - 1);
+}
+
 }  // namespace
 
 Scheduler::Scheduler(ChildRuntime& runtime, Spool& spool, Spares& spares, Committer& committer)
@@ -42,12 +59,18 @@ Scheduler::Scheduler(ChildRuntime& runtime, Spool& spool, Spares& spares, Commit
   // A clock would do as well; a failure leaves 0, which only makes an old report's match
   // likelier.
   (void)!getrandom(&flights_, sizeof flights_, 0);
+  lane(Lane::local).peer = Role::mda;
+  lane(Lane::local).name = "local";
+  lane(Lane::remote).peer = Role::mta;
+  lane(Lane::remote).name = "remote";
   update_counters();
 }
 
 void Scheduler::configure(const Settings& settings) {
   settings_ = settings;
   local_domains_ = {settings.local_domains.begin(), settings.local_domains.end()};
+  lane(Lane::local).places = settings.in_delivery;
+  lane(Lane::remote).places = settings.in_relay;
 }
 
 bool Scheduler::is_local(const std::string& address) const {
@@ -56,41 +79,68 @@ bool Scheduler::is_local(const std::string& address) const {
   return local_domains_.contains(std::string_view(address).substr(at + 1));
 }
 
+int64_t Scheduler::next_try(const std::string& id, Lane l) const {
+  auto it = retries_.find(id);
+  return it == retries_.end() ? 0 : it->second[static_cast<size_t>(l)].next_try;
+}
+
 void Scheduler::add(Envelope envelope) {
   const std::string id = envelope.id;
   const int64_t next_try = envelope.next_try;
   messages_[id] = std::move(envelope);
   update_counters();
-  // Found at start with a retry still ahead: the backoff holds across restarts.
+  // Found at start with a retry still ahead: the backoff holds across restarts. (The spool
+  // keeps one next try, the earliest of the lanes'.)
   const int64_t now = time(nullptr);
-  if (next_try > now) {
-    retry_at(id, std::chrono::seconds(next_try - now));
-    return;
+  for (Lane l : {Lane::local, Lane::remote}) {
+    if (next_try > now) {
+      retry_at(l, id, std::chrono::seconds(next_try - now));
+    } else {
+      retries_[id][static_cast<size_t>(l)].next_try = next_try;
+      dispatch(l, id);
+    }
   }
-  dispatch(id);
 }
 
-void Scheduler::retry_at(const std::string& id, std::chrono::seconds wait) {
-  auto& timer = retries_[id];
-  if (!timer) timer = std::make_unique<Timer>(runtime_.base(), [this, id] { dispatch(id); });
-  timer->arm(std::chrono::duration_cast<std::chrono::milliseconds>(wait));
+void Scheduler::retry_at(Lane l, const std::string& id, std::chrono::seconds wait) {
+  Retry& retry = retries_[id][static_cast<size_t>(l)];
+  retry.next_try = time(nullptr) + wait.count();
+  if (!retry.timer)
+    retry.timer = std::make_unique<Timer>(runtime_.base(), [this, l, id] { dispatch(l, id); });
+  retry.timer->arm(std::chrono::duration_cast<std::chrono::milliseconds>(wait));
 }
 
-void Scheduler::dispatch(const std::string& id) {
-  auto it = messages_.find(id);
-  if (it == messages_.end() || in_flight_.contains(id) || paused_) return;
-  ipc::Channel* mda = runtime_.peer(Role::mda);
-  if (mda == nullptr) return;  // mda_ready() sends it
-  Envelope& e = it->second;
-  std::vector<msg::LocalRecipient> todo;
+bool Scheduler::out_elsewhere(const std::string& id, Lane l, uint32_t index) const {
+  const Lane other = l == Lane::local ? Lane::remote : Lane::local;
+  const Flights& flights = lanes_[static_cast<size_t>(other)].in_flight;
+  auto flight = flights.find(id);
+  return flight != flights.end() && flight->second.out.contains(index);
+}
+
+std::vector<uint32_t> Scheduler::pending_in(const Envelope& e, Lane l) const {
+  std::vector<uint32_t> todo;
   for (size_t i = 0; i < e.recipients.size(); ++i) {
     const Recipient& r = e.recipients[i];
-    if (r.state == RecipientState::pending && is_local(r.address))
-      todo.push_back({static_cast<uint32_t>(i), r.address});
+    // A reload that moved a domain between the lanes leaves a recipient out in the other lane
+    // until its result comes: never out twice.
+    if (r.state == RecipientState::pending && lane_of(r.address) == l &&
+        !out_elsewhere(e.id, l, static_cast<uint32_t>(i)))
+      todo.push_back(static_cast<uint32_t>(i));
   }
+  return todo;
+}
+
+void Scheduler::dispatch(Lane l, const std::string& id) {
+  LaneState& state = lane(l);
+  auto it = messages_.find(id);
+  if (it == messages_.end() || state.in_flight.contains(id) || state.paused) return;
+  ipc::Channel* peer = runtime_.peer(state.peer);
+  if (peer == nullptr) return;  // peer_ready() sends it
+  Envelope& e = it->second;
+  const std::vector<uint32_t> todo = pending_in(e, l);
   if (todo.empty()) return;
-  if (in_flight_.size() >= settings_.in_delivery) {
-    if (waiting_ids_.insert(id).second) waiting_.push_back(id);
+  if (state.in_flight.size() >= state.places) {
+    if (state.waiting_ids.insert(id).second) state.waiting.push_back(id);
     hurry_records_if_blocked();
     update_counters();
     return;
@@ -100,214 +150,315 @@ void Scheduler::dispatch(const std::string& id) {
     log::error("%s: %s", id.c_str(), data.error().message.c_str());
     return;
   }
-  Flight& flight = in_flight_[id];
+  Flight& flight = state.in_flight[id];
   flight.serial = ++flights_ != 0 ? flights_ : ++flights_;  // (0: none)
-  for (size_t i = 0, end = 0; i < todo.size(); i = end) {
-    // Up to kLocalRecipientsPerJob, as long as they fit a frame: a thousand long addresses
-    // do not, and a frame the channel refuses for its size would never go.
-    size_t bytes = msg::kLocalJobOverhead + e.sender.size();
-    for (end = i; end < todo.size() && end - i < msg::kLocalRecipientsPerJob; ++end) {
-      const size_t more = msg::kLocalRecipientOverhead + todo[end].address.size();
-      if (end > i && bytes + more > msg::kLocalJobBytes) break;
-      bytes += more;
-    }
-    msg::DeliverLocal job{.id = id, .size = e.size, .sender = e.sender, .recipients = {}};
-    job.recipients.assign(todo.begin() + static_cast<std::ptrdiff_t>(i),
-                          todo.begin() + static_cast<std::ptrdiff_t>(end));
-    UniqueFd fd(fcntl(data->get(), F_DUPFD_CLOEXEC, 0));
-    if (!msg::send(*mda, job, flight.serial, std::move(fd))) {
-      log::warn("%s: cannot hand the message to mda", id.c_str());
-      break;
-    }
-    ++flight.batches;
-    // Counted as tried once it is in mda's hands (recorded in the spool when it settles).
-    for (size_t k = i; k < end; ++k) {
-      uint32_t& attempts = e.recipients[todo[k].index].attempts;
-      if (attempts < UINT32_MAX) ++attempts;
-    }
-  }
+  const bool sent = l == Lane::local ? send_local(e, todo, data->get(), flight, *peer)
+                                     : send_remote(e, todo, data->get(), flight, *peer);
+  if (!sent)
+    log::warn("%s: cannot hand the message to %s", id.c_str(),
+              std::string(role_name(state.peer)).c_str());
   if (flight.batches == 0) {
-    // Nothing went (mda's channel has a full queue of frames): try again shortly rather than
-    // wait for the next mda_ready() or smtpctl schedule. A message some of whose batches went
-    // has its retry set when they settle.
-    in_flight_.erase(id);
-    retry_at(id, std::chrono::seconds(1));
+    // Nothing went (the peer's channel has a full queue of frames): try again shortly rather
+    // than wait for the next peer_ready() or smtpctl schedule. A message some of whose batches
+    // went has its retry set when they settle.
+    state.in_flight.erase(id);
+    retry_at(l, id, std::chrono::seconds(1));
   }
   update_counters();
 }
 
-void Scheduler::recorded(const std::string& id, uint32_t serial) {
-  auto flight = in_flight_.find(id);
-  if (flight == in_flight_.end() || flight->second.serial != serial) return;
-  end_flight(flight);
-  // A retry that came due while the outcome was being recorded found it in delivery.
-  auto it = messages_.find(id);
-  if (it != messages_.end() && it->second.next_try <= time(nullptr)) dispatch(id);
+// Up to kLocalRecipientsPerJob recipients a frame, as long as they fit: a thousand long
+// addresses do not, and a frame the channel refuses for its size would never go. send(first,
+// end) sends todo[first, end) and says whether it went; the rest stay pending.
+namespace {
+template <typename Size, typename Send>
+bool in_batches(const std::vector<uint32_t>& todo, size_t fixed, Size size_of, Send send) {
+  for (size_t i = 0, end = 0; i < todo.size(); i = end) {
+    size_t bytes = fixed;
+    for (end = i; end < todo.size() && end - i < msg::kLocalRecipientsPerJob; ++end) {
+      const size_t more = size_of(todo[end]);
+      if (end > i && bytes + more > msg::kLocalJobBytes) break;
+      bytes += more;
+    }
+    if (!send(i, end)) return false;
+  }
+  return true;
+}
+}  // namespace
+
+// A batch is in the peer's hands: counted as tried (recorded in the spool when it settles),
+// and the only recipients whose results the flight accepts.
+void Scheduler::handed_out(Envelope& e, Flight& flight, std::span<const uint32_t> batch) {
+  ++flight.batches;
+  for (uint32_t index : batch) {
+    flight.out.insert(index);
+    uint32_t& attempts = e.recipients[index].attempts;
+    if (attempts < UINT32_MAX) ++attempts;
+  }
 }
 
-void Scheduler::end_flight(std::map<std::string, Flight>::iterator flight) {
-  in_flight_.erase(flight);
-  dispatch_waiting();
+bool Scheduler::send_local(Envelope& e, const std::vector<uint32_t>& todo, int data, Flight& flight,
+                           ipc::Channel& mda) {
+  auto size_of = [&](uint32_t index) {
+    return msg::kLocalRecipientOverhead + e.recipients[index].address.size();
+  };
+  return in_batches(
+      todo, msg::kLocalJobOverhead + e.sender.size(), size_of, [&](size_t i, size_t end) {
+        msg::DeliverLocal job{.id = e.id, .size = e.size, .sender = e.sender, .recipients = {}};
+        for (size_t k = i; k < end; ++k)
+          job.recipients.push_back({todo[k], e.recipients[todo[k]].address});
+        if (!msg::send(mda, job, flight.serial, UniqueFd(fcntl(data, F_DUPFD_CLOEXEC, 0))))
+          return false;
+        handed_out(e, flight, std::span(todo).subspan(i, end - i));
+        return true;
+      });
+}
+
+// The same for mta, with what its MAIL and RCPT commands need: the message's facts for MAIL
+// (sender, SIZE, BODY, SMTPUTF8, RET, ENVID) and nothing of how it arrived.
+bool Scheduler::send_remote(Envelope& e, const std::vector<uint32_t>& todo, int data,
+                            Flight& flight, ipc::Channel& mta) {
+  Envelope facts;
+  facts.id = e.id;
+  facts.arrival = e.arrival;
+  facts.sender = e.sender;
+  facts.smtputf8 = e.smtputf8;
+  facts.body_8bit = e.body_8bit;
+  facts.ret = e.ret;
+  facts.envid = e.envid;
+  facts.size = e.size;
+  auto size_of = [&](uint32_t index) {
+    const Recipient& r = e.recipients[index];
+    return kRemoteRecipientOverhead + r.address.size() + r.orcpt_type.size() + r.orcpt.size();
+  };
+  const size_t fixed = kRemoteJobOverhead + e.sender.size() + e.envid.size();
+  return in_batches(todo, fixed, size_of, [&](size_t i, size_t end) {
+    msg::DeliverRemote job{.envelope = facts, .recipients = {}};
+    for (size_t k = i; k < end; ++k) {
+      const Recipient& r = e.recipients[todo[k]];
+      job.recipients.push_back({.index = todo[k],
+                                .address = r.address,
+                                .orcpt_type = r.orcpt_type,
+                                .orcpt = r.orcpt,
+                                .notify = r.notify});
+    }
+    if (!msg::send(mta, job, flight.serial, UniqueFd(fcntl(data, F_DUPFD_CLOEXEC, 0))))
+      return false;
+    handed_out(e, flight, std::span(todo).subspan(i, end - i));
+    return true;
+  });
+}
+
+void Scheduler::recorded(Lane l, const std::string& id, uint32_t serial) {
+  Flights& flights = lane(l).in_flight;
+  auto flight = flights.find(id);
+  if (flight == flights.end() || flight->second.serial != serial) return;
+  end_flight(l, flight);
+  // A retry that came due while the outcome was being recorded found it in delivery; an alias
+  // may have added recipients for the other lane.
+  if (!messages_.contains(id)) return;
+  const int64_t now = time(nullptr);
+  for (Lane each : {Lane::local, Lane::remote})
+    if (next_try(id, each) <= now) dispatch(each, id);
+}
+
+void Scheduler::end_flight(Lane l, Flights::iterator flight) {
+  lane(l).in_flight.erase(flight);
+  dispatch_waiting(l);
   update_counters();
 }
 
 // Messages wait for a place: records gathering for a shared directory fsync would keep them
 // waiting. Records still share one, those that come while the thread syncs the last batch.
 void Scheduler::hurry_records_if_blocked() {
-  if (!waiting_.empty()) committer_.hurry();
+  if (!lane(Lane::local).waiting.empty() || !lane(Lane::remote).waiting.empty()) committer_.hurry();
 }
 
-void Scheduler::dispatch_waiting() {
-  while (!waiting_.empty() && in_flight_.size() < settings_.in_delivery) {
-    const std::string id = std::move(waiting_.front());
-    waiting_.pop_front();
-    waiting_ids_.erase(id);
-    dispatch(id);
+void Scheduler::dispatch_waiting(Lane l) {
+  LaneState& state = lane(l);
+  while (!state.waiting.empty() && state.in_flight.size() < state.places) {
+    const std::string id = std::move(state.waiting.front());
+    state.waiting.pop_front();
+    state.waiting_ids.erase(id);
+    dispatch(l, id);
   }
 }
 
-void Scheduler::on_report(const msg::DeliveryReport& report, uint32_t request_id) {
+void Scheduler::on_report(const msg::DeliveryReport& report, Role from, uint32_t request_id) {
+  const Lane l = from == Role::mta ? Lane::remote : Lane::local;
+  Flights& flights = lane(l).in_flight;
   auto it = messages_.find(report.id);
-  auto flight = in_flight_.find(report.id);
-  // A report for another flight (of an earlier queue process, or one smtpctl removed) would
-  // settle this one before its own jobs answer. (A flight being recorded has had its reports.)
-  if (it == messages_.end() || flight == in_flight_.end() || flight->second.recording ||
-      flight->second.serial != request_id)
+  auto flight = flights.find(report.id);
+  // A report for another flight (of an earlier queue process, or one smtpctl removed, or the
+  // other process's) would settle this one before its own jobs answer. (A flight being
+  // recorded has had its reports.)
+  if (it == messages_.end() || flight == flights.end() || flight->second.recording ||
+      flight->second.serial != request_id) {
+    log::debug("%s: a report from %s for no job of its in delivery", report.id.c_str(),
+               std::string(role_name(from)).c_str());
     return;
+  }
   Envelope& e = it->second;
-  const double delay = static_cast<double>(time(nullptr) - e.arrival);
   std::vector<Recipient> forwarded;
   for (const msg::DeliveryResult& r : report.results) {
-    if (r.index >= e.recipients.size()) continue;
-    Recipient& rcpt = e.recipients[r.index];
-    if (rcpt.state != RecipientState::pending) continue;
-    log::info("%s: to=<%s>, relay=local, delay=%.0f, dsn=%s, status=%s (%s)", e.id.c_str(),
-              rcpt.address.c_str(), delay, r.dsn.c_str(), status_word(r.outcome), r.detail.c_str());
-    switch (r.outcome) {
-      case msg::DeliveryOutcome::delivered: {
-        rcpt.state = RecipientState::delivered;
-        ++delivered_;
-        // Delivered here, or expanded by an alias to several destinations; an alias to one
-        // address elsewhere passes its NOTIFY on, and the next hop reports (RFC 3461 6.2.7).
-        if (r.expanded || r.forward.empty())
-          flight->second.report_later(
-              rcpt,
-              {r.index, r.expanded ? DsnAction::expanded : DsnAction::delivered, r.dsn, r.detail});
-        // An alias sends it on elsewhere: new recipients of this message, for mta, keeping
-        // the original recipient for DSNs (RFC 3461 4.2).
-        const DsnNotify notify = r.expanded ? notify_for_members(rcpt.notify) : rcpt.notify;
-        for (const std::string& address : r.forward) {
-          log::info("%s: to=<%s>, forwarded to <%s>", e.id.c_str(), rcpt.address.c_str(),
-                    address.c_str());
-          forwarded.push_back({.address = address,
-                               .orcpt_type = rcpt.orcpt.empty() ? "rfc822" : rcpt.orcpt_type,
-                               .orcpt = rcpt.orcpt.empty() ? rcpt.address : rcpt.orcpt,
-                               .notify = notify,
-                               .state = RecipientState::pending});
-        }
-        break;
-      }
-      case msg::DeliveryOutcome::permanent_failure:
-        rcpt.state = RecipientState::failed;
-        ++bounced_;
-        flight->second.report_later(rcpt, {r.index, DsnAction::failed, r.dsn, r.detail});
-        break;
-      case msg::DeliveryOutcome::temporary_failure:
-        ++deferred_;
-        rcpt.last_error = (r.dsn + " " + r.detail).substr(0, kMaxLastError);
-        break;
+    if (flight->second.out.erase(r.index) == 0) {
+      log::warn("%s: %s reported on recipient %u, which is not in its job; ignored", e.id.c_str(),
+                std::string(role_name(from)).c_str(), r.index);
+      continue;
     }
+    apply(e, l, flight->second, r, forwarded);
   }
   for (Recipient& f : forwarded) e.recipients.push_back(std::move(f));
-  if (report.last && --flight->second.batches == 0) settle(report.id);
+  if (report.last && --flight->second.batches == 0) settle(l, report.id);
   update_counters();
 }
 
+// One recipient's result, handed out in this flight and still pending.
+void Scheduler::apply(Envelope& e, Lane l, Flight& flight, const msg::DeliveryResult& r,
+                      std::vector<Recipient>& forwarded) {
+  Recipient& rcpt = e.recipients[r.index];
+  const double delay = static_cast<double>(time(nullptr) - e.arrival);
+  const bool remote = l == Lane::remote;
+  const std::string relay = !remote ? "local" : r.remote_mta.empty() ? "none" : r.remote_mta;
+  log::info("%s: to=<%s>, relay=%s, delay=%.0f, dsn=%s, status=%s (%s)", e.id.c_str(),
+            rcpt.address.c_str(), relay.c_str(), delay, r.dsn.c_str(), status_word(r.outcome),
+            r.detail.c_str());
+  switch (r.outcome) {
+    case msg::DeliveryOutcome::delivered: {
+      rcpt.state = RecipientState::delivered;
+      ++delivered_;
+      // Sent on to another server: it passes NOTIFY on, and the next hop reports (RFC 3461
+      // 6.2.7). mta has no aliases: only mda's word adds recipients.
+      if (remote) break;
+      // Delivered here, or expanded by an alias to several destinations; an alias to one
+      // address elsewhere passes its NOTIFY on, and the next hop reports (RFC 3461 6.2.7).
+      if (r.expanded || r.forward.empty())
+        flight.report_later(rcpt, {r.index, r.expanded ? DsnAction::expanded : DsnAction::delivered,
+                                   r.dsn, r.detail, ""});
+      // An alias sends it on elsewhere: new recipients of this message, for mta, keeping
+      // the original recipient for DSNs (RFC 3461 4.2).
+      const DsnNotify notify = r.expanded ? notify_for_members(rcpt.notify) : rcpt.notify;
+      for (const std::string& address : r.forward) {
+        log::info("%s: to=<%s>, forwarded to <%s>", e.id.c_str(), rcpt.address.c_str(),
+                  address.c_str());
+        forwarded.push_back({.address = address,
+                             .orcpt_type = rcpt.orcpt.empty() ? "rfc822" : rcpt.orcpt_type,
+                             .orcpt = rcpt.orcpt.empty() ? rcpt.address : rcpt.orcpt,
+                             .notify = notify,
+                             .state = RecipientState::pending});
+      }
+      break;
+    }
+    case msg::DeliveryOutcome::permanent_failure:
+      rcpt.state = RecipientState::failed;
+      ++bounced_;
+      flight.report_later(rcpt, {r.index, DsnAction::failed, r.dsn, r.detail,
+                                 remote ? remote_host(r.remote_mta) : ""});
+      break;
+    case msg::DeliveryOutcome::temporary_failure:
+      ++deferred_;
+      rcpt.last_error = (r.dsn + " " + r.detail).substr(0, kMaxLastError);
+      if (remote && r.retry_after != 0)
+        flight.not_before = std::max(flight.not_before, time(nullptr) + int64_t{r.retry_after});
+      break;
+  }
+}
+
 // Every batch of a dispatch has answered: record the states, then retry or remove. The
-// message stays in delivery until the record is durable (recorded).
-void Scheduler::settle(const std::string& id) {
-  Flight& flight = in_flight_.at(id);
+// message stays in delivery in this lane until the record is durable (recorded).
+void Scheduler::settle(Lane l, const std::string& id) {
+  Flight& flight = lane(l).in_flight.at(id);
   flight.recording = true;
   const uint32_t serial = flight.serial;
   Envelope& e = messages_.at(id);
-  expire_if_due(e, flight);
+  expire_if_due(e, l, flight);
   report_delay_if_due(e, flight);
   if (!flight.outcomes.empty()) notify_sender(e, flight.outcomes);
   flight.outcomes.clear();
-  bool local_pending = false;
-  bool any_pending = false;
-  for (const Recipient& r : e.recipients) {
-    if (r.state != RecipientState::pending) continue;
-    any_pending = true;
-    local_pending = local_pending || is_local(r.address);
-  }
+  const bool any_pending = std::any_of(e.recipients.begin(), e.recipients.end(),
+                                       [](auto& r) { return r.state == RecipientState::pending; });
   if (!any_pending) {
-    remove_from_spool(id, "removed", serial);
+    remove_from_spool(id, "removed", l, serial);
     hurry_records_if_blocked();
     return;
   }
-  if (local_pending) {
-    // The delay doubles with the attempts of the recipient tried most, up to the cap.
+  const std::vector<uint32_t> pending = pending_in(e, l);
+  const int64_t now = time(nullptr);
+  if (!pending.empty()) {
+    // The delay doubles with the attempts of the recipient tried most, up to the cap; never
+    // sooner than a destination asked (mta's retry_after).
     uint32_t attempts = 1;
-    for (const Recipient& r : e.recipients)
-      if (r.state == RecipientState::pending && is_local(r.address))
-        attempts = std::max(attempts, r.attempts);
+    for (uint32_t i : pending) attempts = std::max(attempts, e.recipients[i].attempts);
     const std::chrono::seconds retry_max(settings_.retry_max);
     auto wait = std::chrono::seconds(settings_.retry_first) *
                 (int64_t{1} << std::min<uint32_t>(attempts - 1, 20));
     if (wait > retry_max) wait = retry_max;
-    e.next_try = time(nullptr) + wait.count();
-    retry_at(id, wait);
+    wait = std::max(wait, std::chrono::seconds(flight.not_before - now));
+    retry_at(l, id, wait);
+  }
+  // The spool keeps one next try: the earliest of the lanes with recipients waiting (a lane
+  // out in delivery is due again at once should this process crash).
+  e.next_try = 0;
+  bool first = true;
+  for (Lane each : {Lane::local, Lane::remote}) {
+    if (pending_in(e, each).empty()) continue;
+    const int64_t at = next_try(id, each);
+    e.next_try = first ? at : std::min(e.next_try, at);
+    first = false;
   }
   // States, attempts, errors and the next try, so that a restart goes on where this left off.
   Envelope copy = e;
   // Tasks run on the committer's thread, which may outlive the scheduler: they hold only
   // what they need (the spool outlives the committer).
   committer_.run([&spool = spool_, copy] { return spool.update_envelope(copy); },
-                 [this, id, serial](const Status& st) {
+                 [this, l, id, serial](const Status& st) {
                    if (!st.ok())
                      log::error("%s: cannot record delivery states: %s", id.c_str(),
                                 st.error().message.c_str());
-                   recorded(id, serial);
+                   recorded(l, id, serial);
                  });
   hurry_records_if_blocked();
 }
 
-// A message older than the expiry fails its pending local recipients with 4.4.7.
-void Scheduler::expire_if_due(Envelope& e, Flight& flight) {
+// A message older than the expiry fails its pending recipients with 4.4.7, in either lane,
+// except those out in the other lane's job (its own settling expires them).
+void Scheduler::expire_if_due(Envelope& e, Lane l, Flight& flight) {
   if (time(nullptr) - e.arrival < int64_t{settings_.expire}) return;
   for (size_t i = 0; i < e.recipients.size(); ++i) {
     Recipient& r = e.recipients[i];
-    if (r.state != RecipientState::pending || !is_local(r.address)) continue;
+    if (r.state != RecipientState::pending || out_elsewhere(e.id, l, static_cast<uint32_t>(i)))
+      continue;
     r.state = RecipientState::failed;
     ++bounced_;
     const Outcome expired{.index = static_cast<uint32_t>(i),
                           .action = DsnAction::failed,
                           .status = "4.4.7",
-                          .detail = "message expired after too long in the queue"};
-    log::info("%s: to=<%s>, relay=local, dsn=4.4.7, status=bounced (%s)", e.id.c_str(),
-              r.address.c_str(), expired.detail.c_str());
+                          .detail = "message expired after too long in the queue",
+                          .remote_mta = ""};
+    log::info("%s: to=<%s>, relay=%s, dsn=4.4.7, status=bounced (%s)", e.id.c_str(),
+              r.address.c_str(), is_local(r.address) ? "local" : "none", expired.detail.c_str());
     flight.report_later(r, expired);
   }
 }
 
-// Once a message has waited limits.delay_warning, its local recipients still pending are
-// reported as delayed (to senders whose NOTIFY asked for DELAY), once per message: the envelope
-// records it.
+// Once a message has waited limits.delay_warning, its recipients still pending (local or
+// remote) are reported as delayed (to senders whose NOTIFY asked for DELAY), once per message:
+// the envelope records it.
 void Scheduler::report_delay_if_due(Envelope& e, Flight& flight) const {
   if (settings_.delay_warning == 0 || e.delay_reported) return;
   if (time(nullptr) - e.arrival < int64_t{settings_.delay_warning}) return;
   e.delay_reported = true;
   for (size_t i = 0; i < e.recipients.size(); ++i) {
     const Recipient& r = e.recipients[i];
-    if (r.state != RecipientState::pending || !is_local(r.address)) continue;
+    if (r.state != RecipientState::pending) continue;
     // last_error is "4.2.2 mailbox over quota".
     const size_t space = r.last_error.find(' ');
     const bool coded = space != std::string::npos && r.last_error.starts_with("4.");
     flight.report_later(r, {.index = static_cast<uint32_t>(i),
                             .action = DsnAction::delayed,
                             .status = coded ? r.last_error.substr(0, space) : "4.0.0",
-                            .detail = coded ? r.last_error.substr(space + 1) : r.last_error});
+                            .detail = coded ? r.last_error.substr(space + 1) : r.last_error,
+                            .remote_mta = ""});
   }
 }
 
@@ -317,8 +468,8 @@ void Scheduler::notify_sender(const Envelope& e, const std::vector<Outcome>& out
   std::vector<ReportedRecipient> report;
   for (const Outcome& o : outcomes)
     if (o.index < e.recipients.size())
-      report.push_back(
-          {&e.recipients[o.index], o.action, o.status, o.detail, e.arrival + settings_.expire});
+      report.push_back({&e.recipients[o.index], o.action, o.status, o.detail,
+                        e.arrival + settings_.expire, o.remote_mta});
   if (report.empty()) return;
   const DsnAction worst = headline(report);
   const char* kind = worst == DsnAction::failed    ? "non-delivery"
@@ -374,7 +525,7 @@ void Scheduler::notify_sender(const Envelope& e, const std::vector<Outcome>& out
                     });
 }
 
-void Scheduler::remove_from_spool(const std::string& id, const char* why, uint32_t serial) {
+void Scheduler::remove_from_spool(const std::string& id, const char* why, Lane l, uint32_t serial) {
   // The data file goes first; an envelope file left only after that is durable (spool.hpp).
   auto envelope_left = std::make_shared<bool>(false);
   committer_.run(
@@ -384,16 +535,16 @@ void Scheduler::remove_from_spool(const std::string& id, const char* why, uint32
         *envelope_left = removed.value();
         return ok_status();
       },
-      [this, id, why, envelope_left, serial](const Status& st) {
+      [this, id, why, envelope_left, l, serial](const Status& st) {
         if (!st.ok()) {
           log::error("%s: cannot remove: %s", id.c_str(), st.error().message.c_str());
-          recorded(id, serial);
+          recorded(l, id, serial);
           return;
         }
         log::info("%s: %s", id.c_str(), why);
         messages_.erase(id);
         retries_.erase(id);
-        recorded(id, serial);
+        recorded(l, id, serial);
         update_counters();
         if (*envelope_left)
           committer_.run([&spool = spool_, id] { return spool.remove_envelope(id); },
@@ -424,13 +575,21 @@ Result<std::string> Scheduler::schedule(const std::string& id_or_all) {
   if (!error.empty()) return make_error(error);
   const int64_t now = time(nullptr);
   for (const std::string& id : ids) {
-    if (auto timer = retries_.find(id); timer != retries_.end()) timer->second->cancel();
-    // Due now, also for mda_ready() should it find the message waiting for a place.
     Envelope& e = messages_.at(id);
     e.next_try = std::min(e.next_try, now);
-    dispatch(id);
+    for (Lane l : {Lane::local, Lane::remote}) {
+      // Due now, also for peer_ready() should it find the message waiting for a place.
+      Retry& retry = retries_[id][static_cast<size_t>(l)];
+      if (retry.timer) retry.timer->cancel();
+      retry.next_try = std::min(retry.next_try, now);
+      dispatch(l, id);
+    }
   }
-  return std::to_string(ids.size()) + " scheduled" + (paused_ ? " (deliveries are paused)" : "");
+  std::string held;
+  for (const LaneState& state : lanes_)
+    if (state.paused) held += (held.empty() ? "" : ", ") + std::string(role_name(state.peer));
+  return std::to_string(ids.size()) + " scheduled" +
+         (held.empty() ? "" : " (deliveries by " + held + " are paused)");
 }
 
 Result<std::string> Scheduler::remove(const std::string& id_or_all) {
@@ -438,33 +597,53 @@ Result<std::string> Scheduler::remove(const std::string& id_or_all) {
   const std::vector<std::string> ids = select(id_or_all, error);
   if (!error.empty()) return make_error(error);
   for (const std::string& id : ids) {
-    // A job already at mda may still deliver; its report then finds nothing to update.
-    if (waiting_ids_.erase(id) != 0) std::erase(waiting_, id);
-    if (auto flight = in_flight_.find(id); flight != in_flight_.end()) end_flight(flight);
-    if (auto timer = retries_.find(id); timer != retries_.end()) timer->second->cancel();
+    // A job already at mda or mta may still deliver; its report then finds nothing to update.
+    for (Lane l : {Lane::local, Lane::remote}) {
+      LaneState& state = lane(l);
+      if (state.waiting_ids.erase(id) != 0) std::erase(state.waiting, id);
+      if (auto flight = state.in_flight.find(id); flight != state.in_flight.end())
+        end_flight(l, flight);
+    }
+    if (auto retry = retries_.find(id); retry != retries_.end())
+      for (Retry& each : retry->second)
+        if (each.timer) each.timer->cancel();
     remove_from_spool(id, "removed by smtpctl");
   }
   return std::to_string(ids.size()) + " removed";
 }
 
-std::string Scheduler::pause_deliveries(bool pause) {
-  paused_ = pause;
-  log::info("local deliveries %s", pause ? "paused" : "resumed");
-  if (!pause) mda_ready();
-  return pause ? "mda paused" : "mda resumed";
+std::string Scheduler::pause_deliveries(Role target, bool pause) {
+  const Lane l = target == Role::mta ? Lane::remote : Lane::local;
+  lane(l).paused = pause;
+  log::info("%s deliveries %s", lane(l).name, pause ? "paused" : "resumed");
+  if (!pause) dispatch_all_due(l);
+  return std::string(role_name(lane(l).peer)) + (pause ? " paused" : " resumed");
 }
 
-void Scheduler::mda_ready() {
-  // What waits for a retry keeps waiting; what was due, or in the hands of a lost mda, goes.
+void Scheduler::dispatch_all_due(Lane l) {
+  // What waits for a retry keeps waiting; what was due, or in the hands of a lost peer, goes.
   const int64_t now = time(nullptr);
+  std::vector<std::string> due;
   for (const auto& [id, e] : messages_)
-    if (e.next_try <= now) dispatch(id);
+    if (next_try(id, l) <= now) due.push_back(id);
+  for (const std::string& id : due) dispatch(l, id);
 }
 
-void Scheduler::mda_lost() {
-  // Whatever mda had in hand is pending again; a delivery it finished but did not report
-  // is repeated (at least once). Outcomes it reported stay in delivery until recorded.
-  std::erase_if(in_flight_, [](const auto& flight) { return !flight.second.recording; });
+void Scheduler::peer_ready(Role peer) {
+  if (peer == Role::mda) dispatch_all_due(Lane::local);
+  if (peer == Role::mta) dispatch_all_due(Lane::remote);
+}
+
+void Scheduler::peer_lost(Role peer) {
+  if (peer != Role::mda && peer != Role::mta) return;
+  // Whatever it had in hand is pending again; a delivery it finished but did not report is
+  // repeated (at least once). Outcomes it reported stay in delivery until recorded.
+  LaneState& state = lane(peer == Role::mta ? Lane::remote : Lane::local);
+  const size_t before = state.in_flight.size();
+  std::erase_if(state.in_flight, [](const auto& flight) { return !flight.second.recording; });
+  if (before != state.in_flight.size())
+    log::info("%s went away; %zu messages it had in hand go again",
+              std::string(role_name(peer)).c_str(), before - state.in_flight.size());
   update_counters();
 }
 
@@ -474,8 +653,10 @@ void Scheduler::update_counters() {
   c["delivered"] = delivered_;
   c["deferred"] = deferred_;
   c["bounced"] = bounced_;
-  c["delivering"] = in_flight_.size();
-  c["waiting"] = waiting_.size();
+  c["delivering"] = lane(Lane::local).in_flight.size();
+  c["waiting"] = lane(Lane::local).waiting.size();
+  c["relaying"] = lane(Lane::remote).in_flight.size();
+  c["relay_waiting"] = lane(Lane::remote).waiting.size();
 }
 
 }  // namespace postern::queue

@@ -39,8 +39,8 @@ void usage(FILE* out) {
                "  update table PATH re-read one table (old content kept if the file is bad)\n"
                "  schedule ID|all try delivering now\n"
                "  remove ID|all   remove from the queue without delivering\n"
-               "  pause mda|smtp  stop delivering locally | stop accepting connections\n"
-               "  resume mda|smtp undo pause\n"
+               "  pause mda|mta|smtp  stop delivering locally | relaying | accepting connections\n"
+               "  resume mda|mta|smtp undo pause\n"
                "  log verbose     log debugging detail\n"
                "  log brief       log the normal amount\n"
                "  stop            stop the daemon\n"
@@ -172,8 +172,10 @@ int run(int argc, char** argv) {
   else if (words.size() == 2 && words[0] == "remove")
     request(msg::CtlRemove{.id = words[1]});
   else if (words.size() == 2 && (words[0] == "pause" || words[0] == "resume") &&
-           (words[1] == "mda" || words[1] == "smtp"))
-    request(msg::CtlPause{.target = words[1] == "mda" ? Role::mda : Role::smtp,
+           (words[1] == "mda" || words[1] == "mta" || words[1] == "smtp"))
+    request(msg::CtlPause{.target = words[1] == "mda"   ? Role::mda
+                                    : words[1] == "mta" ? Role::mta
+                                                        : Role::smtp,
                           .pause = words[0] == "pause"});
   else if (command == "log verbose")
     request(msg::CtlSetVerbose{.verbose = true});
