@@ -222,7 +222,11 @@ struct DeliveryResult {
   uint32_t index = 0;
   DeliveryOutcome outcome = DeliveryOutcome::temporary_failure;
   std::string dsn;     // "2.0.0", "4.2.0", "5.1.1"
-  std::string detail;  // for the log line and a bounce
+  // For the log line and a bounce. From mta with remote_mta set: the reply that decided it,
+  // as the server gave it ("550 5.1.1 no such user", the lines of a multi-line reply joined
+  // by spaces), which a DSN quotes as its Diagnostic-Code (smtp;); without remote_mta, what
+  // went wrong in our words ("connection refused").
+  std::string detail;
   // Delivered: addresses elsewhere an alias sends it on to (the queue adds them).
   std::vector<std::string> forward;
   // An alias that sent it to more than one destination (RFC 3461 6.2.7.4 "expanded").
