@@ -1,5 +1,5 @@
 // The queue process in a forked child on a temporary spool, with the test playing the parent,
-// smtp, mda, lookup and smtpctl over socketpairs (process_harness.hpp), and what the spool
+// smtp, mda, mta, lookup and smtpctl over socketpairs (process_harness.hpp), and what the spool
 // holds read back with the spool format's own decoder. Shared by the tests of the process
 // (queue_process_test.cpp) and of its scheduler (scheduler_test.cpp).
 #pragma once
@@ -13,6 +13,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <optional>
 #include <string>
@@ -20,6 +21,7 @@
 
 #include "common/mail/envelope.hpp"
 #include "common/util/io.hpp"
+#include "mta/api.hpp"
 #include "queue/api.hpp"
 #include "queue/envelope_file.hpp"
 #include "queue/queue_process.hpp"
@@ -68,6 +70,16 @@ inline std::string job_text(const Received<msg::DeliverLocal>& job) {
   return text;
 }
 
+// The message a job hands mta: the first envelope.size bytes of its descriptor, read from
+// the descriptor as mta would (it never opens spool files); empty if unreadable.
+inline std::string job_text(const Received<msg::DeliverRemote>& job) {
+  std::string text(job.message.envelope.size, '\0');
+  if (!job.fd ||
+      pread(job.fd.get(), text.data(), text.size(), 0) != static_cast<ssize_t>(text.size()))
+    return "";
+  return text;
+}
+
 inline bool spooled(const fs::path& spool, const std::string& id) {
   return fs::exists(spool / "queue" / (id + ".msg"));
 }
@@ -79,8 +91,9 @@ inline Recipient rcpt(std::string address) {
 }
 
 // A committed message put in the spool before the queue starts, as a crashed queue leaves it:
-// one recipient, alice@example.org, tried `attempts` times, next due at next_try.
-inline std::string spool_message(Spool& spool, int64_t next_try, uint32_t attempts = 0) {
+// one recipient (alice@example.org unless said), tried `attempts` times, next due at next_try.
+inline std::string spool_message(Spool& spool, int64_t next_try, uint32_t attempts = 0,
+                                 const std::string& address = "alice@example.org") {
   Result<NewMessage> m = spool.create();
   if (!m.ok() || !write_all(m->ours.get(), kBody).ok()) return "";
   Envelope e;
@@ -91,7 +104,7 @@ inline std::string spool_message(Spool& spool, int64_t next_try, uint32_t attemp
   e.client_address = "192.0.2.1";
   e.listener = "smtp";
   e.next_try = next_try;
-  Recipient r = rcpt("alice@example.org");
+  Recipient r = rcpt(address);
   r.attempts = attempts;
   e.recipients.push_back(r);
   if (!spool.commit(e, m.value()).ok()) return "";
@@ -119,6 +132,7 @@ class QueueTest : public ::testing::Test {
     mda_ = &queue_->connect(Role::mda);
     lookup_ = &queue_->connect(Role::lookup);
     control_ = &queue_->connect(Role::control);
+    mta_ = &queue_->connect(Role::mta);
     ASSERT_TRUE(queue_->start());
   }
 
@@ -152,19 +166,35 @@ class QueueTest : public ::testing::Test {
     c.envelope.listener = "smtp";
     c.recipient_count = count;
     c.session = session;
+    if (adjust_envelope_) adjust_envelope_(c.envelope);
     return smtp_->send(c, ++request_);
+  }
+
+  // smtp's side of a whole transaction, up to the commit sent; the message's id, or empty.
+  std::string transact(std::vector<Recipient> recipients, int64_t arrival,
+                       const std::string& sender) {
+    const std::string id = open_and_write();
+    if (id.empty()) return "";
+    const auto count = static_cast<uint32_t>(recipients.size());
+    EXPECT_TRUE(smtp_->send(msg::MessageRecipients{.id = id, .recipients = std::move(recipients)}));
+    EXPECT_TRUE(commit(id, arrival, count, 7, sender));
+    return id;
   }
 
   // A whole transaction; the MessageResult.
   std::optional<Received<msg::MessageResult>> submit(
       std::vector<Recipient> recipients, int64_t arrival = std::time(nullptr),
       const std::string& sender = "bob@example.org") {
-    const std::string id = open_and_write();
-    if (id.empty()) return std::nullopt;
-    const auto count = static_cast<uint32_t>(recipients.size());
-    EXPECT_TRUE(smtp_->send(msg::MessageRecipients{.id = id, .recipients = std::move(recipients)}));
-    EXPECT_TRUE(commit(id, arrival, count, 7, sender));
+    if (transact(std::move(recipients), arrival, sender).empty()) return std::nullopt;
     return await<msg::MessageResult>(*smtp_);
+  }
+
+  // lookup's side of the relay check of a commit with remote recipients: it vouches.
+  bool vouch() {
+    auto check = await<msg::RelayCheck>(*lookup_);
+    return check &&
+           lookup_->send(msg::RelayVerdict{.allowed = true, .temporary = false, .reason = ""},
+                         check->request_id);
   }
 
   // A whole transaction for local recipients, committed; the job it becomes for mda.
@@ -197,6 +227,42 @@ class QueueTest : public ::testing::Test {
     return mda_->send(r, job.request_id);
   }
 
+  // A whole transaction with remote recipients: lookup vouches for the session, the message
+  // is committed; the job it becomes for mta.
+  std::optional<Received<msg::DeliverRemote>> submit_for_mta(
+      std::vector<Recipient> recipients, int64_t arrival = std::time(nullptr),
+      const std::string& sender = "bob@example.org") {
+    const std::string id = transact(std::move(recipients), arrival, sender);
+    if (id.empty() || !vouch()) return std::nullopt;
+    auto result = await<msg::MessageResult>(*smtp_);
+    if (!result || result->message.outcome != msg::MessageOutcome::committed) return std::nullopt;
+    auto job = await<msg::DeliverRemote>(*mta_);
+    if (job && job->message.envelope.id != id) return std::nullopt;
+    return job;
+  }
+
+  // No job reaches mta for a while.
+  bool mta_gets_nothing(std::chrono::milliseconds quiet = std::chrono::milliseconds(300)) {
+    return !queue_->run_until([&] { return mta_->has<msg::DeliverRemote>(); }, quiet);
+  }
+
+  // mta's answer to a job: one result per recipient handed out, from the server remote_mta.
+  bool report(const Received<msg::DeliverRemote>& job, msg::DeliveryOutcome outcome,
+              const std::string& dsn, const std::string& detail, uint32_t retry_after = 0,
+              const std::string& remote_mta = "mx.remote.example[192.0.2.25]:25") {
+    msg::DeliveryReport r{.id = job.message.envelope.id, .results = {}, .last = true};
+    for (const auto& remote : job.message.recipients)
+      r.results.push_back({.index = remote.index,
+                           .outcome = outcome,
+                           .dsn = dsn,
+                           .detail = detail,
+                           .forward = {},
+                           .expanded = false,
+                           .remote_mta = remote_mta,
+                           .retry_after = retry_after});
+    return mta_->send(r, job.request_id);
+  }
+
   // Waits until the spool's envelope of id satisfies done.
   bool await_spool(const std::string& id, const std::function<bool(const Envelope&)>& done) {
     return queue_->run_until([&] {
@@ -210,7 +276,15 @@ class QueueTest : public ::testing::Test {
   }
 
   std::string show_message(const std::string& id) {
-    EXPECT_TRUE(control_->send(msg::CtlShowMessage{.id = id}, ++request_));
+    return ask_control(msg::CtlShowMessage{.id = id});
+  }
+
+  std::string show_queue() { return ask_control(msg::CtlShowQueue{}); }
+
+  // A request to the queue as smtpctl sends it; the whole text of the answer.
+  template <typename M>
+  std::string ask_control(const M& request) {
+    EXPECT_TRUE(control_->send(request, ++request_));
     std::string text;
     while (true) {
       if (!queue_->run_until(
@@ -232,7 +306,10 @@ class QueueTest : public ::testing::Test {
   PeerEnd* mda_ = nullptr;
   PeerEnd* lookup_ = nullptr;
   PeerEnd* control_ = nullptr;
+  PeerEnd* mta_ = nullptr;
   uint32_t request_ = 0;
+  // Sets more of the envelope smtp commits (MAIL parameters).
+  std::function<void(Envelope&)> adjust_envelope_;
 };
 
 }  // namespace postern::queue::test_support
