@@ -62,7 +62,7 @@ class Smtpctl(unittest.TestCase):
         r = subprocess.run([SMTPCTL, "-h"], capture_output=True, text=True)
         self.assertEqual(r.returncode, 0)
         for command in ("show status", "show queue", "show message", "schedule", "remove",
-                        "pause mda|smtp", "resume mda|smtp", "log verbose", "log brief", "stop"):
+                        "pause mda|mta|smtp", "resume mda|mta|smtp", "log verbose", "log brief", "stop"):
             self.assertIn(command, r.stdout)
         r = subprocess.run([SMTPCTL, "-s", "/nonexistent", "frobnicate"], capture_output=True,
                            text=True)
