@@ -53,6 +53,8 @@ class MtaProcess {
     d.on<Settings>([this](msg::Incoming&, Settings&& m) { settings_ = std::move(m); });
     d.on<msg::CtlShowMx>([this](msg::Incoming& in, msg::CtlShowMx&& m) { show_mx(in, m); });
     d.on<msg::MxAnswer>([this](msg::Incoming& in, msg::MxAnswer&& m) { on_answer(in, m); });
+    d.on<msg::DeliverRemote>(
+        [this](msg::Incoming& in, msg::DeliverRemote&& m) { defer_all(in.request_id, m); });
     runtime_.on_peer_lost([this](Role peer) {
       if (peer != Role::lookup) return;
       for (const auto& [request, asked] : asking_)
@@ -83,6 +85,19 @@ class MtaProcess {
     const Asked asked = it->second;
     asking_.erase(it);
     answer_control(asked.control_request, m.status == msg::MxStatus::ok, describe(asked.domain, m));
+  }
+
+  // No SMTP client yet: every remote recipient is deferred, so the queue keeps the message
+  // and retries it with its back-off (its descriptor is closed with the frame).
+  void defer_all(uint32_t request, const msg::DeliverRemote& job) {
+    msg::DeliveryReport report{.id = job.envelope.id, .results = {}, .last = true};
+    for (const msg::RemoteRecipient& r : job.recipients)
+      report.results.push_back({.index = r.index,
+                                .outcome = msg::DeliveryOutcome::temporary_failure,
+                                .dsn = "4.3.2",
+                                .detail = "remote delivery is not available yet"});
+    ipc::Channel* queue = runtime_.peer(Role::queue);
+    if (queue == nullptr || !msg::send(*queue, report, request)) log::warn("cannot answer queue");
   }
 
   void answer_control(uint32_t request, bool ok, const std::string& text) {
