@@ -76,6 +76,14 @@ class Smtpctl(unittest.TestCase):
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertIn("control", r.stdout)
 
+    def test_pause_and_resume_mta(self):
+        # The queue holds remote hand-offs; smtpctl names what it paused.
+        with Daemon().start() as d:
+            self.assertEqual(d.smtpctl("pause", "mta").stdout, "mta paused\n")
+            self.assertTrue(d.wait_log(r"remote deliveries paused"))
+            self.assertEqual(d.smtpctl("resume", "mta").stdout, "mta resumed\n")
+            self.assertTrue(d.wait_log(r"remote deliveries resumed"))
+
     def test_show_queue_and_show_message(self):
         import smtplib
         with Daemon().start() as d:

@@ -181,6 +181,22 @@ TEST_F(DsnText, ADelayReportSaysUntilWhenItIsTried) {
   EXPECT_EQ(b.find("body line"), std::string::npos);
 }
 
+// A remote server's failure: its name as Remote-MTA and its reply as an smtp Diagnostic-Code
+// (RFC 3464 2.3.5-2.3.6); what it sent cannot start a field of its own.
+TEST_F(DsnText, ARemoteFailureQuotesTheServer) {
+  const std::string b =
+      make_dsn(original_,
+               {{&r2_, DsnAction::failed, "5.1.1", "550 5.1.1 no such user\r\nX-Injected: 1", 0,
+                 "mx.example.net\r\nRemote-MTA: dns; evil"}},
+               message_, "mx", "fedcba9876543210", 0);
+  EXPECT_NE(b.find("Status: 5.1.1\r\n"
+                   "Remote-MTA: dns; mx.example.net  Remote-MTA: dns; evil\r\n"
+                   "Diagnostic-Code: smtp; 550 5.1.1 no such user  X-Injected: 1\r\n"),
+            std::string::npos)
+      << b;
+  EXPECT_EQ(b.find("\r\nX-Injected"), std::string::npos);
+}
+
 TEST_F(DsnText, AMixedReportIsANonDeliveryReport) {
   const std::string b = make_dsn(original_,
                                  {{&r1_, DsnAction::delivered, "2.0.0", "delivered to maildir"},
