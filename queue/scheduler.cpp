@@ -141,7 +141,7 @@ void Scheduler::dispatch(Lane l, const std::string& id) {
   if (todo.empty()) return;
   if (state.in_flight.size() >= state.places) {
     if (state.waiting_ids.insert(id).second) state.waiting.push_back(id);
-    hurry_records_if_blocked();
+    hurry_records_if_blocked(l);
     update_counters();
     return;
   }
@@ -270,8 +270,10 @@ void Scheduler::end_flight(Lane l, Flights::iterator flight) {
 
 // Messages wait for a place: records gathering for a shared directory fsync would keep them
 // waiting. Records still share one, those that come while the thread syncs the last batch.
-void Scheduler::hurry_records_if_blocked() {
-  if (!lane(Lane::local).waiting.empty() || !lane(Lane::remote).waiting.empty()) committer_.hurry();
+// Only the lane's own records free its places: a full mta lane does not cost local records
+// their shared fsync.
+void Scheduler::hurry_records_if_blocked(Lane l) {
+  if (!lane(l).waiting.empty()) committer_.hurry();
 }
 
 void Scheduler::dispatch_waiting(Lane l) {
@@ -379,7 +381,7 @@ void Scheduler::settle(Lane l, const std::string& id) {
                                        [](auto& r) { return r.state == RecipientState::pending; });
   if (!any_pending) {
     remove_from_spool(id, "removed", l, serial);
-    hurry_records_if_blocked();
+    hurry_records_if_blocked(l);
     return;
   }
   const std::vector<uint32_t> pending = pending_in(e, l);
@@ -417,7 +419,7 @@ void Scheduler::settle(Lane l, const std::string& id) {
                                 st.error().message.c_str());
                    recorded(l, id, serial);
                  });
-  hurry_records_if_blocked();
+  hurry_records_if_blocked(l);
 }
 
 // A message older than the expiry fails its pending recipients with 4.4.7, in either lane,

@@ -158,7 +158,7 @@ class Scheduler {
   void recorded(Lane l, const std::string& id, uint32_t serial);
   void end_flight(Lane l, Flights::iterator flight);
   void dispatch_waiting(Lane l);
-  void hurry_records_if_blocked();
+  void hurry_records_if_blocked(Lane l);
   void retry_at(Lane l, const std::string& id, std::chrono::seconds wait);
   void settle(Lane l, const std::string& id);
   void expire_if_due(Envelope& e, Lane l, Flight& flight);
