@@ -370,12 +370,16 @@ struct ClientCheck {
   }
 };
 
+// Where mail for domain goes (MX, answered with MxAnswer). With host set, domain is a server's
+// name (a route's relay): its own addresses only, no MX, answered as one host.
 struct MxQuery {
   static constexpr MessageInfo kInfo = schema(Type::mx_query);
   std::string domain;
+  bool host = false;
   static constexpr auto fields() {
     return std::tuple{
         fields::field(&MxQuery::domain, "domain", {.length = kMaxDomainLength}),
+        fields::field(&MxQuery::host, "host"),
     };
   }
 };

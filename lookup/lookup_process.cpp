@@ -331,15 +331,32 @@ void LookupProcess::find_mx(msg::Incoming& in, const msg::MxQuery& m) {
   }
   const uint32_t request = in.request_id;
   const Role asker = in.from;
+  if (m.host) {
+    resolver_->addresses(m.domain, [this, request, asker, name = m.domain](
+                                       dns::Status status, std::vector<std::string> addresses) {
+      dns::MxRoute route{.status = status,
+                         .implicit = true,
+                         .null_mx = false,
+                         .hosts = {},
+                         .error = status == dns::Status::ok ? "" : dns::to_string(status)};
+      if (status == dns::Status::ok) route.hosts.push_back({0, name, std::move(addresses)});
+      answer_mx(asker, request, std::move(route));
+    });
+    return;
+  }
   resolver_->mx(m.domain, [this, request, asker, started = Clock::now()](dns::MxRoute route) {
     mx_latency_.add(started);
-    msg::MxAnswer a{
-        .status = mx_status(route), .implicit = route.implicit, .hosts = {}, .error = route.error};
-    for (auto& h : route.hosts)
-      a.hosts.push_back({h.preference, std::move(h.name), std::move(h.addresses)});
-    ipc::Channel* channel = runtime_.peer(asker);
-    if (channel == nullptr || !msg::send(*channel, a, request)) log::warn("cannot answer mta");
+    answer_mx(asker, request, std::move(route));
   });
+}
+
+void LookupProcess::answer_mx(Role asker, uint32_t request, dns::MxRoute route) {
+  msg::MxAnswer a{
+      .status = mx_status(route), .implicit = route.implicit, .hosts = {}, .error = route.error};
+  for (auto& h : route.hosts)
+    a.hosts.push_back({h.preference, std::move(h.name), std::move(h.addresses)});
+  ipc::Channel* channel = runtime_.peer(asker);
+  if (channel == nullptr || !msg::send(*channel, a, request)) log::warn("cannot answer mta");
 }
 
 void LookupProcess::show_stats(msg::Incoming& in) {

@@ -124,6 +124,7 @@ class LookupProcess {
 
   void checked(uint64_t id, ClientVerdict v);
   void find_mx(msg::Incoming& in, const msg::MxQuery& m);
+  void answer_mx(Role asker, uint32_t request, dns::MxRoute route);
   void show_stats(msg::Incoming& in);
 
   // Aliases and virtual users: a table with any error is refused whole, the one in use kept.

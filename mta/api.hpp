@@ -9,6 +9,7 @@
 
 #include "common/ipc/messages.hpp"
 #include "common/mail/envelope.hpp"
+#include "common/mail/route.hpp"
 #include "common/util/fields.hpp"
 #include "queue/api.hpp"
 
@@ -18,13 +19,62 @@ namespace postern::mta {
 // Each struct lists its fields once (common/util/fields.hpp): that table drives the
 // configuration walk (smtpd/config.cpp), the wire encoding and the man page check.
 
+constexpr size_t kMaxRoutes = 1000;
+constexpr size_t kMaxRouteMatches = 1000;  // domains and patterns of one route
+constexpr size_t kMaxRouteHops = 16;       // servers of one route
+constexpr size_t kMaxLocalAddresses = 256;
+
+// A configured route (smtpd.yaml `routes:`): mail for a domain it matches goes to its servers,
+// tried in order, rather than by MX. Read by the "routes" hook (smtpd/config_routes.cpp).
+struct Route {
+  std::vector<std::string> match;   // domains and "*.domain" patterns (mail/route.hpp)
+  std::vector<mail::RelayHop> via;  // in the order to try them
+  std::string auth;                 // a credentials file for AUTH to the relay; empty: none
+  static constexpr auto fields() {
+    using fields::field;
+    return std::tuple{
+        field(&Route::match, "match", {.length = mail::kMaxRelayHost, .count = kMaxRouteMatches}),
+        field(&Route::via, "via", {.count = kMaxRouteHops}),
+        field(&Route::auth, "auth", {.length = msg::kMaxPathLength}),
+    };
+  }
+  friend bool operator==(const Route&, const Route&) = default;
+};
+
 struct Settings {
   static constexpr msg::MessageInfo kInfo = msg::schema(msg::Type::mta_config);
   std::string hostname;  // our name in EHLO, and in the Received: trace of a relayed DSN
+  std::vector<Route> routes;  // first match wins; the rest goes by MX
+  // The addresses this server listens on ("192.0.2.1:25", "[::1]:25"), from the listeners: an
+  // MX host or a route that leads here is a loop (RFC 5321 5.1).
+  std::vector<std::string> local_addresses;
+  // Connections open at once, to all destinations, and to one destination (a route, or a
+  // domain's MX hosts); Postfix's default_process_limit and default_destination_concurrency_limit.
+  uint32_t connections = 500;
+  uint32_t destination_connections = 20;
+  // A connection is reused for this many messages, and kept open this long without one
+  // (Postfix's smtp_connection_reuse_count_limit and smtp_connection_cache_time_limit).
+  uint32_t messages_per_connection = 100;
+  uint32_t connection_idle = 5;  // seconds
+  // More Received: headers than this: a loop, bounced 5.4.6 (Postfix's hopcount_limit).
+  uint32_t hop_count = 100;
   static constexpr auto fields() {
     using fields::field;
     return std::tuple{
         field(&Settings::hostname, "hostname", {.length = 255, .hook = "hostname"}),
+        field(&Settings::routes, "routes", {.count = kMaxRoutes, .hook = "routes"}),
+        field(&Settings::local_addresses, "local_addresses",
+              {.length = msg::kMaxAddressText,
+               .count = kMaxLocalAddresses,
+               .origin = fields::Origin::parent}),
+        field(&Settings::connections, "limits.relay_connections", {.min = 1, .max = 100000}),
+        field(&Settings::destination_connections, "limits.destination_connections",
+              {.min = 1, .max = 10000}),
+        field(&Settings::messages_per_connection, "limits.messages_per_connection",
+              {.min = 1, .max = 1000000}),
+        field(&Settings::connection_idle, "limits.connection_idle",
+              {.max = 3600, .unit = fields::kHours}),
+        field(&Settings::hop_count, "limits.hop_count", {.min = 1, .max = 1000}),
     };
   }
   friend bool operator==(const Settings&, const Settings&) = default;

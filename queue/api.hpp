@@ -211,6 +211,18 @@ struct RelayVerdict {
 
 enum class DeliveryOutcome : uint8_t { delivered, temporary_failure, permanent_failure };
 constexpr uint32_t kDeliveryOutcomeCount = 3;
+// The word of a Postfix-style delivery log line: "sent", "deferred", "bounced".
+constexpr const char* status_word(DeliveryOutcome outcome) {
+  switch (outcome) {
+    case DeliveryOutcome::delivered:
+      return "sent";
+    case DeliveryOutcome::temporary_failure:
+      return "deferred";
+    case DeliveryOutcome::permanent_failure:
+      return "bounced";
+  }
+  return "unknown";
+}
 
 constexpr size_t kMaxDeliveryDetail = 1024;  // DeliveryResult.detail
 constexpr size_t kMaxRemoteMta = 320;        // a host name, an IPv6 literal and a port

@@ -25,18 +25,6 @@
 namespace postern::queue {
 namespace {
 
-const char* status_word(msg::DeliveryOutcome outcome) {
-  switch (outcome) {
-    case msg::DeliveryOutcome::delivered:
-      return "sent";
-    case msg::DeliveryOutcome::temporary_failure:
-      return "deferred";
-    case msg::DeliveryOutcome::permanent_failure:
-      return "bounced";
-  }
-  return "unknown";
-}
-
 // A job's size on the wire: the frame's fixed part and each recipient's (lengths, index,
 // flags), counted generously; a job stays within kLocalJobBytes, well inside a frame.
 constexpr size_t kRemoteJobOverhead = 256;
@@ -323,7 +311,7 @@ void Scheduler::apply(Envelope& e, Lane l, Flight& flight, const msg::DeliveryRe
   const bool remote = l == Lane::remote;
   const std::string relay = !remote ? "local" : r.remote_mta.empty() ? "none" : r.remote_mta;
   log::info("%s: to=<%s>, relay=%s, delay=%.0f, dsn=%s, status=%s (%s)", e.id.c_str(),
-            rcpt.address.c_str(), relay.c_str(), delay, r.dsn.c_str(), status_word(r.outcome),
+            rcpt.address.c_str(), relay.c_str(), delay, r.dsn.c_str(), msg::status_word(r.outcome),
             r.detail.c_str());
   switch (r.outcome) {
     case msg::DeliveryOutcome::delivered: {

@@ -62,6 +62,10 @@ void finish(Config& config, Walk& walk) {
   if (lookup.sender_rule == lookup::SenderRule::off) lookup.senders.reset();
   config.lookup.checks.clear();
   for (const Listener& l : config.listeners) config.lookup.checks.push_back({l.name, l.checks});
+  config.mta.local_addresses.clear();
+  for (const Listener& l : config.listeners)
+    if (config.mta.local_addresses.size() < mta::kMaxLocalAddresses)
+      config.mta.local_addresses.push_back(l.address.to_string());
 }
 
 }  // namespace

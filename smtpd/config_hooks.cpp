@@ -220,5 +220,9 @@ bool ConfigHooks::operator()(std::string_view hook, Walk& walk, const MapEntry& 
                              std::optional<std::string>& out) {
   return KeyReader(walk_)(hook, walk, entry, out);
 }
+bool ConfigHooks::operator()(std::string_view hook, Walk& walk, const MapEntry& entry,
+                             std::vector<mta::Route>& out) {
+  return KeyReader(walk_)(hook, walk, entry, out);
+}
 
 }  // namespace postern::smtpd

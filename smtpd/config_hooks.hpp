@@ -1,6 +1,7 @@
 // The hooks of the schema walk for the keys of smtpd.yaml no field table can describe (their
 // fields name the hook): "listeners", "domains", "networks" (trusted_networks), "resolvers",
-// "relay_domains", "senders" and "socket" (the control socket). Used by config.cpp only.
+// "relay_domains", "senders", "socket" (the control socket) and "routes". Used by
+// config.cpp only.
 #pragma once
 
 #include <optional>
@@ -28,6 +29,8 @@ class ConfigHooks {
                   std::vector<std::string>& out);
   bool operator()(std::string_view hook, config::Walk& walk, const config::MapEntry& entry,
                   std::optional<std::string>& out);
+  bool operator()(std::string_view hook, config::Walk& walk, const config::MapEntry& entry,
+                  std::vector<mta::Route>& out);
 
  private:
   config::Walk& walk_;

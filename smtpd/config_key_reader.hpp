@@ -1,8 +1,8 @@
 // The reader behind ConfigHooks (config_hooks.hpp): the dispatch from a hook name to the
 // key's reader and the walk's helpers, shared by the files that read the keys:
 // config_hooks.cpp (control socket, trusted networks, resolvers, relay domains, senders),
-// config_listeners.cpp (listeners and their client checks) and config_domains.cpp (domains, users,
-// alias rights). Used by those three files only.
+// config_listeners.cpp (listeners and their client checks), config_domains.cpp (domains, users,
+// alias rights) and config_routes.cpp (relay routes). Used by those files only.
 #pragma once
 
 #include <cstdint>
@@ -50,6 +50,13 @@ class KeyReader {
     if (hook != "networks") std::abort();  // a table names a hook this type has not
     out.clear();                           // a list given replaces the default
     walk_trusted_networks(entry, out);
+    return true;
+  }
+  bool operator()(std::string_view hook, Walk&, const MapEntry& entry,
+                  std::vector<mta::Route>& out) {
+    if (hook != "routes") std::abort();  // a table names a hook this type has not
+    out.clear();                         // a list given replaces the default
+    walk_routes(entry, out);
     return true;
   }
   bool operator()(std::string_view hook, Walk&, const MapEntry& entry,
@@ -103,6 +110,8 @@ class KeyReader {
   void walk_resolvers(const MapEntry& entry, std::vector<std::string>& resolvers);
   void walk_relay_domains(const MapEntry& entry, std::vector<std::string>& domains);
   bool senders_table(const MapEntry& entry, std::optional<std::string>& out);
+  void walk_routes(const MapEntry& entry, std::vector<mta::Route>& routes);
+  std::optional<mta::Route> walk_route(const Node& item);
   std::optional<lookup::CheckAction> action_value(const MapEntry& entry);
   std::optional<lookup::ClientChecks> walk_checks(const MapEntry& entry);
   bool walk_zones(const MapEntry& entry, std::vector<lookup::DnsblZone>& zones);

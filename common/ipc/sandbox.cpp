@@ -91,9 +91,14 @@ std::span<const std::string_view> role_calls(Role role) {
       "openat", "mkdir",     "mkdirat", "rename",   "renameat",     "renameat2",
       "fsync",  "fdatasync", "unlink",  "unlinkat", "pread64",      "lstat",
       "stat",   "ftruncate", "syncfs",  "linkat",   "memfd_create", "sendfile"};
+  // Outbound SMTP: a connect's outcome (SO_ERROR), and the message read at offsets from the
+  // descriptor the queue hands over (TCP sockets: see allow_sockets).
+  static constexpr std::string_view kMta[] = {"getsockopt", "pread64"};
   switch (role) {
     case Role::mda:
       return kMda;
+    case Role::mta:
+      return kMta;
     case Role::queue:
       return kQueue;
     case Role::control:
@@ -241,8 +246,9 @@ Status install_syscall_filter(Role role) {
         seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, SCMP_SYS(readlinkat), 0) != 0)
       return make_error("seccomp: cannot allow what NSS needs");
   }
-  if (role == Role::smtp || role == Role::mda) {
-    // libevent's bufferevents (smtp's sessions, mda's LMTP client) ask how much is readable;
+  if (role == Role::smtp || role == Role::mda || role == Role::mta) {
+    // libevent's bufferevents (smtp's sessions, mda's LMTP client, mta's connections) ask how
+    // much is readable;
     // no other ioctl.
     if (seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
                          SCMP_A1(SCMP_CMP_EQ, FIONREAD)) != 0)

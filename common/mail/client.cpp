@@ -384,7 +384,17 @@ void ClientSession::reply_hello(Awaiting what, const Reply& reply) {
     abort("the server does not offer STARTTLS, and TLS is required", "4.7.10");
     return;
   }
+  become_ready();
+}
+
+void ClientSession::become_ready() {
   state_ = State::ready;
+  if (options_.ready) {
+    // (Called once: a later hello, after STARTTLS, comes back here with ready spent.)
+    const auto ready = std::move(options_.ready);
+    options_.ready = nullptr;
+    ready(*this);
+  }
   begin();
 }
 
@@ -394,8 +404,7 @@ void ClientSession::reply_starttls(const Reply& reply) {
       abort("STARTTLS refused: " + reply.text(), "4.7.10");
       return;
     }
-    state_ = State::ready;
-    begin();
+    become_ready();
     return;
   }
   // Anything after the 220 was sent before the handshake and would read as if it came through
@@ -622,6 +631,7 @@ void ClientSession::abort(const std::string& why, const std::string& status_code
 
 void ClientSession::fail_open(const RecipientResult& result) {
   if (state_ == State::closed) return;
+  failure_ = result;
   const std::shared_ptr<bool> alive = alive_;
   std::optional<Running> running = std::move(running_);
   running_.reset();

@@ -27,6 +27,7 @@
 namespace postern::mail {
 
 enum class ClientDialect { smtp, lmtp };
+class ClientSession;
 
 // How long the client waits for each step. Defaults are RFC 5321 4.5.3.2's minimums; the
 // connect, hello, RSET and QUIT waits, which it does not name, are Postfix's (smtp_*_timeout).
@@ -71,6 +72,11 @@ struct ClientOptions {
   std::function<std::unique_ptr<ClientStream>(std::unique_ptr<ClientStream>)> start_tls;
   // Fail every recipient (4.7.10) rather than go on in the clear.
   bool require_tls = false;
+  // Runs once, when the session is first ready for a transaction (greeting, hello and STARTTLS
+  // done): the capabilities are known, so a caller that builds its transactions from them
+  // (the mta: SIZE, DSN, SMTPUTF8) sends the first one from here. It must not destroy the
+  // session.
+  std::function<void(ClientSession&)> ready;
 };
 
 // One message to some recipients. The caller builds parameters (SIZE, BODY, ENVID with xtext,
@@ -136,6 +142,9 @@ class ClientSession {
   void quit();
 
   const Capabilities& capabilities() const { return capabilities_; }
+  // Why the connection ended, when it failed rather than being quit: the result its open
+  // recipients got (or would have got, with none open).
+  const std::optional<RecipientResult>& failure() const { return failure_; }
   bool tls() const { return tls_; }
 
  private:
@@ -185,6 +194,7 @@ class ClientSession {
   void reply_greeting(const Reply& reply);
   void reply_hello(Awaiting what, const Reply& reply);
   void reply_starttls(const Reply& reply);
+  void become_ready();
   void reply_mail(const Reply& reply);
   void reply_rcpt(size_t i, const Reply& reply);
   void reply_data(const Reply& reply);
@@ -222,6 +232,7 @@ class ClientSession {
   bool needs_rset_ = false;
   bool replied_early_ = false;  // input was waiting when a command went out after a pause  // the
                                 // last transaction ended before its message
+  std::optional<RecipientResult> failure_;
   std::optional<Running> running_;
   std::deque<std::pair<ClientTransaction, Done>> waiting_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

@@ -420,7 +420,7 @@ TEST(ConfigErrors, UnknownTopLevelKeyPointsAtTheKey) {
   EXPECT_EQ(error_of("listeners:\n  - address: 127.0.0.1:25\nspol: /var/spool\n"),
             "t.yaml:3:1: unknown key 'spol' in top level (expected one of: control, "
             "credentials, dns, domains, empty_dir, hostname, limits, listeners, queue_user, "
-            "relay_domains, run_dir, senders, spool, tls, trusted_networks, "
+            "relay_domains, routes, run_dir, senders, spool, tls, trusted_networks, "
             "trusted_networks_relay, user, virtual_user)");
 }
 
@@ -713,7 +713,7 @@ extra: 1
       "t.yaml:9:5: listener has no 'address'",
       ("t.yaml:10:1: unknown key 'extra' in top level (expected one of: control, "
       "credentials, dns, domains, empty_dir, hostname, limits, listeners, queue_user, "
-      "relay_domains, run_dir, senders, spool, tls, trusted_networks, trusted_networks_relay, "
+      "relay_domains, routes, run_dir, senders, spool, tls, trusted_networks, trusted_networks_relay, "
       "user, virtual_user)"),
   };
   EXPECT_EQ(lines, expected);
@@ -1271,6 +1271,86 @@ TEST(GoldenFiles, EveryYamlMatchesItsExpected) {
       EXPECT_EQ(actual, expected);
     }
   }
+}
+
+}  // namespace
+}  // namespace postern::smtpd
+
+namespace postern::smtpd {
+namespace {
+
+constexpr char kListener[] = "listeners:\n  - address: 127.0.0.1:25\n";
+
+TEST(ParseConfig, RoutesAsTheIssueWritesThem) {
+  const auto result = parse(std::string(kListener) + R"(routes:
+  - match: [relay.test, "*.relay.test"]
+    via: smtp://127.0.0.1:2613
+  - match: Lmtp.Test
+    via: ["lmtp://[::1]:24", smtp://backup.example.net]
+  - match: smarthost.test
+    via: smtps://mail.example.net
+    auth: relay-auth
+limits:
+  relay_connections: 50
+  destination_connections: 4
+  messages_per_connection: 10
+  connection_idle: 2m
+  hop_count: 30
+)");
+  ASSERT_TRUE(result.ok()) << result.error()[0].to_string();
+  const mta::Settings& mta = result.value().mta;
+  ASSERT_EQ(mta.routes.size(), 3u);
+  EXPECT_EQ(mta.routes[0].match, (std::vector<std::string>{"relay.test", "*.relay.test"}));
+  ASSERT_EQ(mta.routes[0].via.size(), 1u);
+  EXPECT_EQ(mta.routes[0].via[0].to_string(), "smtp://127.0.0.1:2613");
+  EXPECT_EQ(mta.routes[1].match, std::vector<std::string>{"lmtp.test"});
+  ASSERT_EQ(mta.routes[1].via.size(), 2u);
+  EXPECT_EQ(mta.routes[1].via[0].to_string(), "lmtp://[::1]:24");
+  EXPECT_EQ(mta.routes[1].via[1].to_string(), "smtp://backup.example.net:25");
+  EXPECT_EQ(mta.routes[2].auth, std::string(kBase) + "/relay-auth");
+  EXPECT_EQ(mta.connections, 50u);
+  EXPECT_EQ(mta.destination_connections, 4u);
+  EXPECT_EQ(mta.messages_per_connection, 10u);
+  EXPECT_EQ(mta.connection_idle, 120u);
+  EXPECT_EQ(mta.hop_count, 30u);
+  EXPECT_EQ(mta.local_addresses, std::vector<std::string>{"127.0.0.1:25"});
+}
+
+TEST(ParseConfig, RouteDefaults) {
+  const auto result = parse(kListener);
+  ASSERT_TRUE(result.ok()) << result.error()[0].to_string();
+  const mta::Settings& mta = result.value().mta;
+  EXPECT_TRUE(mta.routes.empty());
+  EXPECT_EQ(mta.connections, 500u);
+  EXPECT_EQ(mta.destination_connections, 20u);
+  EXPECT_EQ(mta.messages_per_connection, 100u);
+  EXPECT_EQ(mta.connection_idle, 5u);
+  EXPECT_EQ(mta.hop_count, 100u);
+}
+
+TEST(ConfigErrors, RoutesSayWhatIsWrongAndWhere) {
+  const std::string head = std::string(kListener) + "routes:\n";
+  EXPECT_EQ(error_of(head + "  - match: relay.test\n    via: smtp://2001:db8::1\n"),
+            "t.yaml:5:10: bad server 'smtp://2001:db8::1': an IPv6 address must be written in "
+            "brackets: [2001:db8::1]:25");
+  EXPECT_EQ(error_of(head + "  - match: relay.test\n    via: ftp://x.example\n"),
+            "t.yaml:5:10: bad server 'ftp://x.example': expected smtp://, smtp+tls://, smtps:// or "
+            "lmtp:// before the server");
+  EXPECT_EQ(error_of(head + "  - match: [relay.test, 'bad domain']\n    via: smtp://x.example\n"),
+            "t.yaml:4:25: bad domain 'bad domain' (expected a domain such as example.org, or "
+            "*.example.org for every domain under it)");
+  EXPECT_EQ(error_of(head + "  - match: relay.test\n"),
+            "t.yaml:4:5: route without 'via' (each route needs match and via)");
+  EXPECT_EQ(error_of(head + "  - match: relay.test\n    via: smtp://x.example\n    auth: /a\n"),
+            "t.yaml:6:5: 'auth' needs TLS to every server of the route: smtp://x.example:25 is "
+            "not smtp+tls:// or smtps://");
+  EXPECT_EQ(error_of(head + "  - {match: a.test, via: smtp://x.example}\n"
+                            "  - {match: [b.test, A.test], via: smtp://y.example}\n"),
+            "t.yaml:5:5: domain 'a.test' is matched by an earlier route (line 4)");
+  EXPECT_EQ(error_of(head + "  - match: a.test\n    via: smtp://x.example\n    port: 25\n"),
+            "t.yaml:6:5: unknown key 'port' in a route (expected one of: match, via, auth)");
+  EXPECT_EQ(error_of(std::string(kListener) + "routes: smtp://x.example\n"),
+            "t.yaml:3:9: 'routes' must be a list of routes (each with match and via)");
 }
 
 }  // namespace

@@ -34,6 +34,7 @@ std::set<std::string> schema_keys() {
   config::add_key_paths<queue::Settings>(paths);
   config::add_key_paths<mda::Settings>(paths);
   config::add_key_paths<lookup::Settings>(paths);
+  config::add_key_paths<mta::Settings>(paths);
   return {paths.begin(), paths.end()};
 }
 

@@ -1,0 +1,395 @@
+// The mta process core; see mta_process.hpp.
+#include "mta/mta_process.hpp"
+
+#include <cstdio>
+
+#include "common/util/ascii.hpp"
+#include "common/util/inet.hpp"
+#include "common/util/log.hpp"
+#include "control/api.hpp"
+#include "mta/loops.hpp"
+
+namespace postern::mta {
+namespace {
+
+// A report's frames stay under the IPC payload bound (ipc::kMaxPayload) with room to spare: a
+// thousand recipients' replies do not fit one.
+constexpr size_t kReportFrameBudget = 48 * 1024;
+constexpr std::string_view kRouteKeyPrefix = "route ";
+
+const char* status_text(msg::MxStatus status) {
+  switch (status) {
+    case msg::MxStatus::ok:
+      return "ok";
+    case msg::MxStatus::no_domain:
+      return "the domain does not exist (permanent)";
+    case msg::MxStatus::null_mx:
+      return "the domain accepts no mail: null MX (permanent)";
+    case msg::MxStatus::no_address:
+      return "no host of the domain has an address (permanent)";
+    case msg::MxStatus::temporary:
+      return "temporary DNS failure";
+  }
+  return "?";
+}
+
+// One line per host, in the order mta would try them: preference, name, addresses.
+std::string describe(const std::string& domain, const msg::MxAnswer& a) {
+  std::string text = domain + ": " + status_text(a.status);
+  if (a.implicit) text += " (no MX records: the domain's own addresses)";
+  if (!a.error.empty()) text += "; " + a.error;
+  text += "\n";
+  for (const auto& h : a.hosts) {
+    char head[32];
+    std::snprintf(head, sizeof head, "%5u  ", static_cast<unsigned>(h.preference));
+    text += head + h.name;
+    for (const auto& address : h.addresses) text += " " + address;
+    text += "\n";
+  }
+  return text;
+}
+
+Resolution failure(Resolution::Kind kind, std::string dsn, std::string detail) {
+  return Resolution{
+      .kind = kind, .targets = {}, .dsn = std::move(dsn), .detail = std::move(detail)};
+}
+
+std::string domain_of(const std::string& address) {
+  const size_t at = address.rfind('@');
+  if (at == std::string::npos) return {};
+  std::string domain = ascii::lower(std::string_view(address).substr(at + 1));
+  if (domain.ends_with('.')) domain.pop_back();
+  return domain;
+}
+
+}  // namespace
+
+std::string destination_key(const std::vector<Route>& routes, const std::string& domain) {
+  for (size_t i = 0; i < routes.size(); ++i)
+    for (const std::string& pattern : routes[i].match)
+      if (mail::domain_matches(pattern, domain))
+        return std::string(kRouteKeyPrefix) + std::to_string(i) + " (" + routes[i].match.front() +
+               ")";
+  return domain;
+}
+
+std::optional<size_t> route_of(const std::string& key) {
+  if (!key.starts_with(kRouteKeyPrefix)) return std::nullopt;
+  size_t index = 0;
+  for (size_t i = kRouteKeyPrefix.size(); i < key.size() && key[i] >= '0' && key[i] <= '9'; ++i)
+    index = index * 10 + static_cast<size_t>(key[i] - '0');
+  return index;
+}
+
+MtaProcess::MtaProcess(ChildRuntime& runtime) : runtime_(runtime) {
+  relay_ = std::make_unique<Relay>(
+      runtime_.base(),
+      [this](const std::string& key, std::function<void(Resolution)> done) {
+        resolve(key, std::move(done));
+      },
+      [this](Job& job, size_t recipient, msg::DeliveryResult result) {
+        report(job, recipient, std::move(result));
+      });
+  auto& d = runtime_.dispatcher();
+  d.on<Settings>([this](msg::Incoming&, Settings&& m) { configure(std::move(m)); });
+  d.on<msg::DeliverRemote>(
+      [this](msg::Incoming& in, msg::DeliverRemote&& m) { accept(in, std::move(m)); });
+  d.on<msg::CtlShowMx>([this](msg::Incoming& in, msg::CtlShowMx&& m) { show_mx(in, m); });
+  d.on<msg::MxAnswer>([this](msg::Incoming& in, msg::MxAnswer&& m) { on_answer(in, m); });
+  runtime_.on_peer_lost([this](Role peer) {
+    if (peer == Role::lookup) lookup_lost();
+    if (peer == Role::queue) {
+      // Its successor hands out every message again: what has not gone out yet is dropped
+      // rather than sent twice; what is on a connection finishes, its report unanswered.
+      relay_->drop_waiting();
+      jobs_.clear();
+    }
+  });
+  runtime_.counters()["sent"] = 0;
+  runtime_.counters()["deferred"] = 0;
+  runtime_.counters()["bounced"] = 0;
+}
+
+void MtaProcess::configure(Settings&& settings) {
+  settings_ = std::move(settings);
+  relay_->configure(settings_);
+}
+
+// --- jobs -----------------------------------------------------------------------------------
+
+void MtaProcess::accept(msg::Incoming& in, msg::DeliverRemote&& m) {
+  auto job = std::make_shared<Job>();
+  job->id = next_job_++;
+  job->request_id = in.request_id;
+  job->message = std::move(m);
+  job->fd = std::move(in.fd);
+  job->results.resize(job->message.recipients.size());
+  job->open = job->message.recipients.size();
+  jobs_[job->id] = job;
+  Job& j = *job;
+  const size_t n = j.message.recipients.size();
+
+  // RFC 5321 6.3: a message that went round too often is a loop; it bounces rather than
+  // going round again.
+  const Result<uint32_t> hops = count_received(j.data());
+  if (!hops.ok() || hops.value() > settings_.hop_count) {
+    for (size_t k = 0; k < n; ++k) {
+      msg::DeliveryResult r;
+      if (!hops.ok()) {
+        r.outcome = msg::DeliveryOutcome::temporary_failure;
+        r.dsn = "4.3.0";
+        r.detail = "cannot read the message: " + hops.error().message;
+      } else {
+        r.outcome = msg::DeliveryOutcome::permanent_failure;
+        r.dsn = "5.4.6";
+        r.detail = "mail loop: " + std::to_string(hops.value()) +
+                   " Received: headers, more than the limit of " +
+                   std::to_string(settings_.hop_count);
+      }
+      report(j, k, std::move(r));
+    }
+    return;
+  }
+  // One delivery per destination, with every recipient the message has there.
+  std::vector<std::pair<std::string, Delivery>> deliveries;
+  std::map<std::string, size_t> index;
+  for (size_t k = 0; k < n; ++k) {
+    const std::string domain = domain_of(j.message.recipients[k].address);
+    if (domain.empty()) {
+      report(j, k,
+             {.index = 0,
+              .outcome = msg::DeliveryOutcome::permanent_failure,
+              .dsn = "5.1.3",
+              .detail = "no domain in the recipient's address",
+              .forward = {},
+              .expanded = false,
+              .remote_mta = {},
+              .retry_after = 0});
+      continue;
+    }
+    const std::string key = destination_key(settings_.routes, domain);
+    auto [it, fresh] = index.emplace(key, deliveries.size());
+    if (fresh) deliveries.push_back({key, Delivery{job, {}, false}});
+    deliveries[it->second].second.recipients.push_back(k);
+  }
+  for (auto& [key, delivery] : deliveries) relay_->submit(key, std::move(delivery));
+}
+
+void MtaProcess::report(Job& job, size_t recipient, msg::DeliveryResult result) {
+  if (recipient >= job.results.size() || job.results[recipient]) return;
+  const msg::RemoteRecipient& r = job.message.recipients[recipient];
+  result.index = r.index;
+  const double delay = std::chrono::duration<double>(Clock::now() - job.started).count();
+  log::info("%s: to=<%s>, relay=%s, delay=%.2f, dsn=%s, status=%s (%s)",
+            job.message.envelope.id.c_str(), r.address.c_str(),
+            result.remote_mta.empty() ? "none" : result.remote_mta.c_str(), delay,
+            result.dsn.c_str(), msg::status_word(result.outcome), result.detail.c_str());
+  ++runtime_.counters()[msg::status_word(result.outcome)];
+  job.results[recipient] = std::move(result);
+  if (--job.open == 0) finish(job);
+}
+
+void MtaProcess::finish(Job& job) {
+  const uint64_t id = job.id;
+  const auto it = jobs_.find(id);
+  if (it == jobs_.end()) return;  // its queue went away
+  const std::shared_ptr<Job> keep = it->second;
+  jobs_.erase(it);
+  ipc::Channel* queue = runtime_.peer(Role::queue);
+  msg::DeliveryReport frame{.id = job.message.envelope.id, .results = {}, .last = true};
+  size_t bytes = 0;
+  bool sent = queue != nullptr;
+  for (auto& r : job.results) {
+    const size_t size = 48 + r->dsn.size() + r->detail.size() + r->remote_mta.size();
+    if (bytes + size > kReportFrameBudget && !frame.results.empty()) {
+      frame.last = false;
+      sent = sent && msg::send(*queue, frame, job.request_id);
+      frame.results.clear();
+      bytes = 0;
+    }
+    frame.results.push_back(std::move(*r));
+    bytes += size;
+  }
+  frame.last = true;
+  sent = sent && msg::send(*queue, frame, job.request_id);
+  if (!sent) log::warn("%s: cannot report deliveries to the queue", frame.id.c_str());
+}
+
+// --- where mail goes ------------------------------------------------------------------------
+
+void MtaProcess::resolve(const std::string& key, std::function<void(Resolution)> done) {
+  if (const auto route = route_of(key)) {
+    if (*route < settings_.routes.size())
+      return resolve_route(settings_.routes[*route], key, std::move(done));
+    // The configuration changed under a waiting delivery: its domain goes by MX now.
+    return done(failure(Resolution::Kind::temporary, "4.3.5", "the route changed; try again"));
+  }
+  resolve_mx(key, std::move(done));
+}
+
+void MtaProcess::resolve_route(const Route& route, const std::string& key,
+                               std::function<void(Resolution)> done) {
+  // The servers' addresses in the route's order; names are asked of lookup in parallel.
+  struct Gathering {
+    std::vector<std::vector<Target>> per_hop;
+    size_t pending = 0;
+    std::string problems;  // why hops gave nothing, for a route with none left
+    bool loops = false;
+    std::function<void(Resolution)> done;
+  };
+  auto g = std::make_shared<Gathering>();
+  g->per_hop.resize(route.via.size());
+  g->done = std::move(done);
+  auto note = [g](const std::string& problem) {
+    if (!g->problems.empty()) g->problems += "; ";
+    g->problems += problem;
+  };
+  auto complete = [g, key] {
+    Resolution r{.kind = Resolution::Kind::ok, .targets = {}, .dsn = {}, .detail = {}};
+    for (auto& hop : g->per_hop)
+      for (auto& t : hop)
+        if (r.targets.size() < kMaxTargets) r.targets.push_back(std::move(t));
+    if (r.targets.empty()) {
+      r = g->loops && g->problems.empty()
+              ? failure(Resolution::Kind::permanent, "5.4.6",
+                        "mail for " + key + " loops back to myself")
+              : failure(Resolution::Kind::temporary, g->loops ? "5.4.6" : "4.4.3",
+                        g->problems.empty() ? "no server to send to" : g->problems);
+      if (r.kind == Resolution::Kind::temporary && r.dsn == "5.4.6") r.dsn = "4.4.6";
+    }
+    g->done(std::move(r));
+  };
+  auto add = [this, g](size_t i, const mail::RelayHop& hop, const std::string& name,
+                       const std::vector<std::string>& addresses) {
+    for (const std::string& address : addresses) {
+      if (!inet::parse_ip_address(address)) continue;
+      if (is_local(settings_.local_addresses, address, hop.port)) {
+        g->loops = true;
+        continue;
+      }
+      g->per_hop[i].push_back(
+          Target{.host = name, .address = address, .port = hop.port, .scheme = hop.scheme});
+    }
+  };
+  for (size_t i = 0; i < route.via.size(); ++i) {
+    const mail::RelayHop& hop = route.via[i];
+    if (hop.scheme == mail::RelayScheme::smtp_tls || hop.scheme == mail::RelayScheme::smtps) {
+      // Refused rather than sent in the clear: a route that asks for TLS gets TLS or nothing.
+      note(hop.to_string() + ": TLS to relays is not available in this version");
+      continue;
+    }
+    if (hop.literal) {
+      add(i, hop, hop.host, {hop.host});
+      continue;
+    }
+    ++g->pending;
+    const bool asked =
+        ask_lookup(msg::MxQuery{.domain = hop.host, .host = true},
+                   Asked{.domain = hop.host,
+                         .control_request = 0,
+                         .answered = [g, i, hop, add, note, complete](const msg::MxAnswer& a) {
+                           if (a.status == msg::MxStatus::ok && !a.hosts.empty())
+                             add(i, hop, hop.host, a.hosts.front().addresses);
+                           else
+                             note(hop.host + ": " + status_text(a.status) +
+                                  (a.error.empty() ? "" : " (" + a.error + ")"));
+                           if (--g->pending == 0) complete();
+                         }});
+    if (!asked) {
+      --g->pending;
+      note(hop.host + ": lookup is not answering");
+    }
+  }
+  if (g->pending == 0) complete();
+}
+
+void MtaProcess::resolve_mx(const std::string& domain, std::function<void(Resolution)> done) {
+  auto answered = [this, domain, done](const msg::MxAnswer& a) {
+    switch (a.status) {
+      case msg::MxStatus::null_mx:
+        return done(
+            failure(Resolution::Kind::permanent, "5.1.10", domain + " accepts no mail (null MX)"));
+      case msg::MxStatus::no_domain:
+        return done(
+            failure(Resolution::Kind::permanent, "5.1.2", "domain " + domain + " does not exist"));
+      case msg::MxStatus::no_address:
+        return done(failure(Resolution::Kind::permanent, "5.4.4",
+                            "no mail host of " + domain + " has an address"));
+      case msg::MxStatus::temporary:
+        return done(failure(
+            Resolution::Kind::temporary, "4.4.3",
+            "cannot find the mail hosts of " + domain + (a.error.empty() ? "" : ": " + a.error)));
+      case msg::MxStatus::ok:
+        break;
+    }
+    std::vector<msg::MxHost> hosts = a.hosts;
+    if (drop_self(hosts, settings_.hostname, settings_.local_addresses) && hosts.empty())
+      return done(failure(Resolution::Kind::permanent, "5.4.6",
+                          "mail for " + domain + " loops back to myself (MX)"));
+    Resolution r{.kind = Resolution::Kind::ok, .targets = {}, .dsn = {}, .detail = {}};
+    for (const msg::MxHost& h : hosts)
+      for (const std::string& address : h.addresses)
+        if (r.targets.size() < kMaxTargets && inet::parse_ip_address(address))
+          r.targets.push_back(Target{
+              .host = h.name, .address = address, .port = 25, .scheme = mail::RelayScheme::smtp});
+    done(std::move(r));
+  };
+  if (!ask_lookup(msg::MxQuery{.domain = domain, .host = false},
+                  Asked{.domain = domain, .control_request = 0, .answered = answered}))
+    answered(msg::MxAnswer{.status = msg::MxStatus::temporary,
+                           .implicit = false,
+                           .hosts = {},
+                           .error = "lookup is not answering"});
+}
+
+bool MtaProcess::ask_lookup(const msg::MxQuery& query, Asked asked) {
+  ipc::Channel* lookup = runtime_.peer(Role::lookup);
+  const uint32_t request = next_request_++;
+  if (lookup == nullptr || !msg::send(*lookup, query, request)) return false;
+  asking_[request] = std::move(asked);
+  return true;
+}
+
+void MtaProcess::lookup_lost() {
+  std::map<uint32_t, Asked> asked = std::move(asking_);
+  asking_.clear();
+  for (auto& [request, a] : asked) {
+    if (a.answered)
+      a.answered(msg::MxAnswer{.status = msg::MxStatus::temporary,
+                               .implicit = false,
+                               .hosts = {},
+                               .error = "lookup went away"});
+    else
+      answer_control(a.control_request, false, a.domain + ": lookup went away");
+  }
+}
+
+// --- smtpctl --------------------------------------------------------------------------------
+
+void MtaProcess::show_mx(msg::Incoming& in, const msg::CtlShowMx& m) {
+  if (!ask_lookup(msg::MxQuery{.domain = m.domain, .host = false},
+                  Asked{.domain = m.domain, .control_request = in.request_id, .answered = {}}))
+    answer_control(in.request_id, false, "lookup is not answering");
+}
+
+void MtaProcess::on_answer(msg::Incoming& in, const msg::MxAnswer& m) {
+  auto it = asking_.find(in.request_id);
+  if (it == asking_.end()) return;
+  Asked asked = std::move(it->second);
+  asking_.erase(it);
+  if (asked.answered) {
+    asked.answered(m);
+    return;
+  }
+  answer_control(asked.control_request, m.status == msg::MxStatus::ok, describe(asked.domain, m));
+}
+
+void MtaProcess::answer_control(uint32_t request, bool ok, const std::string& text) {
+  ipc::Channel* control = runtime_.peer(Role::control);
+  if (control == nullptr ||
+      !msg::send(*control, msg::CtlResult{.ok = ok, .text = text.substr(0, msg::kMaxCtlText)},
+                 request))
+    log::warn("cannot answer control");
+}
+
+}  // namespace postern::mta

@@ -1,0 +1,461 @@
+// Destinations, the connection cache and transactions; see relay.hpp.
+#include "mta/relay.hpp"
+
+#include <algorithm>
+
+#include "common/util/ascii.hpp"
+#include "common/util/log.hpp"
+#include "mta/transaction.hpp"
+
+namespace postern::mta {
+namespace {
+
+// What a destination's servers are is asked again after this long (connections already open
+// stay); lookup's resolver caches DNS answers for their TTL anyway.
+constexpr auto kResolutionLifetime = std::chrono::seconds(60);
+
+std::string reply_detail(const mail::RecipientResult& r) {
+  if (!r.from_server()) return r.text;
+  std::string text = std::to_string(r.code) + " " + r.text;
+  if (r.status != mail::RecipientStatus::delivered)
+    text += std::string(" (in reply to ") + mail::phase_name(r.phase) + ")";
+  return text;
+}
+
+}  // namespace
+
+std::string Target::name() const {
+  return host + "[" + address + "]:" + std::to_string(port);
+}
+
+std::string Target::key() const {
+  const bool v6 = address.find(':') != std::string::npos;
+  return std::string(mail::scheme_prefix(scheme)) + (v6 ? "[" + address + "]" : address) + ":" +
+         std::to_string(port);
+}
+
+msg::DeliveryResult delivery_result(const mail::RecipientResult& r, const Target& target) {
+  msg::DeliveryResult out;
+  out.outcome = r.status == mail::RecipientStatus::delivered ? msg::DeliveryOutcome::delivered
+                : r.status == mail::RecipientStatus::permanent
+                    ? msg::DeliveryOutcome::permanent_failure
+                    : msg::DeliveryOutcome::temporary_failure;
+  out.dsn = r.status_code.empty()
+                ? (out.outcome == msg::DeliveryOutcome::delivered           ? "2.0.0"
+                   : out.outcome == msg::DeliveryOutcome::permanent_failure ? "5.0.0"
+                                                                            : "4.0.0")
+                : r.status_code;
+  out.detail = reply_detail(r);
+  if (out.detail.size() > msg::kMaxDeliveryDetail) out.detail.resize(msg::kMaxDeliveryDetail);
+  if (r.from_server() || r.phase != mail::ClientPhase::connect) {
+    out.remote_mta = target.name();
+    if (out.remote_mta.size() > msg::kMaxRemoteMta) out.remote_mta.clear();
+  }
+  return out;
+}
+
+bool too_many_recipients(const mail::RecipientResult& r) {
+  if (r.phase != mail::ClientPhase::rcpt || (r.code != 452 && r.code != 552)) return false;
+  if (r.status_code == "4.5.3" || r.status_code == "5.5.3") return true;
+  return ascii::lower(r.text).find("too many recipients") != std::string::npos;
+}
+
+Relay::Relay(event_base* base, Resolve resolve, Report report)
+    : base_(base),
+      resolve_(std::move(resolve)),
+      report_(std::move(report)),
+      reaper_(base, [this] { ended_.clear(); }) {}
+
+Relay::~Relay() {
+  *alive_ = false;
+}
+
+void Relay::configure(const Settings& settings) {
+  settings_ = settings;
+  for (auto& [key, d] : destinations_) d.max_connections = settings_.destination_connections;
+}
+
+Relay::Destination& Relay::destination(const std::string& key) {
+  auto it = destinations_.find(key);
+  if (it == destinations_.end()) {
+    Destination d;
+    d.key = key;
+    d.max_connections = settings_.destination_connections;
+    it = destinations_.emplace(key, std::move(d)).first;
+  }
+  return it->second;
+}
+
+Relay::Connection* Relay::find(uint64_t id) {
+  auto it = connections_.find(id);
+  return it == connections_.end() ? nullptr : it->second.get();
+}
+
+size_t Relay::idle_connections() const {
+  return idle_by_address_.size();
+}
+
+void Relay::submit(const std::string& key, Delivery delivery) {
+  destination(key).waiting.push_back(std::move(delivery));
+  dispatch(key);
+}
+
+void Relay::drop_waiting() {
+  for (auto& [key, d] : destinations_) d.waiting.clear();
+}
+
+// Gives the destination's waiting deliveries to its idle connections, then to idle connections
+// to the same servers, then to new connections while its limit and the global cap allow.
+void Relay::dispatch(const std::string& key) {
+  auto it = destinations_.find(key);
+  if (it == destinations_.end()) return;
+  Destination& d = it->second;
+  if (d.waiting.empty() || d.resolving) return forget_if_unused(key);
+  if (!d.resolution || Clock::now() - d.resolved_at > kResolutionLifetime) {
+    d.resolving = true;
+    resolve_(key, [this, alive = std::weak_ptr<bool>(alive_), key](Resolution r) {
+      if (alive.lock()) resolved(key, std::move(r));
+    });
+    return;
+  }
+  if (d.resolution->kind != Resolution::Kind::ok) {
+    const Resolution r = *d.resolution;
+    if (r.kind == Resolution::Kind::temporary) d.resolution.reset();  // asked again next time
+    fail_waiting(d,
+                 r.kind == Resolution::Kind::permanent ? msg::DeliveryOutcome::permanent_failure
+                                                       : msg::DeliveryOutcome::temporary_failure,
+                 r.dsn, r.detail, "");
+    return forget_if_unused(key);
+  }
+  for (const uint64_t id : std::vector<uint64_t>(d.connections)) {
+    if (d.waiting.empty()) return;
+    Connection* c = find(id);
+    if (c != nullptr && c->ready && !c->busy && !c->session->closed()) give_work(*c);
+  }
+  // A connection to one of its servers, idle after another destination's mail (domains
+  // hosted together, Postfix's cache lookup by address).
+  for (const Target& t : d.resolution->targets) {
+    while (!d.waiting.empty()) {
+      const auto idle = idle_by_address_.find(t.key());
+      if (idle == idle_by_address_.end()) break;
+      Connection* c = find(idle->second);
+      idle_by_address_.erase(idle);
+      if (c == nullptr) continue;
+      const std::string previous = c->destination;
+      if (previous != key) {
+        auto& old = destination(previous).connections;
+        std::erase(old, c->id);
+        c->destination = key;
+        d.connections.push_back(c->id);
+        forget_if_unused(previous);
+      }
+      give_work(*c);
+    }
+  }
+  size_t connecting = 0;
+  for (const uint64_t id : d.connections) {
+    const Connection* c = find(id);
+    if (c != nullptr && !c->ready) ++connecting;
+  }
+  while (d.waiting.size() > connecting && d.connections.size() < d.max_connections) {
+    if (connections_.size() >= settings_.connections) {
+      evict_idle_elsewhere(key);
+      if (std::find(slot_waiters_.begin(), slot_waiters_.end(), key) == slot_waiters_.end())
+        slot_waiters_.push_back(key);
+      return;
+    }
+    open_connection(d);
+    ++connecting;
+  }
+}
+
+void Relay::resolved(const std::string& key, Resolution resolution) {
+  auto it = destinations_.find(key);
+  if (it == destinations_.end()) return;
+  Destination& d = it->second;
+  d.resolving = false;
+  if (resolution.kind == Resolution::Kind::ok && resolution.targets.empty()) {
+    resolution.kind = Resolution::Kind::temporary;
+    resolution.dsn = "4.4.3";
+    resolution.detail = "no server to send to";
+  }
+  d.resolution = std::move(resolution);
+  d.resolved_at = Clock::now();
+  dispatch(key);
+}
+
+void Relay::fail_waiting(Destination& d, msg::DeliveryOutcome outcome, const std::string& dsn,
+                         const std::string& detail, const std::string& remote_mta) {
+  std::deque<Delivery> waiting = std::move(d.waiting);
+  d.waiting.clear();
+  for (Delivery& delivery : waiting) {
+    for (const size_t k : delivery.recipients) {
+      msg::DeliveryResult r;
+      r.outcome = outcome;
+      r.dsn = dsn;
+      r.detail = detail.substr(0, msg::kMaxDeliveryDetail);
+      r.remote_mta = remote_mta;
+      report_(*delivery.job, k, std::move(r));
+    }
+  }
+}
+
+void Relay::open_connection(Destination& d) {
+  auto c = std::make_unique<Connection>();
+  c->id = next_connection_++;
+  c->destination = d.key;
+  c->targets = d.resolution->targets;
+  const uint64_t id = c->id;
+  c->idle = std::make_unique<Timer>(base_, [this, id] {
+    if (Connection* idle = find(id)) {
+      unpark(*idle);
+      idle->session->quit();
+    }
+  });
+  d.connections.push_back(id);
+  Connection& ref = *c;
+  connections_.emplace(id, std::move(c));
+  connect(ref);
+}
+
+void Relay::connect(Connection& c) {
+  c.target = c.targets[c.target_index];
+  const uint64_t id = c.id;
+  mail::ClientOptions options;
+  options.dialect = c.target.scheme == mail::RelayScheme::lmtp ? mail::ClientDialect::lmtp
+                                                               : mail::ClientDialect::smtp;
+  options.helo_name = settings_.hostname.empty() ? "localhost" : settings_.hostname;
+  options.pipelining = true;
+  options.ready = [this, id](mail::ClientSession&) { on_ready(id); };
+  c.session = std::make_unique<mail::ClientSession>(
+      base_, std::move(options), [this, id](mail::ClientSession&) { on_closed(id); });
+  const std::string text =
+      c.target.key().substr(std::string(mail::scheme_prefix(c.target.scheme)).size());
+  // Targets are IP addresses (MtaProcess checks them); anything else fails as a connect does,
+  // on the loop (an empty unix path is refused by the sandbox and by the kernel).
+  const auto endpoint = mail::parse_endpoint(text);
+  c.session->open(endpoint ? *endpoint : mail::Endpoint{std::nullopt, "(not an address)"});
+}
+
+void Relay::on_ready(uint64_t id) {
+  Connection* c = find(id);
+  if (c == nullptr) return;
+  c->ready = true;
+  c->targets.clear();
+  give_work(*c);
+}
+
+// The connection ended. Before it was ready: the next server is tried; when none is left and
+// the destination has no other connection, what waits for it is deferred with the last
+// failure. A ready one leaves room for another.
+void Relay::on_closed(uint64_t id) {
+  Connection* c = find(id);
+  if (c == nullptr) return;
+  unpark(*c);
+  ended_.push_back(std::move(c->session));
+  reaper_.arm(std::chrono::milliseconds(0));
+  const std::string key = c->destination;
+  if (!c->ready && c->target_index + 1 < c->targets.size()) {
+    const std::optional<mail::RecipientResult>& failure = ended_.back()->failure();
+    log::info("%s: %s: %s; trying the next server", key.c_str(), c->target.name().c_str(),
+              failure ? failure->text.c_str() : "failed");
+    ++c->target_index;
+    connect(*c);
+    return;
+  }
+  if (!c->ready) {
+    const std::optional<mail::RecipientResult>& failure = ended_.back()->failure();
+    const mail::RecipientResult why =
+        failure ? *failure
+                : mail::RecipientResult{mail::RecipientStatus::temporary,
+                                        mail::ClientPhase::connect, 0, "4.4.1", "cannot connect"};
+    Destination& d = destination(key);
+    const bool others = std::any_of(d.connections.begin(), d.connections.end(),
+                                    [&](uint64_t o) { return o != id && find(o) != nullptr; });
+    const std::string last = c->target.name();
+    retire(*c);
+    if (!others) {
+      log::info("%s: no server could be reached (last: %s: %s)", key.c_str(), last.c_str(),
+                why.text.c_str());
+      const msg::DeliveryResult r = delivery_result(why, Target{});
+      fail_waiting(d, msg::DeliveryOutcome::temporary_failure, r.dsn.empty() ? "4.4.1" : r.dsn,
+                   r.detail, "");
+    }
+  } else {
+    retire(*c);
+  }
+  dispatch(key);
+  kick_slot_waiters();
+}
+
+void Relay::retire(Connection& c) {
+  unpark(c);
+  const uint64_t id = c.id;
+  auto it = destinations_.find(c.destination);
+  if (it != destinations_.end()) std::erase(it->second.connections, id);
+  if (c.session) {
+    ended_.push_back(std::move(c.session));
+    reaper_.arm(std::chrono::milliseconds(0));
+  }
+  connections_.erase(id);
+}
+
+void Relay::give_work(Connection& c) {
+  Destination& d = destination(c.destination);
+  while (!d.waiting.empty() && !c.busy) {
+    if (c.session->closed()) return;
+    Delivery delivery = std::move(d.waiting.front());
+    d.waiting.pop_front();
+    start(c, d, std::move(delivery));
+  }
+  if (!c.busy) park(c);
+}
+
+void Relay::start(Connection& c, Destination& d, Delivery delivery) {
+  unpark(c);
+  Job& job = *delivery.job;
+  const Envelope& envelope = job.message.envelope;
+  const mail::Capabilities& caps = c.session->capabilities();
+  if (const auto refusal = refuse_before_sending(envelope, caps)) {
+    for (const size_t k : delivery.recipients) {
+      msg::DeliveryResult r;
+      r.outcome = msg::DeliveryOutcome::permanent_failure;
+      r.dsn = refusal->dsn;
+      r.detail = refusal->detail;
+      r.remote_mta = c.target.name();
+      report_(job, k, std::move(r));
+    }
+    return;  // the connection stays free for the next
+  }
+  if (delivery.recipients.size() > d.recipient_limit) {
+    Delivery rest{delivery.job, {}, delivery.retried};
+    rest.recipients.assign(delivery.recipients.begin() + static_cast<ptrdiff_t>(d.recipient_limit),
+                           delivery.recipients.end());
+    delivery.recipients.resize(d.recipient_limit);
+    d.waiting.push_front(std::move(rest));
+  }
+  mail::ClientTransaction t;
+  t.sender = envelope.sender;
+  t.mail_parameters = mail_parameters(envelope, caps);
+  for (const size_t k : delivery.recipients) {
+    const msg::RemoteRecipient& r = job.message.recipients[k];
+    t.recipients.push_back({r.address, rcpt_parameters(r, caps)});
+  }
+  t.message = job.data();
+  c.busy = true;
+  const uint64_t id = c.id;
+  c.session->send(std::move(t), [this, id, delivery = std::move(delivery)](
+                                    std::vector<mail::RecipientResult> results) mutable {
+    on_results(id, std::move(delivery), std::move(results));
+  });
+}
+
+void Relay::on_results(uint64_t id, Delivery delivery, std::vector<mail::RecipientResult> results) {
+  Connection* c = find(id);
+  if (c == nullptr) return;
+  Destination& d = destination(c->destination);
+  const bool reused = c->messages > 0;
+  ++c->messages;
+  c->busy = false;
+  const bool stale = reused && !delivery.retried && !results.empty() &&
+                     std::all_of(results.begin(), results.end(), [](const auto& r) {
+                       return !r.from_server() && r.phase == mail::ClientPhase::mail;
+                     });
+  if (stale) {
+    // The server had closed the cached connection as we used it: once more, on another.
+    delivery.retried = true;
+    d.waiting.push_front(std::move(delivery));
+  } else {
+    const size_t accepted = static_cast<size_t>(
+        std::count_if(results.begin(), results.end(), [](const mail::RecipientResult& r) {
+          return r.status == mail::RecipientStatus::delivered;
+        }));
+    Delivery again{delivery.job, {}, delivery.retried};
+    for (size_t i = 0; i < results.size() && i < delivery.recipients.size(); ++i) {
+      if (accepted > 0 && too_many_recipients(results[i])) {
+        again.recipients.push_back(delivery.recipients[i]);
+        continue;
+      }
+      report_(*delivery.job, delivery.recipients[i], delivery_result(results[i], c->target));
+    }
+    if (!again.recipients.empty()) {
+      // The server's limit, learned: later messages are split before it has to say so.
+      d.recipient_limit = std::max<size_t>(1, accepted);
+      d.waiting.push_front(std::move(again));
+    }
+  }
+  if (c->session->closed()) return;  // on_closed follows
+  if (c->messages >= settings_.messages_per_connection) {
+    c->session->quit();
+    dispatch(c->destination);  // another connection takes what waits
+    return;
+  }
+  give_work(*c);
+}
+
+void Relay::park(Connection& c) {
+  if (c.busy || !c.ready || c.session == nullptr || c.session->closed()) return;
+  unpark(c);
+  idle_by_address_.emplace(c.target.key(), c.id);
+  c.idle->arm(std::chrono::seconds(settings_.connection_idle));
+  // Someone waiting for room under the global cap takes this one's place.
+  if (!slot_waiters_.empty()) {
+    const std::string waiter = slot_waiters_.front();
+    if (waiter != c.destination) {
+      unpark(c);
+      c.session->quit();
+    }
+  }
+}
+
+void Relay::unpark(Connection& c) {
+  if (c.idle) c.idle->cancel();
+  for (auto it = idle_by_address_.begin(); it != idle_by_address_.end(); ++it) {
+    if (it->second == c.id) {
+      idle_by_address_.erase(it);
+      return;
+    }
+  }
+}
+
+bool Relay::evict_idle_elsewhere(const std::string& key) {
+  for (auto it = idle_by_address_.begin(); it != idle_by_address_.end(); ++it) {
+    Connection* c = find(it->second);
+    if (c == nullptr || c->destination == key) continue;
+    unpark(*c);
+    c->session->quit();
+    return true;
+  }
+  return false;
+}
+
+void Relay::kick_slot_waiters() {
+  std::deque<std::string> waiters = std::move(slot_waiters_);
+  slot_waiters_.clear();
+  for (const std::string& key : waiters) dispatch(key);
+}
+
+void Relay::forget_if_unused(const std::string& key) {
+  auto it = destinations_.find(key);
+  if (it == destinations_.end()) return;
+  const Destination& d = it->second;
+  if (d.waiting.empty() && d.connections.empty() && !d.resolving) destinations_.erase(it);
+}
+
+std::string Relay::describe() const {
+  std::string text;
+  for (const auto& [key, d] : destinations_) {
+    size_t ready = 0;
+    for (const uint64_t id : d.connections) {
+      const auto it = connections_.find(id);
+      if (it != connections_.end() && it->second->ready) ++ready;
+    }
+    text += key + ": " + std::to_string(d.connections.size()) + " connections (" +
+            std::to_string(ready) + " ready), " + std::to_string(d.waiting.size()) +
+            " deliveries waiting, at most " + std::to_string(d.max_connections) +
+            " connections and " + std::to_string(d.recipient_limit) + " recipients a transaction\n";
+  }
+  return text;
+}
+
+}  // namespace postern::mta

@@ -1,0 +1,161 @@
+// Outbound connections and what goes over them: a Destination per route or domain (its
+// servers, its waiting deliveries, its limits), the connection cache (a session stays open
+// after a transaction for the next message to the same destination, found by destination and
+// by server address, limited by idle time and message count), the global connection cap, and
+// one transaction per message and destination carrying all its recipients (split when the
+// server answers 452 4.5.3 "too many recipients"). Knows nothing of IPC: where servers are comes
+// from a Resolve callback (the mta asks lookup), results go to a Report callback.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/mail/client.hpp"
+#include "common/mail/route.hpp"
+#include "common/util/event.hpp"
+#include "common/util/fd.hpp"
+#include "common/util/io.hpp"
+#include "mta/api.hpp"
+#include "queue/api.hpp"
+
+namespace postern::mta {
+
+using Clock = std::chrono::steady_clock;
+
+// A DeliverRemote from the queue, from its arrival to its report.
+struct Job {
+  uint64_t id = 0;
+  uint32_t request_id = 0;  // the queue's
+  msg::DeliverRemote message;
+  UniqueFd fd;
+  Clock::time_point started = Clock::now();
+  std::vector<std::optional<msg::DeliveryResult>> results;  // per recipient
+  size_t open = 0;                                          // recipients without a result
+  MessageData data() const { return {fd.get(), message.envelope.size}; }
+};
+
+// Some of a job's recipients for one destination, waiting for a connection or on one.
+struct Delivery {
+  std::shared_ptr<Job> job;
+  std::vector<size_t> recipients;  // into job->message.recipients
+  bool retried = false;            // sent again once after a cached connection went stale
+};
+
+// One address of one server.
+struct Target {
+  std::string host;  // the MX host's or relay's name; the address itself for a literal
+  std::string address;
+  uint16_t port = 25;
+  mail::RelayScheme scheme = mail::RelayScheme::smtp;
+  std::string name() const;  // "mx.example.org[192.0.2.1]:25": a DSN's Remote-MTA, the log's relay=
+  std::string key() const;   // "smtp://192.0.2.1:25": the connection cache's key by address
+};
+
+// Where a destination's mail goes, or why it cannot go anywhere now.
+struct Resolution {
+  enum class Kind : uint8_t { ok, temporary, permanent };
+  Kind kind = Kind::temporary;
+  std::vector<Target> targets;  // ok: in the order to try them
+  std::string dsn;              // otherwise: the recipients' status and why
+  std::string detail;
+};
+
+class Relay {
+ public:
+  // Asks where a destination's mail goes; done runs once, later or inside the call.
+  using Resolve =
+      std::function<void(const std::string& destination, std::function<void(Resolution)> done)>;
+  // A recipient's result (index into job.message.recipients).
+  using Report = std::function<void(Job& job, size_t recipient, msg::DeliveryResult result)>;
+  Relay(event_base* base, Resolve resolve, Report report);
+  ~Relay();
+  Relay(const Relay&) = delete;
+  Relay& operator=(const Relay&) = delete;
+
+  void configure(const Settings& settings);
+  // Delivers to destination (a route's or a domain's key, see MtaProcess) when its turn comes.
+  void submit(const std::string& destination, Delivery delivery);
+  // Deliveries not on a connection yet are dropped without a result (the queue that sent them
+  // is gone; its successor sends them again). Those on a connection finish.
+  void drop_waiting();
+
+  size_t connections() const { return connections_.size(); }
+  size_t idle_connections() const;
+  // Text for smtpctl: each destination, its connections and what waits.
+  std::string describe() const;
+
+ private:
+  struct Connection {
+    uint64_t id = 0;
+    std::string destination;      // the one it serves now (it may move to another by address)
+    std::vector<Target> targets;  // while connecting: what is left to try, in order
+    size_t target_index = 0;
+    Target target;  // the server it is connected (or connecting) to
+    std::unique_ptr<mail::ClientSession> session;
+    bool ready = false;
+    bool busy = false;
+    uint32_t messages = 0;
+    std::unique_ptr<Timer> idle;
+  };
+  struct Destination {
+    std::string key;
+    std::optional<Resolution> resolution;
+    Clock::time_point resolved_at;
+    bool resolving = false;
+    std::deque<Delivery> waiting;
+    std::vector<uint64_t> connections;
+    // The limits that apply to it: the seam where per-destination shaping plugs in.
+    uint32_t max_connections = 20;
+    size_t recipient_limit = msg::kLocalRecipientsPerJob;  // lowered by 452 4.5.3
+  };
+
+  Destination& destination(const std::string& key);
+  void dispatch(const std::string& key);
+  void resolved(const std::string& key, Resolution resolution);
+  void fail_waiting(Destination& d, msg::DeliveryOutcome outcome, const std::string& dsn,
+                    const std::string& detail, const std::string& remote_mta);
+  void open_connection(Destination& d);
+  void connect(Connection& c);
+  void on_ready(uint64_t id);
+  void on_closed(uint64_t id);
+  void give_work(Connection& c);
+  void start(Connection& c, Destination& d, Delivery delivery);
+  void on_results(uint64_t id, Delivery delivery, std::vector<mail::RecipientResult> results);
+  void park(Connection& c);
+  void unpark(Connection& c);
+  void retire(Connection& c);
+  bool evict_idle_elsewhere(const std::string& key);
+  void kick_slot_waiters();
+  void forget_if_unused(const std::string& key);
+  Connection* find(uint64_t id);
+
+  event_base* base_;
+  Resolve resolve_;
+  Report report_;
+  Settings settings_;
+  uint64_t next_connection_ = 1;
+  std::map<std::string, Destination> destinations_;
+  std::map<uint64_t, std::unique_ptr<Connection>> connections_;
+  std::multimap<std::string, uint64_t> idle_by_address_;  // Target::key() -> connection
+  std::deque<std::string> slot_waiters_;                  // destinations waiting for the global cap
+  // Sessions that ended, freed on the next loop turn rather than inside their own callbacks.
+  std::vector<std::unique_ptr<mail::ClientSession>> ended_;
+  Timer reaper_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+// The result for the queue from the engine's, with the server's reply quoted in detail.
+msg::DeliveryResult delivery_result(const mail::RecipientResult& r, const Target& target);
+
+// A RCPT refused because the transaction has too many recipients (RFC 5321 4.5.3.1.10: 452,
+// or 552 from servers of RFC 821's day), not because of the recipient.
+bool too_many_recipients(const mail::RecipientResult& r);
+
+}  // namespace postern::mta

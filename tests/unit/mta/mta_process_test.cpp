@@ -1,0 +1,398 @@
+// Tests for mta/mta_process.cpp and mta/relay.cpp: a real MtaProcess in a forked child under its
+// own seccomp filter (process_harness.hpp), the test playing the parent, the queue and lookup,
+// and scripted SMTP servers on loopback (script_server.hpp) as the remote side. Routes by
+// `routes:` and by MX, a pipelined transaction per message and destination, the 452 split,
+// per-recipient results, failover past a refused port, the connection cache, loops, SIZE and
+// SMTPUTF8, and the DSN parameters passed on.
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "mta/mta_process.hpp"
+#include "tests/unit/common/mail/script_server.hpp"
+#include "tests/unit/support/process_harness.hpp"
+
+namespace postern::mta {
+namespace {
+
+using mail::Conn;
+using mail::MessageFile;
+using mail::TestServer;
+using test::PeerEnd;
+using test::ProcessUnderTest;
+using test::Received;
+
+const std::string kMessage = "Received: from a by b\r\nSubject: test\r\n\r\nhello\r\n.dot\r\n";
+
+// What a sink saw of one transaction.
+struct Seen {
+  std::string mail;
+  std::vector<std::string> rcpts;
+  bool pipelined = false;  // MAIL, every RCPT and DATA came before the first reply
+  std::string body;
+};
+
+// A well-behaved server that offers PIPELINING and answers only once DATA came (so a client
+// that does not pipeline never gets a reply and the test fails): RCPT to "temp*" gets 450,
+// "perm*" 550, and recipients beyond max_rcpt in one transaction 452 4.5.3.
+class Sink {
+ public:
+  explicit Sink(size_t max_rcpt = 1000, std::string extensions = "250-8BITMIME\r\n250-DSN\r\n")
+      : max_rcpt_(max_rcpt),
+        extensions_(std::move(extensions)),
+        server_([this](Conn& c) { serve(c); }) {}
+  uint16_t port() const {
+    return ntohs(reinterpret_cast<const sockaddr_in&>(server_.endpoint().inet->storage).sin_port);
+  }
+  std::vector<Seen> seen() {
+    std::lock_guard lock(mutex_);
+    return seen_;
+  }
+  int connections() { return server_.connections(); }
+
+ private:
+  void serve(Conn& c) {
+    c.send("220 sink.test ESMTP\r\n");
+    if (c.line().empty()) return;
+    c.send("250-sink.test\r\n250-PIPELINING\r\n" + extensions_ + "250 SIZE 1000000\r\n");
+    for (;;) {
+      std::string line = c.line();
+      if (line.empty()) return;
+      if (line == "QUIT") {
+        c.send("221 bye\r\n");
+        return;
+      }
+      if (line == "RSET") {
+        c.send("250 ok\r\n");
+        continue;
+      }
+      if (!line.starts_with("MAIL FROM:")) {
+        c.send("503 bad sequence\r\n");
+        continue;
+      }
+      Seen t;
+      t.mail = line;
+      for (line = c.line(); line.starts_with("RCPT TO:"); line = c.line()) t.rcpts.push_back(line);
+      if (line != "DATA") return;
+      t.pipelined = true;
+      std::string replies = "250 2.1.0 ok\r\n";
+      size_t accepted = 0;
+      for (size_t i = 0; i < t.rcpts.size(); ++i) {
+        if (i >= max_rcpt_) {
+          replies += "452 4.5.3 Too many recipients\r\n";
+        } else if (t.rcpts[i].starts_with("RCPT TO:<temp")) {
+          replies += "450 4.2.0 mailbox busy\r\n";
+        } else if (t.rcpts[i].starts_with("RCPT TO:<perm")) {
+          replies += "550 5.1.1 no such user\r\n";
+        } else {
+          replies += "250 2.1.5 ok\r\n";
+          ++accepted;
+        }
+      }
+      if (accepted == 0) {
+        c.send(replies + "554 5.5.1 no valid recipients\r\n");
+        continue;
+      }
+      c.send(replies + "354 go ahead\r\n");
+      const auto body = c.data();
+      if (!body) return;
+      t.body = *body;
+      {
+        std::lock_guard lock(mutex_);
+        seen_.push_back(t);
+      }
+      c.send("250 2.0.0 queued as X\r\n");
+    }
+  }
+
+  size_t max_rcpt_;
+  std::string extensions_;
+  std::mutex mutex_;
+  std::vector<Seen> seen_;
+  TestServer server_;  // last: its threads stop before the rest goes
+};
+
+// A loopback port nobody listens on: connections to it are refused.
+uint16_t refused_port() {
+  UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      getsockname(fd.get(), reinterpret_cast<sockaddr*>(&a), &len) != 0)
+    return 1;
+  return ntohs(a.sin_port);
+}
+
+mail::RelayHop hop(uint16_t port) {
+  return {.scheme = mail::RelayScheme::smtp, .host = "127.0.0.1", .literal = true, .port = port};
+}
+
+class MtaProcessTest : public ::testing::Test {
+ protected:
+  void start(std::vector<Route> routes, std::vector<std::string> local = {}) {
+    mta_.emplace(Role::mta, [](ChildRuntime& runtime) {
+      MtaProcess mta(runtime);
+      return runtime.run();
+    });
+    Settings settings{
+        .hostname = "mta.test", .routes = std::move(routes), .local_addresses = std::move(local)};
+    ASSERT_TRUE(mta_->parent().send(settings));
+    queue_ = &mta_->connect(Role::queue);
+    lookup_ = &mta_->connect(Role::lookup);
+    ASSERT_TRUE(mta_->start());
+  }
+
+  bool deliver(const std::vector<std::string>& recipients, uint32_t request,
+               const std::string& bytes = kMessage, Envelope envelope = {}) {
+    files_.emplace_back(bytes);
+    envelope.id = "0123456789abcdef";
+    if (envelope.sender.empty()) envelope.sender = "bob@example.org";
+    envelope.size = bytes.size();
+    msg::DeliverRemote job{.envelope = envelope, .recipients = {}};
+    for (size_t i = 0; i < recipients.size(); ++i)
+      job.recipients.push_back({.index = static_cast<uint32_t>(i + 10),
+                                .address = recipients[i],
+                                .orcpt_type = "",
+                                .orcpt = "",
+                                .notify = {}});
+    return queue_->send(job, request, UniqueFd(dup(files_.back().data().fd)));
+  }
+
+  // The whole report for a request: its frames' results, by the recipient's index.
+  std::map<uint32_t, msg::DeliveryResult> report(uint32_t request) {
+    std::map<uint32_t, msg::DeliveryResult> results;
+    for (;;) {
+      auto frame = mta_->await<msg::DeliveryReport>(*queue_, std::chrono::seconds(20));
+      if (!frame) {
+        ADD_FAILURE() << "no report for request " << request;
+        return results;
+      }
+      EXPECT_EQ(frame->request_id, request);
+      EXPECT_EQ(frame->message.id, "0123456789abcdef");
+      for (auto& r : frame->message.results) results[r.index] = r;
+      if (frame->message.last) return results;
+    }
+  }
+
+  // lookup's side: the next MxQuery, answered with a.
+  std::optional<msg::MxQuery> answer_mx(const msg::MxAnswer& a) {
+    auto ask = mta_->await<msg::MxQuery>(*lookup_);
+    if (!ask) return std::nullopt;
+    EXPECT_TRUE(lookup_->send(a, ask->request_id));
+    return ask->message;
+  }
+
+  std::optional<ProcessUnderTest> mta_;
+  PeerEnd* queue_ = nullptr;
+  PeerEnd* lookup_ = nullptr;
+  std::deque<MessageFile> files_;
+};
+
+// One transaction for every recipient of the route, pipelined, with a result each.
+TEST_F(MtaProcessTest, OnePipelinedTransactionPerDestination) {
+  Sink sink;
+  start({{.match = {"relay.test", "*.relay.test"}, .via = {hop(sink.port())}, .auth = ""}});
+  ASSERT_TRUE(
+      deliver({"a@relay.test", "b@r1.relay.test", "temp@relay.test", "perm@r2.relay.test"}, 7));
+  auto results = report(7);
+  ASSERT_EQ(results.size(), 4u);
+  const std::string relay = "127.0.0.1[127.0.0.1]:" + std::to_string(sink.port());
+  EXPECT_EQ(results[10].outcome, msg::DeliveryOutcome::delivered);
+  EXPECT_EQ(results[10].dsn, "2.0.0");
+  EXPECT_EQ(results[10].detail, "250 2.0.0 queued as X");
+  EXPECT_EQ(results[10].remote_mta, relay);
+  EXPECT_EQ(results[11].outcome, msg::DeliveryOutcome::delivered);
+  EXPECT_EQ(results[12].outcome, msg::DeliveryOutcome::temporary_failure);
+  EXPECT_EQ(results[12].dsn, "4.2.0");
+  EXPECT_EQ(results[12].detail, "450 4.2.0 mailbox busy (in reply to RCPT)");
+  EXPECT_EQ(results[13].outcome, msg::DeliveryOutcome::permanent_failure);
+  EXPECT_EQ(results[13].dsn, "5.1.1");
+  EXPECT_EQ(results[13].remote_mta, relay);
+  const auto seen = sink.seen();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_TRUE(seen[0].pipelined);
+  EXPECT_EQ(seen[0].mail, "MAIL FROM:<bob@example.org> SIZE=" + std::to_string(kMessage.size()));
+  EXPECT_EQ(seen[0].rcpts.size(), 4u);
+  EXPECT_EQ(seen[0].body, kMessage);
+  EXPECT_EQ(sink.connections(), 1);
+}
+
+// 452 4.5.3 on RCPT: the rest go in further transactions, and later messages are split first.
+TEST_F(MtaProcessTest, TooManyRecipientsGoInAFurtherTransaction) {
+  Sink sink(2);
+  start({{.match = {"relay.test"}, .via = {hop(sink.port())}, .auth = ""}});
+  ASSERT_TRUE(
+      deliver({"a@relay.test", "b@relay.test", "c@relay.test", "d@relay.test", "e@relay.test"}, 8));
+  auto results = report(8);
+  ASSERT_EQ(results.size(), 5u);
+  for (const auto& [index, r] : results)
+    EXPECT_EQ(r.outcome, msg::DeliveryOutcome::delivered) << index << ": " << r.detail;
+  auto seen = sink.seen();
+  ASSERT_EQ(seen.size(), 3u);
+  std::vector<size_t> sizes;
+  for (const auto& t : seen) sizes.push_back(std::min<size_t>(t.rcpts.size(), 2));
+  EXPECT_EQ(sizes, (std::vector<size_t>{2, 2, 1}));
+  // Learned: the next message goes in transactions of 2 recipients from the start.
+  ASSERT_TRUE(deliver({"f@relay.test", "g@relay.test", "h@relay.test"}, 9));
+  results = report(9);
+  for (const auto& [index, r] : results) EXPECT_EQ(r.outcome, msg::DeliveryOutcome::delivered);
+  seen = sink.seen();
+  ASSERT_EQ(seen.size(), 5u);
+  EXPECT_EQ(seen[3].rcpts.size(), 2u);
+  EXPECT_EQ(seen[4].rcpts.size(), 1u);
+}
+
+// A refused port: the next server of the route takes the mail; with none left, deferred.
+TEST_F(MtaProcessTest, FailsOverToTheNextServerThenDefers) {
+  Sink sink;
+  const uint16_t dead = refused_port();
+  start({{.match = {"relay.test"}, .via = {hop(dead), hop(sink.port())}, .auth = ""},
+         {.match = {"dead.test"}, .via = {hop(dead), hop(dead)}, .auth = ""}});
+  ASSERT_TRUE(deliver({"a@relay.test", "b@dead.test"}, 3));
+  auto results = report(3);
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_EQ(results[10].outcome, msg::DeliveryOutcome::delivered) << results[10].detail;
+  EXPECT_EQ(results[11].outcome, msg::DeliveryOutcome::temporary_failure);
+  EXPECT_EQ(results[11].dsn, "4.4.1");
+  EXPECT_NE(results[11].detail.find("cannot connect to 127.0.0.1:" + std::to_string(dead)),
+            std::string::npos)
+      << results[11].detail;
+  EXPECT_EQ(sink.seen().size(), 1u);
+}
+
+// A second message to the same destination goes over the connection the first one used.
+TEST_F(MtaProcessTest, ReusesTheConnectionForTheNextMessage) {
+  Sink sink;
+  start({{.match = {"relay.test"}, .via = {hop(sink.port())}, .auth = ""}});
+  ASSERT_TRUE(deliver({"a@relay.test"}, 1));
+  EXPECT_EQ(report(1)[10].outcome, msg::DeliveryOutcome::delivered);
+  ASSERT_TRUE(deliver({"b@relay.test"}, 2));
+  EXPECT_EQ(report(2)[10].outcome, msg::DeliveryOutcome::delivered);
+  EXPECT_EQ(sink.seen().size(), 2u);
+  EXPECT_EQ(sink.connections(), 1);
+}
+
+// What the MX answer says decides: null MX, no domain, a DNS failure, and a list that only
+// leads back here.
+TEST_F(MtaProcessTest, MxAnswersBounceOrDefer) {
+  start({}, {"127.0.0.1:25"});
+  ASSERT_TRUE(deliver({"a@null.test", "b@nowhere.test", "c@flaky.test", "d@loop.test"}, 4));
+  std::map<std::string, msg::MxAnswer> answers = {
+      {"null.test",
+       {.status = msg::MxStatus::null_mx, .implicit = false, .hosts = {}, .error = ""}},
+      {"nowhere.test",
+       {.status = msg::MxStatus::no_domain, .implicit = false, .hosts = {}, .error = ""}},
+      {"flaky.test",
+       {.status = msg::MxStatus::temporary, .implicit = false, .hosts = {}, .error = "SERVFAIL"}},
+      {"loop.test",
+       {.status = msg::MxStatus::ok,
+        .implicit = false,
+        .hosts = {{10, "mx.loop.test", {"127.0.0.1"}}, {20, "b.loop.test", {"192.0.2.9"}}},
+        .error = ""}}};
+  for (int i = 0; i < 4; ++i) {
+    auto ask = mta_->await<msg::MxQuery>(*lookup_);
+    ASSERT_TRUE(ask);
+    EXPECT_FALSE(ask->message.host);
+    ASSERT_TRUE(answers.contains(ask->message.domain)) << ask->message.domain;
+    ASSERT_TRUE(lookup_->send(answers[ask->message.domain], ask->request_id));
+  }
+  auto results = report(4);
+  ASSERT_EQ(results.size(), 4u);
+  EXPECT_EQ(results[10].outcome, msg::DeliveryOutcome::permanent_failure);
+  EXPECT_EQ(results[10].dsn, "5.1.10");
+  EXPECT_EQ(results[11].outcome, msg::DeliveryOutcome::permanent_failure);
+  EXPECT_EQ(results[11].dsn, "5.1.2");
+  EXPECT_EQ(results[12].outcome, msg::DeliveryOutcome::temporary_failure);
+  EXPECT_EQ(results[12].dsn, "4.4.3");
+  EXPECT_EQ(results[13].outcome, msg::DeliveryOutcome::permanent_failure);
+  EXPECT_EQ(results[13].dsn, "5.4.6");
+}
+
+// A route's server named by host name is asked of lookup (addresses only, no MX).
+TEST_F(MtaProcessTest, RouteHostNamesAreAskedOfLookup) {
+  Sink sink;
+  start({{.match = {"relay.test"},
+          .via = {{.scheme = mail::RelayScheme::smtp,
+                   .host = "sink.test",
+                   .literal = false,
+                   .port = sink.port()}},
+          .auth = ""}});
+  ASSERT_TRUE(deliver({"a@relay.test"}, 5));
+  const auto asked = answer_mx({.status = msg::MxStatus::ok,
+                                .implicit = true,
+                                .hosts = {{0, "sink.test", {"127.0.0.1"}}},
+                                .error = ""});
+  ASSERT_TRUE(asked);
+  EXPECT_EQ(asked->domain, "sink.test");
+  EXPECT_TRUE(asked->host);
+  auto results = report(5);
+  EXPECT_EQ(results[10].outcome, msg::DeliveryOutcome::delivered) << results[10].detail;
+  EXPECT_EQ(results[10].remote_mta, "sink.test[127.0.0.1]:" + std::to_string(sink.port()));
+}
+
+// Too many Received: headers bounce 5.4.6 before any connection.
+TEST_F(MtaProcessTest, TooManyHopsBounce) {
+  Sink sink;
+  start({{.match = {"relay.test"}, .via = {hop(sink.port())}, .auth = ""}});
+  std::string looped;
+  for (int i = 0; i < 101; ++i) looped += "Received: from hop" + std::to_string(i) + "\r\n";
+  ASSERT_TRUE(deliver({"a@relay.test"}, 6, looped + "\r\nbody\r\n"));
+  auto results = report(6);
+  EXPECT_EQ(results[10].outcome, msg::DeliveryOutcome::permanent_failure);
+  EXPECT_EQ(results[10].dsn, "5.4.6");
+  EXPECT_EQ(sink.connections(), 0);
+}
+
+// SIZE over the server's limit: 5.3.4 without sending; SMTPUTF8 not offered: 5.6.7. DSN
+// parameters go to a server that offers DSN.
+TEST_F(MtaProcessTest, CapabilitiesDecideWhatIsSent) {
+  Sink sink;
+  start({{.match = {"relay.test"}, .via = {hop(sink.port())}, .auth = ""}});
+  Envelope big;
+  ASSERT_TRUE(deliver({"a@relay.test"}, 11, std::string(1000001, 'x'), big));
+  EXPECT_EQ(report(11)[10].dsn, "5.3.4");
+  Envelope utf8;
+  utf8.smtputf8 = true;
+  ASSERT_TRUE(deliver({"a@relay.test"}, 12, kMessage, utf8));
+  EXPECT_EQ(report(12)[10].dsn, "5.6.7");
+  EXPECT_TRUE(sink.seen().empty());
+
+  Envelope dsn;
+  dsn.ret = DsnRet::headers;
+  dsn.envid = "id+1 x";
+  dsn.body_8bit = true;
+  files_.emplace_back(kMessage);
+  dsn.id = "0123456789abcdef";
+  dsn.sender = "bob@example.org";
+  dsn.size = kMessage.size();
+  msg::DeliverRemote job{.envelope = dsn, .recipients = {}};
+  job.recipients.push_back({.index = 0,
+                            .address = "a@relay.test",
+                            .orcpt_type = "rfc822",
+                            .orcpt = "a+b@example.org",
+                            .notify = {.never = false, .success = true, .failure = true}});
+  ASSERT_TRUE(queue_->send(job, 13, UniqueFd(dup(files_.back().data().fd))));
+  EXPECT_EQ(report(13)[0].outcome, msg::DeliveryOutcome::delivered);
+  const auto seen = sink.seen();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].mail, "MAIL FROM:<bob@example.org> SIZE=" + std::to_string(kMessage.size()) +
+                              " BODY=8BITMIME RET=HDRS ENVID=id+2B1+20x");
+  ASSERT_EQ(seen[0].rcpts.size(), 1u);
+  EXPECT_EQ(seen[0].rcpts[0],
+            "RCPT TO:<a@relay.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a+2Bb@example.org");
+}
+
+}  // namespace
+}  // namespace postern::mta
