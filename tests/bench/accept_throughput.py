@@ -14,12 +14,12 @@ chooses the file system the spools, and so the fsyncs, are on.
 
 smtp-source comes from the Debian postfix package, unpacked without installing it
 (apt-get download + dpkg -x) into $POSTERN_BENCH_POSTFIX_DIR (default
-/tmp/postern-bench-postfix), unless --smtp-source or a smtp-source on PATH is given.
+/tmp/postern-bench-postfix) by tests/postfix_tools.py, unless --smtp-source or a smtp-source
+on PATH is given.
 
 Prints figures only; see README in this folder."""
 
 import argparse
-import glob
 import math
 import os
 import shutil
@@ -31,36 +31,15 @@ import time
 
 import benchlib
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import postfix_tools  # noqa: E402
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def find_smtp_source(explicit):
     """(path to smtp-source, environment to run it with)."""
-    env = dict(os.environ)
-    if explicit:
-        return explicit, env
-    found = shutil.which("smtp-source")
-    if found:
-        return found, env
-    root = os.environ.get("POSTERN_BENCH_POSTFIX_DIR", "/tmp/postern-bench-postfix")
-    binary = os.path.join(root, "usr", "sbin", "smtp-source")
-    if not os.path.exists(binary):
-        print(f"# fetching smtp-source: apt-get download postfix; dpkg -x into {root}",
-              flush=True)
-        download = tempfile.mkdtemp(prefix="postern-bench-deb-")
-        os.chmod(download, 0o777)  # apt's _apt user writes there when run as root
-        subprocess.run(["apt-get", "download", "postfix"], cwd=download, check=True,
-                       stdout=subprocess.DEVNULL)
-        debs = glob.glob(os.path.join(download, "postfix_*.deb"))
-        if not debs:
-            sys.exit("apt-get download postfix produced no postfix_*.deb")
-        os.makedirs(root, exist_ok=True)
-        subprocess.run(["dpkg", "-x", debs[0], root], check=True)
-        shutil.rmtree(download, ignore_errors=True)
-    libdir = os.path.join(root, "usr", "lib", "postfix")
-    env["LD_LIBRARY_PATH"] = libdir + (":" + env["LD_LIBRARY_PATH"]
-                                       if env.get("LD_LIBRARY_PATH") else "")
-    return binary, env
+    return postfix_tools.tool("smtp-source", explicit)
 
 
 class ThreadStateSampler(threading.Thread):

@@ -6,8 +6,13 @@
 // SMTPUTF8, and the DSN parameters passed on.
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
 
 #include <algorithm>
 #include <chrono>
@@ -138,6 +143,79 @@ uint16_t refused_port() {
 mail::RelayHop hop(uint16_t port) {
   return {.scheme = mail::RelayScheme::smtp, .host = "127.0.0.1", .literal = true, .port = port};
 }
+
+#ifndef POSTERN_TEST_DATA_DIR
+#error "POSTERN_TEST_DATA_DIR must name tests/data"
+#endif
+
+// Postfix's smtp-sink on a free loopback port, dumping each transaction into a directory:
+// a real server as a route's peer. tests/postfix_tools.py finds it (fetching the Debian
+// package the first time); available() is false when it cannot.
+class PostfixSink {
+ public:
+  PostfixSink() {
+    const std::string helper = std::string(POSTERN_TEST_DATA_DIR) + "/../postfix_tools.py";
+    FILE* p = popen(("python3 " + helper + " smtp-sink 2>/dev/null").c_str(), "r");
+    if (p == nullptr) return;
+    char line[4096];
+    std::string path, libdir;
+    if (fgets(line, sizeof line, p) != nullptr) path = line;
+    if (fgets(line, sizeof line, p) != nullptr) libdir = line;
+    if (pclose(p) != 0 || path.empty()) return;
+    path.erase(path.find_last_not_of("\n") + 1);
+    libdir.erase(libdir.find_last_not_of("\n") + 1);
+    dumps_ = std::filesystem::path(dir_.path()) / "dumps";
+    // Written by smtp-sink as nobody: the way there must be open to it.
+    std::filesystem::permissions(dir_.path(), std::filesystem::perms::others_exec,
+                                 std::filesystem::perm_options::add);
+    std::filesystem::create_directory(dumps_);
+    std::filesystem::permissions(dumps_, std::filesystem::perms::all);
+    port_ = refused_port();
+    const std::string listen = "127.0.0.1:" + std::to_string(port_);
+    const std::string dump = (dumps_ / "m").string();
+    pid_ = fork();
+    if (pid_ == 0) {
+      if (!libdir.empty()) setenv("LD_LIBRARY_PATH", libdir.c_str(), 1);
+      // (As root it must be told whose privileges to take once listening.)
+      if (geteuid() == 0)
+        execl(path.c_str(), "smtp-sink", "-u", "nobody", "-d", dump.c_str(), listen.c_str(), "64",
+              nullptr);
+      else
+        execl(path.c_str(), "smtp-sink", "-d", dump.c_str(), listen.c_str(), "64", nullptr);
+      _exit(127);
+    }
+    for (int i = 0; i < 250 && !listening(); ++i) usleep(20000);
+  }
+  ~PostfixSink() {
+    if (pid_ > 0) {
+      kill(pid_, SIGTERM);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+  bool available() const { return listening(); }
+  uint16_t port() const { return port_; }
+  size_t dumped() const {
+    size_t n = 0;
+    for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator(dumps_)) ++n;
+    return n;
+  }
+
+ private:
+  bool listening() const {
+    if (pid_ <= 0) return false;
+    UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(port_);
+    return connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  }
+
+  test::TempDir dir_;
+  std::filesystem::path dumps_;
+  uint16_t port_ = 0;
+  pid_t pid_ = -1;
+};
 
 class MtaProcessTest : public ::testing::Test {
  protected:
@@ -392,6 +470,25 @@ TEST_F(MtaProcessTest, CapabilitiesDecideWhatIsSent) {
   ASSERT_EQ(seen[0].rcpts.size(), 1u);
   EXPECT_EQ(seen[0].rcpts[0],
             "RCPT TO:<a@relay.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a+2Bb@example.org");
+}
+
+// Postfix's smtp-sink as the peer of a `routes:` entry: every recipient of two domains in one
+// transaction, and a second message over the same connection.
+TEST_F(MtaProcessTest, RelaysThroughARouteToPostfixSmtpSink) {
+  PostfixSink sink;
+  if (!sink.available()) GTEST_SKIP() << "Postfix's smtp-sink is not available";
+  start({{.match = {"relay.test", "*.relay.test"}, .via = {hop(sink.port())}, .auth = ""}});
+  ASSERT_TRUE(deliver({"a@r0.relay.test", "b@r1.relay.test", "c@relay.test"}, 21));
+  auto results = report(21);
+  ASSERT_EQ(results.size(), 3u);
+  for (const auto& [index, r] : results) {
+    EXPECT_EQ(r.outcome, msg::DeliveryOutcome::delivered) << index << ": " << r.detail;
+    EXPECT_EQ(r.remote_mta, "127.0.0.1[127.0.0.1]:" + std::to_string(sink.port()));
+  }
+  ASSERT_TRUE(deliver({"d@r2.relay.test"}, 22));
+  EXPECT_EQ(report(22)[10].outcome, msg::DeliveryOutcome::delivered);
+  EXPECT_TRUE(mta_->run_until([&] { return sink.dumped() == 2; }));
+  EXPECT_EQ(sink.dumped(), 2u);  // one transaction a message
 }
 
 }  // namespace
