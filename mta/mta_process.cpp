@@ -235,6 +235,7 @@ void MtaProcess::resolve_route(const Route& route, const std::string& key,
     size_t pending = 0;
     std::string problems;  // why hops gave nothing, for a route with none left
     bool loops = false;
+    bool tls_refused = false;  // a server that wants TLS, which this version does not send
     std::function<void(Resolution)> done;
   };
   auto g = std::make_shared<Gathering>();
@@ -256,6 +257,7 @@ void MtaProcess::resolve_route(const Route& route, const std::string& key,
               : failure(Resolution::Kind::temporary, g->loops ? "5.4.6" : "4.4.3",
                         g->problems.empty() ? "no server to send to" : g->problems);
       if (r.kind == Resolution::Kind::temporary && r.dsn == "5.4.6") r.dsn = "4.4.6";
+      if (r.kind == Resolution::Kind::temporary && g->tls_refused) r.dsn = "4.7.10";
     }
     g->done(std::move(r));
   };
@@ -275,6 +277,7 @@ void MtaProcess::resolve_route(const Route& route, const std::string& key,
     const mail::RelayHop& hop = route.via[i];
     if (hop.scheme == mail::RelayScheme::smtp_tls || hop.scheme == mail::RelayScheme::smtps) {
       // Refused rather than sent in the clear: a route that asks for TLS gets TLS or nothing.
+      g->tls_refused = true;
       note(hop.to_string() + ": TLS to relays is not available in this version");
       continue;
     }

@@ -336,11 +336,17 @@ TEST_F(MtaProcessTest, TooManyRecipientsGoInAFurtherTransaction) {
 TEST_F(MtaProcessTest, FailsOverToTheNextServerThenDefers) {
   Sink sink;
   const uint16_t dead = refused_port();
+  mail::RelayHop tls = hop(sink.port());
+  tls.scheme = mail::RelayScheme::smtp_tls;
   start({{.match = {"relay.test"}, .via = {hop(dead), hop(sink.port())}, .auth = ""},
-         {.match = {"dead.test"}, .via = {hop(dead), hop(dead)}, .auth = ""}});
-  ASSERT_TRUE(deliver({"a@relay.test", "b@dead.test"}, 3));
+         {.match = {"dead.test"}, .via = {hop(dead), hop(dead)}, .auth = ""},
+         {.match = {"tls.test"}, .via = {tls}, .auth = ""}});
+  ASSERT_TRUE(deliver({"a@relay.test", "b@dead.test", "c@tls.test"}, 3));
   auto results = report(3);
-  ASSERT_EQ(results.size(), 2u);
+  ASSERT_EQ(results.size(), 3u);
+  // Never in the clear: deferred until the mta speaks TLS.
+  EXPECT_EQ(results[12].outcome, msg::DeliveryOutcome::temporary_failure);
+  EXPECT_EQ(results[12].dsn, "4.7.10");
   EXPECT_EQ(results[10].outcome, msg::DeliveryOutcome::delivered) << results[10].detail;
   EXPECT_EQ(results[11].outcome, msg::DeliveryOutcome::temporary_failure);
   EXPECT_EQ(results[11].dsn, "4.4.1");
