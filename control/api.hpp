@@ -84,6 +84,13 @@ struct CtlShowMx {
   }
 };
 
+// What the mta holds: each destination (a route or a domain), its connections (how many are
+// ready), the deliveries waiting for one, and its limits.
+struct CtlShowRelays {
+  static constexpr MessageInfo kInfo = schema(Type::ctl_show_relays);
+  static constexpr auto fields() { return std::tuple{}; }
+};
+
 // Re-read one table (a credentials, aliases or users file, named by its path as in the
 // configuration); the old content stays if the new one has any error.
 struct CtlUpdateTable {

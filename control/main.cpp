@@ -42,6 +42,7 @@ class ControlServer {
     forward_requests<msg::CtlRemove>(Role::queue);
     forward_requests<msg::CtlUpdateTable>(Role::parent);
     forward_requests<msg::CtlShowMx>(Role::mta);
+    forward_requests<msg::CtlShowRelays>(Role::mta);
     forward_requests<msg::CtlShowStats>(Role::lookup);
     // Pausing smtp is smtp's business; pausing deliveries is the queue's.
     clients_dispatcher_.on<msg::CtlPause>([this](msg::Incoming& in, msg::CtlPause&& m) {

@@ -96,6 +96,11 @@ MtaProcess::MtaProcess(ChildRuntime& runtime) : runtime_(runtime) {
       [this](msg::Incoming& in, msg::DeliverRemote&& m) { accept(in, std::move(m)); });
   d.on<msg::CtlShowMx>([this](msg::Incoming& in, msg::CtlShowMx&& m) { show_mx(in, m); });
   d.on<msg::MxAnswer>([this](msg::Incoming& in, msg::MxAnswer&& m) { on_answer(in, m); });
+  d.on<msg::CtlShowRelays>([this](msg::Incoming& in, msg::CtlShowRelays&&) {
+    const std::string text = relay_->describe();
+    answer_control(in.request_id, true,
+                   text.empty() ? "no destination has connections or waiting deliveries\n" : text);
+  });
   runtime_.on_peer_lost([this](Role peer) {
     if (peer == Role::lookup) lookup_lost();
     if (peer == Role::queue) {

@@ -26,6 +26,7 @@ using AllMessages = std::tuple<
     mda::Settings, DeliverLocal, DeliveryReport, CtlSchedule, CtlRemove, CtlPause, ResolveLocal,
     LocalRoutes, HelperRefused, HelperDeliver, HelperResult, ClientCheck, ClientVerdict, MxQuery,
     MxAnswer, CtlShowMx, CtlUpdateTable, TableLoaded, CtlShowStats, SessionOpen, SessionClose,
-    RelayCheck, RelayVerdict, mta::Settings, DeliverRemote, SenderCheck, SenderVerdict>;
+    RelayCheck, RelayVerdict, mta::Settings, DeliverRemote, SenderCheck, SenderVerdict,
+    CtlShowRelays>;
 
 }  // namespace postern::msg

@@ -96,6 +96,7 @@ enum class Type : uint16_t {
   deliver_remote,
   sender_check,
   sender_verdict,
+  ctl_show_relays,
 };
 
 // Numbers no message uses any more (never reused, so that an old frame is never misread).
@@ -240,6 +241,8 @@ inline constexpr MessageInfo kSchema[] = {
      FdRule::required},
     {Type::sender_check, "sender_check", roles(Role::smtp), roles(Role::lookup), FdRule::none},
     {Type::sender_verdict, "sender_verdict", roles(Role::lookup), roles(Role::smtp), FdRule::none},
+    {Type::ctl_show_relays, "ctl_show_relays", kCtlRequestSenders, roles(Role::control, Role::mta),
+     FdRule::none},
 };
 
 // The row of a type; a type without one does not compile.

@@ -35,6 +35,7 @@ void usage(FILE* out) {
                "  show queue      every queued message and its recipients\n"
                "  show message ID one message's envelope\n"
                "  show mx DOMAIN  where mail for DOMAIN goes, as mta is told by lookup\n"
+               "  show relays     mta's destinations, connections and what waits\n"
                "  show stats      lookup's table and DNS counters\n"
                "  update table PATH re-read one table (old content kept if the file is bad)\n"
                "  schedule ID|all try delivering now\n"
@@ -163,6 +164,8 @@ int run(int argc, char** argv) {
     request(msg::CtlShowMessage{.id = words[2]});
   else if (words.size() == 3 && words[0] == "show" && words[1] == "mx")
     request(msg::CtlShowMx{.domain = words[2]});
+  else if (command == "show relays")
+    request(msg::CtlShowRelays{});
   else if (command == "show stats")
     request(msg::CtlShowStats{});
   else if (words.size() == 3 && words[0] == "update" && words[1] == "table")

@@ -20,6 +20,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -219,16 +220,19 @@ class PostfixSink {
 
 class MtaProcessTest : public ::testing::Test {
  protected:
-  void start(std::vector<Route> routes, std::vector<std::string> local = {}) {
+  void start(std::vector<Route> routes, std::vector<std::string> local = {},
+             uint32_t destination_connections = 20) {
     mta_.emplace(Role::mta, [](ChildRuntime& runtime) {
       MtaProcess mta(runtime);
       return runtime.run();
     });
     Settings settings{
         .hostname = "mta.test", .routes = std::move(routes), .local_addresses = std::move(local)};
+    settings.destination_connections = destination_connections;
     ASSERT_TRUE(mta_->parent().send(settings));
     queue_ = &mta_->connect(Role::queue);
     lookup_ = &mta_->connect(Role::lookup);
+    control_ = &mta_->connect(Role::control);
     ASSERT_TRUE(mta_->start());
   }
 
@@ -275,6 +279,7 @@ class MtaProcessTest : public ::testing::Test {
   std::optional<ProcessUnderTest> mta_;
   PeerEnd* queue_ = nullptr;
   PeerEnd* lookup_ = nullptr;
+  PeerEnd* control_ = nullptr;
   std::deque<MessageFile> files_;
 };
 
@@ -366,6 +371,42 @@ TEST_F(MtaProcessTest, ReusesTheConnectionForTheNextMessage) {
   EXPECT_EQ(report(2)[10].outcome, msg::DeliveryOutcome::delivered);
   EXPECT_EQ(sink.seen().size(), 2u);
   EXPECT_EQ(sink.connections(), 1);
+  // smtpctl show relays: the connection, cached, and nothing waiting.
+  ASSERT_TRUE(control_->send(msg::CtlShowRelays{}, 40));
+  auto shown = mta_->await<msg::CtlResult>(*control_);
+  ASSERT_TRUE(shown);
+  EXPECT_EQ(shown->request_id, 40u);
+  EXPECT_NE(shown->message.text.find("route 0 (relay.test): 1 connections (1 ready), 0 deliveries "
+                                     "waiting"),
+            std::string::npos)
+      << shown->message.text;
+}
+
+// Two routes to one server share its cached connection (the cache by address), and a
+// destination opens at most destination_connections at once.
+TEST_F(MtaProcessTest, ConnectionsAreSharedByAddressAndCapped) {
+  Sink sink;
+  start({{.match = {"a.test"}, .via = {hop(sink.port())}, .auth = ""},
+         {.match = {"b.test"}, .via = {hop(sink.port())}, .auth = ""}},
+        {}, 2);
+  ASSERT_TRUE(deliver({"x@a.test"}, 1));
+  EXPECT_EQ(report(1)[10].outcome, msg::DeliveryOutcome::delivered);
+  ASSERT_TRUE(deliver({"y@b.test"}, 2));
+  EXPECT_EQ(report(2)[10].outcome, msg::DeliveryOutcome::delivered);
+  EXPECT_EQ(sink.connections(), 1);
+  for (uint32_t request = 3; request < 9; ++request) ASSERT_TRUE(deliver({"z@a.test"}, request));
+  // Reports come as each transaction ends, in any order.
+  std::set<uint32_t> reported;
+  for (int i = 0; i < 6; ++i) {
+    auto frame = mta_->await<msg::DeliveryReport>(*queue_);
+    ASSERT_TRUE(frame);
+    reported.insert(frame->request_id);
+    ASSERT_EQ(frame->message.results.size(), 1u);
+    EXPECT_EQ(frame->message.results[0].outcome, msg::DeliveryOutcome::delivered);
+  }
+  EXPECT_EQ(reported, (std::set<uint32_t>{3, 4, 5, 6, 7, 8}));
+  EXPECT_LE(sink.connections(), 2);
+  EXPECT_EQ(sink.seen().size(), 8u);
 }
 
 // What the MX answer says decides: null MX, no domain, a DNS failure, and a list that only
