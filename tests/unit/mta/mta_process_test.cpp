@@ -221,7 +221,7 @@ class PostfixSink {
 class MtaProcessTest : public ::testing::Test {
  protected:
   void start(std::vector<Route> routes, std::vector<std::string> local = {},
-             uint32_t destination_connections = 20) {
+             uint32_t destination_connections = 20, uint32_t connections = 500) {
     mta_.emplace(Role::mta, [](ChildRuntime& runtime) {
       MtaProcess mta(runtime);
       return runtime.run();
@@ -229,6 +229,7 @@ class MtaProcessTest : public ::testing::Test {
     Settings settings{
         .hostname = "mta.test", .routes = std::move(routes), .local_addresses = std::move(local)};
     settings.destination_connections = destination_connections;
+    settings.connections = connections;
     ASSERT_TRUE(mta_->parent().send(settings));
     queue_ = &mta_->connect(Role::queue);
     lookup_ = &mta_->connect(Role::lookup);
@@ -517,6 +518,49 @@ TEST_F(MtaProcessTest, CapabilitiesDecideWhatIsSent) {
   ASSERT_EQ(seen[0].rcpts.size(), 1u);
   EXPECT_EQ(seen[0].rcpts[0],
             "RCPT TO:<a@relay.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a+2Bb@example.org");
+}
+
+// Under a global cap of one connection, a destination that needs one closes another's idle
+// cached connection and goes next.
+TEST_F(MtaProcessTest, TheGlobalCapClosesAnIdleConnectionForAnotherDestination) {
+  Sink first, second;
+  start({{.match = {"a.test"}, .via = {hop(first.port())}, .auth = ""},
+         {.match = {"b.test"}, .via = {hop(second.port())}, .auth = ""}},
+        {}, 20, 1);
+  ASSERT_TRUE(deliver({"x@a.test"}, 1));
+  EXPECT_EQ(report(1)[10].outcome, msg::DeliveryOutcome::delivered);
+  ASSERT_TRUE(deliver({"y@b.test"}, 2));
+  EXPECT_EQ(report(2)[10].outcome, msg::DeliveryOutcome::delivered);
+  ASSERT_TRUE(deliver({"z@a.test"}, 3));
+  EXPECT_EQ(report(3)[10].outcome, msg::DeliveryOutcome::delivered);
+  EXPECT_EQ(first.connections(), 2);
+  EXPECT_EQ(second.connections(), 1);
+}
+
+// A server that closes the connection after each message: the next message finds the cached
+// connection gone and opens another, without a deferral.
+TEST_F(MtaProcessTest, AConnectionTheServerClosedIsNotUsed) {
+  TestServer server([](Conn& c) {
+    c.send("220 once.test ESMTP\r\n");
+    if (c.line().empty()) return;
+    c.send("250-once.test\r\n250 PIPELINING\r\n");
+    if (!c.line().starts_with("MAIL")) return;
+    while (c.line().starts_with("RCPT")) {
+    }
+    c.send("250 ok\r\n250 ok\r\n354 go\r\n");
+    if (!c.data()) return;
+    c.send("250 queued\r\n");
+  });
+  const uint16_t port =
+      ntohs(reinterpret_cast<const sockaddr_in&>(server.endpoint().inet->storage).sin_port);
+  start({{.match = {"once.test"}, .via = {hop(port)}, .auth = ""}});
+  for (uint32_t request = 1; request <= 3; ++request) {
+    ASSERT_TRUE(deliver({"x@once.test"}, request));
+    const auto results = report(request);
+    ASSERT_EQ(results.size(), 1u);
+    EXPECT_EQ(results.at(10).outcome, msg::DeliveryOutcome::delivered) << results.at(10).detail;
+  }
+  EXPECT_EQ(server.connections(), 3);
 }
 
 // Postfix's smtp-sink as the peer of a `routes:` entry: every recipient of two domains in one
