@@ -184,11 +184,13 @@ void MtaProcess::report(Job& job, size_t recipient, msg::DeliveryResult result) 
   if (recipient >= job.results.size() || job.results[recipient]) return;
   const msg::RemoteRecipient& r = job.message.recipients[recipient];
   result.index = r.index;
+  // The queue logs each result (one line per recipient, delay since arrival); this one, with
+  // the time mta took, is for verbose logs.
   const double delay = std::chrono::duration<double>(Clock::now() - job.started).count();
-  log::info("%s: to=<%s>, relay=%s, delay=%.2f, dsn=%s, status=%s (%s)",
-            job.message.envelope.id.c_str(), r.address.c_str(),
-            result.remote_mta.empty() ? "none" : result.remote_mta.c_str(), delay,
-            result.dsn.c_str(), msg::status_word(result.outcome), result.detail.c_str());
+  log::debug("%s: to=<%s>, relay=%s, in mta %.2f s, dsn=%s, status=%s (%s)",
+             job.message.envelope.id.c_str(), r.address.c_str(),
+             result.remote_mta.empty() ? "none" : result.remote_mta.c_str(), delay,
+             result.dsn.c_str(), msg::status_word(result.outcome), result.detail.c_str());
   ++runtime_.counters()[msg::status_word(result.outcome)];
   job.results[recipient] = std::move(result);
   if (--job.open == 0) finish(job);

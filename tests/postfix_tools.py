@@ -32,8 +32,12 @@ def locate(name):
         download = tempfile.mkdtemp(prefix="postern-postfix-deb-")
         os.chmod(download, 0o777)  # apt's _apt user writes there when run as root
         try:
-            subprocess.run(["apt-get", "download", "postfix"], cwd=download, check=True,
-                           stdout=subprocess.DEVNULL)
+            # A fresh machine may have no package lists yet: read them once and try again.
+            if subprocess.run(["apt-get", "download", "postfix"], cwd=download,
+                              stdout=subprocess.DEVNULL).returncode != 0:
+                subprocess.run(["apt-get", "update"], check=True, stdout=subprocess.DEVNULL)
+                subprocess.run(["apt-get", "download", "postfix"], cwd=download, check=True,
+                               stdout=subprocess.DEVNULL)
             debs = glob.glob(os.path.join(download, "postfix_*.deb"))
             if not debs:
                 raise RuntimeError("apt-get download postfix produced no postfix_*.deb")

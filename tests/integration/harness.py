@@ -137,6 +137,8 @@ class Daemon:
         self.config = os.path.join(self.dir, "smtpd.yaml")
         self.log_path = os.path.join(self.dir, "smtpd.log")
         self.port = free_port()
+        # No DNS server listens here (config_text).
+        self.silent_dns_port = free_port()
         if listeners is None:
             listeners = [("smtp", f"127.0.0.1:{self.port}")]
         self.listeners = listeners
@@ -145,7 +147,10 @@ class Daemon:
         self.log = None
         self.write_config()
 
-    def config_text(self, listeners=None, extra=None):
+    def config_text(self, listeners=None, extra=None, dns=True):
+        """dns: add a resolver on a loopback port where nothing answers, unless the extra
+        text has its own: the mta asks for the MX of every remote domain, and a test's
+        questions never leave the machine (mail to such a domain is deferred, 4.4.3)."""
         listeners = self.listeners if listeners is None else listeners
         lines = [
             "hostname: test.example",
@@ -156,7 +161,10 @@ class Daemon:
             "control:",
             f"  socket: {self.socket}",
         ]
-        lines += (self.extra if extra is None else extra).splitlines()
+        extra_text = self.extra if extra is None else extra
+        lines += extra_text.splitlines()
+        if dns and not re.search(r"^dns:", extra_text, re.M):
+            lines += ["dns:", f'  resolvers: ["127.0.0.1@{self.silent_dns_port}"]', "  timeout: 1"]
         lines.append("listeners:")
         for role, address in listeners:
             lines += [f'  - address: "{address}"', f"    role: {role}"]

@@ -36,7 +36,7 @@ class Dns(unittest.TestCase):
         with open(cls.users, "w") as f:
             f.write("alice\n")
         cls.strict, cls.tagging, cls.slow = free_port(), free_port(), free_port()
-        text = cls.d.config_text(listeners=[])
+        text = cls.d.config_text(listeners=[], dns=False)
         text = text.replace(
             "domains: [test.example, localhost]",
             f"domains:\n  - {{name: test.example, users: {cls.users}, "
