@@ -213,7 +213,7 @@ TEST_F(QueueTest, RelayCheckCoversEveryRemoteDomain) {
   EXPECT_EQ(result->message.outcome, msg::MessageOutcome::relay_denied);
 
   const std::string many = open_and_write();
-  const size_t kDomains = msg::kMaxRelayDomains + 1;
+  constexpr size_t kDomains = msg::kMaxRelayDomains + 1;
   for (size_t first = 0; first < kDomains; first += 100) {
     msg::MessageRecipients part{.id = many, .recipients = {}};
     for (size_t i = first; i < std::min(kDomains, first + 100); ++i)

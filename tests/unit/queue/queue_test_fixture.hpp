@@ -173,7 +173,7 @@ class QueueTest : public ::testing::Test {
   // smtp's side of a whole transaction, up to the commit sent; the message's id, or empty.
   std::string transact(std::vector<Recipient> recipients, int64_t arrival,
                        const std::string& sender) {
-    const std::string id = open_and_write();
+    std::string id = open_and_write();
     if (id.empty()) return "";
     const auto count = static_cast<uint32_t>(recipients.size());
     EXPECT_TRUE(smtp_->send(msg::MessageRecipients{.id = id, .recipients = std::move(recipients)}));

@@ -623,7 +623,7 @@ TEST(ClientSession, ManyTransactionsWithoutRecipientsEndWithoutNesting) {
   h.session->open(server.endpoint());
   size_t answered = 0;
   for (size_t i = 0; i < kTransactions; ++i) {
-    h.session->send(ClientTransaction{}, [&](std::vector<RecipientResult> results) {
+    h.session->send(ClientTransaction{}, [&](const std::vector<RecipientResult>& results) {
       EXPECT_TRUE(results.empty());
       if (++answered == kTransactions) h.session->quit();
     });
