@@ -174,7 +174,7 @@ void MtaProcess::accept(msg::Incoming& in, msg::DeliverRemote&& m) {
     }
     const std::string key = destination_key(settings_.routes, domain);
     auto [it, fresh] = index.emplace(key, deliveries.size());
-    if (fresh) deliveries.push_back({key, Delivery{job, {}, false}});
+    if (fresh) deliveries.emplace_back(key, Delivery{job, {}, false});
     deliveries[it->second].second.recipients.push_back(k);
   }
   for (auto& [key, delivery] : deliveries) relay_->submit(key, std::move(delivery));
@@ -231,7 +231,7 @@ void MtaProcess::resolve(const std::string& key, std::function<void(Resolution)>
     // The configuration changed under a waiting delivery: its domain goes by MX now.
     return done(failure(Resolution::Kind::temporary, "4.3.5", "the route changed; try again"));
   }
-  resolve_mx(key, std::move(done));
+  resolve_mx(key, done);
 }
 
 void MtaProcess::resolve_route(const Route& route, const std::string& key,
@@ -313,7 +313,8 @@ void MtaProcess::resolve_route(const Route& route, const std::string& key,
   if (g->pending == 0) complete();
 }
 
-void MtaProcess::resolve_mx(const std::string& domain, std::function<void(Resolution)> done) {
+void MtaProcess::resolve_mx(const std::string& domain,
+                             const std::function<void(Resolution)>& done) {
   auto answered = [this, domain, done](const msg::MxAnswer& a) {
     switch (a.status) {
       case msg::MxStatus::null_mx:

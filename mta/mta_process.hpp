@@ -52,7 +52,7 @@ class MtaProcess {
   void resolve(const std::string& key, std::function<void(Resolution)> done);
   void resolve_route(const Route& route, const std::string& key,
                      std::function<void(Resolution)> done);
-  void resolve_mx(const std::string& domain, std::function<void(Resolution)> done);
+  void resolve_mx(const std::string& domain, const std::function<void(Resolution)>& done);
   bool ask_lookup(const msg::MxQuery& query, Asked asked);
 
   void show_mx(msg::Incoming& in, const msg::CtlShowMx& m);

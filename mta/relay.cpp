@@ -419,8 +419,8 @@ void Relay::unpark(Connection& c) {
 }
 
 bool Relay::evict_idle_elsewhere(const std::string& key) {
-  for (auto it = idle_by_address_.begin(); it != idle_by_address_.end(); ++it) {
-    Connection* c = find(it->second);
+  for (const auto& [address, id] : idle_by_address_) {
+    Connection* c = find(id);
     if (c == nullptr || c->destination == key) continue;
     unpark(*c);
     c->session->quit();

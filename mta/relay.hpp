@@ -80,8 +80,8 @@ class Relay {
   Relay& operator=(const Relay&) = delete;
 
   void configure(const Settings& settings);
-  // Delivers to destination (a route's or a domain's key, see MtaProcess) when its turn comes.
-  void submit(const std::string& destination, Delivery delivery);
+  // Delivers to the destination of key (a route's or a domain's, see MtaProcess) in its turn.
+  void submit(const std::string& key, Delivery delivery);
   // Deliveries not on a connection yet are dropped without a result (the queue that sent them
   // is gone; its successor sends them again). Those on a connection finish.
   void drop_waiting();
