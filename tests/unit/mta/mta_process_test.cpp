@@ -36,7 +36,6 @@ using mail::MessageFile;
 using mail::TestServer;
 using test::PeerEnd;
 using test::ProcessUnderTest;
-using test::Received;
 
 const std::string kMessage = "Received: from a by b\r\nSubject: test\r\n\r\nhello\r\n.dot\r\n";
 
@@ -154,17 +153,20 @@ mail::RelayHop hop(uint16_t port) {
 // package the first time); available() is false when it cannot.
 class PostfixSink {
  public:
+  PostfixSink(const PostfixSink&) = delete;
+  PostfixSink& operator=(const PostfixSink&) = delete;
   PostfixSink() {
     const std::string helper = std::string(POSTERN_TEST_DATA_DIR) + "/../postfix_tools.py";
     FILE* p = popen(("python3 " + helper + " smtp-sink 2>/dev/null").c_str(), "r");
     if (p == nullptr) return;
     char line[4096];
-    std::string path, libdir;
+    std::string path;
+    std::string libdir;
     if (fgets(line, sizeof line, p) != nullptr) path = line;
     if (fgets(line, sizeof line, p) != nullptr) libdir = line;
     if (pclose(p) != 0 || path.empty()) return;
-    path.erase(path.find_last_not_of("\n") + 1);
-    libdir.erase(libdir.find_last_not_of("\n") + 1);
+    path.erase(path.find_last_not_of('\n') + 1);
+    libdir.erase(libdir.find_last_not_of('\n') + 1);
     dumps_ = std::filesystem::path(dir_.path()) / "dumps";
     // Written by smtp-sink as nobody: the way there must be open to it.
     std::filesystem::permissions(dir_.path(), std::filesystem::perms::others_exec,
@@ -326,6 +328,7 @@ TEST_F(MtaProcessTest, TooManyRecipientsGoInAFurtherTransaction) {
   auto seen = sink.seen();
   ASSERT_EQ(seen.size(), 3u);
   std::vector<size_t> sizes;
+  sizes.reserve(seen.size());
   for (const auto& t : seen) sizes.push_back(std::min<size_t>(t.rcpts.size(), 2));
   EXPECT_EQ(sizes, (std::vector<size_t>{2, 2, 1}));
   // Learned: the next message goes in transactions of 2 recipients from the start.
@@ -523,7 +526,8 @@ TEST_F(MtaProcessTest, CapabilitiesDecideWhatIsSent) {
 // Under a global cap of one connection, a destination that needs one closes another's idle
 // cached connection and goes next.
 TEST_F(MtaProcessTest, TheGlobalCapClosesAnIdleConnectionForAnotherDestination) {
-  Sink first, second;
+  Sink first;
+  Sink second;
   start({{.match = {"a.test"}, .via = {hop(first.port())}, .auth = ""},
          {.match = {"b.test"}, .via = {hop(second.port())}, .auth = ""}},
         {}, 20, 1);
