@@ -23,13 +23,6 @@
 #include "smtpd/spawn.hpp"
 
 namespace postern::smtpd {
-namespace {
-
-std::string name_of(Role role) {
-  return std::string(role_name(role));
-}
-
-}  // namespace
 
 Supervisor::Supervisor(event_base* base, SupervisorOptions options, Config config,
                        std::optional<TlsMaterial> tls, Identities ids,

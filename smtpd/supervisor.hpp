@@ -33,6 +33,11 @@
 
 namespace postern::smtpd {
 
+// A role's name for log lines (supervisor*.cpp).
+inline std::string name_of(Role role) {
+  return std::string(role_name(role));
+}
+
 // How long an orderly stop waits for children before SIGKILL.
 constexpr std::chrono::seconds kStopGrace{5};
 // How long a status request waits for children's answers.

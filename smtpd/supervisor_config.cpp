@@ -22,13 +22,6 @@
 #include "smtpd/api.hpp"
 
 namespace postern::smtpd {
-namespace {
-
-std::string name_of(Role role) {
-  return std::string(role_name(role));
-}
-
-}  // namespace
 
 msg::Start Supervisor::start_message(Role role) const {
   const ProcessInfo& info = process_info(role);
