@@ -43,7 +43,7 @@ struct Route {
 
 struct Settings {
   static constexpr msg::MessageInfo kInfo = msg::schema(msg::Type::mta_config);
-  std::string hostname;  // our name in EHLO, and in the Received: trace of a relayed DSN
+  std::string hostname;       // our name in EHLO, and in the Received: trace of a relayed DSN
   std::vector<Route> routes;  // first match wins; the rest goes by MX
   // The addresses this server listens on ("192.0.2.1:25", "[::1]:25"), from the listeners: an
   // MX host or a route that leads here is a loop (RFC 5321 5.1).

@@ -314,7 +314,7 @@ void MtaProcess::resolve_route(const Route& route, const std::string& key,
 }
 
 void MtaProcess::resolve_mx(const std::string& domain,
-                             const std::function<void(Resolution)>& done) {
+                            const std::function<void(Resolution)>& done) {
   auto answered = [this, domain, done](const msg::MxAnswer& a) {
     switch (a.status) {
       case msg::MxStatus::null_mx:

@@ -712,9 +712,10 @@ extra: 1
       "t.yaml:8:11: unknown listener role 'relay' (expected one of: smtp, submission, smtps)",
       "t.yaml:9:5: listener has no 'address'",
       ("t.yaml:10:1: unknown key 'extra' in top level (expected one of: control, "
-      "credentials, dns, domains, empty_dir, hostname, limits, listeners, queue_user, "
-      "relay_domains, routes, run_dir, senders, spool, tls, trusted_networks, trusted_networks_relay, "
-      "user, virtual_user)"),
+       "credentials, dns, domains, empty_dir, hostname, limits, listeners, queue_user, "
+       "relay_domains, routes, run_dir, senders, spool, tls, trusted_networks, "
+       "trusted_networks_relay, "
+       "user, virtual_user)"),
   };
   EXPECT_EQ(lines, expected);
 }
