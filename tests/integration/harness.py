@@ -52,6 +52,12 @@ def can_connect(host, port, family=socket.AF_INET, timeout=2.0):
         return False
 
 
+def maildir_files(root, user):
+    """The files in new/ of a user's Maildir under root, sorted; [] while there is none."""
+    new = os.path.join(root, user, "Maildir", "new")
+    return sorted(os.path.join(new, n) for n in os.listdir(new)) if os.path.isdir(new) else []
+
+
 def wait_for(predicate, timeout, interval=0.02):
     """Polls predicate until it returns something true; returns that, or None on timeout."""
     deadline = time.monotonic() + timeout

@@ -19,12 +19,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import IS_ROOT, Daemon, Dovecot, free_port, wait_for  # noqa: E402
-
-
-def maildir_files(root, user):
-    new = os.path.join(root, user, "Maildir", "new")
-    return sorted(os.path.join(new, n) for n in os.listdir(new)) if os.path.isdir(new) else []
+from harness import IS_ROOT, Daemon, Dovecot, free_port, maildir_files, wait_for  # noqa: E402
 
 
 class Maildir(unittest.TestCase):

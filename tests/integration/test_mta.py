@@ -7,12 +7,7 @@ import re
 import smtplib
 import unittest
 
-from harness import Daemon, free_port, wait_for
-
-
-def maildir_files(root, user):
-    new = os.path.join(root, user, "Maildir", "new")
-    return sorted(os.path.join(new, n) for n in os.listdir(new)) if os.path.isdir(new) else []
+from harness import Daemon, free_port, maildir_files, wait_for
 
 
 class RelayToASecondPostern(unittest.TestCase):
