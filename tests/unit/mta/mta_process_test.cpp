@@ -222,12 +222,17 @@ class PostfixSink {
 
 class MtaProcessTest : public ::testing::Test {
  protected:
-  void start(std::vector<Route> routes, std::vector<std::string> local = {},
-             uint32_t destination_connections = 20, uint32_t connections = 500) {
+  // Forked here, before a test's scripted server starts its thread: a child forked while
+  // another thread is inside the sanitizer's allocator can hang on its lock.
+  void SetUp() override {
     mta_.emplace(Role::mta, [](ChildRuntime& runtime) {
       MtaProcess mta(runtime);
       return runtime.run();
     });
+  }
+
+  void start(std::vector<Route> routes, std::vector<std::string> local = {},
+             uint32_t destination_connections = 20, uint32_t connections = 500) {
     Settings settings{
         .hostname = "mta.test", .routes = std::move(routes), .local_addresses = std::move(local)};
     settings.destination_connections = destination_connections;
