@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -25,17 +26,21 @@ constexpr size_t kMaxRouteHops = 16;       // servers of one route
 constexpr size_t kMaxLocalAddresses = 256;
 
 // A configured route (smtpd.yaml `routes:`): mail for a domain it matches goes to its servers,
-// tried in order, rather than by MX. Read by the "routes" hook (smtpd/config_routes.cpp).
+// tried in order, rather than by MX; a route without servers goes by MX with its own TLS
+// policy. Read by the "routes" hook (smtpd/config_routes.cpp).
 struct Route {
   std::vector<std::string> match;   // domains and "*.domain" patterns (mail/route.hpp)
-  std::vector<mail::RelayHop> via;  // in the order to try them
+  std::vector<mail::RelayHop> via;  // in the order to try them; empty: by MX
   std::string auth;                 // a credentials file for AUTH to the relay; empty: none
+  // Unset: smtp+tls:// and smtps:// servers encrypt, the others follow relay_tls.policy.
+  std::optional<mail::TlsPolicy> tls;
   static constexpr auto fields() {
     using fields::field;
     return std::tuple{
         field(&Route::match, "match", {.length = mail::kMaxRelayHost, .count = kMaxRouteMatches}),
         field(&Route::via, "via", {.count = kMaxRouteHops}),
         field(&Route::auth, "auth", {.length = msg::kMaxPathLength}),
+        field(&Route::tls, "tls", {.names = mail::kTlsPolicyNames}),
     };
   }
   friend bool operator==(const Route&, const Route&) = default;
@@ -58,6 +63,11 @@ struct Settings {
   uint32_t connection_idle = 5;  // seconds
   // More Received: headers than this: a loop, bounced 5.4.6 (Postfix's hopcount_limit).
   uint32_t hop_count = 100;
+  // The TLS policy of mail sent by MX (and of smtp:// and lmtp:// routes without their own).
+  mail::TlsPolicy tls_policy = mail::TlsPolicy::opportunistic;
+  // Opportunistic TLS whose handshake fails: the same server is tried again without TLS
+  // (logged), as Postfix does; false: the failure defers like a refused connection.
+  bool plaintext_fallback = true;
   static constexpr auto fields() {
     using fields::field;
     return std::tuple{
@@ -75,11 +85,25 @@ struct Settings {
         field(&Settings::connection_idle, "limits.connection_idle",
               {.max = 3600, .unit = fields::kHours}),
         field(&Settings::hop_count, "limits.hop_count", {.min = 1, .max = 1000}),
+        field(&Settings::tls_policy, "relay_tls.policy", {.names = mail::kTlsPolicyNames}),
+        field(&Settings::plaintext_fallback, "relay_tls.plaintext_fallback"),
     };
   }
   friend bool operator==(const Settings&, const Settings&) = default;
 };
 static_assert(fields::well_formed<Settings>());
+
+// The CA certificates the verify policy checks servers against (relay_tls.ca_file, by default
+// libtls's), opened by the parent and read by mta from the descriptor: mta opens no file.
+// Sent after Settings, at start and on every reload.
+constexpr size_t kMaxCaFileSize = 8 * 1024 * 1024;
+struct CaFile {
+  static constexpr msg::MessageInfo kInfo = msg::schema(msg::Type::mta_ca_file);
+  std::string name;  // the file's path, for messages
+  static constexpr auto fields() {
+    return std::tuple{fields::field(&CaFile::name, "name", {.length = msg::kMaxPathLength})};
+  }
+};
 
 // ===== End of configuration ================================================================
 

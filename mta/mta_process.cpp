@@ -64,13 +64,25 @@ std::string domain_of(const std::string& address) {
 
 }  // namespace
 
+const Route* matching_route(const std::vector<Route>& routes, const std::string& domain) {
+  for (const Route& route : routes)
+    for (const std::string& pattern : route.match)
+      if (mail::domain_matches(pattern, domain)) return &route;
+  return nullptr;
+}
+
 std::string destination_key(const std::vector<Route>& routes, const std::string& domain) {
-  for (size_t i = 0; i < routes.size(); ++i)
-    for (const std::string& pattern : routes[i].match)
-      if (mail::domain_matches(pattern, domain))
-        return std::string(kRouteKeyPrefix) + std::to_string(i) + " (" + routes[i].match.front() +
-               ")";
-  return domain;
+  const Route* route = matching_route(routes, domain);
+  if (route == nullptr || route->via.empty()) return domain;
+  return std::string(kRouteKeyPrefix) + std::to_string(route - routes.data()) + " (" +
+         route->match.front() + ")";
+}
+
+mail::TlsPolicy tls_policy(const Settings& settings, const Route* route, mail::RelayScheme scheme) {
+  if (route != nullptr && route->tls) return *route->tls;
+  if (scheme == mail::RelayScheme::smtp_tls || scheme == mail::RelayScheme::smtps)
+    return mail::TlsPolicy::encrypt;
+  return settings.tls_policy;
 }
 
 std::optional<size_t> route_of(const std::string& key) {
@@ -92,6 +104,7 @@ MtaProcess::MtaProcess(ChildRuntime& runtime) : runtime_(runtime) {
       });
   auto& d = runtime_.dispatcher();
   d.on<Settings>([this](msg::Incoming&, Settings&& m) { configure(std::move(m)); });
+  d.on<CaFile>([this](msg::Incoming& in, CaFile&& m) { load_ca(in, m); });
   d.on<msg::DeliverRemote>(
       [this](msg::Incoming& in, msg::DeliverRemote&& m) { accept(in, std::move(m)); });
   d.on<msg::CtlShowMx>([this](msg::Incoming& in, msg::CtlShowMx&& m) { show_mx(in, m); });
@@ -118,6 +131,18 @@ MtaProcess::MtaProcess(ChildRuntime& runtime) : runtime_(runtime) {
 void MtaProcess::configure(Settings&& settings) {
   settings_ = std::move(settings);
   relay_->configure(settings_);
+}
+
+// The parent's descriptor of the CA file: read whole, bounded, then closed.
+void MtaProcess::load_ca(msg::Incoming& in, const CaFile& m) {
+  const UniqueFd fd = std::move(in.fd);
+  Result<std::string> pem = read_all(fd.get(), kMaxCaFileSize);
+  if (!pem.ok()) {
+    log::error("CA certificates %s: %s", m.name.c_str(), pem.error().message.c_str());
+    relay_->set_ca({}, m.name);
+    return;
+  }
+  relay_->set_ca(pem.value(), m.name);
 }
 
 // --- jobs -----------------------------------------------------------------------------------
@@ -169,7 +194,8 @@ void MtaProcess::accept(msg::Incoming& in, msg::DeliverRemote&& m) {
               .forward = {},
               .expanded = false,
               .remote_mta = {},
-              .retry_after = 0});
+              .retry_after = 0,
+              .tls = {}});
       continue;
     }
     const std::string key = destination_key(settings_.routes, domain);
@@ -242,7 +268,6 @@ void MtaProcess::resolve_route(const Route& route, const std::string& key,
     size_t pending = 0;
     std::string problems;  // why hops gave nothing, for a route with none left
     bool loops = false;
-    bool tls_refused = false;  // a server that wants TLS, which this version does not send
     std::function<void(Resolution)> done;
   };
   auto g = std::make_shared<Gathering>();
@@ -264,30 +289,26 @@ void MtaProcess::resolve_route(const Route& route, const std::string& key,
               : failure(Resolution::Kind::temporary, g->loops ? "5.4.6" : "4.4.3",
                         g->problems.empty() ? "no server to send to" : g->problems);
       if (r.kind == Resolution::Kind::temporary && r.dsn == "5.4.6") r.dsn = "4.4.6";
-      if (r.kind == Resolution::Kind::temporary && g->tls_refused) r.dsn = "4.7.10";
     }
     g->done(std::move(r));
   };
-  auto add = [this, g](size_t i, const mail::RelayHop& hop, const std::string& name,
-                       const std::vector<std::string>& addresses) {
+  auto add = [this, g, &route](size_t i, const mail::RelayHop& hop, const std::string& name,
+                               const std::vector<std::string>& addresses) {
     for (const std::string& address : addresses) {
       if (!inet::parse_ip_address(address)) continue;
       if (is_local(settings_.local_addresses, address, hop.port)) {
         g->loops = true;
         continue;
       }
-      g->per_hop[i].push_back(
-          Target{.host = name, .address = address, .port = hop.port, .scheme = hop.scheme});
+      g->per_hop[i].push_back(Target{.host = name,
+                                     .address = address,
+                                     .port = hop.port,
+                                     .scheme = hop.scheme,
+                                     .tls = tls_policy(settings_, &route, hop.scheme)});
     }
   };
   for (size_t i = 0; i < route.via.size(); ++i) {
     const mail::RelayHop& hop = route.via[i];
-    if (hop.scheme == mail::RelayScheme::smtp_tls || hop.scheme == mail::RelayScheme::smtps) {
-      // Refused rather than sent in the clear: a route that asks for TLS gets TLS or nothing.
-      g->tls_refused = true;
-      note(hop.to_string() + ": TLS to relays is not available in this version");
-      continue;
-    }
     if (hop.literal) {
       add(i, hop, hop.host, {hop.host});
       continue;
@@ -338,11 +359,16 @@ void MtaProcess::resolve_mx(const std::string& domain,
       return done(failure(Resolution::Kind::permanent, "5.4.6",
                           "mail for " + domain + " loops back to myself (MX)"));
     Resolution r{.kind = Resolution::Kind::ok, .targets = {}, .dsn = {}, .detail = {}};
+    const mail::TlsPolicy tls =
+        tls_policy(settings_, matching_route(settings_.routes, domain), mail::RelayScheme::smtp);
     for (const msg::MxHost& h : hosts)
       for (const std::string& address : h.addresses)
         if (r.targets.size() < kMaxTargets && inet::parse_ip_address(address))
-          r.targets.push_back(Target{
-              .host = h.name, .address = address, .port = 25, .scheme = mail::RelayScheme::smtp});
+          r.targets.push_back(Target{.host = h.name,
+                                     .address = address,
+                                     .port = 25,
+                                     .scheme = mail::RelayScheme::smtp,
+                                     .tls = tls});
     done(std::move(r));
   };
   if (!ask_lookup(msg::MxQuery{.domain = domain, .host = false},

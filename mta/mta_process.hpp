@@ -25,9 +25,14 @@ namespace postern::mta {
 // (Postfix's smtp_mx_address_limit is 5; a route names its own).
 constexpr size_t kMaxTargets = 20;
 
-// The destination key of a domain: the route that matches it ("route 0:" and its first
-// pattern), or the domain itself (by MX). Recipients with one key share a transaction.
+// The first route that matches a domain, or nullptr.
+const Route* matching_route(const std::vector<Route>& routes, const std::string& domain);
+// The destination key of a domain: the route with servers that matches it ("route 0:" and its
+// first pattern), or the domain itself (by MX). Recipients with one key share a transaction.
 std::string destination_key(const std::vector<Route>& routes, const std::string& domain);
+// The TLS policy of a server reached by scheme, under the route that sent mail there (nullptr:
+// none): the route's own, else encrypt for smtp+tls:// and smtps://, else relay_tls.policy.
+mail::TlsPolicy tls_policy(const Settings& settings, const Route* route, mail::RelayScheme scheme);
 // The index of the route a key names, or nullopt for an MX destination.
 std::optional<size_t> route_of(const std::string& key);
 
@@ -43,6 +48,7 @@ class MtaProcess {
   };
 
   void configure(Settings&& settings);
+  void load_ca(msg::Incoming& in, const CaFile& m);
   void accept(msg::Incoming& in, msg::DeliverRemote&& m);
   void report(Job& job, size_t recipient, msg::DeliveryResult result);
   void finish(Job& job);

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "common/mail/tls_client_stream.hpp"
 #include "common/util/ascii.hpp"
 #include "common/util/log.hpp"
 #include "mta/transaction.hpp"
@@ -13,6 +14,12 @@ namespace {
 // What a destination's servers are is asked again after this long (connections already open
 // stay); lookup's resolver caches DNS answers for their TTL anyway.
 constexpr auto kResolutionLifetime = std::chrono::seconds(60);
+// A server whose opportunistic TLS failed is sent to in the clear for this long.
+constexpr auto kTlsBrokenLifetime = std::chrono::hours(1);
+
+std::optional<mail::Endpoint> endpoint_of(const Target& t) {
+  return mail::parse_endpoint(t.key().substr(std::string(mail::scheme_prefix(t.scheme)).size()));
+}
 
 std::string reply_detail(const mail::RecipientResult& r) {
   if (!r.from_server()) return r.text;
@@ -34,7 +41,8 @@ std::string Target::key() const {
          std::to_string(port);
 }
 
-msg::DeliveryResult delivery_result(const mail::RecipientResult& r, const Target& target) {
+msg::DeliveryResult delivery_result(const mail::RecipientResult& r, const Target& target,
+                                    const std::string& tls) {
   msg::DeliveryResult out;
   out.outcome = r.status == mail::RecipientStatus::delivered ? msg::DeliveryOutcome::delivered
                 : r.status == mail::RecipientStatus::permanent
@@ -51,6 +59,7 @@ msg::DeliveryResult delivery_result(const mail::RecipientResult& r, const Target
     out.remote_mta = target.name();
     if (out.remote_mta.size() > msg::kMaxRemoteMta) out.remote_mta.clear();
   }
+  if (!out.remote_mta.empty()) out.tls = tls.substr(0, msg::kMaxTlsFacts);
   return out;
 }
 
@@ -72,6 +81,13 @@ Relay::~Relay() {
 
 void Relay::configure(const Settings& settings) {
   settings_ = settings;
+  if (!encrypt_config_) {
+    auto made = make_tls_client_config(std::nullopt);
+    if (made.ok())
+      encrypt_config_ = std::move(made).value();
+    else
+      log::error("TLS: %s; mail is sent without it", made.error().message.c_str());
+  }
   for (auto& [key, d] : destinations_) d.max_connections = settings_.destination_connections;
 }
 
@@ -218,6 +234,18 @@ void Relay::open_connection(Destination& d) {
   connect(ref);
 }
 
+void Relay::set_ca(const std::string& pem, const std::string& name) {
+  auto made = make_tls_client_config(std::string_view(pem));
+  if (made.ok()) {
+    verify_config_ = std::move(made).value();
+    verify_problem_.clear();
+    return;
+  }
+  verify_config_.reset();
+  verify_problem_ = name + ": " + made.error().message;
+  log::error("CA certificates %s: servers cannot be verified", verify_problem_.c_str());
+}
+
 void Relay::connect(Connection& c) {
   c.target = c.targets[c.target_index];
   const uint64_t id = c.id;
@@ -227,14 +255,75 @@ void Relay::connect(Connection& c) {
   options.helo_name = settings_.hostname.empty() ? "localhost" : settings_.hostname;
   options.pipelining = true;
   options.ready = [this, id](mail::ClientSession&) { on_ready(id); };
+  std::unique_ptr<mail::ClientStream> smtps;
+  const bool arranged = arrange_tls(c, options, smtps);
   c.session = std::make_unique<mail::ClientSession>(
       base_, std::move(options), [this, id](mail::ClientSession&) { on_closed(id); });
-  const std::string text =
-      c.target.key().substr(std::string(mail::scheme_prefix(c.target.scheme)).size());
-  // Targets are IP addresses (MtaProcess checks them); anything else fails as a connect does,
-  // on the loop (an empty unix path is refused by the sandbox and by the kernel).
-  const auto endpoint = mail::parse_endpoint(text);
-  c.session->open(endpoint ? *endpoint : mail::Endpoint{std::nullopt, "(not an address)"});
+  if (!arranged) {
+    // Fails on the loop, as a connect does: an empty unix path is refused by the sandbox and
+    // by the kernel.
+    c.session->open(mail::Endpoint{std::nullopt, ""});
+    return;
+  }
+  if (smtps) return c.session->open(std::move(smtps));
+  c.session->open(*endpoint_of(c.target));
+}
+
+bool Relay::arrange_tls(Connection& c, mail::ClientOptions& options,
+                        std::unique_ptr<mail::ClientStream>& smtps) {
+  const Target& t = c.target;
+  const auto endpoint = endpoint_of(t);
+  if (!endpoint) return false;  // Targets are IP addresses (MtaProcess checks them)
+  if (t.tls == mail::TlsPolicy::none) return true;
+  const bool verify = t.tls == mail::TlsPolicy::verify;
+  if (t.tls == mail::TlsPolicy::opportunistic) {
+    const auto broken = tls_broken_.find(t.key());
+    if (broken != tls_broken_.end() && broken->second <= Clock::now()) tls_broken_.erase(broken);
+    if (c.plaintext || tls_broken_.contains(t.key())) return true;
+  }
+  tls_config* config = verify ? verify_config_.get() : encrypt_config_.get();
+  if (config == nullptr) {
+    log::warn("%s: TLS is required but cannot be had: %s", t.name().c_str(),
+              verify ? verify_problem_.c_str() : "no TLS configuration");
+    return false;
+  }
+  const std::string name = t.host;
+  event_base* base = base_;
+  auto wrap = [base, config, name, verify](std::unique_ptr<mail::ClientStream> plain,
+                                           bool connected) -> std::unique_ptr<mail::ClientStream> {
+    // (Without a context the stream fails on the loop, saying so.)
+    auto context = make_tls_client(config);
+    if (!context.ok()) log::warn("%s: %s", name.c_str(), context.error().message.c_str());
+    return mail::wrap_tls(base, std::move(plain), connected,
+                          context.ok() ? std::move(context).value() : TlsPtr(), name, verify);
+  };
+  if (t.scheme == mail::RelayScheme::smtps) {
+    smtps = wrap(mail::connect_plain(base_, *endpoint), false);
+    return true;
+  }
+  options.start_tls = [wrap](std::unique_ptr<mail::ClientStream> plain) {
+    return wrap(std::move(plain), true);
+  };
+  options.require_tls = t.tls != mail::TlsPolicy::opportunistic;
+  return true;
+}
+
+bool Relay::fall_back_to_plaintext(Connection& c, const mail::RecipientResult& failure) {
+  if (failure.phase != mail::ClientPhase::tls) return false;
+  const bool fallback = c.target.tls == mail::TlsPolicy::opportunistic &&
+                        settings_.plaintext_fallback && !c.plaintext;
+  log::warn("%s: %s: %s", c.destination.c_str(), c.target.name().c_str(),
+            (failure.text + (fallback ? "; trying again without TLS (opportunistic)"
+                                      : "; not sent without TLS (policy " +
+                                            std::string(mail::policy_name(c.target.tls)) + ")"))
+                .c_str());
+  if (!fallback) return false;
+  constexpr size_t kMaxBroken = 10000;
+  if (tls_broken_.size() >= kMaxBroken) tls_broken_.clear();
+  tls_broken_[c.target.key()] = Clock::now() + kTlsBrokenLifetime;
+  c.plaintext = true;
+  connect(c);
+  return true;
 }
 
 void Relay::on_ready(uint64_t id) {
@@ -242,6 +331,8 @@ void Relay::on_ready(uint64_t id) {
   if (c == nullptr) return;
   c->ready = true;
   c->targets.clear();
+  const auto& facts = c->session->tls_facts();
+  c->tls = facts && facts->established ? facts->to_string() : "";
   give_work(*c);
 }
 
@@ -255,6 +346,10 @@ void Relay::on_closed(uint64_t id) {
   ended_.push_back(std::move(c->session));
   reaper_.arm(std::chrono::milliseconds(0));
   const std::string key = c->destination;
+  if (!c->ready && ended_.back()->failure() &&
+      fall_back_to_plaintext(*c, *ended_.back()->failure()))
+    return;
+  c->plaintext = false;
   if (!c->ready && c->target_index + 1 < c->targets.size()) {
     const std::optional<mail::RecipientResult>& failure = ended_.back()->failure();
     log::info("%s: %s: %s; trying the next server", key.c_str(), c->target.name().c_str(),
@@ -265,10 +360,12 @@ void Relay::on_closed(uint64_t id) {
   }
   if (!c->ready) {
     const std::optional<mail::RecipientResult>& failure = ended_.back()->failure();
-    const mail::RecipientResult why =
+    mail::RecipientResult why =
         failure ? *failure
                 : mail::RecipientResult{mail::RecipientStatus::temporary,
                                         mail::ClientPhase::connect, 0, "4.4.1", "cannot connect"};
+    // RFC 3463 X.7.5: the handshake failed, or the certificate was refused.
+    if (why.phase == mail::ClientPhase::tls && !why.from_server()) why.status_code = "4.7.5";
     Destination& d = destination(key);
     const bool others = std::any_of(d.connections.begin(), d.connections.end(),
                                     [&](uint64_t o) { return o != id && find(o) != nullptr; });
@@ -277,7 +374,7 @@ void Relay::on_closed(uint64_t id) {
     if (!others) {
       log::info("%s: no server could be reached (last: %s: %s)", key.c_str(), last.c_str(),
                 why.text.c_str());
-      const msg::DeliveryResult r = delivery_result(why, Target{});
+      const msg::DeliveryResult r = delivery_result(why, Target{}, "");
       fail_waiting(d, msg::DeliveryOutcome::temporary_failure, r.dsn.empty() ? "4.4.1" : r.dsn,
                    r.detail, "");
     }
@@ -323,6 +420,7 @@ void Relay::start(Connection& c, Destination& d, Delivery delivery) {
       r.dsn = refusal->dsn;
       r.detail = refusal->detail;
       r.remote_mta = c.target.name();
+      r.tls = c.tls.empty() ? "none" : c.tls;
       report_(job, k, std::move(r));
     }
     return;  // the connection stays free for the next
@@ -376,7 +474,8 @@ void Relay::on_results(uint64_t id, Delivery delivery, std::vector<mail::Recipie
         again.recipients.push_back(delivery.recipients[i]);
         continue;
       }
-      report_(*delivery.job, delivery.recipients[i], delivery_result(results[i], c->target));
+      report_(*delivery.job, delivery.recipients[i],
+              delivery_result(results[i], c->target, c->tls.empty() ? "none" : c->tls));
     }
     if (!again.recipients.empty()) {
       // The server's limit, learned: later messages are split before it has to say so.

@@ -22,6 +22,7 @@
 #include "common/util/event.hpp"
 #include "common/util/fd.hpp"
 #include "common/util/io.hpp"
+#include "common/util/tls.hpp"
 #include "mta/api.hpp"
 #include "queue/api.hpp"
 
@@ -54,6 +55,7 @@ struct Target {
   std::string address;
   uint16_t port = 25;
   mail::RelayScheme scheme = mail::RelayScheme::smtp;
+  mail::TlsPolicy tls = mail::TlsPolicy::opportunistic;  // smtps: encrypt or verify
   std::string name() const;  // "mx.example.org[192.0.2.1]:25": a DSN's Remote-MTA, the log's relay=
   std::string key() const;   // "smtp://192.0.2.1:25": the connection cache's key by address
 };
@@ -80,6 +82,9 @@ class Relay {
   Relay& operator=(const Relay&) = delete;
 
   void configure(const Settings& settings);
+  // The CA certificates (PEM) the verify policy checks against; until they come, or when they
+  // are unusable (why), verify connections fail.
+  void set_ca(const std::string& pem, const std::string& name);
   // Delivers to the destination of key (a route's or a domain's, see MtaProcess) in its turn.
   void submit(const std::string& key, Delivery delivery);
   // Deliveries not on a connection yet are dropped without a result (the queue that sent them
@@ -101,6 +106,8 @@ class Relay {
     std::unique_ptr<mail::ClientSession> session;
     bool ready = false;
     bool busy = false;
+    bool plaintext = false;  // opportunistic TLS failed with this server: without it
+    std::string tls;         // once ready: how it is protected (TlsFacts), empty in the clear
     uint32_t messages = 0;
     std::unique_ptr<Timer> idle;
   };
@@ -123,6 +130,12 @@ class Relay {
                     const std::string& detail, const std::string& remote_mta);
   void open_connection(Destination& d);
   void connect(Connection& c);
+  // How c's connection starts TLS, as its target's policy says; false when it cannot (a
+  // failure is then told on the loop).
+  bool arrange_tls(Connection& c, mail::ClientOptions& options,
+                   std::unique_ptr<mail::ClientStream>& smtps);
+  // After a failed TLS handshake: true when the same server is tried again in the clear.
+  bool fall_back_to_plaintext(Connection& c, const mail::RecipientResult& failure);
   void on_ready(uint64_t id);
   void on_closed(uint64_t id);
   void give_work(Connection& c);
@@ -148,11 +161,19 @@ class Relay {
   // Sessions that ended, freed on the next loop turn rather than inside their own callbacks.
   std::vector<std::unique_ptr<mail::ClientSession>> ended_;
   Timer reaper_;
+  TlsConfigPtr encrypt_config_;  // TLS without verification (opportunistic, encrypt)
+  TlsConfigPtr verify_config_;   // with the CA certificates
+  std::string verify_problem_ = "no CA certificates yet";
+  // Servers whose opportunistic TLS failed, by Target::key(), until when they are sent to in
+  // the clear (Postfix keeps such a fact for its cache time too).
+  std::map<std::string, Clock::time_point> tls_broken_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
-// The result for the queue from the engine's, with the server's reply quoted in detail.
-msg::DeliveryResult delivery_result(const mail::RecipientResult& r, const Target& target);
+// The result for the queue from the engine's, with the server's reply quoted in detail and how
+// the connection was protected (tls: TlsFacts::to_string(), empty in the clear).
+msg::DeliveryResult delivery_result(const mail::RecipientResult& r, const Target& target,
+                                    const std::string& tls);
 
 // A RCPT refused because the transaction has too many recipients (RFC 5321 4.5.3.1.10: 452,
 // or 552 from servers of RFC 821's day), not because of the recipient.

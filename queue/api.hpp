@@ -226,6 +226,7 @@ constexpr const char* status_word(DeliveryOutcome outcome) {
 
 constexpr size_t kMaxDeliveryDetail = 1024;  // DeliveryResult.detail
 constexpr size_t kMaxRemoteMta = 320;        // a host name, an IPv6 literal and a port
+constexpr size_t kMaxTlsFacts = 400;         // protocol, cipher and the name verified
 constexpr uint32_t kMaxRetryAfter = 7 * 86400;
 // Destinations one recipient may expand to (aliases, :include:).
 constexpr size_t kMaxDestinations = 200;
@@ -249,6 +250,9 @@ struct DeliveryResult {
   // mta: not before this many seconds (the destination is suspended or rate limited), so a
   // retry does not hit a closed door; 0: the queue's own back-off.
   uint32_t retry_after = 0;
+  // mta: how the connection to remote_mta was protected ("TLSv1.3 TLS_AES_256_GCM_SHA384
+  // (verified mx.example.org)"); empty when it was not (for the log line and the DSN).
+  std::string tls;
   bool valid() const {
     return std::none_of(forward.begin(), forward.end(), [](const auto& a) { return a.empty(); });
   }
@@ -263,6 +267,7 @@ struct DeliveryResult {
         fields::field(&DeliveryResult::expanded, "expanded"),
         fields::field(&DeliveryResult::remote_mta, "remote_mta", {.length = kMaxRemoteMta}),
         fields::field(&DeliveryResult::retry_after, "retry_after", {.max = kMaxRetryAfter}),
+        fields::field(&DeliveryResult::tls, "tls", {.length = kMaxTlsFacts}),
     };
   }
   friend bool operator==(const DeliveryResult&, const DeliveryResult&) = default;

@@ -122,6 +122,8 @@ std::string make_dsn(const Envelope& original, const std::vector<ReportedRecipie
     m += "Status: " + one_line(r.status) + "\r\n";
     // RFC 3464 2.3.5-2.3.6: a remote server's reply is quoted as such, with its name.
     if (!r.remote_mta.empty()) m += "Remote-MTA: dns; " + one_line(r.remote_mta) + "\r\n";
+    // An extension field (RFC 3464 2.4): the trace of how the remote server was reached.
+    if (!r.remote_mta.empty() && !r.tls.empty()) m += "X-Postern-TLS: " + one_line(r.tls) + "\r\n";
     m += std::string("Diagnostic-Code: ") + (r.remote_mta.empty() ? "X-Postern" : "smtp") + "; " +
          one_line(r.diagnostic) + "\r\n";
     if (r.action == DsnAction::delayed && r.retry_until != 0)

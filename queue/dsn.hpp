@@ -30,6 +30,9 @@ struct ReportedRecipient {
   // The remote server whose reply decided it (a DSN's Remote-MTA), empty when none did; then
   // diagnostic is that reply as the server gave it ("550 5.1.1 no such user").
   std::string remote_mta;
+  // How the connection to remote_mta was protected ("TLSv1.3 ... (verified mx.example.org)",
+  // "none"); empty when no server answered.
+  std::string tls;
 };
 
 // Whether the sender hears of this recipient's outcome (RFC 3461 4.1): failures unless NOTIFY

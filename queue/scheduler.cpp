@@ -310,9 +310,11 @@ void Scheduler::apply(Envelope& e, Lane l, Flight& flight, const msg::DeliveryRe
   const double delay = static_cast<double>(time(nullptr) - e.arrival);
   const bool remote = l == Lane::remote;
   const std::string relay = !remote ? "local" : r.remote_mta.empty() ? "none" : r.remote_mta;
-  log::info("%s: to=<%s>, relay=%s, delay=%.0f, dsn=%s, status=%s (%s)", e.id.c_str(),
-            rcpt.address.c_str(), relay.c_str(), delay, r.dsn.c_str(), msg::status_word(r.outcome),
-            r.detail.c_str());
+  // How the connection was protected, when there was one to a server.
+  const std::string tls = r.tls.empty() ? "" : ", tls=" + log::sanitize(r.tls);
+  log::info("%s: to=<%s>, relay=%s%s, delay=%.0f, dsn=%s, status=%s (%s)", e.id.c_str(),
+            rcpt.address.c_str(), relay.c_str(), tls.c_str(), delay, r.dsn.c_str(),
+            msg::status_word(r.outcome), r.detail.c_str());
   switch (r.outcome) {
     case msg::DeliveryOutcome::delivered: {
       rcpt.state = RecipientState::delivered;
@@ -324,7 +326,7 @@ void Scheduler::apply(Envelope& e, Lane l, Flight& flight, const msg::DeliveryRe
       // address elsewhere passes its NOTIFY on, and the next hop reports (RFC 3461 6.2.7).
       if (r.expanded || r.forward.empty())
         flight.report_later(rcpt, {r.index, r.expanded ? DsnAction::expanded : DsnAction::delivered,
-                                   r.dsn, r.detail, ""});
+                                   r.dsn, r.detail, "", ""});
       // An alias sends it on elsewhere: new recipients of this message, for mta, keeping
       // the original recipient for DSNs (RFC 3461 4.2).
       const DsnNotify notify = r.expanded ? notify_for_members(rcpt.notify) : rcpt.notify;
@@ -343,7 +345,7 @@ void Scheduler::apply(Envelope& e, Lane l, Flight& flight, const msg::DeliveryRe
       rcpt.state = RecipientState::failed;
       ++bounced_;
       flight.report_later(rcpt, {r.index, DsnAction::failed, r.dsn, r.detail,
-                                 remote ? remote_host(r.remote_mta) : ""});
+                                 remote ? remote_host(r.remote_mta) : "", remote ? r.tls : ""});
       break;
     case msg::DeliveryOutcome::temporary_failure:
       ++deferred_;
@@ -424,7 +426,8 @@ void Scheduler::expire_if_due(Envelope& e, Lane l, Flight& flight) {
                           .action = DsnAction::failed,
                           .status = "4.4.7",
                           .detail = "message expired after too long in the queue",
-                          .remote_mta = ""};
+                          .remote_mta = "",
+                          .tls = ""};
     log::info("%s: to=<%s>, relay=%s, dsn=4.4.7, status=bounced (%s)", e.id.c_str(),
               r.address.c_str(), is_local(r.address) ? "local" : "none", expired.detail.c_str());
     flight.report_later(r, expired);
@@ -448,7 +451,8 @@ void Scheduler::report_delay_if_due(Envelope& e, Flight& flight) const {
                             .action = DsnAction::delayed,
                             .status = coded ? r.last_error.substr(0, space) : "4.0.0",
                             .detail = coded ? r.last_error.substr(space + 1) : r.last_error,
-                            .remote_mta = ""});
+                            .remote_mta = "",
+                            .tls = ""});
   }
 }
 
@@ -459,7 +463,7 @@ void Scheduler::notify_sender(const Envelope& e, const std::vector<Outcome>& out
   for (const Outcome& o : outcomes)
     if (o.index < e.recipients.size())
       report.push_back({&e.recipients[o.index], o.action, o.status, o.detail,
-                        e.arrival + settings_.expire, o.remote_mta});
+                        e.arrival + settings_.expire, o.remote_mta, o.tls});
   if (report.empty()) return;
   const DsnAction worst = headline(report);
   const char* kind = worst == DsnAction::failed    ? "non-delivery"

@@ -105,6 +105,7 @@ class Scheduler {
     std::string status;
     std::string detail;
     std::string remote_mta;  // the server that answered, if any (a DSN's Remote-MTA)
+    std::string tls;         // how the connection to it was protected, if it was
   };
   struct Flight {
     // Which flight of the message: its jobs' request id, which mda's and mta's reports carry

@@ -369,7 +369,8 @@ bool Session::output_drained() {
 }
 
 void Session::start_tls() {
-  auto stream = mail::TlsStream::accept(server_.tls_server(), bev_.get());
+  auto stream = mail::TlsStream::accept(server_.tls_server(), {bufferevent_get_input(bev_.get()),
+                                                               bufferevent_get_output(bev_.get())});
   if (!stream) {
     log::warn("session %016llx: cannot start TLS: %s", static_cast<unsigned long long>(id_),
               stream.error().message.c_str());

@@ -98,6 +98,9 @@ struct Config {
   std::optional<Tls> tls;
   // "user:crypt-hash" lines for SMTP AUTH (absolute path); AUTH is not offered without it.
   std::optional<std::string> credentials;
+  // The CA certificates the mta's verify policy checks servers against (PEM). Default: the
+  // bundle libtls was built to use (tls_default_ca_cert_file()).
+  std::optional<std::string> relay_ca_file;
 
   // Each child's slice, sent to it as it is.
   smtp::Settings smtp;
@@ -120,6 +123,7 @@ struct Config {
               {.count = kMaxListeners, .hook = "listeners", .required = true}),
         field(&Config::tls, "tls"),
         field(&Config::credentials, "credentials", {.hook = "path"}),
+        field(&Config::relay_ca_file, "relay_tls.ca_file", {.hook = "path"}),
     };
   }
 };

@@ -1,6 +1,7 @@
 // The "routes" key of smtpd.yaml, read for the schema walk (see config_key_reader.hpp): each
 // route's domains and patterns (match), its servers in failover order (via, the grammar of
-// common/mail/route.hpp) and its credentials file (auth). Input is untrusted text (fuzzed).
+// common/mail/route.hpp; none: by MX), its TLS policy (tls) and its credentials file (auth).
+// Input is untrusted text (fuzzed).
 #include <map>
 #include <utility>
 
@@ -48,7 +49,7 @@ void KeyReader::walk_routes(const MapEntry& entry, std::vector<mta::Route>& rout
   const Node& value = entry.value;
   if (value.kind == Node::Kind::invalid) return;
   if (value.kind != Node::Kind::sequence) {
-    walk_.at(value.mark, "'routes' must be a list of routes (each with match and via)");
+    walk_.at(value.mark, "'routes' must be a list of routes (each with match, and via or tls)");
     return;
   }
   // A pattern named by two routes: the second would never be used.
@@ -56,7 +57,7 @@ void KeyReader::walk_routes(const MapEntry& entry, std::vector<mta::Route>& rout
   for (const Node& item : value.items) {
     if (item.kind == Node::Kind::invalid) continue;
     if (item.kind != Node::Kind::mapping) {
-      walk_.at(item.mark, "route must be a mapping (with match and via)");
+      walk_.at(item.mark, "route must be a mapping (with match, and via or tls)");
       continue;
     }
     std::optional<mta::Route> route = walk_route(item);
@@ -84,10 +85,16 @@ std::optional<mta::Route> KeyReader::walk_route(const Node& item) {
   const MapEntry* match = found[0];
   const MapEntry* via = found[1];
   const MapEntry* auth = found[2];
+  const MapEntry* tls = found[3];
   bool ok = true;
-  if (match == nullptr || via == nullptr) {
-    walk_.at(item.mark, std::string("route without '") + (match == nullptr ? "match" : "via") +
-                            "' (each route needs match and via)");
+  if (match == nullptr) {
+    walk_.at(item.mark, "route without 'match' (each route needs the domains it is for)");
+    return std::nullopt;
+  }
+  if (via == nullptr && tls == nullptr) {
+    walk_.at(item.mark,
+             "route without 'via' or 'tls' (servers to send to, or the TLS policy of "
+             "mail sent by MX)");
     return std::nullopt;
   }
   mta::Route route;
@@ -111,7 +118,18 @@ std::optional<mta::Route> KeyReader::walk_route(const Node& item) {
   } else {
     ok = false;
   }
-  if (const auto nodes = scalars(walk_, *via, "a server (smtp://host:port)")) {
+  if (tls != nullptr) {
+    if (const auto index = walk_.name_value(*tls, mail::kTlsPolicyNames))
+      route.tls = static_cast<mail::TlsPolicy>(*index);
+    else
+      ok = false;
+  }
+  if (via == nullptr) {
+    if (auth != nullptr) {
+      walk_.at(auth->key.mark, "'auth' needs the servers it is for ('via')");
+      ok = false;
+    }
+  } else if (const auto nodes = scalars(walk_, *via, "a server (smtp://host:port)")) {
     for (const Node* n : *nodes) {
       Result<mail::RelayHop> hop = mail::parse_relay_hop(n->text);
       if (!hop.ok()) {
@@ -124,21 +142,32 @@ std::optional<mta::Route> KeyReader::walk_route(const Node& item) {
         ok = false;
         break;
       }
+      const bool needs_tls = hop.value().scheme == mail::RelayScheme::smtp_tls ||
+                             hop.value().scheme == mail::RelayScheme::smtps;
+      if (needs_tls && route.tls && *route.tls < mail::TlsPolicy::encrypt) {
+        walk_.at(n->mark, named("server", *n) +
+                              " is TLS only; the route's 'tls' must be encrypt "
+                              "or verify, not " +
+                              std::string(mail::policy_name(*route.tls)));
+        ok = false;
+      }
       route.via.push_back(std::move(hop).value());
     }
   } else {
     ok = false;
   }
-  if (auth != nullptr) {
+  if (auth != nullptr && via != nullptr) {
     if (!path_value(*auth, route.auth)) {
       ok = false;
-    } else {
+    } else if (!route.tls || *route.tls < mail::TlsPolicy::encrypt) {
       // RFC 4954 4 and every sane client: a password never goes over a plain connection.
       for (const mail::RelayHop& hop : route.via) {
         if (hop.scheme == mail::RelayScheme::smtp_tls || hop.scheme == mail::RelayScheme::smtps)
           continue;
-        walk_.at(auth->key.mark, "'auth' needs TLS to every server of the route: " +
-                                     hop.to_string() + " is not smtp+tls:// or smtps://");
+        walk_.at(auth->key.mark,
+                 "'auth' needs TLS to every server of the route: " + hop.to_string() +
+                     " is not smtp+tls:// or smtps://, and the route's 'tls' is "
+                     "not encrypt or verify");
         ok = false;
         break;
       }

@@ -4,6 +4,7 @@
 #include "smtpd/supervisor.hpp"
 
 #include <fcntl.h>
+#include <tls.h>
 
 #include <arpa/inet.h>
 
@@ -94,7 +95,7 @@ bool Supervisor::send_config(Child& c) {
     case Role::lookup:
       return msg::send(*c.channel, config_.lookup) && send_tables(c);
     case Role::mta:
-      return msg::send(*c.channel, config_.mta);
+      return msg::send(*c.channel, config_.mta) && send_ca_file(c);
     default:
       return true;
   }
@@ -213,6 +214,19 @@ void Supervisor::answer_table_update(uint32_t request, const msg::TableLoaded& m
                  msg::CtlResult{.ok = m.ok, .text = m.ok ? "table updated" : m.error},
                  control_request))
     log::warn("cannot answer control");
+}
+
+// The CA file is the system's (or the admin's): opened here, read by mta from the descriptor.
+// One that cannot be opened leaves mta without it: verify connections fail, saying why.
+bool Supervisor::send_ca_file(Child& mta) {
+  const std::string path = config_.relay_ca_file.value_or(tls_default_ca_cert_file());
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  if (!fd) {
+    log::error("relay_tls.ca_file %s: %s; mail under the verify policy waits", path.c_str(),
+               std::strerror(errno));
+    return true;
+  }
+  return msg::send(*mta.channel, mta::CaFile{.name = path}, 0, std::move(fd));
 }
 
 smtp::TlsSettings Supervisor::tls_message() const {

@@ -97,6 +97,7 @@ enum class Type : uint16_t {
   sender_check,
   sender_verdict,
   ctl_show_relays,
+  mta_ca_file,
 };
 
 // Numbers no message uses any more (never reused, so that an old frame is never misread).
@@ -243,6 +244,7 @@ inline constexpr MessageInfo kSchema[] = {
     {Type::sender_verdict, "sender_verdict", roles(Role::lookup), roles(Role::smtp), FdRule::none},
     {Type::ctl_show_relays, "ctl_show_relays", kCtlRequestSenders, roles(Role::control, Role::mta),
      FdRule::none},
+    {Type::mta_ca_file, "mta_ca_file", roles(Role::parent), roles(Role::mta), FdRule::required},
 };
 
 // The row of a type; a type without one does not compile.

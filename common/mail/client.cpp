@@ -92,6 +92,8 @@ const char* phase_name(ClientPhase phase) {
       return "greeting";
     case ClientPhase::hello:
       return "hello";
+    case ClientPhase::tls:
+      return "the TLS handshake";
     case ClientPhase::mail:
       return "MAIL";
     case ClientPhase::rcpt:
@@ -190,6 +192,10 @@ void ClientSession::quit() {
 // --- the stream -----------------------------------------------------------------------------
 
 void ClientSession::on_connected() {
+  if (stream_->tls() != nullptr) {
+    tls_ = true;
+    tls_facts_ = *stream_->tls();
+  }
   if (state_ == State::handshake) {
     // RFC 3207 4.2: what the server said in the clear counts for nothing now.
     tls_ = true;
@@ -293,8 +299,10 @@ void ClientSession::rearm() {
 }
 
 ClientPhase ClientSession::current_phase() const {
+  if (state_ == State::handshake) return ClientPhase::tls;
+  if (state_ == State::connecting && stream_ && stream_->tls() && stream_->tls()->begun)
+    return ClientPhase::tls;  // smtps
   if (state_ == State::connecting || state_ == State::unopened) return ClientPhase::connect;
-  if (state_ == State::handshake) return ClientPhase::hello;
   if (expected_.empty()) {
     if (state_ == State::greeting) return ClientPhase::greeting;
     if (state_ == State::hello) return ClientPhase::hello;
@@ -662,6 +670,7 @@ void ClientSession::close() {
   expected_.clear();
   // Freed on the next loop turn, not now: this may run inside one of the stream's callbacks.
   if (stream_) {
+    if (stream_->tls() != nullptr) tls_facts_ = *stream_->tls();
     stream_->set_reading(false);
     retired_ = std::move(stream_);
     reaper_.arm(std::chrono::milliseconds(0));

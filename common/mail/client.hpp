@@ -95,8 +95,9 @@ struct ClientTransaction {
 };
 
 // Where in the protocol a recipient's fate was decided.
-enum class ClientPhase { connect, greeting, hello, mail, rcpt, data, body, data_end };
-const char* phase_name(ClientPhase phase);  // "connect", "greeting", "LHLO"... as in logs
+// tls: the TLS handshake (after STARTTLS, or smtps's first).
+enum class ClientPhase { connect, greeting, hello, tls, mail, rcpt, data, body, data_end };
+const char* phase_name(ClientPhase phase);  // "connect", "greeting", "hello"... as in logs
 
 enum class RecipientStatus { delivered, temporary, permanent };
 
@@ -146,6 +147,8 @@ class ClientSession {
   // recipients got (or would have got, with none open).
   const std::optional<RecipientResult>& failure() const { return failure_; }
   bool tls() const { return tls_; }
+  // The TLS stream's facts (client_stream.hpp): a copy kept when the connection ends.
+  const std::optional<TlsFacts>& tls_facts() const { return tls_facts_; }
 
  private:
   enum class State {
@@ -233,6 +236,7 @@ class ClientSession {
   bool replied_early_ = false;  // input was waiting when a command went out after a pause  // the
                                 // last transaction ended before its message
   std::optional<RecipientResult> failure_;
+  std::optional<TlsFacts> tls_facts_;
   std::optional<Running> running_;
   std::deque<std::pair<ClientTransaction, Done>> waiting_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

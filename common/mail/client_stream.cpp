@@ -135,6 +135,10 @@ class PlainStream final : public ClientStream {
 
 }  // namespace
 
+std::string TlsFacts::to_string() const {
+  return description + (verified ? " (verified " + server_name + ")" : " (not verified)");
+}
+
 std::string Endpoint::to_string() const {
   return inet ? inet->to_string() : "unix:" + unix_path;
 }

@@ -29,6 +29,20 @@ struct Endpoint {
 // anything else (host names are resolved by the caller, e.g. the mta through lookup).
 std::optional<Endpoint> parse_endpoint(std::string_view text);
 
+// How a TLS client stream is protected, once its handshake is done.
+struct TlsFacts {
+  bool begun = false;        // the handshake began (the connection under it is up)
+  bool established = false;  // the handshake is done
+  std::string description;   // "TLSv1.3 TLS_AES_256_GCM_SHA384"
+  // The server's chain and name were checked against the CA certificates (the verify policy);
+  // otherwise the connection is encrypted but the server unauthenticated.
+  bool verified = false;
+  std::string server_name;  // sent as SNI, and the name verified
+  // "TLSv1.3 TLS_AES_256_GCM_SHA384 (verified mx.example.org)" or "... (not verified)": for
+  // the delivery log and the DSN.
+  std::string to_string() const;
+};
+
 class ClientStream {
  public:
   struct Handlers {
@@ -48,6 +62,8 @@ class ClientStream {
   virtual evbuffer* output() = 0;
   // Stops (false) or resumes reading from the peer, for a session that is not taking lines.
   virtual void set_reading(bool on) = 0;
+  // A TLS stream's facts (filled in when its handshake is done); nullptr for a plain one.
+  virtual const TlsFacts* tls() const { return nullptr; }
 };
 
 // A plain connection to endpoint, begun at once; connected or failed follows on the loop.

@@ -5,6 +5,7 @@
 // happens here (host names are resolved by the mta through lookup).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -24,6 +25,17 @@ const char* scheme_prefix(RelayScheme scheme);  // "smtp://", "smtp+tls://"...
 uint16_t default_port(RelayScheme scheme);      // 25, 25, 465, 24
 
 constexpr size_t kMaxRelayHost = 253;
+
+// How the mta protects a connection (smtpd.yaml `relay_tls: policy`, a route's `tls`). none:
+// never STARTTLS; opportunistic: STARTTLS when offered, any certificate; encrypt: TLS required,
+// any certificate; verify: TLS required, the certificate's chain checked against the CA file
+// and its name against the server's (the MX host's or the route's).
+enum class TlsPolicy : uint8_t { none, opportunistic, encrypt, verify };
+constexpr std::array<std::string_view, 4> kTlsPolicyNames = {"none", "opportunistic", "encrypt",
+                                                             "verify"};
+inline std::string_view policy_name(TlsPolicy policy) {
+  return kTlsPolicyNames[static_cast<size_t>(policy)];
+}
 
 // One server of a route.
 struct RelayHop {

@@ -1,14 +1,14 @@
 // The TLS record pump; see tls_stream.hpp. libtls reads and writes ciphertext through the two
-// callbacks below, which take it from and give it to the bufferevent; nothing here waits.
+// callbacks below, which take it from and give it to the carrier's buffers; nothing here waits.
 #include "common/mail/tls_stream.hpp"
 
 namespace postern::mail {
 
-TlsStream::TlsStream(bufferevent* bev)
-    : bev_(bev), plain_in_(evbuffer_new()), plain_out_(evbuffer_new()) {}
+TlsStream::TlsStream(Carrier carrier)
+    : carrier_(carrier), plain_in_(evbuffer_new()), plain_out_(evbuffer_new()) {}
 
-Result<std::unique_ptr<TlsStream>> TlsStream::accept(tls* server_context, bufferevent* bev) {
-  std::unique_ptr<TlsStream> stream(new TlsStream(bev));
+Result<std::unique_ptr<TlsStream>> TlsStream::accept(tls* server_context, Carrier carrier) {
+  std::unique_ptr<TlsStream> stream(new TlsStream(carrier));
   tls* connection = nullptr;
   if (tls_accept_cbs(server_context, &connection, &TlsStream::read_cb, &TlsStream::write_cb,
                      stream.get()) != 0) {
@@ -19,9 +19,9 @@ Result<std::unique_ptr<TlsStream>> TlsStream::accept(tls* server_context, buffer
   return stream;
 }
 
-Result<std::unique_ptr<TlsStream>> TlsStream::connect(TlsPtr client, bufferevent* bev,
+Result<std::unique_ptr<TlsStream>> TlsStream::connect(TlsPtr client, Carrier carrier,
                                                       const std::string& server_name) {
-  std::unique_ptr<TlsStream> stream(new TlsStream(bev));
+  std::unique_ptr<TlsStream> stream(new TlsStream(carrier));
   if (tls_connect_cbs(client.get(), &TlsStream::read_cb, &TlsStream::write_cb, stream.get(),
                       server_name.c_str()) != 0) {
     const char* err = tls_error(client.get());
@@ -43,7 +43,7 @@ TlsStream::Status TlsStream::fail(const char* step) {
 
 ssize_t TlsStream::read_cb(tls*, void* buf, size_t len, void* self) {
   auto* s = static_cast<TlsStream*>(self);
-  const int n = evbuffer_remove(bufferevent_get_input(s->bev_), buf, len);
+  const int n = evbuffer_remove(s->carrier_.raw_in, buf, len);
   if (n <= 0) {
     s->raw_exhausted_ = true;
     return TLS_WANT_POLLIN;
@@ -53,7 +53,7 @@ ssize_t TlsStream::read_cb(tls*, void* buf, size_t len, void* self) {
 
 ssize_t TlsStream::write_cb(tls*, const void* buf, size_t len, void* self) {
   auto* s = static_cast<TlsStream*>(self);
-  if (bufferevent_write(s->bev_, buf, len) != 0) return -1;
+  if (evbuffer_add(s->carrier_.raw_out, buf, len) != 0) return -1;
   return static_cast<ssize_t>(len);
 }
 
@@ -74,7 +74,7 @@ TlsStream::Status TlsStream::pump_reads(size_t read_ahead) {
     // What was written before the handshake (an smtps greeting) goes out now.
     if (pump_writes() != Status::ok) return Status::failed;
   }
-  evbuffer* raw = bufferevent_get_input(bev_);
+  evbuffer* raw = carrier_.raw_in;
   char buf[16384];
   while (evbuffer_get_length(plain_in_.get()) < read_ahead) {
     raw_exhausted_ = false;

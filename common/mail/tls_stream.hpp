@@ -1,7 +1,8 @@
-// A TLS connection (libtls) carried by a libevent bufferevent: the bufferevent moves the
-// ciphertext and keeps its timeouts and watermarks, the stream turns it into plain text both
-// ways. Server side for smtp (STARTTLS, smtps), client side for the mta's STARTTLS. It never
-// touches the socket and never blocks: its owner pumps it from the bufferevent's callbacks.
+// A TLS connection (libtls) over two buffers of ciphertext, the input and output of what
+// carries it (a bufferevent's, which moves the bytes and keeps timeouts and watermarks): the
+// stream turns them into plain text both ways. Server side for smtp (STARTTLS, smtps), client
+// side for the mta (tls_client_stream.hpp). It never touches the socket and never blocks: its
+// owner pumps it when ciphertext arrives or leaves.
 #pragma once
 
 #include <sys/types.h>
@@ -26,13 +27,19 @@ class TlsStream {
     failed,  // see failed_step() and error()
   };
 
-  // Server side: the client's ClientHello is (or will be) in bev's input. The context is the
-  // server's, configured with its certificate; it must outlive the stream, as must bev.
-  static Result<std::unique_ptr<TlsStream>> accept(tls* server_context, bufferevent* bev);
+  // Ciphertext comes from raw_in and goes to raw_out; both must outlive the stream.
+  struct Carrier {
+    evbuffer* raw_in = nullptr;
+    evbuffer* raw_out = nullptr;
+  };
+  // Server side: the client's ClientHello is (or will be) in raw_in. The context is the
+  // server's, configured with its certificate; it must outlive the stream.
+  static Result<std::unique_ptr<TlsStream>> accept(tls* server_context, Carrier carrier);
   // Client side: a libtls client context is one connection, so the stream takes it (one from
   // make_tls_client() per connection). The handshake starts with the first pump_reads();
-  // server_name is sent as SNI and checked against the certificate.
-  static Result<std::unique_ptr<TlsStream>> connect(TlsPtr client, bufferevent* bev,
+  // server_name is sent as SNI (unless it is an IP address) and, when the context verifies,
+  // checked against the certificate.
+  static Result<std::unique_ptr<TlsStream>> connect(TlsPtr client, Carrier carrier,
                                                     const std::string& server_name);
 
   TlsStream(const TlsStream&) = delete;
@@ -47,9 +54,9 @@ class TlsStream {
   size_t pending_output() const { return evbuffer_get_length(plain_out_.get()); }
 
   // Drives the handshake, then decrypts until input() holds read_ahead octets or the
-  // ciphertext runs out. Call it when bev has input.
+  // ciphertext runs out. Call it when raw_in has new input.
   Status pump_reads(size_t read_ahead);
-  // Encrypts queued plain text. Call it when bev's output drained.
+  // Encrypts queued plain text. Call it when raw_out drained.
   Status pump_writes();
 
   bool handshake_done() const { return handshake_done_; }
@@ -62,12 +69,12 @@ class TlsStream {
   std::string error() const;
 
  private:
-  explicit TlsStream(bufferevent* bev);
+  explicit TlsStream(Carrier carrier);
   Status fail(const char* step);
   static ssize_t read_cb(tls*, void* buf, size_t len, void* self);
   static ssize_t write_cb(tls*, const void* buf, size_t len, void* self);
 
-  bufferevent* bev_;
+  Carrier carrier_;
   TlsPtr connection_;
   EvbufferPtr plain_in_;
   EvbufferPtr plain_out_;

@@ -39,16 +39,26 @@ Result<TlsPtr> make_tls_server(std::string_view certificate_pem, std::string_vie
   return server;
 }
 
-Result<TlsPtr> make_tls_client(std::string_view ca_pem) {
+Result<TlsConfigPtr> make_tls_client_config(std::optional<std::string_view> ca_pem) {
   Result<TlsConfigPtr> made = make_config();
   if (!made) return made.error();
   TlsConfigPtr config = std::move(made).value();
-  if (tls_config_set_ca_mem(config.get(), reinterpret_cast<const uint8_t*>(ca_pem.data()),
-                            ca_pem.size()) != 0)
+  if (!ca_pem) {
+    tls_config_insecure_noverifycert(config.get());
+    tls_config_insecure_noverifyname(config.get());
+    tls_config_insecure_noverifytime(config.get());
+    return config;
+  }
+  if (tls_config_set_ca_mem(config.get(), reinterpret_cast<const uint8_t*>(ca_pem->data()),
+                            ca_pem->size()) != 0)
     return make_error(std::string("CA certificates: ") + tls_config_error(config.get()));
+  return config;
+}
+
+Result<TlsPtr> make_tls_client(tls_config* config) {
   TlsPtr client(tls_client());
   if (!client) return make_error("cannot allocate a TLS client context");
-  if (tls_configure(client.get(), config.get()) != 0)
+  if (tls_configure(client.get(), config) != 0)
     return make_error(std::string("TLS client: ") + tls_error(client.get()));
   return client;
 }

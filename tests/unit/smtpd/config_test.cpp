@@ -420,7 +420,7 @@ TEST(ConfigErrors, UnknownTopLevelKeyPointsAtTheKey) {
   EXPECT_EQ(error_of("listeners:\n  - address: 127.0.0.1:25\nspol: /var/spool\n"),
             "t.yaml:3:1: unknown key 'spol' in top level (expected one of: control, "
             "credentials, dns, domains, empty_dir, hostname, limits, listeners, queue_user, "
-            "relay_domains, routes, run_dir, senders, spool, tls, trusted_networks, "
+            "relay_domains, relay_tls, routes, run_dir, senders, spool, tls, trusted_networks, "
             "trusted_networks_relay, user, virtual_user)");
 }
 
@@ -713,7 +713,7 @@ extra: 1
       "t.yaml:9:5: listener has no 'address'",
       ("t.yaml:10:1: unknown key 'extra' in top level (expected one of: control, "
        "credentials, dns, domains, empty_dir, hostname, limits, listeners, queue_user, "
-       "relay_domains, routes, run_dir, senders, spool, tls, trusted_networks, "
+       "relay_domains, relay_tls, routes, run_dir, senders, spool, tls, trusted_networks, "
        "trusted_networks_relay, "
        "user, virtual_user)"),
   };
@@ -1291,6 +1291,13 @@ TEST(ParseConfig, RoutesAsTheIssueWritesThem) {
   - match: smarthost.test
     via: smtps://mail.example.net
     auth: relay-auth
+    tls: verify
+  - match: "*.bank.test"
+    tls: verify
+relay_tls:
+  policy: encrypt
+  ca_file: cas.pem
+  plaintext_fallback: false
 limits:
   relay_connections: 50
   destination_connections: 4
@@ -1300,7 +1307,7 @@ limits:
 )");
   ASSERT_TRUE(result.ok()) << result.error()[0].to_string();
   const mta::Settings& mta = result.value().mta;
-  ASSERT_EQ(mta.routes.size(), 3u);
+  ASSERT_EQ(mta.routes.size(), 4u);
   EXPECT_EQ(mta.routes[0].match, (std::vector<std::string>{"relay.test", "*.relay.test"}));
   ASSERT_EQ(mta.routes[0].via.size(), 1u);
   EXPECT_EQ(mta.routes[0].via[0].to_string(), "smtp://127.0.0.1:2613");
@@ -1309,6 +1316,13 @@ limits:
   EXPECT_EQ(mta.routes[1].via[0].to_string(), "lmtp://[::1]:24");
   EXPECT_EQ(mta.routes[1].via[1].to_string(), "smtp://backup.example.net:25");
   EXPECT_EQ(mta.routes[2].auth, std::string(kBase) + "/relay-auth");
+  EXPECT_EQ(mta.routes[0].tls, std::nullopt);
+  EXPECT_EQ(mta.routes[2].tls, mail::TlsPolicy::verify);
+  EXPECT_TRUE(mta.routes[3].via.empty());  // by MX, verified
+  EXPECT_EQ(mta.routes[3].tls, mail::TlsPolicy::verify);
+  EXPECT_EQ(mta.tls_policy, mail::TlsPolicy::encrypt);
+  EXPECT_FALSE(mta.plaintext_fallback);
+  EXPECT_EQ(result.value().relay_ca_file, std::string(kBase) + "/cas.pem");
   EXPECT_EQ(mta.connections, 50u);
   EXPECT_EQ(mta.destination_connections, 4u);
   EXPECT_EQ(mta.messages_per_connection, 10u);
@@ -1327,6 +1341,9 @@ TEST(ParseConfig, RouteDefaults) {
   EXPECT_EQ(mta.messages_per_connection, 100u);
   EXPECT_EQ(mta.connection_idle, 5u);
   EXPECT_EQ(mta.hop_count, 100u);
+  EXPECT_EQ(mta.tls_policy, mail::TlsPolicy::opportunistic);
+  EXPECT_TRUE(mta.plaintext_fallback);
+  EXPECT_EQ(result.value().relay_ca_file, std::nullopt);
 }
 
 TEST(ConfigErrors, RoutesSayWhatIsWrongAndWhere) {
@@ -1341,17 +1358,27 @@ TEST(ConfigErrors, RoutesSayWhatIsWrongAndWhere) {
             "t.yaml:4:25: bad domain 'bad domain' (expected a domain such as example.org, or "
             "*.example.org for every domain under it)");
   EXPECT_EQ(error_of(head + "  - match: relay.test\n"),
-            "t.yaml:4:5: route without 'via' (each route needs match and via)");
+            "t.yaml:4:5: route without 'via' or 'tls' (servers to send to, or the TLS policy of "
+            "mail sent by MX)");
   EXPECT_EQ(error_of(head + "  - match: relay.test\n    via: smtp://x.example\n    auth: /a\n"),
             "t.yaml:6:5: 'auth' needs TLS to every server of the route: smtp://x.example:25 is "
-            "not smtp+tls:// or smtps://");
+            "not smtp+tls:// or smtps://, and the route's 'tls' is not encrypt or verify");
+  EXPECT_EQ(error_of(head + "  - match: relay.test\n    tls: verify\n    auth: /a\n"),
+            "t.yaml:6:5: 'auth' needs the servers it is for ('via')");
+  EXPECT_EQ(error_of(head + "  - match: relay.test\n    tls: sometimes\n"),
+            "t.yaml:5:10: bad 'tls' value 'sometimes' (expected one of: none, opportunistic, "
+            "encrypt, verify)");
+  EXPECT_EQ(error_of(head + "  - match: relay.test\n    tls: opportunistic\n"
+                            "    via: smtps://x.example\n"),
+            "t.yaml:6:10: server 'smtps://x.example' is TLS only; the route's 'tls' must be "
+            "encrypt or verify, not opportunistic");
   EXPECT_EQ(error_of(head + "  - {match: a.test, via: smtp://x.example}\n"
                             "  - {match: [b.test, A.test], via: smtp://y.example}\n"),
             "t.yaml:5:5: domain 'a.test' is matched by an earlier route (line 4)");
   EXPECT_EQ(error_of(head + "  - match: a.test\n    via: smtp://x.example\n    port: 25\n"),
-            "t.yaml:6:5: unknown key 'port' in a route (expected one of: match, via, auth)");
+            "t.yaml:6:5: unknown key 'port' in a route (expected one of: match, via, auth, tls)");
   EXPECT_EQ(error_of(std::string(kListener) + "routes: smtp://x.example\n"),
-            "t.yaml:3:9: 'routes' must be a list of routes (each with match and via)");
+            "t.yaml:3:9: 'routes' must be a list of routes (each with match, and via or tls)");
 }
 
 }  // namespace

@@ -35,7 +35,12 @@ std::set<std::string> schema_keys() {
   config::add_key_paths<mda::Settings>(paths);
   config::add_key_paths<lookup::Settings>(paths);
   config::add_key_paths<mta::Settings>(paths);
-  return {paths.begin(), paths.end()};
+  std::set<std::string> keys(paths.begin(), paths.end());
+  // A dotted name ("relay_tls.policy") is a key of a mapping the file writes as a key too.
+  for (const std::string& path : paths)
+    for (size_t dot = path.find('.'); dot != std::string::npos; dot = path.find('.', dot + 1))
+      keys.insert(path.substr(0, dot));
+  return keys;
 }
 
 // The keys smtpd.yaml(5) documents: each ".It Ic key" of the tag lists under "Top-level keys",

@@ -80,17 +80,23 @@ class TlsPair : public ::testing::Test {
     server_context_ = std::move(context).value();
   }
 
+  static TlsStream::Carrier carrier(const End& end) {
+    return {bufferevent_get_input(end.bev.get()), bufferevent_get_output(end.bev.get())};
+  }
+
   void accept() {
-    auto accepted = TlsStream::accept(server_context_.get(), server_.bev.get());
+    auto accepted = TlsStream::accept(server_context_.get(), carrier(server_));
     ASSERT_TRUE(accepted.ok()) << accepted.error().message;
     server_.stream = std::move(accepted).value();
   }
 
   void start(const std::string& server_name) {
     accept();
-    auto client = make_tls_client(certificate().cert_pem);
+    auto config = make_tls_client_config(certificate().cert_pem);
+    ASSERT_TRUE(config.ok()) << config.error().message;
+    auto client = make_tls_client(config.value().get());
     ASSERT_TRUE(client.ok()) << client.error().message;
-    auto connected = TlsStream::connect(std::move(client).value(), client_.bev.get(), server_name);
+    auto connected = TlsStream::connect(std::move(client).value(), carrier(client_), server_name);
     ASSERT_TRUE(connected.ok()) << connected.error().message;
     client_.stream = std::move(connected).value();
     client_.last = client_.stream->pump_reads(kReadAhead);  // sends the ClientHello
