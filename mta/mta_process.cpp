@@ -276,8 +276,11 @@ void MtaProcess::resolve_route(const Route& route, const std::string& key,
         g->loops = true;
         continue;
       }
-      g->per_hop[i].push_back(
-          Target{.host = name, .address = address, .port = hop.port, .scheme = hop.scheme});
+      g->per_hop[i].push_back(Target{.host = name,
+                                     .address = address,
+                                     .port = hop.port,
+                                     .scheme = hop.scheme,
+                                     .preference = static_cast<uint32_t>(i)});
     }
   };
   for (size_t i = 0; i < route.via.size(); ++i) {
@@ -341,8 +344,11 @@ void MtaProcess::resolve_mx(const std::string& domain,
     for (const msg::MxHost& h : hosts)
       for (const std::string& address : h.addresses)
         if (r.targets.size() < kMaxTargets && inet::parse_ip_address(address))
-          r.targets.push_back(Target{
-              .host = h.name, .address = address, .port = 25, .scheme = mail::RelayScheme::smtp});
+          r.targets.push_back(Target{.host = h.name,
+                                     .address = address,
+                                     .port = 25,
+                                     .scheme = mail::RelayScheme::smtp,
+                                     .preference = h.preference});
     done(std::move(r));
   };
   if (!ask_lookup(msg::MxQuery{.domain = domain, .host = false},

@@ -133,8 +133,11 @@ void Relay::dispatch(const std::string& key) {
     if (c != nullptr && c->ready && !c->busy && !c->session->closed()) give_work(*c);
   }
   // A connection to one of its servers, idle after another destination's mail (domains
-  // hosted together, Postfix's cache lookup by address).
+  // hosted together, Postfix's cache lookup by address). Only to the most preferred ones: a
+  // cached session to a less preferred server would carry mail past a preferred one that is
+  // up (RFC 5321 5.1); that server is reached when a connection fails over to it.
   for (const Target& t : d.resolution->targets) {
+    if (t.preference != d.resolution->targets.front().preference) break;
     while (!d.waiting.empty()) {
       const auto idle = idle_by_address_.find(t.key());
       if (idle == idle_by_address_.end()) break;

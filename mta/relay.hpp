@@ -54,6 +54,7 @@ struct Target {
   std::string address;
   uint16_t port = 25;
   mail::RelayScheme scheme = mail::RelayScheme::smtp;
+  uint32_t preference = 0;   // the MX preference, or the route server's place: lower goes first
   std::string name() const;  // "mx.example.org[192.0.2.1]:25": a DSN's Remote-MTA, the log's relay=
   std::string key() const;   // "smtp://192.0.2.1:25": the connection cache's key by address
 };

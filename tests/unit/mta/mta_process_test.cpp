@@ -418,6 +418,27 @@ TEST_F(MtaProcessTest, ConnectionsAreSharedByAddressAndCapped) {
   EXPECT_EQ(sink.seen().size(), 8u);
 }
 
+// A cached connection to a destination's second server does not take its mail while the
+// first one is up (RFC 5321 5.1); one to its first server does.
+TEST_F(MtaProcessTest, ACachedConnectionToALessPreferredServerIsNotUsed) {
+  Sink first;
+  Sink second;
+  start({{.match = {"a.test"}, .via = {hop(first.port()), hop(second.port())}, .auth = ""},
+         {.match = {"b.test"}, .via = {hop(second.port())}, .auth = ""},
+         {.match = {"c.test"}, .via = {hop(first.port())}, .auth = ""}});
+  ASSERT_TRUE(deliver({"x@b.test"}, 1));  // leaves a connection to the second server idle
+  EXPECT_EQ(report(1)[10].outcome, msg::DeliveryOutcome::delivered);
+  ASSERT_TRUE(deliver({"y@a.test"}, 2));
+  EXPECT_EQ(report(2)[10].outcome, msg::DeliveryOutcome::delivered);
+  EXPECT_EQ(first.seen().size(), 1u);
+  EXPECT_EQ(second.seen().size(), 1u);
+  ASSERT_TRUE(deliver({"z@c.test"}, 3));  // the first server's connection, cached, is shared
+  EXPECT_EQ(report(3)[10].outcome, msg::DeliveryOutcome::delivered);
+  EXPECT_EQ(first.seen().size(), 2u);
+  EXPECT_EQ(first.connections(), 1);
+  EXPECT_EQ(second.connections(), 1);
+}
+
 // What the MX answer says decides: null MX, no domain, a DNS failure, and a list that only
 // leads back here.
 TEST_F(MtaProcessTest, MxAnswersBounceOrDefer) {
