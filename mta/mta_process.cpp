@@ -304,7 +304,8 @@ void MtaProcess::resolve_route(const Route& route, const std::string& key,
                                      .address = address,
                                      .port = hop.port,
                                      .scheme = hop.scheme,
-                                     .tls = tls_policy(settings_, &route, hop.scheme)});
+                                     .tls = tls_policy(settings_, &route, hop.scheme),
+                                     .preference = static_cast<uint32_t>(i)});
     }
   };
   for (size_t i = 0; i < route.via.size(); ++i) {
@@ -368,7 +369,8 @@ void MtaProcess::resolve_mx(const std::string& domain,
                                      .address = address,
                                      .port = 25,
                                      .scheme = mail::RelayScheme::smtp,
-                                     .tls = tls});
+                                     .tls = tls,
+                                     .preference = h.preference});
     done(std::move(r));
   };
   if (!ask_lookup(msg::MxQuery{.domain = domain, .host = false},

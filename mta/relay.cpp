@@ -41,6 +41,12 @@ std::string Target::key() const {
          std::to_string(port);
 }
 
+std::string Target::cache_key() const {
+  std::string k = key() + " " + std::string(mail::policy_name(tls));
+  if (tls == mail::TlsPolicy::verify) k += " " + host;
+  return k;
+}
+
 msg::DeliveryResult delivery_result(const mail::RecipientResult& r, const Target& target,
                                     const std::string& tls) {
   msg::DeliveryResult out;
@@ -149,10 +155,13 @@ void Relay::dispatch(const std::string& key) {
     if (c != nullptr && c->ready && !c->busy && !c->session->closed()) give_work(*c);
   }
   // A connection to one of its servers, idle after another destination's mail (domains
-  // hosted together, Postfix's cache lookup by address).
+  // hosted together, Postfix's cache lookup by address). Only to the most preferred ones: a
+  // cached session to a less preferred server would carry mail past a preferred one that is
+  // up (RFC 5321 5.1); that server is reached when a connection fails over to it.
   for (const Target& t : d.resolution->targets) {
+    if (t.preference != d.resolution->targets.front().preference) break;
     while (!d.waiting.empty()) {
-      const auto idle = idle_by_address_.find(t.key());
+      const auto idle = idle_by_address_.find(t.cache_key());
       if (idle == idle_by_address_.end()) break;
       Connection* c = find(idle->second);
       idle_by_address_.erase(idle);
@@ -495,7 +504,7 @@ void Relay::on_results(uint64_t id, Delivery delivery, std::vector<mail::Recipie
 void Relay::park(Connection& c) {
   if (c.busy || !c.ready || c.session == nullptr || c.session->closed()) return;
   unpark(c);
-  idle_by_address_.emplace(c.target.key(), c.id);
+  idle_by_address_.emplace(c.target.cache_key(), c.id);
   c.idle->arm(std::chrono::seconds(settings_.connection_idle));
   // Someone waiting for room under the global cap takes this one's place.
   if (!slot_waiters_.empty()) {

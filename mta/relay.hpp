@@ -56,8 +56,12 @@ struct Target {
   uint16_t port = 25;
   mail::RelayScheme scheme = mail::RelayScheme::smtp;
   mail::TlsPolicy tls = mail::TlsPolicy::opportunistic;  // smtps: encrypt or verify
+  uint32_t preference = 0;   // the MX preference, or the route server's place: lower goes first
   std::string name() const;  // "mx.example.org[192.0.2.1]:25": a DSN's Remote-MTA, the log's relay=
-  std::string key() const;   // "smtp://192.0.2.1:25": the connection cache's key by address
+  std::string key() const;   // "smtp://192.0.2.1:25": the server, by address
+  // The connection cache's key by address: key() and the TLS policy, and for verify the name
+  // verified, so a connection is shared only by destinations that ask no more of it.
+  std::string cache_key() const;
 };
 
 // Where a destination's mail goes, or why it cannot go anywhere now.
@@ -156,7 +160,7 @@ class Relay {
   uint64_t next_connection_ = 1;
   std::map<std::string, Destination> destinations_;
   std::map<uint64_t, std::unique_ptr<Connection>> connections_;
-  std::multimap<std::string, uint64_t> idle_by_address_;  // Target::key() -> connection
+  std::multimap<std::string, uint64_t> idle_by_address_;  // Target::cache_key() -> connection
   std::deque<std::string> slot_waiters_;                  // destinations waiting for the global cap
   // Sessions that ended, freed on the next loop turn rather than inside their own callbacks.
   std::vector<std::unique_ptr<mail::ClientSession>> ended_;

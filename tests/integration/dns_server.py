@@ -72,7 +72,9 @@ def _answers(port):
 
 
 class DnsServer:
-    def __init__(self):
+    def __init__(self, zone_data=ZONE_DATA):
+        """zone_data: unbound server clauses (local-zone, local-data) that make the zones."""
+        self.zone_data = zone_data
         self.unbound = shutil.which("unbound") or "/usr/sbin/unbound"
         self.dir = tempfile.mkdtemp(prefix="postern-dns-")
         self.port = free_port(socket.AF_INET)
@@ -101,7 +103,7 @@ class DnsServer:
   do-not-query-address: 0.0.0.0/0
   do-not-query-address: ::/0
   local-zone: "." refuse
-{ZONE_DATA}""")
+{self.zone_data}""")
         self.log = open(os.path.join(self.dir, "unbound.log"), "wb")
         self.proc = subprocess.Popen([self.unbound, "-d", "-c", conf], stdout=self.log,
                                      stderr=subprocess.STDOUT)

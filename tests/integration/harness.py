@@ -439,12 +439,24 @@ service imap-login {{
   }}
 }}
 """)
-        self.proc = subprocess.Popen(["dovecot", "-F", "-c", self.config],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        # Dovecot reports a bad configuration on stderr, before its log_path is open.
+        self.output = os.path.join(self.dir, "dovecot.out")
+        with open(self.output, "wb") as out:
+            self.proc = subprocess.Popen(["dovecot", "-F", "-c", self.config], stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
         if not wait_for(lambda: can_connect("127.0.0.1", self.lmtp_port, timeout=0.2), 10):
             self.stop()
-            raise AssertionError("dovecot did not start")
+            raise AssertionError(f"dovecot did not start (exit {self.proc.returncode}):\n"
+                                 f"{self.read_log()}")
+
+    def read_log(self):
+        """What Dovecot said: its output, then its log file."""
+        text = ""
+        for path in (self.output, os.path.join(self.dir, "dovecot.log")):
+            if os.path.exists(path):
+                with open(path, "rb") as f:
+                    text += f.read().decode(errors="replace")
+        return text
 
     def stop(self):
         if self.proc.poll() is None:

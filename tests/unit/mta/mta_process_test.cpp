@@ -418,6 +418,46 @@ TEST_F(MtaProcessTest, ConnectionsAreSharedByAddressAndCapped) {
   EXPECT_EQ(sink.seen().size(), 8u);
 }
 
+// An idle plaintext connection is not a way around another destination's TLS policy: mail
+// that must be encrypted never rides a cached connection made without TLS to the same server.
+TEST_F(MtaProcessTest, ACachedPlaintextConnectionDoesNotCarryMailThatNeedsTls) {
+  Sink sink;  // offers no STARTTLS
+  start({{.match = {"a.test"}, .via = {hop(sink.port())}, .auth = "", .tls = mail::TlsPolicy::none},
+         {.match = {"b.test"},
+          .via = {hop(sink.port())},
+          .auth = "",
+          .tls = mail::TlsPolicy::encrypt}});
+  ASSERT_TRUE(deliver({"x@a.test"}, 1));
+  EXPECT_EQ(report(1)[10].outcome, msg::DeliveryOutcome::delivered);
+  ASSERT_TRUE(deliver({"y@b.test"}, 2));
+  const auto results = report(2);
+  EXPECT_EQ(results.at(10).outcome, msg::DeliveryOutcome::temporary_failure);
+  EXPECT_EQ(results.at(10).dsn, "4.7.10");
+  EXPECT_EQ(sink.seen().size(), 1u);  // only a.test's message went through the sink
+  EXPECT_EQ(sink.connections(), 2);
+}
+
+// A cached connection to a destination's second server does not take its mail while the
+// first one is up (RFC 5321 5.1); one to its first server does.
+TEST_F(MtaProcessTest, ACachedConnectionToALessPreferredServerIsNotUsed) {
+  Sink first;
+  Sink second;
+  start({{.match = {"a.test"}, .via = {hop(first.port()), hop(second.port())}, .auth = ""},
+         {.match = {"b.test"}, .via = {hop(second.port())}, .auth = ""},
+         {.match = {"c.test"}, .via = {hop(first.port())}, .auth = ""}});
+  ASSERT_TRUE(deliver({"x@b.test"}, 1));  // leaves a connection to the second server idle
+  EXPECT_EQ(report(1)[10].outcome, msg::DeliveryOutcome::delivered);
+  ASSERT_TRUE(deliver({"y@a.test"}, 2));
+  EXPECT_EQ(report(2)[10].outcome, msg::DeliveryOutcome::delivered);
+  EXPECT_EQ(first.seen().size(), 1u);
+  EXPECT_EQ(second.seen().size(), 1u);
+  ASSERT_TRUE(deliver({"z@c.test"}, 3));  // the first server's connection, cached, is shared
+  EXPECT_EQ(report(3)[10].outcome, msg::DeliveryOutcome::delivered);
+  EXPECT_EQ(first.seen().size(), 2u);
+  EXPECT_EQ(first.connections(), 1);
+  EXPECT_EQ(second.connections(), 1);
+}
+
 // What the MX answer says decides: null MX, no domain, a DNS failure, and a list that only
 // leads back here.
 TEST_F(MtaProcessTest, MxAnswersBounceOrDefer) {
