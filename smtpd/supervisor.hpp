@@ -105,7 +105,7 @@ class Supervisor {
   void apply_listeners(const std::vector<Listener>& wanted);
   msg::Start start_message(Role role) const;
   smtp::TlsSettings tls_message() const;
-  bool send_ca_file(Child& mta);
+  bool send_ca_file(Child& mta) const;
   bool send_config(Child& c);
   void adopt(Config& config) const;
   accounts::Policy daemon_accounts(const Config& config) const;

@@ -218,7 +218,7 @@ void Supervisor::answer_table_update(uint32_t request, const msg::TableLoaded& m
 
 // The CA file is the system's (or the admin's): opened here, read by mta from the descriptor.
 // One that cannot be opened leaves mta without it: verify connections fail, saying why.
-bool Supervisor::send_ca_file(Child& mta) {
+bool Supervisor::send_ca_file(Child& mta) const {
   const std::string path = config_.relay_ca_file.value_or(tls_default_ca_cert_file());
   UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
   if (!fd) {
