@@ -24,6 +24,7 @@ constexpr size_t kMaxRoutes = 1000;
 constexpr size_t kMaxRouteMatches = 1000;  // domains and patterns of one route
 constexpr size_t kMaxRouteHops = 16;       // servers of one route
 constexpr size_t kMaxLocalAddresses = 256;
+constexpr size_t kMaxAuthField = 512;  // a route's AUTH login, and its password
 
 // A configured route (smtpd.yaml `routes:`): mail for a domain it matches goes to its servers,
 // tried in order, rather than by MX; a route without servers goes by MX with its own TLS
@@ -34,6 +35,9 @@ struct Route {
   std::string auth;                 // a credentials file for AUTH to the relay; empty: none
   // Unset: smtp+tls:// and smtps:// servers encrypt, the others follow relay_tls.policy.
   std::optional<mail::TlsPolicy> tls;
+  // What the auth file says ("login:password"), read by the parent: mta opens no file.
+  std::string auth_login;
+  std::string auth_password;
   static constexpr auto fields() {
     using fields::field;
     return std::tuple{
@@ -41,6 +45,10 @@ struct Route {
         field(&Route::via, "via", {.count = kMaxRouteHops}),
         field(&Route::auth, "auth", {.length = msg::kMaxPathLength}),
         field(&Route::tls, "tls", {.names = mail::kTlsPolicyNames}),
+        field(&Route::auth_login, "auth_login",
+              {.length = kMaxAuthField, .origin = fields::Origin::parent}),
+        field(&Route::auth_password, "auth_password",
+              {.length = kMaxAuthField, .origin = fields::Origin::parent}),
     };
   }
   friend bool operator==(const Route&, const Route&) = default;

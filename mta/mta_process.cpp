@@ -292,20 +292,29 @@ void MtaProcess::resolve_route(const Route& route, const std::string& key,
     }
     g->done(std::move(r));
   };
-  auto add = [this, g, &route](size_t i, const mail::RelayHop& hop, const std::string& name,
-                               const std::vector<std::string>& addresses) {
+  // (Copied: the answers come later, and a reload may replace the routes meanwhile.)
+  const std::optional<mail::TlsPolicy> route_tls = route.tls;
+  std::shared_ptr<const mail::ClientOptions::Credentials> auth;
+  if (!route.auth_login.empty())
+    auth = std::make_shared<const mail::ClientOptions::Credentials>(
+        mail::ClientOptions::Credentials{route.auth_login, route.auth_password});
+  auto add = [this, g, route_tls, auth](size_t i, const mail::RelayHop& hop,
+                                        const std::string& name,
+                                        const std::vector<std::string>& addresses) {
     for (const std::string& address : addresses) {
       if (!inet::parse_ip_address(address)) continue;
       if (is_local(settings_.local_addresses, address, hop.port)) {
         g->loops = true;
         continue;
       }
-      g->per_hop[i].push_back(Target{.host = name,
-                                     .address = address,
-                                     .port = hop.port,
-                                     .scheme = hop.scheme,
-                                     .tls = tls_policy(settings_, &route, hop.scheme),
-                                     .preference = static_cast<uint32_t>(i)});
+      g->per_hop[i].push_back(
+          Target{.host = name,
+                 .address = address,
+                 .port = hop.port,
+                 .scheme = hop.scheme,
+                 .tls = route_tls.value_or(tls_policy(settings_, nullptr, hop.scheme)),
+                 .preference = static_cast<uint32_t>(i),
+                 .auth = auth});
     }
   };
   for (size_t i = 0; i < route.via.size(); ++i) {
@@ -370,7 +379,8 @@ void MtaProcess::resolve_mx(const std::string& domain,
                                      .port = 25,
                                      .scheme = mail::RelayScheme::smtp,
                                      .tls = tls,
-                                     .preference = h.preference});
+                                     .preference = h.preference,
+                                     .auth = nullptr});
     done(std::move(r));
   };
   if (!ask_lookup(msg::MxQuery{.domain = domain, .host = false},

@@ -44,6 +44,9 @@ std::string Target::key() const {
 std::string Target::cache_key() const {
   std::string k = key() + " " + std::string(mail::policy_name(tls));
   if (tls == mail::TlsPolicy::verify) k += " " + host;
+  // An authenticated session is its login's: mail for which another login (or none) is
+  // configured does not ride on it.
+  if (auth) k += " auth " + auth->login;
   return k;
 }
 
@@ -264,6 +267,7 @@ void Relay::connect(Connection& c) {
   options.helo_name = settings_.hostname.empty() ? "localhost" : settings_.hostname;
   options.pipelining = true;
   options.ready = [this, id](mail::ClientSession&) { on_ready(id); };
+  if (c.target.auth) options.auth = *c.target.auth;
   std::unique_ptr<mail::ClientStream> smtps;
   const bool arranged = arrange_tls(c, options, smtps);
   c.session = std::make_unique<mail::ClientSession>(

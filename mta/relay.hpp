@@ -56,7 +56,11 @@ struct Target {
   uint16_t port = 25;
   mail::RelayScheme scheme = mail::RelayScheme::smtp;
   mail::TlsPolicy tls = mail::TlsPolicy::opportunistic;  // smtps: encrypt or verify
-  uint32_t preference = 0;   // the MX preference, or the route server's place: lower goes first
+  uint32_t preference = 0;
+  // The credentials of the route that sent mail here, for AUTH; none for MX and routes without
+  // auth. Taken when the route was resolved, so a reload never sends them elsewhere.
+  std::shared_ptr<const mail::ClientOptions::Credentials>
+      auth;                  // the MX preference, or the route server's place: lower goes first
   std::string name() const;  // "mx.example.org[192.0.2.1]:25": a DSN's Remote-MTA, the log's relay=
   std::string key() const;   // "smtp://192.0.2.1:25": the server, by address
   // The connection cache's key by address: key() and the TLS policy, and for verify the name

@@ -22,6 +22,7 @@
 #include "smtpd/config.hpp"
 #include "smtpd/host.hpp"
 #include "smtpd/listeners.hpp"
+#include "smtpd/relay_auth.hpp"
 #include "smtpd/supervisor.hpp"
 #include "smtpd/tls_files.hpp"
 
@@ -142,6 +143,11 @@ int run(int argc, char** argv) {
       return 1;
     }
     tls = std::move(material).value();
+  }
+  if (Status read = load_relay_credentials(config.mta); !read.ok()) {
+    std::fprintf(stderr, "%s: routes: auth: %s\n", options.config_path.c_str(),
+                 read.error().message.c_str());
+    return 1;
   }
   if (check_only) {
     std::printf("configuration OK\n");

@@ -21,6 +21,7 @@
 #include "mda/api.hpp"
 #include "smtp/api.hpp"
 #include "smtpd/api.hpp"
+#include "smtpd/relay_auth.hpp"
 
 namespace postern::smtpd {
 
@@ -315,6 +316,13 @@ void Supervisor::reload() {
       return;
     }
     next_tls = std::move(material).value();
+  }
+  // Re-read too: a changed password is put to use by a reload.
+  if (Status read = load_relay_credentials(next.mta); !read.ok()) {
+    log::error("reload: routes: auth: %s", read.error().message.c_str());
+    log::error("reload of %s refused; the running configuration stays in force",
+               options_.config_path.c_str());
+    return;
   }
   // These shape the process tree and the host; they take effect at the next start.
   auto keep = [&](const char* key, auto& next_value, const auto& current_value) {

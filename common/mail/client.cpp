@@ -275,6 +275,7 @@ void ClientSession::rearm() {
     case Awaiting::ehlo:
     case Awaiting::helo:
     case Awaiting::starttls:
+    case Awaiting::auth:
       timer_.arm(t.hello);
       break;
     case Awaiting::mail:
@@ -314,6 +315,7 @@ ClientPhase ClientSession::current_phase() const {
     case Awaiting::ehlo:
     case Awaiting::helo:
     case Awaiting::starttls:
+    case Awaiting::auth:
       return ClientPhase::hello;
     case Awaiting::rset:
     case Awaiting::quit:
@@ -347,6 +349,8 @@ void ClientSession::on_reply(const Reply& reply) {
       return reply_hello(e.what, reply);
     case Awaiting::starttls:
       return reply_starttls(reply);
+    case Awaiting::auth:
+      return reply_auth(reply);
     case Awaiting::mail:
       return reply_mail(reply);
     case Awaiting::rcpt:
@@ -392,6 +396,38 @@ void ClientSession::reply_hello(Awaiting what, const Reply& reply) {
     abort("the server does not offer STARTTLS, and TLS is required", "4.7.10");
     return;
   }
+  authenticate();
+}
+
+void ClientSession::authenticate() {
+  if (!options_.auth || authenticated_) return become_ready();
+  if (!tls_) {
+    abort("credentials are never sent over a connection without TLS", "4.7.10");
+    return;
+  }
+  const auto& offered = capabilities_.auth;
+  const auto has = [&](const char* name) {
+    return std::find(offered.begin(), offered.end(), name) != offered.end();
+  };
+  if (!has("PLAIN") && !has("LOGIN")) {
+    abort("the server offers no AUTH PLAIN or LOGIN, and credentials are configured", "4.7.0");
+    return;
+  }
+  auth_ = std::make_unique<sasl::ClientExchange>(
+      has("PLAIN") ? sasl::Mechanism::plain : sasl::Mechanism::login, options_.auth->login,
+      options_.auth->password);
+  write(auth_->command() + "\r\n", Awaiting::auth);
+}
+
+void ClientSession::reply_auth(const Reply& reply) {
+  if (reply.code == 334 && auth_) {
+    const std::optional<std::string> answer = auth_->answer(reply.text());
+    write(answer ? *answer + "\r\n" : "*\r\n", Awaiting::auth);
+    return;
+  }
+  auth_.reset();
+  if (reply.code != 235) return refused(reply);
+  authenticated_ = true;
   become_ready();
 }
 
@@ -412,7 +448,7 @@ void ClientSession::reply_starttls(const Reply& reply) {
       abort("STARTTLS refused: " + reply.text(), "4.7.10");
       return;
     }
-    become_ready();
+    authenticate();
     return;
   }
   // Anything after the 220 was sent before the handshake and would read as if it came through

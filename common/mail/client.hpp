@@ -21,6 +21,7 @@
 #include "common/mail/client_stream.hpp"
 #include "common/mail/dot_stuff.hpp"
 #include "common/mail/reply.hpp"
+#include "common/mail/sasl.hpp"
 #include "common/util/event.hpp"
 #include "common/util/io.hpp"
 
@@ -72,6 +73,14 @@ struct ClientOptions {
   std::function<std::unique_ptr<ClientStream>(std::unique_ptr<ClientStream>)> start_tls;
   // Fail every recipient (4.7.10) rather than go on in the clear.
   bool require_tls = false;
+  // AUTH (RFC 4954) after the hello, with PLAIN (preferred) or LOGIN as the server offers:
+  // only over TLS (a plain session fails 4.7.10 without sending them), and a refusal fails
+  // every recipient temporarily (the credentials are the administrator's to fix).
+  struct Credentials {
+    std::string login;
+    std::string password;
+  };
+  std::optional<Credentials> auth;
   // Runs once, when the session is first ready for a transaction (greeting, hello and STARTTLS
   // done): the capabilities are known, so a caller that builds its transactions from them
   // (the mta: SIZE, DSN, SMTPUTF8) sends the first one from here. It must not destroy the
@@ -163,7 +172,19 @@ class ClientSession {
     closed
   };
   // The replies a session waits for; rcpt and data_end also name whose.
-  enum class Awaiting { greeting, ehlo, helo, starttls, mail, rcpt, data, data_end, rset, quit };
+  enum class Awaiting {
+    greeting,
+    ehlo,
+    helo,
+    starttls,
+    auth,
+    mail,
+    rcpt,
+    data,
+    data_end,
+    rset,
+    quit
+  };
   struct Expect {
     Awaiting what = Awaiting::greeting;
     size_t index = 0;  // rcpt: into the recipients; data_end (LMTP): into accepted
@@ -197,6 +218,9 @@ class ClientSession {
   void reply_greeting(const Reply& reply);
   void reply_hello(Awaiting what, const Reply& reply);
   void reply_starttls(const Reply& reply);
+  // After the hello (and TLS): AUTH when credentials are given, else ready.
+  void authenticate();
+  void reply_auth(const Reply& reply);
   void become_ready();
   void reply_mail(const Reply& reply);
   void reply_rcpt(size_t i, const Reply& reply);
@@ -237,6 +261,8 @@ class ClientSession {
                                 // last transaction ended before its message
   std::optional<RecipientResult> failure_;
   std::optional<TlsFacts> tls_facts_;
+  std::unique_ptr<sasl::ClientExchange> auth_;  // while AUTH is under way
+  bool authenticated_ = false;
   std::optional<Running> running_;
   std::deque<std::pair<ClientTransaction, Done>> waiting_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

@@ -17,6 +17,7 @@ import threading
 import unittest
 
 from harness import Daemon, free_port, maildir_files, wait_for
+from test_auth import sha512_hash
 
 
 def openssl(*args):
@@ -147,7 +148,7 @@ class RelayOverTls(unittest.TestCase):
         cls.good = issue(cls.certdir, cls.ca, "good", "IP:127.0.0.1,DNS:mx.relay.test")
         cls.wrong = issue(cls.certdir, cls.ca, "wrong", "DNS:other.test")
 
-    def receiver(self, certificate=None, smtps=False):
+    def receiver(self, certificate=None, smtps=False, users=None):
         port = free_port()
         listeners = [("smtp", f"127.0.0.1:{port}")]
         if smtps:
@@ -155,7 +156,15 @@ class RelayOverTls(unittest.TestCase):
             listeners.append(("smtps", f"127.0.0.1:{self.smtps_port}"))
         extra = ""
         if certificate:
-            extra = f"tls:\n  certificate: {certificate[0]}\n  key: {certificate[1]}"
+            extra = f"tls:\n  certificate: {certificate[0]}\n  key: {certificate[1]}\n"
+        if users:
+            # A smarthost: its users relay mail from any sender (senders: off, by choice).
+            table = os.path.join(self.certdir, f"credentials-{port}")
+            with open(table, "w") as f:
+                for login, password in users.items():
+                    f.write(f"{login}:{sha512_hash(password)}\n")
+            os.chmod(table, 0o600)
+            extra += f"credentials: {table}\nsenders: off\n"
         d = Daemon(listeners=listeners, extra=extra)
         d.port = port
         self.mail = os.path.join(d.dir, "mail")
@@ -164,10 +173,16 @@ class RelayOverTls(unittest.TestCase):
                                                "domains:\n  - test.example\n" + domain))
         return d
 
-    def sender(self, via, route_tls=None, relay_tls=""):
+    def sender(self, via, route_tls=None, relay_tls="", auth=None):
         route = f"  - match: relay.test\n    via: {via}\n"
         if route_tls:
             route += f"    tls: {route_tls}\n"
+        if auth:
+            path = os.path.join(self.certdir, f"relay-auth-{free_port()}")
+            with open(path, "w") as f:
+                f.write("# the smarthost's login\n" + auth + "\n")
+            os.chmod(path, 0o600)
+            route += f"    auth: {path}\n"
         return Daemon(extra=f"relay_domains: [relay.test]\nroutes:\n{route}"
                             f"relay_tls:\n  ca_file: {self.ca[0]}\n{relay_tls}")
 
@@ -231,6 +246,30 @@ class RelayOverTls(unittest.TestCase):
                 self.assertIn(b"through TLS", server.messages[0])
         finally:
             server.close()
+
+    def test_auth_to_a_smarthost_over_smtps(self):
+        # A Postern submission service (smtps: TLS first, AUTH required) as the smarthost.
+        with self.receiver(self.good, smtps=True, users={"relay": "s3cret:pass"}).start() as b, \
+                self.sender(f"smtps://127.0.0.1:{self.smtps_port}", "verify",
+                            auth="relay:s3cret:pass").start() as a:
+            queue_id = send(a, "alice@relay.test")
+            self.assertTrue(wait_for(lambda: self.delivered(), 20), a.read_log() + b.read_log())
+            self.assertTrue(a.wait_log(rf"{queue_id}: to=<alice@relay\.test>, relay=\S+, "
+                                       r"tls=TLSv1\.[23] \S+ \(verified 127\.0\.0\.1\), "
+                                       r"delay=\d+, dsn=2\.\d\.\d, status=sent"), a.read_log())
+            self.assertRegex(b.read_log(), r"authenticated as relay")
+            self.assertNotIn("s3cret", a.read_log() + b.read_log())
+
+    def test_auth_refused_by_the_smarthost_waits(self):
+        with self.receiver(self.good, smtps=True, users={"relay": "right"}).start() as b, \
+                self.sender(f"smtps://127.0.0.1:{self.smtps_port}",
+                            auth="relay:wrong").start() as a:
+            queue_id = send(a, "alice@relay.test")
+            self.assertTrue(a.wait_log(rf"{queue_id}: to=<alice@relay\.test>, relay=none, "
+                                       r"delay=\d+, dsn=4\.7\.8, status=deferred \(535 ", 20),
+                            a.read_log())
+            self.assertIsNone(self.delivered())
+            self.assertTrue(a.queued())
 
     def test_opportunistic_by_default_uses_starttls_when_offered(self):
         with self.receiver(self.wrong).start() as b, \

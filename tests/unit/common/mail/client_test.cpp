@@ -602,6 +602,29 @@ TEST(ClientSession, RequiredTlsNotOfferedFailsWithoutSendingMail) {
   EXPECT_EQ(lines, (std::vector<std::string>{"EHLO localhost", ""}));
 }
 
+// Credentials never cross a connection without TLS, whatever the server offers.
+TEST(ClientSession, CredentialsAreNotSentWithoutTls) {
+  std::vector<std::string> lines;
+  std::atomic<bool> done{false};
+  TestServer server([&](Conn& c) {
+    c.send("220 smtp\r\n");
+    lines.push_back(c.line());
+    c.send("250-mx\r\n250 AUTH PLAIN LOGIN\r\n");
+    lines.push_back(c.line());  // the client goes: EOF
+    done = true;
+  });
+  MessageFile file(kMessage);
+  ClientOptions o;
+  o.auth = ClientOptions::Credentials{"relay", "secret"};
+  const auto results = deliver_once(server.endpoint(), o, transaction(file, {"a@x"}));
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].status, RecipientStatus::temporary);
+  EXPECT_EQ(results[0].status_code, "4.7.10");
+  for (int i = 0; i < 500 && !done; ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(done);
+  EXPECT_EQ(lines, (std::vector<std::string>{"EHLO localhost", ""}));
+}
+
 // Transactions with no recipient end as soon as they start, each starting the next: a long
 // queue of them is worked through in a loop, not by one nested call per transaction (which
 // overflowed the stack).
