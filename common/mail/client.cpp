@@ -570,6 +570,10 @@ void ClientSession::pump_body() {
     rearm();
     return;
   }
+  // What came after the 354 and waits unread was sent before the server could see the dot: a
+  // final reply sent with the 354 (a message "queued" before it came) is not taken for the
+  // reply to it, as write() refuses replies to commands not sent yet.
+  if (expected_.empty() && evbuffer_get_length(stream_->input()) > 0) replied_early_ = true;
   // RFC 2033 4.2: after the dot, one reply per accepted recipient, in RCPT order.
   if (options_.dialect == ClientDialect::lmtp) {
     for (size_t k = 0; k < r.accepted.size(); ++k) expected_.push_back({Awaiting::data_end, k});

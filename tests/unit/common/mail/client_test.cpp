@@ -376,6 +376,26 @@ TEST(ClientSession, RepliesOutOfTurnEndTheSession) {
   EXPECT_TRUE(results[0].text.starts_with("the server replied out of turn"));
 }
 
+// A final reply that came with the 354, before the message could reach the server, is not the
+// reply to its dot: the message is not delivered.
+TEST(ClientSession, AFinalReplySentWithThe354IsOutOfTurn) {
+  TestServer server([](Conn& c) {
+    c.send("220 lmtp\r\n");
+    for (int i = 0; i < 3; ++i) {  // LHLO, MAIL, RCPT
+      c.line();
+      c.send("250 ok\r\n");
+    }
+    c.line();
+    c.send("354 go\r\n250 2.0.0 queued\r\n");
+    c.skip(1 << 20);
+  });
+  MessageFile file(kMessage);
+  const auto results = deliver_once(server.endpoint(), lmtp_options(), transaction(file, {"a@x"}));
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].status, RecipientStatus::temporary);
+  EXPECT_EQ(results[0].text, "the server replied out of turn");
+}
+
 TEST(ClientSession, ConnectRefused) {
   std::optional<Endpoint> endpoint;
   {
