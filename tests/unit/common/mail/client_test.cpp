@@ -322,6 +322,35 @@ TEST(ClientSession, ServerThatStallsAfterTheMessageTimesOut) {
   EXPECT_EQ(results[0].text, "timed out");
 }
 
+// A reply that never ends, trickled too slowly to reach a bound before the phase's timeout:
+// the timer runs from the command, and the trickle does not re-arm it.
+TEST(ClientSession, AReplyTrickledForeverEndsByThePhaseTimeout) {
+  const auto trickle = [](Conn& c, const std::string& piece) {
+    while (c.send(piece)) std::this_thread::sleep_for(20ms);
+  };
+  TestServer greeting([&](Conn& c) {
+    c.send("220 ");
+    trickle(c, "x");
+  });
+  TestServer data_end([&](Conn& c) {
+    take_until_data(c, 1);
+    c.data();
+    trickle(c, "250-2.0.0 still queueing\r\n");
+  });
+  MessageFile file(kMessage);
+  ClientOptions o = lmtp_options();
+  o.timeouts.greeting = 300ms;
+  o.timeouts.data_end = 300ms;
+  for (const auto& [server, phase] :
+       {std::pair{&greeting, ClientPhase::greeting}, std::pair{&data_end, ClientPhase::data_end}}) {
+    const auto results = deliver_once(server->endpoint(), o, transaction(file, {"a@x"}));
+    ASSERT_EQ(results.size(), 1u);
+    EXPECT_EQ(results[0].status, RecipientStatus::temporary);
+    EXPECT_EQ(results[0].phase, phase);
+    EXPECT_EQ(results[0].text, "timed out");
+  }
+}
+
 TEST(ClientSession, ServerThatClosesMidDataLeavesEveryoneTemporary) {
   std::atomic<bool> closed_mid_data{false};
   TestServer server([&](Conn& c) {
