@@ -91,6 +91,23 @@ void serve_well(Conn& c, std::atomic<int>& messages) {
   }
 }
 
+// What the mta's detail ends with for a session that failed at phase (mta/relay.cpp).
+std::string where(Until phase) {
+  switch (phase) {
+    case Until::greeting:
+      return " (at the greeting)";
+    case Until::ehlo:
+      return " (in reply to hello)";
+    case Until::rcpt:
+      return " (in reply to RCPT)";
+    case Until::body:
+      return " (while sending the message)";
+    case Until::data_end:
+      return " (in reply to the end of the message)";
+  }
+  return "";
+}
+
 // VmHWM (the peak resident size) or another field of /proc/<pid>/status, in KiB; 0 if absent.
 size_t status_kib(pid_t pid, const std::string& field) {
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");
@@ -181,14 +198,15 @@ class HostileServerTest : public ::testing::Test {
   }
 
   // The attacked message's outcome: every recipient deferred with a 4.x.x status and a detail
-  // that contains why; nobody delivered.
+  // that says why and where; nobody delivered.
   static void expect_deferred(const std::map<uint32_t, msg::DeliveryResult>& results,
-                              const std::string& why) {
+                              const std::string& why, Until failed_at) {
     ASSERT_EQ(results.size(), kVictims.size());
     for (const auto& [index, r] : results) {
       EXPECT_EQ(r.outcome, msg::DeliveryOutcome::temporary_failure) << index << ": " << r.detail;
       EXPECT_TRUE(r.dsn.starts_with("4.")) << index << ": " << r.dsn;
       EXPECT_NE(r.detail.find(why), std::string::npos) << index << ": " << r.detail;
+      EXPECT_TRUE(r.detail.ends_with(where(failed_at))) << index << ": " << r.detail;
     }
   }
 
@@ -240,7 +258,8 @@ TEST_F(HostileServerTest, MultiLineRepliesWithMixedCodesDefer) {
        }) {
     SCOPED_TRACE(s.reply);
     attack(reply_at(s));
-    expect_deferred(deliver(kVictims), "malformed reply: reply code changed within a reply");
+    expect_deferred(deliver(kVictims), "malformed reply: reply code changed within a reply",
+                    s.phase);
     expect_next_message_goes_out();
   }
 }
@@ -272,7 +291,7 @@ TEST_F(HostileServerTest, TenMegabyteRepliesAreCutAndMemoryStaysBounded) {
       if (!play_until(c, f.phase) || !c.send(f.start)) return;
       *sent = c.flood(f.repeated, kTenMegabytes);
     });
-    expect_deferred(deliver(kVictims), f.why);
+    expect_deferred(deliver(kVictims), f.why, f.phase);
     // The flood ends when a write fails, the mta having dropped the connection.
     ASSERT_TRUE(mta_->run_until([&] { return *sent > 0; }, 20s));
     EXPECT_LT(*sent, kTenMegabytes) << "the mta read the whole flood";
@@ -306,7 +325,7 @@ TEST_F(HostileServerTest, RepliesTrickledForeverAreCut) {
       if (!play_until(c, t.phase)) return;
       while (c.send(t.piece)) std::this_thread::sleep_for(10ms);
     });
-    expect_deferred(deliver(kVictims), t.why);
+    expect_deferred(deliver(kVictims), t.why, t.phase);
     expect_next_message_goes_out();
   }
 }
@@ -337,7 +356,7 @@ TEST_F(HostileServerTest, AConnectionThatDropsBeforeTheFinalReplyDefers) {
       if (d.phase == Until::body) c.skip(64 * 1024);
       c.send(d.last_words);
     });  // the script returns: the server shuts the connection
-    expect_deferred(deliver(kVictims, d.message), d.why);
+    expect_deferred(deliver(kVictims, d.message), d.why, d.phase);
     expect_next_message_goes_out();
   }
 }
@@ -349,25 +368,29 @@ TEST_F(HostileServerTest, GarbageAndRepliesOutOfTurnDefer) {
     Until phase;
     std::string reply;
     std::string why;
+    Until failed_at;
   };
   for (const Garbage& g : std::vector<Garbage>{
-           {Until::greeting, "hello, I am a mail server\r\n", "malformed reply code"},
-           {Until::greeting, std::string("2\0\0 nul\r\n", 9), "malformed reply code"},
-           {Until::greeting, "650 out of range\r\n", "malformed reply code"},
-           {Until::greeting, "199 out of range\r\n", "malformed reply code"},
-           {Until::ehlo, "25O-digit or letter\r\n", "malformed reply code"},
-           {Until::rcpt, "25\r\n", "malformed reply code"},
-           {Until::data_end, "2500 queued\r\n", "malformed reply separator"},
-           {Until::data_end, "250_queued\r\n", "malformed reply separator"},
+           {Until::greeting, "hello, I am a mail server\r\n", "malformed reply code",
+            Until::greeting},
+           {Until::greeting, std::string("2\0\0 nul\r\n", 9), "malformed reply code",
+            Until::greeting},
+           {Until::greeting, "650 out of range\r\n", "malformed reply code", Until::greeting},
+           {Until::greeting, "199 out of range\r\n", "malformed reply code", Until::greeting},
+           {Until::ehlo, "25O-digit or letter\r\n", "malformed reply code", Until::ehlo},
+           {Until::rcpt, "25\r\n", "malformed reply code", Until::rcpt},
+           {Until::data_end, "2500 queued\r\n", "malformed reply separator", Until::data_end},
+           {Until::data_end, "250_queued\r\n", "malformed reply separator", Until::data_end},
            // The greeting with the EHLO reply behind it, sent before the EHLO.
-           {Until::greeting, "220 server.test\r\n250 server.test\r\n", "replied out of turn"},
+           {Until::greeting, "220 server.test\r\n250 server.test\r\n", "replied out of turn",
+            Until::ehlo},
            // The final reply sent with 354, before the message: not a reply to its dot.
            {Until::rcpt, "250 2.1.5 ok\r\n250 2.1.5 ok\r\n250 2.1.5 ok\r\n354 go\r\n250 queued\r\n",
-            "replied out of turn"},
+            "replied out of turn", Until::data_end},
        }) {
     SCOPED_TRACE(g.reply);
     attack(reply_at({g.phase, g.reply}));
-    expect_deferred(deliver(kVictims), g.why);
+    expect_deferred(deliver(kVictims), g.why, g.failed_at);
     expect_next_message_goes_out();
   }
 }
