@@ -301,8 +301,9 @@ TEST_F(HostileServerTest, TenMegabyteRepliesAreCutAndMemoryStaysBounded) {
   const size_t resident = status_kib(pid, "VmRSS");
   std::printf("mta VmHWM %zu KiB before 4 floods of 10 MB, %zu KiB after (VmRSS %zu KiB)\n",
               peak_before, peak_after, resident);
-  // Each flood could have cost 10 MB; what is allowed is well under one of them.
-  EXPECT_LT(peak_after - peak_before, 2048u) << "KiB of peak growth";
+  // Each flood could have cost 10 MB or more; what is allowed is well under one of them. (Measured:
+  // under 100 KiB; about 1 MiB under AddressSanitizer, whose quarantine keeps freed sessions.)
+  EXPECT_LT(peak_after - peak_before, 4096u) << "KiB of peak growth";
 }
 
 // A reply that never ends, trickled: continuation lines one at a time, or one line a few bytes
