@@ -527,7 +527,11 @@ void ClientSession::reply_data(const Reply& reply) {
   }
   if (anyone) {
     RecipientResult refusal = from_reply(ClientPhase::data, reply);
-    if (refusal.status == RecipientStatus::delivered) refusal.status = RecipientStatus::temporary;
+    if (refusal.status == RecipientStatus::delivered) {
+      // A 2xx to DATA: the message was never sent.
+      refusal.status = RecipientStatus::temporary;
+      refusal.status_code = as_transient(refusal.status_code);
+    }
     for (size_t i : r.accepted) r.results[i] = refusal;
   }
   finish_transaction(true);
@@ -624,6 +628,10 @@ RecipientResult ClientSession::from_reply(ClientPhase phase, const Reply& reply)
   result.status = reply.code / 100 == 2   ? RecipientStatus::delivered
                   : reply.code / 100 == 5 ? RecipientStatus::permanent
                                           : RecipientStatus::temporary;
+  // A 3xx where the command has none (354 to RCPT or to the final dot) is deferred like a 4xx,
+  // and says so: RFC 3463 has no class 3, and a delay report's Status is 4.x.x.
+  if (result.status == RecipientStatus::temporary)
+    result.status_code = as_transient(result.status_code);
   return result;
 }
 

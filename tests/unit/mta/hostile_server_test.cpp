@@ -201,12 +201,16 @@ class HostileServerTest : public ::testing::Test {
   // that says why and where; nobody delivered.
   static void expect_deferred(const std::map<uint32_t, msg::DeliveryResult>& results,
                               const std::string& why, Until failed_at) {
+    expect_deferred(results, why, where(failed_at));
+  }
+  static void expect_deferred(const std::map<uint32_t, msg::DeliveryResult>& results,
+                              const std::string& why, const std::string& where) {
     ASSERT_EQ(results.size(), kVictims.size());
     for (const auto& [index, r] : results) {
       EXPECT_EQ(r.outcome, msg::DeliveryOutcome::temporary_failure) << index << ": " << r.detail;
       EXPECT_TRUE(r.dsn.starts_with("4.")) << index << ": " << r.dsn;
       EXPECT_NE(r.detail.find(why), std::string::npos) << index << ": " << r.detail;
-      EXPECT_TRUE(r.detail.ends_with(where(failed_at))) << index << ": " << r.detail;
+      EXPECT_TRUE(r.detail.ends_with(where)) << index << ": " << r.detail;
     }
   }
 
@@ -392,6 +396,35 @@ TEST_F(HostileServerTest, GarbageAndRepliesOutOfTurnDefer) {
     SCOPED_TRACE(g.reply);
     attack(reply_at({g.phase, g.reply}));
     expect_deferred(deliver(kVictims), g.why, g.failed_at);
+    expect_next_message_goes_out();
+  }
+}
+
+// Well-formed replies of a class the command cannot have: a 250 to DATA (the message never
+// sent), a 354 to RCPT or to the final dot. Deferred as what the server said, under a 4.x.x
+// status: a delay report or `smtpctl show queue` never shows a 2.x.x or 3.x.x for a deferral.
+TEST_F(HostileServerTest, RepliesOfTheWrongClassDeferWithATransientStatus) {
+  struct Wrong {
+    Until phase;
+    std::string reply;
+    std::string why;
+    std::string where;
+  };
+  const std::string taken = "250 2.1.5 ok\r\n250 2.1.5 ok\r\n250 2.1.5 ok\r\n";
+  for (const Wrong& w : std::vector<Wrong>{
+           {Until::rcpt, taken + "250 2.0.0 no need\r\n", "250 2.0.0 no need",
+            " (in reply to DATA)"},
+           {Until::rcpt, "354 a\r\n354 b\r\n354 c\r\n554 5.5.1 no recipients\r\n", "354 ",
+            where(Until::rcpt)},
+           {Until::data_end, "354 again\r\n", "354 again", where(Until::data_end)},
+       }) {
+    SCOPED_TRACE(w.reply);
+    // The connection goes after the reply, so that the next attack has one of its own (the mta
+    // would cache this one, which these replies leave usable).
+    attack([w](Conn& c) {
+      if (play_until(c, w.phase)) c.send(w.reply);
+    });
+    expect_deferred(deliver(kVictims), w.why, w.where);
     expect_next_message_goes_out();
   }
 }
