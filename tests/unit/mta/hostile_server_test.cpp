@@ -165,8 +165,10 @@ class HostileServerTest : public ::testing::Test {
   }
 
   // Sends a message and waits for its whole report: each recipient's result, by index.
+  // meanwhile runs once the job is out, before the report is awaited.
   std::map<uint32_t, msg::DeliveryResult> deliver(const std::vector<std::string>& recipients,
-                                                  const std::string& bytes = kMessage) {
+                                                  const std::string& bytes = kMessage,
+                                                  const std::function<void()>& meanwhile = {}) {
     const uint32_t request = ++request_;
     files_.emplace_back(bytes);
     Envelope envelope;
@@ -185,6 +187,7 @@ class HostileServerTest : public ::testing::Test {
       ADD_FAILURE() << "the job could not be sent";
       return results;
     }
+    if (meanwhile) meanwhile();
     for (;;) {
       auto frame = mta_->await<msg::DeliveryReport>(*queue_, 30s);
       if (!frame) {
@@ -364,6 +367,35 @@ TEST_F(HostileServerTest, AConnectionThatDropsBeforeTheFinalReplyDefers) {
     expect_deferred(deliver(kVictims, d.message), d.why, d.phase);
     expect_next_message_goes_out();
   }
+}
+
+// A server that takes DATA and then reads nothing of a 32 MB message: what the mta keeps to
+// send stays bounded (the client reads the message only while little waits to go out), so its
+// memory does not follow the message while it waits.
+TEST_F(HostileServerTest, AServerThatStopsReadingDoesNotGrowTheMta) {
+  expect_next_message_goes_out();
+  const pid_t pid = mta_->pid();
+  const size_t peak_before = status_kib(pid, "VmHWM");
+  const auto release = std::make_shared<std::atomic<bool>>(false);
+  attack([release](Conn& c) {
+    if (!play_until(c, Until::body)) return;
+    for (int i = 0; i < 2000 && !*release; ++i) std::this_thread::sleep_for(10ms);
+  });  // then the connection goes, unread bytes and all
+  std::string big = "Subject: big\r\n\r\n";
+  while (big.size() < (32u << 20)) big += ".a line that starts with a dot, to stuff\r\n";
+  size_t peak_stalled = 0;
+  const auto results = deliver(kVictims, big, [&] {
+    mta_->run_until([] { return false; }, 1s);  // the socket's buffers fill, the mta waits
+    peak_stalled = status_kib(pid, "VmHWM");
+    *release = true;
+  });
+  expect_deferred(results, "connection", Until::body);
+  std::printf(
+      "mta VmHWM %zu KiB before a 32 MB message to a server that does not read, %zu KiB "
+      "while it waited\n",
+      peak_before, peak_stalled);
+  EXPECT_LT(peak_stalled - peak_before, 4096u) << "KiB of peak growth";
+  expect_next_message_goes_out();
 }
 
 // Garbage where a reply belongs, and replies nobody asked for yet. (The parser's own cases are
