@@ -369,7 +369,7 @@ TEST_F(HostileServerTest, AConnectionThatDropsBeforeTheFinalReplyDefers) {
   }
 }
 
-// A server that takes DATA and then reads nothing of a 32 MB message: what the mta keeps to
+// A server that takes DATA and then reads nothing of a 64 MB message: what the mta keeps to
 // send stays bounded (the client reads the message only while little waits to go out), so its
 // memory does not follow the message while it waits.
 TEST_F(HostileServerTest, AServerThatStopsReadingDoesNotGrowTheMta) {
@@ -382,7 +382,7 @@ TEST_F(HostileServerTest, AServerThatStopsReadingDoesNotGrowTheMta) {
     for (int i = 0; i < 2000 && !*release; ++i) std::this_thread::sleep_for(10ms);
   });  // then the connection goes, unread bytes and all
   std::string big = "Subject: big\r\n\r\n";
-  while (big.size() < (32u << 20)) big += ".a line that starts with a dot, to stuff\r\n";
+  while (big.size() < (64u << 20)) big += ".a line that starts with a dot, to stuff\r\n";
   size_t peak_stalled = 0;
   const auto results = deliver(kVictims, big, [&] {
     mta_->run_until([] { return false; }, 1s);  // the socket's buffers fill, the mta waits
@@ -391,10 +391,13 @@ TEST_F(HostileServerTest, AServerThatStopsReadingDoesNotGrowTheMta) {
   });
   expect_deferred(results, "connection", Until::body);
   std::printf(
-      "mta VmHWM %zu KiB before a 32 MB message to a server that does not read, %zu KiB "
+      "mta VmHWM %zu KiB before a 64 MB message to a server that does not read, %zu KiB "
       "while it waited\n",
       peak_before, peak_stalled);
-  EXPECT_LT(peak_stalled - peak_before, 4096u) << "KiB of peak growth";
+  // What waits to go out is 64 KiB; the rest of the growth is what went into the kernel's
+  // buffers before the server's window closed, kept by AddressSanitizer's quarantine (about
+  // 6 MiB; 120 KiB without it). A client that buffered the message would grow by 64 MB.
+  EXPECT_LT(peak_stalled - peak_before, 16384u) << "KiB of peak growth";
   expect_next_message_goes_out();
 }
 
