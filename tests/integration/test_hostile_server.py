@@ -160,7 +160,9 @@ routes:
                     queue_id = submit(d.port, rcpts, body or b"Subject: x\r\n\r\nhello\r\n")
                     for rcpt in rcpts:
                         self.assertTrue(d.wait_log(
-                            rf"{queue_id}: to=<{re.escape(rcpt)}>, relay=[^,]+, delay=\d+, "
+                            rf"{queue_id}: to=<{re.escape(rcpt)}>, "
+                            rf"relay=127\.0\.0\.1\[127\.0\.0\.1\]:{self.hostile.port}, "
+                            rf"tls=none, delay=\d+, "
                             rf"dsn=4\.\d+\.\d+, status=deferred \({why}\)$", 30),
                             d.read_log()[-3000:])
                     # Still queued, for a later try; never reported sent.
