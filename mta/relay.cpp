@@ -27,6 +27,7 @@ std::string reply_detail(const mail::RecipientResult& r) {
     // final dot (the server may hold the message) is other news than one at the greeting.
     if (r.phase == mail::ClientPhase::connect || r.local) return r.text;
     if (r.phase == mail::ClientPhase::greeting) return r.text + " (at the greeting)";
+    if (r.phase == mail::ClientPhase::tls) return r.text + " (during the TLS handshake)";
     if (r.phase == mail::ClientPhase::body) return r.text + " (while sending the message)";
     return r.text + " (in reply to " + mail::phase_name(r.phase) + ")";
   }
