@@ -22,7 +22,15 @@ std::optional<mail::Endpoint> endpoint_of(const Target& t) {
 }
 
 std::string reply_detail(const mail::RecipientResult& r) {
-  if (!r.from_server()) return r.text;
+  if (!r.from_server()) {
+    // Where it went wrong, as for a server's reply: a timeout or a dropped connection after the
+    // final dot (the server may hold the message) is other news than one at the greeting.
+    if (r.phase == mail::ClientPhase::connect || r.local) return r.text;
+    if (r.phase == mail::ClientPhase::greeting) return r.text + " (at the greeting)";
+    if (r.phase == mail::ClientPhase::tls) return r.text + " (during the TLS handshake)";
+    if (r.phase == mail::ClientPhase::body) return r.text + " (while sending the message)";
+    return r.text + " (in reply to " + mail::phase_name(r.phase) + ")";
+  }
   std::string text = std::to_string(r.code) + " " + r.text;
   if (r.status != mail::RecipientStatus::delivered)
     text += std::string(" (in reply to ") + mail::phase_name(r.phase) + ")";

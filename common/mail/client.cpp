@@ -563,7 +563,11 @@ void ClientSession::reply_data(const Reply& reply) {
   }
   if (anyone) {
     RecipientResult refusal = from_reply(ClientPhase::data, reply);
-    if (refusal.status == RecipientStatus::delivered) refusal.status = RecipientStatus::temporary;
+    if (refusal.status == RecipientStatus::delivered) {
+      // A 2xx to DATA: the message was never sent.
+      refusal.status = RecipientStatus::temporary;
+      refusal.status_code = as_transient(refusal.status_code);
+    }
     for (size_t i : r.accepted) r.results[i] = refusal;
   }
   finish_transaction(true);
@@ -606,6 +610,10 @@ void ClientSession::pump_body() {
     rearm();
     return;
   }
+  // What came after the 354 and waits unread was sent before the server could see the dot: a
+  // final reply sent with the 354 (a message "queued" before it came) is not taken for the
+  // reply to it, as write() refuses replies to commands not sent yet.
+  if (expected_.empty() && evbuffer_get_length(stream_->input()) > 0) replied_early_ = true;
   // RFC 2033 4.2: after the dot, one reply per accepted recipient, in RCPT order.
   if (options_.dialect == ClientDialect::lmtp) {
     for (size_t k = 0; k < r.accepted.size(); ++k) expected_.push_back({Awaiting::data_end, k});
@@ -656,6 +664,10 @@ RecipientResult ClientSession::from_reply(ClientPhase phase, const Reply& reply)
   result.status = reply.code / 100 == 2   ? RecipientStatus::delivered
                   : reply.code / 100 == 5 ? RecipientStatus::permanent
                                           : RecipientStatus::temporary;
+  // A 3xx where the command has none (354 to RCPT or to the final dot) is deferred like a 4xx,
+  // and says so: RFC 3463 has no class 3, and a delay report's Status is 4.x.x.
+  if (result.status == RecipientStatus::temporary)
+    result.status_code = as_transient(result.status_code);
   return result;
 }
 

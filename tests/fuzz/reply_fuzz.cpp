@@ -2,11 +2,14 @@
 // capability reader in client.cpp, dot_stuff.cpp): arbitrary bytes as a server's reply lines,
 // split at CRLF as the client frames them, and as a message to stuff. Beyond the sanitizers it
 // checks what the client relies on: replies within their bounds, enhanced codes of the reply's
-// class, and stuffing in pieces equal to stuffing whole, undone by the receiver's rule.
+// class, the multi-line state against a model of what was pushed since the last reply (one
+// code on every line, "-" on all but the last, no line lost or added), and stuffing in pieces
+// equal to stuffing whole, undone by the receiver's rule.
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/mail/client.hpp"
 #include "common/mail/dot_stuff.hpp"
@@ -20,21 +23,44 @@ void check(bool condition) {
   if (!condition) __builtin_trap();
 }
 
+// A reply line's code (three digits, the first 2..5), or -1.
+int code_of(std::string_view line) {
+  if (line.size() < 3 || line[0] < '2' || line[0] > '5') return -1;
+  for (size_t i = 1; i < 3; ++i)
+    if (line[i] < '0' || line[i] > '9') return -1;
+  return (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
+}
+
 void check_replies(std::string_view text) {
   ReplyParser parser;
+  // The model: the lines of the reply under way, as the parser must keep them, and their code.
+  std::vector<std::string> pending;
+  int pending_code = -1;
   size_t from = 0;
   while (from < text.size()) {
     size_t end = text.find("\r\n", from);
     if (end == std::string_view::npos) end = text.size();
-    const auto step = parser.push(text.substr(from, end - from));
+    const std::string_view pushed = text.substr(from, end - from);
+    const auto step = parser.push(pushed);
     from = end + 2;
     if (step == ReplyParser::Step::error) {
       check(parser.failed() && !parser.error().empty());
       check(parser.push("250 ok") == ReplyParser::Step::error);
       return;
     }
+    // Taken: a line of the reply's one code whose separator says whether more follow.
+    const int code = code_of(pushed);
+    check(code >= 0 && (pending.empty() || code == pending_code));
+    check(pending.size() < kMaxReplyLines);
+    const bool last = pushed.size() == 3 || pushed[3] == ' ';
+    check(last == (step == ReplyParser::Step::done));
+    check(last || pushed[3] == '-');
+    pending.emplace_back(pushed.size() > 4 ? pushed.substr(4) : std::string_view());
+    pending_code = code;
     if (step == ReplyParser::Step::more) continue;
     const Reply reply = parser.take();
+    check(reply.code == pending_code && reply.lines == pending);
+    pending.clear();
     check(reply.code >= 200 && reply.code <= 599);
     check(!reply.lines.empty() && reply.lines.size() <= kMaxReplyLines);
     size_t bytes = 0;

@@ -7,6 +7,7 @@ import pwd
 import re
 import shutil
 import signal
+import smtplib
 import socket
 import subprocess
 import tempfile
@@ -68,6 +69,22 @@ def wait_for(predicate, timeout, interval=0.02):
         if time.monotonic() >= deadline:
             return None
         time.sleep(interval)
+
+
+def submit(port, rcpts, body=b"Subject: x\r\n\r\nhello\r\n", sender="someone@example.com"):
+    """Sends one message to a daemon's SMTP port with smtplib; its queue id, the last word of
+    the 250. A refused recipient or message fails the test (AssertionError)."""
+    with smtplib.SMTP("127.0.0.1", port) as s:
+        s.ehlo("client.example")
+        s.mail(sender)
+        for r in rcpts:
+            code = s.rcpt(r)[0]
+            if code != 250:
+                raise AssertionError(f"RCPT {r}: {code}")
+        code, text = s.data(body)
+        if code != 250:
+            raise AssertionError(f"DATA: {code} {text!r}")
+        return text.decode().split()[-1]
 
 
 class Client:

@@ -4,10 +4,9 @@ daemon on loopback; the first one's questions to DNS go nowhere (harness.config_
 
 import os
 import re
-import smtplib
 import unittest
 
-from harness import Daemon, free_port, maildir_files, wait_for
+from harness import Daemon, free_port, maildir_files, submit, wait_for
 
 
 class RelayToASecondPostern(unittest.TestCase):
@@ -27,14 +26,7 @@ routes:
 """)
 
     def send(self, d, rcpts, body):
-        with smtplib.SMTP("127.0.0.1", d.port) as s:
-            s.ehlo("client.example")
-            s.mail("someone@example.com")
-            for r in rcpts:
-                self.assertEqual(s.rcpt(r)[0], 250, r)
-            code, text = s.data(body)
-            self.assertEqual(code, 250)
-            return text.decode().split()[-1]
+        return submit(d.port, rcpts, body)
 
     def test_relayed_through_a_route_with_failover_byte_exact(self):
         with self.receiver().start() as b, self.sender(b.port).start() as a:

@@ -88,6 +88,7 @@ class ProcessUnderTest {
   ProcessUnderTest& operator=(const ProcessUnderTest&) = delete;
 
   event_base* base() const { return base_.get(); }
+  pid_t pid() const { return pid_; }  // -1 once stopped or crashed
   PeerEnd& parent() { return *parent_; }
   // A new channel to the process, as the parent wires one: the process gets one end in a
   // PeerChannel, the test keeps the other, playing `peer`.

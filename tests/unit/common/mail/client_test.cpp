@@ -322,6 +322,35 @@ TEST(ClientSession, ServerThatStallsAfterTheMessageTimesOut) {
   EXPECT_EQ(results[0].text, "timed out");
 }
 
+// A reply that never ends, trickled too slowly to reach a bound before the phase's timeout:
+// the timer runs from the command, and the trickle does not re-arm it.
+TEST(ClientSession, AReplyTrickledForeverEndsByThePhaseTimeout) {
+  const auto trickle = [](Conn& c, const std::string& piece) {
+    while (c.send(piece)) std::this_thread::sleep_for(20ms);
+  };
+  TestServer greeting([&](Conn& c) {
+    c.send("220 ");
+    trickle(c, "x");
+  });
+  TestServer data_end([&](Conn& c) {
+    take_until_data(c, 1);
+    c.data();
+    trickle(c, "250-2.0.0 still queueing\r\n");
+  });
+  MessageFile file(kMessage);
+  ClientOptions o = lmtp_options();
+  o.timeouts.greeting = 300ms;
+  o.timeouts.data_end = 300ms;
+  for (const auto& [server, phase] :
+       {std::pair{&greeting, ClientPhase::greeting}, std::pair{&data_end, ClientPhase::data_end}}) {
+    const auto results = deliver_once(server->endpoint(), o, transaction(file, {"a@x"}));
+    ASSERT_EQ(results.size(), 1u);
+    EXPECT_EQ(results[0].status, RecipientStatus::temporary);
+    EXPECT_EQ(results[0].phase, phase);
+    EXPECT_EQ(results[0].text, "timed out");
+  }
+}
+
 TEST(ClientSession, ServerThatClosesMidDataLeavesEveryoneTemporary) {
   std::atomic<bool> closed_mid_data{false};
   TestServer server([&](Conn& c) {
@@ -374,6 +403,26 @@ TEST(ClientSession, RepliesOutOfTurnEndTheSession) {
   ASSERT_EQ(results.size(), 1u);
   EXPECT_EQ(results[0].status, RecipientStatus::temporary);
   EXPECT_TRUE(results[0].text.starts_with("the server replied out of turn"));
+}
+
+// A final reply that came with the 354, before the message could reach the server, is not the
+// reply to its dot: the message is not delivered.
+TEST(ClientSession, AFinalReplySentWithThe354IsOutOfTurn) {
+  TestServer server([](Conn& c) {
+    c.send("220 lmtp\r\n");
+    for (int i = 0; i < 3; ++i) {  // LHLO, MAIL, RCPT
+      c.line();
+      c.send("250 ok\r\n");
+    }
+    c.line();
+    c.send("354 go\r\n250 2.0.0 queued\r\n");
+    c.skip(1 << 20);
+  });
+  MessageFile file(kMessage);
+  const auto results = deliver_once(server.endpoint(), lmtp_options(), transaction(file, {"a@x"}));
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].status, RecipientStatus::temporary);
+  EXPECT_EQ(results[0].text, "the server replied out of turn");
 }
 
 TEST(ClientSession, ConnectRefused) {

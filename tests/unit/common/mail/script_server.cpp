@@ -7,25 +7,40 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 
 namespace postern::mail {
 
-void Conn::send(const std::string& bytes) const {
+bool Conn::send(const std::string& bytes) const {
   std::string xored = bytes;
   for (char& c : xored) c = static_cast<char>(c ^ xor_);
   size_t done = 0;
   while (done < xored.size()) {
     const ssize_t n = ::send(fd_, xored.data() + done, xored.size() - done, MSG_NOSIGNAL);
-    if (n <= 0) return;
+    if (n <= 0) return false;
     done += static_cast<size_t>(n);
   }
+  return true;
 }
 
 void Conn::flood(const std::string& bytes) const {
   for (;;)
     if (::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) <= 0) return;
+}
+
+size_t Conn::flood(const std::string& bytes, size_t total) const {
+  size_t sent = 0;
+  while (sent < total && !bytes.empty()) {
+    // From where the last partial write stopped, so the stream stays bytes repeated.
+    const size_t at = sent % bytes.size();
+    const size_t n = std::min(bytes.size() - at, total - sent);
+    const ssize_t put = ::send(fd_, bytes.data() + at, n, MSG_NOSIGNAL);
+    if (put <= 0) break;
+    sent += static_cast<size_t>(put);
+  }
+  return sent;
 }
 
 std::string Conn::line() {

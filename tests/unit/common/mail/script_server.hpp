@@ -20,9 +20,12 @@ namespace postern::mail {
 class Conn {
  public:
   explicit Conn(int fd) : fd_(fd) {}
-  void send(const std::string& bytes) const;
+  // False when the peer is gone (a write failed).
+  bool send(const std::string& bytes) const;
   // Sends without end until the peer goes; returns when a write fails.
   void flood(const std::string& bytes) const;
+  // Sends bytes over and over, total bytes in all unless a write fails first; how many went.
+  size_t flood(const std::string& bytes, size_t total) const;
   // The next line without CRLF; "" at EOF (commands are never empty).
   std::string line();
   // The message after 354, up to the lone dot, unstuffed; nullopt at EOF before the dot.
