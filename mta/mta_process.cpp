@@ -195,12 +195,16 @@ void MtaProcess::accept(msg::Incoming& in, msg::DeliverRemote&& m) {
               .expanded = false,
               .remote_mta = {},
               .retry_after = 0,
-              .tls = {}});
+              .tls = {},
+              .relayed = false,
+              .wait_ms = 0,
+              .setup_ms = 0,
+              .transfer_ms = 0});
       continue;
     }
     const std::string key = destination_key(settings_.routes, domain);
     auto [it, fresh] = index.emplace(key, deliveries.size());
-    if (fresh) deliveries.emplace_back(key, Delivery{job, {}, false});
+    if (fresh) deliveries.emplace_back(key, Delivery{job, {}, false, {}, {}});
     deliveries[it->second].second.recipients.push_back(k);
   }
   for (auto& [key, delivery] : deliveries) relay_->submit(key, std::move(delivery));

@@ -80,6 +80,21 @@ msg::DeliveryResult delivery_result(const mail::RecipientResult& r, const Target
   return out;
 }
 
+void set_delays(msg::DeliveryResult& r, const Delivery& delivery, const Clock::time_point opened,
+                const Clock::time_point ready_at, const bool fresh) {
+  const auto ms = [](Clock::duration d) {
+    const auto n = std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+    return static_cast<uint32_t>(std::clamp<int64_t>(n, 0, msg::kMaxDelayMs));
+  };
+  // A new connection's set-up counts from when it was begun, or from when this delivery
+  // came if it was begun for an earlier one; a reused connection cost none.
+  const Clock::time_point from = std::max(opened, delivery.queued);
+  const Clock::duration setup = fresh && ready_at > from ? ready_at - from : Clock::duration{};
+  r.setup_ms = ms(setup);
+  r.wait_ms = ms(delivery.started - delivery.queued - setup);
+  r.transfer_ms = ms(Clock::now() - delivery.started);
+}
+
 bool too_many_recipients(const mail::RecipientResult& r) {
   if (r.phase != mail::ClientPhase::rcpt || (r.code != 452 && r.code != 552)) return false;
   if (r.status_code == "4.5.3" || r.status_code == "5.5.3") return true;
@@ -129,6 +144,7 @@ size_t Relay::idle_connections() const {
 }
 
 void Relay::submit(const std::string& key, Delivery delivery) {
+  delivery.queued = Clock::now();
   destination(key).waiting.push_back(std::move(delivery));
   dispatch(key);
 }
@@ -240,6 +256,7 @@ void Relay::open_connection(Destination& d) {
   auto c = std::make_unique<Connection>();
   c->id = next_connection_++;
   c->destination = d.key;
+  c->opened = Clock::now();
   c->targets = d.resolution->targets;
   const uint64_t id = c->id;
   c->idle = std::make_unique<Timer>(base_, [this, id] {
@@ -351,6 +368,7 @@ void Relay::on_ready(uint64_t id) {
   Connection* c = find(id);
   if (c == nullptr) return;
   c->ready = true;
+  c->ready_at = Clock::now();
   c->targets.clear();
   const auto& facts = c->session->tls_facts();
   c->tls = facts && facts->established ? facts->to_string() : "";
@@ -447,7 +465,7 @@ void Relay::start(Connection& c, Destination& d, Delivery delivery) {
     return;  // the connection stays free for the next
   }
   if (delivery.recipients.size() > d.recipient_limit) {
-    Delivery rest{delivery.job, {}, delivery.retried};
+    Delivery rest{delivery.job, {}, delivery.retried, delivery.queued, {}};
     rest.recipients.assign(delivery.recipients.begin() + static_cast<ptrdiff_t>(d.recipient_limit),
                            delivery.recipients.end());
     delivery.recipients.resize(d.recipient_limit);
@@ -462,6 +480,7 @@ void Relay::start(Connection& c, Destination& d, Delivery delivery) {
   }
   t.message = job.data();
   c.busy = true;
+  delivery.started = Clock::now();
   const uint64_t id = c.id;
   c.session->send(std::move(t), [this, id, delivery = std::move(delivery)](
                                     std::vector<mail::RecipientResult> results) mutable {
@@ -489,14 +508,17 @@ void Relay::on_results(uint64_t id, Delivery delivery, std::vector<mail::Recipie
         std::count_if(results.begin(), results.end(), [](const mail::RecipientResult& r) {
           return r.status == mail::RecipientStatus::delivered;
         }));
-    Delivery again{delivery.job, {}, delivery.retried};
+    Delivery again{delivery.job, {}, delivery.retried, delivery.queued, {}};
     for (size_t i = 0; i < results.size() && i < delivery.recipients.size(); ++i) {
       if (accepted > 0 && too_many_recipients(results[i])) {
         again.recipients.push_back(delivery.recipients[i]);
         continue;
       }
-      report_(*delivery.job, delivery.recipients[i],
-              delivery_result(results[i], c->target, c->tls.empty() ? "none" : c->tls));
+      msg::DeliveryResult r =
+          delivery_result(results[i], c->target, c->tls.empty() ? "none" : c->tls);
+      r.relayed = r.outcome == msg::DeliveryOutcome::delivered && !c->session->capabilities().dsn;
+      set_delays(r, delivery, c->opened, c->ready_at, !reused);
+      report_(*delivery.job, delivery.recipients[i], std::move(r));
     }
     if (!again.recipients.empty()) {
       // The server's limit, learned: later messages are split before it has to say so.

@@ -47,6 +47,8 @@ struct Delivery {
   std::shared_ptr<Job> job;
   std::vector<size_t> recipients;  // into job->message.recipients
   bool retried = false;            // sent again once after a cached connection went stale
+  Clock::time_point queued;        // handed to the Relay (for the log's delays=)
+  Clock::time_point started;       // its transaction began
 };
 
 // One address of one server.
@@ -118,6 +120,8 @@ class Relay {
     std::string tls;         // once ready: how it is protected (TlsFacts), empty in the clear
     uint32_t messages = 0;
     std::unique_ptr<Timer> idle;
+    Clock::time_point opened;    // the first server was tried
+    Clock::time_point ready_at;  // the session was ready for mail
   };
   struct Destination {
     std::string key;
@@ -182,6 +186,12 @@ class Relay {
 // the connection was protected (tls: TlsFacts::to_string(), empty in the clear).
 msg::DeliveryResult delivery_result(const mail::RecipientResult& r, const Target& target,
                                     const std::string& tls);
+
+// The mta's part of the log's delays= (queue/api.hpp DeliveryResult): waiting for a
+// connection, setting one up (fresh: the delivery's transaction was the connection's first),
+// and the transaction itself, ending now.
+void set_delays(msg::DeliveryResult& r, const Delivery& delivery, Clock::time_point opened,
+                Clock::time_point ready_at, bool fresh);
 
 // A RCPT refused because the transaction has too many recipients (RFC 5321 4.5.3.1.10: 452,
 // or 552 from servers of RFC 821's day), not because of the recipient.

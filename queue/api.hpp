@@ -227,6 +227,7 @@ constexpr const char* status_word(DeliveryOutcome outcome) {
 constexpr size_t kMaxDeliveryDetail = 1024;  // DeliveryResult.detail
 constexpr size_t kMaxRemoteMta = 320;        // a host name, an IPv6 literal and a port
 constexpr size_t kMaxTlsFacts = 400;         // protocol, cipher and the name verified
+constexpr uint32_t kMaxDelayMs = 7u * 86400u * 1000u;  // a week: longer is reported as that
 constexpr uint32_t kMaxRetryAfter = 7 * 86400;
 // Destinations one recipient may expand to (aliases, :include:).
 constexpr size_t kMaxDestinations = 200;
@@ -253,6 +254,15 @@ struct DeliveryResult {
   // mta: how the connection to remote_mta was protected ("TLSv1.3 TLS_AES_256_GCM_SHA384
   // (verified mx.example.org)"); empty when it was not (for the log line and the DSN).
   std::string tls;
+  // mta, delivered: the server does not offer DSN, so the NOTIFY went no further and the
+  // queue reports "relayed" to a sender who asked for SUCCESS (RFC 3461 4.2).
+  bool relayed = false;
+  // mta: milliseconds this recipient spent waiting in it for a connection, setting one up
+  // (connect, greeting, hello, TLS; 0 on a reused one) and in its transaction: the log's
+  // delays=a/b/c/d after the queue's own part (a, as Postfix's).
+  uint32_t wait_ms = 0;
+  uint32_t setup_ms = 0;
+  uint32_t transfer_ms = 0;
   bool valid() const {
     return std::none_of(forward.begin(), forward.end(), [](const auto& a) { return a.empty(); });
   }
@@ -268,6 +278,10 @@ struct DeliveryResult {
         fields::field(&DeliveryResult::remote_mta, "remote_mta", {.length = kMaxRemoteMta}),
         fields::field(&DeliveryResult::retry_after, "retry_after", {.max = kMaxRetryAfter}),
         fields::field(&DeliveryResult::tls, "tls", {.length = kMaxTlsFacts}),
+        fields::field(&DeliveryResult::relayed, "relayed"),
+        fields::field(&DeliveryResult::wait_ms, "wait_ms", {.max = kMaxDelayMs}),
+        fields::field(&DeliveryResult::setup_ms, "setup_ms", {.max = kMaxDelayMs}),
+        fields::field(&DeliveryResult::transfer_ms, "transfer_ms", {.max = kMaxDelayMs}),
     };
   }
   friend bool operator==(const DeliveryResult&, const DeliveryResult&) = default;

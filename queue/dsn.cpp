@@ -30,6 +30,8 @@ const char* action_word(DsnAction action) {
       return "delivered";
     case DsnAction::expanded:
       return "expanded";
+    case DsnAction::relayed:
+      return "relayed";
   }
   return "failed";
 }
@@ -97,7 +99,10 @@ std::string make_dsn(const Envelope& original, const std::vector<ReportedRecipie
         {DsnAction::delivered, "Your message was delivered to the following recipients:"},
         {DsnAction::expanded,
          "Your message was delivered to the following aliases, which sent it on to their "
-         "members:"}}) {
+         "members:"},
+        {DsnAction::relayed,
+         "Your message was sent on for the following recipients to a server that does not "
+         "report deliveries; no further notification will come:"}}) {
     std::string lines;
     for (const ReportedRecipient& r : reported)
       if (r.action == action)

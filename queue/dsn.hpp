@@ -18,8 +18,9 @@ namespace postern::queue {
 
 // RFC 3464 2.3.3 Action: what happened to a recipient. "delayed": not delivered yet, still
 // being retried; "delivered": into its mailbox; "expanded": an alias sent it on to several
-// destinations (RFC 3461 6.2.7.4).
-enum class DsnAction : uint8_t { failed, delayed, delivered, expanded };
+// destinations (RFC 3461 6.2.7.4); "relayed": sent on to a server that does not take DSN
+// requests, so no report of its delivery will come (RFC 3461 4.2, 6.2.7.2).
+enum class DsnAction : uint8_t { failed, delayed, delivered, expanded, relayed };
 
 struct ReportedRecipient {
   const Recipient* recipient = nullptr;

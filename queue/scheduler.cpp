@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <memory>
@@ -312,16 +313,32 @@ void Scheduler::apply(Envelope& e, Lane l, Flight& flight, const msg::DeliveryRe
   const std::string relay = !remote ? "local" : r.remote_mta.empty() ? "none" : r.remote_mta;
   // How the connection was protected, when there was one to a server.
   const std::string tls = r.tls.empty() ? "" : ", tls=" + log::sanitize(r.tls);
-  log::info("%s: to=<%s>, relay=%s%s, delay=%.0f, dsn=%s, status=%s (%s)", e.id.c_str(),
-            rcpt.address.c_str(), relay.c_str(), tls.c_str(), delay, r.dsn.c_str(),
+  // Remote: where the time went, as Postfix's delays=a/b/c/d: before the mta (the queue,
+  // earlier attempts), waiting in it for a connection, setting one up, the transaction.
+  char delays[96] = "";
+  if (remote) {
+    const double b = r.wait_ms / 1000.0;
+    const double c = r.setup_ms / 1000.0;
+    const double d = r.transfer_ms / 1000.0;
+    std::snprintf(delays, sizeof delays, ", delays=%.2f/%.2f/%.2f/%.2f",
+                  std::max(0.0, delay - b - c - d), b, c, d);
+  }
+  log::info("%s: to=<%s>, relay=%s%s, delay=%.0f%s, dsn=%s, status=%s (%s)", e.id.c_str(),
+            rcpt.address.c_str(), relay.c_str(), tls.c_str(), delay, delays, r.dsn.c_str(),
             msg::status_word(r.outcome), r.detail.c_str());
   switch (r.outcome) {
     case msg::DeliveryOutcome::delivered: {
       rcpt.state = RecipientState::delivered;
       ++delivered_;
       // Sent on to another server: it passes NOTIFY on, and the next hop reports (RFC 3461
-      // 6.2.7). mta has no aliases: only mda's word adds recipients.
-      if (remote) break;
+      // 6.2.7), unless it takes no DSN: then this is the last word a sender who asked for
+      // SUCCESS gets ("relayed", 6.2.7.2). mta has no aliases: only mda's word adds recipients.
+      if (remote) {
+        if (r.relayed)
+          flight.report_later(rcpt, {r.index, DsnAction::relayed, r.dsn, r.detail,
+                                     remote_host(r.remote_mta), r.tls});
+        break;
+      }
       // Delivered here, or expanded by an alias to several destinations; an alias to one
       // address elsewhere passes its NOTIFY on, and the next hop reports (RFC 3461 6.2.7).
       if (r.expanded || r.forward.empty())

@@ -162,7 +162,7 @@ routes:
                         self.assertTrue(d.wait_log(
                             rf"{queue_id}: to=<{re.escape(rcpt)}>, "
                             rf"relay=127\.0\.0\.1\[127\.0\.0\.1\]:{self.hostile.port}, "
-                            rf"tls=none, delay=\d+, "
+                            rf"tls=none, delay=\d+, delays=\d+\.\d\d/\d+\.\d\d/\d+\.\d\d/\d+\.\d\d, "
                             rf"dsn=4\.\d+\.\d+, status=deferred \({why}\)$", 30),
                             d.read_log()[-3000:])
                     # Still queued, for a later try; never reported sent.

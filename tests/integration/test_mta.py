@@ -50,7 +50,7 @@ routes:
             for rcpt in ("alice@relay.test", "bob@relay.test"):
                 self.assertRegex(log, rf"{queue_id}: to=<{re.escape(rcpt)}>, "
                                       rf"relay=127\.0\.0\.1\[127\.0\.0\.1\]:{b.port}, "
-                                      rf"tls=none, delay=\d+, dsn=2\.\d\.\d, status=sent")
+                                      rf"tls=none, delay=\d+, delays=\d+\.\d\d/\d+\.\d\d/\d+\.\d\d/\d+\.\d\d, dsn=2\.\d\.\d, status=sent")
             # One transaction carried both recipients: the receiver queued them as one message.
             ids = set()
             for user in ("alice", "bob"):
@@ -77,7 +77,7 @@ routes:
             self.assertRegex(data, rb"Remote-MTA: dns; 127\.0\.0\.1")
             self.assertIn(b"X-Postern-TLS: none", data)
             self.assertRegex(a.read_log(), r"to=<nobody@relay\.test>, relay=127\.0\.0\.1\[127\.0\.0\.1\]"
-                                           r":\d+, tls=none, delay=\d+, dsn=5\.1\.1, status=bounced")
+                                           r":\d+, tls=none, delay=\d+, delays=\d+\.\d\d/\d+\.\d\d/\d+\.\d\d/\d+\.\d\d, dsn=5\.1\.1, status=bounced")
 
 
 if __name__ == "__main__":

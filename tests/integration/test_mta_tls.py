@@ -81,6 +81,7 @@ class ScriptedServer:
         self.connections = 0
         self.starttls = 0
         self.messages = []
+        self.commands = []
         threading.Thread(target=self.serve, daemon=True).start()
 
     def serve(self):
@@ -103,6 +104,7 @@ class ScriptedServer:
                 line = f.readline()
                 if not line:
                     return
+                self.commands.append(line)
                 verb = line[:4].upper()
                 if verb in (b"EHLO", b"LHLO"):
                     starttls = b"250-STARTTLS\r\n" if self.broken_starttls else b""
@@ -200,7 +202,7 @@ class RelayOverTls(unittest.TestCase):
             self.assertTrue(wait_for(lambda: self.delivered(), 20), a.read_log() + b.read_log())
             self.assertTrue(a.wait_log(
                 rf"{queue_id}: to=<alice@relay\.test>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:{b.port}, "
-                r"tls=TLSv1\.[23] \S+ \(verified 127\.0\.0\.1\), delay=\d+, dsn=2\.\d\.\d, "
+                r"tls=TLSv1\.[23] \S+ \(verified 127\.0\.0\.1\), delay=\d+, delays=\d+\.\d\d/\d+\.\d\d/\d+\.\d\d/\d+\.\d\d, dsn=2\.\d\.\d, "
                 r"status=sent"), a.read_log())
             # The receiver saw the message come through TLS.
             self.assertRegex(self.delivered(),
@@ -212,7 +214,7 @@ class RelayOverTls(unittest.TestCase):
                 self.sender(f"smtp://127.0.0.1:{b.port}", "verify").start() as a:
             queue_id = send(a, "alice@relay.test")
             self.assertTrue(a.wait_log(rf"{queue_id}: to=<alice@relay\.test>, relay=none, "
-                                       r"delay=\d+, dsn=4\.7\.5, status=deferred \(TLS handshake "
+                                       r"delay=\d+, delays=\d+\.\d\d/\d+\.\d\d/\d+\.\d\d/\d+\.\d\d, dsn=4\.7\.5, status=deferred \(TLS handshake "
                                        r"failed: [^)]*name", 20), a.read_log())
             self.assertRegex(a.read_log(), r"not sent without TLS \(policy verify\)")
             self.assertIsNone(self.delivered())
@@ -229,7 +231,7 @@ class RelayOverTls(unittest.TestCase):
                 self.sender(f"smtp://127.0.0.1:{b.port}", "verify").start() as a:
             queue_id = send(a, "alice@relay.test")
             self.assertTrue(a.wait_log(rf"{queue_id}: to=<alice@relay\.test>, relay=none, "
-                                       r"delay=\d+, dsn=4\.7\.5, status=deferred", 20),
+                                       r"delay=\d+, delays=\d+\.\d\d/\d+\.\d\d/\d+\.\d\d/\d+\.\d\d, dsn=4\.7\.5, status=deferred", 20),
                             a.read_log())
             self.assertIsNone(self.delivered())
 
@@ -256,7 +258,7 @@ class RelayOverTls(unittest.TestCase):
             self.assertTrue(wait_for(lambda: self.delivered(), 20), a.read_log() + b.read_log())
             self.assertTrue(a.wait_log(rf"{queue_id}: to=<alice@relay\.test>, relay=\S+, "
                                        r"tls=TLSv1\.[23] \S+ \(verified 127\.0\.0\.1\), "
-                                       r"delay=\d+, dsn=2\.\d\.\d, status=sent"), a.read_log())
+                                       r"delay=\d+, delays=\d+\.\d\d/\d+\.\d\d/\d+\.\d\d/\d+\.\d\d, dsn=2\.\d\.\d, status=sent"), a.read_log())
             self.assertRegex(b.read_log(), r"authenticated as relay")
             self.assertNotIn("s3cret", a.read_log() + b.read_log())
 
@@ -266,7 +268,7 @@ class RelayOverTls(unittest.TestCase):
                             auth="relay:wrong").start() as a:
             queue_id = send(a, "alice@relay.test")
             self.assertTrue(a.wait_log(rf"{queue_id}: to=<alice@relay\.test>, relay=none, "
-                                       r"delay=\d+, dsn=4\.7\.8, status=deferred \(535 ", 20),
+                                       r"delay=\d+, delays=\d+\.\d\d/\d+\.\d\d/\d+\.\d\d/\d+\.\d\d, dsn=4\.7\.8, status=deferred \(535 ", 20),
                             a.read_log())
             self.assertIsNone(self.delivered())
             self.assertTrue(a.queued())
@@ -286,10 +288,43 @@ class RelayOverTls(unittest.TestCase):
                 self.sender(f"smtp+tls://127.0.0.1:{b.port}").start() as a:
             queue_id = send(a, "alice@relay.test")
             self.assertTrue(a.wait_log(rf"{queue_id}: to=<alice@relay\.test>, relay=none, "
-                                       r"delay=\d+, dsn=4\.7\.10, status=deferred", 20),
+                                       r"delay=\d+, delays=\d+\.\d\d/\d+\.\d\d/\d+\.\d\d/\d+\.\d\d, dsn=4\.7\.10, status=deferred", 20),
                             a.read_log())
             self.assertIsNone(self.delivered())
             self.assertNotRegex(b.read_log(), r"MAIL|accepted")
+
+    def test_a_server_without_dsn_gets_the_mail_and_the_sender_hears_relayed(self):
+        # RFC 3461 4.2: NOTIFY=SUCCESS cannot be passed on to a server that does not offer
+        # DSN, so the sender is told the message was relayed, once, by us.
+        server = ScriptedServer()
+        try:
+            a = self.sender(f"smtp://127.0.0.1:{server.port}")
+            mail = os.path.join(a.dir, "mail")
+            a.write_config(a.config_text().replace(
+                "domains: [test.example, localhost]",
+                f"domains:\n  - {{name: test.example, users: [sender], "
+                f"maildir: {mail}/%u/Maildir}}"))
+            with a.start():
+                with smtplib.SMTP("127.0.0.1", a.port) as s:
+                    s.ehlo("client.example")
+                    s.mail("sender@test.example")
+                    self.assertEqual(s.rcpt("alice@relay.test", ["NOTIFY=SUCCESS"])[0], 250)
+                    self.assertEqual(s.data(b"Subject: dsn\r\n\r\nbody\r\n")[0], 250)
+                self.assertTrue(wait_for(lambda: server.messages, 20), a.read_log())
+                dsn = wait_for(lambda: maildir_files(mail, "sender"), 20)
+                self.assertTrue(dsn, a.read_log())
+                with open(dsn[0], "rb") as f:
+                    report = f.read()
+                self.assertIn(b"Action: relayed\r\n", report)
+                self.assertIn(b"Final-Recipient: rfc822; alice@relay.test\r\n", report)
+                self.assertRegex(report, rb"Status: 2\.\d\.\d\r\n")
+                self.assertIn(b"Remote-MTA: dns; 127.0.0.1\r\n", report)
+                self.assertIn(b"X-Postern-TLS: none\r\n", report)
+                self.assertIn(b"does not report deliveries", report)
+                # The server was not asked for a DSN it does not offer.
+                self.assertNotIn(b"NOTIFY", b"".join(server.commands))
+        finally:
+            server.close()
 
     def test_broken_starttls_falls_back_to_plaintext_and_says_so(self):
         server = ScriptedServer(broken_starttls=True)
@@ -298,7 +333,7 @@ class RelayOverTls(unittest.TestCase):
                 queue_id = send(a, "alice@relay.test")
                 self.assertTrue(wait_for(lambda: server.messages, 20), a.read_log())
                 self.assertTrue(a.wait_log(rf"{queue_id}: to=<alice@relay\.test>, relay=\S+, "
-                                           r"tls=none, delay=\d+, dsn=2\.0\.0, status=sent"),
+                                           r"tls=none, delay=\d+, delays=\d+\.\d\d/\d+\.\d\d/\d+\.\d\d/\d+\.\d\d, dsn=2\.0\.0, status=sent"),
                                 a.read_log())
                 self.assertRegex(a.read_log(), r"TLS handshake failed: .*; trying again without "
                                                r"TLS \(opportunistic\)")
@@ -315,7 +350,7 @@ class RelayOverTls(unittest.TestCase):
                              relay_tls="  plaintext_fallback: false\n").start() as a:
                 queue_id = send(a, "alice@relay.test")
                 self.assertTrue(a.wait_log(rf"{queue_id}: to=<alice@relay\.test>, relay=none, "
-                                           r"delay=\d+, dsn=4\.7\.5, status=deferred", 20),
+                                           r"delay=\d+, delays=\d+\.\d\d/\d+\.\d\d/\d+\.\d\d/\d+\.\d\d, dsn=4\.7\.5, status=deferred", 20),
                                 a.read_log())
                 self.assertRegex(a.read_log(), r"not sent without TLS \(policy opportunistic\)")
                 self.assertEqual(server.messages, [])

@@ -236,7 +236,7 @@ dns:
         self.assertNotIn(b"Remote-MTA:", dsn)  # no server was spoken to
         self.assertIn(b"id " + queue_id.encode(), dsn)  # the returned message
         self.assertRegex(self.sender.read_log(),
-                         rf"{queue_id}: to=<{re.escape(recipient)}>, relay=none, delay=\d+, "
+                         rf"{queue_id}: to=<{re.escape(recipient)}>, relay=none, delay=\d+, delays=\d+\.\d\d/\d+\.\d\d/\d+\.\d\d/\d+\.\d\d, "
                          rf"dsn={re.escape(status)}, status=bounced")
         self.assertTrue(wait_for(lambda: not self.sender.queued(), 10), self.logs())
         self.assert_nowhere(recipient)
@@ -302,7 +302,7 @@ routes:
         self.assertIn(b"id " + queue_id.encode(), data)  # the sender's Received: line
         self.assertTrue(d.wait_log(rf"{queue_id}: to=<carol@dovecot\.test>, "
                                    rf"relay=127\.0\.0\.1\[127\.0\.0\.1\]:"
-                                   rf"{dovecot.lmtp_port}, tls=none, delay=\d+, dsn=2\.\d\.\d+, "
+                                   rf"{dovecot.lmtp_port}, tls=none, delay=\d+, delays=\d+\.\d\d/\d+\.\d\d/\d+\.\d\d/\d+\.\d\d, dsn=2\.\d\.\d+, "
                                    r"status=sent", 10), logs())
         self.assertTrue(wait_for(lambda: re.search(r"lmtp\(carol\).*saved mail to INBOX",
                                                    dovecot.read_log()), 5), logs())

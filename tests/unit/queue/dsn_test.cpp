@@ -31,7 +31,7 @@ TEST(Dsn, NotifyDecidesWhoIsReported) {
   EXPECT_TRUE(wants_report(rcpt("a@b", {.delay = true}), DsnAction::delayed));
   EXPECT_TRUE(wants_report(rcpt("a@b", {.failure = true, .delay = true}), DsnAction::delayed));
   // Deliveries only when SUCCESS is asked for, never by default.
-  for (DsnAction done : {DsnAction::delivered, DsnAction::expanded}) {
+  for (DsnAction done : {DsnAction::delivered, DsnAction::expanded, DsnAction::relayed}) {
     EXPECT_FALSE(wants_report(rcpt("a@b"), done));
     EXPECT_FALSE(wants_report(rcpt("a@b", {.failure = true, .delay = true}), done));
     EXPECT_TRUE(wants_report(rcpt("a@b", {.success = true}), done));
@@ -192,6 +192,25 @@ TEST_F(DsnText, ARemoteFailureQuotesTheServer) {
   EXPECT_NE(b.find("Status: 5.1.1\r\n"
                    "Remote-MTA: dns; mx.example.net  Remote-MTA: dns; evil\r\n"
                    "Diagnostic-Code: smtp; 550 5.1.1 no such user  X-Injected: 1\r\n"),
+            std::string::npos)
+      << b;
+  EXPECT_EQ(b.find("\r\nX-Injected"), std::string::npos);
+}
+
+// Sent on to a server without DSN: a success report that says no more will come, with the
+// server and how the connection was protected (its text from the server, one line).
+TEST_F(DsnText, ARelayedReportNamesTheServerAndItsTls) {
+  const std::string b =
+      make_dsn(original_,
+               {{&r2_, DsnAction::relayed, "2.0.0", "250 2.0.0 queued", 0, "mx.example.net",
+                 "TLSv1.3 TLS_AES_256_GCM_SHA384 (not verified)\r\nX-Injected: 1"}},
+               message_, "mx", "fedcba9876543210", 0);
+  EXPECT_NE(b.find("Subject: Successful Mail Delivery Report\r\n"), std::string::npos) << b;
+  EXPECT_NE(b.find("does not report deliveries"), std::string::npos) << b;
+  EXPECT_NE(b.find("Action: relayed\r\nStatus: 2.0.0\r\n"
+                   "Remote-MTA: dns; mx.example.net\r\n"
+                   "X-Postern-TLS: TLSv1.3 TLS_AES_256_GCM_SHA384 (not verified)  X-Injected: 1\r\n"
+                   "Diagnostic-Code: smtp; 250 2.0.0 queued\r\n"),
             std::string::npos)
       << b;
   EXPECT_EQ(b.find("\r\nX-Injected"), std::string::npos);
