@@ -11,6 +11,7 @@ import smtplib
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 BUILD_DIR = os.environ.get("POSTERN_BUILD_DIR") or os.path.join(
@@ -390,6 +391,35 @@ class Daemon:
             return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             return None
+
+
+class ThreadedServer:
+    """A TCP listener on a free 127.0.0.1 port for a scripted peer: each connection runs
+    self.session(conn) in its own thread; connections counts them. A subclass sets what its
+    sessions use before calling this __init__, which starts accepting."""
+
+    def __init__(self, backlog=64):
+        self.connections = 0
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(backlog)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self.session, args=(conn,), daemon=True).start()
+
+    def session(self, conn):
+        raise NotImplementedError
+
+    def close(self):
+        self.sock.close()
 
 
 def make_certificate(directory):

@@ -5,36 +5,23 @@ with the 354). Every recipient is deferred and its message stays in the queue, t
 the mta is neither restarted nor grown, and the next message goes out to a well-behaved server."""
 
 import re
-import socket
-import threading
 import unittest
 
-from harness import Daemon, proc_status, submit
+from harness import Daemon, ThreadedServer, proc_status, submit
 
 TEN_MB = 10 << 20
 
 
-class ScriptedServer:
+class ScriptedServer(ThreadedServer):
     """A loopback listener that runs script(sock, reader) on each connection, in a thread; the
     script can be changed between messages."""
 
     def __init__(self, script):
         self.script = script
-        self.connections = 0
-        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(16)
-        self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(16)
 
-    def _accept(self):
-        while True:
-            try:
-                sock, _ = self.listener.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(sock, self.script), daemon=True).start()
+    def session(self, conn):
+        self._serve(conn, self.script)
 
     @staticmethod
     def _serve(sock, script):
@@ -44,8 +31,6 @@ class ScriptedServer:
             except OSError:
                 pass
 
-    def close(self):
-        self.listener.close()
 
 
 EHLO_REPLY = b"250-server.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n"

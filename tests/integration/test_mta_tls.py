@@ -9,14 +9,12 @@ how each message travelled."""
 import os
 import re
 import smtplib
-import socket
 import ssl
 import subprocess
 import tempfile
-import threading
 import unittest
 
-from harness import Daemon, free_port, maildir_files, wait_for
+from harness import Daemon, ThreadedServer, free_port, maildir_files, wait_for
 from test_auth import sha512_hash
 
 
@@ -62,7 +60,7 @@ def send(d, rcpt, body=b"Subject: tls\r\n\r\nthrough TLS\r\n"):
         return text.decode().split()[-1]
 
 
-class ScriptedServer:
+class ScriptedServer(ThreadedServer):
     """A scripted SMTP server. broken_starttls: it offers STARTTLS, answers 220 to it, waits for
     the ClientHello and answers bytes that are no TLS handshake; without STARTTLS it takes
     mail. implicit_tls (a certificate and key): TLS from the first byte (Python's ssl, that is
@@ -74,24 +72,10 @@ class ScriptedServer:
         if implicit_tls:
             self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             self.tls.load_cert_chain(*implicit_tls)
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
-        self.connections = 0
         self.starttls = 0
         self.messages = []
         self.commands = []
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self.session, args=(conn,), daemon=True).start()
+        super().__init__()
 
     def session(self, conn):
         try:
@@ -136,9 +120,6 @@ class ScriptedServer:
             return
         finally:
             conn.close()
-
-    def close(self):
-        self.sock.close()
 
 
 class RelayOverTls(unittest.TestCase):
