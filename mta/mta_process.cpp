@@ -261,7 +261,36 @@ void MtaProcess::resolve(const std::string& key, std::function<void(Resolution)>
     // The configuration changed under a waiting delivery: its domain goes by MX now.
     return done(failure(Resolution::Kind::temporary, "4.3.5", "the route changed; try again"));
   }
+  if (key.starts_with('[')) return done(resolve_literal(key));
   resolve_mx(key, done);
+}
+
+// RFC 5321 4.1.3 and 5.1: a domain written as an address literal ("[192.0.2.1]",
+// "[IPv6:2001:db8::1]") is that host, on port 25, with no lookup.
+Resolution MtaProcess::resolve_literal(const std::string& domain) const {
+  std::string_view text(domain);
+  if (!text.ends_with(']'))
+    return failure(Resolution::Kind::permanent, "5.1.2", "bad address literal " + domain);
+  text = text.substr(1, text.size() - 2);
+  // IPv4 bare, IPv6 only with its tag.
+  const bool tagged = ascii::lower(text.substr(0, 5)) == "ipv6:";
+  if (tagged) text.remove_prefix(5);
+  const std::string address(text);
+  const auto parsed = inet::parse_ip_address(address);
+  if (!parsed || parsed->ss_family != (tagged ? AF_INET6 : AF_INET))
+    return failure(Resolution::Kind::permanent, "5.1.2", "bad address literal " + domain);
+  if (is_local(settings_.local_addresses, address, 25))
+    return failure(Resolution::Kind::permanent, "5.4.6",
+                   "mail for " + domain + " loops back to myself");
+  Resolution r{.kind = Resolution::Kind::ok, .targets = {}, .dsn = {}, .detail = {}};
+  r.targets.push_back(Target{.host = address,
+                             .address = address,
+                             .port = 25,
+                             .scheme = mail::RelayScheme::smtp,
+                             .tls = tls_policy(settings_, nullptr, mail::RelayScheme::smtp),
+                             .preference = 0,
+                             .auth = nullptr});
+  return r;
 }
 
 void MtaProcess::resolve_route(const Route& route, const std::string& key,

@@ -59,6 +59,7 @@ class MtaProcess {
   void resolve_route(const Route& route, const std::string& key,
                      std::function<void(Resolution)> done);
   void resolve_mx(const std::string& domain, const std::function<void(Resolution)>& done);
+  Resolution resolve_literal(const std::string& domain) const;
   bool ask_lookup(const msg::MxQuery& query, Asked asked);
 
   void show_mx(msg::Incoming& in, const msg::CtlShowMx& m);

@@ -494,6 +494,23 @@ TEST_F(MtaProcessTest, MxAnswersBounceOrDefer) {
   EXPECT_EQ(results[13].dsn, "5.4.6");
 }
 
+// Address literals (RFC 5321 4.1.3) are their host, with nothing asked of lookup: one of this
+// server's own addresses is a loop, a malformed one bounces. (A report at all shows lookup was
+// not waited for: nothing here answers it.)
+TEST_F(MtaProcessTest, AddressLiteralsNeedNoLookup) {
+  start({}, {"127.0.0.1:25"});
+  ASSERT_TRUE(deliver(
+      {"a@[127.0.0.1]", "b@[300.1.2.3]", "c@[IPv6:127.0.0.1]", "d@[::1]", "e@[IPv6:::1"}, 5));
+  auto results = report(5);
+  ASSERT_EQ(results.size(), 5u);
+  EXPECT_EQ(results[10].dsn, "5.4.6") << results[10].detail;
+  for (uint32_t bad = 11; bad <= 14; ++bad) {
+    EXPECT_EQ(results[bad].outcome, msg::DeliveryOutcome::permanent_failure) << bad;
+    EXPECT_EQ(results[bad].dsn, "5.1.2") << bad << ": " << results[bad].detail;
+  }
+  EXPECT_EQ(lookup_->pending(), 0u);
+}
+
 // A route's server named by host name is asked of lookup (addresses only, no MX).
 TEST_F(MtaProcessTest, RouteHostNamesAreAskedOfLookup) {
   Sink sink;
