@@ -134,6 +134,12 @@ Relay::Destination& Relay::destination(const std::string& key) {
   return it->second;
 }
 
+// A session that is closed, or saying QUIT (the message limit, the idle time, room for
+// another destination), takes no more work: what waits goes to another connection.
+bool Relay::usable(const Connection& c) {
+  return c.session && !c.session->closed() && !c.session->quitting();
+}
+
 Relay::Connection* Relay::find(uint64_t id) {
   auto it = connections_.find(id);
   return it == connections_.end() ? nullptr : it->second.get();
@@ -179,7 +185,7 @@ void Relay::dispatch(const std::string& key) {
   for (const uint64_t id : std::vector<uint64_t>(d.connections)) {
     if (d.waiting.empty()) return;
     Connection* c = find(id);
-    if (c != nullptr && c->ready && !c->busy && !c->session->closed()) give_work(*c);
+    if (c != nullptr && c->ready && !c->busy && usable(*c)) give_work(*c);
   }
   // A connection to one of its servers, idle after another destination's mail (domains
   // hosted together, Postfix's cache lookup by address). Only to the most preferred ones: a
@@ -439,7 +445,7 @@ void Relay::retire(Connection& c) {
 void Relay::give_work(Connection& c) {
   Destination& d = destination(c.destination);
   while (!d.waiting.empty() && !c.busy) {
-    if (c.session->closed()) return;
+    if (!usable(c)) return;
     Delivery delivery = std::move(d.waiting.front());
     d.waiting.pop_front();
     start(c, d, std::move(delivery));
@@ -536,7 +542,7 @@ void Relay::on_results(uint64_t id, Delivery delivery, std::vector<mail::Recipie
 }
 
 void Relay::park(Connection& c) {
-  if (c.busy || !c.ready || c.session == nullptr || c.session->closed()) return;
+  if (c.busy || !c.ready || !usable(c)) return;
   unpark(c);
   idle_by_address_.emplace(c.target.cache_key(), c.id);
   c.idle->arm(std::chrono::seconds(settings_.connection_idle));

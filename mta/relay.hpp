@@ -160,6 +160,7 @@ class Relay {
   void kick_slot_waiters();
   void forget_if_unused(const std::string& key);
   Connection* find(uint64_t id);
+  static bool usable(const Connection& c);
 
   event_base* base_;
   Resolve resolve_;

@@ -726,6 +726,16 @@ void ClientSession::close() {
 }
 
 void ClientSession::end_quietly() {
+  // A transaction handed over while QUIT was under way is answered, never dropped.
+  if (running_ || !waiting_.empty()) {
+    fail_open(RecipientResult{.status = RecipientStatus::temporary,
+                              .phase = ClientPhase::mail,
+                              .code = 0,
+                              .status_code = "4.4.2",
+                              .text = "the session was ended before this transaction",
+                              .local = false});
+    return;
+  }
   close();
   if (closed_callback_) closed_callback_(*this);
 }

@@ -147,6 +147,8 @@ class ClientSession {
   // starts at once (after an RSET the last one may owe).
   bool idle() const;
   bool closed() const { return state_ == State::closed; }
+  // QUIT was said: the session takes no more transactions (one sent is answered 4.4.2).
+  bool quitting() const { return state_ == State::quitting; }
 
   // Says QUIT, waits for the reply (or the quit timeout), then closes.
   void quit();

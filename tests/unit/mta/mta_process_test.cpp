@@ -232,11 +232,13 @@ class MtaProcessTest : public ::testing::Test {
   }
 
   void start(std::vector<Route> routes, std::vector<std::string> local = {},
-             uint32_t destination_connections = 20, uint32_t connections = 500) {
+             uint32_t destination_connections = 20, uint32_t connections = 500,
+             uint32_t messages_per_connection = 100) {
     Settings settings{
         .hostname = "mta.test", .routes = std::move(routes), .local_addresses = std::move(local)};
     settings.destination_connections = destination_connections;
     settings.connections = connections;
+    settings.messages_per_connection = messages_per_connection;
     ASSERT_TRUE(mta_->parent().send(settings));
     queue_ = &mta_->connect(Role::queue);
     lookup_ = &mta_->connect(Role::lookup);
@@ -492,6 +494,28 @@ TEST_F(MtaProcessTest, MxAnswersBounceOrDefer) {
   EXPECT_EQ(results[12].dsn, "4.4.3");
   EXPECT_EQ(results[13].outcome, msg::DeliveryOutcome::permanent_failure);
   EXPECT_EQ(results[13].dsn, "5.4.6");
+}
+
+// Connections that reach their message limit say QUIT while more mail waits: none of it is
+// handed to a quitting session (where it was once lost, its job never answered).
+TEST_F(MtaProcessTest, MailNeverWaitsOnAConnectionThatIsQuitting) {
+  Sink sink;
+  start({{.match = {"relay.test"}, .via = {hop(sink.port())}, .auth = ""}}, {}, 2, 500, 1);
+  constexpr uint32_t kMessages = 40;
+  for (uint32_t request = 1; request <= kMessages; ++request)
+    ASSERT_TRUE(deliver({"a@relay.test"}, request));
+  std::set<uint32_t> reported;
+  for (uint32_t i = 0; i < kMessages; ++i) {
+    auto frame = mta_->await<msg::DeliveryReport>(*queue_, std::chrono::seconds(20));
+    ASSERT_TRUE(frame) << reported.size() << " of " << kMessages << " reported";
+    reported.insert(frame->request_id);
+    ASSERT_EQ(frame->message.results.size(), 1u);
+    EXPECT_EQ(frame->message.results[0].outcome, msg::DeliveryOutcome::delivered)
+        << frame->message.results[0].detail;
+  }
+  EXPECT_EQ(reported.size(), kMessages);
+  EXPECT_EQ(sink.seen().size(), kMessages);
+  EXPECT_GE(sink.connections(), static_cast<int>(kMessages));  // one message a connection
 }
 
 // Address literals (RFC 5321 4.1.3) are their host, with nothing asked of lookup: one of this

@@ -651,6 +651,38 @@ TEST(ClientSession, RequiredTlsNotOfferedFailsWithoutSendingMail) {
   EXPECT_EQ(lines, (std::vector<std::string>{"EHLO localhost", ""}));
 }
 
+// A transaction handed to a session that is saying QUIT is answered (deferred), never dropped:
+// the mta once lost such jobs when a connection reached its message limit.
+TEST(ClientSession, ATransactionSentWhileQuittingIsAnswered) {
+  std::vector<std::string> lines;
+  TestServer server([&](Conn& c) {
+    c.send("220 smtp\r\n");
+    lines.push_back(c.line());
+    c.send("250 mx\r\n");
+    lines.push_back(c.line());
+    c.send("221 bye\r\n");
+  });
+  MessageFile file(kMessage);
+  ClientOptions o;
+  Harness* harness = nullptr;
+  o.ready = [&](ClientSession& session) {
+    session.quit();
+    EXPECT_TRUE(session.quitting());
+    session.send(transaction(file, {"a@x", "b@x"}), harness->collect(false));
+  };
+  Harness h(std::move(o));
+  harness = &h;
+  h.session->open(server.endpoint());
+  h.run();
+  ASSERT_EQ(h.answers.size(), 1u);
+  ASSERT_EQ(h.answers[0].size(), 2u);
+  for (const RecipientResult& r : h.answers[0]) {
+    EXPECT_EQ(r.status, RecipientStatus::temporary);
+    EXPECT_EQ(r.status_code, "4.4.2");
+  }
+  EXPECT_EQ(lines, (std::vector<std::string>{"EHLO localhost", "QUIT"}));
+}
+
 // Credentials never cross a connection without TLS, whatever the server offers.
 TEST(ClientSession, CredentialsAreNotSentWithoutTls) {
   std::vector<std::string> lines;
