@@ -12,8 +12,8 @@ written at once) over --inject-sessions connections, and times from the first co
 until the last recipient is reported delivered: for Postern, the queue's `delivered`
 counter (smtpctl show status) has grown by the recipients and `queued` is 0; for Postfix,
 its queue directories hold no message and its log has a status=sent line for every
-recipient. The sink dumps every transaction into a file (smtp-sink -d): its X-Rcpt-Args
-lines count the recipients it received, its files the transactions.
+recipient. The sink appends every transaction to a file (smtp-sink -D): its X-Rcpt-Args
+lines count the recipients it received, its X-Mail-Args lines the transactions.
 
 Postern is a private daemon (benchlib) with `relay_domains: ["*.relay.test", relay.test]`
 and a route to the sink. Postfix is the real daemon from the Debian package that
@@ -45,7 +45,7 @@ import benchlib
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import postfix_tools  # noqa: E402
 
-DELIVERY_TIMEOUT = 300  # seconds a round may take before it is reported stuck
+STALL_SECONDS = 20  # a round in which nothing more is delivered for this long is stuck
 
 
 def wait_listening(port, timeout):
@@ -60,41 +60,43 @@ def wait_listening(port, timeout):
 
 
 class Sink:
-    """Postfix's smtp-sink on a free loopback port, as nobody, dumping each transaction into
-    a file of its own directory; counts what arrived since the last mark()."""
+    """Postfix's smtp-sink on a free loopback port, as nobody, appending every transaction to
+    one dump file (-D: one file, not one per transaction, so that tens of thousands of
+    messages do not create and later delete as many inodes beside the spools); counts what
+    arrived since the last mark()."""
 
     def __init__(self, base_dir):
         self.program, self.env = postfix_tools.tool("smtp-sink")
         self.dir = tempfile.mkdtemp(prefix="postern-bench-sink-", dir=base_dir)
         os.chmod(self.dir, 0o777)  # written by smtp-sink as nobody
+        self.dump = os.path.join(self.dir, "dump")
         self.port = benchlib.free_port()
-        self.seen = set()
+        self.offset = 0
         self.proc = None
 
     def start(self):
         # 256: the listen backlog. -u nobody: the privileges it takes once listening.
-        self.proc = subprocess.Popen([self.program, "-u", "nobody", "-d",
-                                      os.path.join(self.dir, "m"), f"127.0.0.1:{self.port}",
-                                      "256"], env=self.env, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen([self.program, "-u", "nobody", "-D", self.dump,
+                                      f"127.0.0.1:{self.port}", "256"], env=self.env,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
         if not wait_listening(self.port, 10):
             self.stop()
             sys.exit("smtp-sink did not start listening")
 
     def mark(self):
-        self.seen = set(os.listdir(self.dir))
+        self.offset = os.path.getsize(self.dump) if os.path.exists(self.dump) else 0
 
     def count(self):
-        """(transactions, recipients) dumped since mark()."""
-        transactions = recipients = 0
-        for name in os.listdir(self.dir):
-            if name in self.seen:
-                continue
-            transactions += 1
-            with open(os.path.join(self.dir, name), "rb") as f:
-                head = f.read()
-            recipients += head.count(b"\nX-Rcpt-Args: ")
-        return transactions, recipients
+        """(transactions, recipients) dumped since mark(): each transaction starts with
+        X-Client-Addr, X-Client-Proto, X-Helo-Args, X-Mail-Args and an X-Rcpt-Args line
+        per recipient."""
+        try:
+            with open(self.dump, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except OSError:
+            return 0, 0
+        return data.count(b"\nX-Mail-Args: "), data.count(b"\nX-Rcpt-Args: ")
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -259,12 +261,10 @@ maillog_file_prefixes = {self.dir}
         self.counts["removed"] += data.count(b": removed\n")
         return self.counts
 
-    def queue_empty(self):
-        for sub in ("maildrop", "incoming", "active", "deferred", "hold"):
-            for _, _, files in os.walk(os.path.join(self.queue, sub)):
-                if files:
-                    return False
-        return True
+    def queued(self):
+        """Messages in the queue directories."""
+        return sum(len(files) for sub in ("maildrop", "incoming", "active", "deferred", "hold")
+                   for _, _, files in os.walk(os.path.join(self.queue, sub)))
 
 
 def recipients_of(message, per_message, domains):
@@ -318,108 +318,202 @@ def inject(port, messages, sessions, body):
     return errors
 
 
-def postern_counters(d):
-    queue = (d.status() or {}).get("queue", {}).get("details", {})
-    return {key: int(queue.get(key, 0)) for key in
-            ("delivered", "deferred", "bounced", "queued")}
+def smtp_source_pool(port, sessions, messages, domains, size):
+    """Workload 2: messages single-recipient messages, to u@r0.relay.test ... u@rN.relay.test
+    in equal shares, sent by smtp-source over sessions connections at a time. smtp-source
+    sends to one address per process, so every domain's share is one smtp-source -s 1 -d
+    (one connection, message after message) and sessions of them run at once; returns the
+    error strings (smtp-source exits non-zero at the first reply it did not expect)."""
+    program, env = postfix_tools.tool("smtp-source")
+    jobs = [(d, messages // domains + (1 if d < messages % domains else 0))
+            for d in range(domains)]
+    jobs = [job for job in jobs if job[1]]
+    errors = []
+    lock = threading.Lock()
+
+    def slot():
+        while True:
+            with lock:
+                if not jobs:
+                    return
+                domain, count = jobs.pop()
+            r = subprocess.run([program, "-d", "-s", "1", "-m", str(count), "-l", str(size),
+                                "-f", "a@example.com", "-t", f"u@r{domain}.relay.test",
+                                f"127.0.0.1:{port}"], env=env, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            if r.returncode != 0:
+                with lock:
+                    errors.append(f"r{domain}: {r.stderr.strip()[:200]}")
+
+    threads = [threading.Thread(target=slot) for _ in range(sessions)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
 
 
-def round_postern(d, sink, messages, body, args):
-    total = sum(len(m) for m in messages)
-    before = postern_counters(d)
+class PosternTarget:
+    """The private Postern daemon as a round sees it: its port, its queue's counters (what
+    it delivered, deferred and bounced so far; idle when it holds no message) and the CPU
+    of its busiest processes."""
+
+    name = "postern"
+
+    def __init__(self, daemon):
+        self.d = daemon
+        self.port = daemon.port
+
+    def counters(self):
+        queue = (self.d.status() or {}).get("queue", {}).get("details", {})
+        return {key: int(queue.get(key, 0))
+                for key in ("delivered", "deferred", "bounced", "queued")}
+
+    def meter(self):
+        return benchlib.CpuMeter({role: pid for role, pid in self.d.pids().items()
+                                  if role in ("smtp", "queue", "mta")})
+
+    def stuck(self):
+        relays = self.d.smtpctl("show", "relays").stdout.strip()
+        queue = self.d.smtpctl("show", "queue").stdout.splitlines()
+        held = [line.strip() for line in queue if line.startswith("    ")]
+        print(f"#   mta (smtpctl show relays): {relays[:500]}")
+        print(f"#   recipients in the queue: {len(held)}, of which "
+              f"{sum('(in delivery)' in line for line in held)} 'in delivery'; first: "
+              f"{held[:3]}")
+
+
+class PostfixTarget:
+    """The Postfix instance as a round sees it: its log's status=sent, deferred and bounced
+    lines so far; idle when its queue directories hold no message. Its CPU is not split by
+    process (a few dozen short-lived ones): the meter is the machine's."""
+
+    name = "postfix"
+
+    def __init__(self, pf):
+        self.pf = pf
+        self.port = pf.port
+
+    def counters(self):
+        counts = self.pf.update_counts()
+        return {"delivered": counts["sent"], "deferred": counts["deferred"],
+                "bounced": counts["bounced"], "queued": self.pf.queued()}
+
+    @staticmethod
+    def meter():
+        return benchlib.CpuMeter({})
+
+    def stuck(self):
+        pass
+
+
+def run_round(target, sink, total, send, label):
+    """One measured run: send(port) injects total recipients; timed from its start until
+    the target has reported every one delivered and holds no more messages than before
+    the run (mail an earlier run left stuck stays). A run in which nothing more is
+    delivered for STALL_SECONDS is reported stuck, and timed until its last delivery."""
+    before = target.counters()
     sink.mark()
-    meter = benchlib.CpuMeter({role: pid for role, pid in d.pids().items()
-                               if role in ("smtp", "queue", "mta")})
+    meter = target.meter()
     started = time.monotonic()
-    errors = inject(d.port, messages, args.inject_sessions, body)
+    errors = send(target.port)
     accepted = time.monotonic() - started
+    progress, last_change = None, time.monotonic()
     while True:
-        now = postern_counters(d)
-        if now["delivered"] - before["delivered"] >= total and now["queued"] == 0:
+        now = target.counters()
+        if now["delivered"] - before["delivered"] >= total and now["queued"] <= before["queued"]:
             break
-        if errors or time.monotonic() - started > DELIVERY_TIMEOUT:
-            print(f"# postern stuck: counters {now} (before {before}); errors {errors[:3]}")
-            print(d.smtpctl("show", "relays").stdout[:2000])
+        if (now["delivered"], now["queued"]) != progress:
+            progress, last_change = (now["delivered"], now["queued"]), time.monotonic()
+        if errors or time.monotonic() - last_change > STALL_SECONDS:
+            print(f"# {target.name} stuck: nothing delivered for {STALL_SECONDS} s; counters "
+                  f"{now} (before the run {before}); injection errors {errors[:3]}")
+            target.stuck()
             break
         time.sleep(0.02)
-    seconds = time.monotonic() - started
+    metered = time.monotonic() - started
     meter.stop()
+    seconds = (metered + started if now["queued"] <= before["queued"] else last_change) - started
     counts = {k: now[k] - before[k] for k in ("delivered", "deferred", "bounced")}
-    return finish_round("postern", total, accepted, seconds, counts, sink, errors,
-                        meter.figures(seconds))
-
-
-def round_postfix(pf, sink, messages, body, args):
-    total = sum(len(m) for m in messages)
-    before = dict(pf.update_counts())
-    sink.mark()
-    busy = benchlib.system_cpu()[0]
-    started = time.monotonic()
-    errors = inject(pf.port, messages, args.inject_sessions, body)
-    accepted = time.monotonic() - started
-    while True:
-        now = pf.update_counts()
-        if pf.queue_empty() and now["sent"] - before["sent"] >= total:
-            break
-        if errors or time.monotonic() - started > DELIVERY_TIMEOUT:
-            print(f"# postfix stuck: log counts {now} (before {before}); errors {errors[:3]}")
-            break
-        time.sleep(0.02)
-    seconds = time.monotonic() - started
-    machine = (benchlib.system_cpu()[0] - busy) / os.sysconf("SC_CLK_TCK")
-    counts = {"delivered": now["sent"] - before["sent"],
-              "deferred": now["deferred"] - before["deferred"],
-              "bounced": now["bounced"] - before["bounced"]}
-    return finish_round("postfix", total, accepted, seconds, counts, sink, errors,
-                        f"machine busy {machine / seconds:.0%} of one core")
-
-
-def finish_round(name, total, accepted, seconds, counts, sink, errors, cpu):
     # The sink writes its dump at the end of each transaction: give the last one a moment.
     deadline = time.monotonic() + 3
     transactions, received = sink.count()
     while received < counts["delivered"] and time.monotonic() < deadline:
         time.sleep(0.05)
         transactions, received = sink.count()
-    row = {"mta": name, "total": total, "accepted": accepted, "seconds": seconds,
-           "rate": counts["delivered"] / seconds, "sink_txns": transactions,
-           "sink_rcpts": received, **counts, "errors": len(errors)}
-    print(f"{name:>8} {total:>7} {accepted:>9.2f} {seconds:>8.2f} {row['rate']:>9.0f} "
-          f"{counts['delivered']:>9} {counts['deferred']:>5} {counts['bounced']:>5} "
-          f"{transactions:>6} {received:>7}  load {benchlib.loadavg()}", flush=True)
-    print(f"#   cpu: {cpu}" + (f"; injection errors: {errors[:3]}" if errors else ""),
-          flush=True)
+    row = {"mta": target.name, "label": label, "total": total, "accepted": accepted,
+           "seconds": seconds, "rate": counts["delivered"] / seconds, **counts,
+           "sink_txns": transactions, "sink_rcpts": received, "errors": len(errors)}
+    print(f"{target.name:>8} {label:>6} {total:>7} {accepted:>8.2f} {total / accepted:>8.0f} "
+          f"{seconds:>8.2f} {row['rate']:>8.0f} {counts['delivered']:>7} "
+          f"{counts['deferred']:>5} {counts['bounced']:>6} {transactions:>6} {received:>7}  "
+          f"load {benchlib.loadavg()}", flush=True)
+    print(f"#   cpu: {meter.figures(metered)}" +
+          (f"; injection errors: {errors[:3]}" if errors else ""), flush=True)
     return row
+
+
+HEADER = (f"{'mta':>8} {'run':>6} {'rcpts':>7} {'accept_s':>8} {'accept/s':>8} {'total_s':>8} "
+          f"{'relay/s':>8} {'sent':>7} {'defer':>5} {'bounce':>6} {'s_txns':>6} {'s_rcpts':>7}")
+
+
+def print_summary(rows, groups):
+    """Per workload (rows whose run label starts with the group), the median relayed and
+    accepted rates of each daemon and the ratio Postern / Postfix."""
+    for group in groups:
+        median = {}
+        for name in ("postern", "postfix"):
+            mine = [r for r in rows if r["mta"] == name and r["label"].split(".")[0] == group]
+            if mine:
+                median[name] = (statistics.median(r["rate"] for r in mine),
+                                statistics.median(r["total"] / r["accepted"] for r in mine),
+                                len(mine))
+        parts = [f"{name} {relayed:.0f}/s relayed, {accepted:.0f}/s accepted ({n} runs)"
+                 for name, (relayed, accepted, n) in median.items()]
+        if len(median) == 2:
+            parts.append(f"ratio {median['postern'][0] / median['postfix'][0]:.2f}")
+        print(f"# {group}: " + "; ".join(parts))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternating rounds of the first workload (default 3)")
     parser.add_argument("--messages", type=int, default=20)
     parser.add_argument("--recipients", type=int, default=1000,
                         help="recipients per message (default 1000)")
     parser.add_argument("--domains", type=int, default=100)
     parser.add_argument("--size", type=int, default=1024, help="body bytes (default 1024)")
     parser.add_argument("--inject-sessions", type=int, default=4,
-                        help="parallel injecting connections (default 4)")
-    parser.add_argument("--no-postfix", action="store_true",
-                        help="measure Postern alone")
-    parser.add_argument("--tmpdir", help="directory for spools, queue and sink dumps "
+                        help="parallel injecting connections, first workload (default 4)")
+    parser.add_argument("--single", type=int, default=50000,
+                        help="single-recipient messages of the second workload, 0 for none "
+                        "(default 50000)")
+    parser.add_argument("--single-sessions", default="10,50",
+                        help="smtp-source sessions of the second workload (default 10,50)")
+    parser.add_argument("--no-postfix", action="store_true", help="measure Postern alone")
+    parser.add_argument("--limit", action="append", default=[], metavar="KEY=VALUE",
+                        help="a Postern `limits:` entry, for experiments (repeatable)")
+    parser.add_argument("--tmpdir", help="directory for spools, queue and sink dump "
                         "(default $POSTERN_BENCH_TMPDIR or /tmp)")
     args = parser.parse_args()
     base_dir = args.tmpdir or os.environ.get("POSTERN_BENCH_TMPDIR")
     benchlib.raise_fd_limit(4096)
+    # A SIGTERM (timeout(1), say) stops the daemons and the sink too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
 
     messages = [recipients_of(i, args.recipients, args.domains) for i in range(args.messages)]
     body = body_of(args.size)
-    print(f"# relay throughput: {args.messages} messages x {args.recipients} recipients over "
-          f"{args.domains} domains, {args.size}-byte body, injected pipelined over "
-          f"{args.inject_sessions} sessions; {args.rounds} alternating rounds")
-    print(f"# {os.cpu_count()} CPUs; load average before: {benchlib.loadavg()}", flush=True)
+    print(f"# relay throughput; {os.cpu_count()} CPUs; load average before: "
+          f"{benchlib.loadavg()}", flush=True)
+    if args.limit:
+        print(f"# postern limits: {', '.join(args.limit)}")
 
     sink = Sink(base_dir)
     sink.start()
-    d = benchlib.Daemon(limits={"sessions": 2000, "sessions_per_ip": 2000}, base_dir=base_dir,
+    limits = {"sessions": 2000, "sessions_per_ip": 2000}
+    limits.update(item.split("=", 1) for item in args.limit)
+    d = benchlib.Daemon(limits=limits, base_dir=base_dir,
                         extra=f"""relay_domains: ["*.relay.test", relay.test]
 routes:
   - match: [relay.test, "*.relay.test"]
@@ -429,6 +523,7 @@ routes:
     rows = []
     try:
         d.start()
+        targets = [PosternTarget(d)]
         if not args.no_postfix:
             created = ensure_postfix_accounts()
             if created:
@@ -436,20 +531,34 @@ routes:
             pf = PostfixInstance(sink.port, base_dir)
             try:
                 pf.start()
+                targets.append(PostfixTarget(pf))
             except RuntimeError as e:
                 print(f"# Postfix did not start, Postern alone: {e}")
                 pf.stop()
                 pf = None
         print(f"# smtp-sink {sink.program} on :{sink.port}; postern :{d.port}" +
               (f"; postfix :{pf.port} ({pf.dir})" if pf else ""))
-        print(f"{'mta':>8} {'rcpts':>7} {'accept_s':>9} {'total_s':>8} {'rcpt/s':>9} "
-              f"{'delivered':>9} {'defer':>5} {'bounce':>5} {'s_txns':>6} {'s_rcpts':>7}",
-              flush=True)
+        total = sum(len(m) for m in messages)
+        print(f"# 1: {args.messages} messages x {args.recipients} recipients over "
+              f"{args.domains} domains, {args.size}-byte body, injected pipelined over "
+              f"{args.inject_sessions} sessions; {args.rounds} alternating rounds")
+        print(HEADER, flush=True)
         for n in range(args.rounds):
-            print(f"# round {n + 1}", flush=True)
-            rows.append(round_postern(d, sink, messages, body, args))
-            if pf:
-                rows.append(round_postfix(pf, sink, messages, body, args))
+            for target in targets:
+                rows.append(run_round(target, sink, total, lambda port: inject(
+                    port, messages, args.inject_sessions, body), f"1.{n + 1}"))
+        single_sessions = [int(x) for x in args.single_sessions.split(",") if x]
+        if args.single:
+            print(f"# 2: {args.single} single-recipient messages over {args.domains} domains "
+                  f"(smtp-source -s 1 -d per domain, that many at once), {args.size}-byte "
+                  f"body")
+            print(HEADER, flush=True)
+            for sessions in single_sessions:
+                for target in targets:
+                    rows.append(run_round(target, sink, args.single,
+                                          lambda port: smtp_source_pool(
+                                              port, sessions, args.single, args.domains,
+                                              args.size), f"s{sessions}"))
         d.print_problems()
         if pf:
             warnings = [l for l in pf.read_log().splitlines()
@@ -463,14 +572,9 @@ routes:
             pf.stop()
         sink.stop()
 
-    def summary(name):
-        rates = [r["rate"] for r in rows if r["mta"] == name]
-        return statistics.median(rates) if rates else None
-
-    ours, theirs = summary("postern"), summary("postfix")
-    print(f"# median recipients/s: postern {ours:.0f}" +
-          (f", postfix {theirs:.0f}, ratio {ours / theirs:.2f}" if theirs else ""))
-    print(f"# target: postern >= 4x postfix and >= 10,000 recipients/s")
+    print_summary(rows, ["1"] + ([f"s{n}" for n in single_sessions] if args.single else []))
+    print("# targets: 1, postern >= 4x postfix and >= 10,000 recipients/s; 2, postern relayed "
+          ">= its accept rate and >= 3x postfix")
     print(f"# load average after: {benchlib.loadavg()}")
 
 
