@@ -369,9 +369,9 @@ class PosternTarget:
         return {key: int(queue.get(key, 0))
                 for key in ("delivered", "deferred", "bounced", "queued")}
 
-    def meter(self):
-        return benchlib.CpuMeter({role: pid for role, pid in self.d.pids().items()
-                                  if role in ("smtp", "queue", "mta")})
+    def meter(self, sink_pid):
+        return benchlib.CpuMeter({**{role: pid for role, pid in self.d.pids().items()
+                                     if role in ("smtp", "queue", "mta")}, "sink": sink_pid})
 
     def stuck(self):
         relays = self.d.smtpctl("show", "relays").stdout.strip()
@@ -386,7 +386,7 @@ class PosternTarget:
 class PostfixTarget:
     """The Postfix instance as a round sees it: its log's status=sent, deferred and bounced
     lines so far; idle when its queue directories hold no message. Its CPU is not split by
-    process (a few dozen short-lived ones): the meter is the machine's."""
+    process (a few dozen short-lived ones): the meter has the sink's and the machine's."""
 
     name = "postfix"
 
@@ -400,8 +400,8 @@ class PostfixTarget:
                 "bounced": counts["bounced"], "queued": self.pf.queued()}
 
     @staticmethod
-    def meter():
-        return benchlib.CpuMeter({})
+    def meter(sink_pid):
+        return benchlib.CpuMeter({"sink": sink_pid})
 
     def stuck(self):
         pass
@@ -414,7 +414,7 @@ def run_round(target, sink, total, send, label):
     delivered for STALL_SECONDS is reported stuck, and timed until its last delivery."""
     before = target.counters()
     sink.mark()
-    meter = target.meter()
+    meter = target.meter(sink.proc.pid)
     started = time.monotonic()
     errors = send(target.port)
     accepted = time.monotonic() - started
