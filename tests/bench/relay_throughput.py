@@ -472,7 +472,8 @@ def print_summary(rows, groups):
                  for name, (relayed, accepted, n) in median.items()]
         if len(median) == 2:
             parts.append(f"ratio {median['postern'][0] / median['postfix'][0]:.2f}")
-        print(f"# {group}: " + "; ".join(parts))
+        if parts:
+            print(f"# {group}: " + "; ".join(parts))
 
 
 def main():
