@@ -24,6 +24,13 @@ def locate(name):
     found = shutil.which(name)
     if found:
         return found, ""
+    root = unpack(name)
+    return os.path.join(root, "usr", "sbin", name), os.path.join(root, "usr", "lib", "postfix")
+
+
+def unpack(name="postfix"):
+    """The directory the package is unpacked in (the whole package: the daemons too), fetched
+    first when name, a program of its usr/sbin, is not there yet."""
     root = unpacked_root()
     binary = os.path.join(root, "usr", "sbin", name)
     if not os.path.exists(binary):
@@ -45,7 +52,7 @@ def locate(name):
             subprocess.run(["dpkg", "-x", debs[0], root], check=True)
         finally:
             shutil.rmtree(download, ignore_errors=True)
-    return binary, os.path.join(root, "usr", "lib", "postfix")
+    return root
 
 
 def tool(name, explicit=None):
