@@ -646,8 +646,7 @@ std::string Relay::describe() const {
   for (const std::string& site : shaper_.altered()) sites.push_back(site);
   std::sort(sites.begin(), sites.end());
   sites.erase(std::unique(sites.begin(), sites.end()), sites.end());
-  Shaper& shaper = const_cast<Shaper&>(shaper_);
-  for (const std::string& site : sites) text += shaper.describe(site);
+  for (const std::string& site : sites) text += shaper_.describe(site);
   return text;
 }
 

@@ -285,8 +285,12 @@ std::vector<std::string> Shaper::altered() const {
   return names;
 }
 
-std::string Shaper::describe(const std::string& name) {
-  Site& s = site(name);
+std::string Shaper::describe(const std::string& name) const {
+  const auto it = sites_.find(name);
+  Site fresh;
+  fresh.configured = configured_for(rule_of(name));
+  fresh.current = fresh.configured;
+  const Site& s = it != sites_.end() ? it->second : fresh;
   const auto now = now_();
   auto rate = [](uint32_t r) {
     return r == 0 ? std::string("unlimited") : std::to_string(r) + "/min";

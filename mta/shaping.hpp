@@ -80,7 +80,7 @@ class Shaper {
   // Suspensions that ended and slow-downs that step back; true while some site is altered.
   bool tick();
   // For smtpctl show relays: the site's limits now and configured, suspension and time left.
-  std::string describe(const std::string& site);
+  std::string describe(const std::string& site) const;
   std::vector<std::string> altered() const;  // sites suspended or slowed now
 
  private:
