@@ -15,6 +15,7 @@ constexpr std::string_view kSitePrefix = "shaping ";
 // Sites with nothing to remember are forgotten past this many (every domain mail went to).
 constexpr size_t kMaxSites = 100000;
 constexpr auto kMinute = std::chrono::minutes(1);
+constexpr auto kRelowerAfter = std::chrono::seconds(5);
 
 bool pattern_matches(const std::vector<std::string>& patterns, std::string_view name) {
   if (name.empty()) return false;
@@ -224,12 +225,22 @@ void Shaper::trigger(const std::string& name, Site& s, const ReplyRule& rule,
     log::warn("%s: suspended for %u s (rule %s)", name.c_str(), rule.duration, rule.name.c_str());
     return;
   }
+  // Replies to what was already on its way when the site was lowered say nothing new: the
+  // site is lowered again only after kRelowerAfter (or its recover interval, if shorter).
+  if (s.slowed && now - s.lowered_at <
+                      std::min<Clock::duration>(kRelowerAfter, std::chrono::seconds(rule.recover)))
+    return;
   if (rule.action == ReplyAction::slow_rate) {
     uint32_t base = s.current.rate;
     if (base == 0) {
-      // Unlimited until now: half of what went out in the last minute.
+      // Unlimited until now: half of what went out, as a rate a minute over the time it was
+      // sending (up to the last minute): a burst of a second counts as sixty of them.
       while (!s.started.empty() && now - s.started.front() > kMinute) s.started.pop_front();
-      base = std::max<uint32_t>(2, static_cast<uint32_t>(s.started.size()));
+      const double seconds =
+          s.started.empty()
+              ? 60.0
+              : std::max(1.0, std::chrono::duration<double>(now - s.started.front()).count());
+      base = std::max<uint32_t>(2, static_cast<uint32_t>(s.started.size() * 60.0 / seconds));
       if (s.rate_target == 0) s.rate_target = base;
     }
     s.current.rate = std::max<uint32_t>(1, base / 2);
@@ -237,6 +248,7 @@ void Shaper::trigger(const std::string& name, Site& s, const ReplyRule& rule,
   } else {
     s.current.connections = std::max<uint32_t>(1, s.current.connections / 2);
   }
+  s.lowered_at = now;
   s.slowed = true;
   s.slowed_by = rule.name;
   s.recover = rule.recover;

@@ -91,6 +91,7 @@ class Shaper {
     Clock::time_point suspended_until{};
     std::string suspended_by;
     bool slowed = false;
+    Clock::time_point lowered_at{};
     Clock::time_point hold_until{};  // a slow-down holds until then, then steps back
     Clock::time_point next_step{};
     uint32_t recover = 60;

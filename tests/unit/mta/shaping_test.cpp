@@ -130,8 +130,15 @@ TEST_F(ShapingTest, AnUnlimitedSiteIsSlowedToHalfOfWhatItSentThenLifted) {
   Settings s;
   shaper_.configure(s);
   for (int i = 0; i < 40; ++i) ASSERT_EQ(shaper_.admit("u.test").kind, Shaper::Gate::Kind::go);
+  // 40 within a second: 2,400 a minute, halved.
   EXPECT_TRUE(shaper_.observe("u.test", reply(421, "4.7.28", "slow down"), "mx"));
-  EXPECT_EQ(shaper_.limits("u.test").rate, 20u);
+  EXPECT_EQ(shaper_.limits("u.test").rate, 1200u);
+  // Replies to what was already under way do not lower it again at once; later ones do.
+  EXPECT_TRUE(shaper_.observe("u.test", reply(421, "4.7.28", "slow down"), "mx"));
+  EXPECT_EQ(shaper_.limits("u.test").rate, 1200u);
+  now_ += 5s;
+  EXPECT_TRUE(shaper_.observe("u.test", reply(421, "4.7.28", "slow down"), "mx"));
+  EXPECT_EQ(shaper_.limits("u.test").rate, 600u);
   now_ += 1h;
   EXPECT_FALSE(shaper_.tick());
   EXPECT_EQ(shaper_.limits("u.test").rate, 0u);
