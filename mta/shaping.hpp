@@ -55,9 +55,9 @@ class Shaper {
 
   // New settings: each site's configured limits again; suspensions and slow-downs stay.
   void configure(const Settings& settings);
-  // The site of a destination: the first shaping rule matching its domain (empty for a route:
-  // then only route_name is matched against `match`) or its first MX host; else the
-  // destination itself.
+  // The site of a destination: the first shaping rule whose `match` names its domain (for a
+  // route, the route's first pattern) or whose `mx` names its most preferred server
+  // ("shaping N (first pattern)"); else the destination itself.
   std::string site_of(std::string_view domain, std::string_view mx_host,
                       const std::string& destination) const;
 
