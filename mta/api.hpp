@@ -1,6 +1,7 @@
 // smtpd-mta's interface: what the other processes send it.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -54,6 +55,106 @@ struct Route {
   friend bool operator==(const Route&, const Route&) = default;
 };
 
+// A shaping rule (smtpd.yaml `shaping:`): the destinations it matches — by recipient domain, or
+// by the name of their most preferred MX host — form one *site* that shares one budget: messages
+// a minute, connections, suspensions and slow-downs. Unset limits take the limits.* defaults.
+// A list of rules rather than keys on routes: a site is often mail sent by MX (every domain
+// hosted at one provider), which no route names.
+constexpr size_t kMaxShapingRules = 1000;
+constexpr size_t kMaxShapingPatterns = 1000;
+struct Shaping {
+  std::vector<std::string> match;  // recipient domains, "*.domain" for those under it
+  std::vector<std::string> mx;     // MX host names, "*.google.com" for those under it
+  std::optional<uint32_t> rate;    // messages a minute (token bucket); 0: unlimited
+  std::optional<uint32_t> connections;
+  std::optional<uint32_t> messages_per_connection;
+  std::optional<uint32_t> recipients;  // a transaction
+  static constexpr auto fields() {
+    using fields::field;
+    return std::tuple{
+        field(&Shaping::match, "match",
+              {.length = mail::kMaxRelayHost, .count = kMaxShapingPatterns}),
+        field(&Shaping::mx, "mx", {.length = mail::kMaxRelayHost, .count = kMaxShapingPatterns}),
+        field(&Shaping::rate, "rate", {.max = 1000000}),
+        field(&Shaping::connections, "connections", {.min = 1, .max = 10000}),
+        field(&Shaping::messages_per_connection, "messages_per_connection",
+              {.min = 1, .max = 1000000}),
+        field(&Shaping::recipients, "recipients", {.min = 1, .max = msg::kLocalRecipientsPerJob}),
+    };
+  }
+  friend bool operator==(const Shaping&, const Shaping&) = default;
+};
+
+// What a reply rule does to the site whose server answered.
+enum class ReplyAction : uint8_t { suspend, slow_rate, slow_connections };
+constexpr std::array<std::string_view, 3> kReplyActionNames = {"suspend", "slow_rate",
+                                                               "slow_connections"};
+
+// A reply rule (smtpd.yaml `reply_rules:`): threshold replies that match within window seconds
+// trigger the action for duration seconds; a slow-down then steps back every recover seconds
+// (rate +1/10 of the configured one, connections +1). Only servers' replies count: failures
+// Postern decided itself (timeouts, refused connections: code 0) never do.
+constexpr size_t kMaxReplyRules = 100;
+struct ReplyRule {
+  std::string name;        // for the log and smtpctl
+  uint32_t code = 0;       // the reply code; 0: any 4xx or 5xx
+  std::string status;      // the enhanced status code ("4.7.28"); empty: any
+  std::string text;        // in the reply's text, without regard to case; empty: any
+  bool greeting = false;   // only replies to the connection (the greeting)
+  uint32_t threshold = 1;  // replies within window
+  uint32_t window = 60;    // seconds
+  ReplyAction action = ReplyAction::slow_rate;
+  uint32_t duration = 600;  // seconds
+  uint32_t recover = 60;    // seconds between steps back
+  static constexpr auto fields() {
+    using fields::field;
+    return std::tuple{
+        field(&ReplyRule::name, "name", {.length = 64}),
+        field(&ReplyRule::code, "code", {.max = 599}),
+        field(&ReplyRule::status, "status", {.length = 16}),
+        field(&ReplyRule::text, "text", {.length = 128}),
+        field(&ReplyRule::greeting, "greeting"),
+        field(&ReplyRule::threshold, "threshold", {.min = 1, .max = 10000}),
+        field(&ReplyRule::window, "window", {.min = 1, .max = 86400, .unit = fields::kDays}),
+        field(&ReplyRule::action, "action", {.names = kReplyActionNames}),
+        field(&ReplyRule::duration, "duration",
+              {.min = 1, .max = 7 * 86400, .unit = fields::kDays}),
+        field(&ReplyRule::recover, "recover", {.min = 1, .max = 86400, .unit = fields::kDays}),
+    };
+  }
+  friend bool operator==(const ReplyRule&, const ReplyRule&) = default;
+};
+
+// The shipped rules, from what the big receivers document (man/smtpd.yaml.5 lists them).
+inline std::vector<ReplyRule> default_reply_rules() {
+  auto rule = [](std::string name, uint32_t code, std::string status, std::string text,
+                 bool greeting, uint32_t threshold, ReplyAction action, uint32_t duration) {
+    return ReplyRule{.name = std::move(name),
+                     .code = code,
+                     .status = std::move(status),
+                     .text = std::move(text),
+                     .greeting = greeting,
+                     .threshold = threshold,
+                     .window = 60,
+                     .action = action,
+                     .duration = duration,
+                     .recover = 60};
+  };
+  using A = ReplyAction;
+  return {
+      rule("gmail-rate", 421, "4.7.28", "", false, 1, A::slow_rate, 600),
+      rule("microsoft-4.7.650", 0, "4.7.650", "", false, 1, A::slow_rate, 1800),
+      rule("microsoft-4.7.651", 0, "4.7.651", "", false, 1, A::slow_rate, 1800),
+      rule("microsoft-4.7.500", 0, "4.7.500", "", false, 1, A::suspend, 3600),
+      rule("yahoo-tss04", 0, "", "[TSS04]", false, 1, A::suspend, 4 * 3600),
+      rule("yahoo-tss05", 0, "", "[TSS05]", false, 1, A::suspend, 4 * 3600),
+      rule("rate-limited", 0, "", "rate limit", false, 3, A::slow_rate, 600),
+      rule("too-many-connections", 0, "", "too many connections", false, 3, A::slow_connections,
+           600),
+      rule("greeting-421", 421, "", "", true, 3, A::slow_connections, 600),
+  };
+}
+
 struct Settings {
   static constexpr msg::MessageInfo kInfo = msg::schema(msg::Type::mta_config);
   std::string hostname;       // our name in EHLO, and in the Received: trace of a relayed DSN
@@ -76,6 +177,15 @@ struct Settings {
   // Opportunistic TLS whose handshake fails: the same server is tried again without TLS
   // (logged), as Postfix does; false: the failure defers like a refused connection.
   bool plaintext_fallback = true;
+  // Traffic shaping (mta/shaping.hpp): the defaults of every site, its rules and the rules
+  // that react to replies.
+  uint32_t destination_rate = 0;  // messages a minute; 0: unlimited
+  uint32_t recipients_per_transaction = msg::kLocalRecipientsPerJob;
+  // A delivery over its site's rate waits in mta this long at most; longer, it is deferred with
+  // the time the site has room again (the queue's retry_after).
+  uint32_t rate_hold = 60;  // seconds
+  std::vector<Shaping> shaping;
+  std::vector<ReplyRule> reply_rules = default_reply_rules();
   static constexpr auto fields() {
     using fields::field;
     return std::tuple{
@@ -95,6 +205,12 @@ struct Settings {
         field(&Settings::hop_count, "limits.hop_count", {.min = 1, .max = 1000}),
         field(&Settings::tls_policy, "relay_tls.policy", {.names = mail::kTlsPolicyNames}),
         field(&Settings::plaintext_fallback, "relay_tls.plaintext_fallback"),
+        field(&Settings::destination_rate, "limits.destination_rate", {.max = 1000000}),
+        field(&Settings::recipients_per_transaction, "limits.recipients_per_transaction",
+              {.min = 1, .max = msg::kLocalRecipientsPerJob}),
+        field(&Settings::rate_hold, "limits.rate_hold", {.max = 3600, .unit = fields::kHours}),
+        field(&Settings::shaping, "shaping", {.count = kMaxShapingRules}),
+        field(&Settings::reply_rules, "reply_rules", {.count = kMaxReplyRules}),
     };
   }
   friend bool operator==(const Settings&, const Settings&) = default;

@@ -105,7 +105,8 @@ Relay::Relay(event_base* base, Resolve resolve, Report report)
     : base_(base),
       resolve_(std::move(resolve)),
       report_(std::move(report)),
-      reaper_(base, [this] { ended_.clear(); }) {}
+      reaper_(base, [this] { ended_.clear(); }),
+      shaping_timer_(base, [this] { on_shaping_timer(); }) {}
 
 Relay::~Relay() {
   *alive_ = false;
@@ -120,7 +121,7 @@ void Relay::configure(const Settings& settings) {
     else
       log::error("TLS: %s; mail is sent without it", made.error().message.c_str());
   }
-  for (auto& [key, d] : destinations_) d.max_connections = settings_.destination_connections;
+  shaper_.configure(settings_);
 }
 
 Relay::Destination& Relay::destination(const std::string& key) {
@@ -128,7 +129,6 @@ Relay::Destination& Relay::destination(const std::string& key) {
   if (it == destinations_.end()) {
     Destination d;
     d.key = key;
-    d.max_connections = settings_.destination_connections;
     it = destinations_.emplace(key, std::move(d)).first;
   }
   return it->second;
@@ -182,6 +182,7 @@ void Relay::dispatch(const std::string& key) {
                  r.dsn, r.detail, "");
     return forget_if_unused(key);
   }
+  if (!gate_open(d, shaper_.peek(d.site))) return forget_if_unused(key);
   for (const uint64_t id : std::vector<uint64_t>(d.connections)) {
     if (d.waiting.empty()) return;
     Connection* c = find(id);
@@ -215,7 +216,8 @@ void Relay::dispatch(const std::string& key) {
     const Connection* c = find(id);
     if (c != nullptr && !c->ready) ++connecting;
   }
-  while (d.waiting.size() > connecting && d.connections.size() < d.max_connections) {
+  const uint32_t max_connections = shaper_.limits(d.site).connections;
+  while (d.waiting.size() > connecting && site_connections(d) < max_connections) {
     if (connections_.size() >= settings_.connections) {
       evict_idle_elsewhere(key);
       if (std::find(slot_waiters_.begin(), slot_waiters_.end(), key) == slot_waiters_.end())
@@ -237,13 +239,22 @@ void Relay::resolved(const std::string& key, Resolution resolution) {
     resolution.dsn = "4.4.3";
     resolution.detail = "no server to send to";
   }
+  // The site: by the domain (a route's first pattern) and the most preferred server's name.
+  std::string domain = key;
+  if (const size_t open = key.find(" ("); open != std::string::npos && key.ends_with(')'))
+    domain = key.substr(open + 2, key.size() - open - 3);
+  if (domain.starts_with("*.")) domain.erase(0, 2);
+  d.site = shaper_.site_of(
+      domain, resolution.targets.empty() ? std::string_view() : resolution.targets.front().host,
+      key);
   d.resolution = std::move(resolution);
   d.resolved_at = Clock::now();
   dispatch(key);
 }
 
 void Relay::fail_waiting(Destination& d, msg::DeliveryOutcome outcome, const std::string& dsn,
-                         const std::string& detail, const std::string& remote_mta) {
+                         const std::string& detail, const std::string& remote_mta,
+                         uint32_t retry_after) {
   std::deque<Delivery> waiting = std::move(d.waiting);
   d.waiting.clear();
   for (Delivery& delivery : waiting) {
@@ -253,6 +264,7 @@ void Relay::fail_waiting(Destination& d, msg::DeliveryOutcome outcome, const std
       r.dsn = dsn;
       r.detail = detail.substr(0, msg::kMaxDeliveryDetail);
       r.remote_mta = remote_mta;
+      r.retry_after = std::min(retry_after, msg::kMaxRetryAfter);
       report_(*delivery.job, k, std::move(r));
     }
   }
@@ -409,6 +421,8 @@ void Relay::on_closed(uint64_t id) {
         failure ? *failure
                 : mail::RecipientResult{mail::RecipientStatus::temporary,
                                         mail::ClientPhase::connect, 0, "4.4.1", "cannot connect"};
+    if (why.from_server() && shaper_.observe(destination(key).site, why, c->target.name()))
+      wake_after(std::chrono::seconds(1));
     // RFC 3463 X.7.5: the handshake failed, or the certificate was refused.
     if (why.phase == mail::ClientPhase::tls && !why.from_server()) why.status_code = "4.7.5";
     Destination& d = destination(key);
@@ -446,6 +460,7 @@ void Relay::give_work(Connection& c) {
   Destination& d = destination(c.destination);
   while (!d.waiting.empty() && !c.busy) {
     if (!usable(c)) return;
+    if (!gate_open(d, shaper_.admit(d.site))) break;
     Delivery delivery = std::move(d.waiting.front());
     d.waiting.pop_front();
     start(c, d, std::move(delivery));
@@ -470,11 +485,13 @@ void Relay::start(Connection& c, Destination& d, Delivery delivery) {
     }
     return;  // the connection stays free for the next
   }
-  if (delivery.recipients.size() > d.recipient_limit) {
+  const size_t recipient_limit =
+      std::min<size_t>(d.recipient_limit, shaper_.limits(d.site).recipients);
+  if (delivery.recipients.size() > recipient_limit) {
     Delivery rest{delivery.job, {}, delivery.retried, delivery.queued, {}};
-    rest.recipients.assign(delivery.recipients.begin() + static_cast<ptrdiff_t>(d.recipient_limit),
+    rest.recipients.assign(delivery.recipients.begin() + static_cast<ptrdiff_t>(recipient_limit),
                            delivery.recipients.end());
-    delivery.recipients.resize(d.recipient_limit);
+    delivery.recipients.resize(recipient_limit);
     d.waiting.push_front(std::move(rest));
   }
   mail::ClientTransaction t;
@@ -515,6 +532,15 @@ void Relay::on_results(uint64_t id, Delivery delivery, std::vector<mail::Recipie
           return r.status == mail::RecipientStatus::delivered;
         }));
     Delivery again{delivery.job, {}, delivery.retried, delivery.queued, {}};
+    // The site's reply rules see each distinct reply of the transaction once (a 421 to MAIL
+    // is every recipient's result, but one answer).
+    std::vector<std::string> observed;
+    for (const mail::RecipientResult& r : results) {
+      std::string reply = std::to_string(r.code) + r.status_code + r.text;
+      if (std::find(observed.begin(), observed.end(), reply) != observed.end()) continue;
+      observed.push_back(std::move(reply));
+      if (shaper_.observe(d.site, r, c->target.name())) wake_after(std::chrono::seconds(1));
+    }
     for (size_t i = 0; i < results.size() && i < delivery.recipients.size(); ++i) {
       if (accepted > 0 && too_many_recipients(results[i])) {
         again.recipients.push_back(delivery.recipients[i]);
@@ -533,7 +559,9 @@ void Relay::on_results(uint64_t id, Delivery delivery, std::vector<mail::Recipie
     }
   }
   if (c->session->closed()) return;  // on_closed follows
-  if (c->messages >= settings_.messages_per_connection) {
+  const SiteLimits limits = shaper_.limits(d.site);
+  // (Beyond a lowered concurrency, connections close as their transactions end.)
+  if (c->messages >= limits.messages_per_connection || site_connections(d) > limits.connections) {
     c->session->quit();
     dispatch(c->destination);  // another connection takes what waits
     return;
@@ -583,6 +611,44 @@ void Relay::kick_slot_waiters() {
   for (const std::string& key : waiters) dispatch(key);
 }
 
+bool Relay::gate_open(Destination& d, const Shaper::Gate& gate) {
+  if (gate.kind == Shaper::Gate::Kind::go) return true;
+  if (gate.kind == Shaper::Gate::Kind::wait) {
+    wake_after(gate.delay);
+    return false;
+  }
+  // Suspended, or no room soon: the queue tries again when the site has room, and no
+  // connection is attempted meanwhile.
+  const auto seconds = std::chrono::ceil<std::chrono::seconds>(gate.delay).count();
+  fail_waiting(d, msg::DeliveryOutcome::temporary_failure, "4.7.0", gate.why, "",
+               static_cast<uint32_t>(std::clamp<long long>(seconds, 1, msg::kMaxRetryAfter)));
+  return false;
+}
+
+void Relay::wake_after(Clock::duration delay) {
+  const auto due = Clock::now() + delay;
+  if (shaping_timer_.pending() && shaping_due_ <= due) return;
+  shaping_due_ = due;
+  shaping_timer_.arm(std::chrono::ceil<std::chrono::milliseconds>(delay));
+}
+
+void Relay::on_shaping_timer() {
+  const bool altered = shaper_.tick();
+  std::vector<std::string> keys;
+  for (const auto& [key, d] : destinations_)
+    if (!d.waiting.empty()) keys.push_back(key);
+  for (const std::string& key : keys) dispatch(key);
+  if (altered) wake_after(std::chrono::seconds(1));
+}
+
+size_t Relay::site_connections(const Destination& d) const {
+  if (d.site.empty() || d.site == d.key) return d.connections.size();
+  size_t n = 0;
+  for (const auto& [key, other] : destinations_)
+    if (other.site == d.site) n += other.connections.size();
+  return n;
+}
+
 void Relay::forget_if_unused(const std::string& key) {
   auto it = destinations_.find(key);
   if (it == destinations_.end()) return;
@@ -592,6 +658,7 @@ void Relay::forget_if_unused(const std::string& key) {
 
 std::string Relay::describe() const {
   std::string text;
+  std::vector<std::string> sites;
   for (const auto& [key, d] : destinations_) {
     size_t ready = 0;
     for (const uint64_t id : d.connections) {
@@ -600,9 +667,14 @@ std::string Relay::describe() const {
     }
     text += key + ": " + std::to_string(d.connections.size()) + " connections (" +
             std::to_string(ready) + " ready), " + std::to_string(d.waiting.size()) +
-            " deliveries waiting, at most " + std::to_string(d.max_connections) +
-            " connections and " + std::to_string(d.recipient_limit) + " recipients a transaction\n";
+            " deliveries waiting, server takes " + std::to_string(d.recipient_limit) +
+            " recipients a transaction" + (d.site.empty() ? "" : ", site " + d.site) + "\n";
+    if (!d.site.empty()) sites.push_back(d.site);
   }
+  for (const std::string& site : shaper_.altered()) sites.push_back(site);
+  std::sort(sites.begin(), sites.end());
+  sites.erase(std::unique(sites.begin(), sites.end()), sites.end());
+  for (const std::string& site : sites) text += shaper_.describe(site);
   return text;
 }
 

@@ -24,6 +24,7 @@
 #include "common/util/io.hpp"
 #include "common/util/tls.hpp"
 #include "mta/api.hpp"
+#include "mta/shaping.hpp"
 #include "queue/api.hpp"
 
 namespace postern::mta {
@@ -130,16 +131,24 @@ class Relay {
     bool resolving = false;
     std::deque<Delivery> waiting;
     std::vector<uint64_t> connections;
-    // The limits that apply to it: the seam where per-destination shaping plugs in.
-    uint32_t max_connections = 20;
-    size_t recipient_limit = msg::kLocalRecipientsPerJob;  // lowered by 452 4.5.3
+    // Its site (shaping.hpp), known once it is resolved: the budget it shares.
+    std::string site;
+    // The server's recipient limit, learned from 452 4.5.3 (the site's may be lower).
+    size_t recipient_limit = msg::kLocalRecipientsPerJob;
   };
 
   Destination& destination(const std::string& key);
   void dispatch(const std::string& key);
   void resolved(const std::string& key, Resolution resolution);
   void fail_waiting(Destination& d, msg::DeliveryOutcome outcome, const std::string& dsn,
-                    const std::string& detail, const std::string& remote_mta);
+                    const std::string& detail, const std::string& remote_mta,
+                    uint32_t retry_after = 0);
+  // The site's gate said no: wait (the shaping timer dispatches again) or defer what waits.
+  // True when the destination may go on.
+  bool gate_open(Destination& d, const Shaper::Gate& gate);
+  void wake_after(Clock::duration delay);
+  void on_shaping_timer();
+  size_t site_connections(const Destination& d) const;
   void open_connection(Destination& d);
   void connect(Connection& c);
   // How c's connection starts TLS, as its target's policy says; false when it cannot (a
@@ -174,6 +183,9 @@ class Relay {
   // Sessions that ended, freed on the next loop turn rather than inside their own callbacks.
   std::vector<std::unique_ptr<mail::ClientSession>> ended_;
   Timer reaper_;
+  Shaper shaper_;
+  Timer shaping_timer_;  // rate waits, suspensions that end, slow-downs that step back
+  Clock::time_point shaping_due_{};
   TlsConfigPtr encrypt_config_;  // TLS without verification (opportunistic, encrypt)
   TlsConfigPtr verify_config_;   // with the CA certificates
   std::string verify_problem_ = "no CA certificates yet";

@@ -26,18 +26,14 @@
 
 #include "mta/mta_process.hpp"
 #include "tests/unit/common/mail/script_server.hpp"
+#include "tests/unit/mta/mta_fixture.hpp"
 #include "tests/unit/support/process_harness.hpp"
 
 namespace postern::mta {
 namespace {
 
 using mail::Conn;
-using mail::MessageFile;
 using mail::TestServer;
-using test::PeerEnd;
-using test::ProcessUnderTest;
-
-const std::string kMessage = "Received: from a by b\r\nSubject: test\r\n\r\nhello\r\n.dot\r\n";
 
 // What a sink saw of one transaction.
 struct Seen {
@@ -140,10 +136,6 @@ uint16_t refused_port() {
   return ntohs(a.sin_port);
 }
 
-mail::RelayHop hop(uint16_t port) {
-  return {.scheme = mail::RelayScheme::smtp, .host = "127.0.0.1", .literal = true, .port = port};
-}
-
 #ifndef POSTERN_TEST_DATA_DIR
 #error "POSTERN_TEST_DATA_DIR must name tests/data"
 #endif
@@ -218,79 +210,6 @@ class PostfixSink {
   std::filesystem::path dumps_;
   uint16_t port_ = 0;
   pid_t pid_ = -1;
-};
-
-class MtaProcessTest : public ::testing::Test {
- protected:
-  // Forked here, before a test's scripted server starts its thread: a child forked while
-  // another thread is inside the sanitizer's allocator can hang on its lock.
-  void SetUp() override {
-    mta_.emplace(Role::mta, [](ChildRuntime& runtime) {
-      MtaProcess mta(runtime);
-      return runtime.run();
-    });
-  }
-
-  void start(std::vector<Route> routes, std::vector<std::string> local = {},
-             uint32_t destination_connections = 20, uint32_t connections = 500,
-             uint32_t messages_per_connection = 100) {
-    Settings settings{
-        .hostname = "mta.test", .routes = std::move(routes), .local_addresses = std::move(local)};
-    settings.destination_connections = destination_connections;
-    settings.connections = connections;
-    settings.messages_per_connection = messages_per_connection;
-    ASSERT_TRUE(mta_->parent().send(settings));
-    queue_ = &mta_->connect(Role::queue);
-    lookup_ = &mta_->connect(Role::lookup);
-    control_ = &mta_->connect(Role::control);
-    ASSERT_TRUE(mta_->start());
-  }
-
-  bool deliver(const std::vector<std::string>& recipients, uint32_t request,
-               const std::string& bytes = kMessage, Envelope envelope = {}) {
-    files_.emplace_back(bytes);
-    envelope.id = "0123456789abcdef";
-    if (envelope.sender.empty()) envelope.sender = "bob@example.org";
-    envelope.size = bytes.size();
-    msg::DeliverRemote job{.envelope = envelope, .recipients = {}};
-    for (size_t i = 0; i < recipients.size(); ++i)
-      job.recipients.push_back({.index = static_cast<uint32_t>(i + 10),
-                                .address = recipients[i],
-                                .orcpt_type = "",
-                                .orcpt = "",
-                                .notify = {}});
-    return queue_->send(job, request, UniqueFd(dup(files_.back().data().fd)));
-  }
-
-  // The whole report for a request: its frames' results, by the recipient's index.
-  std::map<uint32_t, msg::DeliveryResult> report(uint32_t request) {
-    std::map<uint32_t, msg::DeliveryResult> results;
-    for (;;) {
-      auto frame = mta_->await<msg::DeliveryReport>(*queue_, std::chrono::seconds(20));
-      if (!frame) {
-        ADD_FAILURE() << "no report for request " << request;
-        return results;
-      }
-      EXPECT_EQ(frame->request_id, request);
-      EXPECT_EQ(frame->message.id, "0123456789abcdef");
-      for (auto& r : frame->message.results) results[r.index] = r;
-      if (frame->message.last) return results;
-    }
-  }
-
-  // lookup's side: the next MxQuery, answered with a.
-  std::optional<msg::MxQuery> answer_mx(const msg::MxAnswer& a) {
-    auto ask = mta_->await<msg::MxQuery>(*lookup_);
-    if (!ask) return std::nullopt;
-    EXPECT_TRUE(lookup_->send(a, ask->request_id));
-    return ask->message;
-  }
-
-  std::optional<ProcessUnderTest> mta_;
-  PeerEnd* queue_ = nullptr;
-  PeerEnd* lookup_ = nullptr;
-  PeerEnd* control_ = nullptr;
-  std::deque<MessageFile> files_;
 };
 
 // One transaction for every recipient of the route, pipelined, with a result each.

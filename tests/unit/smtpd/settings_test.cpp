@@ -174,6 +174,17 @@ TEST(Settings, SlicesReachTheChildrenUnchanged) {
   EXPECT_EQ(through_the_wire(config.queue), config.queue);
   EXPECT_EQ(through_the_wire(config.mda), config.mda);
   EXPECT_EQ(through_the_wire(config.mta), config.mta);
+  // Shaping rules and reply rules (replacing the shipped ones) cross as they were read.
+  ASSERT_EQ(config.mta.shaping.size(), 2u);
+  EXPECT_EQ(config.mta.shaping[0].mx, std::vector<std::string>{"*.google.com"});
+  EXPECT_EQ(config.mta.shaping[1].recipients, 50u);
+  EXPECT_FALSE(config.mta.shaping[1].connections);
+  ASSERT_EQ(config.mta.reply_rules.size(), 2u);
+  EXPECT_EQ(config.mta.reply_rules[0].recover, 30u);
+  EXPECT_EQ(config.mta.reply_rules[1].action, mta::ReplyAction::suspend);
+  EXPECT_EQ(config.mta.reply_rules[1].duration, 4u * 3600);
+  EXPECT_EQ(config.mta.reply_rules[1].window, 120u);
+  EXPECT_EQ(config.mta.destination_rate, 100u);
   EXPECT_EQ(through_the_wire(config.lookup), config.lookup);
   EXPECT_FALSE(config.lookup.domains.empty());
   EXPECT_FALSE(config.lookup.checks.empty());
