@@ -68,19 +68,19 @@ class Shaper {
     Clock::duration delay{};
     std::string why;  // defer: for the result's detail
   };
-  Gate admit(const std::string& site);
-  Gate peek(const std::string& site);          // the same without taking a token
-  SiteLimits limits(const std::string& site);  // as they are now (lowered by a slow-down)
-  SiteLimits configured(const std::string& site) const;
+  Gate admit(const std::string& name);
+  Gate peek(const std::string& name);          // the same without taking a token
+  SiteLimits limits(const std::string& name);  // as they are now (lowered by a slow-down)
+  SiteLimits configured(const std::string& name) const;
 
   // A reply from one of the site's servers. Postern's own failures (code 0) are ignored.
   // True when it triggered a rule.
-  bool observe(const std::string& site, const mail::RecipientResult& reply,
+  bool observe(const std::string& name, const mail::RecipientResult& reply,
                std::string_view server);
   // Suspensions that ended and slow-downs that step back; true while some site is altered.
   bool tick();
   // For smtpctl show relays: the site's limits now and configured, suspension and time left.
-  std::string describe(const std::string& site) const;
+  std::string describe(const std::string& name) const;
   std::vector<std::string> altered() const;  // sites suspended or slowed now
 
  private:
