@@ -337,8 +337,8 @@ bool Relay::arrange_tls(Connection& c, mail::ClientOptions& options,
     if (broken != tls_broken_.end() && broken->second <= Clock::now()) tls_broken_.erase(broken);
     if (c.plaintext || tls_broken_.contains(t.key())) return true;
   }
-  tls_config* config = verify ? verify_config_.get() : encrypt_config_.get();
-  if (config == nullptr) {
+  std::shared_ptr<tls_config> config = verify ? verify_config_ : encrypt_config_;
+  if (!config) {
     log::warn("%s: TLS is required but cannot be had: %s", t.name().c_str(),
               verify ? verify_problem_.c_str() : "no TLS configuration");
     return false;
@@ -348,7 +348,7 @@ bool Relay::arrange_tls(Connection& c, mail::ClientOptions& options,
   auto wrap = [base, config, name, verify](std::unique_ptr<mail::ClientStream> plain,
                                            bool connected) -> std::unique_ptr<mail::ClientStream> {
     // (Without a context the stream fails on the loop, saying so.)
-    auto context = make_tls_client(config);
+    auto context = make_tls_client(config.get());
     if (!context.ok()) log::warn("%s: %s", name.c_str(), context.error().message.c_str());
     return mail::wrap_tls(base, std::move(plain), connected,
                           context.ok() ? std::move(context).value() : TlsPtr(), name, verify);

@@ -186,8 +186,10 @@ class Relay {
   Shaper shaper_;
   Timer shaping_timer_;  // rate waits, suspensions that end, slow-downs that step back
   Clock::time_point shaping_due_{};
-  TlsConfigPtr encrypt_config_;  // TLS without verification (opportunistic, encrypt)
-  TlsConfigPtr verify_config_;   // with the CA certificates
+  // Shared with the sessions that will start TLS with them: a reload that brings another CA
+  // file replaces verify_config_ while a session still waits for its STARTTLS.
+  std::shared_ptr<tls_config> encrypt_config_;  // TLS without verification (opportunistic, encrypt)
+  std::shared_ptr<tls_config> verify_config_;   // with the CA certificates
   std::string verify_problem_ = "no CA certificates yet";
   // Servers whose opportunistic TLS failed, by Target::key(), until when they are sent to in
   // the clear (Postfix keeps such a fact for its cache time too).
