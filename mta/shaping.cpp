@@ -240,7 +240,8 @@ void Shaper::trigger(const std::string& name, Site& s, const ReplyRule& rule,
           s.started.empty()
               ? 60.0
               : std::max(1.0, std::chrono::duration<double>(now - s.started.front()).count());
-      base = std::max<uint32_t>(2, static_cast<uint32_t>(static_cast<double>(s.started.size()) * 60.0 / seconds));
+      base = std::max<uint32_t>(
+          2, static_cast<uint32_t>(static_cast<double>(s.started.size()) * 60.0 / seconds));
       if (s.rate_target == 0) s.rate_target = base;
     }
     s.current.rate = std::max<uint32_t>(1, base / 2);
