@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 
+#include <csignal>
+
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
@@ -22,6 +24,14 @@
 
 namespace postern::mail {
 namespace {
+
+// The engine writes to servers that may have hung up; it runs, as in the daemon (whose
+// processes ignore SIGPIPE, common/ipc/child.cpp), with a failed write reported as EPIPE.
+const bool kSigpipeIgnored = std::signal(SIGPIPE, SIG_IGN) != SIG_ERR;  // NOLINT(cert-err58-cpp)
+
+TEST(ClientSession, RunsWithSigpipeIgnored) {
+  EXPECT_TRUE(kSigpipeIgnored);
+}
 
 using namespace std::chrono_literals;
 
