@@ -217,6 +217,8 @@ void Relay::dispatch(const std::string& key) {
     if (c != nullptr && !c->ready) ++connecting;
   }
   const uint32_t max_connections = shaper_.limits(d.site).connections;
+  if (d.waiting.size() > connecting && Clock::now() < d.connect_after)
+    return wake_after(d.connect_after - Clock::now());
   while (d.waiting.size() > connecting && site_connections(d) < max_connections) {
     if (connections_.size() >= settings_.connections) {
       evict_idle_elsewhere(key);
@@ -390,6 +392,7 @@ void Relay::on_ready(uint64_t id) {
   c->targets.clear();
   const auto& facts = c->session->tls_facts();
   c->tls = facts && facts->established ? facts->to_string() : "";
+  destination(c->destination).refused_in_a_row = 0;
   give_work(*c);
 }
 
@@ -421,8 +424,14 @@ void Relay::on_closed(uint64_t id) {
         failure ? *failure
                 : mail::RecipientResult{mail::RecipientStatus::temporary,
                                         mail::ClientPhase::connect, 0, "4.4.1", "cannot connect"};
-    if (why.from_server() && shaper_.observe(destination(key).site, why, c->target.name()))
-      wake_after(std::chrono::seconds(1));
+    if (why.from_server()) {
+      // What the server had let in when it refused this one: the site's connections that are
+      // up, and those opened before this one (it answers them first).
+      const size_t open = site_connections(
+          destination(key), [id](const Connection& other) { return other.ready || other.id < id; });
+      if (shaper_.observe(destination(key).site, why, c->target.name(), open).triggered)
+        wake_after(std::chrono::seconds(1));
+    }
     // RFC 3463 X.7.5: the handshake failed, or the certificate was refused.
     if (why.phase == mail::ClientPhase::tls && !why.from_server()) why.status_code = "4.7.5";
     Destination& d = destination(key);
@@ -430,6 +439,12 @@ void Relay::on_closed(uint64_t id) {
                                     [&](uint64_t o) { return o != id && find(o) != nullptr; });
     const std::string last = c->target.name();
     retire(*c);
+    if (others && why.from_server()) {
+      // Refused while others are up ("too many connections"): the next one waits a while,
+      // longer each time in a row, rather than knocking again at once.
+      d.refused_in_a_row = std::min<uint32_t>(d.refused_in_a_row + 1, kMaxConnectHold);
+      d.connect_after = Clock::now() + std::chrono::seconds(d.refused_in_a_row);
+    }
     if (!others) {
       log::info("%s: no server could be reached (last: %s: %s)", key.c_str(), last.c_str(),
                 why.text.c_str());
@@ -522,25 +537,38 @@ void Relay::on_results(uint64_t id, Delivery delivery, std::vector<mail::Recipie
                      std::all_of(results.begin(), results.end(), [](const auto& r) {
                        return !r.from_server() && r.phase == mail::ClientPhase::mail;
                      });
-  if (stale) {
-    // The server had closed the cached connection as we used it: once more, on another.
-    delivery.retried = true;
-    d.waiting.push_front(std::move(delivery));
-  } else {
-    const size_t accepted = static_cast<size_t>(
-        std::count_if(results.begin(), results.end(), [](const mail::RecipientResult& r) {
-          return r.status == mail::RecipientStatus::delivered;
-        }));
-    Delivery again{delivery.job, {}, delivery.retried, delivery.queued, {}};
+  const size_t accepted = static_cast<size_t>(std::count_if(
+      results.begin(), results.end(),
+      [](const mail::RecipientResult& r) { return r.status == mail::RecipientStatus::delivered; }));
+  bool too_fast = false;
+  if (!stale) {
+    if (accepted > 0) shaper_.delivered(d.site);
     // The site's reply rules see each distinct reply of the transaction once (a 421 to MAIL
     // is every recipient's result, but one answer).
     std::vector<std::string> observed;
+    bool slowing = false;
     for (const mail::RecipientResult& r : results) {
       std::string reply = std::to_string(r.code) + r.status_code + r.text;
       if (std::find(observed.begin(), observed.end(), reply) != observed.end()) continue;
       observed.push_back(std::move(reply));
-      if (shaper_.observe(d.site, r, c->target.name())) wake_after(std::chrono::seconds(1));
+      const Shaper::Observed seen = shaper_.observe(d.site, r, c->target.name());
+      if (seen.triggered) wake_after(std::chrono::seconds(1));
+      slowing = slowing || (seen.matched && seen.action != ReplyAction::suspend);
     }
+    too_fast = slowing && !delivery.retried && !results.empty() &&
+               std::all_of(results.begin(), results.end(), [](const auto& r) {
+                 return r.status == mail::RecipientStatus::temporary;
+               });
+  }
+  if (stale || too_fast) {
+    // Stale: the server had closed the cached connection as we used it. Too fast: the server
+    // asked the site to slow down, which it now does; the message was not refused. Either
+    // way it goes once more from here (too fast: when the site's gate lets it), rather than
+    // back to the queue's back-off.
+    delivery.retried = true;
+    d.waiting.push_front(std::move(delivery));
+  } else {
+    Delivery again{delivery.job, {}, delivery.retried, delivery.queued, {}};
     for (size_t i = 0; i < results.size() && i < delivery.recipients.size(); ++i) {
       if (accepted > 0 && too_many_recipients(results[i])) {
         again.recipients.push_back(delivery.recipients[i]);
@@ -561,7 +589,8 @@ void Relay::on_results(uint64_t id, Delivery delivery, std::vector<mail::Recipie
   if (c->session->closed()) return;  // on_closed follows
   const SiteLimits limits = shaper_.limits(d.site);
   // (Beyond a lowered concurrency, connections close as their transactions end.)
-  if (c->messages >= limits.messages_per_connection || site_connections(d) > limits.connections) {
+  if (c->messages >= limits.messages_per_connection ||
+      site_connections(d, [](const Connection& o) { return o.ready; }) > limits.connections) {
     c->session->quit();
     dispatch(c->destination);  // another connection takes what waits
     return;
@@ -641,11 +670,20 @@ void Relay::on_shaping_timer() {
   if (altered) wake_after(std::chrono::seconds(1));
 }
 
-size_t Relay::site_connections(const Destination& d) const {
-  if (d.site.empty() || d.site == d.key) return d.connections.size();
+size_t Relay::site_connections(const Destination& d,
+                               const std::function<bool(const Connection&)>& keep) const {
+  auto count = [&](const Destination& one) {
+    if (!keep) return one.connections.size();
+    return static_cast<size_t>(
+        std::count_if(one.connections.begin(), one.connections.end(), [&](uint64_t id) {
+          const auto it = connections_.find(id);
+          return it != connections_.end() && keep(*it->second);
+        }));
+  };
+  if (d.site.empty() || d.site == d.key) return count(d);
   size_t n = 0;
   for (const auto& [key, other] : destinations_)
-    if (other.site == d.site) n += other.connections.size();
+    if (other.site == d.site) n += count(other);
   return n;
 }
 

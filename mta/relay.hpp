@@ -47,7 +47,7 @@ struct Job {
 struct Delivery {
   std::shared_ptr<Job> job;
   std::vector<size_t> recipients;  // into job->message.recipients
-  bool retried = false;            // sent again once after a cached connection went stale
+  bool retried = false;            // sent again once: a cached connection went stale, or "too fast"
   Clock::time_point queued;        // handed to the Relay (for the log's delays=)
   Clock::time_point started;       // its transaction began
 };
@@ -135,7 +135,12 @@ class Relay {
     std::string site;
     // The server's recipient limit, learned from 452 4.5.3 (the site's may be lower).
     size_t recipient_limit = msg::kLocalRecipientsPerJob;
+    // Connections its server refused in a row while others were up, and when the next may be
+    // opened: a second for each, up to kMaxConnectHold.
+    uint32_t refused_in_a_row = 0;
+    Clock::time_point connect_after{};
   };
+  static constexpr uint32_t kMaxConnectHold = 5;
 
   Destination& destination(const std::string& key);
   void dispatch(const std::string& key);
@@ -148,7 +153,10 @@ class Relay {
   bool gate_open(Destination& d, const Shaper::Gate& gate);
   void wake_after(Clock::duration delay);
   void on_shaping_timer();
-  size_t site_connections(const Destination& d) const;
+  // The connections of d's site (every destination sharing its budget); with keep, only those
+  // it keeps.
+  size_t site_connections(const Destination& d,
+                          const std::function<bool(const Connection&)>& keep = nullptr) const;
   void open_connection(Destination& d);
   void connect(Connection& c);
   // How c's connection starts TLS, as its target's policy says; false when it cannot (a

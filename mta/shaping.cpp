@@ -16,6 +16,16 @@ constexpr std::string_view kSitePrefix = "shaping ";
 constexpr size_t kMaxSites = 100000;
 constexpr auto kMinute = std::chrono::minutes(1);
 constexpr auto kRelowerAfter = std::chrono::seconds(5);
+// A slowed site is set this much under what its servers were seen to accept.
+constexpr double kUnderAccepted = 0.95;
+// A slowed site's rate is lowered to no less than this share of what it was.
+constexpr double kMostLowered = 0.7;
+// Fewer accepted messages than this say too little of a site's rate to go by.
+constexpr size_t kMinAccepted = 4;
+
+void forget_before(std::deque<Clock::time_point>& times, Clock::time_point since) {
+  while (!times.empty() && (times.front() < since || times.size() > 100000)) times.pop_front();
+}
 
 bool pattern_matches(const std::vector<std::string>& patterns, std::string_view name) {
   if (name.empty()) return false;
@@ -63,6 +73,11 @@ Clock::duration TokenBucket::wait(Clock::time_point now) const {
   return std::max<Clock::duration>(
       std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds)),
       std::chrono::milliseconds(1));
+}
+
+void TokenBucket::drain(Clock::time_point now) {
+  refill(now);
+  tokens_ = 0;
 }
 
 Clock::duration TokenBucket::take(Clock::time_point now) {
@@ -176,9 +191,15 @@ Shaper::Gate Shaper::admit(const std::string& name) {
   const auto now = now_();
   s.bucket.take(now);
   s.started.push_back(now);
-  while (!s.started.empty() && (now - s.started.front() > kMinute || s.started.size() > 100000))
-    s.started.pop_front();
+  forget_before(s.started, now - kMinute);
   return g;
+}
+
+void Shaper::delivered(const std::string& name) {
+  Site& s = site(name);
+  const auto now = now_();
+  s.accepted.push_back(now);
+  forget_before(s.accepted, now - kMinute);
 }
 
 bool Shaper::matches(const ReplyRule& rule, const mail::RecipientResult& reply) const {
@@ -192,9 +213,9 @@ bool Shaper::matches(const ReplyRule& rule, const mail::RecipientResult& reply) 
   return true;
 }
 
-bool Shaper::observe(const std::string& name, const mail::RecipientResult& reply,
-                     std::string_view server) {
-  if (!reply.from_server() || reply.code < 400) return false;  // never our own failures
+Shaper::Observed Shaper::observe(const std::string& name, const mail::RecipientResult& reply,
+                                 std::string_view server, size_t open) {
+  if (!reply.from_server() || reply.code < 400) return {};  // never our own failures
   const auto now = now_();
   for (size_t i = 0; i < settings_.reply_rules.size(); ++i) {
     const ReplyRule& rule = settings_.reply_rules[i];
@@ -205,51 +226,84 @@ bool Shaper::observe(const std::string& name, const mail::RecipientResult& reply
     while (!hits.empty() &&
            (now - hits.front() > std::chrono::seconds(rule.window) || hits.size() > rule.threshold))
       hits.pop_front();
+    Observed seen{.matched = true, .triggered = false, .action = rule.action};
     if (hits.size() >= rule.threshold) {
       hits.clear();
-      log::warn("%s: rule %s triggered by %.*s: %d %s", name.c_str(), rule.name.c_str(),
-                static_cast<int>(server.size()), server.data(), reply.code, reply.text.c_str());
-      trigger(name, s, rule, now);
-      return true;
+      const std::string cause = "rule " + rule.name + " triggered by " + std::string(server) +
+                                ": " + std::to_string(reply.code) + " " + reply.text;
+      seen.triggered = trigger(name, s, rule, now, open, cause);
     }
-    return false;  // the first rule that matches
+    return seen;  // the first rule that matches
   }
-  return false;
+  return {};
 }
 
-void Shaper::trigger(const std::string& name, Site& s, const ReplyRule& rule,
-                     Clock::time_point now) {
+uint32_t Shaper::lowered_rate(Site& s, Clock::time_point now) {
+  forget_before(s.accepted, now - kMinute);
+  forget_before(s.started, now - kMinute);
+  // What the servers took since the site was last lowered (at that rate), else in the last
+  // minute; over at least a second, as a burst into a server's allowance says little more.
+  const Clock::time_point since = std::max(s.rate_lowered_at, now - kMinute);
+  const auto first = std::lower_bound(s.accepted.begin(), s.accepted.end(), since);
+  const auto count = static_cast<size_t>(s.accepted.end() - first);
+  if (count >= kMinAccepted) {
+    const double seconds = std::max(1.0, std::chrono::duration<double>(now - *first).count());
+    const double measured = static_cast<double>(count) * 60.0 / seconds * kUnderAccepted;
+    if (s.current.rate == 0) {
+      if (s.rate_target == 0) s.rate_target = static_cast<uint32_t>(measured);
+      return std::max<uint32_t>(1, static_cast<uint32_t>(measured));
+    }
+    // Under a rate already, the site may have sent less than it could (nothing waited for a
+    // while, connections were refused): what was accepted then understates what the servers
+    // take, so one reply lowers the rate by at most kMostLowered.
+    const double current = s.current.rate;
+    return std::max<uint32_t>(
+        1, static_cast<uint32_t>(std::clamp(measured, current * kMostLowered, current)));
+  }
+  uint32_t base = s.current.rate;
+  if (base == 0) {
+    // Unlimited until now, and too little accepted to tell: half of what went out, as a rate a
+    // minute over the time it was sending (up to the last minute): a burst of a second counts
+    // as sixty of them.
+    const double seconds =
+        s.started.empty()
+            ? 60.0
+            : std::max(1.0, std::chrono::duration<double>(now - s.started.front()).count());
+    base = std::max<uint32_t>(
+        2, static_cast<uint32_t>(static_cast<double>(s.started.size()) * 60.0 / seconds));
+    if (s.rate_target == 0) s.rate_target = base;
+  }
+  return std::max<uint32_t>(1, base / 2);
+}
+
+bool Shaper::trigger(const std::string& name, Site& s, const ReplyRule& rule, Clock::time_point now,
+                     size_t open, const std::string& cause) {
   if (rule.action == ReplyAction::suspend) {
+    log::warn("%s: %s", name.c_str(), cause.c_str());
     s.suspended_until = std::max(s.suspended_until, now + std::chrono::seconds(rule.duration));
     s.suspended_by = rule.name;
     log::warn("%s: suspended for %u s (rule %s)", name.c_str(), rule.duration, rule.name.c_str());
-    return;
+    return true;
   }
   // Replies to what was already on its way when the site was lowered say nothing new: the
   // site is lowered again only after kRelowerAfter (or its recover interval, if shorter).
-  if (s.slowed && now - s.lowered_at <
+  const bool rate = rule.action == ReplyAction::slow_rate;
+  Clock::time_point& lowered_at = rate ? s.rate_lowered_at : s.connections_lowered_at;
+  if (s.slowed && now - lowered_at <
                       std::min<Clock::duration>(kRelowerAfter, std::chrono::seconds(rule.recover)))
-    return;
-  if (rule.action == ReplyAction::slow_rate) {
-    uint32_t base = s.current.rate;
-    if (base == 0) {
-      // Unlimited until now: half of what went out, as a rate a minute over the time it was
-      // sending (up to the last minute): a burst of a second counts as sixty of them.
-      while (!s.started.empty() && now - s.started.front() > kMinute) s.started.pop_front();
-      const double seconds =
-          s.started.empty()
-              ? 60.0
-              : std::max(1.0, std::chrono::duration<double>(now - s.started.front()).count());
-      base = std::max<uint32_t>(
-          2, static_cast<uint32_t>(static_cast<double>(s.started.size()) * 60.0 / seconds));
-      if (s.rate_target == 0) s.rate_target = base;
-    }
-    s.current.rate = std::max<uint32_t>(1, base / 2);
+    return false;
+  log::warn("%s: %s", name.c_str(), cause.c_str());
+  if (rate) {
+    s.current.rate = lowered_rate(s, now);
     s.bucket.configure(s.current.rate, now);
+    s.bucket.drain(now);
   } else {
-    s.current.connections = std::max<uint32_t>(1, s.current.connections / 2);
+    // As many as the server let in when it refused one more; half when that is not known.
+    const uint32_t connections = s.current.connections;
+    s.current.connections = open > 0 && open < connections ? static_cast<uint32_t>(open)
+                                                           : std::max<uint32_t>(1, connections / 2);
   }
-  s.lowered_at = now;
+  lowered_at = now;
   s.slowed = true;
   s.slowed_by = rule.name;
   s.recover = rule.recover;
@@ -257,6 +311,7 @@ void Shaper::trigger(const std::string& name, Site& s, const ReplyRule& rule,
   s.next_step = s.hold_until;
   log::warn("%s: lowered to %u messages a minute and %u connections until %u s from now (rule %s)",
             name.c_str(), s.current.rate, s.current.connections, rule.duration, rule.name.c_str());
+  return true;
 }
 
 bool Shaper::tick() {

@@ -31,6 +31,9 @@ class TokenBucket {
   // Zero when a token was taken; otherwise how long until one is there (nothing taken).
   Clock::duration take(Clock::time_point now);
   Clock::duration wait(Clock::time_point now) const;  // the same, without taking
+  // Empties it: after a server said "too fast", the next message waits its turn rather than
+  // going out at once with those saved up while the server was refusing.
+  void drain(Clock::time_point now);
 
  private:
   double tokens_at(Clock::time_point now) const;
@@ -73,10 +76,19 @@ class Shaper {
   SiteLimits limits(const std::string& name);  // as they are now (lowered by a slow-down)
   SiteLimits configured(const std::string& name) const;
 
+  // A message one of the site's servers accepted: what the site takes is measured from these.
+  void delivered(const std::string& name);
+
   // A reply from one of the site's servers. Postern's own failures (code 0) are ignored.
-  // True when it triggered a rule.
-  bool observe(const std::string& name, const mail::RecipientResult& reply,
-               std::string_view server);
+  // open: for a connection refused, the site's connections the server had let in (0: not
+  // known); a slow_connections rule lowers the site to that many rather than to half.
+  struct Observed {
+    bool matched = false;    // some rule counted it
+    bool triggered = false;  // and acted on the site
+    ReplyAction action = ReplyAction::slow_rate;
+  };
+  Observed observe(const std::string& name, const mail::RecipientResult& reply,
+                   std::string_view server, size_t open = 0);
   // Suspensions that ended and slow-downs that step back; true while some site is altered.
   bool tick();
   // For smtpctl show relays: the site's limits now and configured, suspension and time left.
@@ -91,7 +103,8 @@ class Shaper {
     Clock::time_point suspended_until{};
     std::string suspended_by;
     bool slowed = false;
-    Clock::time_point lowered_at{};
+    Clock::time_point rate_lowered_at{};  // the last slow-down of each kind
+    Clock::time_point connections_lowered_at{};
     Clock::time_point hold_until{};  // a slow-down holds until then, then steps back
     Clock::time_point next_step{};
     uint32_t recover = 60;
@@ -99,11 +112,18 @@ class Shaper {
     std::string slowed_by;
     std::map<size_t, std::deque<Clock::time_point>> hits;  // per reply rule, within its window
     std::deque<Clock::time_point> started;                 // transactions in the last minute
+    std::deque<Clock::time_point> accepted;                // messages accepted, last minute
   };
   Site& site(const std::string& name);
   const Shaping* rule_of(const std::string& name) const;
   SiteLimits configured_for(const Shaping* rule) const;
-  void trigger(const std::string& name, Site& s, const ReplyRule& rule, Clock::time_point now);
+  // False when a slow-down was not applied again so soon after the last of its kind.
+  bool trigger(const std::string& name, Site& s, const ReplyRule& rule, Clock::time_point now,
+               size_t open, const std::string& cause);
+  // A rate a minute for a site that was told to slow down: a little under what its servers
+  // accepted lately (a limited rate: by at most 30%), or half of what it tried, or of its
+  // rate, when too little was accepted to tell.
+  static uint32_t lowered_rate(Site& s, Clock::time_point now);
   bool matches(const ReplyRule& rule, const mail::RecipientResult& reply) const;
 
   Now now_;

@@ -103,6 +103,7 @@ class Daemon:
             f"domains: [{', '.join(self.domains)}]",
             f"spool: {self.spool}",
             f"empty_dir: {self.empty}",
+            f"run_dir: {os.path.join(self.dir, 'run')}",  # its own pid file: benches side by side
             "control:",
             f"  socket: {self.socket}",
         ]

@@ -35,6 +35,7 @@ class ThrottledSink:
         self.last = time.monotonic()
         self.delivered = []  # arrival times
         self.rejected = []  # times of 4xx replies
+        self.refused = []  # of those, connections refused at the greeting
         self.port = benchlib.free_port()
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
@@ -60,6 +61,7 @@ class ThrottledSink:
     async def serve(self, reader, writer):
         if self.open >= self.max_connections:
             self.rejected.append(time.monotonic())
+            self.refused.append(time.monotonic())
             writer.write(b"421 4.7.0 too many connections from your IP\r\n")
             await writer.drain()
             writer.close()
@@ -146,13 +148,17 @@ def main():
         goodput = (len(tail) - 1) / span if span > 0 else 0
         rejected = len(sink.rejected)
         late = sum(1 for t in sink.rejected if tail and t >= tail[0])
+        late_refused = sum(1 for t in sink.refused if tail and t >= tail[0])
         print(f"delivered {delivered}/{args.messages} in {seconds:.1f} s; "
               f"goodput {goodput:.1f} msg/s = {goodput / args.rate:.2f} R; "
               f"4xx {rejected} = {rejected / max(1, delivered):.3f} per delivered "
-              f"({late / max(1, len(tail)):.3f} once adapted); "
+              f"({late / max(1, len(tail)):.3f} once adapted, of which {late_refused} "
+              f"connections refused at the greeting); "
               f"load average {benchlib.loadavg()}")
     finally:
-        d.stop()
+        d.stop(remove=not os.environ.get("POSTERN_BENCH_KEEP"))
+        if os.environ.get("POSTERN_BENCH_KEEP"):
+            print(f"# kept {d.dir}")
 
 
 if __name__ == "__main__":

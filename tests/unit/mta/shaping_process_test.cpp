@@ -168,7 +168,8 @@ TEST_F(ShapingProcessTest, LongWaitsAreDeferredWithRetryAfter) {
 }
 
 // Gmail's 421 4.7.28 halves the site's rate (shown by smtpctl show relays), held for the rule's
-// duration, then the rate climbs back a step a second to the configured one.
+// duration, then the rate climbs back a step a second to the configured one. The message it
+// refused was not refused for good: it goes once more from the mta, at the lowered rate.
 TEST_F(ShapingProcessTest, RateLimitedReplySlowsTheSiteThenItRecovers) {
   ThrottlingSink sink(1,
                       "421 4.7.28 [127.0.0.1] Our system has detected an unusual rate; rate "
@@ -181,8 +182,9 @@ TEST_F(ShapingProcessTest, RateLimitedReplySlowsTheSiteThenItRecovers) {
   start(settings(sink.port(), 120, rules));
   ASSERT_TRUE(deliver({"a@relay.test"}, 1));
   auto results = report(1);
-  EXPECT_EQ(results[10].outcome, msg::DeliveryOutcome::temporary_failure);
-  EXPECT_EQ(results[10].dsn, "4.7.28");
+  EXPECT_EQ(results[10].outcome, msg::DeliveryOutcome::delivered);
+  EXPECT_EQ(sink.arrivals().size(), 1u);
+  EXPECT_EQ(sink.connections(), 2);  // the refusal closed the first
   std::string shown = show_relays();
   EXPECT_NE(shown.find("rate 60/min (configured 120/min)"), std::string::npos) << shown;
   EXPECT_NE(shown.find("slowed by rule gmail-rate"), std::string::npos) << shown;
@@ -201,6 +203,23 @@ TEST_F(ShapingProcessTest, RateLimitedReplySlowsTheSiteThenItRecovers) {
   EXPECT_EQ(report(3)[10].outcome, msg::DeliveryOutcome::delivered);
   shown = show_relays();
   EXPECT_NE(shown.find("rate 120/min (configured 120/min)"), std::string::npos) << shown;
+}
+
+// Refused again when it goes once more, the message goes back to the queue with the server's
+// reply, for the queue's back-off.
+TEST_F(ShapingProcessTest, RateLimitedTwiceGoesBackToTheQueue) {
+  ThrottlingSink sink(2, "421 4.7.28 rate limited\r\n");
+  std::vector<ReplyRule> rules = default_reply_rules();
+  for (ReplyRule& r : rules) r.recover = 1;
+  start(settings(sink.port(), 600, rules));
+  ASSERT_TRUE(deliver({"a@relay.test"}, 1));
+  auto results = report(1);
+  EXPECT_EQ(results[10].outcome, msg::DeliveryOutcome::temporary_failure);
+  EXPECT_EQ(results[10].dsn, "4.7.28");
+  EXPECT_NE(results[10].detail.find("421 4.7.28 rate limited"), std::string::npos)
+      << results[10].detail;
+  EXPECT_EQ(sink.connections(), 2);
+  EXPECT_TRUE(sink.arrivals().empty());
 }
 
 // Yahoo's [TSS04] suspends the site: what comes next is deferred with the time left, without a

@@ -19,6 +19,10 @@ class ShapingTest : public ::testing::Test {
  protected:
   Clock::time_point now_ = Clock::time_point{} + 1000h;
   Shaper shaper_{[this] { return now_; }};
+  bool triggers(const std::string& site, const mail::RecipientResult& r, std::string_view server,
+                size_t open = 0) {
+    return shaper_.observe(site, r, server, open).triggered;
+  }
 };
 
 TEST(TokenBucketTest, HoldsASecondsWorthAndRefills) {
@@ -107,7 +111,7 @@ TEST_F(ShapingTest, GmailRateLimitHalvesTheRateThenRecoversStepByStep) {
     r.recover = 5;
   }
   shaper_.configure(s);
-  EXPECT_TRUE(shaper_.observe("g.test", reply(421, "4.7.28", "rate limited"), "mx"));
+  EXPECT_TRUE(triggers("g.test", reply(421, "4.7.28", "rate limited"), "mx"));
   EXPECT_EQ(shaper_.limits("g.test").rate, 50u);
   EXPECT_NE(shaper_.describe("g.test").find("slowed by rule gmail-rate"), std::string::npos);
   EXPECT_EQ(shaper_.altered(), std::vector<std::string>{"g.test"});
@@ -131,23 +135,72 @@ TEST_F(ShapingTest, AnUnlimitedSiteIsSlowedToHalfOfWhatItSentThenLifted) {
   shaper_.configure(s);
   for (int i = 0; i < 40; ++i) ASSERT_EQ(shaper_.admit("u.test").kind, Shaper::Gate::Kind::go);
   // 40 within a second: 2,400 a minute, halved.
-  EXPECT_TRUE(shaper_.observe("u.test", reply(421, "4.7.28", "slow down"), "mx"));
+  EXPECT_TRUE(triggers("u.test", reply(421, "4.7.28", "slow down"), "mx"));
   EXPECT_EQ(shaper_.limits("u.test").rate, 1200u);
   // Replies to what was already under way do not lower it again at once; later ones do.
-  EXPECT_TRUE(shaper_.observe("u.test", reply(421, "4.7.28", "slow down"), "mx"));
+  EXPECT_FALSE(triggers("u.test", reply(421, "4.7.28", "slow down"), "mx"));
   EXPECT_EQ(shaper_.limits("u.test").rate, 1200u);
   now_ += 5s;
-  EXPECT_TRUE(shaper_.observe("u.test", reply(421, "4.7.28", "slow down"), "mx"));
+  EXPECT_TRUE(triggers("u.test", reply(421, "4.7.28", "slow down"), "mx"));
   EXPECT_EQ(shaper_.limits("u.test").rate, 600u);
   now_ += 1h;
   EXPECT_FALSE(shaper_.tick());
   EXPECT_EQ(shaper_.limits("u.test").rate, 0u);
 }
 
+// What the servers accepted sets the slowed rate: just under it, measured over at least a
+// second; the site's saved-up tokens are dropped, so it does not burst into a full server.
+// Told again later, it measures what was accepted since it was lowered.
+TEST_F(ShapingTest, SlowedToJustUnderWhatItsServersAccepted) {
+  Settings s;
+  shaper_.configure(s);
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_EQ(shaper_.admit("a.test").kind, Shaper::Gate::Kind::go);
+    shaper_.delivered("a.test");
+    now_ += 50ms;  // 20 a second
+  }
+  EXPECT_TRUE(triggers("a.test", reply(421, "4.7.28", "rate limited"), "mx"));
+  const uint32_t first = shaper_.limits("a.test").rate;
+  EXPECT_GE(first, 1130u);  // 0.95 x 1,200 a minute
+  EXPECT_LE(first, 1145u);
+  EXPECT_EQ(shaper_.admit("a.test").kind, Shaper::Gate::Kind::wait);
+  for (int i = 0; i < 60; ++i) {
+    now_ += 100ms;  // 10 a second accepted since
+    shaper_.delivered("a.test");
+  }
+  EXPECT_TRUE(triggers("a.test", reply(421, "4.7.28", "rate limited"), "mx"));
+  // 0.95 x 60 over the 5.9 s from the first to the last would be 579; a limited rate is
+  // lowered by at most 30% a time (the site may have sent less than it could).
+  EXPECT_GE(shaper_.limits("a.test").rate, 797u);
+  EXPECT_LE(shaper_.limits("a.test").rate, 798u);
+  for (int i = 0; i < 120; ++i) {
+    now_ += 50ms;  // 20 a second: 1,200 a minute, over the 798 it sends at now
+    shaper_.delivered("a.test");
+  }
+  EXPECT_TRUE(triggers("a.test", reply(421, "4.7.28", "rate limited"), "mx"));
+  EXPECT_EQ(shaper_.limits("a.test").rate, 798u);  // never raised by a slow-down
+}
+
+// A connection refused at the greeting while the server let in others: the site keeps to that
+// many; not knowing how many, it halves.
+TEST_F(ShapingTest, RefusedConnectionsLearnTheServersLimit) {
+  Settings s;
+  s.destination_connections = 20;
+  shaper_.configure(s);
+  const auto refused =
+      reply(421, "4.7.0", "too many connections from your IP", mail::ClientPhase::greeting);
+  EXPECT_FALSE(triggers("c.test", refused, "mx", 5));
+  EXPECT_FALSE(triggers("c.test", refused, "mx", 5));
+  EXPECT_TRUE(triggers("c.test", refused, "mx", 5));
+  EXPECT_EQ(shaper_.limits("c.test").connections, 5u);
+  for (int i = 0; i < 3; ++i) triggers("d.test", refused, "mx");
+  EXPECT_EQ(shaper_.limits("d.test").connections, 10u);
+}
+
 TEST_F(ShapingTest, YahooSuspendsAndTheGateDefersWithTheTimeLeft) {
   Settings s;
   shaper_.configure(s);
-  EXPECT_TRUE(shaper_.observe(
+  EXPECT_TRUE(triggers(
       "y.test", reply(421, "4.7.0", "[TSS04] Messages from 192.0.2.1 temporarily deferred"), "mx"));
   auto g = shaper_.peek("y.test");
   EXPECT_EQ(g.kind, Shaper::Gate::Kind::defer);
@@ -166,14 +219,14 @@ TEST_F(ShapingTest, ThresholdWithinTheWindowAndConcurrencyRecovery) {
   s.destination_connections = 8;
   shaper_.configure(s);
   const auto greeting = reply(421, "", "too busy", mail::ClientPhase::greeting);
-  EXPECT_FALSE(shaper_.observe("c.test", greeting, "mx"));
-  EXPECT_FALSE(shaper_.observe("c.test", greeting, "mx"));
+  EXPECT_FALSE(triggers("c.test", greeting, "mx"));
+  EXPECT_FALSE(triggers("c.test", greeting, "mx"));
   now_ += 61s;  // the first two fall out of the window
-  EXPECT_FALSE(shaper_.observe("c.test", greeting, "mx"));
-  EXPECT_FALSE(shaper_.observe("c.test", greeting, "mx"));
+  EXPECT_FALSE(triggers("c.test", greeting, "mx"));
+  EXPECT_FALSE(triggers("c.test", greeting, "mx"));
   // The same code elsewhere than at the greeting is not this rule's.
-  EXPECT_FALSE(shaper_.observe("c.test", reply(421, "", "too busy"), "mx"));
-  EXPECT_TRUE(shaper_.observe("c.test", greeting, "mx"));
+  EXPECT_FALSE(triggers("c.test", reply(421, "", "too busy"), "mx"));
+  EXPECT_TRUE(triggers("c.test", greeting, "mx"));
   EXPECT_EQ(shaper_.limits("c.test").connections, 4u);
   now_ += 600s;
   shaper_.tick();
@@ -188,9 +241,9 @@ TEST_F(ShapingTest, OwnFailuresNeverCount) {
   for (auto& r : s.reply_rules) r.threshold = 1;
   shaper_.configure(s);
   // What the client decided itself has code 0, whatever its text says.
-  EXPECT_FALSE(shaper_.observe(
+  EXPECT_FALSE(triggers(
       "o.test", reply(0, "4.4.2", "too many connections: rate limit [TSS04] 4.7.28"), "mx"));
-  EXPECT_FALSE(shaper_.observe("o.test", reply(250, "2.0.0", "rate limit ok"), "mx"));
+  EXPECT_FALSE(triggers("o.test", reply(250, "2.0.0", "rate limit ok"), "mx"));
   EXPECT_TRUE(shaper_.altered().empty());
   EXPECT_EQ(shaper_.peek("o.test").kind, Shaper::Gate::Kind::go);
 }
