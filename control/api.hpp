@@ -5,9 +5,11 @@
 // Each payload takes its row of the schema (common/ipc/messages.hpp: number, senders,
 // receivers, descriptor) and lists its fields once; a sender includes this header to send it.
 // The types keep the msg:: namespace every sender and receiver names them by.
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <vector>
 
@@ -84,11 +86,19 @@ struct CtlShowMx {
   }
 };
 
-// What the mta holds: each destination (a route or a domain), its connections (how many are
-// ready), the deliveries waiting for one, and its limits.
+// What the mta knows (smtpctl show relays|hosts|routes): each destination (a route or a
+// domain), its connections, the deliveries waiting and its site's limits; each server by
+// address, its connections, what it carried and whether it is down; the configured routes.
+enum class RelayView : uint8_t { relays, hosts, routes };
+constexpr std::array<std::string_view, 3> kRelayViewNames = {"relays", "hosts", "routes"};
 struct CtlShowRelays {
   static constexpr MessageInfo kInfo = schema(Type::ctl_show_relays);
-  static constexpr auto fields() { return std::tuple{}; }
+  RelayView view = RelayView::relays;
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&CtlShowRelays::view, "view", {.names = kRelayViewNames}),
+    };
+  }
 };
 
 // Re-read one table (a credentials, aliases or users file, named by its path as in the

@@ -109,10 +109,22 @@ MtaProcess::MtaProcess(ChildRuntime& runtime) : runtime_(runtime) {
       [this](msg::Incoming& in, msg::DeliverRemote&& m) { accept(in, std::move(m)); });
   d.on<msg::CtlShowMx>([this](msg::Incoming& in, msg::CtlShowMx&& m) { show_mx(in, m); });
   d.on<msg::MxAnswer>([this](msg::Incoming& in, msg::MxAnswer&& m) { on_answer(in, m); });
-  d.on<msg::CtlShowRelays>([this](msg::Incoming& in, msg::CtlShowRelays&&) {
-    const std::string text = relay_->describe();
-    answer_control(in.request_id, true,
-                   text.empty() ? "no destination has connections or waiting deliveries\n" : text);
+  d.on<msg::CtlShowRelays>([this](msg::Incoming& in, msg::CtlShowRelays&& m) {
+    std::string text;
+    switch (m.view) {
+      case msg::RelayView::relays:
+        text = relay_->describe();
+        if (text.empty()) text = "no destination has connections or waiting deliveries\n";
+        break;
+      case msg::RelayView::hosts:
+        text = relay_->describe_hosts();
+        if (text.empty()) text = "no server has been connected to\n";
+        break;
+      case msg::RelayView::routes:
+        text = describe_routes();
+        break;
+    }
+    answer_control(in.request_id, true, text);
   });
   runtime_.on_peer_lost([this](Role peer) {
     if (peer == Role::lookup) lookup_lost();
@@ -447,6 +459,32 @@ void MtaProcess::lookup_lost() {
 }
 
 // --- smtpctl --------------------------------------------------------------------------------
+
+std::string MtaProcess::describe_routes() const {
+  std::string text;
+  for (size_t i = 0; i < settings_.routes.size(); ++i) {
+    const Route& route = settings_.routes[i];
+    text += "route " + std::to_string(i) + ":";
+    for (size_t k = 0; k < route.match.size(); ++k) text += (k == 0 ? " " : ", ") + route.match[k];
+    if (route.via.empty()) {
+      text +=
+          " -> by MX, tls " +
+          std::string(mail::policy_name(tls_policy(settings_, &route, mail::RelayScheme::smtp)));
+    } else {
+      text += " ->";
+      for (size_t k = 0; k < route.via.size(); ++k)
+        text += (k == 0 ? " " : ", ") + route.via[k].to_string() + " (tls " +
+                std::string(mail::policy_name(tls_policy(settings_, &route, route.via[k].scheme))) +
+                ")";
+    }
+    // The login, never the password.
+    if (!route.auth.empty()) text += ", auth as " + route.auth_login + " (from " + route.auth + ")";
+    text += "\n";
+  }
+  text += "other remote mail: by MX, tls " + std::string(mail::policy_name(settings_.tls_policy)) +
+          "\n";
+  return text;
+}
 
 void MtaProcess::show_mx(msg::Incoming& in, const msg::CtlShowMx& m) {
   if (!ask_lookup(msg::MxQuery{.domain = m.domain, .host = false},

@@ -63,6 +63,7 @@ class MtaProcess {
   bool ask_lookup(const msg::MxQuery& query, Asked asked);
 
   void show_mx(msg::Incoming& in, const msg::CtlShowMx& m);
+  std::string describe_routes() const;  // smtpctl show routes
   void on_answer(msg::Incoming& in, const msg::MxAnswer& m);
   void answer_control(uint32_t request, bool ok, const std::string& text);
   void lookup_lost();

@@ -216,6 +216,25 @@ void Relay::dispatch(const std::string& key) {
     const Connection* c = find(id);
     if (c != nullptr && !c->ready) ++connecting;
   }
+  if (d.connections.empty() && !d.waiting.empty() &&
+      std::all_of(d.resolution->targets.begin(), d.resolution->targets.end(),
+                  [this](const Target& t) { return down(t); })) {
+    // Every server failed lately: what waits is deferred until the first is due again,
+    // rather than each delivery waiting out a connection that will fail.
+    Clock::time_point back = Clock::time_point::max();
+    std::string last;
+    for (const Target& t : d.resolution->targets) {
+      const Host& h = host(t);
+      back = std::min(back, h.down_until);
+      if (last.empty()) last = t.name() + ": " + h.last_failure;
+    }
+    const auto seconds = std::chrono::ceil<std::chrono::seconds>(back - Clock::now()).count();
+    fail_waiting(
+        d, msg::DeliveryOutcome::temporary_failure, "4.4.1",
+        "every server is down (" + last + "); tried again in " + std::to_string(seconds) + " s", "",
+        static_cast<uint32_t>(std::clamp<long long>(seconds, 1, msg::kMaxRetryAfter)));
+    return forget_if_unused(key);
+  }
   const uint32_t max_connections = shaper_.limits(d.site).connections;
   if (d.waiting.size() > connecting && Clock::now() < d.connect_after)
     return wake_after(d.connect_after - Clock::now());
@@ -278,6 +297,9 @@ void Relay::open_connection(Destination& d) {
   c->destination = d.key;
   c->opened = Clock::now();
   c->targets = d.resolution->targets;
+  // Servers that are down are tried last (dispatch defers when every one is).
+  std::stable_partition(c->targets.begin(), c->targets.end(),
+                        [this](const Target& t) { return !down(t); });
   const uint64_t id = c->id;
   c->idle = std::make_unique<Timer>(base_, [this, id] {
     if (Connection* idle = find(id)) {
@@ -314,36 +336,35 @@ void Relay::connect(Connection& c) {
   options.ready = [this, id](mail::ClientSession&) { on_ready(id); };
   if (c.target.auth) options.auth = *c.target.auth;
   std::unique_ptr<mail::ClientStream> smtps;
-  const bool arranged = arrange_tls(c, options, smtps);
+  const std::string impossible = arrange_tls(c, options, smtps);
   c.session = std::make_unique<mail::ClientSession>(
       base_, std::move(options), [this, id](mail::ClientSession&) { on_closed(id); });
-  if (!arranged) {
-    // Fails on the loop, as a connect does: an empty unix path is refused by the sandbox and
-    // by the kernel.
-    c.session->open(mail::Endpoint{std::nullopt, ""});
-    return;
-  }
+  c.tls_impossible = !impossible.empty();
+  if (c.tls_impossible) return c.session->open(mail::failed_stream(base_, impossible));
   if (smtps) return c.session->open(std::move(smtps));
   c.session->open(*endpoint_of(c.target));
 }
 
-bool Relay::arrange_tls(Connection& c, mail::ClientOptions& options,
-                        std::unique_ptr<mail::ClientStream>& smtps) {
+std::string Relay::arrange_tls(Connection& c, mail::ClientOptions& options,
+                               std::unique_ptr<mail::ClientStream>& smtps) {
   const Target& t = c.target;
   const auto endpoint = endpoint_of(t);
-  if (!endpoint) return false;  // Targets are IP addresses (MtaProcess checks them)
-  if (t.tls == mail::TlsPolicy::none) return true;
+  // (Targets are IP addresses: MtaProcess checks them.)
+  if (!endpoint) return "cannot connect to " + t.name() + ": not an IP address";
+  if (t.tls == mail::TlsPolicy::none) return {};
   const bool verify = t.tls == mail::TlsPolicy::verify;
   if (t.tls == mail::TlsPolicy::opportunistic) {
     const auto broken = tls_broken_.find(t.key());
     if (broken != tls_broken_.end() && broken->second <= Clock::now()) tls_broken_.erase(broken);
-    if (c.plaintext || tls_broken_.contains(t.key())) return true;
+    if (c.plaintext || tls_broken_.contains(t.key())) return {};
   }
   std::shared_ptr<tls_config> config = verify ? verify_config_ : encrypt_config_;
   if (!config) {
-    log::warn("%s: TLS is required but cannot be had: %s", t.name().c_str(),
-              verify ? verify_problem_.c_str() : "no TLS configuration");
-    return false;
+    const std::string why =
+        "TLS is required (policy " + std::string(mail::policy_name(t.tls)) +
+        ") but cannot be had: " + (verify ? verify_problem_ : std::string("no TLS configuration"));
+    log::warn("%s: %s", t.name().c_str(), why.c_str());
+    return why;
   }
   const std::string name = t.host;
   event_base* base = base_;
@@ -357,13 +378,13 @@ bool Relay::arrange_tls(Connection& c, mail::ClientOptions& options,
   };
   if (t.scheme == mail::RelayScheme::smtps) {
     smtps = wrap(mail::connect_plain(base_, *endpoint), false);
-    return true;
+    return {};
   }
   options.start_tls = [wrap](std::unique_ptr<mail::ClientStream> plain) {
     return wrap(std::move(plain), true);
   };
   options.require_tls = t.tls != mail::TlsPolicy::opportunistic;
-  return true;
+  return {};
 }
 
 bool Relay::fall_back_to_plaintext(Connection& c, const mail::RecipientResult& failure) {
@@ -393,6 +414,10 @@ void Relay::on_ready(uint64_t id) {
   const auto& facts = c->session->tls_facts();
   c->tls = facts && facts->established ? facts->to_string() : "";
   destination(c->destination).refused_in_a_row = 0;
+  Host& h = host(c->target);
+  if (h.failures > 0) log::info("%s: up again", c->target.name().c_str());
+  h.failures = 0;
+  h.down_until = {};
   give_work(*c);
 }
 
@@ -410,6 +435,13 @@ void Relay::on_closed(uint64_t id) {
       fall_back_to_plaintext(*c, *ended_.back()->failure()))
     return;
   c->plaintext = false;
+  if (!c->ready) {
+    const std::optional<mail::RecipientResult>& failure = ended_.back()->failure();
+    host_failed(*c, failure ? *failure
+                            : mail::RecipientResult{mail::RecipientStatus::temporary,
+                                                    mail::ClientPhase::connect, 0, "4.4.1",
+                                                    "cannot connect"});
+  }
   if (!c->ready && c->target_index + 1 < c->targets.size()) {
     const std::optional<mail::RecipientResult>& failure = ended_.back()->failure();
     log::info("%s: %s: %s; trying the next server", key.c_str(), c->target.name().c_str(),
@@ -432,7 +464,9 @@ void Relay::on_closed(uint64_t id) {
       if (shaper_.observe(destination(key).site, why, c->target.name(), open).triggered)
         wake_after(std::chrono::seconds(1));
     }
-    // RFC 3463 X.7.5: the handshake failed, or the certificate was refused.
+    // RFC 3463 X.7.5: the handshake failed, or the certificate was refused, or TLS could not
+    // be set up here.
+    if (c->tls_impossible) why.phase = mail::ClientPhase::tls;
     if (why.phase == mail::ClientPhase::tls && !why.from_server()) why.status_code = "4.7.5";
     Destination& d = destination(key);
     const bool others = std::any_of(d.connections.begin(), d.connections.end(),
@@ -542,7 +576,10 @@ void Relay::on_results(uint64_t id, Delivery delivery, std::vector<mail::Recipie
       [](const mail::RecipientResult& r) { return r.status == mail::RecipientStatus::delivered; }));
   bool too_fast = false;
   if (!stale) {
-    if (accepted > 0) shaper_.delivered(d.site);
+    if (accepted > 0) {
+      shaper_.delivered(d.site);
+      ++host(c->target).messages;
+    }
     // The site's reply rules see each distinct reply of the transaction once (a 421 to MAIL
     // is every recipient's result, but one answer).
     std::vector<std::string> observed;
@@ -685,6 +722,68 @@ size_t Relay::site_connections(const Destination& d,
   for (const auto& [key, other] : destinations_)
     if (other.site == d.site) n += count(other);
   return n;
+}
+
+Relay::Host& Relay::host(const Target& t) {
+  const std::string key = t.key();
+  auto it = hosts_.find(key);
+  if (it == hosts_.end()) {
+    if (hosts_.size() >= kMaxHosts) {
+      const auto now = Clock::now();
+      std::erase_if(hosts_, [&](const auto& entry) { return entry.second.down_until <= now; });
+    }
+    it = hosts_.emplace(key, Host{}).first;
+  }
+  it->second.name = t.name();
+  return it->second;
+}
+
+bool Relay::down(const Target& t) const {
+  const auto it = hosts_.find(t.key());
+  return it != hosts_.end() && it->second.down_until > Clock::now();
+}
+
+void Relay::host_failed(const Connection& c, const mail::RecipientResult& failure) {
+  // Only a server that could not be reached is down: one that answers, even to refuse, is up
+  // (its replies go to the site's reply rules), and a failed TLS handshake has its fallback.
+  if (failure.from_server() || failure.phase != mail::ClientPhase::connect || c.tls_impossible)
+    return;
+  Host& h = host(c.target);
+  h.failures = std::min<uint32_t>(h.failures + 1, 16);
+  const auto hold =
+      std::min<Clock::duration>(kHostDownMost, kHostDownFirst * (1 << (h.failures - 1)));
+  h.down_until = Clock::now() + hold;
+  h.last_failure = failure.text;
+  log::info("%s: down for %lld s after %u failures in a row: %s", c.target.name().c_str(),
+            static_cast<long long>(std::chrono::ceil<std::chrono::seconds>(hold).count()),
+            h.failures, failure.text.c_str());
+}
+
+std::string Relay::describe_hosts() const {
+  std::string text;
+  const auto now = Clock::now();
+  for (const auto& [key, h] : hosts_) {
+    size_t open = 0;
+    size_t ready = 0;
+    size_t idle = 0;
+    for (const auto& [id, c] : connections_) {
+      if (c->target.key() != key) continue;
+      ++open;
+      if (c->ready) ++ready;
+      if (c->ready && !c->busy) ++idle;
+    }
+    text += h.name + ": " + std::to_string(open) + " connections (" + std::to_string(ready) +
+            " ready, " + std::to_string(idle) + " idle), " + std::to_string(h.messages) +
+            " messages";
+    if (h.down_until > now)
+      text += "; down for " +
+              std::to_string(std::chrono::ceil<std::chrono::seconds>(h.down_until - now).count()) +
+              " s more after " + std::to_string(h.failures) + " failures: " + h.last_failure;
+    else if (h.failures > 0)
+      text += "; " + std::to_string(h.failures) + " failures in a row, last: " + h.last_failure;
+    text += "\n";
+  }
+  return text;
 }
 
 void Relay::forget_if_unused(const std::string& key) {

@@ -104,8 +104,10 @@ class Relay {
 
   size_t connections() const { return connections_.size(); }
   size_t idle_connections() const;
-  // Text for smtpctl: each destination, its connections and what waits.
+  // Text for smtpctl: each destination, its connections and what waits (show relays), and the
+  // sites; each server by address (show hosts).
   std::string describe() const;
+  std::string describe_hosts() const;
 
  private:
   struct Connection {
@@ -118,6 +120,7 @@ class Relay {
     bool ready = false;
     bool busy = false;
     bool plaintext = false;  // opportunistic TLS failed with this server: without it
+    bool tls_impossible = false;  // TLS was required and could not be set up here
     std::string tls;         // once ready: how it is protected (TlsFacts), empty in the clear
     uint32_t messages = 0;
     std::unique_ptr<Timer> idle;
@@ -142,6 +145,25 @@ class Relay {
   };
   static constexpr uint32_t kMaxConnectHold = 5;
 
+  // A server by address (Target::key()): connections that failed in a row, and until when it
+  // is left alone; what it carried. Servers that are up and unused are forgotten past kMaxHosts.
+  struct Host {
+    std::string name;  // Target::name() of the last connection
+    uint32_t failures = 0;
+    Clock::time_point down_until{};
+    std::string last_failure;
+    uint64_t messages = 0;  // transactions it accepted mail in
+  };
+  static constexpr size_t kMaxHosts = 10000;
+  // A server that could not be connected to is left alone for 10 s, doubled for each failure in
+  // a row, up to 5 minutes; new connections try its destination's other servers first, and a
+  // destination whose servers are all down defers at once until the first is back.
+  static constexpr auto kHostDownFirst = std::chrono::seconds(10);
+  static constexpr auto kHostDownMost = std::chrono::minutes(5);
+  Host& host(const Target& t);
+  bool down(const Target& t) const;
+  void host_failed(const Connection& c, const mail::RecipientResult& failure);
+
   Destination& destination(const std::string& key);
   void dispatch(const std::string& key);
   void resolved(const std::string& key, Resolution resolution);
@@ -159,10 +181,9 @@ class Relay {
                           const std::function<bool(const Connection&)>& keep = nullptr) const;
   void open_connection(Destination& d);
   void connect(Connection& c);
-  // How c's connection starts TLS, as its target's policy says; false when it cannot (a
-  // failure is then told on the loop).
-  bool arrange_tls(Connection& c, mail::ClientOptions& options,
-                   std::unique_ptr<mail::ClientStream>& smtps);
+  // How c's connection starts TLS, as its target's policy says; why it cannot, or empty.
+  std::string arrange_tls(Connection& c, mail::ClientOptions& options,
+                          std::unique_ptr<mail::ClientStream>& smtps);
   // After a failed TLS handshake: true when the same server is tried again in the clear.
   bool fall_back_to_plaintext(Connection& c, const mail::RecipientResult& failure);
   void on_ready(uint64_t id);
@@ -202,6 +223,7 @@ class Relay {
   // Servers whose opportunistic TLS failed, by Target::key(), until when they are sent to in
   // the clear (Postfix keeps such a fact for its cache time too).
   std::map<std::string, Clock::time_point> tls_broken_;
+  std::map<std::string, Host> hosts_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

@@ -2,6 +2,7 @@
 // client_stream.hpp.
 #include "common/mail/client_stream.hpp"
 
+#include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -157,6 +158,39 @@ std::optional<Endpoint> parse_endpoint(std::string_view text) {
 
 std::unique_ptr<ClientStream> connect_plain(event_base* base, const Endpoint& endpoint) {
   return std::make_unique<PlainStream>(base, endpoint);
+}
+
+namespace {
+
+class FailedStream final : public ClientStream {
+ public:
+  FailedStream(event_base* base, std::string why)
+      : why_(std::move(why)), report_(base, [this] {
+          if (handlers_.failed) handlers_.failed(why_);
+        }) {}
+  void start(Handlers handlers) override {
+    handlers_ = std::move(handlers);
+    report_.arm(std::chrono::milliseconds(0));
+  }
+  evbuffer* input() override { return input_.get(); }
+  evbuffer* output() override { return output_.get(); }
+  void set_reading(bool) override {}
+
+ private:
+  struct EvbufferDeleter {
+    void operator()(evbuffer* b) const { evbuffer_free(b); }
+  };
+  std::string why_;
+  Handlers handlers_;
+  Timer report_;
+  std::unique_ptr<evbuffer, EvbufferDeleter> input_{evbuffer_new()};
+  std::unique_ptr<evbuffer, EvbufferDeleter> output_{evbuffer_new()};
+};
+
+}  // namespace
+
+std::unique_ptr<ClientStream> failed_stream(event_base* base, std::string why) {
+  return std::make_unique<FailedStream>(base, std::move(why));
 }
 
 }  // namespace postern::mail

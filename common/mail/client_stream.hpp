@@ -68,5 +68,8 @@ class ClientStream {
 
 // A plain connection to endpoint, begun at once; connected or failed follows on the loop.
 std::unique_ptr<ClientStream> connect_plain(event_base* base, const Endpoint& endpoint);
+// A connection that cannot be made as asked (TLS required without a usable configuration):
+// failed follows on the loop with why, as for a connect the kernel refused.
+std::unique_ptr<ClientStream> failed_stream(event_base* base, std::string why);
 
 }  // namespace postern::mail

@@ -36,6 +36,8 @@ void usage(FILE* out) {
                "  show message ID one message's envelope\n"
                "  show mx DOMAIN  where mail for DOMAIN goes, as mta is told by lookup\n"
                "  show relays     mta's destinations, connections and what waits\n"
+               "  show hosts      the servers mta knows: connections, messages, down or up\n"
+               "  show routes     the configured routes, and how other remote mail goes\n"
                "  show stats      lookup's table and DNS counters\n"
                "  update table PATH re-read one table (old content kept if the file is bad)\n"
                "  schedule ID|all try delivering now\n"
@@ -165,7 +167,11 @@ int run(int argc, char** argv) {
   else if (words.size() == 3 && words[0] == "show" && words[1] == "mx")
     request(msg::CtlShowMx{.domain = words[2]});
   else if (command == "show relays")
-    request(msg::CtlShowRelays{});
+    request(msg::CtlShowRelays{.view = msg::RelayView::relays});
+  else if (command == "show hosts")
+    request(msg::CtlShowRelays{.view = msg::RelayView::hosts});
+  else if (command == "show routes")
+    request(msg::CtlShowRelays{.view = msg::RelayView::routes});
   else if (command == "show stats")
     request(msg::CtlShowStats{});
   else if (words.size() == 3 && words[0] == "update" && words[1] == "table")
@@ -224,8 +230,10 @@ int run(int argc, char** argv) {
     more = true;
   });
   dispatcher.on<msg::CtlResult>([&](msg::Incoming&, msg::CtlResult&& m) {
+    // A text of lines ends with its own newline; a one-line answer gets one.
     if (!m.text.empty())
-      std::fprintf(m.ok ? stdout : stderr, "%s%s\n", m.ok ? "" : "smtpctl: ", m.text.c_str());
+      std::fprintf(m.ok ? stdout : stderr, "%s%s%s", m.ok ? "" : "smtpctl: ", m.text.c_str(),
+                   m.text.ends_with('\n') ? "" : "\n");
     status = m.ok ? 0 : 1;
   });
   ipc::Channel channel(

@@ -19,10 +19,11 @@ class RelayToASecondPostern(unittest.TestCase):
         return d
 
     def sender(self, receiver_port):
+        self.dead = free_port()
         return Daemon(extra=f"""relay_domains: [relay.test, "*.relay.test"]
 routes:
   - match: [relay.test, "*.relay.test"]
-    via: [smtp://127.0.0.1:{free_port()}, smtp://127.0.0.1:{receiver_port}]
+    via: [smtp://127.0.0.1:{self.dead}, smtp://127.0.0.1:{receiver_port}]
 """)
 
     def send(self, d, rcpts, body):
@@ -58,6 +59,19 @@ routes:
                     ids.add(re.search(rb"^Received: .*?id ([0-9a-f]{16})", f.read(),
                                       re.M | re.S).group(1))
             self.assertEqual(len(ids), 1, ids)
+            # What the mta knows, as an admin asks: the route, the first server down, the
+            # second one that took the message.
+            routes = a.smtpctl("show", "routes", check=True).stdout
+            self.assertEqual(routes,
+                             f"route 0: relay.test, *.relay.test -> smtp://127.0.0.1:{self.dead} "
+                             f"(tls opportunistic), smtp://127.0.0.1:{b.port} (tls opportunistic)\n"
+                             "other remote mail: by MX, tls opportunistic\n")
+            hosts = a.smtpctl("show", "hosts", check=True).stdout
+            self.assertRegex(hosts, rf"127\.0\.0\.1\[127\.0\.0\.1\]:{self.dead}: 0 connections "
+                                    rf"\(0 ready, 0 idle\), 0 messages; down for \d+ s more after "
+                                    rf"1 failures: cannot connect to 127\.0\.0\.1:{self.dead}")
+            self.assertRegex(hosts, rf"127\.0\.0\.1\[127\.0\.0\.1\]:{b.port}: \d connections "
+                                    rf"\(\d ready, \d idle\), 1 messages\n")
 
     def test_a_refusal_bounces_to_the_sender_quoting_the_server(self):
         with self.receiver().start() as b, self.sender(b.port).start() as a:

@@ -574,6 +574,104 @@ TEST_F(MtaProcessTest, AConnectionTheServerClosedIsNotUsed) {
 
 // Postfix's smtp-sink as the peer of a `routes:` entry: every recipient of two domains in one
 // transaction, and a second message over the same connection.
+// A server that cannot be reached is left alone for a while: the destination's other servers
+// go first, and a destination whose servers are all down defers what comes at once, with the
+// time until one is due again, without trying (smtpctl show hosts says so).
+TEST_F(MtaProcessTest, AServerThatIsDownIsLeftAlone) {
+  Sink sink;
+  const uint16_t dead = refused_port();
+  start({{.match = {"dead.test"}, .via = {hop(dead)}, .auth = ""},
+         {.match = {"relay.test"}, .via = {hop(dead), hop(sink.port())}, .auth = ""}});
+  auto show_hosts = [&](uint32_t request) {
+    EXPECT_TRUE(control_->send(msg::CtlShowRelays{.view = msg::RelayView::hosts}, request));
+    auto shown = mta_->await<msg::CtlResult>(*control_);
+    return shown ? shown->message.text : std::string("(no answer)");
+  };
+  ASSERT_TRUE(deliver({"a@dead.test"}, 1));
+  auto first = report(1)[10];
+  EXPECT_EQ(first.outcome, msg::DeliveryOutcome::temporary_failure);
+  EXPECT_NE(first.detail.find("cannot connect to 127.0.0.1:" + std::to_string(dead)),
+            std::string::npos)
+      << first.detail;
+  const std::string server = "127.0.0.1[127.0.0.1]:" + std::to_string(dead);
+  std::string hosts = show_hosts(40);
+  EXPECT_NE(hosts.find(server + ": 0 connections (0 ready, 0 idle), 0 messages; down for "),
+            std::string::npos)
+      << hosts;
+  EXPECT_NE(hosts.find("s more after 1 failures: cannot connect"), std::string::npos) << hosts;
+  // Down: deferred at once, told when to come back.
+  ASSERT_TRUE(deliver({"b@dead.test"}, 2));
+  auto second = report(2)[10];
+  EXPECT_EQ(second.outcome, msg::DeliveryOutcome::temporary_failure);
+  EXPECT_EQ(second.dsn, "4.4.1");
+  EXPECT_NE(second.detail.find("every server is down (" + server + ": cannot connect"),
+            std::string::npos)
+      << second.detail;
+  EXPECT_GE(second.retry_after, 1u);
+  EXPECT_LE(second.retry_after, 10u);
+  // Another destination with the same server first goes to its other server, and the dead one
+  // is not tried (still one failure).
+  ASSERT_TRUE(deliver({"c@relay.test"}, 3));
+  EXPECT_EQ(report(3)[10].outcome, msg::DeliveryOutcome::delivered);
+  EXPECT_EQ(sink.seen().size(), 1u);
+  hosts = show_hosts(41);
+  EXPECT_NE(hosts.find("after 1 failures"), std::string::npos) << hosts;
+  EXPECT_NE(hosts.find("127.0.0.1[127.0.0.1]:" + std::to_string(sink.port()) +
+                       ": 1 connections (1 ready, 1 idle), 1 messages\n"),
+            std::string::npos)
+      << hosts;
+}
+
+// TLS required and not to be had here (verify before the CA file came): the mail waits with
+// the reason, 4.7.5, and the server is not taken for down.
+TEST_F(MtaProcessTest, VerifyWithoutCaCertificatesSaysWhy) {
+  Sink sink;
+  start({{.match = {"relay.test"},
+          .via = {hop(sink.port())},
+          .auth = "",
+          .tls = mail::TlsPolicy::verify}});
+  ASSERT_TRUE(deliver({"a@relay.test"}, 1));
+  auto r = report(1)[10];
+  EXPECT_EQ(r.outcome, msg::DeliveryOutcome::temporary_failure);
+  EXPECT_EQ(r.dsn, "4.7.5");
+  EXPECT_NE(r.detail.find("TLS is required (policy verify) but cannot be had: no CA certificates "
+                          "yet"),
+            std::string::npos)
+      << r.detail;
+  EXPECT_EQ(sink.connections(), 0);
+  ASSERT_TRUE(control_->send(msg::CtlShowRelays{.view = msg::RelayView::hosts}, 40));
+  auto shown = mta_->await<msg::CtlResult>(*control_);
+  ASSERT_TRUE(shown);
+  EXPECT_EQ(shown->message.text.find("down"), std::string::npos) << shown->message.text;
+}
+
+// smtpctl show routes: each route, its servers and their TLS policies, the login (never the
+// password), and how the rest goes.
+TEST_F(MtaProcessTest, ShowRoutesListsTheConfiguredRoutes) {
+  mail::RelayHop tls = hop(2525);
+  tls.scheme = mail::RelayScheme::smtp_tls;
+  Settings settings{
+      .hostname = "mta.test",
+      .routes = {{.match = {"relay.test", "*.relay.test"},
+                  .via = {hop(2613), tls},
+                  .auth = "/etc/postern/relay-auth",
+                  .tls = std::nullopt,
+                  .auth_login = "dave",
+                  .auth_password = "s3cret"},
+                 {.match = {"mx.test"}, .via = {}, .auth = "", .tls = mail::TlsPolicy::verify}}};
+  start(settings);
+  ASSERT_TRUE(control_->send(msg::CtlShowRelays{.view = msg::RelayView::routes}, 40));
+  auto shown = mta_->await<msg::CtlResult>(*control_);
+  ASSERT_TRUE(shown);
+  EXPECT_EQ(shown->message.text,
+            "route 0: relay.test, *.relay.test -> smtp://127.0.0.1:2613 (tls opportunistic), "
+            "smtp+tls://127.0.0.1:2525 (tls encrypt), auth as dave (from "
+            "/etc/postern/relay-auth)\n"
+            "route 1: mx.test -> by MX, tls verify\n"
+            "other remote mail: by MX, tls opportunistic\n");
+  EXPECT_EQ(shown->message.text.find("s3cret"), std::string::npos);
+}
+
 TEST_F(MtaProcessTest, RelaysThroughARouteToPostfixSmtpSink) {
   PostfixSink sink;
   // The real peer is the point of this test: without it the test fails, it is not skipped.
