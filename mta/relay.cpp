@@ -360,7 +360,7 @@ std::string Relay::arrange_tls(Connection& c, mail::ClientOptions& options,
   }
   std::shared_ptr<tls_config> config = verify ? verify_config_ : encrypt_config_;
   if (!config) {
-    const std::string why =
+    std::string why =
         "TLS is required (policy " + std::string(mail::policy_name(t.tls)) +
         ") but cannot be had: " + (verify ? verify_problem_ : std::string("no TLS configuration"));
     log::warn("%s: %s", t.name().c_str(), why.c_str());
