@@ -23,6 +23,9 @@ namespace postern::mail {
 struct Endpoint {
   std::optional<inet::SocketAddress> inet;
   std::string unix_path;  // when inet is unset
+  // The local address a TCP connection leaves from (its port left to the kernel), bound before
+  // the connect; unset: the kernel chooses. Of inet's family.
+  std::optional<inet::SocketAddress> source = std::nullopt;
   std::string to_string() const;
 };
 // "127.0.0.1:24", "[::1]:24", "unix:/run/dovecot/lmtp" or "/run/dovecot/lmtp"; none for
@@ -66,7 +69,8 @@ class ClientStream {
   virtual const TlsFacts* tls() const { return nullptr; }
 };
 
-// A plain connection to endpoint, begun at once; connected or failed follows on the loop.
+// A plain connection to endpoint, begun at once; connected or failed follows on the loop. A
+// source that cannot be bound fails it with "cannot bind source address ADDRESS: reason".
 std::unique_ptr<ClientStream> connect_plain(event_base* base, const Endpoint& endpoint);
 
 }  // namespace postern::mail
