@@ -6,6 +6,7 @@
 #include "common/mail/tls_client_stream.hpp"
 #include "common/util/ascii.hpp"
 #include "common/util/log.hpp"
+#include "mta/source.hpp"
 #include "mta/transaction.hpp"
 
 namespace postern::mta {
@@ -18,7 +19,10 @@ constexpr auto kResolutionLifetime = std::chrono::seconds(60);
 constexpr auto kTlsBrokenLifetime = std::chrono::hours(1);
 
 std::optional<mail::Endpoint> endpoint_of(const Target& t) {
-  return mail::parse_endpoint(t.key().substr(std::string(mail::scheme_prefix(t.scheme)).size()));
+  auto endpoint =
+      mail::parse_endpoint(t.key().substr(std::string(mail::scheme_prefix(t.scheme)).size()));
+  if (endpoint && !t.source.empty()) endpoint->source = source_address(t.source);
+  return endpoint;
 }
 
 std::string reply_detail(const mail::RecipientResult& r) {
@@ -55,6 +59,7 @@ std::string Target::cache_key() const {
   // An authenticated session is its login's: mail for which another login (or none) is
   // configured does not ride on it.
   if (auth) k += " auth " + auth->login;
+  if (!source.empty()) k += " from " + source;
   return k;
 }
 
@@ -76,7 +81,10 @@ msg::DeliveryResult delivery_result(const mail::RecipientResult& r, const Target
     out.remote_mta = target.name();
     if (out.remote_mta.size() > msg::kMaxRemoteMta) out.remote_mta.clear();
   }
-  if (!out.remote_mta.empty()) out.tls = tls.substr(0, msg::kMaxTlsFacts);
+  if (!out.remote_mta.empty()) {
+    out.tls = tls.substr(0, msg::kMaxTlsFacts);
+    out.source = target.source;
+  }
   return out;
 }
 
@@ -113,6 +121,22 @@ Relay::~Relay() {
 }
 
 void Relay::configure(const Settings& settings) {
+  const auto sources = [](const Settings& s) {
+    std::vector<std::vector<std::string>> all{s.relay_source};
+    for (const Route& r : s.routes) all.push_back(r.source);
+    for (const Shaping& r : s.shaping) all.push_back(r.source);
+    return all;
+  };
+  if (sources(settings) != sources(settings_)) {
+    // Other source addresses: servers are asked for again (resolved() chooses the addresses),
+    // and connections opened before take no more mail.
+    ++sources_generation_;
+    for (auto& [key, d] : destinations_) d.resolution.reset();
+    std::vector<uint64_t> idle;
+    for (const auto& [address, id] : idle_by_address_) idle.push_back(id);
+    for (const uint64_t id : idle)
+      if (Connection* c = find(id)) give_work(*c);
+  }
   settings_ = settings;
   if (!encrypt_config_) {
     auto made = make_tls_client_config(std::nullopt);
@@ -249,6 +273,9 @@ void Relay::resolved(const std::string& key, Resolution resolution) {
   d.site = shaper_.site_of(
       domain, resolution.targets.empty() ? std::string_view() : resolution.targets.front().host,
       key);
+  const std::vector<std::string>& sources =
+      applicable_sources(resolution.source, shaper_.rule(d.site), settings_);
+  for (Target& t : resolution.targets) t.source = source_for(sources, t.address);
   d.resolution = std::move(resolution);
   d.resolved_at = Clock::now();
   dispatch(key);
@@ -305,6 +332,7 @@ void Relay::set_ca(const std::string& pem, const std::string& name) {
 
 void Relay::connect(Connection& c) {
   c.target = c.targets[c.target_index];
+  c.sources_generation = sources_generation_;
   const uint64_t id = c.id;
   mail::ClientOptions options;
   options.dialect = c.target.scheme == mail::RelayScheme::lmtp ? mail::ClientDialect::lmtp
@@ -473,6 +501,11 @@ void Relay::retire(Connection& c) {
 
 void Relay::give_work(Connection& c) {
   Destination& d = destination(c.destination);
+  if (c.sources_generation != sources_generation_ && usable(c) && !c.busy) {
+    unpark(c);
+    c.session->quit();  // on_closed opens another for what waits
+    return;
+  }
   while (!d.waiting.empty() && !c.busy) {
     if (!usable(c)) return;
     if (!gate_open(d, shaper_.admit(d.site))) break;
@@ -496,6 +529,7 @@ void Relay::start(Connection& c, Destination& d, Delivery delivery) {
       r.detail = refusal->detail;
       r.remote_mta = c.target.name();
       r.tls = c.tls.empty() ? "none" : c.tls;
+      r.source = c.target.source;
       report_(job, k, std::move(r));
     }
     return;  // the connection stays free for the next
