@@ -21,7 +21,7 @@ constexpr auto kTlsBrokenLifetime = std::chrono::hours(1);
 std::optional<mail::Endpoint> endpoint_of(const Target& t) {
   auto endpoint =
       mail::parse_endpoint(t.key().substr(std::string(mail::scheme_prefix(t.scheme)).size()));
-  if (endpoint && !t.source.empty()) endpoint->source = source_address(t.source);
+  if (endpoint && !t.source.empty()) endpoint->source = mail::parse_source(t.source);
   return endpoint;
 }
 

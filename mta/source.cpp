@@ -1,8 +1,7 @@
 // Source addresses of outgoing connections; see source.hpp.
 #include "mta/source.hpp"
 
-#include <netinet/in.h>
-#include <sys/socket.h>
+#include "common/util/inet.hpp"
 
 namespace postern::mta {
 
@@ -21,15 +20,6 @@ std::string source_for(const std::vector<std::string>& sources, std::string_view
     if (address && address->ss_family == target->ss_family) return source;
   }
   return {};
-}
-
-std::optional<inet::SocketAddress> source_address(std::string_view text) {
-  const auto address = inet::parse_ip_address(text);
-  if (!address) return std::nullopt;
-  inet::SocketAddress out;
-  out.storage = *address;
-  out.length = address->ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
-  return out;
 }
 
 }  // namespace postern::mta

@@ -9,7 +9,6 @@
 #include <string_view>
 #include <vector>
 
-#include "common/util/inet.hpp"
 #include "mta/api.hpp"
 
 namespace postern::mta {
@@ -24,9 +23,5 @@ const std::vector<std::string>& applicable_sources(const std::vector<std::string
 // The address of sources of server's family; empty when there is none (or server is no IP
 // address).
 std::string source_for(const std::vector<std::string>& sources, std::string_view server);
-
-// A source address as the client stream binds it (the port left to the kernel); none for
-// text that is not an IP address.
-std::optional<inet::SocketAddress> source_address(std::string_view text);
 
 }  // namespace postern::mta

@@ -34,26 +34,6 @@ std::string cannot_bind(const inet::SocketAddress& source, const std::string& wh
          ": " + why;
 }
 
-// A TCP socket bound to source, for the bufferevent to connect. With Linux's
-// IP_BIND_ADDRESS_NO_PORT the port is chosen at connect, per server: without it a bind takes an
-// ephemeral port for good, and one source runs out of them after some 28,000 connections
-// however many servers they go to.
-Result<UniqueFd> bound_socket(const inet::SocketAddress& source) {
-  const auto failed = [&source](int error) {
-    return make_error(cannot_bind(source, std::strerror(error)));
-  };
-  UniqueFd fd(socket(source.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (!fd) return failed(errno);
-#ifdef IP_BIND_ADDRESS_NO_PORT
-  const int on = 1;
-  // (Best effort: an older kernel binds a port at once, which still works.)
-  (void)setsockopt(fd.get(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &on, sizeof on);
-#endif
-  if (bind(fd.get(), reinterpret_cast<const sockaddr*>(&source.storage), source.length) != 0)
-    return failed(errno);
-  return fd;
-}
-
 class PlainStream final : public ClientStream {
  public:
   PlainStream(event_base* base, const Endpoint& endpoint)
@@ -88,7 +68,7 @@ class PlainStream final : public ClientStream {
             cannot_bind(*endpoint.source, "not of the family of " + endpoint.to_string()));
         return;
       }
-      Result<UniqueFd> bound = bound_socket(*endpoint.source);
+      Result<UniqueFd> bound = bind_source(*endpoint.source);
       if (!bound.ok()) {
         defer_failure(bound.error().message);
         return;
@@ -199,6 +179,34 @@ std::optional<Endpoint> parse_endpoint(std::string_view text) {
 
 std::unique_ptr<ClientStream> connect_plain(event_base* base, const Endpoint& endpoint) {
   return std::make_unique<PlainStream>(base, endpoint);
+}
+
+std::optional<inet::SocketAddress> parse_source(std::string_view text) {
+  const auto address = inet::parse_ip_address(text);
+  if (!address) return std::nullopt;
+  inet::SocketAddress out;
+  out.storage = *address;
+  out.length = address->ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+  return out;
+}
+
+// With Linux's IP_BIND_ADDRESS_NO_PORT the port is chosen at connect, per server: without it a
+// bind takes an ephemeral port for good, and one source runs out of them after some 28,000
+// connections however many servers they go to.
+Result<UniqueFd> bind_source(const inet::SocketAddress& source) {
+  const auto failed = [&source](int error) {
+    return make_error(cannot_bind(source, std::strerror(error)));
+  };
+  UniqueFd fd(socket(source.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd) return failed(errno);
+#ifdef IP_BIND_ADDRESS_NO_PORT
+  const int on = 1;
+  // (Best effort: an older kernel binds a port at once, which still works.)
+  (void)setsockopt(fd.get(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &on, sizeof on);
+#endif
+  if (bind(fd.get(), reinterpret_cast<const sockaddr*>(&source.storage), source.length) != 0)
+    return failed(errno);
+  return fd;
 }
 
 }  // namespace postern::mail

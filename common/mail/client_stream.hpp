@@ -15,7 +15,9 @@
 #include <string>
 #include <string_view>
 
+#include "common/util/fd.hpp"
 #include "common/util/inet.hpp"
+#include "common/util/result.hpp"
 
 namespace postern::mail {
 
@@ -72,5 +74,13 @@ class ClientStream {
 // A plain connection to endpoint, begun at once; connected or failed follows on the loop. A
 // source that cannot be bound fails it with "cannot bind source address ADDRESS: reason".
 std::unique_ptr<ClientStream> connect_plain(event_base* base, const Endpoint& endpoint);
+
+// A source address as configured ("192.0.2.1", "2001:db8::1"), as an Endpoint's source (port
+// 0); none for anything else.
+std::optional<inet::SocketAddress> parse_source(std::string_view text);
+// A non-blocking TCP socket bound to source, its port left to the connect where the kernel can
+// (IP_BIND_ADDRESS_NO_PORT): what connect_plain does first for a source. The error says
+// "cannot bind source address ADDRESS: reason".
+Result<UniqueFd> bind_source(const inet::SocketAddress& source);
 
 }  // namespace postern::mail

@@ -82,6 +82,9 @@ shaping:
                                        rf"status=deferred \({re.escape(reason)}\)", 20),
                             a.read_log())
             self.assertNotIn("connect from", b.read_log())
+            # Said at start too, as a warning: the address may come up later.
+            self.assertIn(f"{reason}; mail that must leave from it is deferred until it can",
+                          a.read_log())
             self.assertEqual(a.queued(), {queue_id})
             shown = a.smtpctl("show", "queue", check=True).stdout
             self.assertRegex(shown, rf"dave@c\.relay\.test  pending  1 attempt  next try .*"

@@ -4,7 +4,6 @@
 #include "mta/source.hpp"
 
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 
 #include <string>
 #include <vector>
@@ -30,19 +29,6 @@ TEST(Source, TheMostSpecificListAppliesWhole) {
   EXPECT_EQ(source_for(settings.relay_source, "192.0.2.25"), "192.0.2.7");
   EXPECT_EQ(source_for(settings.relay_source, "mx.example.org"), "");
   EXPECT_EQ(source_for({}, "192.0.2.25"), "");
-}
-
-TEST(Source, AddressesAsTheStreamBindsThem) {
-  const auto v4 = source_address("127.0.0.2");
-  ASSERT_TRUE(v4);
-  EXPECT_EQ(v4->family(), AF_INET);
-  EXPECT_EQ(v4->length, sizeof(sockaddr_in));
-  EXPECT_EQ(inet::address_text(v4->storage), "127.0.0.2");
-  const auto v6 = source_address("2001:db8::1");
-  ASSERT_TRUE(v6);
-  EXPECT_EQ(v6->length, sizeof(sockaddr_in6));
-  EXPECT_FALSE(source_address("127.0.0.2:25"));
-  EXPECT_FALSE(source_address("localhost"));
 }
 
 }  // namespace

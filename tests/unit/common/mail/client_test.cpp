@@ -815,13 +815,22 @@ std::string connect_once(const Endpoint& endpoint) {
 }
 
 Endpoint leaving_from(Endpoint endpoint, const std::string& source) {
-  const auto address = inet::parse_ip_address(source);
-  EXPECT_TRUE(address) << source;
-  inet::SocketAddress bound;
-  bound.storage = *address;
-  bound.length = address->ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
-  endpoint.source = bound;
+  endpoint.source = parse_source(source);
+  EXPECT_TRUE(endpoint.source) << source;
   return endpoint;
+}
+
+TEST(PlainStream, SourceAddressesAsConfigured) {
+  const auto v4 = parse_source("127.0.0.2");
+  ASSERT_TRUE(v4);
+  EXPECT_EQ(v4->family(), AF_INET);
+  EXPECT_EQ(v4->length, sizeof(sockaddr_in));
+  EXPECT_EQ(inet::address_text(v4->storage), "127.0.0.2");
+  const auto v6 = parse_source("2001:db8::1");
+  ASSERT_TRUE(v6);
+  EXPECT_EQ(v6->length, sizeof(sockaddr_in6));
+  EXPECT_FALSE(parse_source("127.0.0.2:25"));
+  EXPECT_FALSE(parse_source("localhost"));
 }
 
 // The server sees the connection come from the source address (all of 127/8 is this machine's).
