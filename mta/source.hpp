@@ -4,7 +4,6 @@
 // them when a destination's servers are known, the client stream binds the result.
 #pragma once
 
-#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
