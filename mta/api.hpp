@@ -26,6 +26,12 @@ constexpr size_t kMaxRouteMatches = 1000;  // domains and patterns of one route
 constexpr size_t kMaxRouteHops = 16;       // servers of one route
 constexpr size_t kMaxLocalAddresses = 256;
 constexpr size_t kMaxAuthField = 512;  // a route's AUTH login, and its password
+// Source addresses (smtpd.yaml `source`, `relay_source`): at most one IPv4 and one IPv6 address,
+// each used for the servers of its family (mta/source.hpp). Read by the "source" hook
+// (smtpd/config_routes.cpp), which keeps them as inet::address_text writes them.
+constexpr size_t kMaxSources = 2;
+constexpr fields::Bounds kSourceBounds = {
+    .length = msg::kMaxAddressText, .count = kMaxSources, .hook = "source"};
 
 // A configured route (smtpd.yaml `routes:`): mail for a domain it matches goes to its servers,
 // tried in order, rather than by MX; a route without servers goes by MX with its own TLS
@@ -36,6 +42,9 @@ struct Route {
   std::string auth;                 // a credentials file for AUTH to the relay; empty: none
   // Unset: smtp+tls:// and smtps:// servers encrypt, the others follow relay_tls.policy.
   std::optional<mail::TlsPolicy> tls;
+  // The addresses connections to its servers (or, without servers, to its domains' MX hosts)
+  // leave from; empty: its shaping rule's, else relay_source.
+  std::vector<std::string> source;
   // What the auth file says ("login:password"), read by the parent: mta opens no file.
   std::string auth_login;
   std::string auth_password;
@@ -46,6 +55,7 @@ struct Route {
         field(&Route::via, "via", {.count = kMaxRouteHops}),
         field(&Route::auth, "auth", {.length = msg::kMaxPathLength}),
         field(&Route::tls, "tls", {.names = mail::kTlsPolicyNames}),
+        field(&Route::source, "source", kSourceBounds),
         field(&Route::auth_login, "auth_login",
               {.length = kMaxAuthField, .origin = fields::Origin::parent}),
         field(&Route::auth_password, "auth_password",
@@ -69,6 +79,8 @@ struct Shaping {
   std::optional<uint32_t> connections;
   std::optional<uint32_t> messages_per_connection;
   std::optional<uint32_t> recipients;  // a transaction
+  // The addresses connections to the site leave from; empty: relay_source. A route's win.
+  std::vector<std::string> source;
   static constexpr auto fields() {
     using fields::field;
     return std::tuple{
@@ -80,6 +92,7 @@ struct Shaping {
         field(&Shaping::messages_per_connection, "messages_per_connection",
               {.min = 1, .max = 1000000}),
         field(&Shaping::recipients, "recipients", {.min = 1, .max = msg::kLocalRecipientsPerJob}),
+        field(&Shaping::source, "source", kSourceBounds),
     };
   }
   friend bool operator==(const Shaping&, const Shaping&) = default;
@@ -177,6 +190,9 @@ struct Settings {
   // Opportunistic TLS whose handshake fails: the same server is tried again without TLS
   // (logged), as Postfix does; false: the failure defers like a refused connection.
   bool plaintext_fallback = true;
+  // The addresses outgoing connections leave from, unless a route or a shaping rule names its
+  // own; empty: the system chooses.
+  std::vector<std::string> relay_source;
   // Traffic shaping (mta/shaping.hpp): the defaults of every site, its rules and the rules
   // that react to replies.
   uint32_t destination_rate = 0;  // messages a minute; 0: unlimited
@@ -205,6 +221,7 @@ struct Settings {
         field(&Settings::hop_count, "limits.hop_count", {.min = 1, .max = 1000}),
         field(&Settings::tls_policy, "relay_tls.policy", {.names = mail::kTlsPolicyNames}),
         field(&Settings::plaintext_fallback, "relay_tls.plaintext_fallback"),
+        field(&Settings::relay_source, "relay_source", kSourceBounds),
         field(&Settings::destination_rate, "limits.destination_rate", {.max = 1000000}),
         field(&Settings::recipients_per_transaction, "limits.recipients_per_transaction",
               {.min = 1, .max = msg::kLocalRecipientsPerJob}),

@@ -208,6 +208,7 @@ void MtaProcess::accept(msg::Incoming& in, msg::DeliverRemote&& m) {
               .remote_mta = {},
               .retry_after = 0,
               .tls = {},
+              .source = {},
               .relayed = false,
               .wait_ms = 0,
               .setup_ms = 0,
@@ -322,8 +323,9 @@ void MtaProcess::resolve_route(const Route& route, const std::string& key,
     if (!g->problems.empty()) g->problems += "; ";
     g->problems += problem;
   };
-  auto complete = [g, key] {
-    Resolution r{.kind = Resolution::Kind::ok, .targets = {}, .dsn = {}, .detail = {}};
+  auto complete = [g, key, source = route.source] {
+    Resolution r{
+        .kind = Resolution::Kind::ok, .targets = {}, .dsn = {}, .detail = {}, .source = source};
     for (auto& hop : g->per_hop)
       for (auto& t : hop)
         if (r.targets.size() < kMaxTargets) r.targets.push_back(std::move(t));
@@ -413,9 +415,13 @@ void MtaProcess::resolve_mx(const std::string& domain,
     if (drop_self(hosts, settings_.hostname, settings_.local_addresses) && hosts.empty())
       return done(failure(Resolution::Kind::permanent, "5.4.6",
                           "mail for " + domain + " loops back to myself (MX)"));
-    Resolution r{.kind = Resolution::Kind::ok, .targets = {}, .dsn = {}, .detail = {}};
-    const mail::TlsPolicy tls =
-        tls_policy(settings_, matching_route(settings_.routes, domain), mail::RelayScheme::smtp);
+    const Route* route = matching_route(settings_.routes, domain);
+    Resolution r{.kind = Resolution::Kind::ok,
+                 .targets = {},
+                 .dsn = {},
+                 .detail = {},
+                 .source = route != nullptr ? route->source : std::vector<std::string>{}};
+    const mail::TlsPolicy tls = tls_policy(settings_, route, mail::RelayScheme::smtp);
     for (const msg::MxHost& h : hosts)
       for (const std::string& address : h.addresses)
         if (r.targets.size() < kMaxTargets && inet::parse_ip_address(address))

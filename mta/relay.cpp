@@ -6,6 +6,7 @@
 #include "common/mail/tls_client_stream.hpp"
 #include "common/util/ascii.hpp"
 #include "common/util/log.hpp"
+#include "mta/source.hpp"
 #include "mta/transaction.hpp"
 
 namespace postern::mta {
@@ -18,7 +19,10 @@ constexpr auto kResolutionLifetime = std::chrono::seconds(60);
 constexpr auto kTlsBrokenLifetime = std::chrono::hours(1);
 
 std::optional<mail::Endpoint> endpoint_of(const Target& t) {
-  return mail::parse_endpoint(t.key().substr(std::string(mail::scheme_prefix(t.scheme)).size()));
+  auto endpoint =
+      mail::parse_endpoint(t.key().substr(std::string(mail::scheme_prefix(t.scheme)).size()));
+  if (endpoint && !t.source.empty()) endpoint->source = mail::parse_source(t.source);
+  return endpoint;
 }
 
 std::string reply_detail(const mail::RecipientResult& r) {
@@ -55,6 +59,7 @@ std::string Target::cache_key() const {
   // An authenticated session is its login's: mail for which another login (or none) is
   // configured does not ride on it.
   if (auth) k += " auth " + auth->login;
+  if (!source.empty()) k += " from " + source;
   return k;
 }
 
@@ -76,7 +81,10 @@ msg::DeliveryResult delivery_result(const mail::RecipientResult& r, const Target
     out.remote_mta = target.name();
     if (out.remote_mta.size() > msg::kMaxRemoteMta) out.remote_mta.clear();
   }
-  if (!out.remote_mta.empty()) out.tls = tls.substr(0, msg::kMaxTlsFacts);
+  if (!out.remote_mta.empty()) {
+    out.tls = tls.substr(0, msg::kMaxTlsFacts);
+    out.source = target.source;
+  }
   return out;
 }
 
@@ -113,6 +121,22 @@ Relay::~Relay() {
 }
 
 void Relay::configure(const Settings& settings) {
+  const auto sources = [](const Settings& s) {
+    std::vector<std::vector<std::string>> all{s.relay_source};
+    for (const Route& r : s.routes) all.push_back(r.source);
+    for (const Shaping& r : s.shaping) all.push_back(r.source);
+    return all;
+  };
+  if (sources(settings) != sources(settings_)) {
+    // Other source addresses: servers are asked for again (resolved() chooses the addresses),
+    // and connections opened before take no more mail.
+    ++sources_generation_;
+    for (auto& [key, d] : destinations_) d.resolution.reset();
+    std::vector<uint64_t> idle;
+    for (const auto& [address, id] : idle_by_address_) idle.push_back(id);
+    for (const uint64_t id : idle)
+      if (Connection* c = find(id)) give_work(*c);
+  }
   settings_ = settings;
   if (!encrypt_config_) {
     auto made = make_tls_client_config(std::nullopt);
@@ -268,6 +292,9 @@ void Relay::resolved(const std::string& key, Resolution resolution) {
   d.site = shaper_.site_of(
       domain, resolution.targets.empty() ? std::string_view() : resolution.targets.front().host,
       key);
+  const std::vector<std::string>& sources =
+      applicable_sources(resolution.source, shaper_.rule(d.site), settings_);
+  for (Target& t : resolution.targets) t.source = source_for(sources, t.address);
   d.resolution = std::move(resolution);
   d.resolved_at = Clock::now();
   dispatch(key);
@@ -327,6 +354,7 @@ void Relay::set_ca(const std::string& pem, const std::string& name) {
 
 void Relay::connect(Connection& c) {
   c.target = c.targets[c.target_index];
+  c.sources_generation = sources_generation_;
   const uint64_t id = c.id;
   mail::ClientOptions options;
   options.dialect = c.target.scheme == mail::RelayScheme::lmtp ? mail::ClientDialect::lmtp
@@ -507,6 +535,11 @@ void Relay::retire(Connection& c) {
 
 void Relay::give_work(Connection& c) {
   Destination& d = destination(c.destination);
+  if (c.sources_generation != sources_generation_ && usable(c) && !c.busy) {
+    unpark(c);
+    c.session->quit();  // on_closed opens another for what waits
+    return;
+  }
   while (!d.waiting.empty() && !c.busy) {
     if (!usable(c)) return;
     if (!gate_open(d, shaper_.admit(d.site))) break;
@@ -530,6 +563,7 @@ void Relay::start(Connection& c, Destination& d, Delivery delivery) {
       r.detail = refusal->detail;
       r.remote_mta = c.target.name();
       r.tls = c.tls.empty() ? "none" : c.tls;
+      r.source = c.target.source;
       report_(job, k, std::move(r));
     }
     return;  // the connection stays free for the next
@@ -724,8 +758,18 @@ size_t Relay::site_connections(const Destination& d,
   return n;
 }
 
+namespace {
+
+// A server as reached from one source address: down from one may be up from another (a bind
+// that fails is the source's trouble, not the server's).
+std::string host_key(const Target& t) {
+  return t.source.empty() ? t.key() : t.key() + " from " + t.source;
+}
+
+}  // namespace
+
 Relay::Host& Relay::host(const Target& t) {
-  const std::string key = t.key();
+  const std::string key = host_key(t);
   auto it = hosts_.find(key);
   if (it == hosts_.end()) {
     if (hosts_.size() >= kMaxHosts) {
@@ -734,12 +778,12 @@ Relay::Host& Relay::host(const Target& t) {
     }
     it = hosts_.emplace(key, Host{}).first;
   }
-  it->second.name = t.name();
+  it->second.name = t.source.empty() ? t.name() : t.name() + " from " + t.source;
   return it->second;
 }
 
 bool Relay::down(const Target& t) const {
-  const auto it = hosts_.find(t.key());
+  const auto it = hosts_.find(host_key(t));
   return it != hosts_.end() && it->second.down_until > Clock::now();
 }
 
@@ -767,7 +811,7 @@ std::string Relay::describe_hosts() const {
     size_t ready = 0;
     size_t idle = 0;
     for (const auto& [id, c] : connections_) {
-      if (c->target.key() != key) continue;
+      if (host_key(c->target) != key) continue;
       ++open;
       if (c->ready) ++ready;
       if (c->ready && !c->busy) ++idle;

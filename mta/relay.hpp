@@ -63,11 +63,15 @@ struct Target {
   // The credentials of the route that sent mail here, for AUTH; none for MX and routes without
   // auth. Taken when the route was resolved, so a reload never sends them elsewhere.
   std::shared_ptr<const mail::ClientOptions::Credentials>
-      auth;                  // the MX preference, or the route server's place: lower goes first
+      auth;  // the MX preference, or the route server's place: lower goes first
+  // The local address the connection leaves from (mta/source.hpp: the route's, the site's or
+  // relay_source, of this address's family); empty: the system chooses.
+  std::string source;
   std::string name() const;  // "mx.example.org[192.0.2.1]:25": a DSN's Remote-MTA, the log's relay=
   std::string key() const;   // "smtp://192.0.2.1:25": the server, by address
-  // The connection cache's key by address: key() and the TLS policy, and for verify the name
-  // verified, so a connection is shared only by destinations that ask no more of it.
+  // The connection cache's key by address: key() and the TLS policy, for verify the name
+  // verified, and the source address, so a connection is shared only by destinations that ask
+  // no more of it and leave from the same address.
   std::string cache_key() const;
 };
 
@@ -78,6 +82,9 @@ struct Resolution {
   std::vector<Target> targets;  // ok: in the order to try them
   std::string dsn;              // otherwise: the recipients' status and why
   std::string detail;
+  // The source addresses of the route that sent mail here, which win over the site's (their
+  // targets get theirs when the site is known); empty: none.
+  std::vector<std::string> source;
 };
 
 class Relay {
@@ -126,6 +133,7 @@ class Relay {
     std::unique_ptr<Timer> idle;
     Clock::time_point opened;    // the first server was tried
     Clock::time_point ready_at;  // the session was ready for mail
+    uint64_t sources_generation = 0;  // of the source addresses it was opened under
   };
   struct Destination {
     std::string key;
@@ -224,6 +232,9 @@ class Relay {
   // the clear (Postfix keeps such a fact for its cache time too).
   std::map<std::string, Clock::time_point> tls_broken_;
   std::map<std::string, Host> hosts_;
+  // Counts reloads that changed source addresses: a connection opened under an earlier count
+  // takes no more mail (it leaves from an address no longer configured, or it should not).
+  uint64_t sources_generation_ = 0;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

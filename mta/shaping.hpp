@@ -63,6 +63,8 @@ class Shaper {
   // ("shaping N (first pattern)"); else the destination itself.
   std::string site_of(std::string_view domain, std::string_view mx_host,
                       const std::string& destination) const;
+  // The shaping rule a site of site_of stands for; nullptr for a destination of its own.
+  const Shaping* rule(const std::string& site) const { return rule_of(site); }
 
   // May the site start a transaction now? go takes a token; wait: not now, try again after
   // delay; defer: the site is suspended, or has no room within rate_hold (delay: until when).

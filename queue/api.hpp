@@ -254,6 +254,9 @@ struct DeliveryResult {
   // mta: how the connection to remote_mta was protected ("TLSv1.3 TLS_AES_256_GCM_SHA384
   // (verified mx.example.org)"); empty when it was not (for the log line and the DSN).
   std::string tls;
+  // mta: the local address the connection to remote_mta left from, when one is configured
+  // (smtpd.yaml source, relay_source); empty when the system chose it.
+  std::string source;
   // mta, delivered: the server does not offer DSN, so the NOTIFY went no further and the
   // queue reports "relayed" to a sender who asked for SUCCESS (RFC 3461 4.2).
   bool relayed = false;
@@ -278,6 +281,7 @@ struct DeliveryResult {
         fields::field(&DeliveryResult::remote_mta, "remote_mta", {.length = kMaxRemoteMta}),
         fields::field(&DeliveryResult::retry_after, "retry_after", {.max = kMaxRetryAfter}),
         fields::field(&DeliveryResult::tls, "tls", {.length = kMaxTlsFacts}),
+        fields::field(&DeliveryResult::source, "source", {.length = kMaxAddressText}),
         fields::field(&DeliveryResult::relayed, "relayed"),
         fields::field(&DeliveryResult::wait_ms, "wait_ms", {.max = kMaxDelayMs}),
         fields::field(&DeliveryResult::setup_ms, "setup_ms", {.max = kMaxDelayMs}),

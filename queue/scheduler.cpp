@@ -313,6 +313,8 @@ void Scheduler::apply(Envelope& e, Lane l, Flight& flight, const msg::DeliveryRe
   const std::string relay = !remote ? "local" : r.remote_mta.empty() ? "none" : r.remote_mta;
   // How the connection was protected, when there was one to a server.
   const std::string tls = r.tls.empty() ? "" : ", tls=" + log::sanitize(r.tls);
+  // The address it left from, when one is configured.
+  const std::string source = r.source.empty() ? "" : ", source=" + log::sanitize(r.source);
   // Remote: where the time went, as Postfix's delays=a/b/c/d: before the mta (the queue,
   // earlier attempts), waiting in it for a connection, setting one up, the transaction.
   char delays[96] = "";
@@ -323,9 +325,9 @@ void Scheduler::apply(Envelope& e, Lane l, Flight& flight, const msg::DeliveryRe
     std::snprintf(delays, sizeof delays, ", delays=%.2f/%.2f/%.2f/%.2f",
                   std::max(0.0, delay - b - c - d), b, c, d);
   }
-  log::info("%s: to=<%s>, relay=%s%s, delay=%.0f%s, dsn=%s, status=%s (%s)", e.id.c_str(),
-            rcpt.address.c_str(), relay.c_str(), tls.c_str(), delay, delays, r.dsn.c_str(),
-            msg::status_word(r.outcome), r.detail.c_str());
+  log::info("%s: to=<%s>, relay=%s%s%s, delay=%.0f%s, dsn=%s, status=%s (%s)", e.id.c_str(),
+            rcpt.address.c_str(), relay.c_str(), source.c_str(), tls.c_str(), delay, delays,
+            r.dsn.c_str(), msg::status_word(r.outcome), r.detail.c_str());
   switch (r.outcome) {
     case msg::DeliveryOutcome::delivered: {
       rcpt.state = RecipientState::delivered;

@@ -1,7 +1,7 @@
 // The hooks of the schema walk for the keys of smtpd.yaml no field table can describe (their
 // fields name the hook): "listeners", "domains", "networks" (trusted_networks), "resolvers",
-// "relay_domains", "senders", "socket" (the control socket) and "routes". Used by
-// config.cpp only.
+// "relay_domains", "senders", "socket" (the control socket), "routes" and "source" (outgoing
+// source addresses). Used by config.cpp only.
 #pragma once
 
 #include <optional>

@@ -2,7 +2,8 @@
 // key's reader and the walk's helpers, shared by the files that read the keys:
 // config_hooks.cpp (control socket, trusted networks, resolvers, relay domains, senders),
 // config_listeners.cpp (listeners and their client checks), config_domains.cpp (domains, users,
-// alias rights) and config_routes.cpp (relay routes). Used by those files only.
+// alias rights) and config_routes.cpp (relay routes, source addresses). Used by those files
+// only.
 #pragma once
 
 #include <cstdint>
@@ -66,6 +67,8 @@ class KeyReader {
       walk_resolvers(entry, out);
     } else if (hook == "relay_domains") {
       walk_relay_domains(entry, out);
+    } else if (hook == "source") {
+      walk_source(entry, out);
     } else {
       std::abort();  // a table names a hook this type has not
     }
@@ -112,6 +115,8 @@ class KeyReader {
   bool senders_table(const MapEntry& entry, std::optional<std::string>& out);
   void walk_routes(const MapEntry& entry, std::vector<mta::Route>& routes);
   std::optional<mta::Route> walk_route(const Node& item);
+  // False when something was wrong (reported).
+  bool walk_source(const MapEntry& entry, std::vector<std::string>& sources);
   std::optional<lookup::CheckAction> action_value(const MapEntry& entry);
   std::optional<lookup::ClientChecks> walk_checks(const MapEntry& entry);
   bool walk_zones(const MapEntry& entry, std::vector<lookup::DnsblZone>& zones);

@@ -1,11 +1,15 @@
 // The "routes" key of smtpd.yaml, read for the schema walk (see config_key_reader.hpp): each
 // route's domains and patterns (match), its servers in failover order (via, the grammar of
-// common/mail/route.hpp; none: by MX), its TLS policy (tls) and its credentials file (auth).
-// Input is untrusted text (fuzzed).
+// common/mail/route.hpp; none: by MX), its TLS policy (tls), its credentials file (auth) and
+// its source addresses (source, read as shaping rules' and relay_source are). Input is
+// untrusted text (fuzzed).
+#include <algorithm>
 #include <map>
+#include <span>
 #include <utility>
 
 #include "common/mail/route.hpp"
+#include "common/util/inet.hpp"
 #include "smtpd/config_key_reader.hpp"
 
 namespace postern::smtpd::hooks {
@@ -86,18 +90,20 @@ std::optional<mta::Route> KeyReader::walk_route(const Node& item) {
   const MapEntry* via = found[1];
   const MapEntry* auth = found[2];
   const MapEntry* tls = found[3];
+  const MapEntry* source = found[4];
   bool ok = true;
   if (match == nullptr) {
     walk_.at(item.mark, "route without 'match' (each route needs the domains it is for)");
     return std::nullopt;
   }
-  if (via == nullptr && tls == nullptr) {
+  if (via == nullptr && tls == nullptr && source == nullptr) {
     walk_.at(item.mark,
-             "route without 'via' or 'tls' (servers to send to, or the TLS policy of "
-             "mail sent by MX)");
+             "route without 'via', 'tls' or 'source' (servers to send to, or the TLS policy or "
+             "source address of mail sent by MX)");
     return std::nullopt;
   }
   mta::Route route;
+  if (source != nullptr && !walk_source(*source, route.source)) ok = false;
   if (const auto nodes = scalars(walk_, *match, "a domain")) {
     for (const Node* n : *nodes) {
       const auto pattern = mail::normalize_domain_pattern(n->text);
@@ -175,6 +181,42 @@ std::optional<mta::Route> KeyReader::walk_route(const Node& item) {
   }
   if (!ok) return std::nullopt;
   return route;
+}
+
+// An address or a list of two, at most one of each family, literals only: the mta binds them
+// chrooted, without DNS, and the kernel chooses the port.
+bool KeyReader::walk_source(const MapEntry& entry, std::vector<std::string>& sources) {
+  const size_t before = walk_.errors();
+  sources.clear();
+  const auto nodes = scalars(walk_, entry, "an IP address");
+  if (!nodes) return false;
+  for (const Node* n : *nodes) {
+    const auto address = inet::parse_ip_address(n->text);
+    if (!address) {
+      walk_.at(n->mark, named("bad source address", *n) +
+                            " (expected an IP address such as 192.0.2.1 or 2001:db8::1, "
+                            "without a port)");
+      continue;
+    }
+    const std::span<const uint8_t> bytes = inet::address_bytes(*address);
+    if (std::all_of(bytes.begin(), bytes.end(), [](uint8_t b) { return b == 0; })) {
+      walk_.at(n->mark, named("source address", *n) +
+                            " is the wildcard address; leave 'source' out to let the system "
+                            "choose");
+      continue;
+    }
+    const bool v6 = address->ss_family == AF_INET6;
+    if (std::any_of(sources.begin(), sources.end(), [v6](const std::string& other) {
+          return (other.find(':') != std::string::npos) == v6;
+        })) {
+      walk_.at(n->mark, named("source address", *n) + " is a second " + (v6 ? "IPv6" : "IPv4") +
+                            " address (give at most one IPv4 and one IPv6 address: each is "
+                            "used for the servers of its family)");
+      continue;
+    }
+    sources.push_back(inet::address_text(*address, inet::Mapped::as_ipv6));
+  }
+  return walk_.errors() == before;
 }
 
 }  // namespace postern::smtpd::hooks

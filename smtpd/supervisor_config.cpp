@@ -15,6 +15,7 @@
 #include <algorithm>
 
 #include "common/ipc/privsep.hpp"
+#include "common/mail/client_stream.hpp"
 #include "common/util/log.hpp"
 #include "control/api.hpp"
 #include "lookup/api.hpp"
@@ -127,6 +128,25 @@ std::vector<std::string> resolv_conf_nameservers() {
   return found;
 }
 
+// Source addresses (relay_source, routes' and shaping rules' source) this host cannot bind now.
+// Not an error: an address may come up later (a failover address); until it does, the mail that
+// must leave from it is deferred with the same reason.
+void warn_unbindable_sources(const mta::Settings& mta) {
+  std::vector<std::string> all = mta.relay_source;
+  for (const mta::Route& r : mta.routes) all.insert(all.end(), r.source.begin(), r.source.end());
+  for (const mta::Shaping& s : mta.shaping) all.insert(all.end(), s.source.begin(), s.source.end());
+  std::sort(all.begin(), all.end());
+  all.erase(std::unique(all.begin(), all.end()), all.end());
+  for (const std::string& text : all) {
+    const auto source = mail::parse_source(text);
+    if (!source) continue;  // (refused when the file was read)
+    const Result<UniqueFd> bound = mail::bind_source(*source);
+    if (!bound.ok())
+      log::warn("%s; mail that must leave from it is deferred until it can",
+                bound.error().message.c_str());
+  }
+}
+
 }  // namespace
 
 // The daemon's own users: never mailboxes, never a helper's account.
@@ -140,8 +160,10 @@ accounts::Policy Supervisor::daemon_accounts(const Config& config) const {
 }
 
 // What the slices take from this host rather than from the file: the queue's spool as it
-// sees it, the resolvers of /etc/resolv.conf, the daemon's own accounts.
+// sees it, the resolvers of /etc/resolv.conf, the daemon's own accounts; and whether the host
+// has the source addresses of outgoing mail (a warning for each it has not).
 void Supervisor::adopt(Config& config) const {
+  warn_unbindable_sources(config.mta);
   config.queue.spool_dir = ids_.privileged ? std::string("/") : config.spool_dir;
   if (config.lookup.dns.resolvers.empty()) config.lookup.dns.resolvers = resolv_conf_nameservers();
   const accounts::Policy daemon = daemon_accounts(config);

@@ -155,7 +155,9 @@ struct FilterDeleter {
 // reconnect costs log lines, not the process), and any other socket, socketpair, bind or
 // connect kills them. An AF_UNIX socket made there could still reach the abstract namespace,
 // which no chroot hides. mta alone may make TCP sockets (AF_INET/AF_INET6 SOCK_STREAM, for
-// outbound SMTP) and connect them.
+// outbound SMTP), connect them, and bind them to a source address (smtpd.yaml relay_source):
+// bind only with the length of an IPv4 or IPv6 address (a filter cannot read the address
+// itself), and of the socket options only IP_BIND_ADDRESS_NO_PORT.
 Status allow_sockets(scmp_filter_ctx ctx, Role role) {
   const int socket_nr = SCMP_SYS(socket);
   const bool jailed_network = role == Role::smtp || role == Role::mta || role == Role::control;
@@ -181,6 +183,17 @@ Status allow_sockets(scmp_filter_ctx ctx, Role role) {
         return make_error("seccomp: cannot allow TCP sockets");
   if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(connect), 0) != 0)
     return make_error("seccomp: cannot allow connect");
+  for (const size_t length : {sizeof(sockaddr_in), sizeof(sockaddr_in6)})
+    if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(bind), 1,
+                         SCMP_A2(SCMP_CMP_EQ, static_cast<scmp_datum_t>(length))) != 0)
+      return make_error("seccomp: cannot allow bind");
+#ifdef IP_BIND_ADDRESS_NO_PORT
+  if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(setsockopt), 2,
+                       SCMP_A1(SCMP_CMP_EQ, static_cast<scmp_datum_t>(IPPROTO_IP)),
+                       SCMP_A2(SCMP_CMP_EQ, static_cast<scmp_datum_t>(IP_BIND_ADDRESS_NO_PORT))) !=
+      0)
+    return make_error("seccomp: cannot allow IP_BIND_ADDRESS_NO_PORT");
+#endif
   return ok_status();
 }
 

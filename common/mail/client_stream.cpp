@@ -4,6 +4,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -11,6 +12,8 @@
 #include <cstring>
 
 #include "common/util/event.hpp"
+#include "common/util/fd.hpp"
+#include "common/util/result.hpp"
 
 namespace postern::mail {
 namespace {
@@ -26,6 +29,11 @@ constexpr size_t kOutputLowWater = 16 * 1024;
 // Reading pauses while this much input waits: the session takes whole lines as they come, so
 // only a peer talking past its line bound gets here, and is refused for it.
 constexpr size_t kInputHighWater = 64 * 1024;
+
+std::string cannot_bind(const inet::SocketAddress& source, const std::string& why) {
+  return "cannot bind source address " + inet::address_text(source.storage, inet::Mapped::as_ipv6) +
+         ": " + why;
+}
 
 class PlainStream final : public ClientStream {
  public:
@@ -54,6 +62,20 @@ class PlainStream final : public ClientStream {
       sun.sun_family = AF_UNIX;
       std::memcpy(sun.sun_path, endpoint.unix_path.c_str(), endpoint.unix_path.size() + 1);
       len = sizeof sun;
+    }
+    if (endpoint.source) {
+      if (!endpoint.inet || endpoint.source->family() != endpoint.inet->family()) {
+        defer_failure(
+            cannot_bind(*endpoint.source, "not of the family of " + endpoint.to_string()));
+        return;
+      }
+      Result<UniqueFd> bound = bind_source(*endpoint.source);
+      if (!bound.ok()) {
+        defer_failure(bound.error().message);
+        return;
+      }
+      // The bufferevent owns it from here (BEV_OPT_CLOSE_ON_FREE) and connects it.
+      bufferevent_setfd(bev_.get(), std::move(bound).value().release());
     }
     // A refused TCP connect is reported through on_event; other immediate failures (a unix
     // socket that is not there) return -1 with errno.
@@ -191,6 +213,34 @@ class FailedStream final : public ClientStream {
 
 std::unique_ptr<ClientStream> failed_stream(event_base* base, std::string why) {
   return std::make_unique<FailedStream>(base, std::move(why));
+}
+
+std::optional<inet::SocketAddress> parse_source(std::string_view text) {
+  const auto address = inet::parse_ip_address(text);
+  if (!address) return std::nullopt;
+  inet::SocketAddress out;
+  out.storage = *address;
+  out.length = address->ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+  return out;
+}
+
+// With Linux's IP_BIND_ADDRESS_NO_PORT the port is chosen at connect, per server: without it a
+// bind takes an ephemeral port for good, and one source runs out of them after some 28,000
+// connections however many servers they go to.
+Result<UniqueFd> bind_source(const inet::SocketAddress& source) {
+  const auto failed = [&source](int error) {
+    return make_error(cannot_bind(source, std::strerror(error)));
+  };
+  UniqueFd fd(socket(source.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd) return failed(errno);
+#ifdef IP_BIND_ADDRESS_NO_PORT
+  const int on = 1;
+  // (Best effort: an older kernel binds a port at once, which still works.)
+  (void)setsockopt(fd.get(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &on, sizeof on);
+#endif
+  if (bind(fd.get(), reinterpret_cast<const sockaddr*>(&source.storage), source.length) != 0)
+    return failed(errno);
+  return fd;
 }
 
 }  // namespace postern::mail

@@ -15,7 +15,9 @@
 #include <string>
 #include <string_view>
 
+#include "common/util/fd.hpp"
 #include "common/util/inet.hpp"
+#include "common/util/result.hpp"
 
 namespace postern::mail {
 
@@ -23,6 +25,9 @@ namespace postern::mail {
 struct Endpoint {
   std::optional<inet::SocketAddress> inet;
   std::string unix_path;  // when inet is unset
+  // The local address a TCP connection leaves from (its port left to the kernel), bound before
+  // the connect; unset: the kernel chooses. Of inet's family.
+  std::optional<inet::SocketAddress> source = std::nullopt;
   std::string to_string() const;
 };
 // "127.0.0.1:24", "[::1]:24", "unix:/run/dovecot/lmtp" or "/run/dovecot/lmtp"; none for
@@ -66,10 +71,19 @@ class ClientStream {
   virtual const TlsFacts* tls() const { return nullptr; }
 };
 
-// A plain connection to endpoint, begun at once; connected or failed follows on the loop.
+// A plain connection to endpoint, begun at once; connected or failed follows on the loop. A
+// source that cannot be bound fails it with "cannot bind source address ADDRESS: reason".
 std::unique_ptr<ClientStream> connect_plain(event_base* base, const Endpoint& endpoint);
 // A connection that cannot be made as asked (TLS required without a usable configuration):
 // failed follows on the loop with why, as for a connect the kernel refused.
 std::unique_ptr<ClientStream> failed_stream(event_base* base, std::string why);
+
+// A source address as configured ("192.0.2.1", "2001:db8::1"), as an Endpoint's source (port
+// 0); none for anything else.
+std::optional<inet::SocketAddress> parse_source(std::string_view text);
+// A non-blocking TCP socket bound to source, its port left to the connect where the kernel can
+// (IP_BIND_ADDRESS_NO_PORT): what connect_plain does first for a source. The error says
+// "cannot bind source address ADDRESS: reason".
+Result<UniqueFd> bind_source(const inet::SocketAddress& source);
 
 }  // namespace postern::mail

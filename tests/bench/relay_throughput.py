@@ -495,6 +495,9 @@ def main():
     parser.add_argument("--no-postfix", action="store_true", help="measure Postern alone")
     parser.add_argument("--limit", action="append", default=[], metavar="KEY=VALUE",
                         help="a Postern `limits:` entry, for experiments (repeatable)")
+    parser.add_argument("--source", metavar="ADDRESS",
+                        help="the route's source address for Postern's mail, to see what "
+                        "binding costs")
     parser.add_argument("--tmpdir", help="directory for spools, queue and sink dump "
                         "(default $POSTERN_BENCH_TMPDIR or /tmp)")
     args = parser.parse_args()
@@ -509,6 +512,8 @@ def main():
           f"{benchlib.loadavg()}", flush=True)
     if args.limit:
         print(f"# postern limits: {', '.join(args.limit)}")
+    if args.source:
+        print(f"# postern mail leaves from {args.source}")
 
     sink = Sink(base_dir)
     sink.start()
@@ -519,7 +524,7 @@ def main():
 routes:
   - match: [relay.test, "*.relay.test"]
     via: smtp://127.0.0.1:{sink.port}
-""")
+""" + (f"    source: {args.source}\n" if args.source else ""))
     pf = None
     rows = []
     try:

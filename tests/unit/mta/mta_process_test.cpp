@@ -3,7 +3,7 @@
 // and scripted SMTP servers on loopback (script_server.hpp) as the remote side. Routes by
 // `routes:` and by MX, a pipelined transaction per message and destination, the 452 split,
 // per-recipient results, failover past a refused port, the connection cache, loops, SIZE and
-// SMTPUTF8, and the DSN parameters passed on.
+// SMTPUTF8, the DSN parameters passed on, and the source addresses connections leave from.
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -41,6 +41,7 @@ struct Seen {
   std::vector<std::string> rcpts;
   bool pipelined = false;  // MAIL, every RCPT and DATA came before the first reply
   std::string body;
+  std::string peer;  // the client's address
 };
 
 // A well-behaved server that offers PIPELINING and answers only once DATA came (so a client
@@ -83,6 +84,7 @@ class Sink {
       }
       Seen t;
       t.mail = line;
+      t.peer = c.peer();
       for (line = c.line(); line.starts_with("RCPT TO:"); line = c.line()) t.rcpts.push_back(line);
       if (line != "DATA") return;
       t.pipelined = true;
@@ -688,6 +690,85 @@ TEST_F(MtaProcessTest, RelaysThroughARouteToPostfixSmtpSink) {
   EXPECT_EQ(report(22)[10].outcome, msg::DeliveryOutcome::delivered);
   EXPECT_TRUE(mta_->run_until([&] { return sink.dumped() == 2; }));
   EXPECT_EQ(sink.dumped(), 2u);  // one transaction a message
+}
+
+Route route_to(const std::string& domain, uint16_t port, std::vector<std::string> source = {}) {
+  Route r{.match = {domain}, .via = {hop(port)}, .auth = ""};
+  r.source = std::move(source);
+  return r;
+}
+
+// Three routes to one server: a.test with a source of its own (which wins over its shaping
+// rule's), b.test with its shaping rule's, c.test with relay_source's IPv4 address (the server
+// is IPv4). An idle connection from one address never carries the next destination's mail.
+TEST_F(MtaProcessTest, EachDestinationLeavesFromItsSourceAddress) {
+  Sink sink;
+  Settings settings{.hostname = "mta.test"};
+  settings.routes = {route_to("a.test", sink.port(), {"127.0.0.2"}),
+                     route_to("b.test", sink.port()), route_to("c.test", sink.port())};
+  settings.shaping = {{.match = {"a.test", "b.test"}, .source = {"127.0.0.3"}}};
+  settings.relay_source = {"::1", "127.0.0.4"};
+  start(settings);
+  const std::vector<std::pair<std::string, std::string>> expected = {
+      {"x@a.test", "127.0.0.2"}, {"y@b.test", "127.0.0.3"}, {"z@c.test", "127.0.0.4"}};
+  uint32_t request = 1;
+  for (const auto& [rcpt, source] : expected) {
+    ASSERT_TRUE(deliver({rcpt}, request));
+    const auto results = report(request++);
+    ASSERT_EQ(results.count(10), 1u);
+    EXPECT_EQ(results.at(10).outcome, msg::DeliveryOutcome::delivered) << results.at(10).detail;
+    EXPECT_EQ(results.at(10).source, source);
+  }
+  const auto seen = sink.seen();
+  ASSERT_EQ(seen.size(), 3u);
+  for (size_t i = 0; i < seen.size(); ++i) {
+    EXPECT_EQ(seen[i].peer, expected[i].second) << i;
+    EXPECT_EQ(seen[i].rcpts, std::vector<std::string>{"RCPT TO:<" + expected[i].first + ">"});
+  }
+  EXPECT_EQ(sink.connections(), 3);
+  // The same destination again: its cached connection, from the same address.
+  ASSERT_TRUE(deliver({"w@b.test"}, 9));
+  EXPECT_EQ(report(9).at(10).source, "127.0.0.3");
+  EXPECT_EQ(sink.connections(), 3);
+}
+
+// A reload that changes a source address: the connection cached from the old one closes and
+// the next message leaves from the new one. Without sources, nothing is bound or reported.
+TEST_F(MtaProcessTest, AReloadMovesMailToTheNewSourceAddress) {
+  Sink sink;
+  Settings settings{.hostname = "mta.test"};
+  settings.routes = {route_to("a.test", sink.port())};
+  start(settings);
+  ASSERT_TRUE(deliver({"x@a.test"}, 1));
+  EXPECT_EQ(report(1).at(10).source, "");
+  settings.relay_source = {"127.0.0.5"};
+  ASSERT_TRUE(mta_->parent().send(settings));
+  ASSERT_TRUE(deliver({"y@a.test"}, 2));
+  EXPECT_EQ(report(2).at(10).source, "127.0.0.5");
+  const auto seen = sink.seen();
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[0].peer, "127.0.0.1");
+  EXPECT_EQ(seen[1].peer, "127.0.0.5");
+  EXPECT_EQ(sink.connections(), 2);
+}
+
+// An address this machine does not have (TEST-NET-1): nothing is sent, the recipient is
+// deferred saying why, and the mta lives on for the next message.
+TEST_F(MtaProcessTest, ASourceAddressThatCannotBeBoundDefers) {
+  Sink sink;
+  Settings settings{.hostname = "mta.test"};
+  settings.routes = {route_to("a.test", sink.port(), {"192.0.2.1"}),
+                     route_to("b.test", sink.port())};
+  start(settings);
+  ASSERT_TRUE(deliver({"x@a.test"}, 1));
+  const auto results = report(1);
+  ASSERT_EQ(results.count(10), 1u);
+  EXPECT_EQ(results.at(10).outcome, msg::DeliveryOutcome::temporary_failure);
+  EXPECT_EQ(results.at(10).detail,
+            "cannot bind source address 192.0.2.1: Cannot assign requested address");
+  EXPECT_EQ(sink.connections(), 0);
+  ASSERT_TRUE(deliver({"y@b.test"}, 2));
+  EXPECT_EQ(report(2).at(10).outcome, msg::DeliveryOutcome::delivered);
 }
 
 }  // namespace

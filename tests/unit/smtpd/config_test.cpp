@@ -420,7 +420,8 @@ TEST(ConfigErrors, UnknownTopLevelKeyPointsAtTheKey) {
   EXPECT_EQ(error_of("listeners:\n  - address: 127.0.0.1:25\nspol: /var/spool\n"),
             "t.yaml:3:1: unknown key 'spol' in top level (expected one of: control, "
             "credentials, dns, domains, empty_dir, hostname, limits, listeners, queue_user, "
-            "relay_domains, relay_tls, reply_rules, routes, run_dir, senders, shaping, spool, tls, "
+            "relay_domains, relay_source, relay_tls, reply_rules, routes, run_dir, senders, "
+            "shaping, spool, tls, "
             "trusted_networks, "
             "trusted_networks_relay, user, virtual_user)");
 }
@@ -714,7 +715,8 @@ extra: 1
       "t.yaml:9:5: listener has no 'address'",
       ("t.yaml:10:1: unknown key 'extra' in top level (expected one of: control, "
        "credentials, dns, domains, empty_dir, hostname, limits, listeners, queue_user, "
-       "relay_domains, relay_tls, reply_rules, routes, run_dir, senders, shaping, spool, tls, "
+       "relay_domains, relay_source, relay_tls, reply_rules, routes, run_dir, senders, "
+       "shaping, spool, tls, "
        "trusted_networks, "
        "trusted_networks_relay, "
        "user, virtual_user)"),
@@ -1360,8 +1362,8 @@ TEST(ConfigErrors, RoutesSayWhatIsWrongAndWhere) {
             "t.yaml:4:25: bad domain 'bad domain' (expected a domain such as example.org, or "
             "*.example.org for every domain under it)");
   EXPECT_EQ(error_of(head + "  - match: relay.test\n"),
-            "t.yaml:4:5: route without 'via' or 'tls' (servers to send to, or the TLS policy of "
-            "mail sent by MX)");
+            "t.yaml:4:5: route without 'via', 'tls' or 'source' (servers to send to, or the TLS "
+            "policy or source address of mail sent by MX)");
   EXPECT_EQ(error_of(head + "  - match: relay.test\n    via: smtp://x.example\n    auth: /a\n"),
             "t.yaml:6:5: 'auth' needs TLS to every server of the route: smtp://x.example:25 is "
             "not smtp+tls:// or smtps://, and the route's 'tls' is not encrypt or verify");
@@ -1378,9 +1380,61 @@ TEST(ConfigErrors, RoutesSayWhatIsWrongAndWhere) {
                             "  - {match: [b.test, A.test], via: smtp://y.example}\n"),
             "t.yaml:5:5: domain 'a.test' is matched by an earlier route (line 4)");
   EXPECT_EQ(error_of(head + "  - match: a.test\n    via: smtp://x.example\n    port: 25\n"),
-            "t.yaml:6:5: unknown key 'port' in a route (expected one of: match, via, auth, tls)");
+            "t.yaml:6:5: unknown key 'port' in a route (expected one of: match, via, auth, tls, "
+            "source)");
   EXPECT_EQ(error_of(std::string(kListener) + "routes: smtp://x.example\n"),
             "t.yaml:3:9: 'routes' must be a list of routes (each with match, and via or tls)");
+}
+
+// Source addresses: a route's, a shaping rule's and relay_source, each one address or one of
+// each family, kept as the one printer writes them.
+TEST(ParseConfig, SourceAddresses) {
+  const auto result = parse(std::string(kListener) + R"(relay_source: [2001:DB8::1, 192.0.2.7]
+routes:
+  - match: relay.test
+    via: smtp://127.0.0.1:2613
+    source: 127.0.0.2
+  - match: "*.mx.test"
+    source: ["::1"]
+shaping:
+  - mx: ["*.google.com"]
+    source: [198.51.100.1]
+)");
+  ASSERT_TRUE(result.ok()) << result.error()[0].to_string();
+  const mta::Settings& mta = result.value().mta;
+  EXPECT_EQ(mta.relay_source, (std::vector<std::string>{"2001:db8::1", "192.0.2.7"}));
+  ASSERT_EQ(mta.routes.size(), 2u);
+  EXPECT_EQ(mta.routes[0].source, std::vector<std::string>{"127.0.0.2"});
+  EXPECT_TRUE(mta.routes[1].via.empty());  // by MX, from ::1
+  EXPECT_EQ(mta.routes[1].source, std::vector<std::string>{"::1"});
+  ASSERT_EQ(mta.shaping.size(), 1u);
+  EXPECT_EQ(mta.shaping[0].source, std::vector<std::string>{"198.51.100.1"});
+  EXPECT_TRUE(parse(kListener).value().mta.relay_source.empty());
+}
+
+TEST(ConfigErrors, SourceAddressesSayWhatIsWrongAndWhere) {
+  const std::string head = std::string(kListener);
+  EXPECT_EQ(error_of(head + "relay_source: mail.example.org\n"),
+            "t.yaml:3:15: bad source address 'mail.example.org' (expected an IP address such as "
+            "192.0.2.1 or 2001:db8::1, without a port)");
+  EXPECT_EQ(error_of(head + "relay_source: 127.0.0.2:25\n"),
+            "t.yaml:3:15: bad source address '127.0.0.2:25' (expected an IP address such as "
+            "192.0.2.1 or 2001:db8::1, without a port)");
+  EXPECT_EQ(error_of(head + "relay_source: [127.0.0.2, 127.0.0.3]\n"),
+            "t.yaml:3:27: source address '127.0.0.3' is a second IPv4 address (give at most one "
+            "IPv4 and one IPv6 address: each is used for the servers of its family)");
+  EXPECT_EQ(error_of(head + "relay_source: 0.0.0.0\n"),
+            "t.yaml:3:15: source address '0.0.0.0' is the wildcard address; leave 'source' out "
+            "to let the system choose");
+  EXPECT_EQ(error_of(head + "relay_source: []\n"),
+            "t.yaml:3:15: 'relay_source' must be an IP address or a non-empty list of them");
+  EXPECT_EQ(error_of(head + "routes:\n  - match: a.test\n    via: smtp://x.example\n"
+                            "    source: [\"::1\", \"::2\"]\n"),
+            "t.yaml:6:21: source address '::2' is a second IPv6 address (give at most one IPv4 "
+            "and one IPv6 address: each is used for the servers of its family)");
+  EXPECT_EQ(error_of(head + "shaping:\n  - match: [a.test]\n    source: a.test\n"),
+            "t.yaml:5:13: bad source address 'a.test' (expected an IP address such as 192.0.2.1 "
+            "or 2001:db8::1, without a port)");
 }
 
 }  // namespace

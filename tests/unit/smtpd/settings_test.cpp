@@ -179,6 +179,9 @@ TEST(Settings, SlicesReachTheChildrenUnchanged) {
   EXPECT_EQ(config.mta.shaping[0].mx, std::vector<std::string>{"*.google.com"});
   EXPECT_EQ(config.mta.shaping[1].recipients, 50u);
   EXPECT_FALSE(config.mta.shaping[1].connections);
+  EXPECT_EQ(config.mta.shaping[1].source, std::vector<std::string>{"192.0.2.10"});
+  EXPECT_EQ(config.mta.routes[0].source, (std::vector<std::string>{"127.0.0.2", "::1"}));
+  EXPECT_EQ(config.mta.relay_source, std::vector<std::string>{"198.51.100.7"});
   ASSERT_EQ(config.mta.reply_rules.size(), 2u);
   EXPECT_EQ(config.mta.reply_rules[0].recover, 30u);
   EXPECT_EQ(config.mta.reply_rules[1].action, mta::ReplyAction::suspend);

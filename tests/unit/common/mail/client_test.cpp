@@ -4,6 +4,7 @@
 // connection reuse, and servers that stall, break off, or talk without end.
 #include "common/mail/client.hpp"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 
@@ -787,6 +788,77 @@ TEST(Capabilities, Parsed) {
   only_greeting.code = 250;
   only_greeting.lines = {"PIPELINING"};  // the first line is the server's name, not a keyword
   EXPECT_FALSE(parse_capabilities(only_greeting).pipelining);
+}
+
+// A plain stream to endpoint, run until it connects or fails (20 s at most): why it failed,
+// empty when it connected.
+std::string connect_once(const Endpoint& endpoint) {
+  EventBasePtr base = make_event_base();
+  std::string failure = "neither connected nor failed within 20 s";
+  auto stream = connect_plain(base.get(), endpoint);
+  stream->start({.connected =
+                     [&] {
+                       failure.clear();
+                       event_base_loopbreak(base.get());
+                     },
+                 .readable = {},
+                 .drained = {},
+                 .failed =
+                     [&](std::string why) {
+                       failure = std::move(why);
+                       event_base_loopbreak(base.get());
+                     }});
+  Timer limit(base.get(), [&] { event_base_loopbreak(base.get()); });
+  limit.arm(20s);
+  event_base_dispatch(base.get());
+  return failure;
+}
+
+Endpoint leaving_from(Endpoint endpoint, const std::string& source) {
+  endpoint.source = parse_source(source);
+  EXPECT_TRUE(endpoint.source) << source;
+  return endpoint;
+}
+
+TEST(PlainStream, SourceAddressesAsConfigured) {
+  const auto v4 = parse_source("127.0.0.2");
+  ASSERT_TRUE(v4);
+  EXPECT_EQ(v4->family(), AF_INET);
+  EXPECT_EQ(v4->length, sizeof(sockaddr_in));
+  EXPECT_EQ(inet::address_text(v4->storage), "127.0.0.2");
+  const auto v6 = parse_source("2001:db8::1");
+  ASSERT_TRUE(v6);
+  EXPECT_EQ(v6->length, sizeof(sockaddr_in6));
+  EXPECT_FALSE(parse_source("127.0.0.2:25"));
+  EXPECT_FALSE(parse_source("localhost"));
+}
+
+// The server sees the connection come from the source address (all of 127/8 is this machine's).
+TEST(PlainStream, LeavesFromItsSourceAddress) {
+  Endpoint server;
+  const UniqueFd listener = listen_loopback(4, server);
+  for (const std::string source : {"127.0.0.2", "127.0.0.3"}) {
+    EXPECT_EQ(connect_once(leaving_from(server, source)), "");
+    sockaddr_storage peer{};
+    socklen_t length = sizeof peer;
+    const UniqueFd accepted(accept(listener.get(), reinterpret_cast<sockaddr*>(&peer), &length));
+    ASSERT_TRUE(accepted.valid()) << std::strerror(errno);
+    EXPECT_EQ(inet::address_text(peer), source);
+  }
+}
+
+// An address this machine does not have (TEST-NET-1), or one of the other family: the
+// connection fails at once, saying why, and nothing reaches the server.
+TEST(PlainStream, ASourceThatCannotBeBoundFailsTheConnection) {
+  Endpoint server;
+  const UniqueFd listener = listen_loopback(4, server);
+  EXPECT_EQ(connect_once(leaving_from(server, "192.0.2.1")),
+            "cannot bind source address 192.0.2.1: Cannot assign requested address");
+  EXPECT_EQ(connect_once(leaving_from(server, "::1"))
+                .rfind("cannot bind source address ::1: not of the family of 127.0.0.1:", 0),
+            0u);
+  EXPECT_EQ(fcntl(listener.get(), F_SETFL, O_NONBLOCK), 0);
+  EXPECT_LT(accept(listener.get(), nullptr, nullptr), 0);
 }
 
 TEST(Endpoint, Parsed) {

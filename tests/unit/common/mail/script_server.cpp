@@ -13,6 +13,13 @@
 
 namespace postern::mail {
 
+std::string Conn::peer() const {
+  sockaddr_storage address{};
+  socklen_t length = sizeof address;
+  if (getpeername(fd_, reinterpret_cast<sockaddr*>(&address), &length) != 0) return {};
+  return inet::address_text(address);
+}
+
 bool Conn::send(const std::string& bytes) const {
   std::string xored = bytes;
   for (char& c : xored) c = static_cast<char>(c ^ xor_);

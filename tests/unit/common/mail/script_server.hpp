@@ -34,6 +34,8 @@ class Conn {
   void skip(size_t n);
   // From now on every byte each way is XORed with key: a stand-in for TLS after STARTTLS.
   void start_xor(char key);
+  // The client's address ("127.0.0.2"), as the server sees it.
+  std::string peer() const;
 
  private:
   bool fill();
