@@ -1,6 +1,11 @@
 // Group commit; see committer.hpp.
 #include "queue/committer.hpp"
 
+#include <algorithm>
+#include <map>
+#include <string_view>
+#include <thread>
+
 namespace postern::queue {
 
 // How long a task waits for others to share its directory fsync.
@@ -22,19 +27,33 @@ void Committer::submit(Envelope envelope, NewMessage files, Done done) {
   commits_.post(std::move(job));
 }
 
-void Committer::run(std::function<Status()> task, std::function<void(const Status&)> done) {
+void Committer::run(std::string key, std::function<Status()> task,
+                    std::function<void(const Status&)> done) {
   auto job = std::make_unique<Job>();
+  job->key = std::move(key);
   job->task = std::move(task);
   job->task_done = std::move(done);
   tasks_.post(std::move(job));
 }
 
 void Committer::run_tasks(std::vector<std::unique_ptr<Job>>& batch) {
-  bool any_task = false;
+  // Each key's tasks in order on one lane; the lanes side by side.
+  std::map<std::string_view, size_t> lane_of;
+  std::vector<std::vector<Job*>> lanes;
   for (auto& job : batch) {
-    job->status = job->task();
-    any_task = any_task || job->status.ok();
+    auto [it, fresh] = lane_of.emplace(job->key, lane_of.size() % kTaskThreads);
+    if (it->second >= lanes.size()) lanes.resize(it->second + 1);
+    lanes[it->second].push_back(job.get());
   }
+  auto run_lane = [](const std::vector<Job*>& lane) {
+    for (Job* job : lane) job->status = job->task();
+  };
+  std::vector<std::thread> helpers;
+  for (size_t i = 1; i < lanes.size(); ++i) helpers.emplace_back(run_lane, std::cref(lanes[i]));
+  if (!lanes.empty()) run_lane(lanes[0]);
+  for (std::thread& helper : helpers) helper.join();
+  const bool any_task =
+      std::any_of(batch.begin(), batch.end(), [](const auto& job) { return job->status.ok(); });
   if (!any_task) return;
   const Status synced = spool_.sync_queue_dir();
   if (!synced.ok())

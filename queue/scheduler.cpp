@@ -421,13 +421,14 @@ void Scheduler::settle(Lane l, const std::string& id) {
   Envelope copy = e;
   // Tasks run on the committer's thread, which may outlive the scheduler: they hold only
   // what they need (the spool outlives the committer).
-  committer_.run([&spool = spool_, copy] { return spool.update_envelope(copy); },
-                 [this, l, id, serial](const Status& st) {
-                   if (!st.ok())
-                     log::error("%s: cannot record delivery states: %s", id.c_str(),
-                                st.error().message.c_str());
-                   recorded(l, id, serial);
-                 });
+  committer_.run(
+      id, [&spool = spool_, copy] { return spool.update_envelope(copy); },
+      [this, l, id, serial](const Status& st) {
+        if (!st.ok())
+          log::error("%s: cannot record delivery states: %s", id.c_str(),
+                     st.error().message.c_str());
+        recorded(l, id, serial);
+      });
   hurry_records_if_blocked(l);
 }
 
@@ -542,6 +543,7 @@ void Scheduler::remove_from_spool(const std::string& id, const char* why, Lane l
   // The data file goes first; an envelope file left only after that is durable (spool.hpp).
   auto envelope_left = std::make_shared<bool>(false);
   committer_.run(
+      id,
       [&spool = spool_, id, envelope_left]() -> Status {
         Result<bool> removed = spool.remove(id);
         if (!removed.ok()) return removed.error();
@@ -560,13 +562,14 @@ void Scheduler::remove_from_spool(const std::string& id, const char* why, Lane l
         recorded(l, id, serial);
         update_counters();
         if (*envelope_left)
-          committer_.run([&spool = spool_, id] { return spool.remove_envelope(id); },
-                         [id](const Status& gone) {
-                           // The next start finishes it: an envelope without data is removed.
-                           if (!gone.ok())
-                             log::warn("%s: cannot remove its envelope file: %s", id.c_str(),
-                                       gone.error().message.c_str());
-                         });
+          committer_.run(
+              id, [&spool = spool_, id] { return spool.remove_envelope(id); },
+              [id](const Status& gone) {
+                // The next start finishes it: an envelope without data is removed.
+                if (!gone.ok())
+                  log::warn("%s: cannot remove its envelope file: %s", id.c_str(),
+                            gone.error().message.c_str());
+              });
       });
 }
 

@@ -35,6 +35,7 @@ void Spares::top_up() {
   auto made = std::make_shared<Made>();
   const size_t wanted = kSpares - ready_.size();
   committer_.run(
+      "spares",
       [&spool = spool_, made, wanted] {
         while (made->files.size() < wanted) {
           Result<NewMessage> next = spool.create();

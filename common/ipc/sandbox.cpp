@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
@@ -157,7 +158,7 @@ struct FilterDeleter {
 // which no chroot hides. mta alone may make TCP sockets (AF_INET/AF_INET6 SOCK_STREAM, for
 // outbound SMTP), connect them, and bind them to a source address (smtpd.yaml relay_source):
 // bind only with the length of an IPv4 or IPv6 address (a filter cannot read the address
-// itself), and of the socket options only IP_BIND_ADDRESS_NO_PORT.
+// itself), and of the socket options only IP_BIND_ADDRESS_NO_PORT and TCP_NODELAY.
 Status allow_sockets(scmp_filter_ctx ctx, Role role) {
   const int socket_nr = SCMP_SYS(socket);
   const bool jailed_network = role == Role::smtp || role == Role::mta || role == Role::control;
@@ -187,6 +188,10 @@ Status allow_sockets(scmp_filter_ctx ctx, Role role) {
     if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(bind), 1,
                          SCMP_A2(SCMP_CMP_EQ, static_cast<scmp_datum_t>(length))) != 0)
       return make_error("seccomp: cannot allow bind");
+  if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(setsockopt), 2,
+                       SCMP_A1(SCMP_CMP_EQ, static_cast<scmp_datum_t>(IPPROTO_TCP)),
+                       SCMP_A2(SCMP_CMP_EQ, static_cast<scmp_datum_t>(TCP_NODELAY))) != 0)
+    return make_error("seccomp: cannot allow TCP_NODELAY");
 #ifdef IP_BIND_ADDRESS_NO_PORT
   if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(setsockopt), 2,
                        SCMP_A1(SCMP_CMP_EQ, static_cast<scmp_datum_t>(IPPROTO_IP)),

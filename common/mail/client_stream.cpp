@@ -5,6 +5,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -83,6 +84,14 @@ class PlainStream final : public ClientStream {
                                    static_cast<int>(len)) != 0) {
       const int error = errno;
       defer_failure("cannot connect to " + endpoint.to_string() + ": " + std::strerror(error));
+      return;
+    }
+    // Without it the last piece of a message (the dot) waits for the server's ACK of the body,
+    // which a server delays (40 ms on Linux) while it waits for that very dot: a transaction
+    // took 40 ms on loopback. (Best effort: the session works without it.)
+    if (endpoint.inet) {
+      const int on = 1;
+      (void)setsockopt(bufferevent_getfd(bev_.get()), IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
     }
   }
 

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -736,6 +737,7 @@ TEST_F(SpoolTest, CommitterFailsOneJobAndCommitsTheRestOfItsBatch) {
     });
     Timer start(base, [&] {
       committer.run(
+          "gate",
           [&] {
             char byte = 0;
             return read(gate_read.get(), &byte, 1) == 1 ? ok_status() : Status(make_error("gate"));
@@ -792,6 +794,69 @@ TEST_F(SpoolTest, CommitterFailsOneJobAndCommitsTheRestOfItsBatch) {
               kJobs + 1, batches, largest_batch);
   EXPECT_EQ(names_in(queue()).size(), kJobs + 1);  // the failed ones for their caller
   EXPECT_EQ(slurp(queue() / (holder.id + ".msg")), holder.data);
+}
+
+// Tasks of different messages run side by side (an unlink on a disk that discards freed blocks
+// waits for the device); one message's tasks run in the order posted, and the callbacks come in
+// that order.
+TEST_F(SpoolTest, CommitterTasksOfDifferentKeysOverlapAndOneKeysStayInOrder) {
+  Harness harness(root_);
+  ASSERT_TRUE(harness.spool().open().ok());
+  event_base* const base = harness.base();
+  std::atomic<bool> b_began{false};
+  bool a_saw_b = false;
+  std::vector<int> a_order;  // written by a's tasks only: one thread
+  std::vector<int> callbacks;
+  bool timed_out = false;
+  {
+    harness.start();
+    Committer& committer = harness.committer();
+    Timer timeout(base, [&] {
+      timed_out = true;
+      event_base_loopbreak(base);
+    });
+    Timer start(base, [&] {
+      auto done = [&](int n) {
+        return [&, n](const Status& st) {
+          EXPECT_TRUE(st.ok());
+          callbacks.push_back(n);
+          if (callbacks.size() == 3) event_base_loopexit(base, nullptr);
+        };
+      };
+      // One after the other, a's first task would wait for b in vain (5 s, then go on).
+      committer.run(
+          "a",
+          [&] {
+            for (int i = 0; i < 500 && !b_began; ++i) std::this_thread::sleep_for(10ms);
+            a_saw_b = b_began;
+            a_order.push_back(1);
+            return ok_status();
+          },
+          done(1));
+      committer.run(
+          "a",
+          [&] {
+            a_order.push_back(2);
+            return ok_status();
+          },
+          done(2));
+      committer.run(
+          "b",
+          [&] {
+            b_began = true;
+            return ok_status();
+          },
+          done(3));
+    });
+    timeout.arm(20s);
+    start.arm(0ms);
+    ASSERT_EQ(event_base_dispatch(base), 0);
+    ASSERT_FALSE(timed_out);
+  }
+  ASSERT_TRUE(harness.stop()) << "~Committer hung";
+  EXPECT_TRUE(a_saw_b) << "the tasks of a and b did not overlap";
+  EXPECT_EQ(a_order, (std::vector<int>{1, 2}));
+  EXPECT_EQ(callbacks, (std::vector<int>{1, 2, 3}));
 }
 
 // 7. Committer destructor
