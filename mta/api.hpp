@@ -33,6 +33,9 @@ constexpr size_t kMaxSources = 2;
 constexpr fields::Bounds kSourceBounds = {
     .length = msg::kMaxAddressText, .count = kMaxSources, .hook = "source"};
 
+// A wait of the outgoing client (smtpd.yaml relay_timeouts): a second to a day.
+constexpr fields::Bounds kTimeoutBounds = {.min = 1, .max = 86400, .unit = fields::kHours};
+
 // A configured route (smtpd.yaml `routes:`): mail for a domain it matches goes to its servers,
 // tried in order, rather than by MX; a route without servers goes by MX with its own TLS
 // policy. Read by the "routes" hook (smtpd/config_routes.cpp).
@@ -202,6 +205,18 @@ struct Settings {
   uint32_t rate_hold = 60;  // seconds
   std::vector<Shaping> shaping;
   std::vector<ReplyRule> reply_rules = default_reply_rules();
+  // How long the client waits for each step of a session, in seconds (smtpd.yaml
+  // relay_timeouts): RFC 5321 4.5.3.2's minimums, and Postfix's smtp_*_timeout for the steps
+  // it does not name (mail::ClientTimeouts).
+  uint32_t timeout_connect = 30;
+  uint32_t timeout_greeting = 300;
+  uint32_t timeout_hello = 300;
+  uint32_t timeout_mail = 300;
+  uint32_t timeout_rcpt = 300;
+  uint32_t timeout_data = 120;
+  uint32_t timeout_data_block = 180;
+  uint32_t timeout_data_end = 600;
+  uint32_t timeout_quit = 300;
   static constexpr auto fields() {
     using fields::field;
     return std::tuple{
@@ -228,6 +243,15 @@ struct Settings {
         field(&Settings::rate_hold, "limits.rate_hold", {.max = 3600, .unit = fields::kHours}),
         field(&Settings::shaping, "shaping", {.count = kMaxShapingRules}),
         field(&Settings::reply_rules, "reply_rules", {.count = kMaxReplyRules}),
+        field(&Settings::timeout_connect, "relay_timeouts.connect", kTimeoutBounds),
+        field(&Settings::timeout_greeting, "relay_timeouts.greeting", kTimeoutBounds),
+        field(&Settings::timeout_hello, "relay_timeouts.hello", kTimeoutBounds),
+        field(&Settings::timeout_mail, "relay_timeouts.mail", kTimeoutBounds),
+        field(&Settings::timeout_rcpt, "relay_timeouts.rcpt", kTimeoutBounds),
+        field(&Settings::timeout_data, "relay_timeouts.data", kTimeoutBounds),
+        field(&Settings::timeout_data_block, "relay_timeouts.data_block", kTimeoutBounds),
+        field(&Settings::timeout_data_end, "relay_timeouts.data_end", kTimeoutBounds),
+        field(&Settings::timeout_quit, "relay_timeouts.quit", kTimeoutBounds),
     };
   }
   friend bool operator==(const Settings&, const Settings&) = default;

@@ -43,6 +43,21 @@ std::string reply_detail(const mail::RecipientResult& r) {
 
 }  // namespace
 
+mail::ClientTimeouts client_timeouts(const Settings& s) {
+  auto seconds = [](uint32_t n) { return std::chrono::milliseconds(std::chrono::seconds(n)); };
+  mail::ClientTimeouts t;
+  t.connect = seconds(s.timeout_connect);
+  t.greeting = seconds(s.timeout_greeting);
+  t.hello = seconds(s.timeout_hello);
+  t.mail = seconds(s.timeout_mail);
+  t.rcpt = seconds(s.timeout_rcpt);
+  t.data = seconds(s.timeout_data);
+  t.data_block = seconds(s.timeout_data_block);
+  t.data_end = seconds(s.timeout_data_end);
+  t.quit = seconds(s.timeout_quit);
+  return t;
+}
+
 std::string Target::name() const {
   return host + "[" + address + "]:" + std::to_string(port);
 }
@@ -361,6 +376,7 @@ void Relay::connect(Connection& c) {
                                                                : mail::ClientDialect::smtp;
   options.helo_name = settings_.hostname.empty() ? "localhost" : settings_.hostname;
   options.pipelining = true;
+  options.timeouts = client_timeouts(settings_);
   options.ready = [this, id](mail::ClientSession&) { on_ready(id); };
   if (c.target.auth) options.auth = *c.target.auth;
   std::unique_ptr<mail::ClientStream> smtps;

@@ -249,6 +249,9 @@ msg::DeliveryResult delivery_result(const mail::RecipientResult& r, const Target
 void set_delays(msg::DeliveryResult& r, const Delivery& delivery, Clock::time_point opened,
                 Clock::time_point ready_at, bool fresh);
 
+// The client's waits as smtpd.yaml relay_timeouts sets them (RSET keeps the engine's).
+mail::ClientTimeouts client_timeouts(const Settings& settings);
+
 // A RCPT refused because the transaction has too many recipients (RFC 5321 4.5.3.1.10: 452,
 // or 552 from servers of RFC 821's day), not because of the recipient.
 bool too_many_recipients(const mail::RecipientResult& r);

@@ -1,8 +1,9 @@
 """A hostile server as the peer of a real Postern's route: mail accepted by the daemon goes out
 through its sandboxed mta to a scripted server that attacks (a reply of mixed codes after the
 final dot, 10 MB replies, the connection dropped in the middle of the message, a final reply sent
-with the 354). Every recipient is deferred and its message stays in the queue, the log says why,
-the mta is neither restarted nor grown, and the next message goes out to a well-behaved server."""
+with the 354, a reply that never ends). Every recipient is deferred and its message stays in the
+queue, the log says why, the mta is neither restarted nor grown, and the next message goes out
+to a well-behaved server."""
 
 import re
 import unittest
@@ -82,7 +83,10 @@ class HostileServerTest(unittest.TestCase):
             sock.sendall(b"250 2.0.0 queued\r\n")
 
     def sender(self):
+        # A reply that never ends waits out relay_timeouts.data_end, made short here.
         return Daemon(extra=f"""relay_domains: [hostile.test, good.test]
+relay_timeouts:
+  data_end: 2s
 routes:
   - match: [hostile.test]
     via: [smtp://127.0.0.1:{self.hostile.port}]
@@ -122,6 +126,18 @@ routes:
                 sock.sendall(b"250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n250 2.0.0 queued\r\n")
                 reader.read(1 << 20)
 
+        def never_ending_reply(sock, reader):
+            # Continuation lines, one every half second, never the last one.
+            if hello(sock, reader) and take_transaction(sock, reader):
+                sock.settimeout(0.5)
+                for _ in range(40):
+                    sock.sendall(b"250-2.0.0 still thinking\r\n")
+                    try:
+                        if not sock.recv(4096):
+                            return  # the client went
+                    except TimeoutError:
+                        pass
+
         end = r"\(in reply to the end of the message\)"
         attacks = [
             (reply_after_dot(b"250-2.0.0 queued\r\n550 5.7.1 refused\r\n"), None,
@@ -132,6 +148,7 @@ routes:
             (drop_mid_message, big, r"(the connection was closed|connection error: .*) "
                                     r"\(while sending the message\)"),
             (final_reply_with_354, None, r"the server replied out of turn " + end),
+            (never_ending_reply, None, r"timed out " + end),
         ]
         with self.sender().start() as d:
             mta = d.status()["mta"]["pid"]
