@@ -420,7 +420,8 @@ TEST(ConfigErrors, UnknownTopLevelKeyPointsAtTheKey) {
   EXPECT_EQ(error_of("listeners:\n  - address: 127.0.0.1:25\nspol: /var/spool\n"),
             "t.yaml:3:1: unknown key 'spol' in top level (expected one of: control, "
             "credentials, dns, domains, empty_dir, hostname, limits, listeners, queue_user, "
-            "relay_domains, relay_source, relay_tls, reply_rules, routes, run_dir, senders, "
+            "relay_domains, relay_source, relay_timeouts, relay_tls, reply_rules, routes, run_dir, "
+            "senders, "
             "shaping, spool, tls, "
             "trusted_networks, "
             "trusted_networks_relay, user, virtual_user)");
@@ -715,7 +716,8 @@ extra: 1
       "t.yaml:9:5: listener has no 'address'",
       ("t.yaml:10:1: unknown key 'extra' in top level (expected one of: control, "
        "credentials, dns, domains, empty_dir, hostname, limits, listeners, queue_user, "
-       "relay_domains, relay_source, relay_tls, reply_rules, routes, run_dir, senders, "
+       "relay_domains, relay_source, relay_timeouts, relay_tls, reply_rules, routes, run_dir, "
+       "senders, "
        "shaping, spool, tls, "
        "trusted_networks, "
        "trusted_networks_relay, "
