@@ -820,20 +820,25 @@ void Relay::host_failed(const Connection& c, const mail::RecipientResult& failur
 }
 
 std::string Relay::describe_hosts() const {
-  std::string text;
-  const auto now = Clock::now();
-  for (const auto& [key, h] : hosts_) {
+  struct Counts {
     size_t open = 0;
     size_t ready = 0;
     size_t idle = 0;
-    for (const auto& [id, c] : connections_) {
-      if (host_key(c->target) != key) continue;
-      ++open;
-      if (c->ready) ++ready;
-      if (c->ready && !c->busy) ++idle;
-    }
-    text += h.name + ": " + std::to_string(open) + " connections (" + std::to_string(ready) +
-            " ready, " + std::to_string(idle) + " idle), " + std::to_string(h.messages) +
+  };
+  std::map<std::string, Counts> counts;
+  for (const auto& [id, c] : connections_) {
+    Counts& n = counts[host_key(c->target)];
+    ++n.open;
+    if (c->ready) ++n.ready;
+    if (c->ready && !c->busy) ++n.idle;
+  }
+  std::string text;
+  const auto now = Clock::now();
+  for (const auto& [key, h] : hosts_) {
+    const auto it = counts.find(key);
+    const Counts n = it != counts.end() ? it->second : Counts{};
+    text += h.name + ": " + std::to_string(n.open) + " connections (" + std::to_string(n.ready) +
+            " ready, " + std::to_string(n.idle) + " idle), " + std::to_string(h.messages) +
             " messages";
     if (h.down_until > now)
       text += "; down for " +
