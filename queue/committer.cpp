@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <map>
 #include <string_view>
+#include <system_error>
 #include <thread>
 
 namespace postern::queue {
@@ -49,7 +50,13 @@ void Committer::run_tasks(std::vector<std::unique_ptr<Job>>& batch) {
     for (Job* job : lane) job->status = job->task();
   };
   std::vector<std::thread> helpers;
-  for (size_t i = 1; i < lanes.size(); ++i) helpers.emplace_back(run_lane, std::cref(lanes[i]));
+  for (size_t i = 1; i < lanes.size(); ++i) {
+    try {
+      helpers.emplace_back(run_lane, std::cref(lanes[i]));
+    } catch (const std::system_error&) {
+      run_lane(lanes[i]);  // no thread to be had (RLIMIT_NPROC): here, after the others
+    }
+  }
   if (!lanes.empty()) run_lane(lanes[0]);
   for (std::thread& helper : helpers) helper.join();
   const bool any_task =
