@@ -233,6 +233,10 @@ void Relay::dispatch(const std::string& key) {
         forget_if_unused(previous);
       }
       give_work(*c);
+      // Still idle: the site's gate closed (its rate), and c went back to the cache, where
+      // this loop would find it again until the bucket refilled. What waits goes when the
+      // shaping timer opens the gate.
+      if (!c->busy && usable(*c)) return;
     }
   }
   size_t connecting = 0;
@@ -259,10 +263,15 @@ void Relay::dispatch(const std::string& key) {
         static_cast<uint32_t>(std::clamp<long long>(seconds, 1, msg::kMaxRetryAfter)));
     return forget_if_unused(key);
   }
-  const uint32_t max_connections = shaper_.limits(d.site).connections;
+  const SiteLimits limits = shaper_.limits(d.site);
   if (d.waiting.size() > connecting && Clock::now() < d.connect_after)
     return wake_after(d.connect_after - Clock::now());
-  while (d.waiting.size() > connecting && site_connections(d) < max_connections) {
+  // A site with a rate opens a connection only when the bucket has room for its first message
+  // (the idle ones may have taken what it had), one at a time: one per waiting delivery would
+  // mostly idle until it closed, and the receiver counts connections too. (Against a global
+  // cap, a campaign to many rate-limited domains spent its time opening and closing them.)
+  if (limits.rate > 0 && (connecting > 0 || !gate_open(d, shaper_.peek(d.site)))) return;
+  while (d.waiting.size() > connecting && site_connections(d) < limits.connections) {
     if (connections_.size() >= settings_.connections) {
       evict_idle_elsewhere(key);
       if (std::find(slot_waiters_.begin(), slot_waiters_.end(), key) == slot_waiters_.end())
@@ -271,6 +280,7 @@ void Relay::dispatch(const std::string& key) {
     }
     open_connection(d);
     ++connecting;
+    if (limits.rate > 0) return;
   }
 }
 
