@@ -113,6 +113,7 @@ Relay::Relay(event_base* base, Resolve resolve, Report report)
     : base_(base),
       resolve_(std::move(resolve)),
       report_(std::move(report)),
+      waiters_timer_(base, [this] { kick_slot_waiters(); }),
       reaper_(base, [this] { ended_.clear(); }),
       shaping_timer_(base, [this] { on_shaping_timer(); }) {}
 
@@ -684,14 +685,29 @@ void Relay::park(Connection& c) {
   unpark(c);
   idle_by_address_.emplace(c.target.cache_key(), c.id);
   c.idle->arm(std::chrono::seconds(settings_.connection_idle));
-  // Someone waiting for room under the global cap takes this one's place.
+  // Someone waiting for room under the global cap takes this one's place: as it is when its
+  // mail goes to the same server (dispatched on the next loop turn, it finds c by address),
+  // else closed to make room.
   if (!slot_waiters_.empty()) {
     const std::string waiter = slot_waiters_.front();
-    if (waiter != c.destination) {
-      unpark(c);
-      c.session->quit();
+    if (waiter == c.destination) return;
+    if (goes_to(waiter, c.target.cache_key())) {
+      waiters_timer_.arm(std::chrono::milliseconds(0));
+      return;
     }
+    unpark(c);
+    c.session->quit();
   }
+}
+
+bool Relay::goes_to(const std::string& key, const std::string& cache_key) const {
+  const auto it = destinations_.find(key);
+  if (it == destinations_.end() || !it->second.resolution) return false;
+  const std::vector<Target>& targets = it->second.resolution->targets;
+  // Only its most preferred servers, as dispatch takes idle connections.
+  return std::any_of(targets.begin(), targets.end(), [&](const Target& t) {
+    return t.preference == targets.front().preference && t.cache_key() == cache_key;
+  });
 }
 
 void Relay::unpark(Connection& c) {
