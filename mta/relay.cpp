@@ -128,6 +128,7 @@ Relay::Relay(event_base* base, Resolve resolve, Report report)
     : base_(base),
       resolve_(std::move(resolve)),
       report_(std::move(report)),
+      waiters_timer_(base, [this] { kick_slot_waiters(); }),
       reaper_(base, [this] { ended_.clear(); }),
       shaping_timer_(base, [this] { on_shaping_timer(); }) {}
 
@@ -248,6 +249,10 @@ void Relay::dispatch(const std::string& key) {
         forget_if_unused(previous);
       }
       give_work(*c);
+      // Still idle: the site's gate closed (its rate), and c went back to the cache, where
+      // this loop would find it again until the bucket refilled. What waits goes when the
+      // shaping timer opens the gate.
+      if (!c->busy && usable(*c)) return;
     }
   }
   size_t connecting = 0;
@@ -274,10 +279,15 @@ void Relay::dispatch(const std::string& key) {
         static_cast<uint32_t>(std::clamp<long long>(seconds, 1, msg::kMaxRetryAfter)));
     return forget_if_unused(key);
   }
-  const uint32_t max_connections = shaper_.limits(d.site).connections;
+  const SiteLimits limits = shaper_.limits(d.site);
   if (d.waiting.size() > connecting && Clock::now() < d.connect_after)
     return wake_after(d.connect_after - Clock::now());
-  while (d.waiting.size() > connecting && site_connections(d) < max_connections) {
+  // A site with a rate opens a connection only when the bucket has room for its first message
+  // (the idle ones may have taken what it had), one at a time: one per waiting delivery would
+  // mostly idle until it closed, and the receiver counts connections too. (Against a global
+  // cap, a campaign to many rate-limited domains spent its time opening and closing them.)
+  if (limits.rate > 0 && (connecting > 0 || !gate_open(d, shaper_.peek(d.site)))) return;
+  while (d.waiting.size() > connecting && site_connections(d) < limits.connections) {
     if (connections_.size() >= settings_.connections) {
       evict_idle_elsewhere(key);
       if (std::find(slot_waiters_.begin(), slot_waiters_.end(), key) == slot_waiters_.end())
@@ -286,6 +296,7 @@ void Relay::dispatch(const std::string& key) {
     }
     open_connection(d);
     ++connecting;
+    if (limits.rate > 0) return;
   }
 }
 
@@ -690,14 +701,29 @@ void Relay::park(Connection& c) {
   unpark(c);
   idle_by_address_.emplace(c.target.cache_key(), c.id);
   c.idle->arm(std::chrono::seconds(settings_.connection_idle));
-  // Someone waiting for room under the global cap takes this one's place.
+  // Someone waiting for room under the global cap takes this one's place: as it is when its
+  // mail goes to the same server (dispatched on the next loop turn, it finds c by address),
+  // else closed to make room.
   if (!slot_waiters_.empty()) {
     const std::string waiter = slot_waiters_.front();
-    if (waiter != c.destination) {
-      unpark(c);
-      c.session->quit();
+    if (waiter == c.destination) return;
+    if (goes_to(waiter, c.target.cache_key())) {
+      waiters_timer_.arm(std::chrono::milliseconds(0));
+      return;
     }
+    unpark(c);
+    c.session->quit();
   }
+}
+
+bool Relay::goes_to(const std::string& key, const std::string& cache_key) const {
+  const auto it = destinations_.find(key);
+  if (it == destinations_.end() || !it->second.resolution) return false;
+  const std::vector<Target>& targets = it->second.resolution->targets;
+  // Only its most preferred servers, as dispatch takes idle connections.
+  return std::any_of(targets.begin(), targets.end(), [&](const Target& t) {
+    return t.preference == targets.front().preference && t.cache_key() == cache_key;
+  });
 }
 
 void Relay::unpark(Connection& c) {

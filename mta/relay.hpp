@@ -203,6 +203,8 @@ class Relay {
   void unpark(Connection& c);
   void retire(Connection& c);
   bool evict_idle_elsewhere(const std::string& key);
+  // Whether the destination's mail goes to the server of an idle connection (its cache key).
+  bool goes_to(const std::string& key, const std::string& cache_key) const;
   void kick_slot_waiters();
   void forget_if_unused(const std::string& key);
   Connection* find(uint64_t id);
@@ -217,6 +219,8 @@ class Relay {
   std::map<uint64_t, std::unique_ptr<Connection>> connections_;
   std::multimap<std::string, uint64_t> idle_by_address_;  // Target::cache_key() -> connection
   std::deque<std::string> slot_waiters_;                  // destinations waiting for the global cap
+  // Dispatches them on the next loop turn: a connection to their server went idle (park).
+  Timer waiters_timer_;
   // Sessions that ended, freed on the next loop turn rather than inside their own callbacks.
   std::vector<std::unique_ptr<mail::ClientSession>> ended_;
   Timer reaper_;

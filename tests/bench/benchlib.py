@@ -5,6 +5,8 @@ through smtpctl, and measures processes through /proc.
 Nothing here asserts anything: the benchmarks print figures; a daemon that will not
 start is reported with its log and the program exits non-zero."""
 
+import asyncio
+import collections
 import os
 import re
 import resource
@@ -14,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -401,3 +404,273 @@ def dns_server():
         sys.path.insert(0, integration)  # dns_server imports harness from there
     from dns_server import DnsServer
     return DnsServer()
+
+
+class SinkSession(asyncio.Protocol):
+    """One SMTP session of a Sink: accepts everything (MAIL, RCPT, DATA), never closes on its
+    own, and with a delay holds what the client sends and what it answers, each for delay
+    seconds (a one-way network delay in each direction: a round trip costs 2 x delay).
+
+    Round trips are counted where the client waits: replies go out while nothing the client
+    sent is left unanswered, and the next round trip can only begin once the client sends
+    again (replies released one after another with no input between them are one wait).
+    They are counted by the reply that began the wait: "setup" (the greeting, EHLO/HELO,
+    RSET, NOOP), "message" (MAIL, RCPT, DATA, the final dot) or "quit"."""
+
+    def __init__(self, sink):
+        self.sink = sink
+        self.transport = None
+        self.buffer = b""
+        self.in_data = False
+        self.recipients = []
+        self.inbound = collections.deque()   # (due, bytes) held on the way in
+        self.outbound = collections.deque()  # (due, bytes, kind) held on the way out
+        self.in_handle = None
+        self.out_handle = None
+        self.waiting = False  # replies went out and the client has sent nothing since
+
+    # --- the wire, with the delays ------------------------------------------------------
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.sink.sessions.add(self)
+        self.sink.opened += 1
+        self.sink.open_now += 1
+        self.sink.peak_open = max(self.sink.peak_open, self.sink.open_now)
+        self.answer(b"220 sink.bench ESMTP\r\n", "setup")
+
+    def connection_lost(self, exc):
+        self.sink.sessions.discard(self)
+        self.sink.open_now -= 1
+        for handle in (self.in_handle, self.out_handle):
+            if handle:
+                handle.cancel()
+
+    def data_received(self, data):
+        self.waiting = False
+        if not self.sink.delay:
+            return self.process(data)
+        self.inbound.append((self.sink.loop.time() + self.sink.delay, data))
+        if not self.in_handle:
+            self.in_handle = self.sink.loop.call_at(self.inbound[0][0], self.take_inbound)
+
+    def take_inbound(self):
+        self.in_handle = None
+        now = self.sink.loop.time()
+        while self.inbound and self.inbound[0][0] <= now:
+            self.process(self.inbound.popleft()[1])
+        if self.inbound:
+            self.in_handle = self.sink.loop.call_at(self.inbound[0][0], self.take_inbound)
+
+    def answer(self, reply, kind):
+        if not self.sink.delay:
+            self.transport.write(reply)
+            self.count_wait(kind)
+            return
+        self.outbound.append((self.sink.loop.time() + self.sink.delay, reply, kind))
+        if not self.out_handle:
+            self.out_handle = self.sink.loop.call_at(self.outbound[0][0], self.release)
+
+    def count_wait(self, kind):
+        # Input still on its way in (held by the delay) or unprocessed: the client did not
+        # wait for these replies.
+        if self.waiting or self.inbound or self.unanswered():
+            return
+        self.waiting = True
+        self.sink.round_trips[kind] += 1
+
+    def unanswered(self):
+        return not self.in_data and b"\r\n" in self.buffer
+
+    def release(self):
+        self.out_handle = None
+        now = self.sink.loop.time()
+        while self.outbound and self.outbound[0][0] <= now:
+            _, reply, kind = self.outbound.popleft()
+            if not self.transport.is_closing():
+                self.transport.write(reply)
+            self.count_wait(kind)
+        if self.outbound:
+            self.out_handle = self.sink.loop.call_at(self.outbound[0][0], self.release)
+
+    # --- SMTP -------------------------------------------------------------------------------
+
+    def process(self, data):
+        self.buffer += data
+        replies = []
+        kind = "setup"
+        while True:
+            if self.in_data:
+                end = self.buffer.find(b"\r\n.\r\n")
+                if end < 0:
+                    # Keep a possible start of the end marker.
+                    if len(self.buffer) > 4:
+                        self.buffer = self.buffer[-4:]
+                    break
+                self.buffer = self.buffer[end + 5:]
+                self.in_data = False
+                self.sink.delivered(self.recipients)
+                self.recipients = []
+                replies.append(b"250 2.0.0 ok\r\n")
+                kind = "message"
+                continue
+            end = self.buffer.find(b"\r\n")
+            if end < 0:
+                break
+            line, self.buffer = self.buffer[:end], self.buffer[end + 2:]
+            verb = line[:4].upper()
+            if verb == b"MAIL":
+                self.recipients = []
+                replies.append(b"250 2.1.0 ok\r\n")
+                kind = "message"
+            elif verb == b"RCPT":
+                self.recipients.append(line[8:].strip(b"<> ").split(b">")[0])
+                replies.append(b"250 2.1.5 ok\r\n")
+                kind = "message"
+            elif verb == b"DATA":
+                replies.append(b"354 go ahead\r\n")
+                self.in_data = True
+                self.buffer = b"\r\n" + self.buffer  # the marker may end the very first line
+                kind = "message"
+            elif verb in (b"EHLO", b"LHLO"):
+                replies.append(b"250-sink.bench\r\n250-PIPELINING\r\n250-8BITMIME\r\n"
+                               b"250-SIZE 104857600\r\n250 ENHANCEDSTATUSCODES\r\n")
+                kind = "setup"
+            elif verb == b"QUIT":
+                replies.append(b"221 2.0.0 bye\r\n")
+                kind = "quit"
+            else:  # HELO, RSET, NOOP
+                replies.append(b"250 2.0.0 ok\r\n")
+                kind = "setup"
+        if replies:
+            self.answer(b"".join(replies), kind)
+
+
+class Sink:
+    """An asyncio SMTP sink on its own thread, listening on any number of loopback ports
+    (listen()); every session is a SinkSession. Counts connections, transactions and
+    recipients (with the time each arrived and its domain), and the round trips clients
+    waited for."""
+
+    def __init__(self, delay=0.0):
+        self.delay = delay
+        self.loop = asyncio.new_event_loop()
+        self.servers = []
+        self.sessions = set()
+        self.transactions = 0
+        self.arrivals = []  # (monotonic time, domain) per recipient
+        self.round_trips = {"setup": 0, "message": 0, "quit": 0}
+        self.opened = 0
+        self.open_now = 0
+        self.peak_open = 0
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def reset(self):
+        """Forgets what arrived so far and the round trips (not the connections); on the
+        sink's thread, between two of its callbacks."""
+        def clear():
+            self.transactions = 0
+            self.arrivals = []
+            self.round_trips = {"setup": 0, "message": 0, "quit": 0}
+        self.loop.call_soon_threadsafe(clear)
+        asyncio.run_coroutine_threadsafe(asyncio.sleep(0), self.loop).result(timeout=10)
+
+    def listen(self, host="127.0.0.1", port=0):
+        """Starts listening (backlog 1024); returns the port."""
+        async def start():
+            return await self.loop.create_server(lambda: SinkSession(self), host, port,
+                                                 backlog=1024, reuse_address=True)
+        server = asyncio.run_coroutine_threadsafe(start(), self.loop).result(timeout=10)
+        self.servers.append(server)
+        return server.sockets[0].getsockname()[1]
+
+    def delivered(self, recipients):
+        now = time.monotonic()
+        self.transactions += 1
+        self.arrivals.extend((now, r.rpartition(b"@")[2].decode(errors="replace").lower())
+                             for r in recipients)
+
+    def received(self):
+        return len(self.arrivals)
+
+    def close_all(self):
+        """Closes every open session from the sink's side (the client sees the connection
+        end, as when a server's idle timer fires)."""
+        def close():
+            for session in list(self.sessions):
+                session.transport.close()
+        self.loop.call_soon_threadsafe(close)
+
+    def stop(self):
+        def close():
+            for server in self.servers:
+                server.close()
+            self.loop.stop()
+        self.loop.call_soon_threadsafe(close)
+        self.thread.join(timeout=5)
+
+
+def wait_for(condition, timeout, stall=None, progress=None, interval=0.05):
+    """Polls condition() until true or timeout seconds pass; with stall and progress, gives up
+    too when progress() has not changed for stall seconds. True when condition() held."""
+    deadline = time.monotonic() + timeout
+    last, changed = None, time.monotonic()
+    while not condition():
+        now = time.monotonic()
+        if now > deadline:
+            return False
+        if progress:
+            value = progress()
+            if value != last:
+                last, changed = value, now
+            elif stall and now - changed > stall:
+                return False
+        time.sleep(interval)
+    return True
+
+
+def vm_rss_kib(pid):
+    """VmRSS of a process in KiB (0 once gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def open_fds(pid):
+    """How many descriptors a process has open (0 once gone)."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
+
+
+class RssSampler:
+    """Samples a process's VmRSS (KiB) and open descriptors every interval seconds on a
+    thread until stop(): peak and last of each."""
+
+    def __init__(self, pid, interval=0.1):
+        self.pid = pid
+        self.interval = interval
+        self.peak = self.last = vm_rss_kib(pid)
+        self.peak_fds = open_fds(pid)
+        self.running = True
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while self.running:
+            self.last = vm_rss_kib(self.pid)
+            self.peak = max(self.peak, self.last)
+            self.peak_fds = max(self.peak_fds, open_fds(self.pid))
+            time.sleep(self.interval)
+
+    def stop(self):
+        self.running = False
+        self.thread.join()
+        return self

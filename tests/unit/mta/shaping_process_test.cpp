@@ -140,6 +140,50 @@ TEST_F(ShapingProcessTest, ShortWaitsForTheRateAreSpentInMta) {
             std::string::npos);
 }
 
+// Messages that wait for the site's rate do not each open a connection of their own: one
+// connection carries them as the bucket allows (more would only idle, and the receiver counts
+// connections too). Once every waiting delivery opened one, up to the site's limit.
+TEST_F(ShapingProcessTest, WaitingForTheRateOpensNoExtraConnections) {
+  ThrottlingSink sink;
+  start(settings(sink.port(), 120, {}));  // two a second, one in the bucket to begin with
+  for (uint32_t i = 1; i <= 5; ++i) ASSERT_TRUE(deliver({"a@relay.test"}, i));
+  for (const msg::DeliveryResult& r : reports(5))
+    EXPECT_EQ(r.outcome, msg::DeliveryOutcome::delivered) << r.detail;
+  EXPECT_EQ(sink.arrivals().size(), 5u);
+  EXPECT_LE(sink.connections(), 2);  // a second when the first was busy with a token left
+}
+
+// A site over its rate beside a connection idle in the cache (another destination's, to the
+// same server): when the bucket lets one message go, the next waits for the shaping timer.
+// Once the dispatch offered it to each idle connection in turn, which the gate sent straight
+// back to the cache, until the bucket refilled: mta spun for the whole wait and answered
+// nothing, not even smtpctl (a campaign to many rate-limited domains stood still).
+TEST_F(ShapingProcessTest, DeliveriesOverTheRateWaitWithoutHoldingMta) {
+  ThrottlingSink sink;
+  Settings s = settings(sink.port(), 12, {});  // one message every 5 s
+  s.routes.push_back({.match = {"other.test"}, .via = {hop(sink.port())}, .auth = ""});
+  s.connection_idle = 60;
+  start(s);
+  // Two connections to the sink, idle once their messages went (other.test has no limit).
+  ASSERT_TRUE(deliver({"a@other.test"}, 1));
+  ASSERT_TRUE(deliver({"b@other.test"}, 2));
+  for (const msg::DeliveryResult& r : reports(2))
+    EXPECT_EQ(r.outcome, msg::DeliveryOutcome::delivered) << r.detail;
+  // The first goes at once, the second after 5 s, the third after 10 s.
+  for (uint32_t i = 3; i <= 5; ++i) ASSERT_TRUE(deliver({"c@relay.test"}, i));
+  ASSERT_EQ(reports(1).size(), 1u);
+  // Between the second's turn and the third's, mta answers as always.
+  std::this_thread::sleep_for(6500ms);
+  ASSERT_TRUE(control_->send(msg::CtlShowRelays{}, 99));
+  const auto shown = mta_->await<msg::CtlResult>(*control_, 2s);
+  ASSERT_TRUE(shown.has_value()) << "mta did not answer while a delivery waited for the rate";
+  EXPECT_NE(shown->message.text.find("1 deliveries waiting"), std::string::npos)
+      << shown->message.text;
+  for (const msg::DeliveryResult& r : reports(2))
+    EXPECT_EQ(r.outcome, msg::DeliveryOutcome::delivered) << r.detail;
+  EXPECT_EQ(sink.arrivals().size(), 5u);
+}
+
 // One a minute with no time to hold: the first goes, the others are deferred with the time the
 // site has room again, and nothing more reaches the sink.
 TEST_F(ShapingProcessTest, LongWaitsAreDeferredWithRetryAfter) {
