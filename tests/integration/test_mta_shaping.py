@@ -239,6 +239,8 @@ class Shaping(unittest.TestCase):
                 # The first burst opens at most destination_connections (10), of which the
                 # sink refuses all but 2; once lowered the site opens no more than 2, and a
                 # refusal while others are up holds the next connection back a while.
+                print(f"\n{count} messages over {sink.connections} connections, "
+                      f"{sink.refused} refused at the greeting")
                 self.assertGreaterEqual(sink.refused, 3, "the rule needs three refusals")
                 self.assertLessEqual(sink.refused, 10)
                 self.assertTrue(wait_for(lambda: not d.queued(), 10), d.read_log()[-3000:])
