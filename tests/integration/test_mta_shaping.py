@@ -151,7 +151,7 @@ class Shaping(unittest.TestCase):
                 everyone = [f"u{i}@relay.test" for i in range(count)]
                 queue_all(d, everyone)
                 self.assertTrue(wait_for(lambda: len(sink.arrived()[0]) == count, 30),
-                                f"{len(sink.arrived()[0])} of {count} at :{sink.port} over {sink.connections} "
+                                f"{len(sink.arrived()[0])} of {count} over {sink.connections} "
                                 f"connections\n" + d.read_log()[-3000:])
                 arrivals, recipients = sink.arrived()
                 self.assertEqual(sorted(recipients), sorted(everyone))
@@ -228,7 +228,7 @@ class Shaping(unittest.TestCase):
                 everyone = [f"u{i}@relay.test" for i in range(count)]
                 queue_all(d, everyone)
                 self.assertTrue(wait_for(lambda: len(sink.arrived()[0]) == count, 30),
-                                f"{len(sink.arrived()[0])} of {count} at :{sink.port} over {sink.connections} "
+                                f"{len(sink.arrived()[0])} of {count} over {sink.connections} "
                                 f"connections\n" + d.read_log()[-3000:])
                 self.assertEqual(sorted(sink.arrived()[1]), sorted(everyone))
                 shown = relays(d)
