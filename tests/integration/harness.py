@@ -433,7 +433,12 @@ class ThreadedServer:
             except OSError:
                 return
             self.connections += 1
+            self.accepted(conn)
             threading.Thread(target=self.session, args=(conn,), daemon=True).start()
+
+    def accepted(self, conn):
+        """Runs in the accepting thread, in the order connections came, before session:
+        where a server decides what a connection gets, as a real one does at accept()."""
 
     def session(self, conn):
         raise NotImplementedError
