@@ -33,6 +33,18 @@ def free_port(host="127.0.0.1"):
         return s.getsockname()[1]
 
 
+def wait_listening(port, timeout, host="127.0.0.1"):
+    """True once something accepts connections on the port, False after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=2):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
 def raise_fd_limit(wanted):
     """Raises RLIMIT_NOFILE (soft, and hard when root) to at least wanted; returns the
     soft limit in force. Children started afterwards (the daemon) inherit it."""

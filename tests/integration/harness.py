@@ -96,6 +96,14 @@ class Client:
         self.buffer = b""
 
     def close(self):
+        # Shut down first, which ends the accept() in progress, and wait for that thread:
+        # closed under it, the descriptor's number goes to the next server's socket, and this
+        # thread would take that server's connections.
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.acceptor.join(5)
         self.sock.close()
 
     def send(self, data):
@@ -393,6 +401,17 @@ class Daemon:
             return None
 
 
+def read_data(f):
+    """Reads a message's lines from a scripted server's file up to the final dot (not
+    unstuffed); False when the connection ended first."""
+    while True:
+        line = f.readline()
+        if not line:
+            return False
+        if line == b".\r\n":
+            return True
+
+
 class ThreadedServer:
     """A TCP listener on a free 127.0.0.1 port for a scripted peer: each connection runs
     self.session(conn) in its own thread; connections counts them. A subclass sets what its
@@ -404,7 +423,8 @@ class ThreadedServer:
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(backlog)
         self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.acceptor = threading.Thread(target=self._accept, daemon=True)
+        self.acceptor.start()
 
     def _accept(self):
         while True:
@@ -413,12 +433,25 @@ class ThreadedServer:
             except OSError:
                 return
             self.connections += 1
+            self.accepted(conn)
             threading.Thread(target=self.session, args=(conn,), daemon=True).start()
+
+    def accepted(self, conn):
+        """Runs in the accepting thread, in the order connections came, before session:
+        where a server decides what a connection gets, as a real one does at accept()."""
 
     def session(self, conn):
         raise NotImplementedError
 
     def close(self):
+        # Shut down first, which ends the accept() in progress, and wait for that thread:
+        # closed under it, the descriptor's number goes to the next server's socket, and this
+        # thread would take that server's connections.
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.acceptor.join(5)
         self.sock.close()
 
 

@@ -13,7 +13,7 @@ import threading
 import time
 import unittest
 
-from harness import Daemon, ThreadedServer, wait_for
+from harness import Daemon, ThreadedServer, read_data, wait_for
 
 MESSAGES = 100
 RECIPIENTS = 100  # per message: 10,000 in all
@@ -51,12 +51,8 @@ class CountingSink(ThreadedServer):
                     conn.sendall(b"250 ok\r\n")
                 elif verb == b"DATA":
                     conn.sendall(b"354 go\r\n")
-                    while True:
-                        chunk = f.readline()
-                        if not chunk:
-                            return  # cut mid-message: nothing counts
-                        if chunk == b".\r\n":
-                            break
+                    if not read_data(f):
+                        return  # cut mid-message: nothing counts
                     time.sleep(self.delay)
                     conn.sendall(b"250 2.0.0 taken\r\n")
                     with self.lock:
