@@ -574,6 +574,13 @@ void Relay::give_work(Connection& c) {
     d.waiting.pop_front();
     start(c, d, std::move(delivery));
   }
+  // A site with a rate opens its connections one at a time (dispatch): when more waits than
+  // this busy one carries, dispatch looks again once the bucket has room, and opens another
+  // if none is free to take it (a slow server needs several to reach the rate).
+  if (c.busy && !d.waiting.empty() && shaper_.limits(d.site).rate > 0) {
+    const Shaper::Gate gate = shaper_.peek(d.site);
+    if (gate.kind != Shaper::Gate::Kind::defer) wake_after(gate.delay);
+  }
   if (!c.busy) park(c);
 }
 

@@ -96,14 +96,6 @@ class Client:
         self.buffer = b""
 
     def close(self):
-        # Shut down first, which ends the accept() in progress, and wait for that thread:
-        # closed under it, the descriptor's number goes to the next server's socket, and this
-        # thread would take that server's connections.
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.acceptor.join(5)
         self.sock.close()
 
     def send(self, data):
