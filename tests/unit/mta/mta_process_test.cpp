@@ -258,15 +258,18 @@ TEST_F(MtaProcessTest, TooManyRecipientsGoInAFurtherTransaction) {
   std::vector<size_t> sizes;
   sizes.reserve(seen.size());
   for (const auto& t : seen) sizes.push_back(std::min<size_t>(t.rcpts.size(), 2));
-  EXPECT_EQ(sizes, (std::vector<size_t>{2, 2, 1}));
+  // The rest, split in two, may go over two connections at once, in either order.
+  std::sort(sizes.begin() + 1, sizes.end());
+  EXPECT_EQ(sizes, (std::vector<size_t>{2, 1, 2}));
   // Learned: the next message goes in transactions of 2 recipients from the start.
   ASSERT_TRUE(deliver({"f@relay.test", "g@relay.test", "h@relay.test"}, 9));
   results = report(9);
   for (const auto& [index, r] : results) EXPECT_EQ(r.outcome, msg::DeliveryOutcome::delivered);
   seen = sink.seen();
   ASSERT_EQ(seen.size(), 5u);
-  EXPECT_EQ(seen[3].rcpts.size(), 2u);
-  EXPECT_EQ(seen[4].rcpts.size(), 1u);
+  std::vector<size_t> later = {seen[3].rcpts.size(), seen[4].rcpts.size()};
+  std::sort(later.begin(), later.end());
+  EXPECT_EQ(later, (std::vector<size_t>{1, 2}));
 }
 
 // A refused port: the next server of the route takes the mail; with none left, deferred.
