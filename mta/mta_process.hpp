@@ -52,6 +52,10 @@ class MtaProcess {
   void accept(msg::Incoming& in, msg::DeliverRemote&& m);
   void report(Job& job, size_t recipient, msg::DeliveryResult result);
   void finish(Job& job);
+  // The job's results gathered so far to the queue, in frames of kReportFrameBudget; the last
+  // frame says whether the job is done. False when the queue could not take them.
+  bool send_results(Job& job, bool last);
+  static size_t report_size(const msg::DeliveryResult& r);
 
   // Where a destination's mail goes: a route's servers (names asked of lookup, addresses as
   // they are), or the domain's MX hosts with this server and those it prefers less dropped.

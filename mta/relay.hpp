@@ -38,8 +38,12 @@ struct Job {
   msg::DeliverRemote message;
   UniqueFd fd;
   Clock::time_point started = Clock::now();
-  std::vector<std::optional<msg::DeliveryResult>> results;  // per recipient
-  size_t open = 0;                                          // recipients without a result
+  std::vector<bool> reported;  // per recipient: its result is in
+  // Results not sent to the queue yet: they go as they gather (MtaProcess, kEagerResults), not
+  // all at the end, so a message waiting on slow destinations does not hold every result.
+  std::vector<msg::DeliveryResult> unsent;
+  size_t unsent_bytes = 0;
+  size_t open = 0;  // recipients without a result
   MessageData data() const { return {fd.get(), message.envelope.size}; }
 };
 
