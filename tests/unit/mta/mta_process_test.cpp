@@ -272,6 +272,31 @@ TEST_F(MtaProcessTest, TooManyRecipientsGoInAFurtherTransaction) {
   EXPECT_EQ(later, (std::vector<size_t>{1, 2}));
 }
 
+// Results go to the queue as they gather (32 at a time), in frames that are not the last, so a
+// message to many slow destinations does not keep every result until its slowest is done.
+TEST_F(MtaProcessTest, ResultsGoAsTheyGatherNotAllAtTheEnd) {
+  Sink sink;
+  start({{.match = {"relay.test"}, .via = {hop(sink.port())}, .auth = ""},
+         {.match = {"dead.test"}, .via = {hop(refused_port())}, .auth = ""}});
+  std::vector<std::string> rcpts;
+  for (int i = 0; i < 33; ++i) rcpts.push_back("r" + std::to_string(i) + "@relay.test");
+  rcpts.push_back("x@dead.test");
+  ASSERT_TRUE(deliver(rcpts, 7));
+  auto first = mta_->await<msg::DeliveryReport>(*queue_, std::chrono::seconds(20));
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->request_id, 7u);
+  EXPECT_FALSE(first->message.last);
+  EXPECT_EQ(first->message.results.size(), 32u);
+  auto second = mta_->await<msg::DeliveryReport>(*queue_, std::chrono::seconds(20));
+  ASSERT_TRUE(second);
+  EXPECT_TRUE(second->message.last);
+  EXPECT_EQ(second->message.results.size(), 2u);
+  std::set<uint32_t> indexes;
+  for (const auto* frame : {&first->message, &second->message})
+    for (const auto& r : frame->results) indexes.insert(r.index);
+  EXPECT_EQ(indexes.size(), 34u);  // each recipient once
+}
+
 // A refused port: the next server of the route takes the mail; with none left, deferred.
 TEST_F(MtaProcessTest, FailsOverToTheNextServerThenDefers) {
   Sink sink;
