@@ -244,7 +244,8 @@ void MtaProcess::report(Job& job, size_t recipient, msg::DeliveryResult result) 
   job.unsent.push_back(std::move(result));
   if (--job.open == 0)
     finish(job);
-  else if (job.unsent.size() >= kEagerResults || job.unsent_bytes >= kReportFrameBudget)
+  else if ((job.unsent.size() >= kEagerResults || job.unsent_bytes >= kReportFrameBudget) &&
+           jobs_.contains(job.id))  // (not for a queue that went away: its successor resends)
     send_results(job, false);
 }
 
