@@ -130,13 +130,13 @@ class Relay {
     std::unique_ptr<mail::ClientSession> session;
     bool ready = false;
     bool busy = false;
-    bool plaintext = false;  // opportunistic TLS failed with this server: without it
+    bool plaintext = false;       // opportunistic TLS failed with this server: without it
     bool tls_impossible = false;  // TLS was required and could not be set up here
-    std::string tls;         // once ready: how it is protected (TlsFacts), empty in the clear
+    std::string tls;              // once ready: how it is protected (TlsFacts), empty in the clear
     uint32_t messages = 0;
     std::unique_ptr<Timer> idle;
-    Clock::time_point opened;    // the first server was tried
-    Clock::time_point ready_at;  // the session was ready for mail
+    Clock::time_point opened;         // the first server was tried
+    Clock::time_point ready_at;       // the session was ready for mail
     uint64_t sources_generation = 0;  // of the source addresses it was opened under
   };
   struct Destination {

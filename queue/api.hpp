@@ -224,9 +224,9 @@ constexpr const char* status_word(DeliveryOutcome outcome) {
   return "unknown";
 }
 
-constexpr size_t kMaxDeliveryDetail = 1024;  // DeliveryResult.detail
-constexpr size_t kMaxRemoteMta = 320;        // a host name, an IPv6 literal and a port
-constexpr size_t kMaxTlsFacts = 400;         // protocol, cipher and the name verified
+constexpr size_t kMaxDeliveryDetail = 1024;            // DeliveryResult.detail
+constexpr size_t kMaxRemoteMta = 320;                  // a host name, an IPv6 literal and a port
+constexpr size_t kMaxTlsFacts = 400;                   // protocol, cipher and the name verified
 constexpr uint32_t kMaxDelayMs = 7u * 86400u * 1000u;  // a week: longer is reported as that
 constexpr uint32_t kMaxRetryAfter = 7 * 86400;
 // Destinations one recipient may expand to (aliases, :include:).
@@ -235,7 +235,7 @@ constexpr size_t kMaxDestinations = 200;
 struct DeliveryResult {
   uint32_t index = 0;
   DeliveryOutcome outcome = DeliveryOutcome::temporary_failure;
-  std::string dsn;     // "2.0.0", "4.2.0", "5.1.1"
+  std::string dsn;  // "2.0.0", "4.2.0", "5.1.1"
   // For the log line and a bounce. From mta with remote_mta set: the reply that decided it,
   // as the server gave it ("550 5.1.1 no such user", the lines of a multi-line reply joined
   // by spaces), which a DSN quotes as its Diagnostic-Code (smtp;); without remote_mta, what
