@@ -160,7 +160,7 @@ class Relay {
   // A server by address (Target::key()): connections that failed in a row, and until when it
   // is left alone; what it carried. Servers that are up and unused are forgotten past kMaxHosts.
   struct Host {
-    std::string name;  // Target::name() of the last connection
+    std::string name;  // Target::name() of the first connection
     uint32_t failures = 0;
     Clock::time_point down_until{};
     std::string last_failure;

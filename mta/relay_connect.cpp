@@ -190,9 +190,11 @@ Relay::Host& Relay::host(const Target& t) {
       const auto now = Clock::now();
       std::erase_if(hosts_, [&](const auto& entry) { return entry.second.down_until <= now; });
     }
-    it = hosts_.emplace(key, Host{}).first;
+    // Named once: this runs for every transaction that delivers.
+    Host fresh;
+    fresh.name = t.source.empty() ? t.name() : t.name() + " from " + t.source;
+    it = hosts_.emplace(key, std::move(fresh)).first;
   }
-  it->second.name = t.source.empty() ? t.name() : t.name() + " from " + t.source;
   return it->second;
 }
 
