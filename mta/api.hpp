@@ -305,16 +305,21 @@ struct RemoteRecipient {
 // Send this message (the descriptor: read-only, its first envelope.size bytes) to these
 // remote recipients. The envelope carries what the MAIL command needs (sender, SIZE, BODY,
 // SMTPUTF8, RET, ENVID); its recipients are empty. The results come back as DeliveryReport
-// under the same request id, one DeliveryResult per recipient.
+// under the same request id, one DeliveryResult per recipient. A message with more recipients
+// than one frame holds comes in several, each with the same request id and descriptor, all
+// but the last with more set: mta gathers them into one job, so that the recipients of one
+// destination still share one transaction.
 struct DeliverRemote {
   static constexpr MessageInfo kInfo = schema(Type::deliver_remote);
   Envelope envelope;
   std::vector<RemoteRecipient> recipients;
+  bool more = false;
   bool valid() const { return !recipients.empty(); }
   static constexpr auto fields() {
     return std::tuple{
         fields::field(&DeliverRemote::envelope, "envelope"),
         fields::field(&DeliverRemote::recipients, "recipients", {.count = kLocalRecipientsPerJob}),
+        fields::field(&DeliverRemote::more, "more"),
     };
   }
 };

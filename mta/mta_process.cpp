@@ -137,6 +137,7 @@ MtaProcess::MtaProcess(ChildRuntime& runtime) : runtime_(runtime) {
       // rather than sent twice; what is on a connection finishes, its report unanswered.
       relay_->drop_waiting();
       jobs_.clear();
+      gathering_.clear();
     }
   });
   runtime_.counters()["sent"] = 0;
@@ -163,12 +164,44 @@ void MtaProcess::load_ca(msg::Incoming& in, const CaFile& m) {
 
 // --- jobs -----------------------------------------------------------------------------------
 
+// A message's recipients may come in several frames (DeliverRemote::more): they gather into
+// one job, started with the last. A frame that does not fit the one gathering under its
+// request id (another message, or too many recipients) starts what gathered as it is.
 void MtaProcess::accept(msg::Incoming& in, msg::DeliverRemote&& m) {
-  auto job = std::make_shared<Job>();
-  job->id = next_job_++;
-  job->request_id = in.request_id;
-  job->message = std::move(m);
-  job->fd = std::move(in.fd);
+  const bool more = m.more;
+  std::shared_ptr<Job> job;
+  if (const auto it = gathering_.find(in.request_id); it != gathering_.end()) {
+    job = it->second;
+    gathering_.erase(it);
+    std::vector<msg::RemoteRecipient>& have = job->message.recipients;
+    if (job->message.envelope.id == m.envelope.id &&
+        have.size() + m.recipients.size() <= kMaxRecipients) {
+      have.insert(have.end(), std::make_move_iterator(m.recipients.begin()),
+                  std::make_move_iterator(m.recipients.end()));
+    } else {
+      log::error(
+          "%s: the queue's next frame for it is for %s, or brings more than %zu "
+          "recipients; delivering the %zu it has",
+          job->message.envelope.id.c_str(), m.envelope.id.c_str(), kMaxRecipients, have.size());
+      start(job);
+      job = nullptr;
+    }
+  }
+  if (!job) {
+    job = std::make_shared<Job>();
+    job->id = next_job_++;
+    job->request_id = in.request_id;
+    job->message = std::move(m);
+    job->fd = std::move(in.fd);
+  }
+  if (more)
+    gathering_[in.request_id] = std::move(job);
+  else
+    start(job);
+}
+
+void MtaProcess::start(const std::shared_ptr<Job>& job) {
+  job->message.more = false;
   job->reported.resize(job->message.recipients.size());
   job->open = job->message.recipients.size();
   jobs_[job->id] = job;

@@ -50,6 +50,7 @@ class MtaProcess {
   void configure(Settings&& settings);
   void load_ca(msg::Incoming& in, const CaFile& m);
   void accept(msg::Incoming& in, msg::DeliverRemote&& m);
+  void start(const std::shared_ptr<Job>& job);
   void report(Job& job, size_t recipient, msg::DeliveryResult result);
   void finish(Job& job);
   // The job's results gathered so far to the queue, in frames of kReportFrameBudget; the last
@@ -78,6 +79,8 @@ class MtaProcess {
   uint64_t next_job_ = 1;
   uint32_t next_request_ = 1;
   std::map<uint64_t, std::shared_ptr<Job>> jobs_;
+  // Jobs whose further frames are still to come, by request id.
+  std::map<uint32_t, std::shared_ptr<Job>> gathering_;
   std::map<uint32_t, Asked> asking_;
 };
 

@@ -132,8 +132,6 @@ namespace postern::queue {
 //   postern-commit 0000000000000004 cdab670c
 
 constexpr uint32_t kEnvelopeVersion = 3;
-// A 10,000-user fanout fits with room.
-constexpr size_t kMaxRecipients = 100000;
 constexpr size_t kMaxEnvelopeBytes = 64 << 20;
 // The longest last_error; the queue cuts what it records to this.
 constexpr size_t kMaxLastError = 1000;

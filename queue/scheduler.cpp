@@ -30,6 +30,10 @@ namespace {
 // flags), counted generously; a job stays within kLocalJobBytes, well inside a frame.
 constexpr size_t kRemoteJobOverhead = 256;
 constexpr size_t kRemoteRecipientOverhead = 32;
+// Frames of one remote job at most (DeliverRemote::more): enough for every recipient of all but
+// the biggest messages (some 15,000 short addresses), well within what a channel queues (they
+// go all together or not at all). A message with more goes as several jobs.
+constexpr size_t kFramesPerRemoteJob = 16;
 
 // "name[address]:port" as mta reports the server: the host a DSN's Remote-MTA names (the name,
 // or the address when the server has none).
@@ -204,7 +208,8 @@ bool Scheduler::send_local(Envelope& e, const std::vector<uint32_t>& todo, int d
 }
 
 // The same for mta, with what its MAIL and RCPT commands need: the message's facts for MAIL
-// (sender, SIZE, BODY, SMTPUTF8, RET, ENVID) and nothing of how it arrived.
+// (sender, SIZE, BODY, SMTPUTF8, RET, ENVID) and nothing of how it arrived. A job's frames
+// (DeliverRemote::more) go all together or not at all, and count as one batch.
 bool Scheduler::send_remote(Envelope& e, const std::vector<uint32_t>& todo, int data,
                             Flight& flight, ipc::Channel& mta) {
   Envelope facts;
@@ -221,21 +226,42 @@ bool Scheduler::send_remote(Envelope& e, const std::vector<uint32_t>& todo, int 
     return kRemoteRecipientOverhead + r.address.size() + r.orcpt_type.size() + r.orcpt.size();
   };
   const size_t fixed = kRemoteJobOverhead + e.sender.size() + e.envid.size();
-  return in_batches(todo, fixed, size_of, [&](size_t i, size_t end) {
-    msg::DeliverRemote job{.envelope = facts, .recipients = {}};
-    for (size_t k = i; k < end; ++k) {
-      const Recipient& r = e.recipients[todo[k]];
-      job.recipients.push_back({.index = todo[k],
-                                .address = r.address,
-                                .orcpt_type = r.orcpt_type,
-                                .orcpt = r.orcpt,
-                                .notify = r.notify});
-    }
-    if (!msg::send(mta, job, flight.serial, UniqueFd(fcntl(data, F_DUPFD_CLOEXEC, 0))))
-      return false;
-    handed_out(e, flight, std::span(todo).subspan(i, end - i));
+  // The frames, cut into jobs of at most kFramesPerRemoteJob.
+  struct Frame {
+    std::vector<uint8_t> payload;
+    size_t first = 0;  // its recipients: todo[first, end)
+    size_t end = 0;
+  };
+  std::vector<Frame> frames;
+  in_batches(todo, fixed, size_of, [&](size_t i, size_t end) {
+    frames.push_back({{}, i, end});
     return true;
   });
+  for (size_t job_start = 0; job_start < frames.size(); job_start += kFramesPerRemoteJob) {
+    const size_t job_end = std::min(frames.size(), job_start + kFramesPerRemoteJob);
+    std::vector<size_t> sizes;
+    for (size_t f = job_start; f < job_end; ++f) {
+      msg::DeliverRemote job{.envelope = facts, .recipients = {}, .more = f + 1 < job_end};
+      for (size_t k = frames[f].first; k < frames[f].end; ++k) {
+        const Recipient& r = e.recipients[todo[k]];
+        job.recipients.push_back({.index = todo[k],
+                                  .address = r.address,
+                                  .orcpt_type = r.orcpt_type,
+                                  .orcpt = r.orcpt,
+                                  .notify = r.notify});
+      }
+      frames[f].payload = msg::encode_payload(job);
+      sizes.push_back(frames[f].payload.size());
+    }
+    if (!mta.room_for(sizes)) return false;
+    for (size_t f = job_start; f < job_end; ++f)
+      if (!mta.send(static_cast<uint16_t>(msg::DeliverRemote::kInfo.type), flight.serial,
+                    frames[f].payload, UniqueFd(fcntl(data, F_DUPFD_CLOEXEC, 0))))
+        return false;  // (only when the channel closed: mta's successor is handed it again)
+    const size_t first = frames[job_start].first;
+    handed_out(e, flight, std::span(todo).subspan(first, frames[job_end - 1].end - first));
+  }
+  return true;
 }
 
 void Scheduler::recorded(Lane l, const std::string& id, uint32_t serial) {

@@ -312,6 +312,18 @@ void Channel::parse_frames() {
   }
 }
 
+bool Channel::room_for(std::span<const size_t> payload_sizes) {
+  if (!open_ || pending_failure_) return false;
+  size_t bytes = queued_bytes_;
+  for (const size_t size : payload_sizes) {
+    if (size > kMaxPayload) return false;
+    bytes += kHeaderSize + size;
+  }
+  if (bytes <= max_queued_) return true;
+  refused_since_drain_ = true;
+  return false;
+}
+
 bool Channel::send(uint16_t type, uint32_t request_id, std::span<const uint8_t> payload,
                    UniqueFd fd) {
   // A refused frame's descriptor is closed by fd going out of scope.

@@ -76,6 +76,10 @@ class Channel {
   [[nodiscard]] bool send(uint16_t type, uint32_t request_id, std::span<const uint8_t> payload,
                           UniqueFd fd = {});
 
+  // Whether frames of these payload sizes would all be queued now, for messages that must go
+  // whole or not at all; when not, on_drain is owed as after a refused send().
+  [[nodiscard]] bool room_for(std::span<const size_t> payload_sizes);
+
   // Writes out what is queued, waiting at most timeout; for the last words before exit.
   void flush(std::chrono::milliseconds timeout);
 

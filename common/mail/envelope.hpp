@@ -4,6 +4,7 @@
 // (RFC 3461).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -59,6 +60,10 @@ struct Envelope {
   std::vector<Recipient> recipients;
   friend bool operator==(const Envelope&, const Envelope&) = default;
 };
+
+// The most recipients a message may have; a 10,000-user fanout fits with room. The spool's
+// envelope file refuses more (queue/envelope_file.hpp), and mta gathers no more into a job.
+constexpr size_t kMaxRecipients = 100000;
 
 // A queue id: 16 lower-case hex digits (64 random bits: unique and not guessable).
 constexpr size_t kQueueIdLength = 16;

@@ -62,13 +62,19 @@ class MtaProcessTest : public ::testing::Test {
 
   bool deliver(const std::vector<std::string>& recipients, uint32_t request,
                const std::string& bytes = kMessage, Envelope envelope = {}) {
+    return deliver_frame(recipients, request, false, 10, bytes, std::move(envelope));
+  }
+
+  // One frame of a job: its recipients' indexes start at first; more: further frames follow.
+  bool deliver_frame(const std::vector<std::string>& recipients, uint32_t request, bool more,
+                     uint32_t first, const std::string& bytes = kMessage, Envelope envelope = {}) {
     files_.emplace_back(bytes);
-    envelope.id = "0123456789abcdef";
+    if (envelope.id.empty()) envelope.id = "0123456789abcdef";
     if (envelope.sender.empty()) envelope.sender = "bob@example.org";
     envelope.size = bytes.size();
-    msg::DeliverRemote job{.envelope = envelope, .recipients = {}};
+    msg::DeliverRemote job{.envelope = envelope, .recipients = {}, .more = more};
     for (size_t i = 0; i < recipients.size(); ++i)
-      job.recipients.push_back({.index = static_cast<uint32_t>(i + 10),
+      job.recipients.push_back({.index = static_cast<uint32_t>(i + first),
                                 .address = recipients[i],
                                 .orcpt_type = "",
                                 .orcpt = "",
@@ -90,6 +96,15 @@ class MtaProcessTest : public ::testing::Test {
       for (auto& r : frame->message.results) results[r.index] = r;
       if (frame->message.last) return results;
     }
+  }
+
+  // The whole report for a request, each of its n recipients expected delivered.
+  std::map<uint32_t, msg::DeliveryResult> report_delivered(uint32_t request, size_t n) {
+    auto results = report(request);
+    EXPECT_EQ(results.size(), n);
+    for (const auto& [index, r] : results)
+      EXPECT_EQ(r.outcome, msg::DeliveryOutcome::delivered) << index << ": " << r.detail;
+    return results;
   }
 
   // lookup's side: the next MxQuery, answered with a.

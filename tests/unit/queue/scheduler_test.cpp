@@ -610,6 +610,68 @@ TEST_F(QueueTest, InRelayBoundsMessagesAtMtaApartFromLocalOnes) {
   EXPECT_EQ(ids, remote_ids);
 }
 
+// A message whose remote recipients fill more than one frame goes to mta as one job: frames
+// under one request id, all but the last saying more follow, handed out together; mta's one
+// report settles it. One with more than a job's frames goes as several jobs.
+TEST_F(QueueTest, ARemoteMessageTooBigForAFrameGoesAsOneJob) {
+  for (const size_t recipients : {1000, 12000}) {
+    std::string id;
+    {
+      Spool spool(spool_.path());
+      ASSERT_TRUE(spool.open().ok());
+      Result<NewMessage> m = spool.create();
+      ASSERT_TRUE(m.ok());
+      ASSERT_TRUE(write_all(m->ours.get(), kBody).ok());
+      Envelope e;
+      e.id = m->id;
+      e.arrival = std::time(nullptr);
+      e.sender = "bob@example.org";
+      for (size_t i = 0; i < recipients; ++i)
+        e.recipients.push_back(rcpt("a-rather-long-local-part-" + std::to_string(i) +
+                                    "@destination-" + std::to_string(i % 3) + ".remote.example"));
+      ASSERT_TRUE(spool.commit(e, m.value()).ok());
+      id = m->id;
+    }
+    start_queue();
+    // Frames until every recipient is in one: each job ends with a frame without more.
+    std::vector<Received<msg::DeliverRemote>> frames;
+    std::set<uint32_t> indexes;
+    ASSERT_TRUE(queue_->run_until([&] {
+      while (auto frame = mta_->take<msg::DeliverRemote>()) {
+        for (const auto& r : frame->message.recipients) indexes.insert(r.index);
+        frames.push_back(std::move(*frame));
+      }
+      return indexes.size() == recipients && !frames.back().message.more;
+    }));
+    std::vector<std::vector<uint32_t>> jobs(1);
+    for (const auto& frame : frames) {
+      EXPECT_EQ(frame.request_id, frames[0].request_id);
+      EXPECT_EQ(frame.message.envelope.id, id);
+      for (const auto& r : frame.message.recipients) jobs.back().push_back(r.index);
+      if (!frame.message.more) jobs.emplace_back();
+    }
+    jobs.pop_back();
+    EXPECT_GE(frames.size(), 2u);
+    EXPECT_EQ(jobs.size(), recipients == 1000 ? 1u : 2u);
+    // One report per job, in frames of 250 results as mta cuts it; only its last says so.
+    for (const std::vector<uint32_t>& job : jobs)
+      for (size_t i = 0; i < job.size(); i += 250) {
+        msg::DeliveryReport r{.id = id, .results = {}, .last = i + 250 >= job.size()};
+        for (size_t k = i; k < i + 250 && k < job.size(); ++k)
+          r.results.push_back({.index = job[k],
+                               .outcome = msg::DeliveryOutcome::delivered,
+                               .dsn = "2.0.0",
+                               .detail = "250 ok",
+                               .forward = {},
+                               .expanded = false,
+                               .remote_mta = "mx.remote.example[192.0.2.25]:25"});
+        ASSERT_TRUE(mta_->send(r, frames[0].request_id));
+      }
+    EXPECT_TRUE(await_removed(id));
+    queue_.reset();  // the next round starts a new one on the same spool
+  }
+}
+
 // smtpctl pause mta holds remote hand-offs only; resume sends what is due.
 TEST_F(QueueTest, PauseMtaHoldsRemoteHandOffsOnly) {
   start_queue();
