@@ -203,6 +203,9 @@ void Relay::dispatch(const std::string& key) {
         d.connections.push_back(c->id);
         forget_if_unused(previous);
       }
+      // The same server by address, by the name this destination knows it by (relay=,
+      // Remote-MTA); what the connection was verified against stays in its cache key.
+      c->target.host = t.host;
       give_work(*c);
       // Still idle: the site's gate closed (its rate), and c went back to the cache, where
       // this loop would find it again until the bucket refilled. What waits goes when the

@@ -542,6 +542,30 @@ TEST_F(MtaProcessTest, RouteHostNamesAreAskedOfLookup) {
   EXPECT_EQ(results[10].remote_mta, "sink.test[127.0.0.1]:" + std::to_string(sink.port()));
 }
 
+// A connection shared by address carries another destination's mail under that destination's
+// name for the server: the log's relay= and a DSN's Remote-MTA name the host it asked for.
+TEST_F(MtaProcessTest, ASharedConnectionNamesTheServerAsEachDestinationKnowsIt) {
+  Sink sink;
+  auto named = [&](const std::string& host) {
+    return mail::RelayHop{
+        .scheme = mail::RelayScheme::smtp, .host = host, .literal = false, .port = sink.port()};
+  };
+  start({{.match = {"a.test"}, .via = {named("one.test")}, .auth = ""},
+         {.match = {"b.test"}, .via = {named("two.test")}, .auth = ""}});
+  const std::string port = std::to_string(sink.port());
+  for (const auto& [domain, host] : {std::pair{"a.test", "one.test"}, {"b.test", "two.test"}}) {
+    ASSERT_TRUE(deliver({std::string("x@") + domain}, 6));
+    ASSERT_TRUE(answer_mx({.status = msg::MxStatus::ok,
+                           .implicit = true,
+                           .hosts = {{0, host, {"127.0.0.1"}}},
+                           .error = ""}));
+    auto results = report(6);
+    EXPECT_EQ(results[10].outcome, msg::DeliveryOutcome::delivered) << results[10].detail;
+    EXPECT_EQ(results[10].remote_mta, std::string(host) + "[127.0.0.1]:" + port);
+  }
+  EXPECT_EQ(sink.connections(), 1);
+}
+
 // Too many Received: headers bounce 5.4.6 before any connection.
 TEST_F(MtaProcessTest, TooManyHopsBounce) {
   Sink sink;
