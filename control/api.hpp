@@ -45,6 +45,13 @@ struct CtlStop {
   static constexpr auto fields() { return std::tuple{}; }
 };
 
+// Read the configuration again, as SIGHUP does; the answer (CtlResult) says whether it was
+// taken and what changed, or every error that refused it.
+struct CtlReload {
+  static constexpr MessageInfo kInfo = schema(Type::ctl_reload);
+  static constexpr auto fields() { return std::tuple{}; }
+};
+
 struct CtlShowQueue {
   static constexpr MessageInfo kInfo = schema(Type::ctl_show_queue);
   static constexpr auto fields() { return std::tuple{}; }

@@ -36,6 +36,7 @@ class ControlServer {
     forward_requests<msg::CtlShowStatus>(Role::parent);
     forward_requests<msg::CtlSetVerbose>(Role::parent);
     forward_requests<msg::CtlStop>(Role::parent);
+    forward_requests<msg::CtlReload>(Role::parent);
     forward_requests<msg::CtlShowQueue>(Role::queue);
     forward_requests<msg::CtlShowMessage>(Role::queue);
     forward_requests<msg::CtlSchedule>(Role::queue);

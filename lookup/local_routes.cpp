@@ -178,19 +178,24 @@ void LocalRouter::expand(Walk& walk, const std::string& local, const DomainEntry
   }
   if (domain.config.aliases) {
     auto table = aliases_.find(*domain.config.aliases);
-    if (table != aliases_.end()) {
-      if (const std::vector<AliasTarget>* targets = table->second->find(local)) {
-        walk.stack.push_back(key);
-        const auto owner = alias_owners_.find(table->first);
-        expand_targets(walk, local, domain, *targets,
-                       Source{.kind = Source::Kind::aliases,
-                              .file = table->first,
-                              .aliases_owner = owner == alias_owners_.end() ? 0 : owner->second,
-                              .untrusted = ""},
-                       depth);
-        walk.stack.pop_back();
-        return;
-      }
+    // Unread (it could not be opened or parsed when lookup started): any name may be an alias
+    // in it, so no answer is final until it is (postmaster@ must not bounce for a typo).
+    if (table == aliases_.end()) {
+      walk.fail(msg::RouteStatus::temporary,
+                "aliases " + *domain.config.aliases + " is not loaded");
+      return;
+    }
+    if (const std::vector<AliasTarget>* targets = table->second->find(local)) {
+      walk.stack.push_back(key);
+      const auto owner = alias_owners_.find(table->first);
+      expand_targets(walk, local, domain, *targets,
+                     Source{.kind = Source::Kind::aliases,
+                            .file = table->first,
+                            .aliases_owner = owner == alias_owners_.end() ? 0 : owner->second,
+                            .untrusted = ""},
+                     depth);
+      walk.stack.pop_back();
+      return;
     }
   }
   deliver_to_user(walk, local, domain, depth);
@@ -308,12 +313,13 @@ void LocalRouter::deliver_to_user(Walk& walk, const std::string& local, const Do
     exists = postmaster || std::find(d.users->begin(), d.users->end(), local) != d.users->end();
   } else if (d.users_table) {
     auto table = users_.find(*d.users_table);
-    own = table == users_.end() ? nullptr : table->second->find(local, d.name);
-    exists = postmaster || own != nullptr;
-    if (table == users_.end() && !postmaster) {
+    // Unread: even postmaster's delivery may be its own row's.
+    if (table == users_.end()) {
       walk.fail(msg::RouteStatus::temporary, "users table " + *d.users_table + " is not loaded");
       return;
     }
+    own = table->second->find(local, d.name);
+    exists = postmaster || own != nullptr;
   } else if (d.system_users) {
     exists = false;
     if (safe_segment(local)) {

@@ -223,6 +223,8 @@ void LookupProcess::check_relay(msg::Incoming& in, const msg::RelayCheck& m) {
   } else if (const auto refusal =
                  s->auth_user.empty() ? std::nullopt : senders_.refusal(s->auth_user, m.sender)) {
     verdict.reason = *refusal;
+    verdict.temporary = senders_.table_missing();
+    if (verdict.temporary) verdict.reason += " (the senders table is not loaded)";
   } else {
     verdict.allowed = true;
   }
@@ -246,6 +248,7 @@ void LookupProcess::check_sender(msg::Incoming& in, const msg::SenderCheck& m) {
     verdict.reason = "the session did not authenticate";
   } else if (auto refusal = senders_.refusal(s->auth_user, m.sender)) {
     verdict.reason = std::move(*refusal);
+    verdict.temporary = senders_.table_missing();
   } else {
     verdict.allowed = true;
   }

@@ -82,6 +82,7 @@ const std::vector<std::string>* SenderTable::grants(std::string_view login) cons
 void SenderPolicy::configure(SenderRule rule, const std::vector<Domain>& local_domains,
                              bool has_table) {
   rule_ = rule;
+  expects_table_ = has_table && rule == SenderRule::own;
   local_domains_.clear();
   for (const Domain& d : local_domains) local_domains_.insert(d.name);
   // The table comes in its own message after the configuration; without one named, an old

@@ -57,9 +57,13 @@ class SenderPolicy {
   // nullopt when allowed; otherwise why not, for the log.
   std::optional<std::string> refusal(std::string_view login, std::string_view sender) const;
   size_t table_size() const { return table_ ? table_->size() : 0; }
+  // A table is named but none was loaded (it could not be read when lookup started): a
+  // refusal may be only for want of its grants, so it is temporary.
+  bool table_missing() const { return expects_table_ && !table_; }
 
  private:
   SenderRule rule_ = SenderRule::own;
+  bool expects_table_ = false;
   std::set<std::string, std::less<>> local_domains_;
   std::optional<SenderTable> table_;
 };

@@ -66,6 +66,7 @@ void finish(Config& config, Walk& walk) {
   for (const Listener& l : config.listeners)
     if (config.mta.local_addresses.size() < mta::kMaxLocalAddresses)
       config.mta.local_addresses.push_back(l.address.to_string());
+  for (const auto& [path, place] : walk.places()) config.places.emplace(path, place.value);
 }
 
 }  // namespace
@@ -87,9 +88,18 @@ Result<Config, ConfigErrors> parse_config(std::string_view text, const std::stri
     config::walk_roots(walk, *root, hooks, config, config.smtp, config.queue, config.mda,
                        config.lookup, config.mta);
     finish(config, walk);
+    for (const config::MapEntry& entry : root->entries)
+      if (entry.key.kind == Node::Kind::scalar)
+        config.sections[entry.key.text] = config::canonical_text(entry.value);
   }
   if (!reporter.empty()) return reporter.take();
   return config;
+}
+
+ConfigError Config::error_at(std::string_view key, std::string message) const {
+  const auto place = places.find(key);
+  if (place == places.end()) return ConfigError{file, 0, 0, std::move(message)};
+  return ConfigError{file, place->second.line, place->second.column, std::move(message)};
 }
 
 Result<Config, ConfigErrors> load_config(const std::string& path) {

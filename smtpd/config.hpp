@@ -4,8 +4,10 @@
 // Linked by smtpd and smtpctl (which checks files), the only programs that hold libyaml.
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <vector>
 
@@ -29,8 +31,11 @@ using config::ListenerRole;
 // Listener names show up in logs and smtpctl output, one word each.
 constexpr size_t kMaxListenerName = 64;
 
+// Where smtpctl looks for the daemon unless told otherwise (smtpctl -s, -f).
+constexpr const char* kDefaultControlSocket = "/run/postern/smtpd.sock";
+
 struct Control {
-  std::string socket_path = "/run/postern/smtpd.sock";  // absolute
+  std::string socket_path = kDefaultControlSocket;      // absolute
   std::optional<std::string> group;                     // may use smtpctl besides root
   static constexpr auto fields() {
     using fields::field;
@@ -101,6 +106,16 @@ struct Config {
   // The CA certificates the mta's verify policy checks servers against (PEM). Default: the
   // bundle libtls was built to use (tls_default_ca_cert_file()).
   std::optional<std::string> relay_ca_file;
+
+  // Where each key's value was written, by its dotted path from the top ("tls.certificate",
+  // "domains.example.org.aliases"): what is found wrong with the files a key names, after the
+  // file was read (smtpd/preflight.hpp), points at the line that names them.
+  std::map<std::string, config::Mark, std::less<>> places;
+  // Each top-level key's value as config::canonical_text: a reload logs the keys that changed.
+  std::map<std::string, std::string, std::less<>> sections;
+  // An error at the place of key (file:line:column), or about the whole file when the key is
+  // not written in it (its default applies).
+  ConfigError error_at(std::string_view key, std::string message) const;
 
   // Each child's slice, sent to it as it is.
   smtp::Settings smtp;

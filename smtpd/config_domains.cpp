@@ -50,8 +50,14 @@ void KeyReader::walk_domains(const MapEntry& entry, std::vector<lookup::Domain>&
     if (item.kind == Node::Kind::invalid) continue;
     const Node* name_node = &item;
     lookup::Domain d;
+    // The keys naming table files, remembered under the domain's name for the checks of
+    // the files themselves (smtpd/preflight.cpp).
+    const MapEntry* users_entry = nullptr;
+    const MapEntry* aliases_entry = nullptr;
     if (item.kind == Node::Kind::mapping) {
       const auto fields = check_keys(item, "domain", kDomainKeys);
+      users_entry = fields[1];
+      aliases_entry = fields[2];
       if (fields[0] == nullptr) {
         walk_.at(item.mark, "domain has no 'name'");
         continue;
@@ -168,6 +174,8 @@ void KeyReader::walk_domains(const MapEntry& entry, std::vector<lookup::Domain>&
                               std::to_string(first->second) + ")");
       continue;
     }
+    if (users_entry != nullptr) walk_.remember("domains." + domain + ".users", *users_entry);
+    if (aliases_entry != nullptr) walk_.remember("domains." + domain + ".aliases", *aliases_entry);
     d.name = std::move(domain);
     domains.push_back(std::move(d));
   }

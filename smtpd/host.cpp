@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <utility>
 
@@ -117,6 +118,23 @@ Status prepare_mailbox_root(const std::string& root, const Identities& ids) {
   return ok_status();
 }
 
+// An existing spool must be the queue user's already.
+Status spool_owned(const std::string& spool, const struct stat& st, const Identities& ids) {
+  if (st.st_uid == ids.queue_uid) return ok_status();
+  return make_error("spool " + spool + " exists and belongs to uid " + std::to_string(st.st_uid) +
+                    ", not to the queue user (uid " + std::to_string(ids.queue_uid) +
+                    "); smtpd does not take over an existing directory: chown it or name "
+                    "another spool");
+}
+
+// The jail of smtp, mta and control: an attacker there must find nothing and write nothing.
+Status jail_safe(const std::string& dir, const struct stat& st) {
+  if (S_ISDIR(st.st_mode) && st.st_uid == 0 && (st.st_mode & (S_IWGRP | S_IWOTH)) == 0)
+    return ok_status();
+  return make_error("empty_dir " + dir +
+                    " must be a directory owned by root and writable by no one else");
+}
+
 // The spool is made for the queue user, 0700. An existing one must already be the queue
 // user's (it is then closed to others again, as it is the daemon's own): a mistaken
 // "spool: /var/mail" must stop the start, not hand that directory over.
@@ -129,11 +147,7 @@ Status prepare_spool(const std::string& spool, const Identities& ids) {
   const int fd = dir.value().fd.get();
   struct stat st {};
   if (fstat(fd, &st) != 0) return errno_error("stat " + spool);
-  if (st.st_uid != ids.queue_uid)
-    return make_error("spool " + spool + " exists and belongs to uid " + std::to_string(st.st_uid) +
-                      ", not to the queue user (uid " + std::to_string(ids.queue_uid) +
-                      "); smtpd does not take over an existing directory: chown it or name "
-                      "another spool");
+  if (Status owned = spool_owned(spool, st, ids); !owned.ok()) return owned;
   if (fchmod(fd, 0700) != 0) return errno_error("chmod " + spool);
   return ok_status();
 }
@@ -188,15 +202,11 @@ Status prepare_directories(const Config& config, const Identities& ids) {
   }
 
   if (!ids.privileged) return ok_status();
-  // The jail of smtp, mta and control: an attacker there must find nothing and write nothing.
   if (mkdir(config.empty_dir.c_str(), 0755) != 0 && errno != EEXIST)
     return errno_error("cannot create " + config.empty_dir);
   struct stat st {};
   if (stat(config.empty_dir.c_str(), &st) != 0) return errno_error("stat " + config.empty_dir);
-  if (!S_ISDIR(st.st_mode) || st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH)) != 0)
-    return make_error("empty_dir " + config.empty_dir +
-                      " must be a directory owned by root and writable by no one else");
-  return ok_status();
+  return jail_safe(config.empty_dir, st);
 }
 
 namespace {
@@ -212,6 +222,14 @@ std::string recorded_pid(const std::string& path) {
   return digits ? pid : "unknown";
 }
 
+Status run_dir_safe(const std::string& dir, const struct stat& st) {
+  if (S_ISDIR(st.st_mode) && st.st_uid == geteuid() && (st.st_mode & (S_IWGRP | S_IWOTH)) == 0)
+    return ok_status();
+  return make_error("run_dir " + dir + " must be a directory owned by " +
+                    (geteuid() == 0 ? std::string("root") : "uid " + std::to_string(geteuid())) +
+                    " and writable by no one else");
+}
+
 Status check_run_dir(const std::string& dir) {
   struct stat st {};
   if (lstat(dir.c_str(), &st) != 0) {
@@ -220,19 +238,68 @@ Status check_run_dir(const std::string& dir) {
     if (chmod(dir.c_str(), 0755) != 0) return errno_error("chmod " + dir);
     if (lstat(dir.c_str(), &st) != 0) return errno_error("stat " + dir);
   }
-  if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & (S_IWGRP | S_IWOTH)) != 0)
-    return make_error("run_dir " + dir + " must be a directory owned by " +
-                      (geteuid() == 0 ? std::string("root") : "uid " + std::to_string(geteuid())) +
-                      " and writable by no one else");
-  return ok_status();
+  return run_dir_safe(dir, st);
+}
+
+std::string run_dir_of(const Config& config, const Identities& ids) {
+  return config.run_dir.value_or(ids.privileged ? kDefaultRunDir : config.spool_dir);
+}
+
+// A directory that is missing can be made when its nearest existing ancestor is a directory
+// this process may write to.
+Status creatable(const std::string& path) {
+  std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  for (;;) {
+    struct stat st {};
+    if (stat(dir.c_str(), &st) == 0) {
+      if (!S_ISDIR(st.st_mode))
+        return make_error("cannot create " + path + ": " + dir.string() + " is not a directory");
+      if (access(dir.c_str(), W_OK | X_OK) != 0)
+        return errno_error("cannot create " + path + " in " + dir.string());
+      return ok_status();
+    }
+    if (errno != ENOENT || !dir.has_parent_path() || dir == dir.parent_path())
+      return errno_error("cannot create " + path + ": stat " + dir.string());
+    dir = dir.parent_path();
+  }
+}
+
+// The rule for a directory that exists, or that it can be made. follow: as the start opens
+// it (the spool and the jail may be links; the run directory may not).
+Status existing_or_creatable(const std::string& path, bool follow,
+                             const std::function<Status(const struct stat&)>& rule) {
+  struct stat st {};
+  if ((follow ? stat(path.c_str(), &st) : lstat(path.c_str(), &st)) == 0) return rule(st);
+  if (errno != ENOENT) return errno_error("stat " + path);
+  return creatable(path);
 }
 
 }  // namespace
 
+std::vector<HostProblem> check_directories(const Config& config, const Identities& ids) {
+  std::vector<HostProblem> problems;
+  auto check = [&](const char* key, const std::string& path, bool follow,
+                   const std::function<Status(const struct stat&)>& rule) {
+    if (Status st = existing_or_creatable(path, follow, rule); !st.ok())
+      problems.push_back({key, st.error().message});
+  };
+  check("spool", config.spool_dir, true, [&](const struct stat& st) -> Status {
+    if (!S_ISDIR(st.st_mode))
+      return make_error("spool " + config.spool_dir + " is not a directory");
+    return spool_owned(config.spool_dir, st, ids);
+  });
+  if (ids.privileged)
+    check("empty_dir", config.empty_dir, true,
+          [&](const struct stat& st) { return jail_safe(config.empty_dir, st); });
+  const std::string run_dir = run_dir_of(config, ids);
+  check("run_dir", run_dir, false,
+        [&](const struct stat& st) { return run_dir_safe(run_dir, st); });
+  return problems;
+}
+
 Result<PidLock> PidLock::acquire(const Config& config, const Identities& ids) {
   PidLock lock;
-  const std::string run_dir =
-      config.run_dir.value_or(ids.privileged ? kDefaultRunDir : config.spool_dir);
+  const std::string run_dir = run_dir_of(config, ids);
   lock.path_ = run_dir + "/smtpd.pid";
   lock.spool_.reset(open(config.spool_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!lock.spool_) return errno_error("cannot open " + config.spool_dir);

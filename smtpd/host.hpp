@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <vector>
 
 #include "common/util/fd.hpp"
 #include "common/util/result.hpp"
@@ -36,6 +37,15 @@ Status prepare_directories(const Config& config, const Identities& ids);
 
 // Where the pid file lives when the configuration names no run_dir and smtpd runs as root.
 constexpr const char* kDefaultRunDir = "/run/postern";
+
+// What prepare_directories and the pid file's directory would refuse, found without making or
+// changing anything (smtpd -n, and before a start or reload): each problem with the
+// configuration key it comes from ("spool", "empty_dir", "run_dir").
+struct HostProblem {
+  std::string key;
+  std::string message;
+};
+std::vector<HostProblem> check_directories(const Config& config, const Identities& ids);
 
 // One daemon per spool (a lock on the spool directory itself, where the queue user can plant
 // nothing that the parent would open), and the parent's pid file in the run directory:

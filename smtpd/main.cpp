@@ -22,7 +22,7 @@
 #include "smtpd/config.hpp"
 #include "smtpd/host.hpp"
 #include "smtpd/listeners.hpp"
-#include "smtpd/relay_auth.hpp"
+#include "smtpd/preflight.hpp"
 #include "smtpd/supervisor.hpp"
 #include "smtpd/tls_files.hpp"
 
@@ -134,21 +134,14 @@ int run(int argc, char** argv) {
     return 1;
   }
   Config config = std::move(loaded).value();
-  std::optional<TlsMaterial> tls;
-  if (config.tls) {
-    Result<TlsMaterial> material = load_tls_material(*config.tls);
-    if (!material.ok()) {
-      std::fprintf(stderr, "%s: tls: %s\n", options.config_path.c_str(),
-                   material.error().message.c_str());
-      return 1;
-    }
-    tls = std::move(material).value();
-  }
-  if (Status read = load_relay_credentials(config.mta); !read.ok()) {
-    std::fprintf(stderr, "%s: routes: auth: %s\n", options.config_path.c_str(),
-                 read.error().message.c_str());
+  // The files, accounts and directories the file names, checked as the start uses them: -n
+  // answers OK only for a configuration that starts.
+  Result<Preflight, ConfigErrors> checked = preflight(config);
+  if (!checked.ok()) {
+    for (const auto& e : checked.error()) std::fprintf(stderr, "%s\n", e.to_string().c_str());
     return 1;
   }
+  std::optional<TlsMaterial> tls = std::move(checked.value().tls);
   if (check_only) {
     std::printf("configuration OK\n");
     return 0;
@@ -218,7 +211,7 @@ int run(int argc, char** argv) {
                         std::move(listeners), std::move(control).value());
   SignalHandler on_term(base.get(), SIGTERM, [&] { supervisor.stop(0); });
   SignalHandler on_int(base.get(), SIGINT, [&] { supervisor.stop(0); });
-  SignalHandler on_hup(base.get(), SIGHUP, [&] { supervisor.reload(); });
+  SignalHandler on_hup(base.get(), SIGHUP, [&] { (void)supervisor.reload(); });
   log::info("Postern %s starting", POSTERN_VERSION);
   supervisor.start();
   event_base_dispatch(base.get());

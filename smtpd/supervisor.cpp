@@ -256,6 +256,17 @@ void Supervisor::register_handlers() {
   dispatcher_.on<msg::LocalRoutes>([this](msg::Incoming& in, msg::LocalRoutes&& m) {
     helpers_.on_routes(in.request_id, std::move(m));
   });
+  dispatcher_.on<msg::CtlReload>([this](msg::Incoming& in, msg::CtlReload&&) {
+    log::info("reload requested through smtpctl");
+    const Result<std::string> outcome = reload();
+    Child& control = child(Role::control);
+    if (control.channel &&
+        !msg::send(*control.channel,
+                   msg::CtlResult{.ok = outcome.ok(),
+                                  .text = outcome.ok() ? outcome.value() : outcome.error().message},
+                   in.request_id))
+      log::warn("cannot answer control");
+  });
   dispatcher_.on<msg::CtlStop>([this](msg::Incoming& in, msg::CtlStop&&) {
     log::info("stop requested through smtpctl");
     Child& control = child(Role::control);

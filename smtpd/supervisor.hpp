@@ -60,7 +60,11 @@ class Supervisor {
   ~Supervisor() = default;
 
   void start();
-  void reload();
+  // Reads the configuration file again and takes it, or refuses it whole when the file or
+  // anything it names fails the checks of a start (the running configuration stays); logged
+  // either way (with the top-level keys that changed). The text for smtpctl reload: what
+  // changed, or every error.
+  Result<std::string> reload();
   // Closes every child's channel (they exit on EOF), SIGKILLs stragglers after kStopGrace and
   // leaves the event loop; exit_status() is then the daemon's exit status.
   void stop(int status);
@@ -109,7 +113,6 @@ class Supervisor {
   bool send_config(Child& c);
   void adopt(Config& config) const;
   accounts::Policy daemon_accounts(const Config& config) const;
-  std::vector<std::pair<msg::TableKind, std::string>> tables() const;
   // Every table, or only those named (smtpctl update table): then lookup answers each with
   // TableLoaded, which goes to control as the answer to control_request.
   bool send_tables(Child& lookup, const std::string& only = {}, uint32_t control_request = 0);

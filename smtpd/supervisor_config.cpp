@@ -22,7 +22,7 @@
 #include "mda/api.hpp"
 #include "smtp/api.hpp"
 #include "smtpd/api.hpp"
-#include "smtpd/relay_auth.hpp"
+#include "smtpd/preflight.hpp"
 
 namespace postern::smtpd {
 
@@ -173,23 +173,11 @@ void Supervisor::adopt(Config& config) const {
 
 // Tables may be root's; lookup gets open descriptors and reads them itself, at start, at
 // every reload and on smtpctl update table (which is how an edited table is put to use).
-// Every table file the configuration names, with what it holds.
-std::vector<std::pair<msg::TableKind, std::string>> Supervisor::tables() const {
-  std::vector<std::pair<msg::TableKind, std::string>> found;
-  if (config_.credentials) found.emplace_back(msg::TableKind::credentials, *config_.credentials);
-  if (config_.lookup.senders) found.emplace_back(msg::TableKind::senders, *config_.lookup.senders);
-  for (const auto& d : config_.lookup.domains) {
-    if (d.aliases) found.emplace_back(msg::TableKind::aliases, *d.aliases);
-    if (d.users_table) found.emplace_back(msg::TableKind::users, *d.users_table);
-  }
-  return found;
-}
-
 bool Supervisor::send_tables(Child& lookup, const std::string& only, uint32_t control_request) {
   bool queued = true;
-  for (const auto& [kind, path] : tables()) {
+  for (const auto& [kind, path, key] : table_files(config_)) {
     if (!only.empty() && path != only) continue;
-    UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW));
+    UniqueFd fd = open_table(path);
     uint32_t request = 0;
     if (control_request != 0) {
       request = next_table_update_++;
@@ -197,7 +185,10 @@ bool Supervisor::send_tables(Child& lookup, const std::string& only, uint32_t co
     }
     if (!fd) {
       const std::string why = path + ": " + std::strerror(errno);
-      log::error("table %s; lookup keeps the one it had", why.c_str());
+      log::error(
+          "table %s; lookup keeps the one it had, and without one answers what depends on it "
+          "with a temporary failure (4xx)",
+          why.c_str());
       if (request != 0) answer_table_update(request, msg::TableLoaded{.ok = false, .error = why});
       continue;
     }
@@ -209,13 +200,13 @@ bool Supervisor::send_tables(Child& lookup, const std::string& only, uint32_t co
 
 // smtpctl update table NAME: NAME is a table's path as the configuration gives it.
 void Supervisor::update_table(const std::string& name, uint32_t control_request) {
-  const auto known = tables();
+  const auto known = table_files(config_);
   Child& control = child(Role::control);
   Child& lookup = child(Role::lookup);
   std::string error;
-  if (std::none_of(known.begin(), known.end(), [&](const auto& t) { return t.second == name; })) {
+  if (std::none_of(known.begin(), known.end(), [&](const auto& t) { return t.path == name; })) {
     error = "no table " + name + (known.empty() ? "; the configuration names none" : "; tables:");
-    for (const auto& [kind, path] : known) error += " " + path;
+    for (const TableRef& t : known) error += " " + t.path;
   } else if (!lookup.channel) {
     error = "lookup is not running";
   } else if (!send_tables(lookup, name, control_request)) {
@@ -317,35 +308,60 @@ void Supervisor::apply_listeners(const std::vector<Listener>& wanted) {
   }
 }
 
-void Supervisor::reload() {
-  if (stopping_) return;
-  Result<Config, ConfigErrors> loaded = load_config(options_.config_path);
-  if (!loaded.ok()) {
-    for (const auto& e : loaded.error()) log::error("reload: %s", e.to_string().c_str());
-    log::error("reload of %s refused; the running configuration stays in force",
-               options_.config_path.c_str());
-    return;
+namespace {
+
+// What an answer to smtpctl can carry (msg::kMaxCtlResultText), cut at a line where it must be.
+std::string bounded_answer(std::string text) {
+  constexpr std::string_view kCut = "\n...";
+  if (text.size() <= msg::kMaxCtlResultText) return text;
+  text.resize(msg::kMaxCtlResultText - kCut.size());
+  if (const size_t line = text.rfind('\n'); line != std::string::npos) text.resize(line);
+  return text + std::string(kCut);
+}
+
+// The top-level keys whose values differ between two readings of the file, in order.
+std::vector<std::string> changed_sections(const Config& before, const Config& after) {
+  std::vector<std::string> changed;
+  for (const auto& [key, text] : before.sections) {
+    const auto now = after.sections.find(key);
+    if (now == after.sections.end() || now->second != text) changed.push_back(key);
   }
-  Config next = std::move(loaded).value();
-  std::optional<TlsMaterial> next_tls;
-  if (next.tls) {
-    // Re-read even when the paths did not change: this is how a renewed certificate is used.
-    Result<TlsMaterial> material = load_tls_material(*next.tls);
-    if (!material.ok()) {
-      log::error("reload: tls: %s", material.error().message.c_str());
-      log::error("reload of %s refused; the running configuration stays in force",
-                 options_.config_path.c_str());
-      return;
+  for (const auto& [key, text] : after.sections)
+    if (!before.sections.contains(key)) changed.push_back(key);
+  std::sort(changed.begin(), changed.end());
+  return changed;
+}
+
+}  // namespace
+
+Result<std::string> Supervisor::reload() {
+  if (stopping_) return make_error("smtpd is stopping");
+  const std::string& path = options_.config_path;
+  auto refuse = [&path](const ConfigErrors& errors) {
+    std::string text;
+    for (const auto& e : errors) {
+      log::error("reload: %s", e.to_string().c_str());
+      text += e.to_string() + "\n";
     }
-    next_tls = std::move(material).value();
-  }
-  // Re-read too: a changed password is put to use by a reload.
-  if (Status read = load_relay_credentials(next.mta); !read.ok()) {
-    log::error("reload: routes: auth: %s", read.error().message.c_str());
-    log::error("reload of %s refused; the running configuration stays in force",
-               options_.config_path.c_str());
-    return;
-  }
+    log::error("reload of %s refused; the running configuration stays in force", path.c_str());
+    return make_error(bounded_answer(text + "reload of " + path +
+                                     " refused; the running configuration stays in force"));
+  };
+  Result<Config, ConfigErrors> loaded = load_config(path);
+  if (!loaded.ok()) return refuse(loaded.error());
+  Config next = std::move(loaded).value();
+  // Every file it names is read again, as at start: a renewed certificate, a changed route
+  // password or an edited table is put to use by a reload, and a broken one refuses it.
+  Result<Preflight, ConfigErrors> checked = preflight(next);
+  if (!checked.ok()) return refuse(checked.error());
+  std::optional<TlsMaterial> next_tls = std::move(checked.value().tls);
+  std::vector<std::string> changed = changed_sections(config_, next);
+  const auto pem = [](const std::optional<TlsMaterial>& t) {
+    return t ? t->certificate_pem + t->key_pem : std::string();
+  };
+  if (pem(next_tls) != pem(tls_) &&
+      std::find(changed.begin(), changed.end(), "tls") == changed.end())
+    changed.emplace_back("tls (the certificate or key files)");
   // These shape the process tree and the host; they take effect at the next start.
   auto keep = [&](const char* key, auto& next_value, const auto& current_value) {
     if (next_value == current_value) return;
@@ -370,7 +386,11 @@ void Supervisor::reload() {
     if (c.channel && !send_config(c))
       log::warn("cannot send %s its new configuration", name_of(role).c_str());
   }
-  log::info("configuration reloaded from %s", options_.config_path.c_str());
+  std::string what;
+  for (const std::string& key : changed) what += (what.empty() ? "" : ", ") + key;
+  what = what.empty() ? "nothing changed (files named in it read again)" : "changed: " + what;
+  log::info("configuration reloaded from %s; %s", path.c_str(), what.c_str());
+  return bounded_answer("configuration reloaded from " + path + "; " + what);
 }
 
 }  // namespace postern::smtpd

@@ -28,6 +28,6 @@ using AllMessages =
                ResolveLocal, LocalRoutes, HelperRefused, HelperDeliver, HelperResult, ClientCheck,
                ClientVerdict, MxQuery, MxAnswer, CtlShowMx, CtlUpdateTable, TableLoaded,
                CtlShowStats, SessionOpen, SessionClose, RelayCheck, RelayVerdict, mta::Settings,
-               DeliverRemote, SenderCheck, SenderVerdict, CtlShowRelays, mta::CaFile>;
+               DeliverRemote, SenderCheck, SenderVerdict, CtlShowRelays, mta::CaFile, CtlReload>;
 
 }  // namespace postern::msg

@@ -80,6 +80,7 @@ class Walk {
     marks_.emplace(std::move(path), Place{entry.key.mark, entry.value.mark});
   }
   std::optional<Place> place_of(std::string_view path) const;
+  const std::map<std::string, Place, std::less<>>& places() const { return marks_; }
 
  private:
   Reporter& reporter_;

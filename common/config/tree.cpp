@@ -231,6 +231,19 @@ Node& Node::operator=(const Node& other) {
   return *this;
 }
 
+// Each node as kind, length and text: no text can pass for the structure around it.
+// NOLINTNEXTLINE(misc-no-recursion): as deep as the tree, at most kMaxDepth (build_tree)
+std::string canonical_text(const Node& node) {
+  std::string out(1, "sqmi"[static_cast<size_t>(node.kind)]);
+  out += std::to_string(node.text.size()) + ":" + node.text;
+  out += "[" + std::to_string(node.items.size()) + "]";
+  for (const Node& item : node.items) out += canonical_text(item);
+  out += "{" + std::to_string(node.entries.size()) + "}";
+  for (const MapEntry& entry : node.entries)
+    out += canonical_text(entry.key) + canonical_text(entry.value);
+  return out;
+}
+
 std::string ConfigError::to_string() const {
   if (line == 0) return file + ": " + message;
   std::string out = file + ":" + std::to_string(line);

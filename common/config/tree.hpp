@@ -88,6 +88,11 @@ class Reporter {
 // a log line is (log::sanitize), since it may end up in one.
 std::string quote(std::string_view text);
 
+// A node and everything below it as one string that two trees share only when they hold
+// the same keys, values and order, wherever they were written (positions are left out): how
+// a reload tells which top-level keys changed.
+std::string canonical_text(const Node& node);
+
 // The root of the document, or nullopt when nothing can be walked (errors reported). Anchors,
 // aliases and tags are refused: the schema needs none of them, and aliases are how YAML files
 // grow exponentially.

@@ -14,17 +14,17 @@
 #include <string>
 #include <vector>
 
+#include "common/config/schema.hpp"
+#include "common/config/tree.hpp"
 #include "common/ipc/ipc.hpp"
 #include "common/ipc/messages.hpp"
 #include "common/util/event.hpp"
 #include "control/api.hpp"
-#include "postern_paths.h"
 #include "smtpd/config.hpp"
 
 namespace postern::smtpctl {
 namespace {
 
-constexpr const char* kDefaultSocket = "/run/postern/smtpd.sock";
 constexpr std::chrono::seconds kAnswerTimeout{10};
 
 void usage(FILE* out) {
@@ -46,11 +46,40 @@ void usage(FILE* out) {
                "  resume mda|mta|smtp undo pause\n"
                "  log verbose     log debugging detail\n"
                "  log brief       log the normal amount\n"
+               "  reload          read the configuration again (as SIGHUP); fails if refused\n"
                "  stop            stop the daemon\n"
                "options:\n"
-               "  -f config  find the control socket in this configuration (default %s)\n"
-               "  -s socket  the control socket (default %s, or what the config says)\n",
-               POSTERN_CONFIG_FILE, kDefaultSocket);
+               "  -f config  the control socket this configuration names (its control.socket\n"
+               "             key alone is read: the rest of the file may be broken)\n"
+               "  -s socket  the control socket (default %s)\n",
+               smtpd::kDefaultControlSocket);
+}
+
+// The socket a configuration file names, from its control.socket key alone (relative to the
+// file's directory, as smtpd reads it): the rest of the file is not checked, so that smtpctl
+// reaches a daemon whose file has since been broken (to stop it, or to hear why a reload was
+// refused). nullopt, with the reason on stderr, when the file cannot be read or is no YAML.
+std::optional<std::string> socket_named_in(const std::string& path) {
+  auto report = [](const config::ConfigErrors& errors) -> std::optional<std::string> {
+    for (const auto& e : errors) std::fprintf(stderr, "smtpctl: %s\n", e.to_string().c_str());
+    std::fprintf(stderr, "smtpctl: cannot find the control socket there; name it with -s\n");
+    return std::nullopt;
+  };
+  auto text = config::read_config_file(path);
+  if (!text.ok()) return report(text.error());
+  config::Reporter reporter(path);
+  const std::optional<config::Node> root = config::build_tree(text.value().text, reporter);
+  if (!root) return report(reporter.take());
+  std::string socket = smtpd::kDefaultControlSocket;
+  if (root->kind != config::Node::Kind::mapping) return socket;
+  config::Walk walk(reporter, config::absolute_dir(text.value().base_dir));
+  for (const config::MapEntry& top : root->entries) {
+    if (top.key.text != "control" || top.value.kind != config::Node::Kind::mapping) continue;
+    for (const config::MapEntry& entry : top.value.entries)
+      if (entry.key.text == "socket" && !walk.path_value(entry, socket))
+        return report(reporter.take());
+  }
+  return socket;
 }
 
 std::string format_uptime(int64_t started_at) {
@@ -192,26 +221,22 @@ int run(int argc, char** argv) {
     request(msg::CtlSetVerbose{.verbose = false});
   else if (command == "stop")
     request(msg::CtlStop{});
+  else if (command == "reload")
+    request(msg::CtlReload{});
   else {
     if (!command.empty()) std::fprintf(stderr, "smtpctl: unknown command: %s\n", command.c_str());
     usage(stderr);
     return 2;
   }
 
-  if (socket_path.empty()) {
-    if (!config_path.empty() || access(POSTERN_CONFIG_FILE, R_OK) == 0) {
-      const std::string path = config_path.empty() ? POSTERN_CONFIG_FILE : config_path;
-      auto loaded = smtpd::load_config(path);
-      if (!loaded.ok()) {
-        for (const auto& e : loaded.error())
-          std::fprintf(stderr, "smtpctl: %s\n", e.to_string().c_str());
-        return 1;
-      }
-      socket_path = loaded->control.socket_path;
-    } else {
-      socket_path = kDefaultSocket;
-    }
+  // The daemon is found without reading its configuration unless -f asks for it: a file
+  // broken since the start must not keep smtpctl from stopping or reloading it.
+  if (socket_path.empty() && !config_path.empty()) {
+    std::optional<std::string> named = socket_named_in(config_path);
+    if (!named) return 1;
+    socket_path = std::move(*named);
   }
+  if (socket_path.empty()) socket_path = smtpd::kDefaultControlSocket;
 
   std::optional<UniqueFd> fd = connect_to(socket_path);
   if (!fd) return 1;

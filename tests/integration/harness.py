@@ -447,6 +447,19 @@ class ThreadedServer:
         self.sock.close()
 
 
+def sha512_hash(password):
+    """A sha512-crypt hash for a credentials table."""
+    return subprocess.run(["openssl", "passwd", "-6", password], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def write_file(path, text, mode=0o600):
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, mode)
+    return path
+
+
 def make_certificate(directory):
     """A throw-away self-signed certificate for localhost/127.0.0.1, as TOOLCHAIN.md says."""
     cert = os.path.join(directory, "cert.pem")

@@ -81,8 +81,11 @@ class AsRoot(unittest.TestCase):
         with Daemon(extra="user: _postern_nosuch\nqueue_user: _postern_nosuchq") as d:
             d.start(wait=False)
             self.assertEqual(d.wait_exit(5), 1)
-            self.assertIn("missing system user(s): _postern_nosuch, _postern_nosuchq",
-                          d.read_log())
+            lines = d.config_text().splitlines()
+            for key, name in (("user", "_postern_nosuch"), ("queue_user", "_postern_nosuchq")):
+                line = lines.index(f"{key}: {name}") + 1
+                self.assertIn(f"{d.config}:{line}:{len(key) + 3}: {key} '{name}' does not exist "
+                              "(create it", d.read_log())
             self.assertEqual(d.descendants(), [])
 
     def test_control_group_may_use_the_socket(self):

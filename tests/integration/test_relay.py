@@ -20,23 +20,12 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import BUILD_DIR, Daemon, free_port, wait_for  # noqa: E402
+from harness import (BUILD_DIR, Daemon, free_port, sha512_hash, wait_for,  # noqa: E402
+                     write_file)
 
 HOSTILE = os.path.join(BUILD_DIR, "tests", "integration", "hostile-smtp")
 COMMITTED, TEMPORARY, RELAY_DENIED = 0, 1, 3
 RCPT_RELAY_DENIED = 2
-
-
-def sha512_hash(password):
-    return subprocess.run(["openssl", "passwd", "-6", password], capture_output=True, text=True,
-                          check=True).stdout.strip()
-
-
-def write_file(path, text, mode=0o600):
-    with open(path, "w") as f:
-        f.write(text)
-    os.chmod(path, mode)
-    return path
 
 
 def hostile_exec_dir(d):

@@ -261,11 +261,42 @@ TEST_F(LocalRoutesTest, CatchAllIsOffByDefault) {
   EXPECT_EQ(router_.resolve("x@example.org").status, RouteStatus::unknown_user);
 }
 
+TEST_F(LocalRoutesTest, AliasesNotLoadedAnswerNothingForGood) {
+  // A system domain whose aliases could not be read (a typo in the path, a file removed
+  // before lookup restarted): postmaster (an alias there) and every other name are temporary,
+  // and so is an alias of another domain that leads into it.
+  Domain sys{.name = "localhost",
+             .system_users = true,
+             .aliases = "/etc/aliases-missing",
+             .maildir = "~/Maildir"};
+  Domain org{.name = "example.org",
+             .users = std::vector<std::string>{"alice"},
+             .aliases = "/etc/aliases-org",
+             .maildir = "/mail/%u"};
+  router_.configure({sys, org});
+  ASSERT_TRUE(router_.load(msg::TableKind::aliases, "/etc/aliases-org", "boss: root@localhost\n")
+                  .ok());
+  for (const char* name : {"postmaster", "root", "no-such-user-here"}) {
+    auto r = router_.check(name, "localhost");
+    EXPECT_EQ(r.status, RouteStatus::temporary) << name;
+    EXPECT_EQ(r.error, "aliases /etc/aliases-missing is not loaded");
+  }
+  EXPECT_EQ(router_.resolve("postmaster@localhost").status, RouteStatus::temporary);
+  EXPECT_EQ(router_.resolve("boss@example.org").status, RouteStatus::temporary);
+  EXPECT_EQ(router_.resolve("alice@example.org").status, RouteStatus::ok);
+  ASSERT_TRUE(
+      router_.load(msg::TableKind::aliases, "/etc/aliases-missing", "postmaster: root\n").ok());
+  EXPECT_EQ(router_.check("no-such-user-here", "localhost").status, RouteStatus::unknown_user);
+}
+
 TEST_F(LocalRoutesTest, VirtualUsersTableWithOwnDeliveries) {
   Domain d{.name = "example.com", .users_table = "/etc/users", .maildir = "/mail/%u"};
   router_.configure({d});
-  // Not loaded yet: nobody can be told apart, so it is temporary.
+  // Not loaded yet: nobody can be told apart, so it is temporary; postmaster too, whose
+  // delivery may be its own row's.
   EXPECT_EQ(router_.check("erin", "example.com").status, RouteStatus::temporary);
+  EXPECT_EQ(router_.check("postmaster", "example.com").status, RouteStatus::temporary);
+  EXPECT_EQ(router_.resolve("postmaster@example.com").status, RouteStatus::temporary);
   ASSERT_TRUE(router_
                   .load(msg::TableKind::users, "/etc/users",
                         "erin\nfrank command:/usr/bin/filter\ngus lmtp:unix:/run/lmtp\n")

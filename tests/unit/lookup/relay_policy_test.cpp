@@ -101,5 +101,18 @@ TEST_F(SenderPolicyTest, TheTableGrantsMoreAndOffAllowsAll) {
   EXPECT_TRUE(allowed("dave@virt.test", "alice@example.test"));
 }
 
+TEST_F(SenderPolicyTest, ATableNamedButNotLoadedIsMissing) {
+  // SetUp names a table and loads none: its refusals are for want of the table.
+  EXPECT_TRUE(policy_.table_missing());
+  auto table = SenderTable::parse("dave@virt.test sales@virt.test\n", "/s");
+  ASSERT_TRUE(table.ok());
+  policy_.load(std::move(table).value());
+  EXPECT_FALSE(policy_.table_missing());
+  policy_.configure(SenderRule::own, {{.name = "example.test"}}, false);
+  EXPECT_FALSE(policy_.table_missing());
+  policy_.configure(SenderRule::off, {}, true);
+  EXPECT_FALSE(policy_.table_missing());
+}
+
 }  // namespace
 }  // namespace postern::lookup
