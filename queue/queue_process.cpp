@@ -247,11 +247,13 @@ void QueueProcess::relay_checked(uint32_t check_id, const msg::RelayVerdict& ver
 
 void QueueProcess::refuse_relay(RelayInFlight flight, const msg::RelayVerdict& verdict) {
   const Envelope& e = flight.envelope;
-  log::warn(
-      "%s: envelope from smtp refused by the relay check (session %016llx, client [%s], "
-      "auth '%s'): %s",
-      e.id.c_str(), static_cast<unsigned long long>(flight.session), e.client_address.c_str(),
-      e.auth_user.c_str(), verdict.reason.c_str());
+  log::Line(e.id)
+      .add("event", "reject")
+      .session(flight.session)
+      .add("client", "[" + e.client_address + "]")
+      .add("auth", e.auth_user.empty() ? "no" : e.auth_user)
+      .add("reason", "relay check: " + verdict.reason)
+      .warn();
   spool_->discard(e.id);
   reply(flight.smtp_request, {.id = e.id,
                               .outcome = verdict.temporary ? msg::MessageOutcome::temporary_failure
@@ -280,8 +282,13 @@ void QueueProcess::submit(uint32_t request_id, Envelope envelope, NewMessage fil
         --committing_;
         if (st.ok()) {
           scheduler_->add(e);
-          log::info("%s: from=<%s> size=%llu nrcpt=%zu queued", e.id.c_str(), e.sender.c_str(),
-                    static_cast<unsigned long long>(e.size), e.recipients.size());
+          log::Line(e.id)
+              .add("event", "queued")
+              .add("from", "<" + e.sender + ">")
+              .number("size", e.size)
+              .number("nrcpt", e.recipients.size())
+              .add("client", "[" + e.client_address + "]")
+              .info();
           reply(request_id, {.id = e.id, .outcome = msg::MessageOutcome::committed, .reason = ""});
         } else {
           log::error("%s: commit failed: %s", e.id.c_str(), st.error().message.c_str());

@@ -336,24 +336,29 @@ void Scheduler::apply(Envelope& e, Lane l, Flight& flight, const msg::DeliveryRe
   Recipient& rcpt = e.recipients[r.index];
   const double delay = static_cast<double>(time(nullptr) - e.arrival);
   const bool remote = l == Lane::remote;
-  const std::string relay = !remote ? "local" : r.remote_mta.empty() ? "none" : r.remote_mta;
-  // How the connection was protected, when there was one to a server.
-  const std::string tls = r.tls.empty() ? "" : ", tls=" + log::sanitize(r.tls);
+  log::Line line(e.id);
+  line.add("to", "<" + rcpt.address + ">")
+      .add("relay", !remote                ? "local"
+                    : r.remote_mta.empty() ? "none"
+                                           : r.remote_mta);
   // The address it left from, when one is configured.
-  const std::string source = r.source.empty() ? "" : ", source=" + log::sanitize(r.source);
+  if (!r.source.empty()) line.add("source", r.source);
+  // How the connection was protected, when there was one to a server.
+  if (!r.tls.empty()) line.add("tls", r.tls);
+  char figures[96];
+  std::snprintf(figures, sizeof figures, "%.0f", delay);
+  line.add("delay", figures);
   // Remote: where the time went, as Postfix's delays=a/b/c/d: before the mta (the queue,
   // earlier attempts), waiting in it for a connection, setting one up, the transaction.
-  char delays[96] = "";
   if (remote) {
     const double b = r.wait_ms / 1000.0;
     const double c = r.setup_ms / 1000.0;
     const double d = r.transfer_ms / 1000.0;
-    std::snprintf(delays, sizeof delays, ", delays=%.2f/%.2f/%.2f/%.2f",
-                  std::max(0.0, delay - b - c - d), b, c, d);
+    std::snprintf(figures, sizeof figures, "%.2f/%.2f/%.2f/%.2f", std::max(0.0, delay - b - c - d),
+                  b, c, d);
+    line.add("delays", figures);
   }
-  log::info("%s: to=<%s>, relay=%s%s%s, delay=%.0f%s, dsn=%s, status=%s (%s)", e.id.c_str(),
-            rcpt.address.c_str(), relay.c_str(), source.c_str(), tls.c_str(), delay, delays,
-            r.dsn.c_str(), msg::status_word(r.outcome), r.detail.c_str());
+  line.add("dsn", r.dsn).add("status", msg::status_word(r.outcome)).comment(r.detail).info();
   switch (r.outcome) {
     case msg::DeliveryOutcome::delivered: {
       rcpt.state = RecipientState::delivered;
@@ -376,8 +381,11 @@ void Scheduler::apply(Envelope& e, Lane l, Flight& flight, const msg::DeliveryRe
       // the original recipient for DSNs (RFC 3461 4.2).
       const DsnNotify notify = r.expanded ? notify_for_members(rcpt.notify) : rcpt.notify;
       for (const std::string& address : r.forward) {
-        log::info("%s: to=<%s>, forwarded to <%s>", e.id.c_str(), rcpt.address.c_str(),
-                  address.c_str());
+        log::Line(e.id)
+            .add("event", "forward")
+            .add("to", "<" + rcpt.address + ">")
+            .add("forward_to", "<" + address + ">")
+            .info();
         forwarded.push_back({.address = address,
                              .orcpt_type = rcpt.orcpt.empty() ? "rfc822" : rcpt.orcpt_type,
                              .orcpt = rcpt.orcpt.empty() ? rcpt.address : rcpt.orcpt,
@@ -415,7 +423,7 @@ void Scheduler::settle(Lane l, const std::string& id) {
   const bool any_pending = std::any_of(e.recipients.begin(), e.recipients.end(),
                                        [](auto& r) { return r.state == RecipientState::pending; });
   if (!any_pending) {
-    remove_from_spool(id, "removed", l, serial);
+    remove_from_spool(id, "done", l, serial);
     hurry_records_if_blocked(l);
     return;
   }
@@ -474,8 +482,13 @@ void Scheduler::expire_if_due(Envelope& e, Lane l, Flight& flight) {
                           .detail = "message expired after too long in the queue",
                           .remote_mta = "",
                           .tls = ""};
-    log::info("%s: to=<%s>, relay=%s, dsn=4.4.7, status=bounced (%s)", e.id.c_str(),
-              r.address.c_str(), is_local(r.address) ? "local" : "none", expired.detail.c_str());
+    log::Line(e.id)
+        .add("to", "<" + r.address + ">")
+        .add("relay", is_local(r.address) ? "local" : "none")
+        .add("dsn", "4.4.7")
+        .add("status", "expired")
+        .comment(expired.detail)
+        .info();
     flight.report_later(r, expired);
   }
 }
@@ -516,7 +529,12 @@ void Scheduler::notify_sender(const Envelope& e, const std::vector<Outcome>& out
                      : worst == DsnAction::delayed ? "delay"
                                                    : "delivery";
   if (e.sender.empty()) {
-    log::info("%s: no %s notification for the null sender", e.id.c_str(), kind);
+    log::Line(e.id)
+        .add("event", "notify")
+        .add("kind", kind)
+        .add("result", "skipped")
+        .add("reason", "null sender")
+        .info();
     return;
   }
   Result<UniqueFd> data = spool_.open_message(e.id);
@@ -559,8 +577,12 @@ void Scheduler::notify_sender(const Envelope& e, const std::vector<Outcome>& out
                         spool_.discard(queued.id);
                         return;
                       }
-                      log::info("%s: sender %s notification: %s", original_id.c_str(), kind,
-                                queued.id.c_str());
+                      log::Line(original_id)
+                          .add("event", "notify")
+                          .add("kind", kind)
+                          .add("result", "queued")
+                          .add("notification", queued.id)
+                          .info();
                       add(queued);
                     });
 }
@@ -582,7 +604,7 @@ void Scheduler::remove_from_spool(const std::string& id, const char* why, Lane l
           recorded(l, id, serial);
           return;
         }
-        log::info("%s: %s", id.c_str(), why);
+        log::Line(id).add("event", "removed").add("reason", why).info();
         messages_.erase(id);
         retries_.erase(id);
         recorded(l, id, serial);
@@ -649,7 +671,7 @@ Result<std::string> Scheduler::remove(const std::string& id_or_all) {
     if (auto retry = retries_.find(id); retry != retries_.end())
       for (Retry& each : retry->second)
         if (each.timer) each.timer->cancel();
-    remove_from_spool(id, "removed by smtpctl");
+    remove_from_spool(id, "smtpctl");
   }
   return std::to_string(ids.size()) + " removed";
 }

@@ -60,8 +60,7 @@ bool Session::flush_spool_buffer() {
     const ssize_t n = write(t.data.get(), rest.data(), rest.size());
     if (n < 0) {
       if (errno == EINTR) continue;
-      log::error("session %016llx: writing message %s: %s", static_cast<unsigned long long>(id_),
-                 t.queue_id.c_str(), std::strerror(errno));
+      log_event("write").add("result", "failed").add("error", std::strerror(errno)).error();
       t.write_failed = true;
       break;
     }
@@ -128,10 +127,8 @@ void Session::finish_message(int refusal_code, const char* refusal_status, std::
     refusal = "Insufficient system storage";
   }
   if (refusal_code != 0) {
-    log::info("session %016llx: message %s refused: %s", static_cast<unsigned long long>(id_),
-              t.queue_id.c_str(), refusal.c_str());
+    reply(refusal_code, refusal_status, refusal);  // logged with the message's id
     reset_transaction();
-    reply(refusal_code, refusal_status, refusal);
     return;
   }
   t.data.reset();  // the queue syncs its own descriptor
@@ -162,18 +159,20 @@ void Session::on_message_result(const msg::MessageResult& result) {
   if (was != Waiting::open && was != Waiting::commit) return;
   waiting_ = Waiting::nothing;
   if (was == Waiting::commit && result.outcome == msg::MessageOutcome::committed) {
-    log::info("session %016llx: message %s accepted", static_cast<unsigned long long>(id_),
-              result.id.c_str());
+    log_event("accepted")
+        .add("from", "<" + txn_->sender + ">")
+        .number("nrcpt", txn_->recipients.size())
+        .info();
+    ++accepted_;
     txn_->queue_id.clear();  // committed: nothing to abort
     txn_.reset();
     reply(250, "2.0.0", "Ok: queued as " + result.id);
   } else if (was == Waiting::commit && result.outcome == msg::MessageOutcome::relay_denied) {
     // lookup, asked by the queue, does not vouch for this session's relaying.
-    log::info("session %016llx: message %s refused: relaying not confirmed",
-              static_cast<unsigned long long>(id_), result.id.c_str());
+    log_event("relay").add("result", "denied").add("reason", "relaying not confirmed").info();
+    reply(554, "5.7.1", "Relay access denied");
     txn_->queue_id.clear();  // the queue removed it already
     txn_.reset();
-    reply(554, "5.7.1", "Relay access denied");
   } else if (was == Waiting::open && txn_->chunked) {
     // The chunk that asked for the message is on its way: read it, then refuse.
     chunk_refusal_ = Refusal{451, "4.3.0", "Temporary queue failure, try again later"};

@@ -142,14 +142,22 @@ void Server::admit(uint32_t listener_id, UniqueFd fd, const std::string& client)
   if (listening.info.role == config::ListenerRole::smtps && !tls_server_) return;
   if (sessions_.size() >= settings_.limits.sessions) {
     ++refused_;
-    log::warn("refusing [%s]: %zu sessions is the limit", client.c_str(), sessions_.size());
+    log::Line()
+        .add("event", "refuse")
+        .add("client", "[" + client + "]")
+        .add("reason", std::to_string(sessions_.size()) + " sessions is the limit")
+        .warn();
     refuse(fd.get(), settings_.hostname, "Too many connections, try again later");
     return;
   }
   uint32_t& from_ip = sessions_per_ip_[client];
   if (from_ip >= settings_.limits.sessions_per_ip) {
     ++refused_;
-    log::warn("refusing [%s]: %u sessions from one address is the limit", client.c_str(), from_ip);
+    log::Line()
+        .add("event", "refuse")
+        .add("client", "[" + client + "]")
+        .add("reason", std::to_string(from_ip) + " sessions from one address is the limit")
+        .warn();
     refuse(fd.get(), settings_.hostname, "Too many connections from your address, try again later");
     return;
   }

@@ -39,6 +39,12 @@ Session::Session(Server& server, uint64_t id, UniqueFd socket, ListenerInfo list
       client_address_(std::move(client_address)) {}
 
 Session::~Session() {
+  log_event("disconnect")
+      .add("client", "[" + client_address_ + "]")
+      .add("tls", tls_info_.empty() ? "no" : tls_info_)
+      .add("auth", auth_user_.empty() ? "no" : auth_user_)
+      .number("messages", accepted_)
+      .info();
   // A message the queue opened and that was not committed must not linger in incoming/.
   if (txn_ && !txn_->queue_id.empty() && waiting_ != Waiting::commit)
     server_.tell_queue_abort(txn_->queue_id);
@@ -55,8 +61,10 @@ void Session::start() {
   bufferevent_setwatermark(bev_.get(), EV_WRITE, kOutputLowWater, 0);
   set_timeout(server_.limits().command_timeout);
   bufferevent_enable(bev_.get(), EV_READ | EV_WRITE);
-  log::info("session %016llx: connect from [%s] on %s", static_cast<unsigned long long>(id_),
-            client_address_.c_str(), listener_.name.c_str());
+  log_event("connect")
+      .add("client", "[" + client_address_ + "]")
+      .add("listener", listener_.name)
+      .info();
   // RFC 8314: on an smtps listener TLS starts with the first byte; the greeting waits for it.
   if (listener_.role == config::ListenerRole::smtps) start_tls();
   if (phase_ == Phase::closing) return;
@@ -76,8 +84,11 @@ void Session::on_client_verdict(const msg::ClientVerdict& verdict) {
     return;
   }
   // Connecting too often: the greeting comes late. Input waits meanwhile.
-  log::info("session %016llx: greeting delayed %u ms: [%s] connects too often",
-            static_cast<unsigned long long>(id_), verdict.delay_ms, client_address_.c_str());
+  log_event("delay")
+      .add("client", "[" + client_address_ + "]")
+      .number("delay_ms", verdict.delay_ms)
+      .add("reason", "connects too often")
+      .info();
   held_reply_ = std::make_unique<Timer>(server_.base(), [this, verdict] { greet(verdict); });
   held_reply_->arm(std::chrono::milliseconds(std::min<uint32_t>(verdict.delay_ms, 60000)));
 }
@@ -91,8 +102,10 @@ void Session::greet(const msg::ClientVerdict& verdict) {
   esmtp_ = false;
   if (verdict.refuse) {
     // RFC 5321 3.1: a 554 greeting, then 503 to everything until the client's QUIT.
-    log::info("session %016llx: refused: %s", static_cast<unsigned long long>(id_),
-              verdict.reply.c_str());
+    log_event("refuse")
+        .add("client", "[" + client_address_ + "]")
+        .add("reply", verdict.reply)
+        .info();
     send(verdict.reply.substr(0, 500) + "\r\n");
     // 421: the service is closing the channel (RFC 5321 3.8); 554: only QUIT from now on.
     if (verdict.reply.starts_with("421")) {
@@ -135,8 +148,11 @@ bool Session::output_backed_up() {
   bufferevent_disable(bev_.get(), EV_READ);
   if (!paused_before_) {
     paused_before_ = true;
-    log::info("session %016llx: [%s] reads no replies: %zu octets pending, input paused",
-              static_cast<unsigned long long>(id_), client_address_.c_str(), pending);
+    log_event("pause")
+        .add("client", "[" + client_address_ + "]")
+        .number("pending", pending)
+        .add("reason", "reads no replies")
+        .info();
   }
   return true;
 }
@@ -154,38 +170,55 @@ void Session::on_event(bufferevent*, short what, void* self) {
   if ((what & BEV_EVENT_TIMEOUT) != 0 && (what & BEV_EVENT_WRITING) != 0) {
     // Its replies have not moved for a whole timeout: a 421 would not get through either, and
     // libevent has stopped writing, so waiting for the output to drain would wait for ever.
-    log::info("session %016llx: timeout: the client reads nothing",
-              static_cast<unsigned long long>(s->id_));
+    s->log_event("timeout").add("reason", "the client reads nothing").info();
     s->phase_ = Phase::closing;
     s->server_.retire(s->id_);
     return;
   }
   if ((what & BEV_EVENT_TIMEOUT) != 0 && s->phase_ != Phase::closing) {
-    log::info("session %016llx: timeout", static_cast<unsigned long long>(s->id_));
+    s->log_event("timeout").add("reason", "the client sends nothing").info();
+    s->command_.clear();  // the 421 answers no command
     s->reply(421, "4.4.2", s->server_.hostname() + " Timeout, closing connection");
     s->close_after_reply();
     return;
   }
   if ((what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) != 0) {
-    log::info("session %016llx: disconnect from [%s]", static_cast<unsigned long long>(s->id_),
-              s->client_address_.c_str());
     s->phase_ = Phase::closing;
     s->server_.retire(s->id_);
   }
 }
 
+log::Line Session::log_event(std::string_view name) const {
+  log::Line line;
+  line.session(id_);
+  if (txn_ && !txn_->queue_id.empty()) line.add("msgid", txn_->queue_id);
+  line.add("event", name);
+  return line;
+}
+
 void Session::reply(int code, const char* status, const std::string& text) {
   std::string line = std::to_string(code) + " ";
   if (status != nullptr) line += std::string(status) + " ";
-  line += text + "\r\n";
-  send(line);
+  line += text;
+  // Every refusal, with the command it answers and why (OpenSMTPD's failed-command).
+  if (code >= 400 && !command_.empty()) {
+    log::Line refusal = log_event("reject");
+    refusal.add("client", "[" + client_address_ + "]");
+    if (!auth_user_.empty()) refusal.add("auth", auth_user_);
+    refusal.add("command", command_).add("reply", line).info();
+  }
+  send(line + "\r\n");
 }
 
 void Session::bad_command(int code, const char* status, const std::string& text) {
   reply(code, status, text);
   // RFC 5321 4.5.3.2 leaves this to the server: a client that keeps erring is cut off.
   if (++errors_ >= server_.limits().errors) {
-    log::info("session %016llx: too many errors", static_cast<unsigned long long>(id_));
+    log_event("close")
+        .add("client", "[" + client_address_ + "]")
+        .add("reason", "too many errors")
+        .info();
+    command_.clear();  // the 421 answers no command
     reply(421, "4.7.0", server_.hostname() + " Too many errors, closing connection");
     close_after_reply();
   }
@@ -277,9 +310,6 @@ void Session::on_sender_verdict(const msg::SenderVerdict& verdict) {
     reply(451, "4.3.0", "Sender check unavailable, try again later");
   } else {
     // Postfix's reject_sender_login_mismatch answers the same way.
-    log::info("session %016llx: sender <%s> refused for %s from [%s]",
-              static_cast<unsigned long long>(id_), txn_->sender.c_str(), auth_user_.c_str(),
-              client_address_.c_str());
     const std::string text =
         "<" + txn_->sender + ">: Sender address rejected: not owned by user " + auth_user_;
     txn_.reset();
@@ -300,9 +330,6 @@ void Session::on_rcpt_verdict(msg::RcptDecision decision) {
       reply(250, "2.1.5", "Ok");
       break;
     case msg::RcptDecision::relay_denied:
-      log::info("session %016llx: relay denied to <%s> from [%s]",
-                static_cast<unsigned long long>(id_), rcpt.address.c_str(),
-                client_address_.c_str());
       bad_command(554, "5.7.1", "Relay access denied");
       break;
     case msg::RcptDecision::unknown_user:
@@ -372,8 +399,7 @@ void Session::start_tls() {
   auto stream = mail::TlsStream::accept(server_.tls_server(), {bufferevent_get_input(bev_.get()),
                                                                bufferevent_get_output(bev_.get())});
   if (!stream) {
-    log::warn("session %016llx: cannot start TLS: %s", static_cast<unsigned long long>(id_),
-              stream.error().message.c_str());
+    log_event("tls").add("result", "failed").add("error", stream.error().message).warn();
     phase_ = Phase::closing;
     server_.retire(id_);
     return;
@@ -385,8 +411,12 @@ void Session::start_tls() {
 bool Session::tls_went_wrong(mail::TlsStream::Status status) {
   if (status == mail::TlsStream::Status::ok) return false;
   if (status == mail::TlsStream::Status::failed)
-    log::info("session %016llx: TLS %s failed with [%s]: %s", static_cast<unsigned long long>(id_),
-              tls_->failed_step(), client_address_.c_str(), tls_->error().c_str());
+    log_event("tls")
+        .add("client", "[" + client_address_ + "]")
+        .add("result", "failed")
+        .add("step", tls_->failed_step())
+        .add("error", tls_->error())
+        .info();
   phase_ = Phase::closing;
   bufferevent_disable(bev_.get(), EV_READ);
   server_.retire(id_);
@@ -399,8 +429,11 @@ bool Session::pump_tls_reads() {
   if (tls_went_wrong(tls_->pump_reads(kReadHighWater))) return false;
   if (!was_done && tls_->handshake_done()) {
     tls_info_ = tls_->description();
-    log::info("session %016llx: TLS started: %s", static_cast<unsigned long long>(id_),
-              tls_info_.c_str());
+    log_event("tls")
+        .add("client", "[" + client_address_ + "]")
+        .add("tls", tls_info_)
+        .add("result", "ok")
+        .info();
   }
   return true;
 }
@@ -454,13 +487,20 @@ void Session::on_auth_verdict(const msg::AuthVerdict& verdict) {
   switch (verdict.outcome) {
     case msg::AuthOutcome::accepted:
       auth_user_ = std::move(auth_pending_user_);
-      log::info("session %016llx: authenticated as %s", static_cast<unsigned long long>(id_),
-                auth_user_.c_str());
+      log_event("auth")
+          .add("client", "[" + client_address_ + "]")
+          .add("user", auth_user_)
+          .add("result", "ok")
+          .info();
       finish_auth(235, "2.7.0", "Authentication successful", false);
       return;
     case msg::AuthOutcome::rejected: {
-      log::info("session %016llx: authentication failed for [%s]",
-                static_cast<unsigned long long>(id_), client_address_.c_str());
+      // The name tried, never the password (it stays in lookup's question, wiped).
+      log_event("auth")
+          .add("client", "[" + client_address_ + "]")
+          .add("user", auth_pending_user_)
+          .add("result", "failed")
+          .info();
       // Answered late on purpose: guessing passwords gets slow. Input waits meanwhile.
       held_reply_ = std::make_unique<Timer>(server_.base(), [this] {
         finish_auth(535, "5.7.8", "Authentication credentials invalid", true);
@@ -469,6 +509,11 @@ void Session::on_auth_verdict(const msg::AuthVerdict& verdict) {
       return;
     }
     case msg::AuthOutcome::throttled:
+      log_event("auth")
+          .add("client", "[" + client_address_ + "]")
+          .add("user", auth_pending_user_)
+          .add("result", "throttled")
+          .info();
       waiting_ = Waiting::nothing;
       reply(421, "4.7.0", server_.hostname() + " Too many authentication failures, try later");
       close_after_reply();

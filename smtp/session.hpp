@@ -23,6 +23,7 @@
 #include "common/mail/tls_stream.hpp"
 #include "common/util/event.hpp"
 #include "common/util/fd.hpp"
+#include "common/util/log_line.hpp"
 #include "common/util/tls.hpp"
 #include "lookup/api.hpp"
 #include "queue/api.hpp"
@@ -168,6 +169,9 @@ class Session {
   void answer_auth(int code, const char* status, const std::string& text, bool error);
   void finish_auth(int code, const char* status, const std::string& text, bool error);
 
+  // A log line about this session (log_line.hpp): its id, the message's once the queue
+  // gave one, the event's name.
+  log::Line log_event(std::string_view name) const;
   void reply(int code, const char* status, const std::string& text);
   void bad_command(int code, const char* status, const std::string& text);
   void reset_transaction();
@@ -192,6 +196,10 @@ class Session {
   std::unique_ptr<Timer> held_reply_;
   std::optional<Transaction> txn_;
   uint32_t errors_ = 0;
+  // The command being answered, as the log shows it: AUTH without its credentials. A reply
+  // of 4xx or 5xx to it is logged with it (event=reject); empty outside commands.
+  std::string command_;
+  uint32_t accepted_ = 0;  // messages, for the disconnect line
   bool discarding_long_line_ = false;
   // SMTP AUTH.
   std::string auth_user_;                     // empty until authenticated

@@ -146,6 +146,9 @@ void Session::refuse(const Refusal& refusal) {
 }
 
 void Session::handle_line(const std::string& line) {
+  // AUTH's initial response holds the credentials: the log shows the verb and the mechanism.
+  const bool auth = line.size() >= 5 && ascii::upper(line.substr(0, 5)) == "AUTH ";
+  command_ = auth ? line.substr(0, line.find(' ', 5)) : line;
   const mail::ParsedLine parsed = mail::parse_command(line);
   switch (parsed.error) {
     case mail::SyntaxError::none:
@@ -407,8 +410,7 @@ void Session::proceed_starttls(const mail::Command&, Arguments&) {
   // as coming from inside TLS (RFC 3207 4.2; CVE-2011-0411).
   evbuffer* plain = bufferevent_get_input(bev_.get());
   if (const size_t n = evbuffer_get_length(plain); n > 0) {
-    log::info("session %016llx: %zu octets pipelined after STARTTLS discarded",
-              static_cast<unsigned long long>(id_), n);
+    log_event("discard").number("octets", n).add("reason", "pipelined after STARTTLS").info();
     evbuffer_drain(plain, n);
   }
   // The session starts over: nothing said before TLS counts (RFC 3207 4.2), nor in lookup's

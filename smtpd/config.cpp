@@ -44,6 +44,10 @@ void finish(Config& config, Walk& walk) {
     if (const auto place = walk.place_of("limits.retry_max"))
       walk.at(place->value, "'retry_max' is shorter than 'retry_first'");
   }
+  if (config.log.target == log::Target::file && config.log.file.empty()) {
+    if (const auto place = walk.place_of("log.to"))
+      walk.at(place->value, "'log.to' is file, which needs 'log.file'");
+  }
   config.smtp.auth = config.credentials.has_value();
   // The parent replaces it with "/" when the queue is chrooted into the spool.
   config.queue.spool_dir = config.spool_dir;

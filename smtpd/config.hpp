@@ -15,6 +15,7 @@
 #include "common/config/tree.hpp"
 #include "common/util/fields.hpp"
 #include "common/util/inet.hpp"
+#include "common/util/log.hpp"
 #include "common/util/result.hpp"
 #include "lookup/api.hpp"
 #include "mda/api.hpp"
@@ -106,6 +107,8 @@ struct Config {
   // The CA certificates the mta's verify policy checks servers against (PEM). Default: the
   // bundle libtls was built to use (tls_default_ca_cert_file()).
   std::optional<std::string> relay_ca_file;
+  // Where the parent writes every process's lines (smtpd -d: stderr whatever this says).
+  log::Output log;
 
   // Where each key's value was written, by its dotted path from the top ("tls.certificate",
   // "domains.example.org.aliases"): what is found wrong with the files a key names, after the
@@ -139,6 +142,7 @@ struct Config {
         field(&Config::tls, "tls"),
         field(&Config::credentials, "credentials", {.hook = "path"}),
         field(&Config::relay_ca_file, "relay_tls.ca_file", {.hook = "path"}),
+        field(&Config::log, "log"),
     };
   }
 };

@@ -67,7 +67,10 @@ void usage(FILE* out) {
 // Leaves the terminal: the caller's process exits, this one carries on in a new session.
 // The caller's process exits only once the daemon says it has recorded its pid (a byte on
 // the returned descriptor), so whoever started it (systemd's Type=forking) reads the right pid.
-UniqueFd daemonize() {
+// stderr stays when it is where the log goes (log.to: stderr, for a journal): otherwise a
+// caller that reads our output until it ends (a shell's $(...), a launcher) would wait for
+// ever.
+UniqueFd daemonize(bool keep_stderr) {
   int ready[2];
   if (pipe2(ready, O_CLOEXEC) != 0) return UniqueFd();
   const pid_t pid = fork();
@@ -84,7 +87,7 @@ UniqueFd daemonize() {
   if (setsid() < 0) return UniqueFd();
   const int null = open("/dev/null", O_RDWR | O_CLOEXEC);
   if (null < 0) return UniqueFd();
-  for (int fd = 0; fd <= 2; ++fd) dup2(null, fd);
+  for (int fd = 0; fd <= (keep_stderr ? 1 : 2); ++fd) dup2(null, fd);
   if (null > 2) close(null);
   if (chdir("/") != 0) return UniqueFd();
   return report;
@@ -188,13 +191,19 @@ int run(int argc, char** argv) {
   }
   const std::string control_path = config.control.socket_path;
 
+  // From here on lines go where the configuration says (-d: stderr). Said once on the
+  // terminal when that does not work now; log.hpp says what happens to the lines then.
+  log::Output output = config.log;
+  if (!output.target)
+    output.target = options.foreground ? log::Target::stderr_stream : log::Target::syslog;
+  if (Status st = log::configure(output); !st.ok())
+    std::fprintf(stderr, "smtpd: warning: %s\n", st.error().message.c_str());
   if (!options.foreground) {
-    UniqueFd started = daemonize();
+    UniqueFd started = daemonize(output.target == log::Target::stderr_stream);
     if (!started) {
       log::error("cannot become a daemon: %s", std::strerror(errno));
       return 1;
     }
-    log::init("smtpd", log::Destination::syslog, options.verbose);
     if (Status st = lock->write_pid(); !st.ok()) log::warn("%s", st.error().message.c_str());
     const char ok = 1;
     (void)!write(started.get(), &ok, 1);
@@ -211,7 +220,10 @@ int run(int argc, char** argv) {
                         std::move(listeners), std::move(control).value());
   SignalHandler on_term(base.get(), SIGTERM, [&] { supervisor.stop(0); });
   SignalHandler on_int(base.get(), SIGINT, [&] { supervisor.stop(0); });
-  SignalHandler on_hup(base.get(), SIGHUP, [&] { (void)supervisor.reload(); });
+  SignalHandler on_hup(base.get(), SIGHUP, [&] {
+    log::reopen();  // a rotated log file
+    (void)supervisor.reload();
+  });
   log::info("Postern %s starting", POSTERN_VERSION);
   supervisor.start();
   event_base_dispatch(base.get());

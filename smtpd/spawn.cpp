@@ -13,13 +13,24 @@
 
 namespace postern::smtpd {
 
-void keep_only_channel(int fd) {
+void keep_only_channel(int fd, int relay_fd) {
+  // Out of the way first should the relay sit where the channel goes.
+  if (relay_fd == kParentChannelFd) relay_fd = fcntl(relay_fd, F_DUPFD, log::kRelayFd + 1);
   if (fd == kParentChannelFd) {
     fcntl(fd, F_SETFD, 0);
   } else if (dup2(fd, kParentChannelFd) < 0) {
     _exit(127);
   }
-  close_range(kParentChannelFd + 1, ~0U, 0);
+  int first_closed = kParentChannelFd + 1;
+  if (relay_fd >= 0) {
+    if (relay_fd == log::kRelayFd) {
+      fcntl(relay_fd, F_SETFD, 0);
+    } else if (dup2(relay_fd, log::kRelayFd) < 0) {
+      _exit(127);
+    }
+    first_closed = log::kRelayFd + 1;
+  }
+  close_range(static_cast<unsigned>(first_closed), ~0U, 0);
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);

@@ -9,9 +9,9 @@
 
 namespace postern::smtpd {
 
-// In a forked child before exec: the channel on kParentChannelFd, no other descriptor above
-// it, no blocked signal.
-void keep_only_channel(int fd);
+// In a forked child before exec: the channel on kParentChannelFd, the log relay (when given)
+// on log::kRelayFd, no other descriptor above them, no blocked signal.
+void keep_only_channel(int fd, int relay_fd = -1);
 
 // "exited with status 1", "was killed by signal 9 (SIGKILL)".
 std::string describe_wait_status(int wait_status);

@@ -82,6 +82,7 @@ void Supervisor::spawn(Child& c) {
     restart_after_crash(c, name_of(c.role) + " could not get a channel: " + std::strerror(err));
     return;
   }
+  std::unique_ptr<LogRelay> relay = LogRelay::make(base_, argv0);
   const pid_t pid = fork();
   if (pid < 0) {
     const int err = errno;
@@ -90,7 +91,7 @@ void Supervisor::spawn(Child& c) {
   }
   if (pid == 0) {
     // Only async-signal-safe calls until exec.
-    keep_only_channel(theirs.get());
+    keep_only_channel(theirs.get(), relay ? relay->child_end() : -1);
     execv(path.c_str(), argv.data());
     const char* err = std::strerror(errno);
     (void)!write(STDERR_FILENO, "smtpd: cannot exec ", 19);
@@ -101,6 +102,8 @@ void Supervisor::spawn(Child& c) {
     _exit(127);
   }
   theirs.reset();
+  if (relay) relay->started(pid);
+  c.log = std::move(relay);
   c.pid = pid;
   c.ready = false;
   c.started_at = time(nullptr);
@@ -164,6 +167,7 @@ void Supervisor::on_exit(Child& c, int wait_status) {
   c.pid = 0;
   c.ready = false;
   c.channel.reset();
+  c.log.reset();  // after its last lines
   const std::string what =
       name_of(c.role) + " (pid " + std::to_string(pid) + ") " + describe_wait_status(wait_status);
   helpers_.peer_lost(c.role);

@@ -29,6 +29,7 @@
 #include "smtpd/helpers.hpp"
 #include "smtpd/host.hpp"
 #include "smtpd/listeners.hpp"
+#include "smtpd/log_relay.hpp"
 #include "smtpd/tls_files.hpp"
 
 namespace postern::smtpd {
@@ -75,6 +76,7 @@ class Supervisor {
     Role role = Role::parent;
     pid_t pid = 0;
     std::unique_ptr<ipc::Channel> channel;
+    std::unique_ptr<LogRelay> log;  // its lines, while it runs
     bool ready = false;
     int64_t started_at = 0;
     uint32_t restarts = 0;

@@ -3,7 +3,9 @@
 // parent, which restarts the sender.
 #include "common/ipc/child.hpp"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -27,6 +29,15 @@ void init_child_log(std::string_view ident, int argc, char** argv) {
       verbose = true;
     else
       std::exit(2);
+  }
+  // The parent gives each child a datagram socket for its lines (log.hpp): nothing to reach
+  // from inside a chroot, and the parent reopens syslog when it comes back.
+  int type = 0;
+  socklen_t length = sizeof type;
+  if (getsockopt(log::kRelayFd, SOL_SOCKET, SO_TYPE, &type, &length) == 0 && type == SOCK_DGRAM) {
+    fcntl(log::kRelayFd, F_SETFD, FD_CLOEXEC);
+    log::init_relay(ident, log::kRelayFd, verbose);
+    return;
   }
   log::init(ident, foreground ? log::Destination::stderr_stream : log::Destination::syslog,
             verbose);

@@ -231,7 +231,7 @@ class Throttling(unittest.TestCase):
             c.close()
             log = d.read_log()
             self.assertIn("auth: too many failures from [127.0.0.1] (for alice); refused", log)
-            self.assertIn("authenticated as alice", log)
+            self.assertRegex(log, r"event=auth, client=\[127\.0\.0\.2\], user=alice, result=ok")
 
 
 class BadTable(unittest.TestCase):

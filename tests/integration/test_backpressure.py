@@ -20,7 +20,9 @@ FLOOD = 50 * 1024 * 1024
 PATTERN = b"NOOP\r\nHELP\r\n"
 # No progress for this long means the server has stopped taking the client's bytes.
 STALLED = 3.0
-PAUSED_LOG = r"session [0-9a-f]{16}: \[127\.0\.0\.1\] reads no replies: \d+ octets pending, input paused"
+PAUSED_LOG = (r"session=[0-9a-f]{16}, (?:msgid=[0-9a-f]{16}, )?event=pause, "
+              r"client=\[127\.0\.0\.1\], pending=\d+, "
+              r"reason=\"reads no replies\"")
 
 
 def quarantine_bounded_env():
@@ -181,7 +183,8 @@ class Backpressure(unittest.TestCase):
             c = self.client(d)
             flood = Flood(c.sock, FLOOD, stalled_after=30)
             self.assertTrue(d.wait_log(PAUSED_LOG, 10), d.read_log()[-2000:])
-            self.assertTrue(d.wait_log(r"session [0-9a-f]{16}: timeout: the client reads nothing",
+            self.assertTrue(d.wait_log(r"session=[0-9a-f]{16}, (?:msgid=[0-9a-f]{16}, )?event=timeout, "
+                                       r"reason=\"the client reads nothing\"",
                                        15), d.read_log()[-2000:])
             self.assertTrue(wait_for(lambda: d.status()["smtp"]["details"]["sessions"] == "0",
                                      5), d.status()["smtp"])

@@ -29,14 +29,14 @@ class Smtpctl(unittest.TestCase):
             r = d.smtpctl("log", "verbose")
             self.assertEqual((r.returncode, r.stdout), (0, "log level verbose\n"))
             for program in ["smtpd", *CHILDREN.values()]:
-                self.assertTrue(d.wait_log(rf"^{program}\[\d+\]: log level verbose$"), program)
+                self.assertTrue(d.wait_log(rf"^{program}\[\d+\]: msg=\"log level verbose\"$"), program)
             # Verbose means debug lines appear, e.g. for the next smtpctl connection.
             d.smtpctl("show", "status", check=True)
             self.assertTrue(d.wait_log(r"^smtpd-control\[\d+\]: debug: "))
             r = d.smtpctl("log", "brief")
             self.assertEqual((r.returncode, r.stdout), (0, "log level brief\n"))
             for program in ["smtpd", *CHILDREN.values()]:
-                self.assertTrue(d.wait_log(rf"^{program}\[\d+\]: log level brief$"), program)
+                self.assertTrue(d.wait_log(rf"^{program}\[\d+\]: msg=\"log level brief\"$"), program)
             mark = len(d.read_log())
             d.smtpctl("show", "status", check=True)
             d.smtpctl("show", "status", check=True)

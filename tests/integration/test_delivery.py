@@ -59,7 +59,7 @@ class Maildir(unittest.TestCase):
                 rf"{queue_id}: to=<alice@localhost>, relay=local, delay=\d+, dsn=2\.0\.0, "
                 r"status=sent \(delivered to maildir\)"))
             self.assertTrue(wait_for(lambda: queue_id not in d.queued(), 5))
-            self.assertTrue(d.wait_log(rf"{queue_id}: removed"))
+            self.assertTrue(d.wait_log(rf"{queue_id}: event=removed, reason=done"))
             self.assertEqual(d.smtpctl("show", "queue").stdout, "0 messages\n")
 
     def test_only_the_committed_bytes_are_delivered(self):
@@ -642,7 +642,7 @@ class Bounces(unittest.TestCase):
 
     def notification(self, d, queue_id, kind, user):
         """The one notification of this kind about queue_id, as delivered to user's Maildir."""
-        self.assertTrue(d.wait_log(rf"{queue_id}: sender {kind} notification: [0-9a-f]{{16}}"),
+        self.assertTrue(d.wait_log(rf"{queue_id}: event=notify, kind={kind}, result=queued, notification=[0-9a-f]{{16}}"),
                         d.read_log())
         files = wait_for(lambda: maildir_files(self.mail, user), 5)
         self.assertEqual(len(files), 1, d.read_log())
@@ -668,12 +668,12 @@ class Bounces(unittest.TestCase):
     def test_no_bounce_to_the_null_sender_or_when_notify_says_no(self):
         with self.daemon().start() as d:
             first = self.send(d, "", ["broken@localhost"])
-            self.assertTrue(d.wait_log(rf"{first}: no non-delivery notification for the null sender"))
+            self.assertTrue(d.wait_log(rf"{first}: event=notify, kind=non-delivery, result=skipped, reason=\"null sender\""))
             second = self.send(d, "alice@localhost", [("broken@localhost", ["NOTIFY=NEVER"])])
             self.assertTrue(d.wait_log(rf"{second}: to=<broken@localhost>.*status=bounced"))
             self.assertTrue(wait_for(lambda: d.queued() == set(), 5))
             self.assertEqual(maildir_files(self.mail, "alice"), [])
-            self.assertNotIn("sender non-delivery notification", d.read_log())
+            self.assertNotIn("kind=non-delivery, result=queued", d.read_log())
 
     def test_notify_success_reports_deliveries_and_expansions(self):
         with self.daemon().start() as d:
@@ -705,7 +705,7 @@ class Bounces(unittest.TestCase):
     def test_no_delivery_notification_to_the_null_sender(self):
         with self.daemon().start() as d:
             queue_id = self.send(d, "", [("alice@localhost", ["NOTIFY=SUCCESS"])])
-            self.assertTrue(d.wait_log(rf"{queue_id}: no delivery notification for the null sender"))
+            self.assertTrue(d.wait_log(rf"{queue_id}: event=notify, kind=delivery, result=skipped, reason=\"null sender\""))
             self.assertTrue(wait_for(lambda: d.queued() == set(), 5))
             self.assertEqual(len(maildir_files(self.mail, "alice")), 1)
 
@@ -716,7 +716,7 @@ class Bounces(unittest.TestCase):
                 ("carol@test.example", ["NOTIFY=DELAY,FAILURE"]),
                 "dave@test.example", ("erin@test.example", ["NOTIFY=FAILURE"])], ["RET=FULL"])
             self.assertTrue(d.wait_log(rf"{queue_id}: to=<erin@test.example>.*deferred"))
-            self.assertNotIn("delay notification", d.read_log())  # not yet 1 s
+            self.assertNotIn("kind=delay, result=queued", d.read_log())  # not yet 1 s
             time.sleep(1.2)
             d.smtpctl("schedule", queue_id, check=True)
             dsn = self.notification(d, queue_id, "delay", "alice")
@@ -739,7 +739,7 @@ class Bounces(unittest.TestCase):
             self.assertTrue(wait_for(lambda: d.read_log().count(
                 f"{queue_id}: to=<carol@test.example>") >= 3, 5), d.read_log())
             time.sleep(0.3)
-            self.assertEqual(d.read_log().count("delay notification"), 1, d.read_log())
+            self.assertEqual(d.read_log().count("kind=delay, result=queued"), 1, d.read_log())
             self.assertEqual(len(maildir_files(self.mail, "alice")), 1)
 
     def test_expired_message_bounces(self):
@@ -754,7 +754,7 @@ class Bounces(unittest.TestCase):
             time.sleep(3.1)
             d.smtpctl("schedule", queue_id, check=True)
             self.assertTrue(d.wait_log(rf"{queue_id}: to=<carol@test.example>, relay=local, "
-                                       r"dsn=4\.4\.7, status=bounced \(message expired"))
+                                       r"dsn=4\.4\.7, status=expired \(message expired"))
             files = wait_for(lambda: maildir_files(self.mail, "alice"), 5)
             self.assertTrue(files, d.read_log())
             with open(files[0], "rb") as f:
@@ -888,8 +888,8 @@ class Routing(unittest.TestCase):
             self.assertTrue(wait_for(lambda: os.path.exists(mbox), 5))
             self.assertTrue(self.read(mbox).startswith(b"From sender@example.com "))
             # The remote address becomes a recipient of the message, for mta.
-            self.assertTrue(d.wait_log(rf"{queue_id}: to=<team@localhost>, forwarded to "
-                                       r"<friend@remote.example>"))
+            self.assertTrue(d.wait_log(rf"{queue_id}: event=forward, to=<team@localhost>, "
+                                       r"forward_to=<friend@remote.example>"))
             self.assertTrue(wait_for(lambda: "friend@remote.example" in
                                      d.smtpctl("show", "message", queue_id).stdout, 5))
 
@@ -1066,7 +1066,7 @@ class Smtpctl(unittest.TestCase):
             r = d.smtpctl("remove", deferred)
             self.assertEqual((r.returncode, r.stdout), (0, "1 removed\n"))
             self.assertTrue(wait_for(lambda: deferred not in d.queued(), 5))
-            self.assertTrue(d.wait_log(rf"{deferred}: removed by smtpctl"))
+            self.assertTrue(d.wait_log(rf"{deferred}: event=removed, reason=smtpctl"))
             m.send(d, ["dave@test.example"])
             m.send(d, ["erin@test.example"])
             self.assertEqual(d.smtpctl("remove", "all").stdout, "2 removed\n")

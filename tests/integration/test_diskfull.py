@@ -70,7 +70,7 @@ class DiskFull(unittest.TestCase):
         self.assertEqual(self.d.queued(), set())
         # smtp tells the queue to drop it right after answering: gone a moment later.
         self.assertTrue(wait_incoming_empty(self.d), self.d.incoming())
-        self.assertTrue(self.d.wait_log(r"writing message [0-9a-f]{16}: No space left on device"))
+        self.assertTrue(self.d.wait_log(r"msgid=[0-9a-f]{16}, event=write, result=failed, error=\"No space left on device\""))
         # Space again: mail flows again, no restart needed.
         os.unlink(filler)
         code, text = self.send(b"Subject: small\r\n\r\nok\r\n")

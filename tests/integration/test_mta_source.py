@@ -63,7 +63,7 @@ shaping:
                             a.read_log() + "\n---\n" + b.read_log())
             self.assertEqual({u: self.came_from(u) for u in expected}, expected)
             for source in ("127.0.0.2", "127.0.0.3"):
-                self.assertIn(f"connect from [{source}]", b.read_log())
+                self.assertIn(f"event=connect, client=[{source}]", b.read_log())
             self.assertTrue(wait_for(lambda: not a.queued(), 10), a.read_log())
             log = a.read_log()
             for user, source in expected.items():
@@ -81,7 +81,7 @@ shaping:
                                        rf"delay=\d+, .*dsn=4\.4\.1, "
                                        rf"status=deferred \({re.escape(reason)}\)", 20),
                             a.read_log())
-            self.assertNotIn("connect from", b.read_log())
+            self.assertNotIn("event=connect", b.read_log())
             # Said at start too, as a warning: the address may come up later.
             self.assertIn(f"{reason}; mail that must leave from it is deferred until it can",
                           a.read_log())

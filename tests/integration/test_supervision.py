@@ -76,7 +76,7 @@ def inject_bad_frame(pid):
         unix = {line.split()[6] for line in list(f)[1:]}
     libc = ctypes.CDLL(None, use_errno=True)
     for fd in sorted(os.listdir(f"/proc/{pid}/fd"), key=int):
-        if int(fd) == 3:  # the channel to the parent
+        if int(fd) in (3, 4):  # the channel to the parent, the log relay to it
             continue
         try:
             link = os.readlink(f"/proc/{pid}/fd/{fd}")
@@ -166,8 +166,8 @@ class ProcessTree(unittest.TestCase):
             # The restart waits twice as long after each crash in a row, loudly.
             for n, (pid, delay) in enumerate(zip(killed, [100, 200, 400, 800, 1600, 3200]), 1):
                 tail = "" if n == 1 else f": {n} crashes in a row, throttled"
-                self.assertTrue(d.wait_log(rf"^smtpd\[\d+\]: error: mta \(pid {pid}\) {KILLED}; "
-                                           rf"restarting it in {delay} ms{re.escape(tail)}$"),
+                self.assertTrue(d.wait_log(rf"^smtpd\[\d+\]: error: msg=\"mta \(pid {pid}\) {KILLED}; "
+                                           rf"restarting it in {delay} ms{re.escape(tail)}\"$"),
                                 d.read_log())
             # smtpctl says it is down, throttled, and when it comes back.
             row = d.status()["mta"]
@@ -207,7 +207,7 @@ class ProcessTree(unittest.TestCase):
             self.assertIn("throttled", row["details"])
             self.assertEqual(row["details"]["crashes"], "6")
             self.assertIn("restart_in", row["details"])
-            self.assertTrue(d.wait_log(rf"error: smtp \(pid {killed[-1]}\) {KILLED}; restarting "
+            self.assertTrue(d.wait_log(rf"error: msg=\"smtp \(pid {killed[-1]}\) {KILLED}; restarting "
                                        r"it in 3200 ms: 6 crashes in a row, throttled"))
             self.assertEqual(d.smtpctl("resume", "mda").stdout, "mda resumed\n")
             self.assertTrue(wait_for(lambda: sorted(delivered(mail, "alice")) == sorted(accepted),

@@ -81,7 +81,7 @@ class Tls(unittest.TestCase):
         reply = tls.recv(1000).decode()
         # Nothing from before TLS counts: no HELO, no MAIL.
         self.assertTrue(reply.startswith("503 5.5.1"), reply)
-        self.assertIn("octets pipelined after STARTTLS discarded", self.d.read_log())
+        self.assertRegex(self.d.read_log(), r"event=discard, octets=\d+, reason=\"pipelined after STARTTLS\"")
         tls.close()
 
     def test_starttls_twice_and_with_argument(self):

@@ -169,6 +169,12 @@ std::string dump(const Config& config) {
     out << "\n";
   }
   if (config.tls) out << "tls: " << config.tls->certificate << " " << config.tls->key << "\n";
+  if (config.log != postern::log::Output{})
+    out << "log: to="
+        << (config.log.target ? postern::log::kTargetNames[static_cast<size_t>(*config.log.target)]
+                              : "<default>")
+        << " format=" << postern::log::kFormatNames[static_cast<size_t>(config.log.format)]
+        << " file=" << config.log.file << " syslog_socket=" << config.log.syslog_socket << "\n";
   const smtp::Limits& l = config.smtp.limits;
   out << "limits: message_size=" << l.message_size << " recipients=" << l.recipients
       << " errors=" << l.errors << " sessions=" << l.sessions
@@ -416,10 +422,17 @@ TEST(ConfigErrors, ControlCharactersInInputAreRefused) {
   EXPECT_TRUE(line.starts_with("t.yaml:1:8: bad encoding: ")) << line;
 }
 
+TEST(ConfigErrors, LogToAFileNeedsTheFile) {
+  EXPECT_EQ(error_of("log:\n  to: file\nlisteners:\n  - address: 127.0.0.1:25\n"),
+            "t.yaml:2:7: 'log.to' is file, which needs 'log.file'");
+  EXPECT_EQ(error_of("log:\n  format: yaml\nlisteners:\n  - address: 127.0.0.1:25\n"),
+            "t.yaml:2:11: bad 'format' value 'yaml' (expected one of: text, json)");
+}
+
 TEST(ConfigErrors, UnknownTopLevelKeyPointsAtTheKey) {
   EXPECT_EQ(error_of("listeners:\n  - address: 127.0.0.1:25\nspol: /var/spool\n"),
             "t.yaml:3:1: unknown key 'spol' in top level (expected one of: control, "
-            "credentials, dns, domains, empty_dir, hostname, limits, listeners, queue_user, "
+            "credentials, dns, domains, empty_dir, hostname, limits, listeners, log, queue_user, "
             "relay_domains, relay_source, relay_timeouts, relay_tls, reply_rules, routes, run_dir, "
             "senders, "
             "shaping, spool, tls, "
@@ -715,7 +728,7 @@ extra: 1
       "t.yaml:8:11: unknown listener role 'relay' (expected one of: smtp, submission, smtps)",
       "t.yaml:9:5: listener has no 'address'",
       ("t.yaml:10:1: unknown key 'extra' in top level (expected one of: control, "
-       "credentials, dns, domains, empty_dir, hostname, limits, listeners, queue_user, "
+       "credentials, dns, domains, empty_dir, hostname, limits, listeners, log, queue_user, "
        "relay_domains, relay_source, relay_timeouts, relay_tls, reply_rules, routes, run_dir, "
        "senders, "
        "shaping, spool, tls, "

@@ -86,5 +86,79 @@ TEST(LogSanitize, EmittedLinesCannotBeSplit) {
   EXPECT_NE(text.find("full\\nstatus=sent to=<x>\\r\\nfake[1]: line)"), std::string::npos);
 }
 
+TEST(LogLine, PostfixDeliveryLinesAreInTheGrammar) {
+  const std::string text = Line("0123456789abcdef")
+                               .add("to", "<alice@example.org>")
+                               .add("relay", "local")
+                               .add("delay", "0")
+                               .add("dsn", "2.0.0")
+                               .add("status", "sent")
+                               .comment("delivered to maildir (new)")
+                               .text();
+  EXPECT_EQ(text,
+            "0123456789abcdef: to=<alice@example.org>, relay=local, delay=0, dsn=2.0.0, "
+            "status=sent (delivered to maildir (new))");
+  const std::optional<ParsedLine> parsed = parse_line(text);
+  ASSERT_TRUE(parsed.has_value());
+  EXPECT_EQ(parsed->subject, "0123456789abcdef");
+  ASSERT_EQ(parsed->fields.size(), 5u);
+  EXPECT_EQ(parsed->fields[4], (std::pair<std::string, std::string>{"status", "sent"}));
+  EXPECT_EQ(parsed->comment, "delivered to maildir (new)");
+}
+
+TEST(LogLine, ValuesChosenByAClientCannotAddAFieldOrALine) {
+  const std::string forged = "x\", status=sent, to=<root@x>\nsmtpd[1]: fake (y)\\";
+  const std::string text =
+      Line().session(0xabc).add("event", "reject").add("command", forged).text();
+  EXPECT_EQ(text.find('\n'), std::string::npos);
+  const std::optional<ParsedLine> parsed = parse_line(text);
+  ASSERT_TRUE(parsed.has_value()) << text;
+  ASSERT_EQ(parsed->fields.size(), 3u) << text;
+  EXPECT_EQ(parsed->fields[0].second, "0000000000000abc");
+  EXPECT_EQ(parsed->fields[2].first, "command");
+  EXPECT_EQ(parsed->fields[2].second, forged);
+  EXPECT_FALSE(parsed->comment.has_value());
+}
+
+TEST(LogLine, QuotingIsOnlyWhereNeeded) {
+  EXPECT_EQ(quote("[127.0.0.1]"), "[127.0.0.1]");
+  EXPECT_EQ(quote(""), "\"\"");
+  EXPECT_EQ(quote("TLSv1.3 TLS_AES_256_GCM_SHA384"), "\"TLSv1.3 TLS_AES_256_GCM_SHA384\"");
+  EXPECT_EQ(quote("a,b"), "\"a,b\"");
+  EXPECT_EQ(quote("j\xc3\xb6rg \x1b"), "\"j\xc3\xb6rg \\x1b\"");
+  const std::string cut = quote(std::string(1000, '"'), 100);
+  EXPECT_LE(cut.size(), 102u);
+  EXPECT_TRUE(parse_line("k=" + cut).has_value()) << cut;
+}
+
+TEST(LogLine, TheReaderIsStrict) {
+  EXPECT_TRUE(parse_line("msg=\"spool ready\"").has_value());
+  EXPECT_TRUE(parse_line("warning: msg=x").has_value());
+  EXPECT_EQ(parse_line("warning: msg=x")->level, Level::warning);
+  EXPECT_TRUE(parse_line("error: 0123abcd: event=commit, result=failed").has_value());
+  EXPECT_FALSE(parse_line("").has_value());
+  EXPECT_FALSE(parse_line("free text").has_value());
+  EXPECT_FALSE(parse_line("a=b,c=d").has_value());
+  EXPECT_FALSE(parse_line("a=b  c=d").has_value());
+  EXPECT_FALSE(parse_line("a=\"open").has_value());
+  EXPECT_FALSE(parse_line("a=\"bad escape \\q\"").has_value());
+  EXPECT_FALSE(parse_line("a=b (unclosed").has_value());
+  EXPECT_FALSE(parse_line("a=b (x) c=d").has_value());
+  EXPECT_FALSE(parse_line("a=b\x01").has_value());
+  EXPECT_FALSE(parse_line("A=b").has_value());
+  EXPECT_FALSE(parse_line("a=").has_value());
+  EXPECT_FALSE(parse_line("x: y: z: a=b").has_value());
+}
+
+TEST(LogLine, JsonKeepsEveryFieldAndEscapes) {
+  const std::optional<ParsedLine> parsed =
+      parse_line("warning: 00ff: to=<a@b>, reply=\"550 \\\"no\\\"\", time=x (text \xc3\xa9)");
+  ASSERT_TRUE(parsed.has_value());
+  EXPECT_EQ(to_json(*parsed, "\"pid\":1"),
+            "{\"pid\":1,\"level\":\"warning\",\"id\":\"00ff\",\"to\":\"<a@b>\","
+            "\"reply\":\"550 \\\"no\\\"\",\"field_time\":\"x\",\"text\":\"text \xc3\xa9\"}");
+  EXPECT_EQ(json_string("\x01\xff"), "\"\\u0001\\u00ff\"");
+}
+
 }  // namespace
 }  // namespace postern::log
