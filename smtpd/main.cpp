@@ -23,6 +23,7 @@
 #include "smtpd/host.hpp"
 #include "smtpd/listeners.hpp"
 #include "smtpd/relay_auth.hpp"
+#include "smtpd/service_notify.hpp"
 #include "smtpd/supervisor.hpp"
 #include "smtpd/tls_files.hpp"
 
@@ -54,8 +55,9 @@ void raise_descriptor_limit() {
 
 void usage(FILE* out) {
   std::fprintf(out,
-               "usage: smtpd [-dhnv] [-f file] [-x dir]\n"
+               "usage: smtpd [-dFhnv] [-f file] [-x dir]\n"
                "  -d       stay in the foreground and log to stderr\n"
+               "  -F       stay in the foreground and log to syslog (systemd)\n"
                "  -f file  configuration file (default %s)\n"
                "  -h       show this help\n"
                "  -n       check the configuration and exit\n"
@@ -96,10 +98,16 @@ int run(int argc, char** argv) {
                             .foreground = false,
                             .verbose = false};
   bool check_only = false;
-  for (int opt = 0; (opt = getopt(argc, argv, "df:hnvx:")) != -1;) {
+  // -F: a service manager supervises this process (systemd's Type=notify); it stays in the
+  // foreground but logs as a daemon does, and its pid is the one that started.
+  bool detach = true;
+  for (int opt = 0; (opt = getopt(argc, argv, "dFf:hnvx:")) != -1;) {
     switch (opt) {
       case 'd':
         options.foreground = true;
+        break;
+      case 'F':
+        detach = false;
         break;
       case 'f':
         options.config_path = optarg;
@@ -195,7 +203,9 @@ int run(int argc, char** argv) {
   }
   const std::string control_path = config.control.socket_path;
 
-  if (!options.foreground) {
+  if (!options.foreground && !detach) {
+    log::init("smtpd", log::Destination::syslog, options.verbose);
+  } else if (!options.foreground) {
     UniqueFd started = daemonize();
     if (!started) {
       log::error("cannot become a daemon: %s", std::strerror(errno));
@@ -218,7 +228,11 @@ int run(int argc, char** argv) {
                         std::move(listeners), std::move(control).value());
   SignalHandler on_term(base.get(), SIGTERM, [&] { supervisor.stop(0); });
   SignalHandler on_int(base.get(), SIGINT, [&] { supervisor.stop(0); });
-  SignalHandler on_hup(base.get(), SIGHUP, [&] { supervisor.reload(); });
+  SignalHandler on_hup(base.get(), SIGHUP, [&] {
+    service::reloading();
+    supervisor.reload();
+    if (supervisor.announced_ready()) service::ready();
+  });
   log::info("Postern %s starting", POSTERN_VERSION);
   supervisor.start();
   event_base_dispatch(base.get());
