@@ -23,6 +23,8 @@
 #include "smtpd/host.hpp"
 #include "smtpd/listeners.hpp"
 #include "smtpd/preflight.hpp"
+#include "smtpd/relay_auth.hpp"
+#include "smtpd/service_notify.hpp"
 #include "smtpd/supervisor.hpp"
 #include "smtpd/tls_files.hpp"
 
@@ -54,8 +56,9 @@ void raise_descriptor_limit() {
 
 void usage(FILE* out) {
   std::fprintf(out,
-               "usage: smtpd [-dhnv] [-f file] [-x dir]\n"
+               "usage: smtpd [-dFhnv] [-f file] [-x dir]\n"
                "  -d       stay in the foreground and log to stderr\n"
+               "  -F       stay in the foreground and log to syslog (systemd)\n"
                "  -f file  configuration file (default %s)\n"
                "  -h       show this help\n"
                "  -n       check the configuration and exit\n"
@@ -99,10 +102,16 @@ int run(int argc, char** argv) {
                             .foreground = false,
                             .verbose = false};
   bool check_only = false;
-  for (int opt = 0; (opt = getopt(argc, argv, "df:hnvx:")) != -1;) {
+  // -F: a service manager supervises this process (systemd's Type=notify); it stays in the
+  // foreground but logs as a daemon does, and its pid is the one that started.
+  bool detach = true;
+  for (int opt = 0; (opt = getopt(argc, argv, "dFf:hnvx:")) != -1;) {
     switch (opt) {
       case 'd':
         options.foreground = true;
+        break;
+      case 'F':
+        detach = false;
         break;
       case 'f':
         options.config_path = optarg;
@@ -198,7 +207,7 @@ int run(int argc, char** argv) {
     output.target = options.foreground ? log::Target::stderr_stream : log::Target::syslog;
   if (Status st = log::configure(output); !st.ok())
     std::fprintf(stderr, "smtpd: warning: %s\n", st.error().message.c_str());
-  if (!options.foreground) {
+  if (!options.foreground && detach) {
     UniqueFd started = daemonize(output.target == log::Target::stderr_stream);
     if (!started) {
       log::error("cannot become a daemon: %s", std::strerror(errno));
@@ -222,7 +231,9 @@ int run(int argc, char** argv) {
   SignalHandler on_int(base.get(), SIGINT, [&] { supervisor.stop(0); });
   SignalHandler on_hup(base.get(), SIGHUP, [&] {
     log::reopen();  // a rotated log file
+    service::reloading();
     (void)supervisor.reload();
+    if (supervisor.announced_ready()) service::ready();
   });
   log::info("Postern %s starting", POSTERN_VERSION);
   supervisor.start();

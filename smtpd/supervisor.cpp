@@ -20,6 +20,7 @@
 #include "lookup/api.hpp"
 #include "mda/api.hpp"
 #include "smtpd/api.hpp"
+#include "smtpd/service_notify.hpp"
 #include "smtpd/spawn.hpp"
 
 namespace postern::smtpd {
@@ -216,6 +217,13 @@ void Supervisor::register_handlers() {
     Child& c = child(in.from);
     c.ready = true;
     log::debug("%s (pid %d) is ready", name_of(c.role).c_str(), static_cast<int>(c.pid));
+    // The service manager hears "ready" once, when the first start is complete: a child that
+    // restarts later is supervision's business, not a new start-up.
+    if (!announced_ready_ &&
+        std::ranges::all_of(kChildRoles, [this](Role role) { return child(role).ready; })) {
+      announced_ready_ = true;
+      service::ready();
+    }
   });
   dispatcher_.on<msg::PeerFault>([this](msg::Incoming& in, msg::PeerFault&& m) {
     if (m.peer == Role::parent || m.peer == Role::client || !talks(in.from, m.peer)) {
@@ -286,6 +294,7 @@ void Supervisor::stop(int status) {
   stopping_ = true;
   exit_status_ = status;
   log::info("stopping");
+  service::stopping();
   // The queue goes last. mda and mta report each delivery as it is made, up to their exit; a
   // report the queue never reads is a delivery made again after the restart. So the queue
   // keeps running (and reading) until every other child is gone (leave_loop_when_done).

@@ -70,6 +70,8 @@ class Supervisor {
   // leaves the event loop; exit_status() is then the daemon's exit status.
   void stop(int status);
   int exit_status() const { return exit_status_; }
+  // Whether every child has been ready once (and the service manager was told).
+  bool announced_ready() const { return announced_ready_; }
 
  private:
   struct Child {
@@ -140,6 +142,7 @@ class Supervisor {
   uint32_t next_table_update_ = 1;
   int64_t started_at_ = 0;
   bool stopping_ = false;
+  bool announced_ready_ = false;
   int exit_status_ = 0;
   DeliveryHelpers helpers_;
   SignalHandler sigchld_;
