@@ -175,6 +175,7 @@ void Session::on_event(bufferevent*, short what, void* self) {
 }
 
 void Session::reply(int code, const char* status, const std::string& text) {
+  if (code >= 400) server_.count_refusal(status != nullptr ? status : "none");
   std::string line = std::to_string(code) + " ";
   if (status != nullptr) line += std::string(status) + " ";
   line += text + "\r\n";
@@ -379,6 +380,7 @@ void Session::start_tls() {
     return;
   }
   tls_ = std::move(stream).value();
+  server_.count("tls");
 }
 
 // True when the stream ended the session (the peer closed, or TLS failed).

@@ -78,6 +78,18 @@ struct Tls {
   friend bool operator==(const Tls&, const Tls&) = default;
 };
 
+// The Prometheus endpoint (served by the control process): off unless configured.
+struct Metrics {
+  std::string listen;  // IP:port or [IPv6]:port, written canonically
+  static constexpr auto fields() {
+    using fields::field;
+    return std::tuple{
+        field(&Metrics::listen, "listen", {.hook = "metrics_address", .required = true}),
+    };
+  }
+  friend bool operator==(const Metrics&, const Metrics&) = default;
+};
+
 constexpr size_t kMaxListeners = lookup::kMaxListeners;
 
 struct Config {
@@ -101,6 +113,7 @@ struct Config {
   // The CA certificates the mta's verify policy checks servers against (PEM). Default: the
   // bundle libtls was built to use (tls_default_ca_cert_file()).
   std::optional<std::string> relay_ca_file;
+  std::optional<Metrics> metrics;
 
   // Each child's slice, sent to it as it is.
   smtp::Settings smtp;
@@ -124,6 +137,7 @@ struct Config {
         field(&Config::tls, "tls"),
         field(&Config::credentials, "credentials", {.hook = "path"}),
         field(&Config::relay_ca_file, "relay_tls.ca_file", {.hook = "path"}),
+        field(&Config::metrics, "metrics"),
     };
   }
 };

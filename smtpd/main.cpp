@@ -194,6 +194,18 @@ int run(int argc, char** argv) {
     return 1;
   }
   const std::string control_path = config.control.socket_path;
+  // Bound here like the SMTP listeners (a port below 1024 needs root); control serves it.
+  UniqueFd metrics;
+  if (config.metrics) {
+    Result<UniqueFd> bound = Result<UniqueFd>(make_error("bad metrics address"));
+    if (auto address = inet::read_socket_address(config.metrics->listen))
+      bound = bind_listener(address.value());
+    if (!bound.ok()) {
+      log::error("metrics: %s", bound.error().message.c_str());
+      return 1;
+    }
+    metrics = std::move(bound).value();
+  }
 
   if (!options.foreground) {
     UniqueFd started = daemonize();
@@ -216,6 +228,7 @@ int run(int argc, char** argv) {
   EventBasePtr base = make_event_base();
   Supervisor supervisor(base.get(), options, std::move(config), std::move(tls), ids.value(),
                         std::move(listeners), std::move(control).value());
+  supervisor.set_metrics_socket(std::move(metrics));
   SignalHandler on_term(base.get(), SIGTERM, [&] { supervisor.stop(0); });
   SignalHandler on_int(base.get(), SIGINT, [&] { supervisor.stop(0); });
   SignalHandler on_hup(base.get(), SIGHUP, [&] { supervisor.reload(); });

@@ -98,6 +98,7 @@ enum class Type : uint16_t {
   sender_verdict,
   ctl_show_relays,
   mta_ca_file,
+  metrics_socket,
 };
 
 // Numbers no message uses any more (never reused, so that an old frame is never misread).
@@ -245,6 +246,8 @@ inline constexpr MessageInfo kSchema[] = {
     {Type::ctl_show_relays, "ctl_show_relays", kCtlRequestSenders, roles(Role::control, Role::mta),
      FdRule::none},
     {Type::mta_ca_file, "mta_ca_file", roles(Role::parent), roles(Role::mta), FdRule::required},
+    {Type::metrics_socket, "metrics_socket", roles(Role::parent), roles(Role::control),
+     FdRule::required},
 };
 
 // The row of a type; a type without one does not compile.

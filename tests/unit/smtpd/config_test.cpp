@@ -176,6 +176,7 @@ std::string dump(const Config& config) {
       << " data_timeout=" << l.data_timeout << " connection_rate=" << config.lookup.connection_rate
       << "\n";
   if (config.virtual_user) out << "virtual_user: " << *config.virtual_user << "\n";
+  if (config.metrics) out << "metrics: " << config.metrics->listen << "\n";
   return out.str();
 }
 
@@ -419,9 +420,9 @@ TEST(ConfigErrors, ControlCharactersInInputAreRefused) {
 TEST(ConfigErrors, UnknownTopLevelKeyPointsAtTheKey) {
   EXPECT_EQ(error_of("listeners:\n  - address: 127.0.0.1:25\nspol: /var/spool\n"),
             "t.yaml:3:1: unknown key 'spol' in top level (expected one of: control, "
-            "credentials, dns, domains, empty_dir, hostname, limits, listeners, queue_user, "
-            "relay_domains, relay_source, relay_timeouts, relay_tls, reply_rules, routes, run_dir, "
-            "senders, "
+            "credentials, dns, domains, empty_dir, hostname, limits, listeners, metrics, "
+            "queue_user, relay_domains, relay_source, relay_timeouts, relay_tls, reply_rules, "
+            "routes, run_dir, senders, "
             "shaping, spool, tls, "
             "trusted_networks, "
             "trusted_networks_relay, user, virtual_user)");
@@ -715,8 +716,9 @@ extra: 1
       "t.yaml:8:11: unknown listener role 'relay' (expected one of: smtp, submission, smtps)",
       "t.yaml:9:5: listener has no 'address'",
       ("t.yaml:10:1: unknown key 'extra' in top level (expected one of: control, "
-       "credentials, dns, domains, empty_dir, hostname, limits, listeners, queue_user, "
-       "relay_domains, relay_source, relay_timeouts, relay_tls, reply_rules, routes, run_dir, "
+       "credentials, dns, domains, empty_dir, hostname, limits, listeners, metrics, "
+       "queue_user, relay_domains, relay_source, relay_timeouts, relay_tls, reply_rules, routes, "
+       "run_dir, "
        "senders, "
        "shaping, spool, tls, "
        "trusted_networks, "
