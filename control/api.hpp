@@ -23,6 +23,13 @@ struct ControlSocket {
   static constexpr auto fields() { return std::tuple{}; }
 };
 
+// The listening TCP socket of the metrics endpoint (smtpd.yaml metrics), bound by the parent;
+// sent only when metrics are configured.
+struct MetricsSocket {
+  static constexpr MessageInfo kInfo = schema(Type::metrics_socket);
+  static constexpr auto fields() { return std::tuple{}; }
+};
+
 // --- smtpctl requests: client -> control -> parent, answers back the same way -------------
 
 struct CtlShowStatus {
@@ -171,6 +178,7 @@ struct ProcessStatus {
   std::vector<PeerState> peers;
   uint32_t crashes = 0;        // recent crashes, counted for the restart back-off
   uint32_t restart_in_ms = 0;  // down and waiting this long to be restarted; 0: not waiting
+  bool answered = false;       // its counters came in this round (the parent: always)
   static constexpr auto fields() {
     return std::tuple{
         fields::field(&ProcessStatus::role, "role", {.values = kRoleCount}),
@@ -181,6 +189,7 @@ struct ProcessStatus {
         fields::field(&ProcessStatus::peers, "peers", {.count = kMaxPeers}),
         fields::field(&ProcessStatus::crashes, "crashes"),
         fields::field(&ProcessStatus::restart_in_ms, "restart_in_ms"),
+        fields::field(&ProcessStatus::answered, "answered"),
     };
   }
   friend bool operator==(const ProcessStatus&, const ProcessStatus&) = default;

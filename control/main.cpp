@@ -8,11 +8,13 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/ipc/child.hpp"
 #include "common/util/log.hpp"
 #include "control/api.hpp"
+#include "control/metrics_server.hpp"
 
 namespace postern::control {
 namespace {
@@ -25,10 +27,21 @@ class ControlServer {
   explicit ControlServer(ChildRuntime& runtime) : runtime_(runtime) {
     runtime_.dispatcher().on<msg::ControlSocket>(
         [this](msg::Incoming& in, msg::ControlSocket&&) { listen_fd_ = std::move(in.fd); });
+    runtime_.dispatcher().on<msg::MetricsSocket>(
+        [this](msg::Incoming& in, msg::MetricsSocket&&) { metrics_fd_ = std::move(in.fd); });
     runtime_.on_started([this] {
       if (!listen_fd_) log::fatal("no control socket from the parent");
       watcher_ = std::make_unique<FdWatcher>(runtime_.base(), listen_fd_.get(),
                                              [this] { accept_client(); });
+      // Served here, not by the parent: control already gathers every process's status for
+      // smtpctl, runs unprivileged in an empty chroot, and takes outside input already.
+      if (metrics_fd_)
+        metrics_ = std::make_unique<MetricsServer>(
+            runtime_.base(), std::move(metrics_fd_), [this]() -> std::optional<uint32_t> {
+              const uint32_t id = next_request_++;
+              if (!msg::send(runtime_.parent(), msg::CtlShowStatus{}, id)) return std::nullopt;
+              return id;
+            });
     });
     runtime_.on_stopping([this] {
       for (auto& [id, client] : clients_) client->flush(std::chrono::milliseconds(200));
@@ -49,7 +62,10 @@ class ControlServer {
     clients_dispatcher_.on<msg::CtlPause>([this](msg::Incoming& in, msg::CtlPause&& m) {
       forward(m.target == Role::smtp ? Role::smtp : Role::queue, in.request_id, m);
     });
-    relay_answers<msg::CtlStatus>(true);
+    runtime_.dispatcher().on<msg::CtlStatus>([this](msg::Incoming& in, msg::CtlStatus&& m) {
+      if (metrics_ && metrics_->on_status(in.request_id, m)) return;
+      relay(in.request_id, true, m);
+    });
     relay_answers<msg::CtlResult>(true);
     relay_answers<msg::CtlText>(false);
     runtime_.counters()["clients"] = 0;
@@ -83,13 +99,17 @@ class ControlServer {
   // final: the answer is complete (a long one comes as CtlText pieces, then a CtlResult).
   template <typename M>
   void relay_answers(bool final) {
-    runtime_.dispatcher().on<M>([this, final](msg::Incoming& in, M&& m) {
-      auto it = pending_.find(in.request_id);
-      if (it == pending_.end()) return;
-      const Pending p = it->second;
-      if (final) pending_.erase(it);
-      answer(p.client, p.client_request, m);
-    });
+    runtime_.dispatcher().on<M>(
+        [this, final](msg::Incoming& in, M&& m) { relay(in.request_id, final, m); });
+  }
+
+  template <typename M>
+  void relay(uint32_t request_id, bool final, const M& m) {
+    auto it = pending_.find(request_id);
+    if (it == pending_.end()) return;
+    const Pending p = it->second;
+    if (final) pending_.erase(it);
+    answer(p.client, p.client_request, m);
   }
 
   template <typename M>
@@ -140,6 +160,8 @@ class ControlServer {
   ChildRuntime& runtime_;
   UniqueFd listen_fd_;
   std::unique_ptr<FdWatcher> watcher_;
+  UniqueFd metrics_fd_;
+  std::unique_ptr<MetricsServer> metrics_;
   msg::Dispatcher clients_dispatcher_{Role::control};
   std::map<uint32_t, std::unique_ptr<ipc::Channel>> clients_;
   std::map<uint32_t, Pending> pending_;

@@ -230,6 +230,7 @@ struct Resolver::Impl {
                                               .count());
     impl->counters.answer_total_us += us;
     impl->counters.answer_max_us = std::max(impl->counters.answer_max_us, us);
+    ++impl->counters.answer_buckets[latency_bucket(us)];
 
     Answer answer;
     if (security == 1) {

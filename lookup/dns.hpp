@@ -5,6 +5,7 @@
 
 #include <sys/socket.h>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -19,6 +20,19 @@
 struct event_base;
 
 namespace postern::lookup::dns {
+
+// The latency buckets of the metrics histograms (upper bounds; above the last: +Inf), as
+// microseconds and as the seconds a scrape shows.
+constexpr std::array<uint64_t, 8> kLatencyBoundsUs = {1000,   5000,   10000,   50000,
+                                                      100000, 500000, 1000000, 5000000};
+constexpr std::array<const char*, 8> kLatencyBoundNames = {"0.001", "0.005", "0.01", "0.05",
+                                                           "0.1",   "0.5",   "1",    "5"};
+// The bucket of a latency: an index of kLatencyBoundsUs, or its size for +Inf.
+inline size_t latency_bucket(uint64_t us) {
+  size_t i = 0;
+  while (i < kLatencyBoundsUs.size() && us > kLatencyBoundsUs[i]) ++i;
+  return i;
+}
 
 enum class Status : uint8_t {
   ok,
@@ -109,6 +123,7 @@ class Resolver {
     uint64_t cached = 0;
     uint64_t answer_total_us = 0;
     uint64_t answer_max_us = 0;
+    std::array<uint64_t, kLatencyBoundsUs.size() + 1> answer_buckets{};
   };
   Stats stats() const;
 

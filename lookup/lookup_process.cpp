@@ -56,6 +56,7 @@ msg::MxStatus mx_status(const dns::MxRoute& route) {
 }  // namespace
 
 LookupProcess::LookupProcess(ChildRuntime& runtime) : runtime_(runtime) {
+  runtime_.on_status([this] { count_latencies(); });
   auto& d = runtime_.dispatcher();
   d.on<Settings>([this](msg::Incoming&, Settings&& m) { configure(m); });
   d.on<msg::RcptCheck>([this](msg::Incoming& in, msg::RcptCheck&& m) {
@@ -360,6 +361,25 @@ void LookupProcess::answer_mx(Role asker, uint32_t request, dns::MxRoute route) 
     a.hosts.push_back({h.preference, std::move(h.name), std::move(h.addresses)});
   ipc::Channel* channel = runtime_.peer(asker);
   if (channel == nullptr || !msg::send(*channel, a, request)) log::warn("cannot answer mta");
+}
+
+// The latency histograms for metrics (control/metrics_text.cpp): NAME:le_LE, NAME:sum_us and
+// NAME:count, refreshed for each status answer.
+void LookupProcess::count_latencies() {
+  auto& c = runtime_.counters();
+  auto put = [&c](const std::string& name, uint64_t count, uint64_t total_us,
+                  std::span<const uint64_t> buckets) {
+    for (size_t i = 0; i < dns::kLatencyBoundNames.size(); ++i)
+      c[name + ":le_" + dns::kLatencyBoundNames[i]] = buckets[i];
+    c[name + ":sum_us"] = total_us;
+    c[name + ":count"] = count;
+  };
+  put("mx", mx_latency_.count, mx_latency_.total_us, mx_latency_.buckets);
+  put("client", client_latency_.count, client_latency_.total_us, client_latency_.buckets);
+  if (resolver_) {
+    const dns::Resolver::Stats st = resolver_->stats();
+    put("dns", st.answers, st.answer_total_us, st.answer_buckets);
+  }
 }
 
 void LookupProcess::show_stats(msg::Incoming& in) {

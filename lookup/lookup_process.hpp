@@ -39,7 +39,9 @@ struct Latency {
     ++count;
     total_us += us;
     if (us > max_us) max_us = us;
+    ++buckets[dns::latency_bucket(us)];
   }
+  std::array<uint64_t, dns::kLatencyBoundsUs.size() + 1> buckets{};
   std::string to_string() const { return std::to_string(count) + ", " + times(); }
   std::string times() const {
     char text[80];
@@ -126,6 +128,7 @@ class LookupProcess {
   void find_mx(msg::Incoming& in, const msg::MxQuery& m);
   void answer_mx(Role asker, uint32_t request, dns::MxRoute route);
   void show_stats(msg::Incoming& in);
+  void count_latencies();
 
   // Aliases and virtual users: a table with any error is refused whole, the one in use kept.
   Status load_routing_table(msg::TableKind kind, const std::string& name, int fd);

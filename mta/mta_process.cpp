@@ -143,6 +143,8 @@ MtaProcess::MtaProcess(ChildRuntime& runtime) : runtime_(runtime) {
   runtime_.counters()["sent"] = 0;
   runtime_.counters()["deferred"] = 0;
   runtime_.counters()["bounced"] = 0;
+  runtime_.counters()["sent_tls"] = 0;
+  runtime_.counters()["sent_plain"] = 0;
 }
 
 void MtaProcess::configure(Settings&& settings) {
@@ -273,6 +275,12 @@ void MtaProcess::report(Job& job, size_t recipient, msg::DeliveryResult result) 
              result.remote_mta.empty() ? "none" : result.remote_mta.c_str(), delay,
              result.dsn.c_str(), msg::status_word(result.outcome), result.detail.c_str());
   ++runtime_.counters()[msg::status_word(result.outcome)];
+  // Metrics: results per destination domain (bounded, see count_labeled) and TLS use.
+  const std::string_view domain = std::string_view(r.address).substr(r.address.rfind('@') + 1);
+  runtime_.count_labeled(std::string("relay_") + msg::status_word(result.outcome),
+                         ascii::lower(domain));
+  if (result.outcome == msg::DeliveryOutcome::delivered)
+    ++runtime_.counters()[result.tls.empty() ? "sent_plain" : "sent_tls"];
   job.unsent_bytes += report_size(result);
   job.unsent.push_back(std::move(result));
   if (--job.open == 0)

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -57,6 +58,32 @@ Scheduler::Scheduler(ChildRuntime& runtime, Spool& spool, Spares& spares, Commit
   lane(Lane::remote).peer = Role::mta;
   lane(Lane::remote).name = "remote";
   update_counters();
+  runtime_.on_status([this] { count_ages(); });
+}
+
+// The queue's shape by age, for metrics: one pass over the messages, only when asked.
+void Scheduler::count_ages() {
+  struct Bucket {
+    int64_t below;  // seconds
+    const char* counter;
+    uint64_t messages = 0;
+  };
+  std::array<Bucket, 6> buckets{{{300, "age:lt_5m"},
+                                 {3600, "age:lt_1h"},
+                                 {4 * 3600, "age:lt_4h"},
+                                 {24 * 3600, "age:lt_1d"},
+                                 {5 * 24 * 3600, "age:lt_5d"},
+                                 {INT64_MAX, "age:ge_5d"}}};
+  const int64_t now = time(nullptr);
+  for (const auto& [id, envelope] : messages_) {
+    const int64_t age = now - envelope.arrival;
+    for (Bucket& b : buckets)
+      if (age < b.below) {
+        ++b.messages;
+        break;
+      }
+  }
+  for (const Bucket& b : buckets) runtime_.counters()[b.counter] = b.messages;
 }
 
 void Scheduler::configure(const Settings& settings) {

@@ -170,6 +170,7 @@ class Scheduler {
                          uint32_t serial = 0);
   std::vector<std::string> select(const std::string& id_or_all, std::string& error) const;
   void update_counters();
+  void count_ages();
 
   ChildRuntime& runtime_;
   Spool& spool_;

@@ -166,6 +166,7 @@ void Session::on_message_result(const msg::MessageResult& result) {
     ++accepted_;
     txn_->queue_id.clear();  // committed: nothing to abort
     txn_.reset();
+    server_.count("messages");
     reply(250, "2.0.0", "Ok: queued as " + result.id);
   } else if (was == Waiting::commit && result.outcome == msg::MessageOutcome::relay_denied) {
     // lookup, asked by the queue, does not vouch for this session's relaying.

@@ -264,6 +264,9 @@ void Server::update_counters() {
   c["sessions"] = sessions_.size();
   c["accepted"] = accepted_;
   c["refused"] = refused_;
+  // Counted where they happen (count()); shown from zero.
+  c.try_emplace("messages", 0);
+  c.try_emplace("tls", 0);
 }
 
 }  // namespace postern::smtp

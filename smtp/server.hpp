@@ -46,6 +46,10 @@ class Server {
 
   // The session is over; it is destroyed from the event loop, not from its own callbacks.
   void retire(uint64_t session_id);
+  // Metrics (control/metrics_text.cpp): a message accepted, a session that started TLS, and a
+  // negative reply by its enhanced status code.
+  void count(const char* counter) { ++runtime_.counters()[counter]; }
+  void count_refusal(const char* status) { runtime_.count_labeled("refusal", status); }
 
   // A connection accepted on a listener, from `client` (as inet::address_text writes it):
   // turned away past the session limits, else it becomes a session. Tests hand it a

@@ -197,6 +197,7 @@ log::Line Session::log_event(std::string_view name) const {
 }
 
 void Session::reply(int code, const char* status, const std::string& text) {
+  if (code >= 400) server_.count_refusal(status != nullptr ? status : "none");
   std::string line = std::to_string(code) + " ";
   if (status != nullptr) line += std::string(status) + " ";
   line += text;
@@ -405,6 +406,7 @@ void Session::start_tls() {
     return;
   }
   tls_ = std::move(stream).value();
+  server_.count("tls");
 }
 
 // True when the stream ended the session (the peer closed, or TLS failed).

@@ -84,6 +84,18 @@ struct Tls {
   friend bool operator==(const Tls&, const Tls&) = default;
 };
 
+// The Prometheus endpoint (served by the control process): off unless configured.
+struct Metrics {
+  std::string listen;  // IP:port or [IPv6]:port, written canonically
+  static constexpr auto fields() {
+    using fields::field;
+    return std::tuple{
+        field(&Metrics::listen, "listen", {.hook = "metrics_address", .required = true}),
+    };
+  }
+  friend bool operator==(const Metrics&, const Metrics&) = default;
+};
+
 constexpr size_t kMaxListeners = lookup::kMaxListeners;
 
 struct Config {
@@ -119,6 +131,7 @@ struct Config {
   // An error at the place of key (file:line:column), or about the whole file when the key is
   // not written in it (its default applies).
   ConfigError error_at(std::string_view key, std::string message) const;
+  std::optional<Metrics> metrics;
 
   // Each child's slice, sent to it as it is.
   smtp::Settings smtp;
@@ -143,6 +156,7 @@ struct Config {
         field(&Config::credentials, "credentials", {.hook = "path"}),
         field(&Config::relay_ca_file, "relay_tls.ca_file", {.hook = "path"}),
         field(&Config::log, "log"),
+        field(&Config::metrics, "metrics"),
     };
   }
 };

@@ -55,6 +55,22 @@ bool KeyReader::control_socket(const MapEntry& entry, std::string& out) {
   return true;
 }
 
+// Parsed again by the parent when it binds the socket; written here as it will print.
+bool KeyReader::metrics_address(const MapEntry& entry, std::string& out) {
+  const std::optional<std::string> text = string_value(entry);
+  if (!text) return false;
+  auto address = inet::read_socket_address(*text);
+  if (!address) {
+    walk_.at(entry.value.mark, "bad metrics address " + config::quote(*text) +
+                                   (address.error() == inet::AddressProblem::port_range
+                                        ? ": port must be 1-65535"
+                                        : " (expected IP:port or [IPv6]:port)"));
+    return false;
+  }
+  out = address.value().to_string();
+  return true;
+}
+
 // Replaces the default: a list given is the whole list, and [] trusts nobody.
 void KeyReader::walk_trusted_networks(const MapEntry& entry, std::vector<inet::Network>& networks) {
   const Node& value = entry.value;

@@ -30,6 +30,7 @@ class KeyReader {
   explicit KeyReader(Walk& walk) : walk_(walk) {}
 
   bool operator()(std::string_view hook, Walk&, const MapEntry& entry, std::string& out) {
+    if (hook == "metrics_address") return metrics_address(entry, out);
     if (hook != "socket") std::abort();  // a table names a hook this type has not
     return control_socket(entry, out);
   }
@@ -98,6 +99,7 @@ class KeyReader {
   }
 
   bool control_socket(const MapEntry& entry, std::string& out);
+  bool metrics_address(const MapEntry& entry, std::string& out);
   void walk_domains(const MapEntry& entry, std::vector<lookup::Domain>& domains);
   bool walk_alias_rights(const MapEntry& entry, lookup::AliasRights& rights);
   bool walk_users(const MapEntry& entry, lookup::Domain& domain);

@@ -199,6 +199,18 @@ int run(int argc, char** argv) {
     return 1;
   }
   const std::string control_path = config.control.socket_path;
+  // Bound here like the SMTP listeners (a port below 1024 needs root); control serves it.
+  UniqueFd metrics;
+  if (config.metrics) {
+    Result<UniqueFd> bound = Result<UniqueFd>(make_error("bad metrics address"));
+    if (auto address = inet::read_socket_address(config.metrics->listen))
+      bound = bind_listener(address.value());
+    if (!bound.ok()) {
+      log::error("metrics: %s", bound.error().message.c_str());
+      return 1;
+    }
+    metrics = std::move(bound).value();
+  }
 
   // From here on lines go where the configuration says (-d: stderr). Said once on the
   // terminal when that does not work now; log.hpp says what happens to the lines then.
@@ -227,6 +239,7 @@ int run(int argc, char** argv) {
   EventBasePtr base = make_event_base();
   Supervisor supervisor(base.get(), options, std::move(config), std::move(tls), ids.value(),
                         std::move(listeners), std::move(control).value());
+  supervisor.set_metrics_socket(std::move(metrics));
   SignalHandler on_term(base.get(), SIGTERM, [&] { supervisor.stop(0); });
   SignalHandler on_int(base.get(), SIGINT, [&] { supervisor.stop(0); });
   SignalHandler on_hup(base.get(), SIGHUP, [&] {

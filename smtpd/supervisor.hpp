@@ -60,6 +60,9 @@ class Supervisor {
   Supervisor& operator=(const Supervisor&) = delete;
   ~Supervisor() = default;
 
+  // The metrics endpoint's listening socket (smtpd.yaml metrics), given to every control
+  // process started after this; call before start().
+  void set_metrics_socket(UniqueFd fd) { metrics_socket_ = std::move(fd); }
   void start();
   // Reads the configuration file again and takes it, or refuses it whole when the file or
   // anything it names fails the checks of a start (the running configuration stays); logged
@@ -133,6 +136,7 @@ class Supervisor {
   std::vector<BoundListener> listeners_;
   uint32_t next_listener_id_ = 1;
   UniqueFd control_socket_;
+  UniqueFd metrics_socket_;  // not open: no metrics configured
   std::array<Child, kRoleCount> children_;
   msg::Dispatcher dispatcher_{Role::parent};
   std::map<uint32_t, StatusRound> rounds_;

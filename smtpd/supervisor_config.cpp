@@ -76,6 +76,9 @@ void Supervisor::send_startup(Child& c) {
     case Role::control:
       queued = queued && msg::send(*c.channel, msg::ControlSocket{}, 0,
                                    UniqueFd(fcntl(control_socket_.get(), F_DUPFD_CLOEXEC, 0)));
+      if (metrics_socket_)
+        queued = queued && msg::send(*c.channel, msg::MetricsSocket{}, 0,
+                                     UniqueFd(fcntl(metrics_socket_.get(), F_DUPFD_CLOEXEC, 0)));
       break;
     default:
       break;
@@ -375,6 +378,7 @@ Result<std::string> Supervisor::reload() {
   keep("run_dir", next.run_dir, config_.run_dir);
   keep("control.socket", next.control.socket_path, config_.control.socket_path);
   keep("control.group", next.control.group, config_.control.group);
+  keep("metrics.listen", next.metrics, config_.metrics);
 
   apply_listeners(next.listeners);
   tls_ = std::move(next_tls);

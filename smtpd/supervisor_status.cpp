@@ -39,7 +39,8 @@ void Supervisor::finish_status(uint32_t round_id) {
                               .started_at = started_at_,
                               .restarts = 0,
                               .counters = {{"listeners", listeners_.size()}},
-                              .peers = {}});
+                              .peers = {},
+                              .answered = true});
   const auto now = std::chrono::steady_clock::now();
   for (Role role : kChildRoles) {
     const Child& c = child(role);
@@ -50,7 +51,8 @@ void Supervisor::finish_status(uint32_t round_id) {
                          .counters = {},
                          .peers = {},
                          .crashes = c.backoff.crashes(c.pid > 0, c.spawned_at, now),
-                         .restart_in_ms = 0};
+                         .restart_in_ms = 0,
+                         .answered = false};
     if (c.pid <= 0 && c.restart_due) {
       const auto wait = std::chrono::ceil<std::chrono::milliseconds>(*c.restart_due - now);
       p.restart_in_ms = static_cast<uint32_t>(std::clamp<int64_t>(wait.count(), 1, UINT32_MAX));
@@ -58,6 +60,7 @@ void Supervisor::finish_status(uint32_t round_id) {
     if (auto reply = round.replies.find(role); reply != round.replies.end()) {
       p.counters = std::move(reply->second.counters);
       p.peers = std::move(reply->second.peers);
+      p.answered = true;
     }
     status.processes.push_back(std::move(p));
   }

@@ -94,7 +94,11 @@ ChildRuntime::ChildRuntime(Role role, int argc, char** argv)
   dispatcher_.on<msg::StatusRequest>([this](msg::Incoming& in, msg::StatusRequest&&) {
     msg::StatusReply reply;
     reply.started_at = started_at_;
-    for (const auto& [name, value] : counters_) reply.counters.push_back({name, value});
+    if (on_status_) on_status_();
+    for (const auto& [name, value] : counters_) {
+      if (reply.counters.size() == msg::kMaxCounters) break;  // more would not decode
+      reply.counters.push_back({name, value});
+    }
     const RoleMask mine = process_info(role_).peers;
     for (const auto& p : kProcesses) {
       if (!has_role(mine, p.role)) continue;
@@ -210,6 +214,20 @@ void ChildRuntime::finish_stop() {
 int ChildRuntime::run() {  // NOLINT(readability-make-member-function-const)
   event_base_dispatch(base());
   return exit_status_;
+}
+
+void ChildRuntime::count_labeled(std::string_view prefix, std::string_view value) {
+  std::string name = std::string(prefix) + ':';
+  auto known = counters_.find(name + std::string(value));
+  if (known == counters_.end()) {
+    size_t values = 0;
+    for (auto it = counters_.lower_bound(name);
+         it != counters_.end() && it->first.starts_with(name); ++it)
+      ++values;
+    const bool fits = values < kMaxLabelValues && name.size() + value.size() <= msg::kMaxNameLength;
+    known = counters_.emplace(name + std::string(fits ? value : "other"), 0).first;
+  }
+  ++known->second;
 }
 
 }  // namespace postern

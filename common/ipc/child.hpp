@@ -29,6 +29,9 @@ void init_child_log(std::string_view ident, int argc, char** argv);
 constexpr std::chrono::milliseconds kStopLinger{3000};
 constexpr std::chrono::milliseconds kLingerPoll{10};
 
+// Values one label of a metrics family may take in one process (see count_labeled).
+constexpr size_t kMaxLabelValues = 12;
+
 class ChildRuntime {
  public:
   // Parses the command line the parent gives (-d: log to stderr, -v: verbose), sets up
@@ -46,6 +49,12 @@ class ChildRuntime {
   ipc::Channel* peer(Role role);
   // Named counters reported in status answers.
   std::map<std::string, uint64_t>& counters() { return counters_; }
+  // Adds one to the counter "prefix:value", a series of a labelled metrics family
+  // (control/metrics_text.cpp). A prefix keeps at most kMaxLabelValues values and counts the
+  // rest under "prefix:other", so that what peers or clients send cannot grow the counters.
+  void count_labeled(std::string_view prefix, std::string_view value);
+  // Runs before each status answer, for counters worked out only when asked (the queue's ages).
+  void on_status(std::function<void()> callback) { on_status_ = std::move(callback); }
   bool started() const { return started_; }
 
   // Runs once privileges are dropped, before any peer or outside input is read.
@@ -89,6 +98,7 @@ class ChildRuntime {
   std::vector<std::pair<Role, UniqueFd>> pending_peers_;
   std::map<std::string, uint64_t> counters_;
   std::function<void()> on_started_;
+  std::function<void()> on_status_;
   std::function<void()> on_stopping_;
   std::function<bool()> busy_;
   std::unique_ptr<Timer> linger_;

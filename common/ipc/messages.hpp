@@ -99,6 +99,7 @@ enum class Type : uint16_t {
   ctl_show_relays,
   mta_ca_file,
   ctl_reload,
+  metrics_socket,
 };
 
 // Numbers no message uses any more (never reused, so that an old frame is never misread).
@@ -247,6 +248,8 @@ inline constexpr MessageInfo kSchema[] = {
      FdRule::none},
     {Type::mta_ca_file, "mta_ca_file", roles(Role::parent), roles(Role::mta), FdRule::required},
     {Type::ctl_reload, "ctl_reload", kCtlRequestSenders, kCtlRequestReceivers, FdRule::none},
+    {Type::metrics_socket, "metrics_socket", roles(Role::parent), roles(Role::control),
+     FdRule::required},
 };
 
 // The row of a type; a type without one does not compile.

@@ -80,7 +80,9 @@ std::span<const std::string_view> role_calls(Role role) {
   static constexpr std::string_view kQueue[] = {"openat",   "mkdirat",   "fsync",    "fdatasync",
                                                 "renameat", "renameat2", "unlinkat", "getdents64",
                                                 "pipe2",    "syncfs",    "pread64",  "pwrite64"};
-  static constexpr std::string_view kControl[] = {"accept4", "getsockopt"};
+  // smtpctl clients and metrics scrapers accepted; evhttp shuts a connection down before it
+  // closes it (and reads with ioctl(FIONREAD), below).
+  static constexpr std::string_view kControl[] = {"accept4", "getsockopt", "shutdown"};
   // Tables arrive as descriptors (read again at every reload) or are :include: files.
   static constexpr std::string_view kLookup[] = {"pread64"};
   // Sessions on sockets the listeners accept; nothing is opened by name.
@@ -264,9 +266,9 @@ Status install_syscall_filter(Role role) {
         seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, SCMP_SYS(readlinkat), 0) != 0)
       return make_error("seccomp: cannot allow what NSS needs");
   }
-  if (role == Role::smtp || role == Role::mda || role == Role::mta) {
-    // libevent's bufferevents (smtp's sessions, mda's LMTP client, mta's connections) ask how
-    // much is readable;
+  if (role == Role::smtp || role == Role::mda || role == Role::mta || role == Role::control) {
+    // libevent's bufferevents (smtp's sessions, mda's LMTP client, mta's connections,
+    // control's metrics scrapers through evhttp) ask how much is readable;
     // no other ioctl.
     if (seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
                          SCMP_A1(SCMP_CMP_EQ, FIONREAD)) != 0)

@@ -122,8 +122,11 @@ void print_status(const msg::CtlStatus& status) {
                 " restart_in=" + format_wait(p.restart_in_ms);
     if (p.crashes > 0)
       details += (details.empty() ? "" : " ") + std::string("crashes=") + std::to_string(p.crashes);
+    // Names with ':' are the series of labelled metrics families (codes, destinations,
+    // latency buckets): the metrics endpoint shows them, this table would drown in them.
     for (const auto& c : p.counters)
-      details += (details.empty() ? "" : " ") + c.name + "=" + std::to_string(c.value);
+      if (c.name.find(':') == std::string::npos)
+        details += (details.empty() ? "" : " ") + c.name + "=" + std::to_string(c.value);
     if (!p.peers.empty()) {
       details += std::string(details.empty() ? "" : " ") + "peers=";
       for (size_t i = 0; i < p.peers.size(); ++i)

@@ -32,7 +32,7 @@ class QuickStart(unittest.TestCase):
                         os.path.join(tls, "key.pem"), "-out", os.path.join(tls, "cert.pem"),
                         "-days", "2", "-subj", "/CN=localhost"],
                        check=True, capture_output=True)
-        self.ports = {old: free_port() for old in (2525, 2587, 2465, 2526)}
+        self.ports = {old: free_port() for old in (2525, 2587, 2465, 2526, 9587)}
         with open(os.path.join(ROOT, "etc", "quickstart.yaml")) as f:
             text = f.read()
         for old, new in self.ports.items():

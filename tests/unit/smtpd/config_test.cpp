@@ -182,6 +182,7 @@ std::string dump(const Config& config) {
       << " data_timeout=" << l.data_timeout << " connection_rate=" << config.lookup.connection_rate
       << "\n";
   if (config.virtual_user) out << "virtual_user: " << *config.virtual_user << "\n";
+  if (config.metrics) out << "metrics: " << config.metrics->listen << "\n";
   return out.str();
 }
 
@@ -432,7 +433,8 @@ TEST(ConfigErrors, LogToAFileNeedsTheFile) {
 TEST(ConfigErrors, UnknownTopLevelKeyPointsAtTheKey) {
   EXPECT_EQ(error_of("listeners:\n  - address: 127.0.0.1:25\nspol: /var/spool\n"),
             "t.yaml:3:1: unknown key 'spol' in top level (expected one of: control, "
-            "credentials, dns, domains, empty_dir, hostname, limits, listeners, log, queue_user, "
+            "credentials, dns, domains, empty_dir, hostname, limits, listeners, log, metrics, "
+            "queue_user, "
             "relay_domains, relay_source, relay_timeouts, relay_tls, reply_rules, routes, run_dir, "
             "senders, "
             "shaping, spool, tls, "
@@ -728,7 +730,8 @@ extra: 1
       "t.yaml:8:11: unknown listener role 'relay' (expected one of: smtp, submission, smtps)",
       "t.yaml:9:5: listener has no 'address'",
       ("t.yaml:10:1: unknown key 'extra' in top level (expected one of: control, "
-       "credentials, dns, domains, empty_dir, hostname, limits, listeners, log, queue_user, "
+       "credentials, dns, domains, empty_dir, hostname, limits, listeners, log, metrics, "
+       "queue_user, "
        "relay_domains, relay_source, relay_timeouts, relay_tls, reply_rules, routes, run_dir, "
        "senders, "
        "shaping, spool, tls, "
