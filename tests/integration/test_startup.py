@@ -278,7 +278,7 @@ class Reload(unittest.TestCase):
                              (0, f"configuration reloaded from {d.config}; changed: limits, "
                                  "listeners\n", ""))
             self.assertTrue(d.wait_log(rf"configuration reloaded from {d.config}; changed: "
-                                       r"limits, listeners$"))
+                                       r"limits, listeners\b"))
             self.assertIn("reload requested through smtpctl", d.read_log())
 
     def test_refused_reload_fails_with_the_errors(self):
