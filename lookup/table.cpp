@@ -12,7 +12,7 @@ bool is_blank(char c) {
   return c == ' ' || c == '\t';
 }
 
-std::string_view trim(std::string_view s) {
+std::string_view trim_blanks(std::string_view s) {
   while (!s.empty() && is_blank(s.front())) s.remove_prefix(1);
   while (!s.empty() && is_blank(s.back())) s.remove_suffix(1);
   return s;
@@ -42,12 +42,12 @@ Result<FileTable, TableError> FileTable::parse(std::string_view text, const std:
       return error(number, "line longer than " + std::to_string(kMaxTableLine) + " octets");
     for (unsigned char c : line)
       if ((c < 0x20 && c != '\t') || c == 0x7f) return error(number, "control character");
-    line = trim(line);
+    line = trim_blanks(line);
     if (line.empty() || line.front() == '#') continue;
     size_t key_end = 0;
     while (key_end < line.size() && !is_blank(line[key_end])) ++key_end;
     std::string key = ascii::lower(line.substr(0, key_end));
-    const std::string_view value = trim(line.substr(key_end));
+    const std::string_view value = trim_blanks(line.substr(key_end));
     const auto [first, fresh] = lines.emplace(key, number);
     if (!fresh)
       return error(number, "duplicate key '" + key + "' (first at line " +
@@ -73,7 +73,7 @@ Result<std::optional<UserDelivery>> parse_user_delivery(std::string_view value) 
   if (colon == std::string_view::npos)
     return make_error("expected maildir:, mbox:, lmtp: or command: before " + std::string(value));
   const std::string_view kind = value.substr(0, colon);
-  const std::string_view target = trim(value.substr(colon + 1));
+  const std::string_view target = trim_blanks(value.substr(colon + 1));
   if (target.empty()) return make_error("nothing after " + std::string(kind) + ":");
   UserDelivery d;
   d.target = std::string(target);
