@@ -85,8 +85,12 @@ void check_table(const Config& config, const TableRef& table, ConfigErrors& erro
     errors.push_back(config.error_at(table.key, label + " " + read.error().message));
     return;
   }
-  for (const std::string& e : table_errors(table.kind, table.path, text))
-    errors.push_back(config.error_at(table.key, label + " " + e));
+  for (const std::string& e : table_errors(table.kind, table.path, text)) {
+    std::string message = label;
+    message += " ";
+    message += e;
+    errors.push_back(config.error_at(table.key, std::move(message)));
+  }
   explicit_bzero(text.data(), text.size());
 }
 
