@@ -355,7 +355,7 @@ std::string metrics_text(const std::vector<ProcessFigures>& processes) {
   for (const Series& s : series_table()) {
     const ProcessFigures* p = find(processes, s.role);
     if (p == nullptr) continue;
-    auto add = [&](prometheus::Labels labels, uint64_t value) {
+    auto add = [&](const prometheus::Labels& labels, uint64_t value) {
       if (s.kind == Kind::counter) {
         family_of(counters, registry, prometheus::BuildCounter(), s.family, help_of(s.family))
             .Add(labels)
