@@ -55,8 +55,8 @@ class MetricsServer {
     evhttp_connection* connection;
   };
   static void on_request(evhttp_request* request, void* self);
-  static void on_connection_closed(evhttp_connection* connection, void* self);
-  static bufferevent* on_new_connection(event_base* base, void* self);
+  static void on_connection_closed(evhttp_connection* connection, void* arg);
+  static bufferevent* on_new_connection(event_base* base, void* arg);
   void handle(evhttp_request* request);
   void answer_waiting();
   void answer(evhttp_request* request);

@@ -31,7 +31,7 @@ struct Series {
 };
 
 const std::vector<Series>& series_table() {
-  static const std::vector<Series> table = {
+  static const std::vector<Series> kTable = {
       {Role::smtp,
        "accepted",
        "postern_smtp_connections_total",
@@ -208,7 +208,7 @@ const std::vector<Series>& series_table() {
        "smtpctl clients connected now.",
        {}},
   };
-  return table;
+  return kTable;
 }
 
 // Latency histograms a process reports as counters: NAME:le_LE (observations up to LE seconds
@@ -222,7 +222,7 @@ struct HistogramSeries {
 };
 
 const std::vector<HistogramSeries>& histogram_table() {
-  static const std::vector<HistogramSeries> table = {
+  static const std::vector<HistogramSeries> kTable = {
       {Role::lookup,
        "dns",
        "postern_dns_answer_seconds",
@@ -236,7 +236,7 @@ const std::vector<HistogramSeries>& histogram_table() {
        {{"question", "mx"}}},
       {Role::lookup, "client", "postern_lookup_seconds", "", {{"question", "client"}}},
   };
-  return table;
+  return kTable;
 }
 
 // A prometheus-cpp family is registered once per name; its help comes from the first row.
