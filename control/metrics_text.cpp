@@ -376,7 +376,7 @@ std::string metrics_text(const std::vector<ProcessFigures>& processes) {
          it != p->counters.end() && it->first.starts_with(prefix); ++it) {
       prometheus::Labels labels = s.labels;
       labels[std::string(s.label)] = it->first.substr(prefix.size());
-      add(std::move(labels), it->second);
+      add(labels, it->second);
     }
   }
 
