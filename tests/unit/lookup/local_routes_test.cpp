@@ -274,8 +274,8 @@ TEST_F(LocalRoutesTest, AliasesNotLoadedAnswerNothingForGood) {
              .aliases = "/etc/aliases-org",
              .maildir = "/mail/%u"};
   router_.configure({sys, org});
-  ASSERT_TRUE(router_.load(msg::TableKind::aliases, "/etc/aliases-org", "boss: root@localhost\n")
-                  .ok());
+  ASSERT_TRUE(
+      router_.load(msg::TableKind::aliases, "/etc/aliases-org", "boss: root@localhost\n").ok());
   for (const char* name : {"postmaster", "root", "no-such-user-here"}) {
     auto r = router_.check(name, "localhost");
     EXPECT_EQ(r.status, RouteStatus::temporary) << name;
