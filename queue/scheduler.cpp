@@ -55,8 +55,8 @@ Scheduler::Scheduler(ChildRuntime& runtime, Spool& spool, Spares& spares, Commit
 // The queue's shape by age, for metrics: one pass over the messages, only when asked.
 void Scheduler::count_ages() {
   struct Bucket {
-    int64_t below;  // seconds
-    const char* counter;
+    int64_t below = 0;  // seconds
+    const char* counter = nullptr;
     uint64_t messages = 0;
   };
   std::array<Bucket, 6> buckets{{{300, "age:lt_5m"},
