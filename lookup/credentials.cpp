@@ -17,6 +17,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "common/util/ascii.hpp"
 #include "common/util/fd.hpp"
 #include "common/util/io.hpp"
 
@@ -174,6 +175,36 @@ HashCheck check_hash(std::string_view hash) {
   return refuse("plaintext passwords are not accepted");
 }
 
+// Dovecot's passwd-file writes "{SHA512-CRYPT}$6$...", optionally followed by its other
+// fields (":uid:gid:..."); the crypt(3) schemes among its names are taken as their hash
+// (the fields after it are Dovecot's, not ours, and ignored). Returns an error, or "" with
+// hash left as the bare crypt(3) hash. Other Dovecot schemes (PLAIN, SSHA, ARGON2...) are not
+// crypt(3) hashes and are refused, the field's text never echoed.
+std::string strip_dovecot_scheme(std::string_view& hash) {
+  if (!hash.starts_with('{')) return "";
+  const size_t close = hash.find('}');
+  if (close == std::string_view::npos) return "malformed {SCHEME} prefix";
+  const std::string scheme = ascii::upper(hash.substr(1, close - 1));
+  std::string_view bare = hash.substr(close + 1);
+  bare = bare.substr(0, bare.find(':'));
+  struct Known {
+    std::string_view name;
+    std::string_view prefix;  // what the bare hash must start with
+  };
+  static constexpr Known kKnown[] = {
+      {"SHA512-CRYPT", "$6$"}, {"SHA256-CRYPT", "$5$"}, {"BLF-CRYPT", "$2"}, {"CRYPT", ""}};
+  for (const Known& k : kKnown) {
+    if (scheme != k.name) continue;
+    if (!bare.starts_with(k.prefix))
+      return "the hash is not of the scheme its {" + std::string(k.name) + "} prefix names";
+    hash = bare;
+    return "";
+  }
+  return std::string(kRefused) +
+         "a Dovecot scheme other than {SHA512-CRYPT}, {SHA256-CRYPT}, {BLF-CRYPT} or {CRYPT}" +
+         std::string(kAdvice);
+}
+
 // What crypt_rn works in: 32 KiB, too much for the stack of a daemon's callback. The
 // passphrase is copied into its input field, so wiping the whole area after the check
 // removes every copy we made (libxcrypt erases its own scratch space).
@@ -268,7 +299,7 @@ Result<CredentialTable, CredentialErrors> CredentialTable::parse(std::string_vie
       continue;
     }
     const std::string_view user = line.substr(0, colon);
-    const std::string_view hash = line.substr(colon + 1);
+    std::string_view hash = line.substr(colon + 1);
     // An invalid name is not echoed: it is not known to be a name at all.
     if (user.empty()) {
       report(line_number, "empty user name");
@@ -287,6 +318,10 @@ Result<CredentialTable, CredentialErrors> CredentialTable::parse(std::string_vie
     if (!inserted) {
       report(line_number,
              who + "duplicate entry (first on line " + std::to_string(first->second) + ")");
+      continue;
+    }
+    if (const std::string error = strip_dovecot_scheme(hash); !error.empty()) {
+      report(line_number, who + error);
       continue;
     }
     const HashCheck check = check_hash(hash);

@@ -119,6 +119,36 @@ TEST(CredentialTable, MixedSchemesAndUnknownUsers) {
     EXPECT_FALSE(table.verify("nobody", password));
 }
 
+// Dovecot's passwd-file lines: a {SCHEME} prefix naming a crypt(3) scheme, and Dovecot's own
+// fields after the hash.
+TEST(CredentialTable, DovecotPrefixedHashes) {
+  const CredentialTable table =
+      parse_ok("a:{SHA512-CRYPT}" + make_hash("$6$", 5000, "one") + "\nb:{BLF-CRYPT}" +
+               make_hash("$2b$", 4, "two") + "::::::\nc:{crypt}" + make_hash("$y$", 1, "three") +
+               ":1000:1000::/home/c::\nd:{SHA256-CRYPT}" + make_hash("$5$", 5000, "four") + "\n");
+  EXPECT_TRUE(table.verify("a", "one"));
+  EXPECT_TRUE(table.verify("b", "two"));
+  EXPECT_TRUE(table.verify("c", "three"));
+  EXPECT_TRUE(table.verify("d", "four"));
+  EXPECT_FALSE(table.verify("a", "two"));
+  EXPECT_FALSE(table.verify("c", ""));
+}
+
+TEST(CredentialTable, DovecotPrefixesThatDoNotHold) {
+  EXPECT_EQ(parse_errors("a:{SHA512-CRYPT}" + make_hash("$2b$", 4, "pw") + "\n"),
+            std::vector<std::string>{"users.txt:1: user 'a': the hash is not of the scheme its "
+                                     "{SHA512-CRYPT} prefix names"});
+  EXPECT_EQ(parse_errors("a:{PLAIN}secret\n"),
+            std::vector<std::string>{
+                "users.txt:1: user 'a': refused hash scheme: a Dovecot scheme other than "
+                "{SHA512-CRYPT}, {SHA256-CRYPT}, {BLF-CRYPT} or {CRYPT} (use bcrypt, "
+                "sha512-crypt or yescrypt)"});
+  EXPECT_EQ(parse_errors("a:{SHA512-CRYPT\n"),
+            std::vector<std::string>{"users.txt:1: user 'a': malformed {SCHEME} prefix"});
+  // A prefix does not make a weak hash acceptable.
+  EXPECT_EQ(parse_errors("a:{CRYPT}$1$salt$abcdefghijklmnopqrstuv\n").size(), 1u);
+}
+
 TEST(CredentialTable, EmptyTableVerifiesNobody) {
   const CredentialTable table = parse_ok("# no users yet\n\n");
   EXPECT_EQ(table.size(), 0u);
