@@ -59,20 +59,70 @@ struct CtlReload {
   static constexpr auto fields() { return std::tuple{}; }
 };
 
-struct CtlShowQueue {
-  static constexpr MessageInfo kInfo = schema(Type::ctl_show_queue);
-  static constexpr auto fields() { return std::tuple{}; }
-};
+
+// How a view is written: for people (columns, text) or one JSON object per line
+// (docs/smtpctl-json.md).
+enum class CtlFormat : uint8_t { text, json };
+constexpr std::array<std::string_view, 2> kCtlFormatNames = {"text", "json"};
 
 // A message id or "all", checked by the queue, which says so if it is neither.
 constexpr size_t kMaxCtlMessageId = 64;
 
+// The queue's views: every message with its recipients (list), or how many messages wait for
+// each destination domain by age (shape, as Postfix's qshape).
+enum class QueueView : uint8_t { list, shape };
+constexpr std::array<std::string_view, 2> kQueueViewNames = {"list", "shape"};
+// A recipient state to select by; any: no selection.
+enum class StateFilter : uint8_t { any, pending, delivered, failed };
+constexpr std::array<std::string_view, 4> kStateFilterNames = {"any", "pending", "delivered",
+                                                               "failed"};
+
+// smtpctl show queue: the messages every given filter matches (an empty text or 0: no filter),
+// a page at a time. The answer is one page (CtlText pieces, then a CtlResult whose text is the
+// number of messages on it and whose more, when not empty, is the after of the next page), so
+// neither the queue nor control ever holds more than a page of a long queue.
+struct CtlShowQueue {
+  static constexpr MessageInfo kInfo = schema(Type::ctl_show_queue);
+  QueueView view = QueueView::list;
+  CtlFormat format = CtlFormat::text;
+  std::string after;      // list the messages whose id sorts after this one ("": from the first)
+  std::string sender;     // the sender's address contains this (ASCII case ignored)
+  std::string recipient;  // a recipient's address contains this
+  std::string domain;     // a recipient's domain is this
+  StateFilter state = StateFilter::any;  // a recipient is in this state
+  uint32_t older = 0;                    // queued at least this many seconds ago
+  uint32_t newer = 0;                    // queued less than this many seconds ago
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&CtlShowQueue::view, "view", {.names = kQueueViewNames}),
+        fields::field(&CtlShowQueue::format, "format", {.names = kCtlFormatNames}),
+        fields::field(&CtlShowQueue::after, "after", {.length = kMaxCtlMessageId}),
+        fields::field(&CtlShowQueue::sender, "sender", {.length = kMaxPathLength}),
+        fields::field(&CtlShowQueue::recipient, "recipient", {.length = kMaxPathLength}),
+        fields::field(&CtlShowQueue::domain, "domain", {.length = kMaxDomainLength}),
+        fields::field(&CtlShowQueue::state, "state", {.names = kStateFilterNames}),
+        fields::field(&CtlShowQueue::older, "older"),
+        fields::field(&CtlShowQueue::newer, "newer"),
+    };
+  }
+};
+
+// smtpctl show envelope ID (the envelope, times in words) or show message ID (the bytes in the
+// spool, a page at a time from offset: a CtlText and a CtlResult whose more is the next offset).
+enum class MessagePart : uint8_t { envelope, data };
+constexpr std::array<std::string_view, 2> kMessagePartNames = {"envelope", "data"};
 struct CtlShowMessage {
   static constexpr MessageInfo kInfo = schema(Type::ctl_show_message);
   std::string id;
+  MessagePart part = MessagePart::envelope;
+  CtlFormat format = CtlFormat::text;
+  uint64_t offset = 0;
   static constexpr auto fields() {
     return std::tuple{
         fields::field(&CtlShowMessage::id, "id", {.length = kMaxCtlMessageId}),
+        fields::field(&CtlShowMessage::part, "part", {.names = kMessagePartNames}),
+        fields::field(&CtlShowMessage::format, "format", {.names = kCtlFormatNames}),
+        fields::field(&CtlShowMessage::offset, "offset"),
     };
   }
 };
@@ -155,16 +205,25 @@ struct CtlRemove {
   }
 };
 
-// Pause or resume a stage: smtp stops accepting connections; mda or mta gets no new jobs.
+// Pause or resume a stage: smtp stops accepting connections; mda or mta gets no new jobs. With
+// target queue, one message (envelope) or one destination domain (domain) is held instead.
 struct CtlPause {
   static constexpr MessageInfo kInfo = schema(Type::ctl_pause);
   Role target = Role::mda;
   bool pause = true;
-  bool valid() const { return target == Role::mda || target == Role::mta || target == Role::smtp; }
+  std::string envelope;
+  std::string domain;
+  // (Which of envelope and domain a hold names is the queue's to check: it says so.)
+  bool valid() const {
+    return target == Role::mda || target == Role::mta || target == Role::smtp ||
+           target == Role::queue;
+  }
   static constexpr auto fields() {
     return std::tuple{
         fields::field(&CtlPause::target, "target", {.values = kRoleCount}),
         fields::field(&CtlPause::pause, "pause"),
+        fields::field(&CtlPause::envelope, "envelope", {.length = kMaxCtlMessageId}),
+        fields::field(&CtlPause::domain, "domain", {.length = kMaxDomainLength}),
     };
   }
 };
@@ -210,10 +269,13 @@ struct CtlResult {
   static constexpr MessageInfo kInfo = schema(Type::ctl_result);
   bool ok = true;
   std::string text;
+  // A paged answer (show queue, show message) goes on: smtpctl asks again from here.
+  std::string more;
   static constexpr auto fields() {
     return std::tuple{
         fields::field(&CtlResult::ok, "ok"),
         fields::field(&CtlResult::text, "text", {.length = kMaxCtlResultText}),
+        fields::field(&CtlResult::more, "more", {.length = kMaxCtlMessageId}),
     };
   }
 };

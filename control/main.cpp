@@ -130,13 +130,23 @@ class ControlServer {
       log::warn("too many smtpctl clients; turning one away");
       return;
     }
+    // Who is asking, from the kernel (the socket's mode and group decide who may connect at
+    // all): every command is logged with it.
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    if (getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+      log::warn("smtpctl client: no credentials: %s; turning it away", std::strerror(errno));
+      return;
+    }
     const uint32_t id = next_client_++;
+    callers_[id] = cred;
     clients_[id] = std::make_unique<ipc::Channel>(
         runtime_.base(), std::move(fd), "smtpctl client " + std::to_string(id),
         ipc::Channel::Handlers{
             .on_frame =
                 [this, id](ipc::Frame&& f) {
                   current_client_ = id;
+                  log_command(id, f.type);
                   const Status st = clients_dispatcher_.dispatch(Role::client, std::move(f));
                   if (!st.ok()) drop_client(id, st.error().message);
                 },
@@ -152,8 +162,18 @@ class ControlServer {
     forget_client(id);
   }
 
+  void log_command(uint32_t client, uint16_t type) {
+    std::string_view name = "unknown";
+    for (const msg::MessageInfo& info : msg::kSchema)
+      if (static_cast<uint16_t>(info.type) == type) name = info.name;
+    const ucred& c = callers_[client];
+    log::info("smtpctl command %.*s from uid %u (pid %d)", static_cast<int>(name.size()),
+              name.data(), static_cast<unsigned>(c.uid), static_cast<int>(c.pid));
+  }
+
   void forget_client(uint32_t id) {
     clients_.erase(id);
+    callers_.erase(id);
     runtime_.counters()["clients"] = clients_.size();
   }
 
@@ -164,6 +184,7 @@ class ControlServer {
   std::unique_ptr<MetricsServer> metrics_;
   msg::Dispatcher clients_dispatcher_{Role::control};
   std::map<uint32_t, std::unique_ptr<ipc::Channel>> clients_;
+  std::map<uint32_t, ucred> callers_;  // by client
   std::map<uint32_t, Pending> pending_;
   uint32_t current_client_ = 0;
   uint32_t next_client_ = 1;

@@ -111,8 +111,11 @@ MdaProcess::MdaProcess(ChildRuntime& runtime)
     return std::any_of(jobs_.begin(), jobs_.end(),
                        [](const auto& job) { return job.second->pending > 0; });
   });
+  // Named as the queue's and mta's counters (smtpctl(8)): the queue's delivered, deferred and
+  // bounced are mda's and mta's added up.
   runtime_.counters()["delivered"] = 0;
-  runtime_.counters()["failed"] = 0;
+  runtime_.counters()["deferred"] = 0;
+  runtime_.counters()["bounced"] = 0;
   publish_timer_ = std::make_unique<Timer>(runtime_.base(), [this] { publish(); });
   publisher_ = std::make_unique<MaildirWorker>(runtime_.base(), publish_batch,
                                                [this](MaildirBatch& done) { on_published(done); });
@@ -461,7 +464,9 @@ void MdaProcess::finish(uint64_t id) {
     if (r.outcome != msg::DeliveryOutcome::delivered) r.forward.clear();
     if (r.detail.empty()) r.detail = r.forward.empty() ? "delivered" : "forwarded";
     if (r.detail.size() > msg::kMaxDeliveryDetail) r.detail.resize(msg::kMaxDeliveryDetail);
-    ++runtime_.counters()[r.outcome == msg::DeliveryOutcome::delivered ? "delivered" : "failed"];
+    ++runtime_.counters()[r.outcome == msg::DeliveryOutcome::delivered           ? "delivered"
+                          : r.outcome == msg::DeliveryOutcome::temporary_failure ? "deferred"
+                                                                                 : "bounced"];
     size_t size = 32 + r.dsn.size() + r.detail.size();
     for (const auto& f : r.forward) size += 4 + f.size();
     if (bytes + size > kReportFrameBudget && !frame.results.empty()) {

@@ -14,6 +14,7 @@
 #include "control/api.hpp"
 #include "lookup/api.hpp"
 #include "queue/api.hpp"
+#include "queue/views.hpp"
 #include "smtp/api.hpp"
 
 namespace postern::queue {
@@ -21,34 +22,6 @@ namespace {
 
 // Messages smtp may have open at once; a peer that opens more is misbehaving.
 constexpr size_t kMaxOpenMessages = 10000;
-
-// A long answer to smtpctl: text sent in pieces that each fit a frame, ended by a CtlResult.
-class LongAnswer {
- public:
-  LongAnswer(ipc::Channel& control, uint32_t request_id)
-      : control_(control), request_id_(request_id) {}
-  std::string& text() { return text_; }
-  void flush_if_big() {
-    if (text_.size() > msg::kMaxCtlText / 2) flush();
-  }
-  void finish(bool ok, const std::string& summary) {
-    flush();
-    send(msg::CtlResult{.ok = ok, .text = summary});
-  }
-
- private:
-  void flush() {
-    if (!text_.empty()) send(msg::CtlText{.text = text_});
-    text_.clear();
-  }
-  template <typename M>
-  void send(const M& m) {
-    if (!msg::send(control_, m, request_id_)) log::warn("cannot answer control");
-  }
-  ipc::Channel& control_;
-  uint32_t request_id_;
-  std::string text_;
-};
 
 }  // namespace
 
@@ -69,7 +42,14 @@ QueueProcess::QueueProcess(ChildRuntime& runtime) : runtime_(runtime) {
     answer_control(in.request_id, scheduler_->remove(m.id));
   });
   d.on<msg::CtlPause>([this](msg::Incoming& in, msg::CtlPause&& m) {
-    answer_control(in.request_id, scheduler_->pause_deliveries(m.target, m.pause));
+    if (m.target != Role::queue)
+      answer_control(in.request_id, scheduler_->pause_deliveries(m.target, m.pause));
+    else if (m.envelope.empty() == m.domain.empty())
+      answer_control(in.request_id, make_error("name one envelope or one domain to hold"));
+    else if (!m.envelope.empty())
+      answer_control(in.request_id, scheduler_->hold_message(m.envelope, m.pause));
+    else
+      answer_control(in.request_id, scheduler_->hold_domain(m.domain, m.pause));
   });
   d.on<msg::MessageOpen>([this](msg::Incoming& in, msg::MessageOpen&&) { open(in); });
   d.on<msg::MessageRecipients>(
@@ -77,10 +57,17 @@ QueueProcess::QueueProcess(ChildRuntime& runtime) : runtime_(runtime) {
   d.on<msg::MessageCommit>(
       [this](msg::Incoming& in, msg::MessageCommit&& m) { commit(in.request_id, std::move(m)); });
   d.on<msg::MessageAbort>([this](msg::Incoming&, msg::MessageAbort&& m) { abort(m.id); });
-  d.on<msg::CtlShowQueue>(
-      [this](msg::Incoming& in, msg::CtlShowQueue&&) { show_queue(in.request_id); });
-  d.on<msg::CtlShowMessage>(
-      [this](msg::Incoming& in, msg::CtlShowMessage&& m) { show_message(in.request_id, m.id); });
+  d.on<msg::CtlShowQueue>([this](msg::Incoming& in, msg::CtlShowQueue&& m) {
+    const Views views(*scheduler_, *spool_);
+    const int64_t now = time(nullptr);
+    send_page(in.request_id,
+              m.view == msg::QueueView::shape ? views.shape(m, now) : views.list(m, now));
+  });
+  d.on<msg::CtlShowMessage>([this](msg::Incoming& in, msg::CtlShowMessage&& m) {
+    const Views views(*scheduler_, *spool_);
+    send_page(in.request_id,
+              m.part == msg::MessagePart::data ? views.data(m) : views.envelope(m, time(nullptr)));
+  });
   runtime_.on_started([this] { start(); });
   d.on<msg::RelayVerdict>(
       [this](msg::Incoming& in, msg::RelayVerdict&& m) { relay_checked(in.request_id, m); });
@@ -281,6 +268,7 @@ void QueueProcess::submit(uint32_t request_id, Envelope envelope, NewMessage fil
       [this, request_id](const Envelope& e, const Status& st) {
         --committing_;
         if (st.ok()) {
+          ++received_;
           scheduler_->add(e);
           log::Line(e.id)
               .add("event", "queued")
@@ -315,108 +303,12 @@ void QueueProcess::forget_open_messages() {
   update_counters();
 }
 
-void QueueProcess::show_queue(uint32_t request_id) {
+void QueueProcess::send_page(uint32_t request_id, const Page& page) {
   ipc::Channel* control = runtime_.peer(Role::control);
-  if (control == nullptr) return;
-  LongAnswer answer(*control, request_id);
-  const int64_t now = time(nullptr);
-  const auto& messages = scheduler_->messages();
-  for (const auto& [id, e] : messages) {
-    char head[96];
-    std::snprintf(head, sizeof head, "%s  %8s  %10llu  ", id.c_str(), age(now - e.arrival).c_str(),
-                  static_cast<unsigned long long>(e.size));
-    answer.text() += head + ("<" + printable(e.sender) + ">\n");
-    for (const Recipient& r : e.recipients) {
-      std::string line = "    " + printable(r.address) + "  " + state_name(r.state) + "  " +
-                         std::to_string(r.attempts) + (r.attempts == 1 ? " attempt" : " attempts");
-      if (r.state == RecipientState::pending)
-        line += "  next try " + next_try(e, scheduler_->lane_of(r.address), now);
-      if (!r.last_error.empty()) line += "  (" + printable(r.last_error) + ")";
-      answer.text() += line + "\n";
-    }
-    answer.flush_if_big();
-  }
-  answer.finish(true, std::to_string(messages.size()) + " messages");
-}
-
-void QueueProcess::show_message(uint32_t request_id, const std::string& id) {
-  ipc::Channel* control = runtime_.peer(Role::control);
-  if (control == nullptr) return;
-  LongAnswer answer(*control, request_id);
-  const auto& messages = scheduler_->messages();
-  auto it = valid_queue_id(id) ? messages.find(id) : messages.end();
-  if (it == messages.end()) {
-    answer.finish(false, "no message " + printable(id));
-    return;
-  }
-  const Envelope& e = it->second;
-  std::string& text = answer.text();
-  auto field = [&](const char* name, const std::string& value) {
-    text += std::string(name) + ": " + printable(value) + "\n";
-  };
-  field("id", e.id);
-  field("arrival", std::to_string(e.arrival));
-  field("size", std::to_string(e.size));
-  field("sender", "<" + e.sender + ">");
-  field("helo", e.helo);
-  field("client", e.client_address);
-  field("listener", e.listener);
-  field("auth", e.auth_user);
-  field("tls", e.tls);
-  field("smtputf8", e.smtputf8 ? "yes" : "no");
-  field("body", e.body_8bit ? "8bitmime" : "7bit");
-  field("ret", e.ret == DsnRet::full ? "full" : e.ret == DsnRet::headers ? "hdrs" : "");
-  field("envid", e.envid);
-  field("next try", std::to_string(e.next_try));
-  for (const Recipient& r : e.recipients) {
-    std::string notify;
-    for (auto [on, word] : {std::pair{r.notify.never, "never"},
-                            {r.notify.success, "success"},
-                            {r.notify.failure, "failure"},
-                            {r.notify.delay, "delay"}})
-      if (on) notify += (notify.empty() ? "" : ",") + std::string(word);
-    text += "recipient: " + printable(r.address) + " " + state_name(r.state);
-    if (!notify.empty()) text += " notify=" + notify;
-    if (!r.orcpt.empty()) text += " orcpt=" + printable(r.orcpt_type + ";" + r.orcpt);
-    if (r.attempts != 0) text += " attempts=" + std::to_string(r.attempts);
-    if (!r.last_error.empty()) text += " last_error=" + printable(r.last_error);
-    text += "\n";
-    answer.flush_if_big();
-  }
-  answer.finish(true, "");
-}
-
-std::string QueueProcess::next_try(const Envelope& e, Lane lane, int64_t now) const {
-  if (scheduler_->in_flight(e.id, lane)) return "now (in delivery)";
-  if (scheduler_->paused(lane))
-    return lane == Lane::local ? "when mda is resumed" : "when mta is resumed";
-  const int64_t at = scheduler_->next_try(e.id, lane);
-  if (at <= now) return "now";
-  return "in " + age(at - now);
-}
-
-std::string QueueProcess::age(int64_t seconds) {
-  if (seconds < 0) seconds = 0;
-  if (seconds < 120) return std::to_string(seconds) + "s";
-  if (seconds < 7200) return std::to_string(seconds / 60) + "m";
-  if (seconds < 172800) return std::to_string(seconds / 3600) + "h";
-  return std::to_string(seconds / 86400) + "d";
-}
-
-const char* QueueProcess::state_name(RecipientState s) {
-  switch (s) {
-    case RecipientState::pending:
-      return "pending";
-    case RecipientState::delivered:
-      return "delivered";
-    case RecipientState::failed:
-      return "failed";
-  }
-  return "?";
-}
-
-std::string QueueProcess::printable(std::string_view text) {
-  return ascii::printable(text, '?');
+  bool sent = control != nullptr;
+  for (const std::string& piece : page.pieces)
+    sent = sent && msg::send(*control, msg::CtlText{.text = piece}, request_id);
+  if (!sent || !msg::send(*control, page.result, request_id)) log::warn("cannot answer control");
 }
 
 void QueueProcess::update_counters() {
@@ -424,6 +316,7 @@ void QueueProcess::update_counters() {
   c["receiving"] = open_.size();
   c["relay_checks"] = relay_checks_.size();
   c["committing"] = committing_;
+  c["received"] = received_;
   if (committer_) {
     c["commit_batches"] = committer_->batches();
     c["largest_batch"] = committer_->largest_batch();

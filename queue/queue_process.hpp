@@ -16,6 +16,7 @@
 #include "queue/scheduler.hpp"
 #include "queue/spares.hpp"
 #include "queue/spool.hpp"
+#include "queue/views.hpp"
 #include "smtp/api.hpp"
 
 namespace postern::queue {
@@ -65,20 +66,8 @@ class QueueProcess {
   // smtp went away: nothing it had open can be committed any more.
   void forget_open_messages();
 
-  // smtpctl show queue: one line per message, one indented line per recipient, sent in
-  // pieces that fit a frame and ended by a CtlResult.
-  void show_queue(uint32_t request_id);
-
-  void show_message(uint32_t request_id, const std::string& id);
-
-  // When a message's pending recipients of a lane are tried next, as show queue says it.
-  std::string next_try(const Envelope& e, Lane lane, int64_t now) const;
-
-  static std::string age(int64_t seconds);
-  static const char* state_name(RecipientState s);
-
-  // Envelope text came from clients: nothing in it may move the admin's terminal.
-  static std::string printable(std::string_view text);
+  // One page of a smtpctl view (views.hpp): its pieces, then its result.
+  void send_page(uint32_t request_id, const Page& page);
 
   void update_counters();
 
@@ -93,6 +82,7 @@ class QueueProcess {
   Settings config_;
   std::unique_ptr<Scheduler> scheduler_;  // after start(): owns the committed messages
   size_t committing_ = 0;
+  uint64_t received_ = 0;  // messages committed from smtp (smtpctl monitor's recv/s)
 };
 
 }  // namespace postern::queue

@@ -16,6 +16,7 @@
 #include <memory>
 #include <span>
 
+#include "common/util/ascii.hpp"
 #include "common/util/io.hpp"
 #include "common/util/log.hpp"
 #include "mda/api.hpp"
@@ -135,7 +136,7 @@ std::vector<uint32_t> Scheduler::pending_in(const Envelope& e, Lane l) const {
     // A reload that moved a domain between the lanes leaves a recipient out in the other lane
     // until its result comes: never out twice.
     if (r.state == RecipientState::pending && lane_of(r.address) == l &&
-        !out_elsewhere(e.id, l, static_cast<uint32_t>(i)))
+        !out_elsewhere(e.id, l, static_cast<uint32_t>(i)) && held_domain_of(r.address).empty())
       todo.push_back(static_cast<uint32_t>(i));
   }
   return todo;
@@ -144,7 +145,9 @@ std::vector<uint32_t> Scheduler::pending_in(const Envelope& e, Lane l) const {
 void Scheduler::dispatch(Lane l, const std::string& id) {
   LaneState& state = lane(l);
   auto it = messages_.find(id);
-  if (it == messages_.end() || state.in_flight.contains(id) || state.paused) return;
+  if (it == messages_.end() || state.in_flight.contains(id) || state.paused ||
+      held_messages_.contains(id) || removing_.contains(id))
+    return;
   ipc::Channel* peer = runtime_.peer(state.peer);
   if (peer == nullptr) return;  // peer_ready() sends it
   Envelope& e = it->second;
@@ -389,7 +392,7 @@ void Scheduler::expire_if_due(Envelope& e, Lane l, Flight& flight) {
     if (r.state != RecipientState::pending || out_elsewhere(e.id, l, static_cast<uint32_t>(i)))
       continue;
     r.state = RecipientState::failed;
-    ++bounced_;
+    ++expired_;
     const Outcome expired{.index = static_cast<uint32_t>(i),
                           .action = DsnAction::failed,
                           .status = "4.4.7",
@@ -515,12 +518,15 @@ void Scheduler::remove_from_spool(const std::string& id, const char* why, Lane l
       [this, id, why, envelope_left, l, serial](const Status& st) {
         if (!st.ok()) {
           log::error("%s: cannot remove: %s", id.c_str(), st.error().message.c_str());
+          removing_.erase(id);
           recorded(l, id, serial);
           return;
         }
         log::Line(id).add("event", "removed").add("reason", why).info();
         messages_.erase(id);
         retries_.erase(id);
+        removing_.erase(id);
+        held_messages_.erase(id);
         recorded(l, id, serial);
         update_counters();
         if (*envelope_left)
@@ -538,8 +544,10 @@ void Scheduler::remove_from_spool(const std::string& id, const char* why, Lane l
 std::vector<std::string> Scheduler::select(const std::string& id_or_all, std::string& error) const {
   std::vector<std::string> ids;
   if (id_or_all == "all") {
-    for (const auto& [id, e] : messages_) ids.push_back(id);
-  } else if (valid_queue_id(id_or_all) && messages_.contains(id_or_all)) {
+    for (const auto& [id, e] : messages_)
+      if (!removing_.contains(id)) ids.push_back(id);
+  } else if (valid_queue_id(id_or_all) && messages_.contains(id_or_all) &&
+             !removing_.contains(id_or_all)) {
     ids.push_back(id_or_all);
   } else {
     error = "no message " + id_or_all;
@@ -563,9 +571,15 @@ Result<std::string> Scheduler::schedule(const std::string& id_or_all) {
       dispatch(l, id);
     }
   }
+  // Only the lanes these messages wait in: a paused mda holds nothing of remote mail.
   std::string held;
-  for (const LaneState& state : lanes_)
-    if (state.paused) held += (held.empty() ? "" : ", ") + std::string(role_name(state.peer));
+  for (Lane l : {Lane::local, Lane::remote}) {
+    const LaneState& state = lane(l);
+    if (state.paused && std::any_of(ids.begin(), ids.end(), [&](const std::string& id) {
+          return !pending_in(messages_.at(id), l).empty();
+        }))
+      held += (held.empty() ? "" : ", ") + std::string(role_name(state.peer));
+  }
   return std::to_string(ids.size()) + " scheduled" +
          (held.empty() ? "" : " (deliveries by " + held + " are paused)");
 }
@@ -585,9 +599,48 @@ Result<std::string> Scheduler::remove(const std::string& id_or_all) {
     if (auto retry = retries_.find(id); retry != retries_.end())
       for (Retry& each : retry->second)
         if (each.timer) each.timer->cancel();
+    removing_.insert(id);
     remove_from_spool(id, "smtpctl");
   }
+  update_counters();
   return std::to_string(ids.size()) + " removed";
+}
+
+Result<std::string> Scheduler::hold_message(const std::string& id, bool hold) {
+  if (!valid_queue_id(id) || !messages_.contains(id) || removing_.contains(id))
+    return make_error("no message " + id);
+  if (!hold) {
+    if (held_messages_.erase(id) == 0) return id + " was not held";
+    log::info("%s: resumed by smtpctl", id.c_str());
+    for (Lane l : {Lane::local, Lane::remote})
+      if (next_try(id, l) <= time(nullptr)) dispatch(l, id);
+    return id + " resumed";
+  }
+  if (!held_messages_.insert(id).second) return id + " was held already";
+  log::info("%s: held by smtpctl", id.c_str());
+  return id + " held";
+}
+
+std::string Scheduler::hold_domain(const std::string& domain, bool hold) {
+  const std::string key = ascii::lower(domain);
+  if (!hold) {
+    if (held_domains_.erase(key) == 0) return key + " was not held";
+    log::info("deliveries to %s resumed by smtpctl", key.c_str());
+    dispatch_all_due(Lane::local);
+    dispatch_all_due(Lane::remote);
+    return key + " resumed";
+  }
+  if (!held_domains_.insert(key).second) return key + " was held already";
+  log::info("deliveries to %s held by smtpctl", key.c_str());
+  return key + " held";
+}
+
+std::string Scheduler::held_domain_of(const std::string& address) const {
+  if (held_domains_.empty()) return "";
+  const size_t at = address.rfind('@');
+  if (at == std::string::npos) return "";
+  const std::string domain = ascii::lower(std::string_view(address).substr(at + 1));
+  return held_domains_.contains(domain) ? domain : "";
 }
 
 std::string Scheduler::pause_deliveries(Role target, bool pause) {
@@ -631,6 +684,8 @@ void Scheduler::update_counters() {
   c["delivered"] = delivered_;
   c["deferred"] = deferred_;
   c["bounced"] = bounced_;
+  c["expired"] = expired_;
+  c["held"] = held_messages_.size();
   c["delivering"] = lane(Lane::local).in_flight.size();
   c["waiting"] = lane(Lane::local).waiting.size();
   c["relaying"] = lane(Lane::remote).in_flight.size();

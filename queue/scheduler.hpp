@@ -79,6 +79,16 @@ class Scheduler {
   Result<std::string> schedule(const std::string& id_or_all);
   Result<std::string> remove(const std::string& id_or_all);
   std::string pause_deliveries(Role target, bool pause);
+  // Hold (or let go) one message, or every recipient in a destination domain: held recipients
+  // are not handed to mda or mta until resumed; what is already out finishes. Kept in memory
+  // only: a restart of the queue lets everything go.
+  Result<std::string> hold_message(const std::string& id, bool hold);
+  std::string hold_domain(const std::string& domain, bool hold);
+  bool held_message(const std::string& id) const { return held_messages_.contains(id); }
+  // The held domain the address is in, "" when none.
+  std::string held_domain_of(const std::string& address) const;
+  // Removed by smtpctl, its files on their way out: no view shows it, no remove counts it again.
+  bool removing(const std::string& id) const { return removing_.contains(id); }
 
   const std::map<std::string, Envelope>& messages() const { return messages_; }
   // At mda or mta (a flight being recorded has its next try set).
@@ -186,9 +196,15 @@ class Scheduler {
   // process (mda's deliveries go on while the queue restarts) matches no flight of this one.
   uint32_t flights_ = 0;
   std::map<std::string, Retries> retries_;
+  std::set<std::string> removing_;
+  std::set<std::string> held_messages_;
+  std::set<std::string, std::less<>> held_domains_;  // lower case
   uint64_t delivered_ = 0;
   uint64_t deferred_ = 0;
+  // Reported by mda and mta: the sums of their counters of the same names. Expiries are the
+  // queue's own (4.4.7), counted apart.
   uint64_t bounced_ = 0;
+  uint64_t expired_ = 0;
 };
 
 }  // namespace postern::queue

@@ -1,15 +1,22 @@
-// smtpctl, the administrator's tool: connects to the control socket, sends one request and
-// prints the answer. Speaks the same framed IPC as the daemon's processes; trusts nothing the
-// socket sends back beyond what the schema allows.
+// smtpctl, the administrator's tool: connects to the control socket, sends a request and
+// prints the answer (asking again for each page of a paged one), or runs monitor and encrypt.
+// Speaks the same framed IPC as the daemon's processes; trusts nothing the socket sends back
+// beyond what the schema allows. Its exit status says what happened (commands.hpp: Exit).
+#include <crypt.h>
+#include <getopt.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <exception>
+#include <iostream>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -18,41 +25,57 @@
 #include "common/config/tree.hpp"
 #include "common/ipc/ipc.hpp"
 #include "common/ipc/messages.hpp"
+#include "common/util/ascii.hpp"
 #include "common/util/event.hpp"
+#include "common/util/json.hpp"
 #include "control/api.hpp"
+#include "control/smtpctl/commands.hpp"
 #include "smtpd/config.hpp"
 
 namespace postern::smtpctl {
 namespace {
 
 constexpr std::chrono::seconds kAnswerTimeout{10};
+// A password for encrypt: far above any real one, and crypt(3) takes no more anyway.
+constexpr size_t kMaxPassword = 1024;
 
 void usage(FILE* out) {
-  std::fprintf(out,
-               "usage: smtpctl [-h] [-f config | -s socket] command\n"
-               "commands:\n"
-               "  show status     each process with its pid, uptime, restarts and counters\n"
-               "  show queue      every queued message and its recipients\n"
-               "  show message ID one message's envelope\n"
-               "  show mx DOMAIN  where mail for DOMAIN goes, as mta is told by lookup\n"
-               "  show relays     mta's destinations, connections and what waits\n"
-               "  show hosts      the servers mta knows: connections, messages, down or up\n"
-               "  show routes     the configured routes, and how other remote mail goes\n"
-               "  show stats      lookup's table and DNS counters\n"
-               "  update table PATH re-read one table (old content kept if the file is bad)\n"
-               "  schedule ID|all try delivering now\n"
-               "  remove ID|all   remove from the queue without delivering\n"
-               "  pause mda|mta|smtp  stop delivering locally | relaying | accepting connections\n"
-               "  resume mda|mta|smtp undo pause\n"
-               "  log verbose     log debugging detail\n"
-               "  log brief       log the normal amount\n"
-               "  reload          read the configuration again (as SIGHUP); fails if refused\n"
-               "  stop            stop the daemon\n"
-               "options:\n"
-               "  -f config  the control socket this configuration names (its control.socket\n"
-               "             key alone is read: the rest of the file may be broken)\n"
-               "  -s socket  the control socket (default %s)\n",
-               smtpd::kDefaultControlSocket);
+  std::fprintf(
+      out,
+      "usage: smtpctl [-hj] [-f config | -s socket] command\n"
+      "commands:\n"
+      "  show status       each process with its pid, uptime, restarts and counters\n"
+      "  show queue [FILTER...]  queued messages and their recipients; filters:\n"
+      "                    from TEXT, to TEXT, domain DOMAIN, state pending|delivered|failed,\n"
+      "                    older AGE, newer AGE (AGE: 90s, 15m, 2h, 3d)\n"
+      "  show shape [FILTER...]  messages per destination domain and age (as qshape)\n"
+      "  show envelope ID  one message's envelope\n"
+      "  show message ID   one message's bytes, as the spool holds them\n"
+      "  show mx DOMAIN    where mail for DOMAIN goes, as mta is told by lookup\n"
+      "  show relays       mta's destinations, connections and what waits\n"
+      "  show hosts        the servers mta knows: connections, messages, down or up\n"
+      "  show routes       the configured routes, and how other remote mail goes\n"
+      "  show stats        lookup's table and DNS counters\n"
+      "  monitor [N]       the main counters every second (N lines, or until ^C)\n"
+      "  update table PATH re-read one table (old content kept if the file is bad)\n"
+      "  schedule ID|all   try delivering now\n"
+      "  remove ID|all     remove from the queue without delivering\n"
+      "  pause mda|mta|smtp  stop delivering locally | relaying | accepting connections\n"
+      "  resume mda|mta|smtp undo pause\n"
+      "  pause envelope ID | domain DOMAIN   hold one message | mail to one domain\n"
+      "  resume envelope ID | domain DOMAIN  let it go again\n"
+      "  log verbose       log debugging detail\n"
+      "  log brief         log the normal amount\n"
+      "  reload            read the configuration again (as SIGHUP); fails if refused\n"
+      "  stop              stop the daemon\n"
+      "  encrypt [PASSWORD]  print a crypt(3) hash for a credentials table\n"
+      "options:\n"
+      "  -j, --json  show commands answer one JSON object per line (docs/smtpctl-json.md)\n"
+      "  -f config   the control socket this configuration names (its control.socket\n"
+      "              key alone is read: the rest of the file may be broken)\n"
+      "  -s socket   the control socket (default %s)\n"
+      "exit status: 0 done, 1 refused by the daemon, 2 usage, 3 no daemon, 4 no answer\n",
+      smtpd::kDefaultControlSocket);
 }
 
 // The socket a configuration file names, from its control.socket key alone (relative to the
@@ -141,6 +164,134 @@ void print_status(const msg::CtlStatus& status) {
   }
 }
 
+// show status --json: one object per process (docs/smtpctl-json.md).
+void print_status_json(const msg::CtlStatus& status) {
+  for (const auto& p : status.processes) {
+    json::Object counters;
+    for (const auto& c : p.counters) counters.add(c.name, c.value);
+    json::Array peers;
+    for (const auto& peer : p.peers)
+      peers.raw(json::Object()
+                    .add("role", role_name(peer.role))
+                    .raw("pid", peer.pid ? std::to_string(peer.pid) : "null")
+                    .text());
+    json::Object o;
+    o.add("process", role_name(p.role))
+        .raw("pid", p.pid ? std::to_string(p.pid) : "null")
+        .raw("started_at", p.started_at > 0 ? std::to_string(p.started_at) : "null")
+        .raw("restarts", p.role == Role::parent ? "null" : std::to_string(p.restarts))
+        .add("crashes", p.crashes)
+        .add("restart_in_ms", p.restart_in_ms)
+        .raw("counters", counters.text())
+        .raw("peers", peers.text());
+    std::printf("%s\n", o.text().c_str());
+  }
+}
+
+// monitor: the counters that say how the daemon is doing, every second, as OpenSMTPD's: what
+// is now (sessions, queued, in delivery) and what happened in the last second (the rest).
+struct MonitorColumn {
+  Role role;
+  const char* counter;
+  const char* title;
+  bool rate;  // per second, from the difference with the last sample
+};
+constexpr MonitorColumn kMonitorColumns[] = {
+    {Role::smtp, "sessions", "sessions", false}, {Role::smtp, "accepted", "conn/s", true},
+    {Role::queue, "received", "recv/s", true},   {Role::queue, "queued", "queued", false},
+    {Role::queue, "delivering", "mda", false},   {Role::queue, "relaying", "mta", false},
+    {Role::queue, "delivered", "sent/s", true},  {Role::queue, "deferred", "defer/s", true},
+    {Role::queue, "bounced", "bounce/s", true},  {Role::queue, "expired", "expire/s", true},
+};
+using Sample = std::map<std::pair<Role, std::string>, uint64_t>;
+
+Sample sample_of(const msg::CtlStatus& status) {
+  Sample s;
+  for (const auto& p : status.processes)
+    for (const auto& c : p.counters) s[{p.role, c.name}] = c.value;
+  return s;
+}
+
+void print_monitor(const Sample& now, const Sample* last, size_t line) {
+  if (line % 20 == 0) {
+    for (const auto& col : kMonitorColumns) std::printf("%9s", col.title);
+    std::printf("\n");
+  }
+  for (const auto& col : kMonitorColumns) {
+    auto it = now.find({col.role, col.counter});
+    if (it == now.end()) {
+      std::printf("%9s", "-");
+      continue;
+    }
+    uint64_t value = it->second;
+    if (col.rate) {
+      auto before = last != nullptr ? last->find({col.role, col.counter}) : now.end();
+      // The first line, or a process restarted (its counters began again): the counter itself.
+      if (before != now.end() && before->second <= value) value -= before->second;
+    }
+    std::printf("%9llu", static_cast<unsigned long long>(value));
+  }
+  std::printf("\n");
+  std::fflush(stdout);
+}
+
+// A message's bytes on a terminal: nothing in them may move the admin's terminal (as show
+// queue's printable), line ends kept. Piped, they go out as they are (postcat -q).
+void write_message_bytes(std::string_view data) {
+  if (!isatty(STDOUT_FILENO)) {
+    std::fwrite(data.data(), 1, data.size(), stdout);
+    return;
+  }
+  std::string shown;
+  for (char c : data) {
+    if (c == '\r') continue;
+    shown += c == '\n' || c == '\t' || !ascii::is_control(static_cast<unsigned char>(c)) ? c : '?';
+  }
+  std::fwrite(shown.data(), 1, shown.size(), stdout);
+}
+
+int encrypt(const Encrypt& e) {
+  std::string password = e.password;
+  if (!e.given) {
+    const bool tty = isatty(STDIN_FILENO);
+    termios saved{};
+    if (tty) {
+      std::fprintf(stderr, "Password: ");
+      tcgetattr(STDIN_FILENO, &saved);
+      termios quiet = saved;
+      quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+      tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+    }
+    const bool got = static_cast<bool>(std::getline(std::cin, password));
+    if (tty) {
+      tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved);
+      std::fprintf(stderr, "\n");
+    }
+    if (!got) {
+      std::fprintf(stderr, "smtpctl: encrypt: no password on standard input\n");
+      return static_cast<int>(Exit::usage);
+    }
+  }
+  if (password.empty() || password.size() > kMaxPassword) {
+    std::fprintf(stderr, "smtpctl: encrypt: the password is empty or too long\n");
+    return static_cast<int>(Exit::usage);
+  }
+  // libxcrypt's preferred method (yescrypt on Debian 12), with a fresh salt from the kernel.
+  char salt[CRYPT_GENSALT_OUTPUT_SIZE];
+  if (crypt_gensalt_rn(nullptr, 0, nullptr, 0, salt, sizeof salt) == nullptr) {
+    std::fprintf(stderr, "smtpctl: encrypt: no salt: %s\n", std::strerror(errno));
+    return static_cast<int>(Exit::refused);
+  }
+  crypt_data data{};
+  const char* hash = crypt_rn(password.c_str(), salt, &data, sizeof data);
+  if (hash == nullptr || hash[0] == '*') {
+    std::fprintf(stderr, "smtpctl: encrypt: crypt failed: %s\n", std::strerror(errno));
+    return static_cast<int>(Exit::refused);
+  }
+  std::printf("%s\n", hash);
+  return static_cast<int>(Exit::ok);
+}
+
 std::optional<UniqueFd> connect_to(const std::string& path) {
   sockaddr_un sun{};
   sun.sun_family = AF_UNIX;
@@ -161,10 +312,105 @@ std::optional<UniqueFd> connect_to(const std::string& path) {
   return fd;
 }
 
+// One connection to the daemon: requests go out, answers come back to the handlers; each
+// exchange ends at a final answer (CtlStatus, CtlResult), after any CtlText pieces.
+class Session {
+ public:
+  Session(UniqueFd fd, std::string socket_path)
+      : base_(make_event_base()), socket_path_(std::move(socket_path)) {
+    channel_ = std::make_unique<ipc::Channel>(
+        base_.get(), std::move(fd), "smtpd",
+        ipc::Channel::Handlers{
+            .on_frame = [this](ipc::Frame&& f) { on_frame(std::move(f)); },
+            .on_close =
+                [this](ipc::CloseReason, std::string_view) {
+                  closed_ = true;
+                  event_base_loopbreak(base_.get());
+                },
+            .on_drain = nullptr,
+        });
+  }
+  msg::Dispatcher& dispatcher() { return dispatcher_; }
+
+  // Sends m and runs until its final answer: Exit::ok once answered, no_answer otherwise.
+  template <typename M>
+  Exit exchange(const M& m) {
+    final_ = false;
+    if (closed_ || !msg::send(*channel_, m, ++request_)) {
+      std::fprintf(stderr, "smtpctl: cannot send the request\n");
+      return Exit::no_answer;
+    }
+    Timer deadline(base_.get(), [this] { event_base_loopbreak(base_.get()); });
+    deadline.arm(kAnswerTimeout);
+    event_base_dispatch(base_.get());
+    if (!final_) {
+      std::fprintf(stderr, "smtpctl: no answer from smtpd on %s\n", socket_path_.c_str());
+      return Exit::no_answer;
+    }
+    return bad_ ? Exit::no_answer : Exit::ok;
+  }
+
+  // Waits without a request (monitor's second between samples); false if the daemon went.
+  bool pause(std::chrono::milliseconds wait) {
+    Timer t(base_.get(), [this] { event_base_loopbreak(base_.get()); });
+    t.arm(wait);
+    event_base_dispatch(base_.get());
+    return !closed_;
+  }
+
+ private:
+  void on_frame(ipc::Frame&& f) {
+    const auto type = static_cast<msg::Type>(f.type);
+    const Status st = dispatcher_.dispatch(Role::control, std::move(f));
+    if (!st.ok()) {
+      std::fprintf(stderr, "smtpctl: bad answer: %s\n", st.error().message.c_str());
+      bad_ = true;
+    }
+    if (type == msg::Type::ctl_text && st.ok()) return;  // the answer goes on
+    final_ = true;
+    event_base_loopbreak(base_.get());
+  }
+
+  EventBasePtr base_;
+  std::string socket_path_;
+  std::unique_ptr<ipc::Channel> channel_;
+  msg::Dispatcher dispatcher_{Role::client};
+  uint32_t request_ = 0;
+  bool final_ = false;
+  bool bad_ = false;
+  bool closed_ = false;
+};
+
+// Text views of other processes (mta's, lookup's) under --json: their lines, one object.
+std::string text_view_json(std::string_view view, const std::string& text) {
+  json::Array lines;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    lines.raw(json::quote(std::string_view(text).substr(start, end - start)));
+    start = end + 1;
+  }
+  return json::Object().add("view", view).raw("lines", lines.text()).text();
+}
+
+std::string_view view_name(const Request& r) {
+  if (std::holds_alternative<msg::CtlShowMx>(r)) return "mx";
+  if (std::holds_alternative<msg::CtlShowStats>(r)) return "stats";
+  if (const auto* relays = std::get_if<msg::CtlShowRelays>(&r))
+    return msg::kRelayViewNames[static_cast<size_t>(relays->view)];
+  return "";
+}
+
 int run(int argc, char** argv) {
   std::string socket_path;
   std::string config_path;
-  for (int opt = 0; (opt = getopt(argc, argv, "f:hs:")) != -1;) {
+  bool json = false;
+  static const option kLong[] = {{"json", no_argument, nullptr, 'j'},
+                                 {"help", no_argument, nullptr, 'h'},
+                                 {nullptr, 0, nullptr, 0}};
+  // "+": options come before the command, so a filter value may start with '-'.
+  for (int opt = 0; (opt = getopt_long(argc, argv, "+f:hjs:", kLong, nullptr)) != -1;) {
     switch (opt) {
       case 'f':
         config_path = optarg;
@@ -172,126 +418,141 @@ int run(int argc, char** argv) {
       case 'h':
         usage(stdout);
         return 0;
+      case 'j':
+        json = true;
+        break;
       case 's':
         socket_path = optarg;
         break;
       default:
         usage(stderr);
-        return 2;
+        return static_cast<int>(Exit::usage);
     }
   }
-  std::vector<std::string> words(argv + optind, argv + argc);
-  std::string command;
-  for (const auto& w : words) command += (command.empty() ? "" : " ") + w;
-
-  std::vector<uint8_t> payload;
-  uint16_t type = 0;
-  auto request = [&](const auto& m) {
-    payload = msg::encode_payload(m);
-    type = static_cast<uint16_t>(std::decay_t<decltype(m)>::kInfo.type);
-  };
-  if (command == "show status")
-    request(msg::CtlShowStatus{});
-  else if (command == "show queue")
-    request(msg::CtlShowQueue{});
-  else if (words.size() == 3 && words[0] == "show" && words[1] == "message")
-    request(msg::CtlShowMessage{.id = words[2]});
-  else if (words.size() == 3 && words[0] == "show" && words[1] == "mx")
-    request(msg::CtlShowMx{.domain = words[2]});
-  else if (command == "show relays")
-    request(msg::CtlShowRelays{.view = msg::RelayView::relays});
-  else if (command == "show hosts")
-    request(msg::CtlShowRelays{.view = msg::RelayView::hosts});
-  else if (command == "show routes")
-    request(msg::CtlShowRelays{.view = msg::RelayView::routes});
-  else if (command == "show stats")
-    request(msg::CtlShowStats{});
-  else if (words.size() == 3 && words[0] == "update" && words[1] == "table")
-    request(msg::CtlUpdateTable{.name = words[2]});
-  else if (words.size() == 2 && words[0] == "schedule")
-    request(msg::CtlSchedule{.id = words[1]});
-  else if (words.size() == 2 && words[0] == "remove")
-    request(msg::CtlRemove{.id = words[1]});
-  else if (words.size() == 2 && (words[0] == "pause" || words[0] == "resume") &&
-           (words[1] == "mda" || words[1] == "mta" || words[1] == "smtp"))
-    request(msg::CtlPause{.target = words[1] == "mda"   ? Role::mda
-                                    : words[1] == "mta" ? Role::mta
-                                                        : Role::smtp,
-                          .pause = words[0] == "pause"});
-  else if (command == "log verbose")
-    request(msg::CtlSetVerbose{.verbose = true});
-  else if (command == "log brief")
-    request(msg::CtlSetVerbose{.verbose = false});
-  else if (command == "stop")
-    request(msg::CtlStop{});
-  else if (command == "reload")
-    request(msg::CtlReload{});
-  else {
-    if (!command.empty()) std::fprintf(stderr, "smtpctl: unknown command: %s\n", command.c_str());
-    usage(stderr);
-    return 2;
+  std::vector<std::string> words;
+  for (int i = optind; i < argc; ++i) {
+    // --json after the command too ("smtpctl show queue --json"), as postqueue -j users type.
+    if (std::string_view(argv[i]) == "--json")
+      json = true;
+    else
+      words.emplace_back(argv[i]);
   }
+  Result<Request> parsed = parse_command(words, json);
+  if (!parsed.ok()) {
+    std::fprintf(stderr, "smtpctl: %s\n", parsed.error().message.c_str());
+    usage(stderr);
+    return static_cast<int>(Exit::usage);
+  }
+  Request request = std::move(parsed).value();
+  if (const auto* e = std::get_if<Encrypt>(&request)) return encrypt(*e);
 
   // The daemon is found without reading its configuration unless -f asks for it: a file
   // broken since the start must not keep smtpctl from stopping or reloading it.
   if (socket_path.empty() && !config_path.empty()) {
     std::optional<std::string> named = socket_named_in(config_path);
-    if (!named) return 1;
+    if (!named) return static_cast<int>(Exit::unreachable);
     socket_path = std::move(*named);
   }
   if (socket_path.empty()) socket_path = smtpd::kDefaultControlSocket;
 
   std::optional<UniqueFd> fd = connect_to(socket_path);
-  if (!fd) return 1;
+  if (!fd) return static_cast<int>(Exit::unreachable);
+  Session session(std::move(*fd), socket_path);
 
-  EventBasePtr base = make_event_base();
-  int status = 1;
-  bool answered = false;
-  msg::Dispatcher dispatcher(Role::client);
-  dispatcher.on<msg::CtlStatus>([&](msg::Incoming&, msg::CtlStatus&& m) {
-    print_status(m);
-    status = 0;
+  bool refused = false;
+  std::string more;    // a paged answer's next page
+  uint64_t shown = 0;  // show queue: messages on all pages
+  std::string text;    // a text view's answer, or a message's bytes under --json
+  const std::string_view text_view = view_name(request);
+  const auto* message = std::get_if<msg::CtlShowMessage>(&request);
+  const bool collect = (json && !text_view.empty()) ||
+                       (json && message != nullptr && message->part == msg::MessagePart::data);
+  std::optional<msg::CtlStatus> status;
+  auto& d = session.dispatcher();
+  d.on<msg::CtlStatus>([&](msg::Incoming&, msg::CtlStatus&& m) { status = std::move(m); });
+  d.on<msg::CtlText>([&](msg::Incoming&, msg::CtlText&& m) {
+    if (collect)
+      text += m.text;
+    else if (message != nullptr && message->part == msg::MessagePart::data)
+      write_message_bytes(m.text);
+    else
+      std::fwrite(m.text.data(), 1, m.text.size(), stdout);
   });
-  bool more = false;  // a CtlText piece: the answer goes on
-  dispatcher.on<msg::CtlText>([&](msg::Incoming&, msg::CtlText&& m) {
-    std::fwrite(m.text.data(), 1, m.text.size(), stdout);
-    more = true;
-  });
-  dispatcher.on<msg::CtlResult>([&](msg::Incoming&, msg::CtlResult&& m) {
+  d.on<msg::CtlResult>([&](msg::Incoming&, msg::CtlResult&& m) {
+    more = m.ok ? m.more : "";
+    if (!m.ok) {
+      refused = true;
+      std::fprintf(stderr, "smtpctl: %s%s", m.text.c_str(), m.text.ends_with('\n') ? "" : "\n");
+      return;
+    }
+    if (std::holds_alternative<msg::CtlShowQueue>(request)) {
+      shown += std::strtoull(m.text.c_str(), nullptr, 10);
+      return;
+    }
     // A text of lines ends with its own newline; a one-line answer gets one.
-    if (!m.text.empty())
-      std::fprintf(m.ok ? stdout : stderr, "%s%s%s", m.ok ? "" : "smtpctl: ", m.text.c_str(),
-                   m.text.ends_with('\n') ? "" : "\n");
-    status = m.ok ? 0 : 1;
+    if (!m.text.empty()) {
+      if (collect)
+        text += m.text + (m.text.ends_with('\n') ? "" : "\n");
+      else
+        std::printf("%s%s", m.text.c_str(), m.text.ends_with('\n') ? "" : "\n");
+    }
   });
-  ipc::Channel channel(
-      base.get(), std::move(*fd), "smtpd",
-      ipc::Channel::Handlers{
-          .on_frame =
-              [&](ipc::Frame&& f) {
-                more = false;
-                const Status st = dispatcher.dispatch(Role::control, std::move(f));
-                if (!st.ok())
-                  std::fprintf(stderr, "smtpctl: bad answer: %s\n", st.error().message.c_str());
-                if (more && st.ok()) return;  // wait for the rest of the answer
-                answered = true;
-                event_base_loopbreak(base.get());
-              },
-          .on_close = [&](ipc::CloseReason, std::string_view) { event_base_loopbreak(base.get()); },
-          .on_drain = nullptr,
-      });
-  if (!channel.send(type, 1, payload)) {
-    std::fprintf(stderr, "smtpctl: cannot send the request\n");
-    return 1;
+
+  if (const auto* monitor = std::get_if<Monitor>(&request)) {
+    std::optional<Sample> last;
+    for (size_t line = 0; monitor->count == 0 || line < monitor->count; ++line) {
+      if (line > 0 && !session.pause(std::chrono::seconds(1))) break;
+      status.reset();
+      if (Exit e = session.exchange(msg::CtlShowStatus{}); e != Exit::ok)
+        return static_cast<int>(e);
+      if (!status) return static_cast<int>(Exit::refused);
+      const Sample now = sample_of(*status);
+      print_monitor(now, last ? &*last : nullptr, line);
+      last = now;
+    }
+    return static_cast<int>(Exit::ok);
   }
-  Timer deadline(base.get(), [&] { event_base_loopbreak(base.get()); });
-  deadline.arm(kAnswerTimeout);
-  event_base_dispatch(base.get());
-  if (!answered) {
-    std::fprintf(stderr, "smtpctl: no answer from smtpd on %s\n", socket_path.c_str());
-    return 1;
-  }
-  return status;
+
+  Exit exit = std::visit(
+      [&](const auto& m) -> Exit {
+        using M = std::decay_t<decltype(m)>;
+        if constexpr (std::is_same_v<M, Monitor> || std::is_same_v<M, Encrypt>) {
+          return Exit::usage;  // (handled above)
+        } else {
+          M next = m;
+          for (;;) {
+            if (Exit e = session.exchange(next); e != Exit::ok) return e;
+            if (more.empty()) return Exit::ok;
+            // The next page, from where this one ended.
+            if constexpr (std::is_same_v<M, msg::CtlShowQueue>) {
+              next.after = more;
+            } else if constexpr (std::is_same_v<M, msg::CtlShowMessage>) {
+              const uint64_t offset = std::strtoull(more.c_str(), nullptr, 10);
+              if (offset <= next.offset) return Exit::no_answer;  // never the same page twice
+              next.offset = offset;
+            } else {
+              return Exit::ok;
+            }
+          }
+        }
+      },
+      request);
+  if (exit != Exit::ok) return static_cast<int>(exit);
+  if (refused) return static_cast<int>(Exit::refused);
+  if (status) json ? print_status_json(*status) : print_status(*status);
+  if (const auto* q = std::get_if<msg::CtlShowQueue>(&request);
+      q != nullptr && !json && q->view == msg::QueueView::list)
+    std::printf("%llu messages\n", static_cast<unsigned long long>(shown));
+  if (collect && message != nullptr)
+    std::printf("%s\n", json::Object()
+                            .add("id", message->id)
+                            .add("size", static_cast<uint64_t>(text.size()))
+                            .add("data", text)
+                            .text()
+                            .c_str());
+  else if (collect)
+    std::printf("%s\n", text_view_json(text_view, text).c_str());
+  return static_cast<int>(Exit::ok);
 }
 
 }  // namespace
@@ -304,6 +565,6 @@ int main(int argc, char** argv) {
     return postern::smtpctl::run(argc, argv);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "smtpctl: fatal: %s\n", e.what());
-    return 1;
+    return static_cast<int>(postern::smtpctl::Exit::refused);
   }
 }

@@ -93,7 +93,7 @@ class Maildir(unittest.TestCase):
             self.assertTrue(wait_for(lambda: maildir_files(self.mail, "alice"), 5))
             self.assertTrue(d.wait_log(rf"{queue_id}: to=<carol@test.example>, relay=local, "
                                        r".*status=deferred \(no mailbox configured"))
-            shown = wait_for(lambda: (r := d.smtpctl("show", "message", queue_id).stdout)
+            shown = wait_for(lambda: (r := d.smtpctl("show", "envelope", queue_id).stdout)
                              and "alice@localhost delivered" in r and r, 5)
             self.assertIn("recipient: carol@test.example pending attempts=1 last_error=4.3.0 "
                           "no mailbox configured", shown)
@@ -172,7 +172,7 @@ class Maildir(unittest.TestCase):
             # Recorded, not left in flight: the next attempt is scheduled.
             self.assertTrue(wait_for(lambda: re.search(
                 r"recipient: user999@localhost pending attempts=1 last_error=4\.3\.0 create",
-                d.smtpctl("show", "message", queue_id).stdout), 5))
+                d.smtpctl("show", "envelope", queue_id).stdout), 5))
 
     def fanout_daemon(self):
         """Any local part of localhost has a Maildir; up to 2,000 recipients a message."""
@@ -698,7 +698,7 @@ class Bounces(unittest.TestCase):
             self.assertNotIn(b"the body", dsn)
             # The forwards wait for mta: fwd's keeps its NOTIFY, team's members do not report
             # success again.
-            shown = d.smtpctl("show", "message", queue_id, check=True).stdout
+            shown = d.smtpctl("show", "envelope", queue_id, check=True).stdout
             self.assertIn("recipient: friend@remote.example pending notify=success", shown)
             self.assertIn("recipient: pal@remote.example pending notify=failure", shown)
 
@@ -891,7 +891,7 @@ class Routing(unittest.TestCase):
             self.assertTrue(d.wait_log(rf"{queue_id}: event=forward, to=<team@localhost>, "
                                        r"forward_to=<friend@remote.example>"))
             self.assertTrue(wait_for(lambda: "friend@remote.example" in
-                                     d.smtpctl("show", "message", queue_id).stdout, 5))
+                                     d.smtpctl("show", "envelope", queue_id).stdout, 5))
 
     def test_include_files_of_others_name_no_commands_or_files(self):
         """A local user who can write an :include: file (or whose group can) makes it name a
