@@ -59,7 +59,6 @@ struct CtlReload {
   static constexpr auto fields() { return std::tuple{}; }
 };
 
-
 // How a view is written: for people (columns, text) or one JSON object per line
 // (docs/smtpctl-json.md).
 enum class CtlFormat : uint8_t { text, json };

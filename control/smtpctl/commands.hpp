@@ -32,11 +32,10 @@ struct Encrypt {
   bool given = false;
 };
 
-using Request =
-    std::variant<msg::CtlShowStatus, msg::CtlShowQueue, msg::CtlShowMessage, msg::CtlShowMx,
-                 msg::CtlShowRelays, msg::CtlShowStats, msg::CtlUpdateTable, msg::CtlSchedule,
-                 msg::CtlRemove, msg::CtlPause, msg::CtlSetVerbose, msg::CtlStop, msg::CtlReload,
-                 Monitor, Encrypt>;
+using Request = std::variant<msg::CtlShowStatus, msg::CtlShowQueue, msg::CtlShowMessage,
+                             msg::CtlShowMx, msg::CtlShowRelays, msg::CtlShowStats,
+                             msg::CtlUpdateTable, msg::CtlSchedule, msg::CtlRemove, msg::CtlPause,
+                             msg::CtlSetVerbose, msg::CtlStop, msg::CtlReload, Monitor, Encrypt>;
 
 // The words after the options; json: --json was given (only show commands take it).
 Result<Request> parse_command(const std::vector<std::string>& words, bool json);

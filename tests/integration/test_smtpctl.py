@@ -228,7 +228,7 @@ class Smtpctl(unittest.TestCase):
             # A destination domain: held for every message until resumed.
             self.assertEqual(d.smtpctl("pause", "domain", "LocalHost").stdout, "localhost held\n")
             three = send(d, "s@example.com", ["alice@localhost"])
-            self.assertTrue(d.wait_log(rf"{three}: from=<s@example.com>"))
+            self.assertTrue(d.wait_log(rf"{three}: event=queued, from=\"?<s@example.com>"))
             r = d.smtpctl("--json", "show", "envelope", three)
             self.assertEqual(json.loads(r.stdout)["recipients"][0]["wait"], "held")
             self.assertEqual(len(maildir_files(self.mail, "alice")), 1)
@@ -254,7 +254,7 @@ class Smtpctl(unittest.TestCase):
         with Daemon(extra="relay_domains: [relay.test]").start() as d:
             d.smtpctl("pause", "mta", check=True)
             queue_id = send(d, "s@example.com", ["far@relay.test"])
-            self.assertTrue(d.wait_log(rf"{queue_id}: from="))
+            self.assertTrue(d.wait_log(rf"{queue_id}: event=queued, from="))
             shown = d.smtpctl("show", "queue").stdout
             self.assertIn("far@relay.test  pending  0 attempts  next try after smtpctl resume mta (paused)", shown)
             self.assertNotIn("mda", shown)
@@ -267,7 +267,7 @@ class Smtpctl(unittest.TestCase):
             d.smtpctl("show", "queue", check=True)
             d.smtpctl("remove", "0000000000000000")
             uid = os.geteuid()
-            self.assertTrue(d.wait_log(rf"smtpd-control\[\d+\]: smtpctl command ctl_show_queue from uid {uid} \(pid \d+\)"))
+            self.assertTrue(d.wait_log(rf'smtpd-control\[\d+\]: msg="smtpctl command ctl_show_queue from uid {uid} \(pid \d+\)\"'))
             self.assertTrue(d.wait_log(rf"smtpctl command ctl_remove from uid {uid} \(pid \d+\)"))
 
     def test_encrypt(self):

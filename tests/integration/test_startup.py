@@ -341,7 +341,7 @@ class SmtpctlWithABrokenConfiguration(unittest.TestCase):
             d.write_config(text + "bogus_key: 1\n")
             r = subprocess.run([SMTPCTL, "-f", d.config, "show", "status"], capture_output=True,
                                text=True, timeout=30)
-            self.assertEqual(r.returncode, 1)
+            self.assertEqual(r.returncode, 3)  # smtpctl(8): 3, no daemon
             self.assertIn(f"smtpd is not running (no daemon on {d.socket})", r.stderr)
 
     def test_file_that_is_no_yaml_says_to_use_s(self):
@@ -349,7 +349,7 @@ class SmtpctlWithABrokenConfiguration(unittest.TestCase):
             d.write_config("control: [\n")
             r = subprocess.run([SMTPCTL, "-f", d.config, "stop"], capture_output=True, text=True,
                                timeout=30)
-            self.assertEqual(r.returncode, 1)
+            self.assertEqual(r.returncode, 3)  # smtpctl(8): 3, unreadable configuration
             self.assertRegex(r.stderr, rf"smtpctl: {d.config}:\d+:\d+: ")
             self.assertTrue(r.stderr.endswith(
                 "smtpctl: cannot find the control socket there; name it with -s\n"), r.stderr)
@@ -360,7 +360,7 @@ class SmtpctlWithABrokenConfiguration(unittest.TestCase):
             self.skipTest("a daemon owns the default socket on this machine")
         r = subprocess.run([SMTPCTL, "show", "status"], capture_output=True, text=True,
                            timeout=30)
-        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.returncode, 3)  # smtpctl(8): 3, no daemon
         self.assertEqual(r.stderr,
                          "smtpctl: smtpd is not running (no daemon on /run/postern/smtpd.sock)\n")
 
