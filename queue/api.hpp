@@ -78,6 +78,30 @@ struct MessageOpen {
   static constexpr auto fields() { return std::tuple{}; }
 };
 
+// A local submission from the offline area (<spool>/offline, smtpd/offline.hpp), opened by
+// the parent after its checks: the descriptor reads the file sendmail(8) wrote, in the format
+// of queue/submission.hpp. Who sent it is the parent's word, from the file's owner as the
+// kernel recorded it, never from the file's content. Answered with OfflineResult.
+constexpr size_t kMaxUserName = 256;
+struct OfflineMessage {
+  static constexpr MessageInfo kInfo = schema(Type::offline_message);
+  std::string name;  // the file's name in the offline area, for the log and the answer
+  uint32_t uid = 0;
+  std::string user;       // the owner's login name
+  bool trusted = false;   // root or a member of control.group: -f is taken as given
+  uint64_t max_size = 0;  // the message, as smtp's limits.message_size bounds it
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&OfflineMessage::name, "name", {.length = kMaxFileName}),
+        fields::field(&OfflineMessage::uid, "uid"),
+        fields::field(&OfflineMessage::user, "user", {.length = kMaxUserName}),
+        fields::field(&OfflineMessage::trusted, "trusted"),
+        fields::field(&OfflineMessage::max_size, "max_size"),
+    };
+  }
+  bool valid() const { return !name.empty() && !user.empty(); }
+};
+
 // The envelope types serve the spool too (queue/envelope_file.cpp), so their wire tables
 // live here and name only what travels: the queue's own bookkeeping (attempts, next_try...)
 // does not.

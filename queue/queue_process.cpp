@@ -10,12 +10,15 @@
 
 #include "common/util/ascii.hpp"
 #include "common/util/fd.hpp"
+#include "common/util/io.hpp"
 #include "common/util/log.hpp"
 #include "control/api.hpp"
 #include "lookup/api.hpp"
 #include "queue/api.hpp"
+#include "queue/submission.hpp"
 #include "queue/views.hpp"
 #include "smtp/api.hpp"
+#include "smtpd/api.hpp"
 
 namespace postern::queue {
 namespace {
@@ -69,6 +72,8 @@ QueueProcess::QueueProcess(ChildRuntime& runtime) : runtime_(runtime) {
               m.part == msg::MessagePart::data ? views.data(m) : views.envelope(m, time(nullptr)));
   });
   runtime_.on_started([this] { start(); });
+  d.on<msg::OfflineMessage>(
+      [this](msg::Incoming& in, msg::OfflineMessage&& m) { pick_up(std::move(in.fd), m); });
   d.on<msg::RelayVerdict>(
       [this](msg::Incoming& in, msg::RelayVerdict&& m) { relay_checked(in.request_id, m); });
   runtime_.on_peer_lost([this](Role peer) {
@@ -262,10 +267,22 @@ void QueueProcess::drop_relay_checks(bool answer_smtp) {
 }
 
 void QueueProcess::submit(uint32_t request_id, Envelope envelope, NewMessage files) {
+  enqueue(std::move(envelope), std::move(files), [this, request_id](const Envelope& e, bool ok) {
+    reply(
+        request_id,
+        ok ? msg::MessageResult{.id = e.id, .outcome = msg::MessageOutcome::committed, .reason = ""}
+           : msg::MessageResult{.id = e.id,
+                                .outcome = msg::MessageOutcome::temporary_failure,
+                                .reason = "cannot write the message to disk"});
+  });
+}
+
+void QueueProcess::enqueue(Envelope envelope, NewMessage files,
+                           std::function<void(const Envelope&, bool)> done) {
   ++committing_;
   committer_->submit(
       std::move(envelope), std::move(files),
-      [this, request_id](const Envelope& e, const Status& st) {
+      [this, done = std::move(done)](const Envelope& e, const Status& st) {
         --committing_;
         if (st.ok()) {
           ++received_;
@@ -277,17 +294,58 @@ void QueueProcess::submit(uint32_t request_id, Envelope envelope, NewMessage fil
               .number("nrcpt", e.recipients.size())
               .add("client", "[" + e.client_address + "]")
               .info();
-          reply(request_id, {.id = e.id, .outcome = msg::MessageOutcome::committed, .reason = ""});
         } else {
           log::error("%s: commit failed: %s", e.id.c_str(), st.error().message.c_str());
           spool_->discard(e.id);
-          reply(request_id, {.id = e.id,
-                             .outcome = msg::MessageOutcome::temporary_failure,
-                             .reason = "cannot write the message to disk"});
         }
+        done(e, st.ok());
         update_counters();
       });
   update_counters();
+}
+
+void QueueProcess::pick_up(UniqueFd file, const msg::OfflineMessage& m) {
+  auto answer = [this, name = m.name](msg::OfflineOutcome outcome, const std::string& reason) {
+    if (!msg::send(runtime_.parent(),
+                   msg::OfflineResult{.name = name, .outcome = outcome, .reason = reason}))
+      log::warn("cannot answer the parent about offline/%s", name.c_str());
+  };
+  if (!scheduler_) return answer(msg::OfflineOutcome::later, "the queue is starting");
+  Result<std::string> bytes = read_all(file.get(), m.max_size + kMaxSubmissionHeader);
+  if (!bytes.ok()) return answer(msg::OfflineOutcome::refused, bytes.error().message);
+  Result<Submission> submission = parse_submission(bytes.value());
+  if (!submission.ok()) return answer(msg::OfflineOutcome::refused, submission.error().message);
+  Result<NewMessage> created = spares_->take();
+  if (!created.ok()) return answer(msg::OfflineOutcome::later, created.error().message);
+  NewMessage files = std::move(created.value());
+  const time_t now = time(nullptr);
+  Result<LocalMessage> made =
+      make_local_message(submission.value(), {.uid = m.uid, .user = m.user, .trusted = m.trusted},
+                         config_.hostname, files.id, now, m.max_size);
+  if (!made.ok()) {
+    spool_->discard(files.id);
+    return answer(msg::OfflineOutcome::refused, made.error().message);
+  }
+  if (Status written = write_all(files.ours.get(), made->data); !written.ok()) {
+    log::error("%s: writing a local submission: %s", files.id.c_str(),
+               written.error().message.c_str());
+    spool_->discard(files.id);
+    return answer(msg::OfflineOutcome::later, written.error().message);
+  }
+  Envelope e = std::move(made->envelope);
+  e.id = files.id;
+  e.arrival = now;
+  log::info("%s: local submission offline/%s by uid %u (%s)", e.id.c_str(), m.name.c_str(), m.uid,
+            m.user.c_str());
+  if (!made->sender_warning.empty())
+    log::warn("%s: %s, not trusted to: recorded in the message", e.id.c_str(),
+              made->sender_warning.c_str());
+  enqueue(std::move(e), std::move(files), [answer](const Envelope& queued, bool ok) {
+    if (ok)
+      answer(msg::OfflineOutcome::queued, queued.id);
+    else
+      answer(msg::OfflineOutcome::later, "cannot write the message to disk");
+  });
 }
 
 void QueueProcess::abort(const std::string& id) {

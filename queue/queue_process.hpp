@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -61,6 +62,12 @@ class QueueProcess {
   void drop_relay_checks(bool answer_smtp);
 
   void submit(uint32_t request_id, Envelope envelope, NewMessage files);
+  // Commits a message and hands it to the scheduler; done learns whether it is queued.
+  void enqueue(Envelope envelope, NewMessage files,
+               std::function<void(const Envelope&, bool)> done);
+  // A local submission the parent opened in the offline area: made into a message and queued,
+  // the parent told the outcome (OfflineResult).
+  void pick_up(UniqueFd file, const msg::OfflineMessage& m);
   void abort(const std::string& id);
 
   // smtp went away: nothing it had open can be committed any more.

@@ -5,9 +5,11 @@
 // Each payload takes its row of the schema (common/ipc/messages.hpp: number, senders,
 // receivers, descriptor) and lists its fields once; a sender includes this header to send it.
 // The types keep the msg:: namespace every sender and receiver names them by.
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <vector>
 
@@ -25,6 +27,24 @@ struct TableLoaded {
     return std::tuple{
         fields::field(&TableLoaded::ok, "ok"),
         fields::field(&TableLoaded::error, "error", {.length = kMaxField}),
+    };
+  }
+};
+
+// The queue's answer to an OfflineMessage: queued (the parent removes the file), refused
+// for good (a file that is not a submission: moved aside) or not now (left for a later scan).
+enum class OfflineOutcome : uint8_t { queued, refused, later };
+constexpr std::array<std::string_view, 3> kOfflineOutcomeNames = {"queued", "refused", "later"};
+struct OfflineResult {
+  static constexpr MessageInfo kInfo = schema(Type::offline_result);
+  std::string name;
+  OfflineOutcome outcome = OfflineOutcome::later;
+  std::string reason;  // the queue id when queued
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&OfflineResult::name, "name", {.length = kMaxFileName}),
+        fields::field(&OfflineResult::outcome, "outcome", {.names = kOfflineOutcomeNames}),
+        fields::field(&OfflineResult::reason, "reason", {.length = kMaxReason}),
     };
   }
 };

@@ -135,21 +135,40 @@ Status jail_safe(const std::string& dir, const struct stat& st) {
                     " must be a directory owned by root and writable by no one else");
 }
 
-// The spool is made for the queue user, 0700. An existing one must already be the queue
+// The offline area (smtpd/offline.hpp): the parent's, 1733, so that any local user may add a
+// file of their own and no one else may list, read or remove it. The queue user owns the spool
+// around it and could put something else in its place: that is refused, never adopted.
+Status prepare_offline_area(int spool_fd, const std::string& spool) {
+  const std::string path = spool + "/offline";
+  if (mkdirat(spool_fd, "offline", 0700) != 0 && errno != EEXIST)
+    return errno_error("cannot create " + path);
+  const UniqueFd dir(openat(spool_fd, "offline", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  struct stat st {};
+  if (!dir || fstat(dir.get(), &st) != 0) return errno_error("cannot open " + path);
+  if (st.st_uid != geteuid())
+    return make_error("offline area " + path + " belongs to uid " + std::to_string(st.st_uid) +
+                      ", not to smtpd's; remove it and smtpd makes it again");
+  if (fchmod(dir.get(), 01733) != 0) return errno_error("chmod " + path);
+  return ok_status();
+}
+
+// The spool is made for the queue user, 0711: others may pass through it to the offline area
+// and nowhere else (the queue's areas are 0700). An existing one must already be the queue
 // user's (it is then closed to others again, as it is the daemon's own): a mistaken
 // "spool: /var/mail" must stop the start, not hand that directory over.
 Status prepare_spool(const std::string& spool, const Identities& ids) {
   Result<PreparedDirectory> dir = prepare_directory(
-      spool, 0700,
+      spool, 0711,
       ids.privileged ? std::optional(std::pair(ids.queue_uid, ids.queue_gid)) : std::nullopt);
   if (!dir.ok()) return make_error("spool: " + dir.error().message);
-  if (dir.value().created) return ok_status();
   const int fd = dir.value().fd.get();
-  struct stat st {};
-  if (fstat(fd, &st) != 0) return errno_error("stat " + spool);
-  if (Status owned = spool_owned(spool, st, ids); !owned.ok()) return owned;
-  if (fchmod(fd, 0700) != 0) return errno_error("chmod " + spool);
-  return ok_status();
+  if (!dir.value().created) {
+    struct stat st {};
+    if (fstat(fd, &st) != 0) return errno_error("stat " + spool);
+    if (Status owned = spool_owned(spool, st, ids); !owned.ok()) return owned;
+    if (fchmod(fd, 0711) != 0) return errno_error("chmod " + spool);
+  }
+  return prepare_offline_area(fd, spool);
 }
 
 }  // namespace

@@ -28,7 +28,8 @@ struct Identities {
 Result<Identities> resolve_identities(const Config& config);
 
 // Never changes the owner of a directory that exists. Creates what is missing of the spool
-// (the spool itself the queue user's, 0700; an existing one must be the queue user's already)
+// (the spool itself the queue user's, 0711, with the offline area in it, the parent's, 1733; an
+// existing spool must be the queue user's already)
 // and of each virtual users' mailbox root (a maildir or mbox template's part before its first
 // %-segment; the root the virtual user's, 0700, and an existing one the virtual user cannot
 // write to is logged as a warning); directories above them are made root's, 0755. Checks the

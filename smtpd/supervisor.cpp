@@ -38,6 +38,11 @@ Supervisor::Supervisor(event_base* base, SupervisorOptions options, Config confi
       started_at_(time(nullptr)),
       helpers_(base, {.exec_dir = options_.exec_dir, .foreground = options_.foreground}, ids,
                [this](Role role) { return child(role).channel.get(); }),
+      offline_(base,
+               [this]() -> ipc::Channel* {
+                 Child& queue = child(Role::queue);
+                 return queue.ready && !stopping_ ? queue.channel.get() : nullptr;
+               }),
       sigchld_(base, SIGCHLD, [this] { reap(); }),
       stop_deadline_(base, [this] {
         for (Role role : kChildRoles) {
@@ -62,6 +67,7 @@ Supervisor::Supervisor(event_base* base, SupervisorOptions options, Config confi
   register_handlers();
   adopt(config_);
   helpers_.configure(config_, daemon_accounts(config_));
+  offline_.configure(offline_settings(config_, ids_));
 }
 
 void Supervisor::start() {
@@ -172,6 +178,7 @@ void Supervisor::on_exit(Child& c, int wait_status) {
   const std::string what =
       name_of(c.role) + " (pid " + std::to_string(pid) + ") " + describe_wait_status(wait_status);
   helpers_.peer_lost(c.role);
+  if (c.role == Role::queue) offline_.queue_lost();
   if (stopping_) {
     log::debug("%s", what.c_str());
     return;
@@ -216,6 +223,7 @@ void Supervisor::register_handlers() {
   dispatcher_.on<msg::Ready>([this](msg::Incoming& in, msg::Ready&&) {
     Child& c = child(in.from);
     c.ready = true;
+    if (c.role == Role::queue) offline_.start();
     log::debug("%s (pid %d) is ready", name_of(c.role).c_str(), static_cast<int>(c.pid));
     // The service manager hears "ready" once, when the first start is complete: a child that
     // restarts later is supervision's business, not a new start-up.
@@ -279,6 +287,8 @@ void Supervisor::register_handlers() {
                    in.request_id))
       log::warn("cannot answer control");
   });
+  dispatcher_.on<msg::OfflineResult>(
+      [this](msg::Incoming&, msg::OfflineResult&& m) { offline_.on_result(m); });
   dispatcher_.on<msg::CtlStop>([this](msg::Incoming& in, msg::CtlStop&&) {
     log::info("stop requested through smtpctl");
     Child& control = child(Role::control);

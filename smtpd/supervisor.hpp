@@ -30,6 +30,7 @@
 #include "smtpd/host.hpp"
 #include "smtpd/listeners.hpp"
 #include "smtpd/log_relay.hpp"
+#include "smtpd/offline.hpp"
 #include "smtpd/tls_files.hpp"
 
 namespace postern::smtpd {
@@ -149,6 +150,7 @@ class Supervisor {
   bool announced_ready_ = false;
   int exit_status_ = 0;
   DeliveryHelpers helpers_;
+  OfflinePickup offline_;  // local submissions (sendmail) waiting in the offline area
   SignalHandler sigchld_;
   Timer stop_deadline_;
 };

@@ -385,6 +385,7 @@ Result<std::string> Supervisor::reload() {
   adopt(next);
   config_ = std::move(next);
   helpers_.configure(config_, daemon_accounts(config_));
+  offline_.configure(offline_settings(config_, ids_));
   for (Role role : kChildRoles) {
     Child& c = child(role);
     if (c.channel && !send_config(c))

@@ -27,6 +27,6 @@ using AllMessages = std::tuple<
     LocalRoutes, HelperRefused, HelperDeliver, HelperResult, ClientCheck, ClientVerdict, MxQuery,
     MxAnswer, CtlShowMx, CtlUpdateTable, TableLoaded, CtlShowStats, SessionOpen, SessionClose,
     RelayCheck, RelayVerdict, mta::Settings, DeliverRemote, SenderCheck, SenderVerdict,
-    CtlShowRelays, mta::CaFile, CtlReload, MetricsSocket>;
+    CtlShowRelays, mta::CaFile, CtlReload, MetricsSocket, OfflineMessage, OfflineResult>;
 
 }  // namespace postern::msg

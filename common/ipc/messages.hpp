@@ -100,6 +100,8 @@ enum class Type : uint16_t {
   mta_ca_file,
   ctl_reload,
   metrics_socket,
+  offline_message,
+  offline_result,
 };
 
 // Numbers no message uses any more (never reused, so that an old frame is never misread).
@@ -250,6 +252,9 @@ inline constexpr MessageInfo kSchema[] = {
     {Type::ctl_reload, "ctl_reload", kCtlRequestSenders, kCtlRequestReceivers, FdRule::none},
     {Type::metrics_socket, "metrics_socket", roles(Role::parent), roles(Role::control),
      FdRule::required},
+    {Type::offline_message, "offline_message", roles(Role::parent), roles(Role::queue),
+     FdRule::required},
+    {Type::offline_result, "offline_result", roles(Role::queue), roles(Role::parent), FdRule::none},
 };
 
 // The row of a type; a type without one does not compile.

@@ -41,4 +41,11 @@ std::string received_header(const ReceivedInfo& info) {
   return h;
 }
 
+std::string local_received_header(const std::string& hostname, uint32_t uid,
+                                  const std::string& user, const std::string& queue_id,
+                                  time_t when) {
+  return "Received: by " + hostname + " (Postern, from userid " + std::to_string(uid) + " " +
+         clean(user) + ")\r\n\tid " + queue_id + ";\r\n\t" + rfc5322_date(when) + "\r\n";
+}
+
 }  // namespace postern::mail

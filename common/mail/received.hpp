@@ -3,6 +3,7 @@
 // that could break the header (control characters, parentheses in comments).
 #pragma once
 
+#include <cstdint>
 #include <ctime>
 #include <string>
 
@@ -23,5 +24,11 @@ struct ReceivedInfo {
 
 // "Received: ...\r\n" with folded continuation lines.
 std::string received_header(const ReceivedInfo& info);
+
+// The trace header of a local submission (sendmail(8)), as Postfix writes one: no client,
+// the submitter's uid and login name, "Received: by HOST (Postern, from userid UID USER)".
+std::string local_received_header(const std::string& hostname, uint32_t uid,
+                                  const std::string& user, const std::string& queue_id,
+                                  time_t when);
 
 }  // namespace postern::mail

@@ -30,6 +30,7 @@
 #include "common/util/json.hpp"
 #include "control/api.hpp"
 #include "control/smtpctl/commands.hpp"
+#include "control/smtpctl/sendmail.hpp"
 #include "smtpd/config.hpp"
 
 namespace postern::smtpctl {
@@ -562,6 +563,8 @@ int main(int argc, char** argv) {
   // Nothing is meant to throw out of run(); if something does (memory exhausted), say what
   // and fail rather than end in std::terminate.
   try {
+    if (argc > 0 && postern::smtpctl::is_sendmail_name(argv[0]))
+      return postern::smtpctl::sendmail_main(argc, argv, postern::smtpctl::run);
     return postern::smtpctl::run(argc, argv);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "smtpctl: fatal: %s\n", e.what());

@@ -50,7 +50,9 @@ class AsRoot(unittest.TestCase):
         with Daemon().start() as d:
             st = os.stat(d.spool)
             self.assertEqual(st.st_uid, pwd.getpwnam("_smtpq").pw_uid)
-            self.assertEqual(stat.S_IMODE(st.st_mode), 0o700)
+            self.assertEqual(stat.S_IMODE(st.st_mode), 0o711)
+            st = os.stat(os.path.join(d.spool, "offline"))
+            self.assertEqual((st.st_uid, stat.S_IMODE(st.st_mode)), (0, 0o1733))
             st = os.stat(d.empty)
             self.assertEqual(st.st_uid, 0)
             self.assertEqual(st.st_mode & 0o022, 0)
