@@ -159,7 +159,7 @@ bool OfflinePickup::same_file(int dir, const std::string& name, const Identity& 
          st.st_ino == id.ino;
 }
 
-void OfflinePickup::refuse(int dir, const std::string& name, const std::string& why) {
+void OfflinePickup::refuse(int dir, const std::string& name, const std::string& why) const {
   const std::string corrupt_path = settings_.spool_dir + "/corrupt";
   const UniqueFd corrupt(
       open(corrupt_path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));

@@ -63,7 +63,7 @@ class OfflinePickup {
   // One entry of the area: handed to the queue, refused, or left for later.
   void offer(int dir, ipc::Channel& queue, const std::string& name);
   // Moves the entry to corrupt/ (renamed, never opened or followed) and says why.
-  void refuse(int dir, const std::string& name, const std::string& why);
+  void refuse(int dir, const std::string& name, const std::string& why) const;
   // The entry still is the file that was opened (its owner cannot have swapped it, but a
   // removal must never hit another file).
   static bool same_file(int dir, const std::string& name, const Identity& id);

@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "common/mail/commands.hpp"
 #include "common/util/fd.hpp"
 #include "common/util/io.hpp"
 #include "postern_paths.h"
@@ -37,6 +38,7 @@ struct Site {
   std::string spool_dir = "/var/spool/postern";
   std::string socket = "/run/postern/smtpd.sock";
   uint64_t max_size = 35 * 1024 * 1024;
+  std::string hostname;  // as the configuration names this host; else gethostname()
   std::vector<std::string> aliases;
 };
 
@@ -59,6 +61,8 @@ void usage() {
 
 Result<Site> read_site(const std::optional<std::string>& named) {
   Site site;
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) == 0) site.hostname = host;
   const std::string path = named.value_or(POSTERN_CONFIG_FILE);
   if (!named && access(path.c_str(), R_OK) != 0) return site;
   auto loaded = smtpd::load_config(path);
@@ -70,6 +74,7 @@ Result<Site> read_site(const std::optional<std::string>& named) {
   site.spool_dir = loaded->spool_dir;
   site.socket = loaded->control.socket_path;
   site.max_size = loaded->smtp.limits.message_size;
+  site.hostname = loaded->queue.hostname;
   for (const auto& domain : loaded->lookup.domains)
     if (domain.aliases &&
         std::find(site.aliases.begin(), site.aliases.end(), *domain.aliases) == site.aliases.end())
@@ -241,6 +246,14 @@ Status drop_offline(const Site& site, const std::string& bytes) {
   return ok_status();
 }
 
+// "<a@b>" as well as "a@b"; "<>" and "" are the null sender (""). nullopt: not one address.
+std::optional<std::string> sender_address(std::string_view text) {
+  std::vector<std::string> one;
+  add_addresses(text, one);
+  if (one.size() > 1 || (!one.empty() && !one_line(one.front()))) return std::nullopt;
+  return one.empty() ? std::string() : one.front();
+}
+
 int submit(const Options& o, const Site& site) {
   Result<std::string> message = read_message(o.ignore_dots, site.max_size);
   if (!message.ok()) {
@@ -264,13 +277,10 @@ int submit(const Options& o, const Site& site) {
       std::fprintf(stderr, "sendmail: bad recipient address\n");
       return EX_DATAERR;
     }
-  std::optional<std::string> sender = o.sender;
-  if (sender) {
-    // "<a@b>" as well as "a@b"; "<>" and "" are the null sender.
-    std::vector<std::string> one;
-    add_addresses(*sender, one);
-    sender = one.empty() ? std::string() : one.front();
-    if (one.size() > 1 || (!sender->empty() && !one_line(*sender))) {
+  std::optional<std::string> sender;
+  if (o.sender) {
+    sender = sender_address(*o.sender);
+    if (!sender) {
       std::fprintf(stderr, "sendmail: bad sender address\n");
       return EX_DATAERR;
     }
@@ -287,6 +297,150 @@ int submit(const Options& o, const Site& site) {
   }
   return EX_OK;
 }
+
+// -bs: SMTP on the standard input and output, as Postfix's sendmail -bs offers it to programs
+// that speak SMTP to a command. Each message is written to the offline area like any other
+// submission, the MAIL FROM address taken as -f would be (recorded when the user is not
+// trusted). Only what a submission needs: HELO/EHLO, MAIL, RCPT, DATA, RSET, NOOP, QUIT.
+class StdioSmtp {
+ public:
+  explicit StdioSmtp(const Site& site) : site_(site) {}
+
+  int run() {
+    say("220 " + site_.hostname + " ESMTP Postern (sendmail -bs)");
+    std::string line;
+    while (read_line(line)) {
+      if (line.size() > mail::kMaxCommandLine) {
+        say("500 5.5.2 Line too long");
+        continue;
+      }
+      const mail::ParsedLine parsed = mail::parse_command(line);
+      if (parsed.error != mail::SyntaxError::none) {
+        say(parsed.error == mail::SyntaxError::unknown_verb ? "502 5.5.1 Command not recognized"
+                                                            : "501 5.5.4 " + parsed.detail);
+        continue;
+      }
+      if (!command(parsed.command)) return EX_OK;
+    }
+    return EX_OK;  // the peer went away
+  }
+
+ private:
+  static void say(const std::string& reply) {
+    std::fputs((reply + "\r\n").c_str(), stdout);
+    std::fflush(stdout);
+  }
+
+  // A line without its line end; false at the end of the input.
+  static bool read_line(std::string& line) {
+    line.clear();
+    for (int c = 0; (c = std::getchar()) != EOF;) {
+      if (c == '\n') {
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        return true;
+      }
+      if (line.size() <= kMaxLine) line += static_cast<char>(c);
+    }
+    return !line.empty();
+  }
+
+  // False after QUIT.
+  bool command(const mail::Command& c) {
+    switch (c.verb) {
+      case mail::Verb::helo:
+      case mail::Verb::ehlo:
+        reset();
+        say("250 " + site_.hostname);
+        return true;
+      case mail::Verb::mail:
+        if (sender_) {
+          say("503 5.5.1 Sender already given");
+          return true;
+        }
+        sender_ = sender_address(c.path);
+        say(sender_ ? "250 2.1.0 Ok" : "501 5.1.7 Bad sender address");
+        return true;
+      case mail::Verb::rcpt: {
+        if (!sender_) {
+          say("503 5.5.1 Need MAIL first");
+          return true;
+        }
+        if (recipients_.size() >= queue::kMaxSubmissionRecipients) {
+          say("452 4.5.3 Too many recipients");
+          return true;
+        }
+        std::vector<std::string> one;
+        add_addresses(c.path, one);
+        if (one.size() != 1 || !one_line(one.front())) {
+          say("501 5.1.3 Bad recipient address");
+          return true;
+        }
+        recipients_.push_back(one.front());
+        say("250 2.1.5 Ok");
+        return true;
+      }
+      case mail::Verb::data:
+        if (recipients_.empty()) {
+          say("503 5.5.1 Need RCPT first");
+          return true;
+        }
+        data();
+        return true;
+      case mail::Verb::rset:
+        reset();
+        say("250 2.0.0 Ok");
+        return true;
+      case mail::Verb::noop:
+        say("250 2.0.0 Ok");
+        return true;
+      case mail::Verb::quit:
+        say("221 2.0.0 Bye");
+        return false;
+      default:
+        say("502 5.5.1 Command not implemented");
+        return true;
+    }
+  }
+
+  void data() {
+    say("354 End data with <CR><LF>.<CR><LF>");
+    std::string body;
+    std::string line;
+    bool too_big = false;
+    bool ended = false;
+    while (read_line(line)) {
+      if (line == ".") {
+        ended = true;
+        break;
+      }
+      if (line.starts_with('.')) line.erase(0, 1);  // dot-stuffing (RFC 5321 4.5.2)
+      too_big = too_big || body.size() + line.size() + 1 > site_.max_size;
+      if (!too_big) body += line + "\n";
+    }
+    if (!ended) return;  // the input ended inside DATA: nothing was promised
+    if (too_big) {
+      say("552 5.3.4 Message too big");
+    } else if (Status dropped = drop_offline(
+                   site_, queue::submission_header(sender_, "", recipients_, body.size()) + body);
+               !dropped.ok()) {
+      std::fprintf(stderr, "sendmail: %s\n", dropped.error().message.c_str());
+      say("451 4.3.0 Cannot write the message");
+    } else {
+      say("250 2.0.0 Ok: queued");
+    }
+    reset();
+  }
+
+  void reset() {
+    sender_.reset();
+    recipients_.clear();
+  }
+
+  static constexpr size_t kMaxLine = 1000 * 1000;  // DATA lines; commands are checked apart
+  const Site& site_;
+  std::optional<std::string> sender_;
+  std::vector<std::string> recipients_;
+};
 
 // A request to the running daemon through smtpctl's own command line.
 int control_command(ControlCommand control, const Site& site, std::vector<std::string> words) {
@@ -380,8 +534,7 @@ int sendmail_main(int argc, char** argv, ControlCommand control) {
       return status;
     }
     case 's':
-      std::fprintf(stderr, "sendmail: -bs is not supported; submit with SMTP on a listener\n");
-      return EX_USAGE;
+      return StdioSmtp(site.value()).run();
     default:
       return submit(o, site.value());
   }

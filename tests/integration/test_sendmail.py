@@ -170,6 +170,23 @@ class Sendmail(unittest.TestCase):
             self.assertEqual((r.returncode, r.stderr),
                              (78, b"newaliases: no aliases file in the configuration\n"))
 
+    def test_bs_speaks_smtp_on_stdin(self):
+        session = (b"EHLO me\r\nMAIL FROM:<app@example.com>\r\nRCPT TO:<bob@localhost>\r\n"
+                   b"RCPT TO:<alice@localhost>\r\nDATA\r\nSubject: bs\r\n\r\n..stuffed\r\n.\r\n"
+                   b"RCPT TO:<x@y>\r\nFROB\r\nQUIT\r\n")
+        with self.daemon().start() as d:
+            r = self.sendmail(d, "-bs", user="nobody", stdin=session)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            codes = [line[:3] for line in r.stdout.decode().split("\r\n") if line]
+            self.assertEqual(codes, ["220", "250", "250", "250", "250", "354", "250", "503",
+                                     "502", "221"])
+            for user in ("alice", "bob"):
+                data = self.delivered(user)
+                self.assertIn(b"Return-Path: <app@example.com>\r\n", data)
+                self.assertIn(b"X-Authentication-Warning: test.example: nobody set sender to "
+                              b"app@example.com using -f\r\n", data)
+                self.assertTrue(data.endswith(b"Subject: bs\r\n\r\n.stuffed\r\n"), data)
+
     def test_usage_errors(self):
         with self.daemon() as d:
             r = self.sendmail(d, "-bt")
