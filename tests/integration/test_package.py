@@ -126,7 +126,9 @@ class Package(unittest.TestCase):
         done = run(["dpkg", "-i", deb], 300)
         self.assertEqual(done.returncode, 0, "dpkg -i:\n" + done.stdout + done.stderr)
         files = run(["dpkg", "-L", "postern"], 30).stdout.split("\n")
-        for path in ("/usr/sbin/smtpd", "/usr/sbin/smtpctl", "/usr/libexec/postern/smtpd-smtp",
+        for path in ("/usr/sbin/smtpd", "/usr/sbin/smtpctl", "/usr/sbin/sendmail",
+                     "/usr/lib/sendmail", "/usr/bin/mailq", "/usr/bin/newaliases",
+                     "/usr/libexec/postern/smtpd-smtp",
                      "/usr/libexec/postern/smtpd-deliver", "/etc/postern/smtpd.yaml",
                      "/usr/share/man/man8/smtpd.8.gz", "/usr/share/man/man5/smtpd.yaml.5.gz",
                      "/usr/share/man/man8/smtpctl.8.gz", "/lib/systemd/system/postern.service",
@@ -143,7 +145,9 @@ class Package(unittest.TestCase):
         queue_user = pwd.getpwnam("_smtpq")
         pwd.getpwnam("_smtpd")
         spool = os.stat("/var/spool/postern")
-        self.assertEqual((spool.st_uid, spool.st_mode & 0o7777), (queue_user.pw_uid, 0o700))
+        self.assertEqual((spool.st_uid, spool.st_mode & 0o7777), (queue_user.pw_uid, 0o711))
+        offline = os.stat("/var/spool/postern/offline")
+        self.assertEqual((offline.st_uid, offline.st_mode & 0o7777), (0, 0o1733))
         self.assertTrue(os.path.isdir("/var/empty"))
 
     def run_daemon(self):
