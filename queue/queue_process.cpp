@@ -280,27 +280,27 @@ void QueueProcess::submit(uint32_t request_id, Envelope envelope, NewMessage fil
 void QueueProcess::enqueue(Envelope envelope, NewMessage files,
                            std::function<void(const Envelope&, bool)> done) {
   ++committing_;
-  committer_->submit(
-      std::move(envelope), std::move(files),
-      [this, done = std::move(done)](const Envelope& e, const Status& st) {
-        --committing_;
-        if (st.ok()) {
-          ++received_;
-          scheduler_->add(e);
-          log::Line(e.id)
-              .add("event", "queued")
-              .add("from", "<" + e.sender + ">")
-              .number("size", e.size)
-              .number("nrcpt", e.recipients.size())
-              .add("client", "[" + e.client_address + "]")
-              .info();
-        } else {
-          log::error("%s: commit failed: %s", e.id.c_str(), st.error().message.c_str());
-          spool_->discard(e.id);
-        }
-        done(e, st.ok());
-        update_counters();
-      });
+  committer_->submit(std::move(envelope), std::move(files),
+                     [this, done = std::move(done)](const Envelope& e, const Status& st) {
+                       --committing_;
+                       if (st.ok()) {
+                         ++received_;
+                         scheduler_->add(e);
+                         log::Line(e.id)
+                             .add("event", "queued")
+                             .add("from", "<" + e.sender + ">")
+                             .number("size", e.size)
+                             .number("nrcpt", e.recipients.size())
+                             .add("client", "[" + e.client_address + "]")
+                             .info();
+                       } else {
+                         log::error("%s: commit failed: %s", e.id.c_str(),
+                                    st.error().message.c_str());
+                         spool_->discard(e.id);
+                       }
+                       done(e, st.ok());
+                       update_counters();
+                     });
   update_counters();
 }
 
