@@ -447,6 +447,7 @@ int control_command(ControlCommand control, const Site& site, std::vector<std::s
   std::vector<std::string> args = {"smtpctl", "-s", site.socket};
   args.insert(args.end(), words.begin(), words.end());
   std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   optind = 1;  // getopt starts over for smtpctl's options
