@@ -23,6 +23,38 @@ struct ControlSocket {
   static constexpr auto fields() { return std::tuple{}; }
 };
 
+// The views a configuration may open to every local user (smtpd.yaml control.public), on a
+// second socket beside the control socket: only these requests are taken there.
+enum class PublicView : uint8_t { status, stats, queue };
+inline constexpr std::string_view kPublicViewNames[] = {"status", "stats", "queue"};
+
+// Where that socket is, found from the control socket's path alone (smtpctl reads no
+// configuration): /run/postern/smtpd.sock -> /run/postern/smtpd-public.sock; a path that does
+// not end in ".sock" gets "-public" appended.
+inline std::string public_socket_path(std::string_view control_socket) {
+  constexpr std::string_view kSuffix = ".sock";
+  if (control_socket.ends_with(kSuffix))
+    return std::string(control_socket.substr(0, control_socket.size() - kSuffix.size())) +
+           "-public.sock";
+  return std::string(control_socket) + "-public";
+}
+
+// The listening socket of the public views, bound by the parent (mode 0666) when the
+// configuration opens any; the flags say which. Sent after ControlSocket.
+struct PublicControlSocket {
+  static constexpr MessageInfo kInfo = schema(Type::public_control_socket);
+  bool status = false;
+  bool stats = false;
+  bool queue = false;
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&PublicControlSocket::status, "status"),
+        fields::field(&PublicControlSocket::stats, "stats"),
+        fields::field(&PublicControlSocket::queue, "queue"),
+    };
+  }
+};
+
 // The listening TCP socket of the metrics endpoint (smtpd.yaml metrics), bound by the parent;
 // sent only when metrics are configured.
 struct MetricsSocket {

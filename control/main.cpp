@@ -29,10 +29,18 @@ class ControlServer {
         [this](msg::Incoming& in, msg::ControlSocket&&) { listen_fd_ = std::move(in.fd); });
     runtime_.dispatcher().on<msg::MetricsSocket>(
         [this](msg::Incoming& in, msg::MetricsSocket&&) { metrics_fd_ = std::move(in.fd); });
+    runtime_.dispatcher().on<msg::PublicControlSocket>(
+        [this](msg::Incoming& in, msg::PublicControlSocket&& m) {
+          public_fd_ = std::move(in.fd);
+          public_views_ = m;
+        });
     runtime_.on_started([this] {
       if (!listen_fd_) log::fatal("no control socket from the parent");
       watcher_ = std::make_unique<FdWatcher>(runtime_.base(), listen_fd_.get(),
-                                             [this] { accept_client(); });
+                                             [this] { accept_client(listen_fd_.get(), false); });
+      if (public_fd_)
+        public_watcher_ = std::make_unique<FdWatcher>(
+            runtime_.base(), public_fd_.get(), [this] { accept_client(public_fd_.get(), true); });
       // Served here, not by the parent: control already gathers every process's status for
       // smtpctl, runs unprivileged in an empty chroot, and takes outside input already.
       if (metrics_fd_)
@@ -119,8 +127,23 @@ class ControlServer {
     if (!msg::send(*it->second, m, request)) drop_client(client, "its answer did not fit");
   }
 
-  void accept_client() {
-    UniqueFd fd(accept4(listen_fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+  // What a client of the public socket may ask: the views control.public opens, nothing else.
+  bool open_to_all(uint16_t type) const {
+    switch (static_cast<msg::Type>(type)) {
+      case msg::Type::ctl_show_status:
+        return public_views_.status;
+      case msg::Type::ctl_show_stats:
+        return public_views_.stats;
+      case msg::Type::ctl_show_queue:
+        return public_views_.queue;
+      default:
+        return false;
+    }
+  }
+
+  // public: accepted on the socket of the views opened to every local user.
+  void accept_client(int listener, bool is_public) {
+    UniqueFd fd(accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
     if (!fd) {
       if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
         log::warn("accept on the control socket: %s", std::strerror(errno));
@@ -144,9 +167,20 @@ class ControlServer {
         runtime_.base(), std::move(fd), "smtpctl client " + std::to_string(id),
         ipc::Channel::Handlers{
             .on_frame =
-                [this, id](ipc::Frame&& f) {
+                [this, id, is_public](ipc::Frame&& f) {
                   current_client_ = id;
-                  log_command(id, f.type);
+                  log_command(id, f.type, is_public);
+                  if (is_public && !open_to_all(f.type)) {
+                    log::warn(
+                        "smtpctl client %u (uid %u) asked the public socket for more than "
+                        "control.public opens; refused",
+                        id, static_cast<unsigned>(callers_[id].uid));
+                    answer(id, f.request_id,
+                           msg::CtlResult{false,
+                                          "not open to every user (smtpd.yaml control.public); "
+                                          "ask as root or a member of control.group"});
+                    return;
+                  }
                   const Status st = clients_dispatcher_.dispatch(Role::client, std::move(f));
                   if (!st.ok()) drop_client(id, st.error().message);
                 },
@@ -162,13 +196,14 @@ class ControlServer {
     forget_client(id);
   }
 
-  void log_command(uint32_t client, uint16_t type) {
+  void log_command(uint32_t client, uint16_t type, bool is_public) {
     std::string_view name = "unknown";
     for (const msg::MessageInfo& info : msg::kSchema)
       if (static_cast<uint16_t>(info.type) == type) name = info.name;
     const ucred& c = callers_[client];
-    log::info("smtpctl command %.*s from uid %u (pid %d)", static_cast<int>(name.size()),
-              name.data(), static_cast<unsigned>(c.uid), static_cast<int>(c.pid));
+    log::info("smtpctl command %.*s from uid %u (pid %d)%s", static_cast<int>(name.size()),
+              name.data(), static_cast<unsigned>(c.uid), static_cast<int>(c.pid),
+              is_public ? " on the public socket" : "");
   }
 
   void forget_client(uint32_t id) {
@@ -180,6 +215,9 @@ class ControlServer {
   ChildRuntime& runtime_;
   UniqueFd listen_fd_;
   std::unique_ptr<FdWatcher> watcher_;
+  UniqueFd public_fd_;  // not open: control.public opens no view
+  msg::PublicControlSocket public_views_;
+  std::unique_ptr<FdWatcher> public_watcher_;
   UniqueFd metrics_fd_;
   std::unique_ptr<MetricsServer> metrics_;
   msg::Dispatcher clients_dispatcher_{Role::control};

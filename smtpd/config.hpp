@@ -17,6 +17,7 @@
 #include "common/util/inet.hpp"
 #include "common/util/log.hpp"
 #include "common/util/result.hpp"
+#include "control/api.hpp"
 #include "lookup/api.hpp"
 #include "mda/api.hpp"
 #include "mta/api.hpp"
@@ -38,11 +39,14 @@ constexpr const char* kDefaultControlSocket = "/run/postern/smtpd.sock";
 struct Control {
   std::string socket_path = kDefaultControlSocket;      // absolute
   std::optional<std::string> group;                     // may use smtpctl besides root
+  std::vector<msg::PublicView> public_views;  // open to every local user on a second socket
   static constexpr auto fields() {
     using fields::field;
     return std::tuple{
         field(&Control::socket_path, "socket", {.hook = "socket"}),
         field(&Control::group, "group", {.hook = "account"}),
+        field(&Control::public_views, "public",
+              {.count = std::size(msg::kPublicViewNames), .names = msg::kPublicViewNames}),
     };
   }
   friend bool operator==(const Control&, const Control&) = default;

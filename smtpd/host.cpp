@@ -358,21 +358,14 @@ void PidLock::remove() {
   fd_.reset();
 }
 
-Result<UniqueFd> bind_control_socket(const Config& config, const Identities& ids) {
-  const std::string& path = config.control.socket_path;
+namespace {
+
+Result<UniqueFd> bind_unix_socket(const std::string& path, uid_t owner, gid_t group, mode_t mode) {
   sockaddr_un sun{};
   sun.sun_family = AF_UNIX;
   if (path.size() >= sizeof sun.sun_path)
     return make_error("control socket path too long: " + path);
   std::memcpy(sun.sun_path, path.c_str(), path.size() + 1);
-
-  gid_t group = ids.privileged ? 0 : getgid();
-  if (config.control.group) {
-    const struct group* gr = getgrnam(config.control.group->c_str());
-    if (gr == nullptr)
-      return make_error("control group " + *config.control.group + " does not exist");
-    group = gr->gr_gid;
-  }
   const std::string dir = std::filesystem::path(path).parent_path();
   if (Status st = make_dirs(dir); !st.ok()) return st.error();
 
@@ -385,16 +378,40 @@ Result<UniqueFd> bind_control_socket(const Config& config, const Identities& ids
       return make_error("control socket " + path + " is in use by a running smtpd");
   }
   if (unlink(path.c_str()) != 0 && errno != ENOENT) return errno_error("cannot remove " + path);
+  // Bound with no access at all; opened to its readers only once owner and group are right.
   const mode_t old_umask = umask(0177);
   const int rc = bind(fd.get(), reinterpret_cast<sockaddr*>(&sun), sizeof sun);
   umask(old_umask);
   if (rc != 0) return errno_error("cannot bind control socket " + path);
-  const mode_t mode = config.control.group ? 0660 : 0600;
-  if (chown(path.c_str(), ids.privileged ? 0 : getuid(), group) != 0 && config.control.group)
-    return errno_error("chown " + path);
+  if (chown(path.c_str(), owner, group) != 0) return errno_error("chown " + path);
   if (chmod(path.c_str(), mode) != 0) return errno_error("chmod " + path);
   if (listen(fd.get(), 16) != 0) return errno_error("listen on " + path);
   return fd;
+}
+
+}  // namespace
+
+Result<UniqueFd> bind_control_socket(const Config& config, const Identities& ids) {
+  gid_t group = ids.privileged ? 0 : getgid();
+  if (config.control.group) {
+    const struct group* gr = getgrnam(config.control.group->c_str());
+    if (gr == nullptr)
+      return make_error("control group " + *config.control.group + " does not exist");
+    group = gr->gr_gid;
+  }
+  return bind_unix_socket(config.control.socket_path, ids.privileged ? 0 : getuid(), group,
+                          config.control.group ? 0660 : 0600);
+}
+
+Result<UniqueFd> bind_public_socket(const Config& config, const Identities& ids) {
+  const std::string path = msg::public_socket_path(config.control.socket_path);
+  if (config.control.public_views.empty()) {
+    // A file left by a start that opened views; nothing may answer there now.
+    struct stat st {};
+    if (lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) unlink(path.c_str());
+    return UniqueFd();
+  }
+  return bind_unix_socket(path, ids.privileged ? 0 : getuid(), ids.privileged ? 0 : getgid(), 0666);
 }
 
 }  // namespace postern::smtpd

@@ -71,5 +71,9 @@ class PidLock {
 // A listening unix socket for smtpctl: refuses to take over a live daemon's socket, replaces a
 // stale one, mode 0600 (0660 with the configured group), owned by root.
 Result<UniqueFd> bind_control_socket(const Config& config, const Identities& ids);
+// The socket of the views control.public opens to every local user, beside the control
+// socket (msg::public_socket_path), mode 0666, owned by root. Not open (and a stale file
+// removed) when the configuration opens none.
+Result<UniqueFd> bind_public_socket(const Config& config, const Identities& ids);
 
 }  // namespace postern::smtpd

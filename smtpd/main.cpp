@@ -198,7 +198,14 @@ int run(int argc, char** argv) {
     log::error("%s", control.error().message.c_str());
     return 1;
   }
+  Result<UniqueFd> open_views = bind_public_socket(config, ids.value());
+  if (!open_views.ok()) {
+    log::error("%s", open_views.error().message.c_str());
+    unlink(config.control.socket_path.c_str());
+    return 1;
+  }
   const std::string control_path = config.control.socket_path;
+  const bool has_public_socket = static_cast<bool>(open_views.value());
   // Bound here like the SMTP listeners (a port below 1024 needs root); control serves it.
   UniqueFd metrics;
   if (config.metrics) {
@@ -240,6 +247,7 @@ int run(int argc, char** argv) {
   Supervisor supervisor(base.get(), options, std::move(config), std::move(tls), ids.value(),
                         std::move(listeners), std::move(control).value());
   supervisor.set_metrics_socket(std::move(metrics));
+  supervisor.set_public_socket(std::move(open_views).value());
   SignalHandler on_term(base.get(), SIGTERM, [&] { supervisor.stop(0); });
   SignalHandler on_int(base.get(), SIGINT, [&] { supervisor.stop(0); });
   SignalHandler on_hup(base.get(), SIGHUP, [&] {
@@ -253,6 +261,7 @@ int run(int argc, char** argv) {
   event_base_dispatch(base.get());
 
   unlink(control_path.c_str());
+  if (has_public_socket) unlink(msg::public_socket_path(control_path).c_str());
   lock->remove();
   log::info("stopped");
   return supervisor.exit_status();

@@ -7,6 +7,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <string.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -120,6 +121,12 @@ void check_accounts(const Config& config, ConfigErrors& errors) {
     errors.push_back(config.error_at(
         "control.group",
         "control group " + config::quote(*config.control.group) + " does not exist"));
+  if (!config.control.public_views.empty() &&
+      msg::public_socket_path(config.control.socket_path).size() >= sizeof(sockaddr_un::sun_path))
+    errors.push_back(config.error_at("control.public",
+                                     "the public socket " +
+                                         msg::public_socket_path(config.control.socket_path) +
+                                         " would be too long; choose a shorter control.socket"));
 }
 
 }  // namespace

@@ -64,6 +64,7 @@ class Supervisor {
   // The metrics endpoint's listening socket (smtpd.yaml metrics), given to every control
   // process started after this; call before start().
   void set_metrics_socket(UniqueFd fd) { metrics_socket_ = std::move(fd); }
+  void set_public_socket(UniqueFd fd) { public_socket_ = std::move(fd); }
   void start();
   // Reads the configuration file again and takes it, or refuses it whole when the file or
   // anything it names fails the checks of a start (the running configuration stays); logged
@@ -138,6 +139,7 @@ class Supervisor {
   uint32_t next_listener_id_ = 1;
   UniqueFd control_socket_;
   UniqueFd metrics_socket_;  // not open: no metrics configured
+  UniqueFd public_socket_;   // not open: control.public opens no view
   std::array<Child, kRoleCount> children_;
   msg::Dispatcher dispatcher_{Role::parent};
   std::map<uint32_t, StatusRound> rounds_;

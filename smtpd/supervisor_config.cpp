@@ -79,6 +79,18 @@ void Supervisor::send_startup(Child& c) {
       if (metrics_socket_)
         queued = queued && msg::send(*c.channel, msg::MetricsSocket{}, 0,
                                      UniqueFd(fcntl(metrics_socket_.get(), F_DUPFD_CLOEXEC, 0)));
+      if (public_socket_) {
+        const auto& views = config_.control.public_views;
+        const auto opens = [&views](msg::PublicView v) {
+          return std::find(views.begin(), views.end(), v) != views.end();
+        };
+        queued =
+            queued && msg::send(*c.channel,
+                                msg::PublicControlSocket{.status = opens(msg::PublicView::status),
+                                                         .stats = opens(msg::PublicView::stats),
+                                                         .queue = opens(msg::PublicView::queue)},
+                                0, UniqueFd(fcntl(public_socket_.get(), F_DUPFD_CLOEXEC, 0)));
+      }
       break;
     default:
       break;
@@ -378,6 +390,7 @@ Result<std::string> Supervisor::reload() {
   keep("run_dir", next.run_dir, config_.run_dir);
   keep("control.socket", next.control.socket_path, config_.control.socket_path);
   keep("control.group", next.control.group, config_.control.group);
+  keep("control.public", next.control.public_views, config_.control.public_views);
   keep("metrics.listen", next.metrics, config_.metrics);
 
   apply_listeners(next.listeners);

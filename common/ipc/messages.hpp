@@ -102,6 +102,7 @@ enum class Type : uint16_t {
   metrics_socket,
   offline_message,
   offline_result,
+  public_control_socket,
 };
 
 // Numbers no message uses any more (never reused, so that an old frame is never misread).
@@ -255,6 +256,8 @@ inline constexpr MessageInfo kSchema[] = {
     {Type::offline_message, "offline_message", roles(Role::parent), roles(Role::queue),
      FdRule::required},
     {Type::offline_result, "offline_result", roles(Role::queue), roles(Role::parent), FdRule::none},
+    {Type::public_control_socket, "public_control_socket", roles(Role::parent),
+     roles(Role::control), FdRule::required},
 };
 
 // The row of a type; a type without one does not compile.

@@ -293,24 +293,43 @@ int encrypt(const Encrypt& e) {
   return static_cast<int>(Exit::ok);
 }
 
-std::optional<UniqueFd> connect_to(const std::string& path) {
+// The connected socket, or the errno of the failure (ENAMETOOLONG for a path too long).
+Result<UniqueFd, int> try_connect(const std::string& path) {
   sockaddr_un sun{};
   sun.sun_family = AF_UNIX;
-  if (path.size() >= sizeof sun.sun_path) {
-    std::fprintf(stderr, "smtpctl: socket path too long: %s\n", path.c_str());
-    return std::nullopt;
-  }
+  if (path.size() >= sizeof sun.sun_path) return ENAMETOOLONG;
   std::memcpy(sun.sun_path, path.c_str(), path.size() + 1);
   UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd || connect(fd.get(), reinterpret_cast<sockaddr*>(&sun), sizeof sun) != 0) {
-    const int err = errno;
-    if (err == ENOENT || err == ECONNREFUSED)
+  if (!fd || connect(fd.get(), reinterpret_cast<sockaddr*>(&sun), sizeof sun) != 0) return errno;
+  return fd;
+}
+
+// Only a view smtpd.yaml control.public may open is tried on the public socket.
+bool may_be_public(const Request& r) {
+  return std::holds_alternative<msg::CtlShowStatus>(r) ||
+         std::holds_alternative<msg::CtlShowStats>(r) ||
+         std::holds_alternative<msg::CtlShowQueue>(r) || std::holds_alternative<Monitor>(r);
+}
+
+// The control socket; for a view, when the caller may not use it (neither root nor in
+// control.group), the socket of the views opened to every user, if the daemon has one.
+std::optional<UniqueFd> connect_to(const std::string& path, const Request& request) {
+  Result<UniqueFd, int> fd = try_connect(path);
+  if (!fd.ok() && fd.error() == EACCES && may_be_public(request)) {
+    Result<UniqueFd, int> open = try_connect(msg::public_socket_path(path));
+    if (open.ok()) return std::move(open).value();
+  }
+  if (!fd.ok()) {
+    const int err = fd.error();
+    if (err == ENAMETOOLONG)
+      std::fprintf(stderr, "smtpctl: socket path too long: %s\n", path.c_str());
+    else if (err == ENOENT || err == ECONNREFUSED)
       std::fprintf(stderr, "smtpctl: smtpd is not running (no daemon on %s)\n", path.c_str());
     else
       std::fprintf(stderr, "smtpctl: cannot connect to %s: %s\n", path.c_str(), std::strerror(err));
     return std::nullopt;
   }
-  return fd;
+  return std::move(fd).value();
 }
 
 // One connection to the daemon: requests go out, answers come back to the handlers; each
@@ -456,7 +475,7 @@ int run(int argc, char** argv) {
   }
   if (socket_path.empty()) socket_path = smtpd::kDefaultControlSocket;
 
-  std::optional<UniqueFd> fd = connect_to(socket_path);
+  std::optional<UniqueFd> fd = connect_to(socket_path, request);
   if (!fd) return static_cast<int>(Exit::unreachable);
   Session session(std::move(*fd), socket_path);
 
@@ -520,6 +539,8 @@ int run(int argc, char** argv) {
         if constexpr (std::is_same_v<M, Monitor> || std::is_same_v<M, Encrypt>) {
           return Exit::usage;  // (handled above)
         } else {
+          // The paged views move it on; the others send it once.
+          // NOLINTNEXTLINE(performance-unnecessary-copy-initialization)
           M next = m;
           for (;;) {
             if (Exit e = session.exchange(next); e != Exit::ok) return e;

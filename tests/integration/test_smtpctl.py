@@ -6,6 +6,7 @@ encrypt, and a large queue listed in bounded pages."""
 
 import json
 import os
+import pwd
 import re
 import smtplib
 import socket
@@ -327,6 +328,81 @@ class Smtpctl(unittest.TestCase):
             r = subprocess.run([SMTPCTL, "-s", d.socket, "--json", "show", "queue"], capture_output=True, text=True, timeout=120)
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertEqual(len(r.stdout.splitlines()), messages)
+
+
+def as_nobody(*argv):
+    """argv run as nobody, without root's groups: a local user with no right to the daemon."""
+    return subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                           *argv], capture_output=True, text=True, timeout=30)
+
+
+@unittest.skipUnless(os.geteuid() == 0, "acting as another local user needs root")
+class PublicViews(unittest.TestCase):
+    """control.public: the views it names, and nothing else, for every local user."""
+
+    def daemon(self, views):
+        d = Daemon()
+        self.mail = os.path.join(d.dir, "mail")
+        text = d.config_text().replace(
+            "domains: [test.example, localhost]",
+            "domains:\n  - test.example\n  - {name: localhost, users: [alice], "
+            f"maildir: {self.mail}/%u/Maildir}}")
+        if views:
+            text = text.replace(f"  socket: {d.socket}\n",
+                                f"  socket: {d.socket}\n  public: [{views}]\n")
+        d.write_config(text)
+        return d
+
+    def test_opened_views_and_nothing_else(self):
+        with self.daemon("status, queue").start() as d:
+            public = os.path.join(d.run_dir, "smtpd-public.sock")
+            st = os.stat(public)
+            self.assertEqual((st.st_uid, st.st_mode & 0o777), (0, 0o666))
+            self.assertEqual(os.stat(d.socket).st_mode & 0o777, 0o600)
+            d.smtpctl("pause", "mda", check=True)
+            queue_id = send(d, "sender@example.com", ["alice@localhost"])
+            # The opened views: smtpctl turns to the public socket by itself.
+            r = as_nobody(SMTPCTL, "-s", d.socket, "show", "status")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("queue", r.stdout)
+            r = as_nobody(SMTPCTL, "-s", d.socket, "show", "queue")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn(queue_id, r.stdout)
+            self.assertIn("alice@localhost", r.stdout)
+            # A view not opened, and every command, sent straight to the public socket (what a
+            # hostile local user would do): refused, logged with the uid, nothing done.
+            nobody = pwd.getpwnam("nobody").pw_uid
+            for words in (["show", "stats"], ["show", "message", queue_id],
+                          ["show", "envelope", queue_id], ["remove", queue_id],
+                          ["resume", "mda"], ["log", "verbose"], ["reload"], ["stop"]):
+                r = as_nobody(SMTPCTL, "-s", public, *words)
+                self.assertEqual(r.returncode, 1, (words, r.stdout, r.stderr))
+                self.assertIn("not open to every user", r.stderr)
+                self.assertNotIn("Hello.", r.stdout)
+            self.assertTrue(d.wait_log(rf"uid {nobody}\) asked the public socket for more than "
+                                       r"control.public opens; refused"))
+            self.assertTrue(d.wait_log(rf"smtpctl command ctl_stop from uid {nobody} \(pid \d+\) "
+                                       r"on the public socket"))
+            # The same commands on the control socket: the kernel turns nobody away.
+            r = as_nobody(SMTPCTL, "-s", d.socket, "remove", queue_id)
+            self.assertEqual(r.returncode, 3, r.stderr)
+            self.assertIn("Permission denied", r.stderr)
+            # Nothing happened: the daemon runs, the message waits, mda is still paused.
+            self.assertIsNone(d.proc.poll())
+            r = d.smtpctl("show", "queue", check=True)
+            self.assertIn(queue_id, r.stdout)
+            self.assertEqual(maildir_files(self.mail, "alice"), [])
+            d.smtpctl("resume", "mda", check=True)
+            self.assertTrue(wait_for(lambda: maildir_files(self.mail, "alice"), 10))
+        self.assertFalse(os.path.lexists(public), "the public socket outlived the daemon")
+
+    def test_nothing_is_open_by_default(self):
+        with self.daemon("").start() as d:
+            self.assertFalse(os.path.lexists(os.path.join(d.run_dir, "smtpd-public.sock")))
+            r = as_nobody(SMTPCTL, "-s", d.socket, "show", "status")
+            self.assertEqual(r.returncode, 3, r.stderr)
+            self.assertIn("Permission denied", r.stderr)
+            self.assertEqual(d.smtpctl("show", "status").returncode, 0)
 
 
 if __name__ == "__main__":

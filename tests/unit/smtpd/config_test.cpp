@@ -444,7 +444,7 @@ TEST(ConfigErrors, UnknownTopLevelKeyPointsAtTheKey) {
 
 TEST(ConfigErrors, UnknownControlKey) {
   EXPECT_EQ(error_of("control:\n  socket: /s\n  mode: 0660\nlisteners: [{address: 1.2.3.4:25}]\n"),
-            "t.yaml:3:3: unknown key 'mode' in 'control' (expected one of: group, socket)");
+            "t.yaml:3:3: unknown key 'mode' in 'control' (expected one of: group, public, socket)");
 }
 
 TEST(ConfigErrors, UnknownListenerKey) {
@@ -513,7 +513,7 @@ TEST(ConfigErrors, WrongTypes) {
   EXPECT_EQ(error_of("user: [a]\n" + tail), "t.yaml:1:7: 'user' must be a string");
   EXPECT_EQ(error_of("queue_user: {}\n" + tail), "t.yaml:1:13: 'queue_user' must be a string");
   EXPECT_EQ(error_of("control: /run/s.sock\n" + tail),
-            "t.yaml:1:10: 'control' must be a mapping (with socket and group)");
+            "t.yaml:1:10: 'control' must be a mapping (with socket, group and public)");
   EXPECT_EQ(error_of("control:\n  socket: [a]\n" + tail), "t.yaml:2:11: 'socket' must be a string");
   EXPECT_EQ(error_of("control:\n  group: [a]\n" + tail), "t.yaml:2:10: 'group' must be a string");
   EXPECT_EQ(error_of("listeners:\n  - 127.0.0.1:25\n"),
@@ -533,7 +533,7 @@ TEST(ConfigErrors, EmptyValues) {
   EXPECT_EQ(error_of("control:\n  socket: ''\n" + tail),
             "t.yaml:2:11: 'socket' must not be empty (expected a path)");
   EXPECT_EQ(error_of("control:\n" + tail),
-            "t.yaml:1:9: 'control' must be a mapping (with socket and group)");
+            "t.yaml:1:9: 'control' must be a mapping (with socket, group and public)");
   EXPECT_EQ(error_of("user:\n" + tail),
             "t.yaml:1:6: invalid 'user' value '' (expected a non-empty name without ':' or "
             "whitespace)");
@@ -725,7 +725,7 @@ extra: 1
       ("t.yaml:1:11: invalid hostname 'bad_name' (expected letters, digits, '-' and '.', 1-253 "
        "characters)"),
       "t.yaml:2:8: 'spool' must be a string",
-      "t.yaml:4:3: unknown key 'sokcet' in 'control' (expected one of: group, socket)",
+      "t.yaml:4:3: unknown key 'sokcet' in 'control' (expected one of: group, public, socket)",
       "t.yaml:6:14: bad listener address '1.2.3.4' (expected IP:port or [IPv6]:port)",
       "t.yaml:8:11: unknown listener role 'relay' (expected one of: smtp, submission, smtps)",
       "t.yaml:9:5: listener has no 'address'",
