@@ -3,8 +3,8 @@
 
 #include <algorithm>
 
-#include "common/util/ascii.hpp"
 #include "common/util/log.hpp"
+#include "mta/relay_log.hpp"
 #include "mta/source.hpp"
 #include "mta/transaction.hpp"
 
@@ -15,69 +15,7 @@ namespace {
 // stay); lookup's resolver caches DNS answers for their TTL anyway.
 constexpr auto kResolutionLifetime = std::chrono::seconds(60);
 
-std::string reply_detail(const mail::RecipientResult& r) {
-  if (!r.from_server()) {
-    // Where it went wrong, as for a server's reply: a timeout or a dropped connection after the
-    // final dot (the server may hold the message) is other news than one at the greeting.
-    if (r.phase == mail::ClientPhase::connect || r.local) return r.text;
-    if (r.phase == mail::ClientPhase::greeting) return r.text + " (at the greeting)";
-    if (r.phase == mail::ClientPhase::tls) return r.text + " (during the TLS handshake)";
-    if (r.phase == mail::ClientPhase::body) return r.text + " (while sending the message)";
-    return r.text + " (in reply to " + mail::phase_name(r.phase) + ")";
-  }
-  std::string text = std::to_string(r.code) + " " + r.text;
-  if (r.status != mail::RecipientStatus::delivered)
-    text += std::string(" (in reply to ") + mail::phase_name(r.phase) + ")";
-  return text;
-}
-
 }  // namespace
-
-msg::DeliveryResult delivery_result(const mail::RecipientResult& r, const Target& target,
-                                    const std::string& tls) {
-  msg::DeliveryResult out;
-  out.outcome = r.status == mail::RecipientStatus::delivered ? msg::DeliveryOutcome::delivered
-                : r.status == mail::RecipientStatus::permanent
-                    ? msg::DeliveryOutcome::permanent_failure
-                    : msg::DeliveryOutcome::temporary_failure;
-  out.dsn = r.status_code.empty()
-                ? (out.outcome == msg::DeliveryOutcome::delivered           ? "2.0.0"
-                   : out.outcome == msg::DeliveryOutcome::permanent_failure ? "5.0.0"
-                                                                            : "4.0.0")
-                : r.status_code;
-  out.detail = reply_detail(r);
-  if (out.detail.size() > msg::kMaxDeliveryDetail) out.detail.resize(msg::kMaxDeliveryDetail);
-  if (r.from_server() || r.phase != mail::ClientPhase::connect) {
-    out.remote_mta = target.name();
-    if (out.remote_mta.size() > msg::kMaxRemoteMta) out.remote_mta.clear();
-  }
-  if (!out.remote_mta.empty()) {
-    out.tls = tls.substr(0, msg::kMaxTlsFacts);
-    out.source = target.source;
-  }
-  return out;
-}
-
-void set_delays(msg::DeliveryResult& r, const Delivery& delivery, const Clock::time_point opened,
-                const Clock::time_point ready_at, const bool fresh) {
-  const auto ms = [](Clock::duration d) {
-    const auto n = std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
-    return static_cast<uint32_t>(std::clamp<int64_t>(n, 0, msg::kMaxDelayMs));
-  };
-  // A new connection's set-up counts from when it was begun, or from when this delivery
-  // came if it was begun for an earlier one; a reused connection cost none.
-  const Clock::time_point from = std::max(opened, delivery.queued);
-  const Clock::duration setup = fresh && ready_at > from ? ready_at - from : Clock::duration{};
-  r.setup_ms = ms(setup);
-  r.wait_ms = ms(delivery.started - delivery.queued - setup);
-  r.transfer_ms = ms(Clock::now() - delivery.started);
-}
-
-bool too_many_recipients(const mail::RecipientResult& r) {
-  if (r.phase != mail::ClientPhase::rcpt || (r.code != 452 && r.code != 552)) return false;
-  if (r.status_code == "4.5.3" || r.status_code == "5.5.3") return true;
-  return ascii::lower(r.text).find("too many recipients") != std::string::npos;
-}
 
 Relay::Relay(event_base* base, Resolve resolve, Report report)
     : base_(base),
@@ -231,6 +169,8 @@ void Relay::dispatch(const std::string& key) {
       if (last.empty()) last = t.name() + ": " + h.last_failure;
     }
     const auto seconds = std::chrono::ceil<std::chrono::seconds>(back - Clock::now()).count();
+    events::held(key, d.site, "every server is down (" + last + ")", back - Clock::now(),
+                 d.waiting.size());
     fail_waiting(
         d, msg::DeliveryOutcome::temporary_failure, "4.4.1",
         "every server is down (" + last + "); tried again in " + std::to_string(seconds) + " s", "",
@@ -268,6 +208,9 @@ void Relay::resolved(const std::string& key, Resolution resolution) {
     resolution.dsn = "4.4.3";
     resolution.detail = "no server to send to";
   }
+  if (resolution.kind != Resolution::Kind::ok)
+    events::resolve_failed(key, resolution.kind == Resolution::Kind::permanent, resolution.dsn,
+                           resolution.detail);
   // The site: by the domain (a route's first pattern) and the most preferred server's name.
   std::string domain = key;
   if (const size_t open = key.find(" ("); open != std::string::npos && key.ends_with(')'))
@@ -310,6 +253,7 @@ void Relay::on_ready(uint64_t id) {
   c->targets.clear();
   const auto& facts = c->session->tls_facts();
   c->tls = facts && facts->established ? facts->to_string() : "";
+  if (!c->tls.empty()) events::tls(id, c->destination, c->target, &*facts, {}, {});
   destination(c->destination).refused_in_a_row = 0;
   Host& h = host(c->target);
   if (h.failures > 0) log::info("%s: up again", c->target.name().c_str());
@@ -334,15 +278,21 @@ void Relay::on_closed(uint64_t id) {
   c->plaintext = false;
   if (!c->ready) {
     const std::optional<mail::RecipientResult>& failure = ended_.back()->failure();
-    host_failed(*c, failure ? *failure
-                            : mail::RecipientResult{mail::RecipientStatus::temporary,
-                                                    mail::ClientPhase::connect, 0, "4.4.1",
-                                                    "cannot connect"});
+    const mail::RecipientResult why =
+        failure ? *failure
+                : mail::RecipientResult{mail::RecipientStatus::temporary,
+                                        mail::ClientPhase::connect, 0, "4.4.1", "cannot connect"};
+    const std::optional<int64_t> down_for = host_failed(*c, why);
+    events::connect_failed(id, key, c->target, delivery_result(why, Target{}, "").detail,
+                           down_for, c->target_index + 1 < c->targets.size());
+  } else {
+    const std::optional<mail::RecipientResult>& failure = ended_.back()->failure();
+    events::closed(id, key, c->target, failure.has_value(),
+                   failure ? delivery_result(*failure, Target{}, "").detail
+                           : c->closing.empty() ? "closed" : c->closing,
+                   c->sent);
   }
   if (!c->ready && c->target_index + 1 < c->targets.size()) {
-    const std::optional<mail::RecipientResult>& failure = ended_.back()->failure();
-    log::info("%s: %s: %s; trying the next server", key.c_str(), c->target.name().c_str(),
-              failure ? failure->text.c_str() : "failed");
     ++c->target_index;
     connect(*c);
     return;
@@ -368,7 +318,6 @@ void Relay::on_closed(uint64_t id) {
     Destination& d = destination(key);
     const bool others = std::any_of(d.connections.begin(), d.connections.end(),
                                     [&](uint64_t o) { return o != id && find(o) != nullptr; });
-    const std::string last = c->target.name();
     retire(*c);
     if (others && why.from_server()) {
       // Refused while others are up ("too many connections"): the next one waits a while,
@@ -377,8 +326,6 @@ void Relay::on_closed(uint64_t id) {
       d.connect_after = Clock::now() + std::chrono::seconds(d.refused_in_a_row);
     }
     if (!others) {
-      log::info("%s: no server could be reached (last: %s: %s)", key.c_str(), last.c_str(),
-                why.text.c_str());
       const msg::DeliveryResult r = delivery_result(why, Target{}, "");
       fail_waiting(d, msg::DeliveryOutcome::temporary_failure, r.dsn.empty() ? "4.4.1" : r.dsn,
                    r.detail, "");
@@ -406,7 +353,7 @@ void Relay::give_work(Connection& c) {
   Destination& d = destination(c.destination);
   if (c.sources_generation != sources_generation_ && usable(c) && !c.busy) {
     unpark(c);
-    c.session->quit();  // on_closed opens another for what waits
+    close_for(c, "reload");  // on_closed opens another for what waits
     return;
   }
   while (!d.waiting.empty() && !c.busy) {
@@ -463,6 +410,7 @@ void Relay::start(Connection& c, Destination& d, Delivery delivery) {
   t.message = job.data();
   c.busy = true;
   delivery.started = Clock::now();
+  events::connect(envelope.id, c.id, d.key, c.target, c.messages > 0, c.tls);
   const uint64_t id = c.id;
   c.session->send(std::move(t), [this, id, delivery = std::move(delivery)](
                                     std::vector<mail::RecipientResult> results) mutable {
@@ -487,6 +435,7 @@ void Relay::on_results(uint64_t id, Delivery delivery, std::vector<mail::Recipie
   bool too_fast = false;
   if (!stale) {
     if (accepted > 0) {
+      ++c->sent;
       shaper_.delivered(d.site);
       ++host(c->target).messages;
     }
@@ -538,7 +487,8 @@ void Relay::on_results(uint64_t id, Delivery delivery, std::vector<mail::Recipie
   // (Beyond a lowered concurrency, connections close as their transactions end.)
   if (c->messages >= limits.messages_per_connection ||
       site_connections(d, [](const Connection& o) { return o.ready; }) > limits.connections) {
-    c->session->quit();
+    close_for(*c, c->messages >= limits.messages_per_connection ? "message limit"
+                                                                : "connection limit");
     dispatch(c->destination);  // another connection takes what waits
     return;
   }
@@ -561,7 +511,7 @@ void Relay::park(Connection& c) {
       return;
     }
     unpark(c);
-    c.session->quit();
+    close_for(c, "room for another destination");
   }
 }
 
@@ -590,7 +540,7 @@ bool Relay::evict_idle_elsewhere(const std::string& key) {
     Connection* c = find(id);
     if (c == nullptr || c->destination == key) continue;
     unpark(*c);
-    c->session->quit();
+    close_for(*c, "room for another destination");
     return true;
   }
   return false;
@@ -611,6 +561,7 @@ bool Relay::gate_open(Destination& d, const Shaper::Gate& gate) {
   // Suspended, or no room soon: the queue tries again when the site has room, and no
   // connection is attempted meanwhile.
   const auto seconds = std::chrono::ceil<std::chrono::seconds>(gate.delay).count();
+  events::held(d.key, d.site, gate.why, gate.delay, d.waiting.size());
   fail_waiting(d, msg::DeliveryOutcome::temporary_failure, "4.7.0", gate.why, "",
                static_cast<uint32_t>(std::clamp<long long>(seconds, 1, msg::kMaxRetryAfter)));
   return false;

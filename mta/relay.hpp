@@ -133,7 +133,9 @@ class Relay {
     bool plaintext = false;       // opportunistic TLS failed with this server: without it
     bool tls_impossible = false;  // TLS was required and could not be set up here
     std::string tls;              // once ready: how it is protected (TlsFacts), empty in the clear
+    std::string closing;          // why QUIT was said (idle, limit...): the log's event=close
     uint32_t messages = 0;
+    uint32_t sent = 0;  // transactions the server took mail in: the log's messages=
     std::unique_ptr<Timer> idle;
     Clock::time_point opened;         // the first server was tried
     Clock::time_point ready_at;       // the session was ready for mail
@@ -174,7 +176,10 @@ class Relay {
   static constexpr auto kHostDownMost = std::chrono::minutes(5);
   Host& host(const Target& t);
   bool down(const Target& t) const;
-  void host_failed(const Connection& c, const mail::RecipientResult& failure);
+  // Seconds the server is now left alone for, when the failure counts against it.
+  std::optional<int64_t> host_failed(const Connection& c, const mail::RecipientResult& failure);
+  // Says QUIT on a connection, giving the log's reason.
+  static void close_for(Connection& c, const char* reason);
 
   Destination& destination(const std::string& key);
   void dispatch(const std::string& key);

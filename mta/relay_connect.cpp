@@ -5,6 +5,7 @@
 #include "common/mail/tls_client_stream.hpp"
 #include "common/util/log.hpp"
 #include "mta/relay.hpp"
+#include "mta/relay_log.hpp"
 
 namespace postern::mta {
 namespace {
@@ -69,7 +70,7 @@ void Relay::open_connection(Destination& d) {
   c->idle = std::make_unique<Timer>(base_, [this, id] {
     if (Connection* idle = find(id)) {
       unpark(*idle);
-      idle->session->quit();
+      close_for(*idle, "idle");
     }
   });
   d.connections.push_back(id);
@@ -130,7 +131,7 @@ std::string Relay::arrange_tls(Connection& c, mail::ClientOptions& options,
     std::string why =
         "TLS is required (policy " + std::string(mail::policy_name(t.tls)) +
         ") but cannot be had: " + (verify ? verify_problem_ : std::string("no TLS configuration"));
-    log::warn("%s: %s", t.name().c_str(), why.c_str());
+    events::tls(c.id, c.destination, t, nullptr, why, "deferred");
     return why;
   }
   const std::string name = t.host;
@@ -158,11 +159,8 @@ bool Relay::fall_back_to_plaintext(Connection& c, const mail::RecipientResult& f
   if (failure.phase != mail::ClientPhase::tls) return false;
   const bool fallback = c.target.tls == mail::TlsPolicy::opportunistic &&
                         settings_.plaintext_fallback && !c.plaintext;
-  log::warn("%s: %s: %s", c.destination.c_str(), c.target.name().c_str(),
-            (failure.text + (fallback ? "; trying again without TLS (opportunistic)"
-                                      : "; not sent without TLS (policy " +
-                                            std::string(mail::policy_name(c.target.tls)) + ")"))
-                .c_str());
+  events::tls(c.id, c.destination, c.target, nullptr, failure.text,
+              fallback ? "plaintext" : "deferred");
   if (!fallback) return false;
   constexpr size_t kMaxBroken = 10000;
   if (tls_broken_.size() >= kMaxBroken) tls_broken_.clear();
@@ -203,20 +201,24 @@ bool Relay::down(const Target& t) const {
   return it != hosts_.end() && it->second.down_until > Clock::now();
 }
 
-void Relay::host_failed(const Connection& c, const mail::RecipientResult& failure) {
+void Relay::close_for(Connection& c, const char* reason) {
+  c.closing = reason;
+  c.session->quit();
+}
+
+std::optional<int64_t> Relay::host_failed(const Connection& c,
+                                          const mail::RecipientResult& failure) {
   // Only a server that could not be reached is down: one that answers, even to refuse, is up
   // (its replies go to the site's reply rules), and a failed TLS handshake has its fallback.
   if (failure.from_server() || failure.phase != mail::ClientPhase::connect || c.tls_impossible)
-    return;
+    return std::nullopt;
   Host& h = host(c.target);
   h.failures = std::min<uint32_t>(h.failures + 1, 16);
   const auto hold =
       std::min<Clock::duration>(kHostDownMost, kHostDownFirst * (1 << (h.failures - 1)));
   h.down_until = Clock::now() + hold;
   h.last_failure = failure.text;
-  log::info("%s: down for %lld s after %u failures in a row: %s", c.target.name().c_str(),
-            static_cast<long long>(std::chrono::ceil<std::chrono::seconds>(hold).count()),
-            h.failures, failure.text.c_str());
+  return std::chrono::ceil<std::chrono::seconds>(hold).count();
 }
 
 std::string Relay::describe_hosts() const {

@@ -7,6 +7,7 @@
 #include "common/mail/route.hpp"
 #include "common/util/ascii.hpp"
 #include "common/util/log.hpp"
+#include "mta/relay_log.hpp"
 
 namespace postern::mta {
 namespace {
@@ -279,10 +280,16 @@ uint32_t Shaper::lowered_rate(Site& s, Clock::time_point now) {
 bool Shaper::trigger(const std::string& name, Site& s, const ReplyRule& rule, Clock::time_point now,
                      size_t open, const std::string& cause) {
   if (rule.action == ReplyAction::suspend) {
-    log::warn("%s: %s", name.c_str(), cause.c_str());
     s.suspended_until = std::max(s.suspended_until, now + std::chrono::seconds(rule.duration));
     s.suspended_by = rule.name;
-    log::warn("%s: suspended for %u s (rule %s)", name.c_str(), rule.duration, rule.name.c_str());
+    log::Line()
+        .add("event", "shaping")
+        .add("site", name)
+        .add("action", "suspend")
+        .add("rule", rule.name)
+        .add("reason", cause)
+        .add("until", events::until(s.suspended_until - now))
+        .warn();
     return true;
   }
   // Replies to what was already on its way when the site was lowered say nothing new: the
@@ -292,7 +299,6 @@ bool Shaper::trigger(const std::string& name, Site& s, const ReplyRule& rule, Cl
   if (s.slowed && now - lowered_at <
                       std::min<Clock::duration>(kRelowerAfter, std::chrono::seconds(rule.recover)))
     return false;
-  log::warn("%s: %s", name.c_str(), cause.c_str());
   if (rate) {
     s.current.rate = lowered_rate(s, now);
     s.bucket.configure(s.current.rate, now);
@@ -309,8 +315,16 @@ bool Shaper::trigger(const std::string& name, Site& s, const ReplyRule& rule, Cl
   s.recover = rule.recover;
   s.hold_until = now + std::chrono::seconds(rule.duration);
   s.next_step = s.hold_until;
-  log::warn("%s: lowered to %u messages a minute and %u connections until %u s from now (rule %s)",
-            name.c_str(), s.current.rate, s.current.connections, rule.duration, rule.name.c_str());
+  log::Line()
+      .add("event", "shaping")
+      .add("site", name)
+      .add("action", "slow")
+      .add("rule", rule.name)
+      .add("reason", cause)
+      .number("rate", s.current.rate)
+      .number("connections", s.current.connections)
+      .add("until", events::until(s.hold_until - now))
+      .warn();
   return true;
 }
 
@@ -320,7 +334,12 @@ bool Shaper::tick() {
   for (auto& [name, s] : sites_) {
     if (s.suspended_until != Clock::time_point{} && s.suspended_until <= now) {
       s.suspended_until = {};
-      log::info("%s: suspension (rule %s) is over", name.c_str(), s.suspended_by.c_str());
+      log::Line()
+          .add("event", "shaping")
+          .add("site", name)
+          .add("action", "resume")
+          .add("rule", s.suspended_by)
+          .info();
       s.suspended_by.clear();
     }
     while (s.slowed && s.next_step <= now) {
@@ -336,8 +355,12 @@ bool Shaper::tick() {
         s.slowed = false;
         s.rate_target = 0;
         s.current = want;
-        log::info("%s: recovered to its configured limits (slowed by rule %s)", name.c_str(),
-                  s.slowed_by.c_str());
+        log::Line()
+            .add("event", "shaping")
+            .add("site", name)
+            .add("action", "recovered")
+            .add("rule", s.slowed_by)
+            .info();
         s.slowed_by.clear();
       }
     }

@@ -227,8 +227,8 @@ class Shaping(unittest.TestCase):
                 self.assertTrue(shown, relays(d) + d.read_log()[-3000:])
                 self.assertIn("site shaping 0 (relay.test): rate 120/min (configured 120/min)",
                               shown)
-                self.assertTrue(d.wait_log(r"shaping 0 \(relay\.test\): recovered to its "
-                                           r"configured limits \(slowed by rule gmail-rate\)"),
+                self.assertTrue(d.wait_log(r'event=shaping, site="shaping 0 \(relay\.test\)", '
+                                           r"action=recovered, rule=gmail-rate"),
                                 d.read_log()[-3000:])
         finally:
             sink.close()
@@ -310,8 +310,8 @@ class Shaping(unittest.TestCase):
                                 f"{sink.arrived()} {sink.connections} connections\n" +
                                 d.smtpctl("show", "queue").stdout + d.read_log()[-3000:])
                 self.assertGreater(min(sink.arrived()[0]), during[-1][0])
-                self.assertTrue(d.wait_log(r"route 0 \(relay\.test\): suspension \(rule "
-                                           r"yahoo-tss04\) is over"), d.read_log()[-3000:])
+                self.assertTrue(d.wait_log(r'event=shaping, site="route 0 \(relay\.test\)", '
+                                           r"action=resume, rule=yahoo-tss04"), d.read_log()[-3000:])
         finally:
             sink.close()
 

@@ -197,7 +197,8 @@ class RelayOverTls(unittest.TestCase):
             self.assertTrue(a.wait_log(rf"{queue_id}: to=<alice@relay\.test>, relay=none, "
                                        r"delay=\d+, delays=\d+\.\d\d/\d+\.\d\d/\d+\.\d\d/\d+\.\d\d, dsn=4\.7\.5, status=deferred \(TLS handshake "
                                        r"failed: [^)]*name", 20), a.read_log())
-            self.assertRegex(a.read_log(), r"not sent without TLS \(policy verify\)")
+            self.assertRegex(a.read_log(), r"event=tls, .*, policy=verify, result=failed, "
+                                           r"error=.*, then=deferred")
             self.assertIsNone(self.delivered())
             self.assertTrue(a.queued())  # it waits for a server that proves its name
             # The receiver got no message: the connection ended at the handshake.
@@ -316,8 +317,9 @@ class RelayOverTls(unittest.TestCase):
                 self.assertTrue(a.wait_log(rf"{queue_id}: to=<alice@relay\.test>, relay=\S+, "
                                            r"tls=none, delay=\d+, delays=\d+\.\d\d/\d+\.\d\d/\d+\.\d\d/\d+\.\d\d, dsn=2\.0\.0, status=sent"),
                                 a.read_log())
-                self.assertRegex(a.read_log(), r"TLS handshake failed: .*; trying again without "
-                                               r"TLS \(opportunistic\)")
+                self.assertRegex(a.read_log(), r"event=tls, .*, policy=opportunistic, "
+                                               r'result=failed, error="TLS handshake failed: .*", '
+                                               r"then=plaintext")
                 self.assertEqual(server.starttls, 1)
                 self.assertEqual(server.connections, 2)
                 self.assertIn(b"through TLS", server.messages[0])
@@ -333,7 +335,8 @@ class RelayOverTls(unittest.TestCase):
                 self.assertTrue(a.wait_log(rf"{queue_id}: to=<alice@relay\.test>, relay=none, "
                                            r"delay=\d+, delays=\d+\.\d\d/\d+\.\d\d/\d+\.\d\d/\d+\.\d\d, dsn=4\.7\.5, status=deferred", 20),
                                 a.read_log())
-                self.assertRegex(a.read_log(), r"not sent without TLS \(policy opportunistic\)")
+                self.assertRegex(a.read_log(), r"event=tls, .*, policy=opportunistic, "
+                                               r"result=failed, error=.*, then=deferred")
                 self.assertEqual(server.messages, [])
         finally:
             server.close()

@@ -217,8 +217,9 @@ dns:
         self.assertIn(f"relay=mx-two.{ZONE}[{self.two}]:25,", line)
         log = self.sender.read_log()
         # The first host was tried and refused, within the same attempt.
-        self.assertRegex(log, rf"mx-dead\.mxt\.test\[{re.escape(self.dead)}\]:25: .*; "
-                              r"trying the next server")
+        self.assertRegex(log, rf"event=connect_failed, conn=\d+, domain=\S+, "
+                              rf"relay=mx-dead\.mxt\.test\[{re.escape(self.dead)}\]:25, "
+                              r"reason=.*, next=yes")
         self.assertNotRegex(log, rf"to=<{re.escape(recipient)}>.*status=deferred")
         self.assertRegex(self.mx_two.read_log(),
                          rf"to=<{re.escape(recipient)}>, relay=local, .*status=sent")
