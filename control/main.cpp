@@ -10,6 +10,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <type_traits>
 
 #include "common/ipc/child.hpp"
 #include "common/util/log.hpp"
@@ -83,6 +85,7 @@ class ControlServer {
   struct Pending {
     uint32_t client = 0;
     uint32_t client_request = 0;
+    std::string_view command;  // its name in msg::kSchema, for the log's event=result
   };
 
   // A client request goes to the process that answers it, under a request id of ours.
@@ -95,12 +98,13 @@ class ControlServer {
   template <typename M>
   void forward(Role to, uint32_t client_request, const M& m) {
     const uint32_t id = next_request_++;
-    pending_[id] = {current_client_, client_request};
+    pending_[id] = {current_client_, client_request, current_command_};
     ipc::Channel* channel = to == Role::parent ? &runtime_.parent() : runtime_.peer(to);
     if (channel == nullptr || !msg::send(*channel, m, id)) {
+      const msg::CtlResult refused{false, std::string(role_name(to)) + " is not answering"};
+      log_result(pending_[id], refused);
       pending_.erase(id);
-      answer(current_client_, client_request,
-             msg::CtlResult{false, std::string(role_name(to)) + " is not answering"});
+      answer(current_client_, client_request, refused);
     }
   }
 
@@ -117,6 +121,7 @@ class ControlServer {
     if (it == pending_.end()) return;
     const Pending p = it->second;
     if (final) pending_.erase(it);
+    if constexpr (std::is_same_v<M, msg::CtlResult>) log_result(p, m);
     answer(p.client, p.client_request, m);
   }
 
@@ -196,14 +201,32 @@ class ControlServer {
     forget_client(id);
   }
 
+  // event=command (docs/logging.md): who asked for what, from the kernel's credentials.
   void log_command(uint32_t client, uint16_t type, bool is_public) {
     std::string_view name = "unknown";
     for (const msg::MessageInfo& info : msg::kSchema)
       if (static_cast<uint16_t>(info.type) == type) name = info.name;
+    current_command_ = name;
     const ucred& c = callers_[client];
-    log::info("smtpctl command %.*s from uid %u (pid %d)%s", static_cast<int>(name.size()),
-              name.data(), static_cast<unsigned>(c.uid), static_cast<int>(c.pid),
-              is_public ? " on the public socket" : "");
+    log::Line line;
+    line.add("event", "command")
+        .add("command", name)
+        .number("uid", c.uid)
+        .number("pid", static_cast<uint64_t>(c.pid))
+        .number("client", client);
+    if (is_public) line.add("socket", "public");
+    line.info();
+  }
+
+  // event=result: how a command ended, when its answer says (a CtlResult).
+  static void log_result(const Pending& p, const msg::CtlResult& result) {
+    log::Line line;
+    line.add("event", "result")
+        .add("command", p.command)
+        .number("client", p.client)
+        .add("result", result.ok ? "ok" : "failed");
+    if (!result.ok) line.add("reason", result.text);
+    line.info();
   }
 
   void forget_client(uint32_t id) {
@@ -225,6 +248,7 @@ class ControlServer {
   std::map<uint32_t, ucred> callers_;  // by client
   std::map<uint32_t, Pending> pending_;
   uint32_t current_client_ = 0;
+  std::string_view current_command_ = "unknown";
   uint32_t next_client_ = 1;
   uint32_t next_request_ = 1;
 };

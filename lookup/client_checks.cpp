@@ -102,6 +102,7 @@ struct ClientCheck::State {
 ClientVerdict ClientCheck::State::decide() {
   ClientVerdict verdict;
   std::string log = "client " + client + ": ";
+  verdict.client = client;
   if (trusted) {
     verdict.trusted = true;
     verdict.log = log + "trusted network, not checked";
@@ -126,8 +127,10 @@ ClientVerdict ClientCheck::State::decide() {
     }
     std::string part = std::string("fcrdns=") + fcrdns_name(verdict.fcrdns);
     if (verdict.verified_name) part += " (" + *verdict.verified_name + ")";
-    if (verdict.fcrdns == Fcrdns::temporary)
+    if (verdict.fcrdns == Fcrdns::temporary) {
       part += std::string(" (") + dns::to_string(fcrdns_status) + ", fail-open)";
+      verdict.dns_failures.push_back({"fcrdns", "", std::string(dns::to_string(fcrdns_status))});
+    }
     add_part(notes, part);
   }
 
@@ -141,6 +144,8 @@ ClientVerdict ClientCheck::State::decide() {
       ZoneAnswer& answer = zones[i];
       if (answer.status != dns::Status::ok) {
         verdict.failed_zones.push_back(zone.zone);
+        verdict.dns_failures.push_back(
+            {"dnsbl", zone.zone, std::string(dns::to_string(answer.status))});
         if (!failed.empty()) failed += ", ";
         failed += zone.zone + " (" + dns::to_string(answer.status) + ")";
         continue;

@@ -39,6 +39,15 @@ struct ClientVerdict {
   // numeric order; zones in config order.
   std::vector<std::string> listed;
   std::vector<std::string> failed_zones;  // zones whose question failed (fail-open)
+  // Each DNS failure that decided a check (fail-open), for the log's event=dns_failure:
+  // check "fcrdns" or "dnsbl", the zone (dnsbl), why (dns::to_string of its status).
+  struct DnsFailure {
+    std::string check;
+    std::string zone;
+    std::string reason;
+  };
+  std::vector<DnsFailure> dns_failures;
+  std::string client;  // the client's address as text, as the log line names it
   bool refuse = false;
   // When refuse: the whole reply line, without CRLF. A DNSBL refusal wins over fcrdns:
   // "554 5.7.1 Client 192.0.2.1 is listed by a.example, b.example" or

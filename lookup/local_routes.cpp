@@ -125,6 +125,15 @@ Status LocalRouter::load(msg::TableKind kind, const std::string& name, std::stri
   return make_error("not a routing table");
 }
 
+size_t LocalRouter::table_size(msg::TableKind kind, std::string_view name) const {
+  if (kind == msg::TableKind::aliases) {
+    const auto it = aliases_.find(name);
+    return it == aliases_.end() ? 0 : it->second->size();
+  }
+  const auto it = users_.find(name);
+  return kind != msg::TableKind::users || it == users_.end() ? 0 : it->second->size();
+}
+
 const LocalRouter::DomainEntry* LocalRouter::find_domain(std::string_view name) const {
   for (const auto& d : domains_)
     if (d.config.name == name) return &d;

@@ -42,6 +42,8 @@ class LocalRouter {
   // error names the file and line. owner: the file's, which an aliases file's :include:
   // files may have besides root.
   Status load(msg::TableKind kind, const std::string& name, std::string_view text, uid_t owner = 0);
+  // The entries of a loaded aliases or users table (0 when none is loaded by that name).
+  size_t table_size(msg::TableKind kind, std::string_view name) const;
 
   bool is_local(std::string_view domain) const;
   // The first local domain: bare <postmaster> belongs to it.

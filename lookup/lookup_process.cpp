@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <optional>
@@ -51,6 +52,35 @@ msg::MxStatus mx_status(const dns::MxRoute& route) {
       break;
   }
   return msg::MxStatus::temporary;
+}
+
+// event=table (docs/logging.md): a table the parent sent, loaded or refused. A refused one
+// leaves the table already loaded by that name (if any) in use.
+std::string_view table_kind_name(msg::TableKind kind) {
+  // In the order of msg::TableKind.
+  constexpr std::array<std::string_view, msg::kTableKindCount> kNames = {"credentials", "aliases",
+                                                                         "users", "senders"};
+  return kNames.at(static_cast<size_t>(kind));
+}
+
+void log_table_loaded(msg::TableKind kind, const std::string& name, size_t entries) {
+  log::Line()
+      .add("event", "table")
+      .add("table", name)
+      .add("kind", table_kind_name(kind))
+      .add("result", "loaded")
+      .number("entries", entries)
+      .info();
+}
+
+void log_table_refused(msg::TableKind kind, const std::string& name, const std::string& error) {
+  log::Line()
+      .add("event", "table")
+      .add("table", name)
+      .add("kind", table_kind_name(kind))
+      .add("result", "refused")
+      .add("error", error)
+      .error();
 }
 
 }  // namespace
@@ -133,8 +163,12 @@ void LookupProcess::configure(const Settings& m) {
   options.timeout_ms = m.dns.timeout * 1000;
   auto created = dns::Resolver::create(runtime_.base(), options);
   if (!created.ok()) {
-    log::error("DNS unavailable: %s; client checks pass everybody, routes fail temporarily",
-               created.error().message.c_str());
+    log::Line()
+        .add("event", "dns_failure")
+        .add("check", "resolver")
+        .add("reason", created.error().message)
+        .add("action", "client checks pass everybody, routes fail temporarily")
+        .error();
     return;
   }
   resolver_ = std::move(created).value();
@@ -314,6 +348,13 @@ void LookupProcess::checked(uint64_t id, ClientVerdict v) {
     client_latency_.add(it->second->started);
     ++(v.refuse ? clients_refused_ : !v.header.empty() ? clients_tagged_ : clients_passed_);
     if (!v.log.empty()) log::info("%s", v.log.c_str());
+    // A DNS failure decided the check (fail-open): the admin looks for these.
+    for (const ClientVerdict::DnsFailure& f : v.dns_failures) {
+      log::Line line;
+      line.add("event", "dns_failure").add("check", f.check);
+      if (!f.zone.empty()) line.add("zone", f.zone);
+      line.add("client", v.client).add("reason", f.reason).add("action", "fail-open").warn();
+    }
   }
   in_flight_.erase(it);  // the ClientCheck whose callback this is: nothing after touches it
   ipc::Channel* smtp = runtime_.peer(Role::smtp);
@@ -427,11 +468,10 @@ Status LookupProcess::load_routing_table(msg::TableKind kind, const std::string&
   const uid_t owner = fstat(fd, &st) == 0 ? st.st_uid : 0;
   Status loaded = read.ok() ? router_.load(kind, name, read.value(), owner) : Status(read.error());
   if (!loaded.ok()) {
-    log::error("table %s refused: %s; the table already loaded (if any) stays in use", name.c_str(),
-               loaded.error().message.c_str());
+    log_table_refused(kind, name, loaded.error().message);
     return loaded;
   }
-  log::info("table %s loaded", name.c_str());
+  log_table_loaded(kind, name, router_.table_size(kind, name));
   return ok_status();
 }
 
@@ -468,7 +508,7 @@ void LookupProcess::resolve_local(msg::Incoming& in, const msg::ResolveLocal& m)
 Status LookupProcess::load_credentials(const std::string& name, int fd) {
   Result<std::string> read = read_all(fd, kMaxTableBytes);
   if (!read.ok()) {
-    log::error("credentials %s: %s; not loaded", name.c_str(), read.error().message.c_str());
+    log_table_refused(msg::TableKind::credentials, name, read.error().message);
     return read.error();
   }
   std::string& text = read.value();
@@ -476,14 +516,15 @@ Status LookupProcess::load_credentials(const std::string& name, int fd) {
   explicit_bzero(text.data(), text.size());
   if (!table.ok()) {
     for (const auto& e : table.error()) log::error("%s", e.to_string().c_str());
-    log::error("credentials %s refused; %s", name.c_str(),
-               credentials_ ? "the table already loaded stays in use" : "AUTH is unavailable");
-    return make_error(table.error().empty() ? name + ": refused"
-                                            : table.error().front().to_string());
+    const std::string first =
+        table.error().empty() ? name + ": refused" : table.error().front().to_string();
+    log_table_refused(msg::TableKind::credentials, name, first);
+    if (!credentials_) log::error("credentials %s refused; AUTH is unavailable", name.c_str());
+    return make_error(first);
   }
   credentials_ = std::make_shared<const CredentialTable>(std::move(table).value());
   runtime_.counters()["credentials"] = credentials_->size();
-  log::info("credentials %s: %zu users", name.c_str(), credentials_->size());
+  log_table_loaded(msg::TableKind::credentials, name, credentials_->size());
   return ok_status();
 }
 
@@ -493,13 +534,12 @@ Status LookupProcess::load_senders(const std::string& name, int fd) {
                    ? SenderTable::parse(read.value(), name)
                    : Result<SenderTable, TableError>(TableError{name, 0, read.error().message});
   if (!table.ok()) {
-    log::error("table %s refused: %s; the table already loaded (if any) stays in use", name.c_str(),
-               table.error().to_string().c_str());
+    log_table_refused(msg::TableKind::senders, name, table.error().to_string());
     return make_error(table.error().to_string());
   }
   senders_.load(std::move(table).value());
   runtime_.counters()["senders"] = senders_.table_size();
-  log::info("table %s loaded: %zu logins", name.c_str(), senders_.table_size());
+  log_table_loaded(msg::TableKind::senders, name, senders_.table_size());
   return ok_status();
 }
 

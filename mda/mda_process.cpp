@@ -93,7 +93,7 @@ MdaProcess::MdaProcess(ChildRuntime& runtime)
     helper_answered(in.request_id, m.outcome, m.dsn, m.detail);
   });
   d.on<msg::HelperRefused>([this](msg::Incoming& in, msg::HelperRefused&& m) {
-    log::warn("the parent refused a delivery helper for %s: %s", m.user.c_str(), m.error.c_str());
+    log::Line().add("event", "helper_refused").add("user", m.user).add("reason", m.error).warn();
     helper_answered(in.request_id, msg::DeliveryOutcome::temporary_failure, "4.3.0",
                     "cannot deliver as " + m.user + ": " + m.error);
   });
@@ -154,7 +154,7 @@ void MdaProcess::accept(msg::Incoming& in, msg::DeliverLocal& m) {
     ++reported;
   }
   if (reported != 0)
-    log::info("%s: %zu of its recipients delivered before, reported again", m.id.c_str(), reported);
+    log::Line(m.id).add("event", "reported_again").number("recipients", reported).info();
   job->message = std::move(m);
   Job& j = *job;
   jobs_[j.id] = std::move(job);

@@ -196,7 +196,7 @@ class RelayPolicy(unittest.TestCase):
             # The table grants more, after a reload.
             d.write_config(text.replace("listeners:", f"senders: {senders}\nlisteners:", 1))
             d.signal(signal.SIGHUP)
-            self.assertTrue(d.wait_log(rf"table {re.escape(senders)} loaded", 10), d.read_log())
+            self.assertTrue(d.wait_log(rf"event=table, table={re.escape(senders)}, kind=senders, result=loaded, entries=\d+", 10), d.read_log())
             self.assertEqual(send(sub_port, "sales@virt.test", remote, login=dave)[0], 250)
             self.assertEqual(send(sub_port, "anyone@team.test", remote, login=dave)[0], 250)
             self.assertEqual(send(sub_port, "alice@example.test", remote, login=dave)[0], 553)

@@ -268,8 +268,12 @@ class Smtpctl(unittest.TestCase):
             d.smtpctl("show", "queue", check=True)
             d.smtpctl("remove", "0000000000000000")
             uid = os.geteuid()
-            self.assertTrue(d.wait_log(rf'smtpd-control\[\d+\]: msg="smtpctl command ctl_show_queue from uid {uid} \(pid \d+\)\"'))
-            self.assertTrue(d.wait_log(rf"smtpctl command ctl_remove from uid {uid} \(pid \d+\)"))
+            self.assertTrue(d.wait_log(rf"smtpd-control\[\d+\]: event=command, "
+                                       rf"command=ctl_show_queue, uid={uid}, pid=\d+, client=\d+"))
+            self.assertTrue(d.wait_log(rf"event=command, command=ctl_remove, uid={uid}, pid=\d+"))
+            # And how each ended, where its answer says.
+            self.assertTrue(d.wait_log(r"event=result, command=ctl_show_queue, client=\d+, "
+                                       r"result=ok"))
 
     def test_encrypt(self):
         r = subprocess.run([SMTPCTL, "encrypt", "s3cret"], capture_output=True, text=True)
@@ -381,8 +385,8 @@ class PublicViews(unittest.TestCase):
                 self.assertNotIn("Hello.", r.stdout)
             self.assertTrue(d.wait_log(rf"uid {nobody}\) asked the public socket for more than "
                                        r"control.public opens; refused"))
-            self.assertTrue(d.wait_log(rf"smtpctl command ctl_stop from uid {nobody} \(pid \d+\) "
-                                       r"on the public socket"))
+            self.assertTrue(d.wait_log(rf"event=command, command=ctl_stop, uid={nobody}, "
+                                       r"pid=\d+, client=\d+, socket=public"))
             # The same commands on the control socket: the kernel turns nobody away.
             r = as_nobody(SMTPCTL, "-s", d.socket, "remove", queue_id)
             self.assertEqual(r.returncode, 3, r.stderr)

@@ -332,6 +332,12 @@ TEST_F(ClientChecksTest, FailuresFailOpen) {
   EXPECT_EQ(resolver_->stats().timeouts, 1u);  // really dropped, not refused
   EXPECT_EQ(verdict.fcrdns, Fcrdns::pass);
   EXPECT_EQ(verdict.failed_zones, (Strings{"one.slow.test", "refused.zone"}));
+  // What the log's event=dns_failure lines say, one per failed zone.
+  ASSERT_EQ(verdict.dns_failures.size(), 2u);
+  EXPECT_EQ(verdict.dns_failures[0].check, "dnsbl");
+  EXPECT_EQ(verdict.dns_failures[0].zone, "one.slow.test");
+  EXPECT_EQ(verdict.dns_failures[1].reason, "temporary failure");
+  EXPECT_EQ(verdict.client, "127.0.0.1");
   EXPECT_TRUE(verdict.listed.empty());
   EXPECT_FALSE(verdict.refuse);
   EXPECT_EQ(verdict.header, "");

@@ -287,6 +287,10 @@ TEST_F(LocalRoutesTest, AliasesNotLoadedAnswerNothingForGood) {
   ASSERT_TRUE(
       router_.load(msg::TableKind::aliases, "/etc/aliases-missing", "postmaster: root\n").ok());
   EXPECT_EQ(router_.check("no-such-user-here", "localhost").status, RouteStatus::unknown_user);
+  // The entries the log's event=table names.
+  EXPECT_EQ(router_.table_size(msg::TableKind::aliases, "/etc/aliases-missing"), 1u);
+  EXPECT_EQ(router_.table_size(msg::TableKind::aliases, "/etc/aliases-none"), 0u);
+  EXPECT_EQ(router_.table_size(msg::TableKind::users, "/etc/aliases-missing"), 0u);
 }
 
 TEST_F(LocalRoutesTest, VirtualUsersTableWithOwnDeliveries) {
