@@ -180,10 +180,12 @@ class ControlServer {
                         "smtpctl client %u (uid %u) asked the public socket for more than "
                         "control.public opens; refused",
                         id, static_cast<unsigned>(callers_[id].uid));
-                    answer(id, f.request_id,
-                           msg::CtlResult{false,
-                                          "not open to every user (smtpd.yaml control.public); "
-                                          "ask as root or a member of control.group"});
+                    const msg::CtlResult refused{
+                        false,
+                        "not open to every user (smtpd.yaml control.public); "
+                        "ask as root or a member of control.group"};
+                    log_result({id, f.request_id, current_command_}, refused);
+                    answer(id, f.request_id, refused);
                     return;
                   }
                   const Status st = clients_dispatcher_.dispatch(Role::client, std::move(f));

@@ -387,6 +387,8 @@ class PublicViews(unittest.TestCase):
                                        r"control.public opens; refused"))
             self.assertTrue(d.wait_log(rf"event=command, command=ctl_stop, uid={nobody}, "
                                        r"pid=\d+, client=\d+, socket=public"))
+            self.assertTrue(d.wait_log(r'event=result, command=ctl_stop, client=\d+, '
+                                       r'result=failed, reason="not open to every user'))
             # The same commands on the control socket: the kernel turns nobody away.
             r = as_nobody(SMTPCTL, "-s", d.socket, "remove", queue_id)
             self.assertEqual(r.returncode, 3, r.stderr)
