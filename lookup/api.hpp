@@ -150,6 +150,10 @@ struct AliasRights {
 };
 constexpr std::array<std::string_view, 2> kAliasSourceNames = {"aliases", "include"};
 
+// Debian's Postfix and OpenSMTPD separate an address extension with "+".
+constexpr std::string_view kDefaultRecipientDelimiter = "+";
+constexpr size_t kMaxRecipientDelimiters = 16;
+
 // A domain delivered here, and how its local parts are found and delivered.
 struct Domain {
   std::string name;  // lower-case, no trailing dot
@@ -163,6 +167,9 @@ struct Domain {
   std::optional<std::string> aliases;
   // Where mail for an unknown local part goes (a local part or an address); off when unset.
   std::optional<std::string> catch_all;
+  // Plus addressing: "user+tag" that is neither an alias nor a user is looked up as "user"
+  // (each character is a delimiter, as in Postfix's recipient_delimiter); empty: off.
+  std::string recipient_delimiter = std::string(kDefaultRecipientDelimiter);
   AliasRights alias_commands;
   AliasRights alias_files;
   // The delivery method, at most one: a Maildir path or an mbox file with %u for the local
@@ -192,6 +199,8 @@ struct Domain {
         field(&Domain::alias_commands, "alias_commands", {.hook = "alias_rights"}),
         field(&Domain::alias_files, "alias_files", {.hook = "alias_rights"}),
         field(&Domain::min_uid, "min_uid", {.min = 1, .max = 0xfffffffe}),
+        field(&Domain::recipient_delimiter, "recipient_delimiter",
+              {.length = kMaxRecipientDelimiters}),
         // Both written as "users" (system, or a table's path).
         field(&Domain::system_users, "system_users", {.origin = kDerived}),
         field(&Domain::users_table, "users_table", {.length = kPath, .origin = kDerived}),

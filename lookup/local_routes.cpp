@@ -23,6 +23,14 @@ struct LocalRouter::DomainEntry {
 // One expansion in progress: the aliases being expanded (to see loops), what it found.
 struct LocalRouter::Walk {
   bool for_delivery = false;
+  // Plus addressing, first pass: a local part that is neither an alias nor a user sets
+  // missing instead of reaching the catch-all, so that the part before the delimiter is
+  // tried first (Postfix's order: user+tag, user, catch-all).
+  bool exact_only = false;
+  bool missing = false;
+  // Second pass: the whole local part ("user+tag"), which the user's own mailbox is delivered
+  // as (Delivered-To:, LMTP's RCPT TO) so the extension reaches the mailbox.
+  std::string extended_local;
   std::vector<std::string> stack;
   msg::LocalRoute route{.status = msg::RouteStatus::ok, .error = "", .destinations = {}};
 
@@ -167,8 +175,23 @@ msg::LocalRoute LocalRouter::route(std::string_view local_part, std::string_view
     walk.fail(msg::RouteStatus::failed, "not a local domain: " + std::string(domain));
     return walk.route;
   }
-  expand(walk, ascii::lower(local_part), *entry, 0);
-  return walk.route;
+  const std::string local = ascii::lower(local_part);
+  const std::string& delimiters = entry->config.recipient_delimiter;
+  const size_t split = delimiters.empty() ? std::string::npos : local.find_first_of(delimiters);
+  // "+tag" alone has no user to fall back to.
+  if (split == std::string::npos || split == 0) {
+    expand(walk, local, *entry, 0);
+    return walk.route;
+  }
+  // An exact match always wins: "user+tag" as an alias or a user is used as it is.
+  walk.exact_only = true;
+  expand(walk, local, *entry, 0);
+  if (!walk.missing) return walk.route;
+  Walk base;
+  base.for_delivery = for_delivery;
+  base.extended_local = local;
+  expand(base, local.substr(0, split), *entry, 0);
+  return base.route;
 }
 
 // NOLINTNEXTLINE(misc-no-recursion): aliases nest, bounded by kMaxAliasDepth
@@ -353,6 +376,13 @@ void LocalRouter::deliver_to_user(Walk& walk, const std::string& local, const Do
       }
     }
   }
+  // The address asked about itself (no alias led here).
+  const bool asked = walk.stack.empty() && depth == 0;
+  if (!exists && asked && walk.exact_only) {
+    walk.missing = true;
+    walk.fail(msg::RouteStatus::unknown_user, "no such user: " + local + "@" + d.name);
+    return;
+  }
   if (!exists) {
     const std::string marker = "*@" + d.name;
     if (d.catch_all &&
@@ -368,10 +398,12 @@ void LocalRouter::deliver_to_user(Walk& walk, const std::string& local, const Do
     walk.fail(msg::RouteStatus::unknown_user, "no such user: " + local + "@" + d.name);
     return;
   }
-  msg::Destination dest{.method = msg::DeliveryMethod::maildir,
-                        .target = "",
-                        .user = d.system_users ? local : "",
-                        .mailbox = local + "@" + d.name};
+  msg::Destination dest{
+      .method = msg::DeliveryMethod::maildir,
+      .target = "",
+      .user = d.system_users ? local : "",
+      .mailbox =
+          (asked && !walk.extended_local.empty() ? walk.extended_local : local) + "@" + d.name};
   std::string templ;
   if (own != nullptr && *own) {
     dest.method = (*own)->method;

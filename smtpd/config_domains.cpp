@@ -1,6 +1,7 @@
 // The "domains" key of smtpd.yaml, read for the schema walk (see config_key_reader.hpp): each
 // domain's name, users (a list, "system" or a table), aliases, catch-all, delivery (maildir,
-// mbox, lmtp, command), alias rights and min_uid. Input is untrusted text (fuzzed).
+// mbox, lmtp, command), alias rights, min_uid and recipient_delimiter. Input is untrusted text
+// (fuzzed).
 #include "smtpd/config_key_reader.hpp"
 
 #include <algorithm>
@@ -33,6 +34,16 @@ bool valid_mailbox_template(std::string_view path, bool system_users) {
     ++i;
   }
   return has_user || home;
+}
+
+// Characters a recipient_delimiter may hold: the specials of RFC 5322's atext that Postern
+// does not refuse in a local part ('%', '!' and '/' route elsewhere or name paths).
+constexpr std::string_view kDelimiterCharacters = "+-_.=#~&*$'^`{}|?";
+
+bool valid_recipient_delimiter(std::string_view delimiters) {
+  return delimiters.size() <= lookup::kMaxRecipientDelimiters &&
+         std::all_of(delimiters.begin(), delimiters.end(),
+                     [](char c) { return kDelimiterCharacters.find(c) != std::string_view::npos; });
 }
 
 }  // namespace
@@ -145,6 +156,19 @@ void KeyReader::walk_domains(const MapEntry& entry, std::vector<lookup::Domain>&
         } else if (auto n = number_value(*e, "", 0xfffffffe)) {
           d.min_uid = static_cast<uint32_t>(*n);
         } else {
+          ok = false;
+        }
+      }
+      if (const MapEntry* e = fields[11]) {
+        auto delimiters = string_value(*e);
+        if (delimiters && valid_recipient_delimiter(*delimiters)) {
+          d.recipient_delimiter = std::move(*delimiters);
+        } else {
+          if (delimiters)
+            walk_.at(e->value.mark,
+                     "bad 'recipient_delimiter' " + quote(*delimiters) + " (expected up to " +
+                         std::to_string(lookup::kMaxRecipientDelimiters) + " of the characters " +
+                         std::string(kDelimiterCharacters) + ", or \"\")");
           ok = false;
         }
       }

@@ -156,6 +156,8 @@ std::string dump(const Config& config) {
     if (domain.users_table) out << " users_table=" << *domain.users_table;
     if (domain.aliases) out << " aliases=" << *domain.aliases;
     if (domain.catch_all) out << " catch_all=" << *domain.catch_all;
+    if (domain.recipient_delimiter != lookup::kDefaultRecipientDelimiter)
+      out << " recipient_delimiter='" << domain.recipient_delimiter << "'";
     for (const auto& [key, rights] : {std::pair{" alias_commands=", domain.alias_commands},
                                       std::pair{" alias_files=", domain.alias_files}})
       if (rights != AliasRights{})
