@@ -329,8 +329,10 @@ Page Views::envelope(const msg::CtlShowMessage& m, int64_t now) const {
     page.append(list_json(e, now, true));
     return page;
   }
+  // "-" for what the message does not have (no AUTH, no TLS, no DSN parameters): every field
+  // is there, and a line never ends in a blank.
   auto field = [&](const char* name, const std::string& value) {
-    page.append(std::string(name) + ": " + printable(value) + "\n");
+    page.append(std::string(name) + ": " + (value.empty() ? "-" : printable(value)) + "\n");
   };
   auto when = [&](int64_t at) {
     if (at <= 0) return std::string("-");

@@ -115,6 +115,9 @@ class Smtpctl(unittest.TestCase):
             self.assertIn(f"id: {queue_id}\n", r.stdout)
             self.assertRegex(r.stdout, r"\narrival: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(\d+s ago\)\n")
             self.assertIn("\nrecipient: alice@localhost pending wait=paused (smtpctl resume mda)\n", r.stdout)
+            # What the message does not have is a "-", never a blank.
+            self.assertIn("\nauth: -\ntls: -\n", r.stdout)
+            self.assertNotRegex(r.stdout, r"(?m) $")
             # show message: the spool's bytes, as postcat -q (piped: as they are).
             r = subprocess.run([SMTPCTL, "-s", d.socket, "show", "message", queue_id], capture_output=True)
             self.assertEqual(r.returncode, 0, r.stderr)
