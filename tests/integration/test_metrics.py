@@ -1,23 +1,27 @@
 """The metrics endpoint (smtpd.yaml metrics): the real daemon serves Prometheus text from its
-control process; mail sent through it shows in the figures, promtool accepts the text, and
-hostile scrapers (one that never reads, one that sends a huge request, many connections) stop
+control process; mail sent through it shows in the figures, promtool accepts the text, a real
+Prometheus server scrapes it, and hostile scrapers (one that never reads, one that sends a huge request, many connections) stop
 neither SMTP nor the next scrape."""
 
+import json
 import os
 import re
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import unittest
 import urllib.error
+import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import Daemon, free_port, maildir_files, submit, wait_for  # noqa: E402
 
 PROMTOOL = shutil.which("promtool")
+PROMETHEUS = shutil.which("prometheus")
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$')
 
 
@@ -103,6 +107,60 @@ routes:
                 if line.startswith("# TYPE "):
                     self.assertTrue(line.split()[2].startswith("postern_"), line)
             self.assert_promtool_accepts(text)
+
+    def test_a_real_prometheus_scrapes_it(self):
+        """Debian's Prometheus server, on loopback, scrapes the endpoint every second; its own
+        view of the target (health up, no scrape error) and a query of a figure the mail moved
+        show that a real scraper reads what control serves."""
+        if not PROMETHEUS:
+            self.fail("prometheus is not installed (scripts/setup installs it)")
+        with self.daemon().start() as d, \
+                tempfile.TemporaryDirectory(prefix="postern-prometheus-") as work:
+            config = os.path.join(work, "prometheus.yml")
+            with open(config, "w") as f:
+                f.write("global: {scrape_interval: 1s, scrape_timeout: 1s}\n"
+                        "scrape_configs:\n  - job_name: postern\n    static_configs:\n"
+                        f"      - targets: ['127.0.0.1:{self.metrics_port}']\n")
+            web = free_port()
+            log = open(os.path.join(work, "prometheus.log"), "wb")
+            server = subprocess.Popen(
+                [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={work}/data",
+                 f"--web.listen-address=127.0.0.1:{web}"], stdout=log, stderr=subprocess.STDOUT)
+            self.addCleanup(log.close)
+            self.addCleanup(server.wait, 30)
+            self.addCleanup(server.terminate)
+
+            def api(path, **params):
+                url = f"http://127.0.0.1:{web}/api/v1/{path}?" + urllib.parse.urlencode(params)
+                try:
+                    with urllib.request.urlopen(url, timeout=5) as r:
+                        return json.load(r)["data"]
+                except (OSError, ValueError):
+                    return None
+
+            submit(d.port, ["alice@localhost"])
+            self.assertTrue(wait_for(lambda: maildir_files(self.mail, "alice"), 10))
+
+            def target():
+                found = api("targets")
+                active = found and found["activeTargets"]
+                return active and active[0]["health"] == "up" and active[0]
+
+            up = wait_for(target, 60, interval=0.5)
+            with open(os.path.join(work, "prometheus.log"), errors="replace") as f:
+                self.assertTrue(up, "Prometheus never scraped the endpoint:\n" + f.read()[-3000:])
+            self.assertEqual(up["lastError"], "")
+
+            def delivered():
+                found = api("query", query='postern_deliveries_total{method="local",'
+                                           'status="delivered"}')
+                return found and found["result"] and found["result"][0]["value"][1]
+
+            self.assertEqual(wait_for(delivered, 30, interval=0.5), "1")
+            families = api("label/__name__/values")
+            self.assertIn("postern_smtp_messages_accepted_total", families)
+            self.assertTrue(all(n.startswith(("postern_", "up", "scrape_")) for n in families),
+                            families)
 
     def test_a_killed_child_is_down_then_counted_as_restarted(self):
         with self.daemon().start() as d:
