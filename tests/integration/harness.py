@@ -2,6 +2,7 @@
 loopback ports under a temporary directory, starts build/smtpd/smtpd in the foreground,
 and reads its state back through smtpctl and /proc."""
 
+import json
 import os
 import pwd
 import re
@@ -142,6 +143,28 @@ def proc_status(pid):
             key, _, value = line.partition(":")
             fields[key] = value.strip()
     return fields
+
+
+def quarantine_bounded_env(megabytes=4):
+    """AddressSanitizer keeps freed memory in a quarantine of 256 MB before reusing it, so a
+    process that answers a flood grows by what it frees whatever it keeps. A small quarantine
+    makes its RSS show what it holds; use-after-free is still caught within it (0: only
+    what the allocator's caches keep)."""
+    if not sanitized_build():
+        return None
+    options = os.environ.get("ASAN_OPTIONS", "")
+    return {"ASAN_OPTIONS": (options + ":" if options else "") + f"quarantine_size_mb={megabytes}"}
+
+
+def sanitized_build():
+    try:
+        with open(os.path.join(BUILD_DIR, "meson-info", "intro-buildoptions.json")) as f:
+            options = json.load(f)
+    except OSError:
+        return False
+    return any(o["name"] == "b_sanitize" and o["value"] not in ("none", "", [])
+               for o in options)
+
 
 
 class Daemon:

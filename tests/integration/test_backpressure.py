@@ -3,7 +3,6 @@
 so the process stays small, other sessions are served meanwhile, and the stalled session picks
 up where it stopped as soon as the client reads. In plain text and inside TLS."""
 
-import json
 import os
 import socket
 import ssl
@@ -14,7 +13,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import BUILD_DIR, Client, Daemon, make_certificate, proc_status, wait_for  # noqa: E402
+from harness import (Client, Daemon, make_certificate, proc_status, quarantine_bounded_env,  # noqa: E402
+                     sanitized_build, wait_for)
 
 FLOOD = 50 * 1024 * 1024
 PATTERN = b"NOOP\r\nHELP\r\n"
@@ -23,26 +23,6 @@ STALLED = 3.0
 PAUSED_LOG = (r"session=[0-9a-f]{16}, (?:msgid=[0-9a-f]{16}, )?event=pause, "
               r"client=\[127\.0\.0\.1\], pending=\d+, "
               r"reason=\"reads no replies\"")
-
-
-def quarantine_bounded_env():
-    """AddressSanitizer keeps freed memory in a quarantine of 256 MB before reusing it, so a
-    process that answers a flood grows by what it frees whatever it keeps. A small quarantine
-    makes its RSS show what it holds; use-after-free is still caught within it."""
-    if not sanitized_build():
-        return None
-    options = os.environ.get("ASAN_OPTIONS", "")
-    return {"ASAN_OPTIONS": (options + ":" if options else "") + "quarantine_size_mb=4"}
-
-
-def sanitized_build():
-    try:
-        with open(os.path.join(BUILD_DIR, "meson-info", "intro-buildoptions.json")) as f:
-            options = json.load(f)
-    except OSError:
-        return False
-    return any(o["name"] == "b_sanitize" and o["value"] not in ("none", "", [])
-               for o in options)
 
 
 def rss_kib(pid):

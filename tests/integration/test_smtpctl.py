@@ -24,7 +24,8 @@ with warnings.catch_warnings():
     import crypt
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import SMTPCTL, Daemon, maildir_files, wait_for  # noqa: E402
+from harness import (SMTPCTL, Daemon, maildir_files, quarantine_bounded_env,  # noqa: E402
+                     sanitized_build, wait_for)
 
 SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "..", "data", "smtpctl", "schema.json")
 with open(SCHEMA_PATH) as f:
@@ -299,7 +300,9 @@ class Smtpctl(unittest.TestCase):
         # flat: its peak (VmHWM) grows by far less than the listing.
         messages, per_message = 400, 100
         local = "r" * 50
-        with self.maildir_daemon().start() as d:
+        # Under AddressSanitizer freed memory waits in a quarantine before reuse, so the peak
+        # would count every page control ever sent: without one, it counts what control holds.
+        with self.maildir_daemon().start(env=quarantine_bounded_env(0)) as d:
             d.smtpctl("pause", "mda", check=True)
             with socket.create_connection(("127.0.0.1", d.port)) as s:
                 f = s.makefile("rb")
@@ -331,7 +334,9 @@ class Smtpctl(unittest.TestCase):
             self.assertGreater(listing, 4 * 1024 * 1024)
             grown = hwm() - before
             print(f"\nlisting {listing} bytes; control's VmHWM grew by {grown} bytes", file=sys.stderr)
-            self.assertLess(grown, listing // 8)
+            # Holding the listing would grow it by more than the listing. AddressSanitizer's
+            # shadow and allocator caches add their own (1.7 MB of 5.6 MB measured there).
+            self.assertLess(grown, listing // 2 if sanitized_build() else listing // 8)
             r = subprocess.run([SMTPCTL, "-s", d.socket, "--json", "show", "queue"], capture_output=True, text=True, timeout=120)
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertEqual(len(r.stdout.splitlines()), messages)
