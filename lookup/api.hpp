@@ -444,4 +444,25 @@ struct ResolveLocal {
   }
 };
 
+// The parent's answer to a ForwardOpen, under its request id: the file's descriptor (read
+// only) when found; none when the user has no .forward; refused when the account, the home
+// or the file fails a check (the reason says which; the mail goes to the mailbox); failed when
+// it could not be read (an I/O error: the delivery is tried again later).
+enum class ForwardStatus : uint8_t { found, none, refused, failed };
+constexpr std::array<std::string_view, 4> kForwardStatusNames = {"found", "none", "refused",
+                                                                 "failed"};
+struct ForwardFile {
+  static constexpr MessageInfo kInfo = schema(Type::forward_file);
+  std::string user;
+  ForwardStatus status = ForwardStatus::none;
+  std::string reason;
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&ForwardFile::user, "user", {.length = kMaxNameLength}),
+        fields::field(&ForwardFile::status, "status", {.names = kForwardStatusNames}),
+        fields::field(&ForwardFile::reason, "reason", {.length = kMaxReason}),
+    };
+  }
+};
+
 }  // namespace postern::msg

@@ -49,6 +49,20 @@ struct OfflineResult {
   }
 };
 
+// lookup asks for a system user's ~/.forward: only the user's name, never a path. The parent
+// finds the home in the account database itself, checks the account, the home and the file,
+// and answers with a ForwardFile (smtpd/forward_file.cpp).
+struct ForwardOpen {
+  static constexpr MessageInfo kInfo = schema(Type::forward_open);
+  std::string user;
+  bool valid() const { return !user.empty(); }
+  static constexpr auto fields() {
+    return std::tuple{
+        fields::field(&ForwardOpen::user, "user", {.length = kMaxNameLength}),
+    };
+  }
+};
+
 // --- delivery helpers: mda asks the parent for one delivery as a system user -----------------
 // (or, for a command, as mda's own user outside its sandbox). The parent confirms the
 // destination with lookup and the account with common/mail/accounts.hpp, starts smtpd-deliver for

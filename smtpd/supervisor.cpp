@@ -20,6 +20,7 @@
 #include "lookup/api.hpp"
 #include "mda/api.hpp"
 #include "smtpd/api.hpp"
+#include "smtpd/forward_file.hpp"
 #include "smtpd/service_notify.hpp"
 #include "smtpd/spawn.hpp"
 
@@ -289,6 +290,22 @@ void Supervisor::register_handlers() {
   });
   dispatcher_.on<msg::OfflineResult>(
       [this](msg::Incoming&, msg::OfflineResult&& m) { offline_.on_result(m); });
+  // lookup names a user, never a path: the home comes from the account database here.
+  dispatcher_.on<msg::ForwardOpen>([this](msg::Incoming& in, msg::ForwardOpen&& m) {
+    ForwardOpened opened =
+        open_forward_for(m.user, config_.lookup.domains, daemon_accounts(config_), ids_.privileged);
+    if (opened.status == msg::ForwardStatus::refused || opened.status == msg::ForwardStatus::failed)
+      log::warn("~/.forward of %s %s: %s", m.user.c_str(),
+                opened.status == msg::ForwardStatus::failed ? "unreadable" : "refused",
+                opened.reason.c_str());
+    Child& lookup = child(Role::lookup);
+    if (!lookup.channel ||
+        !msg::send(
+            *lookup.channel,
+            msg::ForwardFile{.user = m.user, .status = opened.status, .reason = opened.reason},
+            in.request_id, std::move(opened.fd)))
+      log::warn("cannot answer lookup");
+  });
   dispatcher_.on<msg::CtlStop>([this](msg::Incoming& in, msg::CtlStop&&) {
     log::info("stop requested through smtpctl");
     Child& control = child(Role::control);

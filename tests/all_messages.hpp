@@ -17,18 +17,17 @@
 
 namespace postern::msg {
 
-using AllMessages =
-    std::tuple<Start, Ready, PeerChannel, PeerHello, PeerFault, StatusRequest, StatusReply,
-               SetVerbose, smtp::Settings, queue::Settings, ListenerAdd, ListenerRemove,
-               ControlSocket, CtlShowStatus, CtlSetVerbose, CtlStop, CtlStatus, CtlResult,
-               lookup::Settings, RcptCheck, RcptVerdict, MessageOpen, MessageOpened,
-               MessageRecipients, MessageCommit, MessageResult, MessageAbort, smtp::TlsSettings,
-               TableFile, AuthCheck, AuthVerdict, CtlShowQueue, CtlShowMessage, CtlText,
-               mda::Settings, DeliverLocal, DeliveryReport, CtlSchedule, CtlRemove, CtlPause,
-               ResolveLocal, LocalRoutes, HelperRefused, HelperDeliver, HelperResult, ClientCheck,
-               ClientVerdict, MxQuery, MxAnswer, CtlShowMx, CtlUpdateTable, TableLoaded,
-               CtlShowStats, SessionOpen, SessionClose, RelayCheck, RelayVerdict, mta::Settings,
-               DeliverRemote, SenderCheck, SenderVerdict, CtlShowRelays, mta::CaFile, CtlReload,
-               MetricsSocket, OfflineMessage, OfflineResult, PublicControlSocket>;
+using AllMessages = std::tuple<
+    Start, Ready, PeerChannel, PeerHello, PeerFault, StatusRequest, StatusReply, SetVerbose,
+    smtp::Settings, queue::Settings, ListenerAdd, ListenerRemove, ControlSocket, CtlShowStatus,
+    CtlSetVerbose, CtlStop, CtlStatus, CtlResult, lookup::Settings, RcptCheck, RcptVerdict,
+    MessageOpen, MessageOpened, MessageRecipients, MessageCommit, MessageResult, MessageAbort,
+    smtp::TlsSettings, TableFile, AuthCheck, AuthVerdict, CtlShowQueue, CtlShowMessage, CtlText,
+    mda::Settings, DeliverLocal, DeliveryReport, CtlSchedule, CtlRemove, CtlPause, ResolveLocal,
+    LocalRoutes, HelperRefused, HelperDeliver, HelperResult, ClientCheck, ClientVerdict, MxQuery,
+    MxAnswer, CtlShowMx, CtlUpdateTable, TableLoaded, CtlShowStats, SessionOpen, SessionClose,
+    RelayCheck, RelayVerdict, mta::Settings, DeliverRemote, SenderCheck, SenderVerdict,
+    CtlShowRelays, mta::CaFile, CtlReload, MetricsSocket, OfflineMessage, OfflineResult,
+    PublicControlSocket, ForwardOpen, ForwardFile>;
 
 }  // namespace postern::msg

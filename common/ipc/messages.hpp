@@ -103,12 +103,15 @@ enum class Type : uint16_t {
   offline_message,
   offline_result,
   public_control_socket,
+  forward_open,
+  forward_file,
 };
 
 // Numbers no message uses any more (never reused, so that an old frame is never misread).
 constexpr Type kRetiredTypes[] = {Type::helper_spawn, Type::helper_ready};
 
-enum class FdRule : uint8_t { none, required };
+// optional: a descriptor when the payload says one comes (its receiver checks that).
+enum class FdRule : uint8_t { none, required, optional };
 
 struct MessageInfo {
   Type type;
@@ -258,6 +261,9 @@ inline constexpr MessageInfo kSchema[] = {
     {Type::offline_result, "offline_result", roles(Role::queue), roles(Role::parent), FdRule::none},
     {Type::public_control_socket, "public_control_socket", roles(Role::parent),
      roles(Role::control), FdRule::required},
+    {Type::forward_open, "forward_open", roles(Role::lookup), roles(Role::parent), FdRule::none},
+    {Type::forward_file, "forward_file", roles(Role::parent), roles(Role::lookup),
+     FdRule::optional},
 };
 
 // The row of a type; a type without one does not compile.

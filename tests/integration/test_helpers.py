@@ -17,6 +17,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from harness import BUILD_DIR, CHILDREN, IS_ROOT, Daemon, wait_for  # noqa: E402
 
 HOSTILE_MDA = os.path.join(BUILD_DIR, "tests", "integration", "hostile-mda")
+HOSTILE_LOOKUP = os.path.join(BUILD_DIR, "tests", "integration", "hostile-lookup")
 ATTACK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "helper_attack.py")
 
 
@@ -58,16 +59,16 @@ class Helpers(unittest.TestCase):
             "domains:\n  - localhost\n  - " + domain + "\n"))
         return d
 
-    def start_with_hostile_mda(self, d, env):
-        """smtpd runs its children from -x DIR: the build's, with mda replaced; env is for
-        the hostile mda."""
+    def start_with_hostile_mda(self, d, env, program="smtpd-mda", hostile=HOSTILE_MDA):
+        """smtpd runs its children from -x DIR: the build's, with program (mda) replaced by
+        hostile; env is for the hostile child."""
         exec_dir = os.path.join(d.dir, "libexec")
         os.mkdir(exec_dir, 0o755)
-        for program in list(CHILDREN.values()) + ["smtpd-deliver"]:
-            os.symlink(os.path.join(os.path.abspath(BUILD_DIR), program),
-                       os.path.join(exec_dir, program))
-        os.remove(os.path.join(exec_dir, "smtpd-mda"))
-        os.symlink(os.path.abspath(HOSTILE_MDA), os.path.join(exec_dir, "smtpd-mda"))
+        for name in list(CHILDREN.values()) + ["smtpd-deliver"]:
+            os.symlink(os.path.join(os.path.abspath(BUILD_DIR), name),
+                       os.path.join(exec_dir, name))
+        os.remove(os.path.join(exec_dir, program))
+        os.symlink(os.path.abspath(hostile), os.path.join(exec_dir, program))
         d.exec_dir = exec_dir
         env = dict(env, POSTERN_HOSTILE_USER=self.user, POSTERN_HOSTILE_DOMAIN="users.example")
         os.environ.update(env)
@@ -76,6 +77,30 @@ class Helpers(unittest.TestCase):
         finally:
             for name in env:
                 del os.environ[name]
+
+    def test_a_hostile_lookup_opens_no_forward_file_but_a_users_own(self):
+        """lookup asks the parent for a ~/.forward by user name alone: a compromised lookup
+        cannot name a path, root, a system account or a stranger, and gets only the user's own
+        file, opened as the user."""
+        with open(os.path.join(self.home, ".forward"), "w") as f:
+            f.write("the-users-own@example.org\n")
+        os.chown(os.path.join(self.home, ".forward"), self.pw.pw_uid, self.pw.pw_gid)
+        d = self.daemon("{name: users.example, users: system, maildir: ~/Maildir}")
+        self.start_with_hostile_mda(d, {}, "smtpd-lookup", HOSTILE_LOOKUP)
+        with d:
+            self.assertTrue(d.wait_log(r"hostile lookup: done", 10), d.read_log())
+            log = d.read_log()
+            for name in ("traversal", "slash", "dotdot"):
+                self.assertIn(f"hostile lookup: {name}: refused not a user name", log)
+            self.assertRegex(log, r"hostile lookup: root: refused \S")
+            self.assertRegex(log, r"hostile lookup: system: refused \S")
+            self.assertIn("hostile lookup: unknown: refused no such system user", log)
+            # The parent logs each refusal with the name it was asked for.
+            for account in ("../../etc", "root", "daemon", "postern-no-such-user"):
+                self.assertIn(f"~/.forward of {account} refused: ", log)
+            self.assertNotRegex(log, r"hostile lookup: (?!granted)\w+: found")
+            # The user's own file is the one answer with a descriptor.
+            self.assertIn("hostile lookup: granted: found  read the-users-own@example.org", log)
 
     def test_a_hostile_mda_gets_no_helper_it_has_no_right_to(self):
         d = self.daemon("{name: users.example, users: system, maildir: ~/Maildir}")
