@@ -226,8 +226,16 @@ Result<AliasTarget> address_target(std::string_view text) {
   return AliasTarget{Kind::address, address::to_string(mailbox)};
 }
 
-// One non-empty, trimmed right-hand-side item.
-Result<AliasTarget> parse_item(std::string_view item) {
+// One non-empty, trimmed right-hand-side item. own_mailboxes: a .forward's "\name", the
+// mailbox of name with no further expansion (sendmail's), is taken too.
+Result<AliasTarget> parse_item(std::string_view item, bool own_mailboxes) {
+  if (own_mailboxes && item.starts_with('\\')) {
+    auto name = address_target(item.substr(1));
+    if (!name.ok()) return name;
+    if (name.value().value.find('@') != std::string::npos)
+      return bad_address(item, "'\\' names a local user, without a domain");
+    return AliasTarget{Kind::mailbox, name.value().value};
+  }
   if (item.front() == '"') {
     auto [content, end] = unquote(item);
     // "a b"@example.org: a quoted local part, not a quoted item.
@@ -312,7 +320,8 @@ Result<Name, Problem> parse_name(std::string_view entry) {
 // tolerate_trailing, for lists where newlines also separate). The error's offset is the item's.
 Result<std::vector<AliasTarget>, Problem> targets_of(const std::vector<Item>& items,
                                                      bool tolerate_trailing, size_t limit_base,
-                                                     std::string_view owner) {
+                                                     std::string_view owner,
+                                                     bool own_mailboxes = false) {
   std::vector<AliasTarget> targets;
   for (size_t i = 0; i < items.size(); ++i) {
     const Item& item = items[i];
@@ -324,7 +333,7 @@ Result<std::vector<AliasTarget>, Problem> targets_of(const std::vector<Item>& it
     if (limit_base + targets.size() == kMaxTargets)
       return Problem{item.offset, std::string(owner) + " has more than " +
                                       std::to_string(kMaxTargets) + " targets"};
-    auto target = parse_item(item.text);
+    auto target = parse_item(item.text, own_mailboxes);
     if (!target.ok()) return Problem{item.offset, target.error().message};
     targets.push_back(std::move(target).value());
   }
@@ -437,8 +446,11 @@ const std::vector<AliasTarget>* AliasTable::find(std::string_view name) const {
   return it == aliases_.end() ? nullptr : &it->second;
 }
 
-Result<std::vector<AliasTarget>, AliasError> parse_alias_list(std::string_view text,
-                                                              const std::string& file) {
+namespace {
+
+Result<std::vector<AliasTarget>, AliasError> parse_target_list(std::string_view text,
+                                                               const std::string& file,
+                                                               bool own_mailboxes) {
   if (auto error = check_file(text, file)) return *error;
   std::vector<AliasTarget> targets;
   LineReader reader(text);
@@ -450,11 +462,23 @@ Result<std::vector<AliasTarget>, AliasError> parse_alias_list(std::string_view t
     if (is_blank_or_comment(line)) continue;
     auto items = split_items(line, 0);
     if (!items.ok()) return AliasError{file, number, items.error().message};
-    auto more = targets_of(items.value(), true, targets.size(), "the list");
+    auto more = targets_of(items.value(), true, targets.size(), "the list", own_mailboxes);
     if (!more.ok()) return AliasError{file, number, more.error().message};
     for (AliasTarget& target : more.value()) targets.push_back(std::move(target));
   }
   return targets;
+}
+
+}  // namespace
+
+Result<std::vector<AliasTarget>, AliasError> parse_alias_list(std::string_view text,
+                                                              const std::string& file) {
+  return parse_target_list(text, file, false);
+}
+
+Result<std::vector<AliasTarget>, AliasError> parse_forward_list(std::string_view text,
+                                                                const std::string& file) {
+  return parse_target_list(text, file, true);
 }
 
 }  // namespace postern::lookup

@@ -16,13 +16,14 @@ namespace postern::lookup {
 
 // One item of an alias's right-hand side.
 struct AliasTarget {
-  enum class Kind : uint8_t { address, file, command, include };
+  enum class Kind : uint8_t { address, file, command, include, mailbox };
   Kind kind = Kind::address;
   // address: address::to_string of the parsed mailbox, so the local part keeps its case and
   //   the domain is lower-cased ("bob", "Bob@example.org", "\"a b\"@example.org");
   // file: an absolute path ("/var/mail/archive"; a trailing '/' is kept);
   // command: the command text without the leading '|' ("/usr/bin/procmail -a x");
-  // include: the absolute path after ":include:".
+  // include: the absolute path after ":include:";
+  // mailbox: a ~/.forward's "\name": the local user name, delivered to without expansion.
   std::string value;
   friend bool operator==(const AliasTarget&, const AliasTarget&) = default;
 };
@@ -58,5 +59,9 @@ class AliasTable {
 // empty file gives an empty list.
 Result<std::vector<AliasTarget>, AliasError> parse_alias_list(std::string_view text,
                                                               const std::string& file);
+
+// A system user's ~/.forward: an :include: file's list, plus "\name" items (Kind::mailbox).
+Result<std::vector<AliasTarget>, AliasError> parse_forward_list(std::string_view text,
+                                                                const std::string& file);
 
 }  // namespace postern::lookup

@@ -32,6 +32,8 @@ struct LocalRouter::Walk {
   // as (Delivered-To:, LMTP's RCPT TO) so the extension reaches the mailbox.
   std::string extended_local;
   std::vector<std::string> stack;
+  // System users whose ~/.forward is not known yet (resolve's caller asks the parent).
+  std::set<std::string>* unread_forwards = nullptr;
   msg::LocalRoute route{.status = msg::RouteStatus::ok, .error = "", .destinations = {}};
 
   bool failed() const { return route.status != msg::RouteStatus::ok; }
@@ -57,12 +59,31 @@ struct LocalRouter::Walk {
 // Where the alias items being expanded were written, which decides whether they may name
 // commands and files.
 struct LocalRouter::Source {
-  enum class Kind : uint8_t { aliases, include, catch_all };
+  enum class Kind : uint8_t { aliases, include, catch_all, forward };
   Kind kind = Kind::aliases;
   std::string file;         // the aliases or :include: file
   uid_t aliases_owner = 0;  // of the aliases file the expansion started from
   std::string untrusted;    // include: why its commands and files do not count; empty: they do
 };
+
+namespace {
+
+// A .forward is its user's: its commands and files count where the domain lets :include:
+// files have them (and then run or are written as the user); otherwise the whole file is
+// ignored, since half of someone's .forward could lose mail the other half was meant to keep.
+std::optional<std::string> forward_refusal(const std::vector<AliasTarget>& targets,
+                                           const Domain& d) {
+  for (const AliasTarget& t : targets) {
+    if (t.kind == AliasTarget::Kind::include) return "it names an :include: file";
+    if (t.kind == AliasTarget::Kind::command && !d.alias_commands.include)
+      return "it names a command, and alias_commands does not allow them in :include: files";
+    if (t.kind == AliasTarget::Kind::file && !d.alias_files.include)
+      return "it names a file, and alias_files does not allow them in :include: files";
+  }
+  return std::nullopt;
+}
+
+}  // namespace
 
 namespace {
 
@@ -113,6 +134,7 @@ void LocalRouter::configure(const std::vector<Domain>& domains, accounts::Policy
   std::erase_if(alias_owners_, [&](const auto& kv) { return !alias_files.contains(kv.first); });
   std::erase_if(users_, [&](const auto& kv) { return !user_files.contains(kv.first); });
   system_users_.clear();
+  forwards_.clear();
 }
 
 Status LocalRouter::load(msg::TableKind kind, const std::string& name, std::string_view text,
@@ -160,16 +182,19 @@ msg::LocalRoute LocalRouter::check(std::string_view local_part, std::string_view
   return route(local_part, domain.empty() ? default_domain() : std::string(domain), false);
 }
 
-msg::LocalRoute LocalRouter::resolve(std::string_view address) const {
+msg::LocalRoute LocalRouter::resolve(std::string_view address,
+                                     std::set<std::string>* unread_forwards) const {
   const size_t at = address.rfind('@');
-  if (at == std::string_view::npos) return route(address, default_domain(), true);
-  return route(address.substr(0, at), address.substr(at + 1), true);
+  if (at == std::string_view::npos) return route(address, default_domain(), true, unread_forwards);
+  return route(address.substr(0, at), address.substr(at + 1), true, unread_forwards);
 }
 
 msg::LocalRoute LocalRouter::route(std::string_view local_part, std::string_view domain,
-                                   bool for_delivery) const {
+                                   bool for_delivery,
+                                   std::set<std::string>* unread_forwards) const {
   Walk walk;
   walk.for_delivery = for_delivery;
+  walk.unread_forwards = unread_forwards;
   const DomainEntry* entry = find_domain(ascii::lower(domain));
   if (entry == nullptr) {
     walk.fail(msg::RouteStatus::failed, "not a local domain: " + std::string(domain));
@@ -189,6 +214,7 @@ msg::LocalRoute LocalRouter::route(std::string_view local_part, std::string_view
   if (!walk.missing) return walk.route;
   Walk base;
   base.for_delivery = for_delivery;
+  base.unread_forwards = unread_forwards;
   base.extended_local = local;
   expand(base, local.substr(0, split), *entry, 0);
   return base.route;
@@ -250,8 +276,9 @@ void LocalRouter::expand_targets(Walk& walk, const std::string& local, const Dom
         if (next == nullptr) {
           walk.add({msg::DeliveryMethod::forward, t.value, "", mailbox});
         } else if (next == &domain && name == local) {
-          // "bob: bob, carol": the alias names itself, meaning the user behind it.
-          deliver_to_user(walk, local, domain, depth);
+          // "bob: bob, carol": the alias names itself, meaning the user behind it; in bob's
+          // .forward, bob's mailbox.
+          deliver_to_user(walk, local, domain, depth, from.kind != Source::Kind::forward);
         } else {
           expand(walk, name, *next, depth + 1);
         }
@@ -281,8 +308,14 @@ void LocalRouter::expand_targets(Walk& walk, const std::string& local, const Dom
                     std::string(what) + " in " + from.file + " refused: " + refusal);
           return;
         }
-        walk.add({command ? msg::DeliveryMethod::command : msg::DeliveryMethod::mbox, t.value, "",
-                  mailbox});
+        // A .forward's command runs, and its file is written, as the user whose file it is.
+        walk.add({command ? msg::DeliveryMethod::command : msg::DeliveryMethod::mbox, t.value,
+                  from.kind == Source::Kind::forward ? local : "", mailbox});
+        break;
+      }
+      case AliasTarget::Kind::mailbox: {
+        // "\name" (only a .forward has it): that user's mailbox, no .forward, no alias.
+        deliver_to_user(walk, ascii::lower(t.value), domain, depth + 1, false);
         break;
       }
       case AliasTarget::Kind::include:
@@ -332,7 +365,7 @@ void LocalRouter::expand_include(Walk& walk, const std::string& local, const Dom
 
 // NOLINTNEXTLINE(misc-no-recursion): aliases nest, bounded by kMaxAliasDepth
 void LocalRouter::deliver_to_user(Walk& walk, const std::string& local, const DomainEntry& domain,
-                                  int depth) const {
+                                  int depth, bool consult_forward) const {
   if (walk.failed()) return;
   const Domain& d = domain.config;
   // postmaster exists in every local domain (RFC 5321 4.5.1), system domains aside: there it
@@ -398,6 +431,9 @@ void LocalRouter::deliver_to_user(Walk& walk, const std::string& local, const Do
     walk.fail(msg::RouteStatus::unknown_user, "no such user: " + local + "@" + d.name);
     return;
   }
+  if (exists && d.system_users && walk.for_delivery && consult_forward &&
+      follow_forward(walk, local, domain, home, depth))
+    return;
   msg::Destination dest{
       .method = msg::DeliveryMethod::maildir,
       .target = "",
@@ -430,6 +466,39 @@ void LocalRouter::deliver_to_user(Walk& walk, const std::string& local, const Do
     dest.target = fill_template(templ, local, d.name, home);
   }
   walk.add(std::move(dest));
+}
+
+// NOLINTNEXTLINE(misc-no-recursion): forwards nest, bounded by kMaxAliasDepth
+bool LocalRouter::follow_forward(Walk& walk, const std::string& local, const DomainEntry& domain,
+                                 const std::string& home, int depth) const {
+  const ForwardState* state = forwards_.find(local);
+  if (state == nullptr) {
+    if (walk.unread_forwards != nullptr) walk.unread_forwards->insert(local);
+    walk.fail(msg::RouteStatus::temporary, "the ~/.forward of " + local + " is not read yet");
+    return true;
+  }
+  if (state->kind == ForwardState::Kind::failed) {
+    // Never a bounce for a file that may say where the mail should go: later, again.
+    walk.fail(msg::RouteStatus::temporary, state->reason);
+    return true;
+  }
+  if (state->kind == ForwardState::Kind::none) return false;
+  if (auto why = forward_refusal(state->targets, domain.config)) {
+    log_forward_ignored(local, *why);
+    return false;
+  }
+  // Its entries expand as an alias's would, on the same loop stack: bob -> carol -> bob is a
+  // loop (expand finds bob on it), whether aliases or .forward files say so.
+  walk.stack.push_back(local + "@" + domain.config.name);
+  std::vector<AliasTarget> targets = state->targets;  // the cache may change meanwhile
+  expand_targets(walk, local, domain, targets,
+                 Source{.kind = Source::Kind::forward,
+                        .file = (home.ends_with('/') ? home : home + "/") + ".forward",
+                        .aliases_owner = 0,
+                        .untrusted = ""},
+                 depth + 1);
+  walk.stack.pop_back();
+  return true;
 }
 
 }  // namespace postern::lookup

@@ -18,6 +18,7 @@
 #include "common/mail/accounts.hpp"
 #include "lookup/aliases.hpp"
 #include "lookup/api.hpp"
+#include "lookup/forward_files.hpp"
 #include "lookup/system_users.hpp"
 #include "lookup/table.hpp"
 #include "mda/api.hpp"
@@ -52,23 +53,31 @@ class LocalRouter {
   // For RCPT: does the address exist? (A domain without a delivery method takes its users
   // anyway; delivery then defers.)
   msg::LocalRoute check(std::string_view local_part, std::string_view domain) const;
-  // For delivery: every destination of the address.
-  msg::LocalRoute resolve(std::string_view address) const;
+  // For delivery: every destination of the address. A system user's ~/.forward is followed
+  // as ForwardFiles knows it; one it does not know yet makes the route temporary and its user
+  // is added to unread_forwards (when given): ask the parent, store the answer, resolve again.
+  msg::LocalRoute resolve(std::string_view address,
+                          std::set<std::string>* unread_forwards = nullptr) const;
+  ForwardFiles& forward_files() const { return forwards_; }
   const SystemUsers& system_users() const { return system_users_; }
 
  private:
   struct DomainEntry;
   struct Walk;
   struct Source;
-  msg::LocalRoute route(std::string_view local_part, std::string_view domain,
-                        bool for_delivery) const;
+  msg::LocalRoute route(std::string_view local_part, std::string_view domain, bool for_delivery,
+                        std::set<std::string>* unread_forwards = nullptr) const;
   void expand(Walk& walk, const std::string& local, const DomainEntry& domain, int depth) const;
   void expand_targets(Walk& walk, const std::string& local, const DomainEntry& domain,
                       const std::vector<AliasTarget>& targets, const Source& from, int depth) const;
   void expand_include(Walk& walk, const std::string& local, const DomainEntry& domain,
                       const std::string& path, const Source& from, int depth) const;
-  void deliver_to_user(Walk& walk, const std::string& local, const DomainEntry& domain,
-                       int depth) const;
+  // consult_forward: false for the user's own mailbox named in the user's .forward.
+  void deliver_to_user(Walk& walk, const std::string& local, const DomainEntry& domain, int depth,
+                       bool consult_forward = true) const;
+  // True when the user's ~/.forward took the mail (or failed the walk); false: the mailbox.
+  bool follow_forward(Walk& walk, const std::string& local, const DomainEntry& domain,
+                      const std::string& home, int depth) const;
   const DomainEntry* find_domain(std::string_view name) const;
 
   std::vector<DomainEntry> domains_;
@@ -79,6 +88,7 @@ class LocalRouter {
   std::map<std::string, std::shared_ptr<const UserTable>, std::less<>> users_;
   // A cache: asking it is still a const question about the router's routes.
   mutable SystemUsers system_users_;
+  mutable ForwardFiles forwards_;  // the parent's answers, filled in by the lookup process
 };
 
 }  // namespace postern::lookup

@@ -31,8 +31,6 @@ constexpr std::chrono::milliseconds kFailureDelay{1000};
 // AUTH checks held back at once (AuthThrottle's delays); smtp's session limit keeps far below.
 constexpr size_t kMaxHeldChecks = 10000;
 constexpr size_t kMaxTableBytes = 16 << 20;
-// Route answers are cut into frames of at most this many payload bytes.
-constexpr size_t kRouteFrameBudget = 48 * 1024;
 
 // Sessions lookup remembers at once (about 25 MB at most, even if a compromised smtp
 // announces one connection again and again). limits.sessions defaults to 1000; a session
@@ -121,6 +119,8 @@ LookupProcess::LookupProcess(ChildRuntime& runtime) : runtime_(runtime) {
   d.on<msg::CtlShowStats>([this](msg::Incoming& in, msg::CtlShowStats&&) { show_stats(in); });
   d.on<msg::ResolveLocal>(
       [this](msg::Incoming& in, msg::ResolveLocal&& m) { resolve_local(in, m); });
+  d.on<msg::ForwardFile>(
+      [this](msg::Incoming& in, msg::ForwardFile&& m) { forward_answered(in, m); });
   d.on<msg::SessionOpen>([this](msg::Incoming& in, msg::SessionOpen&& m) { open_session(in, m); });
   d.on<msg::SessionClose>(
       [this](msg::Incoming&, msg::SessionClose&& m) { close_session(m.session); });
@@ -129,6 +129,8 @@ LookupProcess::LookupProcess(ChildRuntime& runtime) : runtime_(runtime) {
   runtime_.on_peer_lost([this](Role peer) {
     // A new smtp numbers its sessions afresh: nothing vouched for the old one may carry over.
     if (peer == Role::smtp) forget_sessions();
+    // A new mda numbers its requests afresh: an answer held for the old one is no one's.
+    std::erase_if(held_resolves_, [peer](const HeldResolve& h) { return h.from == peer; });
   });
   d.on<msg::AuthCheck>([this](msg::Incoming& in, msg::AuthCheck&& m) {
     check_credentials(in, m);
@@ -473,36 +475,6 @@ Status LookupProcess::load_routing_table(msg::TableKind kind, const std::string&
   }
   log_table_loaded(kind, name, router_.table_size(kind, name));
   return ok_status();
-}
-
-void LookupProcess::resolve_local(msg::Incoming& in, const msg::ResolveLocal& m) {
-  ipc::Channel* asker = in.from == Role::parent ? &runtime_.parent() : runtime_.peer(in.from);
-  if (asker == nullptr) return;
-  msg::LocalRoutes frame;
-  size_t bytes = 0;
-  for (const std::string& address : m.addresses) {
-    msg::LocalRoute route = router_.resolve(address);
-    size_t size = 16 + route.error.size();
-    for (const auto& d : route.destinations)
-      size += 16 + d.target.size() + d.user.size() + d.mailbox.size();
-    if (size > kRouteFrameBudget) {
-      route = {.status = msg::RouteStatus::failed,
-               .error = "expands to more destinations than fit one answer",
-               .destinations = {}};
-      size = 64;
-    }
-    if (bytes + size > kRouteFrameBudget) {
-      frame.last = false;
-      if (!msg::send(*asker, frame, in.request_id)) return;
-      frame.routes.clear();
-      bytes = 0;
-    }
-    frame.routes.push_back(std::move(route));
-    bytes += size;
-  }
-  frame.last = true;
-  if (!msg::send(*asker, frame, in.request_id))
-    log::warn("cannot answer %s", std::string(role_name(in.from)).c_str());
 }
 
 Status LookupProcess::load_credentials(const std::string& name, int fd) {

@@ -82,6 +82,14 @@ struct PasswordCheck {
   bool accepted = false;
 };
 
+// A ResolveLocal waiting for the parent to open ~/.forward files (resolve_local.cpp).
+struct HeldResolve {
+  Role from = Role::mda;
+  uint32_t request_id = 0;
+  std::vector<std::string> addresses;
+  Clock::time_point since;
+};
+
 class LookupProcess {
  public:
   explicit LookupProcess(ChildRuntime& runtime);
@@ -133,9 +141,17 @@ class LookupProcess {
   // Aliases and virtual users: a table with any error is refused whole, the one in use kept.
   Status load_routing_table(msg::TableKind kind, const std::string& name, int fd);
 
-  // Every address's route, in order, in as many frames as they take.
+  // Every address's route, in order, in as many frames as they take (resolve_local.cpp).
   // mda asks before it delivers; the parent asks again before it starts a delivery helper.
+  // A route through a system user's ~/.forward that lookup has not read waits for the parent
+  // to open it (ForwardOpen): the request is held, and answered once the files are known.
   void resolve_local(msg::Incoming& in, const msg::ResolveLocal& m);
+  void resolve_or_hold(HeldResolve request);
+  void send_routes(const HeldResolve& request, const std::vector<msg::LocalRoute>& routes);
+  void ask_forward(const std::string& user);
+  void forward_answered(msg::Incoming& in, const msg::ForwardFile& m);
+  void forwards_timed_out();
+  void retry_held_resolves();
 
   // A table with any error is refused whole and the one in use is kept.
   Status load_credentials(const std::string& name, int fd);
@@ -171,6 +187,11 @@ class LookupProcess {
   // AUTH checks waiting out a delay before they are hashed, by when they may go.
   std::multimap<Clock::time_point, std::unique_ptr<PasswordCheck>> held_checks_;
   Timer release_timer_{runtime_.base(), [this] { release_held_checks(); }};
+  std::vector<HeldResolve> held_resolves_;
+  // ForwardOpen requests to the parent, by request id: the user and when it was asked.
+  std::map<uint32_t, std::pair<std::string, Clock::time_point>> forwards_asked_;
+  uint32_t next_forward_request_ = 1;
+  Timer forward_timer_{runtime_.base(), [this] { forwards_timed_out(); }};
   uint64_t rcpt_checks_ = 0;
   uint64_t rcpt_known_ = 0;
   uint64_t rcpt_unknown_ = 0;

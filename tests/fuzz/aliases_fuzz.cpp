@@ -83,6 +83,9 @@ std::string write_list(const std::vector<AliasTarget>& targets) {
       case Kind::include:
         out += quote(":include:", target.value);
         break;
+      case Kind::mailbox:  // only a .forward has these
+        out += "\\" + target.value;
+        break;
     }
   }
   return out + "\n";

@@ -334,6 +334,8 @@ TEST_F(LocalRoutesTest, SystemUsersDeliverAsThemselvesAndRootIsAliased) {
            .maildir = "~/Maildir"};
   router_.configure({d});
   ASSERT_TRUE(router_.load(msg::TableKind::aliases, "/etc/aliases", "postmaster: root\n").ok());
+  // Delivery reads the user's ~/.forward through the parent: here, it has none.
+  router_.forward_files().store("daemon", msg::ForwardStatus::none, "", "");
   auto r = router_.resolve("daemon@localhost");
   ASSERT_EQ(r.status, RouteStatus::ok) << r.error;
   EXPECT_EQ(r.destinations[0],

@@ -123,6 +123,8 @@ TEST_F(PlusAddressTest, SystemUsersWithAnExtension) {
                             .system_users = true,
                             .min_uid = static_cast<uint32_t>(pw->pw_uid),
                             .maildir = "~/Maildir"}});
+  // Delivery reads the user's ~/.forward through the parent: here, it has none.
+  router_.forward_files().store("daemon", msg::ForwardStatus::none, "", "");
   auto r = router_.resolve("daemon+cron@localhost");
   ASSERT_EQ(r.status, RouteStatus::ok) << r.error;
   ASSERT_EQ(r.destinations.size(), 1u);
