@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "lookup/aliases.hpp"
+#include "tests/fuzz/alias_checks.hpp"
 
 namespace {
 
@@ -17,33 +18,14 @@ using postern::lookup::AliasTable;
 using postern::lookup::AliasTarget;
 using postern::lookup::parse_alias_list;
 using Kind = AliasTarget::Kind;
+using postern::fuzz::check;
+using postern::fuzz::count_lines;
+using postern::fuzz::is_clean;
 
 const std::string kFile = "fuzz";
 
-void check(bool condition) {
-  if (!condition) __builtin_trap();
-}
-
-int count_lines(std::string_view text) {
-  int lines = 1;
-  for (const char c : text) lines += c == '\n';
-  return lines;
-}
-
-// Tabs may be echoed from an item; nothing else below 0x20, and no DEL.
-bool is_clean(std::string_view text) {
-  for (const char c : text) {
-    const auto u = static_cast<unsigned char>(c);
-    if ((u < 0x20 && u != '\t') || u == 0x7f) return false;
-  }
-  return true;
-}
-
 void check_error(const AliasError& error, std::string_view text) {
-  check(error.file == kFile);
-  check(error.line >= 0 && error.line <= count_lines(text));
-  check(!error.message.empty());
-  check(is_clean(error.to_string()));
+  postern::fuzz::check_error(error, text, kFile);
 }
 
 std::string to_crlf(std::string_view text) {
