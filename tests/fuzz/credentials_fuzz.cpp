@@ -60,8 +60,14 @@ const std::set<std::string, std::less<>>& fixed_messages() {
          {"md5-crypt is too weak", "Sun md5-crypt is too weak", "sha1-crypt is too weak",
           "NT hashes are too weak", "obsolete bcrypt variant ($2$, $2x$)",
           "unknown or unsupported scheme", "extended DES crypt is too weak",
-          "DES crypt is too weak", "plaintext passwords are not accepted"})
+          "DES crypt is too weak", "plaintext passwords are not accepted",
+          "a Dovecot scheme other than {SHA512-CRYPT}, {SHA256-CRYPT}, {BLF-CRYPT} or {CRYPT}"})
       sentences.push_back(refused + why + advice);
+    // Dovecot's passwd-file prefixes.
+    sentences.emplace_back("malformed {SCHEME} prefix");
+    for (const char* scheme : {"SHA512-CRYPT", "SHA256-CRYPT", "BLF-CRYPT", "CRYPT"})
+      sentences.push_back(std::string("the hash is not of the scheme its {") + scheme +
+                          "} prefix names");
     std::set<std::string, std::less<>> set;
     for (const std::string& sentence : sentences) set.insert(shape(sentence));
     return set;

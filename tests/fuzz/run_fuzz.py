@@ -28,6 +28,9 @@ def main(argv):
             # A reproducer lands beside the build (its bytes are in the log as base64 too).
             f"-artifact_prefix={os.path.join(artifacts, name)}-",
             "-print_final_stats=1",
+            # libFuzzer's own default for a finding is 77, which meson reads as a skipped
+            # test: a crash must fail it.
+            "-error_exitcode=1",
             *flags,
             found,  # the first directory is the one libFuzzer writes new inputs to
             *[s for s in seeds if os.path.isdir(s)],
