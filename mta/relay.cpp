@@ -283,13 +283,14 @@ void Relay::on_closed(uint64_t id) {
                 : mail::RecipientResult{mail::RecipientStatus::temporary,
                                         mail::ClientPhase::connect, 0, "4.4.1", "cannot connect"};
     const std::optional<int64_t> down_for = host_failed(*c, why);
-    events::connect_failed(id, key, c->target, delivery_result(why, Target{}, "").detail,
-                           down_for, c->target_index + 1 < c->targets.size());
+    events::connect_failed(id, key, c->target, delivery_result(why, Target{}, "").detail, down_for,
+                           c->target_index + 1 < c->targets.size());
   } else {
     const std::optional<mail::RecipientResult>& failure = ended_.back()->failure();
     events::closed(id, key, c->target, failure.has_value(),
-                   failure ? delivery_result(*failure, Target{}, "").detail
-                           : c->closing.empty() ? "closed" : c->closing,
+                   failure              ? delivery_result(*failure, Target{}, "").detail
+                   : c->closing.empty() ? "closed"
+                                        : c->closing,
                    c->sent);
   }
   if (!c->ready && c->target_index + 1 < c->targets.size()) {
@@ -487,8 +488,8 @@ void Relay::on_results(uint64_t id, Delivery delivery, std::vector<mail::Recipie
   // (Beyond a lowered concurrency, connections close as their transactions end.)
   if (c->messages >= limits.messages_per_connection ||
       site_connections(d, [](const Connection& o) { return o.ready; }) > limits.connections) {
-    close_for(*c, c->messages >= limits.messages_per_connection ? "message limit"
-                                                                : "connection limit");
+    close_for(*c,
+              c->messages >= limits.messages_per_connection ? "message limit" : "connection limit");
     dispatch(c->destination);  // another connection takes what waits
     return;
   }

@@ -33,8 +33,8 @@ void connect(std::string_view queue_id, uint64_t conn, std::string_view domain,
       .info();
 }
 
-void tls(uint64_t conn, std::string_view domain, const Target& target,
-         const mail::TlsFacts* facts, std::string_view error, std::string_view then) {
+void tls(uint64_t conn, std::string_view domain, const Target& target, const mail::TlsFacts* facts,
+         std::string_view error, std::string_view then) {
   log::Line line;
   connection(line, "tls", conn, domain, target)
       .add("policy", mail::policy_name(target.tls))

@@ -30,8 +30,8 @@ void connect(std::string_view queue_id, uint64_t conn, std::string_view domain,
              const Target& target, bool reused, std::string_view tls);
 // The handshake with a server: facts when it was established; otherwise why it failed and
 // what follows (then: "plaintext" when the server is tried again in the clear, "deferred").
-void tls(uint64_t conn, std::string_view domain, const Target& target,
-         const mail::TlsFacts* facts, std::string_view error, std::string_view then);
+void tls(uint64_t conn, std::string_view domain, const Target& target, const mail::TlsFacts* facts,
+         std::string_view error, std::string_view then);
 // A connection that was ready ended: reason is ours (idle, limit...) when lost is false, the
 // failure (a timeout, the server's 421, a dropped connection) when true.
 void closed(uint64_t conn, std::string_view domain, const Target& target, bool lost,

@@ -75,7 +75,6 @@ bool too_many_recipients(const mail::RecipientResult& r) {
   return ascii::lower(r.text).find("too many recipients") != std::string::npos;
 }
 
-
 std::optional<Refusal> refuse_before_sending(const Envelope& envelope,
                                              const mail::Capabilities& capabilities) {
   if (capabilities.size && *capabilities.size > 0 && envelope.size > *capabilities.size)
